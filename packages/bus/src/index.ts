@@ -1,0 +1,167 @@
+import { connect, nanos, headers, type NatsConnection, type MsgHdrs } from "@nats-io/transport-node";
+import {
+  AckPolicy,
+  DeliverPolicy,
+  DiscardPolicy,
+  jetstream,
+  jetstreamManager,
+  JetStreamApiError,
+  RetentionPolicy,
+  StorageType,
+  type ConsumerConfig,
+  type JetStreamClient,
+  type JetStreamManager,
+  type StreamConfig,
+} from "@nats-io/jetstream";
+import type { Logger } from "@recsys/logging";
+
+export { headers, type MsgHdrs, type NatsConnection, type JetStreamClient, type JetStreamManager };
+export type { JsMsg, Consumer } from "@nats-io/jetstream";
+
+/** Stream names and subjects of one namespace ("" in production; tests use their own). */
+export class Topology {
+  constructor(readonly namespace: string) {}
+
+  private streamName(base: string): string {
+    return this.namespace ? `${this.namespace.toUpperCase()}_${base}` : base;
+  }
+  private subject(base: string): string {
+    return this.namespace ? `${this.namespace}.${base}` : base;
+  }
+
+  get clicksStream(): string {
+    return this.streamName("CLICKS");
+  }
+  clicksSubject(partition: number): string {
+    return this.subject(`clicks.${partition}`);
+  }
+  get clicksSubjects(): string {
+    return this.subject("clicks.>");
+  }
+  get deadLetterStream(): string {
+    return this.streamName("DEAD_LETTERS");
+  }
+  /** Dead letters are filed by the stream they came from: dlq.clicks, dlq.content, … */
+  deadLetterSubject(source: string): string {
+    return this.subject(`dlq.${source}`);
+  }
+  get deadLetterSubjects(): string {
+    return this.subject("dlq.>");
+  }
+  streamConfigs(): Array<Partial<StreamConfig> & { name: string }> {
+    return [
+      {
+        name: this.clicksStream,
+        subjects: [this.clicksSubjects],
+        retention: RetentionPolicy.Limits,
+        storage: StorageType.File,
+        discard: DiscardPolicy.Old,
+        // Broker-side dedup on Nats-Msg-Id covers client retries within this window;
+        // the consumers' own idempotency covers everything older.
+        duplicate_window: nanos(10 * 60_000),
+      },
+      {
+        name: this.deadLetterStream,
+        subjects: [this.deadLetterSubjects],
+        retention: RetentionPolicy.Limits,
+        storage: StorageType.File,
+        duplicate_window: nanos(10 * 60_000),
+      },
+    ];
+  }
+}
+
+export interface Bus {
+  nc: NatsConnection;
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  topology: Topology;
+  connected(): boolean;
+  close(): Promise<void>;
+}
+
+/** Connects for good: reconnects forever with backoff; callers watch `connected()` for health. */
+export async function connectBus(opts: { url: string; name: string; namespace: string; logger: Logger }): Promise<Bus> {
+  let nc: NatsConnection | undefined;
+  for (let attempt = 1; !nc; attempt++) {
+    try {
+      nc = await connect({
+        servers: opts.url,
+        name: opts.name,
+        maxReconnectAttempts: -1,
+        reconnectTimeWait: 500,
+        pingInterval: 10_000,
+      });
+    } catch (err) {
+      const waitMs = Math.min(5_000, 200 * attempt);
+      opts.logger.warn({ err: String(err), attempt, waitMs }, "NATS not reachable, retrying");
+      await new Promise((r) => setTimeout(r, waitMs));
+    }
+  }
+  const conn = nc;
+  let up = true;
+  void (async () => {
+    for await (const s of conn.status()) {
+      if (s.type === "disconnect") up = false;
+      if (s.type === "reconnect") up = true;
+      if (s.type === "disconnect" || s.type === "reconnect") opts.logger.warn({ status: s.type }, "NATS connection");
+    }
+  })();
+  const jsm = await jetstreamManager(conn);
+  const topology = new Topology(opts.namespace);
+  await ensureStreams(jsm, topology);
+  return {
+    nc: conn,
+    js: jetstream(conn),
+    jsm,
+    topology,
+    connected: () => up && !conn.isClosed(),
+    close: () => conn.drain(),
+  };
+}
+
+/** Creates or updates every stream of the topology; safe to run from every service at every start. */
+export async function ensureStreams(jsm: JetStreamManager, topology: Topology): Promise<void> {
+  for (const cfg of topology.streamConfigs()) {
+    try {
+      await jsm.streams.info(cfg.name);
+      await jsm.streams.update(cfg.name, cfg);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+      try {
+        await jsm.streams.add(cfg);
+      } catch (addErr) {
+        // Another service created it between our info and add.
+        if (!String(addErr).includes("already in use")) throw addErr;
+      }
+    }
+  }
+}
+
+/** A durable pull consumer with explicit acks, created or updated idempotently. */
+export async function ensureDurableConsumer(
+  jsm: JetStreamManager,
+  stream: string,
+  cfg: Partial<ConsumerConfig> & { durable_name: string },
+): Promise<void> {
+  const full: Partial<ConsumerConfig> = {
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: DeliverPolicy.All,
+    ack_wait: nanos(30_000),
+    ...cfg,
+  };
+  try {
+    await jsm.consumers.info(stream, cfg.durable_name);
+    await jsm.consumers.update(stream, cfg.durable_name, full);
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+    await jsm.consumers.add(stream, full);
+  }
+}
+
+function isNotFound(err: unknown): boolean {
+  if (err instanceof JetStreamApiError) return err.status === 404;
+  return /not found/i.test(String(err));
+}
+
+export { nanos };

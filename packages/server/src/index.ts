@@ -1,0 +1,168 @@
+import http from "node:http";
+import http2 from "node:http2";
+import net from "node:net";
+import { Duplex } from "node:stream";
+import type { ConnectRouter } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import type { Logger } from "@recsys/logging";
+
+export const MAX_REQUEST_BYTES = 1024 * 1024;
+
+export interface RpcServerOptions {
+  name: string;
+  host: string;
+  port: number;
+  routes: (router: ConnectRouter) => void;
+  /** True while every dependency the service needs is reachable. */
+  healthy: () => boolean | Promise<boolean>;
+  logger: Logger;
+}
+
+export interface RpcServer {
+  port: number;
+  close(): Promise<void>;
+}
+
+/**
+ * One port that speaks gRPC over h2c (prior knowledge) and the Connect protocol over HTTP/1.1,
+ * so that gRPC clients and `curl` both work. The first bytes of a connection pick the server:
+ * every HTTP/2 connection opens with the preface "PRI * HTTP/2.0".
+ */
+export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer> {
+  const connect = connectNodeAdapter({
+    routes: opts.routes,
+    readMaxBytes: MAX_REQUEST_BYTES,
+  });
+  const handle = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
+    if (req.url === "/healthz" && req.method === "GET") {
+      void Promise.resolve(opts.healthy()).then(
+        (ok) => {
+          res.writeHead(ok ? 200 : 503, { "content-type": "application/json" });
+          res.end(JSON.stringify({ status: ok ? "SERVING" : "NOT_SERVING", service: opts.name }));
+        },
+        () => {
+          res.writeHead(503, { "content-type": "application/json" });
+          res.end(JSON.stringify({ status: "NOT_SERVING", service: opts.name }));
+        },
+      );
+      return;
+    }
+    (connect as (a: typeof req, b: typeof res) => void)(req, res);
+  };
+
+  const h1 = http.createServer(handle);
+  h1.keepAliveTimeout = 65_000;
+  const h2 = http2.createServer(handle);
+  const sockets = new Set<net.Socket>();
+  const sessions = new Set<http2.ServerHttp2Session>();
+  h2.on("session", (s) => {
+    sessions.add(s);
+    s.once("close", () => sessions.delete(s));
+  });
+
+  const front = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+    let head = Buffer.alloc(0);
+    const onData = (chunk: Buffer) => {
+      head = Buffer.concat([head, chunk]);
+      if (head.length < 3) return;
+      socket.off("data", onData);
+      if (head.subarray(0, 3).toString("latin1") === "PRI") {
+        // http2 reads the native handle directly and would miss bytes put back with unshift.
+        h2.emit("connection", new ReplayedSocket(socket, head));
+      } else {
+        socket.pause();
+        socket.unshift(head);
+        h1.emit("connection", socket);
+        socket.resume();
+      }
+    };
+    socket.on("data", onData);
+    socket.on("error", () => socket.destroy());
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    front.once("error", reject);
+    front.listen(opts.port, opts.host, () => resolve());
+  });
+  const address = front.address() as net.AddressInfo;
+  opts.logger.info({ host: opts.host, port: address.port }, "listening (gRPC h2c, Connect HTTP/1.1 and HTTP/2)");
+
+  return {
+    port: address.port,
+    async close() {
+      await new Promise<void>((resolve) => {
+        front.close(() => resolve());
+        for (const s of sessions) s.close();
+        h1.closeIdleConnections();
+        // Connections still busy after a grace period are cut; clients retry unacked work.
+        setTimeout(() => {
+          for (const s of sockets) s.destroy();
+        }, 2_000).unref();
+      });
+    },
+  };
+}
+
+/** A socket whose first bytes were already read: replays them, then passes everything through. */
+class ReplayedSocket extends Duplex {
+  constructor(
+    private readonly socket: net.Socket,
+    head: Buffer,
+  ) {
+    super();
+    this.push(head);
+    socket.on("data", (chunk: Buffer) => {
+      if (!this.push(chunk)) socket.pause();
+    });
+    socket.on("end", () => this.push(null));
+    socket.on("close", () => this.destroy());
+    socket.on("error", (err) => this.destroy(err));
+  }
+  get remoteAddress() {
+    return this.socket.remoteAddress;
+  }
+  get remotePort() {
+    return this.socket.remotePort;
+  }
+  override _read() {
+    this.socket.resume();
+  }
+  override _write(chunk: Buffer, encoding: BufferEncoding, callback: (err?: Error | null) => void) {
+    this.socket.write(chunk, encoding, callback);
+  }
+  override _final(callback: (err?: Error | null) => void) {
+    this.socket.end(callback);
+  }
+  override _destroy(err: Error | null, callback: (err?: Error | null) => void) {
+    this.socket.destroy(err ?? undefined);
+    callback(err);
+  }
+}
+
+/**
+ * Runs `stop` once on SIGTERM/SIGINT, then exits. A second signal exits at once.
+ */
+export function onShutdown(logger: Logger, stop: () => Promise<void>): void {
+  let stopping = false;
+  const handler = (signal: NodeJS.Signals) => {
+    if (stopping) process.exit(1);
+    stopping = true;
+    logger.info({ signal }, "shutting down");
+    const deadline = setTimeout(() => {
+      logger.error("shutdown took too long, exiting");
+      process.exit(1);
+    }, 10_000);
+    deadline.unref();
+    stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        logger.error({ err }, "shutdown failed");
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGTERM", handler);
+  process.on("SIGINT", handler);
+}

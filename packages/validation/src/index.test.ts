@@ -1,0 +1,56 @@
+import { describe, expect, it } from "vitest";
+import { checkEventTime, checkLimit, checkUrl, checkUserid, FieldError, parseRfc3339 } from "./index.js";
+
+const now = Date.parse("2024-01-02T00:00:00Z");
+
+function rejection(fn: () => unknown): { field: string; reason: string } {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof FieldError) return { field: err.field, reason: err.reason };
+    throw err;
+  }
+  throw new Error("accepted");
+}
+
+describe("event_time", () => {
+  it("reads RFC 3339 with offsets and fractions to the millisecond", () => {
+    expect(parseRfc3339("2024-01-02T00:00:00Z")).toBe(1704153600000);
+    expect(parseRfc3339("2024-01-02T05:30:00.250+05:30")).toBe(1704153600250);
+    expect(parseRfc3339("2016-12-31T23:59:60Z")).toBe(Date.parse("2016-12-31T23:59:59.999Z"));
+  });
+  it.each(["2024-01-02", "2024-01-02 00:00:00", "2024-02-30T00:00:00Z", "2024-01-01T24:00:00Z", "yesterday", "1704153600", "2024-01-02T00:00:00+25:00"])(
+    "rejects %j naming the field",
+    (bad) => {
+      expect(rejection(() => parseRfc3339(bad)).field).toBe("event_time");
+    },
+  );
+  it("rejects times more than a day ahead, accepts just under", () => {
+    expect(checkEventTime("2024-01-02T23:59:59Z", now)).toBe(now + 86_399_000);
+    expect(rejection(() => checkEventTime("2024-01-03T00:00:01Z", now)).reason).toMatch(/future/);
+  });
+});
+
+describe("url", () => {
+  it("keeps a valid url verbatim, percent-encoding and all", () => {
+    const u = "https://en.wikipedia.org/wiki/Generosity%3A%20An%20Enhancement";
+    expect(checkUrl(u)).toBe(u);
+  });
+  it.each(["", "/wiki/Relative", "ftp://example.org/x", "https://", "https://exa mple.org/", `https://example.org/${"a".repeat(2048)}`])(
+    "rejects %j",
+    (bad) => expect(rejection(() => checkUrl(bad)).field).toBe("url"),
+  );
+});
+
+describe("userid and limit", () => {
+  it("bounds userid by characters, not bytes", () => {
+    expect(checkUserid("é".repeat(256))).toHaveLength(256);
+    expect(rejection(() => checkUserid("é".repeat(257))).field).toBe("userid");
+    expect(rejection(() => checkUserid("")).reason).toMatch(/empty/);
+  });
+  it("defaults the limit to 10 and bounds it to 1..1000", () => {
+    expect(checkLimit(undefined)).toBe(10);
+    expect(checkLimit(1000)).toBe(1000);
+    for (const bad of [0, -1, 1001, 2.5]) expect(rejection(() => checkLimit(bad)).field).toBe("limit");
+  });
+});

@@ -1,0 +1,104 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+
+/** A rejected input: which field, and why, in words a client can act on. */
+export class FieldError extends Error {
+  constructor(
+    readonly field: string,
+    readonly reason: string,
+  ) {
+    super(`${field}: ${reason}`);
+  }
+  toConnectError(): ConnectError {
+    return new ConnectError(this.message, Code.InvalidArgument);
+  }
+}
+
+export const LIMITS = {
+  useridChars: 256,
+  urlChars: 2048,
+  eventIdChars: 128,
+  maxFutureMs: 24 * 60 * 60 * 1000,
+  recommendationLimit: { min: 1, max: 1000, fallback: 10 },
+} as const;
+
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
+function chars(s: string): number {
+  let n = 0;
+  for (const _ of s) n++;
+  return n;
+}
+
+export function checkUserid(value: string, field = "userid"): string {
+  if (value.length === 0) throw new FieldError(field, "must not be empty");
+  if (chars(value) > LIMITS.useridChars) throw new FieldError(field, `must be at most ${LIMITS.useridChars} characters`);
+  if (CONTROL.test(value)) throw new FieldError(field, "must not contain control characters");
+  return value;
+}
+
+/** An absolute http(s) URL, kept verbatim: co-visits are counted per exact url string. */
+export function checkUrl(value: string, field = "url"): string {
+  if (value.length === 0) throw new FieldError(field, "must not be empty");
+  if (chars(value) > LIMITS.urlChars) throw new FieldError(field, `must be at most ${LIMITS.urlChars} characters`);
+  if (CONTROL.test(value) || /\s/.test(value)) throw new FieldError(field, "must not contain whitespace or control characters");
+  let parsed: URL;
+  try {
+    parsed = new URL(value);
+  } catch {
+    throw new FieldError(field, "must be an absolute http(s) URL");
+  }
+  if ((parsed.protocol !== "http:" && parsed.protocol !== "https:") || parsed.hostname === "") {
+    throw new FieldError(field, "must be an absolute http(s) URL");
+  }
+  return value;
+}
+
+export function checkEventId(value: string, field = "event_id"): string {
+  if (chars(value) > LIMITS.eventIdChars) throw new FieldError(field, `must be at most ${LIMITS.eventIdChars} characters`);
+  if (CONTROL.test(value) || /\s/.test(value)) throw new FieldError(field, "must not contain whitespace or control characters");
+  return value;
+}
+
+const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/;
+
+/** Milliseconds since the epoch of an RFC 3339 date-time; rejects impossible dates that Date.parse would roll over. */
+export function parseRfc3339(value: string, field = "event_time"): number {
+  const m = RFC3339.exec(value);
+  if (!m) throw new FieldError(field, "must be an RFC 3339 date-time, e.g. 2024-01-02T00:00:00Z");
+  const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
+  const daysInMonth = new Date(Date.UTC(year, month, 0)).getUTCDate();
+  const offset = m[8]!;
+  const offsetOk = offset.length === 1 || (Number(offset.slice(1, 3)) <= 23 && Number(offset.slice(4, 6)) <= 59);
+  if (month < 1 || month > 12 || day < 1 || day > daysInMonth || hour > 23 || minute > 59 || second > 60 || !offsetOk) {
+    throw new FieldError(field, "is not a valid date-time");
+  }
+  // A leap second (:60) is the last instant of its minute.
+  const normalized = second === 60 ? value.replace(/:60(?=[.Zz+-])/, ":59") : value;
+  const ms = Date.parse(normalized) + (second === 60 ? 999 : 0);
+  if (!Number.isFinite(ms)) throw new FieldError(field, "is not a valid date-time");
+  return ms;
+}
+
+export function checkEventTime(value: string, nowMs: number, field = "event_time"): number {
+  const ms = parseRfc3339(value, field);
+  if (ms > nowMs + LIMITS.maxFutureMs) throw new FieldError(field, "must not be more than a day in the future");
+  return ms;
+}
+
+/** The number of results to return; `undefined` or 0 mean the default. */
+export function checkLimit(value: number | undefined, field = "limit"): number {
+  const { min, max, fallback } = LIMITS.recommendationLimit;
+  if (value === undefined) return fallback;
+  if (!Number.isInteger(value) || value < min || value > max) throw new FieldError(field, `must be between ${min} and ${max}`);
+  return value;
+}
+
+/** Runs a check and turns its FieldError into InvalidArgument for the wire. */
+export function orInvalidArgument<T>(check: () => T): T {
+  try {
+    return check();
+  } catch (err) {
+    if (err instanceof FieldError) throw err.toConnectError();
+    throw err;
+  }
+}

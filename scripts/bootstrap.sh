@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Makes a fresh clone ready: pnpm (pinned in package.json), dependencies, build.
+# Usage: source scripts/bootstrap.sh   (puts pnpm on PATH for the caller)
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+want="$(node -p "require('$root/package.json').packageManager.split('@')[1]")"
+
+# pnpm is not on a fresh machine: install the pinned version into the repo, not globally.
+if ! command -v pnpm >/dev/null 2>&1 || [ "$(pnpm --version 2>/dev/null)" != "$want" ]; then
+  if [ ! -x "$root/.tools/node_modules/.bin/pnpm" ] || [ "$("$root/.tools/node_modules/.bin/pnpm" --version)" != "$want" ]; then
+    echo "bootstrap: installing pnpm $want into .tools/" >&2
+    npm install --silent --no-audit --no-fund --prefix "$root/.tools" "pnpm@$want" >&2
+  fi
+  export PATH="$root/.tools/node_modules/.bin:$PATH"
+fi
+
+cd "$root"
+# onnxruntime-node's postinstall would fetch CUDA binaries from an unreachable host; the CPU build ships in the package.
+export ONNXRUNTIME_NODE_INSTALL=skip
+pnpm install --frozen-lockfile=false --prefer-offline >&2
+pnpm build >&2

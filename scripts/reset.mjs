@@ -1,0 +1,30 @@
+// Deletes everything one namespace of the project stored: streams, Redis keys, tables.
+import { connect } from "@nats-io/transport-node";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { Redis } from "ioredis";
+
+export async function resetNamespace(namespace, env = process.env) {
+  const nc = await connect({ servers: env.NATS_URL ?? "nats://127.0.0.1:4222" });
+  try {
+    const jsm = await jetstreamManager(nc);
+    const prefix = namespace ? `${namespace.toUpperCase()}_` : "";
+    for (const base of ["CLICKS", "DEAD_LETTERS", "CONTENT", "EMBEDDINGS", "ENGAGEMENT"]) {
+      await jsm.streams.delete(prefix + base).catch(() => false);
+    }
+  } finally {
+    await nc.close();
+  }
+  const redis = new Redis(env.REDIS_URL ?? "redis://127.0.0.1:6379", { lazyConnect: true });
+  await redis.connect();
+  try {
+    const pattern = `${namespace ? `${namespace}:` : ""}recsys:*`;
+    let cursor = "0";
+    do {
+      const [next, keys] = await redis.scan(cursor, "MATCH", pattern, "COUNT", 1000);
+      cursor = next;
+      if (keys.length) await redis.unlink(...keys);
+    } while (cursor !== "0");
+  } finally {
+    redis.disconnect();
+  }
+}

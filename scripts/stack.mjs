@@ -1,0 +1,114 @@
+#!/usr/bin/env node
+// Runs the services of this repo as background processes on this machine.
+//   up      start NATS/Redis/PostgreSQL if down, then every service that is not running; wait until healthy
+//   down    stop the services (SIGTERM, then SIGKILL after 10 s)
+//   reset   delete this project's streams, Redis keys and tables; running services recreate what they need
+//   status  one line per service
+import { spawn, execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const stackDir = join(root, ".stack");
+const pidDir = join(stackDir, "pids");
+const logDir = join(stackDir, "logs");
+
+/** Start order matters only for the first health wait: backends before the gateway. */
+export const SERVICES = [
+  { name: "ingest", portVar: "INGEST_PORT", port: 50051 },
+  { name: "covisit", portVar: "COVISIT_PORT", port: 50052 },
+  { name: "gateway", portVar: "GATEWAY_PORT", port: 8080 },
+];
+
+const portOf = (s) => Number(process.env[s.portVar] ?? s.port);
+const pidFile = (s) => join(pidDir, `${s.name}.pid`);
+
+function runningPid(s) {
+  if (!existsSync(pidFile(s))) return undefined;
+  const pid = Number(readFileSync(pidFile(s), "utf8"));
+  try {
+    process.kill(pid, 0);
+    return pid;
+  } catch {
+    return undefined;
+  }
+}
+
+async function healthy(s) {
+  try {
+    const res = await fetch(`http://127.0.0.1:${portOf(s)}/healthz`, { signal: AbortSignal.timeout(1_000) });
+    return res.ok;
+  } catch {
+    return false;
+  }
+}
+
+async function up() {
+  if (process.env.STACK_SKIP_INFRA !== "1") execFileSync("bash", [join(root, "scripts/infra.sh"), "up"], { stdio: "inherit" });
+  mkdirSync(pidDir, { recursive: true });
+  mkdirSync(logDir, { recursive: true });
+  for (const s of SERVICES) {
+    const main = join(root, "services", s.name, "dist/main.js");
+    if (!existsSync(main)) throw new Error(`${main} is missing: run pnpm build first`);
+    const pid = runningPid(s);
+    if (pid) {
+      console.error(`stack: ${s.name} already running (pid ${pid})`);
+      continue;
+    }
+    const log = openSync(join(logDir, `${s.name}.log`), "a");
+    const child = spawn(process.execPath, ["--enable-source-maps", main], { detached: true, stdio: ["ignore", log, log], env: process.env });
+    writeFileSync(pidFile(s), String(child.pid));
+    child.unref();
+    console.error(`stack: started ${s.name} (pid ${child.pid}, port ${portOf(s)}, log .stack/logs/${s.name}.log)`);
+  }
+  const deadline = Date.now() + 60_000;
+  for (const s of SERVICES) {
+    while (!(await healthy(s))) {
+      if (!runningPid(s)) throw new Error(`${s.name} exited; see .stack/logs/${s.name}.log`);
+      if (Date.now() > deadline) throw new Error(`${s.name} not healthy after 60 s; see .stack/logs/${s.name}.log`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+  console.error("stack: all services healthy");
+}
+
+async function down() {
+  for (const s of [...SERVICES].reverse()) {
+    const pid = runningPid(s);
+    if (!pid) {
+      rmSync(pidFile(s), { force: true });
+      continue;
+    }
+    process.kill(pid, "SIGTERM");
+    const deadline = Date.now() + 10_000;
+    while (runningPid(s) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    if (runningPid(s)) process.kill(pid, "SIGKILL");
+    rmSync(pidFile(s), { force: true });
+    console.error(`stack: stopped ${s.name}`);
+  }
+}
+
+async function status() {
+  for (const s of SERVICES) {
+    const pid = runningPid(s);
+    console.log(`${s.name.padEnd(8)} ${pid ? `pid ${pid}` : "stopped"}  port ${portOf(s)}  ${(await healthy(s)) ? "healthy" : "not healthy"}`);
+  }
+}
+
+async function reset() {
+  const { resetNamespace } = await import("./reset.mjs");
+  await resetNamespace(process.env.RECSYS_NAMESPACE ?? "");
+  console.error("stack: streams, Redis keys and tables of this project deleted");
+}
+
+const commands = { up, down, status, reset };
+const cmd = commands[process.argv[2]];
+if (!cmd) {
+  console.error(`usage: stack.mjs ${Object.keys(commands).join("|")}`);
+  process.exit(2);
+}
+cmd().catch((err) => {
+  console.error(`stack: ${err.message}`);
+  process.exit(1);
+});

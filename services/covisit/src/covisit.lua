@@ -1,0 +1,55 @@
+-- Applies one click to the co-visit counts, atomically. Version 1.
+--
+-- KEYS[1]  history of the user: sorted set, member = event_id, score = event time (ms)
+-- KEYS[2]  urls of that history: hash, event_id -> url
+-- ARGV[1]  event_id    ARGV[2] url    ARGV[3] event time (ms)
+-- ARGV[4]  window (ms)    ARGV[5] allowed lateness (ms)    ARGV[6] prefix of co-visit keys
+--
+-- Returns {status, n}: {"applied", pairs counted}, {"duplicate", 0} or {"late", watermark}.
+--
+-- Pairs are counted with the clicks already in the history on both sides, [t - window, t) as
+-- "before" and (t, t + window] as "after", so the result does not depend on arrival order.
+-- The watermark is the user's latest event time seen; history older than watermark - window -
+-- lateness is trimmed, so a click older than watermark - lateness could miss partners: it is late.
+local history, urls = KEYS[1], KEYS[2]
+local id, url, t = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local window, lateness, prefix = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
+
+local function ms(x) return string.format('%.0f', x) end
+
+if redis.call('ZSCORE', history, id) then
+  return {'duplicate', 0}
+end
+
+local newest = redis.call('ZREVRANGE', history, 0, 0, 'WITHSCORES')
+local watermark = t
+if newest[2] and tonumber(newest[2]) > t then watermark = tonumber(newest[2]) end
+if t < watermark - lateness then
+  return {'late', ms(watermark)}
+end
+
+local counted = 0
+local before = redis.call('ZRANGEBYSCORE', history, ms(t - window), '(' .. ms(t))
+for _, other in ipairs(before) do
+  redis.call('ZINCRBY', prefix .. redis.call('HGET', urls, other), 1, url)
+  counted = counted + 1
+end
+local after = redis.call('ZRANGEBYSCORE', history, '(' .. ms(t), ms(t + window))
+for _, other in ipairs(after) do
+  redis.call('ZINCRBY', prefix .. url, 1, redis.call('HGET', urls, other))
+  counted = counted + 1
+end
+
+redis.call('ZADD', history, ms(t), id)
+redis.call('HSET', urls, id, url)
+
+local cutoff = '(' .. ms(watermark - window - lateness)
+local expired = redis.call('ZRANGEBYSCORE', history, '-inf', cutoff)
+for _, old in ipairs(expired) do
+  redis.call('HDEL', urls, old)
+end
+if #expired > 0 then
+  redis.call('ZREMRANGEBYSCORE', history, '-inf', cutoff)
+end
+
+return {'applied', counted}

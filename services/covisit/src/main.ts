@@ -1,0 +1,50 @@
+import { Redis } from "ioredis";
+import { connectBus } from "@recsys/bus";
+import { commonEnv, port, positiveInt, readConfig, z } from "@recsys/config";
+import { createLogger } from "@recsys/logging";
+import { onShutdown, startRpcServer } from "@recsys/server";
+import { runClickConsumer, type ConsumerStats } from "./consumer.js";
+import { covisitRoutes } from "./handlers.js";
+import { CovisitStore } from "./redis-store.js";
+
+const config = readConfig(
+  z.object({
+    ...commonEnv,
+    COVISIT_PORT: port(50052),
+    ALLOWED_LATENESS_MS: z.coerce.number().int().min(0).default(5 * 60_000),
+    COVISIT_CONCURRENCY: positiveInt(64),
+  }),
+);
+const logger = createLogger("covisit");
+const redis = new Redis(config.REDIS_URL, {
+  enableAutoPipelining: true,
+  maxRetriesPerRequest: null,
+  retryStrategy: (attempt) => Math.min(5_000, attempt * 200),
+});
+redis.on("error", (err) => logger.warn({ err: String(err) }, "redis"));
+const store = new CovisitStore(redis, config.RECSYS_NAMESPACE, config.ALLOWED_LATENESS_MS);
+const bus = await connectBus({ url: config.NATS_URL, name: "covisit", namespace: config.RECSYS_NAMESPACE, logger });
+const stats: ConsumerStats = { applied: 0, duplicates: 0, late: 0, undecodable: 0 };
+
+const server = await startRpcServer({
+  name: "covisit",
+  host: config.HOST,
+  port: config.COVISIT_PORT,
+  routes: covisitRoutes(store, bus),
+  healthy: () => bus.connected() && redis.status === "ready",
+  logger,
+});
+const stopConsuming = new AbortController();
+const consuming = runClickConsumer({ bus, store, logger, concurrency: config.COVISIT_CONCURRENCY, stats, signal: stopConsuming.signal });
+consuming.catch((err: unknown) => {
+  logger.fatal({ err: String(err) }, "click consumer failed");
+  process.exit(1);
+});
+
+onShutdown(logger, async () => {
+  stopConsuming.abort();
+  await consuming;
+  await server.close();
+  await bus.close();
+  redis.disconnect();
+});

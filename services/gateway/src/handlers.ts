@@ -1,0 +1,36 @@
+import { Code, ConnectError, type Client, type ConnectRouter } from "@connectrpc/connect";
+import type { CovisitService } from "@recsys/contracts/covisit/v1/covisit";
+import { GatewayService } from "@recsys/contracts/gateway/v1/gateway";
+import type { IngestService } from "@recsys/contracts/ingest/v1/ingest";
+import type { Logger } from "@recsys/logging";
+import { checkLimit, orInvalidArgument } from "@recsys/validation";
+
+export interface Backends {
+  covisit: Client<typeof CovisitService>;
+  ingest: Client<typeof IngestService>;
+}
+
+/** The public RPCs, named after the reference GraphQL fields; validation here, work in the backends. */
+export function gatewayRoutes(backends: Backends, logger: Logger, deadlineMs: number) {
+  return (router: ConnectRouter) =>
+    router.service(GatewayService, {
+      async recommendation(req) {
+        const limit = orInvalidArgument(() => checkLimit(req.limit));
+        // covisit validates the url itself; its InvalidArgument reaches the client unchanged.
+        const res = await backends.covisit.recommendation({ url: req.url, limit }, { timeoutMs: deadlineMs });
+        return { items: res.items.map((i) => ({ recommendation: i.recommendation, frequency: i.frequency })) };
+      },
+      async clickstream(req) {
+        if (!req.event) throw new ConnectError("event: is required", Code.InvalidArgument);
+        const { userid, url, eventTime, eventId } = req.event;
+        const res = await backends.ingest.publishClicks({ clicks: [{ userid, url, eventTime, eventId }] }, { timeoutMs: deadlineMs });
+        const outcome = res.results[0]?.outcome;
+        if (outcome?.case === "rejected") {
+          logger.info({ field: outcome.value.field, reason: outcome.value.reason }, "click refused");
+          throw new ConnectError(`event.${outcome.value.field}: ${outcome.value.reason}`, Code.InvalidArgument);
+        }
+        if (outcome?.case !== "accepted") throw new ConnectError("ingest gave no result for the click", Code.Internal);
+        return { eventId: outcome.value.eventId, userid, url, eventTime: outcome.value.eventTime, duplicate: outcome.value.duplicate };
+      },
+    });
+}

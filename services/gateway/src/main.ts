@@ -1,0 +1,42 @@
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { commonEnv, port, positiveInt, readConfig, z } from "@recsys/config";
+import { CovisitService } from "@recsys/contracts/covisit/v1/covisit";
+import { IngestService } from "@recsys/contracts/ingest/v1/ingest";
+import { createLogger } from "@recsys/logging";
+import { onShutdown, startRpcServer } from "@recsys/server";
+import { gatewayRoutes } from "./handlers.js";
+
+const config = readConfig(
+  z.object({
+    ...commonEnv,
+    // The gateway is the public edge.
+    HOST: z.string().default("0.0.0.0"),
+    GATEWAY_PORT: port(8080),
+    INGEST_URL: z.string().url().default("http://127.0.0.1:50051"),
+    COVISIT_URL: z.string().url().default("http://127.0.0.1:50052"),
+    GATEWAY_DEADLINE_MS: positiveInt(5_000),
+  }),
+);
+const logger = createLogger("gateway");
+// One HTTP/2 connection per backend, reused by every request.
+const grpc = (baseUrl: string) => createGrpcTransport({ baseUrl, pingIntervalMs: 10_000 });
+const backends = {
+  covisit: createClient(CovisitService, grpc(config.COVISIT_URL)),
+  ingest: createClient(IngestService, grpc(config.INGEST_URL)),
+};
+
+const server = await startRpcServer({
+  name: "gateway",
+  host: config.HOST,
+  port: config.GATEWAY_PORT,
+  routes: gatewayRoutes(backends, logger, config.GATEWAY_DEADLINE_MS),
+  healthy: async () => {
+    const probes = [config.COVISIT_URL, config.INGEST_URL].map((u) =>
+      fetch(new URL("/healthz", u), { signal: AbortSignal.timeout(1_000) }).then((r) => r.ok, () => false),
+    );
+    return (await Promise.all(probes)).every(Boolean);
+  },
+  logger,
+});
+onShutdown(logger, () => server.close());

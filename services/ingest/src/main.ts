@@ -1,0 +1,29 @@
+import { commonEnv, port, positiveInt, readConfig, z } from "@recsys/config";
+import { connectBus } from "@recsys/bus";
+import { createLogger } from "@recsys/logging";
+import { onShutdown, startRpcServer } from "@recsys/server";
+import { ingestRoutes } from "./handlers.js";
+import { ClickPublisher } from "./publisher.js";
+
+const config = readConfig(
+  z.object({
+    ...commonEnv,
+    INGEST_PORT: port(50051),
+    CLICK_PARTITIONS: positiveInt(8),
+  }),
+);
+const logger = createLogger("ingest");
+const bus = await connectBus({ url: config.NATS_URL, name: "ingest", namespace: config.RECSYS_NAMESPACE, logger });
+const publisher = new ClickPublisher(bus, config.CLICK_PARTITIONS);
+const server = await startRpcServer({
+  name: "ingest",
+  host: config.HOST,
+  port: config.INGEST_PORT,
+  routes: ingestRoutes(publisher, logger),
+  healthy: () => bus.connected(),
+  logger,
+});
+onShutdown(logger, async () => {
+  await server.close();
+  await bus.close();
+});

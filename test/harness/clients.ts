@@ -1,0 +1,31 @@
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import { GatewayService } from "@recsys/contracts/gateway/v1/gateway";
+import { CovisitService } from "@recsys/contracts/covisit/v1/covisit";
+import { IngestService } from "@recsys/contracts/ingest/v1/ingest";
+import type { TestStack } from "./stack.js";
+
+/** Clients as a user would have them: Connect over HTTP/1.1 at the gateway, gRPC inside. */
+export function clientsOf(stack: TestStack) {
+  return {
+    gateway: createClient(GatewayService, createConnectTransport({ baseUrl: stack.url.gateway, httpVersion: "1.1" })),
+    covisit: createClient(CovisitService, createGrpcTransport({ baseUrl: stack.url.covisit })),
+    ingest: createClient(IngestService, createGrpcTransport({ baseUrl: stack.url.ingest })),
+  };
+}
+
+/** Every url's recommendations through the gateway, `limit` deep, a few requests at a time. */
+export async function recommendationsFor(gateway: ReturnType<typeof clientsOf>["gateway"], urls: string[], limit: number) {
+  const out = new Map<string, Array<{ recommendation: string; frequency: number }>>();
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 16 }, async () => {
+      while (next < urls.length) {
+        const url = urls[next++]!;
+        const res = await gateway.recommendation({ url, limit });
+        out.set(url, res.items.map((i) => ({ recommendation: i.recommendation, frequency: Number(i.frequency) })));
+      }
+    }),
+  );
+  return out;
+}

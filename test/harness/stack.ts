@@ -1,0 +1,112 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { createWriteStream, mkdirSync } from "node:fs";
+import net from "node:net";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+// @ts-expect-error plain ESM script shared with `pnpm stack:reset`
+import { resetNamespace } from "../../scripts/reset.mjs";
+
+export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), "../..");
+export const sharedData = join(repoRoot, "../shared/data");
+export const referenceClicks = join(sharedData, "clickstream.json.gz");
+
+export type ServiceName = "ingest" | "covisit" | "gateway";
+const ORDER: ServiceName[] = ["ingest", "covisit", "gateway"];
+const PORT_VAR: Record<ServiceName, string> = { ingest: "INGEST_PORT", covisit: "COVISIT_PORT", gateway: "GATEWAY_PORT" };
+
+export interface TestStack {
+  namespace: string;
+  url: Record<ServiceName, string>;
+  env: NodeJS.ProcessEnv;
+  start(service: ServiceName): Promise<void>;
+  /** SIGKILL: no shutdown hook runs, like a crash. */
+  kill(service: ServiceName): Promise<void>;
+  stop(): Promise<void>;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Starts the built services as real processes, in a namespace of their own, on free ports. */
+export async function startStack(label: string, extraEnv: NodeJS.ProcessEnv = {}): Promise<TestStack> {
+  const namespace = `t${label.replace(/[^a-z0-9]/g, "")}${process.pid}${Math.floor(Math.random() * 1e6)}`;
+  const ports = Object.fromEntries(await Promise.all(ORDER.map(async (s) => [s, await freePort()] as const))) as Record<ServiceName, number>;
+  const url = Object.fromEntries(ORDER.map((s) => [s, `http://127.0.0.1:${ports[s]}`])) as Record<ServiceName, string>;
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    RECSYS_NAMESPACE: namespace,
+    INGEST_URL: url.ingest,
+    COVISIT_URL: url.covisit,
+    GATEWAY_PORT: String(ports.gateway),
+    INGEST_PORT: String(ports.ingest),
+    COVISIT_PORT: String(ports.covisit),
+    HOST: "127.0.0.1",
+    LOG_LEVEL: "warn",
+    ...extraEnv,
+  };
+  const logDir = join(repoRoot, "test/artifacts/logs");
+  mkdirSync(logDir, { recursive: true });
+  const procs = new Map<ServiceName, ChildProcess>();
+
+  async function start(service: ServiceName) {
+    const child = spawn(process.execPath, ["--enable-source-maps", join(repoRoot, "services", service, "dist/main.js")], {
+      env: { ...env, [PORT_VAR[service]]: String(ports[service]) },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const log = createWriteStream(join(logDir, `${namespace}-${service}.log`), { flags: "a" });
+    child.stdout!.pipe(log);
+    child.stderr!.pipe(log);
+    procs.set(service, child);
+    await waitHealthy(url[service], child, service);
+  }
+
+  for (const s of ORDER) await start(s);
+
+  return {
+    namespace,
+    url,
+    env,
+    start,
+    async kill(service) {
+      const child = procs.get(service);
+      if (!child || child.exitCode !== null) return;
+      const exited = new Promise((r) => child.once("exit", r));
+      child.kill("SIGKILL");
+      await exited;
+    },
+    async stop() {
+      await Promise.all(
+        [...procs.values()].map(async (child) => {
+          if (child.exitCode !== null || child.signalCode !== null) return;
+          const exited = new Promise((r) => child.once("exit", r));
+          child.kill("SIGTERM");
+          await exited;
+        }),
+      );
+      await resetNamespace(namespace);
+    },
+  };
+}
+
+async function waitHealthy(base: string, child: ChildProcess, name: string) {
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`${name} exited with ${child.exitCode}`);
+    try {
+      const res = await fetch(`${base}/healthz`, { signal: AbortSignal.timeout(1_000) });
+      if (res.ok) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${name} not healthy after 30 s`);
+}

@@ -1,0 +1,60 @@
+#!/usr/bin/env node
+import { Command, InvalidArgumentError } from "commander";
+import { formatSummary, replay } from "./replay.js";
+
+function nonNegativeInt(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError("must be a whole number >= 0");
+  return n;
+}
+function positiveInt(v: string): number {
+  const n = nonNegativeInt(v);
+  if (n === 0) throw new InvalidArgumentError("must be >= 1");
+  return n;
+}
+
+const program = new Command("loadgen").description("Replays click files against the recommendation stack.");
+
+program
+  .command("replay")
+  .argument("<file>", "clicks, one JSON object a line (.json or .json.gz)")
+  .option("--rate <n>", "clicks per second; 0 = as fast as the system takes them", nonNegativeInt, 100)
+  .option("--target <url>", "ingest service", process.env.INGEST_URL ?? "http://127.0.0.1:50051")
+  .option("--covisit <url>", "covisit service, asked for progress by --wait", process.env.COVISIT_URL ?? "http://127.0.0.1:50052")
+  .option("--wait", "return only when every click is visible in Recommendation", false)
+  .option("--shift-time", "rewrite times to start now (gaps kept) and derive new ids", false)
+  .option("--batch <n>", "clicks per ingest call", positiveInt, 500)
+  .option("--concurrency <n>", "ingest calls in flight", positiveInt, 2)
+  .option("--wait-timeout <ms>", "give up waiting after this long", positiveInt, 300_000)
+  .option("--json", "print the summary as JSON", false)
+  .action(async (file: string, o: { rate: number; target: string; covisit: string; wait: boolean; shiftTime: boolean; batch: number; concurrency: number; waitTimeout: number; json: boolean }) => {
+    const tty = process.stderr.isTTY;
+    let lastLog = 0;
+    const summary = await replay({
+      file,
+      rate: o.rate,
+      target: o.target,
+      covisit: o.covisit,
+      wait: o.wait,
+      shiftTime: o.shiftTime,
+      batchSize: o.batch,
+      concurrency: o.concurrency,
+      waitTimeoutMs: o.waitTimeout,
+      onProgress: ({ sent, accepted, elapsedMs }) => {
+        const rate = Math.round(sent / Math.max(elapsedMs / 1000, 0.001));
+        if (tty) process.stderr.write(`\r\x1b[Ksent ${sent}  accepted ${accepted}  ${rate} clicks/s`);
+        else if (elapsedMs - lastLog >= 5_000) {
+          lastLog = elapsedMs;
+          process.stderr.write(`sent ${sent} accepted ${accepted} ${rate} clicks/s\n`);
+        }
+      },
+    });
+    if (tty) process.stderr.write("\n");
+    for (const r of summary.rejections.slice(0, 5)) process.stderr.write(`rejected line ${r.line}: ${r.field}: ${r.reason}\n`);
+    process.stdout.write(o.json ? `${JSON.stringify(summary)}\n` : `${formatSummary(summary)}\n`);
+  });
+
+program.parseAsync().catch((err: unknown) => {
+  process.stderr.write(`loadgen: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});
