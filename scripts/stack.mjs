@@ -45,7 +45,7 @@ async function healthy(s) {
 }
 
 async function up() {
-  if (process.env.STACK_SKIP_INFRA !== "1") execFileSync("bash", [join(root, "scripts/infra.sh"), "up"], { stdio: "inherit" });
+  execFileSync("bash", [join(root, "scripts/infra.sh"), "up"], { stdio: "inherit" });
   mkdirSync(pidDir, { recursive: true });
   mkdirSync(logDir, { recursive: true });
   for (const s of SERVICES) {

@@ -38,6 +38,25 @@ export class Topology {
   get clicksSubjects(): string {
     return this.subject("clicks.>");
   }
+  get contentStream(): string {
+    return this.streamName("CONTENT");
+  }
+  contentSubject(partition: number): string {
+    return this.subject(`content.${partition}`);
+  }
+  get contentSubjects(): string {
+    return this.subject("content.>");
+  }
+  get embeddingsStream(): string {
+    return this.streamName("EMBEDDINGS");
+  }
+  /** One subject per url (a hash of it): the stream keeps the newest embedding of each url. */
+  embeddingsSubject(urlHash: string): string {
+    return this.subject(`embeddings.${urlHash}`);
+  }
+  get embeddingsSubjects(): string {
+    return this.subject("embeddings.>");
+  }
   get deadLetterStream(): string {
     return this.streamName("DEAD_LETTERS");
   }
@@ -58,6 +77,22 @@ export class Topology {
         discard: DiscardPolicy.Old,
         // Broker-side dedup on Nats-Msg-Id covers client retries within this window;
         // the consumers' own idempotency covers everything older.
+        duplicate_window: nanos(10 * 60_000),
+      },
+      {
+        name: this.contentStream,
+        subjects: [this.contentSubjects],
+        retention: RetentionPolicy.Limits,
+        storage: StorageType.File,
+        duplicate_window: nanos(10 * 60_000),
+      },
+      {
+        name: this.embeddingsStream,
+        subjects: [this.embeddingsSubjects],
+        retention: RetentionPolicy.Limits,
+        storage: StorageType.File,
+        // A compacted log: the newest embedding per url survives, older versions go.
+        max_msgs_per_subject: 1,
         duplicate_window: nanos(10 * 60_000),
       },
       {

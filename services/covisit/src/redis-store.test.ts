@@ -1,0 +1,131 @@
+import { Redis } from "ioredis";
+import { afterAll, beforeEach, describe, expect, it } from "vitest";
+import { CovisitStore, WINDOW_MS, type ClickToApply } from "./redis-store.js";
+
+// The script is the domain logic here, so it is tested where it runs: in the real Redis.
+const redis = new Redis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
+const namespace = `unit${process.pid}`;
+const LATENESS = 5 * 60_000;
+let store: CovisitStore;
+
+async function clearNamespace() {
+  const keys = await redis.keys(`${namespace}:*`);
+  if (keys.length) await redis.del(...keys);
+}
+
+beforeEach(async () => {
+  await clearNamespace();
+  store = new CovisitStore(redis, namespace, LATENESS);
+});
+afterAll(async () => {
+  await clearNamespace();
+  redis.disconnect();
+});
+
+const T0 = Date.parse("2024-01-02T00:00:00Z");
+let nextId = 0;
+const click = (userid: string, url: string, t: number): ClickToApply => ({ eventId: `e${nextId++}`, userid, url, eventTimeMs: t });
+
+/** The definition, by brute force: b -> a for every pair of one user's clicks with b.t < a.t <= b.t + 10 min. */
+function bruteForce(clicks: ClickToApply[]): Map<string, Map<string, number>> {
+  const out = new Map<string, Map<string, number>>();
+  for (const b of clicks)
+    for (const a of clicks) {
+      if (a.userid !== b.userid || !(b.eventTimeMs < a.eventTimeMs && b.eventTimeMs >= a.eventTimeMs - WINDOW_MS)) continue;
+      const m = out.get(b.url) ?? new Map<string, number>();
+      m.set(a.url, (m.get(a.url) ?? 0) + 1);
+      out.set(b.url, m);
+    }
+  return out;
+}
+
+async function everyCount(urls: string[]): Promise<Map<string, Map<string, number>>> {
+  const out = new Map<string, Map<string, number>>();
+  for (const u of urls) {
+    const list = await store.coVisitsAfter(u, 1000);
+    if (list.length) out.set(u, new Map(list.map((c) => [c.recommendation, c.frequency])));
+  }
+  return out;
+}
+
+describe("covisit.lua", () => {
+  it("counts exactly the brute-force pairs whatever the arrival order within the lateness", async () => {
+    let seed = 7;
+    const rnd = () => ((seed = (seed * 16807) % 2147483647) / 2147483647);
+    const urls = Array.from({ length: 6 }, (_, i) => `https://example.org/p${i}`);
+    const clicks: ClickToApply[] = [];
+    for (let i = 0; i < 300; i++) {
+      // Whole seconds, so that many clicks share a timestamp and must not pair.
+      clicks.push(click(`u${Math.floor(rnd() * 5)}`, urls[Math.floor(rnd() * urls.length)]!, T0 + Math.floor(rnd() * 3600) * 1000));
+    }
+    // Arrival order: event order disturbed by up to 4 minutes.
+    const arrival = clicks.map((c) => ({ c, k: c.eventTimeMs + rnd() * 4 * 60_000 })).sort((a, b) => a.k - b.k).map((x) => x.c);
+    const outcomes = [];
+    for (const c of arrival) outcomes.push((await store.applyClick(c)).status);
+    expect(outcomes.every((s) => s === "applied")).toBe(true);
+    expect(await everyCount(urls)).toEqual(bruteForce(clicks));
+  });
+
+  it("does not pair clicks in the same millisecond, pairs at exactly 10 minutes, not beyond", async () => {
+    const [a, b, c, d] = ["https://e.org/a", "https://e.org/b", "https://e.org/c", "https://e.org/d"];
+    await store.applyClick(click("u", a!, T0));
+    await store.applyClick(click("u", b!, T0));
+    await store.applyClick(click("u", c!, T0 + WINDOW_MS));
+    await store.applyClick(click("u", d!, T0 + WINDOW_MS + 1));
+    expect(await store.coVisitsAfter(a!, 10)).toEqual([{ recommendation: c, frequency: 1 }]);
+    expect(await store.coVisitsAfter(b!, 10)).toEqual([{ recommendation: c, frequency: 1 }]);
+    expect(await store.coVisitsAfter(c!, 10)).toEqual([{ recommendation: d, frequency: 1 }]);
+  });
+
+  it("skips an event_id it has seen, even redelivered after later clicks", async () => {
+    const first = click("u", "https://e.org/a", T0);
+    await store.applyClick(first);
+    await store.applyClick(click("u", "https://e.org/b", T0 + 1000));
+    expect(await store.applyClick(first)).toEqual({ status: "duplicate" });
+    expect(await store.coVisitsAfter("https://e.org/a", 10)).toEqual([{ recommendation: "https://e.org/b", frequency: 1 }]);
+  });
+
+  it("refuses a click older than the user's watermark minus the lateness, and changes nothing", async () => {
+    await store.applyClick(click("u", "https://e.org/a", T0 + 20 * 60_000));
+    const before = await redis.keys(`${namespace}:*`);
+    const late = await store.applyClick(click("u", "https://e.org/b", T0 + 20 * 60_000 - LATENESS - 1));
+    expect(late).toEqual({ status: "late", watermarkMs: T0 + 20 * 60_000 });
+    expect(await redis.keys(`${namespace}:*`)).toEqual(before);
+    // Just inside the lateness still pairs.
+    const ok = await store.applyClick(click("u", "https://e.org/c", T0 + 20 * 60_000 - LATENESS));
+    expect(ok).toEqual({ status: "applied", pairs: 1 });
+  });
+
+  it("trims history older than watermark - window - lateness", async () => {
+    const u = "trim";
+    await store.applyClick(click(u, "https://e.org/old", T0));
+    await store.applyClick(click(u, "https://e.org/new", T0 + WINDOW_MS + LATENESS + 1));
+    expect(await redis.zcard(`${namespace}:recsys:h:${u}`)).toBe(1);
+    expect(await redis.hlen(`${namespace}:recsys:hu:${u}`)).toBe(1);
+  });
+
+  it("orders by frequency desc then url asc, and cuts ties at the limit in url order", async () => {
+    const from = "https://e.org/from";
+    const counts: Record<string, number> = { "https://e.org/z": 3, "https://e.org/b": 3, "https://e.org/y": 2, "https://e.org/c": 1, "https://e.org/a": 1, "https://e.org/d": 1 };
+    let user = 0;
+    for (const [to, n] of Object.entries(counts)) {
+      for (let i = 0; i < n; i++) {
+        const u = `ord${user++}`;
+        await store.applyClick(click(u, from, T0));
+        await store.applyClick(click(u, to, T0 + 1000));
+      }
+    }
+    const all = ["https://e.org/b", "https://e.org/z", "https://e.org/y", "https://e.org/a", "https://e.org/c", "https://e.org/d"];
+    expect((await store.coVisitsAfter(from, 10)).map((c) => c.recommendation)).toEqual(all);
+    for (let limit = 1; limit <= all.length; limit++) {
+      expect((await store.coVisitsAfter(from, limit)).map((c) => c.recommendation)).toEqual(all.slice(0, limit));
+    }
+  });
+
+  it("keeps urls and user ids with separators apart", async () => {
+    await store.applyClick(click("a:b", "https://e.org/x?q=1:2", T0));
+    await store.applyClick(click("a:b", "https://e.org/y", T0 + 1));
+    await store.applyClick(click("a", "https://e.org/y", T0 + 2));
+    expect(await store.coVisitsAfter("https://e.org/x?q=1:2", 10)).toEqual([{ recommendation: "https://e.org/y", frequency: 1 }]);
+  });
+});
