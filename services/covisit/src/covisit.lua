@@ -2,8 +2,10 @@
 --
 -- KEYS[1]  history of the user: sorted set, member = event_id, score = event time (ms)
 -- KEYS[2]  urls of that history: hash, event_id -> url
+-- KEYS[3]  event ids of the user applied so far: set, expires ARGV[7] ms after the user's last click
 -- ARGV[1]  event_id    ARGV[2] url    ARGV[3] event time (ms)
 -- ARGV[4]  window (ms)    ARGV[5] allowed lateness (ms)    ARGV[6] prefix of co-visit keys
+-- ARGV[7]  how long applied event ids are remembered (ms)
 --
 -- Returns {status, n}: {"applied", pairs counted}, {"duplicate", 0} or {"late", watermark}.
 --
@@ -11,13 +13,16 @@
 -- "before" and (t, t + window] as "after", so the result does not depend on arrival order.
 -- The watermark is the user's latest event time seen; history older than watermark - window -
 -- lateness is trimmed, so a click older than watermark - lateness could miss partners: it is late.
-local history, urls = KEYS[1], KEYS[2]
+-- Applied ids outlive the history, so a file replayed long after the first time is recognized as
+-- duplicates, not mistaken for late clicks.
+local history, urls, seen = KEYS[1], KEYS[2], KEYS[3]
 local id, url, t = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local window, lateness, prefix = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
+local remember = ARGV[7]
 
 local function ms(x) return string.format('%.0f', x) end
 
-if redis.call('ZSCORE', history, id) then
+if redis.call('SISMEMBER', seen, id) == 1 then
   return {'duplicate', 0}
 end
 
@@ -42,6 +47,8 @@ end
 
 redis.call('ZADD', history, ms(t), id)
 redis.call('HSET', urls, id, url)
+redis.call('SADD', seen, id)
+redis.call('PEXPIRE', seen, remember)
 
 local cutoff = '(' .. ms(watermark - window - lateness)
 local expired = redis.call('ZRANGEBYSCORE', history, '-inf', cutoff)

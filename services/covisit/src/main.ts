@@ -5,7 +5,7 @@ import { createLogger } from "@recsys/logging";
 import { onShutdown, startRpcServer } from "@recsys/server";
 import { runClickConsumer, type ConsumerStats } from "./consumer.js";
 import { covisitRoutes } from "./handlers.js";
-import { CovisitStore } from "./redis-store.js";
+import { CovisitStore, DEFAULT_DEDUP_RETENTION_MS } from "./redis-store.js";
 
 const config = readConfig(
   z.object({
@@ -13,6 +13,7 @@ const config = readConfig(
     COVISIT_PORT: port(50052),
     ALLOWED_LATENESS_MS: z.coerce.number().int().min(0).default(5 * 60_000),
     COVISIT_CONCURRENCY: positiveInt(64),
+    DEDUP_RETENTION_MS: z.coerce.number().int().min(1).default(DEFAULT_DEDUP_RETENTION_MS),
   }),
 );
 const logger = createLogger("covisit");
@@ -22,7 +23,7 @@ const redis = new Redis(config.REDIS_URL, {
   retryStrategy: (attempt) => Math.min(5_000, attempt * 200),
 });
 redis.on("error", (err) => logger.warn({ err: String(err) }, "redis"));
-const store = new CovisitStore(redis, config.RECSYS_NAMESPACE, config.ALLOWED_LATENESS_MS);
+const store = new CovisitStore(redis, config.RECSYS_NAMESPACE, config.ALLOWED_LATENESS_MS, config.DEDUP_RETENTION_MS);
 const bus = await connectBus({ url: config.NATS_URL, name: "covisit", namespace: config.RECSYS_NAMESPACE, logger });
 const stats: ConsumerStats = { applied: 0, duplicates: 0, late: 0, undecodable: 0 };
 

@@ -1,6 +1,6 @@
 import { Redis } from "ioredis";
 import { afterAll, beforeEach, describe, expect, it } from "vitest";
-import { CovisitStore, WINDOW_MS, type ClickToApply } from "./redis-store.js";
+import { CovisitStore, DEFAULT_DEDUP_RETENTION_MS, WINDOW_MS, type ClickToApply } from "./redis-store.js";
 
 // The script is the domain logic here, so it is tested where it runs: in the real Redis.
 const redis = new Redis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
@@ -102,6 +102,18 @@ describe("covisit.lua", () => {
     await store.applyClick(click(u, "https://e.org/new", T0 + WINDOW_MS + LATENESS + 1));
     expect(await redis.zcard(`${namespace}:recsys:h:${u}`)).toBe(1);
     expect(await redis.hlen(`${namespace}:recsys:hu:${u}`)).toBe(1);
+  });
+
+  it("still calls a click a duplicate after its history entry was trimmed, and forgets ids after the retention", async () => {
+    const u = "replayed";
+    const old = click(u, "https://e.org/old", T0);
+    await store.applyClick(old);
+    await store.applyClick(click(u, "https://e.org/new", T0 + WINDOW_MS + LATENESS + 1));
+    expect(await redis.zcard(`${namespace}:recsys:h:${u}`)).toBe(1);
+    expect(await store.applyClick(old)).toEqual({ status: "duplicate" });
+    const ttl = await redis.pttl(`${namespace}:recsys:seen:${u}`);
+    expect(ttl).toBeGreaterThan(DEFAULT_DEDUP_RETENTION_MS - 60_000);
+    expect(ttl).toBeLessThanOrEqual(DEFAULT_DEDUP_RETENTION_MS);
   });
 
   it("orders by frequency desc then url asc, and cuts ties at the limit in url order", async () => {

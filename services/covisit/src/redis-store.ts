@@ -2,6 +2,8 @@ import { readFileSync } from "node:fs";
 import { Redis } from "ioredis";
 
 export const WINDOW_MS = 10 * 60_000;
+/** Applied event ids are remembered this long after a user's last click (default 7 days). */
+export const DEFAULT_DEDUP_RETENTION_MS = 7 * 24 * 3600_000;
 
 export type ApplyOutcome =
   | { status: "applied"; pairs: number }
@@ -21,7 +23,7 @@ export interface ClickToApply {
 }
 
 type ScriptedRedis = Redis & {
-  applyClick(history: string, urls: string, ...args: string[]): Promise<[string, number | string]>;
+  applyClick(history: string, urls: string, seen: string, ...args: string[]): Promise<[string, number | string]>;
   topCoVisits(key: string, limit: number): Promise<string[]>;
 };
 
@@ -34,9 +36,10 @@ export class CovisitStore {
     redis: Redis,
     namespace: string,
     private readonly allowedLatenessMs: number,
+    private readonly dedupRetentionMs: number = DEFAULT_DEDUP_RETENTION_MS,
   ) {
     this.prefix = `${namespace ? `${namespace}:` : ""}recsys:`;
-    redis.defineCommand("applyClick", { numberOfKeys: 2, lua: readScript("covisit.lua") });
+    redis.defineCommand("applyClick", { numberOfKeys: 3, lua: readScript("covisit.lua") });
     redis.defineCommand("topCoVisits", { numberOfKeys: 1, lua: readScript("recommend.lua") });
     this.redis = redis as ScriptedRedis;
   }
@@ -49,12 +52,14 @@ export class CovisitStore {
     const [status, n] = await this.redis.applyClick(
       `${this.prefix}h:${click.userid}`,
       `${this.prefix}hu:${click.userid}`,
+      `${this.prefix}seen:${click.userid}`,
       click.eventId,
       click.url,
       String(click.eventTimeMs),
       String(WINDOW_MS),
       String(this.allowedLatenessMs),
       this.coVisitKeyPrefix(),
+      String(this.dedupRetentionMs),
     );
     if (status === "applied") return { status, pairs: Number(n) };
     if (status === "duplicate") return { status };
