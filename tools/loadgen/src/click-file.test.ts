@@ -1,0 +1,51 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { gzipSync } from "node:zlib";
+import { describe, expect, it } from "vitest";
+import { readClickFile, shiftTime, type FileClick } from "./click-file.js";
+
+const dir = mkdtempSync(join(tmpdir(), "click-file-"));
+const text = [
+  '{"userid": "u1", "url": "https://e.org/a", "event_time": "2024-01-02T00:00:00Z"}',
+  "",
+  '{"userid": "u2", "url": "https://e.org/b", "event_time": "2024-01-02T00:01:30Z", "event_id": "x-1"}',
+].join("\r\n");
+
+async function all(path: string): Promise<FileClick[]> {
+  const out: FileClick[] = [];
+  for await (const c of readClickFile(path)) out.push(c);
+  return out;
+}
+
+describe("readClickFile", () => {
+  const expected = [
+    { userid: "u1", url: "https://e.org/a", event_time: "2024-01-02T00:00:00Z" },
+    { userid: "u2", url: "https://e.org/b", event_time: "2024-01-02T00:01:30Z", event_id: "x-1" },
+  ];
+
+  it("reads plain and gzipped files alike, skipping blank lines", async () => {
+    writeFileSync(join(dir, "c.json"), text);
+    writeFileSync(join(dir, "c.json.gz"), gzipSync(text));
+    expect(await all(join(dir, "c.json"))).toEqual(expected);
+    expect(await all(join(dir, "c.json.gz"))).toEqual(expected);
+  });
+
+  it("names the file and line of a line that is not JSON", async () => {
+    writeFileSync(join(dir, "bad.json"), `${text}\n{"userid": "u3",\n`);
+    await expect(all(join(dir, "bad.json"))).rejects.toThrow(`${join(dir, "bad.json")}:4: not a JSON object`);
+  });
+});
+
+describe("shiftTime", () => {
+  it("moves the first click to now, keeps the gaps, and drops the file's ids", () => {
+    const now = Date.parse("2026-05-01T12:00:00.250Z");
+    const shift = shiftTime(Date.parse("2024-01-02T00:00:00Z"), now);
+    expect(shift({ userid: "u1", url: "https://e.org/a", event_time: "2024-01-02T00:00:00Z" }).event_time).toBe("2026-05-01T12:00:00.250Z");
+    expect(shift({ userid: "u2", url: "https://e.org/b", event_time: "2024-01-02T00:01:30Z", event_id: "x-1" })).toEqual({
+      userid: "u2",
+      url: "https://e.org/b",
+      event_time: "2026-05-01T12:01:30.250Z",
+    });
+  });
+});
