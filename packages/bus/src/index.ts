@@ -17,6 +17,7 @@ import type { Logger } from "@recsys/logging";
 
 export { headers, type MsgHdrs, type NatsConnection, type JetStreamClient, type JetStreamManager };
 export type { JsMsg, Consumer } from "@nats-io/jetstream";
+export { JetStreamApiError } from "@nats-io/jetstream";
 
 /** Stream names and subjects of one namespace ("" in production; tests use their own). */
 export class Topology {
@@ -200,3 +201,4 @@ function isNotFound(err: unknown): boolean {
 }
 
 export { nanos };
+export { runDurableConsumer, deadLetter, consumerProgress, deadLettered, type Disposition, type DurableConsumerOptions } from "./consume.js";

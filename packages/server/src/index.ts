@@ -16,6 +16,8 @@ export interface RpcServerOptions {
   /** True while every dependency the service needs is reachable. */
   healthy: () => boolean | Promise<boolean>;
   logger: Logger;
+  /** Largest request body accepted; larger ones get ResourceExhausted. Default 1 MiB. */
+  maxRequestBytes?: number;
 }
 
 export interface RpcServer {
@@ -31,7 +33,7 @@ export interface RpcServer {
 export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer> {
   const connect = connectNodeAdapter({
     routes: opts.routes,
-    readMaxBytes: MAX_REQUEST_BYTES,
+    readMaxBytes: opts.maxRequestBytes ?? MAX_REQUEST_BYTES,
   });
   const handle = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
     if (req.url === "/healthz" && req.method === "GET") {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { checkEventTime, checkLimit, checkUrl, checkUserid, FieldError, parseRfc3339 } from "./index.js";
+import { checkEventTime, checkLimit, checkPageId, checkText, checkTitle, checkUrl, checkUserid, FieldError, parseRfc3339 } from "./index.js";
 
 const now = Date.parse("2024-01-02T00:00:00Z");
 
@@ -52,5 +52,20 @@ describe("userid and limit", () => {
     expect(checkLimit(undefined)).toBe(10);
     expect(checkLimit(1000)).toBe(1000);
     for (const bad of [0, -1, 1001, 2.5]) expect(rejection(() => checkLimit(bad)).field).toBe("limit");
+  });
+});
+
+describe("page fields", () => {
+  it("counts text in UTF-8 bytes: 32 KiB of ASCII passes, the same length in two-byte characters does not", () => {
+    expect(checkText("a".repeat(32 * 1024))).toHaveLength(32 * 1024);
+    expect(() => checkText("é".repeat(16 * 1024 + 1))).toThrow("text: must be at most 32768 bytes of UTF-8, got 32770");
+    expect(() => checkText("  ")).toThrow("text: must not be empty");
+    expect(checkText("", "text", true)).toBe("");
+  });
+  it("limits titles to 1,024 characters and ids to 128 without whitespace", () => {
+    expect(checkTitle("t".repeat(1024))).toHaveLength(1024);
+    expect(() => checkTitle("t".repeat(1025))).toThrow(FieldError);
+    expect(checkPageId("42672986")).toBe("42672986");
+    expect(() => checkPageId("42 67")).toThrow("id: must not contain whitespace or control characters");
   });
 });

@@ -17,6 +17,9 @@ export const LIMITS = {
   useridChars: 256,
   urlChars: 2048,
   eventIdChars: 128,
+  pageIdChars: 128,
+  titleChars: 1024,
+  textBytes: 32 * 1024,
   maxFutureMs: 24 * 60 * 60 * 1000,
   recommendationLimit: { min: 1, max: 1000, fallback: 10 },
 } as const;
@@ -83,6 +86,26 @@ export function checkEventTime(value: string, nowMs: number, field = "event_time
   const ms = parseRfc3339(value, field);
   if (ms > nowMs + LIMITS.maxFutureMs) throw new FieldError(field, "must not be more than a day in the future");
   return ms;
+}
+
+/** A page's own id from its source, e.g. "42672986"; optional. */
+export function checkPageId(value: string, field = "id"): string {
+  if (chars(value) > LIMITS.pageIdChars) throw new FieldError(field, `must be at most ${LIMITS.pageIdChars} characters`);
+  if (CONTROL.test(value) || /\s/.test(value)) throw new FieldError(field, "must not contain whitespace or control characters");
+  return value;
+}
+
+export function checkTitle(value: string, field = "title"): string {
+  if (chars(value) > LIMITS.titleChars) throw new FieldError(field, `must be at most ${LIMITS.titleChars} characters`);
+  return value;
+}
+
+/** Text to embed: at most 32 KiB of UTF-8; empty only when `allowEmpty`. */
+export function checkText(value: string, field = "text", allowEmpty = false): string {
+  if (!allowEmpty && value.trim() === "") throw new FieldError(field, "must not be empty");
+  const bytes = Buffer.byteLength(value, "utf8");
+  if (bytes > LIMITS.textBytes) throw new FieldError(field, `must be at most ${LIMITS.textBytes} bytes of UTF-8, got ${bytes}`);
+  return value;
 }
 
 /** The number of results to return; `undefined` or 0 mean the default. */

@@ -1,8 +1,8 @@
 import type { ConnectRouter } from "@connectrpc/connect";
-import type { Bus } from "@recsys/bus";
+import { consumerProgress, deadLettered, type Bus } from "@recsys/bus";
 import { CovisitService } from "@recsys/contracts/covisit/v1/covisit";
 import { checkLimit, checkUrl, orInvalidArgument } from "@recsys/validation";
-import { DURABLE } from "./consumer.js";
+import { DEAD_LETTER_SOURCE, DURABLE } from "./consumer.js";
 import type { CovisitStore } from "./redis-store.js";
 
 export function covisitRoutes(store: CovisitStore, bus: Bus) {
@@ -15,14 +15,12 @@ export function covisitRoutes(store: CovisitStore, bus: Bus) {
         return { items: items.map((c) => ({ recommendation: c.recommendation, frequency: BigInt(c.frequency) })) };
       },
       async progress() {
-        const info = await bus.jsm.consumers.info(bus.topology.clicksStream, DURABLE);
-        const subject = bus.topology.deadLetterSubject("clicks");
-        const dead = await bus.jsm.streams.info(bus.topology.deadLetterStream, { subjects_filter: subject });
+        const p = await consumerProgress(bus, bus.topology.clicksStream, DURABLE);
         return {
-          ackFloorStreamSequence: BigInt(info.ack_floor.stream_seq),
-          pending: BigInt(info.num_pending),
-          ackPending: BigInt(info.num_ack_pending),
-          deadLetteredClicks: BigInt(dead.state.subjects?.[subject] ?? 0),
+          ackFloorStreamSequence: p.ackFloor,
+          pending: p.pending,
+          ackPending: p.ackPending,
+          deadLetteredClicks: await deadLettered(bus, DEAD_LETTER_SOURCE),
         };
       },
     });

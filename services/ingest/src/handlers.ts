@@ -2,93 +2,124 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import type { Logger } from "@recsys/logging";
 import { FieldError } from "@recsys/validation";
-import {
-  ClickResultSchema,
-  IngestService,
-  type ClickInput,
-  type ClickResult,
-} from "@recsys/contracts/ingest/v1/ingest";
+import { ClickResultSchema, ContentResultSchema, IngestService, type ClickInput, type ClickResult, type ContentResult } from "@recsys/contracts/ingest/v1/ingest";
 import { toValidClick, type ValidClick } from "./clicks.js";
-import type { ClickPublisher } from "./publisher.js";
+import { toValidPage, type ValidPage } from "./pages.js";
+import type { EventPublisher, Published } from "./publisher.js";
 
 export const MAX_CLICKS_PER_CALL = 10_000;
+export const MAX_PAGES_PER_CALL = 1_000;
 
-interface BatchOutcome {
-  results: ClickResult[];
-  accepted: number;
-  rejected: number;
-  duplicates: number;
-  lastSequence: bigint;
+type Outcome<V> = { ok: true; value: V; published: Published } | { ok: false; error: FieldError };
+
+/**
+ * Validates each item on its own, then publishes the valid ones even when others are rejected.
+ * Nothing is reported accepted unless JetStream stored it; on a bus failure the whole call fails
+ * with Unavailable and the client retries with the same ids.
+ */
+async function validateThenPublish<I, V>(opts: {
+  field: string;
+  items: I[];
+  max: number;
+  validate: (item: I, nowMs: number) => V;
+  publish: (valid: V[], nowMs: number) => Promise<Published[]>;
+  logger: Logger;
+}): Promise<Outcome<V>[]> {
+  const { field, items, logger } = opts;
+  if (items.length === 0) throw new ConnectError(`${field}: must not be empty`, Code.InvalidArgument);
+  if (items.length > opts.max) throw new ConnectError(`${field}: at most ${opts.max} per call`, Code.InvalidArgument);
+  const now = Date.now();
+  const outcomes: Outcome<V>[] = new Array(items.length);
+  const valid: V[] = [];
+  const validAt: number[] = [];
+  items.forEach((item, i) => {
+    try {
+      valid.push(opts.validate(item, now));
+      validAt.push(i);
+    } catch (err) {
+      if (!(err instanceof FieldError)) throw err;
+      outcomes[i] = { ok: false, error: err };
+    }
+  });
+  const rejected = items.length - valid.length;
+  if (rejected > 0) {
+    const first = outcomes.find((o) => o && !o.ok) as { error: FieldError };
+    logger.info({ rejected, first: first.error.message }, `rejected ${field}`);
+  }
+  let published: Published[];
+  try {
+    published = await opts.publish(valid, now);
+  } catch (err) {
+    logger.warn({ err: String(err), [field]: valid.length }, "publish failed");
+    throw new ConnectError(`publishing to the bus failed: ${String(err)}`, Code.Unavailable);
+  }
+  published.forEach((p, j) => (outcomes[validAt[j]!] = { ok: true, value: valid[j]!, published: p }));
+  return outcomes;
 }
 
-export function ingestRoutes(publisher: ClickPublisher, logger: Logger) {
-  /** Validates each click on its own; the valid ones are published even when others are rejected. */
-  async function ingestBatch(clicks: ClickInput[]): Promise<BatchOutcome> {
-    if (clicks.length === 0) throw new ConnectError("clicks: must not be empty", Code.InvalidArgument);
-    if (clicks.length > MAX_CLICKS_PER_CALL) {
-      throw new ConnectError(`clicks: at most ${MAX_CLICKS_PER_CALL} per call`, Code.InvalidArgument);
-    }
-    const now = Date.now();
-    const results: ClickResult[] = new Array(clicks.length);
-    const valid: ValidClick[] = [];
-    const validAt: number[] = [];
-    clicks.forEach((input, i) => {
-      try {
-        valid.push(toValidClick({ userid: input.userid, url: input.url, event_time: input.eventTime, event_id: input.eventId }, now));
-        validAt.push(i);
-      } catch (err) {
-        if (!(err instanceof FieldError)) throw err;
-        results[i] = create(ClickResultSchema, { outcome: { case: "rejected", value: { field: err.field, reason: err.reason } } });
-      }
+export function ingestRoutes(publisher: EventPublisher, logger: Logger) {
+  async function ingestClicks(clicks: ClickInput[]) {
+    const outcomes = await validateThenPublish<ClickInput, ValidClick>({
+      field: "clicks",
+      items: clicks,
+      max: MAX_CLICKS_PER_CALL,
+      validate: (c, now) => toValidClick({ userid: c.userid, url: c.url, event_time: c.eventTime, event_id: c.eventId }, now),
+      publish: (valid, now) => publisher.publishClicks(valid, now),
+      logger,
     });
-    const rejected = clicks.length - valid.length;
-    if (rejected > 0) logger.info({ rejected, first: results.find(Boolean)?.outcome.value }, "rejected clicks");
-
-    let published;
-    try {
-      published = await publisher.publishAll(valid, now);
-    } catch (err) {
-      // Nothing is reported accepted unless JetStream stored it; the client retries with the same ids.
-      logger.warn({ err: String(err), clicks: valid.length }, "publish failed");
-      throw new ConnectError(`publishing to the bus failed: ${String(err)}`, Code.Unavailable);
-    }
-    let duplicates = 0;
-    let lastSequence = 0n;
-    published.forEach((p, j) => {
-      const click = valid[j]!;
-      if (p.duplicate) duplicates++;
-      if (p.streamSequence > lastSequence) lastSequence = p.streamSequence;
-      results[validAt[j]!] = create(ClickResultSchema, {
-        outcome: {
-          case: "accepted",
-          value: {
-            eventId: click.eventId,
-            eventTime: new Date(click.eventTimeMs).toISOString(),
-            streamSequence: p.streamSequence,
-            duplicate: p.duplicate,
-          },
-        },
-      });
-    });
-    return { results, accepted: valid.length, rejected, duplicates, lastSequence };
+    return outcomes.map(
+      (o): ClickResult =>
+        create(ClickResultSchema, {
+          outcome: o.ok
+            ? {
+                case: "accepted",
+                value: { eventId: o.value.eventId, eventTime: new Date(o.value.eventTimeMs).toISOString(), streamSequence: o.published.streamSequence, duplicate: o.published.duplicate },
+              }
+            : { case: "rejected", value: { field: o.error.field, reason: o.error.reason } },
+        }),
+    );
   }
 
   return (router: ConnectRouter) =>
     router.service(IngestService, {
       async publishClicks(req) {
-        const { results } = await ingestBatch(req.clicks);
-        return { results };
+        return { results: await ingestClicks(req.clicks) };
       },
       async streamClicks(requests) {
         const total = { accepted: 0n, rejected: 0n, duplicates: 0n, lastStreamSequence: 0n };
         for await (const req of requests) {
-          const out = await ingestBatch(req.clicks);
-          total.accepted += BigInt(out.accepted);
-          total.rejected += BigInt(out.rejected);
-          total.duplicates += BigInt(out.duplicates);
-          if (out.lastSequence > total.lastStreamSequence) total.lastStreamSequence = out.lastSequence;
+          for (const r of await ingestClicks(req.clicks)) {
+            if (r.outcome.case === "rejected") total.rejected++;
+            else if (r.outcome.case === "accepted") {
+              total.accepted++;
+              if (r.outcome.value.duplicate) total.duplicates++;
+              if (r.outcome.value.streamSequence > total.lastStreamSequence) total.lastStreamSequence = r.outcome.value.streamSequence;
+            }
+          }
         }
         return total;
+      },
+      async publishContent(req) {
+        const outcomes = await validateThenPublish<(typeof req.pages)[number], ValidPage>({
+          field: "pages",
+          items: req.pages,
+          max: MAX_PAGES_PER_CALL,
+          validate: (p, now) => toValidPage({ url: p.url, id: p.id, title: p.title, text: p.text, source_time: p.sourceTime }, now),
+          publish: (valid, now) => publisher.publishPages(valid, now),
+          logger,
+        });
+        const results = outcomes.map(
+          (o): ContentResult =>
+            create(ContentResultSchema, {
+              outcome: o.ok
+                ? {
+                    case: "accepted",
+                    value: { eventId: o.value.eventId, sourceTime: new Date(o.value.sourceTimeMs).toISOString(), streamSequence: o.published.streamSequence, duplicate: o.published.duplicate },
+                  }
+                : { case: "rejected", value: { field: o.error.field, reason: o.error.reason } },
+            }),
+        );
+        return { results };
       },
     });
 }

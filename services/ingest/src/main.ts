@@ -3,18 +3,19 @@ import { connectBus } from "@recsys/bus";
 import { createLogger } from "@recsys/logging";
 import { onShutdown, startRpcServer } from "@recsys/server";
 import { ingestRoutes } from "./handlers.js";
-import { ClickPublisher } from "./publisher.js";
+import { EventPublisher } from "./publisher.js";
 
 const config = readConfig(
   z.object({
     ...commonEnv,
     INGEST_PORT: port(50051),
-    CLICK_PARTITIONS: positiveInt(8),
+    // Subjects of CLICKS (by user) and CONTENT (by url); change only on empty streams.
+    PARTITIONS: positiveInt(8),
   }),
 );
 const logger = createLogger("ingest");
 const bus = await connectBus({ url: config.NATS_URL, name: "ingest", namespace: config.RECSYS_NAMESPACE, logger });
-const publisher = new ClickPublisher(bus, config.CLICK_PARTITIONS);
+const publisher = new EventPublisher(bus, config.PARTITIONS);
 const server = await startRpcServer({
   name: "ingest",
   host: config.HOST,

@@ -1,50 +1,80 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import { ensureStreams, headers, type Bus } from "@recsys/bus";
-import { ClickSchema } from "@recsys/contracts/events/v1/events";
+import { ClickSchema, ContentPageSchema } from "@recsys/contracts/events/v1/events";
 import { partitionOf, type ValidClick } from "./clicks.js";
+import { pagePartitionOf, type ValidPage } from "./pages.js";
 
 export interface Published {
   streamSequence: bigint;
   duplicate: boolean;
 }
 
-/** Publishes clicks to CLICKS; resolves only once JetStream has stored (or already had) each one. */
-export class ClickPublisher {
+interface Outgoing {
+  subject: string;
+  payload: Uint8Array;
+  msgID: string;
+  messageType: string;
+}
+
+/** Publishes events; resolves only once JetStream has stored (or already had) each one. */
+export class EventPublisher {
   constructor(
     private readonly bus: Bus,
     private readonly partitions: number,
   ) {}
 
+  publishClicks(clicks: ValidClick[], ingestTimeMs: number): Promise<Published[]> {
+    return this.publishAll(
+      clicks.map((c) => ({
+        subject: this.bus.topology.clicksSubject(partitionOf(c.userid, this.partitions)),
+        msgID: c.eventId,
+        messageType: "recsys.events.v1.Click",
+        payload: toBinary(
+          ClickSchema,
+          create(ClickSchema, { eventId: c.eventId, userid: c.userid, url: c.url, eventTimeMs: BigInt(c.eventTimeMs), ingestTimeMs: BigInt(ingestTimeMs) }),
+        ),
+      })),
+    );
+  }
+
+  publishPages(pages: ValidPage[], ingestTimeMs: number): Promise<Published[]> {
+    return this.publishAll(
+      pages.map((p) => ({
+        subject: this.bus.topology.contentSubject(pagePartitionOf(p.url, this.partitions)),
+        msgID: p.eventId,
+        messageType: "recsys.events.v1.ContentPage",
+        payload: toBinary(
+          ContentPageSchema,
+          create(ContentPageSchema, {
+            eventId: p.eventId,
+            url: p.url,
+            id: p.id,
+            title: p.title,
+            text: p.text,
+            sourceTimeMs: BigInt(p.sourceTimeMs),
+            ingestTimeMs: BigInt(ingestTimeMs),
+          }),
+        ),
+      })),
+    );
+  }
+
   /** All publishes go out before any ack is awaited: one round trip per batch, order kept per subject. */
-  async publishAll(clicks: ValidClick[], ingestTimeMs: number): Promise<Published[]> {
+  private async publishAll(out: Outgoing[]): Promise<Published[]> {
     try {
-      return await Promise.all(clicks.map((c) => this.publish(c, ingestTimeMs)));
+      return await Promise.all(out.map((o) => this.publish(o)));
     } catch (err) {
       if (!isNoStream(err)) throw err;
       // The stream was deleted under us (stack:reset): recreate it and publish again, same ids.
       await ensureStreams(this.bus.jsm, this.bus.topology);
-      return Promise.all(clicks.map((c) => this.publish(c, ingestTimeMs)));
+      return Promise.all(out.map((o) => this.publish(o)));
     }
   }
 
-  private async publish(click: ValidClick, ingestTimeMs: number): Promise<Published> {
-    const payload = toBinary(
-      ClickSchema,
-      create(ClickSchema, {
-        eventId: click.eventId,
-        userid: click.userid,
-        url: click.url,
-        eventTimeMs: BigInt(click.eventTimeMs),
-        ingestTimeMs: BigInt(ingestTimeMs),
-      }),
-    );
+  private async publish(o: Outgoing): Promise<Published> {
     const h = headers();
-    h.set("content-type", "application/x-protobuf; messageType=recsys.events.v1.Click");
-    const ack = await this.bus.js.publish(this.bus.topology.clicksSubject(partitionOf(click.userid, this.partitions)), payload, {
-      msgID: click.eventId,
-      headers: h,
-      timeout: 10_000,
-    });
+    h.set("content-type", `application/x-protobuf; messageType=${o.messageType}`);
+    const ack = await this.bus.js.publish(o.subject, o.payload, { msgID: o.msgID, headers: h, timeout: 10_000 });
     return { streamSequence: BigInt(ack.seq), duplicate: ack.duplicate };
   }
 }

@@ -11,6 +11,18 @@ export interface FileClick {
 
 /** Clicks of a `.json` or `.json.gz` file, one JSON object a line, in file order. */
 export async function* readClickFile(path: string): AsyncGenerator<FileClick> {
+  for await (const obj of readJsonLines(path)) {
+    yield {
+      userid: String(obj.userid ?? ""),
+      url: String(obj.url ?? ""),
+      event_time: String(obj.event_time ?? ""),
+      ...(obj.event_id !== undefined ? { event_id: String(obj.event_id) } : {}),
+    };
+  }
+}
+
+/** The objects of a `.json` or `.json.gz` file with one JSON object a line, blank lines skipped. */
+export async function* readJsonLines(path: string): AsyncGenerator<Record<string, unknown>> {
   const raw = createReadStream(path);
   const input = path.endsWith(".gz") ? raw.pipe(createGunzip()) : raw;
   let lineNo = 0;
@@ -23,12 +35,8 @@ export async function* readClickFile(path: string): AsyncGenerator<FileClick> {
     } catch {
       throw new Error(`${path}:${lineNo}: not a JSON object`);
     }
-    yield {
-      userid: String(obj.userid ?? ""),
-      url: String(obj.url ?? ""),
-      event_time: String(obj.event_time ?? ""),
-      ...(obj.event_id !== undefined ? { event_id: String(obj.event_id) } : {}),
-    };
+    if (obj === null || typeof obj !== "object" || Array.isArray(obj)) throw new Error(`${path}:${lineNo}: not a JSON object`);
+    yield obj;
   }
 }
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { Command, InvalidArgumentError } from "commander";
+import { formatContentSummary, loadContent } from "./content.js";
 import { formatSummary, replay } from "./replay.js";
 
 function nonNegativeInt(v: string): number {
@@ -17,6 +18,7 @@ const program = new Command("loadgen").description("Replays click files against 
 
 program
   .command("replay")
+  .description("Replays clicks (one {userid, url, event_time} JSON object a line) through ingest.")
   .argument("<file>", "clicks, one JSON object a line (.json or .json.gz)")
   .option("--rate <n>", "clicks per second; 0 = as fast as the system takes them", nonNegativeInt, 100)
   .option("--target <url>", "ingest service", process.env.INGEST_URL ?? "http://127.0.0.1:50051")
@@ -52,6 +54,46 @@ program
     if (tty) process.stderr.write("\n");
     for (const r of summary.rejections.slice(0, 5)) process.stderr.write(`rejected line ${r.line}: ${r.field}: ${r.reason}\n`);
     process.stdout.write(o.json ? `${JSON.stringify(summary)}\n` : `${formatSummary(summary)}\n`);
+  });
+
+program
+  .command("content")
+  .description("Loads pages (one {id, url, title, text, _source_time} JSON object a line) through ingest.")
+  .argument("<file>", "pages, one JSON object a line (.json or .json.gz)")
+  .option("--rate <n>", "pages per second; 0 = as fast as the system takes them", nonNegativeInt, 50)
+  .option("--target <url>", "ingest service", process.env.INGEST_URL ?? "http://127.0.0.1:50051")
+  .option("--embedder <url>", "embedder service, asked for progress by --wait", process.env.EMBEDDER_URL ?? "http://127.0.0.1:50053")
+  .option("--profile <url>", "profile service, asked for progress by --wait", process.env.PROFILE_URL ?? "http://127.0.0.1:50054")
+  .option("--wait", "return only when every page is embedded and stored", false)
+  .option("--batch <n>", "pages per ingest call", positiveInt, 100)
+  .option("--concurrency <n>", "ingest calls in flight", positiveInt, 2)
+  .option("--wait-timeout <ms>", "give up waiting after this long", positiveInt, 600_000)
+  .option("--json", "print the summary as JSON", false)
+  .action(async (file: string, o: { rate: number; target: string; embedder: string; profile: string; wait: boolean; batch: number; concurrency: number; waitTimeout: number; json: boolean }) => {
+    const tty = process.stderr.isTTY;
+    let lastLog = 0;
+    const summary = await loadContent({
+      file,
+      rate: o.rate,
+      target: o.target,
+      embedder: o.embedder,
+      profile: o.profile,
+      wait: o.wait,
+      batchSize: o.batch,
+      concurrency: o.concurrency,
+      waitTimeoutMs: o.waitTimeout,
+      onProgress: ({ sent, accepted, elapsedMs }) => {
+        const rate = Math.round(sent / Math.max(elapsedMs / 1000, 0.001));
+        if (tty) process.stderr.write(`\r\x1b[Ksent ${sent}  accepted ${accepted}  ${rate} pages/s`);
+        else if (elapsedMs - lastLog >= 5_000) {
+          lastLog = elapsedMs;
+          process.stderr.write(`sent ${sent} accepted ${accepted} ${rate} pages/s\n`);
+        }
+      },
+    });
+    if (tty) process.stderr.write("\n");
+    for (const r of summary.rejections.slice(0, 5)) process.stderr.write(`rejected line ${r.line}: ${r.field}: ${r.reason}\n`);
+    process.stdout.write(o.json ? `${JSON.stringify(summary)}\n` : `${formatContentSummary(summary)}\n`);
   });
 
 program.parseAsync().catch((err: unknown) => {

@@ -1,10 +1,10 @@
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { create } from "@bufbuild/protobuf";
+import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { build as buildHistogram } from "hdr-histogram-js";
 import { CovisitService } from "@recsys/contracts/covisit/v1/covisit";
 import { ClickInputSchema, IngestService, type ClickInput } from "@recsys/contracts/ingest/v1/ingest";
-import { create } from "@bufbuild/protobuf";
 import { readClickFile, shiftTime, type FileClick } from "./click-file.js";
+import { sendPaced, waitFor, type ItemResult } from "./sender.js";
 
 export interface ReplayOptions {
   file: string;
@@ -36,117 +36,67 @@ export interface ReplaySummary {
   rejections: Array<{ line: number; field: string; reason: string }>;
 }
 
-const RETRYABLE = new Set([Code.Unavailable, Code.DeadlineExceeded, Code.Internal, Code.Unknown, Code.Aborted, Code.ResourceExhausted]);
-
 export async function replay(opts: ReplayOptions): Promise<ReplaySummary> {
-  const transport = createGrpcTransport({ baseUrl: opts.target });
-  const ingest = createClient(IngestService, transport);
+  const ingest = createClient(IngestService, createGrpcTransport({ baseUrl: opts.target }));
   const covisit = createClient(CovisitService, createGrpcTransport({ baseUrl: opts.covisit }));
-  const ackLatency = buildHistogram({ lowestDiscernibleValue: 1, highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: 3 });
-
-  const lateBefore = opts.wait ? await deadLetteredClicks(covisit) : 0n;
-  const s: ReplaySummary = {
-    sent: 0, accepted: 0, rejected: 0, duplicates: 0, late: null, retries: 0, elapsedMs: 0,
-    clicksPerSecond: 0, ackLatencyP50Ms: 0, ackLatencyP99Ms: 0, lastStreamSequence: "0", rejections: [],
-  };
-  let lastSeq = 0n;
+  const lateBefore = opts.wait ? (await covisit.progress({})).deadLetteredClicks : 0n;
   const started = performance.now();
 
-  /** Sends one batch until it is acked; the retry carries the same clicks, so the same ids. */
-  async function send(batch: ClickInput[], firstLine: number): Promise<void> {
-    for (let attempt = 0; ; attempt++) {
-      const t0 = performance.now();
-      try {
-        const res = await ingest.publishClicks({ clicks: batch }, { timeoutMs: 30_000 });
-        ackLatency.recordValueWithCount(Math.max(1, Math.round((performance.now() - t0) * 1000)), batch.length);
-        res.results.forEach((r, i) => {
-          if (r.outcome.case === "accepted") {
-            s.accepted++;
-            if (r.outcome.value.duplicate) s.duplicates++;
-            if (r.outcome.value.streamSequence > lastSeq) lastSeq = r.outcome.value.streamSequence;
-          } else if (r.outcome.case === "rejected") {
-            s.rejected++;
-            if (s.rejections.length < 100) s.rejections.push({ line: firstLine + i, field: r.outcome.value.field, reason: r.outcome.value.reason });
-          }
-        });
-        return;
-      } catch (err) {
-        const ce = ConnectError.from(err);
-        if (!RETRYABLE.has(ce.code) || attempt >= 50) throw ce;
-        s.retries++;
-        await sleep(Math.min(5_000, 100 * 2 ** Math.min(attempt, 6)));
+  async function* clicks(): AsyncGenerator<ClickInput> {
+    let shift: ((c: FileClick) => FileClick) | undefined;
+    for await (const raw of readClickFile(opts.file)) {
+      let c = raw;
+      if (opts.shiftTime) {
+        shift ??= shiftTime(Date.parse(raw.event_time), Date.now());
+        c = shift(raw);
       }
+      yield create(ClickInputSchema, { userid: c.userid, url: c.url, eventTime: c.event_time, eventId: c.event_id ?? "" });
     }
   }
 
-  const inFlight = new Set<Promise<void>>();
-  let batch: ClickInput[] = [];
-  let batchFirstLine = 1;
-  let line = 0;
-  let shift: ((c: FileClick) => FileClick) | undefined;
-  const flush = async () => {
-    if (batch.length === 0) return;
-    // Pace by clicks handed to the wire: click k goes out no earlier than k / rate seconds in.
-    if (opts.rate > 0) {
-      const due = started + (s.sent / opts.rate) * 1000;
-      const now = performance.now();
-      if (due > now) await sleep(due - now);
-    }
-    const p = send(batch, batchFirstLine);
-    s.sent += batch.length;
-    batch = [];
-    batchFirstLine = line + 1;
-    inFlight.add(p);
-    void p.finally(() => inFlight.delete(p)).catch(() => undefined);
-    if (inFlight.size >= opts.concurrency) await Promise.race(inFlight);
-    opts.onProgress?.({ sent: s.sent, accepted: s.accepted, elapsedMs: performance.now() - started });
-  };
-  const batchSize = opts.rate > 0 ? Math.max(1, Math.min(opts.batchSize, Math.floor(opts.rate / 20))) : opts.batchSize;
+  const sent = await sendPaced({
+    items: clicks(),
+    rate: opts.rate,
+    batchSize: opts.batchSize,
+    concurrency: opts.concurrency,
+    onProgress: opts.onProgress,
+    send: async (batch) => {
+      const res = await ingest.publishClicks({ clicks: batch }, { timeoutMs: 30_000 });
+      return res.results.map(
+        (r): ItemResult =>
+          r.outcome.case === "accepted"
+            ? { accepted: true, duplicate: r.outcome.value.duplicate, streamSequence: r.outcome.value.streamSequence }
+            : { accepted: false, field: r.outcome.value?.field ?? "", reason: r.outcome.value?.reason ?? "no result" },
+      );
+    },
+  });
 
-  for await (const raw of readClickFile(opts.file)) {
-    line++;
-    let c = raw;
-    if (opts.shiftTime) {
-      shift ??= shiftTime(Date.parse(raw.event_time), Date.now());
-      c = shift(raw);
-    }
-    batch.push(create(ClickInputSchema, { userid: c.userid, url: c.url, eventTime: c.event_time, eventId: c.event_id ?? "" }));
-    if (batch.length >= batchSize) await flush();
-  }
-  await flush();
-  await Promise.all(inFlight);
-
-  s.lastStreamSequence = lastSeq.toString();
+  let late: number | null = null;
   if (opts.wait) {
-    await waitUntilApplied(covisit, lastSeq, opts.waitTimeoutMs);
-    s.late = Number((await deadLetteredClicks(covisit)) - lateBefore);
+    // Every click up to the last sequence applied and acked by covisit: visible in Recommendation.
+    let floor = 0n;
+    await waitFor(
+      async () => (floor = (await covisit.progress({})).ackFloorStreamSequence) >= sent.lastStreamSequence,
+      opts.waitTimeoutMs,
+      async () => `covisit has applied up to stream sequence ${floor}, not ${sent.lastStreamSequence},`,
+    );
+    late = Number((await covisit.progress({})).deadLetteredClicks - lateBefore);
   }
-  s.elapsedMs = performance.now() - started;
-  s.clicksPerSecond = s.sent / (s.elapsedMs / 1000);
-  s.ackLatencyP50Ms = ackLatency.getValueAtPercentile(50) / 1000;
-  s.ackLatencyP99Ms = ackLatency.getValueAtPercentile(99) / 1000;
-  return s;
-}
-
-async function deadLetteredClicks(covisit: ReturnType<typeof createClient<typeof CovisitService>>): Promise<bigint> {
-  return (await covisit.progress({})).deadLetteredClicks;
-}
-
-/** Every click up to `sequence` has been applied by covisit and acked: it is visible in Recommendation. */
-async function waitUntilApplied(covisit: ReturnType<typeof createClient<typeof CovisitService>>, sequence: bigint, timeoutMs: number) {
-  const deadline = performance.now() + timeoutMs;
-  for (;;) {
-    const p = await covisit.progress({});
-    if (p.ackFloorStreamSequence >= sequence) return;
-    if (performance.now() > deadline) {
-      throw new Error(`covisit has applied up to stream sequence ${p.ackFloorStreamSequence}, not ${sequence}, after ${timeoutMs} ms`);
-    }
-    await sleep(50);
-  }
-}
-
-function sleep(ms: number) {
-  return new Promise((r) => setTimeout(r, ms));
+  const elapsedMs = performance.now() - started;
+  return {
+    sent: sent.sent,
+    accepted: sent.accepted,
+    rejected: sent.rejected,
+    duplicates: sent.duplicates,
+    late,
+    retries: sent.retries,
+    elapsedMs,
+    clicksPerSecond: sent.sent / Math.max(elapsedMs / 1000, 0.001),
+    ackLatencyP50Ms: sent.ackLatencyP50Ms,
+    ackLatencyP99Ms: sent.ackLatencyP99Ms,
+    lastStreamSequence: sent.lastStreamSequence.toString(),
+    rejections: sent.rejections,
+  };
 }
 
 export function formatSummary(s: ReplaySummary): string {

@@ -1,0 +1,120 @@
+import type { JsMsg } from "@nats-io/jetstream";
+import { headers } from "@nats-io/transport-node";
+import type { Logger } from "@recsys/logging";
+import { ensureDurableConsumer, ensureStreams, type Bus } from "./index.js";
+
+/** What to do with a message after its effect ran. */
+export type Disposition =
+  | { kind: "ack" }
+  /** The effect failed for a passing reason (a database down): redeliver later. */
+  | { kind: "retry"; delayMs?: number; reason: string }
+  /** The message can never take effect: keep it in DEAD_LETTERS with the reason, then ack. */
+  | { kind: "dead-letter"; reason: string };
+
+export interface DurableConsumerOptions {
+  bus: Bus;
+  stream: string;
+  durable: string;
+  filterSubject: string;
+  /** Messages whose effects may run at once. */
+  concurrency: number;
+  /** The subject suffix of dead letters: dlq.<source>. */
+  deadLetterSource: string;
+  logger: Logger;
+  signal: AbortSignal;
+  handle(m: JsMsg): Promise<Disposition>;
+}
+
+/**
+ * Runs a durable pull consumer until `signal` aborts. Each message is acked only after `handle`
+ * returned, so a crash redelivers it: `handle` must be idempotent. A throw counts as a retry.
+ * The consumer (and its stream) are re-created on every pass, so a deleted stream heals itself.
+ */
+export async function runDurableConsumer(opts: DurableConsumerOptions): Promise<void> {
+  const { bus, logger } = opts;
+  const inFlight = new Set<Promise<void>>();
+  const settle = async (m: JsMsg) => {
+    let d: Disposition;
+    try {
+      d = await opts.handle(m);
+    } catch (err) {
+      d = { kind: "retry", reason: String(err) };
+    }
+    if (d.kind === "retry") {
+      logger.warn({ stream: opts.stream, seq: m.seq, reason: d.reason }, "message not applied, will be redelivered");
+      m.nak(d.delayMs ?? 1_000);
+      return;
+    }
+    if (d.kind === "dead-letter") {
+      try {
+        await deadLetter(bus, m, opts.stream, opts.deadLetterSource, d.reason);
+      } catch (err) {
+        m.nak(1_000);
+        logger.warn({ err: String(err), seq: m.seq }, "dead letter not stored, will be redelivered");
+        return;
+      }
+      logger.warn({ stream: opts.stream, seq: m.seq, reason: d.reason }, "message dead-lettered");
+    }
+    m.ack();
+  };
+
+  while (!opts.signal.aborted) {
+    let messages;
+    try {
+      await ensureStreams(bus.jsm, bus.topology);
+      await ensureDurableConsumer(bus.jsm, opts.stream, {
+        durable_name: opts.durable,
+        filter_subject: opts.filterSubject,
+        max_ack_pending: 4 * opts.concurrency,
+      });
+      const consumer = await bus.js.consumers.get(opts.stream, opts.durable);
+      messages = await consumer.consume({ max_messages: 2 * opts.concurrency, abort_on_missing_resource: true });
+    } catch (err) {
+      logger.warn({ err: String(err), stream: opts.stream }, "cannot open the consumer, retrying");
+      await sleep(1_000);
+      continue;
+    }
+    const stop = () => messages.stop();
+    opts.signal.addEventListener("abort", stop, { once: true });
+    try {
+      for await (const m of messages) {
+        const p = settle(m);
+        inFlight.add(p);
+        void p.finally(() => inFlight.delete(p));
+        if (inFlight.size >= opts.concurrency) await Promise.race(inFlight);
+      }
+    } catch (err) {
+      logger.warn({ err: String(err), stream: opts.stream }, "consumer interrupted, resuming");
+      await sleep(1_000);
+    } finally {
+      opts.signal.removeEventListener("abort", stop);
+    }
+  }
+  await Promise.all(inFlight);
+}
+
+/** Keeps a message we could not apply in DEAD_LETTERS, with why, instead of dropping it. */
+export async function deadLetter(bus: Bus, m: JsMsg, stream: string, source: string, reason: string): Promise<void> {
+  const h = headers();
+  h.set("recsys-reason", reason);
+  h.set("recsys-source-stream", stream);
+  h.set("recsys-source-sequence", String(m.seq));
+  await bus.js.publish(bus.topology.deadLetterSubject(source), m.data, { headers: h, msgID: `${source}-${m.seq}` });
+}
+
+/** Where a durable consumer stands: every message up to `ackFloor` is done. */
+export async function consumerProgress(bus: Bus, stream: string, durable: string) {
+  const info = await bus.jsm.consumers.info(stream, durable);
+  return { ackFloor: BigInt(info.ack_floor.stream_seq), pending: BigInt(info.num_pending), ackPending: BigInt(info.num_ack_pending) };
+}
+
+/** How many messages were dead-lettered from one source. */
+export async function deadLettered(bus: Bus, source: string): Promise<bigint> {
+  const subject = bus.topology.deadLetterSubject(source);
+  const info = await bus.jsm.streams.info(bus.topology.deadLetterStream, { subjects_filter: subject });
+  return BigInt(info.state.subjects?.[subject] ?? 0);
+}
+
+function sleep(ms: number) {
+  return new Promise((r) => setTimeout(r, ms));
+}

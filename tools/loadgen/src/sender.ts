@@ -1,0 +1,126 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import { build as buildHistogram } from "hdr-histogram-js";
+
+/** What one item of a batch came to, as ingest answered it. */
+export type ItemResult =
+  | { accepted: true; duplicate: boolean; streamSequence: bigint }
+  | { accepted: false; field: string; reason: string };
+
+export interface SendSummary {
+  sent: number;
+  accepted: number;
+  rejected: number;
+  duplicates: number;
+  retries: number;
+  elapsedMs: number;
+  perSecond: number;
+  ackLatencyP50Ms: number;
+  ackLatencyP99Ms: number;
+  lastStreamSequence: bigint;
+  rejections: Array<{ line: number; field: string; reason: string }>;
+}
+
+const RETRYABLE = new Set([Code.Unavailable, Code.DeadlineExceeded, Code.Internal, Code.Unknown, Code.Aborted, Code.ResourceExhausted]);
+
+/**
+ * Sends items in batches at a rate (0 = as fast as acked), `concurrency` calls in flight. A batch
+ * that fails with a retryable code is sent again unchanged, so with the same ids: nothing accepted
+ * is lost or counted twice.
+ */
+export async function sendPaced<T>(opts: {
+  items: AsyncIterable<T>;
+  rate: number;
+  batchSize: number;
+  concurrency: number;
+  send: (batch: T[]) => Promise<ItemResult[]>;
+  onProgress?: (p: { sent: number; accepted: number; elapsedMs: number }) => void;
+}): Promise<SendSummary> {
+  const ackLatency = buildHistogram({ lowestDiscernibleValue: 1, highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: 3 });
+  const s: SendSummary = {
+    sent: 0, accepted: 0, rejected: 0, duplicates: 0, retries: 0, elapsedMs: 0, perSecond: 0,
+    ackLatencyP50Ms: 0, ackLatencyP99Ms: 0, lastStreamSequence: 0n, rejections: [],
+  };
+  const started = performance.now();
+
+  async function sendBatch(batch: T[], firstLine: number): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      const t0 = performance.now();
+      try {
+        const results = await opts.send(batch);
+        ackLatency.recordValueWithCount(Math.max(1, Math.round((performance.now() - t0) * 1000)), batch.length);
+        results.forEach((r, i) => {
+          if (r.accepted) {
+            s.accepted++;
+            if (r.duplicate) s.duplicates++;
+            if (r.streamSequence > s.lastStreamSequence) s.lastStreamSequence = r.streamSequence;
+          } else {
+            s.rejected++;
+            if (s.rejections.length < 100) s.rejections.push({ line: firstLine + i, field: r.field, reason: r.reason });
+          }
+        });
+        return;
+      } catch (err) {
+        const ce = ConnectError.from(err);
+        if (!RETRYABLE.has(ce.code) || attempt >= 50) throw ce;
+        s.retries++;
+        await sleep(Math.min(5_000, 100 * 2 ** Math.min(attempt, 6)));
+      }
+    }
+  }
+
+  const inFlight = new Set<Promise<void>>();
+  let failure: unknown;
+  let batch: T[] = [];
+  let batchFirstLine = 1;
+  let line = 0;
+  const flush = async () => {
+    if (batch.length === 0) return;
+    // Pace by items handed to the wire: item k goes out no earlier than k / rate seconds in.
+    if (opts.rate > 0) {
+      const due = started + (s.sent / opts.rate) * 1000;
+      const now = performance.now();
+      if (due > now) await sleep(due - now);
+    }
+    const p = sendBatch(batch, batchFirstLine).catch((err: unknown) => {
+      failure ??= err;
+    });
+    s.sent += batch.length;
+    batch = [];
+    batchFirstLine = line + 1;
+    inFlight.add(p);
+    void p.finally(() => inFlight.delete(p));
+    if (inFlight.size >= opts.concurrency) await Promise.race(inFlight);
+    if (failure) throw failure;
+    opts.onProgress?.({ sent: s.sent, accepted: s.accepted, elapsedMs: performance.now() - started });
+  };
+  // At a low rate, small batches keep the pacing smooth (about 20 calls a second).
+  const batchSize = opts.rate > 0 ? Math.max(1, Math.min(opts.batchSize, Math.floor(opts.rate / 20))) : opts.batchSize;
+
+  for await (const item of opts.items) {
+    line++;
+    batch.push(item);
+    if (batch.length >= batchSize) await flush();
+  }
+  await flush();
+  await Promise.all(inFlight);
+  if (failure) throw failure;
+
+  s.elapsedMs = performance.now() - started;
+  s.perSecond = s.sent / Math.max(s.elapsedMs / 1000, 0.001);
+  s.ackLatencyP50Ms = ackLatency.getValueAtPercentile(50) / 1000;
+  s.ackLatencyP99Ms = ackLatency.getValueAtPercentile(99) / 1000;
+  return s;
+}
+
+/** Polls until `done` is true, failing with `describe()` after the timeout. */
+export async function waitFor(done: () => Promise<boolean>, timeoutMs: number, describe: () => Promise<string>): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!(await done())) {
+    if (performance.now() > deadline) throw new Error(`${await describe()} after ${timeoutMs} ms`);
+    await sleep(50);
+  }
+}
+
+export function sleep(ms: number) {
+  return new Promise((r) => setTimeout(r, ms));
+}
