@@ -1,0 +1,97 @@
+import { create, toBinary } from "@bufbuild/protobuf";
+import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
+import type { Bus } from "@recsys/bus";
+import { ClickSchema, ContentEmbeddingSchema } from "@recsys/contracts/events/v1/events";
+import { ProfileService } from "@recsys/contracts/profile/v1/profile";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { applyClickMessage, applyEmbeddingMessage } from "./consumers.js";
+import { profileRoutes } from "./handlers.js";
+import { migrate } from "./migrations.js";
+import { ProfileStore, schemaFor } from "./pg-store.js";
+
+const DIM = 384;
+const DATABASE_URL = process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/test";
+const schema = schemaFor(`unit${process.pid}_rpc`);
+const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 4, options: `-c search_path=${schema},public` });
+const store = new ProfileStore(pool);
+// SimilarContent needs no bus; Progress is covered by the integration tests.
+const client = createClient(ProfileService, createRouterTransport(profileRoutes(store, {} as Bus)));
+
+beforeAll(async () => {
+  await migrate(pool, schema, DIM);
+});
+afterAll(async () => {
+  await pool.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+  await pool.end();
+});
+
+const unit = (k: number) => Array.from({ length: DIM }, (_, i) => (i === k ? 1 : 0));
+const embeddingMessage = (url: string, embedding: number[], version = 1n) =>
+  toBinary(ContentEmbeddingSchema, create(ContentEmbeddingSchema, { url, id: "1", title: `t ${url}`, text: "x", embedding, version, model: "m" }));
+const clickMessage = (eventId: string, userid: string, url: string) => toBinary(ClickSchema, create(ClickSchema, { eventId, userid, url, eventTimeMs: 1n }));
+
+async function refusal(p: Promise<unknown>): Promise<string> {
+  return p.then(
+    () => "ok",
+    (e: unknown) => `${Code[ConnectError.from(e).code]}: ${ConnectError.from(e).rawMessage}`,
+  );
+}
+
+describe("messages", () => {
+  it("store pages and clicks and ack them", async () => {
+    expect(await applyEmbeddingMessage(embeddingMessage("https://e.org/a", unit(0)), store, DIM)).toEqual({ kind: "ack" });
+    expect(await applyEmbeddingMessage(embeddingMessage("https://e.org/b", unit(1)), store, DIM)).toEqual({ kind: "ack" });
+    expect(await applyClickMessage(clickMessage("c1", "u", "https://e.org/a"), store)).toEqual({ kind: "ack" });
+    expect(await applyClickMessage(clickMessage("c1", "u", "https://e.org/a"), store)).toEqual({ kind: "ack" });
+    expect(await store.interest("u")).toEqual({ sum: unit(0), terms: 1 });
+  });
+
+  it("dead-letter what can never be stored", async () => {
+    expect(await applyEmbeddingMessage(new Uint8Array([0xff, 0xff, 0xff]), store, DIM)).toMatchObject({ kind: "dead-letter" });
+    expect(await applyEmbeddingMessage(embeddingMessage("https://e.org/short", [1, 0, 0]), store, DIM)).toEqual({
+      kind: "dead-letter",
+      reason: "undecodable: embedding has 3 dimensions, expected 384",
+    });
+    expect(await applyEmbeddingMessage(embeddingMessage("", unit(2)), store, DIM)).toMatchObject({ kind: "dead-letter" });
+    expect(await applyClickMessage(clickMessage("", "u", "https://e.org/a"), store)).toMatchObject({ kind: "dead-letter" });
+    // PostgreSQL text cannot hold NUL: retrying would loop forever.
+    const nul = toBinary(ContentEmbeddingSchema, create(ContentEmbeddingSchema, { url: "https://e.org/nul", title: "a\u0000b", embedding: unit(3), version: 1n }));
+    expect(await applyEmbeddingMessage(nul, store, DIM)).toMatchObject({ kind: "dead-letter", reason: expect.stringMatching(/^refused by PostgreSQL/) });
+    expect(await store.counts()).toEqual({ pages: 2n, parkedClicks: 0n });
+  });
+
+  it("leave everything for redelivery while PostgreSQL is unreachable", async () => {
+    const down = new pg.Pool({ connectionString: "postgresql://postgres@127.0.0.1:1/test", connectionTimeoutMillis: 1_000 });
+    try {
+      const offline = new ProfileStore(down);
+      expect(await applyEmbeddingMessage(embeddingMessage("https://e.org/c", unit(2)), offline, DIM)).toMatchObject({ kind: "retry" });
+      expect(await applyClickMessage(clickMessage("c9", "u", "https://e.org/c"), offline)).toMatchObject({ kind: "retry" });
+    } finally {
+      await down.end();
+    }
+  });
+});
+
+describe("SimilarContent", () => {
+  it("answers with the user's nearest pages, 10 by default", async () => {
+    const res = await client.similarContent({ userid: "u" });
+    expect(res.items.map((i) => [i.url, i.title, i.similarity])).toEqual([
+      ["https://e.org/a", "t https://e.org/a", 1],
+      ["https://e.org/b", "t https://e.org/b", 0],
+    ]);
+  });
+
+  it("refuses a bad limit or userid naming the field, and writes nothing", async () => {
+    const before = await pool.query("SELECT (SELECT count(*) FROM interests) AS i, (SELECT count(*) FROM applied_events) AS e");
+    expect(await refusal(client.similarContent({ userid: "u", limit: 1001 }))).toBe("InvalidArgument: limit: must be between 1 and 1000");
+    expect(await refusal(client.similarContent({ userid: "u", limit: -1 }))).toMatch(/^InvalidArgument: limit: /);
+    expect(await refusal(client.similarContent({ userid: "" }))).toBe("InvalidArgument: userid: must not be empty");
+    expect(await refusal(client.similarContent({ userid: "x".repeat(257) }))).toMatch(/^InvalidArgument: userid: /);
+    expect(await refusal(client.similarContent({ userid: "a\u0001b" }))).toMatch(/^InvalidArgument: userid: /);
+    expect(await refusal(client.similarContent({ userid: "new-user", limit: 1000 }))).toBe("ok");
+    const after = await pool.query("SELECT (SELECT count(*) FROM interests) AS i, (SELECT count(*) FROM applied_events) AS e");
+    expect(after.rows).toEqual(before.rows);
+    expect(await store.counts()).toEqual({ pages: 2n, parkedClicks: 0n });
+  });
+});

@@ -1,0 +1,53 @@
+import { connectBus } from "@recsys/bus";
+import { commonEnv, port, positiveInt, readConfig, z } from "@recsys/config";
+import { createLogger } from "@recsys/logging";
+import { onShutdown, startRpcServer } from "@recsys/server";
+import { runClickConsumer, runEmbeddingConsumer } from "./consumers.js";
+import { profileRoutes } from "./handlers.js";
+import { migrateWhenReachable } from "./migrations.js";
+import { createPool, ProfileStore, schemaFor } from "./pg-store.js";
+
+const config = readConfig(
+  z.object({
+    ...commonEnv,
+    PROFILE_PORT: port(50054),
+    DATABASE_URL: z.string().default("postgresql://postgres@127.0.0.1:5432/test"),
+    PG_POOL_MAX: positiveInt(8),
+    PROFILE_CONCURRENCY: positiveInt(8),
+    EMBEDDING_DIMENSION: positiveInt(384),
+  }),
+);
+const logger = createLogger("profile");
+const schema = schemaFor(config.RECSYS_NAMESPACE);
+const pool = createPool({ databaseUrl: config.DATABASE_URL, schema, max: config.PG_POOL_MAX, logger });
+const applied = await migrateWhenReachable(pool, schema, config.EMBEDDING_DIMENSION, logger);
+logger.info({ schema, applied }, "migrations up to date");
+const store = new ProfileStore(pool);
+const bus = await connectBus({ url: config.NATS_URL, name: "profile", namespace: config.RECSYS_NAMESPACE, logger });
+
+const server = await startRpcServer({
+  name: "profile",
+  host: config.HOST,
+  port: config.PROFILE_PORT,
+  routes: profileRoutes(store, bus),
+  healthy: async () => bus.connected() && (await store.ping().catch(() => false)),
+  logger,
+});
+const stopConsuming = new AbortController();
+const consumerOptions = { bus, store, logger, concurrency: config.PROFILE_CONCURRENCY, signal: stopConsuming.signal };
+const consuming = Promise.all([
+  runEmbeddingConsumer({ ...consumerOptions, dimension: config.EMBEDDING_DIMENSION }),
+  runClickConsumer(consumerOptions),
+]);
+consuming.catch((err: unknown) => {
+  logger.fatal({ err: String(err) }, "consumer failed");
+  process.exit(1);
+});
+
+onShutdown(logger, async () => {
+  stopConsuming.abort();
+  await consuming;
+  await server.close();
+  await bus.close();
+  await pool.end();
+});

@@ -1,0 +1,71 @@
+import { readdir, readFile } from "node:fs/promises";
+import type pg from "pg";
+import type { Logger } from "@recsys/logging";
+import { sqlState } from "./pg-store.js";
+
+/** The database holds something this build cannot work with; waiting will not fix it. */
+export class MigrationRefused extends Error {}
+
+/** services/profile/migrations, found from src/ (tests) and dist/ (the build) alike. */
+export const MIGRATIONS_DIR = new URL("../migrations/", import.meta.url);
+
+// One lock for every namespace: CREATE EXTENSION and CREATE SCHEMA race across namespaces too.
+const MIGRATION_LOCK = "recsys-profile-migrations";
+
+export function quoteIdent(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
+/**
+ * Applies every numbered migration not yet recorded in `schema_migrations`, all in one transaction
+ * under an advisory lock, so replicas starting together apply each migration exactly once.
+ * Returns the names applied now.
+ */
+export async function migrate(pool: pg.Pool, schema: string, dimension: number): Promise<string[]> {
+  const files = (await readdir(MIGRATIONS_DIR)).filter((f) => /^\d+_.*\.sql$/.test(f)).sort();
+  const client = await pool.connect();
+  try {
+    await client.query("BEGIN");
+    await client.query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", [MIGRATION_LOCK]);
+    await client.query("CREATE EXTENSION IF NOT EXISTS vector");
+    await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schema)}`);
+    await client.query(`SET LOCAL search_path TO ${quoteIdent(schema)}, public`);
+    await client.query("CREATE TABLE IF NOT EXISTS schema_migrations (name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())");
+    const done = new Set((await client.query<{ name: string }>("SELECT name FROM schema_migrations")).rows.map((r) => r.name));
+    const applied: string[] = [];
+    for (const file of files) {
+      if (done.has(file)) continue;
+      const sql = (await readFile(new URL(file, MIGRATIONS_DIR), "utf8")).replaceAll("{{EMBEDDING_DIMENSION}}", String(dimension));
+      await client.query(sql);
+      await client.query("INSERT INTO schema_migrations (name) VALUES ($1)", [file]);
+      applied.push(file);
+    }
+    const dim = await client.query<{ atttypmod: number }>(
+      "SELECT atttypmod FROM pg_attribute WHERE attrelid = 'content'::regclass AND attname = 'embedding'",
+    );
+    const stored = dim.rows[0]?.atttypmod;
+    if (stored !== dimension) throw new MigrationRefused(`content.embedding in schema ${schema} has dimension ${stored}, EMBEDDING_DIMENSION is ${dimension}`);
+    await client.query("COMMIT");
+    return applied;
+  } catch (err) {
+    await client.query("ROLLBACK").catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
+}
+
+/** `migrate`, waiting for PostgreSQL to come up first: a replica may start before its database. */
+export async function migrateWhenReachable(pool: pg.Pool, schema: string, dimension: number, logger: Logger): Promise<string[]> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await migrate(pool, schema, dimension);
+    } catch (err) {
+      // A SQLSTATE means PostgreSQL answered and refused: only a failure to connect is worth a wait.
+      if (sqlState(err) || err instanceof MigrationRefused) throw err;
+      const waitMs = Math.min(5_000, 200 * attempt);
+      logger.warn({ err: String(err), attempt, waitMs }, "PostgreSQL not reachable, retrying");
+      await new Promise((r) => setTimeout(r, waitMs));
+    }
+  }
+}

@@ -1,0 +1,223 @@
+import pg from "pg";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { migrate } from "./migrations.js";
+import { ProfileStore, schemaFor, type ClickToApply, type PageEmbedding } from "./pg-store.js";
+
+// The SQL is the domain logic here, so it is tested where it runs: in the real PostgreSQL.
+const DIM = 384;
+const DATABASE_URL = process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/test";
+const schema = schemaFor(`unit${process.pid}_store`);
+const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 8, options: `-c search_path=${schema},public` });
+const store = new ProfileStore(pool);
+
+beforeAll(async () => {
+  await migrate(pool, schema, DIM);
+});
+beforeEach(async () => {
+  await pool.query("TRUNCATE content, interests, user_page_clicks, applied_events, parked_clicks");
+});
+afterAll(async () => {
+  await pool.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+  await pool.end();
+});
+
+let seed = 12345;
+const rnd = () => (seed = (seed * 16807) % 2147483647) / 2147483647;
+/** A random unit vector, rounded to float32 as PostgreSQL stores it. */
+function unitVector(): number[] {
+  const v = Array.from({ length: DIM }, () => rnd() - 0.5);
+  const n = Math.hypot(...v);
+  return v.map((x) => Math.fround(x / n));
+}
+const page = (url: string, embedding: number[], version = 1n): PageEmbedding => ({ url, id: url, title: `title of ${url}`, text: "", embedding, version, model: "test" });
+let nextId = 0;
+const click = (userid: string, url: string): ClickToApply => ({ eventId: `e${nextId++}`, userid, url, eventTimeMs: 0 });
+
+/** The definition, by brute force: the mean of the current vectors behind every click. */
+function bruteMean(urls: string[], vectors: Map<string, number[]>): number[] {
+  const mean = new Array<number>(DIM).fill(0);
+  for (const u of urls) vectors.get(u)!.forEach((x, k) => (mean[k]! += x / urls.length));
+  return mean;
+}
+async function expectInterest(userid: string, urls: string[], vectors: Map<string, number[]>) {
+  const got = await store.interest(userid);
+  expect(got?.terms).toBe(urls.length);
+  const want = bruteMean(urls, vectors);
+  const mean = got!.sum.map((x) => x / got!.terms);
+  expect(Math.max(...mean.map((x, k) => Math.abs(x - want[k]!)))).toBeLessThan(1e-5);
+}
+const cosine = (a: number[], b: number[]) => a.reduce((s, x, k) => s + x * b[k]!, 0) / (Math.hypot(...a) * Math.hypot(...b));
+const byUrl = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+describe("interests", () => {
+  it("are the mean of the embeddings behind every click, repeats included", async () => {
+    const vectors = new Map<string, number[]>(Array.from({ length: 12 }, (_, i) => [`https://e.org/p${i}`, unitVector()] as const));
+    for (const [url, v] of vectors) expect(await store.applyEmbedding(page(url, v))).toEqual({ status: "inserted", foldedClicks: 0 });
+    const urls = [...vectors.keys()];
+    const clicked = new Map<string, string[]>();
+    for (let i = 0; i < 120; i++) {
+      const user = `u${Math.floor(rnd() * 4)}`;
+      const url = urls[Math.floor(rnd() * 5)]!; // few pages, so repeats happen
+      expect(await store.applyClick(click(user, url))).toEqual({ status: "applied" });
+      clicked.set(user, [...(clicked.get(user) ?? []), url]);
+    }
+    for (const [user, list] of clicked) await expectInterest(user, list, vectors);
+  });
+
+  it("ignore a redelivered event id, applied or parked", async () => {
+    const v = unitVector();
+    await store.applyEmbedding(page("https://e.org/a", v));
+    const c = click("u", "https://e.org/a");
+    expect(await store.applyClick(c)).toEqual({ status: "applied" });
+    expect(await store.applyClick(c)).toEqual({ status: "duplicate" });
+    const parked = click("u", "https://e.org/later");
+    expect(await store.applyClick(parked)).toEqual({ status: "parked" });
+    expect(await store.applyClick(parked)).toEqual({ status: "duplicate" });
+    expect(await store.counts()).toEqual({ pages: 1n, parkedClicks: 1n });
+    await expectInterest("u", ["https://e.org/a"], new Map([["https://e.org/a", v]]));
+  });
+
+  it("park a click until its page arrives, then fold it in", async () => {
+    const url = "https://e.org/late-page";
+    expect(await store.applyClick(click("u1", url))).toEqual({ status: "parked" });
+    expect(await store.applyClick(click("u1", url))).toEqual({ status: "parked" });
+    expect(await store.applyClick(click("u2", url))).toEqual({ status: "parked" });
+    expect(await store.interest("u1")).toBeUndefined();
+    expect(await store.counts()).toEqual({ pages: 0n, parkedClicks: 3n });
+    const v = unitVector();
+    expect(await store.applyEmbedding(page(url, v))).toEqual({ status: "inserted", foldedClicks: 3 });
+    expect(await store.counts()).toEqual({ pages: 1n, parkedClicks: 0n });
+    await expectInterest("u1", [url, url], new Map([[url, v]]));
+    await expectInterest("u2", [url], new Map([[url, v]]));
+    // Folded clicks count as clicks of the page: a newer version corrects them like the others.
+    const w = unitVector();
+    expect(await store.applyEmbedding(page(url, w, 2n))).toEqual({ status: "updated", correctedUsers: 2, foldedClicks: 0 });
+    await expectInterest("u1", [url, url], new Map([[url, w]]));
+  });
+
+  it("never leave a click parked when it races its page", async () => {
+    const vectors = new Map<string, number[]>(Array.from({ length: 8 }, (_, i) => [`https://e.org/race${i}`, unitVector()] as const));
+    const clicks = Array.from({ length: 200 }, (_, i) => click(`u${i % 7}`, `https://e.org/race${i % 8}`));
+    await Promise.all([
+      ...clicks.map((c) => store.applyClick(c)),
+      ...[...vectors].map(([url, v]) => store.applyEmbedding(page(url, v))),
+    ]);
+    expect(await store.counts()).toEqual({ pages: 8n, parkedClicks: 0n });
+    for (let u = 0; u < 7; u++) {
+      await expectInterest(`u${u}`, clicks.filter((c) => c.userid === `u${u}`).map((c) => c.url), vectors);
+    }
+  });
+});
+
+describe("page versions", () => {
+  it("ignore an older or equal version", async () => {
+    const url = "https://e.org/v";
+    const v2 = unitVector();
+    await store.applyEmbedding(page(url, v2, 2n));
+    await store.applyClick(click("u", url));
+    expect(await store.applyEmbedding(page(url, unitVector(), 1n))).toEqual({ status: "stale", storedVersion: 2n });
+    expect(await store.applyEmbedding({ ...page(url, unitVector(), 2n), title: "changed" })).toEqual({ status: "stale", storedVersion: 2n });
+    await expectInterest("u", [url], new Map([[url, v2]]));
+    expect((await store.similarContent("u", 10))[0]).toMatchObject({ url, title: `title of ${url}` });
+  });
+
+  it("correct the interests of every user who clicked a re-embedded page", async () => {
+    const vectors = new Map<string, number[]>(Array.from({ length: 4 }, (_, i) => [`https://e.org/c${i}`, unitVector()] as const));
+    for (const [url, v] of vectors) await store.applyEmbedding(page(url, v));
+    const history: Record<string, string[]> = {
+      once: ["https://e.org/c0", "https://e.org/c1"],
+      thrice: ["https://e.org/c0", "https://e.org/c0", "https://e.org/c2", "https://e.org/c0"],
+      other: ["https://e.org/c3"],
+    };
+    for (const [user, urls] of Object.entries(history)) for (const url of urls) await store.applyClick(click(user, url));
+    vectors.set("https://e.org/c0", unitVector());
+    expect(await store.applyEmbedding(page("https://e.org/c0", vectors.get("https://e.org/c0")!, 5n))).toEqual({
+      status: "updated",
+      correctedUsers: 2,
+      foldedClicks: 0,
+    });
+    for (const [user, urls] of Object.entries(history)) await expectInterest(user, urls, vectors);
+  });
+});
+
+describe("similarContent", () => {
+  it("ranks by similarity desc then url asc, ties and the cut at the limit as brute force does", async () => {
+    // 25 well-separated similarity levels, 12 pages with the same vector on each: exact ties, and a
+    // cut at the limit inside a tie group.
+    const anchor = new Array<number>(DIM).fill(0);
+    anchor[0] = 1;
+    await store.applyEmbedding(page("https://e.org/anchor", anchor));
+    const expected: Array<{ url: string; similarity: number }> = [{ url: "https://e.org/anchor", similarity: 1 }];
+    for (let i = 0; i < 300; i++) {
+      const level = i % 25;
+      const v = new Array<number>(DIM).fill(0);
+      v[0] = Math.fround(Math.cos(0.06 * (level + 1)));
+      v[1 + level] = Math.fround(Math.sin(0.06 * (level + 1)));
+      const url = `https://e.org/t${String((i * 7919) % 1000).padStart(3, "0")}`;
+      await store.applyEmbedding(page(url, v));
+      expected.push({ url, similarity: cosine(v, anchor) });
+    }
+    await store.applyClick(click("u", "https://e.org/anchor"));
+    expected.sort((a, b) => b.similarity - a.similarity || byUrl(a.url, b.url));
+    for (const limit of [1, 10, 18, 100, 1000]) {
+      const got = await store.similarContent("u", limit);
+      expect(got.map((g) => g.url)).toEqual(expected.slice(0, limit).map((e) => e.url));
+      got.forEach((g, i) => expect(g.similarity).toBeCloseTo(expected[i]!.similarity, 5));
+    }
+  });
+
+  it("equals a brute-force ranking of random pages, deeper than HNSW's default candidate list", async () => {
+    const vectors = new Map<string, number[]>(Array.from({ length: 400 }, (_, i) => [`https://e.org/r${i}`, unitVector()] as const));
+    for (const [url, v] of vectors) await store.applyEmbedding(page(url, v));
+    const urls = [...vectors.keys()].slice(0, 6);
+    for (const url of urls) await store.applyClick(click("u", url));
+    const { sum } = (await store.interest("u"))!;
+    const ranked = [...vectors].map(([url, v]) => ({ url, similarity: cosine(v, sum) })).sort((a, b) => b.similarity - a.similarity || byUrl(a.url, b.url));
+    const got = await store.similarContent("u", 150);
+    expect(got).toHaveLength(150);
+    const reference = new Map(ranked.map((r) => [r.url, r.similarity]));
+    got.forEach((g, i) => {
+      expect(g.similarity).toBeCloseTo(ranked[i]!.similarity, 5);
+      // Two pages may swap only if their similarities tie within float32 noise.
+      if (g.url !== ranked[i]!.url) expect(Math.abs(reference.get(g.url)! - ranked[i]!.similarity)).toBeLessThan(1e-6);
+    });
+    // Its own order is strictly (similarity desc, url asc).
+    for (let i = 1; i < got.length; i++) {
+      const [a, b] = [got[i - 1]!, got[i]!];
+      expect(a.similarity > b.similarity || (a.similarity === b.similarity && a.url < b.url)).toBe(true);
+    }
+  });
+
+  it("gives a user without an interest `limit` pages with similarity 0 in url order", async () => {
+    const urls = Array.from({ length: 15 }, (_, i) => `https://e.org/n${i}`);
+    for (const url of urls) await store.applyEmbedding(page(url, unitVector()));
+    const got = await store.similarContent("nobody", 7);
+    expect(got).toEqual([...urls].sort(byUrl).slice(0, 7).map((url) => ({ url, title: `title of ${url}`, similarity: 0 })));
+  });
+});
+
+describe("migrations", () => {
+  it("run twice are a no-op", async () => {
+    const before = await pool.query("SELECT name, applied_at FROM schema_migrations ORDER BY name");
+    expect(before.rows.map((r: { name: string }) => r.name)).toEqual(["001_initial.sql"]);
+    await store.applyEmbedding(page("https://e.org/kept", unitVector()));
+    expect(await migrate(pool, schema, DIM)).toEqual([]);
+    expect(await migrate(pool, schema, DIM)).toEqual([]);
+    expect((await pool.query("SELECT name, applied_at FROM schema_migrations ORDER BY name")).rows).toEqual(before.rows);
+    expect(await store.counts()).toEqual({ pages: 1n, parkedClicks: 0n });
+  });
+
+  it("run at once from two replicas apply each migration once", async () => {
+    const fresh = schemaFor(`unit${process.pid}_twice`);
+    try {
+      const results = await Promise.all([migrate(pool, fresh, DIM), migrate(pool, fresh, DIM)]);
+      expect(results.flat()).toEqual(["001_initial.sql"]);
+    } finally {
+      await pool.query(`DROP SCHEMA IF EXISTS ${fresh} CASCADE`);
+    }
+  });
+
+  it("refuse a dimension other than the stored one", async () => {
+    await expect(migrate(pool, schema, 768)).rejects.toThrow(/dimension 384, EMBEDDING_DIMENSION is 768/);
+  });
+});
