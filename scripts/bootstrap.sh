@@ -19,3 +19,7 @@ cd "$root"
 export ONNXRUNTIME_NODE_INSTALL=skip
 pnpm install --frozen-lockfile=false --prefer-offline >&2
 pnpm build >&2
+# The default embedding model is build output, made from the reference pages; built once.
+if [ ! -f services/embedder/models/default/onnx/model_quantized.onnx ]; then
+  pnpm build:model >&2
+fi

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// The main job: start the stack, replay the reference clickstream, then ask the gateway.
-//   node scripts/demo.mjs [--rate N] [--file PATH]
+// The main job: start the stack, load the reference pages, replay the reference clickstream, then
+// ask the gateway for co-visits and for similar content.
+//   node scripts/demo.mjs [--rate N] [--file PATH] [--pages PATH]
 // Replaying again is safe: every click keeps its event id, so the counts do not change.
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -14,6 +15,7 @@ const { values: args } = parseArgs({
   options: {
     rate: { type: "string", default: "0" },
     file: { type: "string", default: resolve(root, "../shared/data/clickstream.json.gz") },
+    pages: { type: "string", default: resolve(root, "../shared/data/content.json.gz") },
   },
 });
 const gateway = process.env.GATEWAY_URL ?? `http://127.0.0.1:${process.env.GATEWAY_PORT ?? 8080}`;
@@ -33,24 +35,35 @@ async function call(method, body) {
   return json;
 }
 
-/** The most clicked pages of the file: the ones with the most to show. */
-function busiestUrls(file, n) {
+function readClicks(file) {
+  return gunzipSync(readFileSync(file)).toString("utf8").split("\n").filter((l) => l.trim()).map((l) => JSON.parse(l));
+}
+
+/** The most clicked pages among `clicks`: the ones with the most to show. */
+function busiestUrls(clicks, n) {
   const counts = new Map();
-  for (const line of gunzipSync(readFileSync(file)).toString("utf8").split("\n")) {
-    if (!line.trim()) continue;
-    const { url } = JSON.parse(line);
-    counts.set(url, (counts.get(url) ?? 0) + 1);
-  }
+  for (const { url } of clicks) counts.set(url, (counts.get(url) ?? 0) + 1);
   return [...counts].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).slice(0, n).map(([url]) => url);
 }
 
 run(process.execPath, [join(root, "scripts/stack.mjs"), "up"]);
+console.error("demo: loading the pages (embedded, then stored with their vectors)");
+run(process.execPath, [join(root, "tools/loadgen/dist/main.js"), "content", args.pages, "--rate", args.rate, "--wait"]);
+console.error("demo: replaying the clicks");
 run(process.execPath, [join(root, "tools/loadgen/dist/main.js"), "replay", args.file, "--rate", args.rate, "--wait"]);
 
-for (const url of busiestUrls(args.file, 3)) {
+const clicks = readClicks(args.file);
+for (const url of busiestUrls(clicks, 3)) {
   const { items = [] } = await call("Recommendation", { url, limit: 5 });
   console.log(`\nPeople who visit ${decodeURIComponent(url)} next visit:`);
   for (const it of items) console.log(`  ${String(it.frequency).padStart(4)}  ${decodeURIComponent(it.recommendation)}`);
 }
-console.log(`\nAsk yourself:\n  curl -s -X POST -H 'content-type: application/json' \\\n    -d '{"url": "https://en.wikipedia.org/wiki/Generosity%3A%20An%20Enhancement", "limit": 5}' \\\n    ${gateway}/recsys.gateway.v1.GatewayService/Recommendation`);
+const reader = "f5e9c688-408d-b54f-94aa-493df43dac8c";
+const { items: similar = [] } = await call("SimilarContent", { userid: reader, limit: 5 });
+const mostRead = busiestUrls(clicks.filter((c) => c.userid === reader), 3).map((u) => decodeURIComponent(u.replace(/^.*\/wiki\//, "")));
+console.log(`\nUser ${reader} read mostly ${mostRead.join(", ")}; the pages closest in meaning:`);
+for (const it of similar) console.log(`  ${it.similarity.toFixed(3)}  ${it.title}  (${decodeURIComponent(it.url)})`);
+
+console.log(`\nAsk yourself:\n  curl -s -X POST -H 'content-type: application/json' \\\n    -d '{"url": "https://en.wikipedia.org/wiki/Generosity%3A%20An%20Enhancement", "limit": 5}' \\\n    ${gateway}/recsys.gateway.v1.GatewayService/Recommendation
+  curl -s -X POST -H 'content-type: application/json' \\\n    -d '{"userid": "${reader}"}' \\\n    ${gateway}/recsys.gateway.v1.GatewayService/SimilarContent`);
 console.log("The stack keeps running; stop it with: pnpm stack:down");

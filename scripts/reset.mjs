@@ -1,7 +1,8 @@
-// Deletes everything one namespace of the project stored: streams, Redis keys, tables.
+// Deletes everything one namespace of the project stored: streams, Redis keys, PostgreSQL schema.
 import { connect } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { Redis } from "ioredis";
+import pg from "pg";
 
 export async function resetNamespace(namespace, env = process.env) {
   const nc = await connect({ servers: env.NATS_URL ?? "nats://127.0.0.1:4222" });
@@ -26,5 +27,13 @@ export async function resetNamespace(namespace, env = process.env) {
     } while (cursor !== "0");
   } finally {
     redis.disconnect();
+  }
+  const db = new pg.Client({ connectionString: env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/test" });
+  await db.connect();
+  try {
+    // profile keeps each namespace in a schema of its own.
+    await db.query(`DROP SCHEMA IF EXISTS ${namespace ? `${namespace}_recsys` : "recsys"} CASCADE`);
+  } finally {
+    await db.end();
   }
 }

@@ -18,6 +18,8 @@ const logDir = join(stackDir, "logs");
 export const SERVICES = [
   { name: "ingest", portVar: "INGEST_PORT", port: 50051 },
   { name: "covisit", portVar: "COVISIT_PORT", port: 50052 },
+  { name: "embedder", portVar: "EMBEDDER_PORT", port: 50053 },
+  { name: "profile", portVar: "PROFILE_PORT", port: 50054 },
   { name: "gateway", portVar: "GATEWAY_PORT", port: 8080 },
 ];
 

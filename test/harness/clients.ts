@@ -3,6 +3,8 @@ import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect
 import { GatewayService } from "@recsys/contracts/gateway/v1/gateway";
 import { CovisitService } from "@recsys/contracts/covisit/v1/covisit";
 import { IngestService } from "@recsys/contracts/ingest/v1/ingest";
+import { EmbedderService } from "@recsys/contracts/embedder/v1/embedder";
+import { ProfileService } from "@recsys/contracts/profile/v1/profile";
 import type { TestStack } from "./stack.js";
 
 /** Clients as a user would have them: Connect over HTTP/1.1 at the gateway, gRPC inside. */
@@ -11,6 +13,8 @@ export function clientsOf(stack: TestStack) {
     gateway: createClient(GatewayService, createConnectTransport({ baseUrl: stack.url.gateway, httpVersion: "1.1" })),
     covisit: createClient(CovisitService, createGrpcTransport({ baseUrl: stack.url.covisit })),
     ingest: createClient(IngestService, createGrpcTransport({ baseUrl: stack.url.ingest })),
+    embedder: createClient(EmbedderService, createGrpcTransport({ baseUrl: stack.url.embedder })),
+    profile: createClient(ProfileService, createGrpcTransport({ baseUrl: stack.url.profile })),
   };
 }
 

@@ -1,6 +1,5 @@
-import { gunzipSync } from "node:zlib";
-import { readFileSync } from "node:fs";
 import pg from "pg";
+import { readJsonLinesGz } from "./files.js";
 
 export interface RawClick {
   userid: string;
@@ -9,11 +8,7 @@ export interface RawClick {
 }
 
 export function readClicks(path: string): RawClick[] {
-  const text = path.endsWith(".gz") ? gunzipSync(readFileSync(path)).toString("utf8") : readFileSync(path, "utf8");
-  return text
-    .split("\n")
-    .filter((l) => l.trim() !== "")
-    .map((l) => JSON.parse(l) as RawClick);
+  return readJsonLinesGz<RawClick>(path);
 }
 
 export interface ReferenceRow {

@@ -10,9 +10,17 @@ export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), "../..");
 export const sharedData = join(repoRoot, "../shared/data");
 export const referenceClicks = join(sharedData, "clickstream.json.gz");
 
-export type ServiceName = "ingest" | "covisit" | "gateway";
-const ORDER: ServiceName[] = ["ingest", "covisit", "gateway"];
-const PORT_VAR: Record<ServiceName, string> = { ingest: "INGEST_PORT", covisit: "COVISIT_PORT", gateway: "GATEWAY_PORT" };
+export const referencePages = join(sharedData, "content.json.gz");
+
+export type ServiceName = "ingest" | "covisit" | "embedder" | "profile" | "gateway";
+const ORDER: ServiceName[] = ["ingest", "covisit", "embedder", "profile", "gateway"];
+const PORT_VAR: Record<ServiceName, string> = {
+  ingest: "INGEST_PORT",
+  covisit: "COVISIT_PORT",
+  embedder: "EMBEDDER_PORT",
+  profile: "PROFILE_PORT",
+  gateway: "GATEWAY_PORT",
+};
 
 export interface TestStack {
   namespace: string;
@@ -45,9 +53,9 @@ export async function startStack(label: string, extraEnv: NodeJS.ProcessEnv = {}
     RECSYS_NAMESPACE: namespace,
     INGEST_URL: url.ingest,
     COVISIT_URL: url.covisit,
-    GATEWAY_PORT: String(ports.gateway),
-    INGEST_PORT: String(ports.ingest),
-    COVISIT_PORT: String(ports.covisit),
+    EMBEDDER_URL: url.embedder,
+    PROFILE_URL: url.profile,
+    ...Object.fromEntries(ORDER.map((s) => [PORT_VAR[s], String(ports[s])])),
     HOST: "127.0.0.1",
     LOG_LEVEL: "warn",
     ...extraEnv,
@@ -97,7 +105,7 @@ export async function startStack(label: string, extraEnv: NodeJS.ProcessEnv = {}
 }
 
 async function waitHealthy(base: string, child: ChildProcess, name: string) {
-  const deadline = Date.now() + 30_000;
+  const deadline = Date.now() + 60_000;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`${name} exited with ${child.exitCode}`);
     try {
@@ -108,5 +116,5 @@ async function waitHealthy(base: string, child: ChildProcess, name: string) {
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  throw new Error(`${name} not healthy after 30 s`);
+  throw new Error(`${name} not healthy after 60 s`);
 }

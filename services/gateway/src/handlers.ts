@@ -2,12 +2,14 @@ import { Code, ConnectError, type Client, type ConnectRouter } from "@connectrpc
 import type { CovisitService } from "@recsys/contracts/covisit/v1/covisit";
 import { GatewayService } from "@recsys/contracts/gateway/v1/gateway";
 import type { IngestService } from "@recsys/contracts/ingest/v1/ingest";
+import type { ProfileService } from "@recsys/contracts/profile/v1/profile";
 import type { Logger } from "@recsys/logging";
 import { checkLimit, orInvalidArgument } from "@recsys/validation";
 
 export interface Backends {
   covisit: Client<typeof CovisitService>;
   ingest: Client<typeof IngestService>;
+  profile: Client<typeof ProfileService>;
 }
 
 /** The public RPCs, named after the reference GraphQL fields; validation here, work in the backends. */
@@ -31,6 +33,24 @@ export function gatewayRoutes(backends: Backends, logger: Logger, deadlineMs: nu
         }
         if (outcome?.case !== "accepted") throw new ConnectError("ingest gave no result for the click", Code.Internal);
         return { eventId: outcome.value.eventId, userid, url, eventTime: outcome.value.eventTime, duplicate: outcome.value.duplicate };
+      },
+      async similarContent(req) {
+        const limit = orInvalidArgument(() => checkLimit(req.limit));
+        // profile validates the userid itself; its InvalidArgument reaches the client unchanged.
+        const res = await backends.profile.similarContent({ userid: req.userid, limit }, { timeoutMs: deadlineMs });
+        return { items: res.items.map((i) => ({ url: i.url, title: i.title, similarity: i.similarity })) };
+      },
+      async content(req) {
+        if (!req.event) throw new ConnectError("event: is required", Code.InvalidArgument);
+        const { url, id, title, text, sourceTime } = req.event;
+        const res = await backends.ingest.publishContent({ pages: [{ url, id, title, text, sourceTime }] }, { timeoutMs: deadlineMs });
+        const outcome = res.results[0]?.outcome;
+        if (outcome?.case === "rejected") {
+          logger.info({ field: outcome.value.field, reason: outcome.value.reason }, "page refused");
+          throw new ConnectError(`event.${outcome.value.field}: ${outcome.value.reason}`, Code.InvalidArgument);
+        }
+        if (outcome?.case !== "accepted") throw new ConnectError("ingest gave no result for the page", Code.Internal);
+        return { eventId: outcome.value.eventId, url, title, sourceTime: outcome.value.sourceTime, duplicate: outcome.value.duplicate };
       },
     });
 }

@@ -3,6 +3,7 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { commonEnv, port, positiveInt, readConfig, z } from "@recsys/config";
 import { CovisitService } from "@recsys/contracts/covisit/v1/covisit";
 import { IngestService } from "@recsys/contracts/ingest/v1/ingest";
+import { ProfileService } from "@recsys/contracts/profile/v1/profile";
 import { createLogger } from "@recsys/logging";
 import { onShutdown, startRpcServer } from "@recsys/server";
 import { gatewayRoutes } from "./handlers.js";
@@ -15,6 +16,7 @@ const config = readConfig(
     GATEWAY_PORT: port(8080),
     INGEST_URL: z.string().url().default("http://127.0.0.1:50051"),
     COVISIT_URL: z.string().url().default("http://127.0.0.1:50052"),
+    PROFILE_URL: z.string().url().default("http://127.0.0.1:50054"),
     GATEWAY_DEADLINE_MS: positiveInt(5_000),
   }),
 );
@@ -24,6 +26,7 @@ const grpc = (baseUrl: string) => createGrpcTransport({ baseUrl, pingIntervalMs:
 const backends = {
   covisit: createClient(CovisitService, grpc(config.COVISIT_URL)),
   ingest: createClient(IngestService, grpc(config.INGEST_URL)),
+  profile: createClient(ProfileService, grpc(config.PROFILE_URL)),
 };
 
 const server = await startRpcServer({
@@ -32,7 +35,7 @@ const server = await startRpcServer({
   port: config.GATEWAY_PORT,
   routes: gatewayRoutes(backends, logger, config.GATEWAY_DEADLINE_MS),
   healthy: async () => {
-    const probes = [config.COVISIT_URL, config.INGEST_URL].map((u) =>
+    const probes = [config.COVISIT_URL, config.INGEST_URL, config.PROFILE_URL].map((u) =>
       fetch(new URL("/healthz", u), { signal: AbortSignal.timeout(1_000) }).then((r) => r.ok, () => false),
     );
     return (await Promise.all(probes)).every(Boolean);

@@ -1,0 +1,155 @@
+/** What the batcher needs of a model: token ids per text, and one run over a padded batch. */
+export interface BatchModel {
+  tokenize(text: string): number[];
+  run(batch: number[][]): Promise<Float32Array[]>;
+}
+
+export interface BatcherOptions {
+  /** A batch runs as soon as this many sequences of one length class wait. */
+  maxBatch: number;
+  /** …or when the oldest waiting sequence has waited this long. */
+  maxDelayMs: number;
+  /** Sequences that may wait at once; beyond it callers get QueueFullError. */
+  maxQueue: number;
+}
+
+export class QueueFullError extends Error {
+  constructor(readonly waiting: number, readonly asked: number, readonly capacity: number) {
+    super(`embedding queue full: ${waiting} texts waiting, ${asked} more asked, capacity ${capacity}`);
+  }
+}
+
+export interface BatcherStats {
+  batches: number;
+  sequences: number;
+  /** Tokens the model ran, padding included, and of those the real ones. */
+  paddedTokens: number;
+  realTokens: number;
+  /** Sum over sequences of the time from enqueue to the start of their batch. */
+  queueWaitMs: number;
+}
+
+interface Pending {
+  ids: number[];
+  enqueuedAt: number;
+  resolve(v: Float32Array): void;
+  reject(e: unknown): void;
+}
+
+/**
+ * Length classes: a sequence waits with others of about its length (16, 32, 64, … tokens), so a
+ * 20-token title never pads to the 256 tokens of a long page in the same batch.
+ */
+export function lengthClass(tokens: number): number {
+  return Math.max(4, Math.ceil(Math.log2(Math.max(1, tokens))));
+}
+
+/**
+ * One queue for every caller of one model session. A batch runs when a length class holds
+ * `maxBatch` sequences, or when the oldest sequence has waited `maxDelayMs` (then its class goes,
+ * oldest first). One batch runs at a time: the session already uses every core it is given.
+ */
+export class DynamicBatcher {
+  private readonly classes = new Map<number, Pending[]>();
+  private waiting = 0;
+  private running = false;
+  private timer: NodeJS.Timeout | undefined;
+  readonly stats: BatcherStats = { batches: 0, sequences: 0, paddedTokens: 0, realTokens: 0, queueWaitMs: 0 };
+
+  constructor(
+    private readonly model: BatchModel,
+    readonly options: BatcherOptions,
+    private readonly now: () => number = () => performance.now(),
+  ) {}
+
+  get queued(): number {
+    return this.waiting;
+  }
+
+  /** Embeddings of `texts`, in order. All or none are queued: a full queue refuses the whole call. */
+  embed(texts: string[]): Promise<Float32Array[]> {
+    if (this.waiting + texts.length > this.options.maxQueue) {
+      return Promise.reject(new QueueFullError(this.waiting, texts.length, this.options.maxQueue));
+    }
+    const at = this.now();
+    const out = texts.map(
+      (text) =>
+        new Promise<Float32Array>((resolve, reject) => {
+          const p: Pending = { ids: this.model.tokenize(text), enqueuedAt: at, resolve, reject };
+          const cls = lengthClass(p.ids.length);
+          const list = this.classes.get(cls);
+          if (list) list.push(p);
+          else this.classes.set(cls, [p]);
+          this.waiting++;
+        }),
+    );
+    this.pump();
+    return Promise.all(out);
+  }
+
+  /** The class to run now, if any: a full one first, else the one holding an overdue sequence. */
+  private due(): number | undefined {
+    let oldestClass: number | undefined;
+    let oldest = Infinity;
+    for (const [cls, list] of this.classes) {
+      if (list.length >= this.options.maxBatch) return cls;
+      if (list[0]!.enqueuedAt < oldest) {
+        oldest = list[0]!.enqueuedAt;
+        oldestClass = cls;
+      }
+    }
+    if (oldestClass !== undefined && this.now() - oldest >= this.options.maxDelayMs) return oldestClass;
+    return undefined;
+  }
+
+  private pump(): void {
+    if (this.running) return;
+    const cls = this.due();
+    if (cls === undefined) {
+      this.arm();
+      return;
+    }
+    const list = this.classes.get(cls)!;
+    const batch = list.splice(0, this.options.maxBatch);
+    if (list.length === 0) this.classes.delete(cls);
+    this.waiting -= batch.length;
+    this.running = true;
+    void this.runBatch(batch).finally(() => {
+      this.running = false;
+      this.pump();
+    });
+  }
+
+  /** Wakes up when the oldest waiting sequence becomes overdue. */
+  private arm(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    let oldest = Infinity;
+    for (const list of this.classes.values()) oldest = Math.min(oldest, list[0]!.enqueuedAt);
+    if (oldest === Infinity) return;
+    const delay = Math.max(0, oldest + this.options.maxDelayMs - this.now());
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.pump();
+    }, delay);
+    this.timer.unref?.();
+  }
+
+  private async runBatch(batch: Pending[]): Promise<void> {
+    const started = this.now();
+    const longest = Math.max(...batch.map((p) => p.ids.length));
+    this.stats.batches++;
+    this.stats.sequences += batch.length;
+    this.stats.paddedTokens += longest * batch.length;
+    for (const p of batch) {
+      this.stats.realTokens += p.ids.length;
+      this.stats.queueWaitMs += started - p.enqueuedAt;
+    }
+    try {
+      const vectors = await this.model.run(batch.map((p) => p.ids));
+      batch.forEach((p, i) => p.resolve(vectors[i]!));
+    } catch (err) {
+      for (const p of batch) p.reject(err);
+    }
+  }
+}

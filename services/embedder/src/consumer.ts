@@ -1,0 +1,54 @@
+import { runDurableConsumer, type Bus, type Disposition } from "@recsys/bus";
+import type { Logger } from "@recsys/logging";
+import { QueueFullError } from "./batcher.js";
+import { embedPageMessage, jetStreamEmbeddingsLog } from "./content.js";
+
+export const CONTENT_DURABLE = "embedder";
+
+export interface ContentStats {
+  embedded: number;
+  stale: number;
+  undecodable: number;
+}
+
+/**
+ * Consumes CONTENT with a durable consumer shared by every embedder replica: each page goes through
+ * the same batching queue as the RPC, and is acked after its embedding is stored in EMBEDDINGS.
+ */
+export function runContentConsumer(opts: {
+  bus: Bus;
+  embed: (text: string) => Promise<Float32Array>;
+  model: string;
+  logger: Logger;
+  concurrency: number;
+  stats: ContentStats;
+  signal: AbortSignal;
+}) {
+  const log = jetStreamEmbeddingsLog(opts.bus);
+  return runDurableConsumer({
+    bus: opts.bus,
+    stream: opts.bus.topology.contentStream,
+    durable: CONTENT_DURABLE,
+    filterSubject: opts.bus.topology.contentSubjects,
+    concurrency: opts.concurrency,
+    deadLetterSource: "content",
+    logger: opts.logger,
+    signal: opts.signal,
+    async handle(m): Promise<Disposition> {
+      try {
+        const v = await embedPageMessage(m.data, { log, embed: opts.embed, model: opts.model });
+        if (v.status === "undecodable") {
+          opts.stats.undecodable++;
+          return { kind: "dead-letter", reason: `undecodable: ${v.error}` };
+        }
+        if (v.status === "stale") opts.stats.stale++;
+        else opts.stats.embedded++;
+        return { kind: "ack" };
+      } catch (err) {
+        // The RPC has the queue full: wait for it to drain rather than compete.
+        if (err instanceof QueueFullError) return { kind: "retry", delayMs: 200, reason: err.message };
+        throw err;
+      }
+    },
+  });
+}

@@ -1,0 +1,69 @@
+import { fileURLToPath } from "node:url";
+import { connectBus } from "@recsys/bus";
+import { commonEnv, port, positiveInt, readConfig, z } from "@recsys/config";
+import { createLogger } from "@recsys/logging";
+import { onShutdown, startRpcServer } from "@recsys/server";
+import { DynamicBatcher } from "./batcher.js";
+import { runContentConsumer, type ContentStats } from "./consumer.js";
+import { embedderRoutes, MAX_TEXTS_PER_CALL } from "./handlers.js";
+import { chooseModelDir } from "./model-dir.js";
+import { loadTextModel } from "./model/text-model.js";
+
+const config = readConfig(
+  z.object({
+    ...commonEnv,
+    EMBEDDER_PORT: port(50053),
+    EMBEDDER_MODEL_DIR: z.string().optional(),
+    EMBEDDER_MINILM_DIR: z.string().default(fileURLToPath(new URL("../../../../shared/models/all-MiniLM-L6-v2", import.meta.url))),
+    EMBED_MAX_BATCH: positiveInt(32),
+    EMBED_MAX_DELAY_MS: z.coerce.number().int().min(0).default(5),
+    EMBED_MAX_QUEUE: positiveInt(4_096),
+    EMBED_THREADS: positiveInt(2),
+    CONTENT_CONCURRENCY: positiveInt(64),
+  }),
+);
+const logger = createLogger("embedder");
+const dir = chooseModelDir(config.EMBEDDER_MODEL_DIR, config.EMBEDDER_MINILM_DIR);
+const model = await loadTextModel(dir, { intraOpThreads: config.EMBED_THREADS });
+logger.info({ dir, model: model.name, dimension: model.dimension, maxTokens: model.maxTokens }, "model loaded");
+const batcher = new DynamicBatcher(model, {
+  maxBatch: config.EMBED_MAX_BATCH,
+  maxDelayMs: config.EMBED_MAX_DELAY_MS,
+  maxQueue: Math.max(config.EMBED_MAX_QUEUE, MAX_TEXTS_PER_CALL),
+});
+const bus = await connectBus({ url: config.NATS_URL, name: "embedder", namespace: config.RECSYS_NAMESPACE, logger });
+const stats: ContentStats = { embedded: 0, stale: 0, undecodable: 0 };
+
+const server = await startRpcServer({
+  name: "embedder",
+  host: config.HOST,
+  port: config.EMBEDDER_PORT,
+  routes: embedderRoutes(batcher, model, bus, logger),
+  healthy: () => bus.connected(),
+  logger,
+  // 256 texts of 32 KiB each, and the envelope.
+  maxRequestBytes: MAX_TEXTS_PER_CALL * 32 * 1024 + 1024 * 1024,
+});
+const stopConsuming = new AbortController();
+const consuming = runContentConsumer({
+  bus,
+  embed: async (text) => (await batcher.embed([text]))[0]!,
+  model: model.name,
+  logger,
+  concurrency: config.CONTENT_CONCURRENCY,
+  stats,
+  signal: stopConsuming.signal,
+});
+consuming.catch((err: unknown) => {
+  logger.fatal({ err: String(err) }, "content consumer failed");
+  process.exit(1);
+});
+logger.info({ port: server.port, maxBatch: config.EMBED_MAX_BATCH, maxDelayMs: config.EMBED_MAX_DELAY_MS }, "embedder ready");
+
+onShutdown(logger, async () => {
+  stopConsuming.abort();
+  await consuming;
+  await server.close();
+  await bus.close();
+  logger.info({ ...stats, ...batcher.stats }, "embedder stopped");
+});

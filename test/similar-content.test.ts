@@ -1,0 +1,147 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import { loadContent } from "@recsys/loadgen/content";
+import { replay } from "@recsys/loadgen/replay";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { clientsOf } from "./harness/clients.js";
+import { readJsonLinesGz } from "./harness/files.js";
+import { referenceClicks, referencePages, startStack, type TestStack } from "./harness/stack.js";
+
+let stack: TestStack;
+let c: ReturnType<typeof clientsOf>;
+
+interface Page {
+  id: string;
+  url: string;
+  title: string;
+  text: string;
+}
+const pages = readJsonLinesGz<Page>(referencePages);
+const clicks = readJsonLinesGz<{ userid: string; url: string }>(referenceClicks);
+
+/** Every page's vector from the Embed RPC, of the same text the pipeline embeds. */
+async function embedAll(items: Array<{ url: string; text: string }>): Promise<Map<string, number[]>> {
+  const out = new Map<string, number[]>();
+  for (let i = 0; i < items.length; i += 256) {
+    const chunk = items.slice(i, i + 256);
+    const res = await c.embedder.embed({ texts: chunk.map((p) => p.text) });
+    chunk.forEach((p, j) => out.set(p.url, res.embeddings[j]!.values));
+  }
+  return out;
+}
+
+/** The reference: mean of the vectors behind the user's clicks, every page ranked by cosine, desc, then url asc. */
+function recompute(userClicks: string[], vectors: Map<string, number[]>, limit: number) {
+  const dim = vectors.values().next().value!.length;
+  const mean = new Float64Array(dim);
+  for (const url of userClicks) vectors.get(url)!.forEach((x, k) => (mean[k]! += x / userClicks.length));
+  const norm = Math.hypot(...mean);
+  const ranked = [...vectors].map(([url, v]) => ({ url, similarity: v.reduce((s, x, k) => s + x * mean[k]!, 0) / (norm * Math.hypot(...v)) }));
+  ranked.sort((a, b) => b.similarity - a.similarity || (a.url < b.url ? -1 : a.url > b.url ? 1 : 0));
+  return { top: ranked.slice(0, limit), all: new Map(ranked.map((r) => [r.url, r.similarity])) };
+}
+
+/** Equal, except that two pages whose reference similarities tie within float32 noise may swap. */
+function expectSameRanking(got: Array<{ url: string; similarity: number }>, ref: ReturnType<typeof recompute>) {
+  expect(got).toHaveLength(ref.top.length);
+  got.forEach((g, i) => {
+    expect(g.similarity).toBeCloseTo(ref.top[i]!.similarity, 4);
+    if (g.url !== ref.top[i]!.url) expect(Math.abs(ref.all.get(g.url)! - ref.top[i]!.similarity)).toBeLessThan(1e-5);
+  });
+}
+
+function sampleUsers(n: number): string[] {
+  const users = [...new Set(clicks.map((k) => k.userid))].sort();
+  return Array.from({ length: n }, (_, i) => users[Math.floor((i * users.length) / n)]!);
+}
+
+beforeAll(async () => {
+  stack = await startStack("similar");
+  c = clientsOf(stack);
+  // Clicks first: every click is parked until its page is embedded, the harder path.
+  await replay({ file: referenceClicks, rate: 0, target: stack.url.ingest, covisit: stack.url.covisit, wait: true, shiftTime: false, batchSize: 500, concurrency: 2, waitTimeoutMs: 120_000 });
+  const loaded = await loadContent({ file: referencePages, rate: 0, target: stack.url.ingest, embedder: stack.url.embedder, profile: stack.url.profile, wait: true, batchSize: 100, concurrency: 2, waitTimeoutMs: 300_000 });
+  expect(loaded).toMatchObject({ accepted: 2596, rejected: 0, pagesStored: 2596 });
+  // Every click folded in: the profile's CLICKS consumer is past the last click, nothing parked.
+  const last = BigInt(clicks.length);
+  for (let i = 0; i < 600; i++) {
+    const p = await c.profile.progress({});
+    if (p.clicksAckFloor >= last && p.parkedClicks === 0n) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}, 600_000);
+afterAll(async () => stack?.stop());
+
+describe("SimilarContent over the reference pages and clicks", () => {
+  let vectors: Map<string, number[]>;
+  beforeAll(async () => {
+    vectors = await embedAll(pages.map((p) => ({ url: p.url, text: `${p.title}\n${p.text}` })));
+  }, 300_000);
+
+  it("stores every page and folds in every parked click", async () => {
+    const p = await c.profile.progress({});
+    expect(p.pages).toBe(2596n);
+    expect(p.parkedClicks).toBe(0n);
+    expect(p.clicksAckFloor).toBeGreaterThanOrEqual(BigInt(clicks.length));
+  });
+
+  it("ranks pages for sampled users as a recomputation from the Embed RPC's vectors does", async () => {
+    let unclickedShown = 0;
+    const clicked = new Set(clicks.map((k) => k.url));
+    for (const user of sampleUsers(30)) {
+      const ref = recompute(clicks.filter((k) => k.userid === user).map((k) => k.url), vectors, 10);
+      const got = (await c.gateway.similarContent({ userid: user })).items;
+      expectSameRanking(got, ref);
+      unclickedShown += got.filter((g) => !clicked.has(g.url)).length;
+      expect(got.map((g) => g.title)).toEqual(got.map((g) => pages.find((p) => p.url === g.url)!.title));
+    }
+    // Content-based: pages nobody clicked are recommended too.
+    expect(unclickedShown).toBeGreaterThan(0);
+  });
+
+  it("answers a deep limit exactly too", async () => {
+    const user = sampleUsers(1)[0]!;
+    const ref = recompute(clicks.filter((k) => k.userid === user).map((k) => k.url), vectors, 200);
+    expectSameRanking((await c.gateway.similarContent({ userid: user, limit: 200 })).items, ref);
+  });
+
+  it("gives a user without clicks `limit` pages with similarity 0 in url order", async () => {
+    const got = (await c.gateway.similarContent({ userid: "nobody-at-all", limit: 5 })).items;
+    const byUrl = pages.map((p) => p.url).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    expect(got.map((g) => [g.url, g.similarity])).toEqual(byUrl.slice(0, 5).map((u) => [u, 0]));
+  });
+
+  it("follows a new page and a newer version of a page through the Content mutation", async () => {
+    const user = "content-mutation-user";
+    // A page that is not in the reference data, and a newer version of one that is.
+    const zoop = { url: "https://en.wikipedia.org/wiki/Zoop_(new)", title: "Zoop", text: "Zoop is a puzzle video game originally developed by Hookstone Productions." };
+    const old = pages[0]!;
+    const newer = { url: old.url, title: old.title, text: "A completely different text about puzzle video games and falling coloured pieces." };
+    await c.gateway.content({ event: zoop });
+    await c.gateway.clickstream({ event: { userid: user, url: zoop.url } });
+    await c.gateway.clickstream({ event: { userid: user, url: old.url } });
+    await c.gateway.content({ event: { ...newer, sourceTime: new Date().toISOString() } });
+    const mine = await embedAll([{ url: zoop.url, text: `${zoop.title}\n${zoop.text}` }, { url: old.url, text: `${newer.title}\n${newer.text}` }]);
+    const now = new Map(vectors);
+    for (const [u, v] of mine) now.set(u, v);
+    const ref = recompute([zoop.url, old.url], now, 10);
+    await expect
+      .poll(async () => {
+        const got = (await c.gateway.similarContent({ userid: user })).items;
+        return got.length === 10 && got.every((g, i) => Math.abs(g.similarity - ref.top[i]!.similarity) < 1e-4);
+      }, { timeout: 30_000, interval: 100 })
+      .toBe(true);
+    expectSameRanking((await c.gateway.similarContent({ userid: user })).items, ref);
+  });
+
+  it("refuses bad input naming the field", async () => {
+    const code = async (p: Promise<unknown>) => p.then(() => "ok", (e) => `${Code[ConnectError.from(e).code]}: ${ConnectError.from(e).rawMessage}`);
+    expect(await code(c.gateway.similarContent({ userid: "" }))).toMatch(/^InvalidArgument: userid: /);
+    expect(await code(c.gateway.similarContent({ userid: "u", limit: 1001 }))).toMatch(/^InvalidArgument: limit: /);
+    expect(await code(c.gateway.content({ event: { url: "not a url", title: "t", text: "x" } }))).toMatch(/^InvalidArgument: event\.url: /);
+    expect(await code(c.gateway.content({ event: { url: "https://e.org/x", title: "t", text: "x".repeat(33 * 1024) } }))).toMatch(/^InvalidArgument: event\.text: /);
+    expect(await code(c.embedder.embed({ texts: [] }))).toMatch(/^InvalidArgument: texts: /);
+    expect(await code(c.embedder.embed({ texts: Array(257).fill("a") }))).toMatch(/^InvalidArgument: texts: /);
+    expect(await code(c.embedder.embed({ texts: ["ok", "y".repeat(32 * 1024 + 1)] }))).toMatch(/^InvalidArgument: texts\[1\]: /);
+    expect((await c.profile.progress({})).pages).toBe(2597n);
+  });
+});
