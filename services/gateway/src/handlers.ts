@@ -12,6 +12,18 @@ export interface Backends {
   profile: Client<typeof ProfileService>;
 }
 
+type IngestOutcome<A> = { case: "accepted"; value: A } | { case: "rejected"; value: { field: string; reason: string } } | { case: undefined; value?: undefined };
+
+/** The one result of a single-event ingest call: the accepted value, or InvalidArgument naming `event.<field>`. */
+function acceptedOrRefused<A>(outcome: IngestOutcome<A> | undefined, what: string, logger: Logger): A {
+  if (outcome?.case === "rejected") {
+    logger.info({ field: outcome.value.field, reason: outcome.value.reason }, `${what} refused`);
+    throw new ConnectError(`event.${outcome.value.field}: ${outcome.value.reason}`, Code.InvalidArgument);
+  }
+  if (outcome?.case !== "accepted") throw new ConnectError(`ingest gave no result for the ${what}`, Code.Internal);
+  return outcome.value;
+}
+
 /** The public RPCs, named after the reference GraphQL fields; validation here, work in the backends. */
 export function gatewayRoutes(backends: Backends, logger: Logger, deadlineMs: number) {
   return (router: ConnectRouter) =>
@@ -26,13 +38,8 @@ export function gatewayRoutes(backends: Backends, logger: Logger, deadlineMs: nu
         if (!req.event) throw new ConnectError("event: is required", Code.InvalidArgument);
         const { userid, url, eventTime, eventId } = req.event;
         const res = await backends.ingest.publishClicks({ clicks: [{ userid, url, eventTime, eventId }] }, { timeoutMs: deadlineMs });
-        const outcome = res.results[0]?.outcome;
-        if (outcome?.case === "rejected") {
-          logger.info({ field: outcome.value.field, reason: outcome.value.reason }, "click refused");
-          throw new ConnectError(`event.${outcome.value.field}: ${outcome.value.reason}`, Code.InvalidArgument);
-        }
-        if (outcome?.case !== "accepted") throw new ConnectError("ingest gave no result for the click", Code.Internal);
-        return { eventId: outcome.value.eventId, userid, url, eventTime: outcome.value.eventTime, duplicate: outcome.value.duplicate };
+        const accepted = acceptedOrRefused(res.results[0]?.outcome, "click", logger);
+        return { eventId: accepted.eventId, userid, url, eventTime: accepted.eventTime, duplicate: accepted.duplicate };
       },
       async similarContent(req) {
         const limit = orInvalidArgument(() => checkLimit(req.limit));
@@ -44,13 +51,8 @@ export function gatewayRoutes(backends: Backends, logger: Logger, deadlineMs: nu
         if (!req.event) throw new ConnectError("event: is required", Code.InvalidArgument);
         const { url, id, title, text, sourceTime } = req.event;
         const res = await backends.ingest.publishContent({ pages: [{ url, id, title, text, sourceTime }] }, { timeoutMs: deadlineMs });
-        const outcome = res.results[0]?.outcome;
-        if (outcome?.case === "rejected") {
-          logger.info({ field: outcome.value.field, reason: outcome.value.reason }, "page refused");
-          throw new ConnectError(`event.${outcome.value.field}: ${outcome.value.reason}`, Code.InvalidArgument);
-        }
-        if (outcome?.case !== "accepted") throw new ConnectError("ingest gave no result for the page", Code.Internal);
-        return { eventId: outcome.value.eventId, url, title, sourceTime: outcome.value.sourceTime, duplicate: outcome.value.duplicate };
+        const accepted = acceptedOrRefused(res.results[0]?.outcome, "page", logger);
+        return { eventId: accepted.eventId, url, title, sourceTime: accepted.sourceTime, duplicate: accepted.duplicate };
       },
     });
 }

@@ -5,7 +5,7 @@ import { EmbedderService } from "@recsys/contracts/embedder/v1/embedder";
 import { ContentInputSchema, IngestService, type ContentInput } from "@recsys/contracts/ingest/v1/ingest";
 import { ProfileService } from "@recsys/contracts/profile/v1/profile";
 import { readJsonLines } from "./click-file.js";
-import { sendPaced, waitFor, type ItemResult } from "./sender.js";
+import { itemResults, sendPaced, waitFor } from "./sender.js";
 
 export interface ContentLoadOptions {
   file: string;
@@ -56,15 +56,7 @@ export async function loadContent(opts: ContentLoadOptions): Promise<ContentLoad
     batchSize: opts.batchSize,
     concurrency: opts.concurrency,
     onProgress: opts.onProgress,
-    send: async (batch) => {
-      const res = await ingest.publishContent({ pages: batch }, { timeoutMs: 30_000 });
-      return res.results.map(
-        (r): ItemResult =>
-          r.outcome.case === "accepted"
-            ? { accepted: true, duplicate: r.outcome.value.duplicate, streamSequence: r.outcome.value.streamSequence }
-            : { accepted: false, field: r.outcome.value?.field ?? "", reason: r.outcome.value?.reason ?? "no result" },
-      );
-    },
+    send: async (batch) => itemResults((await ingest.publishContent({ pages: batch }, { timeoutMs: 30_000 })).results),
   });
 
   let pagesStored: number | null = null;

@@ -14,6 +14,28 @@ function positiveInt(v: string): number {
   return n;
 }
 
+/** Progress on stderr: a line rewritten in place on a TTY, else a line every 5 s. */
+function progressPrinter(unit: string) {
+  const tty = process.stderr.isTTY;
+  let lastLog = 0;
+  return {
+    onProgress({ sent, accepted, elapsedMs }: { sent: number; accepted: number; elapsedMs: number }) {
+      const rate = Math.round(sent / Math.max(elapsedMs / 1000, 0.001));
+      if (tty) process.stderr.write(`\r\x1b[Ksent ${sent}  accepted ${accepted}  ${rate} ${unit}/s`);
+      else if (elapsedMs - lastLog >= 5_000) {
+        lastLog = elapsedMs;
+        process.stderr.write(`sent ${sent} accepted ${accepted} ${rate} ${unit}/s\n`);
+      }
+    },
+    /** Ends the progress line, shows the first rejected lines, prints the summary on stdout. */
+    finish(summary: { rejections: Array<{ line: number; field: string; reason: string }> }, text: string, json: boolean) {
+      if (tty) process.stderr.write("\n");
+      for (const r of summary.rejections.slice(0, 5)) process.stderr.write(`rejected line ${r.line}: ${r.field}: ${r.reason}\n`);
+      process.stdout.write(json ? `${JSON.stringify(summary)}\n` : `${text}\n`);
+    },
+  };
+}
+
 const program = new Command("loadgen").description("Replays click files against the recommendation stack.");
 
 program
@@ -30,8 +52,7 @@ program
   .option("--wait-timeout <ms>", "give up waiting after this long", positiveInt, 300_000)
   .option("--json", "print the summary as JSON", false)
   .action(async (file: string, o: { rate: number; target: string; covisit: string; wait: boolean; shiftTime: boolean; batch: number; concurrency: number; waitTimeout: number; json: boolean }) => {
-    const tty = process.stderr.isTTY;
-    let lastLog = 0;
+    const progress = progressPrinter("clicks");
     const summary = await replay({
       file,
       rate: o.rate,
@@ -42,18 +63,9 @@ program
       batchSize: o.batch,
       concurrency: o.concurrency,
       waitTimeoutMs: o.waitTimeout,
-      onProgress: ({ sent, accepted, elapsedMs }) => {
-        const rate = Math.round(sent / Math.max(elapsedMs / 1000, 0.001));
-        if (tty) process.stderr.write(`\r\x1b[Ksent ${sent}  accepted ${accepted}  ${rate} clicks/s`);
-        else if (elapsedMs - lastLog >= 5_000) {
-          lastLog = elapsedMs;
-          process.stderr.write(`sent ${sent} accepted ${accepted} ${rate} clicks/s\n`);
-        }
-      },
+      onProgress: progress.onProgress,
     });
-    if (tty) process.stderr.write("\n");
-    for (const r of summary.rejections.slice(0, 5)) process.stderr.write(`rejected line ${r.line}: ${r.field}: ${r.reason}\n`);
-    process.stdout.write(o.json ? `${JSON.stringify(summary)}\n` : `${formatSummary(summary)}\n`);
+    progress.finish(summary, formatSummary(summary), o.json);
   });
 
 program
@@ -70,8 +82,7 @@ program
   .option("--wait-timeout <ms>", "give up waiting after this long", positiveInt, 600_000)
   .option("--json", "print the summary as JSON", false)
   .action(async (file: string, o: { rate: number; target: string; embedder: string; profile: string; wait: boolean; batch: number; concurrency: number; waitTimeout: number; json: boolean }) => {
-    const tty = process.stderr.isTTY;
-    let lastLog = 0;
+    const progress = progressPrinter("pages");
     const summary = await loadContent({
       file,
       rate: o.rate,
@@ -82,18 +93,9 @@ program
       batchSize: o.batch,
       concurrency: o.concurrency,
       waitTimeoutMs: o.waitTimeout,
-      onProgress: ({ sent, accepted, elapsedMs }) => {
-        const rate = Math.round(sent / Math.max(elapsedMs / 1000, 0.001));
-        if (tty) process.stderr.write(`\r\x1b[Ksent ${sent}  accepted ${accepted}  ${rate} pages/s`);
-        else if (elapsedMs - lastLog >= 5_000) {
-          lastLog = elapsedMs;
-          process.stderr.write(`sent ${sent} accepted ${accepted} ${rate} pages/s\n`);
-        }
-      },
+      onProgress: progress.onProgress,
     });
-    if (tty) process.stderr.write("\n");
-    for (const r of summary.rejections.slice(0, 5)) process.stderr.write(`rejected line ${r.line}: ${r.field}: ${r.reason}\n`);
-    process.stdout.write(o.json ? `${JSON.stringify(summary)}\n` : `${formatContentSummary(summary)}\n`);
+    progress.finish(summary, formatContentSummary(summary), o.json);
   });
 
 program.parseAsync().catch((err: unknown) => {

@@ -4,7 +4,7 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { CovisitService } from "@recsys/contracts/covisit/v1/covisit";
 import { ClickInputSchema, IngestService, type ClickInput } from "@recsys/contracts/ingest/v1/ingest";
 import { readClickFile, shiftTime, type FileClick } from "./click-file.js";
-import { sendPaced, waitFor, type ItemResult } from "./sender.js";
+import { itemResults, sendPaced, waitFor } from "./sender.js";
 
 export interface ReplayOptions {
   file: string;
@@ -60,15 +60,7 @@ export async function replay(opts: ReplayOptions): Promise<ReplaySummary> {
     batchSize: opts.batchSize,
     concurrency: opts.concurrency,
     onProgress: opts.onProgress,
-    send: async (batch) => {
-      const res = await ingest.publishClicks({ clicks: batch }, { timeoutMs: 30_000 });
-      return res.results.map(
-        (r): ItemResult =>
-          r.outcome.case === "accepted"
-            ? { accepted: true, duplicate: r.outcome.value.duplicate, streamSequence: r.outcome.value.streamSequence }
-            : { accepted: false, field: r.outcome.value?.field ?? "", reason: r.outcome.value?.reason ?? "no result" },
-      );
-    },
+    send: async (batch) => itemResults((await ingest.publishClicks({ clicks: batch }, { timeoutMs: 30_000 })).results),
   });
 
   let late: number | null = null;

@@ -6,6 +6,17 @@ export type ItemResult =
   | { accepted: true; duplicate: boolean; streamSequence: bigint }
   | { accepted: false; field: string; reason: string };
 
+/** Ingest's per-item results (clicks and pages answer alike) as the sender counts them. */
+export function itemResults(
+  results: Array<{ outcome: { case: "accepted"; value: { duplicate: boolean; streamSequence: bigint } } | { case: "rejected"; value: { field: string; reason: string } } | { case: undefined; value?: undefined } }>,
+): ItemResult[] {
+  return results.map(({ outcome: o }) =>
+    o.case === "accepted"
+      ? { accepted: true, duplicate: o.value.duplicate, streamSequence: o.value.streamSequence }
+      : { accepted: false, field: o.value?.field ?? "", reason: o.value?.reason ?? "no result" },
+  );
+}
+
 export interface SendSummary {
   sent: number;
   accepted: number;
