@@ -58,6 +58,32 @@ export class Topology {
   get embeddingsSubjects(): string {
     return this.subject("embeddings.>");
   }
+  get engagementStream(): string {
+    return this.streamName("ENGAGEMENT");
+  }
+  /** Likes and unlikes, partitioned by user. */
+  likesSubject(partition: number): string {
+    return this.subject(`engagement.likes.${partition}`);
+  }
+  get likesSubjects(): string {
+    return this.subject("engagement.likes.>");
+  }
+  /** Interests stated in words, partitioned by user; the embedder turns them into vectors. */
+  statedInterestsSubject(partition: number): string {
+    return this.subject(`engagement.interests.${partition}`);
+  }
+  get statedInterestsSubjects(): string {
+    return this.subject("engagement.interests.>");
+  }
+  get interestEmbeddingsStream(): string {
+    return this.streamName("INTEREST_EMBEDDINGS");
+  }
+  interestEmbeddingsSubject(partition: number): string {
+    return this.subject(`interest-embeddings.${partition}`);
+  }
+  get interestEmbeddingsSubjects(): string {
+    return this.subject("interest-embeddings.>");
+  }
   get deadLetterStream(): string {
     return this.streamName("DEAD_LETTERS");
   }
@@ -94,6 +120,20 @@ export class Topology {
         storage: StorageType.File,
         // A compacted log: the newest embedding per url survives, older versions go.
         max_msgs_per_subject: 1,
+        duplicate_window: nanos(10 * 60_000),
+      },
+      {
+        name: this.engagementStream,
+        subjects: [this.subject("engagement.>")],
+        retention: RetentionPolicy.Limits,
+        storage: StorageType.File,
+        duplicate_window: nanos(10 * 60_000),
+      },
+      {
+        name: this.interestEmbeddingsStream,
+        subjects: [this.interestEmbeddingsSubjects],
+        retention: RetentionPolicy.Limits,
+        storage: StorageType.File,
         duplicate_window: nanos(10 * 60_000),
       },
       {

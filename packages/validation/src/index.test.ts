@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { checkEventTime, checkLimit, checkPageId, checkText, checkTitle, checkUrl, checkUserid, FieldError, parseRfc3339 } from "./index.js";
+import { checkEventTime, checkLimit, checkOffset, checkPageId, checkQuery, checkText, checkTitle, checkUrl, checkUserid, FieldError, parseRfc3339 } from "./index.js";
 
 const now = Date.parse("2024-01-02T00:00:00Z");
 
@@ -67,5 +67,17 @@ describe("page fields", () => {
     expect(() => checkTitle("t".repeat(1025))).toThrow(FieldError);
     expect(checkPageId("42672986")).toBe("42672986");
     expect(() => checkPageId("42 67")).toThrow("id: must not contain whitespace or control characters");
+  });
+});
+
+describe("offset and query", () => {
+  it("take an offset from 0 to a million, unset meaning 0", () => {
+    expect(checkOffset(undefined)).toBe(0);
+    expect(checkOffset(1_000_000)).toBe(1_000_000);
+    for (const bad of [-1, 1_000_001, 1.5]) expect(rejection(() => checkOffset(bad)).field).toBe("offset");
+  });
+  it("take a search query of words, refusing empty, control characters and over 1,024 characters", () => {
+    expect(checkQuery('kafka "stream processing" -batch')).toBe('kafka "stream processing" -batch');
+    for (const bad of ["", "   ", "a\u0000b", "q".repeat(1025)]) expect(rejection(() => checkQuery(bad)).field).toBe("query");
   });
 });

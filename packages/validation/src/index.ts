@@ -22,6 +22,8 @@ export const LIMITS = {
   textBytes: 32 * 1024,
   maxFutureMs: 24 * 60 * 60 * 1000,
   recommendationLimit: { min: 1, max: 1000, fallback: 10 },
+  maxOffset: 1_000_000,
+  queryChars: 1024,
 } as const;
 
 const CONTROL = /[\u0000-\u001f\u007f]/;
@@ -113,6 +115,21 @@ export function checkLimit(value: number | undefined, field = "limit"): number {
   const { min, max, fallback } = LIMITS.recommendationLimit;
   if (value === undefined) return fallback;
   if (!Number.isInteger(value) || value < min || value > max) throw new FieldError(field, `must be between ${min} and ${max}`);
+  return value;
+}
+
+/** How many results to skip: 0..1,000,000; `undefined` means 0. */
+export function checkOffset(value: number | undefined, field = "offset"): number {
+  if (value === undefined) return 0;
+  if (!Number.isInteger(value) || value < 0 || value > LIMITS.maxOffset) throw new FieldError(field, `must be between 0 and ${LIMITS.maxOffset}`);
+  return value;
+}
+
+/** A search query: words, "phrases", or, -not (PostgreSQL's websearch syntax). */
+export function checkQuery(value: string, field = "query"): string {
+  if (value.trim() === "") throw new FieldError(field, "must not be empty");
+  if (chars(value) > LIMITS.queryChars) throw new FieldError(field, `must be at most ${LIMITS.queryChars} characters`);
+  if (CONTROL.test(value)) throw new FieldError(field, "must not contain control characters");
   return value;
 }
 

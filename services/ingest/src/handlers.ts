@@ -2,13 +2,15 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import type { Logger } from "@recsys/logging";
 import { FieldError } from "@recsys/validation";
-import { ClickResultSchema, ContentResultSchema, IngestService, type ClickInput, type ClickResult, type ContentResult } from "@recsys/contracts/ingest/v1/ingest";
+import { ClickResultSchema, IngestService, type ClickInput, type ClickResult } from "@recsys/contracts/ingest/v1/ingest";
 import { toValidClick, type ValidClick } from "./clicks.js";
+import { toValidInterest, toValidLike, type ValidInterest, type ValidLike } from "./engagement.js";
 import { toValidPage, type ValidPage } from "./pages.js";
 import type { EventPublisher, Published } from "./publisher.js";
 
 export const MAX_CLICKS_PER_CALL = 10_000;
 export const MAX_PAGES_PER_CALL = 1_000;
+export const MAX_ENGAGEMENTS_PER_CALL = 10_000;
 
 type Outcome<V> = { ok: true; value: V; published: Published } | { ok: false; error: FieldError };
 
@@ -55,6 +57,18 @@ async function validateThenPublish<I, V>(opts: {
   }
   published.forEach((p, j) => (outcomes[validAt[j]!] = { ok: true, value: valid[j]!, published: p }));
   return outcomes;
+}
+
+/** The result of an event versioned by its source time (a page, a like, an interest), as the wire has it. */
+function timedResult<V extends { eventId: string; sourceTimeMs: number }>(o: Outcome<V>) {
+  return {
+    outcome: o.ok
+      ? {
+          case: "accepted" as const,
+          value: { eventId: o.value.eventId, sourceTime: new Date(o.value.sourceTimeMs).toISOString(), streamSequence: o.published.streamSequence, duplicate: o.published.duplicate },
+        }
+      : { case: "rejected" as const, value: { field: o.error.field, reason: o.error.reason } },
+  };
 }
 
 export function ingestRoutes(publisher: EventPublisher, logger: Logger) {
@@ -108,18 +122,29 @@ export function ingestRoutes(publisher: EventPublisher, logger: Logger) {
           publish: (valid, now) => publisher.publishPages(valid, now),
           logger,
         });
-        const results = outcomes.map(
-          (o): ContentResult =>
-            create(ContentResultSchema, {
-              outcome: o.ok
-                ? {
-                    case: "accepted",
-                    value: { eventId: o.value.eventId, sourceTime: new Date(o.value.sourceTimeMs).toISOString(), streamSequence: o.published.streamSequence, duplicate: o.published.duplicate },
-                  }
-                : { case: "rejected", value: { field: o.error.field, reason: o.error.reason } },
-            }),
-        );
-        return { results };
+        return { results: outcomes.map(timedResult) };
+      },
+      async publishLikes(req) {
+        const outcomes = await validateThenPublish<(typeof req.likes)[number], ValidLike>({
+          field: "likes",
+          items: req.likes,
+          max: MAX_ENGAGEMENTS_PER_CALL,
+          validate: (l, now) => toValidLike({ userid: l.userid, page_id: l.pageId, liked: l.liked, source_time: l.sourceTime, event_id: l.eventId }, now),
+          publish: (valid, now) => publisher.publishLikes(valid, now),
+          logger,
+        });
+        return { results: outcomes.map(timedResult) };
+      },
+      async publishInterests(req) {
+        const outcomes = await validateThenPublish<(typeof req.interests)[number], ValidInterest>({
+          field: "interests",
+          items: req.interests,
+          max: MAX_ENGAGEMENTS_PER_CALL,
+          validate: (i, now) => toValidInterest({ userid: i.userid, text: i.text, source_time: i.sourceTime, event_id: i.eventId }, now),
+          publish: (valid, now) => publisher.publishInterests(valid, now),
+          logger,
+        });
+        return { results: outcomes.map(timedResult) };
       },
     });
 }

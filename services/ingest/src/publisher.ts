@@ -1,7 +1,8 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import { ensureStreams, headers, type Bus } from "@recsys/bus";
-import { ClickSchema, ContentPageSchema } from "@recsys/contracts/events/v1/events";
+import { ClickSchema, ContentPageSchema, LikeSchema, StatedInterestSchema } from "@recsys/contracts/events/v1/events";
 import { partitionOf, type ValidClick } from "./clicks.js";
+import type { ValidInterest, ValidLike } from "./engagement.js";
 import { pagePartitionOf, type ValidPage } from "./pages.js";
 
 export interface Published {
@@ -54,6 +55,34 @@ export class EventPublisher {
             sourceTimeMs: BigInt(p.sourceTimeMs),
             ingestTimeMs: BigInt(ingestTimeMs),
           }),
+        ),
+      })),
+    );
+  }
+
+  publishLikes(likes: ValidLike[], ingestTimeMs: number): Promise<Published[]> {
+    return this.publishAll(
+      likes.map((l) => ({
+        subject: this.bus.topology.likesSubject(partitionOf(l.userid, this.partitions)),
+        msgID: `like-${l.eventId}`,
+        messageType: "recsys.events.v1.Like",
+        payload: toBinary(
+          LikeSchema,
+          create(LikeSchema, { eventId: l.eventId, userid: l.userid, pageId: l.pageId, liked: l.liked, sourceTimeMs: BigInt(l.sourceTimeMs), ingestTimeMs: BigInt(ingestTimeMs) }),
+        ),
+      })),
+    );
+  }
+
+  publishInterests(interests: ValidInterest[], ingestTimeMs: number): Promise<Published[]> {
+    return this.publishAll(
+      interests.map((i) => ({
+        subject: this.bus.topology.statedInterestsSubject(partitionOf(i.userid, this.partitions)),
+        msgID: `interest-${i.eventId}`,
+        messageType: "recsys.events.v1.StatedInterest",
+        payload: toBinary(
+          StatedInterestSchema,
+          create(StatedInterestSchema, { eventId: i.eventId, userid: i.userid, text: i.text, sourceTimeMs: BigInt(i.sourceTimeMs), ingestTimeMs: BigInt(ingestTimeMs) }),
         ),
       })),
     );

@@ -1,0 +1,59 @@
+import { createHash } from "node:crypto";
+import { checkEventId, checkEventTime, checkPageId, checkText, checkUserid, FieldError } from "@recsys/validation";
+
+export interface LikeFields {
+  userid: string;
+  page_id: string;
+  liked: boolean;
+  source_time: string;
+  event_id: string;
+}
+
+export interface ValidLike {
+  eventId: string;
+  userid: string;
+  pageId: string;
+  liked: boolean;
+  sourceTimeMs: number;
+}
+
+export interface InterestFields {
+  userid: string;
+  text: string;
+  source_time: string;
+  event_id: string;
+}
+
+export interface ValidInterest {
+  eventId: string;
+  userid: string;
+  text: string;
+  sourceTimeMs: number;
+}
+
+/**
+ * Validates one like or unlike. Throws FieldError naming the field. The page need not be known
+ * yet: profile keeps the like and applies it when the page arrives.
+ */
+export function toValidLike(input: LikeFields, nowMs: number): ValidLike {
+  const userid = checkUserid(input.userid);
+  const pageId = checkPageId(input.page_id, "page_id");
+  if (pageId === "") throw new FieldError("page_id", "must not be empty");
+  const sourceTimeMs = input.source_time === "" ? nowMs : checkEventTime(input.source_time, nowMs, "source_time");
+  const eventId = input.event_id === "" ? hashId(["like", userid, pageId, input.liked, sourceTimeMs]) : checkEventId(input.event_id);
+  return { eventId, userid, pageId, liked: input.liked, sourceTimeMs };
+}
+
+/** Validates one stated interest. Throws FieldError naming the field. */
+export function toValidInterest(input: InterestFields, nowMs: number): ValidInterest {
+  const userid = checkUserid(input.userid);
+  const text = checkText(input.text);
+  const sourceTimeMs = input.source_time === "" ? nowMs : checkEventTime(input.source_time, nowMs, "source_time");
+  const eventId = input.event_id === "" ? hashId(["interest", userid, text, sourceTimeMs]) : checkEventId(input.event_id);
+  return { eventId, userid, text, sourceTimeMs };
+}
+
+/** The same event sent again (a retry) hashes to the same id, so the bus and profile see a duplicate. */
+function hashId(parts: unknown[]): string {
+  return createHash("sha256").update(JSON.stringify(parts)).digest("hex").slice(0, 32);
+}
