@@ -5,6 +5,7 @@ import type { Logger } from "@recsys/logging";
 import { checkText, FieldError } from "@recsys/validation";
 import { QueueFullError, type DynamicBatcher } from "./batcher.js";
 import { CONTENT_DURABLE } from "./consumer.js";
+import { INTERESTS_DURABLE } from "./interests.js";
 
 export const MAX_TEXTS_PER_CALL = 256;
 
@@ -37,14 +38,20 @@ export function embedderRoutes(batcher: DynamicBatcher, model: { name: string; d
         return { embeddings: vectors.map((v) => ({ values: Array.from(v) })), model: model.name, dimension: model.dimension };
       },
       async progress() {
-        const content = await consumerProgress(bus, bus.topology.contentStream, CONTENT_DURABLE);
-        const embeddings = await bus.jsm.streams.info(bus.topology.embeddingsStream);
+        const [content, interests, embeddings, interestEmbeddings] = await Promise.all([
+          consumerProgress(bus, bus.topology.contentStream, CONTENT_DURABLE),
+          consumerProgress(bus, bus.topology.engagementStream, INTERESTS_DURABLE),
+          bus.jsm.streams.info(bus.topology.embeddingsStream),
+          bus.jsm.streams.info(bus.topology.interestEmbeddingsStream),
+        ]);
         return {
           contentAckFloor: content.ackFloor,
           embeddingsLastSequence: BigInt(embeddings.state.last_seq),
           queued: BigInt(batcher.queued),
           model: model.name,
           dimension: model.dimension,
+          interestsAckFloor: interests.ackFloor,
+          interestEmbeddingsLastSequence: BigInt(interestEmbeddings.state.last_seq),
         };
       },
     });

@@ -6,6 +6,7 @@ import { onShutdown, startRpcServer } from "@recsys/server";
 import { DynamicBatcher } from "./batcher.js";
 import { runContentConsumer, type ContentStats } from "./consumer.js";
 import { embedderRoutes, MAX_TEXTS_PER_CALL } from "./handlers.js";
+import { runInterestConsumer } from "./interests.js";
 import { chooseModelDir } from "./model-dir.js";
 import { loadTextModel } from "./model/text-model.js";
 
@@ -45,17 +46,13 @@ const server = await startRpcServer({
   maxRequestBytes: MAX_TEXTS_PER_CALL * 32 * 1024 + 1024 * 1024,
 });
 const stopConsuming = new AbortController();
-const consuming = runContentConsumer({
-  bus,
-  embed: async (text) => (await batcher.embed([text]))[0]!,
-  model: model.name,
-  logger,
-  concurrency: config.CONTENT_CONCURRENCY,
-  stats,
-  signal: stopConsuming.signal,
-});
+const embedOne = async (text: string) => (await batcher.embed([text]))[0]!;
+const consuming = Promise.all([
+  runContentConsumer({ bus, embed: embedOne, model: model.name, logger, concurrency: config.CONTENT_CONCURRENCY, stats, signal: stopConsuming.signal }),
+  runInterestConsumer({ bus, embed: embedOne, model: model.name, logger, concurrency: config.CONTENT_CONCURRENCY, signal: stopConsuming.signal }),
+]);
 consuming.catch((err: unknown) => {
-  logger.fatal({ err: String(err) }, "content consumer failed");
+  logger.fatal({ err: String(err) }, "consumer failed");
   process.exit(1);
 });
 logger.info({ port: server.port, maxBatch: config.EMBED_MAX_BATCH, maxDelayMs: config.EMBED_MAX_DELAY_MS }, "embedder ready");

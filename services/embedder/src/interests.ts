@@ -1,0 +1,71 @@
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { runDurableConsumer, type Bus, type Disposition } from "@recsys/bus";
+import { InterestEmbeddingSchema, StatedInterestSchema, type InterestEmbedding } from "@recsys/contracts/events/v1/events";
+import type { Logger } from "@recsys/logging";
+import { QueueFullError } from "./batcher.js";
+
+export const INTERESTS_DURABLE = "embedder-interests";
+
+/**
+ * The effect of one stated interest: embed its text and publish the vector, keyed by the
+ * interest's event_id. A redelivery publishes the same id again, which the stream's duplicate
+ * window drops and profile's applied events ignore after it.
+ */
+export async function embedInterestMessage(
+  data: Uint8Array,
+  deps: { embed: (text: string) => Promise<Float32Array>; publish: (e: InterestEmbedding) => Promise<void>; model: string },
+): Promise<Disposition> {
+  let s;
+  try {
+    s = fromBinary(StatedInterestSchema, data);
+  } catch (err) {
+    return { kind: "dead-letter", reason: `undecodable: ${String(err)}` };
+  }
+  if (!s.eventId || !s.userid || !s.text.trim()) return { kind: "dead-letter", reason: "undecodable: missing event_id, userid or text" };
+  let vector: Float32Array;
+  try {
+    vector = await deps.embed(s.text);
+  } catch (err) {
+    if (err instanceof QueueFullError) return { kind: "retry", delayMs: 200, reason: err.message };
+    throw err;
+  }
+  await deps.publish(
+    create(InterestEmbeddingSchema, { eventId: s.eventId, userid: s.userid, embedding: Array.from(vector), sourceTimeMs: s.sourceTimeMs, model: deps.model }),
+  );
+  return { kind: "ack" };
+}
+
+/** Stated interests from ENGAGEMENT into INTEREST_EMBEDDINGS, through the same batching queue as the RPC. */
+export function runInterestConsumer(opts: {
+  bus: Bus;
+  embed: (text: string) => Promise<Float32Array>;
+  model: string;
+  logger: Logger;
+  concurrency: number;
+  signal: AbortSignal;
+}) {
+  const { bus } = opts;
+  return runDurableConsumer({
+    bus,
+    stream: bus.topology.engagementStream,
+    durable: INTERESTS_DURABLE,
+    filterSubject: bus.topology.statedInterestsSubjects,
+    concurrency: opts.concurrency,
+    deadLetterSource: "interests",
+    logger: opts.logger,
+    signal: opts.signal,
+    handle: (m) =>
+      embedInterestMessage(m.data, {
+        embed: opts.embed,
+        model: opts.model,
+        async publish(e) {
+          // The stated interest's own subject suffix (its user partition) keeps per-user order.
+          const partition = m.subject.slice(m.subject.lastIndexOf(".") + 1);
+          await bus.js.publish(bus.topology.interestEmbeddingsSubject(Number(partition)), toBinary(InterestEmbeddingSchema, e), {
+            msgID: `interest-${e.eventId}`,
+            timeout: 10_000,
+          });
+        },
+      }),
+  });
+}
