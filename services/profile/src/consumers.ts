@@ -1,8 +1,8 @@
 import { fromBinary } from "@bufbuild/protobuf";
 import { runDurableConsumer, type Bus, type Disposition } from "@recsys/bus";
-import { ClickSchema, ContentEmbeddingSchema } from "@recsys/contracts/events/v1/events";
+import { ClickSchema, ContentEmbeddingSchema, InterestEmbeddingSchema, LikeSchema } from "@recsys/contracts/events/v1/events";
 import type { Logger } from "@recsys/logging";
-import { isDataError, type ClickToApply, type PageEmbedding, type ProfileStore } from "./pg-store.js";
+import { isDataError, type ClickToApply, type InterestToApply, type LikeToApply, type PageEmbedding, type ProfileStore } from "./pg-store.js";
 import { embeddingProblem } from "./vectors.js";
 
 export const EMBEDDINGS_DURABLE = "profile-embeddings";
@@ -10,6 +10,10 @@ export const CLICKS_DURABLE = "profile-clicks";
 export const EMBEDDINGS_DEAD_LETTER_SOURCE = "embeddings";
 // Not "clicks": covisit files its own refusals there, and each consumer's count should be its own.
 export const CLICKS_DEAD_LETTER_SOURCE = "profile-clicks";
+export const LIKES_DURABLE = "profile-likes";
+export const LIKES_DEAD_LETTER_SOURCE = "likes";
+export const INTERESTS_DURABLE = "profile-interests";
+export const INTERESTS_DEAD_LETTER_SOURCE = "interest-embeddings";
 
 type Decoded<T> = { ok: true; value: T } | { ok: false; error: string };
 
@@ -37,28 +41,57 @@ export function decodeClick(data: Uint8Array): Decoded<ClickToApply> {
   return { ok: true, value: { eventId: c.eventId, userid: c.userid, url: c.url, eventTimeMs: Number(c.eventTimeMs) } };
 }
 
-/** The effect of one EMBEDDINGS message, without NATS. A database error means: try again later. */
-export async function applyEmbeddingMessage(data: Uint8Array, store: ProfileStore, dimension: number): Promise<Disposition> {
-  const decoded = decodeEmbedding(data, dimension);
+export function decodeLike(data: Uint8Array): Decoded<LikeToApply> {
+  let l;
+  try {
+    l = fromBinary(LikeSchema, data);
+  } catch (err) {
+    return { ok: false, error: String(err) };
+  }
+  if (!l.eventId || !l.userid || !l.pageId) return { ok: false, error: "missing event_id, userid or page_id" };
+  return { ok: true, value: { eventId: l.eventId, userid: l.userid, pageId: l.pageId, liked: l.liked, sourceTimeMs: l.sourceTimeMs } };
+}
+
+export function decodeInterest(data: Uint8Array, dimension: number): Decoded<InterestToApply> {
+  let i;
+  try {
+    i = fromBinary(InterestEmbeddingSchema, data);
+  } catch (err) {
+    return { ok: false, error: String(err) };
+  }
+  if (!i.eventId || !i.userid) return { ok: false, error: "missing event_id or userid" };
+  const problem = embeddingProblem(i.embedding, dimension);
+  if (problem) return { ok: false, error: problem };
+  return { ok: true, value: { eventId: i.eventId, userid: i.userid, embedding: i.embedding } };
+}
+
+/** Decodes a message and runs its effect; undecodable means dead-lettered, a database error means try again later. */
+async function applyDecoded<T>(decoded: Decoded<T>, apply: (value: T) => Promise<unknown>): Promise<Disposition> {
   if (!decoded.ok) return { kind: "dead-letter", reason: `undecodable: ${decoded.error}` };
   try {
-    await store.applyEmbedding(decoded.value);
+    await apply(decoded.value);
     return { kind: "ack" };
   } catch (err) {
     return databaseFailure(err);
   }
 }
 
+export function applyLikeMessage(data: Uint8Array, store: ProfileStore): Promise<Disposition> {
+  return applyDecoded(decodeLike(data), (like) => store.applyLike(like));
+}
+
+export function applyInterestMessage(data: Uint8Array, store: ProfileStore, dimension: number): Promise<Disposition> {
+  return applyDecoded(decodeInterest(data, dimension), (interest) => store.applyInterest(interest));
+}
+
+/** The effect of one EMBEDDINGS message, without NATS. A database error means: try again later. */
+export function applyEmbeddingMessage(data: Uint8Array, store: ProfileStore, dimension: number): Promise<Disposition> {
+  return applyDecoded(decodeEmbedding(data, dimension), (page) => store.applyEmbedding(page));
+}
+
 /** The effect of one CLICKS message, without NATS. A database error means: try again later. */
-export async function applyClickMessage(data: Uint8Array, store: ProfileStore): Promise<Disposition> {
-  const decoded = decodeClick(data);
-  if (!decoded.ok) return { kind: "dead-letter", reason: `undecodable: ${decoded.error}` };
-  try {
-    await store.applyClick(decoded.value);
-    return { kind: "ack" };
-  } catch (err) {
-    return databaseFailure(err);
-  }
+export function applyClickMessage(data: Uint8Array, store: ProfileStore): Promise<Disposition> {
+  return applyDecoded(decodeClick(data), (click) => store.applyClick(click));
 }
 
 function databaseFailure(err: unknown): Disposition {
@@ -107,5 +140,35 @@ export function runClickConsumer(opts: ConsumerOptions) {
     logger: opts.logger,
     signal: opts.signal,
     handle: (m) => applyClickMessage(m.data, opts.store),
+  });
+}
+
+/** Likes from ENGAGEMENT, with a durable consumer of their own; redelivery is harmless (applied event ids). */
+export function runLikeConsumer(opts: ConsumerOptions) {
+  return runDurableConsumer({
+    bus: opts.bus,
+    stream: opts.bus.topology.engagementStream,
+    durable: LIKES_DURABLE,
+    filterSubject: opts.bus.topology.likesSubjects,
+    concurrency: opts.concurrency,
+    deadLetterSource: LIKES_DEAD_LETTER_SOURCE,
+    logger: opts.logger,
+    signal: opts.signal,
+    handle: (m) => applyLikeMessage(m.data, opts.store),
+  });
+}
+
+/** Stated interests' embeddings into interests; redelivery is harmless (applied event ids). */
+export function runInterestConsumer(opts: ConsumerOptions & { dimension: number }) {
+  return runDurableConsumer({
+    bus: opts.bus,
+    stream: opts.bus.topology.interestEmbeddingsStream,
+    durable: INTERESTS_DURABLE,
+    filterSubject: opts.bus.topology.interestEmbeddingsSubjects,
+    concurrency: opts.concurrency,
+    deadLetterSource: INTERESTS_DEAD_LETTER_SOURCE,
+    logger: opts.logger,
+    signal: opts.signal,
+    handle: (m) => applyInterestMessage(m.data, opts.store, opts.dimension),
   });
 }

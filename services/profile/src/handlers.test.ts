@@ -1,11 +1,11 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
 import type { Bus } from "@recsys/bus";
-import { ClickSchema, ContentEmbeddingSchema } from "@recsys/contracts/events/v1/events";
+import { ClickSchema, ContentEmbeddingSchema, InterestEmbeddingSchema, LikeSchema } from "@recsys/contracts/events/v1/events";
 import { ProfileService } from "@recsys/contracts/profile/v1/profile";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { applyClickMessage, applyEmbeddingMessage } from "./consumers.js";
+import { applyClickMessage, applyEmbeddingMessage, applyInterestMessage, applyLikeMessage } from "./consumers.js";
 import { profileRoutes } from "./handlers.js";
 import { migrate } from "./migrations.js";
 import { ProfileStore, schemaFor } from "./pg-store.js";
@@ -93,5 +93,49 @@ describe("SimilarContent", () => {
     const after = await pool.query("SELECT (SELECT count(*) FROM interests) AS i, (SELECT count(*) FROM applied_events) AS e");
     expect(after.rows).toEqual(before.rows);
     expect(await store.counts()).toEqual({ pages: 2n, parkedClicks: 0n });
+  });
+});
+
+const likeMessage = (eventId: string, userid: string, pageId: string, liked: boolean, time: bigint) =>
+  toBinary(LikeSchema, create(LikeSchema, { eventId, userid, pageId, liked, sourceTimeMs: time }));
+const interestMessage = (eventId: string, userid: string, embedding: number[]) =>
+  toBinary(InterestEmbeddingSchema, create(InterestEmbeddingSchema, { eventId, userid, embedding }));
+
+describe("engagement messages", () => {
+  it("apply likes and stated interests, and dead-letter what cannot be one", async () => {
+    // Pages a and b both carry id "1" (embeddingMessage): a like of "1" is a like of the first by url.
+    expect(await applyLikeMessage(likeMessage("l1", "fan", "1", true, 5n), store)).toEqual({ kind: "ack" });
+    expect(await applyInterestMessage(interestMessage("i1", "fan", unit(1)), store, DIM)).toEqual({ kind: "ack" });
+    expect(await store.interest("fan")).toEqual({ sum: unit(0).map((x, k) => x + unit(1)[k]!), terms: 2 });
+    expect(await applyLikeMessage(Uint8Array.of(0xff, 0xff), store)).toMatchObject({ kind: "dead-letter" });
+    expect(await applyLikeMessage(likeMessage("l2", "fan", "", true, 6n), store)).toMatchObject({ kind: "dead-letter" });
+    expect(await applyInterestMessage(interestMessage("i2", "fan", [1, 0]), store, DIM)).toMatchObject({ kind: "dead-letter" });
+    expect(await store.interest("fan")).toMatchObject({ terms: 2 });
+  });
+});
+
+describe("event RPCs", () => {
+  it("map pages, like counts and scores to the wire", async () => {
+    const all = await client.events({ limit: 10 });
+    expect(all.items.map((e) => [e.id, e.url, e.title, e.abstract, e.likeCount])).toEqual([
+      ["1", "https://e.org/a", "t https://e.org/a", "x", 1n],
+      ["1", "https://e.org/b", "t https://e.org/b", "x", 1n],
+    ]);
+    expect((await client.eventsLiked({ userid: "fan" })).items.map((e) => e.url)).toEqual(["https://e.org/a", "https://e.org/b"]);
+    const recommended = await client.recommendedEvents({ userid: "fan", limit: 1 });
+    expect(recommended.items.map((e) => [e.url, e.score])).toEqual([["https://e.org/a", expect.closeTo(Math.SQRT1_2, 6)]]);
+    expect((await client.recommendedEvents({ userid: "nobody" })).items).toEqual([]);
+    expect((await client.eventsById({ ids: ["1", "404"] })).items).toHaveLength(2);
+    expect((await client.personalizedEventSearch({ query: "x", userid: "fan" })).items.map((e) => e.url)).toEqual(["https://e.org/a", "https://e.org/b"]);
+  });
+
+  it("refuse bad arguments naming the field", async () => {
+    expect(await refusal(client.events({ limit: 0 }))).toBe("InvalidArgument: limit: must be between 1 and 1000");
+    expect(await refusal(client.events({ limit: 5, offset: -1 }))).toBe("InvalidArgument: offset: must be between 0 and 1000000");
+    expect(await refusal(client.eventsLiked({ userid: "" }))).toBe("InvalidArgument: userid: must not be empty");
+    expect(await refusal(client.recommendedEvents({ userid: "u", limit: 1001 }))).toBe("InvalidArgument: limit: must be between 1 and 1000");
+    expect(await refusal(client.personalizedEventSearch({ query: " ", userid: "u" }))).toBe("InvalidArgument: query: must not be empty");
+    expect(await refusal(client.personalizedEventSearch({ query: "kafka", userid: "" }))).toBe("InvalidArgument: userid: must not be empty");
+    expect(await refusal(client.eventsById({ ids: ["a b"] }))).toMatch(/^InvalidArgument: ids\[0\]: /);
   });
 });

@@ -1,22 +1,58 @@
 import type { ConnectRouter } from "@connectrpc/connect";
 import { consumerProgress, type Bus } from "@recsys/bus";
 import { ProfileService } from "@recsys/contracts/profile/v1/profile";
-import { checkLimit, checkUserid, orInvalidArgument } from "@recsys/validation";
-import { CLICKS_DURABLE, EMBEDDINGS_DURABLE } from "./consumers.js";
-import type { ProfileStore } from "./pg-store.js";
+import { checkLimit, checkOffset, checkPageId, checkQuery, checkUserid, FieldError, orInvalidArgument } from "@recsys/validation";
+import { CLICKS_DURABLE, EMBEDDINGS_DURABLE, INTERESTS_DURABLE, LIKES_DURABLE } from "./consumers.js";
+import type { EventRow, ProfileStore } from "./pg-store.js";
+
+export const MAX_IDS_PER_CALL = 1_000;
+
+/** 0 on the wire means "unset" for the optional limits. */
+const limitOrDefault = (limit: number) => checkLimit(limit === 0 ? undefined : limit);
+
+const events = (rows: EventRow[]) => ({ items: rows.map((r) => ({ ...r, likeCount: BigInt(r.likeCount) })) });
 
 export function profileRoutes(store: ProfileStore, bus: Bus) {
   return (router: ConnectRouter) =>
     router.service(ProfileService, {
       async similarContent(req) {
         const userid = orInvalidArgument(() => checkUserid(req.userid));
-        const limit = orInvalidArgument(() => checkLimit(req.limit === 0 ? undefined : req.limit));
+        const limit = orInvalidArgument(() => limitOrDefault(req.limit));
         return { items: await store.similarContent(userid, limit) };
       },
+      async events(req) {
+        const limit = orInvalidArgument(() => checkLimit(req.limit));
+        const offset = orInvalidArgument(() => checkOffset(req.offset));
+        return events(await store.events(limit, offset));
+      },
+      async eventsById(req) {
+        const ids = orInvalidArgument(() => {
+          if (req.ids.length > MAX_IDS_PER_CALL) throw new FieldError("ids", `at most ${MAX_IDS_PER_CALL} per call`);
+          return req.ids.map((id, i) => checkPageId(id, `ids[${i}]`));
+        });
+        return events(await store.eventsById(ids));
+      },
+      async eventsLiked(req) {
+        const userid = orInvalidArgument(() => checkUserid(req.userid));
+        return events(await store.eventsLiked(userid));
+      },
+      async recommendedEvents(req) {
+        const userid = orInvalidArgument(() => checkUserid(req.userid));
+        const limit = orInvalidArgument(() => limitOrDefault(req.limit));
+        return events(await store.recommendedEvents(userid, limit));
+      },
+      async personalizedEventSearch(req) {
+        const query = orInvalidArgument(() => checkQuery(req.query));
+        const userid = orInvalidArgument(() => checkUserid(req.userid));
+        const limit = orInvalidArgument(() => limitOrDefault(req.limit));
+        return events(await store.personalizedEventSearch(query, userid, limit));
+      },
       async progress() {
-        const [embeddings, clicks, counts] = await Promise.all([
+        const [embeddings, clicks, likes, interests, counts] = await Promise.all([
           consumerProgress(bus, bus.topology.embeddingsStream, EMBEDDINGS_DURABLE),
           consumerProgress(bus, bus.topology.clicksStream, CLICKS_DURABLE),
+          consumerProgress(bus, bus.topology.engagementStream, LIKES_DURABLE),
+          consumerProgress(bus, bus.topology.interestEmbeddingsStream, INTERESTS_DURABLE),
           store.counts(),
         ]);
         return {
@@ -24,6 +60,8 @@ export function profileRoutes(store: ProfileStore, bus: Bus) {
           clicksAckFloor: clicks.ackFloor,
           pages: counts.pages,
           parkedClicks: counts.parkedClicks,
+          likesAckFloor: likes.ackFloor,
+          interestEmbeddingsAckFloor: interests.ackFloor,
         };
       },
     });

@@ -2,7 +2,7 @@ import { connectBus } from "@recsys/bus";
 import { commonEnv, port, positiveInt, readConfig, z } from "@recsys/config";
 import { createLogger } from "@recsys/logging";
 import { onShutdown, startRpcServer } from "@recsys/server";
-import { runClickConsumer, runEmbeddingConsumer } from "./consumers.js";
+import { runClickConsumer, runEmbeddingConsumer, runInterestConsumer, runLikeConsumer } from "./consumers.js";
 import { profileRoutes } from "./handlers.js";
 import { migrateWhenReachable } from "./migrations.js";
 import { createPool, ProfileStore, schemaFor } from "./pg-store.js";
@@ -38,6 +38,8 @@ const consumerOptions = { bus, store, logger, concurrency: config.PROFILE_CONCUR
 const consuming = Promise.all([
   runEmbeddingConsumer({ ...consumerOptions, dimension: config.EMBEDDING_DIMENSION }),
   runClickConsumer(consumerOptions),
+  runLikeConsumer(consumerOptions),
+  runInterestConsumer({ ...consumerOptions, dimension: config.EMBEDDING_DIMENSION }),
 ]);
 consuming.catch((err: unknown) => {
   logger.fatal({ err: String(err) }, "consumer failed");

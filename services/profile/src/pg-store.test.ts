@@ -1,3 +1,4 @@
+import { readdirSync } from "node:fs";
 import pg from "pg";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { migrate } from "./migrations.js";
@@ -9,12 +10,14 @@ const DATABASE_URL = process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.
 const schema = schemaFor(`unit${process.pid}_store`);
 const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 8, options: `-c search_path=${schema},public` });
 const store = new ProfileStore(pool);
+// Every migration file shipped, applied once each.
+const MIGRATIONS = readdirSync(new URL("../migrations/", import.meta.url)).filter((f) => f.endsWith(".sql")).sort();
 
 beforeAll(async () => {
   await migrate(pool, schema, DIM);
 });
 beforeEach(async () => {
-  await pool.query("TRUNCATE content, interests, user_page_clicks, applied_events, parked_clicks");
+  await pool.query("TRUNCATE content, interests, user_page_terms, applied_events, parked_clicks, likes");
 });
 afterAll(async () => {
   await pool.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
@@ -199,7 +202,7 @@ describe("similarContent", () => {
 describe("migrations", () => {
   it("run twice are a no-op", async () => {
     const before = await pool.query("SELECT name, applied_at FROM schema_migrations ORDER BY name");
-    expect(before.rows.map((r: { name: string }) => r.name)).toEqual(["001_initial.sql"]);
+    expect(before.rows.map((r: { name: string }) => r.name)).toEqual(MIGRATIONS);
     await store.applyEmbedding(page("https://e.org/kept", unitVector()));
     expect(await migrate(pool, schema, DIM)).toEqual([]);
     expect(await migrate(pool, schema, DIM)).toEqual([]);
@@ -211,7 +214,7 @@ describe("migrations", () => {
     const fresh = schemaFor(`unit${process.pid}_twice`);
     try {
       const results = await Promise.all([migrate(pool, fresh, DIM), migrate(pool, fresh, DIM)]);
-      expect(results.flat()).toEqual(["001_initial.sql"]);
+      expect(results.flat().sort()).toEqual(MIGRATIONS);
     } finally {
       await pool.query(`DROP SCHEMA IF EXISTS ${fresh} CASCADE`);
     }

@@ -39,11 +39,39 @@ export interface PageEmbedding {
   model: string;
 }
 
+export interface LikeToApply {
+  eventId: string;
+  userid: string;
+  pageId: string;
+  liked: boolean;
+  sourceTimeMs: bigint;
+}
+
+export interface InterestToApply {
+  eventId: string;
+  userid: string;
+  /** L2-normalized, of the configured dimension. */
+  embedding: number[];
+}
+
 export type ClickOutcome = { status: "applied" } | { status: "parked" } | { status: "duplicate" };
+/** "applied": the state changed (its term added, removed, or waiting for the page); "superseded": a later like of the pair is stored. */
+export type LikeOutcome = { status: "applied" } | { status: "superseded" } | { status: "duplicate" };
+export type InterestOutcome = { status: "applied" } | { status: "duplicate" };
 export type EmbeddingOutcome =
   | { status: "inserted"; foldedClicks: number }
   | { status: "updated"; correctedUsers: number; foldedClicks: number }
   | { status: "stale"; storedVersion: bigint };
+
+/** A page as the event queries return it. */
+export interface EventRow {
+  id: string;
+  url: string;
+  title: string;
+  abstract: string;
+  likeCount: number;
+  score: number;
+}
 
 export interface SimilarPage {
   url: string;
@@ -85,8 +113,8 @@ export class ProfileStore {
         return { status: "parked" };
       }
       await db.query(
-        `INSERT INTO user_page_clicks (userid, url, clicks) VALUES ($1, $2, 1)
-         ON CONFLICT (userid, url) DO UPDATE SET clicks = user_page_clicks.clicks + 1`,
+        `INSERT INTO user_page_terms (userid, url, clicks) VALUES ($1, $2, 1)
+         ON CONFLICT (userid, url) DO UPDATE SET clicks = user_page_terms.clicks + 1`,
         [click.userid, click.url],
       );
       return { status: "applied" };
@@ -95,20 +123,27 @@ export class ProfileStore {
 
   /**
    * Stores a page's embedding if its version is newer than the stored one. A new embedding of a
-   * known page corrects the sums of the users who clicked it by clicks × (new − old); clicks parked
-   * for the page are folded in. Interests stay the mean of the current embeddings.
+   * known page corrects the sums of the users who clicked or liked it by terms × (new − old); clicks
+   * parked for the page and likes of its id waiting for it are folded in. Interests stay the mean of
+   * the current embeddings.
    */
-  applyEmbedding(page: PageEmbedding): Promise<EmbeddingOutcome> {
+  applyEmbedding(version: PageEmbedding): Promise<EmbeddingOutcome> {
+    let page = version;
     // What PostgreSQL stores is float4; do the arithmetic on exactly those values.
     const embedding = page.embedding.map(Math.fround);
     return this.transaction(async (db) => {
       await lockUrl(db, page.url);
-      const stored = await db.query<{ embedding: number[]; version: string }>(
-        "SELECT embedding, version FROM content WHERE url = $1 FOR UPDATE",
+      const stored = await db.query<{ embedding: number[]; version: string; id: string }>(
+        "SELECT embedding, version, id FROM content WHERE url = $1 FOR UPDATE",
         [page.url],
       );
       const old = stored.rows[0];
       if (old && BigInt(old.version) >= page.version) return { status: "stale", storedVersion: BigInt(old.version) };
+      // A version sent without an id (the Content mutation's is optional) keeps the page's id.
+      if (page.id === "" && old) page = { ...page, id: old.id };
+      // Likes name pages by id: take the ids' locks too (sorted, so two pages never wait on each other in a cycle).
+      const ids = [...new Set([page.id, old?.id ?? ""])].filter((id) => id !== "").sort();
+      for (const id of ids) await lockPageId(db, id);
       const row = [page.url, page.id, page.title, page.text, toSql(embedding), page.version.toString(), page.model];
       let correctedUsers = 0;
       if (!old) {
@@ -118,9 +153,128 @@ export class ProfileStore {
         const previous = old.embedding.map(Math.fround);
         if (!sameVector(previous, embedding)) correctedUsers = await correctInterests(db, page.url, difference(embedding, previous));
       }
+      if (old && old.id !== "" && old.id !== page.id) {
+        // The url no longer carries the id its likes named: take those terms out, and give them to
+        // another page with that id if there is one.
+        await unapplyLikesOf(db, page.url);
+        await foldWaitingLikes(db, old.id);
+      }
+      if (page.id !== "") await foldWaitingLikes(db, page.id);
       const foldedClicks = await foldParkedClicks(db, page.url, embedding);
       return old ? { status: "updated", correctedUsers, foldedClicks } : { status: "inserted", foldedClicks };
     });
+  }
+
+  /**
+   * Stores the like state of (user, page id) unless a later one is stored, and moves the user's
+   * interest with it: a like adds the page's embedding as a term, an unlike takes it out. A like
+   * of a page not embedded yet is kept and folded in when the page arrives.
+   */
+  applyLike(like: LikeToApply): Promise<LikeOutcome> {
+    return this.transaction(async (db) => {
+      await lockPageId(db, like.pageId);
+      const fresh = await db.query("INSERT INTO applied_events (event_id) VALUES ($1) ON CONFLICT DO NOTHING", [`like:${like.eventId}`]);
+      if (fresh.rowCount === 0) return { status: "duplicate" };
+      const stored = await db.query<{ source_time_ms: string; event_id: string; applied_url: string | null }>(
+        "SELECT source_time_ms, event_id, applied_url FROM likes WHERE userid = $1 AND page_id = $2 FOR UPDATE",
+        [like.userid, like.pageId],
+      );
+      const old = stored.rows[0];
+      if (old && isLaterOrSame(BigInt(old.source_time_ms), old.event_id, like.sourceTimeMs, like.eventId)) return { status: "superseded" };
+      let appliedUrl = old?.applied_url ?? null;
+      if (!like.liked && appliedUrl !== null) {
+        await removeLikeTerm(db, like.userid, appliedUrl);
+        appliedUrl = null;
+      }
+      if (like.liked && appliedUrl === null) {
+        const page = await pageWithId(db, like.pageId);
+        if (page) {
+          await addLikeTerms(db, [like.userid], page.url);
+          appliedUrl = page.url;
+        }
+      }
+      await db.query(
+        `INSERT INTO likes (userid, page_id, liked, source_time_ms, event_id, applied_url) VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (userid, page_id) DO UPDATE SET liked = excluded.liked, source_time_ms = excluded.source_time_ms,
+           event_id = excluded.event_id, applied_url = excluded.applied_url`,
+        [like.userid, like.pageId, like.liked, like.sourceTimeMs.toString(), like.eventId, appliedUrl],
+      );
+      return { status: "applied" };
+    });
+  }
+
+  /** Adds a stated interest's embedding as a term of the user's interest, once per event id. */
+  applyInterest(interest: InterestToApply): Promise<InterestOutcome> {
+    const embedding = interest.embedding.map(Math.fround);
+    return this.transaction(async (db) => {
+      const fresh = await db.query("INSERT INTO applied_events (event_id) VALUES ($1) ON CONFLICT DO NOTHING", [`interest:${interest.eventId}`]);
+      if (fresh.rowCount === 0) return { status: "duplicate" };
+      await db.query(
+        `INSERT INTO interests (userid, sum, terms) VALUES ($1, $2, 1)
+         ON CONFLICT (userid) DO UPDATE SET sum = interests.sum + excluded.sum, terms = interests.terms + 1`,
+        [interest.userid, toSql(embedding)],
+      );
+      return { status: "applied" };
+    });
+  }
+
+  /** Pages in id order (ID_ORDER). */
+  async events(limit: number, offset: number): Promise<EventRow[]> {
+    const r = await this.pool.query<EventRow>(
+      `SELECT ${EVENT_COLUMNS}, 0::float8 AS score FROM content c
+       ORDER BY ${ID_ORDER} LIMIT $1 OFFSET $2`,
+      [limit, offset],
+    );
+    return r.rows;
+  }
+
+  /** The pages carrying these ids, in id order. */
+  async eventsById(ids: string[]): Promise<EventRow[]> {
+    const r = await this.pool.query<EventRow>(
+      `SELECT ${EVENT_COLUMNS}, 0::float8 AS score FROM content c WHERE c.id = ANY($1::text[])
+       ORDER BY ${ID_ORDER}`,
+      [ids],
+    );
+    return r.rows;
+  }
+
+  /** Pages whose latest like by the user is a like, in id order. */
+  async eventsLiked(userid: string): Promise<EventRow[]> {
+    const r = await this.pool.query<EventRow>(
+      `SELECT ${EVENT_COLUMNS}, 0::float8 AS score FROM content c
+       WHERE c.id IN (SELECT page_id FROM likes WHERE userid = $1 AND liked)
+       ORDER BY ${ID_ORDER}`,
+      [userid],
+    );
+    return r.rows;
+  }
+
+  /** Pages by cosine similarity to the user's interest, desc, then url asc; none for a user without one. */
+  async recommendedEvents(userid: string, limit: number): Promise<EventRow[]> {
+    // An exact scan, as in similarContent: the inner join with the interest leaves nothing without one.
+    const r = await this.pool.query<EventRow>(
+      `WITH q AS (SELECT sum FROM interests WHERE userid = $1 AND vector_norm(sum) > 0)
+       SELECT ${EVENT_COLUMNS}, (1 - (c.embedding <=> q.sum))::float8 AS score FROM content c, q
+       ORDER BY score DESC, c.url ASC LIMIT $2`,
+      [userid, limit],
+    );
+    return r.rows;
+  }
+
+  /**
+   * Pages whose title or text match `query` (websearch_to_tsquery, English), by similarity to the
+   * user's interest (0 without one), then by text rank, then url.
+   */
+  async personalizedEventSearch(query: string, userid: string, limit: number): Promise<EventRow[]> {
+    const r = await this.pool.query<EventRow>(
+      `WITH q AS (SELECT sum FROM interests WHERE userid = $2 AND vector_norm(sum) > 0),
+            t AS (SELECT websearch_to_tsquery('english', $1) AS query)
+       SELECT ${EVENT_COLUMNS}, COALESCE(1 - (c.embedding <=> (SELECT sum FROM q)), 0)::float8 AS score
+       FROM content c, t WHERE c.search @@ t.query
+       ORDER BY score DESC, ts_rank(c.search, t.query) DESC, c.url ASC LIMIT $3`,
+      [query, userid, limit],
+    );
+    return r.rows;
   }
 
   /** Pages by cosine similarity to the user's interest, desc, then url asc; similarity 0 without one. */
@@ -144,6 +298,16 @@ export class ProfileStore {
       const row = r.rows[0];
       return row && { sum: row.sum, terms: Number(row.terms) };
     });
+  }
+
+  /** The stored like state of (user, page id), or undefined. */
+  async like(userid: string, pageId: string): Promise<{ liked: boolean; appliedUrl: string | null } | undefined> {
+    const r = await this.pool.query<{ liked: boolean; applied_url: string | null }>(
+      "SELECT liked, applied_url FROM likes WHERE userid = $1 AND page_id = $2",
+      [userid, pageId],
+    );
+    const row = r.rows[0];
+    return row && { liked: row.liked, appliedUrl: row.applied_url };
   }
 
   async counts(): Promise<{ pages: bigint; parkedClicks: bigint }> {
@@ -215,22 +379,94 @@ async function lockUrl(db: pg.PoolClient, url: string): Promise<void> {
   await db.query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", [url]);
 }
 
-/** sum += clicks × delta for every user who clicked `url`; returns how many users. */
+/** sum += terms × delta for every user with terms (clicks, likes) from `url`; returns how many users. */
 async function correctInterests(db: pg.PoolClient, url: string, delta: number[]): Promise<number> {
   // Row locks in userid order, so two pages corrected at once do not deadlock on shared users.
   const users = await db.query(
-    "SELECT userid FROM interests WHERE userid IN (SELECT userid FROM user_page_clicks WHERE url = $1) ORDER BY userid FOR UPDATE",
+    "SELECT userid FROM interests WHERE userid IN (SELECT userid FROM user_page_terms WHERE url = $1) ORDER BY userid FOR UPDATE",
     [url],
   );
-  const counts = await db.query<{ clicks: string }>("SELECT DISTINCT clicks FROM user_page_clicks WHERE url = $1", [url]);
-  for (const { clicks } of counts.rows) {
+  const counts = await db.query<{ n: string }>("SELECT DISTINCT clicks + likes AS n FROM user_page_terms WHERE url = $1", [url]);
+  for (const { n } of counts.rows) {
     await db.query(
-      `UPDATE interests i SET sum = i.sum + $3::vector FROM user_page_clicks c
-       WHERE c.url = $1 AND c.clicks = $2 AND i.userid = c.userid`,
-      [url, clicks, toSql(scaled(delta, Number(clicks)))],
+      `UPDATE interests i SET sum = i.sum + $3::vector FROM user_page_terms c
+       WHERE c.url = $1 AND c.clicks + c.likes = $2 AND i.userid = c.userid`,
+      [url, n, toSql(scaled(delta, Number(n)))],
     );
   }
   return users.rowCount ?? 0;
+}
+
+/** Id order: ids of digits in numeric order (shorter first), then byte order; pages without an id last. */
+const ID_ORDER = `c.id = '', length(c.id), c.id COLLATE "C", c.url`;
+
+const EVENT_COLUMNS = `c.id, c.url, c.title, c.text AS abstract,
+  (SELECT count(*) FROM likes l WHERE l.page_id = c.id AND l.liked)::int AS "likeCount"`;
+
+/** True when the stored like (a) is at least as late as the incoming one (b): (time, event id) order. */
+function isLaterOrSame(aTime: bigint, aId: string, bTime: bigint, bId: string): boolean {
+  return aTime > bTime || (aTime === bTime && aId >= bId);
+}
+
+/** Likes and embeddings of one page id take turns. */
+async function lockPageId(db: pg.PoolClient, id: string): Promise<void> {
+  await db.query("SELECT pg_advisory_xact_lock(hashtextextended($1, 1))", [id]);
+}
+
+/** The page a like of `id` refers to: when several urls carry the id, the first in url order. */
+async function pageWithId(db: pg.PoolClient, id: string): Promise<{ url: string } | undefined> {
+  const r = await db.query<{ url: string }>("SELECT url FROM content WHERE id = $1 ORDER BY url LIMIT 1", [id]);
+  return r.rows[0];
+}
+
+/** Adds the current embedding of `url` as one like term to each user's interest. */
+async function addLikeTerms(db: pg.PoolClient, userids: string[], url: string): Promise<void> {
+  await db.query(
+    `INSERT INTO interests (userid, sum, terms) SELECT u, c.embedding, 1 FROM unnest($1::text[]) AS u, content c WHERE c.url = $2 ORDER BY u
+     ON CONFLICT (userid) DO UPDATE SET sum = interests.sum + excluded.sum, terms = interests.terms + 1`,
+    [userids, url],
+  );
+  await db.query(
+    `INSERT INTO user_page_terms (userid, url, clicks, likes) SELECT u, $2, 0, 1 FROM unnest($1::text[]) AS u
+     ON CONFLICT (userid, url) DO UPDATE SET likes = user_page_terms.likes + 1`,
+    [userids, url],
+  );
+}
+
+/** Takes one like term of `url` (its current embedding) out of the user's interest. */
+async function removeLikeTerm(db: pg.PoolClient, userid: string, url: string): Promise<void> {
+  await db.query(
+    "UPDATE interests SET sum = sum - (SELECT embedding FROM content WHERE url = $2), terms = terms - 1 WHERE userid = $1",
+    [userid, url],
+  );
+  // A user whose last term went has no interest (not a zero vector with rounding dust).
+  await db.query("DELETE FROM interests WHERE userid = $1 AND terms <= 0", [userid]);
+  await db.query("UPDATE user_page_terms SET likes = likes - 1 WHERE userid = $1 AND url = $2", [userid, url]);
+  await db.query("DELETE FROM user_page_terms WHERE userid = $1 AND url = $2 AND clicks = 0 AND likes <= 0", [userid, url]);
+}
+
+/** Takes out the terms of every like applied to `url`; they wait again for a page with their id. */
+async function unapplyLikesOf(db: pg.PoolClient, url: string): Promise<void> {
+  const users = await db.query<{ userid: string }>(
+    "SELECT userid FROM likes WHERE applied_url = $1 ORDER BY userid FOR UPDATE",
+    [url],
+  );
+  for (const { userid } of users.rows) await removeLikeTerm(db, userid, url);
+  await db.query("UPDATE likes SET applied_url = NULL WHERE applied_url = $1", [url]);
+}
+
+/** Gives likes of `id` that wait for their page the embedding of the page now carrying it. */
+async function foldWaitingLikes(db: pg.PoolClient, id: string): Promise<void> {
+  const page = await pageWithId(db, id);
+  if (!page) return;
+  const waiting = await db.query<{ userid: string }>(
+    "SELECT userid FROM likes WHERE page_id = $1 AND liked AND applied_url IS NULL ORDER BY userid FOR UPDATE",
+    [id],
+  );
+  if (waiting.rows.length === 0) return;
+  const userids = waiting.rows.map((r) => r.userid);
+  await addLikeTerms(db, userids, page.url);
+  await db.query("UPDATE likes SET applied_url = $2 WHERE page_id = $1 AND userid = ANY($3::text[])", [id, page.url, userids]);
 }
 
 /** Moves the clicks parked for `url` into their users' interests; returns how many clicks. */
@@ -249,8 +485,8 @@ async function foldParkedClicks(db: pg.PoolClient, url: string, embedding: numbe
       [userids, toSql(scaled(embedding, n)), n],
     );
     await db.query(
-      `INSERT INTO user_page_clicks (userid, url, clicks) SELECT u, $2, $3 FROM unnest($1::text[]) AS u
-       ON CONFLICT (userid, url) DO UPDATE SET clicks = user_page_clicks.clicks + excluded.clicks`,
+      `INSERT INTO user_page_terms (userid, url, clicks) SELECT u, $2, $3 FROM unnest($1::text[]) AS u
+       ON CONFLICT (userid, url) DO UPDATE SET clicks = user_page_terms.clicks + excluded.clicks`,
       [userids, url, n],
     );
   }
