@@ -8,6 +8,9 @@ import type { Logger } from "@recsys/logging";
 
 export const MAX_REQUEST_BYTES = 1024 * 1024;
 
+export type HttpRequest = http.IncomingMessage | http2.Http2ServerRequest;
+export type HttpResponse = http.ServerResponse | http2.Http2ServerResponse;
+
 export interface RpcServerOptions {
   name: string;
   host: string;
@@ -18,6 +21,11 @@ export interface RpcServerOptions {
   logger: Logger;
   /** Largest request body accepted; larger ones get ResourceExhausted. Default 1 MiB. */
   maxRequestBytes?: number;
+  /**
+   * Plain HTTP next to the RPCs (e.g. a GraphQL endpoint): sees every HTTP/1.1 and HTTP/2 request
+   * first and returns true when it has taken it; the rest go to /healthz and Connect as before.
+   */
+  http?: (req: HttpRequest, res: HttpResponse) => boolean;
 }
 
 export interface RpcServer {
@@ -35,7 +43,8 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
     routes: opts.routes,
     readMaxBytes: opts.maxRequestBytes ?? MAX_REQUEST_BYTES,
   });
-  const handle = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
+  const handle = (req: HttpRequest, res: HttpResponse) => {
+    if (opts.http?.(req, res)) return;
     if (req.url === "/healthz" && req.method === "GET") {
       void Promise.resolve(opts.healthy()).then(
         (ok) => {

@@ -1,10 +1,25 @@
+import { create, type MessageShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Client, type ConnectRouter } from "@connectrpc/connect";
 import type { CovisitService } from "@recsys/contracts/covisit/v1/covisit";
-import { GatewayService } from "@recsys/contracts/gateway/v1/gateway";
+import {
+  AddInterestResponseSchema,
+  ClickstreamResponseSchema,
+  ContentResponseSchema,
+  EventSchema,
+  EventsLikedResponseSchema,
+  EventsResponseSchema,
+  GatewayService,
+  LikesResponseSchema,
+  PersonalizedEventSearchResponseSchema,
+  RecommendationResponseSchema,
+  RecommendedEventsResponseSchema,
+  SimilarContentResponseSchema,
+  type Event,
+} from "@recsys/contracts/gateway/v1/gateway";
 import type { IngestService } from "@recsys/contracts/ingest/v1/ingest";
-import type { ProfileService } from "@recsys/contracts/profile/v1/profile";
+import type { Event as ProfileEvent, ProfileService } from "@recsys/contracts/profile/v1/profile";
 import type { Logger } from "@recsys/logging";
-import { checkLimit, orInvalidArgument } from "@recsys/validation";
+import { checkLimit, checkOffset, checkPageId, FieldError, orInvalidArgument } from "@recsys/validation";
 
 export interface Backends {
   covisit: Client<typeof CovisitService>;
@@ -12,47 +27,111 @@ export interface Backends {
   profile: Client<typeof ProfileService>;
 }
 
+type Methods = (typeof GatewayService)["method"];
+
+/** The public RPCs as plain async methods: one implementation behind both Connect and GraphQL. */
+export type GatewayApi = {
+  [M in keyof Methods]: (req: MessageShape<Methods[M]["input"]>) => Promise<MessageShape<Methods[M]["output"]>>;
+};
+
 type IngestOutcome<A> = { case: "accepted"; value: A } | { case: "rejected"; value: { field: string; reason: string } } | { case: undefined; value?: undefined };
 
-/** The one result of a single-event ingest call: the accepted value, or InvalidArgument naming `event.<field>`. */
-function acceptedOrRefused<A>(outcome: IngestOutcome<A> | undefined, what: string, logger: Logger): A {
+/**
+ * The one result of a single-event ingest call: the accepted value, or InvalidArgument naming the
+ * field as the client sent it (`fieldName` maps ingest's field name to the gateway's).
+ */
+function acceptedOrRefused<A>(outcome: IngestOutcome<A> | undefined, what: string, logger: Logger, fieldName: (ingestField: string) => string): A {
   if (outcome?.case === "rejected") {
     logger.info({ field: outcome.value.field, reason: outcome.value.reason }, `${what} refused`);
-    throw new ConnectError(`event.${outcome.value.field}: ${outcome.value.reason}`, Code.InvalidArgument);
+    throw new ConnectError(`${fieldName(outcome.value.field)}: ${outcome.value.reason}`, Code.InvalidArgument);
   }
   if (outcome?.case !== "accepted") throw new ConnectError(`ingest gave no result for the ${what}`, Code.Internal);
   return outcome.value;
 }
 
+const toEvent = (e: ProfileEvent): Event =>
+  create(EventSchema, { id: e.id, url: e.url, title: e.title, abstract: e.abstract, likeCount: e.likeCount, score: e.score });
+
 /** The public RPCs, named after the reference GraphQL fields; validation here, work in the backends. */
-export function gatewayRoutes(backends: Backends, logger: Logger, deadlineMs: number) {
-  return (router: ConnectRouter) =>
-    router.service(GatewayService, {
-      async recommendation(req) {
-        const limit = orInvalidArgument(() => checkLimit(req.limit));
-        // covisit validates the url itself; its InvalidArgument reaches the client unchanged.
-        const res = await backends.covisit.recommendation({ url: req.url, limit }, { timeoutMs: deadlineMs });
-        return { items: res.items.map((i) => ({ recommendation: i.recommendation, frequency: i.frequency })) };
-      },
-      async clickstream(req) {
-        if (!req.event) throw new ConnectError("event: is required", Code.InvalidArgument);
-        const { userid, url, eventTime, eventId } = req.event;
-        const res = await backends.ingest.publishClicks({ clicks: [{ userid, url, eventTime, eventId }] }, { timeoutMs: deadlineMs });
-        const accepted = acceptedOrRefused(res.results[0]?.outcome, "click", logger);
-        return { eventId: accepted.eventId, userid, url, eventTime: accepted.eventTime, duplicate: accepted.duplicate };
-      },
-      async similarContent(req) {
-        const limit = orInvalidArgument(() => checkLimit(req.limit));
-        // profile validates the userid itself; its InvalidArgument reaches the client unchanged.
-        const res = await backends.profile.similarContent({ userid: req.userid, limit }, { timeoutMs: deadlineMs });
-        return { items: res.items.map((i) => ({ url: i.url, title: i.title, similarity: i.similarity })) };
-      },
-      async content(req) {
-        if (!req.event) throw new ConnectError("event: is required", Code.InvalidArgument);
-        const { url, id, title, text, sourceTime } = req.event;
-        const res = await backends.ingest.publishContent({ pages: [{ url, id, title, text, sourceTime }] }, { timeoutMs: deadlineMs });
-        const accepted = acceptedOrRefused(res.results[0]?.outcome, "page", logger);
-        return { eventId: accepted.eventId, url, title, sourceTime: accepted.sourceTime, duplicate: accepted.duplicate };
-      },
-    });
+export function createGatewayApi(backends: Backends, logger: Logger, deadlineMs: number): GatewayApi {
+  const call = { timeoutMs: deadlineMs };
+  return {
+    async recommendation(req) {
+      const limit = orInvalidArgument(() => checkLimit(req.limit));
+      // covisit validates the url itself; its InvalidArgument reaches the client unchanged.
+      const res = await backends.covisit.recommendation({ url: req.url, limit }, call);
+      return create(RecommendationResponseSchema, { items: res.items.map((i) => ({ recommendation: i.recommendation, frequency: i.frequency })) });
+    },
+    async clickstream(req) {
+      if (!req.event) throw new ConnectError("event: is required", Code.InvalidArgument);
+      const { userid, url, eventTime, eventId } = req.event;
+      const res = await backends.ingest.publishClicks({ clicks: [{ userid, url, eventTime, eventId }] }, call);
+      const accepted = acceptedOrRefused(res.results[0]?.outcome, "click", logger, (f) => `event.${f}`);
+      return create(ClickstreamResponseSchema, { eventId: accepted.eventId, userid, url, eventTime: accepted.eventTime, duplicate: accepted.duplicate });
+    },
+    async similarContent(req) {
+      const limit = orInvalidArgument(() => checkLimit(req.limit));
+      // profile validates the userid itself; its InvalidArgument reaches the client unchanged.
+      const res = await backends.profile.similarContent({ userid: req.userid, limit }, call);
+      return create(SimilarContentResponseSchema, { items: res.items.map((i) => ({ url: i.url, title: i.title, similarity: i.similarity })) });
+    },
+    async content(req) {
+      if (!req.event) throw new ConnectError("event: is required", Code.InvalidArgument);
+      const { url, id, title, text, sourceTime } = req.event;
+      const res = await backends.ingest.publishContent({ pages: [{ url, id, title, text, sourceTime }] }, call);
+      const accepted = acceptedOrRefused(res.results[0]?.outcome, "page", logger, (f) => `event.${f}`);
+      return create(ContentResponseSchema, { eventId: accepted.eventId, url, title, sourceTime: accepted.sourceTime, duplicate: accepted.duplicate });
+    },
+    async likes(req) {
+      if (!req.liked) throw new ConnectError("liked: is required", Code.InvalidArgument);
+      const { userid, eventId, liked } = req.liked;
+      orInvalidArgument(() => {
+        if (eventId === "") throw new FieldError("liked.eventId", "must not be empty");
+        checkPageId(eventId, "liked.eventId");
+      });
+      // Ingest accepts likes of pages it has not seen (batch producers may send them first);
+      // a user of the public edge can only like a page that exists.
+      const found = await backends.profile.eventsById({ ids: [eventId] }, call);
+      if (!found.items.some((e) => e.id === eventId)) {
+        logger.info({ eventId }, "like of an unknown page refused");
+        throw new ConnectError(`liked.eventId: no page with id ${eventId}`, Code.NotFound);
+      }
+      const res = await backends.ingest.publishLikes({ likes: [{ userid, pageId: eventId, liked }] }, call);
+      const accepted = acceptedOrRefused(res.results[0]?.outcome, "like", logger, (f) => (f === "page_id" ? "liked.eventId" : `liked.${f}`));
+      return create(LikesResponseSchema, { sourceTime: accepted.sourceTime, userid, eventId, liked, likeId: accepted.eventId, duplicate: accepted.duplicate });
+    },
+    async addInterest(req) {
+      if (!req.interest) throw new ConnectError("interest: is required", Code.InvalidArgument);
+      const { userid, text } = req.interest;
+      const res = await backends.ingest.publishInterests({ interests: [{ userid, text }] }, call);
+      const accepted = acceptedOrRefused(res.results[0]?.outcome, "interest", logger, (f) => `interest.${f}`);
+      return create(AddInterestResponseSchema, { sourceTime: accepted.sourceTime, userid, interestId: accepted.eventId, duplicate: accepted.duplicate });
+    },
+    async events(req) {
+      // Unlike the other lists, Events has no default limit (as in the reference).
+      const [limit, offset] = orInvalidArgument(() => [checkLimit(req.limit), checkOffset(req.offset)]);
+      const res = await backends.profile.events({ limit, offset }, call);
+      return create(EventsResponseSchema, { items: res.items.map(toEvent) });
+    },
+    async eventsLiked(req) {
+      // profile validates the userid (and query) itself, here and below.
+      const res = await backends.profile.eventsLiked({ userid: req.userid }, call);
+      return create(EventsLikedResponseSchema, { items: res.items.map(toEvent) });
+    },
+    async recommendedEvents(req) {
+      const limit = orInvalidArgument(() => checkLimit(req.limit));
+      const res = await backends.profile.recommendedEvents({ userid: req.userid, limit }, call);
+      return create(RecommendedEventsResponseSchema, { items: res.items.map(toEvent) });
+    },
+    async personalizedEventSearch(req) {
+      const limit = orInvalidArgument(() => checkLimit(req.limit));
+      const res = await backends.profile.personalizedEventSearch({ query: req.query, userid: req.userid, limit }, call);
+      return create(PersonalizedEventSearchResponseSchema, { items: res.items.map(toEvent) });
+    },
+  };
+}
+
+/** The Connect front door of the API. */
+export function gatewayRoutes(api: GatewayApi) {
+  return (router: ConnectRouter) => router.service(GatewayService, api);
 }

@@ -6,7 +6,9 @@ import { IngestService } from "@recsys/contracts/ingest/v1/ingest";
 import { ProfileService } from "@recsys/contracts/profile/v1/profile";
 import { createLogger } from "@recsys/logging";
 import { onShutdown, startRpcServer } from "@recsys/server";
-import { gatewayRoutes } from "./handlers.js";
+import { serveGraphql } from "./graphql-http.js";
+import { createGraphql } from "./graphql.js";
+import { createGatewayApi, gatewayRoutes } from "./handlers.js";
 
 const config = readConfig(
   z.object({
@@ -28,12 +30,14 @@ const backends = {
   ingest: createClient(IngestService, grpc(config.INGEST_URL)),
   profile: createClient(ProfileService, grpc(config.PROFILE_URL)),
 };
+const api = createGatewayApi(backends, logger, config.GATEWAY_DEADLINE_MS);
 
 const server = await startRpcServer({
   name: "gateway",
   host: config.HOST,
   port: config.GATEWAY_PORT,
-  routes: gatewayRoutes(backends, logger, config.GATEWAY_DEADLINE_MS),
+  routes: gatewayRoutes(api),
+  http: serveGraphql(createGraphql(api, logger), logger),
   healthy: async () => {
     const probes = [config.COVISIT_URL, config.INGEST_URL, config.PROFILE_URL].map((u) =>
       fetch(new URL("/healthz", u), { signal: AbortSignal.timeout(1_000) }).then((r) => r.ok, () => false),

@@ -1,0 +1,84 @@
+import type { Logger } from "@recsys/logging";
+import type { HttpRequest, HttpResponse } from "@recsys/server";
+import { renderGraphiQL } from "graphql-yoga";
+import type { GraphqlServer } from "./graphql.js";
+
+/** Largest GraphQL request body; the reference documents are a few hundred bytes. */
+export const MAX_GRAPHQL_BODY_BYTES = 64 * 1024;
+
+// Framing of the incoming connection, not of the request handed to yoga.
+const HOP_BY_HOP = new Set(["connection", "keep-alive", "transfer-encoding", "content-length", "upgrade"]);
+
+/**
+ * POST (and GET) /graphql and GET /graphiql beside the RPCs on the gateway's port; for
+ * `startRpcServer({ http })`. Answers true for the requests it takes.
+ */
+export function serveGraphql(yoga: GraphqlServer, logger: Logger) {
+  const graphiql = renderGraphiQL({ endpoint: "/graphql", title: "recsys gateway" });
+  return (req: HttpRequest, res: HttpResponse): boolean => {
+    const path = (req.url ?? "").split("?")[0];
+    if (path === "/graphiql" && req.method === "GET") {
+      res.writeHead(200, { "content-type": "text/html; charset=utf-8" });
+      res.end(graphiql);
+      return true;
+    }
+    if (path !== "/graphql") return false;
+    answer(yoga, req, res).catch((err: unknown) => {
+      logger.warn({ err }, "graphql request failed");
+      if (res.headersSent) res.destroy();
+      else sendErrors(res, 500, "INTERNAL_SERVER_ERROR", "Unexpected error.");
+    });
+    return true;
+  };
+}
+
+async function answer(yoga: GraphqlServer, req: HttpRequest, res: HttpResponse) {
+  const body = await readBody(req, MAX_GRAPHQL_BODY_BYTES);
+  if (body === undefined) {
+    sendErrors(res, 413, "PAYLOAD_TOO_LARGE", `request body: must be at most ${MAX_GRAPHQL_BODY_BYTES} bytes`);
+    return;
+  }
+  const headers = new Headers();
+  for (const [name, value] of Object.entries(req.headers)) {
+    // HTTP/2 pseudo-headers (":path") are no headers to fetch.
+    if (name.startsWith(":") || HOP_BY_HOP.has(name) || value === undefined) continue;
+    headers.set(name, Array.isArray(value) ? value.join(", ") : value);
+  }
+  const method = req.method ?? "GET";
+  // A fixed origin: the Host header is the client's to choose and yoga only needs the path.
+  const response = await yoga.fetch(new URL(req.url ?? "/", "http://gateway"), {
+    method,
+    headers,
+    body: method === "GET" || method === "HEAD" ? undefined : body,
+  });
+  const payload = Buffer.from(await response.arrayBuffer());
+  res.writeHead(response.status, Object.fromEntries(response.headers));
+  res.end(payload);
+}
+
+/**
+ * The whole body, or undefined as soon as it passes `max` bytes. The rest of a body that is too
+ * large is read and dropped, so that the client gets its 413 instead of a reset connection.
+ */
+function readBody(req: HttpRequest, max: number): Promise<Buffer | undefined> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= max) return void chunks.push(chunk);
+      req.off("data", onData);
+      req.resume();
+      resolve(undefined);
+    };
+    req.on("data", onData);
+    req.once("end", () => resolve(Buffer.concat(chunks)));
+    req.once("error", reject);
+    req.once("close", () => reject(new Error("request closed before its end")));
+  });
+}
+
+function sendErrors(res: HttpResponse, status: number, code: string, message: string) {
+  res.writeHead(status, { "content-type": "application/json; charset=utf-8" });
+  res.end(JSON.stringify({ errors: [{ message, extensions: { code, http: { status } } }] }));
+}

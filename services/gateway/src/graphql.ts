@@ -1,0 +1,260 @@
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { costLimitPlugin } from "@escape.tech/graphql-armor-cost-limit";
+import { maxAliasesPlugin } from "@escape.tech/graphql-armor-max-aliases";
+import { maxDepthPlugin } from "@escape.tech/graphql-armor-max-depth";
+import { maxTokensPlugin } from "@escape.tech/graphql-armor-max-tokens";
+import {
+  AddInterestRequestSchema,
+  ClickstreamRequestSchema,
+  ContentRequestSchema,
+  EventsLikedRequestSchema,
+  EventsRequestSchema,
+  LikesRequestSchema,
+  PersonalizedEventSearchRequestSchema,
+  RecommendationRequestSchema,
+  RecommendedEventsRequestSchema,
+  SimilarContentRequestSchema,
+  type Event,
+} from "@recsys/contracts/gateway/v1/gateway";
+import type { Logger } from "@recsys/logging";
+import { createGraphQLError, createSchema, createYoga } from "graphql-yoga";
+import type { GatewayApi } from "./handlers.js";
+
+// Names and types as in the reference schema, so that its documents work verbatim.
+const typeDefs = /* GraphQL */ `
+  type Query {
+    Recommendation(url: String!, limit: Int! = 10): [Recommendation!]
+    SimilarContent(userid: String!, limit: Int = 10): [SimilarContent!]
+    Events(limit: Int!, offset: Int = 0): [Events!]!
+    EventsLiked(userid: String!): [EventsLiked!]!
+    RecommendedEvents(userid: String!, limit: Int = 10): [RecommendedEvents!]
+    PersonalizedEventSearch(query: String!, userid: String!, limit: Int = 10): [PersonalizedEventSearch!]
+  }
+
+  type Mutation {
+    Likes(liked: LikedInput!): LikeAdded
+    AddInterest(interest: AddInterest!): InterestAdded
+    Content(event: ContentEvent!): ContentAdded
+    "The reference clickstream schema calls the argument click, its documents say event: give exactly one."
+    Clickstream(event: ClickEvent, click: ClickEvent): ClickAdded
+  }
+
+  type Recommendation {
+    recommendation: String!
+    frequency: Int!
+  }
+
+  type SimilarContent {
+    url: String!
+    title: String!
+    similarity: Float!
+  }
+
+  type Events {
+    id: String!
+    url: String!
+    title: String!
+    abstract: String!
+    likeCount: Int!
+  }
+
+  type EventsLiked {
+    id: String!
+    url: String!
+    title: String!
+    abstract: String!
+    likeCount: Int!
+  }
+
+  type RecommendedEvents {
+    id: String!
+    url: String!
+    title: String!
+    abstract: String!
+    likeCount: Int!
+    score: Float!
+  }
+
+  type PersonalizedEventSearch {
+    id: String!
+    url: String!
+    title: String!
+    abstract: String!
+    likeCount: Int!
+    score: Float!
+  }
+
+  "eventId is an ID so that clients may send the page id as a number or as a string."
+  input LikedInput {
+    userid: String!
+    eventId: ID!
+    liked: Boolean!
+  }
+
+  input AddInterest {
+    userid: String!
+    text: String!
+  }
+
+  input ContentEvent {
+    url: String!
+    title: String!
+    text: String!
+    id: String
+    source_time: String
+  }
+
+  input ClickEvent {
+    userid: String!
+    url: String!
+    event_time: String
+    event_id: String
+  }
+
+  type LikeAdded {
+    _source_time: String!
+    userid: String!
+    eventId: String!
+    liked: Boolean!
+    event_id: String!
+    duplicate: Boolean!
+  }
+
+  type InterestAdded {
+    _source_time: String!
+    userid: String!
+    event_id: String!
+    duplicate: Boolean!
+  }
+
+  type ContentAdded {
+    _source_time: String!
+    url: String!
+    title: String!
+    event_id: String!
+    duplicate: Boolean!
+  }
+
+  type ClickAdded {
+    _source_time: String!
+    userid: String!
+    url: String!
+    event_time: String!
+    event_id: String!
+    duplicate: Boolean!
+  }
+`;
+
+/** Limits on what one document may ask for; the body size is limited in graphql-http.ts. */
+export const GRAPHQL_LIMITS = {
+  depth: 8,
+  // GraphQL's own introspection query (what GraphiQL and schema tools send) is 21 deep: __schema is exempt from
+  // `depth` so that tools can load the schema, but a deeper __schema query is still refused.
+  introspectionDepth: 21,
+  cost: 5000,
+  aliases: 15,
+  tokens: 1000,
+} as const;
+
+interface ClickEventInput {
+  userid: string;
+  url: string;
+  event_time?: string | null;
+  event_id?: string | null;
+}
+
+const eventOut = (e: Event) => ({ id: e.id, url: e.url, title: e.title, abstract: e.abstract, likeCount: Number(e.likeCount), score: e.score });
+
+/** `INVALID_ARGUMENT` for Code.InvalidArgument: the code as gRPC spells it. */
+const codeName = (code: Code) => Code[code].replace(/(?<=[a-z])(?=[A-Z])/g, "_").toUpperCase();
+
+/**
+ * A refusal by the API (a ConnectError) reads as it does over Connect: the same message, its code.
+ * As a GraphQLError it also passes yoga's masking unlogged; anything else is masked and logged.
+ */
+function refusalsAsGraphqlErrors<R extends Record<string, (...args: never[]) => Promise<unknown>>>(resolvers: R): R {
+  const wrapped: Record<string, unknown> = {};
+  for (const [name, resolve] of Object.entries(resolvers)) {
+    wrapped[name] = (...args: never[]) =>
+      resolve(...args).catch((err: unknown) => {
+        if (!(err instanceof ConnectError)) throw err;
+        throw createGraphQLError(err.rawMessage, { extensions: { code: codeName(err.code), http: { status: 200 } } });
+      });
+  }
+  return wrapped as R;
+}
+
+/** The GraphQL front door of the API: a yoga server to mount at /graphql. */
+export function createGraphql(api: GatewayApi, logger: Logger) {
+  // GraphQL sends null for an optional argument given as null; the API's "unset" is undefined.
+  const opt = <T>(v: T | null | undefined) => v ?? undefined;
+  const resolvers = {
+    Query: refusalsAsGraphqlErrors({
+      async Recommendation(_: unknown, a: { url: string; limit: number }) {
+        const res = await api.recommendation(create(RecommendationRequestSchema, { url: a.url, limit: a.limit }));
+        return res.items.map((i) => ({ recommendation: i.recommendation, frequency: Number(i.frequency) }));
+      },
+      async SimilarContent(_: unknown, a: { userid: string; limit?: number | null }) {
+        const res = await api.similarContent(create(SimilarContentRequestSchema, { userid: a.userid, limit: opt(a.limit) }));
+        return res.items.map((i) => ({ url: i.url, title: i.title, similarity: i.similarity }));
+      },
+      async Events(_: unknown, a: { limit: number; offset?: number | null }) {
+        const res = await api.events(create(EventsRequestSchema, { limit: a.limit, offset: opt(a.offset) }));
+        return res.items.map(eventOut);
+      },
+      async EventsLiked(_: unknown, a: { userid: string }) {
+        const res = await api.eventsLiked(create(EventsLikedRequestSchema, { userid: a.userid }));
+        return res.items.map(eventOut);
+      },
+      async RecommendedEvents(_: unknown, a: { userid: string; limit?: number | null }) {
+        const res = await api.recommendedEvents(create(RecommendedEventsRequestSchema, { userid: a.userid, limit: opt(a.limit) }));
+        return res.items.map(eventOut);
+      },
+      async PersonalizedEventSearch(_: unknown, a: { query: string; userid: string; limit?: number | null }) {
+        const res = await api.personalizedEventSearch(create(PersonalizedEventSearchRequestSchema, { query: a.query, userid: a.userid, limit: opt(a.limit) }));
+        return res.items.map(eventOut);
+      },
+    }),
+    Mutation: refusalsAsGraphqlErrors({
+      async Likes(_: unknown, { liked }: { liked: { userid: string; eventId: string; liked: boolean } }) {
+        const res = await api.likes(create(LikesRequestSchema, { liked }));
+        return { _source_time: res.sourceTime, userid: res.userid, eventId: res.eventId, liked: res.liked, event_id: res.likeId, duplicate: res.duplicate };
+      },
+      async AddInterest(_: unknown, { interest }: { interest: { userid: string; text: string } }) {
+        const res = await api.addInterest(create(AddInterestRequestSchema, { interest }));
+        return { _source_time: res.sourceTime, userid: res.userid, event_id: res.interestId, duplicate: res.duplicate };
+      },
+      async Content(_: unknown, { event: e }: { event: { url: string; title: string; text: string; id?: string | null; source_time?: string | null } }) {
+        const event = { url: e.url, title: e.title, text: e.text, id: opt(e.id), sourceTime: opt(e.source_time) };
+        const res = await api.content(create(ContentRequestSchema, { event }));
+        return { _source_time: res.sourceTime, url: res.url, title: res.title, event_id: res.eventId, duplicate: res.duplicate };
+      },
+      async Clickstream(_: unknown, a: { event?: ClickEventInput | null; click?: ClickEventInput | null }) {
+        const c = a.event ?? a.click;
+        if (!c || (a.event && a.click)) throw new ConnectError("event or click: exactly one is required", Code.InvalidArgument);
+        const event = { userid: c.userid, url: c.url, eventTime: opt(c.event_time), eventId: opt(c.event_id) };
+        const res = await api.clickstream(create(ClickstreamRequestSchema, { event }));
+        return { _source_time: res.eventTime, userid: res.userid, url: res.url, event_time: res.eventTime, event_id: res.eventId, duplicate: res.duplicate };
+      },
+    }),
+  };
+
+  return createYoga({
+    schema: createSchema({ typeDefs, resolvers }),
+    graphqlEndpoint: "/graphql",
+    // GraphiQL is served at /graphiql (graphql-http.ts).
+    graphiql: false,
+    landingPage: false,
+    logging: logger,
+    plugins: [
+      maxTokensPlugin({ n: GRAPHQL_LIMITS.tokens }),
+      maxDepthPlugin({ n: GRAPHQL_LIMITS.depth }),
+      maxDepthPlugin({ n: GRAPHQL_LIMITS.introspectionDepth, ignoreIntrospection: false }),
+      costLimitPlugin({ maxCost: GRAPHQL_LIMITS.cost }),
+      maxAliasesPlugin({ n: GRAPHQL_LIMITS.aliases }),
+    ],
+  });
+}
+
+export type GraphqlServer = ReturnType<typeof createGraphql>;
