@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The main job: start the stack, load the reference pages, replay the reference clickstream, then
-// ask the gateway for co-visits and for similar content.
+// ask the gateway for co-visits and for similar content, and state an interest, like a page and
+// search through the GraphQL endpoint.
 //   node scripts/demo.mjs [--rate N] [--file PATH] [--pages PATH]
 // Replaying again is safe: every click keeps its event id, so the counts do not change.
 import { execFileSync } from "node:child_process";
@@ -35,6 +36,26 @@ async function call(method, body) {
   return json;
 }
 
+async function graphql(query, variables) {
+  const res = await fetch(`${gateway}/graphql`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ query, variables }),
+  });
+  const json = await res.json();
+  if (json.errors) throw new Error(`GraphQL: ${json.errors.map((e) => e.message).join("; ")}`);
+  return json.data;
+}
+
+async function eventually(what, probe) {
+  for (let i = 0; i < 300; i++) {
+    const value = await probe();
+    if (value) return value;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${what}: not visible after 30 s`);
+}
+
 function readClicks(file) {
   return gunzipSync(readFileSync(file)).toString("utf8").split("\n").filter((l) => l.trim()).map((l) => JSON.parse(l));
 }
@@ -64,6 +85,27 @@ const mostRead = busiestUrls(clicks.filter((c) => c.userid === reader), 3).map((
 console.log(`\nUser ${reader} read mostly ${mostRead.join(", ")}; the pages closest in meaning:`);
 for (const it of similar) console.log(`  ${it.similarity.toFixed(3)}  ${it.title}  (${decodeURIComponent(it.url)})`);
 
+const fan = "1234";
+const interest = "I want to learn more about Apache Flink and how to use it for real-time stream processing.";
+await graphql(`mutation AddInterest($interest: AddInterest!) { AddInterest(interest: $interest) { _source_time } }`, { interest: { userid: fan, text: interest } });
+const recommended = await eventually("the stated interest", async () => {
+  const { RecommendedEvents } = await graphql(`{ RecommendedEvents(userid: "${fan}", limit: 5) { id title score } }`);
+  return RecommendedEvents.length > 0 && RecommendedEvents;
+});
+console.log(`\nUser ${fan} said: "${interest}" (GraphQL AddInterest); RecommendedEvents:`);
+for (const e of recommended) console.log(`  ${e.score.toFixed(3)}  ${e.title}  (id ${e.id})`);
+await graphql(`mutation AddLike($liked: LikedInput!) { Likes(liked: $liked) { _source_time } }`, { liked: { userid: fan, eventId: 42672986, liked: true } });
+const liked = await eventually("the like", async () => {
+  const { EventsLiked } = await graphql(`{ EventsLiked(userid: "${fan}") { id title likeCount } }`);
+  return EventsLiked.length > 0 && EventsLiked;
+});
+console.log(`\nUser ${fan} liked: ${liked.map((e) => `${e.title} (id ${e.id}, ${e.likeCount} like${e.likeCount === 1 ? "" : "s"})`).join(", ")}`);
+const { PersonalizedEventSearch: found } = await graphql(`{ PersonalizedEventSearch(query: "kafka", userid: "${fan}") { id title score } }`);
+console.log(`PersonalizedEventSearch "kafka" for ${fan}:`);
+for (const e of found) console.log(`  ${e.score.toFixed(3)}  ${e.title}  (id ${e.id})`);
+
 console.log(`\nAsk yourself:\n  curl -s -X POST -H 'content-type: application/json' \\\n    -d '{"url": "https://en.wikipedia.org/wiki/Generosity%3A%20An%20Enhancement", "limit": 5}' \\\n    ${gateway}/recsys.gateway.v1.GatewayService/Recommendation
-  curl -s -X POST -H 'content-type: application/json' \\\n    -d '{"userid": "${reader}"}' \\\n    ${gateway}/recsys.gateway.v1.GatewayService/SimilarContent`);
+  curl -s -X POST -H 'content-type: application/json' \\\n    -d '{"userid": "${reader}"}' \\\n    ${gateway}/recsys.gateway.v1.GatewayService/SimilarContent
+  curl -s -X POST -H 'content-type: application/json' \\\n    -d '{"query": "{ RecommendedEvents(userid: \\"${fan}\\") { id title score } }"}' \\\n    ${gateway}/graphql
+  or open ${gateway}/graphiql in a browser.`);
 console.log("The stack keeps running; stop it with: pnpm stack:down");

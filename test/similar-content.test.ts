@@ -4,6 +4,7 @@ import { replay } from "@recsys/loadgen/replay";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { clientsOf } from "./harness/clients.js";
 import { readJsonLinesGz } from "./harness/files.js";
+import { embedAll, expectSameRanking, rankByMean } from "./harness/ranking.js";
 import { referenceClicks, referencePages, startStack, type TestStack } from "./harness/stack.js";
 
 let stack: TestStack;
@@ -18,36 +19,9 @@ interface Page {
 const pages = readJsonLinesGz<Page>(referencePages);
 const clicks = readJsonLinesGz<{ userid: string; url: string }>(referenceClicks);
 
-/** Every page's vector from the Embed RPC, of the same text the pipeline embeds. */
-async function embedAll(items: Array<{ url: string; text: string }>): Promise<Map<string, number[]>> {
-  const out = new Map<string, number[]>();
-  for (let i = 0; i < items.length; i += 256) {
-    const chunk = items.slice(i, i + 256);
-    const res = await c.embedder.embed({ texts: chunk.map((p) => p.text) });
-    chunk.forEach((p, j) => out.set(p.url, res.embeddings[j]!.values));
-  }
-  return out;
-}
-
-/** The reference: mean of the vectors behind the user's clicks, every page ranked by cosine, desc, then url asc. */
-function recompute(userClicks: string[], vectors: Map<string, number[]>, limit: number) {
-  const dim = vectors.values().next().value!.length;
-  const mean = new Float64Array(dim);
-  for (const url of userClicks) vectors.get(url)!.forEach((x, k) => (mean[k]! += x / userClicks.length));
-  const norm = Math.hypot(...mean);
-  const ranked = [...vectors].map(([url, v]) => ({ url, similarity: v.reduce((s, x, k) => s + x * mean[k]!, 0) / (norm * Math.hypot(...v)) }));
-  ranked.sort((a, b) => b.similarity - a.similarity || (a.url < b.url ? -1 : a.url > b.url ? 1 : 0));
-  return { top: ranked.slice(0, limit), all: new Map(ranked.map((r) => [r.url, r.similarity])) };
-}
-
-/** Equal, except that two pages whose reference similarities tie within float32 noise may swap. */
-function expectSameRanking(got: Array<{ url: string; similarity: number }>, ref: ReturnType<typeof recompute>) {
-  expect(got).toHaveLength(ref.top.length);
-  got.forEach((g, i) => {
-    expect(g.similarity).toBeCloseTo(ref.top[i]!.similarity, 4);
-    if (g.url !== ref.top[i]!.url) expect(Math.abs(ref.all.get(g.url)! - ref.top[i]!.similarity)).toBeLessThan(1e-5);
-  });
-}
+/** The reference for a user: the mean of the vectors behind the user's clicks. */
+const recompute = (userClicks: string[], vectors: Map<string, number[]>, limit: number) =>
+  rankByMean(userClicks.map((url) => vectors.get(url)!), vectors, limit);
 
 function sampleUsers(n: number): string[] {
   const users = [...new Set(clicks.map((k) => k.userid))].sort();
@@ -74,7 +48,7 @@ afterAll(async () => stack?.stop());
 describe("SimilarContent over the reference pages and clicks", () => {
   let vectors: Map<string, number[]>;
   beforeAll(async () => {
-    vectors = await embedAll(pages.map((p) => ({ url: p.url, text: `${p.title}\n${p.text}` })));
+    vectors = await embedAll(c.embedder, pages.map((p) => ({ key: p.url, text: `${p.title}\n${p.text}` })));
   }, 300_000);
 
   it("stores every page and folds in every parked click", async () => {
@@ -120,7 +94,7 @@ describe("SimilarContent over the reference pages and clicks", () => {
     await c.gateway.clickstream({ event: { userid: user, url: zoop.url } });
     await c.gateway.clickstream({ event: { userid: user, url: old.url } });
     await c.gateway.content({ event: { ...newer, sourceTime: new Date().toISOString() } });
-    const mine = await embedAll([{ url: zoop.url, text: `${zoop.title}\n${zoop.text}` }, { url: old.url, text: `${newer.title}\n${newer.text}` }]);
+    const mine = await embedAll(c.embedder, [{ key: zoop.url, text: `${zoop.title}\n${zoop.text}` }, { key: old.url, text: `${newer.title}\n${newer.text}` }]);
     const now = new Map(vectors);
     for (const [u, v] of mine) now.set(u, v);
     const ref = recompute([zoop.url, old.url], now, 10);
