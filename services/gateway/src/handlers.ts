@@ -19,7 +19,7 @@ import {
 import type { IngestService } from "@recsys/contracts/ingest/v1/ingest";
 import type { Event as ProfileEvent, ProfileService } from "@recsys/contracts/profile/v1/profile";
 import type { Logger } from "@recsys/logging";
-import { checkLimit, checkOffset, checkPageId, FieldError, orInvalidArgument } from "@recsys/validation";
+import { checkLimit, checkOffset, checkPageId, checkUserid, FieldError, orInvalidArgument } from "@recsys/validation";
 
 export interface Backends {
   covisit: Client<typeof CovisitService>;
@@ -86,6 +86,7 @@ export function createGatewayApi(backends: Backends, logger: Logger, deadlineMs:
       if (!req.liked) throw new ConnectError("liked: is required", Code.InvalidArgument);
       const { userid, eventId, liked } = req.liked;
       orInvalidArgument(() => {
+        checkUserid(userid, "liked.userid");
         if (eventId === "") throw new FieldError("liked.eventId", "must not be empty");
         checkPageId(eventId, "liked.eventId");
       });
