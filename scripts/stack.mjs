@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Runs the services of this repo as background processes on this machine.
-//   up      start NATS/Redis/PostgreSQL if down, then every service that is not running; wait until healthy
-//   down    stop the services (SIGTERM, then SIGKILL after 10 s)
+//   up [service ...]    start NATS/Redis/PostgreSQL if down, then the services (all by default) that
+//                       are not running; wait until healthy
+//   down [service ...]  stop the services, all by default (SIGTERM, then SIGKILL after 10 s)
 //   reset   delete this project's streams, Redis keys and tables; running services recreate what they need
 //   status  one line per service
 import { spawn, execFileSync } from "node:child_process";
@@ -46,11 +47,19 @@ async function healthy(s) {
   }
 }
 
-async function up() {
+/** The services named on the command line, or all of them. */
+function chosen(names) {
+  if (names.length === 0) return SERVICES;
+  const unknown = names.filter((n) => !SERVICES.some((s) => s.name === n));
+  if (unknown.length) throw new Error(`no service ${unknown.join(", ")}; there are ${SERVICES.map((s) => s.name).join(", ")}`);
+  return SERVICES.filter((s) => names.includes(s.name));
+}
+
+async function up(names) {
   execFileSync("bash", [join(root, "scripts/infra.sh"), "up"], { stdio: "inherit" });
   mkdirSync(pidDir, { recursive: true });
   mkdirSync(logDir, { recursive: true });
-  for (const s of SERVICES) {
+  for (const s of chosen(names)) {
     const main = join(root, "services", s.name, "dist/main.js");
     if (!existsSync(main)) throw new Error(`${main} is missing: run pnpm build first`);
     const pid = runningPid(s);
@@ -65,7 +74,7 @@ async function up() {
     console.error(`stack: started ${s.name} (pid ${child.pid}, port ${portOf(s)}, log .stack/logs/${s.name}.log)`);
   }
   const deadline = Date.now() + 60_000;
-  for (const s of SERVICES) {
+  for (const s of chosen(names)) {
     while (!(await healthy(s))) {
       if (!runningPid(s)) throw new Error(`${s.name} exited; see .stack/logs/${s.name}.log`);
       if (Date.now() > deadline) throw new Error(`${s.name} not healthy after 60 s; see .stack/logs/${s.name}.log`);
@@ -75,8 +84,8 @@ async function up() {
   console.error("stack: all services healthy");
 }
 
-async function down() {
-  for (const s of [...SERVICES].reverse()) {
+async function down(names) {
+  for (const s of [...chosen(names)].reverse()) {
     const pid = runningPid(s);
     if (!pid) {
       rmSync(pidFile(s), { force: true });
@@ -107,10 +116,10 @@ async function reset() {
 const commands = { up, down, status, reset };
 const cmd = commands[process.argv[2]];
 if (!cmd) {
-  console.error(`usage: stack.mjs ${Object.keys(commands).join("|")}`);
+  console.error(`usage: stack.mjs ${Object.keys(commands).join("|")} [service ...]`);
   process.exit(2);
 }
-cmd().catch((err) => {
+cmd(process.argv.slice(3)).catch((err) => {
   console.error(`stack: ${err.message}`);
   process.exit(1);
 });

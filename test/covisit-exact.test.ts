@@ -1,11 +1,13 @@
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { replay, type ReplayOptions } from "@recsys/loadgen/replay";
 import { clientsOf, recommendationsFor } from "./harness/clients.js";
 import { readClicks, referenceCoVisits, type RawClick } from "./harness/reference.js";
-import { referenceClicks, startStack, type TestStack } from "./harness/stack.js";
+import { referenceClicks, repoRoot, startStack, type TestStack } from "./harness/stack.js";
 
 const LIMIT = 1000;
 const clicks = readClicks(referenceClicks);
@@ -62,7 +64,41 @@ describe("the reference replay through the real stack", () => {
     expect(summary).toMatchObject({ sent: 19_855, accepted: 19_855, duplicates: 19_855 });
     await expectEqualsReference(stack);
   });
+
+  it("rebuilds every count from the CLICKS stream after Redis lost its data", async () => {
+    const rebuild = () => spawnSync(process.execPath, [join(repoRoot, "services/covisit/dist/rebuild-cli.js")], { env: stack.env, encoding: "utf8" });
+    // A running covisit would apply new clicks before old ones: the command refuses and deletes nothing.
+    const refused = rebuild();
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toMatch(/stop every covisit first/);
+    expect(await redisKeys(stack.namespace)).toBeGreaterThan(0);
+
+    await stack.kill("covisit");
+    // The data loss: Redis keeps nothing on disk here, so a restart leaves it empty.
+    const redis = new Redis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
+    try {
+      for (const key of await redis.keys(`${stack.namespace}:recsys:*`)) await redis.unlink(key);
+    } finally {
+      redis.disconnect();
+    }
+    const done = rebuild();
+    expect(done.status, done.stderr).toBe(0);
+    expect(done.stdout).toMatch(/apply the 19855 clicks/);
+    await stack.start("covisit");
+    const last = BigInt(clicks.length);
+    await expect.poll(async () => (await clientsOf(stack).covisit.progress({})).ackFloorStreamSequence, { timeout: 120_000, interval: 200 }).toBeGreaterThanOrEqual(last);
+    await expectEqualsReference(stack);
+  });
 });
+
+async function redisKeys(namespace: string): Promise<number> {
+  const redis = new Redis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
+  try {
+    return (await redis.keys(`${namespace}:recsys:*`)).length;
+  } finally {
+    redis.disconnect();
+  }
+}
 
 describe("clicks arriving out of order", () => {
   let stack: TestStack;

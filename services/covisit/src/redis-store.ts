@@ -27,6 +27,11 @@ type ScriptedRedis = Redis & {
   topCoVisits(key: string, limit: number): Promise<string[]>;
 };
 
+/** Every key of a namespace starts with this. */
+export function keyPrefix(namespace: string): string {
+  return `${namespace ? `${namespace}:` : ""}recsys:`;
+}
+
 /** Co-visit counts and per-user click history in Redis; every write is one atomic Lua script. */
 export class CovisitStore {
   private readonly redis: ScriptedRedis;
@@ -38,7 +43,7 @@ export class CovisitStore {
     private readonly allowedLatenessMs: number,
     private readonly dedupRetentionMs: number = DEFAULT_DEDUP_RETENTION_MS,
   ) {
-    this.prefix = `${namespace ? `${namespace}:` : ""}recsys:`;
+    this.prefix = keyPrefix(namespace);
     redis.defineCommand("applyClick", { numberOfKeys: 3, lua: readScript("covisit.lua") });
     redis.defineCommand("topCoVisits", { numberOfKeys: 1, lua: readScript("recommend.lua") });
     this.redis = redis as ScriptedRedis;
