@@ -22,12 +22,20 @@ export interface DurableConsumerOptions {
   deadLetterSource: string;
   logger: Logger;
   signal: AbortSignal;
+  /**
+   * A message whose effect threw this many times is a poison message: it goes to DEAD_LETTERS so
+   * the consumer keeps going. An explicit "retry" (a dependency down) is never given up. Default 10.
+   */
+  maxDeliveries?: number;
   handle(m: JsMsg): Promise<Disposition>;
 }
 
+export const DEFAULT_MAX_DELIVERIES = 10;
+
 /**
  * Runs a durable pull consumer until `signal` aborts. Each message is acked only after `handle`
- * returned, so a crash redelivers it: `handle` must be idempotent. A throw counts as a retry.
+ * returned, so a crash redelivers it: `handle` must be idempotent. A throw counts as a retry, up
+ * to `maxDeliveries` deliveries; then the message is dead-lettered with the error.
  * The consumer (and its stream) are re-created on every pass, so a deleted stream heals itself.
  */
 export async function runDurableConsumer(opts: DurableConsumerOptions): Promise<void> {
@@ -38,7 +46,11 @@ export async function runDurableConsumer(opts: DurableConsumerOptions): Promise<
     try {
       d = await opts.handle(m);
     } catch (err) {
-      d = { kind: "retry", reason: String(err) };
+      const deliveries = m.info.deliveryCount;
+      d =
+        deliveries >= (opts.maxDeliveries ?? DEFAULT_MAX_DELIVERIES)
+          ? { kind: "dead-letter", reason: `failed ${deliveries} deliveries, last: ${String(err)}` }
+          : { kind: "retry", reason: String(err) };
     }
     if (d.kind === "retry") {
       logger.warn({ stream: opts.stream, seq: m.seq, reason: d.reason }, "message not applied, will be redelivered");

@@ -1,0 +1,55 @@
+import { createLogger } from "@recsys/logging";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { connectBus, deadLettered, runDurableConsumer, type Bus } from "./index.js";
+
+// Against the real NATS of this machine, in a namespace of its own.
+const namespace = `unit${process.pid}bus`;
+let bus: Bus;
+
+beforeAll(async () => {
+  bus = await connectBus({ url: process.env.NATS_URL ?? "nats://127.0.0.1:4222", name: "bus-test", namespace, logger: createLogger("bus-test") });
+});
+afterAll(async () => {
+  for (const s of bus.topology.streamConfigs()) await bus.jsm.streams.delete(s.name).catch(() => false);
+  await bus.close();
+});
+
+describe("runDurableConsumer", () => {
+  it("dead-letters a message whose effect keeps throwing after maxDeliveries, and goes on with the next", async () => {
+    const stop = new AbortController();
+    const attempts = new Map<string, number>();
+    const applied: string[] = [];
+    const consuming = runDurableConsumer({
+      bus,
+      stream: bus.topology.clicksStream,
+      durable: "poison-test",
+      filterSubject: bus.topology.clicksSubjects,
+      concurrency: 1,
+      deadLetterSource: "poison-test",
+      logger: createLogger("bus-test"),
+      signal: stop.signal,
+      maxDeliveries: 3,
+      async handle(m) {
+        const body = new TextDecoder().decode(m.data);
+        attempts.set(body, (attempts.get(body) ?? 0) + 1);
+        if (body === "poison") throw new Error("cannot apply this one");
+        if (body === "database down" && attempts.get(body)! < 5) return { kind: "retry", delayMs: 50, reason: "database down" };
+        applied.push(body);
+        return { kind: "ack" };
+      },
+    });
+    for (const body of ["poison", "database down", "fine"]) await bus.js.publish(bus.topology.clicksSubject(0), new TextEncoder().encode(body));
+    await expect.poll(() => applied.length, { timeout: 20_000, interval: 50 }).toBe(2);
+    await expect.poll(() => deadLettered(bus, "poison-test"), { timeout: 20_000, interval: 100 }).toBe(1n);
+    stop.abort();
+    await consuming;
+    // The poison message was tried exactly maxDeliveries times, then kept with its reason.
+    expect(attempts.get("poison")).toBe(3);
+    const dead = await bus.jsm.streams.getMessage(bus.topology.deadLetterStream, { last_by_subj: bus.topology.deadLetterSubject("poison-test") });
+    expect(new TextDecoder().decode(dead!.data)).toBe("poison");
+    expect(dead!.header.get("recsys-reason")).toMatch(/^failed 3 deliveries, last: Error: cannot apply this one/);
+    // An explicit retry (a dependency down) is never given up: it was applied on its 5th delivery.
+    expect(applied.sort()).toEqual(["database down", "fine"]);
+    expect(attempts.get("database down")).toBe(5);
+  });
+});
