@@ -7,6 +7,8 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "@recsys/logging";
 
 export const MAX_REQUEST_BYTES = 1024 * 1024;
+/** The request header holding the caller's address, as the server saw the connection. */
+export const PEER_HEADER = "x-recsys-peer";
 
 export type HttpRequest = http.IncomingMessage | http2.Http2ServerRequest;
 export type HttpResponse = http.ServerResponse | http2.Http2ServerResponse;
@@ -44,6 +46,8 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
     readMaxBytes: opts.maxRequestBytes ?? MAX_REQUEST_BYTES,
   });
   const handle = (req: HttpRequest, res: HttpResponse) => {
+    // Handlers see headers, not sockets: the peer address travels as a header no client can set.
+    req.headers[PEER_HEADER] = req.socket?.remoteAddress ?? "";
     if (opts.http?.(req, res)) return;
     if (req.url === "/healthz" && req.method === "GET") {
       void Promise.resolve(opts.healthy()).then(

@@ -10,6 +10,7 @@ import { createLogger } from "@recsys/logging";
 import { startRpcServer, type RpcServer } from "@recsys/server";
 import { getIntrospectionQuery } from "graphql";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { Access, parseApiKeys } from "./access.js";
 import { serveGraphql } from "./graphql-http.js";
 import { createGraphql } from "./graphql.js";
 import { createGatewayApi, gatewayRoutes, type GatewayApi } from "./handlers.js";
@@ -103,20 +104,26 @@ const api = createGatewayApi(
   logger,
   5_000,
 );
+/** Both front doors on a free port, as main.ts wires them. */
+const startGateway = (access: Access) =>
+  startRpcServer({
+    name: "gateway",
+    host: "127.0.0.1",
+    port: 0,
+    routes: gatewayRoutes(api, access),
+    http: serveGraphql(createGraphql(api, logger, access), logger),
+    healthy: () => true,
+    logger,
+  });
+
+// No keys, and more mutations a minute than any test sends.
+const open = new Access(new Map(), 1_000_000, logger);
 let server: RpcServer;
 let base: string;
 let gateway: ReturnType<typeof createClient<typeof GatewayService>>;
 
 beforeAll(async () => {
-  server = await startRpcServer({
-    name: "gateway",
-    host: "127.0.0.1",
-    port: 0,
-    routes: gatewayRoutes(api),
-    http: serveGraphql(createGraphql(api, logger), logger),
-    healthy: () => true,
-    logger,
-  });
+  server = await startGateway(open);
   base = `http://127.0.0.1:${server.port}`;
   gateway = createClient(GatewayService, createConnectTransport({ baseUrl: base, httpVersion: "1.1" }));
 });
@@ -503,5 +510,71 @@ describe("Connect", () => {
     expect(await gateway.clickstream({ event: { userid: "u", url: "https://e.org/a" } })).toMatchObject({ eventId: ACCEPTED.eventId, eventTime: CLICK_TIME, userid: "u" });
     expect(await gateway.content({ event: { url: "https://e.org/a", title: "A", text: "a" } })).toMatchObject({ eventId: ACCEPTED.eventId, sourceTime: ACCEPTED.sourceTime });
     expect(rpcsAsked()).toEqual(["covisit.recommendation", "profile.similarContent", "ingest.publishClicks", "ingest.publishContent"]);
+  });
+});
+
+describe("API keys and rate limits", () => {
+  const READ_KEY = "read-key-0123456789";
+  const WRITE_KEY = "write-key-0123456789";
+  let guardedServer: RpcServer;
+  let guardedBase: string;
+
+  beforeAll(async () => {
+    const access = new Access(parseApiKeys(`${READ_KEY}:read, ${WRITE_KEY}:write`), 3, logger);
+    guardedServer = await startGateway(access);
+    guardedBase = `http://127.0.0.1:${guardedServer.port}`;
+  });
+  afterAll(async () => guardedServer?.close());
+
+  const connectCall = async (method: string, body: object, key?: string) => {
+    const res = await fetch(`${guardedBase}/recsys.gateway.v1.GatewayService/${method}`, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...(key ? { "x-api-key": key } : {}) },
+      body: JSON.stringify(body),
+    });
+    return { status: res.status, body: (await res.json()) as { code?: string; message?: string } };
+  };
+  const graphqlCall = async (query: string, key?: string) => {
+    const res = await fetch(`${guardedBase}/graphql`, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...(key ? { "x-api-key": key } : {}) },
+      body: JSON.stringify({ query }),
+    });
+    return (await res.json()) as Answer;
+  };
+  const click = { event: { userid: "1", url: "https://en.wikipedia.org/wiki/Zoop" } };
+
+  it("refuse a call without a valid key at both doors, and reach no backend", async () => {
+    expect((await connectCall("Recommendation", { url: "https://e.org/a" })).body).toMatchObject({ code: "unauthenticated", message: "x-api-key: a valid API key is required" });
+    expect((await connectCall("Recommendation", { url: "https://e.org/a" }, "not-a-configured-key")).body).toMatchObject({ code: "unauthenticated" });
+    expect((await graphqlCall(DOC.events)).errors).toMatchObject([{ message: "x-api-key: a valid API key is required", extensions: { code: "UNAUTHENTICATED" } }]);
+    expect(asked).toEqual([]);
+  });
+
+  it("let a read key query but not write, and a write key do both", async () => {
+    expect((await connectCall("Recommendation", { url: "https://e.org/a" }, READ_KEY)).status).toBe(200);
+    expect((await graphqlCall(DOC.events, READ_KEY)).data?.Events).toHaveLength(2);
+    asked = [];
+    expect((await connectCall("Clickstream", click, READ_KEY)).body).toMatchObject({ code: "permission_denied" });
+    expect((await graphqlCall(DOC.clickstream, READ_KEY)).errors).toMatchObject([{ extensions: { code: "PERMISSION_DENIED" } }]);
+    expect(asked).toEqual([]);
+    expect((await graphqlCall(DOC.clickstream, WRITE_KEY)).data).toEqual({ Clickstream: { userid: "1" } });
+  });
+
+  it("limit mutations per client, across both doors, and never queries", async () => {
+    // The write key used one of its 3 mutations above; two more pass, the next is refused.
+    expect((await connectCall("Clickstream", click, WRITE_KEY)).status).toBe(200);
+    expect((await graphqlCall(DOC.clickstream, WRITE_KEY)).errors).toBeUndefined();
+    asked = [];
+    expect((await connectCall("Clickstream", click, WRITE_KEY)).body).toMatchObject({ code: "resource_exhausted", message: expect.stringMatching(/^rate limit: at most 3 mutations a minute per client/) });
+    expect((await graphqlCall(DOC.clickstream, WRITE_KEY)).errors).toMatchObject([{ extensions: { code: "RESOURCE_EXHAUSTED" } }]);
+    expect(asked).toEqual([]);
+    for (let i = 0; i < 5; i++) expect((await connectCall("Recommendation", { url: "https://e.org/a" }, WRITE_KEY)).status).toBe(200);
+  });
+
+  it("refuse a malformed key list at start", () => {
+    expect(() => parseApiKeys("short:write")).toThrow(/GATEWAY_API_KEYS/);
+    expect(() => parseApiKeys("a-long-enough-key-123:admin")).toThrow(/GATEWAY_API_KEYS/);
+    expect(parseApiKeys("")).toEqual(new Map());
   });
 });

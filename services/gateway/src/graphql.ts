@@ -19,6 +19,7 @@ import {
 } from "@recsys/contracts/gateway/v1/gateway";
 import type { Logger } from "@recsys/logging";
 import { createGraphQLError, createSchema, createYoga } from "graphql-yoga";
+import { callerOf, type Access } from "./access.js";
 import type { GatewayApi } from "./handlers.js";
 
 // Names and types as in the reference schema, so that its documents work verbatim.
@@ -173,11 +174,16 @@ const codeName = (code: Code) => Code[code].replace(/(?<=[a-z])(?=[A-Z])/g, "_")
  * A refusal by the API (a ConnectError) reads as it does over Connect: the same message, its code.
  * As a GraphQLError it also passes yoga's masking unlogged; anything else is masked and logged.
  */
-function refusalsAsGraphqlErrors<R extends Record<string, (...args: never[]) => Promise<unknown>>>(resolvers: R): R {
+function refusalsAsGraphqlErrors<R extends Record<string, (...args: never[]) => Promise<unknown>>>(resolvers: R, access: Access): R {
   const wrapped: Record<string, unknown> = {};
   for (const [name, resolve] of Object.entries(resolvers)) {
+    // The field's RPC: Recommendation → recommendation, AddInterest → addInterest.
+    const method = name[0]!.toLowerCase() + name.slice(1);
     wrapped[name] = (...args: never[]) =>
-      resolve(...args).catch((err: unknown) => {
+      access
+        .check(method, callerOf((args[2] as unknown as { request: Request }).request.headers))
+        .then(() => resolve(...args))
+        .catch((err: unknown) => {
         if (!(err instanceof ConnectError)) throw err;
         throw createGraphQLError(err.rawMessage, { extensions: { code: codeName(err.code), http: { status: 200 } } });
       });
@@ -186,7 +192,7 @@ function refusalsAsGraphqlErrors<R extends Record<string, (...args: never[]) => 
 }
 
 /** The GraphQL front door of the API: a yoga server to mount at /graphql. */
-export function createGraphql(api: GatewayApi, logger: Logger) {
+export function createGraphql(api: GatewayApi, logger: Logger, access: Access) {
   // GraphQL sends null for an optional argument given as null; the API's "unset" is undefined.
   const opt = <T>(v: T | null | undefined) => v ?? undefined;
   const resolvers = {
@@ -215,7 +221,7 @@ export function createGraphql(api: GatewayApi, logger: Logger) {
         const res = await api.personalizedEventSearch(create(PersonalizedEventSearchRequestSchema, { query: a.query, userid: a.userid, limit: opt(a.limit) }));
         return res.items.map(eventOut);
       },
-    }),
+    }, access),
     Mutation: refusalsAsGraphqlErrors({
       async Likes(_: unknown, { liked }: { liked: { userid: string; eventId: string; liked: boolean } }) {
         const res = await api.likes(create(LikesRequestSchema, { liked }));
@@ -237,7 +243,7 @@ export function createGraphql(api: GatewayApi, logger: Logger) {
         const res = await api.clickstream(create(ClickstreamRequestSchema, { event }));
         return { _source_time: res.eventTime, userid: res.userid, url: res.url, event_time: res.eventTime, event_id: res.eventId, duplicate: res.duplicate };
       },
-    }),
+    }, access),
   };
 
   return createYoga({

@@ -1,5 +1,5 @@
 import { create, type MessageShape } from "@bufbuild/protobuf";
-import { Code, ConnectError, type Client, type ConnectRouter } from "@connectrpc/connect";
+import { Code, ConnectError, type Client, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
 import type { CovisitService } from "@recsys/contracts/covisit/v1/covisit";
 import {
   AddInterestResponseSchema,
@@ -19,6 +19,7 @@ import {
 import type { IngestService } from "@recsys/contracts/ingest/v1/ingest";
 import type { Event as ProfileEvent, ProfileService } from "@recsys/contracts/profile/v1/profile";
 import type { Logger } from "@recsys/logging";
+import { callerOf, type Access } from "./access.js";
 import { checkLimit, checkOffset, checkPageId, checkUserid, FieldError, orInvalidArgument } from "@recsys/validation";
 
 export interface Backends {
@@ -132,7 +133,16 @@ export function createGatewayApi(backends: Backends, logger: Logger, deadlineMs:
   };
 }
 
-/** The Connect front door of the API. */
-export function gatewayRoutes(api: GatewayApi) {
-  return (router: ConnectRouter) => router.service(GatewayService, api);
+/** The Connect front door of the API; `access` sees every call first. */
+export function gatewayRoutes(api: GatewayApi, access: Access) {
+  const guarded = Object.fromEntries(
+    Object.entries(api).map(([method, call]) => [
+      method,
+      async (req: never, ctx: HandlerContext) => {
+        await access.check(method, callerOf(ctx.requestHeader));
+        return (call as (r: never) => Promise<unknown>)(req);
+      },
+    ]),
+  ) as unknown as GatewayApi;
+  return (router: ConnectRouter) => router.service(GatewayService, guarded);
 }

@@ -6,6 +6,7 @@ import { IngestService } from "@recsys/contracts/ingest/v1/ingest";
 import { ProfileService } from "@recsys/contracts/profile/v1/profile";
 import { createLogger } from "@recsys/logging";
 import { onShutdown, startRpcServer } from "@recsys/server";
+import { Access, parseApiKeys } from "./access.js";
 import { serveGraphql } from "./graphql-http.js";
 import { createGraphql } from "./graphql.js";
 import { createGatewayApi, gatewayRoutes } from "./handlers.js";
@@ -20,6 +21,9 @@ const config = readConfig(
     COVISIT_URL: z.string().url().default("http://127.0.0.1:50052"),
     PROFILE_URL: z.string().url().default("http://127.0.0.1:50054"),
     GATEWAY_DEADLINE_MS: positiveInt(5_000),
+    // Empty: no keys needed. Else `key:read,key:write,…`; mutations need a write key.
+    GATEWAY_API_KEYS: z.string().default(""),
+    GATEWAY_MUTATIONS_PER_MINUTE: positiveInt(60_000),
   }),
 );
 const logger = createLogger("gateway");
@@ -31,13 +35,14 @@ const backends = {
   profile: createClient(ProfileService, grpc(config.PROFILE_URL)),
 };
 const api = createGatewayApi(backends, logger, config.GATEWAY_DEADLINE_MS);
+const access = new Access(parseApiKeys(config.GATEWAY_API_KEYS), config.GATEWAY_MUTATIONS_PER_MINUTE, logger);
 
 const server = await startRpcServer({
   name: "gateway",
   host: config.HOST,
   port: config.GATEWAY_PORT,
-  routes: gatewayRoutes(api),
-  http: serveGraphql(createGraphql(api, logger), logger),
+  routes: gatewayRoutes(api, access),
+  http: serveGraphql(createGraphql(api, logger, access), logger),
   healthy: async () => {
     const probes = [config.COVISIT_URL, config.INGEST_URL, config.PROFILE_URL].map((u) =>
       fetch(new URL("/healthz", u), { signal: AbortSignal.timeout(1_000) }).then((r) => r.ok, () => false),
