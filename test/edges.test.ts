@@ -18,6 +18,34 @@ beforeAll(async () => {
 });
 afterAll(async () => stack?.stop());
 
+/** Messages in each stream a mutation writes to: CLICKS, CONTENT, ENGAGEMENT. */
+async function writesStored(): Promise<Record<string, number>> {
+  const nc = await connect({ servers: process.env.NATS_URL ?? "nats://127.0.0.1:4222" });
+  try {
+    const jsm = await jetstreamManager(nc);
+    const out: Record<string, number> = {};
+    for (const base of ["CLICKS", "CONTENT", "ENGAGEMENT"]) out[base] = (await jsm.streams.info(`${stack.namespace.toUpperCase()}_${base}`)).state.messages;
+    return out;
+  } finally {
+    await nc.close();
+  }
+}
+
+/** A GraphQL document sent to the gateway; its first error thrown as the ConnectError it stands for. */
+async function viaGraphql(query: string, variables?: Record<string, unknown>): Promise<unknown> {
+  const res = await fetch(`${stack.url.gateway}/graphql`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ query, variables }),
+  });
+  expect(res.status).not.toBe(500);
+  const body = (await res.json()) as { data?: unknown; errors?: Array<{ message: string; extensions?: { code?: string } }> };
+  const first = body.errors?.[0];
+  if (!first) return body.data;
+  const code = Object.values(Code).find((v) => typeof v === "number" && Code[v].replace(/(?<=[a-z])(?=[A-Z])/g, "_").toUpperCase() === first.extensions?.code);
+  throw new ConnectError(first.message, (code as Code | undefined) ?? Code.Unknown);
+}
+
 async function clicksStored(): Promise<number> {
   const nc = await connect({ servers: process.env.NATS_URL ?? "nats://127.0.0.1:4222" });
   try {
@@ -49,31 +77,68 @@ async function waitApplied() {
 
 describe("bad input is refused, names the field, and writes nothing", () => {
   const good = { userid: "u-bad", url: "https://en.wikipedia.org/wiki/Apache_Flink", eventTime: T, eventId: "" };
-  const cases: Array<[string, () => Promise<unknown>, string]> = [];
+  // [what, the call, the code, the field the message starts with ("" when the refusal names none)]
+  const cases: Array<[string, () => Promise<unknown>, keyof typeof Code, string]> = [];
   beforeAll(() => {
+    const page = { url: "https://e.org/page", title: "A page", text: "Some text" };
+    const big = "x".repeat(33 * 1024);
+    const nested = `{ __type(name: "Events") { fields { type { ofType { ofType { ofType { ofType { ofType { ofType { ofType { name } } } } } } } } } } }`;
     cases.push(
-      ["empty userid", () => c.gateway.clickstream({ event: { ...good, userid: "" } }), "event.userid"],
-      ["userid over 256 chars", () => c.gateway.clickstream({ event: { ...good, userid: "u".repeat(257) } }), "event.userid"],
-      ["relative url", () => c.gateway.clickstream({ event: { ...good, url: "/wiki/Apache_Flink" } }), "event.url"],
-      ["ftp url", () => c.gateway.clickstream({ event: { ...good, url: "ftp://example.org/x" } }), "event.url"],
-      ["url over 2048 chars", () => c.gateway.clickstream({ event: { ...good, url: `https://e.org/${"x".repeat(2048)}` } }), "event.url"],
-      ["time not RFC 3339", () => c.gateway.clickstream({ event: { ...good, eventTime: "02/01/2024 00:00" } }), "event.event_time"],
-      ["time two days ahead", () => c.gateway.clickstream({ event: { ...good, eventTime: new Date(Date.now() + 2 * 86_400_000).toISOString() } }), "event.event_time"],
-      ["missing event", () => c.gateway.clickstream({}), "event"],
-      ["limit 0", () => c.gateway.recommendation({ url: good.url, limit: 0 }), "limit"],
-      ["limit 1001", () => c.gateway.recommendation({ url: good.url, limit: 1001 }), "limit"],
-      ["recommendation of a non-url", () => c.gateway.recommendation({ url: "Apache Flink" }), "url"],
-      ["empty batch at ingest", () => c.ingest.publishClicks({ clicks: [] }), "clicks"],
+      ["empty userid", () => c.gateway.clickstream({ event: { ...good, userid: "" } }), "InvalidArgument", "event.userid"],
+      ["userid over 256 chars", () => c.gateway.clickstream({ event: { ...good, userid: "u".repeat(257) } }), "InvalidArgument", "event.userid"],
+      ["userid with a control character", () => c.gateway.clickstream({ event: { ...good, userid: "a\u0007b" } }), "InvalidArgument", "event.userid"],
+      ["relative url", () => c.gateway.clickstream({ event: { ...good, url: "/wiki/Apache_Flink" } }), "InvalidArgument", "event.url"],
+      ["ftp url", () => c.gateway.clickstream({ event: { ...good, url: "ftp://example.org/x" } }), "InvalidArgument", "event.url"],
+      ["url over 2048 chars", () => c.gateway.clickstream({ event: { ...good, url: `https://e.org/${"x".repeat(2048)}` } }), "InvalidArgument", "event.url"],
+      ["time not RFC 3339", () => c.gateway.clickstream({ event: { ...good, eventTime: "02/01/2024 00:00" } }), "InvalidArgument", "event.event_time"],
+      ["February 30th", () => c.gateway.clickstream({ event: { ...good, eventTime: "2024-02-30T00:00:00Z" } }), "InvalidArgument", "event.event_time"],
+      ["time two days ahead", () => c.gateway.clickstream({ event: { ...good, eventTime: new Date(Date.now() + 2 * 86_400_000).toISOString() } }), "InvalidArgument", "event.event_time"],
+      ["event id with spaces", () => c.gateway.clickstream({ event: { ...good, eventId: "a b" } }), "InvalidArgument", "event.event_id"],
+      ["missing event", () => c.gateway.clickstream({}), "InvalidArgument", "event"],
+      ["limit 0", () => c.gateway.recommendation({ url: good.url, limit: 0 }), "InvalidArgument", "limit"],
+      ["limit 1001", () => c.gateway.recommendation({ url: good.url, limit: 1001 }), "InvalidArgument", "limit"],
+      ["recommendation of a non-url", () => c.gateway.recommendation({ url: "Apache Flink" }), "InvalidArgument", "url"],
+      ["empty batch at ingest", () => c.ingest.publishClicks({ clicks: [] }), "InvalidArgument", "clicks"],
+      ["content without an event", () => c.gateway.content({}), "InvalidArgument", "event"],
+      ["content of a non-url", () => c.gateway.content({ event: { ...page, url: "zoop" } }), "InvalidArgument", "event.url"],
+      ["content with empty text", () => c.gateway.content({ event: { ...page, text: " " } }), "InvalidArgument", "event.text"],
+      ["content text of 33 KiB", () => c.gateway.content({ event: { ...page, text: big } }), "InvalidArgument", "event.text"],
+      ["content title over 1024 chars", () => c.gateway.content({ event: { ...page, title: "t".repeat(1025) } }), "InvalidArgument", "event.title"],
+      ["content id with a space", () => c.gateway.content({ event: { ...page, id: "4 2" } }), "InvalidArgument", "event.id"],
+      ["content source time not RFC 3339", () => c.gateway.content({ event: { ...page, sourceTime: "yesterday" } }), "InvalidArgument", "event.source_time"],
+      ["like without liked", () => c.gateway.likes({}), "InvalidArgument", "liked"],
+      ["like with an empty userid", () => c.gateway.likes({ liked: { userid: "", eventId: "42", liked: true } }), "InvalidArgument", "liked.userid"],
+      ["like with an empty page id", () => c.gateway.likes({ liked: { userid: "u", eventId: "", liked: true } }), "InvalidArgument", "liked.eventId"],
+      ["like of an unknown page", () => c.gateway.likes({ liked: { userid: "u", eventId: "404404", liked: true } }), "NotFound", "liked.eventId"],
+      ["interest without interest", () => c.gateway.addInterest({}), "InvalidArgument", "interest"],
+      ["interest with empty text", () => c.gateway.addInterest({ interest: { userid: "u", text: "" } }), "InvalidArgument", "interest.text"],
+      ["interest text of 33 KiB", () => c.gateway.addInterest({ interest: { userid: "u", text: big } }), "InvalidArgument", "interest.text"],
+      ["interest with an empty userid", () => c.gateway.addInterest({ interest: { userid: "", text: "kafka" } }), "InvalidArgument", "interest.userid"],
+      ["events limit 0", () => c.gateway.events({ limit: 0 }), "InvalidArgument", "limit"],
+      ["events offset -1", () => c.gateway.events({ limit: 5, offset: -1 }), "InvalidArgument", "offset"],
+      ["events offset past a million", () => c.gateway.events({ limit: 5, offset: 1_000_001 }), "InvalidArgument", "offset"],
+      ["liked events of an empty userid", () => c.gateway.eventsLiked({ userid: "" }), "InvalidArgument", "userid"],
+      ["recommended events limit 1001", () => c.gateway.recommendedEvents({ userid: "u", limit: 1001 }), "InvalidArgument", "limit"],
+      ["search with an empty query", () => c.gateway.personalizedEventSearch({ query: "", userid: "u" }), "InvalidArgument", "query"],
+      ["search query over 1024 chars", () => c.gateway.personalizedEventSearch({ query: "q".repeat(1025), userid: "u" }), "InvalidArgument", "query"],
+      ["similar content of an empty userid", () => c.gateway.similarContent({ userid: "" }), "InvalidArgument", "userid"],
+      ["embed 257 texts", () => c.embedder.embed({ texts: Array(257).fill("a") }), "InvalidArgument", "texts"],
+      ["GraphQL Events(limit: 0)", () => viaGraphql("{ Events(limit: 0) { id } }"), "InvalidArgument", "limit"],
+      ["GraphQL like with an empty userid", () => viaGraphql("mutation ($l: LikedInput!) { Likes(liked: $l) { _source_time } }", { l: { userid: "", eventId: 42, liked: true } }), "InvalidArgument", "liked.userid"],
+      ["GraphQL interest with empty text", () => viaGraphql('mutation { AddInterest(interest: {userid: "u", text: ""}) { _source_time } }'), "InvalidArgument", "interest.text"],
+      ["GraphQL click by both event and click", () => viaGraphql('mutation { Clickstream(event: {userid: "u", url: "https://e.org/a"}, click: {userid: "u", url: "https://e.org/a"}) { userid } }'), "InvalidArgument", "event or click"],
+      ["GraphQL query nested too deep", () => viaGraphql(nested), "Unknown", ""],
     );
   });
 
-  it("answers InvalidArgument naming the field for each", async () => {
-    const before = await clicksStored();
-    for (const [name, call, field] of cases) {
-      const { code, message } = await codeAndMessage(call());
-      expect({ name, code: Code[code], field: message.split(":")[0] }).toEqual({ name, code: "InvalidArgument", field });
+  it("answers the fitting code naming the field for each, and no stream gains a message", async () => {
+    expect(cases.length).toBeGreaterThanOrEqual(30);
+    const before = await writesStored();
+    for (const [name, call, code, field] of cases) {
+      const got = await codeAndMessage(call()).catch((err: Error) => ({ code: undefined, message: err.message }));
+      expect({ name, code: got.code === undefined ? got.message : Code[got.code], field: field && got.message.split(":")[0] }).toEqual({ name, code, field });
     }
-    expect(await clicksStored()).toBe(before);
+    expect(await writesStored()).toEqual(before);
   });
 
   it("reports rejected clicks of a batch one by one and still publishes the valid ones", async () => {
