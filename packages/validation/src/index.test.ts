@@ -67,6 +67,8 @@ describe("page fields", () => {
     expect(() => checkTitle("t".repeat(1025))).toThrow(FieldError);
     expect(checkPageId("42672986")).toBe("42672986");
     expect(() => checkPageId("42 67")).toThrow("id: must not contain whitespace or control characters");
+    expect(checkPageId("")).toBe("");
+    expect(() => checkPageId("", "liked.eventId", false)).toThrow("liked.eventId: must not be empty");
   });
 });
 

@@ -90,8 +90,9 @@ export function checkEventTime(value: string, nowMs: number, field = "event_time
   return ms;
 }
 
-/** A page's own id from its source, e.g. "42672986"; optional. */
-export function checkPageId(value: string, field = "id"): string {
+/** A page's own id from its source, e.g. "42672986"; optional unless `allowEmpty` is false. */
+export function checkPageId(value: string, field = "id", allowEmpty = true): string {
+  if (!allowEmpty && value === "") throw new FieldError(field, "must not be empty");
   if (chars(value) > LIMITS.pageIdChars) throw new FieldError(field, `must be at most ${LIMITS.pageIdChars} characters`);
   if (CONTROL.test(value) || /\s/.test(value)) throw new FieldError(field, "must not contain whitespace or control characters");
   return value;

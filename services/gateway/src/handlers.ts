@@ -20,7 +20,7 @@ import type { IngestService } from "@recsys/contracts/ingest/v1/ingest";
 import type { Event as ProfileEvent, ProfileService } from "@recsys/contracts/profile/v1/profile";
 import type { Logger } from "@recsys/logging";
 import { callerOf, type Access } from "./access.js";
-import { checkLimit, checkOffset, checkPageId, checkUserid, FieldError, orInvalidArgument } from "@recsys/validation";
+import { checkLimit, checkOffset, checkPageId, checkUserid, orInvalidArgument } from "@recsys/validation";
 
 export interface Backends {
   covisit: Client<typeof CovisitService>;
@@ -88,8 +88,7 @@ export function createGatewayApi(backends: Backends, logger: Logger, deadlineMs:
       const { userid, eventId, liked } = req.liked;
       orInvalidArgument(() => {
         checkUserid(userid, "liked.userid");
-        if (eventId === "") throw new FieldError("liked.eventId", "must not be empty");
-        checkPageId(eventId, "liked.eventId");
+        checkPageId(eventId, "liked.eventId", false);
       });
       // Ingest accepts likes of pages it has not seen (batch producers may send them first);
       // a user of the public edge can only like a page that exists.

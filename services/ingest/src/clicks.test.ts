@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { FieldError } from "@recsys/validation";
-import { clickEventId, partitionOf, toValidClick } from "./clicks.js";
+import { clickEventId, toValidClick } from "./clicks.js";
+import { partitionOf } from "./hashing.js";
 
 const now = Date.parse("2024-01-02T12:00:00Z");
 const click = { userid: "u1", url: "https://en.wikipedia.org/wiki/Apache_Kafka", event_time: "2024-01-02T00:00:00Z", event_id: "" };

@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { eventIdOf } from "./hashing.js";
 import { checkEventId, checkEventTime, checkUrl, checkUserid } from "@recsys/validation";
 
 export interface ClickFields {
@@ -30,10 +30,5 @@ export function toValidClick(input: ClickFields, nowMs: number): ValidClick {
 
 /** Hash of (userid, url, event time in ms): equal for "…00Z" and "…00.000Z", different for any other change. */
 export function clickEventId(userid: string, url: string, eventTimeMs: number): string {
-  return createHash("sha256").update(JSON.stringify([userid, url, eventTimeMs])).digest("hex").slice(0, 32);
-}
-
-/** Partition of a user: all of one user's clicks share a subject, so their order is kept. */
-export function partitionOf(userid: string, partitions: number): number {
-  return createHash("sha256").update(userid).digest().readUInt32BE(0) % partitions;
+  return eventIdOf([userid, url, eventTimeMs]);
 }

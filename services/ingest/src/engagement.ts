@@ -1,5 +1,5 @@
-import { createHash } from "node:crypto";
-import { checkEventId, checkEventTime, checkPageId, checkText, checkUserid, FieldError } from "@recsys/validation";
+import { checkEventId, checkEventTime, checkPageId, checkText, checkUserid } from "@recsys/validation";
+import { eventIdOf } from "./hashing.js";
 
 export interface LikeFields {
   userid: string;
@@ -37,10 +37,9 @@ export interface ValidInterest {
  */
 export function toValidLike(input: LikeFields, nowMs: number): ValidLike {
   const userid = checkUserid(input.userid);
-  const pageId = checkPageId(input.page_id, "page_id");
-  if (pageId === "") throw new FieldError("page_id", "must not be empty");
+  const pageId = checkPageId(input.page_id, "page_id", false);
   const sourceTimeMs = input.source_time === "" ? nowMs : checkEventTime(input.source_time, nowMs, "source_time");
-  const eventId = input.event_id === "" ? hashId(["like", userid, pageId, input.liked, sourceTimeMs]) : checkEventId(input.event_id);
+  const eventId = input.event_id === "" ? eventIdOf(["like", userid, pageId, input.liked, sourceTimeMs]) : checkEventId(input.event_id);
   return { eventId, userid, pageId, liked: input.liked, sourceTimeMs };
 }
 
@@ -49,11 +48,6 @@ export function toValidInterest(input: InterestFields, nowMs: number): ValidInte
   const userid = checkUserid(input.userid);
   const text = checkText(input.text);
   const sourceTimeMs = input.source_time === "" ? nowMs : checkEventTime(input.source_time, nowMs, "source_time");
-  const eventId = input.event_id === "" ? hashId(["interest", userid, text, sourceTimeMs]) : checkEventId(input.event_id);
+  const eventId = input.event_id === "" ? eventIdOf(["interest", userid, text, sourceTimeMs]) : checkEventId(input.event_id);
   return { eventId, userid, text, sourceTimeMs };
-}
-
-/** The same event sent again (a retry) hashes to the same id, so the bus and profile see a duplicate. */
-function hashId(parts: unknown[]): string {
-  return createHash("sha256").update(JSON.stringify(parts)).digest("hex").slice(0, 32);
 }

@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { eventIdOf, partitionOf } from "./hashing.js";
 import { checkEventTime, checkPageId, checkText, checkTitle, checkUrl } from "@recsys/validation";
 
 export interface PageFields {
@@ -33,10 +33,10 @@ export function toValidPage(input: PageFields, nowMs: number): ValidPage {
 
 /** The same version of a page (url, time, title, text) is the same event, so a retry is a duplicate. */
 export function pageEventId(url: string, sourceTimeMs: number, title: string, text: string): string {
-  return createHash("sha256").update(JSON.stringify([url, sourceTimeMs, title, text])).digest("hex").slice(0, 32);
+  return eventIdOf([url, sourceTimeMs, title, text]);
 }
 
 /** Versions of one url share a subject, so they are consumed in the order they were published. */
 export function pagePartitionOf(url: string, partitions: number): number {
-  return createHash("sha256").update(url).digest().readUInt32BE(0) % partitions;
+  return partitionOf(url, partitions);
 }

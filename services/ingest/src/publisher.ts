@@ -1,7 +1,8 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import { ensureStreams, headers, type Bus } from "@recsys/bus";
 import { ClickSchema, ContentPageSchema, LikeSchema, StatedInterestSchema } from "@recsys/contracts/events/v1/events";
-import { partitionOf, type ValidClick } from "./clicks.js";
+import type { ValidClick } from "./clicks.js";
+import { partitionOf } from "./hashing.js";
 import type { ValidInterest, ValidLike } from "./engagement.js";
 import { pagePartitionOf, type ValidPage } from "./pages.js";
 
