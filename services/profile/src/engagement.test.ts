@@ -1,33 +1,10 @@
-import pg from "pg";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { migrate } from "./migrations.js";
-import { ProfileStore, schemaFor, type LikeToApply, type PageEmbedding } from "./pg-store.js";
+import { describe, expect, it } from "vitest";
+import type { LikeToApply, PageEmbedding } from "./pg-store.js";
+import { expectInterest as expectTerms, randomVectors, testDatabase } from "./testing.js";
 
 // Likes and stated interests against the real PostgreSQL: the SQL is the logic under test.
-const DIM = 384;
-const DATABASE_URL = process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/test";
-const schema = schemaFor(`unit${process.pid}_engagement`);
-const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 8, options: `-c search_path=${schema},public` });
-const store = new ProfileStore(pool);
-
-beforeAll(async () => {
-  await migrate(pool, schema, DIM);
-});
-beforeEach(async () => {
-  await pool.query("TRUNCATE content, interests, user_page_terms, applied_events, parked_clicks, likes");
-});
-afterAll(async () => {
-  await pool.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-  await pool.end();
-});
-
-let seed = 777;
-const rnd = () => (seed = (seed * 16807) % 2147483647) / 2147483647;
-function unitVector(): number[] {
-  const v = Array.from({ length: DIM }, () => rnd() - 0.5);
-  const n = Math.hypot(...v);
-  return v.map((x) => Math.fround(x / n));
-}
+const { store } = testDatabase("engagement", { emptyEachTest: true });
+const { rnd, unitVector } = randomVectors(777);
 const urlOf = (id: string) => `https://e.org/page-${id}`;
 const page = (id: string, embedding: number[], version = 1n, extra: Partial<PageEmbedding> = {}): PageEmbedding => ({
   url: urlOf(id),
@@ -48,19 +25,7 @@ const like = (userid: string, pageId: string, liked: boolean, time: number): Lik
   sourceTimeMs: BigInt(time),
 });
 
-/** The definition: the mean of every term's current vector. */
-async function expectInterest(userid: string, terms: number[][]) {
-  const got = await store.interest(userid);
-  if (terms.length === 0) {
-    expect(got).toBeUndefined();
-    return;
-  }
-  expect(got?.terms).toBe(terms.length);
-  const mean = got!.sum.map((x) => x / got!.terms);
-  const want = new Array<number>(DIM).fill(0);
-  for (const t of terms) t.forEach((x, k) => (want[k]! += x / terms.length));
-  expect(Math.max(...mean.map((x, k) => Math.abs(x - want[k]!)))).toBeLessThan(1e-5);
-}
+const expectInterest = (userid: string, terms: number[][]) => expectTerms(store, userid, terms);
 
 describe("likes", () => {
   it("add the liked page as a term, and an unlike takes it out again", async () => {

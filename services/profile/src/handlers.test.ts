@@ -4,27 +4,15 @@ import type { Bus } from "@recsys/bus";
 import { ClickSchema, ContentEmbeddingSchema, InterestEmbeddingSchema, LikeSchema } from "@recsys/contracts/events/v1/events";
 import { ProfileService } from "@recsys/contracts/profile/v1/profile";
 import pg from "pg";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { applyClickMessage, applyEmbeddingMessage, applyInterestMessage, applyLikeMessage } from "./consumers.js";
 import { profileRoutes } from "./handlers.js";
-import { migrate } from "./migrations.js";
-import { ProfileStore, schemaFor } from "./pg-store.js";
+import { ProfileStore } from "./pg-store.js";
+import { DIM, testDatabase } from "./testing.js";
 
-const DIM = 384;
-const DATABASE_URL = process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/test";
-const schema = schemaFor(`unit${process.pid}_rpc`);
-const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 4, options: `-c search_path=${schema},public` });
-const store = new ProfileStore(pool);
+const { pool, store } = testDatabase("rpc", { maxConnections: 4 });
 // SimilarContent needs no bus; Progress is covered by the integration tests.
 const client = createClient(ProfileService, createRouterTransport(profileRoutes(store, {} as Bus)));
-
-beforeAll(async () => {
-  await migrate(pool, schema, DIM);
-});
-afterAll(async () => {
-  await pool.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-  await pool.end();
-});
 
 const unit = (k: number) => Array.from({ length: DIM }, (_, i) => (i === k ? 1 : 0));
 const embeddingMessage = (url: string, embedding: number[], version = 1n) =>

@@ -1,54 +1,22 @@
 import { readdirSync } from "node:fs";
-import pg from "pg";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { migrate } from "./migrations.js";
-import { ProfileStore, schemaFor, type ClickToApply, type PageEmbedding } from "./pg-store.js";
+import { schemaFor, type ClickToApply, type PageEmbedding } from "./pg-store.js";
+import { DIM, expectInterest as expectTerms, randomVectors, testDatabase } from "./testing.js";
 
 // The SQL is the domain logic here, so it is tested where it runs: in the real PostgreSQL.
-const DIM = 384;
-const DATABASE_URL = process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/test";
-const schema = schemaFor(`unit${process.pid}_store`);
-const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 8, options: `-c search_path=${schema},public` });
-const store = new ProfileStore(pool);
+const { schema, pool, store } = testDatabase("store", { emptyEachTest: true });
 // Every migration file shipped, applied once each.
 const MIGRATIONS = readdirSync(new URL("../migrations/", import.meta.url)).filter((f) => f.endsWith(".sql")).sort();
 
-beforeAll(async () => {
-  await migrate(pool, schema, DIM);
-});
-beforeEach(async () => {
-  await pool.query("TRUNCATE content, interests, user_page_terms, applied_events, parked_clicks, likes");
-});
-afterAll(async () => {
-  await pool.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-  await pool.end();
-});
-
-let seed = 12345;
-const rnd = () => (seed = (seed * 16807) % 2147483647) / 2147483647;
-/** A random unit vector, rounded to float32 as PostgreSQL stores it. */
-function unitVector(): number[] {
-  const v = Array.from({ length: DIM }, () => rnd() - 0.5);
-  const n = Math.hypot(...v);
-  return v.map((x) => Math.fround(x / n));
-}
+const { rnd, unitVector } = randomVectors(12345);
 const page = (url: string, embedding: number[], version = 1n): PageEmbedding => ({ url, id: url, title: `title of ${url}`, text: "", embedding, version, model: "test" });
 let nextId = 0;
 const click = (userid: string, url: string): ClickToApply => ({ eventId: `e${nextId++}`, userid, url, eventTimeMs: 0 });
 
-/** The definition, by brute force: the mean of the current vectors behind every click. */
-function bruteMean(urls: string[], vectors: Map<string, number[]>): number[] {
-  const mean = new Array<number>(DIM).fill(0);
-  for (const u of urls) vectors.get(u)!.forEach((x, k) => (mean[k]! += x / urls.length));
-  return mean;
-}
-async function expectInterest(userid: string, urls: string[], vectors: Map<string, number[]>) {
-  const got = await store.interest(userid);
-  expect(got?.terms).toBe(urls.length);
-  const want = bruteMean(urls, vectors);
-  const mean = got!.sum.map((x) => x / got!.terms);
-  expect(Math.max(...mean.map((x, k) => Math.abs(x - want[k]!)))).toBeLessThan(1e-5);
-}
+/** The interest of a user who clicked `urls`: the mean of their current vectors. */
+const expectInterest = (userid: string, urls: string[], vectors: Map<string, number[]>) =>
+  expectTerms(store, userid, urls.map((u) => vectors.get(u)!));
 const cosine = (a: number[], b: number[]) => a.reduce((s, x, k) => s + x * b[k]!, 0) / (Math.hypot(...a) * Math.hypot(...b));
 const byUrl = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
