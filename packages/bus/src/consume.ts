@@ -1,7 +1,8 @@
 import type { JsMsg } from "@nats-io/jetstream";
 import { headers } from "@nats-io/transport-node";
 import type { Logger } from "@recsys/logging";
-import { ensureDurableConsumer, ensureStreams, type Bus } from "./index.js";
+import { consumedMessages, deadLetterCause, deadLettered as deadLetteredCount, watchConsumerLag } from "@recsys/metrics";
+import { ensureDurableConsumer, ensureStreams, nanos, type Bus } from "./index.js";
 
 /** What to do with a message after its effect ran. */
 export type Disposition =
@@ -33,6 +34,13 @@ export interface DurableConsumerOptions {
 export const DEFAULT_MAX_DELIVERIES = 10;
 
 /**
+ * A fault-injection point for the fault tests: with RECSYS_CRASH_AFTER_EFFECTS=n the process kills
+ * itself after the n-th effect, before that message is acked, as a crash at the worst moment would.
+ */
+const crashAfterEffects = Number(process.env.RECSYS_CRASH_AFTER_EFFECTS ?? 0);
+let effects = 0;
+
+/**
  * Runs a durable pull consumer until `signal` aborts. Each message is acked only after `handle`
  * returned, so a crash redelivers it: `handle` must be idempotent. A throw counts as a retry, up
  * to `maxDeliveries` deliveries; then the message is dead-lettered with the error.
@@ -41,10 +49,16 @@ export const DEFAULT_MAX_DELIVERIES = 10;
 export async function runDurableConsumer(opts: DurableConsumerOptions): Promise<void> {
   const { bus, logger } = opts;
   const inFlight = new Set<Promise<void>>();
+  watchConsumerLag(async () => ({ stream: opts.stream, consumer: opts.durable, ...(await consumerProgress(bus, opts.stream, opts.durable)) }));
+  const count = (outcome: string) => consumedMessages.inc({ stream: opts.stream, consumer: opts.durable, outcome });
   const settle = async (m: JsMsg) => {
     let d: Disposition;
     try {
       d = await opts.handle(m);
+      if (crashAfterEffects > 0 && ++effects >= crashAfterEffects) {
+        logger.warn({ stream: opts.stream, seq: m.seq, effects }, "RECSYS_CRASH_AFTER_EFFECTS reached: killing this process before the ack");
+        process.kill(process.pid, "SIGKILL");
+      }
     } catch (err) {
       const deliveries = m.info.deliveryCount;
       d =
@@ -55,6 +69,7 @@ export async function runDurableConsumer(opts: DurableConsumerOptions): Promise<
     if (d.kind === "retry") {
       logger.warn({ stream: opts.stream, seq: m.seq, reason: d.reason }, "message not applied, will be redelivered");
       m.nak(d.delayMs ?? 1_000);
+      count("retry");
       return;
     }
     if (d.kind === "dead-letter") {
@@ -62,12 +77,15 @@ export async function runDurableConsumer(opts: DurableConsumerOptions): Promise<
         await deadLetter(bus, m, opts.stream, opts.deadLetterSource, d.reason);
       } catch (err) {
         m.nak(1_000);
+        count("retry");
         logger.warn({ err: String(err), seq: m.seq }, "dead letter not stored, will be redelivered");
         return;
       }
+      deadLetteredCount.inc({ source: opts.deadLetterSource, cause: deadLetterCause(d.reason) });
       logger.warn({ stream: opts.stream, seq: m.seq, reason: d.reason }, "message dead-lettered");
     }
     m.ack();
+    count(d.kind === "dead-letter" ? "dead_letter" : "ack");
   };
 
   while (!opts.signal.aborted) {
@@ -78,6 +96,7 @@ export async function runDurableConsumer(opts: DurableConsumerOptions): Promise<
         durable_name: opts.durable,
         filter_subject: opts.filterSubject,
         max_ack_pending: 4 * opts.concurrency,
+        ack_wait: nanos(bus.ackWaitMs),
       });
       const consumer = await bus.js.consumers.get(opts.stream, opts.durable);
       messages = await consumer.consume({ max_messages: 2 * opts.concurrency, abort_on_missing_resource: true });
@@ -111,7 +130,7 @@ export async function deadLetter(bus: Bus, m: JsMsg, stream: string, source: str
   h.set("recsys-reason", reason);
   h.set("recsys-source-stream", stream);
   h.set("recsys-source-sequence", String(m.seq));
-  await bus.js.publish(bus.topology.deadLetterSubject(source), m.data, { headers: h, msgID: `${source}-${m.seq}` });
+  await bus.publish(bus.topology.deadLetterSubject(source), m.data, { headers: h, msgID: `${source}-${m.seq}` });
 }
 
 /** Where a durable consumer stands: every message up to `ackFloor` is done. */

@@ -14,6 +14,8 @@ import {
   type StreamConfig,
 } from "@nats-io/jetstream";
 import type { Logger } from "@recsys/logging";
+import { publishedMessages } from "@recsys/metrics";
+import type { JetStreamPublishOptions, PubAck } from "@nats-io/jetstream";
 
 export { headers, type MsgHdrs, type NatsConnection, type JetStreamClient, type JetStreamManager };
 export type { JsMsg, Consumer } from "@nats-io/jetstream";
@@ -152,12 +154,18 @@ export interface Bus {
   js: JetStreamClient;
   jsm: JetStreamManager;
   topology: Topology;
+  /** How long a delivered message may go unacked before JetStream redelivers it. */
+  ackWaitMs: number;
+  /** Publishes and counts the message in `recsys_published_messages_total` once JetStream stored it. */
+  publish(subject: string, data: Uint8Array, opts?: Partial<JetStreamPublishOptions>): Promise<PubAck>;
   connected(): boolean;
   close(): Promise<void>;
 }
 
+export const DEFAULT_ACK_WAIT_MS = 30_000;
+
 /** Connects for good: reconnects forever with backoff; callers watch `connected()` for health. */
-export async function connectBus(opts: { url: string; name: string; namespace: string; logger: Logger }): Promise<Bus> {
+export async function connectBus(opts: { url: string; name: string; namespace: string; logger: Logger; ackWaitMs?: number }): Promise<Bus> {
   let nc: NatsConnection | undefined;
   for (let attempt = 1; !nc; attempt++) {
     try {
@@ -186,11 +194,18 @@ export async function connectBus(opts: { url: string; name: string; namespace: s
   const jsm = await jetstreamManager(conn);
   const topology = new Topology(opts.namespace);
   await ensureStreams(jsm, topology);
+  const js = jetstream(conn);
   return {
     nc: conn,
-    js: jetstream(conn),
+    js,
     jsm,
     topology,
+    ackWaitMs: opts.ackWaitMs ?? DEFAULT_ACK_WAIT_MS,
+    async publish(subject, data, publishOpts) {
+      const ack = await js.publish(subject, data, publishOpts);
+      publishedMessages.inc({ stream: ack.stream });
+      return ack;
+    },
     connected: () => up && !conn.isClosed(),
     close: () => conn.drain(),
   };
@@ -223,7 +238,7 @@ export async function ensureDurableConsumer(
   const full: Partial<ConsumerConfig> = {
     ack_policy: AckPolicy.Explicit,
     deliver_policy: DeliverPolicy.All,
-    ack_wait: nanos(30_000),
+    ack_wait: nanos(DEFAULT_ACK_WAIT_MS),
     ...cfg,
   };
   try {

@@ -26,6 +26,8 @@ export const commonEnv = {
     .default(""),
   /** Internal services listen on loopback unless told otherwise. */
   HOST: z.string().default("127.0.0.1"),
+  /** How long a consumer may hold a message unacked before JetStream redelivers it (after a crash). */
+  BUS_ACK_WAIT_MS: z.coerce.number().int().min(1_000).default(30_000),
 };
 
 export const port = (fallback: number) => z.coerce.number().int().min(0).max(65535).default(fallback);

@@ -2,9 +2,10 @@ import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
 import { Duplex } from "node:stream";
-import type { ConnectRouter } from "@connectrpc/connect";
+import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "@recsys/logging";
+import { registry, rpcDuration, setServiceName } from "@recsys/metrics";
 
 export const MAX_REQUEST_BYTES = 1024 * 1024;
 /** The request header holding the caller's address, as the server saw the connection. */
@@ -41,14 +42,29 @@ export interface RpcServer {
  * every HTTP/2 connection opens with the preface "PRI * HTTP/2.0".
  */
 export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer> {
+  setServiceName(opts.name);
   const connect = connectNodeAdapter({
     routes: opts.routes,
     readMaxBytes: opts.maxRequestBytes ?? MAX_REQUEST_BYTES,
+    interceptors: [timeRpcs],
   });
   const handle = (req: HttpRequest, res: HttpResponse) => {
     // Handlers see headers, not sockets: the peer address travels as a header no client can set.
     req.headers[PEER_HEADER] = req.socket?.remoteAddress ?? "";
     if (opts.http?.(req, res)) return;
+    if (req.url === "/metrics" && req.method === "GET") {
+      registry.metrics().then(
+        (text) => {
+          res.writeHead(200, { "content-type": registry.contentType });
+          res.end(text);
+        },
+        (err: unknown) => {
+          res.writeHead(500, { "content-type": "text/plain" });
+          res.end(String(err));
+        },
+      );
+      return;
+    }
     if (req.url === "/healthz" && req.method === "GET") {
       void Promise.resolve(opts.healthy()).then(
         (ok) => {
@@ -122,6 +138,19 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
     },
   };
 }
+
+/** Every RPC's duration by method and status code (the code's name, "OK" on success). */
+const timeRpcs: Interceptor = (next) => async (req) => {
+  const end = rpcDuration.startTimer({ method: `${req.service.typeName}/${req.method.name}` });
+  try {
+    const res = await next(req);
+    end({ code: "OK" });
+    return res;
+  } catch (err) {
+    end({ code: Code[ConnectError.from(err).code] });
+    throw err;
+  }
+};
 
 /** A socket whose first bytes were already read: replays them, then passes everything through. */
 class ReplayedSocket extends Duplex {

@@ -74,7 +74,7 @@ export function jetStreamEmbeddingsLog(bus: Bus): EmbeddingsLog {
     },
     async append(e, afterSeq) {
       try {
-        await bus.js.publish(bus.topology.embeddingsSubject(urlKey(e.url)), toBinary(ContentEmbeddingSchema, e), {
+        await bus.publish(bus.topology.embeddingsSubject(urlKey(e.url)), toBinary(ContentEmbeddingSchema, e), {
           msgID: `${urlKey(e.url)}-${e.version}`,
           expect: { lastSubjectSequence: afterSeq },
           timeout: 10_000,

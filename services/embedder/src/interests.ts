@@ -61,7 +61,7 @@ export function runInterestConsumer(opts: {
         async publish(e) {
           // The stated interest's own subject suffix (its user partition) keeps per-user order.
           const partition = m.subject.slice(m.subject.lastIndexOf(".") + 1);
-          await bus.js.publish(bus.topology.interestEmbeddingsSubject(Number(partition)), toBinary(InterestEmbeddingSchema, e), {
+          await bus.publish(bus.topology.interestEmbeddingsSubject(Number(partition)), toBinary(InterestEmbeddingSchema, e), {
             msgID: `interest-${e.eventId}`,
             timeout: 10_000,
           });

@@ -14,7 +14,7 @@ const config = readConfig(
   }),
 );
 const logger = createLogger("ingest");
-const bus = await connectBus({ url: config.NATS_URL, name: "ingest", namespace: config.RECSYS_NAMESPACE, logger });
+const bus = await connectBus({ url: config.NATS_URL, name: "ingest", namespace: config.RECSYS_NAMESPACE, logger, ackWaitMs: config.BUS_ACK_WAIT_MS });
 const publisher = new EventPublisher(bus, config.PARTITIONS);
 const server = await startRpcServer({
   name: "ingest",

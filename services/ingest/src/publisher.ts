@@ -104,7 +104,7 @@ export class EventPublisher {
   private async publish(o: Outgoing): Promise<Published> {
     const h = headers();
     h.set("content-type", `application/x-protobuf; messageType=${o.messageType}`);
-    const ack = await this.bus.js.publish(o.subject, o.payload, { msgID: o.msgID, headers: h, timeout: 10_000 });
+    const ack = await this.bus.publish(o.subject, o.payload, { msgID: o.msgID, headers: h, timeout: 10_000 });
     return { streamSequence: BigInt(ack.seq), duplicate: ack.duplicate };
   }
 }

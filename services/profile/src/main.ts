@@ -23,7 +23,7 @@ const pool = createPool({ databaseUrl: config.DATABASE_URL, schema, max: config.
 const applied = await migrateWhenReachable(pool, schema, config.EMBEDDING_DIMENSION, logger);
 logger.info({ schema, applied }, "migrations up to date");
 const store = new ProfileStore(pool);
-const bus = await connectBus({ url: config.NATS_URL, name: "profile", namespace: config.RECSYS_NAMESPACE, logger });
+const bus = await connectBus({ url: config.NATS_URL, name: "profile", namespace: config.RECSYS_NAMESPACE, logger, ackWaitMs: config.BUS_ACK_WAIT_MS });
 
 const server = await startRpcServer({
   name: "profile",

@@ -1,0 +1,24 @@
+import { describe, expect, it } from "vitest";
+import { consumedMessages, deadLetterCause, registry, setServiceName, watchConsumerLag } from "./index.js";
+
+describe("metrics", () => {
+  it("names the cause of each kind of dead letter the consumers write", () => {
+    expect(deadLetterCause("late: watermark 2026-01-01T00:00:00.000Z")).toBe("late");
+    expect(deadLetterCause("undecodable: missing event_id, userid or url")).toBe("undecodable");
+    expect(deadLetterCause("refused by PostgreSQL: invalid byte sequence")).toBe("refused");
+    expect(deadLetterCause("failed 10 deliveries, last: Error: boom")).toBe("poison");
+  });
+
+  it("exposes counters and the lag read at scrape time in Prometheus text, labelled with the service", async () => {
+    setServiceName("unit");
+    consumedMessages.inc({ stream: "CLICKS", consumer: "covisit", outcome: "ack" }, 3);
+    let pending = 5n;
+    watchConsumerLag(async () => ({ stream: "CLICKS", consumer: "covisit", pending, ackPending: 2n }));
+    const first = await registry.metrics();
+    expect(first).toContain('recsys_consumed_messages_total{stream="CLICKS",consumer="covisit",outcome="ack",service="unit"} 3');
+    expect(first).toContain('recsys_consumer_lag_messages{stream="CLICKS",consumer="covisit",service="unit"} 7');
+    pending = 0n;
+    expect(await registry.metrics()).toContain('recsys_consumer_lag_messages{stream="CLICKS",consumer="covisit",service="unit"} 2');
+    expect(first).toMatch(/^process_resident_memory_bytes\{service="unit"\} \d+/m);
+  });
+});

@@ -1,0 +1,115 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+
+export { Counter, Gauge, Histogram };
+
+/** One registry per process, served at GET /metrics on the service's port. */
+export const registry = new Registry();
+collectDefaultMetrics({ register: registry });
+
+/** Every series of this process carries `service`. */
+export function setServiceName(service: string): void {
+  registry.setDefaultLabels({ service });
+}
+
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10];
+
+export const rpcDuration = new Histogram({
+  name: "recsys_rpc_duration_seconds",
+  help: "Time to answer an RPC, by method and status code",
+  labelNames: ["method", "code"] as const,
+  buckets: LATENCY_BUCKETS,
+  registers: [registry],
+});
+
+export const publishedMessages = new Counter({
+  name: "recsys_published_messages_total",
+  help: "Messages published to a stream and acknowledged by JetStream (duplicates included)",
+  labelNames: ["stream"] as const,
+  registers: [registry],
+});
+
+export const consumedMessages = new Counter({
+  name: "recsys_consumed_messages_total",
+  help: "Messages a durable consumer settled, by outcome: ack (applied or found done before), retry (redelivered later), dead_letter",
+  labelNames: ["stream", "consumer", "outcome"] as const,
+  registers: [registry],
+});
+
+export const deadLettered = new Counter({
+  name: "recsys_dead_lettered_total",
+  help: "Messages this process put in DEAD_LETTERS, by source stream and cause (late, undecodable, poison)",
+  labelNames: ["source", "cause"] as const,
+  registers: [registry],
+});
+
+export const dependencyDuration = new Histogram({
+  name: "recsys_dependency_duration_seconds",
+  help: "Time of one call to Redis or PostgreSQL, by dependency and operation",
+  labelNames: ["dependency", "operation"] as const,
+  buckets: LATENCY_BUCKETS,
+  registers: [registry],
+});
+
+export const embedBatchSize = new Histogram({
+  name: "recsys_embed_batch_size",
+  help: "Texts per model run",
+  buckets: [1, 2, 4, 8, 16, 32, 64, 128],
+  registers: [registry],
+});
+
+export const embedQueueWait = new Histogram({
+  name: "recsys_embed_queue_wait_seconds",
+  help: "Time a text waited in the batching queue before its model run started",
+  buckets: LATENCY_BUCKETS,
+  registers: [registry],
+});
+
+export interface ConsumerPosition {
+  stream: string;
+  consumer: string;
+  /** Messages in the stream not yet delivered to the consumer. */
+  pending: bigint;
+  /** Delivered, not yet acked. */
+  ackPending: bigint;
+}
+
+const lagProbes: Array<() => Promise<ConsumerPosition>> = [];
+
+/** Consumer lag, read from JetStream when scraped: messages not yet delivered plus not yet acked. */
+export const consumerLag = new Gauge({
+  name: "recsys_consumer_lag_messages",
+  help: "Messages of a stream a durable consumer has not yet settled (pending + unacked), read from JetStream at scrape time",
+  labelNames: ["stream", "consumer"] as const,
+  registers: [registry],
+  async collect() {
+    this.reset();
+    const positions = await Promise.allSettled(lagProbes.map((probe) => probe()));
+    for (const p of positions) {
+      if (p.status === "fulfilled") this.set({ stream: p.value.stream, consumer: p.value.consumer }, Number(p.value.pending + p.value.ackPending));
+    }
+  },
+});
+
+export function watchConsumerLag(probe: () => Promise<ConsumerPosition>): void {
+  lagProbes.push(probe);
+}
+
+/** Runs `fn`, recording its duration under the dependency and operation. */
+export async function timed<T>(dependency: string, operation: string, fn: () => Promise<T>): Promise<T> {
+  const end = dependencyDuration.startTimer({ dependency, operation });
+  try {
+    return await fn();
+  } finally {
+    end();
+  }
+}
+
+/**
+ * The cause of a dead letter, from its reason: "late: …" and "undecodable: …" name it, a reason
+ * from PostgreSQL is "refused", and a message that kept failing is "poison".
+ */
+export function deadLetterCause(reason: string): string {
+  const named = /^([a-z]+):/.exec(reason);
+  if (named) return named[1]!;
+  return reason.startsWith("refused") ? "refused" : "poison";
+}
