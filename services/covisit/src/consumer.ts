@@ -1,7 +1,8 @@
 import { fromBinary } from "@bufbuild/protobuf";
-import { runDurableConsumer, type Bus, type Disposition } from "@recsys/bus";
+import { JetStreamApiError, runDurableConsumer, type Bus, type Disposition } from "@recsys/bus";
 import { ClickSchema } from "@recsys/contracts/events/v1/events";
 import type { Logger } from "@recsys/logging";
+import { Counter, registry, timed } from "@recsys/metrics";
 import type { ApplyOutcome, CovisitStore } from "./redis-store.js";
 
 export const DURABLE = "covisit";
@@ -19,6 +20,24 @@ export async function applyClickMessage(data: Uint8Array, store: CovisitStore): 
   }
   if (!click.eventId || !click.userid || !click.url) return { status: "undecodable", error: "missing event_id, userid or url" };
   return store.applyClick({ eventId: click.eventId, userid: click.userid, url: click.url, eventTimeMs: Number(click.eventTimeMs) });
+}
+
+const clickOutcomes = new Counter({
+  name: "recsys_covisit_clicks_total",
+  help: "Clicks this process took from CLICKS, by outcome: applied, duplicate, late (dead-lettered), lost (Redis lost the counts), undecodable",
+  labelNames: ["outcome"] as const,
+  registers: [registry],
+});
+
+/** Whether the durable consumer has ever delivered a click: if not, the counts start now. */
+export async function consumerNeverDelivered(bus: Bus): Promise<boolean> {
+  try {
+    const info = await bus.jsm.consumers.info(bus.topology.clicksStream, DURABLE);
+    return info.delivered.stream_seq === 0;
+  } catch (err) {
+    if (err instanceof JetStreamApiError && err.status === 404) return true;
+    throw err;
+  }
 }
 
 export interface ConsumerStats {
@@ -45,7 +64,8 @@ export function runClickConsumer(opts: { bus: Bus; store: CovisitStore; logger: 
     logger: opts.logger,
     signal: opts.signal,
     async handle(m): Promise<Disposition> {
-      const verdict = await applyClickMessage(m.data, store);
+      const verdict = await timed("redis", "applyClick", () => applyClickMessage(m.data, store));
+      clickOutcomes.inc({ outcome: verdict.status });
       switch (verdict.status) {
         case "applied":
           stats.applied++;
@@ -56,6 +76,9 @@ export function runClickConsumer(opts: { bus: Bus; store: CovisitStore; logger: 
         case "late":
           stats.late++;
           return { kind: "dead-letter", reason: `late: watermark ${new Date(verdict.watermarkMs).toISOString()}` };
+        case "lost":
+          // Left in the stream, unacked: a rebuild applies it with everything before it.
+          return { kind: "retry", delayMs: 5_000, reason: "Redis lost the co-visit counts: run pnpm covisit:rebuild" };
         case "undecodable":
           stats.undecodable++;
           return { kind: "dead-letter", reason: `undecodable: ${verdict.error}` };

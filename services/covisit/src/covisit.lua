@@ -1,13 +1,15 @@
--- Applies one click to the co-visit counts, atomically. Version 1.
+-- Applies one click to the co-visit counts, atomically. Version 2.
 --
 -- KEYS[1]  history of the user: sorted set, member = event_id, score = event time (ms)
 -- KEYS[2]  urls of that history: hash, event_id -> url
 -- KEYS[3]  event ids of the user applied so far: set, expires ARGV[7] ms after the user's last click
+-- KEYS[4]  the marker set when the counts started from the stream's first click; gone = Redis lost them
 -- ARGV[1]  event_id    ARGV[2] url    ARGV[3] event time (ms)
 -- ARGV[4]  window (ms)    ARGV[5] allowed lateness (ms)    ARGV[6] prefix of co-visit keys
 -- ARGV[7]  how long applied event ids are remembered (ms)
 --
--- Returns {status, n}: {"applied", pairs counted}, {"duplicate", 0} or {"late", watermark}.
+-- Returns {status, n}: {"applied", pairs counted}, {"duplicate", 0}, {"late", watermark} or
+-- {"lost", 0} when the marker is gone: counting on top of lost counts would be wrong, so nothing is.
 --
 -- Pairs are counted with the clicks already in the history on both sides, [t - window, t) as
 -- "before" and (t, t + window] as "after", so the result does not depend on arrival order.
@@ -15,12 +17,16 @@
 -- lateness is trimmed, so a click older than watermark - lateness could miss partners: it is late.
 -- Applied ids outlive the history, so a file replayed long after the first time is recognized as
 -- duplicates, not mistaken for late clicks.
-local history, urls, seen = KEYS[1], KEYS[2], KEYS[3]
+local history, urls, seen, marker = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local id, url, t = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local window, lateness, prefix = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 local remember = ARGV[7]
 
 local function ms(x) return string.format('%.0f', x) end
+
+if redis.call('EXISTS', marker) == 0 then
+  return {'lost', 0}
+end
 
 if redis.call('SISMEMBER', seen, id) == 1 then
   return {'duplicate', 0}

@@ -1,9 +1,9 @@
-import type { ConnectRouter } from "@connectrpc/connect";
+import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import { consumerProgress, deadLettered, type Bus } from "@recsys/bus";
 import { CovisitService } from "@recsys/contracts/covisit/v1/covisit";
 import { checkLimit, checkUrl, orInvalidArgument } from "@recsys/validation";
 import { DEAD_LETTER_SOURCE, DURABLE } from "./consumer.js";
-import type { CovisitStore } from "./redis-store.js";
+import { CountsLostError, type CovisitStore } from "./redis-store.js";
 
 export function covisitRoutes(store: CovisitStore, bus: Bus) {
   return (router: ConnectRouter) =>
@@ -11,7 +11,9 @@ export function covisitRoutes(store: CovisitStore, bus: Bus) {
       async recommendation(req) {
         const url = orInvalidArgument(() => checkUrl(req.url));
         const limit = orInvalidArgument(() => checkLimit(req.limit === 0 ? undefined : req.limit));
-        const items = await store.coVisitsAfter(url, limit);
+        const items = await store.coVisitsAfter(url, limit).catch((err: unknown) => {
+          throw err instanceof CountsLostError ? new ConnectError(err.message, Code.Unavailable) : err;
+        });
         return { items: items.map((c) => ({ recommendation: c.recommendation, frequency: BigInt(c.frequency) })) };
       },
       async progress() {

@@ -3,7 +3,7 @@ import { connectBus } from "@recsys/bus";
 import { commonEnv, port, positiveInt, readConfig, z } from "@recsys/config";
 import { createLogger } from "@recsys/logging";
 import { onShutdown, startRpcServer } from "@recsys/server";
-import { runClickConsumer, type ConsumerStats } from "./consumer.js";
+import { consumerNeverDelivered, runClickConsumer, type ConsumerStats } from "./consumer.js";
 import { covisitRoutes } from "./handlers.js";
 import { CovisitStore, DEFAULT_DEDUP_RETENTION_MS } from "./redis-store.js";
 
@@ -24,15 +24,19 @@ const redis = new Redis(config.REDIS_URL, {
 });
 redis.on("error", (err) => logger.warn({ err: String(err) }, "redis"));
 const store = new CovisitStore(redis, config.RECSYS_NAMESPACE, config.ALLOWED_LATENESS_MS, config.DEDUP_RETENTION_MS);
-const bus = await connectBus({ url: config.NATS_URL, name: "covisit", namespace: config.RECSYS_NAMESPACE, logger });
+const bus = await connectBus({ url: config.NATS_URL, name: "covisit", namespace: config.RECSYS_NAMESPACE, logger, ackWaitMs: config.BUS_ACK_WAIT_MS });
 const stats: ConsumerStats = { applied: 0, duplicates: 0, late: 0, undecodable: 0 };
+// Counts start with the consumer's first delivery. Past it, a missing marker means Redis lost them:
+// nothing is applied or answered until `pnpm covisit:rebuild` replays CLICKS.
+if (await consumerNeverDelivered(bus)) await store.markFirstClick();
+else if (!(await store.intact())) logger.error("Redis lost the co-visit counts: not applying clicks until `pnpm covisit:rebuild`");
 
 const server = await startRpcServer({
   name: "covisit",
   host: config.HOST,
   port: config.COVISIT_PORT,
   routes: covisitRoutes(store, bus),
-  healthy: () => bus.connected() && redis.status === "ready",
+  healthy: async () => bus.connected() && redis.status === "ready" && (await store.intact().catch(() => false)),
   logger,
 });
 const stopConsuming = new AbortController();

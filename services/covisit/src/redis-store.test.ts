@@ -1,6 +1,6 @@
 import { Redis } from "ioredis";
 import { afterAll, beforeEach, describe, expect, it } from "vitest";
-import { CovisitStore, DEFAULT_DEDUP_RETENTION_MS, WINDOW_MS, type ClickToApply } from "./redis-store.js";
+import { CountsLostError, CovisitStore, DEFAULT_DEDUP_RETENTION_MS, WINDOW_MS, type ClickToApply } from "./redis-store.js";
 
 // The script is the domain logic here, so it is tested where it runs: in the real Redis.
 const redis = new Redis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
@@ -16,6 +16,7 @@ async function clearNamespace() {
 beforeEach(async () => {
   await clearNamespace();
   store = new CovisitStore(redis, namespace, LATENESS);
+  await store.markFirstClick();
 });
 afterAll(async () => {
   await clearNamespace();
@@ -139,5 +140,22 @@ describe("covisit.lua", () => {
     await store.applyClick(click("a:b", "https://e.org/y", T0 + 1));
     await store.applyClick(click("a", "https://e.org/y", T0 + 2));
     expect(await store.coVisitsAfter("https://e.org/x?q=1:2", 10)).toEqual([{ recommendation: "https://e.org/y", frequency: 1 }]);
+  });
+
+  it("after Redis lost its data, neither counts a click on top nor answers, until the counts start again", async () => {
+    await store.applyClick(click("u", "https://e.org/a", T0));
+    await store.applyClick(click("u", "https://e.org/b", T0 + 1_000));
+    await clearNamespace();
+    const c = click("u", "https://e.org/c", T0 + 2_000);
+    expect(await store.applyClick(c)).toEqual({ status: "lost" });
+    expect(store.countsLost).toBe(true);
+    expect(await redis.keys(`${namespace}:*`)).toEqual([]);
+    await expect(store.coVisitsAfter("https://e.org/a", 10)).rejects.toBeInstanceOf(CountsLostError);
+    expect(await store.intact()).toBe(false);
+
+    await store.markFirstClick();
+    expect(await store.intact()).toBe(true);
+    expect(await store.applyClick(c)).toEqual({ status: "applied", pairs: 0 });
+    expect(await store.coVisitsAfter("https://e.org/c", 10)).toEqual([]);
   });
 });

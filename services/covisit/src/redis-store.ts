@@ -8,7 +8,16 @@ export const DEFAULT_DEDUP_RETENTION_MS = 7 * 24 * 3600_000;
 export type ApplyOutcome =
   | { status: "applied"; pairs: number }
   | { status: "duplicate" }
-  | { status: "late"; watermarkMs: number };
+  | { status: "late"; watermarkMs: number }
+  /** Redis lost the counts (its marker is gone): nothing was applied; a rebuild is needed. */
+  | { status: "lost" };
+
+/** Answering from counts Redis lost would look right and be wrong: the caller gets this instead. */
+export class CountsLostError extends Error {
+  constructor() {
+    super("the co-visit counts were lost with Redis' data and are not rebuilt yet (pnpm covisit:rebuild)");
+  }
+}
 
 export interface CoVisit {
   recommendation: string;
@@ -23,8 +32,8 @@ export interface ClickToApply {
 }
 
 type ScriptedRedis = Redis & {
-  applyClick(history: string, urls: string, seen: string, ...args: string[]): Promise<[string, number | string]>;
-  topCoVisits(key: string, limit: number): Promise<string[]>;
+  applyClick(history: string, urls: string, seen: string, marker: string, ...args: string[]): Promise<[string, number | string]>;
+  topCoVisits(key: string, marker: string, limit: number): Promise<string[] | null>;
 };
 
 /** Every key of a namespace starts with this. */
@@ -32,10 +41,18 @@ export function keyPrefix(namespace: string): string {
   return `${namespace ? `${namespace}:` : ""}recsys:`;
 }
 
-/** Co-visit counts and per-user click history in Redis; every write is one atomic Lua script. */
+/**
+ * Co-visit counts and per-user click history in Redis; every write is one atomic Lua script.
+ *
+ * Redis may lose everything (a restart without persistence). A marker key, set when the counts
+ * start from the first click of the stream, tells: every script refuses to run without it, so no
+ * click is ever counted on top of lost counts, and no answer is given from them.
+ */
 export class CovisitStore {
   private readonly redis: ScriptedRedis;
   private readonly prefix: string;
+  /** True after a script found the marker gone; false again once one found it. */
+  countsLost = false;
 
   constructor(
     redis: Redis,
@@ -44,8 +61,8 @@ export class CovisitStore {
     private readonly dedupRetentionMs: number = DEFAULT_DEDUP_RETENTION_MS,
   ) {
     this.prefix = keyPrefix(namespace);
-    redis.defineCommand("applyClick", { numberOfKeys: 3, lua: readScript("covisit.lua") });
-    redis.defineCommand("topCoVisits", { numberOfKeys: 1, lua: readScript("recommend.lua") });
+    redis.defineCommand("applyClick", { numberOfKeys: 4, lua: readScript("covisit.lua") });
+    redis.defineCommand("topCoVisits", { numberOfKeys: 2, lua: readScript("recommend.lua") });
     this.redis = redis as ScriptedRedis;
   }
 
@@ -53,11 +70,28 @@ export class CovisitStore {
     return `${this.prefix}cv:`;
   }
 
+  private get marker(): string {
+    return `${this.prefix}counts-from-first-click`;
+  }
+
+  /** Declares the counts complete from the stream's first click: call only when nothing was applied yet. */
+  async markFirstClick(): Promise<void> {
+    await this.redis.set(this.marker, new Date().toISOString(), "NX");
+    this.countsLost = false;
+  }
+
+  /** Whether the counts are Redis' own since the first click (false after a data loss). */
+  async intact(): Promise<boolean> {
+    this.countsLost = (await this.redis.exists(this.marker)) === 0;
+    return !this.countsLost;
+  }
+
   async applyClick(click: ClickToApply): Promise<ApplyOutcome> {
     const [status, n] = await this.redis.applyClick(
       `${this.prefix}h:${click.userid}`,
       `${this.prefix}hu:${click.userid}`,
       `${this.prefix}seen:${click.userid}`,
+      this.marker,
       click.eventId,
       click.url,
       String(click.eventTimeMs),
@@ -66,6 +100,8 @@ export class CovisitStore {
       this.coVisitKeyPrefix(),
       String(this.dedupRetentionMs),
     );
+    this.countsLost = status === "lost";
+    if (status === "lost") return { status };
     if (status === "applied") return { status, pairs: Number(n) };
     if (status === "duplicate") return { status };
     if (status === "late") return { status, watermarkMs: Number(n) };
@@ -74,7 +110,9 @@ export class CovisitStore {
 
   /** Pages visited within the window after `url`, frequency desc, then url asc. */
   async coVisitsAfter(url: string, limit: number): Promise<CoVisit[]> {
-    const flat = await this.redis.topCoVisits(`${this.coVisitKeyPrefix()}${url}`, limit);
+    const flat = await this.redis.topCoVisits(`${this.coVisitKeyPrefix()}${url}`, this.marker, limit);
+    this.countsLost = flat === null;
+    if (flat === null) throw new CountsLostError();
     const out: CoVisit[] = [];
     for (let i = 0; i < flat.length; i += 2) out.push({ recommendation: flat[i]!, frequency: Number(flat[i + 1]) });
     return out;
