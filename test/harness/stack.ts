@@ -26,10 +26,22 @@ export interface TestStack {
   namespace: string;
   url: Record<ServiceName, string>;
   env: NodeJS.ProcessEnv;
-  start(service: ServiceName): Promise<void>;
+  /** Starts the service again on its port (after kill), with extra environment if given; waits until healthy. */
+  start(service: ServiceName, extraEnv?: NodeJS.ProcessEnv): Promise<void>;
   /** SIGKILL: no shutdown hook runs, like a crash. */
   kill(service: ServiceName): Promise<void>;
+  /** Starts the service without waiting for its health (it may be meant to crash). */
+  spawn(service: ServiceName, extraEnv?: NodeJS.ProcessEnv): ChildProcess;
+  /** The running process of the service (for its pid, or to see how it exited). */
+  process(service: ServiceName): ChildProcess | undefined;
+  /** One more process of the service in the same namespace, on a port of its own. */
+  addReplica(service: ServiceName): Promise<Replica>;
   stop(): Promise<void>;
+}
+
+export interface Replica {
+  url: string;
+  kill(): Promise<void>;
 }
 
 async function freePort(): Promise<number> {
@@ -63,15 +75,22 @@ export async function startStack(label: string, extraEnv: NodeJS.ProcessEnv = {}
   const logDir = join(repoRoot, "test/artifacts/logs");
   mkdirSync(logDir, { recursive: true });
   const procs = new Map<ServiceName, ChildProcess>();
+  const everyProcess: ChildProcess[] = [];
 
-  async function start(service: ServiceName) {
+  function spawnService(service: ServiceName, port: number, logName: string, extra: NodeJS.ProcessEnv = {}) {
     const child = spawn(process.execPath, ["--enable-source-maps", join(repoRoot, "services", service, "dist/main.js")], {
-      env: { ...env, [PORT_VAR[service]]: String(ports[service]) },
+      env: { ...env, ...extra, [PORT_VAR[service]]: String(port) },
       stdio: ["ignore", "pipe", "pipe"],
     });
-    const log = createWriteStream(join(logDir, `${namespace}-${service}.log`), { flags: "a" });
+    const log = createWriteStream(join(logDir, `${namespace}-${logName}.log`), { flags: "a" });
     child.stdout!.pipe(log);
     child.stderr!.pipe(log);
+    everyProcess.push(child);
+    return child;
+  }
+
+  async function start(service: ServiceName, extra: NodeJS.ProcessEnv = {}) {
+    const child = spawnService(service, ports[service], service, extra);
     procs.set(service, child);
     await waitHealthy(url[service], child, service);
   }
@@ -83,16 +102,22 @@ export async function startStack(label: string, extraEnv: NodeJS.ProcessEnv = {}
     url,
     env,
     start,
-    async kill(service) {
-      const child = procs.get(service);
-      if (!child || child.exitCode !== null) return;
-      const exited = new Promise((r) => child.once("exit", r));
-      child.kill("SIGKILL");
-      await exited;
+    kill: (service) => killHard(procs.get(service)),
+    process: (service) => procs.get(service),
+    spawn(service, extra) {
+      const child = spawnService(service, ports[service], service, extra);
+      procs.set(service, child);
+      return child;
+    },
+    async addReplica(service) {
+      const port = await freePort();
+      const child = spawnService(service, port, `${service}-replica${everyProcess.length}`);
+      await waitHealthy(`http://127.0.0.1:${port}`, child, `${service} replica`);
+      return { url: `http://127.0.0.1:${port}`, kill: () => killHard(child) };
     },
     async stop() {
       await Promise.all(
-        [...procs.values()].map(async (child) => {
+        everyProcess.map(async (child) => {
           if (child.exitCode !== null || child.signalCode !== null) return;
           const exited = new Promise((r) => child.once("exit", r));
           child.kill("SIGTERM");
@@ -102,6 +127,13 @@ export async function startStack(label: string, extraEnv: NodeJS.ProcessEnv = {}
       await resetNamespace(namespace);
     },
   };
+}
+
+async function killHard(child: ChildProcess | undefined) {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once("exit", r));
+  child.kill("SIGKILL");
+  await exited;
 }
 
 async function waitHealthy(base: string, child: ChildProcess, name: string) {

@@ -31,7 +31,11 @@ export interface SendSummary {
   rejections: Array<{ line: number; field: string; reason: string }>;
 }
 
-const RETRYABLE = new Set([Code.Unavailable, Code.DeadlineExceeded, Code.Internal, Code.Unknown, Code.Aborted, Code.ResourceExhausted]);
+/**
+ * Codes after which the batch's fate is unknown or it was refused for now: sending it again with the
+ * same ids is safe. Canceled is how a server that died mid-call shows (its HTTP/2 stream is reset).
+ */
+const RETRYABLE = new Set([Code.Unavailable, Code.DeadlineExceeded, Code.Internal, Code.Unknown, Code.Aborted, Code.ResourceExhausted, Code.Canceled]);
 
 /**
  * Sends items in batches at a rate (0 = as fast as acked), `concurrency` calls in flight. A batch

@@ -1,0 +1,72 @@
+import { expect } from "vitest";
+import { clientsOf, recommendationsFor } from "./clients.js";
+import { readJsonLinesGz } from "./files.js";
+import { embedAll, rankByMean } from "./ranking.js";
+import { readClicks, referenceCoVisits, type RawClick } from "./reference.js";
+import { referenceClicks, referencePages, type TestStack } from "./stack.js";
+
+export const RECOMMENDATION_DEPTH = 1000;
+
+export interface Page {
+  id: string;
+  url: string;
+  title: string;
+  text: string;
+}
+
+/** The reference workload and the SQL's answer for it, read once per test file. */
+export async function referenceWorkload() {
+  const clicks: RawClick[] = readClicks(referenceClicks);
+  const pages = readJsonLinesGz<Page>(referencePages);
+  return { clicks, pages, urls: [...new Set(clicks.map((c) => c.url))].sort(), coVisits: await referenceCoVisits(clicks) };
+}
+export type ReferenceWorkload = Awaited<ReturnType<typeof referenceWorkload>>;
+
+/** Every url's Recommendation through the gateway equals the reference SQL, 1000 deep. */
+export async function expectRecommendationsExact(stack: TestStack, ref: ReferenceWorkload, gatewayUrl = stack.url.gateway) {
+  const got = await recommendationsFor(clientsOf({ ...stack, url: { ...stack.url, gateway: gatewayUrl } }).gateway, ref.urls, RECOMMENDATION_DEPTH);
+  let mismatches = 0;
+  for (const url of ref.urls) {
+    const want = (ref.coVisits.get(url) ?? []).slice(0, RECOMMENDATION_DEPTH);
+    const have = got.get(url) ?? [];
+    if (JSON.stringify(have) !== JSON.stringify(want)) {
+      if (mismatches++ < 3) expect.soft(have, url).toEqual(want);
+    }
+  }
+  expect(mismatches, `${mismatches} urls differ from the reference SQL`).toBe(0);
+}
+
+/**
+ * Every user's SimilarContent (top 10) equals the ranking recomputed from the Embed RPC's vectors:
+ * the mean of the user's clicked pages, cosine to every page. Ties within float32 noise may swap.
+ */
+export async function expectSimilarContentExact(stack: TestStack, ref: ReferenceWorkload) {
+  const c = clientsOf(stack);
+  const vectors = await embedAll(c.embedder, ref.pages.map((p) => ({ key: p.url, text: `${p.title}\n${p.text}` })));
+  const byUser = new Map<string, string[]>();
+  for (const k of ref.clicks) byUser.set(k.userid, [...(byUser.get(k.userid) ?? []), k.url]);
+  let mismatches = 0;
+  for (const [user, urls] of byUser) {
+    const want = rankByMean(urls.map((u) => vectors.get(u)!), vectors, 10);
+    const got = (await c.gateway.similarContent({ userid: user, limit: 10 })).items;
+    const same =
+      got.length === want.top.length &&
+      got.every((g, i) => Math.abs(g.similarity - want.top[i]!.similarity) < 1e-4 && (g.url === want.top[i]!.url || Math.abs(want.all.get(g.url)! - want.top[i]!.similarity) < 1e-5));
+    if (!same && mismatches++ < 3) expect.soft(got.map((g) => [g.url, g.similarity]), user).toEqual(want.top.map((w) => [w.url, w.similarity]));
+  }
+  expect(mismatches, `${mismatches} of ${byUser.size} users' SimilarContent differ from the recomputation`).toBe(0);
+}
+
+/** Waits until covisit and profile have applied every click up to `lastSequence` and every page is stored. */
+export async function waitApplied(stack: TestStack, lastSequence: bigint, pages: number, timeoutMs = 180_000) {
+  const c = clientsOf(stack);
+  await expect
+    .poll(async () => (await c.covisit.progress({})).ackFloorStreamSequence, { timeout: timeoutMs, interval: 200 })
+    .toBeGreaterThanOrEqual(lastSequence);
+  await expect
+    .poll(async () => {
+      const p = await c.profile.progress({});
+      return p.clicksAckFloor >= lastSequence && p.parkedClicks === 0n && p.pages === BigInt(pages);
+    }, { timeout: timeoutMs, interval: 200 })
+    .toBe(true);
+}

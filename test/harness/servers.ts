@@ -1,0 +1,131 @@
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { chmodSync, mkdtempSync, rmSync } from "node:fs";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+/**
+ * Private NATS, Redis and PostgreSQL servers for tests that stop and restart them: the machine's
+ * own servers stay up for everything else. Same binaries as the machine's, on free ports.
+ */
+export interface PrivateServer {
+  url: string;
+  stop(): Promise<void>;
+  start(): Promise<void>;
+  /** Stops for good and deletes its files. */
+  destroy(): Promise<void>;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitForPort(port: number, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const open = await new Promise<boolean>((resolve) => {
+      const c = net.connect(port, "127.0.0.1");
+      c.once("connect", () => {
+        c.destroy();
+        resolve(true);
+      });
+      c.once("error", () => resolve(false));
+    });
+    if (open) return;
+    if (Date.now() > deadline) throw new Error(`nothing listens on ${port} after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** A server run as a child process, stopped with SIGTERM (both shut down cleanly on it). */
+function childServer(url: string, port: number, run: () => ChildProcess, cleanup: () => void): PrivateServer {
+  let child: ChildProcess | undefined;
+  const stop = async () => {
+    const c = child;
+    child = undefined;
+    if (!c || c.exitCode !== null || c.signalCode !== null) return;
+    const exited = new Promise((r) => c.once("exit", r));
+    c.kill("SIGTERM");
+    await exited;
+  };
+  return {
+    url,
+    stop,
+    async start() {
+      child = run();
+      await waitForPort(port);
+    },
+    async destroy() {
+      await stop();
+      cleanup();
+    },
+  };
+}
+
+/** Redis that, like the machine's, keeps nothing on disk: a restart empties it. */
+export async function privateRedis(): Promise<PrivateServer> {
+  const port = await freePort();
+  const server = childServer(
+    `redis://127.0.0.1:${port}`,
+    port,
+    () => spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], { stdio: "ignore" }),
+    () => {},
+  );
+  await server.start();
+  return server;
+}
+
+/** NATS with JetStream on a store of its own: what was published survives a restart. */
+export async function privateNats(): Promise<PrivateServer> {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), "recsys-nats-"));
+  const server = childServer(
+    `nats://127.0.0.1:${port}`,
+    port,
+    () => spawn("nats-server", ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", dir], { stdio: "ignore" }),
+    () => rmSync(dir, { recursive: true, force: true }),
+  );
+  await server.start();
+  return server;
+}
+
+const PG_BIN = "/usr/lib/postgresql/15/bin";
+
+/** A PostgreSQL cluster of its own (pgvector comes with the machine's binaries), run as user postgres. */
+export async function privatePostgres(): Promise<PrivateServer> {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), "recsys-pg-"));
+  chmodSync(dir, 0o777);
+  const data = join(dir, "data");
+  const asPostgres = (cmd: string, args: string[]) =>
+    execFileSync("runuser", ["-u", "postgres", "--", join(PG_BIN, cmd), ...args], { stdio: "pipe", cwd: "/" });
+  asPostgres("initdb", ["-D", data, "-A", "trust", "-U", "postgres", "--no-sync"]);
+  const options = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off`;
+  const server: PrivateServer = {
+    url: `postgresql://postgres@127.0.0.1:${port}/postgres`,
+    async start() {
+      asPostgres("pg_ctl", ["-D", data, "-o", options, "-l", join(dir, "log"), "-w", "start"]);
+      await waitForPort(port);
+    },
+    async stop() {
+      asPostgres("pg_ctl", ["-D", data, "-m", "fast", "-w", "stop"]);
+    },
+    async destroy() {
+      try {
+        asPostgres("pg_ctl", ["-D", data, "-m", "immediate", "-w", "stop"]);
+      } catch {
+        // already stopped
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  await server.start();
+  return server;
+}
