@@ -124,7 +124,7 @@ export async function startStack(label: string, extraEnv: NodeJS.ProcessEnv = {}
           await exited;
         }),
       );
-      await resetNamespace(namespace);
+      await resetNamespace(namespace, env);
     },
   };
 }

@@ -32,6 +32,8 @@ export interface DurableConsumerOptions {
 }
 
 export const DEFAULT_MAX_DELIVERIES = 10;
+/** A pull request lives this long: a consumer that died is no longer seen waiting after it. */
+export const PULL_EXPIRES_MS = 5_000;
 
 /**
  * A fault-injection point for the fault tests: with RECSYS_CRASH_AFTER_EFFECTS=n the process kills
@@ -99,7 +101,7 @@ export async function runDurableConsumer(opts: DurableConsumerOptions): Promise<
         ack_wait: nanos(bus.ackWaitMs),
       });
       const consumer = await bus.js.consumers.get(opts.stream, opts.durable);
-      messages = await consumer.consume({ max_messages: 2 * opts.concurrency, abort_on_missing_resource: true });
+      messages = await consumer.consume({ max_messages: 2 * opts.concurrency, expires: PULL_EXPIRES_MS, abort_on_missing_resource: true });
     } catch (err) {
       logger.warn({ err: String(err), stream: opts.stream }, "cannot open the consumer, retrying");
       await sleep(1_000);

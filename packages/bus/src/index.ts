@@ -256,4 +256,4 @@ function isNotFound(err: unknown): boolean {
 }
 
 export { nanos };
-export { runDurableConsumer, deadLetter, consumerProgress, deadLettered, type Disposition, type DurableConsumerOptions } from "./consume.js";
+export { runDurableConsumer, PULL_EXPIRES_MS, deadLetter, consumerProgress, deadLettered, type Disposition, type DurableConsumerOptions } from "./consume.js";

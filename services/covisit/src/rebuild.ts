@@ -1,5 +1,5 @@
 import type { Redis } from "ioredis";
-import { JetStreamApiError, type Bus } from "@recsys/bus";
+import { JetStreamApiError, PULL_EXPIRES_MS, type Bus } from "@recsys/bus";
 import { DURABLE } from "./consumer.js";
 import { keyPrefix } from "./redis-store.js";
 
@@ -10,17 +10,27 @@ export class CovisitRunningError extends Error {}
  * what is left of the namespace's keys and the durable consumer, so that the next covisit to start
  * creates it again and applies the whole stream from its first click, in stream order, as the
  * first time. covisit must be stopped: a running one would apply new clicks before the old ones
- * of the same user, which would then count as late. Refuses when it sees one pulling.
+ * of the same user, which would then count as late. A running covisit always has a pull request
+ * waiting; a stopped or crashed one's last requests expire within PULL_EXPIRES_MS. Refuses when
+ * pulls are still waiting after `waitMs`. (Unacked messages prove nothing: a crashed consumer's
+ * stay unacked until the next one pulls them.)
  */
-export async function prepareRebuild(opts: { bus: Bus; redis: Redis; namespace: string }): Promise<{ keysDeleted: number; clicks: number }> {
+export async function prepareRebuild(opts: { bus: Bus; redis: Redis; namespace: string; waitMs?: number }): Promise<{ keysDeleted: number; clicks: number }> {
   const { bus, redis } = opts;
   const stream = bus.topology.clicksStream;
-  const consumer = await bus.jsm.consumers.info(stream, DURABLE).catch((err: unknown) => {
-    if (err instanceof JetStreamApiError && err.status === 404) return undefined;
-    throw err;
-  });
-  if (consumer && (consumer.num_waiting > 0 || consumer.num_ack_pending > 0)) {
-    throw new CovisitRunningError(`covisit is consuming ${stream} (${consumer.num_waiting} pulls waiting, ${consumer.num_ack_pending} unacked): stop every covisit first`);
+  const consumerInfo = () =>
+    bus.jsm.consumers.info(stream, DURABLE).catch((err: unknown) => {
+      if (err instanceof JetStreamApiError && err.status === 404) return undefined;
+      throw err;
+    });
+  let consumer = await consumerInfo();
+  const deadline = Date.now() + (opts.waitMs ?? 2 * PULL_EXPIRES_MS);
+  while (consumer && consumer.num_waiting > 0 && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 250));
+    consumer = await consumerInfo();
+  }
+  if (consumer && consumer.num_waiting > 0) {
+    throw new CovisitRunningError(`covisit is consuming ${stream} (${consumer.num_waiting} pulls waiting): stop every covisit first`);
   }
   let keysDeleted = 0;
   let cursor = "0";

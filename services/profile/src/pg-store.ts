@@ -16,8 +16,11 @@ export function createPool(opts: { databaseUrl: string; schema: string; max: num
     options: `-c search_path=${opts.schema},public`,
     connectionTimeoutMillis: 5_000,
   });
-  // An idle client losing its server emits here; without a listener the process would crash.
+  // A client losing its server (a restart) emits "error": an idle one on the pool, a checked-out one
+  // between two queries on itself. Without a listener either would crash the process; the query in
+  // progress fails on its own and its message is redelivered.
   pool.on("error", (err) => opts.logger.warn({ err: String(err) }, "idle PostgreSQL client failed"));
+  pool.on("connect", (client) => client.on("error", (err) => opts.logger.warn({ err: String(err) }, "PostgreSQL client failed")));
   return pool;
 }
 
