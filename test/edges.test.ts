@@ -39,12 +39,29 @@ async function viaGraphql(query: string, variables?: Record<string, unknown>): P
     body: JSON.stringify({ query, variables }),
   });
   expect(res.status).not.toBe(500);
+  if (res.status === 413) throw new ConnectError("request body too large", Code.ResourceExhausted);
   const body = (await res.json()) as { data?: unknown; errors?: Array<{ message: string; extensions?: { code?: string } }> };
   const first = body.errors?.[0];
   if (!first) return body.data;
   const code = Object.values(Code).find((v) => typeof v === "number" && Code[v].replace(/(?<=[a-z])(?=[A-Z])/g, "_").toUpperCase() === first.extensions?.code);
   throw new ConnectError(first.message, (code as Code | undefined) ?? Code.Unknown);
 }
+
+/** A Connect call made of raw bytes, as a client with broken encoding would send it; its error as a ConnectError. */
+async function rawConnect(base: string, path: string, contentType: string, body: Uint8Array): Promise<unknown> {
+  const res = await fetch(`${base}${path}`, { method: "POST", headers: { "content-type": contentType }, body });
+  if (res.ok) return res;
+  if (res.status === 413) throw new ConnectError("request body too large", Code.ResourceExhausted);
+  const err = (await res.json()) as { code: string; message: string };
+  const code = Object.values(Code).find((v) => typeof v === "number" && Code[v].replace(/(?<=[a-z])(?=[A-Z])/g, "_").toLowerCase() === err.code);
+  throw new ConnectError(err.message, (code as Code | undefined) ?? Code.Unknown);
+}
+
+/** `head`, then bytes that are not UTF-8 (0xff 0xfe), then `tail`. */
+const withBadUtf8 = (head: string, tail: string) => Buffer.concat([Buffer.from(head), Buffer.from([0xff, 0xfe]), Buffer.from(tail)]);
+
+/** A protobuf string field (tag, length, bytes) as it goes on the wire. */
+const protoString = (field: number, bytes: Uint8Array) => Buffer.concat([Buffer.from([(field << 3) | 2, bytes.length]), bytes]);
 
 async function clicksStored(): Promise<number> {
   const nc = await connect({ servers: process.env.NATS_URL ?? "nats://127.0.0.1:4222" });
@@ -128,6 +145,13 @@ describe("bad input is refused, names the field, and writes nothing", () => {
       ["GraphQL interest with empty text", () => viaGraphql('mutation { AddInterest(interest: {userid: "u", text: ""}) { _source_time } }'), "InvalidArgument", "interest.text"],
       ["GraphQL click by both event and click", () => viaGraphql('mutation { Clickstream(event: {userid: "u", url: "https://e.org/a"}, click: {userid: "u", url: "https://e.org/a"}) { userid } }'), "InvalidArgument", "event or click"],
       ["GraphQL query nested too deep", () => viaGraphql(nested), "Unknown", ""],
+      ["invalid UTF-8 in a Connect JSON click's userid", () => rawConnect(stack.url.gateway, "/recsys.gateway.v1.GatewayService/Clickstream", "application/json", withBadUtf8('{"event":{"userid":"u', '","url":"https://e.org/a"}}')), "InvalidArgument", "event.userid"],
+      ["invalid UTF-8 in a Connect JSON page's text", () => rawConnect(stack.url.gateway, "/recsys.gateway.v1.GatewayService/Content", "application/json", withBadUtf8('{"event":{"url":"https://e.org/p","title":"t","text":"caf', '"}}')), "InvalidArgument", "event.text"],
+      // Binary protobuf is decoded before any handler runs; connect-es refuses bad UTF-8 there with Internal.
+      ["invalid UTF-8 in a binary protobuf click", () => rawConnect(stack.url.ingest, "/recsys.ingest.v1.IngestService/PublishClicks", "application/proto", protoString(1, Buffer.concat([protoString(1, Uint8Array.of(0x75, 0xff, 0xfe)), protoString(2, Buffer.from("https://e.org/a"))]))), "Internal", ""],
+      ["a 3 MB page text over Connect", () => c.gateway.content({ event: { ...page, text: "x".repeat(3_000_000) } }), "ResourceExhausted", ""],
+      ["a 3 MB page text over GraphQL", () => viaGraphql("mutation ($e: ContentEvent!) { Content(event: $e) { url } }", { e: { ...page, text: "x".repeat(3_000_000) } }), "ResourceExhausted", ""],
+      ["SimilarContent limit 1001 over GraphQL", () => viaGraphql('{ SimilarContent(userid: "u", limit: 1001) { url } }'), "InvalidArgument", "limit"],
     );
   });
 
@@ -158,6 +182,20 @@ describe("bad input is refused, names the field, and writes nothing", () => {
       "accepted",
     ]);
     expect(await clicksStored()).toBe(before + 2);
+  });
+
+  it("rejects the item of a JSON batch whose userid is not valid UTF-8, by field, and publishes the rest", async () => {
+    const before = await clicksStored();
+    const res = (await rawConnect(
+      stack.url.ingest,
+      "/recsys.ingest.v1.IngestService/PublishClicks",
+      "application/json",
+      withBadUtf8('{"clicks":[{"userid":"ok","url":"https://e.org/u1","eventTime":"2024-01-02T00:00:00Z"},{"userid":"u', '","url":"https://e.org/u2","eventTime":"2024-01-02T00:00:00Z"}]}'),
+    )) as Response;
+    const body = (await res.json()) as { results: Array<{ accepted?: unknown; rejected?: { field: string; reason: string } }> };
+    expect(body.results.map((r) => r.rejected?.field ?? "accepted")).toEqual(["accepted", "userid"]);
+    expect(body.results[1]!.rejected!.reason).toMatch(/valid UTF-8/);
+    expect(await clicksStored()).toBe(before + 1);
   });
 
   it("refuses a request body over 1 MiB", async () => {
@@ -223,5 +261,41 @@ describe("idempotency and lateness", () => {
     } finally {
       await nc.close();
     }
+    const metrics = await (await fetch(`${stack.url.covisit}/metrics`)).text();
+    expect(metrics).toMatch(/^recsys_dead_lettered_total\{source="clicks",cause="late",service="covisit"\} 1$/m);
+    expect(metrics).toMatch(/^recsys_covisit_clicks_total\{outcome="late",service="covisit"\} 1$/m);
+  });
+
+  it("dead-letters bytes that do not decode, on every consumed stream, and each consumer goes on", async () => {
+    const nc = await connect({ servers: process.env.NATS_URL ?? "nats://127.0.0.1:4222" });
+    const poison = Uint8Array.of(0xff, 0xff, 0xff, 0x07);
+    const ns = stack.namespace;
+    try {
+      const js = jetstream(nc);
+      for (const subject of [`${ns}.clicks.3`, `${ns}.content.3`, `${ns}.engagement.likes.3`, `${ns}.engagement.interests.3`]) {
+        await js.publish(subject, poison, { msgID: `poison-${subject}` });
+      }
+      const jsm = await jetstreamManager(nc);
+      const dlq = `${ns.toUpperCase()}_DEAD_LETTERS`;
+      // covisit and profile both read CLICKS; the embedder reads CONTENT and interests; profile reads likes.
+      const sources = ["clicks", "profile-clicks", "content", "likes", "interests"];
+      await expect
+        .poll(async () => {
+          const info = await jsm.streams.info(dlq, { subjects_filter: `${ns}.dlq.>` });
+          return Object.keys(info.state.subjects ?? {}).map((k) => k.slice(`${ns}.dlq.`.length)).sort();
+        }, { timeout: 20_000, interval: 200 })
+        .toEqual(expect.arrayContaining(sources));
+      for (const source of sources) {
+        const m = await jsm.streams.getMessage(dlq, { last_by_subj: `${ns}.dlq.${source}` });
+        expect(m?.header.get("recsys-reason"), source).toMatch(/^undecodable/);
+      }
+    } finally {
+      await nc.close();
+    }
+    // The consumers went on: a click after the poison is counted.
+    await c.gateway.clickstream({ event: { userid: "after-poison", url: "https://e.org/p1", eventTime: at(1) } });
+    await c.gateway.clickstream({ event: { userid: "after-poison", url: "https://e.org/p2", eventTime: at(2) } });
+    await waitApplied();
+    expect((await c.gateway.recommendation({ url: "https://e.org/p1" })).items.map((i) => i.recommendation)).toEqual(["https://e.org/p2"]);
   });
 });

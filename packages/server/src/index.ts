@@ -43,9 +43,10 @@ export interface RpcServer {
  */
 export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer> {
   setServiceName(opts.name);
+  const maxBytes = opts.maxRequestBytes ?? MAX_REQUEST_BYTES;
   const connect = connectNodeAdapter({
     routes: opts.routes,
-    readMaxBytes: opts.maxRequestBytes ?? MAX_REQUEST_BYTES,
+    readMaxBytes: maxBytes,
     interceptors: [timeRpcs],
   });
   const handle = (req: HttpRequest, res: HttpResponse) => {
@@ -77,6 +78,14 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
         },
       );
       return;
+    }
+    if (req instanceof http.IncomingMessage) {
+      // A request refused before its body was read in full (over the size limit) leaves the rest of
+      // the body on the connection, where it would swallow the client's next request: close it.
+      const socket = req.socket;
+      res.once("finish", () => {
+        if (!req.complete && !socket.destroyed) socket.end();
+      });
     }
     (connect as (a: typeof req, b: typeof res) => void)(req, res);
   };

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { checkEventTime, checkLimit, checkOffset, checkPageId, checkQuery, checkText, checkTitle, checkUrl, checkUserid, FieldError, parseRfc3339 } from "./index.js";
+import { checkEventId, checkEventTime, checkLimit, checkOffset, checkPageId, checkQuery, checkText, checkTitle, checkUrl, checkUserid, FieldError, parseRfc3339 } from "./index.js";
 
 const now = Date.parse("2024-01-02T00:00:00Z");
 
@@ -81,5 +81,25 @@ describe("offset and query", () => {
   it("take a search query of words, refusing empty, control characters and over 1,024 characters", () => {
     expect(checkQuery('kafka "stream processing" -batch')).toBe('kafka "stream processing" -batch');
     for (const bad of ["", "   ", "a\u0000b", "q".repeat(1025)]) expect(rejection(() => checkQuery(bad)).field).toBe("query");
+  });
+});
+
+describe("text that was not valid UTF-8", () => {
+  it("is refused in every string field, naming it; real non-ASCII text passes", () => {
+    const decoded = new TextDecoder().decode(Uint8Array.of(0x75, 0xff, 0xfe)); // what a JSON body's bad bytes become
+    const checks: Array<[string, (v: string) => unknown]> = [
+      ["userid", (v) => checkUserid(v)],
+      ["url", (v) => checkUrl(`https://e.org/${v}`)],
+      ["event_id", (v) => checkEventId(v)],
+      ["id", (v) => checkPageId(v)],
+      ["title", (v) => checkTitle(v)],
+      ["text", (v) => checkText(v)],
+      ["query", (v) => checkQuery(v)],
+    ];
+    for (const [field, check] of checks) {
+      expect(() => check(decoded), field).toThrow(new RegExp(`^${field}: must be valid UTF-8`));
+      expect(() => check("a\uD800b"), field).toThrow(new RegExp(`^${field}: must be valid UTF-8`));
+      expect(check("Zürich_日本_😀"), field).toBeTruthy();
+    }
   });
 });

@@ -28,6 +28,16 @@ export const LIMITS = {
 
 const CONTROL = /[\u0000-\u001f\u007f]/;
 
+/**
+ * Invalid UTF-8 in a JSON body reaches us decoded, each bad byte turned into U+FFFD; a lone
+ * surrogate is UTF-16 no UTF-8 can carry. Either means the client's text was not what it meant.
+ */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+function checkWellFormed(value: string, field: string): void {
+  if (value.includes("\uFFFD") || LONE_SURROGATE.test(value)) throw new FieldError(field, "must be valid UTF-8 (it holds U+FFFD, the mark of bytes that were not, or a lone surrogate)");
+}
+
 function chars(s: string): number {
   let n = 0;
   for (const _ of s) n++;
@@ -35,6 +45,7 @@ function chars(s: string): number {
 }
 
 export function checkUserid(value: string, field = "userid"): string {
+  checkWellFormed(value, field);
   if (value.length === 0) throw new FieldError(field, "must not be empty");
   if (chars(value) > LIMITS.useridChars) throw new FieldError(field, `must be at most ${LIMITS.useridChars} characters`);
   if (CONTROL.test(value)) throw new FieldError(field, "must not contain control characters");
@@ -43,6 +54,7 @@ export function checkUserid(value: string, field = "userid"): string {
 
 /** An absolute http(s) URL, kept verbatim: co-visits are counted per exact url string. */
 export function checkUrl(value: string, field = "url"): string {
+  checkWellFormed(value, field);
   if (value.length === 0) throw new FieldError(field, "must not be empty");
   if (chars(value) > LIMITS.urlChars) throw new FieldError(field, `must be at most ${LIMITS.urlChars} characters`);
   if (CONTROL.test(value) || /\s/.test(value)) throw new FieldError(field, "must not contain whitespace or control characters");
@@ -59,6 +71,7 @@ export function checkUrl(value: string, field = "url"): string {
 }
 
 export function checkEventId(value: string, field = "event_id"): string {
+  checkWellFormed(value, field);
   if (chars(value) > LIMITS.eventIdChars) throw new FieldError(field, `must be at most ${LIMITS.eventIdChars} characters`);
   if (CONTROL.test(value) || /\s/.test(value)) throw new FieldError(field, "must not contain whitespace or control characters");
   return value;
@@ -92,6 +105,7 @@ export function checkEventTime(value: string, nowMs: number, field = "event_time
 
 /** A page's own id from its source, e.g. "42672986"; optional unless `allowEmpty` is false. */
 export function checkPageId(value: string, field = "id", allowEmpty = true): string {
+  checkWellFormed(value, field);
   if (!allowEmpty && value === "") throw new FieldError(field, "must not be empty");
   if (chars(value) > LIMITS.pageIdChars) throw new FieldError(field, `must be at most ${LIMITS.pageIdChars} characters`);
   if (CONTROL.test(value) || /\s/.test(value)) throw new FieldError(field, "must not contain whitespace or control characters");
@@ -99,12 +113,14 @@ export function checkPageId(value: string, field = "id", allowEmpty = true): str
 }
 
 export function checkTitle(value: string, field = "title"): string {
+  checkWellFormed(value, field);
   if (chars(value) > LIMITS.titleChars) throw new FieldError(field, `must be at most ${LIMITS.titleChars} characters`);
   return value;
 }
 
 /** Text to embed: at most 32 KiB of UTF-8; empty only when `allowEmpty`. */
 export function checkText(value: string, field = "text", allowEmpty = false): string {
+  checkWellFormed(value, field);
   if (!allowEmpty && value.trim() === "") throw new FieldError(field, "must not be empty");
   const bytes = Buffer.byteLength(value, "utf8");
   if (bytes > LIMITS.textBytes) throw new FieldError(field, `must be at most ${LIMITS.textBytes} bytes of UTF-8, got ${bytes}`);
@@ -128,6 +144,7 @@ export function checkOffset(value: number | undefined, field = "offset"): number
 
 /** A search query: words, "phrases", or, -not (PostgreSQL's websearch syntax). */
 export function checkQuery(value: string, field = "query"): string {
+  checkWellFormed(value, field);
   if (value.trim() === "") throw new FieldError(field, "must not be empty");
   if (chars(value) > LIMITS.queryChars) throw new FieldError(field, `must be at most ${LIMITS.queryChars} characters`);
   if (CONTROL.test(value)) throw new FieldError(field, "must not contain control characters");
