@@ -67,6 +67,27 @@ describe("covisit.lua", () => {
     expect(await everyCount(urls)).toEqual(bruteForce(clicks));
   });
 
+  it("counts exactly when two replicas apply one user's clicks at the same time, each click once (or twice)", async () => {
+    // Two covisit replicas share one durable consumer: two connections, each with its own store,
+    // run the script concurrently for clicks of the same users. The script reads the history and
+    // writes the counts in one atomic step, so neither can miss a partner the other is adding; a
+    // click both happen to get (a redelivery) is applied by whichever runs first.
+    const other = new Redis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
+    try {
+      const replica = new CovisitStore(other, namespace, LATENESS);
+      const urls = Array.from({ length: 5 }, (_, i) => `https://example.org/r${i}`);
+      const clicks = Array.from({ length: 400 }, (_, i) => click(`u${i % 3}`, urls[(i * 7) % urls.length]!, T0 + ((i * 37) % 240) * 1000));
+      const outcomes = await Promise.all(
+        clicks.flatMap((c, i) => (i % 10 === 0 ? [store.applyClick(c), replica.applyClick(c)] : [(i % 2 ? store : replica).applyClick(c)])),
+      );
+      expect(outcomes.filter((o) => o.status === "applied")).toHaveLength(400);
+      expect(outcomes.filter((o) => o.status === "duplicate")).toHaveLength(40);
+      expect(await everyCount(urls)).toEqual(bruteForce(clicks));
+    } finally {
+      other.disconnect();
+    }
+  });
+
   it("does not pair clicks in the same millisecond, pairs at exactly 10 minutes, not beyond", async () => {
     const [a, b, c, d] = ["https://e.org/a", "https://e.org/b", "https://e.org/c", "https://e.org/d"];
     await store.applyClick(click("u", a!, T0));
