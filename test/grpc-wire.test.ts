@@ -61,3 +61,31 @@ it("serves Connect JSON over HTTP/1.1 on the same port, as curl would use it", a
   expect(res.status).toBe(200);
   expect(await res.json()).toEqual({});
 });
+
+it("answers grpc.health.v1 Check and Watch on every port, as grpc_health_probe and Kubernetes would ask", async () => {
+  const pkg = grpc.loadPackageDefinition(protoLoader.loadSync(join(repoRoot, "proto/grpc/health/v1/health.proto"), { enums: String, defaults: true })) as any;
+  const services: Array<[string, string]> = [
+    ["ingest", "recsys.ingest.v1.IngestService"],
+    ["covisit", "recsys.covisit.v1.CovisitService"],
+    ["embedder", "recsys.embedder.v1.EmbedderService"],
+    ["profile", "recsys.profile.v1.ProfileService"],
+    ["gateway", "recsys.gateway.v1.GatewayService"],
+  ];
+  for (const [name, service] of services) {
+    const health = new pkg.grpc.health.v1.Health(stack.url[name as keyof typeof stack.url].replace("http://", ""), grpc.credentials.createInsecure());
+    expect(await call(health, "Check", { service: "" }), name).toEqual({ status: "SERVING" });
+    expect(await call(health, "Check", { service }), name).toEqual({ status: "SERVING" });
+    const unknown = await call(health, "Check", { service: "no.such.Service" }).catch((e: grpc.ServiceError) => e);
+    expect((unknown as grpc.ServiceError).code, name).toBe(grpc.status.NOT_FOUND);
+    const first = await new Promise((resolve, reject) => {
+      const stream = health.Watch({ service });
+      stream.once("data", (m: unknown) => {
+        resolve(m);
+        stream.cancel();
+      });
+      stream.once("error", (e: grpc.ServiceError) => e.code !== grpc.status.CANCELLED && reject(e));
+    });
+    expect(first, name).toEqual({ status: "SERVING" });
+    health.close();
+  }
+});

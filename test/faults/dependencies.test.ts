@@ -1,6 +1,8 @@
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { Health, HealthCheckResponse_ServingStatus } from "@recsys/contracts/grpc/health/v1/health";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { clientsOf } from "../harness/clients.js";
 import { expectRecommendationsExact, expectSimilarContentExact, referenceWorkload, waitApplied, type ReferenceWorkload } from "../harness/oracle.js";
@@ -31,10 +33,13 @@ afterAll(async () => {
   await Promise.all([nats, redis, postgres].map((s) => s?.destroy()));
 });
 
+/** The service's health as /healthz and grpc.health.v1 Check both say it, when they agree. */
 async function health(service: ServiceName): Promise<string> {
   try {
     const res = await fetch(`${stack.url[service]}/healthz`, { signal: AbortSignal.timeout(2_000) });
-    return ((await res.json()) as { status: string }).status;
+    const http = ((await res.json()) as { status: string }).status;
+    const grpc = HealthCheckResponse_ServingStatus[(await createClient(Health, createGrpcTransport({ baseUrl: stack.url[service] })).check({}, { timeoutMs: 2_000 })).status];
+    return http === grpc ? http : `/healthz ${http}, gRPC ${grpc}`;
   } catch (err) {
     return `unreachable: ${String(err)}`;
   }

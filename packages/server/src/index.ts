@@ -6,6 +6,7 @@ import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@conne
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "@recsys/logging";
 import { registry, rpcDuration, setServiceName } from "@recsys/metrics";
+import { Health, HealthCheckResponse_ServingStatus as Status } from "@recsys/contracts/grpc/health/v1/health";
 
 export const MAX_REQUEST_BYTES = 1024 * 1024;
 /** The request header holding the caller's address, as the server saw the connection. */
@@ -45,7 +46,10 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
   setServiceName(opts.name);
   const maxBytes = opts.maxRequestBytes ?? MAX_REQUEST_BYTES;
   const connect = connectNodeAdapter({
-    routes: opts.routes,
+    routes: (router) => {
+      opts.routes(router);
+      healthRoutes(router, opts.healthy);
+    },
     readMaxBytes: maxBytes,
     interceptors: [timeRpcs],
   });
@@ -146,6 +150,35 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
       });
     },
   };
+}
+
+const WATCH_INTERVAL_MS = 1_000;
+
+/**
+ * grpc.health.v1.Health for the whole process: "" and every service this port serves answer
+ * SERVING while `healthy()` holds, NOT_SERVING otherwise; Watch sends each change as it happens
+ * (checked every second) until the client goes away. Other names are unknown.
+ */
+function healthRoutes(router: ConnectRouter, healthy: RpcServerOptions["healthy"]) {
+  const served = new Set(["", ...router.handlers.map((h) => h.service.typeName)]);
+  const status = async () => ((await Promise.resolve(healthy()).catch(() => false)) ? Status.SERVING : Status.NOT_SERVING);
+  router.service(Health, {
+    async check(req) {
+      if (!served.has(req.service)) throw new ConnectError(`unknown service ${req.service}`, Code.NotFound);
+      return { status: await status() };
+    },
+    async *watch(req, ctx) {
+      let last: Status | undefined;
+      while (!ctx.signal.aborted) {
+        const now = served.has(req.service) ? await status() : Status.SERVICE_UNKNOWN;
+        if (now !== last) yield { status: (last = now) };
+        await new Promise((r) => {
+          const t = setTimeout(r, WATCH_INTERVAL_MS);
+          ctx.signal.addEventListener("abort", () => (clearTimeout(t), r(undefined)), { once: true });
+        });
+      }
+    },
+  });
 }
 
 /** Every RPC's duration by method and status code (the code's name, "OK" on success). */
