@@ -1,6 +1,7 @@
 import type { JsMsg } from "@nats-io/jetstream";
 import { headers } from "@nats-io/transport-node";
 import type { Logger } from "@recsys/logging";
+import { withMessageSpan } from "@recsys/tracing";
 import { consumedMessages, deadLetterCause, deadLettered as deadLetteredCount, watchConsumerLag } from "@recsys/metrics";
 import { ensureDurableConsumer, ensureStreams, nanos, type Bus } from "./index.js";
 
@@ -56,7 +57,11 @@ export async function runDurableConsumer(opts: DurableConsumerOptions): Promise<
   const settle = async (m: JsMsg) => {
     let d: Disposition;
     try {
-      d = await opts.handle(m);
+      d = await withMessageSpan(`${opts.stream} ${opts.durable}`, m.headers, async () => {
+        const done = await opts.handle(m);
+        logger.debug({ stream: opts.stream, consumer: opts.durable, seq: m.seq, disposition: done.kind }, "message handled");
+        return done;
+      });
       if (crashAfterEffects > 0 && ++effects >= crashAfterEffects) {
         logger.warn({ stream: opts.stream, seq: m.seq, effects }, "RECSYS_CRASH_AFTER_EFFECTS reached: killing this process before the ack");
         process.kill(process.pid, "SIGKILL");

@@ -15,6 +15,7 @@ import {
 } from "@nats-io/jetstream";
 import type { Logger } from "@recsys/logging";
 import { publishedMessages } from "@recsys/metrics";
+import { injectInto } from "@recsys/tracing";
 import type { JetStreamPublishOptions, PubAck } from "@nats-io/jetstream";
 
 export { headers, type MsgHdrs, type NatsConnection, type JetStreamClient, type JetStreamManager };
@@ -202,7 +203,9 @@ export async function connectBus(opts: { url: string; name: string; namespace: s
     topology,
     ackWaitMs: opts.ackWaitMs ?? DEFAULT_ACK_WAIT_MS,
     async publish(subject, data, publishOpts) {
-      const ack = await js.publish(subject, data, publishOpts);
+      const h = publishOpts?.headers ?? headers();
+      injectInto(h);
+      const ack = await js.publish(subject, data, { ...publishOpts, headers: h });
       publishedMessages.inc({ stream: ack.stream });
       return ack;
     },

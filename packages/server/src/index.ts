@@ -6,6 +6,7 @@ import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@conne
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "@recsys/logging";
 import { registry, rpcDuration, setServiceName } from "@recsys/metrics";
+import { serverTracing } from "@recsys/tracing";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "@recsys/contracts/grpc/health/v1/health";
 
 export const MAX_REQUEST_BYTES = 1024 * 1024;
@@ -51,7 +52,7 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
       healthRoutes(router, opts.healthy);
     },
     readMaxBytes: maxBytes,
-    interceptors: [timeRpcs],
+    interceptors: [serverTracing, timeRpcs, logRpcs(opts.logger)],
   });
   const handle = (req: HttpRequest, res: HttpResponse) => {
     // Handlers see headers, not sockets: the peer address travels as a header no client can set.
@@ -193,6 +194,23 @@ const timeRpcs: Interceptor = (next) => async (req) => {
     throw err;
   }
 };
+
+/** One debug line per RPC, inside its span: method, code and milliseconds, with the trace id. */
+const logRpcs =
+  (logger: Logger): Interceptor =>
+  (next) =>
+  async (req) => {
+    const t0 = performance.now();
+    let code = "OK";
+    try {
+      return await next(req);
+    } catch (err) {
+      code = Code[ConnectError.from(err).code];
+      throw err;
+    } finally {
+      logger.debug({ method: `${req.service.typeName}/${req.method.name}`, code, ms: Math.round((performance.now() - t0) * 10) / 10 }, "rpc");
+    }
+  };
 
 /** A socket whose first bytes were already read: replays them, then passes everything through. */
 class ReplayedSocket extends Duplex {

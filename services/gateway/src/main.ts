@@ -1,5 +1,6 @@
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
+import { clientTracing } from "@recsys/tracing";
 import { commonEnv, port, positiveInt, readConfig, z } from "@recsys/config";
 import { CovisitService } from "@recsys/contracts/covisit/v1/covisit";
 import { IngestService } from "@recsys/contracts/ingest/v1/ingest";
@@ -28,7 +29,7 @@ const config = readConfig(
 );
 const logger = createLogger("gateway");
 // One HTTP/2 connection per backend, reused by every request.
-const grpc = (baseUrl: string) => createGrpcTransport({ baseUrl, pingIntervalMs: 10_000 });
+const grpc = (baseUrl: string) => createGrpcTransport({ baseUrl, pingIntervalMs: 10_000, interceptors: [clientTracing] });
 const backends = {
   covisit: createClient(CovisitService, grpc(config.COVISIT_URL)),
   ingest: createClient(IngestService, grpc(config.INGEST_URL)),

@@ -1,0 +1,87 @@
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { context, propagation, SpanKind, SpanStatusCode, trace, type Context, type TextMapGetter, type TextMapSetter } from "@opentelemetry/api";
+import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
+import { W3CTraceContextPropagator } from "@opentelemetry/core";
+import { ConsoleSpanExporter, SimpleSpanProcessor, TracerProvider, type SpanProcessor } from "@opentelemetry/sdk-trace";
+
+export { context, trace };
+
+let tracerName = "recsys";
+
+/**
+ * W3C trace context for this process: an incoming `traceparent` (RPC header or NATS message
+ * header) continues its trace, every RPC and every consumed message is a span, and outgoing RPCs
+ * and published messages carry the trace on. Spans are exported only when asked
+ * (OTEL_TRACES_EXPORTER=console); the trace and span ids are in every log line either way.
+ */
+export function initTracing(service: string, env: NodeJS.ProcessEnv = process.env): void {
+  tracerName = service;
+  const spanProcessors: SpanProcessor[] = env.OTEL_TRACES_EXPORTER === "console" ? [new SimpleSpanProcessor({ exporter: new ConsoleSpanExporter() })] : [];
+  trace.setGlobalTracerProvider(new TracerProvider({ spanProcessors }));
+  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+  propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+}
+
+/** The active trace and span ids, for log lines (pino's mixin). */
+export function traceFields(): { trace_id?: string; span_id?: string } {
+  const span = trace.getSpan(context.active());
+  if (!span) return {};
+  const { traceId, spanId } = span.spanContext();
+  return { trace_id: traceId, span_id: spanId };
+}
+
+const headersGetter: TextMapGetter<Headers> = {
+  keys: (h) => [...h.keys()],
+  get: (h, key) => h.get(key) ?? undefined,
+};
+const headersSetter: TextMapSetter<Headers> = { set: (h, key, value) => h.set(key, value) };
+
+/** Server side: continues the caller's trace in a span per RPC, and answers the trace id as x-request-id. */
+export const serverTracing: Interceptor = (next) => async (req) => {
+  const parent = propagation.extract(context.active(), req.header, headersGetter);
+  const span = trace.getTracer(tracerName).startSpan(`${req.service.typeName}/${req.method.name}`, { kind: SpanKind.SERVER }, parent);
+  try {
+    const res = await context.with(trace.setSpan(parent, span), () => next(req));
+    res.header.set("x-request-id", span.spanContext().traceId);
+    return res;
+  } catch (err) {
+    const ce = ConnectError.from(err);
+    ce.metadata.set("x-request-id", span.spanContext().traceId);
+    if (ce.code !== Code.InvalidArgument && ce.code !== Code.NotFound) span.setStatus({ code: SpanStatusCode.ERROR, message: ce.rawMessage });
+    throw ce;
+  } finally {
+    span.end();
+  }
+};
+
+/** Client side: sends the active trace with every outgoing RPC. */
+export const clientTracing: Interceptor = (next) => async (req) => {
+  propagation.inject(context.active(), req.header, headersSetter);
+  return next(req);
+};
+
+/** Something that carries string headers, as NATS message headers do. */
+export interface HeaderCarrier {
+  get(key: string): string;
+  set(key: string, value: string): void;
+  keys(): string[];
+}
+
+/** Puts the active trace into message headers before a publish. */
+export function injectInto(h: HeaderCarrier): void {
+  propagation.inject(context.active(), h, { set: (c, k, v) => c.set(k, v) });
+}
+
+/** Runs `fn` in a span continuing the trace a consumed message carries (if any). */
+export async function withMessageSpan<T>(name: string, h: HeaderCarrier | undefined, fn: () => Promise<T>): Promise<T> {
+  const parent: Context = h ? propagation.extract(context.active(), h, { keys: (c) => c.keys(), get: (c, k) => c.get(k) || undefined }) : context.active();
+  const span = trace.getTracer(tracerName).startSpan(name, { kind: SpanKind.CONSUMER }, parent);
+  try {
+    return await context.with(trace.setSpan(parent, span), fn);
+  } catch (err) {
+    span.setStatus({ code: SpanStatusCode.ERROR, message: String(err) });
+    throw err;
+  } finally {
+    span.end();
+  }
+}
