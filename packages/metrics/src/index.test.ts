@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { consumedMessages, deadLetterCause, registry, setServiceName, watchConsumerLag } from "./index.js";
+import { consumedMessages, deadLetterCause, registry, setServiceName, timeCalls, watchConsumerLag } from "./index.js";
 
 describe("metrics", () => {
   it("names the cause of each kind of dead letter the consumers write", () => {
@@ -20,5 +20,28 @@ describe("metrics", () => {
     pending = 0n;
     expect(await registry.metrics()).toContain('recsys_consumer_lag_messages{stream="CLICKS",consumer="covisit",service="unit"} 2');
     expect(first).toMatch(/^process_resident_memory_bytes\{service="unit"\} \d+/m);
+  });
+
+  it("times every async method call of a store under its name, and leaves the object working as before", async () => {
+    class Store {
+      calls = 0;
+      async find(x: number) {
+        this.calls++;
+        await new Promise((r) => setTimeout(r, 5));
+        return x * 2;
+      }
+      name() {
+        return "plain";
+      }
+    }
+    const inner = new Store();
+    const store = timeCalls(inner, "unitdb");
+    expect(await store.find(21)).toBe(42);
+    await expect(Promise.all([store.find(1), store.find(2)])).resolves.toEqual([2, 4]);
+    expect(store.name()).toBe("plain");
+    expect(inner.calls).toBe(3);
+    const text = await registry.metrics();
+    expect(text).toMatch(/^recsys_dependency_duration_seconds_count\{(?=[^}]*dependency="unitdb")(?=[^}]*operation="find")[^}]*\} 3$/m);
+    expect(text).not.toMatch(/operation="name"/);
   });
 });

@@ -94,14 +94,24 @@ export function watchConsumerLag(probe: () => Promise<ConsumerPosition>): void {
   lagProbes.push(probe);
 }
 
-/** Runs `fn`, recording its duration under the dependency and operation. */
-export async function timed<T>(dependency: string, operation: string, fn: () => Promise<T>): Promise<T> {
-  const end = dependencyDuration.startTimer({ dependency, operation });
-  try {
-    return await fn();
-  } finally {
-    end();
-  }
+/**
+ * The same object, with the duration of every call of its methods that return a promise recorded
+ * in `recsys_dependency_duration_seconds{dependency, operation=<method>}`: a store's every call to
+ * Redis or PostgreSQL, without timing code in each method.
+ */
+export function timeCalls<T extends object>(target: T, dependency: string): T {
+  return new Proxy(target, {
+    get(obj, key, receiver) {
+      const value = Reflect.get(obj, key, receiver) as unknown;
+      if (typeof value !== "function" || typeof key !== "string") return value;
+      return (...args: unknown[]) => {
+        const result = (value as (...a: unknown[]) => unknown).apply(obj, args);
+        if (!(result instanceof Promise)) return result;
+        const end = dependencyDuration.startTimer({ dependency, operation: key });
+        return result.finally(end);
+      };
+    },
+  });
 }
 
 /**

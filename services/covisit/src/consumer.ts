@@ -2,7 +2,7 @@ import { fromBinary } from "@bufbuild/protobuf";
 import { JetStreamApiError, runDurableConsumer, type Bus, type Disposition } from "@recsys/bus";
 import { ClickSchema } from "@recsys/contracts/events/v1/events";
 import type { Logger } from "@recsys/logging";
-import { Counter, registry, timed } from "@recsys/metrics";
+import { Counter, registry } from "@recsys/metrics";
 import type { ApplyOutcome, CovisitStore } from "./redis-store.js";
 
 export const DURABLE = "covisit";
@@ -64,7 +64,7 @@ export function runClickConsumer(opts: { bus: Bus; store: CovisitStore; logger: 
     logger: opts.logger,
     signal: opts.signal,
     async handle(m): Promise<Disposition> {
-      const verdict = await timed("redis", "applyClick", () => applyClickMessage(m.data, store));
+      const verdict = await applyClickMessage(m.data, store);
       clickOutcomes.inc({ outcome: verdict.status });
       switch (verdict.status) {
         case "applied":

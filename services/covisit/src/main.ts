@@ -2,6 +2,7 @@ import { Redis } from "ioredis";
 import { connectBus } from "@recsys/bus";
 import { commonEnv, port, positiveInt, readConfig, z } from "@recsys/config";
 import { createLogger } from "@recsys/logging";
+import { timeCalls } from "@recsys/metrics";
 import { onShutdown, startRpcServer } from "@recsys/server";
 import { consumerNeverDelivered, runClickConsumer, type ConsumerStats } from "./consumer.js";
 import { covisitRoutes } from "./handlers.js";
@@ -23,7 +24,7 @@ const redis = new Redis(config.REDIS_URL, {
   retryStrategy: (attempt) => Math.min(5_000, attempt * 200),
 });
 redis.on("error", (err) => logger.warn({ err: String(err) }, "redis"));
-const store = new CovisitStore(redis, config.RECSYS_NAMESPACE, config.ALLOWED_LATENESS_MS, config.DEDUP_RETENTION_MS);
+const store = timeCalls(new CovisitStore(redis, config.RECSYS_NAMESPACE, config.ALLOWED_LATENESS_MS, config.DEDUP_RETENTION_MS), "redis");
 const bus = await connectBus({ url: config.NATS_URL, name: "covisit", namespace: config.RECSYS_NAMESPACE, logger, ackWaitMs: config.BUS_ACK_WAIT_MS });
 const stats: ConsumerStats = { applied: 0, duplicates: 0, late: 0, undecodable: 0 };
 // Counts start with the consumer's first delivery. Past it, a missing marker means Redis lost them:

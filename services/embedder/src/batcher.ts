@@ -1,3 +1,4 @@
+import { embedBatchSize, embedQueueWait } from "@recsys/metrics";
 /** What the batcher needs of a model: token ids per text, and one run over a padded batch. */
 export interface BatchModel {
   tokenize(text: string): number[];
@@ -141,9 +142,11 @@ export class DynamicBatcher {
     this.stats.batches++;
     this.stats.sequences += batch.length;
     this.stats.paddedTokens += longest * batch.length;
+    embedBatchSize.observe(batch.length);
     for (const p of batch) {
       this.stats.realTokens += p.ids.length;
       this.stats.queueWaitMs += started - p.enqueuedAt;
+      embedQueueWait.observe((started - p.enqueuedAt) / 1000);
     }
     try {
       const vectors = await this.model.run(batch.map((p) => p.ids));

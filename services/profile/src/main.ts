@@ -1,6 +1,7 @@
 import { connectBus } from "@recsys/bus";
 import { commonEnv, port, positiveInt, readConfig, z } from "@recsys/config";
 import { createLogger } from "@recsys/logging";
+import { timeCalls } from "@recsys/metrics";
 import { onShutdown, startRpcServer } from "@recsys/server";
 import { runClickConsumer, runEmbeddingConsumer, runInterestConsumer, runLikeConsumer } from "./consumers.js";
 import { profileRoutes } from "./handlers.js";
@@ -22,7 +23,7 @@ const schema = schemaFor(config.RECSYS_NAMESPACE);
 const pool = createPool({ databaseUrl: config.DATABASE_URL, schema, max: config.PG_POOL_MAX, logger });
 const applied = await migrateWhenReachable(pool, schema, config.EMBEDDING_DIMENSION, logger);
 logger.info({ schema, applied }, "migrations up to date");
-const store = new ProfileStore(pool);
+const store = timeCalls(new ProfileStore(pool), "postgres");
 const bus = await connectBus({ url: config.NATS_URL, name: "profile", namespace: config.RECSYS_NAMESPACE, logger, ackWaitMs: config.BUS_ACK_WAIT_MS });
 
 const server = await startRpcServer({
