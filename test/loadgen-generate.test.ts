@@ -108,7 +108,7 @@ describe("loadgen evaluate on a stack fed the generated workload", () => {
     // 200 clicks a batch: the 3,000 clicks span 15 minutes, so three batches (two in flight and
     // the one that may overtake the first) stay within the 5 minutes covisit waits for late clicks.
     replayed = JSON.parse(
-      await loadgen("replay", join(dir("a"), "clickstream.json.gz"), "--rate", "0", "--batch", "200", "--wait", "--json", "--target", stack.url.ingest, "--covisit", stack.url.covisit),
+      await loadgen("replay", join(dir("a"), "clickstream.json.gz"), "--rate", "0", "--wait", "--json", "--target", stack.url.ingest, "--covisit", stack.url.covisit),
     );
     // replay --wait waits for covisit; SimilarContent needs profile to have folded in every click too.
     const last = BigInt(replayed.lastStreamSequence);

@@ -55,6 +55,7 @@ export async function loadContent(opts: ContentLoadOptions): Promise<ContentLoad
     rate: opts.rate,
     batchSize: opts.batchSize,
     concurrency: opts.concurrency,
+    keyOf: (p) => p.url,
     onProgress: opts.onProgress,
     send: async (batch) => itemResults((await ingest.publishContent({ pages: batch }, { timeoutMs: 30_000 })).results),
   });

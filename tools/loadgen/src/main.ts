@@ -144,11 +144,7 @@ each. ${BEHAVIOUR.preferringUsers * 100}% of the users prefer a topic (${BEHAVIO
 alike. Followers of a path are users of its topic, then users without one. Urls and user ids
 depend on the seed, so workloads of two seeds do not mix in one namespace.
 
-replay has up to --concurrency batches in flight and a batch can be overtaken by the next ones, so a
-user's clicks can arrive out of order by the event time of (concurrency + 1) batches; covisit takes
-up to 5 minutes of that (its lateness) and dead-letters the rest. The defaults make ${Math.round(DEFAULT_PARAMS.clicks / DEFAULT_PARAMS.durationMinutes)} clicks a
-minute, as the reference clickstream does (3 x 500 clicks in 4.5 min); replay sparser files with a
-smaller --batch.
+The defaults make ${Math.round(DEFAULT_PARAMS.clicks / DEFAULT_PARAMS.durationMinutes)} clicks a minute, as the reference clickstream does.
 
 Example:
   loadgen generate --out /tmp/w --seed 7

@@ -59,6 +59,7 @@ export async function replay(opts: ReplayOptions): Promise<ReplaySummary> {
     rate: opts.rate,
     batchSize: opts.batchSize,
     concurrency: opts.concurrency,
+    keyOf: (c) => c.userid,
     onProgress: opts.onProgress,
     send: async (batch) => itemResults((await ingest.publishClicks({ clicks: batch }, { timeoutMs: 30_000 })).results),
   });

@@ -38,15 +38,18 @@ export interface SendSummary {
 const RETRYABLE = new Set([Code.Unavailable, Code.DeadlineExceeded, Code.Internal, Code.Unknown, Code.Aborted, Code.ResourceExhausted, Code.Canceled]);
 
 /**
- * Sends items in batches at a rate (0 = as fast as acked), `concurrency` calls in flight. A batch
- * that fails with a retryable code is sent again unchanged, so with the same ids: nothing accepted
- * is lost or counted twice.
+ * Sends items in batches at a rate (0 = as fast as acked), up to `concurrency` calls in flight. Items
+ * with the same `keyOf` (a user's clicks, a page's versions) go through one lane, one call at a time,
+ * so they arrive in file order: calls in flight side by side never overtake each other for one key.
+ * A batch that fails with a retryable code is sent again unchanged, so with the same ids: nothing
+ * accepted is lost or counted twice.
  */
 export async function sendPaced<T>(opts: {
   items: AsyncIterable<T>;
   rate: number;
   batchSize: number;
   concurrency: number;
+  keyOf: (item: T) => string;
   send: (batch: T[]) => Promise<ItemResult[]>;
   onProgress?: (p: { sent: number; accepted: number; elapsedMs: number }) => void;
 }): Promise<SendSummary> {
@@ -57,7 +60,7 @@ export async function sendPaced<T>(opts: {
   };
   const started = performance.now();
 
-  async function sendBatch(batch: T[], firstLine: number): Promise<void> {
+  async function sendBatch(batch: T[], lines: number[]): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       const t0 = performance.now();
       try {
@@ -70,7 +73,7 @@ export async function sendPaced<T>(opts: {
             if (r.streamSequence > s.lastStreamSequence) s.lastStreamSequence = r.streamSequence;
           } else {
             s.rejected++;
-            if (s.rejections.length < 100) s.rejections.push({ line: firstLine + i, field: r.field, reason: r.reason });
+            if (s.rejections.length < 100) s.rejections.push({ line: lines[i]!, field: r.field, reason: r.reason });
           }
         });
         return;
@@ -83,41 +86,48 @@ export async function sendPaced<T>(opts: {
     }
   }
 
-  const inFlight = new Set<Promise<void>>();
+  interface Lane {
+    batch: T[];
+    lines: number[];
+    /** The lane's call in flight, if any. */
+    busy: Promise<void> | undefined;
+  }
+  const lanes: Lane[] = Array.from({ length: opts.concurrency }, () => ({ batch: [], lines: [], busy: undefined }));
   let failure: unknown;
-  let batch: T[] = [];
-  let batchFirstLine = 1;
-  let line = 0;
-  const flush = async () => {
-    if (batch.length === 0) return;
+  // At a low rate, small batches keep the pacing smooth (about 20 calls a second).
+  const batchSize = opts.rate > 0 ? Math.max(1, Math.min(opts.batchSize, Math.floor(opts.rate / 20))) : opts.batchSize;
+
+  const flush = async (lane: Lane) => {
+    if (lane.batch.length === 0) return;
+    // One call at a time per lane: the next batch of these keys waits for the previous one's answer.
+    if (lane.busy) await lane.busy;
+    if (failure) throw failure;
     // Pace by items handed to the wire: item k goes out no earlier than k / rate seconds in.
     if (opts.rate > 0) {
       const due = started + (s.sent / opts.rate) * 1000;
       const now = performance.now();
       if (due > now) await sleep(due - now);
     }
-    const p = sendBatch(batch, batchFirstLine).catch((err: unknown) => {
+    const { batch, lines } = lane;
+    lane.batch = [];
+    lane.lines = [];
+    s.sent += batch.length;
+    lane.busy = sendBatch(batch, lines).catch((err: unknown) => {
       failure ??= err;
     });
-    s.sent += batch.length;
-    batch = [];
-    batchFirstLine = line + 1;
-    inFlight.add(p);
-    void p.finally(() => inFlight.delete(p));
-    if (inFlight.size >= opts.concurrency) await Promise.race(inFlight);
-    if (failure) throw failure;
     opts.onProgress?.({ sent: s.sent, accepted: s.accepted, elapsedMs: performance.now() - started });
   };
-  // At a low rate, small batches keep the pacing smooth (about 20 calls a second).
-  const batchSize = opts.rate > 0 ? Math.max(1, Math.min(opts.batchSize, Math.floor(opts.rate / 20))) : opts.batchSize;
 
+  let line = 0;
   for await (const item of opts.items) {
     line++;
-    batch.push(item);
-    if (batch.length >= batchSize) await flush();
+    const lane = lanes[laneIndex(opts.keyOf(item), lanes.length)]!;
+    lane.batch.push(item);
+    lane.lines.push(line);
+    if (lane.batch.length >= batchSize) await flush(lane);
   }
-  await flush();
-  await Promise.all(inFlight);
+  for (const lane of lanes) await flush(lane);
+  await Promise.all(lanes.map((l) => l.busy));
   if (failure) throw failure;
 
   s.elapsedMs = performance.now() - started;
@@ -125,6 +135,13 @@ export async function sendPaced<T>(opts: {
   s.ackLatencyP50Ms = ackLatency.getValueAtPercentile(50) / 1000;
   s.ackLatencyP99Ms = ackLatency.getValueAtPercentile(99) / 1000;
   return s;
+}
+
+/** A key's lane: FNV-1a of its UTF-16 code units, so the same key always takes the same lane. */
+export function laneIndex(key: string, lanes: number): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
+  return (h >>> 0) % lanes;
 }
 
 /** Polls until `done` is true, failing with `describe()` after the timeout. */
