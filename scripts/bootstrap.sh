@@ -14,6 +14,15 @@ if ! command -v pnpm >/dev/null 2>&1 || [ "$(pnpm --version 2>/dev/null)" != "$w
   export PATH="$root/.tools/node_modules/.bin:$PATH"
 fi
 
+# The dashboard's browser test drives Debian's Chromium: browser builds of their own cannot be downloaded here.
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "bootstrap: installing chromium (Debian package)" >&2
+  # try the existing lists first; refresh the system lists once only if that fails
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-liberation >/dev/null \
+    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-liberation >/dev/null; } \
+    || echo "bootstrap: could not install chromium; test/dashboard.test.ts needs /usr/bin/chromium" >&2
+fi
+
 cd "$root"
 # onnxruntime-node's postinstall would fetch CUDA binaries from an unreachable host; the CPU build ships in the package.
 export ONNXRUNTIME_NODE_INSTALL=skip

@@ -8,6 +8,7 @@ import { ProfileService } from "@recsys/contracts/profile/v1/profile";
 import { createLogger } from "@recsys/logging";
 import { onShutdown, startRpcServer } from "@recsys/server";
 import { Access, parseApiKeys } from "./access.js";
+import { createDashboard } from "./dashboard.js";
 import { serveGraphql } from "./graphql-http.js";
 import { createGraphql } from "./graphql.js";
 import { createGatewayApi, gatewayRoutes } from "./handlers.js";
@@ -21,6 +22,8 @@ const config = readConfig(
     INGEST_URL: z.string().url().default("http://127.0.0.1:50051"),
     COVISIT_URL: z.string().url().default("http://127.0.0.1:50052"),
     PROFILE_URL: z.string().url().default("http://127.0.0.1:50054"),
+    // Only the dashboard reads the embedder (its /healthz and /metrics).
+    EMBEDDER_URL: z.string().url().default("http://127.0.0.1:50053"),
     GATEWAY_DEADLINE_MS: positiveInt(5_000),
     // Empty: no keys needed. Else `key:read,key:write,…`; mutations need a write key.
     GATEWAY_API_KEYS: z.string().default(""),
@@ -37,13 +40,19 @@ const backends = {
 };
 const api = createGatewayApi(backends, logger, config.GATEWAY_DEADLINE_MS);
 const access = new Access(parseApiKeys(config.GATEWAY_API_KEYS), config.GATEWAY_MUTATIONS_PER_MINUTE, logger);
+const dashboard = createDashboard({
+  backends: { ingest: config.INGEST_URL, covisit: config.COVISIT_URL, embedder: config.EMBEDDER_URL, profile: config.PROFILE_URL },
+  access,
+  logger,
+});
+const graphql = serveGraphql(createGraphql(api, logger, access), logger);
 
 const server = await startRpcServer({
   name: "gateway",
   host: config.HOST,
   port: config.GATEWAY_PORT,
   routes: gatewayRoutes(api, access),
-  http: serveGraphql(createGraphql(api, logger, access), logger),
+  http: (req, res) => dashboard.http(req, res) || graphql(req, res),
   healthy: async () => {
     const probes = [config.COVISIT_URL, config.INGEST_URL, config.PROFILE_URL].map((u) =>
       fetch(new URL("/healthz", u), { signal: AbortSignal.timeout(1_000) }).then((r) => r.ok, () => false),
@@ -52,4 +61,7 @@ const server = await startRpcServer({
   },
   logger,
 });
-onShutdown(logger, () => server.close());
+onShutdown(logger, () => {
+  dashboard.close();
+  return server.close();
+});

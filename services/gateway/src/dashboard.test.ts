@@ -1,0 +1,259 @@
+import http from "node:http";
+import type net from "node:net";
+import { createLogger } from "@recsys/logging";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { Access, parseApiKeys } from "./access.js";
+import { createDashboard, type Dashboard } from "./dashboard.js";
+import { BACKENDS, batchSizes, CounterRate, DashboardState, type BackendName, type BackendScrape, type DashboardSnapshot } from "./dashboard-snapshot.js";
+import { parsePrometheusText, total } from "./prometheus-text.js";
+
+const logger = createLogger("gateway").child({}, { level: "silent" });
+
+// What prom-client serves, default label included, trimmed to the series the dashboard reads.
+const INGEST_METRICS = `# HELP recsys_published_messages_total Messages published
+# TYPE recsys_published_messages_total counter
+recsys_published_messages_total{stream="TX1_CLICKS",service="ingest"} 40
+recsys_published_messages_total{stream="TX1_CONTENT",service="ingest"} 7
+recsys_published_messages_total{stream="TX1_ENGAGEMENT",service="ingest"} 2
+process_resident_memory_bytes{service="ingest"} 104857600
+`;
+const covisitMetrics = (applied: number) => `# TYPE recsys_covisit_clicks_total counter
+recsys_covisit_clicks_total{outcome="applied",service="covisit"} ${applied}
+recsys_covisit_clicks_total{outcome="duplicate",service="covisit"} 3
+# TYPE recsys_consumer_lag_messages gauge
+recsys_consumer_lag_messages{stream="TX1_CLICKS",consumer="covisit",service="covisit"} 12
+`;
+const EMBEDDER_METRICS = `# TYPE recsys_embed_batch_size histogram
+recsys_embed_batch_size_bucket{le="1",service="embedder"} 2
+recsys_embed_batch_size_bucket{le="2",service="embedder"} 2
+recsys_embed_batch_size_bucket{le="4",service="embedder"} 5
+recsys_embed_batch_size_bucket{le="8",service="embedder"} 6
+recsys_embed_batch_size_bucket{le="+Inf",service="embedder"} 6
+recsys_embed_batch_size_sum{service="embedder"} 19
+recsys_embed_batch_size_count{service="embedder"} 6
+recsys_consumer_lag_messages{stream="TX1_CONTENT",consumer="embedder",service="embedder"} 0
+`;
+
+describe("parsePrometheusText", () => {
+  it("reads names, labels with escapes, special values and timestamps; skips comments and junk", () => {
+    const samples = parsePrometheusText(
+      [
+        "# HELP x_total a help line",
+        "",
+        'x_total{path="/a\\"b\\\\c",note="line\\nbreak",} 3 1700000000000',
+        "up 1",
+        'h_bucket{le="+Inf"} +Inf',
+        "g NaN",
+        "not a sample line",
+        'broken{label="unterminated} 1',
+      ].join("\n"),
+    );
+    expect(samples.map((s) => s.name)).toEqual(["x_total", "up", "h_bucket", "g"]);
+    expect(samples[0]).toEqual({ name: "x_total", labels: { path: '/a"b\\c', note: "line\nbreak" }, value: 3 });
+    expect(samples[1]).toEqual({ name: "up", labels: {}, value: 1 });
+    expect(samples[2]!.value).toBe(Infinity);
+    expect(samples[3]!.value).toBeNaN();
+  });
+
+  it("sums the series that pass a filter, and says when there are none", () => {
+    const samples = parsePrometheusText(INGEST_METRICS);
+    expect(total(samples, "recsys_published_messages_total")).toBe(49);
+    expect(total(samples, "recsys_published_messages_total", (l) => l.stream === "TX1_CLICKS")).toBe(40);
+    expect(total(samples, "recsys_missing_total")).toBeUndefined();
+  });
+});
+
+describe("CounterRate", () => {
+  it("is per second over its window, null until it has two readings", () => {
+    const rate = new CounterRate(5_000);
+    expect(rate.observe(100, 0)).toBeNull();
+    expect(rate.observe(110, 1_000)).toBe(10);
+    expect(rate.observe(130, 2_000)).toBe(15);
+    // The reading at 0 falls out of the window: 60 clicks over the last 5 s.
+    expect(rate.observe(160, 6_000)).toBe(10);
+  });
+
+  it("counts on from zero after a restart, and says nothing while the counter cannot be read", () => {
+    const rate = new CounterRate(5_000);
+    rate.observe(500, 0);
+    expect(rate.observe(10, 1_000)).toBe(10);
+    expect(rate.observe(undefined, 2_000)).toBeNull();
+    expect(rate.observe(30, 3_000)).toBe(10);
+  });
+});
+
+describe("DashboardState", () => {
+  const scrapes = (applied: number): BackendScrape[] => [
+    { service: "ingest", healthy: true, metrics: parsePrometheusText(INGEST_METRICS) },
+    { service: "covisit", healthy: true, metrics: parsePrometheusText(covisitMetrics(applied)) },
+    { service: "embedder", healthy: true, metrics: parsePrometheusText(EMBEDDER_METRICS) },
+    { service: "profile", healthy: false },
+  ];
+
+  it("gives clicks and their rate, lag per consumer, batch sizes and each backend's health", () => {
+    const state = new DashboardState();
+    const first = state.next(scrapes(10), 0);
+    expect(first.clicks).toEqual({ applied: 10, appliedPerSecond: null, published: 40, publishedPerSecond: null });
+    const second = state.next(scrapes(30), 2_000);
+    expect(second.clicks).toEqual({ applied: 30, appliedPerSecond: 10, published: 40, publishedPerSecond: 0 });
+    expect(second.lag).toEqual([
+      { service: "covisit", stream: "TX1_CLICKS", consumer: "covisit", messages: 12 },
+      { service: "embedder", stream: "TX1_CONTENT", consumer: "embedder", messages: 0 },
+    ]);
+    expect(second.services).toEqual([
+      { name: "ingest", healthy: true, metrics: true, residentBytes: 104857600 },
+      { name: "covisit", healthy: true, metrics: true, residentBytes: null },
+      { name: "embedder", healthy: true, metrics: true, residentBytes: null },
+      { name: "profile", healthy: false, metrics: false, residentBytes: null },
+    ]);
+    expect(second.embedBatches).toEqual({
+      batches: 6,
+      texts: 19,
+      meanSize: 19 / 6,
+      buckets: [
+        { label: "≤1", batches: 2 },
+        { label: "2", batches: 0 },
+        { label: "3–4", batches: 3 },
+        { label: "5–8", batches: 1 },
+        { label: ">8", batches: 0 },
+      ],
+    });
+  });
+
+  it("shows no numbers for a backend that did not answer, rather than zeros", () => {
+    const s = new DashboardState().next([{ service: "covisit", healthy: false }], 0);
+    expect(s.clicks).toEqual({ applied: null, appliedPerSecond: null, published: null, publishedPerSecond: null });
+    expect(s.embedBatches).toBeNull();
+    expect(batchSizes(parsePrometheusText('recsys_embed_batch_size_count{service="embedder"} 0'))).toEqual({ batches: 0, texts: 0, meanSize: null, buckets: [] });
+  });
+});
+
+describe("dashboard over HTTP", () => {
+  const servers: http.Server[] = [];
+  const backendUrls = {} as Record<BackendName, string>;
+  let applied = 5;
+  let profileHealthy = true;
+  let gateway: http.Server | undefined;
+  let dashboard: Dashboard | undefined;
+
+  const listen = async (server: http.Server) => {
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    return `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+  };
+
+  beforeAll(async () => {
+    for (const service of BACKENDS) {
+      const backend = http.createServer((req, res) => {
+        if (req.url === "/healthz") {
+          const ok = service !== "profile" || profileHealthy;
+          res.writeHead(ok ? 200 : 503).end();
+          return;
+        }
+        if (req.url === "/metrics") {
+          const text = { ingest: INGEST_METRICS, covisit: covisitMetrics(applied), embedder: EMBEDDER_METRICS, profile: undefined }[service];
+          if (text === undefined) res.writeHead(500).end("registry failed");
+          else res.writeHead(200, { "content-type": "text/plain" }).end(text);
+          return;
+        }
+        res.writeHead(404).end();
+      });
+      servers.push(backend);
+      backendUrls[service] = await listen(backend);
+    }
+  });
+  afterEach(async () => {
+    dashboard?.close();
+    const open = gateway;
+    gateway = dashboard = undefined;
+    if (open) await new Promise((r) => (open.close(r), open.closeAllConnections()));
+  });
+  afterAll(async () => {
+    await Promise.all(servers.map((s) => new Promise((r) => (s.close(r), s.closeAllConnections()))));
+  });
+
+  async function serve(apiKeys = "") {
+    const d = createDashboard({ backends: backendUrls, access: new Access(parseApiKeys(apiKeys), 60, logger), logger, intervalMs: 100 });
+    dashboard = d;
+    gateway = http.createServer((req, res) => {
+      if (!d.http(req, res)) res.writeHead(404).end();
+    });
+    return listen(gateway);
+  }
+
+  /** The first `n` snapshots of an event stream. */
+  async function snapshots(url: string, n: number, headers: Record<string, string> = {}): Promise<DashboardSnapshot[]> {
+    const res = await fetch(`${url}/dashboard/events`, { headers });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toMatch(/^text\/event-stream/);
+    const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+    const out: DashboardSnapshot[] = [];
+    let buffer = "";
+    while (out.length < n) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value;
+      for (let end = buffer.indexOf("\n\n"); end >= 0; end = buffer.indexOf("\n\n")) {
+        const data = buffer.slice(0, end).split("\n").filter((l) => l.startsWith("data: "));
+        buffer = buffer.slice(end + 2);
+        if (data.length > 0) out.push(JSON.parse(data.map((l) => l.slice(6)).join("\n")) as DashboardSnapshot);
+      }
+    }
+    await reader.cancel();
+    return out.slice(0, n);
+  }
+
+  it("serves the page with a policy that allows only its own script and style", async () => {
+    const url = await serve();
+    const res = await fetch(`${url}/`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toBe("text/html; charset=utf-8");
+    const csp = res.headers.get("content-security-policy")!;
+    expect(csp).toContain("default-src 'none'");
+    expect(csp).toMatch(/script-src 'sha256-[A-Za-z0-9+/=]+'/);
+    const html = await res.text();
+    expect(html).toContain('id="recommendation-form"');
+    expect(html).not.toMatch(/<(script|link)[^>]+(src|href)="https?:/);
+    expect(html).not.toContain("innerHTML");
+    expect((await fetch(`${url}/graphql`)).status).toBe(404);
+  });
+
+  it("streams a snapshot of every backend each interval", async () => {
+    const url = await serve();
+    profileHealthy = false;
+    const [first, , third] = await snapshots(url, 3).finally(() => (profileHealthy = true));
+    expect(first!.services.map((s) => [s.name, s.healthy, s.metrics])).toEqual([
+      ["ingest", true, true],
+      ["covisit", true, true],
+      ["embedder", true, true],
+      ["profile", false, false],
+    ]);
+    expect(third!.clicks.published).toBe(40);
+    expect(third!.lag.map((l) => l.consumer)).toEqual(["covisit", "embedder"]);
+    expect(third!.embedBatches?.meanSize).toBeCloseTo(19 / 6);
+  });
+
+  it("shows the applied clicks climbing while the page is open", async () => {
+    const url = await serve();
+    applied = 100;
+    const timer = setInterval(() => (applied += 10), 50);
+    try {
+      const seen = await snapshots(url, 5);
+      const values = seen.map((s) => s.clicks.applied!);
+      expect(values[values.length - 1]!).toBeGreaterThan(values[0]!);
+      expect(seen[seen.length - 1]!.clicks.appliedPerSecond).toBeGreaterThan(0);
+    } finally {
+      clearInterval(timer);
+    }
+  });
+
+  it("needs a valid key for the stream when the gateway has keys, but not for the page", async () => {
+    const url = await serve("readkey-0123456789abcdef:read");
+    const refused = await fetch(`${url}/dashboard/events`);
+    expect(refused.status).toBe(401);
+    expect(await refused.json()).toEqual({ code: "unauthenticated", message: "x-api-key: a valid API key is required" });
+    expect((await fetch(`${url}/dashboard/events`, { headers: { "x-api-key": "wrong-key-0123456789" } })).status).toBe(401);
+    const [snapshot] = await snapshots(url, 1, { "x-api-key": "readkey-0123456789abcdef" });
+    expect(snapshot!.clicks.published).toBe(40);
+    expect((await fetch(`${url}/`)).status).toBe(200);
+  });
+});
