@@ -1,4 +1,5 @@
 import pg from "pg";
+import { CREATE_CLICKS_TABLE, INSERT_CLICKS, REFERENCE_COVISIT_SQL } from "@recsys/loadgen/reference-sql";
 import { readJsonLinesGz } from "./files.js";
 
 export interface RawClick {
@@ -25,19 +26,9 @@ export async function referenceCoVisits(clicks: RawClick[]): Promise<Map<string,
   const client = new pg.Client({ connectionString: process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test" });
   await client.connect();
   try {
-    await client.query("CREATE TEMP TABLE clicks (userid text NOT NULL, url text NOT NULL, t timestamptz NOT NULL)");
-    await client.query(
-      `INSERT INTO clicks SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(userid text, url text, event_time timestamptz)`,
-      [JSON.stringify(clicks)],
-    );
-    const { rows } = await client.query<ReferenceRow>(`
-      SELECT url, recommendation, frequency::int AS frequency FROM (
-        SELECT b.url, a.url AS recommendation, count(*) AS frequency
-        FROM clicks b JOIN clicks a ON b.userid = a.userid
-         AND b.t < a.t AND b.t >= a.t - interval '10 minutes'
-        GROUP BY 1, 2
-      ) r
-      ORDER BY url, frequency DESC, recommendation COLLATE "C"`);
+    await client.query(CREATE_CLICKS_TABLE);
+    await client.query(INSERT_CLICKS, [JSON.stringify(clicks)]);
+    const { rows } = await client.query<ReferenceRow>(REFERENCE_COVISIT_SQL);
     const byUrl = new Map<string, Array<{ recommendation: string; frequency: number }>>();
     for (const r of rows) {
       let list = byUrl.get(r.url);

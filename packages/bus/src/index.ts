@@ -176,6 +176,9 @@ export async function connectBus(opts: { url: string; name: string; namespace: s
         maxReconnectAttempts: -1,
         reconnectTimeWait: 500,
         pingInterval: 10_000,
+        // Every publish is a request for its PubAck; with async traces on, each builds an Error
+        // (a stack capture) in advance: 8% of covisit's CPU and 13% of ingest's in a replay profile.
+        noAsyncTraces: true,
       });
     } catch (err) {
       const waitMs = Math.min(5_000, 200 * attempt);

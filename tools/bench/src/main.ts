@@ -1,0 +1,338 @@
+#!/usr/bin/env node
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { gunzipSync } from "node:zlib";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { EmbedderService } from "@recsys/contracts/embedder/v1/embedder";
+import { ProfileService } from "@recsys/contracts/profile/v1/profile";
+import { loadContent } from "@recsys/loadgen/content";
+import { CREATE_CLICKS_TABLE, INSERT_CLICKS, REFERENCE_COVISIT_SQL } from "@recsys/loadgen/reference-sql";
+import { replay } from "@recsys/loadgen/replay";
+import { Command } from "commander";
+import { Redis } from "ioredis";
+import pg from "pg";
+import { percentiles, runOpenLoop, type LatencySummary } from "./open-loop.js";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "../../..");
+const data = join(root, "../shared/data");
+const clicksFile = join(data, "clickstream.json.gz");
+const pagesFile = join(data, "content.json.gz");
+const env = process.env;
+const url = {
+  gateway: env.GATEWAY_URL ?? `http://127.0.0.1:${env.GATEWAY_PORT ?? 8080}`,
+  ingest: env.INGEST_URL ?? `http://127.0.0.1:${env.INGEST_PORT ?? 50051}`,
+  covisit: env.COVISIT_URL ?? `http://127.0.0.1:${env.COVISIT_PORT ?? 50052}`,
+  embedder: env.EMBEDDER_URL ?? `http://127.0.0.1:${env.EMBEDDER_PORT ?? 50053}`,
+  profile: env.PROFILE_URL ?? `http://127.0.0.1:${env.PROFILE_PORT ?? 50054}`,
+};
+
+interface Click {
+  userid: string;
+  url: string;
+  event_time: string;
+}
+interface Page {
+  url: string;
+  title: string;
+  text: string;
+}
+const lines = <T>(file: string): T[] =>
+  gunzipSync(readFileSync(file))
+    .toString("utf8")
+    .split("\n")
+    .filter((l) => l.trim())
+    .map((l) => JSON.parse(l) as T);
+
+const log = (msg: string) => process.stderr.write(`bench: ${msg}\n`);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function healthy(base: string): Promise<boolean> {
+  return fetch(`${base}/healthz`, { signal: AbortSignal.timeout(1_000) }).then((r) => r.ok, () => false);
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** POST to a gateway Connect JSON method; throws on an error answer. */
+async function gatewayCall(method: string, body: unknown): Promise<unknown> {
+  const res = await fetch(`${url.gateway}/recsys.gateway.v1.GatewayService/${method}`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  const json = (await res.json()) as unknown;
+  if (!res.ok) throw new Error(`${method}: ${JSON.stringify(json)}`);
+  return json;
+}
+
+/** The stack as `pnpm stack:up` runs it, started if the gateway is not healthy; all pages loaded. */
+async function ensureStack() {
+  if (!(await healthy(url.gateway))) {
+    log("starting the stack (node scripts/stack.mjs up)");
+    const up = spawnSync(process.execPath, [join(root, "scripts/stack.mjs"), "up"], { stdio: ["ignore", "inherit", "inherit"] });
+    if (up.status !== 0) throw new Error("the stack did not start");
+  }
+  const profile = createClient(ProfileService, createGrpcTransport({ baseUrl: url.profile }));
+  if ((await profile.progress({})).pages < 2596n) {
+    log("loading the reference pages");
+    await loadContent({ file: pagesFile, rate: 0, target: url.ingest, embedder: url.embedder, profile: url.profile, wait: true, batchSize: 100, concurrency: 2, waitTimeoutMs: 600_000 });
+  }
+}
+
+/**
+ * The reference clicks as this run's own traffic: user ids prefixed with the run, so that a run
+ * never meets the users (and their newest click times) of an earlier one.
+ */
+function runFile(clicks: Click[], run: string, count = clicks.length): string {
+  const file = join(mkdtempSync(join(tmpdir(), "recsys-bench-")), "clicks.json");
+  writeFileSync(file, clicks.slice(0, count).map((c) => JSON.stringify({ ...c, userid: `${run}-${c.userid}` })).join("\n"));
+  return file;
+}
+
+/** Reference clicks through ingest as fast as taken (new times, so new ids), until visible in Recommendation. */
+async function ingestToVisible(file: string) {
+  const s = await replay({ file, rate: 0, target: url.ingest, covisit: url.covisit, wait: true, shiftTime: true, batchSize: 500, concurrency: 4, waitTimeoutMs: 300_000 });
+  if (s.accepted !== s.sent || s.late !== 0) throw new Error(`replay: ${JSON.stringify(s)}`);
+  return { clicksPerSecond: s.clicksPerSecond, seconds: s.elapsedMs / 1000, ackP50Ms: s.ackLatencyP50Ms, ackP99Ms: s.ackLatencyP99Ms };
+}
+
+/**
+ * At 100 clicks/s of reference traffic, probes: a new user clicks page A, then page B; from sending B
+ * until the gateway's Recommendation(A) lists B.
+ */
+async function freshness(seconds: number, file: string) {
+  const background = replay({ file, rate: 100, target: url.ingest, covisit: url.covisit, wait: false, shiftTime: true, batchSize: 500, concurrency: 2, waitTimeoutMs: 60_000 });
+  const run = Date.now().toString(36);
+  const samples: number[] = [];
+  const end = performance.now() + seconds * 1000;
+  await sleep(500);
+  for (let n = 0; performance.now() < end; n++) {
+    const a = `https://bench.example/${run}/${n}/a`;
+    const b = `https://bench.example/${run}/${n}/b`;
+    const userid = `bench-probe-${run}-${n}`;
+    await gatewayCall("Clickstream", { event: { userid, url: a } });
+    const t0 = performance.now();
+    await gatewayCall("Clickstream", { event: { userid, url: b } });
+    for (;;) {
+      const rec = (await gatewayCall("Recommendation", { url: a })) as { items?: Array<{ recommendation: string }> };
+      if (rec.items?.some((i) => i.recommendation === b)) break;
+      if (performance.now() - t0 > 10_000) throw new Error(`probe ${n}: ${b} not visible after 10 s`);
+    }
+    samples.push(performance.now() - t0);
+    await sleep(100);
+  }
+  await background;
+  return { probes: samples.length, ...percentiles(samples) };
+}
+
+/** Embed RPC throughput over the reference pages: 64 single-text calls in flight, so the server batches. */
+async function embedThroughput(base: string, texts: string[]) {
+  const embedder = createClient(EmbedderService, createGrpcTransport({ baseUrl: base }));
+  await embedder.embed({ texts: texts.slice(0, 8) });
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: 64 }, async () => {
+      while (next < texts.length) await embedder.embed({ texts: [texts[next++]!] });
+    }),
+  );
+  return texts.length / ((performance.now() - t0) / 1000);
+}
+
+/** A second embedder, batching off (EMBED_MAX_BATCH=1), on a free port in a namespace of its own. */
+async function startUnbatchedEmbedder(): Promise<{ url: string; child: ChildProcess }> {
+  const port = await freePort();
+  const child = spawn(process.execPath, [join(root, "services/embedder/dist/main.js")], {
+    env: { ...env, EMBEDDER_PORT: String(port), EMBED_MAX_BATCH: "1", RECSYS_NAMESPACE: "benchunbatched", LOG_LEVEL: "warn" },
+    stdio: "ignore",
+  });
+  const base = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 300 && !(await healthy(base)); i++) await sleep(200);
+  return { url: base, child };
+}
+
+/** The reference SQL, a full recompute over the same clicks in PostgreSQL: the median of 3 runs. */
+async function sqlBaseline(clicks: Click[]) {
+  const client = new pg.Client({ connectionString: env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/test" });
+  await client.connect();
+  try {
+    await client.query(CREATE_CLICKS_TABLE);
+    await client.query(INSERT_CLICKS, [JSON.stringify(clicks)]);
+    await client.query("ANALYZE clicks");
+    const runs: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const t0 = performance.now();
+      await client.query(REFERENCE_COVISIT_SQL);
+      runs.push(performance.now() - t0);
+    }
+    return runs.sort((a, b) => a - b)[1]!;
+  } finally {
+    await client.end();
+  }
+}
+
+/**
+ * Redis' own speed at covisit's work: the script run for every reference click straight from this
+ * process (pipelined, one connection per 4th of the users, each user's clicks in order), nothing
+ * else in the way. Redis counts the commands the script ran (INFO commandstats).
+ */
+async function redisBound(clicks: Click[]) {
+  const script = readFileSync(join(root, "services/covisit/dist/covisit.lua"), "utf8");
+  const prefix = `benchbound${Date.now().toString(36)}:recsys:`;
+  const admin = new Redis(env.REDIS_URL ?? "redis://127.0.0.1:6379");
+  const conns = Array.from({ length: 4 }, () => new Redis(env.REDIS_URL ?? "redis://127.0.0.1:6379", { enableAutoPipelining: true }));
+  try {
+    const sha = (await admin.script("LOAD", script)) as string;
+    await admin.set(`${prefix}counts-from-first-click`, "bench");
+    const shard = (u: string) => [...u].reduce((h, ch) => (h * 31 + ch.charCodeAt(0)) >>> 0, 7) % conns.length;
+    const byConn = conns.map(() => [] as Click[]);
+    for (const c of clicks) byConn[shard(c.userid)]!.push(c);
+    await admin.config("RESETSTAT");
+    const t0 = performance.now();
+    await Promise.all(
+      byConn.map((list, i) =>
+        Promise.all(
+          list.map((c, k) =>
+            conns[i]!.evalsha(sha, 4, `${prefix}h:${c.userid}`, `${prefix}hu:${c.userid}`, `${prefix}seen:${c.userid}`, `${prefix}counts-from-first-click`,
+              `bound-${k}-${c.userid}-${c.event_time}`, c.url, String(Date.parse(c.event_time)), "600000", "300000", `${prefix}cv:`, "3600000"),
+          ),
+        ),
+      ),
+    );
+    const seconds = (performance.now() - t0) / 1000;
+    const stats = (await admin.info("commandstats")).split("\n");
+    let commands = 0;
+    for (const l of stats) {
+      const m = /^cmdstat_(\w+):calls=(\d+)/.exec(l);
+      if (m && !["evalsha", "eval", "info", "config"].includes(m[1]!)) commands += Number(m[2]);
+    }
+    let cursor = "0";
+    do {
+      const [next, keys] = await admin.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
+      cursor = next;
+      if (keys.length) await admin.unlink(...keys);
+    } while (cursor !== "0");
+    return { clicksPerSecond: clicks.length / seconds, commandsPerClick: commands / clicks.length, redisOpsPerSecond: commands / seconds };
+  } finally {
+    admin.disconnect();
+    for (const c of conns) c.disconnect();
+  }
+}
+
+/** Resident memory of each service, from its own /metrics. */
+async function rssMiB(): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const [name, base] of Object.entries(url)) {
+    const text = await fetch(`${base}/metrics`).then((r) => r.text(), () => "");
+    const m = /^process_resident_memory_bytes\{[^}]*\} (\d+)/m.exec(text);
+    if (m) out[name] = Math.round(Number(m[1]) / 2 ** 20);
+  }
+  return out;
+}
+
+const latency = (s: LatencySummary) => ({ p50_ms: s.p50Ms, p99_ms: s.p99Ms, max_ms: s.maxMs, errors: s.errors, achieved_rps: Math.round(s.achievedPerSecond) });
+
+async function main(opts: { json?: string; quick: boolean }) {
+  const clicks = lines<Click>(clicksFile);
+  const pages = lines<Page>(pagesFile);
+  const users = [...new Set(clicks.map((c) => c.userid))];
+  const urls = [...new Set(clicks.map((c) => c.url))];
+  const rateSeconds = opts.quick ? 3 : 10;
+  await ensureStack();
+
+  log("SQL baseline");
+  const sqlMs = await sqlBaseline(clicks);
+  log("Redis bound");
+  const bound = await redisBound(clicks);
+  const run = `bench${Date.now().toString(36)}`;
+  log("ingest to visible");
+  const ingest = await ingestToVisible(runFile(clicks, `${run}a`));
+  log("freshness at 100 clicks/s");
+  const freshSeconds = opts.quick ? 4 : 15;
+  const fresh = await freshness(freshSeconds, runFile(clicks, `${run}b`, 100 * (freshSeconds + 2)));
+  log("Recommendation at 1,000 requests/s");
+  const rec = await runOpenLoop({ rate: 1000, durationMs: rateSeconds * 1000, request: async (i) => void (await gatewayCall("Recommendation", { url: urls[(i * 7919) % urls.length] })) });
+  log("SimilarContent at 500 requests/s");
+  const sim = await runOpenLoop({ rate: 500, durationMs: rateSeconds * 1000, request: async (i) => void (await gatewayCall("SimilarContent", { userid: users[(i * 7919) % users.length] })) });
+  log("embedding, batched and not");
+  const texts = pages.slice(0, opts.quick ? 400 : pages.length).map((p) => `${p.title}\n${p.text}`);
+  const batched = await embedThroughput(url.embedder, texts);
+  const unbatchedEmbedder = await startUnbatchedEmbedder();
+  let unbatched: number;
+  try {
+    unbatched = await embedThroughput(unbatchedEmbedder.url, texts);
+  } finally {
+    unbatchedEmbedder.child.kill("SIGTERM");
+  }
+  const rss = await rssMiB();
+
+  const baselineClicksPerSecond = clicks.length / (sqlMs / 1000);
+  const result = {
+    quick: opts.quick,
+    ingest_to_visible_clicks_per_s: Math.round(ingest.clicksPerSecond),
+    ingest_ack_p50_ms: ingest.ackP50Ms,
+    ingest_ack_p99_ms: ingest.ackP99Ms,
+    freshness_p50_ms_at_100_per_s: round(fresh.p50Ms),
+    freshness_p99_ms_at_100_per_s: round(fresh.p99Ms),
+    freshness_probes: fresh.probes,
+    recommendation_p50_ms_at_1000_rps: rec.p50Ms,
+    recommendation_p99_ms_at_1000_rps: rec.p99Ms,
+    recommendation_at_1000_rps: latency(rec),
+    similar_content_p50_ms_at_500_rps: sim.p50Ms,
+    similar_content_p99_ms_at_500_rps: sim.p99Ms,
+    similar_content_at_500_rps: latency(sim),
+    embed_docs_per_s: Math.round(batched),
+    embed_docs_per_s_max_batch_1: Math.round(unbatched),
+    embed_batching_speedup: round(batched / unbatched),
+    sql_baseline_recompute_ms: Math.round(sqlMs),
+    sql_baseline_clicks_per_s: Math.round(baselineClicksPerSecond),
+    redis_bound_clicks_per_s: Math.round(bound.clicksPerSecond),
+    redis_commands_per_click: round(bound.commandsPerClick),
+    redis_ops_per_s: Math.round(bound.redisOpsPerSecond),
+    ours_over_baseline: round(ingest.clicksPerSecond / baselineClicksPerSecond),
+    ours_over_bound: round(ingest.clicksPerSecond / bound.clicksPerSecond),
+    rss_mib: rss,
+  };
+  printTable(result);
+  if (opts.json) writeFileSync(opts.json, `${JSON.stringify(result, null, 2)}\n`);
+}
+
+const round = (x: number) => Math.round(x * 100) / 100;
+
+function printTable(r: Record<string, unknown>) {
+  const goals: Record<string, string> = {
+    ingest_to_visible_clicks_per_s: ">= 10000",
+    freshness_p99_ms_at_100_per_s: "<= 50",
+    recommendation_p99_ms_at_1000_rps: "<= 5",
+    similar_content_p99_ms_at_500_rps: "<= 20",
+    embed_batching_speedup: ">= 3",
+  };
+  const rows = Object.entries(r).filter(([, v]) => typeof v !== "object" && typeof v !== "boolean");
+  const width = Math.max(...rows.map(([k]) => k.length));
+  for (const [k, v] of rows) process.stdout.write(`${k.padEnd(width)}  ${String(v).padStart(10)}  ${goals[k] ? `goal ${goals[k]}` : ""}\n`);
+  process.stdout.write(`${"rss_mib".padEnd(width)}  ${JSON.stringify(r.rss_mib)}\n`);
+}
+
+new Command("bench")
+  .description("Benchmarks the running stack (started if needed) against the reference workload, beside the SQL baseline and the Redis bound.")
+  .option("--json <file>", "also write the figures as JSON")
+  .option("--quick", "shorter phases and fewer pages (about a minute)", false)
+  .action(main)
+  .parseAsync()
+  .catch((err: unknown) => {
+    process.stderr.write(`bench: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  });
