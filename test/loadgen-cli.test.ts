@@ -73,6 +73,20 @@ describe("loadgen replay", () => {
     expect(performance.now() - t0).toBeGreaterThanOrEqual(400);
   });
 
+  it("counts in its summary the clicks covisit dead-lettered as later than the allowed lateness", async () => {
+    const lateFile = join(dir, "late.json");
+    writeFileSync(
+      lateFile,
+      [
+        { userid: "u-late", url: A, event_time: "2024-01-02T01:00:00Z" },
+        // 10 minutes older than the user's newest click, past the 5 minutes allowed.
+        { userid: "u-late", url: B, event_time: "2024-01-02T00:50:00Z" },
+      ].map((l) => JSON.stringify(l)).join("\n"),
+    );
+    const { stdout } = await run(process.execPath, [join(repoRoot, "tools/loadgen/dist/main.js"), "replay", lateFile, "--target", stack.url.ingest, "--covisit", stack.url.covisit, "--rate", "0", "--wait", "--json"]);
+    expect(JSON.parse(stdout)).toMatchObject({ sent: 2, accepted: 2, late: 1 });
+  });
+
   it("refuses a bad option with a message naming it", async () => {
     await expect(loadgen("--rate", "-3")).rejects.toMatchObject({ stderr: expect.stringContaining("--rate") });
   });
