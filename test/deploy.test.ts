@@ -1,12 +1,11 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
-import net from "node:net";
 import { basename, join, posix, relative, resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { parse, parseAllDocuments } from "yaml";
 // @ts-expect-error plain ESM script shared with `pnpm stack:reset`
 import { resetNamespace } from "../scripts/reset.mjs";
-import { repoRoot } from "./harness/stack.js";
+import { freePort, repoRoot } from "./harness/stack.js";
 
 // The deploy files must agree with the services they deploy: the ports in their config, the
 // variables they read, and the command each image runs, which is run here outside Docker.
@@ -222,16 +221,6 @@ function resolvePort(port: number | string, container: Yaml): number {
 
 // ---------- running things ----------
 
-async function freePort(): Promise<number> {
-  return new Promise((done, reject) => {
-    const s = net.createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => done(port));
-    });
-  });
-}
 
 function exitOf(child: ChildProcess): Promise<number | null> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
