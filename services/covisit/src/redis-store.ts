@@ -32,7 +32,7 @@ export interface ClickToApply {
 }
 
 type ScriptedRedis = Redis & {
-  applyClick(history: string, urls: string, seen: string, marker: string, ...args: string[]): Promise<[string, number | string]>;
+  applyClick(history: string, seen: string, marker: string, ...args: string[]): Promise<[string, number | string]>;
   topCoVisits(key: string, marker: string, limit: number): Promise<string[] | null>;
 };
 
@@ -61,7 +61,7 @@ export class CovisitStore {
     private readonly dedupRetentionMs: number = DEFAULT_DEDUP_RETENTION_MS,
   ) {
     this.prefix = keyPrefix(namespace);
-    redis.defineCommand("applyClick", { numberOfKeys: 4, lua: readScript("covisit.lua") });
+    redis.defineCommand("applyClick", { numberOfKeys: 3, lua: readScript("covisit.lua") });
     redis.defineCommand("topCoVisits", { numberOfKeys: 2, lua: readScript("recommend.lua") });
     this.redis = redis as ScriptedRedis;
   }
@@ -70,8 +70,12 @@ export class CovisitStore {
     return `${this.prefix}cv:`;
   }
 
+  /**
+   * Named after the script's storage version: counts kept by an older version (another layout of
+   * the history) count as lost, so an upgrade asks for `covisit:rebuild` instead of misreading them.
+   */
   private get marker(): string {
-    return `${this.prefix}counts-from-first-click`;
+    return `${this.prefix}counts-from-first-click:v3`;
   }
 
   /** Declares the counts complete from the stream's first click: call only when nothing was applied yet. */
@@ -89,7 +93,6 @@ export class CovisitStore {
   async applyClick(click: ClickToApply): Promise<ApplyOutcome> {
     const [status, n] = await this.redis.applyClick(
       `${this.prefix}h:${click.userid}`,
-      `${this.prefix}hu:${click.userid}`,
       `${this.prefix}seen:${click.userid}`,
       this.marker,
       click.eventId,

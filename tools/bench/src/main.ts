@@ -13,6 +13,8 @@ import { ProfileService } from "@recsys/contracts/profile/v1/profile";
 import { loadContent } from "@recsys/loadgen/content";
 import { CREATE_CLICKS_TABLE, INSERT_CLICKS, REFERENCE_COVISIT_SQL } from "@recsys/loadgen/reference-sql";
 import { replay } from "@recsys/loadgen/replay";
+import { laneIndex } from "@recsys/loadgen/sender";
+import { CovisitStore, keyPrefix } from "@recsys/covisit/store";
 import { Command } from "commander";
 import { Redis } from "ioredis";
 import pg from "pg";
@@ -185,43 +187,37 @@ async function sqlBaseline(clicks: Click[]) {
 }
 
 /**
- * Redis' own speed at covisit's work: the script run for every reference click straight from this
- * process (pipelined, one connection per 4th of the users, each user's clicks in order), nothing
- * else in the way. Redis counts the commands the script ran (INFO commandstats).
+ * Redis' own speed at covisit's work: covisit's own store (the same script, keys and arguments) run
+ * for every reference click straight from this process, over 4 pipelined connections (each user's
+ * clicks on one, in order), with no NATS, gRPC or other service in the way. Redis counts the
+ * commands the script ran (INFO commandstats).
  */
 async function redisBound(clicks: Click[]) {
-  const script = readFileSync(join(root, "services/covisit/dist/covisit.lua"), "utf8");
-  const prefix = `benchbound${Date.now().toString(36)}:recsys:`;
-  const admin = new Redis(env.REDIS_URL ?? "redis://127.0.0.1:6379");
-  const conns = Array.from({ length: 4 }, () => new Redis(env.REDIS_URL ?? "redis://127.0.0.1:6379", { enableAutoPipelining: true }));
+  const namespace = `benchbound${Date.now().toString(36)}`;
+  const redisUrl = env.REDIS_URL ?? "redis://127.0.0.1:6379";
+  const admin = new Redis(redisUrl);
+  const conns = Array.from({ length: 4 }, () => new Redis(redisUrl, { enableAutoPipelining: true }));
   try {
-    const sha = (await admin.script("LOAD", script)) as string;
-    await admin.set(`${prefix}counts-from-first-click`, "bench");
-    const shard = (u: string) => [...u].reduce((h, ch) => (h * 31 + ch.charCodeAt(0)) >>> 0, 7) % conns.length;
-    const byConn = conns.map(() => [] as Click[]);
-    for (const c of clicks) byConn[shard(c.userid)]!.push(c);
+    const stores = conns.map((c) => new CovisitStore(c, namespace, 300_000));
+    await stores[0]!.markFirstClick();
+    const byStore = stores.map(() => [] as Click[]);
+    clicks.forEach((c) => byStore[laneIndex(c.userid, stores.length)]!.push(c));
     await admin.config("RESETSTAT");
     const t0 = performance.now();
     await Promise.all(
-      byConn.map((list, i) =>
-        Promise.all(
-          list.map((c, k) =>
-            conns[i]!.evalsha(sha, 4, `${prefix}h:${c.userid}`, `${prefix}hu:${c.userid}`, `${prefix}seen:${c.userid}`, `${prefix}counts-from-first-click`,
-              `bound-${k}-${c.userid}-${c.event_time}`, c.url, String(Date.parse(c.event_time)), "600000", "300000", `${prefix}cv:`, "3600000"),
-          ),
-        ),
+      byStore.map((list, i) =>
+        Promise.all(list.map((c, k) => stores[i]!.applyClick({ eventId: `bound-${i}-${k}`, userid: c.userid, url: c.url, eventTimeMs: Date.parse(c.event_time) }))),
       ),
     );
     const seconds = (performance.now() - t0) / 1000;
-    const stats = (await admin.info("commandstats")).split("\n");
     let commands = 0;
-    for (const l of stats) {
+    for (const l of (await admin.info("commandstats")).split("\n")) {
       const m = /^cmdstat_(\w+):calls=(\d+)/.exec(l);
-      if (m && !["evalsha", "eval", "info", "config"].includes(m[1]!)) commands += Number(m[2]);
+      if (m && !["evalsha", "eval", "info", "config", "script"].includes(m[1]!)) commands += Number(m[2]);
     }
     let cursor = "0";
     do {
-      const [next, keys] = await admin.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
+      const [next, keys] = await admin.scan(cursor, "MATCH", `${keyPrefix(namespace)}*`, "COUNT", 1000);
       cursor = next;
       if (keys.length) await admin.unlink(...keys);
     } while (cursor !== "0");
