@@ -107,5 +107,5 @@ for (const e of found) console.log(`  ${e.score.toFixed(3)}  ${e.title}  (id ${e
 console.log(`\nAsk yourself:\n  curl -s -X POST -H 'content-type: application/json' \\\n    -d '{"url": "https://en.wikipedia.org/wiki/Generosity%3A%20An%20Enhancement", "limit": 5}' \\\n    ${gateway}/recsys.gateway.v1.GatewayService/Recommendation
   curl -s -X POST -H 'content-type: application/json' \\\n    -d '{"userid": "${reader}"}' \\\n    ${gateway}/recsys.gateway.v1.GatewayService/SimilarContent
   curl -s -X POST -H 'content-type: application/json' \\\n    -d '{"query": "{ RecommendedEvents(userid: \\"${fan}\\") { id title score } }"}' \\\n    ${gateway}/graphql
-  or open ${gateway}/graphiql in a browser.`);
+  or open ${gateway}/graphiql in a browser; ${gateway}/ is the live dashboard.`);
 console.log("The stack keeps running; stop it with: pnpm stack:down");
