@@ -89,3 +89,33 @@ it("answers grpc.health.v1 Check and Watch on every port, as grpc_health_probe a
     health.close();
   }
 });
+
+/** The value of the sample `name` whose labels include all of `labels` (in any order), or undefined. */
+function sample(body: string, name: string, labels: Record<string, string>): number | undefined {
+  for (const line of body.split("\n")) {
+    const m = /^([a-z_]+)\{(.*)\} (\S+)$/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const have = Object.fromEntries([...m[2]!.matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
+    if (Object.entries(labels).every(([k, v]) => have[k] === v)) return Number(m[3]);
+  }
+  return undefined;
+}
+
+it("serves Prometheus metrics on every port: RPC latency by method and code, events out and in, lag, memory", async () => {
+  const text = Object.fromEntries(
+    await Promise.all((["ingest", "covisit", "embedder", "profile", "gateway"] as const).map(async (s) => [s, await (await fetch(`${stack.url[s]}/metrics`)).text()] as const)),
+  );
+  const CLICKS = `${stack.namespace.toUpperCase()}_CLICKS`;
+  for (const [service, body] of Object.entries(text)) {
+    expect(sample(body, "process_resident_memory_bytes", { service }), service).toBeGreaterThan(10 * 2 ** 20);
+  }
+  // The first test published two clicks through ingest, which covisit applied and profile folded in.
+  expect(sample(text.ingest!, "recsys_rpc_duration_seconds_count", { method: "recsys.ingest.v1.IngestService/PublishClicks", code: "OK" })).toBe(1);
+  expect(sample(text.ingest!, "recsys_published_messages_total", { stream: CLICKS })).toBe(2);
+  expect(sample(text.covisit!, "recsys_consumed_messages_total", { stream: CLICKS, consumer: "covisit", outcome: "ack" })).toBe(2);
+  expect(sample(text.covisit!, "recsys_consumer_lag_messages", { stream: CLICKS, consumer: "covisit" })).toBe(0);
+  expect(sample(text.covisit!, "recsys_rpc_duration_seconds_count", { method: "recsys.covisit.v1.CovisitService/Recommendation", code: "InvalidArgument" })).toBe(1);
+  expect(sample(text.covisit!, "recsys_dependency_duration_seconds_count", { dependency: "redis", operation: "applyClick" })).toBe(2);
+  expect(sample(text.profile!, "recsys_consumed_messages_total", { stream: CLICKS, consumer: "profile-clicks", outcome: "ack" })).toBe(2);
+  expect(sample(text.profile!, "recsys_dependency_duration_seconds_count", { dependency: "postgres", operation: "applyClick" })).toBe(2);
+});
