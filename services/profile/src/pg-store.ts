@@ -97,31 +97,18 @@ export class ProfileStore {
    * per url with `applyEmbedding`, so a click is never parked after its page's parked clicks were folded.
    */
   applyClick(click: ClickToApply): Promise<ClickOutcome> {
-    return this.transaction(async (db) => {
-      await lockUrl(db, click.url);
-      const fresh = await db.query("INSERT INTO applied_events (event_id) VALUES ($1) ON CONFLICT DO NOTHING", [click.eventId]);
-      if (fresh.rowCount === 0) return { status: "duplicate" };
-      const added = await db.query(
-        `INSERT INTO interests (userid, sum, terms) SELECT $1, embedding, 1 FROM content WHERE url = $2
-         ON CONFLICT (userid) DO UPDATE SET sum = interests.sum + excluded.sum, terms = interests.terms + excluded.terms`,
-        [click.userid, click.url],
-      );
-      if (added.rowCount === 0) {
-        await db.query("INSERT INTO parked_clicks (event_id, userid, url, event_time_ms) VALUES ($1, $2, $3, $4)", [
+    // One statement (migration 003's apply_click), so one round trip and its own transaction.
+    return this.retrying(() =>
+      this.withClient(async (db) => {
+        const { rows } = await db.query<{ status: ClickOutcome["status"] }>("SELECT apply_click($1, $2, $3, $4) AS status", [
           click.eventId,
           click.userid,
           click.url,
           click.eventTimeMs,
         ]);
-        return { status: "parked" };
-      }
-      await db.query(
-        `INSERT INTO user_page_terms (userid, url, clicks) VALUES ($1, $2, 1)
-         ON CONFLICT (userid, url) DO UPDATE SET clicks = user_page_terms.clicks + 1`,
-        [click.userid, click.url],
-      );
-      return { status: "applied" };
-    });
+        return { status: rows[0]!.status } as ClickOutcome;
+      }),
+    );
   }
 
   /**
@@ -345,23 +332,30 @@ export class ProfileStore {
   }
 
   /** Runs `fn` in a transaction, again on deadlock or serialization failure; other errors throw. */
-  private async transaction<T>(fn: (db: pg.PoolClient) => Promise<T>): Promise<T> {
-    for (let attempt = 1; ; attempt++) {
+  private transaction<T>(fn: (db: pg.PoolClient) => Promise<T>): Promise<T> {
+    return this.retrying(() =>
+      this.withClient(async (db) => {
+        await db.query("BEGIN");
+        try {
+          const result = await fn(db);
+          await db.query("COMMIT");
+          return result;
+        } catch (err) {
+          await db.query("ROLLBACK").catch(() => undefined);
+          throw err;
+        }
+      }),
+    );
+  }
+
+  /** Runs `attempt` again on deadlock or serialization failure; other errors throw. */
+  private async retrying<T>(attempt: () => Promise<T>): Promise<T> {
+    for (let n = 1; ; n++) {
       try {
-        return await this.withClient(async (db) => {
-          await db.query("BEGIN");
-          try {
-            const result = await fn(db);
-            await db.query("COMMIT");
-            return result;
-          } catch (err) {
-            await db.query("ROLLBACK").catch(() => undefined);
-            throw err;
-          }
-        });
+        return await attempt();
       } catch (err) {
-        if (attempt >= MAX_ATTEMPTS || !RETRYABLE.has(sqlState(err) ?? "")) throw err;
-        await new Promise((r) => setTimeout(r, Math.random() * 20 * attempt));
+        if (n >= MAX_ATTEMPTS || !RETRYABLE.has(sqlState(err) ?? "")) throw err;
+        await new Promise((r) => setTimeout(r, Math.random() * 20 * n));
       }
     }
   }
