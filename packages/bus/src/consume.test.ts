@@ -52,4 +52,46 @@ describe("runDurableConsumer", () => {
     expect(applied.sort()).toEqual(["database down", "fine"]);
     expect(attempts.get("database down")).toBe(5);
   });
+
+  it("hands a backlog over in batches of at most maxBatch, each message once, and isolates a poison message in a batch", async () => {
+    const stop = new AbortController();
+    const subject = bus.topology.clicksSubject(1);
+    const bodies = Array.from({ length: 300 }, (_, i) => (i === 137 ? "poison" : `click ${i}`));
+    // A backlog first, so that the consumer finds more than one batch waiting.
+    for (const body of bodies) await bus.js.publish(subject, new TextEncoder().encode(body));
+    const batchSizes: number[] = [];
+    const applied: string[] = [];
+    const consuming = runDurableConsumer({
+      bus,
+      stream: bus.topology.clicksStream,
+      durable: "batch-test",
+      filterSubject: subject,
+      concurrency: 2,
+      maxBatch: 64,
+      deadLetterSource: "batch-test",
+      logger: createLogger("bus-test"),
+      signal: stop.signal,
+      maxDeliveries: 2,
+      async handleBatch(ms) {
+        batchSizes.push(ms.length);
+        const texts = ms.map((m) => new TextDecoder().decode(m.data));
+        if (texts.includes("poison")) throw new Error("cannot apply this one");
+        applied.push(...texts);
+        return ms.map(() => ({ kind: "ack" as const }));
+      },
+    });
+    await expect.poll(() => applied.length, { timeout: 20_000, interval: 50 }).toBe(299);
+    await expect.poll(() => deadLettered(bus, "batch-test"), { timeout: 20_000, interval: 100 }).toBe(1n);
+    stop.abort();
+    await consuming;
+    expect(new Set(applied).size).toBe(299);
+    expect(applied).not.toContain("poison");
+    expect(Math.max(...batchSizes)).toBeLessThanOrEqual(64);
+    // The backlog went in batches, not one message at a time.
+    expect(Math.max(...batchSizes)).toBeGreaterThan(1);
+    expect(batchSizes.length).toBeLessThan(150);
+    const dead = await bus.jsm.streams.getMessage(bus.topology.deadLetterStream, { last_by_subj: bus.topology.deadLetterSubject("batch-test") });
+    expect(new TextDecoder().decode(dead!.data)).toBe("poison");
+    expect(dead!.header.get("recsys-reason")).toMatch(/^failed 2 deliveries, last: Error: cannot apply this one/);
+  });
 });

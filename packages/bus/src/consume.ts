@@ -1,7 +1,7 @@
 import type { JsMsg } from "@nats-io/jetstream";
 import { headers } from "@nats-io/transport-node";
 import type { Logger } from "@recsys/logging";
-import { withMessageSpan } from "@recsys/tracing";
+import { withBatchSpan } from "@recsys/tracing";
 import { consumedMessages, deadLetterCause, deadLettered as deadLetteredCount, watchConsumerLag } from "@recsys/metrics";
 import { ensureDurableConsumer, ensureStreams, nanos, type Bus } from "./index.js";
 
@@ -13,13 +13,11 @@ export type Disposition =
   /** The message can never take effect: keep it in DEAD_LETTERS with the reason, then ack. */
   | { kind: "dead-letter"; reason: string };
 
-export interface DurableConsumerOptions {
+interface CommonOptions {
   bus: Bus;
   stream: string;
   durable: string;
   filterSubject: string;
-  /** Messages whose effects may run at once. */
-  concurrency: number;
   /** The subject suffix of dead letters: dlq.<source>. */
   deadLetterSource: string;
   logger: Logger;
@@ -29,8 +27,29 @@ export interface DurableConsumerOptions {
    * the consumer keeps going. An explicit "retry" (a dependency down) is never given up. Default 10.
    */
   maxDeliveries?: number;
-  handle(m: JsMsg): Promise<Disposition>;
 }
+
+export type DurableConsumerOptions = CommonOptions &
+  (
+    | {
+        /** Messages whose effects may run at once. */
+        concurrency: number;
+        handle(m: JsMsg): Promise<Disposition>;
+      }
+    | {
+        /** Batches whose effects may run at once. */
+        concurrency: number;
+        /** The most messages one batch takes. */
+        maxBatch: number;
+        /**
+         * The effect of several messages at once, one disposition per message, in order. A batch
+         * takes what arrived while the previous ones ran: one message when the stream is quiet, up
+         * to `maxBatch` when it is busy. A throw sends each message of the batch through alone, so
+         * that one poison message cannot hold back the others.
+         */
+        handleBatch(ms: JsMsg[]): Promise<Disposition[]>;
+      }
+  );
 
 export const DEFAULT_MAX_DELIVERIES = 10;
 /** A pull request lives this long: a consumer that died is no longer seen waiting after it. */
@@ -38,41 +57,49 @@ export const PULL_EXPIRES_MS = 5_000;
 
 /**
  * A fault-injection point for the fault tests: with RECSYS_CRASH_AFTER_EFFECTS=n the process kills
- * itself after the n-th effect, before that message is acked, as a crash at the worst moment would.
+ * itself right after the effect of its n-th message (and of the rest of that message's batch),
+ * before they are acked, as a crash at the worst moment would.
  */
 const crashAfterEffects = Number(process.env.RECSYS_CRASH_AFTER_EFFECTS ?? 0);
 let effects = 0;
 
 /**
- * Runs a durable pull consumer until `signal` aborts. Each message is acked only after `handle`
- * returned, so a crash redelivers it: `handle` must be idempotent. A throw counts as a retry, up
- * to `maxDeliveries` deliveries; then the message is dead-lettered with the error.
+ * Runs a durable pull consumer until `signal` aborts. Each message is acked only after its effect
+ * returned, so a crash redelivers it: effects must be idempotent. A throw counts as a retry, up to
+ * `maxDeliveries` deliveries; then the message is dead-lettered with the error.
  * The consumer (and its stream) are re-created on every pass, so a deleted stream heals itself.
  */
 export async function runDurableConsumer(opts: DurableConsumerOptions): Promise<void> {
   const { bus, logger } = opts;
-  const inFlight = new Set<Promise<void>>();
+  const batched = "handleBatch" in opts;
+  const maxBatch = batched ? opts.maxBatch : 1;
+  const handleBatch = batched ? (ms: JsMsg[]) => opts.handleBatch(ms) : async (ms: JsMsg[]) => [await opts.handle(ms[0]!)];
+  const maxDeliveries = opts.maxDeliveries ?? DEFAULT_MAX_DELIVERIES;
+  const spanName = `${opts.stream} ${opts.durable}`;
+  const debug = logger.isLevelEnabled("debug");
   watchConsumerLag(async () => ({ stream: opts.stream, consumer: opts.durable, ...(await consumerProgress(bus, opts.stream, opts.durable)) }));
   const count = (outcome: string) => consumedMessages.inc({ stream: opts.stream, consumer: opts.durable, outcome });
-  const settle = async (m: JsMsg) => {
-    let d: Disposition;
+
+  /** The batch's effect, in one span; undefined when it threw (each message then goes alone). */
+  const effectOf = async (batch: JsMsg[]): Promise<Disposition[] | Error> => {
     try {
-      d = await withMessageSpan(`${opts.stream} ${opts.durable}`, m.headers, async () => {
-        const done = await opts.handle(m);
-        logger.debug({ stream: opts.stream, consumer: opts.durable, seq: m.seq, disposition: done.kind }, "message handled");
+      return await withBatchSpan(spanName, batch.map((m) => m.headers), async (traceIds) => {
+        const done = await handleBatch(batch);
+        if (done.length !== batch.length) throw new Error(`${batch.length} messages, ${done.length} dispositions`);
+        if (debug) {
+          // The message's own trace id wins over the batch span's, so each line follows its click.
+          batch.forEach((m, i) =>
+            logger.debug({ stream: opts.stream, consumer: opts.durable, seq: m.seq, disposition: done[i]!.kind, batch: batch.length, ...(traceIds[i] ? { trace_id: traceIds[i] } : {}) }, "message handled"),
+          );
+        }
         return done;
       });
-      if (crashAfterEffects > 0 && ++effects >= crashAfterEffects) {
-        logger.warn({ stream: opts.stream, seq: m.seq, effects }, "RECSYS_CRASH_AFTER_EFFECTS reached: killing this process before the ack");
-        process.kill(process.pid, "SIGKILL");
-      }
     } catch (err) {
-      const deliveries = m.info.deliveryCount;
-      d =
-        deliveries >= (opts.maxDeliveries ?? DEFAULT_MAX_DELIVERIES)
-          ? { kind: "dead-letter", reason: `failed ${deliveries} deliveries, last: ${String(err)}` }
-          : { kind: "retry", reason: String(err) };
+      return err instanceof Error ? err : new Error(String(err));
     }
+  };
+
+  const settle = async (m: JsMsg, d: Disposition) => {
     if (d.kind === "retry") {
       logger.warn({ stream: opts.stream, seq: m.seq, reason: d.reason }, "message not applied, will be redelivered");
       m.nak(d.delayMs ?? 1_000);
@@ -95,6 +122,50 @@ export async function runDurableConsumer(opts: DurableConsumerOptions): Promise<
     count(d.kind === "dead-letter" ? "dead_letter" : "ack");
   };
 
+  const afterEffect = (messages: number) => {
+    effects += messages;
+    if (crashAfterEffects > 0 && effects >= crashAfterEffects) {
+      logger.warn({ stream: opts.stream, effects }, "RECSYS_CRASH_AFTER_EFFECTS reached: killing this process before the ack");
+      process.kill(process.pid, "SIGKILL");
+    }
+  };
+
+  const run = async (batch: JsMsg[]) => {
+    const done = await effectOf(batch);
+    if (!(done instanceof Error)) {
+      afterEffect(batch.length);
+      await Promise.all(batch.map((m, i) => settle(m, done[i]!)));
+      return;
+    }
+    if (batch.length > 1) {
+      // Which message made the batch throw is unknown: each goes again alone (effects are idempotent).
+      logger.warn({ stream: opts.stream, err: String(done), batch: batch.length }, "batch failed, applying its messages one by one");
+      for (const m of batch) await run([m]);
+      return;
+    }
+    const m = batch[0]!;
+    const deliveries = m.info.deliveryCount;
+    await settle(
+      m,
+      deliveries >= maxDeliveries ? { kind: "dead-letter", reason: `failed ${deliveries} deliveries, last: ${String(done)}` } : { kind: "retry", reason: String(done) },
+    );
+  };
+
+  // Messages wait here until a worker is free; a free worker takes up to maxBatch of them at once.
+  const waiting: JsMsg[] = [];
+  const running = new Set<Promise<void>>();
+  let scheduled = false;
+  const startWorkers = () => {
+    scheduled = false;
+    while (waiting.length > 0 && running.size < opts.concurrency) {
+      const p: Promise<void> = run(waiting.splice(0, maxBatch)).finally(() => {
+        running.delete(p);
+        startWorkers();
+      });
+      running.add(p);
+    }
+  };
+
   while (!opts.signal.aborted) {
     let messages;
     try {
@@ -102,11 +173,11 @@ export async function runDurableConsumer(opts: DurableConsumerOptions): Promise<
       await ensureDurableConsumer(bus.jsm, opts.stream, {
         durable_name: opts.durable,
         filter_subject: opts.filterSubject,
-        max_ack_pending: 4 * opts.concurrency,
+        max_ack_pending: 4 * opts.concurrency * maxBatch,
         ack_wait: nanos(bus.ackWaitMs),
       });
       const consumer = await bus.js.consumers.get(opts.stream, opts.durable);
-      messages = await consumer.consume({ max_messages: 2 * opts.concurrency, expires: PULL_EXPIRES_MS, abort_on_missing_resource: true });
+      messages = await consumer.consume({ max_messages: 2 * opts.concurrency * maxBatch, expires: PULL_EXPIRES_MS, abort_on_missing_resource: true });
     } catch (err) {
       logger.warn({ err: String(err), stream: opts.stream }, "cannot open the consumer, retrying");
       await sleep(1_000);
@@ -116,10 +187,14 @@ export async function runDurableConsumer(opts: DurableConsumerOptions): Promise<
     opts.signal.addEventListener("abort", stop, { once: true });
     try {
       for await (const m of messages) {
-        const p = settle(m);
-        inFlight.add(p);
-        void p.finally(() => inFlight.delete(p));
-        if (inFlight.size >= opts.concurrency) await Promise.race(inFlight);
+        waiting.push(m);
+        // Start on the next turn of the event loop, so that messages already received go together.
+        if (!scheduled) {
+          scheduled = true;
+          setImmediate(startWorkers);
+        }
+        // Enough for every worker's next batch: wait for one to finish before taking more.
+        while (waiting.length >= opts.concurrency * maxBatch && running.size > 0) await Promise.race(running);
       }
     } catch (err) {
       logger.warn({ err: String(err), stream: opts.stream }, "consumer interrupted, resuming");
@@ -128,7 +203,10 @@ export async function runDurableConsumer(opts: DurableConsumerOptions): Promise<
       opts.signal.removeEventListener("abort", stop);
     }
   }
-  await Promise.all(inFlight);
+  while (waiting.length > 0 || running.size > 0) {
+    startWorkers();
+    await Promise.all(running);
+  }
 }
 
 /** Keeps a message we could not apply in DEAD_LETTERS, with why, instead of dropping it. */

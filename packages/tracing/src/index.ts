@@ -72,12 +72,26 @@ export function injectInto(h: HeaderCarrier): void {
   propagation.inject(context.active(), h, { set: (c, k, v) => c.set(k, v) });
 }
 
-/** Runs `fn` in a span continuing the trace a consumed message carries (if any). */
-export async function withMessageSpan<T>(name: string, h: HeaderCarrier | undefined, fn: () => Promise<T>): Promise<T> {
-  const parent: Context = h ? propagation.extract(context.active(), h, { keys: (c) => c.keys(), get: (c, k) => c.get(k) || undefined }) : context.active();
-  const span = trace.getTracer(tracerName).startSpan(name, { kind: SpanKind.CONSUMER }, parent);
+/** The trace a consumed message carries, if any. */
+function extractFrom(h: HeaderCarrier | undefined): Context {
+  return h ? propagation.extract(context.active(), h, { keys: (c) => c.keys(), get: (c, k) => c.get(k) || undefined }) : context.active();
+}
+
+/**
+ * Runs `fn` in one span for a batch of consumed messages. One message: the span continues the
+ * trace it carries. Several: the span starts a trace of its own and links every
+ * message's trace (OpenTelemetry's batch receive). `traceIds` are the messages' own trace ids, in
+ * order ("" for none), so a log line about one message can name the trace it came with.
+ */
+export async function withBatchSpan<T>(name: string, carriers: Array<HeaderCarrier | undefined>, fn: (traceIds: string[]) => Promise<T>): Promise<T> {
+  const parents = carriers.map(extractFrom);
+  const linked = parents.map((p) => trace.getSpanContext(p));
+  const traceIds = linked.map((sc) => sc?.traceId ?? "");
+  const parent = parents.length === 1 ? parents[0]! : context.active();
+  const links = parents.length === 1 ? [] : linked.filter((sc) => sc !== undefined).map((sc) => ({ context: sc }));
+  const span = trace.getTracer(tracerName).startSpan(name, { kind: SpanKind.CONSUMER, links, attributes: { "messaging.batch.message_count": carriers.length } }, parent);
   try {
-    return await context.with(trace.setSpan(parent, span), fn);
+    return await context.with(trace.setSpan(parent, span), () => fn(traceIds));
   } catch (err) {
     span.setStatus({ code: SpanStatusCode.ERROR, message: String(err) });
     throw err;
