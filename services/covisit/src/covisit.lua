@@ -1,63 +1,118 @@
--- Applies one click to the co-visit counts, atomically. Version 3.
+-- Applies a batch of clicks to the co-visit counts, atomically. Version 4 (storage version 3).
 --
--- KEYS[1]  history of the user: sorted set, member = "<event_id> <url>", score = event time (ms)
--- KEYS[2]  event ids of the user applied so far: set, expires ARGV[7] ms after the user's last click
--- KEYS[3]  the marker set when the counts started from the stream's first click; gone = Redis lost them
--- ARGV[1]  event_id    ARGV[2] url    ARGV[3] event time (ms)
--- ARGV[4]  window (ms)    ARGV[5] allowed lateness (ms)    ARGV[6] prefix of co-visit keys
--- ARGV[7]  how long applied event ids are remembered (ms)
+-- KEYS[1]          the marker set when the counts started from the stream's first click; gone = Redis lost them
+-- KEYS[2i], KEYS[2i+1]  click i's user: history (sorted set, member = "<event_id> <url>", score =
+--                  event time in ms) and applied event ids (set, expires ARGV[4] ms after the user's last click)
+-- ARGV[1]  window (ms)    ARGV[2] allowed lateness (ms)    ARGV[3] prefix of co-visit keys
+-- ARGV[4]  how long applied event ids are remembered (ms)
+-- ARGV[5 + 3(i-1) ..]  click i: event_id, url, event time (ms)
 --
--- Returns {status, n}: {"applied", pairs counted}, {"duplicate", 0}, {"late", watermark} or
--- {"lost", 0} when the marker is gone: counting on top of lost counts would be wrong, so nothing is.
+-- Returns {"lost"} when the marker is gone (counting on top of lost counts would be wrong, so
+-- nothing is), else per click, in order, two values: "applied", pairs counted | "duplicate", 0 |
+-- "late", watermark.
 --
--- Pairs are counted with the clicks already in the history on both sides, [t - window, t) as
--- "before" and (t, t + window] as "after", so the result does not depend on arrival order.
--- The watermark is the user's latest event time seen; history older than watermark - window -
--- lateness is trimmed, so a click older than watermark - lateness could miss partners: it is late.
--- Applied ids outlive the history, so a file replayed long after the first time is recognized as
--- duplicates, not mistaken for late clicks.
+-- Each click's outcome and counts are what applying the clicks one at a time, in batch order,
+-- would give: pairs with the user's clicks already in the history on both sides, [t - window, t)
+-- as "before" and (t, t + window] as "after", so the result does not depend on arrival order.
+-- The watermark is the user's latest event time seen; a click older than watermark - lateness is
+-- late. History older than watermark - window - lateness is trimmed; such history lies before
+-- every window a non-late click can open, so trimming once per user at the end of the batch
+-- counts the same as trimming after each click. Applied ids outlive the history, so a file
+-- replayed long after the first time is recognized as duplicates, not mistaken for late clicks.
 --
--- A history member carries its url after the event id (neither holds a space), so a partner's url
--- is read with the range itself: one command per partner (its ZINCRBY), not two.
-local history, seen, marker = KEYS[1], KEYS[2], KEYS[3]
-local id, url, t = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local window, lateness, prefix = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
-local remember = ARGV[7]
+-- Per user of the batch: one read of the ids, of the newest history entry and of the history the
+-- batch's windows cover, one write each for the history, the ids and the trim. Per distinct pair
+-- of pages: one ZINCRBY by the number of times the batch counted it.
+local marker = KEYS[1]
+local window, lateness, prefix, remember = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local n = (#KEYS - 1) / 2
 
 local function ms(x) return string.format('%.0f', x) end
 
 if redis.call('EXISTS', marker) == 0 then
-  return {'lost', 0}
+  return {'lost'}
 end
 
-if redis.call('SISMEMBER', seen, id) == 1 then
-  return {'duplicate', 0}
+-- The batch's clicks, grouped by user in batch order.
+local users, order = {}, {}
+for i = 1, n do
+  local history = KEYS[2 * i]
+  local u = users[history]
+  if not u then
+    u = {seen = KEYS[2 * i + 1], clicks = {}}
+    users[history] = u
+    order[#order + 1] = history
+  end
+  local a = 5 + 3 * (i - 1)
+  u.clicks[#u.clicks + 1] = {i = i, id = ARGV[a], url = ARGV[a + 1], t = tonumber(ARGV[a + 2])}
 end
 
-local newest = redis.call('ZREVRANGE', history, 0, 0, 'WITHSCORES')
-local watermark = t
-if newest[2] and tonumber(newest[2]) > t then watermark = tonumber(newest[2]) end
-if t < watermark - lateness then
-  return {'late', ms(watermark)}
+local out = {}
+local increments = {}  -- co-visit key -> member -> count
+local function count(key, member)
+  local m = increments[key]
+  if not m then m = {}; increments[key] = m end
+  m[member] = (m[member] or 0) + 1
 end
 
-local function urlOf(member) return string.sub(member, string.find(member, ' ', 1, true) + 1) end
-
-local counted = 0
-local before = redis.call('ZRANGEBYSCORE', history, ms(t - window), '(' .. ms(t))
-for _, other in ipairs(before) do
-  redis.call('ZINCRBY', prefix .. urlOf(other), 1, url)
-  counted = counted + 1
+for _, history in ipairs(order) do
+  local u = users[history]
+  local ids = {}
+  local lo, hi = math.huge, -math.huge
+  for k, c in ipairs(u.clicks) do
+    ids[k] = c.id
+    if c.t < lo then lo = c.t end
+    if c.t > hi then hi = c.t end
+  end
+  local isSeen = redis.call('SMISMEMBER', u.seen, unpack(ids))
+  local newest = redis.call('ZRANGE', history, -1, -1, 'WITHSCORES')
+  local watermark = newest[2] and tonumber(newest[2]) or -math.huge
+  -- Every entry any window of the batch can reach, as {time, url}; applied clicks join it.
+  local flat = redis.call('ZRANGEBYSCORE', history, ms(lo - window), ms(hi + window), 'WITHSCORES')
+  local entries = {}
+  for k = 1, #flat, 2 do
+    local member = flat[k]
+    entries[#entries + 1] = {t = tonumber(flat[k + 1]), url = string.sub(member, string.find(member, ' ', 1, true) + 1)}
+  end
+  local added, addedIds = {}, {}
+  local inBatch = {}
+  for k, c in ipairs(u.clicks) do
+    if isSeen[k] == 1 or inBatch[c.id] then
+      out[2 * c.i - 1], out[2 * c.i] = 'duplicate', 0
+    elseif c.t < watermark - lateness then
+      out[2 * c.i - 1], out[2 * c.i] = 'late', ms(watermark)
+    else
+      local counted = 0
+      for _, e in ipairs(entries) do
+        if e.t < c.t and e.t >= c.t - window then
+          count(prefix .. e.url, c.url)
+          counted = counted + 1
+        elseif e.t > c.t and e.t <= c.t + window then
+          count(prefix .. c.url, e.url)
+          counted = counted + 1
+        end
+      end
+      entries[#entries + 1] = {t = c.t, url = c.url}
+      inBatch[c.id] = true
+      if c.t > watermark then watermark = c.t end
+      added[#added + 1] = ms(c.t)
+      added[#added + 1] = c.id .. ' ' .. c.url
+      addedIds[#addedIds + 1] = c.id
+      out[2 * c.i - 1], out[2 * c.i] = 'applied', counted
+    end
+  end
+  if #addedIds > 0 then
+    redis.call('ZADD', history, unpack(added))
+    redis.call('SADD', u.seen, unpack(addedIds))
+    redis.call('PEXPIRE', u.seen, remember)
+    redis.call('ZREMRANGEBYSCORE', history, '-inf', '(' .. ms(watermark - window - lateness))
+  end
 end
-local after = redis.call('ZRANGEBYSCORE', history, '(' .. ms(t), ms(t + window))
-for _, other in ipairs(after) do
-  redis.call('ZINCRBY', prefix .. url, 1, urlOf(other))
-  counted = counted + 1
+
+for key, members in pairs(increments) do
+  for member, by in pairs(members) do
+    redis.call('ZINCRBY', key, by, member)
+  end
 end
 
-redis.call('ZADD', history, ms(t), id .. ' ' .. url)
-redis.call('SADD', seen, id)
-redis.call('PEXPIRE', seen, remember)
-redis.call('ZREMRANGEBYSCORE', history, '-inf', '(' .. ms(watermark - window - lateness))
-
-return {'applied', counted}
+return out

@@ -13,7 +13,8 @@ const config = readConfig(
     ...commonEnv,
     COVISIT_PORT: port(50052),
     ALLOWED_LATENESS_MS: z.coerce.number().int().min(0).default(5 * 60_000),
-    COVISIT_CONCURRENCY: positiveInt(64),
+    COVISIT_CONCURRENCY: positiveInt(2),
+    COVISIT_MAX_BATCH: positiveInt(128),
     DEDUP_RETENTION_MS: z.coerce.number().int().min(1).default(DEFAULT_DEDUP_RETENTION_MS),
   }),
 );
@@ -41,7 +42,7 @@ const server = await startRpcServer({
   logger,
 });
 const stopConsuming = new AbortController();
-const consuming = runClickConsumer({ bus, store, logger, concurrency: config.COVISIT_CONCURRENCY, stats, signal: stopConsuming.signal });
+const consuming = runClickConsumer({ bus, store, logger, concurrency: config.COVISIT_CONCURRENCY, maxBatch: config.COVISIT_MAX_BATCH, stats, signal: stopConsuming.signal });
 consuming.catch((err: unknown) => {
   logger.fatal({ err: String(err) }, "click consumer failed");
   process.exit(1);

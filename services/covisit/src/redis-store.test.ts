@@ -178,4 +178,57 @@ describe("covisit.lua", () => {
     expect(await store.applyClick(c)).toEqual({ status: "applied", pairs: 0 });
     expect(await store.coVisitsAfter("https://e.org/c", 10)).toEqual([]);
   });
+
+  it("applies a batch as the same clicks one at a time would: outcomes, pairs and counts", async () => {
+    let seed = 11;
+    const rnd = () => ((seed = (seed * 16807) % 2147483647) / 2147483647);
+    const urls = Array.from({ length: 8 }, (_, i) => `https://example.org/b${i}`);
+    const clicks: ClickToApply[] = [];
+    for (let i = 0; i < 600; i++) clicks.push(click(`u${Math.floor(rnd() * 7)}`, urls[Math.floor(rnd() * urls.length)]!, T0 + Math.floor(rnd() * 5400) * 1000));
+    // Arrival disturbed by up to 7 minutes, so that some clicks are late; some redelivered, some of
+    // them inside the same batch.
+    const arrival = clicks.map((c) => ({ c, k: c.eventTimeMs + rnd() * 7 * 60_000 })).sort((a, b) => a.k - b.k).map((x) => x.c);
+    for (let i = 0; i < 60; i++) {
+      const at = Math.floor(rnd() * arrival.length);
+      arrival.splice(at + Math.floor(rnd() * 5), 0, arrival[at]!);
+    }
+
+    // The definition, one click at a time in arrival order: a duplicate if its id was seen for the
+    // user; late if older than the user's newest time minus the lateness; else it pairs with every
+    // applied click of the user within the window on either side.
+    const seen = new Set<string>();
+    const newest = new Map<string, number>();
+    const applied: ClickToApply[] = [];
+    const expected = arrival.map((c) => {
+      if (seen.has(`${c.userid} ${c.eventId}`)) return { status: "duplicate" };
+      const wm = newest.get(c.userid) ?? -Infinity;
+      if (c.eventTimeMs < wm - LATENESS) return { status: "late", watermarkMs: wm };
+      const pairs = applied.filter((o) => o.userid === c.userid && o.eventTimeMs !== c.eventTimeMs && Math.abs(o.eventTimeMs - c.eventTimeMs) <= WINDOW_MS).length;
+      seen.add(`${c.userid} ${c.eventId}`);
+      newest.set(c.userid, Math.max(wm, c.eventTimeMs));
+      applied.push(c);
+      return { status: "applied", pairs };
+    });
+    expect(expected.filter((o) => o.status === "late").length).toBeGreaterThan(0);
+
+    const outcomes = [];
+    for (let i = 0; i < arrival.length; ) {
+      const size = 1 + Math.floor(rnd() * 90);
+      outcomes.push(...(await store.applyClicks(arrival.slice(i, i + size))));
+      i += size;
+    }
+    expect(outcomes).toEqual(expected);
+    expect(await everyCount(urls)).toEqual(bruteForce(applied));
+  });
+
+  it("calls the second copy of an event id in one batch a duplicate, and counts nothing in a batch when the counts were lost", async () => {
+    const a = click("dup", "https://e.org/a", T0);
+    const b = click("dup", "https://e.org/b", T0 + 1_000);
+    expect(await store.applyClicks([a, b, a, b])).toEqual([{ status: "applied", pairs: 0 }, { status: "applied", pairs: 1 }, { status: "duplicate" }, { status: "duplicate" }]);
+    expect(await store.coVisitsAfter("https://e.org/a", 10)).toEqual([{ recommendation: "https://e.org/b", frequency: 1 }]);
+
+    await clearNamespace();
+    expect(await store.applyClicks([click("dup", "https://e.org/c", T0 + 2_000), click("other", "https://e.org/d", T0)])).toEqual([{ status: "lost" }, { status: "lost" }]);
+    expect(await redis.keys(`${namespace}:*`)).toEqual([]);
+  });
 });

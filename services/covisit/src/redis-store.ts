@@ -32,7 +32,8 @@ export interface ClickToApply {
 }
 
 type ScriptedRedis = Redis & {
-  applyClick(history: string, seen: string, marker: string, ...args: string[]): Promise<[string, number | string]>;
+  /** covisit.lua: the key count, the keys, then the arguments. */
+  applyClicks(numberOfKeys: number, ...keysAndArgs: string[]): Promise<Array<string | number>>;
   topCoVisits(key: string, marker: string, limit: number): Promise<string[] | null>;
 };
 
@@ -61,7 +62,7 @@ export class CovisitStore {
     private readonly dedupRetentionMs: number = DEFAULT_DEDUP_RETENTION_MS,
   ) {
     this.prefix = keyPrefix(namespace);
-    redis.defineCommand("applyClick", { numberOfKeys: 3, lua: readScript("covisit.lua") });
+    redis.defineCommand("applyClicks", { lua: readScript("covisit.lua") });
     redis.defineCommand("topCoVisits", { numberOfKeys: 2, lua: readScript("recommend.lua") });
     this.redis = redis as ScriptedRedis;
   }
@@ -91,24 +92,33 @@ export class CovisitStore {
   }
 
   async applyClick(click: ClickToApply): Promise<ApplyOutcome> {
-    const [status, n] = await this.redis.applyClick(
-      `${this.prefix}h:${click.userid}`,
-      `${this.prefix}seen:${click.userid}`,
-      this.marker,
-      click.eventId,
-      click.url,
-      String(click.eventTimeMs),
-      String(WINDOW_MS),
-      String(this.allowedLatenessMs),
-      this.coVisitKeyPrefix(),
-      String(this.dedupRetentionMs),
-    );
-    this.countsLost = status === "lost";
-    if (status === "lost") return { status };
-    if (status === "applied") return { status, pairs: Number(n) };
-    if (status === "duplicate") return { status };
-    if (status === "late") return { status, watermarkMs: Number(n) };
-    throw new Error(`covisit.lua returned an unknown status ${status}`);
+    return (await this.applyClicks([click]))[0]!;
+  }
+
+  /**
+   * Applies clicks in one atomic script, each with the outcome it would have alone, in this order.
+   * When Redis lost the counts, nothing is applied and every outcome is "lost".
+   */
+  async applyClicks(clicks: ClickToApply[]): Promise<ApplyOutcome[]> {
+    if (clicks.length === 0) return [];
+    const keys: string[] = [this.marker];
+    const args: string[] = [String(WINDOW_MS), String(this.allowedLatenessMs), this.coVisitKeyPrefix(), String(this.dedupRetentionMs)];
+    for (const c of clicks) {
+      keys.push(`${this.prefix}h:${c.userid}`, `${this.prefix}seen:${c.userid}`);
+      args.push(c.eventId, c.url, String(c.eventTimeMs));
+    }
+    const flat = await this.redis.applyClicks(keys.length, ...keys, ...args);
+    this.countsLost = flat[0] === "lost";
+    if (this.countsLost) return clicks.map(() => ({ status: "lost" }));
+    if (flat.length !== 2 * clicks.length) throw new Error(`covisit.lua answered ${flat.length} values for ${clicks.length} clicks`);
+    return clicks.map((_, i) => {
+      const status = flat[2 * i];
+      const n = Number(flat[2 * i + 1]);
+      if (status === "applied") return { status, pairs: n };
+      if (status === "duplicate") return { status };
+      if (status === "late") return { status, watermarkMs: n };
+      throw new Error(`covisit.lua returned an unknown status ${String(status)}`);
+    });
   }
 
   /** Pages visited within the window after `url`, frequency desc, then url asc. */
