@@ -6,7 +6,7 @@ import { timeCalls } from "@recsys/metrics";
 import { onShutdown, startRpcServer } from "@recsys/server";
 import { consumerNeverDelivered, runClickConsumer, type ConsumerStats } from "./consumer.js";
 import { covisitRoutes } from "./handlers.js";
-import { CovisitStore, DEFAULT_DEDUP_RETENTION_MS } from "./redis-store.js";
+import { CovisitStore, DEFAULT_DEDUP_RETENTION_MS, DEFAULT_MAX_BATCH } from "./redis-store.js";
 
 const config = readConfig(
   z.object({
@@ -14,7 +14,7 @@ const config = readConfig(
     COVISIT_PORT: port(50052),
     ALLOWED_LATENESS_MS: z.coerce.number().int().min(0).default(5 * 60_000),
     COVISIT_CONCURRENCY: positiveInt(2),
-    COVISIT_MAX_BATCH: positiveInt(128),
+    COVISIT_MAX_BATCH: positiveInt(DEFAULT_MAX_BATCH),
     DEDUP_RETENTION_MS: z.coerce.number().int().min(1).default(DEFAULT_DEDUP_RETENTION_MS),
   }),
 );

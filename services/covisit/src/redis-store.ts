@@ -2,6 +2,12 @@ import { readFileSync } from "node:fs";
 import { Redis } from "ioredis";
 
 export const WINDOW_MS = 10 * 60_000;
+/**
+ * Clicks in one script by default. Redis runs nothing else while a script runs: 128 clicks take
+ * it about 5 ms here, and in batches of 128 it spends about half the CPU a click that one click a
+ * script costs (the fixed cost of a script and of a user's reads and writes are shared).
+ */
+export const DEFAULT_MAX_BATCH = 128;
 /** Applied event ids are remembered this long after a user's last click (default 7 days). */
 export const DEFAULT_DEDUP_RETENTION_MS = 7 * 24 * 3600_000;
 

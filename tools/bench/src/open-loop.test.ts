@@ -23,6 +23,21 @@ describe("runOpenLoop", () => {
     expect(summary.p50Ms).toBeLessThan(50);
   });
 
+  it("never records less than the time a request was out, even when it went out before its due time", async () => {
+    // Every answer takes at least 5 ms; due times are 1.25 ms apart, closer than a timer can wait,
+    // so most requests go out up to a millisecond early, and none can be answered in under 5 ms.
+    const summary = await runOpenLoop({
+      rate: 800,
+      durationMs: 250,
+      async request() {
+        const until = performance.now() + 5;
+        while (performance.now() < until) await new Promise((r) => setImmediate(r));
+      },
+    });
+    expect(summary.errors).toBe(0);
+    expect(summary.p50Ms).toBeGreaterThanOrEqual(5);
+  });
+
   it("counts failed requests as errors, out of the latencies", async () => {
     const summary = await runOpenLoop({ rate: 200, durationMs: 100, request: async (i) => (i % 2 ? Promise.reject(new Error("no")) : undefined) });
     expect(summary).toMatchObject({ requests: 20, errors: 10 });

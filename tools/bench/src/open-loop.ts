@@ -14,7 +14,8 @@ export interface LatencySummary {
  * Sends requests at a fixed rate whatever the answers do (open loop): request i is due at
  * start + i / rate, and its latency runs from that due time, not from when it went out. A server
  * (or this process) that stalls makes every request due meanwhile count the stall, so the
- * percentiles carry no coordinated omission.
+ * percentiles carry no coordinated omission. Timers fire in whole milliseconds, so a request may
+ * go out up to a millisecond before its due time; its latency then runs from when it went out.
  */
 export async function runOpenLoop(opts: {
   rate: number;
@@ -32,9 +33,10 @@ export async function runOpenLoop(opts: {
     const due = start + (i * 1000) / opts.rate;
     const wait = due - now();
     if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+    const from = Math.min(due, now());
     inFlight.push(
       opts.request(i).then(
-        () => histogram.recordValue(Math.max(1, Math.round((now() - due) * 1000))),
+        () => histogram.recordValue(Math.max(1, Math.round((now() - from) * 1000))),
         () => {
           errors++;
         },
