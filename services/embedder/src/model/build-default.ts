@@ -160,6 +160,7 @@ export async function buildDefaultModel(opts: BuildOptions): Promise<BuiltModel>
       dimension: recipe.dimension,
       docString: `idf^${recipe.idfPower}-weighted LSA + hashed token directions over the BERT WordPiece vocabulary, fitted on ${opts.pages.length} pages`,
       metadata: { recipe: JSON.stringify(recipe) },
+      pooledOutput: true,
     }),
   );
   await writeModelFolder(opts.outDir, tokenizerDir, onnx, {

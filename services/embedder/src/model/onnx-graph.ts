@@ -137,6 +137,9 @@ export function quantizeRows(table: Float32Array, rows: number, dim: number): { 
   return { q, scale };
 }
 
+/** The optional pooled output: one vector per row of the batch, to be L2-normalized. */
+export const SENTENCE_EMBEDDING = "sentence_embedding";
+
 export interface LookupEncoder {
   /** [vocab, dim] row-major token vectors; stored int8 with one scale per row. */
   tokenTable: Float32Array;
@@ -147,6 +150,12 @@ export interface LookupEncoder {
   name: string;
   metadata?: Record<string, string>;
   docString?: string;
+  /**
+   * Also output sentence_embedding[b] = the sum over s of last_hidden_state[b, s]: the masked mean
+   * pooling's direction, computed inside the run, so a caller need not fetch and pool [batch,
+   * sequence, dim] floats. MiniLM's export has no such output (its stand-in leaves it out).
+   */
+  pooledOutput?: boolean;
 }
 
 /**
@@ -166,12 +175,16 @@ export function lookupEncoderModel(spec: LookupEncoder): ModelProto {
       tensorValue("attention_mask", TensorProto_DataType.INT64, ids),
       tensorValue("token_type_ids", TensorProto_DataType.INT64, ids),
     ],
-    outputs: [tensorValue("last_hidden_state", TensorProto_DataType.FLOAT, ["batch", "sequence", d])],
+    outputs: [
+      tensorValue("last_hidden_state", TensorProto_DataType.FLOAT, ["batch", "sequence", d]),
+      ...(spec.pooledOutput ? [tensorValue(SENTENCE_EMBEDDING, TensorProto_DataType.FLOAT, ["batch", d])] : []),
+    ],
     initializers: [
       int8Tensor("token_table_q", [v, d], q),
       floatTensor("token_table_scale", [v], scale),
       floatTensor("type_table", [2, d], typeTable),
       int64Tensor("last_axis", [1], [2n]),
+      ...(spec.pooledOutput ? [int64Tensor("sequence_axis", [1], [1n])] : []),
     ],
     nodes: [
       node("Gather", ["token_table_q", "input_ids"], ["token_q"], { axis: 0n }),
@@ -184,6 +197,7 @@ export function lookupEncoderModel(spec: LookupEncoder): ModelProto {
       node("Cast", ["attention_mask"], ["mask_float"], { to: BigInt(TensorProto_DataType.FLOAT) }),
       node("Unsqueeze", ["mask_float", "last_axis"], ["mask_3d"]),
       node("Mul", ["hidden_unmasked", "mask_3d"], ["last_hidden_state"]),
+      ...(spec.pooledOutput ? [node("ReduceSum", ["last_hidden_state", "sequence_axis"], [SENTENCE_EMBEDDING], { keepdims: 0n })] : []),
     ],
   });
   return model(g, spec.metadata, spec.docString);

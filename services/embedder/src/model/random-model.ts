@@ -7,6 +7,8 @@ export interface RandomModelOptions {
   seed: number;
   /** A folder with tokenizer.json etc. (e.g. all-MiniLM-L6-v2's); its vocabulary size sets the table's rows. */
   tokenizerDir: string;
+  /** Also a sentence_embedding output, as the default model has (MiniLM's export does not). */
+  pooledOutput?: boolean;
 }
 
 /**
@@ -23,6 +25,6 @@ export async function writeRandomModel(dir: string, opts: RandomModelOptions): P
   const typeTable = new Float32Array(2 * dimension);
   for (let i = 0; i < typeTable.length; i++) typeTable[i] = 0.1 * rng.normal();
   const name = `random-d${dimension}-s${seed}`;
-  const onnx = serializeModel(lookupEncoderModel({ name, tokenTable, vocabSize, dimension, typeTable, docString: "random test weights" }));
+  const onnx = serializeModel(lookupEncoderModel({ name, tokenTable, vocabSize, dimension, typeTable, docString: "random test weights", pooledOutput: opts.pooledOutput }));
   await writeModelFolder(dir, opts.tokenizerDir, onnx, { name, dimension, maxTokens: 256 });
 }

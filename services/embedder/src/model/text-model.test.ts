@@ -85,6 +85,24 @@ describe("a model folder with MiniLM's tokenizer and random weights", () => {
     expect(Math.abs(other![0]! - alone![0]!)).toBeGreaterThan(1e-6);
   });
 
+  it("pools inside the run when the graph has a sentence_embedding output, to the same vectors", async () => {
+    const pooledDir = await mkdtemp(join(tmpdir(), "embedder-random-"));
+    try {
+      await writeRandomModel(pooledDir, { dimension: 48, seed: 7, tokenizerDir: MINILM_DIR, pooledOutput: true });
+      const pooling = await loadTextModel(pooledDir);
+      const batch = ["short text", "a longer text, so that the short one is padded in the batch", ""].map((t) => model.tokenize(t));
+      const want = await model.run(batch);
+      const got = await pooling.run(batch);
+      expect(got).toHaveLength(3);
+      got.forEach((v, i) => {
+        expect(Math.hypot(...v)).toBeCloseTo(1, 5);
+        for (let d = 0; d < 48; d++) expect(Math.abs(v[d]! - want[i]![d]!)).toBeLessThan(1e-6);
+      });
+    } finally {
+      await rm(pooledDir, { recursive: true, force: true });
+    }
+  });
+
   it("is deterministic from the seed", async () => {
     const again = await mkdtemp(join(tmpdir(), "embedder-random-"));
     try {

@@ -3,6 +3,7 @@ import { readFile } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
 import { Tokenizer } from "@huggingface/tokenizers";
 import * as ort from "onnxruntime-node";
+import { SENTENCE_EMBEDDING } from "./onnx-graph.js";
 
 /** Where a model folder keeps its graph, as in the sentence-transformers ONNX exports. */
 export const MODEL_FILE = join("onnx", "model_quantized.onnx");
@@ -17,7 +18,10 @@ export interface TextModel {
   readonly maxTokens: number;
   /** Token ids with [CLS] … [SEP], truncated to maxTokens with [SEP] kept last. */
   tokenize(text: string): number[];
-  /** One session run for the whole batch; the i-th vector is the masked mean of the i-th row, L2-normalized. */
+  /**
+   * One session run for the whole batch; the i-th vector is the masked mean of the i-th row,
+   * L2-normalized (pooled inside the run when the graph has a sentence_embedding output).
+   */
   run(batch: number[][]): Promise<Float32Array[]>;
 }
 
@@ -38,6 +42,22 @@ export interface ModelManifest {
 async function readJsonIfPresent<T>(path: string): Promise<T | undefined> {
   if (!existsSync(path)) return undefined;
   return JSON.parse(await readFile(path, "utf8")) as T;
+}
+
+/** L2-normalized rows of a [batch, dim] tensor; a zero row stays zero instead of becoming NaN. */
+export function normalizeRows(pooled: Float32Array, batch: number, dim: number): Float32Array[] {
+  if (pooled.length !== batch * dim) throw new Error(`pooled has ${pooled.length} values, expected ${batch}×${dim}`);
+  const out: Float32Array[] = [];
+  for (let b = 0; b < batch; b++) {
+    const row = pooled.subarray(b * dim, (b + 1) * dim);
+    let norm = 0;
+    for (let d = 0; d < dim; d++) norm += row[d]! * row[d]!;
+    norm = Math.sqrt(norm);
+    const v = new Float32Array(dim);
+    if (norm > 0 && Number.isFinite(norm)) for (let d = 0; d < dim; d++) v[d] = row[d]! / norm;
+    out.push(v);
+  }
+  return out;
 }
 
 /**
@@ -89,6 +109,8 @@ class OnnxTextModel implements TextModel {
   readonly #clsId: number;
   readonly #sepId: number;
   readonly #padId: number;
+  /** The graph pools for us (sentence_embedding [batch, dim]); else last_hidden_state is pooled here. */
+  readonly #pooled: boolean;
   dimension = 0;
 
   constructor(
@@ -104,6 +126,7 @@ class OnnxTextModel implements TextModel {
     this.#clsId = tokenizer.token_to_id("[CLS]") ?? 101;
     this.#sepId = tokenizer.token_to_id("[SEP]") ?? 102;
     this.#padId = padId;
+    this.#pooled = session.outputNames.includes(SENTENCE_EMBEDDING);
     if (!this.#inputs.has("input_ids") || !this.#inputs.has("attention_mask")) {
       throw new Error(`model ${name} must take input_ids and attention_mask, it takes ${session.inputNames.join(", ")}`);
     }
@@ -139,6 +162,17 @@ class OnnxTextModel implements TextModel {
       attention_mask: new ort.Tensor("int64", mask, [n, seq]),
     };
     if (this.#inputs.has("token_type_ids")) feeds.token_type_ids = new ort.Tensor("int64", new BigInt64Array(n * seq), [n, seq]);
+    if (this.#pooled) {
+      const pooled = (await this.#session.run(feeds, [SENTENCE_EMBEDDING]))[SENTENCE_EMBEDDING];
+      if (!pooled || pooled.type !== "float32" || pooled.dims.length !== 2 || pooled.dims[0] !== n) {
+        throw new Error(`model ${this.name}: ${SENTENCE_EMBEDDING} must be float32 [batch, dim], got ${pooled?.type} [${pooled?.dims.join(", ")}]`);
+      }
+      try {
+        return normalizeRows(pooled.data as Float32Array, n, pooled.dims[1]!);
+      } finally {
+        pooled.dispose();
+      }
+    }
     const results = await this.#session.run(feeds, [OUTPUT]);
     const hidden = results[OUTPUT];
     if (!hidden || hidden.type !== "float32" || hidden.dims.length !== 3) {
