@@ -1,7 +1,8 @@
-import { readdirSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
+import pg from "pg";
 import { describe, expect, it } from "vitest";
 import { migrate } from "./migrations.js";
-import { schemaFor, type ClickToApply, type PageEmbedding } from "./pg-store.js";
+import { ProfileStore, schemaFor, type ClickToApply, type PageEmbedding } from "./pg-store.js";
 import { DIM, expectInterest as expectTerms, randomVectors, testDatabase } from "./testing.js";
 
 // The SQL is the domain logic here, so it is tested where it runs: in the real PostgreSQL.
@@ -19,6 +20,15 @@ const expectInterest = (userid: string, urls: string[], vectors: Map<string, num
   expectTerms(store, userid, urls.map((u) => vectors.get(u)!));
 const cosine = (a: number[], b: number[]) => a.reduce((s, x, k) => s + x * b[k]!, 0) / (Math.hypot(...a) * Math.hypot(...b));
 const byUrl = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+/** Values in content's TOAST table of an embedding's size (its bytes without the varlena header). */
+async function toastedEmbeddings(db: pg.Pool): Promise<number> {
+  const toast = (await db.query<{ t: string }>("SELECT reltoastrelid::regclass::text AS t FROM pg_class WHERE oid = 'content'::regclass")).rows[0]!.t;
+  const r = await db.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM (SELECT sum(length(chunk_data)) AS size FROM ${toast} GROUP BY chunk_id) v WHERE size = 4 + 4 * ${DIM}`,
+  );
+  return r.rows[0]!.n;
+}
 
 describe("interests", () => {
   it("are the mean of the embeddings behind every click, repeats included", async () => {
@@ -185,6 +195,40 @@ describe("migrations", () => {
       expect(results.flat().sort()).toEqual(MIGRATIONS);
     } finally {
       await pool.query(`DROP SCHEMA IF EXISTS ${fresh} CASCADE`);
+    }
+  });
+
+  it("keep every embedding inside its page's row, those stored before 004 included, with the same values", async () => {
+    const old = schemaFor(`unit${process.pid}_toast`);
+    const oldPool = new pg.Pool({ connectionString: process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/test", max: 2, options: `-c search_path=${old},public` });
+    try {
+      // A database as migrations 001-003 left it, with pages whose rows exceed the TOAST threshold.
+      await oldPool.query(`CREATE SCHEMA ${old}`);
+      await oldPool.query("CREATE TABLE schema_migrations (name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())");
+      for (const file of MIGRATIONS.filter((f) => f < "004")) {
+        await oldPool.query(readFileSync(new URL(`../migrations/${file}`, import.meta.url), "utf8").replaceAll("{{EMBEDDING_DIMENSION}}", String(DIM)));
+        await oldPool.query("INSERT INTO schema_migrations (name) VALUES ($1)", [file]);
+      }
+      const oldStore = new ProfileStore(oldPool);
+      const words = () => Array.from({ length: 250 }, () => Math.floor(rnd() * 1e6).toString(36)).join(" ");
+      const stored = new Map<string, number[]>(Array.from({ length: 20 }, (_, i) => [`https://e.org/big${i}`, unitVector()] as const));
+      for (const [url, v] of stored) await oldStore.applyEmbedding({ ...page(url, v), text: words() });
+      expect(await toastedEmbeddings(oldPool)).toBe(20);
+      expect(await migrate(oldPool, old, DIM)).toEqual(MIGRATIONS.filter((f) => f >= "004"));
+      expect(await toastedEmbeddings(oldPool)).toBe(0);
+      const added = unitVector();
+      await oldStore.applyEmbedding({ ...page("https://e.org/big-new", added), text: words() });
+      stored.set("https://e.org/big-new", added);
+      expect(await toastedEmbeddings(oldPool)).toBe(0);
+      const rows = (await oldPool.query<{ url: string; e: number[]; text: string }>("SELECT url, embedding::real[] AS e, text FROM content")).rows;
+      expect(rows).toHaveLength(21);
+      for (const r of rows) {
+        expect(r.e.map(Math.fround)).toEqual(stored.get(r.url));
+        expect(r.text.length).toBeGreaterThan(1000);
+      }
+    } finally {
+      await oldPool.query(`DROP SCHEMA IF EXISTS ${old} CASCADE`);
+      await oldPool.end();
     }
   });
 
