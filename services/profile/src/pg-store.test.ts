@@ -90,6 +90,105 @@ describe("interests", () => {
   });
 });
 
+describe("click batches", () => {
+  const status = (outcomes: Array<{ status: string }>) => outcomes.map((o) => o.status);
+
+  it("apply each event id once, whether repeated within a batch or across batches", async () => {
+    const [a, b] = ["https://e.org/a", "https://e.org/b"];
+    const vectors = new Map([
+      [a, unitVector()],
+      [b, unitVector()],
+    ]);
+    for (const [url, v] of vectors) await store.applyEmbedding(page(url, v));
+    const first = { eventId: "x1", userid: "u", url: a, eventTimeMs: 0 };
+    const second = { eventId: "x2", userid: "u", url: b, eventTimeMs: 0 };
+    const other = { eventId: "x3", userid: "v", url: a, eventTimeMs: 0 };
+    expect(status(await store.applyClicks([first, first, second, other, first]))).toEqual(["applied", "duplicate", "applied", "applied", "duplicate"]);
+    const later = { eventId: "x4", userid: "u", url: a, eventTimeMs: 0 };
+    expect(status(await store.applyClicks([second, later, later, other]))).toEqual(["duplicate", "applied", "duplicate", "duplicate"]);
+    expect(status(await store.applyClicks([]))).toEqual([]);
+    await expectInterest("u", [a, b, a], vectors);
+    await expectInterest("v", [a], vectors);
+    expect((await pool.query("SELECT count(*)::int AS n FROM applied_events")).rows[0].n).toBe(4);
+  });
+
+  it("park the clicks of a page not embedded yet, and fold them in when it arrives", async () => {
+    const [a, late] = ["https://e.org/a", "https://e.org/late"];
+    const vectors = new Map([
+      [a, unitVector()],
+      [late, unitVector()],
+    ]);
+    await store.applyEmbedding(page(a, vectors.get(a)!));
+    const parkedTwice = click("u", late);
+    const batch = [click("u", a), parkedTwice, click("u", late), click("w", late)];
+    expect(status(await store.applyClicks(batch))).toEqual(["applied", "parked", "parked", "parked"]);
+    expect(status(await store.applyClicks([parkedTwice]))).toEqual(["duplicate"]);
+    expect(await store.counts()).toEqual({ pages: 1n, parkedClicks: 3n });
+    await expectInterest("u", [a], vectors);
+    expect(await store.interest("w")).toBeUndefined();
+    expect(await store.applyEmbedding(page(late, vectors.get(late)!))).toEqual({ status: "inserted", foldedClicks: 3 });
+    expect(await store.counts()).toEqual({ pages: 2n, parkedClicks: 0n });
+    await expectInterest("u", [a, late, late], vectors);
+    await expectInterest("w", [late], vectors);
+    // Folded clicks count as clicks of the page: a new version corrects them too.
+    vectors.set(late, unitVector());
+    expect(await store.applyEmbedding(page(late, vectors.get(late)!, 2n))).toEqual({ status: "updated", correctedUsers: 2, foldedClicks: 0 });
+    await expectInterest("u", [a, late, late], vectors);
+  });
+
+  it("take urls and user ids with quotes, backslashes, commas, braces and spaces as they are", async () => {
+    const odd = ['https://e.org/a"b', "https://e.org/c\\d", "https://e.org/{e,f}", "https://e.org/NULL", "https://e.org/ g "];
+    const vectors = new Map(odd.map((u) => [u, unitVector()] as const));
+    for (const [url, v] of vectors) await store.applyEmbedding(page(url, v));
+    const users = ['u"1', "u\\2", "{u,3}", "NULL", " "];
+    expect(status(await store.applyClicks(odd.map((url, i) => click(users[i]!, url))))).toEqual(odd.map(() => "applied"));
+    for (let i = 0; i < odd.length; i++) await expectInterest(users[i]!, [odd[i]!], vectors);
+  });
+
+  it("count a page clicked twice by one user in one batch twice, and correct both when it changes", async () => {
+    const [a, b] = ["https://e.org/a", "https://e.org/b"];
+    const vectors = new Map([
+      [a, unitVector()],
+      [b, unitVector()],
+    ]);
+    for (const [url, v] of vectors) await store.applyEmbedding(page(url, v));
+    expect(status(await store.applyClicks([click("u", a), click("u", b), click("u", a)]))).toEqual(["applied", "applied", "applied"]);
+    await expectInterest("u", [a, b, a], vectors);
+    vectors.set(a, unitVector());
+    expect(await store.applyEmbedding(page(a, vectors.get(a)!, 2n))).toEqual({ status: "updated", correctedUsers: 1, foldedClicks: 0 });
+    await expectInterest("u", [a, b, a], vectors);
+  });
+
+  it("applied at once, with overlapping users and pages and pages arriving meanwhile, sum what they would one by one", async () => {
+    const urls = Array.from({ length: 10 }, (_, i) => `https://e.org/o${i}`);
+    const vectors = new Map(urls.map((u) => [u, unitVector()] as const));
+    // Half the pages are there from the start, the others arrive while the batches run.
+    for (const url of urls.slice(0, 5)) await store.applyEmbedding(page(url, vectors.get(url)!));
+    const users = ["u0", "u1", "u2", "u3", "u4", "u5"];
+    const clicks = Array.from({ length: 400 }, () => click(users[Math.floor(rnd() * users.length)]!, urls[Math.floor(rnd() * urls.length)]!));
+    // Eight batches of the 400 clicks, each overlapping the next by 10: those go twice (a redelivery).
+    const batches = Array.from({ length: 8 }, (_, b) => clicks.slice(b * 50, b * 50 + 60));
+    const results = await Promise.all([
+      ...batches.map((batch) => store.applyClicks(batch)),
+      ...urls.slice(5).map((url) => store.applyEmbedding(page(url, vectors.get(url)!))),
+    ]);
+    const outcomes = results.slice(0, batches.length).flat() as Array<{ status: string }>;
+    // Each click applied or parked exactly once, every repeat a duplicate.
+    expect(outcomes.filter((o) => o.status !== "duplicate")).toHaveLength(clicks.length);
+    expect(outcomes.filter((o) => o.status === "duplicate")).toHaveLength(batches.flat().length - clicks.length);
+    expect(await store.counts()).toEqual({ pages: 10n, parkedClicks: 0n });
+    // The definition, from the vectors: per user, one term per click, its page's vector.
+    for (const user of users) {
+      const terms = clicks.filter((c) => c.userid === user).map((c) => vectors.get(c.url)!);
+      const got = await store.interest(user);
+      expect(got?.terms).toBe(terms.length);
+      const want = new Array<number>(DIM).fill(0);
+      for (const t of terms) t.forEach((x, k) => (want[k]! += x));
+      expect(Math.max(...got!.sum.map((x, k) => Math.abs(x - want[k]!)))).toBeLessThan(1e-4);
+    }
+  });
+});
+
 describe("page versions", () => {
   it("ignore an older or equal version", async () => {
     const url = "https://e.org/v";

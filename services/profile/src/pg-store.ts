@@ -93,20 +93,30 @@ export class ProfileStore {
   constructor(private readonly pool: pg.Pool) {}
 
   /**
-   * Folds one click into its user's interest, or parks it until its page is embedded. Serialized
-   * per url with `applyEmbedding`, so a click is never parked after its page's parked clicks were folded.
+   * Folds one click into its user's interest, or parks it until its page is embedded: a batch of one.
    */
-  applyClick(click: ClickToApply): Promise<ClickOutcome> {
-    // One statement (migration 003's apply_click), so one round trip and its own transaction.
+  async applyClick(click: ClickToApply): Promise<ClickOutcome> {
+    return (await this.applyClicks([click]))[0]!;
+  }
+
+  /**
+   * Folds clicks into their users' interests, or parks those whose page is not embedded yet, all
+   * in one transaction and one round trip (migration 005's apply_clicks). Each click has
+   * `applyClick`'s effect, as if applied one after the other in order: an event id seen before,
+   * in an earlier call or earlier in `clicks`, changes nothing and is a "duplicate". Serialized per
+   * url with `applyEmbedding`, so a click is never parked after its page's parked clicks were
+   * folded. One outcome per click, in order.
+   */
+  applyClicks(clicks: readonly ClickToApply[]): Promise<ClickOutcome[]> {
+    if (clicks.length === 0) return Promise.resolve([]);
+    const params = [clicks.map((c) => c.eventId), clicks.map((c) => c.userid), clicks.map((c) => c.url), clicks.map((c) => c.eventTimeMs)];
     return this.retrying(() =>
       this.withClient(async (db) => {
-        const { rows } = await db.query<{ status: ClickOutcome["status"] }>("SELECT apply_click($1, $2, $3, $4) AS status", [
-          click.eventId,
-          click.userid,
-          click.url,
-          click.eventTimeMs,
-        ]);
-        return { status: rows[0]!.status } as ClickOutcome;
+        const { rows } = await db.query<{ outcomes: Array<ClickOutcome["status"]> }>(
+          "SELECT apply_clicks($1::text[], $2::text[], $3::text[], $4::bigint[]) AS outcomes",
+          params,
+        );
+        return rows[0]!.outcomes.map((status) => ({ status }) as ClickOutcome);
       }),
     );
   }
@@ -150,7 +160,7 @@ export class ProfileStore {
         await foldWaitingLikes(db, old.id);
       }
       if (page.id !== "") await foldWaitingLikes(db, page.id);
-      const foldedClicks = await foldParkedClicks(db, page.url, embedding);
+      const foldedClicks = await foldParkedClicks(db, page.url);
       return old ? { status: "updated", correctedUsers, foldedClicks } : { status: "inserted", foldedClicks };
     });
   }
@@ -466,27 +476,26 @@ async function foldWaitingLikes(db: pg.PoolClient, id: string): Promise<void> {
   await db.query("UPDATE likes SET applied_url = $2 WHERE page_id = $1 AND userid = ANY($3::text[])", [id, page.url, userids]);
 }
 
-/** Moves the clicks parked for `url` into their users' interests; returns how many clicks. */
-async function foldParkedClicks(db: pg.PoolClient, url: string, embedding: number[]): Promise<number> {
-  const parked = await db.query<{ userid: string; n: number }>(
-    "SELECT userid, count(*)::int AS n FROM parked_clicks WHERE url = $1 GROUP BY userid ORDER BY userid",
+/**
+ * Moves the clicks parked for `url` into their users' interests (the page's stored embedding, once
+ * per click); returns how many clicks. One upsert in userid order, as apply_clicks takes the rows,
+ * so that a batch of clicks and this fold never wait for each other in a cycle.
+ */
+async function foldParkedClicks(db: pg.PoolClient, url: string): Promise<number> {
+  const folded = await db.query(
+    `INSERT INTO interests (userid, sum, terms)
+     SELECT p.userid, sum(c.embedding), count(*) FROM parked_clicks p JOIN content c ON c.url = p.url
+     WHERE p.url = $1 GROUP BY p.userid ORDER BY p.userid
+     ON CONFLICT (userid) DO UPDATE SET sum = interests.sum + excluded.sum, terms = interests.terms + excluded.terms`,
     [url],
   );
-  if (parked.rows.length === 0) return 0;
-  const usersByCount = new Map<number, string[]>();
-  for (const { userid, n } of parked.rows) usersByCount.set(n, [...(usersByCount.get(n) ?? []), userid]);
-  for (const [n, userids] of usersByCount) {
-    await db.query(
-      `INSERT INTO interests (userid, sum, terms) SELECT u, $2::vector, $3 FROM unnest($1::text[]) AS u ORDER BY u
-       ON CONFLICT (userid) DO UPDATE SET sum = interests.sum + excluded.sum, terms = interests.terms + excluded.terms`,
-      [userids, toSql(scaled(embedding, n)), n],
-    );
-    await db.query(
-      `INSERT INTO user_page_terms (userid, url, clicks) SELECT u, $2, $3 FROM unnest($1::text[]) AS u
-       ON CONFLICT (userid, url) DO UPDATE SET clicks = user_page_terms.clicks + excluded.clicks`,
-      [userids, url, n],
-    );
-  }
+  if (folded.rowCount === 0) return 0;
+  await db.query(
+    `INSERT INTO user_page_terms (userid, url, clicks)
+     SELECT userid, $1, count(*) FROM parked_clicks WHERE url = $1 GROUP BY userid ORDER BY userid
+     ON CONFLICT (userid, url) DO UPDATE SET clicks = user_page_terms.clicks + excluded.clicks`,
+    [url],
+  );
   const deleted = await db.query("DELETE FROM parked_clicks WHERE url = $1", [url]);
   return deleted.rowCount ?? 0;
 }
