@@ -1,8 +1,9 @@
 import { fromBinary } from "@bufbuild/protobuf";
 import { runDurableConsumer, type Bus, type Disposition } from "@recsys/bus";
+import { Counter, registry } from "@recsys/metrics";
 import { ClickSchema, ContentEmbeddingSchema, InterestEmbeddingSchema, LikeSchema } from "@recsys/contracts/events/v1/events";
 import type { Logger } from "@recsys/logging";
-import { isDataError, type ClickToApply, type InterestToApply, type LikeToApply, type PageEmbedding, type ProfileStore } from "./pg-store.js";
+import { isDataError, sqlState, type ClickOutcome, type ClickToApply, type InterestToApply, type LikeToApply, type PageEmbedding, type ProfileStore } from "./pg-store.js";
 import { embeddingProblem } from "./vectors.js";
 
 export const EMBEDDINGS_DURABLE = "profile-embeddings";
@@ -90,8 +91,39 @@ export function applyEmbeddingMessage(data: Uint8Array, store: ProfileStore, dim
 }
 
 /** The effect of one CLICKS message, without NATS. A database error means: try again later. */
-export function applyClickMessage(data: Uint8Array, store: ProfileStore): Promise<Disposition> {
-  return applyDecoded(decodeClick(data), (click) => store.applyClick(click));
+export async function applyClickMessage(data: Uint8Array, store: ProfileStore): Promise<Disposition> {
+  return (await applyClickMessages([data], store))[0]!;
+}
+
+const clickOutcomes = new Counter({
+  name: "recsys_profile_clicks_total",
+  help: "Clicks the profile-clicks consumer applied, by outcome: applied (in the user's interest), parked (its page not embedded yet), duplicate (its event id applied before)",
+  labelNames: ["outcome"] as const,
+  registers: [registry],
+});
+
+/**
+ * The effect of CLICKS messages, without NATS, one disposition per message in order: every
+ * decodable click goes to PostgreSQL in one call and one transaction (`applyClicks`), each with the
+ * effect it would have alone. Undecodable messages are dead-lettered. PostgreSQL out of reach leaves
+ * every click for redelivery. An error PostgreSQL answered with may be one message's doing (a NUL in
+ * a string): a batch throws, so that the consumer applies its messages one by one and only that
+ * message is held back while the others go through. A lone message is dead-lettered when
+ * PostgreSQL can never store it (SQLSTATE class 22), else left for redelivery.
+ */
+export async function applyClickMessages(messages: readonly Uint8Array[], store: ProfileStore): Promise<Disposition[]> {
+  const decoded = messages.map(decodeClick);
+  const clicks = decoded.flatMap((d) => (d.ok ? [d.value] : []));
+  let outcomes: ClickOutcome[] = [];
+  let failure: Disposition | undefined;
+  try {
+    outcomes = await store.applyClicks(clicks);
+  } catch (err) {
+    if (clicks.length > 1 && sqlState(err)) throw err;
+    failure = databaseFailure(err);
+  }
+  for (const o of outcomes) clickOutcomes.inc({ outcome: o.status });
+  return decoded.map((d) => (d.ok ? (failure ?? { kind: "ack" }) : { kind: "dead-letter", reason: `undecodable: ${d.error}` }));
 }
 
 function databaseFailure(err: unknown): Disposition {
@@ -126,20 +158,22 @@ export function runEmbeddingConsumer(opts: ConsumerOptions & { dimension: number
 }
 
 /**
- * CLICKS into interests (or parked), with a durable consumer of its own. Acked after the
- * transaction committed; a redelivery is harmless because applied event ids are remembered.
+ * CLICKS into interests (or parked), with a durable consumer of its own, in batches: what arrived
+ * while the previous batches ran, up to `maxBatch` messages, is applied in one transaction. Acked
+ * after it committed; a redelivery is harmless because applied event ids are remembered.
  */
-export function runClickConsumer(opts: ConsumerOptions) {
+export function runClickConsumer(opts: ConsumerOptions & { maxBatch: number }) {
   return runDurableConsumer({
     bus: opts.bus,
     stream: opts.bus.topology.clicksStream,
     durable: CLICKS_DURABLE,
     filterSubject: opts.bus.topology.clicksSubjects,
     concurrency: opts.concurrency,
+    maxBatch: opts.maxBatch,
     deadLetterSource: CLICKS_DEAD_LETTER_SOURCE,
     logger: opts.logger,
     signal: opts.signal,
-    handle: (m) => applyClickMessage(m.data, opts.store),
+    handleBatch: (ms) => applyClickMessages(ms.map((m) => m.data), opts.store),
   });
 }
 

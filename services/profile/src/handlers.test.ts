@@ -5,7 +5,7 @@ import { ClickSchema, ContentEmbeddingSchema, InterestEmbeddingSchema, LikeSchem
 import { ProfileService } from "@recsys/contracts/profile/v1/profile";
 import pg from "pg";
 import { describe, expect, it } from "vitest";
-import { applyClickMessage, applyEmbeddingMessage, applyInterestMessage, applyLikeMessage } from "./consumers.js";
+import { applyClickMessage, applyClickMessages, applyEmbeddingMessage, applyInterestMessage, applyLikeMessage } from "./consumers.js";
 import { profileRoutes } from "./handlers.js";
 import { ProfileStore } from "./pg-store.js";
 import { DIM, testDatabase } from "./testing.js";
@@ -125,5 +125,37 @@ describe("event RPCs", () => {
     expect(await refusal(client.personalizedEventSearch({ query: " ", userid: "u" }))).toBe("InvalidArgument: query: must not be empty");
     expect(await refusal(client.personalizedEventSearch({ query: "kafka", userid: "" }))).toBe("InvalidArgument: userid: must not be empty");
     expect(await refusal(client.eventsById({ ids: ["a b"] }))).toMatch(/^InvalidArgument: ids\[0\]: /);
+  });
+});
+
+describe("click message batches", () => {
+  it("go to PostgreSQL together, each acked or dead-lettered as it would be alone", async () => {
+    const [a, b] = ["https://e.org/a", "https://e.org/b"];
+    const ack = { kind: "ack" };
+    const batch = [clickMessage("m1", "w", a), Uint8Array.of(0xff, 0xff), clickMessage("m2", "w", b), clickMessage("m1", "w", a), clickMessage("m3", "w", "https://e.org/not-yet")];
+    expect(await applyClickMessages(batch, store)).toEqual([ack, { kind: "dead-letter", reason: expect.stringMatching(/^undecodable: /) }, ack, ack, ack]);
+    expect(await store.interest("w")).toEqual({ sum: unit(0).map((x, k) => x + unit(1)[k]!), terms: 2 });
+    // PostgreSQL refuses a NUL: which message has it is unknown in a batch, so the batch throws
+    // (the consumer then applies each message alone) and changes nothing; alone, it is dead-lettered.
+    const nul = clickMessage("m5", "w\u0000x", a);
+    await expect(applyClickMessages([clickMessage("m4", "w", a), nul], store)).rejects.toThrow();
+    expect(await store.interest("w")).toMatchObject({ terms: 2 });
+    expect(await applyClickMessages([nul], store)).toEqual([{ kind: "dead-letter", reason: expect.stringMatching(/^refused by PostgreSQL/) }]);
+    expect(await applyClickMessages([clickMessage("m4", "w", a)], store)).toEqual([ack]);
+    expect(await store.interest("w")).toMatchObject({ terms: 3 });
+  });
+
+  it("are left for redelivery while PostgreSQL is unreachable", async () => {
+    const down = new pg.Pool({ connectionString: "postgresql://postgres@127.0.0.1:1/test", connectionTimeoutMillis: 1_000 });
+    try {
+      const offline = new ProfileStore(down);
+      expect(await applyClickMessages([clickMessage("r1", "u", "https://e.org/a"), Uint8Array.of(0xff), clickMessage("r2", "u", "https://e.org/b")], offline)).toEqual([
+        { kind: "retry", reason: expect.stringMatching(/^PostgreSQL: /) },
+        { kind: "dead-letter", reason: expect.stringMatching(/^undecodable: /) },
+        { kind: "retry", reason: expect.stringMatching(/^PostgreSQL: /) },
+      ]);
+    } finally {
+      await down.end();
+    }
   });
 });
