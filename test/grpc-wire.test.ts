@@ -109,13 +109,17 @@ it("serves Prometheus metrics on every port: RPC latency by method and code, eve
   for (const [service, body] of Object.entries(text)) {
     expect(sample(body, "process_resident_memory_bytes", { service }), service).toBeGreaterThan(10 * 2 ** 20);
   }
-  // The first test published two clicks through ingest, which covisit applied and profile folded in.
+  // The first test published two clicks of one user through ingest: one CLICKS message (a batch of
+  // the user's partition), which covisit applied with one script and profile folded in with one call.
   expect(sample(text.ingest!, "recsys_rpc_duration_seconds_count", { method: "recsys.ingest.v1.IngestService/PublishClicks", code: "OK" })).toBe(1);
-  expect(sample(text.ingest!, "recsys_published_messages_total", { stream: CLICKS })).toBe(2);
-  expect(sample(text.covisit!, "recsys_consumed_messages_total", { stream: CLICKS, consumer: "covisit", outcome: "ack" })).toBe(2);
+  expect(sample(text.ingest!, "recsys_published_messages_total", { stream: CLICKS })).toBe(1);
+  expect(sample(text.covisit!, "recsys_consumed_messages_total", { stream: CLICKS, consumer: "covisit", outcome: "ack" })).toBe(1);
+  expect(sample(text.covisit!, "recsys_covisit_clicks_total", { outcome: "applied" })).toBe(2);
   expect(sample(text.covisit!, "recsys_consumer_lag_messages", { stream: CLICKS, consumer: "covisit" })).toBe(0);
   expect(sample(text.covisit!, "recsys_rpc_duration_seconds_count", { method: "recsys.covisit.v1.CovisitService/Recommendation", code: "InvalidArgument" })).toBe(1);
-  expect(sample(text.covisit!, "recsys_dependency_duration_seconds_count", { dependency: "redis", operation: "applyClick" })).toBe(2);
-  expect(sample(text.profile!, "recsys_consumed_messages_total", { stream: CLICKS, consumer: "profile-clicks", outcome: "ack" })).toBe(2);
-  expect(sample(text.profile!, "recsys_dependency_duration_seconds_count", { dependency: "postgres", operation: "applyClick" })).toBe(2);
+  expect(sample(text.covisit!, "recsys_dependency_duration_seconds_count", { dependency: "redis", operation: "applyClicks" })).toBe(1);
+  expect(sample(text.profile!, "recsys_consumed_messages_total", { stream: CLICKS, consumer: "profile-clicks", outcome: "ack" })).toBe(1);
+  // No page is embedded in this stack: both clicks wait for theirs.
+  expect(sample(text.profile!, "recsys_profile_clicks_total", { outcome: "parked" })).toBe(2);
+  expect(sample(text.profile!, "recsys_dependency_duration_seconds_count", { dependency: "postgres", operation: "applyClicks" })).toBe(1);
 });

@@ -69,14 +69,15 @@ describe("kill -9 of each service", () => {
   }, 300_000);
 
   it("a covisit and a profile that die after applying a click but before acking it: the redelivery changes nothing", async () => {
-    // RECSYS_CRASH_AFTER_EFFECTS=n: the process kills itself right after its n-th effect, before that
-    // message's ack. The reference replayed again with --shift-time is a second, new copy of every
+    // RECSYS_CRASH_AFTER_EFFECTS=n: the process kills itself right after the effect of its n-th
+    // message (the replay sends about 300, each a batch of clicks of one partition), before the ack.
+    // The reference replayed again with --shift-time is a second, new copy of every
     // click, far from the first in time: every count doubles, and every user's mean stays the same.
     const exits = (["covisit", "profile"] as const).map(async (service) => {
       await stack.kill(service);
-      const child = stack.spawn(service, { RECSYS_CRASH_AFTER_EFFECTS: "3000" });
+      const child = stack.spawn(service, { RECSYS_CRASH_AFTER_EFFECTS: "100" });
       const signal = await new Promise((r) => child.once("exit", (_code, sig) => r(sig)));
-      crashes.push(`${service}: killed itself after its 3000th effect, before that ack (${String(signal)})`);
+      crashes.push(`${service}: killed itself after the effect of its 100th message, before the ack (${String(signal)})`);
       await stack.start(service);
       return signal;
     });

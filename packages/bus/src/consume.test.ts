@@ -94,4 +94,37 @@ describe("runDurableConsumer", () => {
     expect(new TextDecoder().decode(dead!.data)).toBe("poison");
     expect(dead!.header.get("recsys-reason")).toMatch(/^failed 2 deliveries, last: Error: cannot apply this one/);
   });
+
+  it("keeps the items a message's effect could not apply in DEAD_LETTERS, one each, and acks the message", async () => {
+    const stop = new AbortController();
+    const subject = bus.topology.clicksSubject(2);
+    await bus.js.publish(subject, new TextEncoder().encode("a,LATE,c,LATE"));
+    const consuming = runDurableConsumer({
+      bus,
+      stream: bus.topology.clicksStream,
+      durable: "items-test",
+      filterSubject: subject,
+      concurrency: 1,
+      maxBatch: 8,
+      deadLetterSource: "items-test",
+      logger: createLogger("bus-test"),
+      signal: stop.signal,
+      async handleBatch(ms) {
+        return ms.map((m) => {
+          const items = new TextDecoder().decode(m.data).split(",");
+          const deadLetters = items.flatMap((item, index) => (item === "LATE" ? [{ index, data: new TextEncoder().encode(`item ${index}`), contentType: "text/plain", reason: "late: watermark x" }] : []));
+          return { kind: "ack" as const, deadLetters };
+        });
+      },
+    });
+    await expect.poll(() => deadLettered(bus, "items-test"), { timeout: 20_000, interval: 100 }).toBe(2n);
+    await expect.poll(async () => (await bus.jsm.consumers.info(bus.topology.clicksStream, "items-test")).num_ack_pending, { timeout: 10_000 }).toBe(0);
+    stop.abort();
+    await consuming;
+    const last = await bus.jsm.streams.getMessage(bus.topology.deadLetterStream, { last_by_subj: bus.topology.deadLetterSubject("items-test") });
+    expect(new TextDecoder().decode(last!.data)).toBe("item 3");
+    expect(last!.header.get("recsys-source-item")).toBe("3");
+    expect(last!.header.get("recsys-reason")).toBe("late: watermark x");
+    expect(last!.header.get("content-type")).toBe("text/plain");
+  });
 });

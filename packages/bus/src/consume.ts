@@ -5,9 +5,19 @@ import { withBatchSpan } from "@recsys/tracing";
 import { consumedMessages, deadLetterCause, deadLettered as deadLetteredCount, watchConsumerLag } from "@recsys/metrics";
 import { ensureDurableConsumer, ensureStreams, nanos, type Bus } from "./index.js";
 
+/** One item of a message (a click of a batch) that can never take effect, kept with why. */
+export interface ItemDeadLetter {
+  /** Its position in the message. */
+  index: number;
+  data: Uint8Array;
+  contentType: string;
+  reason: string;
+}
+
 /** What to do with a message after its effect ran. */
 export type Disposition =
-  | { kind: "ack" }
+  /** Done; items of it that could not take effect are kept in DEAD_LETTERS first. */
+  | { kind: "ack"; deadLetters?: ItemDeadLetter[] }
   /** The effect failed for a passing reason (a database down): redeliver later. */
   | { kind: "retry"; delayMs?: number; reason: string }
   /** The message can never take effect: keep it in DEAD_LETTERS with the reason, then ack. */
@@ -106,17 +116,21 @@ export async function runDurableConsumer(opts: DurableConsumerOptions): Promise<
       count("retry");
       return;
     }
-    if (d.kind === "dead-letter") {
+    const letters = d.kind === "dead-letter" ? [{ reason: d.reason }] : (d.deadLetters ?? []);
+    if (letters.length > 0) {
       try {
-        await deadLetter(bus, m, opts.stream, opts.deadLetterSource, d.reason);
+        if (d.kind === "dead-letter") await deadLetter(bus, m, opts.stream, opts.deadLetterSource, d.reason);
+        else await Promise.all(d.deadLetters!.map((item) => deadLetterItem(bus, m, opts.stream, opts.deadLetterSource, item)));
       } catch (err) {
         m.nak(1_000);
         count("retry");
         logger.warn({ err: String(err), seq: m.seq }, "dead letter not stored, will be redelivered");
         return;
       }
-      deadLetteredCount.inc({ source: opts.deadLetterSource, cause: deadLetterCause(d.reason) });
-      logger.warn({ stream: opts.stream, seq: m.seq, reason: d.reason }, "message dead-lettered");
+      for (const l of letters) {
+        deadLetteredCount.inc({ source: opts.deadLetterSource, cause: deadLetterCause(l.reason) });
+        logger.warn({ stream: opts.stream, seq: m.seq, reason: l.reason, ...("index" in l ? { item: l.index } : {}) }, "dead-lettered");
+      }
     }
     m.ack();
     count(d.kind === "dead-letter" ? "dead_letter" : "ack");
@@ -209,13 +223,26 @@ export async function runDurableConsumer(opts: DurableConsumerOptions): Promise<
   }
 }
 
-/** Keeps a message we could not apply in DEAD_LETTERS, with why, instead of dropping it. */
-export async function deadLetter(bus: Bus, m: JsMsg, stream: string, source: string, reason: string): Promise<void> {
+function deadLetterHeaders(stream: string, seq: number, reason: string, contentType: string | undefined) {
   const h = headers();
   h.set("recsys-reason", reason);
   h.set("recsys-source-stream", stream);
-  h.set("recsys-source-sequence", String(m.seq));
+  h.set("recsys-source-sequence", String(seq));
+  if (contentType) h.set("content-type", contentType);
+  return h;
+}
+
+/** Keeps a message we could not apply in DEAD_LETTERS, with why, instead of dropping it. */
+export async function deadLetter(bus: Bus, m: JsMsg, stream: string, source: string, reason: string): Promise<void> {
+  const h = deadLetterHeaders(stream, m.seq, reason, m.headers?.get("content-type") || undefined);
   await bus.publish(bus.topology.deadLetterSubject(source), m.data, { headers: h, msgID: `${source}-${m.seq}` });
+}
+
+/** Keeps one item of a message in DEAD_LETTERS, with why and where it came from. */
+async function deadLetterItem(bus: Bus, m: JsMsg, stream: string, source: string, item: ItemDeadLetter): Promise<void> {
+  const h = deadLetterHeaders(stream, m.seq, item.reason, item.contentType);
+  h.set("recsys-source-item", String(item.index));
+  await bus.publish(bus.topology.deadLetterSubject(source), item.data, { headers: h, msgID: `${source}-${m.seq}-${item.index}` });
 }
 
 /** Where a durable consumer stands: every message up to `ackFloor` is done. */

@@ -1,34 +1,46 @@
-import { fromBinary } from "@bufbuild/protobuf";
-import { JetStreamApiError, runDurableConsumer, type Bus, type Disposition } from "@recsys/bus";
-import { ClickSchema } from "@recsys/contracts/events/v1/events";
+import { clicksOf, CLICK_CONTENT_TYPE, encodeClick, JetStreamApiError, runDurableConsumer, type Bus, type Click, type Disposition, type ItemDeadLetter, type MsgHdrs } from "@recsys/bus";
 import type { Logger } from "@recsys/logging";
 import { Counter, registry } from "@recsys/metrics";
-import type { ApplyOutcome, ClickToApply, CovisitStore } from "./redis-store.js";
+import { DEFAULT_MAX_BATCH, type ApplyOutcome, type ClickToApply, type CovisitStore } from "./redis-store.js";
 
 export const DURABLE = "covisit";
 export const DEAD_LETTER_SOURCE = "clicks";
 
+/** What became of one click of a CLICKS message. */
 export type ClickVerdict = ApplyOutcome | { status: "undecodable"; error: string };
 
-/** A CLICKS message decoded, or why it cannot be. */
-export function decodeClick(data: Uint8Array): ClickToApply | { error: string } {
-  let click;
-  try {
-    click = fromBinary(ClickSchema, data);
-  } catch (err) {
-    return { error: String(err) };
-  }
-  if (!click.eventId || !click.userid || !click.url) return { error: "missing event_id, userid or url" };
-  return { eventId: click.eventId, userid: click.userid, url: click.url, eventTimeMs: Number(click.eventTimeMs) };
-}
+/** A message's clicks, each with its verdict, or why the message cannot be read at all. */
+export type MessageVerdict = { clicks: Click[]; verdicts: ClickVerdict[] } | { error: string };
 
-/** The effect of CLICKS messages, without NATS: decode each, then one atomic script for all that decode. */
-export async function applyClickMessages(data: Uint8Array[], store: CovisitStore): Promise<ClickVerdict[]> {
-  const decoded = data.map(decodeClick);
-  const clicks = decoded.filter((d): d is ClickToApply => !("error" in d));
-  const outcomes = await store.applyClicks(clicks);
+const checked = (c: Click): ClickToApply | { error: string } =>
+  !c.eventId || !c.userid || !c.url ? { error: "missing event_id, userid or url" } : { eventId: c.eventId, userid: c.userid, url: c.url, eventTimeMs: Number(c.eventTimeMs) };
+
+/**
+ * The effect of CLICKS messages, without NATS: every readable click of every message goes to
+ * Redis, in order, `clicksPerScript` to one atomic script (Redis runs nothing else while a script
+ * runs, so a script's size bounds how long a Recommendation may wait behind it). The scripts are
+ * sent before the first wait: whatever the caller starts next reaches Redis after them.
+ */
+export async function applyClickMessages(messages: Array<{ data: Uint8Array; headers?: MsgHdrs }>, store: CovisitStore, clicksPerScript = DEFAULT_MAX_BATCH): Promise<MessageVerdict[]> {
+  const decoded = messages.map((m): { clicks: Click[]; checked: Array<ClickToApply | { error: string }> } | { error: string } => {
+    try {
+      const clicks = clicksOf(m);
+      return { clicks, checked: clicks.map(checked) };
+    } catch (err) {
+      return { error: String(err) };
+    }
+  });
+  const toApply = decoded.flatMap((d) => ("error" in d ? [] : d.checked.filter((c): c is ClickToApply => !("error" in c))));
+  // Every script goes out now, before this function first waits: batches taken one after the other
+  // reach Redis in that order, so a user's clicks are applied in stream order (a later click first
+  // would make the earlier one late).
+  const scripts: Array<Promise<ApplyOutcome[]>> = [];
+  for (let k = 0; k < toApply.length; k += clicksPerScript) scripts.push(store.applyClicks(toApply.slice(k, k + clicksPerScript)));
+  const outcomes = (await Promise.all(scripts)).flat();
   let next = 0;
-  return decoded.map((d) => ("error" in d ? { status: "undecodable", error: d.error } : outcomes[next++]!));
+  return decoded.map((d) =>
+    "error" in d ? d : { clicks: d.clicks, verdicts: d.checked.map((c): ClickVerdict => ("error" in c ? { status: "undecodable", error: c.error } : outcomes[next++]!)) },
+  );
 }
 
 const clickOutcomes = new Counter({
@@ -56,34 +68,49 @@ export interface ConsumerStats {
   undecodable: number;
 }
 
-/** The settlement of one click's verdict, counted. */
-function dispositionOf(verdict: ClickVerdict, stats: ConsumerStats): Disposition {
-  clickOutcomes.inc({ outcome: verdict.status });
-  switch (verdict.status) {
-    case "applied":
-      stats.applied++;
-      return { kind: "ack" };
-    case "duplicate":
-      stats.duplicates++;
-      return { kind: "ack" };
-    case "late":
-      stats.late++;
-      return { kind: "dead-letter", reason: `late: watermark ${new Date(verdict.watermarkMs).toISOString()}` };
-    case "lost":
-      // Left in the stream, unacked: a rebuild applies it with everything before it.
-      return { kind: "retry", delayMs: 5_000, reason: "Redis lost the co-visit counts: run pnpm covisit:rebuild" };
-    case "undecodable":
-      stats.undecodable++;
-      return { kind: "dead-letter", reason: `undecodable: ${verdict.error}` };
+/** The settlement of one message from its clicks' verdicts, counted: late and unreadable clicks are dead-lettered alone. */
+function dispositionOf(message: MessageVerdict, stats: ConsumerStats): Disposition {
+  if ("error" in message) {
+    clickOutcomes.inc({ outcome: "undecodable" });
+    stats.undecodable++;
+    return { kind: "dead-letter", reason: `undecodable: ${message.error}` };
   }
+  const { clicks, verdicts } = message;
+  // Left in the stream, unacked: a rebuild applies it with everything before it.
+  if (verdicts.some((v) => v.status === "lost")) {
+    clickOutcomes.inc({ outcome: "lost" }, verdicts.length);
+    return { kind: "retry", delayMs: 5_000, reason: "Redis lost the co-visit counts: run pnpm covisit:rebuild" };
+  }
+  const deadLetters: ItemDeadLetter[] = [];
+  verdicts.forEach((v, index) => {
+    clickOutcomes.inc({ outcome: v.status });
+    const letter = (reason: string) => deadLetters.push({ index, data: encodeClick(clicks[index]!), contentType: CLICK_CONTENT_TYPE, reason });
+    switch (v.status) {
+      case "applied":
+        stats.applied++;
+        break;
+      case "duplicate":
+        stats.duplicates++;
+        break;
+      case "late":
+        stats.late++;
+        letter(`late: watermark ${new Date(v.watermarkMs).toISOString()}`);
+        break;
+      case "undecodable":
+        stats.undecodable++;
+        letter(`undecodable: ${v.error}`);
+        break;
+    }
+  });
+  return { kind: "ack", deadLetters };
 }
 
 /**
- * Consumes CLICKS with a durable consumer shared by every covisit replica, in batches: what arrived
- * while the previous batches ran, up to `maxBatch`, goes to Redis as one atomic script. Messages are
- * acked only after their script ran (or after they were dead-lettered), so a crash redelivers them
- * and the script's event_id check makes the redelivery harmless. A Redis error leaves the batch for
- * redelivery.
+ * Consumes CLICKS with a durable consumer shared by every covisit replica, in batches: the clicks
+ * of what arrived while the previous batches ran, up to `maxBatch` messages, go to Redis in
+ * atomic scripts of up to `maxBatch` clicks. Messages are acked only after their script ran (and their late clicks were
+ * dead-lettered), so a crash redelivers them and the script's event_id check makes the redelivery
+ * harmless. A Redis error leaves the batch for redelivery.
  */
 export function runClickConsumer(opts: { bus: Bus; store: CovisitStore; logger: Logger; concurrency: number; maxBatch: number; stats: ConsumerStats; signal: AbortSignal }) {
   const { store, stats } = opts;
@@ -98,11 +125,7 @@ export function runClickConsumer(opts: { bus: Bus; store: CovisitStore; logger: 
     logger: opts.logger,
     signal: opts.signal,
     async handleBatch(ms) {
-      const verdicts = await applyClickMessages(
-        ms.map((m) => m.data),
-        store,
-      );
-      return verdicts.map((v) => dispositionOf(v, stats));
+      return (await applyClickMessages(ms, store, opts.maxBatch)).map((v) => dispositionOf(v, stats));
     },
   });
 }

@@ -1,8 +1,8 @@
 import { create, toBinary } from "@bufbuild/protobuf";
-import { ensureStreams, headers, type Bus } from "@recsys/bus";
+import { encodeClickBatch, ensureStreams, typedHeaders, type Bus, type MsgHdrs } from "@recsys/bus";
 import { ClickSchema, ContentPageSchema, LikeSchema, StatedInterestSchema } from "@recsys/contracts/events/v1/events";
 import type { ValidClick } from "./clicks.js";
-import { partitionOf } from "./hashing.js";
+import { eventIdOf, partitionOf } from "./hashing.js";
 import type { ValidInterest, ValidLike } from "./engagement.js";
 import { pagePartitionOf, type ValidPage } from "./pages.js";
 
@@ -15,8 +15,12 @@ interface Outgoing {
   subject: string;
   payload: Uint8Array;
   msgID: string;
-  messageType: string;
+  /** With the content-type that names the payload's protobuf type. */
+  headers: MsgHdrs;
 }
+
+/** The most clicks one CLICKS message carries. */
+export const CLICKS_PER_MESSAGE = 256;
 
 /** Publishes events; resolves only once JetStream has stored (or already had) each one. */
 export class EventPublisher {
@@ -25,18 +29,43 @@ export class EventPublisher {
     private readonly partitions: number,
   ) {}
 
-  publishClicks(clicks: ValidClick[], ingestTimeMs: number): Promise<Published[]> {
-    return this.publishAll(
-      clicks.map((c) => ({
-        subject: this.bus.topology.clicksSubject(partitionOf(c.userid, this.partitions)),
-        msgID: c.eventId,
-        messageType: "recsys.events.v1.Click",
-        payload: toBinary(
-          ClickSchema,
-          create(ClickSchema, { eventId: c.eventId, userid: c.userid, url: c.url, eventTimeMs: BigInt(c.eventTimeMs), ingestTimeMs: BigInt(ingestTimeMs) }),
-        ),
-      })),
+  /**
+   * Clicks go out as one ClickBatch message per partition (up to CLICKS_PER_MESSAGE clicks each), in
+   * the order given, so a user's clicks stay in order on one subject. The message id is the click's
+   * own event id for a lone click, else a hash of the batch's event ids: the same batch sent again
+   * (a retry) is the same message to the broker's dedup. Each click's result is its message's.
+   */
+  async publishClicks(clicks: ValidClick[], ingestTimeMs: number): Promise<Published[]> {
+    const byPartition = new Map<number, number[]>();
+    clicks.forEach((c, i) => {
+      const p = partitionOf(c.userid, this.partitions);
+      const list = byPartition.get(p);
+      if (list) list.push(i);
+      else byPartition.set(p, [i]);
+    });
+    const messages: Array<{ partition: number; members: number[] }> = [];
+    for (const [partition, members] of byPartition) {
+      for (let k = 0; k < members.length; k += CLICKS_PER_MESSAGE) messages.push({ partition, members: members.slice(k, k + CLICKS_PER_MESSAGE) });
+    }
+    const published = await this.publishAll(
+      messages.map(({ partition, members }) => {
+        const batch = encodeClickBatch(
+          members.map((i) => {
+            const c = clicks[i]!;
+            return create(ClickSchema, { eventId: c.eventId, userid: c.userid, url: c.url, eventTimeMs: BigInt(c.eventTimeMs), ingestTimeMs: BigInt(ingestTimeMs) });
+          }),
+        );
+        return {
+          subject: this.bus.topology.clicksSubject(partition),
+          msgID: members.length === 1 ? clicks[members[0]!]!.eventId : `clicks-${eventIdOf(members.map((i) => clicks[i]!.eventId))}`,
+          headers: batch.headers,
+          payload: batch.data,
+        };
+      }),
     );
+    const out: Published[] = new Array(clicks.length);
+    messages.forEach(({ members }, m) => members.forEach((i) => (out[i] = published[m]!)));
+    return out;
   }
 
   publishPages(pages: ValidPage[], ingestTimeMs: number): Promise<Published[]> {
@@ -44,7 +73,7 @@ export class EventPublisher {
       pages.map((p) => ({
         subject: this.bus.topology.contentSubject(pagePartitionOf(p.url, this.partitions)),
         msgID: p.eventId,
-        messageType: "recsys.events.v1.ContentPage",
+        headers: typedHeaders(ContentPageSchema.typeName),
         payload: toBinary(
           ContentPageSchema,
           create(ContentPageSchema, {
@@ -66,7 +95,7 @@ export class EventPublisher {
       likes.map((l) => ({
         subject: this.bus.topology.likesSubject(partitionOf(l.userid, this.partitions)),
         msgID: `like-${l.eventId}`,
-        messageType: "recsys.events.v1.Like",
+        headers: typedHeaders(LikeSchema.typeName),
         payload: toBinary(
           LikeSchema,
           create(LikeSchema, { eventId: l.eventId, userid: l.userid, pageId: l.pageId, liked: l.liked, sourceTimeMs: BigInt(l.sourceTimeMs), ingestTimeMs: BigInt(ingestTimeMs) }),
@@ -80,7 +109,7 @@ export class EventPublisher {
       interests.map((i) => ({
         subject: this.bus.topology.statedInterestsSubject(partitionOf(i.userid, this.partitions)),
         msgID: `interest-${i.eventId}`,
-        messageType: "recsys.events.v1.StatedInterest",
+        headers: typedHeaders(StatedInterestSchema.typeName),
         payload: toBinary(
           StatedInterestSchema,
           create(StatedInterestSchema, { eventId: i.eventId, userid: i.userid, text: i.text, sourceTimeMs: BigInt(i.sourceTimeMs), ingestTimeMs: BigInt(ingestTimeMs) }),
@@ -102,9 +131,7 @@ export class EventPublisher {
   }
 
   private async publish(o: Outgoing): Promise<Published> {
-    const h = headers();
-    h.set("content-type", `application/x-protobuf; messageType=${o.messageType}`);
-    const ack = await this.bus.publish(o.subject, o.payload, { msgID: o.msgID, headers: h, timeout: 10_000 });
+    const ack = await this.bus.publish(o.subject, o.payload, { msgID: o.msgID, headers: o.headers, timeout: 10_000 });
     return { streamSequence: BigInt(ack.seq), duplicate: ack.duplicate };
   }
 }

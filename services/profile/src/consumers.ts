@@ -1,7 +1,7 @@
 import { fromBinary } from "@bufbuild/protobuf";
-import { runDurableConsumer, type Bus, type Disposition } from "@recsys/bus";
+import { clicksOf, CLICK_CONTENT_TYPE, encodeClick, runDurableConsumer, type Bus, type Click, type Disposition, type ItemDeadLetter, type MsgHdrs } from "@recsys/bus";
 import { Counter, registry } from "@recsys/metrics";
-import { ClickSchema, ContentEmbeddingSchema, InterestEmbeddingSchema, LikeSchema } from "@recsys/contracts/events/v1/events";
+import { ContentEmbeddingSchema, InterestEmbeddingSchema, LikeSchema } from "@recsys/contracts/events/v1/events";
 import type { Logger } from "@recsys/logging";
 import { isDataError, sqlState, type ClickOutcome, type ClickToApply, type InterestToApply, type LikeToApply, type PageEmbedding, type ProfileStore } from "./pg-store.js";
 import { embeddingProblem } from "./vectors.js";
@@ -31,13 +31,14 @@ export function decodeEmbedding(data: Uint8Array, dimension: number): Decoded<Pa
   return { ok: true, value: { url: e.url, id: e.id, title: e.title, text: e.text, embedding: e.embedding, version: e.version, model: e.model } };
 }
 
-export function decodeClick(data: Uint8Array): Decoded<ClickToApply> {
-  let c;
-  try {
-    c = fromBinary(ClickSchema, data);
-  } catch (err) {
-    return { ok: false, error: String(err) };
-  }
+/** A CLICKS message: a ClickBatch (its content-type says so) or one Click. */
+export interface ClickMessage {
+  data: Uint8Array;
+  headers?: MsgHdrs;
+}
+
+/** A click checked for what profile needs of it. */
+function checkedClick(c: Click): Decoded<ClickToApply> {
   if (!c.eventId || !c.userid || !c.url) return { ok: false, error: "missing event_id, userid or url" };
   return { ok: true, value: { eventId: c.eventId, userid: c.userid, url: c.url, eventTimeMs: Number(c.eventTimeMs) } };
 }
@@ -91,8 +92,8 @@ export function applyEmbeddingMessage(data: Uint8Array, store: ProfileStore, dim
 }
 
 /** The effect of one CLICKS message, without NATS. A database error means: try again later. */
-export async function applyClickMessage(data: Uint8Array, store: ProfileStore): Promise<Disposition> {
-  return (await applyClickMessages([data], store))[0]!;
+export async function applyClickMessage(m: ClickMessage, store: ProfileStore): Promise<Disposition> {
+  return (await applyClickMessages([m], store))[0]!;
 }
 
 const clickOutcomes = new Counter({
@@ -102,28 +103,69 @@ const clickOutcomes = new Counter({
   registers: [registry],
 });
 
+/** Clicks in one call of apply_clicks by default: where the catch-up peaked in a sweep of 64-1,024. */
+export const DEFAULT_CLICKS_PER_CALL = 256;
+
+type DecodedMessage = { ok: true; clicks: Click[]; checked: Array<Decoded<ClickToApply>> } | { ok: false; error: string };
+
+function decodeClickMessage(m: ClickMessage): DecodedMessage {
+  try {
+    const clicks = clicksOf(m);
+    return { ok: true, clicks, checked: clicks.map(checkedClick) };
+  } catch (err) {
+    return { ok: false, error: String(err) };
+  }
+}
+
+/** Keeps one click of a message in DEAD_LETTERS, alone. */
+const clickLetter = (clicks: Click[], index: number, reason: string): ItemDeadLetter => ({ index, data: encodeClick(clicks[index]!), contentType: CLICK_CONTENT_TYPE, reason });
+
 /**
- * The effect of CLICKS messages, without NATS, one disposition per message in order: every
- * decodable click goes to PostgreSQL in one call and one transaction (`applyClicks`), each with the
- * effect it would have alone. Undecodable messages are dead-lettered. PostgreSQL out of reach leaves
- * every click for redelivery. An error PostgreSQL answered with may be one message's doing (a NUL in
- * a string): a batch throws, so that the consumer applies its messages one by one and only that
- * message is held back while the others go through. A lone message is dead-lettered when
- * PostgreSQL can never store it (SQLSTATE class 22), else left for redelivery.
+ * The effect of CLICKS messages, without NATS, one disposition per message in order: every click
+ * that reads goes to PostgreSQL, `clicksPerCall` at a time (`applyClicks`: one call, one
+ * transaction), each with the effect it would have alone. An unreadable message is dead-lettered
+ * whole, an unreadable click of a message alone. PostgreSQL out of reach leaves every message for
+ * redelivery. An error PostgreSQL answered with may be one click's doing (a NUL in a string): in
+ * a batch of messages it throws, so that the consumer applies the messages one by one; in a lone
+ * message its clicks go one by one, and a click PostgreSQL can never store (SQLSTATE class 22) is
+ * dead-lettered alone while the others are applied.
  */
-export async function applyClickMessages(messages: readonly Uint8Array[], store: ProfileStore): Promise<Disposition[]> {
-  const decoded = messages.map(decodeClick);
-  const clicks = decoded.flatMap((d) => (d.ok ? [d.value] : []));
-  let outcomes: ClickOutcome[] = [];
+export async function applyClickMessages(messages: readonly ClickMessage[], store: ProfileStore, clicksPerCall = DEFAULT_CLICKS_PER_CALL): Promise<Disposition[]> {
+  const decoded = messages.map(decodeClickMessage);
+  const clicks = decoded.flatMap((d) => (d.ok ? d.checked.flatMap((c) => (c.ok ? [c.value] : [])) : []));
+  const count = (outcomes: ClickOutcome[]) => outcomes.forEach((o) => clickOutcomes.inc({ outcome: o.status }));
+  const refused = new Set<ClickToApply>();
   let failure: Disposition | undefined;
   try {
-    outcomes = await store.applyClicks(clicks);
+    for (let k = 0; k < clicks.length; k += clicksPerCall) count(await store.applyClicks(clicks.slice(k, k + clicksPerCall)));
   } catch (err) {
-    if (clicks.length > 1 && sqlState(err)) throw err;
-    failure = databaseFailure(err);
+    if (messages.length > 1 && sqlState(err)) throw err;
+    if (clicks.length > 1 && sqlState(err)) {
+      for (const c of clicks) {
+        try {
+          count(await store.applyClicks([c]));
+        } catch (one) {
+          if (!isDataError(one)) {
+            failure = databaseFailure(one);
+            break;
+          }
+          refused.add(c);
+        }
+      }
+    } else failure = databaseFailure(err);
   }
-  for (const o of outcomes) clickOutcomes.inc({ outcome: o.status });
-  return decoded.map((d) => (d.ok ? (failure ?? { kind: "ack" }) : { kind: "dead-letter", reason: `undecodable: ${d.error}` }));
+  return decoded.map((d): Disposition => {
+    if (!d.ok) return { kind: "dead-letter", reason: `undecodable: ${d.error}` };
+    if (failure?.kind === "retry") return failure;
+    const deadLetters = d.checked.flatMap((c, index): ItemDeadLetter[] => {
+      if (!c.ok) return [clickLetter(d.clicks, index, `undecodable: ${c.error}`)];
+      if (refused.has(c.value) || failure) return [clickLetter(d.clicks, index, failure?.kind === "dead-letter" ? failure.reason : "refused by PostgreSQL")];
+      return [];
+    });
+    // Nothing of the message could be applied, all for one reason: keep the message as it came.
+    if (d.clicks.length > 0 && deadLetters.length === d.clicks.length && deadLetters.every((l) => l.reason === deadLetters[0]!.reason)) return { kind: "dead-letter", reason: deadLetters[0]!.reason };
+    return deadLetters.length > 0 ? { kind: "ack", deadLetters } : { kind: "ack" };
+  });
 }
 
 function databaseFailure(err: unknown): Disposition {
@@ -162,7 +204,7 @@ export function runEmbeddingConsumer(opts: ConsumerOptions & { dimension: number
  * while the previous batches ran, up to `maxBatch` messages, is applied in one transaction. Acked
  * after it committed; a redelivery is harmless because applied event ids are remembered.
  */
-export function runClickConsumer(opts: ConsumerOptions & { maxBatch: number }) {
+export function runClickConsumer(opts: ConsumerOptions & { maxBatch: number; clicksPerCall: number }) {
   return runDurableConsumer({
     bus: opts.bus,
     stream: opts.bus.topology.clicksStream,
@@ -173,7 +215,7 @@ export function runClickConsumer(opts: ConsumerOptions & { maxBatch: number }) {
     deadLetterSource: CLICKS_DEAD_LETTER_SOURCE,
     logger: opts.logger,
     signal: opts.signal,
-    handleBatch: (ms) => applyClickMessages(ms.map((m) => m.data), opts.store),
+    handleBatch: (ms) => applyClickMessages(ms, opts.store, opts.clicksPerCall),
   });
 }
 

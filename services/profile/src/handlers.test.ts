@@ -1,6 +1,6 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
-import type { Bus } from "@recsys/bus";
+import { encodeClickBatch, type Bus } from "@recsys/bus";
 import { ClickSchema, ContentEmbeddingSchema, InterestEmbeddingSchema, LikeSchema } from "@recsys/contracts/events/v1/events";
 import { ProfileService } from "@recsys/contracts/profile/v1/profile";
 import pg from "pg";
@@ -17,7 +17,10 @@ const client = createClient(ProfileService, createRouterTransport(profileRoutes(
 const unit = (k: number) => Array.from({ length: DIM }, (_, i) => (i === k ? 1 : 0));
 const embeddingMessage = (url: string, embedding: number[], version = 1n) =>
   toBinary(ContentEmbeddingSchema, create(ContentEmbeddingSchema, { url, id: "1", title: `t ${url}`, text: "x", embedding, version, model: "m" }));
-const clickMessage = (eventId: string, userid: string, url: string) => toBinary(ClickSchema, create(ClickSchema, { eventId, userid, url, eventTimeMs: 1n }));
+const click = (eventId: string, userid: string, url: string) => create(ClickSchema, { eventId, userid, url, eventTimeMs: 1n });
+/** A CLICKS message holding one Click, as a producer other than ingest may publish it. */
+const clickMessage = (eventId: string, userid: string, url: string) => ({ data: toBinary(ClickSchema, click(eventId, userid, url)) });
+const undecodable = (...bytes: number[]) => ({ data: Uint8Array.of(...bytes) });
 
 async function refusal(p: Promise<unknown>): Promise<string> {
   return p.then(
@@ -132,7 +135,7 @@ describe("click message batches", () => {
   it("go to PostgreSQL together, each acked or dead-lettered as it would be alone", async () => {
     const [a, b] = ["https://e.org/a", "https://e.org/b"];
     const ack = { kind: "ack" };
-    const batch = [clickMessage("m1", "w", a), Uint8Array.of(0xff, 0xff), clickMessage("m2", "w", b), clickMessage("m1", "w", a), clickMessage("m3", "w", "https://e.org/not-yet")];
+    const batch = [clickMessage("m1", "w", a), undecodable(0xff, 0xff), clickMessage("m2", "w", b), clickMessage("m1", "w", a), clickMessage("m3", "w", "https://e.org/not-yet")];
     expect(await applyClickMessages(batch, store)).toEqual([ack, { kind: "dead-letter", reason: expect.stringMatching(/^undecodable: /) }, ack, ack, ack]);
     expect(await store.interest("w")).toEqual({ sum: unit(0).map((x, k) => x + unit(1)[k]!), terms: 2 });
     // PostgreSQL refuses a NUL: which message has it is unknown in a batch, so the batch throws
@@ -145,11 +148,29 @@ describe("click message batches", () => {
     expect(await store.interest("w")).toMatchObject({ terms: 3 });
   });
 
+  it("of a ClickBatch go in together; a click that cannot be stored is dead-lettered alone, the rest applied", async () => {
+    const [a, b] = ["https://e.org/a", "https://e.org/b"];
+    const m = encodeClickBatch([click("k1", "batched", a), click("", "batched", b), click("k2", "batched", b), click("k3", "bat\u0000ched", a), click("k1", "batched", a)]);
+    const [d] = await applyClickMessages([m], store);
+    expect(d).toEqual({
+      kind: "ack",
+      deadLetters: [
+        expect.objectContaining({ index: 1, reason: "undecodable: missing event_id, userid or url" }),
+        expect.objectContaining({ index: 3, reason: "refused by PostgreSQL" }),
+      ],
+    });
+    // The good clicks counted once each (k1 twice in the message is one click).
+    expect(await store.interest("batched")).toEqual({ sum: unit(0).map((x, k) => x + unit(1)[k]!), terms: 2 });
+    // Sent again (a redelivery): nothing changes.
+    await applyClickMessages([m], store);
+    expect(await store.interest("batched")).toMatchObject({ terms: 2 });
+  });
+
   it("are left for redelivery while PostgreSQL is unreachable", async () => {
     const down = new pg.Pool({ connectionString: "postgresql://postgres@127.0.0.1:1/test", connectionTimeoutMillis: 1_000 });
     try {
       const offline = new ProfileStore(down);
-      expect(await applyClickMessages([clickMessage("r1", "u", "https://e.org/a"), Uint8Array.of(0xff), clickMessage("r2", "u", "https://e.org/b")], offline)).toEqual([
+      expect(await applyClickMessages([clickMessage("r1", "u", "https://e.org/a"), undecodable(0xff), clickMessage("r2", "u", "https://e.org/b")], offline)).toEqual([
         { kind: "retry", reason: expect.stringMatching(/^PostgreSQL: /) },
         { kind: "dead-letter", reason: expect.stringMatching(/^undecodable: /) },
         { kind: "retry", reason: expect.stringMatching(/^PostgreSQL: /) },

@@ -3,7 +3,7 @@ import { commonEnv, port, positiveInt, readConfig, z } from "@recsys/config";
 import { createLogger } from "@recsys/logging";
 import { timeCalls } from "@recsys/metrics";
 import { onShutdown, startRpcServer } from "@recsys/server";
-import { runClickConsumer, runEmbeddingConsumer, runInterestConsumer, runLikeConsumer } from "./consumers.js";
+import { DEFAULT_CLICKS_PER_CALL, runClickConsumer, runEmbeddingConsumer, runInterestConsumer, runLikeConsumer } from "./consumers.js";
 import { profileRoutes } from "./handlers.js";
 import { migrateWhenReachable } from "./migrations.js";
 import { createPool, ProfileStore, schemaFor } from "./pg-store.js";
@@ -15,10 +15,11 @@ const config = readConfig(
     DATABASE_URL: z.string().default("postgresql://postgres@127.0.0.1:5432/test"),
     PG_POOL_MAX: positiveInt(8),
     PROFILE_CONCURRENCY: positiveInt(8),
-    // Click batches of up to 256 messages, two at once: profile's catch-up over the reference clicks
-    // peaked there (about 20,000 clicks/s, 31-32 us of profile and as much of PostgreSQL CPU a
-    // click); larger batches gained nothing, smaller ones or four at once cost more CPU a click.
-    PROFILE_CLICK_BATCH: positiveInt(256),
+    // Up to 256 clicks a call of apply_clicks (and up to 256 messages a batch), two batches at once:
+    // profile's catch-up over the reference clicks peaked there (about 20,000 clicks/s, 31-32 us of
+    // profile and as much of PostgreSQL CPU a click); larger calls gained nothing, smaller ones or
+    // four batches at once cost more CPU a click.
+    PROFILE_CLICK_BATCH: positiveInt(DEFAULT_CLICKS_PER_CALL),
     PROFILE_CLICK_CONCURRENCY: positiveInt(2),
     EMBEDDING_DIMENSION: positiveInt(384),
   }),
@@ -43,7 +44,7 @@ const stopConsuming = new AbortController();
 const consumerOptions = { bus, store, logger, concurrency: config.PROFILE_CONCURRENCY, signal: stopConsuming.signal };
 const consuming = Promise.all([
   runEmbeddingConsumer({ ...consumerOptions, dimension: config.EMBEDDING_DIMENSION }),
-  runClickConsumer({ ...consumerOptions, concurrency: config.PROFILE_CLICK_CONCURRENCY, maxBatch: config.PROFILE_CLICK_BATCH }),
+  runClickConsumer({ ...consumerOptions, concurrency: config.PROFILE_CLICK_CONCURRENCY, maxBatch: config.PROFILE_CLICK_BATCH, clicksPerCall: config.PROFILE_CLICK_BATCH }),
   runLikeConsumer(consumerOptions),
   runInterestConsumer({ ...consumerOptions, dimension: config.EMBEDDING_DIMENSION }),
 ]);

@@ -1,0 +1,38 @@
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { ClickBatchSchema, ClickSchema, type Click } from "@recsys/contracts/events/v1/events";
+import { headers, type MsgHdrs } from "@nats-io/transport-node";
+
+export type { Click };
+
+const CONTENT_TYPE = "content-type";
+const typeOf = (messageType: string) => `application/x-protobuf; messageType=${messageType}`;
+export const CLICK_BATCH_CONTENT_TYPE = typeOf(ClickBatchSchema.typeName);
+export const CLICK_CONTENT_TYPE = typeOf(ClickSchema.typeName);
+
+/** The headers of a message of this protobuf type: its content-type names the type. */
+export function typedHeaders(messageType: string): MsgHdrs {
+  const h = headers();
+  h.set(CONTENT_TYPE, typeOf(messageType));
+  return h;
+}
+
+/** One CLICKS message for clicks of one partition, in order. */
+export function encodeClickBatch(clicks: Click[]): { data: Uint8Array; headers: MsgHdrs } {
+  const h = headers();
+  h.set(CONTENT_TYPE, CLICK_BATCH_CONTENT_TYPE);
+  return { data: toBinary(ClickBatchSchema, create(ClickBatchSchema, { clicks })), headers: h };
+}
+
+/** One click alone, as a dead letter keeps it. */
+export function encodeClick(click: Click): Uint8Array {
+  return toBinary(ClickSchema, click);
+}
+
+/**
+ * The clicks a CLICKS message carries, in order: those of a ClickBatch (its content-type says so),
+ * else the one Click it is. Throws when the bytes do not decode as that type.
+ */
+export function clicksOf(m: { data: Uint8Array; headers?: MsgHdrs }): Click[] {
+  if (m.headers?.get(CONTENT_TYPE) === CLICK_BATCH_CONTENT_TYPE) return fromBinary(ClickBatchSchema, m.data).clicks;
+  return [fromBinary(ClickSchema, m.data)];
+}

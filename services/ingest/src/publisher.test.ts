@@ -1,0 +1,79 @@
+import { clicksOf, connectBus, type Bus } from "@recsys/bus";
+import { createLogger } from "@recsys/logging";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { partitionOf } from "./hashing.js";
+import { CLICKS_PER_MESSAGE, EventPublisher } from "./publisher.js";
+
+// Against the real NATS of this machine, in a namespace of its own.
+const namespace = `unit${process.pid}ingest`;
+const PARTITIONS = 4;
+let bus: Bus;
+let publisher: EventPublisher;
+
+beforeAll(async () => {
+  bus = await connectBus({ url: process.env.NATS_URL ?? "nats://127.0.0.1:4222", name: "ingest-test", namespace, logger: createLogger("ingest-test") });
+  publisher = new EventPublisher(bus, PARTITIONS);
+});
+afterAll(async () => {
+  for (const s of bus.topology.streamConfigs()) await bus.jsm.streams.delete(s.name).catch(() => false);
+  await bus.close();
+});
+
+/** Every CLICKS message from `first` on: its subject and the clicks it carries. */
+async function messagesFrom(first: number) {
+  const last = (await bus.jsm.streams.info(bus.topology.clicksStream)).state.last_seq;
+  const out = [];
+  for (let seq = first; seq <= last; seq++) {
+    const m = (await bus.jsm.streams.getMessage(bus.topology.clicksStream, { seq }))!;
+    out.push({ seq, subject: m.subject, clicks: clicksOf({ data: m.data, headers: m.header }) });
+  }
+  return out;
+}
+
+const clicksOfUsers = (users: string[], n: number, tag: string) =>
+  Array.from({ length: n }, (_, i) => ({ eventId: `${tag}-${i}`, userid: users[i % users.length]!, url: `https://e.org/${i}`, eventTimeMs: 1_700_000_000_000 + i }));
+
+it("publishes one ClickBatch per partition, each user's clicks in order on the user's subject, every click once", async () => {
+  const users = Array.from({ length: 9 }, (_, i) => `user-${i}`);
+  const clicks = clicksOfUsers(users, 40, "a");
+  const before = (await bus.jsm.streams.info(bus.topology.clicksStream)).state.last_seq;
+  const results = await publisher.publishClicks(clicks, 1);
+  const messages = await messagesFrom(before + 1);
+  expect(messages.length).toBe(new Set(users.map((u) => partitionOf(u, PARTITIONS))).size);
+  expect(messages.flatMap((m) => m.clicks.map((c) => c.eventId)).sort()).toEqual(clicks.map((c) => c.eventId).sort());
+  for (const m of messages) {
+    for (const c of m.clicks) expect(m.subject).toBe(bus.topology.clicksSubject(partitionOf(c.userid, PARTITIONS)));
+    // Within a message, file order.
+    const indexes = m.clicks.map((c) => Number(c.eventId.slice(2)));
+    expect(indexes).toEqual([...indexes].sort((a, b) => a - b));
+  }
+  // Each click's result names the message that carries it.
+  results.forEach((r, i) => {
+    const carrier = messages.find((m) => m.clicks.some((c) => c.eventId === clicks[i]!.eventId))!;
+    expect(r).toEqual({ streamSequence: BigInt(carrier.seq), duplicate: false });
+  });
+});
+
+it("splits a partition's clicks over messages of at most CLICKS_PER_MESSAGE, in order", async () => {
+  const clicks = clicksOfUsers(["one-user"], CLICKS_PER_MESSAGE * 2 + 3, "b");
+  const before = (await bus.jsm.streams.info(bus.topology.clicksStream)).state.last_seq;
+  await publisher.publishClicks(clicks, 1);
+  const messages = await messagesFrom(before + 1);
+  expect(messages.map((m) => m.clicks.length)).toEqual([CLICKS_PER_MESSAGE, CLICKS_PER_MESSAGE, 3]);
+  expect(messages.flatMap((m) => m.clicks.map((c) => c.eventId))).toEqual(clicks.map((c) => c.eventId));
+});
+
+it("the same clicks sent again are the same messages to the broker: reported duplicate, nothing stored twice", async () => {
+  const clicks = clicksOfUsers(["x", "y", "z"], 12, "c");
+  const first = await publisher.publishClicks(clicks, 1);
+  const lastSeq = (await bus.jsm.streams.info(bus.topology.clicksStream)).state.last_seq;
+  const again = await publisher.publishClicks(clicks, 2);
+  expect(again.map((r) => r.duplicate)).toEqual(clicks.map(() => true));
+  expect(again.map((r) => r.streamSequence)).toEqual(first.map((r) => r.streamSequence));
+  expect((await bus.jsm.streams.info(bus.topology.clicksStream)).state.last_seq).toBe(lastSeq);
+  // A lone click is its own message, under its own event id.
+  const [lone] = await publisher.publishClicks([clicks[0]!], 3);
+  expect(lone).toEqual({ streamSequence: expect.any(BigInt), duplicate: false });
+  const [loneAgain] = await publisher.publishClicks([clicks[0]!], 4);
+  expect(loneAgain).toEqual({ streamSequence: lone!.streamSequence, duplicate: true });
+});
