@@ -182,6 +182,27 @@ function healthRoutes(router: ConnectRouter, healthy: RpcServerOptions["healthy"
   });
 }
 
+/** One request of a batch RPC, answered as its single RPC would have answered it. */
+export type BatchResult<R> = { outcome: { case: "response"; value: R } | { case: "refused"; value: { code: number; message: string } } };
+
+/**
+ * Answers every request of a batch RPC with what the single RPC would have given it: a response,
+ * or the code and message it would have failed with. One refused request does not fail the others.
+ */
+export function answerEach<Q, R>(requests: Q[], single: (req: Q) => Promise<R>): Promise<Array<BatchResult<R>>> {
+  return Promise.all(
+    requests.map((req) =>
+      single(req).then(
+        (value): BatchResult<R> => ({ outcome: { case: "response", value } }),
+        (err: unknown): BatchResult<R> => {
+          const ce = ConnectError.from(err);
+          return { outcome: { case: "refused", value: { code: ce.code, message: ce.rawMessage } } };
+        },
+      ),
+    ),
+  );
+}
+
 /** Every RPC's duration by method and status code (the code's name, "OK" on success). */
 const timeRpcs: Interceptor = (next) => async (req) => {
   const end = rpcDuration.startTimer({ method: `${req.service.typeName}/${req.method.name}` });

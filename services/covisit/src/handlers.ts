@@ -1,20 +1,26 @@
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import { consumerProgress, deadLettered, type Bus } from "@recsys/bus";
-import { CovisitService } from "@recsys/contracts/covisit/v1/covisit";
+import { CovisitService, type RecommendationRequest } from "@recsys/contracts/covisit/v1/covisit";
+import { answerEach } from "@recsys/server";
 import { checkLimit, checkUrl, orInvalidArgument } from "@recsys/validation";
 import { DEAD_LETTER_SOURCE, DURABLE } from "./consumer.js";
 import { CountsLostError, type CovisitStore } from "./redis-store.js";
 
 export function covisitRoutes(store: CovisitStore, bus: Bus) {
+  async function recommendation(req: RecommendationRequest) {
+    const url = orInvalidArgument(() => checkUrl(req.url));
+    const limit = orInvalidArgument(() => checkLimit(req.limit === 0 ? undefined : req.limit));
+    const items = await store.coVisitsAfter(url, limit).catch((err: unknown) => {
+      throw err instanceof CountsLostError ? new ConnectError(err.message, Code.Unavailable) : err;
+    });
+    return { items: items.map((c) => ({ recommendation: c.recommendation, frequency: BigInt(c.frequency) })) };
+  }
   return (router: ConnectRouter) =>
     router.service(CovisitService, {
-      async recommendation(req) {
-        const url = orInvalidArgument(() => checkUrl(req.url));
-        const limit = orInvalidArgument(() => checkLimit(req.limit === 0 ? undefined : req.limit));
-        const items = await store.coVisitsAfter(url, limit).catch((err: unknown) => {
-          throw err instanceof CountsLostError ? new ConnectError(err.message, Code.Unavailable) : err;
-        });
-        return { items: items.map((c) => ({ recommendation: c.recommendation, frequency: BigInt(c.frequency) })) };
+      recommendation,
+      // The scripts go out together: the Redis client pipelines what is sent in one tick.
+      async batchRecommendation(req) {
+        return { results: await answerEach(req.requests, recommendation) };
       },
       async progress() {
         const p = await consumerProgress(bus, bus.topology.clicksStream, DURABLE);

@@ -7,7 +7,7 @@ import { GatewayService } from "@recsys/contracts/gateway/v1/gateway";
 import { IngestService } from "@recsys/contracts/ingest/v1/ingest";
 import { ProfileService } from "@recsys/contracts/profile/v1/profile";
 import { createLogger } from "@recsys/logging";
-import { startRpcServer, type RpcServer } from "@recsys/server";
+import { answerEach, startRpcServer, type RpcServer } from "@recsys/server";
 import { getIntrospectionQuery } from "graphql";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { Access, parseApiKeys } from "./access.js";
@@ -79,13 +79,15 @@ const backendTransport = createRouterTransport((router) => {
     },
   })(router);
   recorded(CovisitService, "covisit", {
-    recommendation: () => ({ items: [{ recommendation: "https://en.wikipedia.org/wiki/Kindness", frequency: 3n }] }),
+    batchRecommendation: async (req) => ({ results: await answerEach(req.requests, async () => ({ items: [{ recommendation: "https://en.wikipedia.org/wiki/Kindness", frequency: 3n }] })) }),
   })(router);
   recorded(ProfileService, "profile", {
-    similarContent: (req) => {
-      checkedUserid(req.userid);
-      return { items: [{ url: SAMZA.url, title: SAMZA.title, similarity: 0.25 }] };
-    },
+    batchSimilarContent: async (req) => ({
+      results: await answerEach(req.requests, async (one) => {
+        checkedUserid(one.userid);
+        return { items: [{ url: SAMZA.url, title: SAMZA.title, similarity: 0.25 }] };
+      }),
+    }),
     events: () => ({ items: [SAMZA, KAFKA] }),
     eventsById: (req) => ({ items: [SAMZA, KAFKA].filter((p) => req.ids.includes(p.id)) }),
     eventsLiked: (req) => (checkedUserid(req.userid), { items: [SAMZA] }),
@@ -159,12 +161,12 @@ async function data(query: string, variables?: Record<string, unknown>) {
 describe("the reference documents, verbatim", () => {
   it("Recommendation asks covisit for the url with the default limit", async () => {
     expect(await data(DOC.recommendation)).toEqual({ Recommendation: [{ recommendation: "https://en.wikipedia.org/wiki/Kindness", frequency: 3 }] });
-    expect(asked).toEqual([{ rpc: "covisit.recommendation", req: { url: "https://en.wikipedia.org/wiki/Generosity%3A%20An%20Enhancement", limit: 10 } }]);
+    expect(asked).toEqual([{ rpc: "covisit.batchRecommendation", req: { requests: [{ url: "https://en.wikipedia.org/wiki/Generosity%3A%20An%20Enhancement", limit: 10 }] } }]);
   });
 
   it("SimilarContent asks profile for the user", async () => {
     expect(await data(DOC.similarContent)).toEqual({ SimilarContent: [{ url: SAMZA.url, similarity: 0.25 }] });
-    expect(asked).toEqual([{ rpc: "profile.similarContent", req: { userid: "f5e9c688-408d-b54f-94aa-493df43dac8c", limit: 10 } }]);
+    expect(asked).toEqual([{ rpc: "profile.batchSimilarContent", req: { requests: [{ userid: "f5e9c688-408d-b54f-94aa-493df43dac8c", limit: 10 }] } }]);
   });
 
   it("AddInterest publishes the interest", async () => {
@@ -509,7 +511,7 @@ describe("Connect", () => {
     expect((await gateway.similarContent({ userid: "u" })).items).toEqual([expect.objectContaining({ url: SAMZA.url, similarity: 0.25 })]);
     expect(await gateway.clickstream({ event: { userid: "u", url: "https://e.org/a" } })).toMatchObject({ eventId: ACCEPTED.eventId, eventTime: CLICK_TIME, userid: "u" });
     expect(await gateway.content({ event: { url: "https://e.org/a", title: "A", text: "a" } })).toMatchObject({ eventId: ACCEPTED.eventId, sourceTime: ACCEPTED.sourceTime });
-    expect(rpcsAsked()).toEqual(["covisit.recommendation", "profile.similarContent", "ingest.publishClicks", "ingest.publishContent"]);
+    expect(rpcsAsked()).toEqual(["covisit.batchRecommendation", "profile.batchSimilarContent", "ingest.publishClicks", "ingest.publishContent"]);
   });
 });
 

@@ -1,6 +1,6 @@
 import { create, type MessageShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Client, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
-import type { CovisitService } from "@recsys/contracts/covisit/v1/covisit";
+import { RecommendationRequestSchema, type CovisitService, type RecommendationRequest } from "@recsys/contracts/covisit/v1/covisit";
 import {
   AddInterestResponseSchema,
   ClickstreamResponseSchema,
@@ -17,9 +17,10 @@ import {
   type Event,
 } from "@recsys/contracts/gateway/v1/gateway";
 import type { IngestService } from "@recsys/contracts/ingest/v1/ingest";
-import type { Event as ProfileEvent, ProfileService } from "@recsys/contracts/profile/v1/profile";
+import { SimilarContentRequestSchema, type Event as ProfileEvent, type ProfileService, type SimilarContentRequest } from "@recsys/contracts/profile/v1/profile";
 import type { Logger } from "@recsys/logging";
 import { callerOf, type Access } from "./access.js";
+import { coalesce } from "./coalesce.js";
 import { checkLimit, checkOffset, checkPageId, checkUserid, orInvalidArgument } from "@recsys/validation";
 
 export interface Backends {
@@ -53,14 +54,23 @@ function acceptedOrRefused<A>(outcome: IngestOutcome<A> | undefined, what: strin
 const toEvent = (e: ProfileEvent): Event =>
   create(EventSchema, { id: e.id, url: e.url, title: e.title, abstract: e.abstract, likeCount: e.likeCount, score: e.score });
 
+/** How the gateway gathers concurrent Recommendation and SimilarContent calls into batch calls. */
+export interface Coalescing {
+  maxBatch: number;
+  maxInFlight: number;
+}
+
 /** The public RPCs, named after the reference GraphQL fields; validation here, work in the backends. */
-export function createGatewayApi(backends: Backends, logger: Logger, deadlineMs: number): GatewayApi {
+export function createGatewayApi(backends: Backends, logger: Logger, deadlineMs: number, coalescing: Coalescing = { maxBatch: 64, maxInFlight: 1 }): GatewayApi {
   const call = { timeoutMs: deadlineMs };
+  // The two hot queries: concurrent calls share backend calls (see coalesce.ts).
+  const coVisits = coalesce({ ...coalescing, batch: async (requests: readonly RecommendationRequest[]) => (await backends.covisit.batchRecommendation({ requests: [...requests] }, call)).results });
+  const similar = coalesce({ ...coalescing, batch: async (requests: readonly SimilarContentRequest[]) => (await backends.profile.batchSimilarContent({ requests: [...requests] }, call)).results });
   return {
     async recommendation(req) {
       const limit = orInvalidArgument(() => checkLimit(req.limit));
       // covisit validates the url itself; its InvalidArgument reaches the client unchanged.
-      const res = await backends.covisit.recommendation({ url: req.url, limit }, call);
+      const res = await coVisits(create(RecommendationRequestSchema, { url: req.url, limit }));
       return create(RecommendationResponseSchema, { items: res.items.map((i) => ({ recommendation: i.recommendation, frequency: i.frequency })) });
     },
     async clickstream(req) {
@@ -73,7 +83,7 @@ export function createGatewayApi(backends: Backends, logger: Logger, deadlineMs:
     async similarContent(req) {
       const limit = orInvalidArgument(() => checkLimit(req.limit));
       // profile validates the userid itself; its InvalidArgument reaches the client unchanged.
-      const res = await backends.profile.similarContent({ userid: req.userid, limit }, call);
+      const res = await similar(create(SimilarContentRequestSchema, { userid: req.userid, limit }));
       return create(SimilarContentResponseSchema, { items: res.items.map((i) => ({ url: i.url, title: i.title, similarity: i.similarity })) });
     },
     async content(req) {

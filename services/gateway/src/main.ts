@@ -1,5 +1,6 @@
+import http from "node:http";
 import { createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { createConnectTransport } from "@connectrpc/connect-node";
 import { clientTracing } from "@recsys/tracing";
 import { commonEnv, port, positiveInt, readConfig, z } from "@recsys/config";
 import { CovisitService } from "@recsys/contracts/covisit/v1/covisit";
@@ -25,20 +26,29 @@ const config = readConfig(
     // Only the dashboard reads the embedder (its /healthz and /metrics).
     EMBEDDER_URL: z.string().url().default("http://127.0.0.1:50053"),
     GATEWAY_DEADLINE_MS: positiveInt(5_000),
+    // Concurrent Recommendation (and SimilarContent) calls share backend calls: one in flight per
+    // method, the calls made meanwhile go together in the next, up to GATEWAY_BATCH_MAX.
+    GATEWAY_BATCH_MAX: positiveInt(64),
+    GATEWAY_BATCH_IN_FLIGHT: positiveInt(1),
     // Empty: no keys needed. Else `key:read,key:write,…`; mutations need a write key.
     GATEWAY_API_KEYS: z.string().default(""),
     GATEWAY_MUTATIONS_PER_MINUTE: positiveInt(60_000),
   }),
 );
 const logger = createLogger("gateway");
-// One HTTP/2 connection per backend, reused by every request.
-const grpc = (baseUrl: string) => createGrpcTransport({ baseUrl, pingIntervalMs: 10_000, interceptors: [clientTracing] });
+// Backends are asked with the Connect protocol, binary protobuf, over kept-alive HTTP/1.1
+// connections, uncompressed: on this loopback the gRPC/HTTP/2 client cost more CPU a call, and
+// compressing answers only spent CPU (Recommendation at 1,000 requests/s: p99 25 ms this way, 36 ms
+// over gRPC; see the README's Performance section).
+const backendAgent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+const transport = (baseUrl: string) =>
+  createConnectTransport({ baseUrl, httpVersion: "1.1", useBinaryFormat: true, nodeOptions: { agent: backendAgent }, acceptCompression: [], interceptors: [clientTracing] });
 const backends = {
-  covisit: createClient(CovisitService, grpc(config.COVISIT_URL)),
-  ingest: createClient(IngestService, grpc(config.INGEST_URL)),
-  profile: createClient(ProfileService, grpc(config.PROFILE_URL)),
+  covisit: createClient(CovisitService, transport(config.COVISIT_URL)),
+  ingest: createClient(IngestService, transport(config.INGEST_URL)),
+  profile: createClient(ProfileService, transport(config.PROFILE_URL)),
 };
-const api = createGatewayApi(backends, logger, config.GATEWAY_DEADLINE_MS);
+const api = createGatewayApi(backends, logger, config.GATEWAY_DEADLINE_MS, { maxBatch: config.GATEWAY_BATCH_MAX, maxInFlight: config.GATEWAY_BATCH_IN_FLIGHT });
 const access = new Access(parseApiKeys(config.GATEWAY_API_KEYS), config.GATEWAY_MUTATIONS_PER_MINUTE, logger);
 const dashboard = createDashboard({
   backends: { ingest: config.INGEST_URL, covisit: config.COVISIT_URL, embedder: config.EMBEDDER_URL, profile: config.PROFILE_URL },

@@ -85,6 +85,22 @@ describe("SimilarContent", () => {
     expect(after.rows).toEqual(before.rows);
     expect(await store.counts()).toEqual({ pages: 2n, parkedClicks: 0n });
   });
+
+  it("answers a batch as each call alone would, a refused one with its own code and message", async () => {
+    const requests = [{ userid: "u" }, { userid: "" }, { userid: "new-user", limit: 1 }, { userid: "u", limit: 1001 }];
+    const res = await client.batchSimilarContent({ requests });
+    expect(res.results).toHaveLength(4);
+    for (const [i, req] of requests.entries()) {
+      const alone = await client.similarContent(req).then(
+        (r) => ({ case: "response", items: r.items.map((x) => [x.url, x.similarity]) }),
+        (e: unknown) => ({ case: "refused", code: ConnectError.from(e).code, message: ConnectError.from(e).rawMessage }),
+      );
+      const o = res.results[i]!.outcome;
+      const got = o.case === "response" ? { case: "response", items: o.value.items.map((x) => [x.url, x.similarity]) } : { case: o.case, code: o.value?.code, message: o.value?.message };
+      expect(got, `request ${i}`).toEqual(alone);
+    }
+    expect(res.results.map((r) => r.outcome.case)).toEqual(["response", "refused", "response", "refused"]);
+  });
 });
 
 const likeMessage = (eventId: string, userid: string, pageId: string, liked: boolean, time: bigint) =>

@@ -1,6 +1,6 @@
-import type { ConnectRouter } from "@connectrpc/connect";
+import { ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import { consumerProgress, type Bus } from "@recsys/bus";
-import { ProfileService } from "@recsys/contracts/profile/v1/profile";
+import { ProfileService, type SimilarContentRequest } from "@recsys/contracts/profile/v1/profile";
 import { checkLimit, checkOffset, checkPageId, checkQuery, checkUserid, FieldError, orInvalidArgument } from "@recsys/validation";
 import { CLICKS_DURABLE, EMBEDDINGS_DURABLE, INTERESTS_DURABLE, LIKES_DURABLE } from "./consumers.js";
 import type { EventRow, ProfileStore } from "./pg-store.js";
@@ -13,12 +13,29 @@ const limitOrDefault = (limit: number) => checkLimit(limit === 0 ? undefined : l
 const events = (rows: EventRow[]) => ({ items: rows.map((r) => ({ ...r, likeCount: BigInt(r.likeCount) })) });
 
 export function profileRoutes(store: ProfileStore, bus: Bus) {
+  const checked = (req: SimilarContentRequest) => ({ userid: orInvalidArgument(() => checkUserid(req.userid)), limit: orInvalidArgument(() => limitOrDefault(req.limit)) });
   return (router: ConnectRouter) =>
     router.service(ProfileService, {
       async similarContent(req) {
-        const userid = orInvalidArgument(() => checkUserid(req.userid));
-        const limit = orInvalidArgument(() => limitOrDefault(req.limit));
+        const { userid, limit } = checked(req);
         return { items: await store.similarContent(userid, limit) };
+      },
+      // Each request checked alone, then one statement for every one that checks out.
+      async batchSimilarContent(req) {
+        const asked = req.requests.map((one) => {
+          try {
+            return checked(one);
+          } catch (err) {
+            return ConnectError.from(err);
+          }
+        });
+        const answers = await store.similarContentMany(asked.filter((a): a is { userid: string; limit: number } => !(a instanceof ConnectError)));
+        let next = 0;
+        return {
+          results: asked.map((a) =>
+            a instanceof ConnectError ? { outcome: { case: "refused" as const, value: { code: a.code, message: a.rawMessage } } } : { outcome: { case: "response" as const, value: { items: answers[next++]! } } },
+          ),
+        };
       },
       async events(req) {
         const limit = orInvalidArgument(() => checkLimit(req.limit));
