@@ -2,9 +2,11 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { connect, headers } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { clicksOf } from "@recsys/bus";
 import { ClickSchema } from "@recsys/contracts/events/v1/events";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { clientsOf } from "./harness/clients.js";
+import { clicksLastSequence } from "./harness/oracle.js";
 import { startStack, type TestStack } from "./harness/stack.js";
 
 let stack: TestStack;
@@ -63,11 +65,24 @@ const withBadUtf8 = (head: string, tail: string) => Buffer.concat([Buffer.from(h
 /** A protobuf string field (tag, length, bytes) as it goes on the wire. */
 const protoString = (field: number, bytes: Uint8Array) => Buffer.concat([Buffer.from([(field << 3) | 2, bytes.length]), bytes]);
 
+/** Clicks stored in CLICKS: every message read, a ClickBatch counting its clicks. */
 async function clicksStored(): Promise<number> {
   const nc = await connect({ servers: process.env.NATS_URL ?? "nats://127.0.0.1:4222" });
   try {
     const jsm = await jetstreamManager(nc);
-    return (await jsm.streams.info(`${stack.namespace.toUpperCase()}_CLICKS`)).state.messages;
+    const stream = `${stack.namespace.toUpperCase()}_CLICKS`;
+    const { first_seq, last_seq, messages } = (await jsm.streams.info(stream)).state;
+    let clicks = 0;
+    for (let seq = first_seq; messages > 0 && seq <= last_seq; seq++) {
+      const m = await jsm.streams.getMessage(stream, { seq });
+      if (!m) continue;
+      try {
+        clicks += clicksOf({ data: m.data, headers: m.header }).length;
+      } catch {
+        // bytes that are no click (this suite's poison messages)
+      }
+    }
+    return clicks;
   } finally {
     await nc.close();
   }
@@ -84,7 +99,7 @@ async function codeAndMessage(p: Promise<unknown>): Promise<{ code: Code; messag
 }
 
 async function waitApplied() {
-  const target = BigInt(await clicksStored());
+  const target = await clicksLastSequence(stack);
   for (let i = 0; i < 200; i++) {
     if ((await c.covisit.progress({})).ackFloorStreamSequence >= target) return;
     await new Promise((r) => setTimeout(r, 50));

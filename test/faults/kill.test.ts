@@ -15,7 +15,11 @@ const crashes: string[] = [];
 
 beforeAll(async () => {
   ref = await referenceWorkload();
-  stack = await startStack("kill", { BUS_ACK_WAIT_MS: "3000" });
+  // The replays run an hour of clicks in seconds; a killed covisit's unacked clicks come back
+  // BUS_ACK_WAIT_MS later, after newer ones: tens of minutes later in event time, more than the 5
+  // minutes allowed in production (where seconds of redelivery are seconds of event time). The
+  // file's span keeps every redelivered click within the lateness, as in the replica test.
+  stack = await startStack("kill", { BUS_ACK_WAIT_MS: "3000", ALLOWED_LATENESS_MS: String(2 * 3600_000) });
 }, 120_000);
 afterAll(async () => {
   console.info(`crashes:\n  ${crashes.join("\n  ")}`);
@@ -63,7 +67,7 @@ describe("kill -9 of each service", () => {
     expect(sentByGateway.retries, "clicks sent again after the gateway or ingest went down").toBeGreaterThan(0);
     crashes.push(`replay: loadgen retried ${summary.retries} calls, gateway clients ${sentByGateway.retries}`);
 
-    await waitApplied(stack, BigInt(ref.clicks.length), ref.pages.length);
+    await waitApplied(stack, ref.pages.length);
     await expectRecommendationsExact(stack, ref);
     await expectSimilarContentExact(stack, ref);
   }, 300_000);
@@ -85,7 +89,7 @@ describe("kill -9 of each service", () => {
     expect(summary).toMatchObject({ sent: ref.clicks.length, accepted: ref.clicks.length, duplicates: 0 });
     expect(await Promise.all(exits)).toEqual(["SIGKILL", "SIGKILL"]);
 
-    await waitApplied(stack, BigInt(Number(summary.lastStreamSequence)), ref.pages.length);
+    await waitApplied(stack, ref.pages.length);
     // The restarted covisit was given clicks the dead one had applied, and found them done.
     expect(await metric(stack.url.covisit, 'recsys_covisit_clicks_total{outcome="duplicate"')).toBeGreaterThan(0);
     const doubled: ReferenceWorkload = {

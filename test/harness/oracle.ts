@@ -1,3 +1,5 @@
+import { jetstreamManager } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
 import { expect } from "vitest";
 import { clientsOf, recommendationsFor } from "./clients.js";
 import { readJsonLinesGz } from "./files.js";
@@ -57,8 +59,20 @@ export async function expectSimilarContentExact(stack: TestStack, ref: Reference
   expect(mismatches, `${mismatches} of ${byUser.size} users' SimilarContent differ from the recomputation`).toBe(0);
 }
 
-/** Waits until covisit and profile have applied every click up to `lastSequence` and every page is stored. */
-export async function waitApplied(stack: TestStack, lastSequence: bigint, pages: number, timeoutMs = 180_000) {
+/** The stream sequence of the newest CLICKS message of the stack (a message carries one or more clicks). */
+export async function clicksLastSequence(stack: TestStack): Promise<bigint> {
+  const nc = await connect({ servers: stack.env.NATS_URL ?? "nats://127.0.0.1:4222" });
+  try {
+    const jsm = await jetstreamManager(nc);
+    return BigInt((await jsm.streams.info(`${stack.namespace.toUpperCase()}_CLICKS`)).state.last_seq);
+  } finally {
+    await nc.close();
+  }
+}
+
+/** Waits until covisit and profile have applied every click now in CLICKS and every page is stored. */
+export async function waitApplied(stack: TestStack, pages: number, timeoutMs = 180_000) {
+  const lastSequence = await clicksLastSequence(stack);
   const c = clientsOf(stack);
   await expect
     .poll(async () => (await c.covisit.progress({})).ackFloorStreamSequence, { timeout: timeoutMs, interval: 200 })

@@ -15,7 +15,7 @@ export class CovisitRunningError extends Error {}
  * pulls are still waiting after `waitMs`. (Unacked messages prove nothing: a crashed consumer's
  * stay unacked until the next one pulls them.)
  */
-export async function prepareRebuild(opts: { bus: Bus; redis: Redis; namespace: string; waitMs?: number }): Promise<{ keysDeleted: number; clicks: number }> {
+export async function prepareRebuild(opts: { bus: Bus; redis: Redis; namespace: string; waitMs?: number }): Promise<{ keysDeleted: number; messages: number }> {
   const { bus, redis } = opts;
   const stream = bus.topology.clicksStream;
   const consumerInfo = () =>
@@ -41,5 +41,5 @@ export async function prepareRebuild(opts: { bus: Bus; redis: Redis; namespace: 
   } while (cursor !== "0");
   if (consumer) await bus.jsm.consumers.delete(stream, DURABLE);
   const info = await bus.jsm.streams.info(stream);
-  return { keysDeleted, clicks: info.state.messages };
+  return { keysDeleted, messages: info.state.messages };
 }
