@@ -60,9 +60,6 @@ export class CounterRate {
   }
 }
 
-/** Streams are named per namespace (`T…_CLICKS` in tests); the clicks stream is CLICKS in every one. */
-const isClicksStream = (stream: string | undefined) => stream !== undefined && /(^|_)CLICKS$/.test(stream);
-
 /** Snapshots from scrapes; keeps the counters' history for their rates. */
 export class DashboardState {
   private readonly applied: CounterRate;
@@ -76,7 +73,7 @@ export class DashboardState {
   next(scrapes: BackendScrape[], atMs: number): DashboardSnapshot {
     const of = (service: BackendName) => scrapes.find((s) => s.service === service)?.metrics;
     const applied = total(of("covisit") ?? [], "recsys_covisit_clicks_total", (l) => l.outcome === "applied");
-    const published = total(of("ingest") ?? [], "recsys_published_messages_total", (l) => isClicksStream(l.stream));
+    const published = total(of("ingest") ?? [], "recsys_published_clicks_total");
     return {
       at: new Date(atMs).toISOString(),
       services: scrapes.map((s) => ({

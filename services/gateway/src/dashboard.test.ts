@@ -12,7 +12,10 @@ const logger = createLogger("gateway").child({}, { level: "silent" });
 // What prom-client serves, default label included, trimmed to the series the dashboard reads.
 const INGEST_METRICS = `# HELP recsys_published_messages_total Messages published
 # TYPE recsys_published_messages_total counter
-recsys_published_messages_total{stream="TX1_CLICKS",service="ingest"} 40
+recsys_published_messages_total{stream="TX1_CLICKS",service="ingest"} 3
+# HELP recsys_published_clicks_total Clicks stored in CLICKS
+# TYPE recsys_published_clicks_total counter
+recsys_published_clicks_total{service="ingest"} 40
 recsys_published_messages_total{stream="TX1_CONTENT",service="ingest"} 7
 recsys_published_messages_total{stream="TX1_ENGAGEMENT",service="ingest"} 2
 process_resident_memory_bytes{service="ingest"} 104857600
@@ -57,8 +60,8 @@ describe("parsePrometheusText", () => {
 
   it("sums the series that pass a filter, and says when there are none", () => {
     const samples = parsePrometheusText(INGEST_METRICS);
-    expect(total(samples, "recsys_published_messages_total")).toBe(49);
-    expect(total(samples, "recsys_published_messages_total", (l) => l.stream === "TX1_CLICKS")).toBe(40);
+    expect(total(samples, "recsys_published_messages_total")).toBe(12);
+    expect(total(samples, "recsys_published_messages_total", (l) => l.stream === "TX1_CLICKS")).toBe(3);
     expect(total(samples, "recsys_missing_total")).toBeUndefined();
   });
 });

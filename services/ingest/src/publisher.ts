@@ -1,6 +1,7 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import { encodeClickBatch, ensureStreams, typedHeaders, type Bus, type MsgHdrs } from "@recsys/bus";
 import { ClickSchema, ContentPageSchema, LikeSchema, StatedInterestSchema } from "@recsys/contracts/events/v1/events";
+import { Counter, registry } from "@recsys/metrics";
 import type { ValidClick } from "./clicks.js";
 import { eventIdOf, partitionOf } from "./hashing.js";
 import type { ValidInterest, ValidLike } from "./engagement.js";
@@ -18,6 +19,12 @@ interface Outgoing {
   /** With the content-type that names the payload's protobuf type. */
   headers: MsgHdrs;
 }
+
+const publishedClicks = new Counter({
+  name: "recsys_published_clicks_total",
+  help: "Clicks stored in CLICKS (a message carries a partition's clicks of one call; clicks of a message the broker already had included)",
+  registers: [registry],
+});
 
 /** The most clicks one CLICKS message carries. */
 export const CLICKS_PER_MESSAGE = 256;
@@ -63,6 +70,7 @@ export class EventPublisher {
         };
       }),
     );
+    publishedClicks.inc(clicks.length);
     const out: Published[] = new Array(clicks.length);
     messages.forEach(({ members }, m) => members.forEach((i) => (out[i] = published[m]!)));
     return out;
