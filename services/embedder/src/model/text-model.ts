@@ -217,6 +217,9 @@ export async function loadTextModel(dir: string, opts: LoadOptions = {}): Promis
     intraOpNumThreads: opts.intraOpThreads ?? 1,
     interOpNumThreads: 1,
     logSeverityLevel: 3,
+    // Idle pool threads would spin waiting for the next run, taking CPU the service's own thread
+    // (tokenizing) and every other process on the machine need.
+    extra: { session: { intra_op: { allow_spinning: "0" }, inter_op: { allow_spinning: "0" } } },
   });
   const model = new OnnxTextModel(manifest?.name ?? basename(root), maxTokens, tokenizer, session, padId);
   const outputMeta = session.outputMetadata[session.outputNames.indexOf(OUTPUT)];
