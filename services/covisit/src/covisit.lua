@@ -20,8 +20,8 @@
 -- counts the same as trimming after each click. Applied ids outlive the history, so a file
 -- replayed long after the first time is recognized as duplicates, not mistaken for late clicks.
 --
--- Per user of the batch: one read of the ids, of the newest history entry and of the history the
--- batch's windows cover, one write each for the history, the ids and the trim. Per distinct pair
+-- Per user of the batch: one read of the ids and one of the history from the batch's earliest
+-- window on, one write each for the history, the ids and the trim. Per distinct pair
 -- of pages: one ZINCRBY by the number of times the batch counted it.
 local marker = KEYS[1]
 local window, lateness, prefix, remember = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
@@ -65,10 +65,12 @@ for _, history in ipairs(order) do
     if c.t > hi then hi = c.t end
   end
   local isSeen = redis.call('SMISMEMBER', u.seen, unpack(ids))
-  local newest = redis.call('ZRANGE', history, -1, -1, 'WITHSCORES')
-  local watermark = newest[2] and tonumber(newest[2]) or -math.huge
-  -- Every entry any window of the batch can reach, as {time, url}; applied clicks join it.
-  local flat = redis.call('ZRANGEBYSCORE', history, ms(lo - window), ms(hi + window), 'WITHSCORES')
+  -- Every entry any window of the batch can reach, as {time, url}, and the newest entry with them;
+  -- applied clicks join them. Should the history hold nothing as recent as lo - window, its newest
+  -- entry is older than every window of the batch: it can make no click late, and a batch that
+  -- applies a click trims by that click's time or later, so it is not needed.
+  local flat = redis.call('ZRANGEBYSCORE', history, ms(lo - window), '+inf', 'WITHSCORES')
+  local watermark = #flat > 0 and tonumber(flat[#flat]) or -math.huge
   local entries = {}
   for k = 1, #flat, 2 do
     local member = flat[k]
