@@ -54,18 +54,33 @@ function acceptedOrRefused<A>(outcome: IngestOutcome<A> | undefined, what: strin
 const toEvent = (e: ProfileEvent): Event =>
   create(EventSchema, { id: e.id, url: e.url, title: e.title, abstract: e.abstract, likeCount: e.likeCount, score: e.score });
 
-/** How the gateway gathers concurrent Recommendation and SimilarContent calls into batch calls. */
+/**
+ * How the gateway gathers concurrent Recommendation and SimilarContent calls into batch calls: the
+ * most calls a batch call carries, and how many batch calls of each kind may be out at once.
+ */
 export interface Coalescing {
   maxBatch: number;
-  maxInFlight: number;
+  recommendationInFlight: number;
+  similarContentInFlight: number;
 }
 
+/** covisit's work per call is its own event loop's: one call out at a time gathers the most. PostgreSQL's scans run on both cores: two. */
+export const DEFAULT_COALESCING: Coalescing = { maxBatch: 64, recommendationInFlight: 1, similarContentInFlight: 2 };
+
 /** The public RPCs, named after the reference GraphQL fields; validation here, work in the backends. */
-export function createGatewayApi(backends: Backends, logger: Logger, deadlineMs: number, coalescing: Coalescing = { maxBatch: 64, maxInFlight: 1 }): GatewayApi {
+export function createGatewayApi(backends: Backends, logger: Logger, deadlineMs: number, coalescing: Coalescing = DEFAULT_COALESCING): GatewayApi {
   const call = { timeoutMs: deadlineMs };
   // The two hot queries: concurrent calls share backend calls (see coalesce.ts).
-  const coVisits = coalesce({ ...coalescing, batch: async (requests: readonly RecommendationRequest[]) => (await backends.covisit.batchRecommendation({ requests: [...requests] }, call)).results });
-  const similar = coalesce({ ...coalescing, batch: async (requests: readonly SimilarContentRequest[]) => (await backends.profile.batchSimilarContent({ requests: [...requests] }, call)).results });
+  const coVisits = coalesce({
+    maxBatch: coalescing.maxBatch,
+    maxInFlight: coalescing.recommendationInFlight,
+    batch: async (requests: readonly RecommendationRequest[]) => (await backends.covisit.batchRecommendation({ requests: [...requests] }, call)).results,
+  });
+  const similar = coalesce({
+    maxBatch: coalescing.maxBatch,
+    maxInFlight: coalescing.similarContentInFlight,
+    batch: async (requests: readonly SimilarContentRequest[]) => (await backends.profile.batchSimilarContent({ requests: [...requests] }, call)).results,
+  });
   return {
     async recommendation(req) {
       const limit = orInvalidArgument(() => checkLimit(req.limit));

@@ -12,7 +12,7 @@ import { Access, parseApiKeys } from "./access.js";
 import { createDashboard } from "./dashboard.js";
 import { serveGraphql } from "./graphql-http.js";
 import { createGraphql } from "./graphql.js";
-import { createGatewayApi, gatewayRoutes } from "./handlers.js";
+import { createGatewayApi, DEFAULT_COALESCING, gatewayRoutes } from "./handlers.js";
 
 const config = readConfig(
   z.object({
@@ -26,10 +26,11 @@ const config = readConfig(
     // Only the dashboard reads the embedder (its /healthz and /metrics).
     EMBEDDER_URL: z.string().url().default("http://127.0.0.1:50053"),
     GATEWAY_DEADLINE_MS: positiveInt(5_000),
-    // Concurrent Recommendation (and SimilarContent) calls share backend calls: one in flight per
-    // method, the calls made meanwhile go together in the next, up to GATEWAY_BATCH_MAX.
-    GATEWAY_BATCH_MAX: positiveInt(64),
-    GATEWAY_BATCH_IN_FLIGHT: positiveInt(1),
+    // Concurrent Recommendation and SimilarContent calls share backend calls: while this many are
+    // out, the calls made meanwhile go together in the next, up to GATEWAY_BATCH_MAX.
+    GATEWAY_BATCH_MAX: positiveInt(DEFAULT_COALESCING.maxBatch),
+    GATEWAY_RECOMMENDATION_IN_FLIGHT: positiveInt(DEFAULT_COALESCING.recommendationInFlight),
+    GATEWAY_SIMILAR_CONTENT_IN_FLIGHT: positiveInt(DEFAULT_COALESCING.similarContentInFlight),
     // Empty: no keys needed. Else `key:read,key:write,…`; mutations need a write key.
     GATEWAY_API_KEYS: z.string().default(""),
     GATEWAY_MUTATIONS_PER_MINUTE: positiveInt(60_000),
@@ -48,7 +49,11 @@ const backends = {
   ingest: createClient(IngestService, transport(config.INGEST_URL)),
   profile: createClient(ProfileService, transport(config.PROFILE_URL)),
 };
-const api = createGatewayApi(backends, logger, config.GATEWAY_DEADLINE_MS, { maxBatch: config.GATEWAY_BATCH_MAX, maxInFlight: config.GATEWAY_BATCH_IN_FLIGHT });
+const api = createGatewayApi(backends, logger, config.GATEWAY_DEADLINE_MS, {
+  maxBatch: config.GATEWAY_BATCH_MAX,
+  recommendationInFlight: config.GATEWAY_RECOMMENDATION_IN_FLIGHT,
+  similarContentInFlight: config.GATEWAY_SIMILAR_CONTENT_IN_FLIGHT,
+});
 const access = new Access(parseApiKeys(config.GATEWAY_API_KEYS), config.GATEWAY_MUTATIONS_PER_MINUTE, logger);
 const dashboard = createDashboard({
   backends: { ingest: config.INGEST_URL, covisit: config.COVISIT_URL, embedder: config.EMBEDDER_URL, profile: config.PROFILE_URL },
