@@ -18,9 +18,7 @@ export function typedHeaders(messageType: string): MsgHdrs {
 
 /** One CLICKS message for clicks of one partition, in order. */
 export function encodeClickBatch(clicks: Click[]): { data: Uint8Array; headers: MsgHdrs } {
-  const h = headers();
-  h.set(CONTENT_TYPE, CLICK_BATCH_CONTENT_TYPE);
-  return { data: toBinary(ClickBatchSchema, create(ClickBatchSchema, { clicks })), headers: h };
+  return { data: toBinary(ClickBatchSchema, create(ClickBatchSchema, { clicks })), headers: typedHeaders(ClickBatchSchema.typeName) };
 }
 
 /** One click alone, as a dead letter keeps it. */
@@ -35,4 +33,33 @@ export function encodeClick(click: Click): Uint8Array {
 export function clicksOf(m: { data: Uint8Array; headers?: MsgHdrs }): Click[] {
   if (m.headers?.get(CONTENT_TYPE) === CLICK_BATCH_CONTENT_TYPE) return fromBinary(ClickBatchSchema, m.data).clicks;
   return [fromBinary(ClickSchema, m.data)];
+}
+
+/** What a consumer applies of a click. */
+export interface ClickToApply {
+  eventId: string;
+  userid: string;
+  url: string;
+  eventTimeMs: number;
+}
+
+/**
+ * A CLICKS message read: its clicks, each checked for the fields every consumer needs (or why
+ * not), or why the message cannot be read at all.
+ */
+export type ReadClicks = { clicks: Click[]; checked: Array<ClickToApply | { error: string }> } | { error: string };
+
+export function readClicks(m: { data: Uint8Array; headers?: MsgHdrs }): ReadClicks {
+  let clicks: Click[];
+  try {
+    clicks = clicksOf(m);
+  } catch (err) {
+    return { error: String(err) };
+  }
+  return {
+    clicks,
+    checked: clicks.map((c) =>
+      !c.eventId || !c.userid || !c.url ? { error: "missing event_id, userid or url" } : { eventId: c.eventId, userid: c.userid, url: c.url, eventTimeMs: Number(c.eventTimeMs) },
+    ),
+  };
 }

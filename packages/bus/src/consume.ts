@@ -90,7 +90,7 @@ export async function runDurableConsumer(opts: DurableConsumerOptions): Promise<
   watchConsumerLag(async () => ({ stream: opts.stream, consumer: opts.durable, ...(await consumerProgress(bus, opts.stream, opts.durable)) }));
   const count = (outcome: string) => consumedMessages.inc({ stream: opts.stream, consumer: opts.durable, outcome });
 
-  /** The batch's effect, in one span; undefined when it threw (each message then goes alone). */
+  /** The batch's effect, in one span; the error when it threw (each message then goes alone). */
   const effectOf = async (batch: JsMsg[]): Promise<Disposition[] | Error> => {
     try {
       return await withBatchSpan(spanName, batch.map((m) => m.headers), async (traceIds) => {

@@ -1,7 +1,7 @@
-import { clicksOf, CLICK_CONTENT_TYPE, encodeClick, JetStreamApiError, runDurableConsumer, type Bus, type Click, type Disposition, type ItemDeadLetter, type MsgHdrs } from "@recsys/bus";
+import { CLICK_CONTENT_TYPE, encodeClick, JetStreamApiError, readClicks, runDurableConsumer, type Bus, type Click, type ClickToApply, type Disposition, type ItemDeadLetter, type MsgHdrs } from "@recsys/bus";
 import type { Logger } from "@recsys/logging";
 import { Counter, registry } from "@recsys/metrics";
-import { DEFAULT_MAX_BATCH, type ApplyOutcome, type ClickToApply, type CovisitStore } from "./redis-store.js";
+import { DEFAULT_MAX_BATCH, type ApplyOutcome, type CovisitStore } from "./redis-store.js";
 
 export const DURABLE = "covisit";
 export const DEAD_LETTER_SOURCE = "clicks";
@@ -12,9 +12,6 @@ export type ClickVerdict = ApplyOutcome | { status: "undecodable"; error: string
 /** A message's clicks, each with its verdict, or why the message cannot be read at all. */
 export type MessageVerdict = { clicks: Click[]; verdicts: ClickVerdict[] } | { error: string };
 
-const checked = (c: Click): ClickToApply | { error: string } =>
-  !c.eventId || !c.userid || !c.url ? { error: "missing event_id, userid or url" } : { eventId: c.eventId, userid: c.userid, url: c.url, eventTimeMs: Number(c.eventTimeMs) };
-
 /**
  * The effect of CLICKS messages, without NATS: every readable click of every message goes to
  * Redis, in order, `clicksPerScript` to one atomic script (Redis runs nothing else while a script
@@ -22,14 +19,7 @@ const checked = (c: Click): ClickToApply | { error: string } =>
  * sent before the first wait: whatever the caller starts next reaches Redis after them.
  */
 export async function applyClickMessages(messages: Array<{ data: Uint8Array; headers?: MsgHdrs }>, store: CovisitStore, clicksPerScript = DEFAULT_MAX_BATCH): Promise<MessageVerdict[]> {
-  const decoded = messages.map((m): { clicks: Click[]; checked: Array<ClickToApply | { error: string }> } | { error: string } => {
-    try {
-      const clicks = clicksOf(m);
-      return { clicks, checked: clicks.map(checked) };
-    } catch (err) {
-      return { error: String(err) };
-    }
-  });
+  const decoded = messages.map(readClicks);
   const toApply = decoded.flatMap((d) => ("error" in d ? [] : d.checked.filter((c): c is ClickToApply => !("error" in c))));
   // Every script goes out now, before this function first waits: batches taken one after the other
   // reach Redis in that order, so a user's clicks are applied in stream order (a later click first
@@ -107,10 +97,10 @@ function dispositionOf(message: MessageVerdict, stats: ConsumerStats): Dispositi
 
 /**
  * Consumes CLICKS with a durable consumer shared by every covisit replica, in batches: the clicks
- * of what arrived while the previous batches ran, up to `maxBatch` messages, go to Redis in
- * atomic scripts of up to `maxBatch` clicks. Messages are acked only after their script ran (and their late clicks were
- * dead-lettered), so a crash redelivers them and the script's event_id check makes the redelivery
- * harmless. A Redis error leaves the batch for redelivery.
+ * of what arrived while the previous batches ran, up to `maxBatch` messages, go to Redis in atomic
+ * scripts of up to `maxBatch` clicks. Messages are acked only after their scripts ran (and their
+ * late clicks were dead-lettered), so a crash redelivers them and the script's event_id check makes
+ * the redelivery harmless. A Redis error leaves the batch for redelivery.
  */
 export function runClickConsumer(opts: { bus: Bus; store: CovisitStore; logger: Logger; concurrency: number; maxBatch: number; stats: ConsumerStats; signal: AbortSignal }) {
   const { store, stats } = opts;

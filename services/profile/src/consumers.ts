@@ -1,5 +1,5 @@
 import { fromBinary } from "@bufbuild/protobuf";
-import { clicksOf, CLICK_CONTENT_TYPE, encodeClick, runDurableConsumer, type Bus, type Click, type Disposition, type ItemDeadLetter, type MsgHdrs } from "@recsys/bus";
+import { CLICK_CONTENT_TYPE, encodeClick, readClicks, runDurableConsumer, type Bus, type Click, type Disposition, type ItemDeadLetter, type MsgHdrs } from "@recsys/bus";
 import { Counter, registry } from "@recsys/metrics";
 import { ContentEmbeddingSchema, InterestEmbeddingSchema, LikeSchema } from "@recsys/contracts/events/v1/events";
 import type { Logger } from "@recsys/logging";
@@ -35,12 +35,6 @@ export function decodeEmbedding(data: Uint8Array, dimension: number): Decoded<Pa
 export interface ClickMessage {
   data: Uint8Array;
   headers?: MsgHdrs;
-}
-
-/** A click checked for what profile needs of it. */
-function checkedClick(c: Click): Decoded<ClickToApply> {
-  if (!c.eventId || !c.userid || !c.url) return { ok: false, error: "missing event_id, userid or url" };
-  return { ok: true, value: { eventId: c.eventId, userid: c.userid, url: c.url, eventTimeMs: Number(c.eventTimeMs) } };
 }
 
 export function decodeLike(data: Uint8Array): Decoded<LikeToApply> {
@@ -106,17 +100,6 @@ const clickOutcomes = new Counter({
 /** Clicks in one call of apply_clicks by default: where the catch-up peaked in a sweep of 64-1,024. */
 export const DEFAULT_CLICKS_PER_CALL = 256;
 
-type DecodedMessage = { ok: true; clicks: Click[]; checked: Array<Decoded<ClickToApply>> } | { ok: false; error: string };
-
-function decodeClickMessage(m: ClickMessage): DecodedMessage {
-  try {
-    const clicks = clicksOf(m);
-    return { ok: true, clicks, checked: clicks.map(checkedClick) };
-  } catch (err) {
-    return { ok: false, error: String(err) };
-  }
-}
-
 /** Keeps one click of a message in DEAD_LETTERS, alone. */
 const clickLetter = (clicks: Click[], index: number, reason: string): ItemDeadLetter => ({ index, data: encodeClick(clicks[index]!), contentType: CLICK_CONTENT_TYPE, reason });
 
@@ -131,8 +114,8 @@ const clickLetter = (clicks: Click[], index: number, reason: string): ItemDeadLe
  * dead-lettered alone while the others are applied.
  */
 export async function applyClickMessages(messages: readonly ClickMessage[], store: ProfileStore, clicksPerCall = DEFAULT_CLICKS_PER_CALL): Promise<Disposition[]> {
-  const decoded = messages.map(decodeClickMessage);
-  const clicks = decoded.flatMap((d) => (d.ok ? d.checked.flatMap((c) => (c.ok ? [c.value] : [])) : []));
+  const decoded = messages.map(readClicks);
+  const clicks = decoded.flatMap((d) => ("error" in d ? [] : d.checked.filter((c): c is ClickToApply => !("error" in c))));
   const count = (outcomes: ClickOutcome[]) => outcomes.forEach((o) => clickOutcomes.inc({ outcome: o.status }));
   const refused = new Set<ClickToApply>();
   let failure: Disposition | undefined;
@@ -155,11 +138,11 @@ export async function applyClickMessages(messages: readonly ClickMessage[], stor
     } else failure = databaseFailure(err);
   }
   return decoded.map((d): Disposition => {
-    if (!d.ok) return { kind: "dead-letter", reason: `undecodable: ${d.error}` };
+    if ("error" in d) return { kind: "dead-letter", reason: `undecodable: ${d.error}` };
     if (failure?.kind === "retry") return failure;
     const deadLetters = d.checked.flatMap((c, index): ItemDeadLetter[] => {
-      if (!c.ok) return [clickLetter(d.clicks, index, `undecodable: ${c.error}`)];
-      if (refused.has(c.value) || failure) return [clickLetter(d.clicks, index, failure?.kind === "dead-letter" ? failure.reason : "refused by PostgreSQL")];
+      if ("error" in c) return [clickLetter(d.clicks, index, `undecodable: ${c.error}`)];
+      if (refused.has(c) || failure) return [clickLetter(d.clicks, index, failure?.kind === "dead-letter" ? failure.reason : "refused by PostgreSQL")];
       return [];
     });
     // Nothing of the message could be applied, all for one reason: keep the message as it came.
