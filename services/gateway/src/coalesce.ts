@@ -1,8 +1,9 @@
 import { ConnectError } from "@connectrpc/connect";
+import type { BatchOutcome } from "@recsys/server";
 import DataLoader from "dataloader";
 
-/** One answer of a batch RPC: the single RPC's response, or what it would have failed with. */
-export type BatchAnswer<R> = { outcome: { case: "response"; value: R } | { case: "refused"; value: { code: number; message: string } } | { case: undefined; value?: undefined } };
+/** One answer of a batch RPC as it arrives: the single RPC's response, what it would have failed with, or (a broken answer) neither. */
+export type BatchAnswer<R> = { outcome: BatchOutcome<R> | { case: undefined; value?: undefined } };
 
 export interface CoalesceOptions<Q, R> {
   /** The most calls one batch call carries. */

@@ -1,6 +1,7 @@
 import { ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import { consumerProgress, type Bus } from "@recsys/bus";
 import { ProfileService, type SimilarContentRequest } from "@recsys/contracts/profile/v1/profile";
+import { refusal } from "@recsys/server";
 import { checkLimit, checkOffset, checkPageId, checkQuery, checkUserid, FieldError, orInvalidArgument } from "@recsys/validation";
 import { CLICKS_DURABLE, EMBEDDINGS_DURABLE, INTERESTS_DURABLE, LIKES_DURABLE } from "./consumers.js";
 import type { EventRow, ProfileStore } from "./pg-store.js";
@@ -31,11 +32,7 @@ export function profileRoutes(store: ProfileStore, bus: Bus) {
         });
         const answers = await store.similarContentMany(asked.filter((a): a is { userid: string; limit: number } => !(a instanceof ConnectError)));
         let next = 0;
-        return {
-          results: asked.map((a) =>
-            a instanceof ConnectError ? { outcome: { case: "refused" as const, value: { code: a.code, message: a.rawMessage } } } : { outcome: { case: "response" as const, value: { items: answers[next++]! } } },
-          ),
-        };
+        return { results: asked.map((a) => (a instanceof ConnectError ? refusal(a) : { outcome: { case: "response" as const, value: { items: answers[next++]! } } })) };
       },
       async events(req) {
         const limit = orInvalidArgument(() => checkLimit(req.limit));
