@@ -13,7 +13,7 @@ import { ProfileService } from "@recsys/contracts/profile/v1/profile";
 import { loadContent } from "@recsys/loadgen/content";
 import { CREATE_CLICKS_TABLE, INSERT_CLICKS, REFERENCE_COVISIT_SQL } from "@recsys/loadgen/reference-sql";
 import { replay } from "@recsys/loadgen/replay";
-import { laneIndex } from "@recsys/loadgen/sender";
+import { laneIndex, waitFor } from "@recsys/loadgen/sender";
 import { CovisitStore, DEFAULT_MAX_BATCH, keyPrefix, type ClickToApply } from "@recsys/covisit/store";
 import { Command } from "commander";
 import { Redis } from "ioredis";
@@ -109,11 +109,12 @@ async function ensureStack(referenceUser: string) {
   if (!similar || similar.similarity === 0) {
     log("applying the reference clicks");
     const s = await replay({ file: clicksFile, rate: 0, target: url.ingest, covisit: url.covisit, wait: true, shiftTime: false, batchSize: 500, concurrency: 4, waitTimeoutMs: 300_000 });
-    for (;;) {
-      const p = await profile.progress({});
-      if (p.clicksAckFloor >= BigInt(s.lastStreamSequence)) break;
-      await sleep(100);
-    }
+    let floor = 0n;
+    await waitFor(
+      async () => (floor = (await profile.progress({})).clicksAckFloor) >= BigInt(s.lastStreamSequence),
+      300_000,
+      async () => `profile has folded in up to stream sequence ${floor}, not ${s.lastStreamSequence},`,
+    );
   }
 }
 
