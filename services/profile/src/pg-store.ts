@@ -293,18 +293,20 @@ export class ProfileStore {
    */
   async similarContentMany(requests: ReadonlyArray<{ userid: string; limit: number }>): Promise<SimilarPage[][]> {
     if (requests.length === 0) return [];
-    const result = await this.pool.query<SimilarPage & { n: string }>(
+    const result = await this.pool.query<SimilarPage & { n: string }>({
+      // Prepared once per connection: planning the lateral join cost 0.1-0.3 ms a statement.
+      name: "similar-content-many",
       // The scan orders by the inner product alone (no interest: NULL, last, so url order); the
       // division by the norm is done for the rows kept, not for every page.
-      `SELECT u.n, s.url, s.title, COALESCE(-s.ip / q.norm, 0)::float8 AS similarity
+      text: `SELECT u.n, s.url, s.title, COALESCE(-s.ip / q.norm, 0)::float8 AS similarity
        FROM unnest($1::text[], $2::int[]) WITH ORDINALITY AS u(userid, lim, n)
        LEFT JOIN LATERAL (SELECT sum, vector_norm(sum) AS norm FROM interests WHERE userid = u.userid AND vector_norm(sum) > 0) q ON true
        CROSS JOIN LATERAL (
          SELECT c.url, c.title, c.embedding <#> q.sum AS ip FROM content c ORDER BY ip ASC NULLS LAST, c.url ASC LIMIT u.lim
        ) s
        ORDER BY u.n, s.ip ASC NULLS LAST, s.url ASC`,
-      [requests.map((r) => r.userid), requests.map((r) => r.limit)],
-    );
+      values: [requests.map((r) => r.userid), requests.map((r) => r.limit)],
+    });
     const out: SimilarPage[][] = requests.map(() => []);
     for (const { n, ...page } of result.rows) out[Number(n) - 1]!.push(page);
     return out;
