@@ -15,6 +15,12 @@ const page = (url: string, embedding: number[], version = 1n): PageEmbedding => 
 let nextId = 0;
 const click = (userid: string, url: string): ClickToApply => ({ eventId: `e${nextId++}`, userid, url, eventTimeMs: 0 });
 
+/** Stores a page with a random unit vector for each of `urls`, in order; their vectors by url. */
+async function storeRandomPages(urls: string[]): Promise<Map<string, number[]>> {
+  const vectors = new Map(urls.map((url) => [url, unitVector()] as const));
+  for (const [url, v] of vectors) await store.applyEmbedding(page(url, v));
+  return vectors;
+}
 /** The interest of a user who clicked `urls`: the mean of their current vectors. */
 const expectInterest = (userid: string, urls: string[], vectors: Map<string, number[]>) =>
   expectTerms(store, userid, urls.map((u) => vectors.get(u)!));
@@ -95,11 +101,7 @@ describe("click batches", () => {
 
   it("apply each event id once, whether repeated within a batch or across batches", async () => {
     const [a, b] = ["https://e.org/a", "https://e.org/b"];
-    const vectors = new Map([
-      [a, unitVector()],
-      [b, unitVector()],
-    ]);
-    for (const [url, v] of vectors) await store.applyEmbedding(page(url, v));
+    const vectors = await storeRandomPages([a, b]);
     const first = { eventId: "x1", userid: "u", url: a, eventTimeMs: 0 };
     const second = { eventId: "x2", userid: "u", url: b, eventTimeMs: 0 };
     const other = { eventId: "x3", userid: "v", url: a, eventTimeMs: 0 };
@@ -138,8 +140,7 @@ describe("click batches", () => {
 
   it("take urls and user ids with quotes, backslashes, commas, braces and spaces as they are", async () => {
     const odd = ['https://e.org/a"b', "https://e.org/c\\d", "https://e.org/{e,f}", "https://e.org/NULL", "https://e.org/ g "];
-    const vectors = new Map(odd.map((u) => [u, unitVector()] as const));
-    for (const [url, v] of vectors) await store.applyEmbedding(page(url, v));
+    const vectors = await storeRandomPages(odd);
     const users = ['u"1', "u\\2", "{u,3}", "NULL", " "];
     expect(status(await store.applyClicks(odd.map((url, i) => click(users[i]!, url))))).toEqual(odd.map(() => "applied"));
     for (let i = 0; i < odd.length; i++) await expectInterest(users[i]!, [odd[i]!], vectors);
@@ -147,11 +148,7 @@ describe("click batches", () => {
 
   it("count a page clicked twice by one user in one batch twice, and correct both when it changes", async () => {
     const [a, b] = ["https://e.org/a", "https://e.org/b"];
-    const vectors = new Map([
-      [a, unitVector()],
-      [b, unitVector()],
-    ]);
-    for (const [url, v] of vectors) await store.applyEmbedding(page(url, v));
+    const vectors = await storeRandomPages([a, b]);
     expect(status(await store.applyClicks([click("u", a), click("u", b), click("u", a)]))).toEqual(["applied", "applied", "applied"]);
     await expectInterest("u", [a, b, a], vectors);
     vectors.set(a, unitVector());
@@ -202,8 +199,7 @@ describe("page versions", () => {
   });
 
   it("correct the interests of every user who clicked a re-embedded page", async () => {
-    const vectors = new Map<string, number[]>(Array.from({ length: 4 }, (_, i) => [`https://e.org/c${i}`, unitVector()] as const));
-    for (const [url, v] of vectors) await store.applyEmbedding(page(url, v));
+    const vectors = await storeRandomPages(Array.from({ length: 4 }, (_, i) => `https://e.org/c${i}`));
     const history: Record<string, string[]> = {
       once: ["https://e.org/c0", "https://e.org/c1"],
       thrice: ["https://e.org/c0", "https://e.org/c0", "https://e.org/c2", "https://e.org/c0"],
@@ -247,8 +243,7 @@ describe("similarContent", () => {
   });
 
   it("equals a brute-force ranking of random pages, deeper than HNSW's default candidate list", async () => {
-    const vectors = new Map<string, number[]>(Array.from({ length: 400 }, (_, i) => [`https://e.org/r${i}`, unitVector()] as const));
-    for (const [url, v] of vectors) await store.applyEmbedding(page(url, v));
+    const vectors = await storeRandomPages(Array.from({ length: 400 }, (_, i) => `https://e.org/r${i}`));
     const urls = [...vectors.keys()].slice(0, 6);
     for (const url of urls) await store.applyClick(click("u", url));
     const { sum } = (await store.interest("u"))!;
