@@ -1,6 +1,7 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { ClickBatchSchema, ClickSchema, type Click } from "@recsys/contracts/events/v1/events";
 import { headers, type MsgHdrs } from "@nats-io/transport-node";
+import type { ItemDeadLetter } from "./consume.js";
 
 export type { Click };
 
@@ -21,9 +22,9 @@ export function encodeClickBatch(clicks: Click[]): { data: Uint8Array; headers: 
   return { data: toBinary(ClickBatchSchema, create(ClickBatchSchema, { clicks })), headers: typedHeaders(ClickBatchSchema.typeName) };
 }
 
-/** One click alone, as a dead letter keeps it. */
-export function encodeClick(click: Click): Uint8Array {
-  return toBinary(ClickSchema, click);
+/** Click `index` of a CLICKS message, kept alone in DEAD_LETTERS with `reason`. */
+export function clickDeadLetter(clicks: Click[], index: number, reason: string): ItemDeadLetter {
+  return { index, data: toBinary(ClickSchema, clicks[index]!), contentType: CLICK_CONTENT_TYPE, reason };
 }
 
 /**
@@ -62,4 +63,9 @@ export function readClicks(m: { data: Uint8Array; headers?: MsgHdrs }): ReadClic
       !c.eventId || !c.userid || !c.url ? { error: "missing event_id, userid or url" } : { eventId: c.eventId, userid: c.userid, url: c.url, eventTimeMs: Number(c.eventTimeMs) },
     ),
   };
+}
+
+/** The clicks to apply of CLICKS messages read, in order: every checked click of every readable message. */
+export function applicableClicks(read: ReadClicks[]): ClickToApply[] {
+  return read.flatMap((d) => ("error" in d ? [] : d.checked.filter((c): c is ClickToApply => !("error" in c))));
 }

@@ -1,4 +1,4 @@
-import { CLICK_CONTENT_TYPE, encodeClick, JetStreamApiError, readClicks, runDurableConsumer, type Bus, type Click, type ClickToApply, type Disposition, type ItemDeadLetter, type MsgHdrs } from "@recsys/bus";
+import { applicableClicks, clickDeadLetter, JetStreamApiError, readClicks, runDurableConsumer, type Bus, type Click, type Disposition, type ItemDeadLetter, type MsgHdrs } from "@recsys/bus";
 import type { Logger } from "@recsys/logging";
 import { Counter, registry } from "@recsys/metrics";
 import { DEFAULT_MAX_BATCH, type ApplyOutcome, type CovisitStore } from "./redis-store.js";
@@ -20,7 +20,7 @@ export type MessageVerdict = { clicks: Click[]; verdicts: ClickVerdict[] } | { e
  */
 export async function applyClickMessages(messages: Array<{ data: Uint8Array; headers?: MsgHdrs }>, store: CovisitStore, clicksPerScript = DEFAULT_MAX_BATCH): Promise<MessageVerdict[]> {
   const decoded = messages.map(readClicks);
-  const toApply = decoded.flatMap((d) => ("error" in d ? [] : d.checked.filter((c): c is ClickToApply => !("error" in c))));
+  const toApply = applicableClicks(decoded);
   // Every script goes out now, before this function first waits: batches taken one after the other
   // reach Redis in that order, so a user's clicks are applied in stream order (a later click first
   // would make the earlier one late).
@@ -74,7 +74,7 @@ function dispositionOf(message: MessageVerdict, stats: ConsumerStats): Dispositi
   const deadLetters: ItemDeadLetter[] = [];
   verdicts.forEach((v, index) => {
     clickOutcomes.inc({ outcome: v.status });
-    const letter = (reason: string) => deadLetters.push({ index, data: encodeClick(clicks[index]!), contentType: CLICK_CONTENT_TYPE, reason });
+    const letter = (reason: string) => deadLetters.push(clickDeadLetter(clicks, index, reason));
     switch (v.status) {
       case "applied":
         stats.applied++;

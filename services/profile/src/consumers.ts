@@ -1,5 +1,5 @@
 import { fromBinary } from "@bufbuild/protobuf";
-import { CLICK_CONTENT_TYPE, encodeClick, readClicks, runDurableConsumer, type Bus, type Click, type Disposition, type ItemDeadLetter, type MsgHdrs } from "@recsys/bus";
+import { applicableClicks, clickDeadLetter, readClicks, runDurableConsumer, type Bus, type Disposition, type ItemDeadLetter, type MsgHdrs } from "@recsys/bus";
 import { Counter, registry } from "@recsys/metrics";
 import { ContentEmbeddingSchema, InterestEmbeddingSchema, LikeSchema } from "@recsys/contracts/events/v1/events";
 import type { Logger } from "@recsys/logging";
@@ -100,9 +100,6 @@ const clickOutcomes = new Counter({
 /** Clicks in one call of apply_clicks by default: where the catch-up peaked in a sweep of 64-1,024. */
 export const DEFAULT_CLICKS_PER_CALL = 256;
 
-/** Keeps one click of a message in DEAD_LETTERS, alone. */
-const clickLetter = (clicks: Click[], index: number, reason: string): ItemDeadLetter => ({ index, data: encodeClick(clicks[index]!), contentType: CLICK_CONTENT_TYPE, reason });
-
 /**
  * The effect of CLICKS messages, without NATS, one disposition per message in order: every click
  * that reads goes to PostgreSQL, `clicksPerCall` at a time (`applyClicks`: one call, one
@@ -115,7 +112,7 @@ const clickLetter = (clicks: Click[], index: number, reason: string): ItemDeadLe
  */
 export async function applyClickMessages(messages: readonly ClickMessage[], store: ProfileStore, clicksPerCall = DEFAULT_CLICKS_PER_CALL): Promise<Disposition[]> {
   const decoded = messages.map(readClicks);
-  const clicks = decoded.flatMap((d) => ("error" in d ? [] : d.checked.filter((c): c is ClickToApply => !("error" in c))));
+  const clicks = applicableClicks(decoded);
   const count = (outcomes: ClickOutcome[]) => outcomes.forEach((o) => clickOutcomes.inc({ outcome: o.status }));
   const refused = new Set<ClickToApply>();
   let failure: Disposition | undefined;
@@ -141,8 +138,8 @@ export async function applyClickMessages(messages: readonly ClickMessage[], stor
     if ("error" in d) return { kind: "dead-letter", reason: `undecodable: ${d.error}` };
     if (failure?.kind === "retry") return failure;
     const deadLetters = d.checked.flatMap((c, index): ItemDeadLetter[] => {
-      if ("error" in c) return [clickLetter(d.clicks, index, `undecodable: ${c.error}`)];
-      if (refused.has(c) || failure) return [clickLetter(d.clicks, index, failure?.kind === "dead-letter" ? failure.reason : "refused by PostgreSQL")];
+      if ("error" in c) return [clickDeadLetter(d.clicks, index, `undecodable: ${c.error}`)];
+      if (refused.has(c) || failure) return [clickDeadLetter(d.clicks, index, failure?.kind === "dead-letter" ? failure.reason : "refused by PostgreSQL")];
       return [];
     });
     // Nothing of the message could be applied, all for one reason: keep the message as it came.
@@ -184,8 +181,8 @@ export function runEmbeddingConsumer(opts: ConsumerOptions & { dimension: number
 
 /**
  * CLICKS into interests (or parked), with a durable consumer of its own, in batches: what arrived
- * while the previous batches ran, up to `maxBatch` messages, is applied in one transaction. Acked
- * after it committed; a redelivery is harmless because applied event ids are remembered.
+ * while the previous batches ran, up to `maxBatch` messages, is applied `clicksPerCall` clicks to a
+ * transaction. Acked after they committed; a redelivery is harmless because applied event ids are remembered.
  */
 export function runClickConsumer(opts: ConsumerOptions & { maxBatch: number; clicksPerCall: number }) {
   return runDurableConsumer({
