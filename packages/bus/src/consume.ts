@@ -223,24 +223,26 @@ export async function runDurableConsumer(opts: DurableConsumerOptions): Promise<
   }
 }
 
-function deadLetterHeaders(stream: string, seq: number, reason: string, contentType: string | undefined) {
+function deadLetterHeaders(stream: string, m: JsMsg, reason: string, contentType: string | undefined) {
   const h = headers();
   h.set("recsys-reason", reason);
+  h.set("recsys-cause", deadLetterCause(reason));
   h.set("recsys-source-stream", stream);
-  h.set("recsys-source-sequence", String(seq));
+  h.set("recsys-source-subject", m.subject);
+  h.set("recsys-source-sequence", String(m.seq));
   if (contentType) h.set("content-type", contentType);
   return h;
 }
 
 /** Keeps a message we could not apply in DEAD_LETTERS, with why, instead of dropping it. */
 export async function deadLetter(bus: Bus, m: JsMsg, stream: string, source: string, reason: string): Promise<void> {
-  const h = deadLetterHeaders(stream, m.seq, reason, m.headers?.get("content-type") || undefined);
+  const h = deadLetterHeaders(stream, m, reason, m.headers?.get("content-type") || undefined);
   await bus.publish(bus.topology.deadLetterSubject(source), m.data, { headers: h, msgID: `${source}-${m.seq}` });
 }
 
 /** Keeps one item of a message in DEAD_LETTERS, with why and where it came from. */
 async function deadLetterItem(bus: Bus, m: JsMsg, stream: string, source: string, item: ItemDeadLetter): Promise<void> {
-  const h = deadLetterHeaders(stream, m.seq, item.reason, item.contentType);
+  const h = deadLetterHeaders(stream, m, item.reason, item.contentType);
   h.set("recsys-source-item", String(item.index));
   await bus.publish(bus.topology.deadLetterSubject(source), item.data, { headers: h, msgID: `${source}-${m.seq}-${item.index}` });
 }
