@@ -2,7 +2,7 @@ import type { JsMsg } from "@nats-io/jetstream";
 import { headers } from "@nats-io/transport-node";
 import type { Logger } from "@recsys/logging";
 import { withBatchSpan } from "@recsys/tracing";
-import { consumedMessages, deadLetterCause, deadLettered as deadLetteredCount, watchConsumerLag } from "@recsys/metrics";
+import { consumedMessages, deadLetterCause, deadLettered as deadLetteredCount, watchConsumerLag, type DependencyHealth } from "@recsys/metrics";
 import { ensureDurableConsumer, ensureStreams, nanos, type Bus } from "./index.js";
 
 /** One item of a message (a click of a batch) that can never take effect, kept with why. */
@@ -37,6 +37,15 @@ interface CommonOptions {
    * the consumer keeps going. An explicit "retry" (a dependency down) is never given up. Default 10.
    */
   maxDeliveries?: number;
+  /**
+   * Delivery in stream order per partition: one durable per partition subject (`<durable>-p<n>`),
+   * each with one message out at a time, so that a redelivery (after a crash, a retry) comes before
+   * anything newer of its partition. Without it, one durable takes the whole filter subject with
+   * many messages out at once.
+   */
+  inOrder?: { partitions: number; subject(partition: number): string };
+  /** Told of every settlement: whether the store the effects write to is failing (a retry) or working. */
+  dependency?: DependencyHealth;
 }
 
 export type DurableConsumerOptions = CommonOptions &
@@ -62,6 +71,22 @@ export type DurableConsumerOptions = CommonOptions &
   );
 
 export const DEFAULT_MAX_DELIVERIES = 10;
+
+/** The wait before redelivering a message that could not take effect: doubling from 0.5 s, at most 30 s. */
+export function retryBackoffMs(deliveryCount: number): number {
+  return Math.min(30_000, 500 * 2 ** Math.min(6, Math.max(0, deliveryCount - 1)));
+}
+
+/** The durable of one partition of an in-order consumer. */
+export function partitionDurable(durable: string, partition: number): string {
+  return `${durable}-p${partition}`;
+}
+
+/** The durables a consumer runs with these options, and the subject each takes. */
+export function durablesOf(opts: { durable: string; filterSubject: string; inOrder?: { partitions: number; subject(p: number): string } }) {
+  if (!opts.inOrder) return [{ durable: opts.durable, filterSubject: opts.filterSubject }];
+  return Array.from({ length: opts.inOrder.partitions }, (_, p) => ({ durable: partitionDurable(opts.durable, p), filterSubject: opts.inOrder!.subject(p) }));
+}
 /** A pull request lives this long: a consumer that died is no longer seen waiting after it. */
 export const PULL_EXPIRES_MS = 5_000;
 
@@ -87,7 +112,8 @@ export async function runDurableConsumer(opts: DurableConsumerOptions): Promise<
   const maxDeliveries = opts.maxDeliveries ?? DEFAULT_MAX_DELIVERIES;
   const spanName = `${opts.stream} ${opts.durable}`;
   const debug = logger.isLevelEnabled("debug");
-  watchConsumerLag(async () => ({ stream: opts.stream, consumer: opts.durable, ...(await consumerProgress(bus, opts.stream, opts.durable)) }));
+  const durables = durablesOf(opts);
+  watchConsumerLag(async () => ({ stream: opts.stream, consumer: opts.durable, ...(await consumerProgress(bus, opts.stream, durables.map((d) => d.durable))) }));
   const count = (outcome: string) => consumedMessages.inc({ stream: opts.stream, consumer: opts.durable, outcome });
 
   /** The batch's effect, in one span; the error when it threw (each message then goes alone). */
@@ -111,18 +137,21 @@ export async function runDurableConsumer(opts: DurableConsumerOptions): Promise<
 
   const settle = async (m: JsMsg, d: Disposition) => {
     if (d.kind === "retry") {
-      logger.warn({ stream: opts.stream, seq: m.seq, reason: d.reason }, "message not applied, will be redelivered");
-      m.nak(d.delayMs ?? 1_000);
+      const delayMs = d.delayMs ?? retryBackoffMs(m.info.deliveryCount);
+      logger.warn({ stream: opts.stream, seq: m.seq, reason: d.reason, deliveries: m.info.deliveryCount, delayMs }, "message not applied, will be redelivered");
+      opts.dependency?.failed(d.reason);
+      m.nak(delayMs);
       count("retry");
       return;
     }
+    opts.dependency?.recovered();
     const letters = d.kind === "dead-letter" ? [{ reason: d.reason }] : (d.deadLetters ?? []);
     if (letters.length > 0) {
       try {
         if (d.kind === "dead-letter") await deadLetter(bus, m, opts.stream, opts.deadLetterSource, d.reason);
         else await Promise.all(d.deadLetters!.map((item) => deadLetterItem(bus, m, opts.stream, opts.deadLetterSource, item)));
       } catch (err) {
-        m.nak(1_000);
+        m.nak(retryBackoffMs(m.info.deliveryCount));
         count("retry");
         logger.warn({ err: String(err), seq: m.seq }, "dead letter not stored, will be redelivered");
         return;
@@ -180,43 +209,46 @@ export async function runDurableConsumer(opts: DurableConsumerOptions): Promise<
     }
   };
 
-  while (!opts.signal.aborted) {
-    let messages;
-    try {
-      await ensureStreams(bus.jsm, bus.topology);
-      await ensureDurableConsumer(bus.jsm, opts.stream, {
-        durable_name: opts.durable,
-        filter_subject: opts.filterSubject,
-        max_ack_pending: 4 * opts.concurrency * maxBatch,
-        ack_wait: nanos(bus.ackWaitMs),
-      });
-      const consumer = await bus.js.consumers.get(opts.stream, opts.durable);
-      messages = await consumer.consume({ max_messages: 2 * opts.concurrency * maxBatch, expires: PULL_EXPIRES_MS, abort_on_missing_resource: true });
-    } catch (err) {
-      logger.warn({ err: String(err), stream: opts.stream }, "cannot open the consumer, retrying");
-      await sleep(1_000);
-      continue;
-    }
-    const stop = () => messages.stop();
-    opts.signal.addEventListener("abort", stop, { once: true });
-    try {
-      for await (const m of messages) {
-        waiting.push(m);
-        // Start on the next turn of the event loop, so that messages already received go together.
-        if (!scheduled) {
-          scheduled = true;
-          setImmediate(startWorkers);
-        }
-        // Enough for every worker's next batch: wait for one to finish before taking more.
-        while (waiting.length >= opts.concurrency * maxBatch && running.size > 0) await Promise.race(running);
+  const consumeFrom = async ({ durable, filterSubject }: { durable: string; filterSubject: string }) => {
+    while (!opts.signal.aborted) {
+      let messages;
+      try {
+        await ensureStreams(bus.jsm, bus.topology);
+        await ensureDurableConsumer(bus.jsm, opts.stream, {
+          durable_name: durable,
+          filter_subject: filterSubject,
+          max_ack_pending: opts.inOrder ? 1 : 4 * opts.concurrency * maxBatch,
+          ack_wait: nanos(bus.ackWaitMs),
+        });
+        const consumer = await bus.js.consumers.get(opts.stream, durable);
+        messages = await consumer.consume({ max_messages: opts.inOrder ? 2 : 2 * opts.concurrency * maxBatch, expires: PULL_EXPIRES_MS, abort_on_missing_resource: true });
+      } catch (err) {
+        logger.warn({ err: String(err), stream: opts.stream, durable }, "cannot open the consumer, retrying");
+        await sleep(1_000);
+        continue;
       }
-    } catch (err) {
-      logger.warn({ err: String(err), stream: opts.stream }, "consumer interrupted, resuming");
-      await sleep(1_000);
-    } finally {
-      opts.signal.removeEventListener("abort", stop);
+      const stop = () => messages.stop();
+      opts.signal.addEventListener("abort", stop, { once: true });
+      try {
+        for await (const m of messages) {
+          waiting.push(m);
+          // Start on the next turn of the event loop, so that messages already received go together.
+          if (!scheduled) {
+            scheduled = true;
+            setImmediate(startWorkers);
+          }
+          // Enough for every worker's next batch: wait for one to finish before taking more.
+          while (waiting.length >= opts.concurrency * maxBatch && running.size > 0) await Promise.race(running);
+        }
+      } catch (err) {
+        logger.warn({ err: String(err), stream: opts.stream, durable }, "consumer interrupted, resuming");
+        await sleep(1_000);
+      } finally {
+        opts.signal.removeEventListener("abort", stop);
+      }
     }
-  }
+  };
+  await Promise.all(durables.map(consumeFrom));
   while (waiting.length > 0 || running.size > 0) {
     startWorkers();
     await Promise.all(running);
@@ -247,10 +279,26 @@ async function deadLetterItem(bus: Bus, m: JsMsg, stream: string, source: string
   await bus.publish(bus.topology.deadLetterSubject(source), item.data, { headers: h, msgID: `${source}-${m.seq}-${item.index}` });
 }
 
-/** Where a durable consumer stands: every message up to `ackFloor` is done. */
-export async function consumerProgress(bus: Bus, stream: string, durable: string) {
-  const info = await bus.jsm.consumers.info(stream, durable);
-  return { ackFloor: BigInt(info.ack_floor.stream_seq), pending: BigInt(info.num_pending), ackPending: BigInt(info.num_ack_pending) };
+/**
+ * Where a consumer stands: every message up to `ackFloor` is done. For the durables of an in-order
+ * consumer, the least of their floors, where a durable with nothing pending or unacked counts as
+ * done up to the stream's last message as it was before any durable was read.
+ */
+export async function consumerProgress(bus: Bus, stream: string, durable: string | string[]) {
+  const names = typeof durable === "string" ? [durable] : durable;
+  const last = names.length > 1 ? BigInt((await bus.jsm.streams.info(stream)).state.last_seq) : 0n;
+  const infos = await Promise.all(names.map((d) => bus.jsm.consumers.info(stream, d)));
+  let ackFloor: bigint | undefined;
+  let pending = 0n;
+  let ackPending = 0n;
+  for (const info of infos) {
+    const idle = names.length > 1 && info.num_pending === 0 && info.num_ack_pending === 0;
+    const floor = idle ? last : BigInt(info.ack_floor.stream_seq);
+    ackFloor = ackFloor === undefined || floor < ackFloor ? floor : ackFloor;
+    pending += BigInt(info.num_pending);
+    ackPending += BigInt(info.num_ack_pending);
+  }
+  return { ackFloor: ackFloor ?? 0n, pending, ackPending };
 }
 
 /** How many messages were dead-lettered from one source. */

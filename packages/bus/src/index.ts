@@ -249,7 +249,9 @@ export async function ensureDurableConsumer(
   };
   try {
     await jsm.consumers.info(stream, cfg.durable_name);
-    await jsm.consumers.update(stream, cfg.durable_name, full);
+    // Where delivery starts is fixed at creation (a consumer may start past a sequence); the rest follows cfg.
+    const { deliver_policy: _policy, opt_start_seq: _start, ...changeable } = full;
+    await jsm.consumers.update(stream, cfg.durable_name, changeable);
   } catch (err) {
     if (!isNotFound(err)) throw err;
     await jsm.consumers.add(stream, full);
@@ -262,5 +264,5 @@ function isNotFound(err: unknown): boolean {
 }
 
 export { nanos };
-export { runDurableConsumer, PULL_EXPIRES_MS, deadLetter, consumerProgress, deadLettered, type Disposition, type DurableConsumerOptions, type ItemDeadLetter } from "./consume.js";
+export { runDurableConsumer, PULL_EXPIRES_MS, deadLetter, consumerProgress, durablesOf, partitionDurable, retryBackoffMs, deadLettered, type Disposition, type DurableConsumerOptions, type ItemDeadLetter } from "./consume.js";
 export { applicableClicks, clickDeadLetter, clicksOf, encodeClickBatch, readClicks, typedHeaders, CLICK_BATCH_CONTENT_TYPE, CLICK_CONTENT_TYPE, type Click, type ClickToApply, type ReadClicks } from "./clicks.js";

@@ -28,6 +28,11 @@ export const commonEnv = {
   HOST: z.string().default("127.0.0.1"),
   /** How long a consumer may hold a message unacked before JetStream redelivers it (after a crash). */
   BUS_ACK_WAIT_MS: z.coerce.number().int().min(1_000).default(30_000),
+  /**
+   * Subjects of CLICKS (by user) and CONTENT (by url): ingest publishes to them, covisit consumes
+   * each in order. Every service must agree; change only on empty streams.
+   */
+  PARTITIONS: z.coerce.number().int().positive().default(8),
 };
 
 export const port = (fallback: number) => z.coerce.number().int().min(0).max(65535).default(fallback);

@@ -90,6 +90,51 @@ export const consumerLag = new Gauge({
   },
 });
 
+const dependencyUp = new Gauge({
+  name: "recsys_dependency_up",
+  help: "1 while the store a consumer writes to works, 0 while its writes fail and the messages wait for redelivery",
+  labelNames: ["dependency"] as const,
+  registers: [registry],
+});
+
+const dependencyFailures = new Counter({
+  name: "recsys_dependency_failures_total",
+  help: "Writes to a store that failed and were left for redelivery (retried with backoff for as long as the failure lasts)",
+  labelNames: ["dependency"] as const,
+  registers: [registry],
+});
+
+/**
+ * Whether a store (Redis, PostgreSQL) takes our writes: failing from the first failed write until
+ * the next one that works. Health reports NOT_SERVING while it fails; the metrics say since when.
+ */
+export class DependencyHealth {
+  private failingSince: number | undefined;
+  private lastError = "";
+
+  constructor(readonly dependency: string) {
+    dependencyUp.set({ dependency }, 1);
+  }
+  failed(reason: string): void {
+    this.failingSince ??= Date.now();
+    this.lastError = reason;
+    dependencyUp.set({ dependency: this.dependency }, 0);
+    dependencyFailures.inc({ dependency: this.dependency });
+  }
+  recovered(): void {
+    if (this.failingSince === undefined) return;
+    this.failingSince = undefined;
+    dependencyUp.set({ dependency: this.dependency }, 1);
+  }
+  get failing(): boolean {
+    return this.failingSince !== undefined;
+  }
+  /** The failure as health details show it, or undefined while the store works. */
+  get problem(): string | undefined {
+    return this.failingSince === undefined ? undefined : `${this.dependency} failing since ${new Date(this.failingSince).toISOString()}: ${this.lastError}`;
+  }
+}
+
 export function watchConsumerLag(probe: () => Promise<ConsumerPosition>): void {
   lagProbes.push(probe);
 }

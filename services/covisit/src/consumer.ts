@@ -1,6 +1,19 @@
-import { applicableClicks, clickDeadLetter, JetStreamApiError, readClicks, runDurableConsumer, type Bus, type Click, type Disposition, type ItemDeadLetter, type MsgHdrs } from "@recsys/bus";
+import {
+  applicableClicks,
+  clickDeadLetter,
+  durablesOf,
+  JetStreamApiError,
+  readClicks,
+  runDurableConsumer,
+  type Bus,
+  type Click,
+  type Disposition,
+  type ItemDeadLetter,
+  type MsgHdrs,
+} from "@recsys/bus";
+import { DeliverPolicy } from "@nats-io/jetstream";
 import type { Logger } from "@recsys/logging";
-import { Counter, registry } from "@recsys/metrics";
+import { Counter, registry, type DependencyHealth } from "@recsys/metrics";
 import { DEFAULT_MAX_BATCH, type ApplyOutcome, type CovisitStore } from "./redis-store.js";
 
 export const DURABLE = "covisit";
@@ -35,26 +48,57 @@ export async function applyClickMessages(messages: Array<{ data: Uint8Array; hea
 
 const clickOutcomes = new Counter({
   name: "recsys_covisit_clicks_total",
-  help: "Clicks this process took from CLICKS, by outcome: applied, duplicate, late (dead-lettered), lost (Redis lost the counts), undecodable",
+  help: "Clicks this process took from CLICKS, by outcome: applied, duplicate, late and budget (dead-lettered: too late to pair exactly, over the user's click budget), lost (Redis lost the counts), undecodable",
   labelNames: ["outcome"] as const,
   registers: [registry],
 });
 
-/** Whether the durable consumer has ever delivered a click: if not, the counts start now. */
-export async function consumerNeverDelivered(bus: Bus): Promise<boolean> {
+/** The durables covisit consumes CLICKS with: one per partition, each in stream order. */
+export function clickDurables(bus: Bus, partitions: number) {
+  return durablesOf({ durable: DURABLE, filterSubject: bus.topology.clicksSubjects, inOrder: { partitions, subject: (p) => bus.topology.clicksSubject(p) } });
+}
+
+async function consumerInfo(bus: Bus, durable: string) {
   try {
-    const info = await bus.jsm.consumers.info(bus.topology.clicksStream, DURABLE);
-    return info.delivered.stream_seq === 0;
+    return await bus.jsm.consumers.info(bus.topology.clicksStream, durable);
   } catch (err) {
-    if (err instanceof JetStreamApiError && err.status === 404) return true;
+    if (err instanceof JetStreamApiError && err.status === 404) return undefined;
     throw err;
   }
+}
+
+/** Whether any of covisit's durables (or the single one of earlier versions) ever delivered a click: if not, the counts start now. */
+export async function consumerNeverDelivered(bus: Bus, partitions: number): Promise<boolean> {
+  const infos = await Promise.all([DURABLE, ...clickDurables(bus, partitions).map((d) => d.durable)].map((d) => consumerInfo(bus, d)));
+  return infos.every((info) => !info || info.delivered.stream_seq === 0);
+}
+
+/**
+ * Earlier versions consumed CLICKS with one durable, `covisit`. Its partition durables start after
+ * its ack floor (what it delivered past the floor comes again: a duplicate at worst), then it goes.
+ * Every covisit of the earlier version must be stopped first, as for a rebuild.
+ */
+export async function adoptSingleDurable(bus: Bus, partitions: number, logger: Logger): Promise<void> {
+  const single = await consumerInfo(bus, DURABLE);
+  if (!single) return;
+  const floor = single.ack_floor.stream_seq;
+  for (const { durable, filterSubject } of clickDurables(bus, partitions)) {
+    if (await consumerInfo(bus, durable)) continue;
+    await bus.jsm.consumers.add(bus.topology.clicksStream, {
+      durable_name: durable,
+      filter_subject: filterSubject,
+      ...(floor > 0 ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: floor + 1 } : { deliver_policy: DeliverPolicy.All }),
+    });
+  }
+  await bus.jsm.consumers.delete(bus.topology.clicksStream, DURABLE);
+  logger.warn({ ackFloor: floor, partitions }, `CLICKS consumer ${DURABLE} replaced by one durable per partition, starting after its ack floor`);
 }
 
 export interface ConsumerStats {
   applied: number;
   duplicates: number;
   late: number;
+  overBudget: number;
   undecodable: number;
 }
 
@@ -86,6 +130,10 @@ function dispositionOf(message: MessageVerdict, stats: ConsumerStats): Dispositi
         stats.late++;
         letter(`late: watermark ${new Date(v.watermarkMs).toISOString()}`);
         break;
+      case "budget":
+        stats.overBudget++;
+        letter(`budget: the user has ${v.near} clicks within 10 minutes of this one`);
+        break;
       case "undecodable":
         stats.undecodable++;
         letter(`undecodable: ${v.error}`);
@@ -96,26 +144,48 @@ function dispositionOf(message: MessageVerdict, stats: ConsumerStats): Dispositi
 }
 
 /**
- * Consumes CLICKS with a durable consumer shared by every covisit replica, in batches: the clicks
- * of what arrived while the previous batches ran, up to `maxBatch` messages, go to Redis in atomic
- * scripts of up to `maxBatch` clicks. Messages are acked only after their scripts ran (and their
- * late clicks were dead-lettered), so a crash redelivers them and the script's event_id check makes
- * the redelivery harmless. A Redis error leaves the batch for redelivery.
+ * Consumes CLICKS with one durable per partition, shared by every covisit replica, each delivering
+ * one message at a time: a user's clicks (one partition) reach Redis in stream order even across
+ * crashes and retries, since a message left unacked is redelivered before anything newer of its
+ * partition (after a crash, that partition waits out the ack wait). What arrived of the partitions
+ * while the previous batches ran goes to Redis together, in atomic scripts of up to `maxBatch`
+ * clicks. Messages are acked only after their scripts ran (and their late clicks were
+ * dead-lettered), so a crash redelivers them and the script's event_id check makes the redelivery
+ * harmless. A Redis error (OOM, BUSY, a lost connection) leaves the messages for redelivery with
+ * backoff for as long as it lasts, never in DEAD_LETTERS; `redis` says so to health and metrics.
  */
-export function runClickConsumer(opts: { bus: Bus; store: CovisitStore; logger: Logger; concurrency: number; maxBatch: number; stats: ConsumerStats; signal: AbortSignal }) {
-  const { store, stats } = opts;
+export function runClickConsumer(opts: {
+  bus: Bus;
+  store: CovisitStore;
+  redis: DependencyHealth;
+  logger: Logger;
+  partitions: number;
+  concurrency: number;
+  maxBatch: number;
+  stats: ConsumerStats;
+  signal: AbortSignal;
+}) {
+  const { store, stats, bus } = opts;
   return runDurableConsumer({
-    bus: opts.bus,
-    stream: opts.bus.topology.clicksStream,
+    bus,
+    stream: bus.topology.clicksStream,
     durable: DURABLE,
-    filterSubject: opts.bus.topology.clicksSubjects,
+    filterSubject: bus.topology.clicksSubjects,
+    inOrder: { partitions: opts.partitions, subject: (p) => bus.topology.clicksSubject(p) },
+    dependency: opts.redis,
     concurrency: opts.concurrency,
     maxBatch: opts.maxBatch,
     deadLetterSource: DEAD_LETTER_SOURCE,
     logger: opts.logger,
     signal: opts.signal,
     async handleBatch(ms) {
-      return (await applyClickMessages(ms, store, opts.maxBatch)).map((v) => dispositionOf(v, stats));
+      let verdicts: MessageVerdict[];
+      try {
+        verdicts = await applyClickMessages(ms, store, opts.maxBatch);
+      } catch (err) {
+        return ms.map((): Disposition => ({ kind: "retry", reason: `Redis: ${String(err)}` }));
+      }
+      return verdicts.map((v) => dispositionOf(v, stats));
     },
   });
 }

@@ -10,7 +10,7 @@ import { CovisitStore } from "./redis-store.js";
 const redis = new Redis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
 const namespace = `unit${process.pid}rpc`;
 const store = new CovisitStore(redis, namespace, 300_000);
-const client = createClient(CovisitService, createRouterTransport(covisitRoutes(store, {} as Bus)));
+const client = createClient(CovisitService, createRouterTransport(covisitRoutes(store, {} as Bus, [])));
 const T0 = Date.parse("2024-01-02T00:00:00Z");
 
 beforeAll(async () => {

@@ -3,10 +3,11 @@ import { consumerProgress, deadLettered, type Bus } from "@recsys/bus";
 import { CovisitService, type RecommendationRequest } from "@recsys/contracts/covisit/v1/covisit";
 import { answerEach } from "@recsys/server";
 import { checkLimit, checkUrl, orInvalidArgument } from "@recsys/validation";
-import { DEAD_LETTER_SOURCE, DURABLE } from "./consumer.js";
+import { DEAD_LETTER_SOURCE } from "./consumer.js";
 import { CountsLostError, type CovisitStore } from "./redis-store.js";
 
-export function covisitRoutes(store: CovisitStore, bus: Bus) {
+/** `durables`: the CLICKS consumers whose progress Progress reports (see clickDurables). */
+export function covisitRoutes(store: CovisitStore, bus: Bus, durables: string[]) {
   async function recommendation(req: RecommendationRequest) {
     const url = orInvalidArgument(() => checkUrl(req.url));
     const limit = orInvalidArgument(() => checkLimit(req.limit === 0 ? undefined : req.limit));
@@ -23,7 +24,7 @@ export function covisitRoutes(store: CovisitStore, bus: Bus) {
         return { results: await answerEach(req.requests, recommendation) };
       },
       async progress() {
-        const p = await consumerProgress(bus, bus.topology.clicksStream, DURABLE);
+        const p = await consumerProgress(bus, bus.topology.clicksStream, durables);
         return {
           ackFloorStreamSequence: p.ackFloor,
           pending: p.pending,

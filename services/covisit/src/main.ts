@@ -2,9 +2,10 @@ import { Redis } from "ioredis";
 import { connectBus } from "@recsys/bus";
 import { commonEnv, port, positiveInt, readConfig, z } from "@recsys/config";
 import { createLogger } from "@recsys/logging";
-import { timeCalls } from "@recsys/metrics";
+import { DEFAULT_USER_CLICK_BUDGET } from "@recsys/validation";
+import { DependencyHealth, timeCalls } from "@recsys/metrics";
 import { onShutdown, startRpcServer } from "@recsys/server";
-import { consumerNeverDelivered, runClickConsumer, type ConsumerStats } from "./consumer.js";
+import { adoptSingleDurable, clickDurables, consumerNeverDelivered, runClickConsumer, type ConsumerStats } from "./consumer.js";
 import { covisitRoutes } from "./handlers.js";
 import { CovisitStore, DEFAULT_DEDUP_RETENTION_MS, DEFAULT_MAX_BATCH } from "./redis-store.js";
 
@@ -16,6 +17,9 @@ const config = readConfig(
     COVISIT_CONCURRENCY: positiveInt(2),
     COVISIT_MAX_BATCH: positiveInt(DEFAULT_MAX_BATCH),
     DEDUP_RETENTION_MS: z.coerce.number().int().min(1).default(DEFAULT_DEDUP_RETENTION_MS),
+    // The most clicks of one user within 10 minutes of each other; ingest refuses more, covisit
+    // dead-letters what reaches the bus anyway (another ingest replica, an older client).
+    USER_CLICK_BUDGET: positiveInt(DEFAULT_USER_CLICK_BUDGET),
   }),
 );
 const logger = createLogger("covisit");
@@ -25,24 +29,26 @@ const redis = new Redis(config.REDIS_URL, {
   retryStrategy: (attempt) => Math.min(5_000, attempt * 200),
 });
 redis.on("error", (err) => logger.warn({ err: String(err) }, "redis"));
-const store = timeCalls(new CovisitStore(redis, config.RECSYS_NAMESPACE, config.ALLOWED_LATENESS_MS, config.DEDUP_RETENTION_MS), "redis");
+const store = timeCalls(new CovisitStore(redis, config.RECSYS_NAMESPACE, config.ALLOWED_LATENESS_MS, config.DEDUP_RETENTION_MS, config.USER_CLICK_BUDGET), "redis");
 const bus = await connectBus({ url: config.NATS_URL, name: "covisit", namespace: config.RECSYS_NAMESPACE, logger, ackWaitMs: config.BUS_ACK_WAIT_MS });
-const stats: ConsumerStats = { applied: 0, duplicates: 0, late: 0, undecodable: 0 };
+const stats: ConsumerStats = { applied: 0, duplicates: 0, late: 0, overBudget: 0, undecodable: 0 };
 // Counts start with the consumer's first delivery. Past it, a missing marker means Redis lost them:
 // nothing is applied or answered until `pnpm covisit:rebuild` replays CLICKS.
-if (await consumerNeverDelivered(bus)) await store.markFirstClick();
+if (await consumerNeverDelivered(bus, config.PARTITIONS)) await store.markFirstClick();
 else if (!(await store.intact())) logger.error("Redis lost the co-visit counts: not applying clicks until `pnpm covisit:rebuild`");
+await adoptSingleDurable(bus, config.PARTITIONS, logger);
+const redisWrites = new DependencyHealth("redis");
 
 const server = await startRpcServer({
   name: "covisit",
   host: config.HOST,
   port: config.COVISIT_PORT,
-  routes: covisitRoutes(store, bus),
-  healthy: async () => bus.connected() && redis.status === "ready" && (await store.intact().catch(() => false)),
+  routes: covisitRoutes(store, bus, clickDurables(bus, config.PARTITIONS).map((d) => d.durable)),
+  healthy: async () => bus.connected() && redis.status === "ready" && !redisWrites.failing && (await store.intact().catch(() => false)),
   logger,
 });
 const stopConsuming = new AbortController();
-const consuming = runClickConsumer({ bus, store, logger, concurrency: config.COVISIT_CONCURRENCY, maxBatch: config.COVISIT_MAX_BATCH, stats, signal: stopConsuming.signal });
+const consuming = runClickConsumer({ bus, store, redis: redisWrites, logger, partitions: config.PARTITIONS, concurrency: config.COVISIT_CONCURRENCY, maxBatch: config.COVISIT_MAX_BATCH, stats, signal: stopConsuming.signal });
 consuming.catch((err: unknown) => {
   logger.fatal({ err: String(err) }, "click consumer failed");
   process.exit(1);

@@ -7,8 +7,8 @@ export class CovisitRunningError extends Error {}
 
 /**
  * Prepares a rebuild of every count from the CLICKS stream after Redis lost its data: deletes
- * what is left of the namespace's keys and the durable consumer, so that the next covisit to start
- * creates it again and applies the whole stream from its first click, in stream order, as the
+ * what is left of the namespace's keys and the durable consumers, so that the next covisit to start
+ * creates them again and applies the whole stream from its first click, in stream order, as the
  * first time. covisit must be stopped: a running one would apply new clicks before the old ones
  * of the same user, which would then count as late. A running covisit always has a pull request
  * waiting; a stopped or crashed one's last requests expire within PULL_EXPIRES_MS. Refuses when
@@ -18,19 +18,25 @@ export class CovisitRunningError extends Error {}
 export async function prepareRebuild(opts: { bus: Bus; redis: Redis; namespace: string; waitMs?: number }): Promise<{ keysDeleted: number; messages: number }> {
   const { bus, redis } = opts;
   const stream = bus.topology.clicksStream;
-  const consumerInfo = () =>
-    bus.jsm.consumers.info(stream, DURABLE).catch((err: unknown) => {
-      if (err instanceof JetStreamApiError && err.status === 404) return undefined;
+  // Every durable covisit consumes with: one per partition, or the single one of earlier versions.
+  const ours = (name: string) => name === DURABLE || name.startsWith(`${DURABLE}-p`);
+  const consumerInfos = async () => {
+    try {
+      return (await bus.jsm.consumers.list(stream).next()).filter((c) => ours(c.name));
+    } catch (err) {
+      if (err instanceof JetStreamApiError && err.status === 404) return [];
       throw err;
-    });
-  let consumer = await consumerInfo();
+    }
+  };
+  const waiting = (cs: Array<{ num_waiting: number }>) => cs.reduce((n, c) => n + c.num_waiting, 0);
+  let consumers = await consumerInfos();
   const deadline = Date.now() + (opts.waitMs ?? 2 * PULL_EXPIRES_MS);
-  while (consumer && consumer.num_waiting > 0 && Date.now() < deadline) {
+  while (waiting(consumers) > 0 && Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, 250));
-    consumer = await consumerInfo();
+    consumers = await consumerInfos();
   }
-  if (consumer && consumer.num_waiting > 0) {
-    throw new CovisitRunningError(`covisit is consuming ${stream} (${consumer.num_waiting} pulls waiting): stop every covisit first`);
+  if (waiting(consumers) > 0) {
+    throw new CovisitRunningError(`covisit is consuming ${stream} (${waiting(consumers)} pulls waiting): stop every covisit first`);
   }
   let keysDeleted = 0;
   let cursor = "0";
@@ -39,7 +45,7 @@ export async function prepareRebuild(opts: { bus: Bus; redis: Redis; namespace: 
     cursor = next;
     if (keys.length > 0) keysDeleted += await redis.unlink(...keys);
   } while (cursor !== "0");
-  if (consumer) await bus.jsm.consumers.delete(stream, DURABLE);
-  const info = await bus.jsm.streams.info(stream);
-  return { keysDeleted, messages: info.state.messages };
+  for (const c of consumers) await bus.jsm.consumers.delete(stream, c.name);
+  const info = await bus.jsm.streams.info(stream).catch(() => undefined);
+  return { keysDeleted, messages: info?.state.messages ?? 0 };
 }

@@ -74,7 +74,10 @@ describe("covisit.lua", () => {
     // click both happen to get (a redelivery) is applied by whichever runs first.
     const other = new Redis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
     try {
-      const replica = new CovisitStore(other, namespace, LATENESS);
+      // About 130 clicks a user within 4 minutes: far over the default budget, which is not under test here.
+      const budget = 1_000;
+      store = new CovisitStore(redis, namespace, LATENESS, DEFAULT_DEDUP_RETENTION_MS, budget);
+      const replica = new CovisitStore(other, namespace, LATENESS, DEFAULT_DEDUP_RETENTION_MS, budget);
       const urls = Array.from({ length: 5 }, (_, i) => `https://example.org/r${i}`);
       const clicks = Array.from({ length: 400 }, (_, i) => click(`u${i % 3}`, urls[(i * 7) % urls.length]!, T0 + ((i * 37) % 240) * 1000));
       const outcomes = await Promise.all(
@@ -132,9 +135,39 @@ describe("covisit.lua", () => {
     await store.applyClick(click(u, "https://e.org/new", T0 + WINDOW_MS + LATENESS + 1));
     expect(await redis.zcard(`${namespace}:recsys:h:${u}`)).toBe(1);
     expect(await store.applyClick(old)).toEqual({ status: "duplicate" });
-    const ttl = await redis.pttl(`${namespace}:recsys:seen:${u}`);
-    expect(ttl).toBeGreaterThan(DEFAULT_DEDUP_RETENTION_MS - 60_000);
-    expect(ttl).toBeLessThanOrEqual(DEFAULT_DEDUP_RETENTION_MS);
+    // Both keys of the user expire the retention after its last click.
+    for (const key of [`${namespace}:recsys:h:${u}`, `${namespace}:recsys:ids:${u}`]) {
+      const ttl = await redis.pttl(key);
+      expect(ttl).toBeGreaterThan(DEFAULT_DEDUP_RETENTION_MS - 60_000);
+      expect(ttl).toBeLessThanOrEqual(DEFAULT_DEDUP_RETENTION_MS);
+    }
+    // A click a retention later in event time trims the old id: the old click is then late, not a duplicate.
+    await store.applyClick(click(u, "https://e.org/later", T0 + DEFAULT_DEDUP_RETENTION_MS + 1));
+    expect(await redis.zrange(`${namespace}:recsys:ids:${u}`, 0, -1)).not.toContain(old.eventId);
+    expect(await store.applyClick(old)).toMatchObject({ status: "late" });
+  });
+
+  it("still knows the ids applied by the previous version of the script (a set under seen:)", async () => {
+    const u = "upgraded";
+    await redis.sadd(`${namespace}:recsys:seen:${u}`, "before-upgrade");
+    expect(await store.applyClick({ eventId: "before-upgrade", userid: u, url: "https://e.org/a", eventTimeMs: T0 })).toEqual({ status: "duplicate" });
+    expect(await store.applyClick({ eventId: "after-upgrade", userid: u, url: "https://e.org/a", eventTimeMs: T0 })).toEqual({ status: "applied", pairs: 0 });
+  });
+
+  it("refuses a user's click with the budget's worth of its clicks within 10 minutes of it, and changes nothing", async () => {
+    const budget = 5;
+    store = new CovisitStore(redis, namespace, LATENESS, DEFAULT_DEDUP_RETENTION_MS, budget);
+    const u = "heavy";
+    const five = Array.from({ length: budget }, (_, i) => click(u, `https://e.org/h${i}`, T0 + i * 60_000));
+    expect((await store.applyClicks(five)).map((o) => o.status)).toEqual(Array(budget).fill("applied"));
+    const before = await everyCount(five.map((c) => c.url));
+    // Within 10 minutes of all five (either side), and of the last one only: both refused.
+    expect(await store.applyClick(click(u, "https://e.org/x", T0 + 4 * 60_000 + 30_000))).toEqual({ status: "budget", near: 5 });
+    expect(await store.applyClick(click(u, "https://e.org/x", T0 + 5 * 60_000))).toEqual({ status: "budget", near: 5 });
+    expect(await everyCount([...five.map((c) => c.url), "https://e.org/x"])).toEqual(before);
+    // Another user is not affected; the heavy user's click just over 10 minutes after its 2nd is applied.
+    expect(await store.applyClick(click("light", "https://e.org/x", T0 + 60_000))).toEqual({ status: "applied", pairs: 0 });
+    expect(await store.applyClick(click(u, "https://e.org/y", T0 + 60_000 + WINDOW_MS + 1))).toMatchObject({ status: "applied" });
   });
 
   it("orders by frequency desc then url asc, and cuts ties at the limit in url order", async () => {

@@ -1,20 +1,27 @@
 import { readFileSync } from "node:fs";
 import { Redis } from "ioredis";
+import { CLICK_BUDGET_WINDOW_MS, DEFAULT_USER_CLICK_BUDGET } from "@recsys/validation";
 
-export const WINDOW_MS = 10 * 60_000;
+/** The co-visit window; a user's click budget counts clicks within the same window (CLICK_BUDGET_WINDOW_MS). */
+export const WINDOW_MS = CLICK_BUDGET_WINDOW_MS;
 /**
  * Clicks in one script by default. Redis runs nothing else while a script runs: 128 clicks take
  * it about 5 ms here, and in batches of 128 it spends about half the CPU a click that one click a
  * script costs (the fixed cost of a script and of a user's reads and writes are shared).
  */
 export const DEFAULT_MAX_BATCH = 128;
-/** Applied event ids are remembered this long after a user's last click (default 7 days). */
+/**
+ * Applied event ids are remembered this long in event time before a user's latest click, and a
+ * user's keys expire this long after its last applied click (default 7 days).
+ */
 export const DEFAULT_DEDUP_RETENTION_MS = 7 * 24 * 3600_000;
 
 export type ApplyOutcome =
   | { status: "applied"; pairs: number }
   | { status: "duplicate" }
   | { status: "late"; watermarkMs: number }
+  /** The user already has `budget` clicks within a window of this one: refused, nothing changed. */
+  | { status: "budget"; near: number }
   /** Redis lost the counts (its marker is gone): nothing was applied; a rebuild is needed. */
   | { status: "lost" };
 
@@ -66,6 +73,8 @@ export class CovisitStore {
     namespace: string,
     private readonly allowedLatenessMs: number,
     private readonly dedupRetentionMs: number = DEFAULT_DEDUP_RETENTION_MS,
+    /** The most clicks of one user within a window of each other (see USER_CLICK_BUDGET). */
+    private readonly userClickBudget: number = DEFAULT_USER_CLICK_BUDGET,
   ) {
     this.prefix = keyPrefix(namespace);
     redis.defineCommand("applyClicks", { lua: readScript("covisit.lua") });
@@ -108,9 +117,10 @@ export class CovisitStore {
   async applyClicks(clicks: ClickToApply[]): Promise<ApplyOutcome[]> {
     if (clicks.length === 0) return [];
     const keys: string[] = [this.marker];
-    const args: string[] = [String(WINDOW_MS), String(this.allowedLatenessMs), this.coVisitKeyPrefix(), String(this.dedupRetentionMs)];
+    const args: string[] = [String(WINDOW_MS), String(this.allowedLatenessMs), this.coVisitKeyPrefix(), String(this.dedupRetentionMs), String(this.userClickBudget)];
     for (const c of clicks) {
-      keys.push(`${this.prefix}h:${c.userid}`, `${this.prefix}seen:${c.userid}`);
+      // The applied ids of version 4 were a set under seen:, read until it expires.
+      keys.push(`${this.prefix}h:${c.userid}`, `${this.prefix}ids:${c.userid}`, `${this.prefix}seen:${c.userid}`);
       args.push(c.eventId, c.url, String(c.eventTimeMs));
     }
     const flat = await this.redis.applyClicks(keys.length, ...keys, ...args);
@@ -123,6 +133,7 @@ export class CovisitStore {
       if (status === "applied") return { status, pairs: n };
       if (status === "duplicate") return { status };
       if (status === "late") return { status, watermarkMs: n };
+      if (status === "budget") return { status, near: n };
       throw new Error(`covisit.lua returned an unknown status ${String(status)}`);
     });
   }

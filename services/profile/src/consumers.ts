@@ -1,6 +1,6 @@
 import { fromBinary } from "@bufbuild/protobuf";
 import { applicableClicks, clickDeadLetter, readClicks, runDurableConsumer, type Bus, type Disposition, type ItemDeadLetter, type MsgHdrs } from "@recsys/bus";
-import { Counter, registry } from "@recsys/metrics";
+import { Counter, registry, type DependencyHealth } from "@recsys/metrics";
 import { ContentEmbeddingSchema, InterestEmbeddingSchema, LikeSchema } from "@recsys/contracts/events/v1/events";
 import type { Logger } from "@recsys/logging";
 import { isDataError, sqlState, type ClickOutcome, type ClickToApply, type InterestToApply, type LikeToApply, type PageEmbedding, type ProfileStore } from "./pg-store.js";
@@ -158,6 +158,8 @@ interface ConsumerOptions {
   store: ProfileStore;
   logger: Logger;
   concurrency: number;
+  /** Failing while PostgreSQL refuses writes for a passing reason (its messages wait for redelivery). */
+  postgres: DependencyHealth;
   signal: AbortSignal;
 }
 
@@ -172,6 +174,7 @@ export function runEmbeddingConsumer(opts: ConsumerOptions & { dimension: number
     durable: EMBEDDINGS_DURABLE,
     filterSubject: opts.bus.topology.embeddingsSubjects,
     concurrency: opts.concurrency,
+    dependency: opts.postgres,
     deadLetterSource: EMBEDDINGS_DEAD_LETTER_SOURCE,
     logger: opts.logger,
     signal: opts.signal,
@@ -192,6 +195,7 @@ export function runClickConsumer(opts: ConsumerOptions & { maxBatch: number; cli
     filterSubject: opts.bus.topology.clicksSubjects,
     concurrency: opts.concurrency,
     maxBatch: opts.maxBatch,
+    dependency: opts.postgres,
     deadLetterSource: CLICKS_DEAD_LETTER_SOURCE,
     logger: opts.logger,
     signal: opts.signal,
@@ -207,6 +211,7 @@ export function runLikeConsumer(opts: ConsumerOptions) {
     durable: LIKES_DURABLE,
     filterSubject: opts.bus.topology.likesSubjects,
     concurrency: opts.concurrency,
+    dependency: opts.postgres,
     deadLetterSource: LIKES_DEAD_LETTER_SOURCE,
     logger: opts.logger,
     signal: opts.signal,
@@ -222,6 +227,7 @@ export function runInterestConsumer(opts: ConsumerOptions & { dimension: number 
     durable: INTERESTS_DURABLE,
     filterSubject: opts.bus.topology.interestEmbeddingsSubjects,
     concurrency: opts.concurrency,
+    dependency: opts.postgres,
     deadLetterSource: INTERESTS_DEAD_LETTER_SOURCE,
     logger: opts.logger,
     signal: opts.signal,

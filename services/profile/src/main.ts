@@ -1,7 +1,7 @@
 import { connectBus } from "@recsys/bus";
 import { commonEnv, port, positiveInt, readConfig, z } from "@recsys/config";
 import { createLogger } from "@recsys/logging";
-import { timeCalls } from "@recsys/metrics";
+import { DependencyHealth, timeCalls } from "@recsys/metrics";
 import { onShutdown, startRpcServer } from "@recsys/server";
 import { DEFAULT_CLICKS_PER_CALL, runClickConsumer, runEmbeddingConsumer, runInterestConsumer, runLikeConsumer } from "./consumers.js";
 import { profileRoutes } from "./handlers.js";
@@ -32,16 +32,17 @@ logger.info({ schema, applied }, "migrations up to date");
 const store = timeCalls(new ProfileStore(pool), "postgres");
 const bus = await connectBus({ url: config.NATS_URL, name: "profile", namespace: config.RECSYS_NAMESPACE, logger, ackWaitMs: config.BUS_ACK_WAIT_MS });
 
+const postgresWrites = new DependencyHealth("postgres");
 const server = await startRpcServer({
   name: "profile",
   host: config.HOST,
   port: config.PROFILE_PORT,
   routes: profileRoutes(store, bus),
-  healthy: async () => bus.connected() && (await store.ping().catch(() => false)),
+  healthy: async () => bus.connected() && !postgresWrites.failing && (await store.ping().catch(() => false)),
   logger,
 });
 const stopConsuming = new AbortController();
-const consumerOptions = { bus, store, logger, concurrency: config.PROFILE_CONCURRENCY, signal: stopConsuming.signal };
+const consumerOptions = { bus, store, postgres: postgresWrites, logger, concurrency: config.PROFILE_CONCURRENCY, signal: stopConsuming.signal };
 const consuming = Promise.all([
   runEmbeddingConsumer({ ...consumerOptions, dimension: config.EMBEDDING_DIMENSION }),
   runClickConsumer({ ...consumerOptions, concurrency: config.PROFILE_CLICK_CONCURRENCY, maxBatch: config.PROFILE_CLICK_BATCH, clicksPerCall: config.PROFILE_CLICK_BATCH }),
