@@ -5,13 +5,28 @@ export class FieldError extends Error {
   constructor(
     readonly field: string,
     readonly reason: string,
+    /** InvalidArgument for a bad value; ResourceExhausted for a valid one over a limit. */
+    readonly code: Code = Code.InvalidArgument,
   ) {
     super(`${field}: ${reason}`);
   }
   toConnectError(): ConnectError {
-    return new ConnectError(this.message, Code.InvalidArgument);
+    return new ConnectError(this.message, this.code);
   }
 }
+
+/**
+ * A user's click budget counts the user's clicks within this much event time of each other: the
+ * co-visit window, so that the budget also bounds the pairs one click adds.
+ */
+export const CLICK_BUDGET_WINDOW_MS = 10 * 60_000;
+
+/**
+ * The most clicks of one user within CLICK_BUDGET_WINDOW_MS of each other, by default. The
+ * reference clicks' busiest user has 36 in any 10 minutes; at 60, one user adds at most
+ * 60 * 59 / 2 = 1,770 co-visit pairs a window, about 4 MB of Redis with urls of 2 KiB.
+ */
+export const DEFAULT_USER_CLICK_BUDGET = 60;
 
 export const LIMITS = {
   useridChars: 256,

@@ -36,16 +36,18 @@ export type GatewayApi = {
   [M in keyof Methods]: (req: MessageShape<Methods[M]["input"]>) => Promise<MessageShape<Methods[M]["output"]>>;
 };
 
-type IngestOutcome<A> = { case: "accepted"; value: A } | { case: "rejected"; value: { field: string; reason: string } } | { case: undefined; value?: undefined };
+type IngestOutcome<A> = { case: "accepted"; value: A } | { case: "rejected"; value: { field: string; reason: string; code: number } } | { case: undefined; value?: undefined };
 
 /**
- * The one result of a single-event ingest call: the accepted value, or InvalidArgument naming the
- * field as the client sent it (`fieldName` maps ingest's field name to the gateway's).
+ * The one result of a single-event ingest call: the accepted value, or the refusal naming the
+ * field as the client sent it (`fieldName` maps ingest's field name to the gateway's): InvalidArgument
+ * for a bad value, ResourceExhausted for a user over its click budget.
  */
 function acceptedOrRefused<A>(outcome: IngestOutcome<A> | undefined, what: string, logger: Logger, fieldName: (ingestField: string) => string): A {
   if (outcome?.case === "rejected") {
     logger.info({ field: outcome.value.field, reason: outcome.value.reason }, `${what} refused`);
-    throw new ConnectError(`${fieldName(outcome.value.field)}: ${outcome.value.reason}`, Code.InvalidArgument);
+    const code = outcome.value.code === Code.ResourceExhausted ? Code.ResourceExhausted : Code.InvalidArgument;
+    throw new ConnectError(`${fieldName(outcome.value.field)}: ${outcome.value.reason}`, code);
   }
   if (outcome?.case !== "accepted") throw new ConnectError(`ingest gave no result for the ${what}`, Code.Internal);
   return outcome.value;

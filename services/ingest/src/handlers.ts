@@ -3,6 +3,7 @@ import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import type { Logger } from "@recsys/logging";
 import { FieldError } from "@recsys/validation";
 import { ClickResultSchema, IngestService, type ClickInput, type ClickResult } from "@recsys/contracts/ingest/v1/ingest";
+import type { ClickBudget } from "./budget.js";
 import { toValidClick, type ValidClick } from "./clicks.js";
 import { toValidInterest, toValidLike, type ValidInterest, type ValidLike } from "./engagement.js";
 import { toValidPage, type ValidPage } from "./pages.js";
@@ -24,6 +25,8 @@ async function validateThenPublish<I, V>(opts: {
   items: I[];
   max: number;
   validate: (item: I, nowMs: number) => V;
+  /** Limits on valid items taken together (a user's click budget): refused ones get their error; `release` undoes the rest. */
+  admit?: (valid: V[]) => { refused: Array<FieldError | undefined>; release(): void };
   publish: (valid: V[], nowMs: number) => Promise<Published[]>;
   logger: Logger;
 }): Promise<Outcome<V>[]> {
@@ -32,8 +35,8 @@ async function validateThenPublish<I, V>(opts: {
   if (items.length > opts.max) throw new ConnectError(`${field}: at most ${opts.max} per call`, Code.InvalidArgument);
   const now = Date.now();
   const outcomes: Outcome<V>[] = new Array(items.length);
-  const valid: V[] = [];
-  const validAt: number[] = [];
+  let valid: V[] = [];
+  let validAt: number[] = [];
   items.forEach((item, i) => {
     try {
       valid.push(opts.validate(item, now));
@@ -43,6 +46,14 @@ async function validateThenPublish<I, V>(opts: {
       outcomes[i] = { ok: false, error: err };
     }
   });
+  const admitted = opts.admit?.(valid);
+  if (admitted) {
+    admitted.refused.forEach((error, j) => {
+      if (error) outcomes[validAt[j]!] = { ok: false, error };
+    });
+    validAt = validAt.filter((_, j) => !admitted.refused[j]);
+    valid = valid.filter((_, j) => !admitted.refused[j]);
+  }
   const rejected = items.length - valid.length;
   if (rejected > 0) {
     const first = outcomes.find((o) => o && !o.ok) as { error: FieldError };
@@ -52,6 +63,7 @@ async function validateThenPublish<I, V>(opts: {
   try {
     published = await opts.publish(valid, now);
   } catch (err) {
+    admitted?.release();
     logger.warn({ err: String(err), [field]: valid.length }, "publish failed");
     throw new ConnectError(`publishing to the bus failed: ${String(err)}`, Code.Unavailable);
   }
@@ -67,17 +79,22 @@ function timedResult<V extends { eventId: string; sourceTimeMs: number }>(o: Out
           case: "accepted" as const,
           value: { eventId: o.value.eventId, sourceTime: new Date(o.value.sourceTimeMs).toISOString(), streamSequence: o.published.streamSequence, duplicate: o.published.duplicate },
         }
-      : { case: "rejected" as const, value: { field: o.error.field, reason: o.error.reason } },
+      : { case: "rejected" as const, value: rejection(o.error) },
   };
 }
 
-export function ingestRoutes(publisher: EventPublisher, logger: Logger) {
+function rejection(error: FieldError) {
+  return { field: error.field, reason: error.reason, code: error.code };
+}
+
+export function ingestRoutes(publisher: EventPublisher, logger: Logger, budget: ClickBudget) {
   async function ingestClicks(clicks: ClickInput[]) {
     const outcomes = await validateThenPublish<ClickInput, ValidClick>({
       field: "clicks",
       items: clicks,
       max: MAX_CLICKS_PER_CALL,
       validate: (c, now) => toValidClick({ userid: c.userid, url: c.url, event_time: c.eventTime, event_id: c.eventId }, now),
+      admit: (valid) => budget.admit(valid),
       publish: (valid, now) => publisher.publishClicks(valid, now),
       logger,
     });
@@ -89,7 +106,7 @@ export function ingestRoutes(publisher: EventPublisher, logger: Logger) {
                 case: "accepted",
                 value: { eventId: o.value.eventId, eventTime: new Date(o.value.eventTimeMs).toISOString(), streamSequence: o.published.streamSequence, duplicate: o.published.duplicate },
               }
-            : { case: "rejected", value: { field: o.error.field, reason: o.error.reason } },
+            : { case: "rejected", value: rejection(o.error) },
         }),
     );
   }

@@ -4,13 +4,15 @@ import { createLogger } from "@recsys/logging";
 import { onShutdown, startRpcServer } from "@recsys/server";
 import { ingestRoutes } from "./handlers.js";
 import { EventPublisher } from "./publisher.js";
+import { ClickBudget } from "./budget.js";
+import { CLICK_BUDGET_WINDOW_MS, DEFAULT_USER_CLICK_BUDGET } from "@recsys/validation";
 
 const config = readConfig(
   z.object({
     ...commonEnv,
     INGEST_PORT: port(50051),
-    // Subjects of CLICKS (by user) and CONTENT (by url); change only on empty streams.
-    PARTITIONS: positiveInt(8),
+    // The most clicks of one user within 10 minutes of each other; the same setting for covisit.
+    USER_CLICK_BUDGET: positiveInt(DEFAULT_USER_CLICK_BUDGET),
   }),
 );
 const logger = createLogger("ingest");
@@ -20,7 +22,7 @@ const server = await startRpcServer({
   name: "ingest",
   host: config.HOST,
   port: config.INGEST_PORT,
-  routes: ingestRoutes(publisher, logger),
+  routes: ingestRoutes(publisher, logger, new ClickBudget(config.USER_CLICK_BUDGET, CLICK_BUDGET_WINDOW_MS)),
   healthy: () => bus.connected(),
   logger,
 });

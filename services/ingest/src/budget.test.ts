@@ -1,0 +1,39 @@
+import { Code } from "@connectrpc/connect";
+import { describe, expect, it } from "vitest";
+import { ClickBudget } from "./budget.js";
+
+const T0 = Date.parse("2024-01-02T00:00:00Z");
+const WINDOW = 10 * 60_000;
+const click = (userid: string, eventId: string, t: number) => ({ userid, eventId, url: "https://e.org/a", eventTimeMs: t });
+
+describe("ClickBudget", () => {
+  it("refuses a user's click with the budget's worth of clicks within the window either side, naming userid with ResourceExhausted", () => {
+    const budget = new ClickBudget(3, WINDOW);
+    const first = budget.admit([click("u", "a", T0), click("u", "b", T0 + 60_000), click("u", "c", T0 + 120_000), click("u", "d", T0 + 180_000)]);
+    expect(first.refused.map((e) => e?.code)).toEqual([undefined, undefined, undefined, Code.ResourceExhausted]);
+    expect(first.refused[3]).toMatchObject({ field: "userid" });
+    // Before the first: still within 10 minutes of all three.
+    expect(budget.admit([click("u", "e", T0 - 60_000)]).refused[0]?.code).toBe(Code.ResourceExhausted);
+    // Other users have budgets of their own; 10 minutes and 1 ms after the third, the window is free again.
+    expect(budget.admit([click("v", "a", T0)]).refused).toEqual([undefined]);
+    expect(budget.admit([click("u", "f", T0 + 120_000 + WINDOW + 1)]).refused).toEqual([undefined]);
+  });
+
+  it("counts a click sent again once, and gives back what a failed publish took", () => {
+    const budget = new ClickBudget(2, WINDOW);
+    expect(budget.admit([click("u", "a", T0), click("u", "a", T0)]).refused).toEqual([undefined, undefined]);
+    const failed = budget.admit([click("u", "b", T0)]);
+    expect(failed.refused).toEqual([undefined]);
+    failed.release();
+    expect(budget.admit([click("u", "c", T0)]).refused).toEqual([undefined]);
+    expect(budget.admit([click("u", "d", T0)]).refused[0]?.code).toBe(Code.ResourceExhausted);
+  });
+
+  it("keeps at most maxUsers users", () => {
+    const budget = new ClickBudget(1, WINDOW, 2);
+    budget.admit([click("u1", "a", T0), click("u2", "a", T0), click("u3", "a", T0)]);
+    // u1 was forgotten, u3 was not.
+    expect(budget.admit([click("u1", "b", T0)]).refused).toEqual([undefined]);
+    expect(budget.admit([click("u3", "b", T0)]).refused[0]?.code).toBe(Code.ResourceExhausted);
+  });
+});

@@ -1,0 +1,68 @@
+import { Code } from "@connectrpc/connect";
+import { FieldError } from "@recsys/validation";
+import type { ValidClick } from "./clicks.js";
+
+/**
+ * Each user's click budget, checked before anything is published: a click is refused when the
+ * user already has `budget` accepted clicks within `windowMs` of its event time (either side),
+ * the rule covisit applies to what reaches the bus anyway. A click sent again (same user and event
+ * id) is not counted twice. Kept per process, for the `maxUsers` users seen last: with several
+ * ingest replicas each admits up to the budget, and covisit's check is the one that holds.
+ */
+export class ClickBudget {
+  /** userid -> event id -> event time; a Map keeps insertion order, so the first user is the one seen longest ago. */
+  private readonly users = new Map<string, Map<string, number>>();
+
+  constructor(
+    readonly budget: number,
+    readonly windowMs: number,
+    readonly maxUsers = 100_000,
+  ) {}
+
+  /**
+   * Takes room for the clicks, in order; each refused one gets a FieldError (ResourceExhausted,
+   * naming userid). `release` gives back what was taken, for when the publish failed.
+   */
+  admit(clicks: ValidClick[]): { refused: Array<FieldError | undefined>; release(): void } {
+    const taken: ValidClick[] = [];
+    const refused = clicks.map((c) => {
+      const recent = this.recentOf(c.userid);
+      if (recent.has(c.eventId)) return undefined;
+      let near = 0;
+      for (const t of recent.values()) if (Math.abs(t - c.eventTimeMs) <= this.windowMs) near++;
+      if (near >= this.budget) {
+        return new FieldError(
+          "userid",
+          `over its click budget: ${near} clicks within ${this.windowMs / 60_000} minutes of this one, at most ${this.budget} are accepted`,
+          Code.ResourceExhausted,
+        );
+      }
+      recent.set(c.eventId, c.eventTimeMs);
+      taken.push(c);
+      this.forgetOld(recent);
+      return undefined;
+    });
+    return {
+      refused,
+      release: () => {
+        for (const c of taken) this.users.get(c.userid)?.delete(c.eventId);
+      },
+    };
+  }
+
+  private recentOf(userid: string): Map<string, number> {
+    let recent = this.users.get(userid);
+    if (recent) this.users.delete(userid);
+    else recent = new Map();
+    this.users.set(userid, recent);
+    if (this.users.size > this.maxUsers) this.users.delete(this.users.keys().next().value!);
+    return recent;
+  }
+
+  /** Clicks more than two windows before the user's latest can no longer share a window with one that is not late. */
+  private forgetOld(recent: Map<string, number>): void {
+    let latest = -Infinity;
+    for (const t of recent.values()) latest = Math.max(latest, t);
+    for (const [id, t] of recent) if (t < latest - 2 * this.windowMs) recent.delete(id);
+  }
+}
