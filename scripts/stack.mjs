@@ -3,7 +3,9 @@
 //   up [service ...]    start NATS/Redis/PostgreSQL if down, then the services (all by default) that
 //                       are not running; wait until healthy
 //   down [service ...]  stop the services, all by default (SIGTERM, then SIGKILL after 10 s)
-//   reset   delete this project's streams, Redis keys and tables; running services recreate what they need
+//   reset   delete this project's streams, Redis keys and tables; the services that were running are
+//           stopped first and started again after (with this command's environment), waiting until
+//           healthy: covisit sets its Redis marker and profile makes its schema only when they start
 //   status  one line per service
 // Pid files and logs are kept in RECSYS_STACK_DIR (default <repo>/.stack), so a test can run a stack
 // of its own beside a user's.
@@ -111,9 +113,20 @@ async function status() {
 }
 
 async function reset() {
+  const running = SERVICES.filter((s) => runningPid(s)).map((s) => s.name);
+  if (running.length) {
+    console.error(`stack: stopping ${running.join(", ")} for the reset, to start them again after it`);
+    await down(running);
+  }
   const { resetNamespace } = await import("./reset.mjs");
-  await resetNamespace(process.env.RECSYS_NAMESPACE ?? "");
+  try {
+    await resetNamespace(process.env.RECSYS_NAMESPACE ?? "");
+  } catch (err) {
+    // Left stopped: on partly deleted data covisit and profile would refuse work.
+    throw new Error(`${err.message}${running.length ? `; ${running.join(", ")} stay stopped (pnpm stack:up starts them)` : ""}`);
+  }
   console.error("stack: streams, Redis keys and tables of this project deleted");
+  if (running.length) await up(running);
 }
 
 const commands = { up, down, status, reset };
