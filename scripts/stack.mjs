@@ -3,15 +3,19 @@
 //   up [service ...]    start NATS/Redis/PostgreSQL if down, then the services (all by default) that
 //                       are not running; wait until healthy
 //   down [service ...]  stop the services, all by default (SIGTERM, then SIGKILL after 10 s)
-//   reset   delete this project's streams, Redis keys and tables; running services recreate what they need
+//   reset   delete this project's streams, Redis keys and tables; the services that were running are
+//           stopped first and started again after (with this command's environment), waiting until
+//           healthy: covisit sets its Redis marker and profile makes its schema only when they start
 //   status  one line per service
+// Pid files and logs are kept in RECSYS_STACK_DIR (default <repo>/.stack), so a test can run a stack
+// of its own beside a user's.
 import { spawn, execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
-const stackDir = join(root, ".stack");
+const stackDir = process.env.RECSYS_STACK_DIR ?? join(root, ".stack");
 const pidDir = join(stackDir, "pids");
 const logDir = join(stackDir, "logs");
 
@@ -26,6 +30,7 @@ export const SERVICES = [
 
 const portOf = (s) => Number(process.env[s.portVar] ?? s.port);
 const pidFile = (s) => join(pidDir, `${s.name}.pid`);
+const logFile = (s) => join(logDir, `${s.name}.log`);
 
 function runningPid(s) {
   if (!existsSync(pidFile(s))) return undefined;
@@ -67,17 +72,17 @@ async function up(names) {
       console.error(`stack: ${s.name} already running (pid ${pid})`);
       continue;
     }
-    const log = openSync(join(logDir, `${s.name}.log`), "a");
+    const log = openSync(logFile(s), "a");
     const child = spawn(process.execPath, ["--enable-source-maps", main], { detached: true, stdio: ["ignore", log, log], env: process.env });
     writeFileSync(pidFile(s), String(child.pid));
     child.unref();
-    console.error(`stack: started ${s.name} (pid ${child.pid}, port ${portOf(s)}, log .stack/logs/${s.name}.log)`);
+    console.error(`stack: started ${s.name} (pid ${child.pid}, port ${portOf(s)}, log ${logFile(s)})`);
   }
   const deadline = Date.now() + 60_000;
   for (const s of chosen(names)) {
     while (!(await healthy(s))) {
-      if (!runningPid(s)) throw new Error(`${s.name} exited; see .stack/logs/${s.name}.log`);
-      if (Date.now() > deadline) throw new Error(`${s.name} not healthy after 60 s; see .stack/logs/${s.name}.log`);
+      if (!runningPid(s)) throw new Error(`${s.name} exited; see ${logFile(s)}`);
+      if (Date.now() > deadline) throw new Error(`${s.name} not healthy after 60 s; see ${logFile(s)}`);
       await new Promise((r) => setTimeout(r, 200));
     }
   }
@@ -108,9 +113,20 @@ async function status() {
 }
 
 async function reset() {
+  const running = SERVICES.filter((s) => runningPid(s)).map((s) => s.name);
+  if (running.length) {
+    console.error(`stack: stopping ${running.join(", ")} for the reset, to start them again after it`);
+    await down(running);
+  }
   const { resetNamespace } = await import("./reset.mjs");
-  await resetNamespace(process.env.RECSYS_NAMESPACE ?? "");
+  try {
+    await resetNamespace(process.env.RECSYS_NAMESPACE ?? "");
+  } catch (err) {
+    // Left stopped: on partly deleted data covisit and profile would refuse work.
+    throw new Error(`${err.message}${running.length ? `; ${running.join(", ")} stay stopped (pnpm stack:up starts them)` : ""}`);
+  }
   console.error("stack: streams, Redis keys and tables of this project deleted");
+  if (running.length) await up(running);
 }
 
 const commands = { up, down, status, reset };

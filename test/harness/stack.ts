@@ -56,8 +56,8 @@ export async function freePort(): Promise<number> {
   });
 }
 
-/** Starts the built services as real processes, in a namespace of their own, on free ports. */
-export async function startStack(label: string, extraEnv: NodeJS.ProcessEnv = {}): Promise<TestStack> {
+/** A namespace of its own and a free port for every service, as the environment the services read. */
+export async function privateStackEnv(label: string, extraEnv: NodeJS.ProcessEnv = {}) {
   const namespace = `t${label.replace(/[^a-z0-9]/g, "")}${process.pid}${Math.floor(Math.random() * 1e6)}`;
   const ports = Object.fromEntries(await Promise.all(ORDER.map(async (s) => [s, await freePort()] as const))) as Record<ServiceName, number>;
   const url = Object.fromEntries(ORDER.map((s) => [s, `http://127.0.0.1:${ports[s]}`])) as Record<ServiceName, string>;
@@ -73,6 +73,12 @@ export async function startStack(label: string, extraEnv: NodeJS.ProcessEnv = {}
     LOG_LEVEL: "warn",
     ...extraEnv,
   };
+  return { namespace, ports, url, env };
+}
+
+/** Starts the built services as real processes, in a namespace of their own, on free ports. */
+export async function startStack(label: string, extraEnv: NodeJS.ProcessEnv = {}): Promise<TestStack> {
+  const { namespace, ports, url, env } = await privateStackEnv(label, extraEnv);
   const logDir = join(repoRoot, "test/artifacts/logs");
   mkdirSync(logDir, { recursive: true });
   const procs = new Map<ServiceName, ChildProcess>();
