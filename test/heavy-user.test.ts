@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { clientsOf } from "./harness/clients.js";
 import { clicksLastSequence, expectRecommendationsExact, referenceWorkload, type ReferenceWorkload } from "./harness/oracle.js";
 import { referenceCoVisits, type RawClick } from "./harness/reference.js";
+import { privateRedis, type PrivateServer } from "./harness/servers.js";
 import { referenceClicks, startStack, type TestStack } from "./harness/stack.js";
 import { loadgen } from "./faults/loadgen.js";
 
@@ -18,21 +19,29 @@ const CLICKS = 5_000;
 const BUDGET = 60;
 /** What the heavy user's keys may take in Redis: 1,770 pairs of 2 KiB urls and 60 history entries, with room for Redis' own overhead. */
 const MEMORY_BOUND_BYTES = 8 * 2 ** 20;
-/** covisit's scripts while this runs: Redis runs nothing else meanwhile. */
-const SCRIPT_P99_BOUND_SECONDS = 0.05;
+/**
+ * How long one of covisit's scripts may run (p99, as Redis' own latency histogram of EVALSHA
+ * measures it, in its power-of-two buckets): Redis runs nothing else meanwhile, so this is what a
+ * Recommendation may wait behind a click. Scripts of 128 clicks of the replay take about 5 ms.
+ */
+const SCRIPT_P99_BOUND_MS = 33;
 
 let stack: TestStack;
 let ref: ReferenceWorkload;
 let redis: Redis;
+let redisServer: PrivateServer;
 
 beforeAll(async () => {
   ref = await referenceWorkload();
-  stack = await startStack("heavy");
-  redis = new Redis(stack.env.REDIS_URL ?? "redis://127.0.0.1:6379");
+  // A Redis of its own, so that its latency histogram holds this test's scripts only.
+  redisServer = await privateRedis();
+  stack = await startStack("heavy", { REDIS_URL: redisServer.url });
+  redis = new Redis(redisServer.url);
 }, 120_000);
 afterAll(async () => {
   redis?.disconnect();
   await stack?.stop();
+  await redisServer?.stop();
 });
 
 const randomUrl = () => `https://heavy.example/${randomBytes(1500).toString("base64url").slice(0, 2000)}`;
@@ -62,7 +71,7 @@ describe("one heavy user", () => {
       }),
     );
     const sendingMs = Date.now() - started;
-    expect(Object.fromEntries(refusals)).toEqual({ "ResourceExhausted userid": CLICKS - BUDGET });
+    expect(Object.fromEntries(refusals)).toEqual({ "ResourceExhausted event.userid": CLICKS - BUDGET });
     expect(accepted).toHaveLength(BUDGET);
     console.info(`heavy user: ${CLICKS} clicks sent in ${sendingMs} ms, ${accepted.length} accepted`);
 
@@ -90,22 +99,19 @@ describe("one heavy user", () => {
     expect(bytes).toBeGreaterThan(0);
     expect(bytes).toBeLessThan(MEMORY_BOUND_BYTES);
 
-    // covisit's scripts, from its own histogram of Redis calls.
-    const p99 = await histogramQuantile(stack.url.covisit, 'recsys_dependency_duration_seconds_bucket{dependency="redis",operation="applyClicks"', 0.99);
-    console.info(`covisit applyClicks p99 <= ${p99} s (bound ${SCRIPT_P99_BOUND_SECONDS} s)`);
-    expect(p99).toBeLessThanOrEqual(SCRIPT_P99_BOUND_SECONDS);
+    const p99 = await scriptP99Ms(redis);
+    console.info(`covisit's scripts: p99 <= ${p99} ms (bound ${SCRIPT_P99_BOUND_MS} ms)`);
+    expect(p99).toBeLessThanOrEqual(SCRIPT_P99_BOUND_MS);
   }, 300_000);
 });
 
-/** The upper bound of the bucket holding quantile q, from a Prometheus histogram's cumulative buckets. */
-async function histogramQuantile(base: string, series: string, q: number): Promise<number> {
-  const text = await (await fetch(`${base}/metrics`)).text();
-  const buckets = text
-    .split("\n")
-    .filter((l) => l.startsWith(series))
-    .map((l) => ({ le: Number(/le="([^"]+)"/.exec(l)![1]!.replace("+Inf", "Infinity")), count: Number(l.split(" ").pop()) }))
-    .sort((a, b) => a.le - b.le);
-  const total = buckets.at(-1)?.count ?? 0;
-  expect(total, "covisit ran scripts").toBeGreaterThan(0);
-  return buckets.find((b) => b.count >= q * total)!.le;
+/** The upper bound (ms) of the bucket of Redis' EVALSHA latency histogram that holds the 99th percentile. */
+async function scriptP99Ms(redis: Redis): Promise<number> {
+  // ["evalsha", ["calls", n, "histogram_usec", [bucket, cumulative count, ...]]]
+  const [, fields] = (await redis.call("LATENCY", "HISTOGRAM", "evalsha")) as [string, unknown[]];
+  const calls = Number(fields[fields.indexOf("calls") + 1]);
+  const flat = fields[fields.indexOf("histogram_usec") + 1] as number[];
+  expect(calls, "covisit ran scripts").toBeGreaterThan(0);
+  for (let i = 0; i < flat.length; i += 2) if (Number(flat[i + 1]) >= 0.99 * calls) return Number(flat[i]) / 1000;
+  throw new Error("no bucket holds the 99th percentile");
 }

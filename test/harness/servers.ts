@@ -60,13 +60,13 @@ function childServer(url: string, port: number, run: () => ChildProcess, cleanup
   };
 }
 
-/** Redis that, like the machine's, keeps nothing on disk: a restart empties it. */
-export async function privateRedis(): Promise<PrivateServer> {
+/** Redis that, like the machine's, keeps nothing on disk: a restart empties it. `args`: more flags, e.g. a memory limit. */
+export async function privateRedis(args: string[] = []): Promise<PrivateServer> {
   const port = await freePort();
   const server = childServer(
     `redis://127.0.0.1:${port}`,
     port,
-    () => spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], { stdio: "ignore" }),
+    () => spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", ...args], { stdio: "ignore" }),
     () => {},
   );
   await server.start();
