@@ -2,7 +2,9 @@
 # Local infrastructure for the stack and CI: PostgreSQL 15 (+pgvector), Redis 7, NATS 2.9 (JetStream).
 #   bash scripts/infra.sh up     # start whatever is down (local only), wait, ensure pgvector
 #   bash scripts/infra.sh check  # report only; exit 0 iff everything is up and pgvector is available
-# Env overrides: PGHOST/PGPORT, REDIS_URL, NATS_URL. Non-local services are only checked, never started.
+# Env overrides: PGHOST/PGPORT, REDIS_URL, NATS_URL, REDIS_MAXMEMORY (default 4gb). Non-local
+# services are only checked, never started. A local Redis runs with a memory limit and noeviction:
+# full, it refuses writes (covisit waits, NOT_SERVING) instead of evicting counts.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
@@ -23,6 +25,7 @@ PGHOST=${PGHOST:-127.0.0.1}
 PGPORT=${PGPORT:-5432}
 REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
 NATS_URL=${NATS_URL:-nats://127.0.0.1:4222}
+REDIS_MAXMEMORY=${REDIS_MAXMEMORY:-4gb}
 read -r REDIS_HOST REDIS_PORT < <(url_hostport "$REDIS_URL" 6379)
 read -r NATS_HOST NATS_PORT < <(url_hostport "$NATS_URL" 4222)
 
@@ -43,7 +46,21 @@ start_pg() { pg_ctlcluster --skip-systemctl-redirect "$PG_VER" main start; }
 start_redis() {
   mkdir -p /var/lib/redis /var/log/redis
   redis-server --daemonize yes --bind 127.0.0.1 -::1 --port "$REDIS_PORT" --save "" --appendonly no \
+    --maxmemory "$REDIS_MAXMEMORY" --maxmemory-policy noeviction \
     --dir /var/lib/redis --logfile /var/log/redis/ci.log
+}
+# A local Redis already running without a memory limit gets one (and noeviction) at run time.
+limit_redis() {
+  is_local "$REDIS_HOST" || return 0
+  local rc=(timeout 3 redis-cli -u "${REDIS_URL%%,*}")
+  if [[ $("${rc[@]}" config get maxmemory | tail -n1) == 0 ]]; then
+    "${rc[@]}" config set maxmemory "$REDIS_MAXMEMORY" >/dev/null
+    log "redis: maxmemory set to $REDIS_MAXMEMORY"
+  fi
+  if [[ $("${rc[@]}" config get maxmemory-policy | tail -n1) != noeviction ]]; then
+    "${rc[@]}" config set maxmemory-policy noeviction >/dev/null
+    log "redis: maxmemory-policy set to noeviction"
+  fi
 }
 start_nats() {
   mkdir -p /var/lib/nats-server
@@ -113,6 +130,7 @@ cmd_up() {
   flock -w 300 9 || die "/tmp/infra-sh.lock held by another 'infra.sh up' for 5 min"
   ensure postgres pg_ok start_pg "$PGHOST"
   ensure redis redis_ok start_redis "$REDIS_HOST"
+  limit_redis
   ensure nats nats_ok start_nats "$NATS_HOST"
   if vector_ok; then log "pgvector: available"; else build_pgvector; fi
   vector_ok || die "pgvector: still not available after build"

@@ -22,9 +22,58 @@ export { headers, type MsgHdrs, type NatsConnection, type JetStreamClient, type 
 export type { JsMsg, Consumer } from "@nats-io/jetstream";
 export { JetStreamApiError } from "@nats-io/jetstream";
 
-/** Stream names and subjects of one namespace ("" in production; tests use their own). */
+/**
+ * The size of every stream. A full CLICKS, CONTENT, EMBEDDINGS, ENGAGEMENT or INTEREST_EMBEDDINGS
+ * refuses new messages (the publisher gets an error; ingest answers ResourceExhausted) and never
+ * drops old ones: a rebuild needs them. DEAD_LETTERS drops its oldest letters instead (past the
+ * size or the age): a consumer must never stall because its dead letters cannot be kept.
+ */
+export interface StreamLimits {
+  clicksMaxBytes: number;
+  contentMaxBytes: number;
+  embeddingsMaxBytes: number;
+  engagementMaxBytes: number;
+  interestEmbeddingsMaxBytes: number;
+  deadLettersMaxBytes: number;
+  deadLettersMaxAgeMs: number;
+}
+
+/** The limits from the settings every service shares (see commonEnv). */
+export function streamLimitsFrom(config: {
+  CLICKS_MAX_BYTES: number;
+  CONTENT_MAX_BYTES: number;
+  EMBEDDINGS_MAX_BYTES: number;
+  ENGAGEMENT_MAX_BYTES: number;
+  INTEREST_EMBEDDINGS_MAX_BYTES: number;
+  DEAD_LETTERS_MAX_BYTES: number;
+  DEAD_LETTERS_MAX_AGE_MS: number;
+}): StreamLimits {
+  return {
+    clicksMaxBytes: config.CLICKS_MAX_BYTES,
+    contentMaxBytes: config.CONTENT_MAX_BYTES,
+    embeddingsMaxBytes: config.EMBEDDINGS_MAX_BYTES,
+    engagementMaxBytes: config.ENGAGEMENT_MAX_BYTES,
+    interestEmbeddingsMaxBytes: config.INTEREST_EMBEDDINGS_MAX_BYTES,
+    deadLettersMaxBytes: config.DEAD_LETTERS_MAX_BYTES,
+    deadLettersMaxAgeMs: config.DEAD_LETTERS_MAX_AGE_MS,
+  };
+}
+
+/** A publish refused because its stream is at its size limit. */
+export function isStreamFull(err: unknown): boolean {
+  return err instanceof JetStreamApiError && err.code === 10077 && /maximum (bytes|messages)/i.test(err.message);
+}
+
+/**
+ * Stream names and subjects of one namespace ("" in production; tests use their own). With
+ * `limits`, the streams are created and kept at those sizes; without (tools, tests of one part),
+ * streams are created without limits and existing ones are left as the services set them.
+ */
 export class Topology {
-  constructor(readonly namespace: string) {}
+  constructor(
+    readonly namespace: string,
+    readonly limits?: StreamLimits,
+  ) {}
 
   private streamName(base: string): string {
     return this.namespace ? `${this.namespace.toUpperCase()}_${base}` : base;
@@ -97,6 +146,10 @@ export class Topology {
   get deadLetterSubjects(): string {
     return this.subject("dlq.>");
   }
+  private refuseWhenFull(maxBytes: number | undefined): Partial<StreamConfig> {
+    return { discard: DiscardPolicy.New, ...(maxBytes === undefined ? {} : { max_bytes: maxBytes }) };
+  }
+
   streamConfigs(): Array<Partial<StreamConfig> & { name: string }> {
     return [
       {
@@ -104,7 +157,7 @@ export class Topology {
         subjects: [this.clicksSubjects],
         retention: RetentionPolicy.Limits,
         storage: StorageType.File,
-        discard: DiscardPolicy.Old,
+        ...this.refuseWhenFull(this.limits?.clicksMaxBytes),
         // Broker-side dedup on Nats-Msg-Id covers client retries within this window;
         // the consumers' own idempotency covers everything older.
         duplicate_window: nanos(10 * 60_000),
@@ -114,6 +167,7 @@ export class Topology {
         subjects: [this.contentSubjects],
         retention: RetentionPolicy.Limits,
         storage: StorageType.File,
+        ...this.refuseWhenFull(this.limits?.contentMaxBytes),
         duplicate_window: nanos(10 * 60_000),
       },
       {
@@ -123,6 +177,7 @@ export class Topology {
         storage: StorageType.File,
         // A compacted log: the newest embedding per url survives, older versions go.
         max_msgs_per_subject: 1,
+        ...this.refuseWhenFull(this.limits?.embeddingsMaxBytes),
         duplicate_window: nanos(10 * 60_000),
       },
       {
@@ -130,6 +185,7 @@ export class Topology {
         subjects: [this.subject("engagement.>")],
         retention: RetentionPolicy.Limits,
         storage: StorageType.File,
+        ...this.refuseWhenFull(this.limits?.engagementMaxBytes),
         duplicate_window: nanos(10 * 60_000),
       },
       {
@@ -137,6 +193,7 @@ export class Topology {
         subjects: [this.interestEmbeddingsSubjects],
         retention: RetentionPolicy.Limits,
         storage: StorageType.File,
+        ...this.refuseWhenFull(this.limits?.interestEmbeddingsMaxBytes),
         duplicate_window: nanos(10 * 60_000),
       },
       {
@@ -144,6 +201,8 @@ export class Topology {
         subjects: [this.deadLetterSubjects],
         retention: RetentionPolicy.Limits,
         storage: StorageType.File,
+        discard: DiscardPolicy.Old,
+        ...(this.limits ? { max_bytes: this.limits.deadLettersMaxBytes, max_age: nanos(this.limits.deadLettersMaxAgeMs) } : {}),
         duplicate_window: nanos(10 * 60_000),
       },
     ];
@@ -166,7 +225,7 @@ export interface Bus {
 export const DEFAULT_ACK_WAIT_MS = 30_000;
 
 /** Connects for good: reconnects forever with backoff; callers watch `connected()` for health. */
-export async function connectBus(opts: { url: string; name: string; namespace: string; logger: Logger; ackWaitMs?: number }): Promise<Bus> {
+export async function connectBus(opts: { url: string; name: string; namespace: string; logger: Logger; ackWaitMs?: number; limits?: StreamLimits }): Promise<Bus> {
   let nc: NatsConnection | undefined;
   for (let attempt = 1; !nc; attempt++) {
     try {
@@ -196,8 +255,8 @@ export async function connectBus(opts: { url: string; name: string; namespace: s
     }
   })();
   const jsm = await jetstreamManager(conn);
-  const topology = new Topology(opts.namespace);
-  await ensureStreams(jsm, topology);
+  const topology = new Topology(opts.namespace, opts.limits);
+  await ensureStreams(jsm, topology, opts.logger);
   const js = jetstream(conn);
   return {
     nc: conn,
@@ -217,12 +276,26 @@ export async function connectBus(opts: { url: string; name: string; namespace: s
   };
 }
 
-/** Creates or updates every stream of the topology; safe to run from every service at every start. */
-export async function ensureStreams(jsm: JetStreamManager, topology: Topology): Promise<void> {
+/**
+ * Creates every stream of the topology, and updates existing ones when the topology carries limits;
+ * safe to run from every service at every start. A size limit below what a stream holds is not
+ * applied (JetStream would delete its oldest messages to fit): the stream keeps its limit and the
+ * logger says so.
+ */
+export async function ensureStreams(jsm: JetStreamManager, topology: Topology, logger?: Logger): Promise<void> {
   for (const cfg of topology.streamConfigs()) {
     try {
-      await jsm.streams.info(cfg.name);
-      await jsm.streams.update(cfg.name, cfg);
+      const info = await jsm.streams.info(cfg.name);
+      if (!topology.limits) continue;
+      const update = { ...cfg };
+      if (cfg.max_bytes !== undefined && cfg.max_bytes > 0 && info.state.bytes > cfg.max_bytes && cfg.discard === DiscardPolicy.New) {
+        update.max_bytes = info.config.max_bytes;
+        logger?.error(
+          { stream: cfg.name, bytes: info.state.bytes, configured: cfg.max_bytes, kept: info.config.max_bytes },
+          "the stream holds more than its configured size: keeping its limit, as a lower one would delete its oldest messages",
+        );
+      }
+      await jsm.streams.update(cfg.name, update);
     } catch (err) {
       if (!isNotFound(err)) throw err;
       try {

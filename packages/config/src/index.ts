@@ -15,6 +15,10 @@ export function readConfig<S extends z.ZodType>(schema: S, env: NodeJS.ProcessEn
   return parsed.data;
 }
 
+const GiB = 2 ** 30;
+const MiB = 2 ** 20;
+const bytes = (fallback: number) => z.coerce.number().int().min(1024).default(fallback);
+
 /** Settings every service shares; each service extends this with its own. */
 export const commonEnv = {
   NATS_URL: z.string().default("nats://127.0.0.1:4222"),
@@ -33,6 +37,15 @@ export const commonEnv = {
    * each in order. Every service must agree; change only on empty streams.
    */
   PARTITIONS: z.coerce.number().int().positive().default(8),
+  // The size of each stream, in bytes (see StreamLimits in @recsys/bus): a full stream refuses new
+  // events, DEAD_LETTERS drops its oldest letters. Every service must agree.
+  CLICKS_MAX_BYTES: bytes(4 * GiB),
+  CONTENT_MAX_BYTES: bytes(1 * GiB),
+  EMBEDDINGS_MAX_BYTES: bytes(1 * GiB),
+  ENGAGEMENT_MAX_BYTES: bytes(256 * MiB),
+  INTEREST_EMBEDDINGS_MAX_BYTES: bytes(256 * MiB),
+  DEAD_LETTERS_MAX_BYTES: bytes(256 * MiB),
+  DEAD_LETTERS_MAX_AGE_MS: z.coerce.number().int().positive().default(30 * 24 * 3600_000),
 };
 
 export const port = (fallback: number) => z.coerce.number().int().min(0).max(65535).default(fallback);

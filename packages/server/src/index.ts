@@ -23,6 +23,8 @@ export interface RpcServerOptions {
   routes: (router: ConnectRouter) => void;
   /** True while every dependency the service needs is reachable. */
   healthy: () => boolean | Promise<boolean>;
+  /** What GET /healthz lists besides the status: limits reached, a store failing (one line each). */
+  problems?: () => string[];
   logger: Logger;
   /** Largest request body accepted; larger ones get ResourceExhausted. Default 1 MiB. */
   maxRequestBytes?: number;
@@ -74,8 +76,9 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
     if (req.url === "/healthz" && req.method === "GET") {
       void Promise.resolve(opts.healthy()).then(
         (ok) => {
+          const problems = opts.problems?.() ?? [];
           res.writeHead(ok ? 200 : 503, { "content-type": "application/json" });
-          res.end(JSON.stringify({ status: ok ? "SERVING" : "NOT_SERVING", service: opts.name }));
+          res.end(JSON.stringify({ status: ok ? "SERVING" : "NOT_SERVING", service: opts.name, ...(problems.length ? { problems } : {}) }));
         },
         () => {
           res.writeHead(503, { "content-type": "application/json" });

@@ -1,5 +1,5 @@
 import { Redis } from "ioredis";
-import { connectBus } from "@recsys/bus";
+import { connectBus, streamLimitsFrom } from "@recsys/bus";
 import { commonEnv, port, positiveInt, readConfig, z } from "@recsys/config";
 import { createLogger } from "@recsys/logging";
 import { DEFAULT_USER_CLICK_BUDGET } from "@recsys/validation";
@@ -29,8 +29,12 @@ const redis = new Redis(config.REDIS_URL, {
   retryStrategy: (attempt) => Math.min(5_000, attempt * 200),
 });
 redis.on("error", (err) => logger.warn({ err: String(err) }, "redis"));
+// An evicting Redis would drop counts (or the marker) silently when full; noeviction refuses the
+// write instead, and covisit waits (NOT_SERVING) until memory is freed. A managed Redis may refuse CONFIG.
+const policy = (await redis.config("GET", "maxmemory-policy").catch(() => [])) as string[];
+if (policy[1] && policy[1] !== "noeviction") logger.error({ policy: policy[1] }, "Redis evicts keys when full: run it with maxmemory-policy noeviction, or counts may be lost");
 const store = timeCalls(new CovisitStore(redis, config.RECSYS_NAMESPACE, config.ALLOWED_LATENESS_MS, config.DEDUP_RETENTION_MS, config.USER_CLICK_BUDGET), "redis");
-const bus = await connectBus({ url: config.NATS_URL, name: "covisit", namespace: config.RECSYS_NAMESPACE, logger, ackWaitMs: config.BUS_ACK_WAIT_MS });
+const bus = await connectBus({ url: config.NATS_URL, name: "covisit", namespace: config.RECSYS_NAMESPACE, logger, ackWaitMs: config.BUS_ACK_WAIT_MS, limits: streamLimitsFrom(config) });
 const stats: ConsumerStats = { applied: 0, duplicates: 0, late: 0, overBudget: 0, undecodable: 0 };
 // Counts start with the consumer's first delivery. Past it, a missing marker means Redis lost them:
 // nothing is applied or answered until `pnpm covisit:rebuild` replays CLICKS.
@@ -45,6 +49,7 @@ const server = await startRpcServer({
   port: config.COVISIT_PORT,
   routes: covisitRoutes(store, bus, clickDurables(bus, config.PARTITIONS).map((d) => d.durable)),
   healthy: async () => bus.connected() && redis.status === "ready" && !redisWrites.failing && (await store.intact().catch(() => false)),
+  problems: () => (redisWrites.problem ? [redisWrites.problem] : []),
   logger,
 });
 const stopConsuming = new AbortController();

@@ -1,5 +1,5 @@
 import { fileURLToPath } from "node:url";
-import { connectBus } from "@recsys/bus";
+import { connectBus, streamLimitsFrom } from "@recsys/bus";
 import { commonEnv, port, positiveInt, readConfig, z } from "@recsys/config";
 import { createLogger } from "@recsys/logging";
 import { onShutdown, startRpcServer } from "@recsys/server";
@@ -32,7 +32,7 @@ const batcher = new DynamicBatcher(model, {
   maxDelayMs: config.EMBED_MAX_DELAY_MS,
   maxQueue: Math.max(config.EMBED_MAX_QUEUE, MAX_TEXTS_PER_CALL),
 });
-const bus = await connectBus({ url: config.NATS_URL, name: "embedder", namespace: config.RECSYS_NAMESPACE, logger, ackWaitMs: config.BUS_ACK_WAIT_MS });
+const bus = await connectBus({ url: config.NATS_URL, name: "embedder", namespace: config.RECSYS_NAMESPACE, logger, ackWaitMs: config.BUS_ACK_WAIT_MS, limits: streamLimitsFrom(config) });
 const stats: ContentStats = { embedded: 0, stale: 0, undecodable: 0 };
 
 const server = await startRpcServer({

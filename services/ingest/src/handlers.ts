@@ -7,7 +7,7 @@ import type { ClickBudget } from "./budget.js";
 import { toValidClick, type ValidClick } from "./clicks.js";
 import { toValidInterest, toValidLike, type ValidInterest, type ValidLike } from "./engagement.js";
 import { toValidPage, type ValidPage } from "./pages.js";
-import type { EventPublisher, Published } from "./publisher.js";
+import { StreamFullError, type EventPublisher, type Published } from "./publisher.js";
 
 export const MAX_CLICKS_PER_CALL = 10_000;
 export const MAX_PAGES_PER_CALL = 1_000;
@@ -64,6 +64,10 @@ async function validateThenPublish<I, V>(opts: {
     published = await opts.publish(valid, now);
   } catch (err) {
     admitted?.release();
+    if (err instanceof StreamFullError) {
+      logger.warn({ stream: err.stream, [field]: valid.length }, "stream full, call refused");
+      throw new ConnectError(`${field}: ${err.message}; a retry with the same event ids later is safe`, Code.ResourceExhausted);
+    }
     logger.warn({ err: String(err), [field]: valid.length }, "publish failed");
     throw new ConnectError(`publishing to the bus failed: ${String(err)}`, Code.Unavailable);
   }

@@ -1,5 +1,5 @@
 import { commonEnv, port, positiveInt, readConfig, z } from "@recsys/config";
-import { connectBus } from "@recsys/bus";
+import { connectBus, streamLimitsFrom } from "@recsys/bus";
 import { createLogger } from "@recsys/logging";
 import { onShutdown, startRpcServer } from "@recsys/server";
 import { ingestRoutes } from "./handlers.js";
@@ -16,7 +16,7 @@ const config = readConfig(
   }),
 );
 const logger = createLogger("ingest");
-const bus = await connectBus({ url: config.NATS_URL, name: "ingest", namespace: config.RECSYS_NAMESPACE, logger, ackWaitMs: config.BUS_ACK_WAIT_MS });
+const bus = await connectBus({ url: config.NATS_URL, name: "ingest", namespace: config.RECSYS_NAMESPACE, logger, ackWaitMs: config.BUS_ACK_WAIT_MS, limits: streamLimitsFrom(config) });
 const publisher = new EventPublisher(bus, config.PARTITIONS);
 const server = await startRpcServer({
   name: "ingest",
@@ -24,6 +24,7 @@ const server = await startRpcServer({
   port: config.INGEST_PORT,
   routes: ingestRoutes(publisher, logger, new ClickBudget(config.USER_CLICK_BUDGET, CLICK_BUDGET_WINDOW_MS)),
   healthy: () => bus.connected(),
+  problems: () => publisher.full.problems(),
   logger,
 });
 onShutdown(logger, async () => {

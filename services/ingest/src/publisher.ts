@@ -1,7 +1,7 @@
 import { create, toBinary } from "@bufbuild/protobuf";
-import { encodeClickBatch, ensureStreams, typedHeaders, type Bus, type MsgHdrs } from "@recsys/bus";
+import { encodeClickBatch, ensureStreams, isStreamFull, typedHeaders, type Bus, type MsgHdrs } from "@recsys/bus";
 import { ClickSchema, ContentPageSchema, LikeSchema, StatedInterestSchema } from "@recsys/contracts/events/v1/events";
-import { Counter, registry } from "@recsys/metrics";
+import { Counter, Gauge, registry } from "@recsys/metrics";
 import type { ValidClick } from "./clicks.js";
 import { eventIdOf, partitionOf } from "./hashing.js";
 import type { ValidInterest, ValidLike } from "./engagement.js";
@@ -30,7 +30,47 @@ const publishedClicks = new Counter({
 export const CLICKS_PER_MESSAGE = 256;
 
 /** Publishes events; resolves only once JetStream has stored (or already had) each one. */
+/** A publish refused because the stream is at its size limit. */
+export class StreamFullError extends Error {
+  constructor(readonly stream: string) {
+    super(`${stream} is full (its size limit is reached): nothing more is stored until space is freed or the limit raised`);
+  }
+}
+
+const refusedFull = new Counter({
+  name: "recsys_ingest_stream_full_total",
+  help: "Calls refused with ResourceExhausted because their stream was at its size limit",
+  labelNames: ["stream"] as const,
+  registers: [registry],
+});
+
+const streamFull = new Gauge({
+  name: "recsys_stream_full",
+  help: "1 while a stream refuses ingest's publishes for its size limit (from the first refusal to the next publish that works)",
+  labelNames: ["stream"] as const,
+  registers: [registry],
+});
+
+/** Which streams refused a publish for their size, until a publish to them works again. */
+export class FullStreams {
+  private readonly full = new Set<string>();
+  refused(stream: string): void {
+    this.full.add(stream);
+    refusedFull.inc({ stream });
+    streamFull.set({ stream }, 1);
+  }
+  cleared(stream: string): void {
+    if (this.full.delete(stream)) streamFull.set({ stream }, 0);
+  }
+  /** For health: one line per full stream. */
+  problems(): string[] {
+    return [...this.full].map((s) => `${s} is full: its events are refused with ResourceExhausted`);
+  }
+}
+
 export class EventPublisher {
+  readonly full = new FullStreams();
+
   constructor(
     private readonly bus: Bus,
     private readonly partitions: number,
@@ -54,7 +94,7 @@ export class EventPublisher {
     for (const [partition, members] of byPartition) {
       for (let k = 0; k < members.length; k += CLICKS_PER_MESSAGE) messages.push({ partition, members: members.slice(k, k + CLICKS_PER_MESSAGE) });
     }
-    const published = await this.publishAll(
+    const published = await this.publishAll(this.bus.topology.clicksStream,
       messages.map(({ partition, members }) => {
         const batch = encodeClickBatch(
           members.map((i) => {
@@ -77,7 +117,7 @@ export class EventPublisher {
   }
 
   publishPages(pages: ValidPage[], ingestTimeMs: number): Promise<Published[]> {
-    return this.publishAll(
+    return this.publishAll(this.bus.topology.contentStream,
       pages.map((p) => ({
         subject: this.bus.topology.contentSubject(pagePartitionOf(p.url, this.partitions)),
         msgID: p.eventId,
@@ -99,7 +139,7 @@ export class EventPublisher {
   }
 
   publishLikes(likes: ValidLike[], ingestTimeMs: number): Promise<Published[]> {
-    return this.publishAll(
+    return this.publishAll(this.bus.topology.engagementStream,
       likes.map((l) => ({
         subject: this.bus.topology.likesSubject(partitionOf(l.userid, this.partitions)),
         msgID: `like-${l.eventId}`,
@@ -113,7 +153,7 @@ export class EventPublisher {
   }
 
   publishInterests(interests: ValidInterest[], ingestTimeMs: number): Promise<Published[]> {
-    return this.publishAll(
+    return this.publishAll(this.bus.topology.engagementStream,
       interests.map((i) => ({
         subject: this.bus.topology.statedInterestsSubject(partitionOf(i.userid, this.partitions)),
         msgID: `interest-${i.eventId}`,
@@ -126,8 +166,24 @@ export class EventPublisher {
     );
   }
 
-  /** All publishes go out before any ack is awaited: one round trip per batch, order kept per subject. */
-  private async publishAll(out: Outgoing[]): Promise<Published[]> {
+  /**
+   * All publishes go out before any ack is awaited: one round trip per batch, order kept per
+   * subject. A stream at its size limit fails the call with StreamFullError (what went out before
+   * may be stored: a retry with the same ids is safe) and is marked full until a publish to it works.
+   */
+  private async publishAll(stream: string, out: Outgoing[]): Promise<Published[]> {
+    try {
+      const published = await this.publishOrRecreate(out);
+      this.full.cleared(stream);
+      return published;
+    } catch (err) {
+      if (!isStreamFull(err)) throw err;
+      this.full.refused(stream);
+      throw new StreamFullError(stream);
+    }
+  }
+
+  private async publishOrRecreate(out: Outgoing[]): Promise<Published[]> {
     try {
       return await Promise.all(out.map((o) => this.publish(o)));
     } catch (err) {

@@ -1,4 +1,4 @@
-import { connectBus } from "@recsys/bus";
+import { connectBus, streamLimitsFrom } from "@recsys/bus";
 import { commonEnv, port, positiveInt, readConfig, z } from "@recsys/config";
 import { createLogger } from "@recsys/logging";
 import { DependencyHealth, timeCalls } from "@recsys/metrics";
@@ -30,7 +30,7 @@ const pool = createPool({ databaseUrl: config.DATABASE_URL, schema, max: config.
 const applied = await migrateWhenReachable(pool, schema, config.EMBEDDING_DIMENSION, logger);
 logger.info({ schema, applied }, "migrations up to date");
 const store = timeCalls(new ProfileStore(pool), "postgres");
-const bus = await connectBus({ url: config.NATS_URL, name: "profile", namespace: config.RECSYS_NAMESPACE, logger, ackWaitMs: config.BUS_ACK_WAIT_MS });
+const bus = await connectBus({ url: config.NATS_URL, name: "profile", namespace: config.RECSYS_NAMESPACE, logger, ackWaitMs: config.BUS_ACK_WAIT_MS, limits: streamLimitsFrom(config) });
 
 const postgresWrites = new DependencyHealth("postgres");
 const server = await startRpcServer({
@@ -39,6 +39,7 @@ const server = await startRpcServer({
   port: config.PROFILE_PORT,
   routes: profileRoutes(store, bus),
   healthy: async () => bus.connected() && !postgresWrites.failing && (await store.ping().catch(() => false)),
+  problems: () => (postgresWrites.problem ? [postgresWrites.problem] : []),
   logger,
 });
 const stopConsuming = new AbortController();

@@ -1,0 +1,138 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
+import { clicksOf } from "@recsys/bus";
+import { Redis } from "ioredis";
+import { afterEach, describe, expect, it } from "vitest";
+import { clientsOf } from "./harness/clients.js";
+import { clicksLastSequence, expectRecommendationsExact, referenceWorkload } from "./harness/oracle.js";
+import { referenceCoVisits, type RawClick } from "./harness/reference.js";
+import { privateRedis, type PrivateServer } from "./harness/servers.js";
+import { referenceClicks, startStack, type TestStack } from "./harness/stack.js";
+import { loadgen, sleep } from "./faults/loadgen.js";
+
+// Every store has a size; a full one refuses instead of losing what it holds.
+let stack: TestStack | undefined;
+let redisServer: PrivateServer | undefined;
+afterEach(async () => {
+  await stack?.stop();
+  await redisServer?.stop();
+  stack = undefined;
+  redisServer = undefined;
+});
+
+async function healthz(base: string): Promise<{ code: number; body: { status: string; problems?: string[] } }> {
+  const res = await fetch(`${base}/healthz`);
+  return { code: res.status, body: (await res.json()) as { status: string; problems?: string[] } };
+}
+
+async function metricValue(base: string, name: string, labels: string[] = []): Promise<number> {
+  const text = await (await fetch(`${base}/metrics`)).text();
+  return text
+    .split("\n")
+    .filter((l) => l.startsWith(name) && (l[name.length] === "{" || l[name.length] === " ") && labels.every((label) => l.includes(label)))
+    .reduce((sum, l) => sum + Number(l.split(" ").pop()), 0);
+}
+
+describe("a full CLICKS", () => {
+  it("refuses new clicks at ingest with ResourceExhausted, keeps every click it accepted, and says so on a metric and on health", async () => {
+    stack = await startStack("clicksfull", { CLICKS_MAX_BYTES: String(64 * 1024) });
+    const { ingest } = clientsOf(stack);
+    const t0 = Date.parse("2024-01-02T00:00:00Z");
+    const accepted: RawClick[] = [];
+    let refusal: ConnectError | undefined;
+    // Calls of 20 clicks of 20 users, each user's clicks a minute apart, until the stream is full.
+    for (let call = 0; call < 1000 && !refusal; call++) {
+      const clicks = Array.from({ length: 20 }, (_, u) => ({
+        userid: `user${u}`,
+        url: `https://example.org/page/${(call * 7 + u * 3) % 40}`,
+        eventTime: new Date(t0 + call * 60_000 + u).toISOString(),
+        eventId: `c${call}-${u}`,
+      }));
+      try {
+        const res = await ingest.publishClicks({ clicks });
+        expect(res.results.every((r) => r.outcome.case === "accepted")).toBe(true);
+        accepted.push(...clicks.map((c) => ({ userid: c.userid, url: c.url, event_time: c.eventTime })));
+      } catch (err) {
+        refusal = ConnectError.from(err);
+      }
+    }
+    expect(refusal?.code).toBe(Code.ResourceExhausted);
+    expect(refusal?.rawMessage).toMatch(/^clicks: .*CLICKS is full/);
+    expect(accepted.length).toBeGreaterThan(100);
+
+    // Health and the metric say so; ingest still serves.
+    const health = await healthz(stack.url.ingest);
+    expect(health.code).toBe(200);
+    expect(health.body.problems?.join("\n")).toMatch(/CLICKS is full/);
+    expect(await metricValue(stack.url.ingest, "recsys_stream_full", ["CLICKS"])).toBe(1);
+    expect(await metricValue(stack.url.ingest, "recsys_ingest_stream_full_total", ["CLICKS"])).toBeGreaterThanOrEqual(1);
+
+    // Nothing accepted was dropped: the stream still starts at its first message and holds every
+    // accepted click (and perhaps part of the refused call: what went out before the refusal).
+    const stored: RawClick[] = [];
+    const nc = await connect({ servers: stack.env.NATS_URL ?? "nats://127.0.0.1:4222" });
+    try {
+      const jsm = await jetstreamManager(nc);
+      const stream = `${stack.namespace.toUpperCase()}_CLICKS`;
+      const info = await jsm.streams.info(stream);
+      expect(info.state.first_seq).toBe(1);
+      expect(info.config.discard).toBe("new");
+      for (let seq = 1; seq <= info.state.last_seq; seq++) {
+        const m = await jsm.streams.getMessage(stream, { seq });
+        for (const k of clicksOf({ data: m!.data, headers: m!.header })) stored.push({ userid: k.userid, url: k.url, event_time: new Date(Number(k.eventTimeMs)).toISOString() });
+      }
+    } finally {
+      await nc.close();
+    }
+    const key = (k: RawClick) => `${k.userid} ${k.url} ${k.event_time}`;
+    const storedKeys = new Set(stored.map(key));
+    expect(accepted.filter((a) => !storedKeys.has(key(a)))).toEqual([]);
+    expect(stored.length).toBeLessThan(accepted.length + 20);
+
+    // And every stored click counts, exactly as the reference SQL counts them.
+    const last = await clicksLastSequence(stack);
+    const c = clientsOf(stack);
+    await expect.poll(async () => (await c.covisit.progress({})).ackFloorStreamSequence, { timeout: 60_000 }).toBeGreaterThanOrEqual(last);
+    const want = await referenceCoVisits(stored);
+    for (const url of new Set(stored.map((a) => a.url))) {
+      const got = (await c.gateway.recommendation({ url, limit: 1000 })).items.map((i) => ({ recommendation: i.recommendation, frequency: Number(i.frequency) }));
+      expect(got, url).toEqual(want.get(url) ?? []);
+    }
+  }, 180_000);
+});
+
+describe("Redis at its memory limit", () => {
+  it("covisit reports NOT_SERVING and dead-letters nothing; once memory is freed every count equals the reference SQL", async () => {
+    const ref = await referenceWorkload();
+    redisServer = await privateRedis(["--maxmemory-policy", "noeviction"]);
+    const redis = new Redis(redisServer.url);
+    try {
+      stack = await startStack("redisfull", { REDIS_URL: redisServer.url });
+      // Room for a fraction of the reference counts only.
+      const used = Number(/used_memory:(\d+)/.exec(await redis.info("memory"))![1]);
+      await redis.config("SET", "maxmemory", String(used + 2 * 2 ** 20));
+
+      const replay = loadgen(stack, ["replay", referenceClicks, "--rate", "0"]);
+      await expect.poll(async () => (await healthz(stack!.url.covisit)).code, { timeout: 60_000, interval: 200 }).toBe(503);
+      const health = await healthz(stack.url.covisit);
+      expect(health.body.status).toBe("NOT_SERVING");
+      expect(health.body.problems?.join("\n")).toMatch(/redis failing since .*OOM/);
+      expect(await metricValue(stack.url.covisit, "recsys_dependency_up", ['dependency="redis"'])).toBe(0);
+      await replay;
+      // Retried with backoff for as long as it lasts, not given up after 10 deliveries.
+      await sleep(20_000);
+      expect((await clientsOf(stack).covisit.progress({})).deadLetteredClicks).toBe(0n);
+      expect((await healthz(stack.url.covisit)).code).toBe(503);
+
+      await redis.config("SET", "maxmemory", "0");
+      const last = await clicksLastSequence(stack);
+      await expect.poll(async () => (await clientsOf(stack!).covisit.progress({})).ackFloorStreamSequence, { timeout: 120_000, interval: 500 }).toBeGreaterThanOrEqual(last);
+      await expect.poll(async () => (await healthz(stack!.url.covisit)).code, { timeout: 10_000 }).toBe(200);
+      expect((await clientsOf(stack).covisit.progress({})).deadLetteredClicks).toBe(0n);
+      await expectRecommendationsExact(stack, ref);
+    } finally {
+      redis.disconnect();
+    }
+  }, 300_000);
+});
