@@ -1,5 +1,5 @@
 import { create, toBinary } from "@bufbuild/protobuf";
-import { encodeClickBatch, ensureStreams, typedHeaders, type Bus, type MsgHdrs } from "@recsys/bus";
+import { encodeClickBatch, ensureStreams, typedHeaders, userEventMessageId, type Bus, type MsgHdrs } from "@recsys/bus";
 import { ClickSchema, ContentPageSchema, LikeSchema, StatedInterestSchema } from "@recsys/contracts/events/v1/events";
 import { Counter, registry } from "@recsys/metrics";
 import type { ValidClick } from "./clicks.js";
@@ -38,9 +38,10 @@ export class EventPublisher {
 
   /**
    * Clicks go out as one ClickBatch message per partition (up to CLICKS_PER_MESSAGE clicks each), in
-   * the order given, so a user's clicks stay in order on one subject. The message id is the click's
-   * own event id for a lone click, else a hash of the batch's event ids: the same batch sent again
-   * (a retry) is the same message to the broker's dedup. Each click's result is its message's.
+   * the order given, so a user's clicks stay in order on one subject. The message id is the
+   * click's (user, event id) for a lone click, else a hash of the batch's (user, event id) pairs: the
+   * same batch sent again (a retry) is the same message to the broker's dedup, and no user's ids
+   * meet another's. Each click's result is its message's.
    */
   async publishClicks(clicks: ValidClick[], ingestTimeMs: number): Promise<Published[]> {
     const byPartition = new Map<number, number[]>();
@@ -64,7 +65,7 @@ export class EventPublisher {
         );
         return {
           subject: this.bus.topology.clicksSubject(partition),
-          msgID: members.length === 1 ? clicks[members[0]!]!.eventId : `clicks-${eventIdOf(members.map((i) => clicks[i]!.eventId))}`,
+          msgID: members.length === 1 ? clickMessageId(clicks[members[0]!]!) : `clicks-${eventIdOf(members.map((i) => [clicks[i]!.userid, clicks[i]!.eventId]))}`,
           headers: batch.headers,
           payload: batch.data,
         };
@@ -102,7 +103,7 @@ export class EventPublisher {
     return this.publishAll(
       likes.map((l) => ({
         subject: this.bus.topology.likesSubject(partitionOf(l.userid, this.partitions)),
-        msgID: `like-${l.eventId}`,
+        msgID: userEventMessageId("like", l.userid, l.eventId),
         headers: typedHeaders(LikeSchema.typeName),
         payload: toBinary(
           LikeSchema,
@@ -116,7 +117,7 @@ export class EventPublisher {
     return this.publishAll(
       interests.map((i) => ({
         subject: this.bus.topology.statedInterestsSubject(partitionOf(i.userid, this.partitions)),
-        msgID: `interest-${i.eventId}`,
+        msgID: userEventMessageId("interest", i.userid, i.eventId),
         headers: typedHeaders(StatedInterestSchema.typeName),
         payload: toBinary(
           StatedInterestSchema,
@@ -143,6 +144,8 @@ export class EventPublisher {
     return { streamSequence: BigInt(ack.seq), duplicate: ack.duplicate };
   }
 }
+
+const clickMessageId = (c: ValidClick) => userEventMessageId("click", c.userid, c.eventId);
 
 function isNoStream(err: unknown): boolean {
   return /no responders|stream not found|503/i.test(String(err));
