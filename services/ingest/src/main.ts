@@ -1,6 +1,7 @@
 import { commonEnv, port, positiveInt, readConfig, z } from "@recsys/config";
 import { connectBus } from "@recsys/bus";
 import { createLogger } from "@recsys/logging";
+import { DEFAULT_MAX_CLOCK_SKEW_MS } from "@recsys/validation";
 import { onShutdown, startRpcServer } from "@recsys/server";
 import { ingestRoutes } from "./handlers.js";
 import { EventPublisher } from "./publisher.js";
@@ -11,6 +12,8 @@ const config = readConfig(
     INGEST_PORT: port(50051),
     // Subjects of CLICKS (by user) and CONTENT (by url); change only on empty streams.
     PARTITIONS: positiveInt(8),
+    // How far ahead of this clock an event's time may be; later ones are refused.
+    MAX_CLOCK_SKEW_MS: z.coerce.number().int().min(0).default(DEFAULT_MAX_CLOCK_SKEW_MS),
   }),
 );
 const logger = createLogger("ingest");
@@ -20,7 +23,7 @@ const server = await startRpcServer({
   name: "ingest",
   host: config.HOST,
   port: config.INGEST_PORT,
-  routes: ingestRoutes(publisher, logger),
+  routes: ingestRoutes(publisher, logger, { maxClockSkewMs: config.MAX_CLOCK_SKEW_MS }),
   healthy: () => bus.connected(),
   logger,
 });
