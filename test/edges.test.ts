@@ -6,7 +6,7 @@ import { clicksOf } from "@recsys/bus";
 import { ClickSchema } from "@recsys/contracts/events/v1/events";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { clientsOf } from "./harness/clients.js";
-import { clicksLastSequence } from "./harness/oracle.js";
+import { clicksLastSequence, writesStored } from "./harness/oracle.js";
 import { startStack, type TestStack } from "./harness/stack.js";
 
 let stack: TestStack;
@@ -19,19 +19,6 @@ beforeAll(async () => {
   c = clientsOf(stack);
 });
 afterAll(async () => stack?.stop());
-
-/** Messages in each stream a mutation writes to: CLICKS, CONTENT, ENGAGEMENT. */
-async function writesStored(): Promise<Record<string, number>> {
-  const nc = await connect({ servers: process.env.NATS_URL ?? "nats://127.0.0.1:4222" });
-  try {
-    const jsm = await jetstreamManager(nc);
-    const out: Record<string, number> = {};
-    for (const base of ["CLICKS", "CONTENT", "ENGAGEMENT"]) out[base] = (await jsm.streams.info(`${stack.namespace.toUpperCase()}_${base}`)).state.messages;
-    return out;
-  } finally {
-    await nc.close();
-  }
-}
 
 /** A GraphQL document sent to the gateway; its first error thrown as the ConnectError it stands for. */
 async function viaGraphql(query: string, variables?: Record<string, unknown>): Promise<unknown> {
@@ -172,12 +159,12 @@ describe("bad input is refused, names the field, and writes nothing", () => {
 
   it("answers the fitting code naming the field for each, and no stream gains a message", async () => {
     expect(cases.length).toBeGreaterThanOrEqual(30);
-    const before = await writesStored();
+    const before = await writesStored(stack);
     for (const [name, call, code, field] of cases) {
       const got = await codeAndMessage(call()).catch((err: Error) => ({ code: undefined, message: err.message }));
       expect({ name, code: got.code === undefined ? got.message : Code[got.code], field: field && got.message.split(":")[0] }).toEqual({ name, code, field });
     }
-    expect(await writesStored()).toEqual(before);
+    expect(await writesStored(stack)).toEqual(before);
   });
 
   it("reports rejected clicks of a batch one by one and still publishes the valid ones", async () => {

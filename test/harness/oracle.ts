@@ -70,6 +70,19 @@ export async function clicksLastSequence(stack: TestStack): Promise<bigint> {
   }
 }
 
+/** Messages in each stream a mutation writes to: CLICKS, CONTENT, ENGAGEMENT. */
+export async function writesStored(stack: TestStack): Promise<Record<string, number>> {
+  const nc = await connect({ servers: stack.env.NATS_URL ?? "nats://127.0.0.1:4222" });
+  try {
+    const jsm = await jetstreamManager(nc);
+    const out: Record<string, number> = {};
+    for (const base of ["CLICKS", "CONTENT", "ENGAGEMENT"]) out[base] = (await jsm.streams.info(`${stack.namespace.toUpperCase()}_${base}`)).state.messages;
+    return out;
+  } finally {
+    await nc.close();
+  }
+}
+
 /** Waits until covisit and profile have applied every click now in CLICKS and every page is stored. */
 export async function waitApplied(stack: TestStack, pages: number, timeoutMs = 180_000) {
   const lastSequence = await clicksLastSequence(stack);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { checkEventId, checkEventTime, checkLimit, checkOffset, checkPageId, checkQuery, checkText, checkTitle, checkUrl, checkUserid, FieldError, parseRfc3339 } from "./index.js";
+import { checkEventId, checkEventTime, DEFAULT_MAX_CLOCK_SKEW_MS, checkLimit, checkOffset, checkPageId, checkQuery, checkText, checkTitle, checkUrl, checkUserid, FieldError, parseRfc3339 } from "./index.js";
 
 const now = Date.parse("2024-01-02T00:00:00Z");
 
@@ -25,9 +25,24 @@ describe("event_time", () => {
       expect(rejection(() => parseRfc3339(bad)).field).toBe("event_time");
     },
   );
-  it("rejects times more than a day ahead, accepts just under", () => {
-    expect(checkEventTime("2024-01-02T23:59:59Z", now)).toBe(now + 86_399_000);
-    expect(rejection(() => checkEventTime("2024-01-03T00:00:01Z", now)).reason).toMatch(/future/);
+  it("accepts times up to the clock skew ahead, to the millisecond, and any time before", () => {
+    expect(checkEventTime("2024-01-02T00:02:00Z", now, DEFAULT_MAX_CLOCK_SKEW_MS)).toBe(now + 120_000);
+    expect(checkEventTime("2024-01-02T00:01:59.999Z", now, DEFAULT_MAX_CLOCK_SKEW_MS)).toBe(now + 119_999);
+    expect(checkEventTime("2000-01-01T00:00:00Z", now, DEFAULT_MAX_CLOCK_SKEW_MS)).toBe(Date.parse("2000-01-01T00:00:00Z"));
+    expect(checkEventTime("2024-01-02T00:00:00Z", now, 0)).toBe(now);
+  });
+  it("rejects a time further ahead, naming the field, the limit and how far ahead it is", () => {
+    expect(DEFAULT_MAX_CLOCK_SKEW_MS).toBe(2 * 60_000);
+    expect(rejection(() => checkEventTime("2024-01-02T00:02:00.001Z", now, DEFAULT_MAX_CLOCK_SKEW_MS))).toEqual({
+      field: "event_time",
+      reason: "must not be more than 2 min ahead of the server's clock; it is 120.001 s ahead",
+    });
+    expect(rejection(() => checkEventTime("2024-01-02T23:00:00Z", now, DEFAULT_MAX_CLOCK_SKEW_MS, "source_time"))).toEqual({
+      field: "source_time",
+      reason: "must not be more than 2 min ahead of the server's clock; it is 23 h ahead",
+    });
+    expect(rejection(() => checkEventTime("2024-01-02T00:00:01.5Z", now, 0)).reason).toBe("must not be more than 0 s ahead of the server's clock; it is 1.5 s ahead");
+    expect(rejection(() => checkEventTime("2024-01-02T00:00:10Z", now, 5_000)).reason).toMatch(/^must not be more than 5 s ahead/);
   });
 });
 

@@ -35,7 +35,6 @@ export const LIMITS = {
   pageIdChars: 128,
   titleChars: 1024,
   textBytes: 32 * 1024,
-  maxFutureMs: 24 * 60 * 60 * 1000,
   recommendationLimit: { min: 1, max: 1000, fallback: 10 },
   maxOffset: 1_000_000,
   queryChars: 1024,
@@ -112,10 +111,27 @@ export function parseRfc3339(value: string, field = "event_time"): number {
   return ms;
 }
 
-export function checkEventTime(value: string, nowMs: number, field = "event_time"): number {
+/**
+ * How far an event's time may be ahead of the clock of the service that receives it, unless
+ * configured otherwise: enough for a device clock a little fast; a time further ahead would move
+ * the user's watermark (or a page's version) past every real event of the next hours.
+ */
+export const DEFAULT_MAX_CLOCK_SKEW_MS = 2 * 60_000;
+
+/** An event's time: RFC 3339, at most `maxClockSkewMs` ahead of `nowMs`. */
+export function checkEventTime(value: string, nowMs: number, maxClockSkewMs: number, field = "event_time"): number {
   const ms = parseRfc3339(value, field);
-  if (ms > nowMs + LIMITS.maxFutureMs) throw new FieldError(field, "must not be more than a day in the future");
+  if (ms > nowMs + maxClockSkewMs) {
+    throw new FieldError(field, `must not be more than ${inWords(maxClockSkewMs)} ahead of the server's clock; it is ${inWords(ms - nowMs)} ahead`);
+  }
   return ms;
+}
+
+/** A duration for a message: "23 h", "2 min", "120.001 s" (exact below ten minutes). */
+function inWords(ms: number): string {
+  if (ms >= 3_600_000) return `${Number((ms / 3_600_000).toFixed(1))} h`;
+  if (ms >= 600_000 || (ms >= 60_000 && ms % 60_000 === 0)) return `${Number((ms / 60_000).toFixed(1))} min`;
+  return `${ms / 1000} s`;
 }
 
 /** A page's own id from its source, e.g. "42672986"; optional unless `allowEmpty` is false. */

@@ -1,5 +1,5 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { runDurableConsumer, type Bus, type Disposition } from "@recsys/bus";
+import { runDurableConsumer, userEventMessageId, type Bus, type Disposition } from "@recsys/bus";
 import { InterestEmbeddingSchema, StatedInterestSchema, type InterestEmbedding } from "@recsys/contracts/events/v1/events";
 import type { Logger } from "@recsys/logging";
 import { QueueFullError } from "./batcher.js";
@@ -8,8 +8,8 @@ export const INTERESTS_DURABLE = "embedder-interests";
 
 /**
  * The effect of one stated interest: embed its text and publish the vector, keyed by the
- * interest's event_id. A redelivery publishes the same id again, which the stream's duplicate
- * window drops and profile's applied events ignore after it.
+ * interest's user and event_id. A redelivery publishes the same message id again, which the
+ * stream's duplicate window drops and profile's applied events ignore after it.
  */
 export async function embedInterestMessage(
   data: Uint8Array,
@@ -62,7 +62,7 @@ export function runInterestConsumer(opts: {
           // The stated interest's own subject suffix (its user partition) keeps per-user order.
           const partition = m.subject.slice(m.subject.lastIndexOf(".") + 1);
           await bus.publish(bus.topology.interestEmbeddingsSubject(Number(partition)), toBinary(InterestEmbeddingSchema, e), {
-            msgID: `interest-${e.eventId}`,
+            msgID: userEventMessageId("interest", e.userid, e.eventId),
             timeout: 10_000,
           });
         },

@@ -1,30 +1,35 @@
 import { describe, expect, it } from "vitest";
-import { FieldError } from "@recsys/validation";
+import { DEFAULT_MAX_CLOCK_SKEW_MS, FieldError } from "@recsys/validation";
 import { clickEventId, toValidClick } from "./clicks.js";
 import { partitionOf } from "./hashing.js";
 
 const now = Date.parse("2024-01-02T12:00:00Z");
+const SKEW = DEFAULT_MAX_CLOCK_SKEW_MS;
 const click = { userid: "u1", url: "https://en.wikipedia.org/wiki/Apache_Kafka", event_time: "2024-01-02T00:00:00Z", event_id: "" };
 
 describe("toValidClick", () => {
   it("derives the same id for the same click however its time is written", () => {
-    const a = toValidClick(click, now);
-    const b = toValidClick({ ...click, event_time: "2024-01-02T01:00:00.000+01:00" }, now);
+    const a = toValidClick(click, now, SKEW);
+    const b = toValidClick({ ...click, event_time: "2024-01-02T01:00:00.000+01:00" }, now, SKEW);
     expect(a.eventId).toBe(b.eventId);
     expect(a.eventId).toMatch(/^[0-9a-f]{32}$/);
     expect(a.eventTimeMs).toBe(Date.parse("2024-01-02T00:00:00Z"));
   });
   it("gives different ids to clicks that differ in user, url or time", () => {
     const ids = new Set([
-      toValidClick(click, now).eventId,
-      toValidClick({ ...click, userid: "u2" }, now).eventId,
-      toValidClick({ ...click, url: click.url + "_" }, now).eventId,
-      toValidClick({ ...click, event_time: "2024-01-02T00:00:01Z" }, now).eventId,
+      toValidClick(click, now, SKEW).eventId,
+      toValidClick({ ...click, userid: "u2" }, now, SKEW).eventId,
+      toValidClick({ ...click, url: click.url + "_" }, now, SKEW).eventId,
+      toValidClick({ ...click, event_time: "2024-01-02T00:00:01Z" }, now, SKEW).eventId,
     ]);
     expect(ids.size).toBe(4);
   });
+  it("accepts an event_time up to the clock skew ahead, and refuses it beyond a skew configured smaller", () => {
+    expect(toValidClick({ ...click, event_time: "2024-01-02T12:02:00Z" }, now, SKEW).eventTimeMs).toBe(now + SKEW);
+    expect(() => toValidClick({ ...click, event_time: "2024-01-02T12:00:01Z" }, now, 0)).toThrow(/event_time: must not be more than 0 s ahead/);
+  });
   it("keeps a client's event_id and stamps a click without time with now", () => {
-    const v = toValidClick({ ...click, event_time: "", event_id: "client-1" }, now);
+    const v = toValidClick({ ...click, event_time: "", event_id: "client-1" }, now, SKEW);
     expect(v).toEqual({ eventId: "client-1", userid: "u1", url: click.url, eventTimeMs: now });
     expect(v.eventId).not.toBe(clickEventId("u1", click.url, now));
   });
@@ -32,11 +37,14 @@ describe("toValidClick", () => {
     [{ userid: "" }, "userid"],
     [{ url: "not a url" }, "url"],
     [{ event_time: "2024-01-02" }, "event_time"],
+    // Ahead of ingest's clock by more than the skew allowed: a device clock set a day ahead.
+    [{ event_time: "2024-01-02T12:02:00.001Z" }, "event_time"],
+    [{ event_time: "2024-01-03T11:00:00Z" }, "event_time"],
     [{ event_id: "a b" }, "event_id"],
   ])("rejects %j naming %s", (patch, field) => {
-    expect(() => toValidClick({ ...click, ...patch }, now)).toThrow(FieldError);
+    expect(() => toValidClick({ ...click, ...patch }, now, SKEW)).toThrow(FieldError);
     try {
-      toValidClick({ ...click, ...patch }, now);
+      toValidClick({ ...click, ...patch }, now, SKEW);
     } catch (err) {
       expect((err as FieldError).field).toBe(field);
     }

@@ -17,13 +17,14 @@ export interface ValidClick {
 
 /**
  * Validates one click and fills in what the client left out. Throws FieldError naming the field.
- * Without an event_time the click happened now; without an event_id it gets a hash of its content,
- * so that a retry of the same click is recognised as the same event.
+ * Without an event_time the click happened now; an event_time more than `maxClockSkewMs` after now
+ * is refused. Without an event_id it gets a hash of its content, so that a retry of the same click
+ * is recognised as the same event.
  */
-export function toValidClick(input: ClickFields, nowMs: number): ValidClick {
+export function toValidClick(input: ClickFields, nowMs: number, maxClockSkewMs: number): ValidClick {
   const userid = checkUserid(input.userid);
   const url = checkUrl(input.url);
-  const eventTimeMs = input.event_time === "" ? nowMs : checkEventTime(input.event_time, nowMs);
+  const eventTimeMs = input.event_time === "" ? nowMs : checkEventTime(input.event_time, nowMs, maxClockSkewMs);
   const eventId = input.event_id === "" ? clickEventId(userid, url, eventTimeMs) : checkEventId(input.event_id);
   return { eventId, userid, url, eventTimeMs };
 }

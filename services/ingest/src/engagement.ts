@@ -32,22 +32,23 @@ export interface ValidInterest {
 }
 
 /**
- * Validates one like or unlike. Throws FieldError naming the field. The page need not be known
- * yet: profile keeps the like and applies it when the page arrives.
+ * Validates one like or unlike. Throws FieldError naming the field; a source_time more than
+ * `maxClockSkewMs` after now is refused. The page need not be known yet: profile keeps the like and
+ * applies it when the page arrives.
  */
-export function toValidLike(input: LikeFields, nowMs: number): ValidLike {
+export function toValidLike(input: LikeFields, nowMs: number, maxClockSkewMs: number): ValidLike {
   const userid = checkUserid(input.userid);
   const pageId = checkPageId(input.page_id, "page_id", false);
-  const sourceTimeMs = input.source_time === "" ? nowMs : checkEventTime(input.source_time, nowMs, "source_time");
+  const sourceTimeMs = input.source_time === "" ? nowMs : checkEventTime(input.source_time, nowMs, maxClockSkewMs, "source_time");
   const eventId = input.event_id === "" ? eventIdOf(["like", userid, pageId, input.liked, sourceTimeMs]) : checkEventId(input.event_id);
   return { eventId, userid, pageId, liked: input.liked, sourceTimeMs };
 }
 
-/** Validates one stated interest. Throws FieldError naming the field. */
-export function toValidInterest(input: InterestFields, nowMs: number): ValidInterest {
+/** Validates one stated interest. Throws FieldError naming the field, as `toValidLike`. */
+export function toValidInterest(input: InterestFields, nowMs: number, maxClockSkewMs: number): ValidInterest {
   const userid = checkUserid(input.userid);
   const text = checkText(input.text);
-  const sourceTimeMs = input.source_time === "" ? nowMs : checkEventTime(input.source_time, nowMs, "source_time");
+  const sourceTimeMs = input.source_time === "" ? nowMs : checkEventTime(input.source_time, nowMs, maxClockSkewMs, "source_time");
   const eventId = input.event_id === "" ? eventIdOf(["interest", userid, text, sourceTimeMs]) : checkEventId(input.event_id);
   return { eventId, userid, text, sourceTimeMs };
 }

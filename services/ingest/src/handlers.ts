@@ -91,13 +91,19 @@ function rejection(error: FieldError) {
   return { field: error.field, reason: error.reason, code: error.code };
 }
 
-export function ingestRoutes(publisher: EventPublisher, logger: Logger, budget: ClickBudget) {
+/**
+ * @param limits.maxClockSkewMs how far ahead of this service's clock an event's time may be;
+ *   later times are refused with the field (event_time, source_time) named.
+ * @param limits.budget each user's click budget, checked before publishing.
+ */
+export function ingestRoutes(publisher: EventPublisher, logger: Logger, limits: { maxClockSkewMs: number; budget: ClickBudget }) {
+  const { maxClockSkewMs, budget } = limits;
   async function ingestClicks(clicks: ClickInput[]) {
     const outcomes = await validateThenPublish<ClickInput, ValidClick>({
       field: "clicks",
       items: clicks,
       max: MAX_CLICKS_PER_CALL,
-      validate: (c, now) => toValidClick({ userid: c.userid, url: c.url, event_time: c.eventTime, event_id: c.eventId }, now),
+      validate: (c, now) => toValidClick({ userid: c.userid, url: c.url, event_time: c.eventTime, event_id: c.eventId }, now, maxClockSkewMs),
       admit: (valid) => budget.admit(valid),
       publish: (valid, now) => publisher.publishClicks(valid, now),
       logger,
@@ -139,7 +145,7 @@ export function ingestRoutes(publisher: EventPublisher, logger: Logger, budget: 
           field: "pages",
           items: req.pages,
           max: MAX_PAGES_PER_CALL,
-          validate: (p, now) => toValidPage({ url: p.url, id: p.id, title: p.title, text: p.text, source_time: p.sourceTime }, now),
+          validate: (p, now) => toValidPage({ url: p.url, id: p.id, title: p.title, text: p.text, source_time: p.sourceTime }, now, maxClockSkewMs),
           publish: (valid, now) => publisher.publishPages(valid, now),
           logger,
         });
@@ -150,7 +156,7 @@ export function ingestRoutes(publisher: EventPublisher, logger: Logger, budget: 
           field: "likes",
           items: req.likes,
           max: MAX_ENGAGEMENTS_PER_CALL,
-          validate: (l, now) => toValidLike({ userid: l.userid, page_id: l.pageId, liked: l.liked, source_time: l.sourceTime, event_id: l.eventId }, now),
+          validate: (l, now) => toValidLike({ userid: l.userid, page_id: l.pageId, liked: l.liked, source_time: l.sourceTime, event_id: l.eventId }, now, maxClockSkewMs),
           publish: (valid, now) => publisher.publishLikes(valid, now),
           logger,
         });
@@ -161,7 +167,7 @@ export function ingestRoutes(publisher: EventPublisher, logger: Logger, budget: 
           field: "interests",
           items: req.interests,
           max: MAX_ENGAGEMENTS_PER_CALL,
-          validate: (i, now) => toValidInterest({ userid: i.userid, text: i.text, source_time: i.sourceTime, event_id: i.eventId }, now),
+          validate: (i, now) => toValidInterest({ userid: i.userid, text: i.text, source_time: i.sourceTime, event_id: i.eventId }, now, maxClockSkewMs),
           publish: (valid, now) => publisher.publishInterests(valid, now),
           logger,
         });

@@ -5,7 +5,7 @@ import { onShutdown, startRpcServer } from "@recsys/server";
 import { ingestRoutes } from "./handlers.js";
 import { EventPublisher } from "./publisher.js";
 import { ClickBudget } from "./budget.js";
-import { CLICK_BUDGET_WINDOW_MS, DEFAULT_USER_CLICK_BUDGET } from "@recsys/validation";
+import { CLICK_BUDGET_WINDOW_MS, DEFAULT_MAX_CLOCK_SKEW_MS, DEFAULT_USER_CLICK_BUDGET } from "@recsys/validation";
 
 const config = readConfig(
   z.object({
@@ -13,6 +13,8 @@ const config = readConfig(
     INGEST_PORT: port(50051),
     // The most clicks of one user within 10 minutes of each other; the same setting for covisit.
     USER_CLICK_BUDGET: positiveInt(DEFAULT_USER_CLICK_BUDGET),
+    // How far ahead of this clock an event's time may be; later ones are refused.
+    MAX_CLOCK_SKEW_MS: z.coerce.number().int().min(0).default(DEFAULT_MAX_CLOCK_SKEW_MS),
   }),
 );
 const logger = createLogger("ingest");
@@ -22,7 +24,7 @@ const server = await startRpcServer({
   name: "ingest",
   host: config.HOST,
   port: config.INGEST_PORT,
-  routes: ingestRoutes(publisher, logger, new ClickBudget(config.USER_CLICK_BUDGET, CLICK_BUDGET_WINDOW_MS)),
+  routes: ingestRoutes(publisher, logger, { maxClockSkewMs: config.MAX_CLOCK_SKEW_MS, budget: new ClickBudget(config.USER_CLICK_BUDGET, CLICK_BUDGET_WINDOW_MS) }),
   healthy: () => bus.connected(),
   problems: () => publisher.full.problems(),
   logger,

@@ -20,14 +20,16 @@ export interface ValidPage {
 
 /**
  * Validates one page version. Throws FieldError naming the field. Without a source_time the
- * version is the time ingest received it, so a later Content call for the same url wins.
+ * version is the time ingest received it, so a later Content call for the same url wins; a
+ * source_time more than `maxClockSkewMs` after now is refused, or it would win over every real
+ * version until then.
  */
-export function toValidPage(input: PageFields, nowMs: number): ValidPage {
+export function toValidPage(input: PageFields, nowMs: number, maxClockSkewMs: number): ValidPage {
   const url = checkUrl(input.url);
   const id = checkPageId(input.id);
   const title = checkTitle(input.title);
   const text = checkText(input.text);
-  const sourceTimeMs = input.source_time === "" ? nowMs : checkEventTime(input.source_time, nowMs, "source_time");
+  const sourceTimeMs = input.source_time === "" ? nowMs : checkEventTime(input.source_time, nowMs, maxClockSkewMs, "source_time");
   return { eventId: pageEventId(url, sourceTimeMs, title, text), url, id, title, text, sourceTimeMs };
 }
 

@@ -71,9 +71,24 @@ it("the same clicks sent again are the same messages to the broker: reported dup
   expect(again.map((r) => r.duplicate)).toEqual(clicks.map(() => true));
   expect(again.map((r) => r.streamSequence)).toEqual(first.map((r) => r.streamSequence));
   expect((await bus.jsm.streams.info(bus.topology.clicksStream)).state.last_seq).toBe(lastSeq);
-  // A lone click is its own message, under its own event id.
+  // A lone click is its own message, under its user's event id.
   const [lone] = await publisher.publishClicks([clicks[0]!], 3);
   expect(lone).toEqual({ streamSequence: expect.any(BigInt), duplicate: false });
   const [loneAgain] = await publisher.publishClicks([clicks[0]!], 4);
   expect(loneAgain).toEqual({ streamSequence: lone!.streamSequence, duplicate: true });
+});
+
+it("two users' events with the same id are different messages, lone or in a batch, clicks, likes and interests alike", async () => {
+  const click = (userid: string, eventId: string) => ({ eventId, userid, url: "https://e.org/same", eventTimeMs: 1_700_000_000_000 });
+  const lone = [await publisher.publishClicks([click("p", "1")], 1), await publisher.publishClicks([click("q", "1")], 1)].flat();
+  expect(lone.map((r) => r.duplicate)).toEqual([false, false]);
+  expect(lone[1]!.streamSequence).toBeGreaterThan(lone[0]!.streamSequence);
+  // The same ids in two batches of one partition, each of another user.
+  const [r, s] = ["batch-r", "batch-s"];
+  const batches = [await publisher.publishClicks([click(r, "1"), click(r, "2")], 1), await publisher.publishClicks([click(s, "1"), click(s, "2")], 1)];
+  expect(batches.flat().map((b) => b.duplicate)).toEqual([false, false, false, false]);
+  const like = (userid: string) => ({ eventId: "1", userid, pageId: "42", liked: true, sourceTimeMs: 1 });
+  expect((await publisher.publishLikes([like("p"), like("q")], 1)).map((l) => l.duplicate)).toEqual([false, false]);
+  const interest = (userid: string) => ({ eventId: "1", userid, text: "bicycles", sourceTimeMs: 1 });
+  expect((await publisher.publishInterests([interest("p"), interest("q")], 1)).map((i) => i.duplicate)).toEqual([false, false]);
 });

@@ -1,5 +1,5 @@
 import { create, toBinary } from "@bufbuild/protobuf";
-import { encodeClickBatch, ensureStreams, isStreamFull, typedHeaders, type Bus, type MsgHdrs } from "@recsys/bus";
+import { encodeClickBatch, ensureStreams, isStreamFull, typedHeaders, userEventMessageId, type Bus, type MsgHdrs } from "@recsys/bus";
 import { ClickSchema, ContentPageSchema, LikeSchema, StatedInterestSchema } from "@recsys/contracts/events/v1/events";
 import { Counter, Gauge, registry } from "@recsys/metrics";
 import type { ValidClick } from "./clicks.js";
@@ -78,9 +78,10 @@ export class EventPublisher {
 
   /**
    * Clicks go out as one ClickBatch message per partition (up to CLICKS_PER_MESSAGE clicks each), in
-   * the order given, so a user's clicks stay in order on one subject. The message id is the click's
-   * own event id for a lone click, else a hash of the batch's event ids: the same batch sent again
-   * (a retry) is the same message to the broker's dedup. Each click's result is its message's.
+   * the order given, so a user's clicks stay in order on one subject. The message id is the
+   * click's (user, event id) for a lone click, else a hash of the batch's (user, event id) pairs: the
+   * same batch sent again (a retry) is the same message to the broker's dedup, and no user's ids
+   * meet another's. Each click's result is its message's.
    */
   async publishClicks(clicks: ValidClick[], ingestTimeMs: number): Promise<Published[]> {
     const byPartition = new Map<number, number[]>();
@@ -104,7 +105,7 @@ export class EventPublisher {
         );
         return {
           subject: this.bus.topology.clicksSubject(partition),
-          msgID: members.length === 1 ? clicks[members[0]!]!.eventId : `clicks-${eventIdOf(members.map((i) => clicks[i]!.eventId))}`,
+          msgID: members.length === 1 ? clickMessageId(clicks[members[0]!]!) : `clicks-${eventIdOf(members.map((i) => [clicks[i]!.userid, clicks[i]!.eventId]))}`,
           headers: batch.headers,
           payload: batch.data,
         };
@@ -142,7 +143,7 @@ export class EventPublisher {
     return this.publishAll(this.bus.topology.engagementStream,
       likes.map((l) => ({
         subject: this.bus.topology.likesSubject(partitionOf(l.userid, this.partitions)),
-        msgID: `like-${l.eventId}`,
+        msgID: userEventMessageId("like", l.userid, l.eventId),
         headers: typedHeaders(LikeSchema.typeName),
         payload: toBinary(
           LikeSchema,
@@ -156,7 +157,7 @@ export class EventPublisher {
     return this.publishAll(this.bus.topology.engagementStream,
       interests.map((i) => ({
         subject: this.bus.topology.statedInterestsSubject(partitionOf(i.userid, this.partitions)),
-        msgID: `interest-${i.eventId}`,
+        msgID: userEventMessageId("interest", i.userid, i.eventId),
         headers: typedHeaders(StatedInterestSchema.typeName),
         payload: toBinary(
           StatedInterestSchema,
@@ -199,6 +200,8 @@ export class EventPublisher {
     return { streamSequence: BigInt(ack.seq), duplicate: ack.duplicate };
   }
 }
+
+const clickMessageId = (c: ValidClick) => userEventMessageId("click", c.userid, c.eventId);
 
 function isNoStream(err: unknown): boolean {
   return /no responders|stream not found|503/i.test(String(err));

@@ -58,7 +58,7 @@ export function decodeInterest(data: Uint8Array, dimension: number): Decoded<Int
   if (!i.eventId || !i.userid) return { ok: false, error: "missing event_id or userid" };
   const problem = embeddingProblem(i.embedding, dimension);
   if (problem) return { ok: false, error: problem };
-  return { ok: true, value: { eventId: i.eventId, userid: i.userid, embedding: i.embedding } };
+  return { ok: true, value: { eventId: i.eventId, userid: i.userid, embedding: i.embedding, sourceTimeMs: i.sourceTimeMs } };
 }
 
 /** Decodes a message and runs its effect; undecodable means dead-lettered, a database error means try again later. */

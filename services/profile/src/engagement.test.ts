@@ -152,7 +152,7 @@ describe("likes", () => {
         if (!was || t > was.time || (t === was.time && l.eventId > was.eventId)) latest.set(key, { time: t, eventId: l.eventId, liked: l.liked });
       } else {
         const v = unitVector();
-        await store.applyInterest({ eventId: `i${nextEvent++}`, userid: user, embedding: v });
+        await store.applyInterest({ eventId: `i${nextEvent++}`, userid: user, embedding: v, sourceTimeMs: 0n });
         stated.set(user, [...(stated.get(user) ?? []), v]);
       }
     }
@@ -174,9 +174,35 @@ describe("stated interests", () => {
     const s = unitVector();
     await store.applyEmbedding(page("1", a));
     await store.applyClick({ eventId: "c", userid: "u", url: urlOf("1"), eventTimeMs: 0 });
-    expect(await store.applyInterest({ eventId: "i1", userid: "u", embedding: s })).toEqual({ status: "applied" });
-    expect(await store.applyInterest({ eventId: "i1", userid: "u", embedding: s })).toEqual({ status: "duplicate" });
+    expect(await store.applyInterest({ eventId: "i1", userid: "u", embedding: s, sourceTimeMs: 0n })).toEqual({ status: "applied" });
+    expect(await store.applyInterest({ eventId: "i1", userid: "u", embedding: s, sourceTimeMs: 0n })).toEqual({ status: "duplicate" });
     await expectInterest("u", [a, s]);
+  });
+});
+
+describe("event ids", () => {
+  it("are per user and kind: a click's id shaped like a like's or an interest's blocks neither, nor does another user's", async () => {
+    const a = unitVector();
+    const s = unitVector();
+    await store.applyEmbedding(page("1", a));
+    const url = urlOf("1");
+    expect(await store.applyClicks([
+      { eventId: "like:L1", userid: "u", url, eventTimeMs: 0 },
+      { eventId: "interest:I1", userid: "u", url, eventTimeMs: 0 },
+    ])).toEqual([{ status: "applied" }, { status: "applied" }]);
+    const likeOf = (userid: string) => ({ eventId: "L1", userid, pageId: "1", liked: true, sourceTimeMs: 1n });
+    const interestOf = (userid: string) => ({ eventId: "I1", userid, embedding: s, sourceTimeMs: 1n });
+    for (const user of ["u", "w"]) {
+      expect(await store.applyLike(likeOf(user))).toEqual({ status: "applied" });
+      expect(await store.applyInterest(interestOf(user))).toEqual({ status: "applied" });
+    }
+    for (const user of ["u", "w"]) {
+      expect(await store.applyLike(likeOf(user))).toEqual({ status: "duplicate" });
+      expect(await store.applyInterest(interestOf(user))).toEqual({ status: "duplicate" });
+    }
+    await expectInterest("u", [a, a, a, s]);
+    await expectInterest("w", [a, s]);
+    expect((await store.eventsLiked("w")).map((e) => e.id)).toEqual(["1"]);
   });
 });
 
@@ -195,7 +221,7 @@ describe("event queries", () => {
     const vectors = new Map(Array.from({ length: 20 }, (_, i) => [String(i), unitVector()] as const));
     for (const [id, v] of vectors) await store.applyEmbedding(page(id, v));
     const s = unitVector();
-    await store.applyInterest({ eventId: "i", userid: "u", embedding: s });
+    await store.applyInterest({ eventId: "i", userid: "u", embedding: s, sourceTimeMs: 0n });
     const cos = (a: number[], b: number[]) => a.reduce((t, x, k) => t + x * b[k]!, 0) / (Math.hypot(...a) * Math.hypot(...b));
     const want = [...vectors].map(([id, v]) => ({ id, score: cos(s, v) })).sort((x, y) => y.score - x.score).slice(0, 5);
     const got = await store.recommendedEvents("u", 5);
@@ -215,7 +241,7 @@ describe("event queries", () => {
       ["1", 0],
       ["2", 0],
     ]);
-    await store.applyInterest({ eventId: "i", userid: "u", embedding: flink });
+    await store.applyInterest({ eventId: "i", userid: "u", embedding: flink, sourceTimeMs: 0n });
     const ranked = await store.personalizedEventSearch("kafka", "u", 10);
     expect(ranked.map((e) => e.id)).toEqual(["2", "1"]);
     expect(ranked[0]!.score).toBeCloseTo(1, 5);

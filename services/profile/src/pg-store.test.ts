@@ -14,6 +14,7 @@ const { rnd, unitVector } = randomVectors(12345);
 const page = (url: string, embedding: number[], version = 1n): PageEmbedding => ({ url, id: url, title: `title of ${url}`, text: "", embedding, version, model: "test" });
 let nextId = 0;
 const click = (userid: string, url: string): ClickToApply => ({ eventId: `e${nextId++}`, userid, url, eventTimeMs: 0 });
+const status = (outcomes: Array<{ status: string }>) => outcomes.map((o) => o.status);
 
 /** Stores a page with a random unit vector for each of `urls`, in order; their vectors by url. */
 async function storeRandomPages(urls: string[]): Promise<Map<string, number[]>> {
@@ -26,6 +27,24 @@ const expectInterest = (userid: string, urls: string[], vectors: Map<string, num
   expectTerms(store, userid, urls.map((u) => vectors.get(u)!));
 const cosine = (a: number[], b: number[]) => a.reduce((s, x, k) => s + x * b[k]!, 0) / (Math.hypot(...a) * Math.hypot(...b));
 const byUrl = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+/** Runs `fn` on a schema of its own as the migrations before `first` left it; drops it after. */
+async function withSchemaBefore(first: string, fn: (db: pg.Pool, schema: string) => Promise<void>) {
+  const old = schemaFor(`unit${process.pid}_before${first}`);
+  const db = new pg.Pool({ connectionString: process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/test", max: 2, options: `-c search_path=${old},public` });
+  try {
+    await db.query(`CREATE SCHEMA ${old}`);
+    await db.query("CREATE TABLE schema_migrations (name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())");
+    for (const file of MIGRATIONS.filter((f) => f < first)) {
+      await db.query(readFileSync(new URL(`../migrations/${file}`, import.meta.url), "utf8").replaceAll("{{EMBEDDING_DIMENSION}}", String(DIM)));
+      await db.query("INSERT INTO schema_migrations (name) VALUES ($1)", [file]);
+    }
+    await fn(db, old);
+  } finally {
+    await db.query(`DROP SCHEMA IF EXISTS ${old} CASCADE`);
+    await db.end();
+  }
+}
 
 /** Values in content's TOAST table of an embedding's size (its bytes without the varlena header). */
 async function toastedEmbeddings(db: pg.Pool): Promise<number> {
@@ -97,8 +116,6 @@ describe("interests", () => {
 });
 
 describe("click batches", () => {
-  const status = (outcomes: Array<{ status: string }>) => outcomes.map((o) => o.status);
-
   it("apply each event id once, whether repeated within a batch or across batches", async () => {
     const [a, b] = ["https://e.org/a", "https://e.org/b"];
     const vectors = await storeRandomPages([a, b]);
@@ -112,6 +129,24 @@ describe("click batches", () => {
     await expectInterest("u", [a, b, a], vectors);
     await expectInterest("v", [a], vectors);
     expect((await pool.query("SELECT count(*)::int AS n FROM applied_events")).rows[0].n).toBe(4);
+  });
+
+  it("apply two users' clicks with the same event id as two clicks, folded or parked, each once", async () => {
+    const [a, late] = ["https://e.org/a", "https://e.org/late"];
+    const vectors = await storeRandomPages([a]);
+    const same = [
+      { eventId: "1", userid: "p", url: a, eventTimeMs: 0 },
+      { eventId: "1", userid: "q", url: a, eventTimeMs: 0 },
+      { eventId: "2", userid: "p", url: late, eventTimeMs: 0 },
+      { eventId: "2", userid: "q", url: late, eventTimeMs: 0 },
+    ];
+    expect(status(await store.applyClicks(same))).toEqual(["applied", "applied", "parked", "parked"]);
+    expect(status(await store.applyClicks(same))).toEqual(["duplicate", "duplicate", "duplicate", "duplicate"]);
+    expect(status(await store.applyClicks([{ eventId: "1", userid: "r", url: a, eventTimeMs: 0 }]))).toEqual(["applied"]);
+    vectors.set(late, unitVector());
+    expect(await store.applyEmbedding(page(late, vectors.get(late)!))).toEqual({ status: "inserted", foldedClicks: 2 });
+    for (const user of ["p", "q"]) await expectInterest(user, [a, late], vectors);
+    await expectInterest("r", [a], vectors);
   });
 
   it("park the clicks of a page not embedded yet, and fold them in when it arrives", async () => {
@@ -293,16 +328,8 @@ describe("migrations", () => {
   });
 
   it("keep every embedding inside its page's row, those stored before 004 included, with the same values", async () => {
-    const old = schemaFor(`unit${process.pid}_toast`);
-    const oldPool = new pg.Pool({ connectionString: process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/test", max: 2, options: `-c search_path=${old},public` });
-    try {
-      // A database as migrations 001-003 left it, with pages whose rows exceed the TOAST threshold.
-      await oldPool.query(`CREATE SCHEMA ${old}`);
-      await oldPool.query("CREATE TABLE schema_migrations (name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())");
-      for (const file of MIGRATIONS.filter((f) => f < "004")) {
-        await oldPool.query(readFileSync(new URL(`../migrations/${file}`, import.meta.url), "utf8").replaceAll("{{EMBEDDING_DIMENSION}}", String(DIM)));
-        await oldPool.query("INSERT INTO schema_migrations (name) VALUES ($1)", [file]);
-      }
+    // A database as migrations 001-003 left it, with pages whose rows exceed the TOAST threshold.
+    await withSchemaBefore("004", async (oldPool, old) => {
       const oldStore = new ProfileStore(oldPool);
       const words = () => Array.from({ length: 250 }, () => Math.floor(rnd() * 1e6).toString(36)).join(" ");
       const stored = new Map<string, number[]>(Array.from({ length: 20 }, (_, i) => [`https://e.org/big${i}`, unitVector()] as const));
@@ -320,10 +347,51 @@ describe("migrations", () => {
         expect(r.e.map(Math.fround)).toEqual(stored.get(r.url));
         expect(r.text.length).toBeGreaterThan(1000);
       }
-    } finally {
-      await oldPool.query(`DROP SCHEMA IF EXISTS ${old} CASCADE`);
-      await oldPool.end();
-    }
+    });
+  });
+
+  it("keep every event id applied before they were per user (006) applied: redelivered old events change nothing, parked clicks still fold", async () => {
+    // A database as migrations 001-005 left it: two clicks applied, one parked, a like stored as
+    // the user's latest, a like it superseded, and a stated interest.
+    await withSchemaBefore("006", async (oldPool, old) => {
+      const oldStore = new ProfileStore(oldPool);
+      const [a, late] = ["https://e.org/a", "https://e.org/late"];
+      const vectors = new Map([
+        [a, unitVector()],
+        [late, unitVector()],
+      ]);
+      await oldStore.applyEmbedding({ ...page(a, vectors.get(a)!), id: "1" });
+      const before = await oldPool.query("SELECT apply_clicks($1, $2, $3, $4) AS o", [["c1", "c2", "c3"], ["u", "u", "w"], [a, a, late], [10, 11, 12]]);
+      expect(before.rows[0].o).toEqual(["applied", "applied", "parked"]);
+      await oldPool.query("INSERT INTO applied_events (event_id) VALUES ('like:L0'), ('like:L1'), ('interest:I1')");
+      await oldPool.query("INSERT INTO likes (userid, page_id, liked, source_time_ms, event_id, applied_url) VALUES ('u', '1', false, 5, 'L1', NULL)");
+
+      expect(await migrate(oldPool, old, DIM)).toEqual(MIGRATIONS.filter((f) => f >= "006"));
+      const store = new ProfileStore(oldPool);
+      // Redelivered, every old event is a duplicate: the clicks by any user (the old ids say none).
+      expect(status(await store.applyClicks([a, a, late].map((url, i) => ({ eventId: `c${i + 1}`, userid: i < 2 ? "u" : "w", url, eventTimeMs: 10 + i }))))).toEqual([
+        "duplicate",
+        "duplicate",
+        "duplicate",
+      ]);
+      expect(status(await store.applyClicks([{ eventId: "c1", userid: "x", url: a, eventTimeMs: 0 }]))).toEqual(["duplicate"]);
+      expect(await store.applyLike({ eventId: "L1", userid: "u", pageId: "1", liked: false, sourceTimeMs: 5n })).toEqual({ status: "duplicate" });
+      expect(await store.applyLike({ eventId: "L0", userid: "u", pageId: "1", liked: true, sourceTimeMs: 4n })).toEqual({ status: "duplicate" });
+      expect(await store.applyInterest({ eventId: "I1", userid: "u", embedding: unitVector(), sourceTimeMs: 0n })).toEqual({ status: "duplicate" });
+      // The parked click (its user known) and the stored like moved to the per-user records.
+      const records = await oldPool.query("SELECT userid, kind, event_id, event_time_ms::int AS t FROM applied_events ORDER BY kind, userid");
+      expect(records.rows).toEqual([
+        { userid: "w", kind: "click", event_id: "c3", t: 12 },
+        { userid: "u", kind: "like", event_id: "L1", t: 5 },
+      ]);
+      const legacy = await oldPool.query("SELECT event_id FROM legacy_applied_events ORDER BY event_id");
+      expect(legacy.rows.map((r: { event_id: string }) => r.event_id)).toEqual(["c1", "c2", "interest:I1", "like:L0"]);
+      // New ids apply; the parked click folds in when its page arrives.
+      expect(status(await store.applyClicks([{ eventId: "c4", userid: "u", url: a, eventTimeMs: 13 }]))).toEqual(["applied"]);
+      expect(await store.applyEmbedding(page(late, vectors.get(late)!))).toEqual({ status: "inserted", foldedClicks: 1 });
+      await expectTerms(store, "u", [a, a, a].map((u) => vectors.get(u)!));
+      await expectTerms(store, "w", [vectors.get(late)!]);
+    });
   });
 
   it("refuse a dimension other than the stored one", async () => {

@@ -55,6 +55,7 @@ export interface InterestToApply {
   userid: string;
   /** L2-normalized, of the configured dimension. */
   embedding: number[];
+  sourceTimeMs: bigint;
 }
 
 export type ClickOutcome = { status: "applied" } | { status: "parked" } | { status: "duplicate" };
@@ -101,9 +102,10 @@ export class ProfileStore {
 
   /**
    * Folds clicks into their users' interests, or parks those whose page is not embedded yet, all
-   * in one transaction and one round trip (migration 005's apply_clicks). Each click has
-   * `applyClick`'s effect, as if applied one after the other in order: an event id seen before,
-   * in an earlier call or earlier in `clicks`, changes nothing and is a "duplicate". Serialized per
+   * in one transaction and one round trip (apply_clicks, migrations 005 and 006). Each click has
+   * `applyClick`'s effect, as if applied one after the other in order: an event id its user
+   * applied before, in an earlier call or earlier in `clicks`, changes nothing and is a
+   * "duplicate" (as is an id recorded before ids were per user). Serialized per
    * url with `applyEmbedding`, so a click is never parked after its page's parked clicks were
    * folded. One outcome per click, in order.
    */
@@ -173,8 +175,7 @@ export class ProfileStore {
   applyLike(like: LikeToApply): Promise<LikeOutcome> {
     return this.transaction(async (db) => {
       await lockPageId(db, like.pageId);
-      const fresh = await db.query("INSERT INTO applied_events (event_id) VALUES ($1) ON CONFLICT DO NOTHING", [`like:${like.eventId}`]);
-      if (fresh.rowCount === 0) return { status: "duplicate" };
+      if (!(await recordApplied(db, "like", like.userid, like.eventId, like.sourceTimeMs))) return { status: "duplicate" };
       const stored = await db.query<{ source_time_ms: string; event_id: string; applied_url: string | null }>(
         "SELECT source_time_ms, event_id, applied_url FROM likes WHERE userid = $1 AND page_id = $2 FOR UPDATE",
         [like.userid, like.pageId],
@@ -203,12 +204,11 @@ export class ProfileStore {
     });
   }
 
-  /** Adds a stated interest's embedding as a term of the user's interest, once per event id. */
+  /** Adds a stated interest's embedding as a term of the user's interest, once per (user, event id). */
   applyInterest(interest: InterestToApply): Promise<InterestOutcome> {
     const embedding = interest.embedding.map(Math.fround);
     return this.transaction(async (db) => {
-      const fresh = await db.query("INSERT INTO applied_events (event_id) VALUES ($1) ON CONFLICT DO NOTHING", [`interest:${interest.eventId}`]);
-      if (fresh.rowCount === 0) return { status: "duplicate" };
+      if (!(await recordApplied(db, "interest", interest.userid, interest.eventId, interest.sourceTimeMs))) return { status: "duplicate" };
       await db.query(
         `INSERT INTO interests (userid, sum, terms) VALUES ($1, $2, 1)
          ON CONFLICT (userid) DO UPDATE SET sum = interests.sum + excluded.sum, terms = interests.terms + 1`,
@@ -400,6 +400,21 @@ export function isDataError(err: unknown): boolean {
 export function sqlState(err: unknown): string | undefined {
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === "string" && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
+}
+
+/**
+ * Records a like's or an interest's event id as applied for its user; false when it was already.
+ * An id recorded before ids were per user (migration 006) counts for every user, in its old form
+ * `<kind>:<id>`.
+ */
+async function recordApplied(db: pg.PoolClient, kind: "like" | "interest", userid: string, eventId: string, eventTimeMs: bigint): Promise<boolean> {
+  const r = await db.query(
+    `INSERT INTO applied_events (userid, kind, event_id, event_time_ms) SELECT $1::text, $2::text, $3::text, $4::bigint
+     WHERE NOT EXISTS (SELECT FROM legacy_applied_events WHERE event_id = $2::text || ':' || $3::text)
+     ON CONFLICT DO NOTHING`,
+    [userid, kind, eventId, eventTimeMs.toString()],
+  );
+  return r.rowCount === 1;
 }
 
 /** Clicks and embeddings of one url take turns; other urls go on in parallel. */

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
-import { readClickFile, shiftTime, type FileClick } from "./click-file.js";
+import { latestEventTime, readClickFile, shiftTime, type FileClick } from "./click-file.js";
 
 const dir = mkdtempSync(join(tmpdir(), "click-file-"));
 const text = [
@@ -38,14 +38,21 @@ describe("readClickFile", () => {
 });
 
 describe("shiftTime", () => {
-  it("moves the first click to now, keeps the gaps, and drops the file's ids", () => {
+  it("moves the latest click to now, keeps the gaps, and drops the file's ids", () => {
     const now = Date.parse("2026-05-01T12:00:00.250Z");
-    const shift = shiftTime(Date.parse("2024-01-02T00:00:00Z"), now);
-    expect(shift({ userid: "u1", url: "https://e.org/a", event_time: "2024-01-02T00:00:00Z" }).event_time).toBe("2026-05-01T12:00:00.250Z");
+    const shift = shiftTime(Date.parse("2024-01-02T00:01:30Z"), now);
+    expect(shift({ userid: "u1", url: "https://e.org/a", event_time: "2024-01-02T00:00:00Z" }).event_time).toBe("2026-05-01T11:58:30.250Z");
     expect(shift({ userid: "u2", url: "https://e.org/b", event_time: "2024-01-02T00:01:30Z", event_id: "x-1" })).toEqual({
       userid: "u2",
       url: "https://e.org/b",
-      event_time: "2026-05-01T12:01:30.250Z",
+      event_time: "2026-05-01T12:00:00.250Z",
     });
+  });
+
+  it("takes the latest time of a file whatever its order, passing over times that do not parse", async () => {
+    writeFileSync(join(dir, "times.json"), ["2024-01-02T00:05:00Z", "2024-01-02T00:09:00Z", "soon", "2024-01-02T00:01:00Z"].map((t) => JSON.stringify({ userid: "u", url: "https://e.org/a", event_time: t })).join("\n"));
+    expect(await latestEventTime(join(dir, "times.json"))).toBe(Date.parse("2024-01-02T00:09:00Z"));
+    writeFileSync(join(dir, "no-times.json"), JSON.stringify({ userid: "u", url: "https://e.org/a" }));
+    expect(await latestEventTime(join(dir, "no-times.json"))).toBeUndefined();
   });
 });

@@ -41,13 +41,24 @@ export async function* readJsonLines(path: string): AsyncGenerator<Record<string
 }
 
 /**
- * New traffic from an old file: times move so that the first click happens now, gaps kept, and
- * the file's ids are dropped so that ingest derives fresh ones from the new times.
+ * New traffic from an old file: times move so that the file's latest click happens now, gaps kept
+ * (ingest refuses times ahead of its clock), and the file's ids are dropped so that ingest derives
+ * fresh ones from the new times.
  */
-export function shiftTime(first: number, now: number) {
+export function shiftTime(latest: number, now: number) {
   return (c: FileClick): FileClick => {
     const t = Date.parse(c.event_time);
     if (!Number.isFinite(t)) return { userid: c.userid, url: c.url, event_time: c.event_time };
-    return { userid: c.userid, url: c.url, event_time: new Date(t - first + now).toISOString() };
+    return { userid: c.userid, url: c.url, event_time: new Date(t - latest + now).toISOString() };
   };
+}
+
+/** The latest event time in a click file (ms), for `shiftTime`; undefined when no time parses. */
+export async function latestEventTime(path: string): Promise<number | undefined> {
+  let latest: number | undefined;
+  for await (const c of readClickFile(path)) {
+    const t = Date.parse(c.event_time);
+    if (Number.isFinite(t) && (latest === undefined || t > latest)) latest = t;
+  }
+  return latest;
 }

@@ -66,7 +66,7 @@ program
   .option("--target <url>", "ingest service", process.env.INGEST_URL ?? "http://127.0.0.1:50051")
   .option("--covisit <url>", "covisit service, asked for progress by --wait", process.env.COVISIT_URL ?? "http://127.0.0.1:50052")
   .option("--wait", "return only when every click is visible in Recommendation", false)
-  .option("--shift-time", "rewrite times to start now (gaps kept) and derive new ids", false)
+  .option("--shift-time", "rewrite times to end now (gaps kept) and derive new ids", false)
   .option("--batch <n>", "clicks per ingest call", positiveInt, 500)
   .option("--concurrency <n>", "ingest calls in flight", positiveInt, 2)
   .option("--wait-timeout <ms>", "give up waiting after this long", positiveInt, 300_000)
@@ -171,7 +171,8 @@ program
   .option("--json", "print the summary as JSON", false)
   .addHelpText("after", GENERATE_HELP)
   .action((o: { out: string; users: number; pages: number; topics: number; clicks: number; paths?: number; pathLength: number; followers: number; noise: number; seed: number; start: string; duration: number; json: boolean }) => {
-    if (Date.parse(o.start) + o.duration * 60_000 > Date.now() + 24 * 3600_000) throw new Error("--start: ingest refuses clicks more than a day in the future");
+    // Ingest refuses times more than its MAX_CLOCK_SKEW_MS (2 minutes by default) ahead of its clock.
+    if (Date.parse(o.start) + o.duration * 60_000 > Date.now() + 2 * 60_000) throw new Error("--start: the clicks would reach into the future, and ingest refuses times more than 2 minutes ahead of its clock");
     const summary = writeWorkload(o.out, {
       users: o.users,
       pages: o.pages,

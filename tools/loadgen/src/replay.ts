@@ -3,7 +3,7 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { CovisitService } from "@recsys/contracts/covisit/v1/covisit";
 import { ClickInputSchema, IngestService, type ClickInput } from "@recsys/contracts/ingest/v1/ingest";
-import { readClickFile, shiftTime, type FileClick } from "./click-file.js";
+import { latestEventTime, readClickFile, shiftTime, type FileClick } from "./click-file.js";
 import { itemResults, sendPaced, waitFor } from "./sender.js";
 
 export interface ReplayOptions {
@@ -42,14 +42,12 @@ export async function replay(opts: ReplayOptions): Promise<ReplaySummary> {
   const lateBefore = opts.wait ? (await covisit.progress({})).deadLetteredClicks : 0n;
   const started = performance.now();
 
+  const latest = opts.shiftTime ? await latestEventTime(opts.file) : undefined;
+  const shift: ((c: FileClick) => FileClick) | undefined = latest === undefined ? undefined : shiftTime(latest, Date.now());
+
   async function* clicks(): AsyncGenerator<ClickInput> {
-    let shift: ((c: FileClick) => FileClick) | undefined;
     for await (const raw of readClickFile(opts.file)) {
-      let c = raw;
-      if (opts.shiftTime) {
-        shift ??= shiftTime(Date.parse(raw.event_time), Date.now());
-        c = shift(raw);
-      }
+      const c = shift ? shift(raw) : raw;
       yield create(ClickInputSchema, { userid: c.userid, url: c.url, eventTime: c.event_time, eventId: c.event_id ?? "" });
     }
   }
