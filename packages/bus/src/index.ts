@@ -59,6 +59,15 @@ export function streamLimitsFrom(config: {
   };
 }
 
+/**
+ * JetStream's own limit for a stream that refuses when full: the configured size plus headroom
+ * (1%, at least 8 MiB). Publishers refuse at the configured size; the server's limit is a backstop,
+ * as NATS 2.9 can drop a stream's oldest message when a publish reaches it (see ingest's StreamFill).
+ */
+export function serverMaxBytes(limit: number): number {
+  return limit + Math.max(8 * 2 ** 20, Math.ceil(limit / 100));
+}
+
 /** A publish refused because its stream is at its size limit. */
 export function isStreamFull(err: unknown): boolean {
   return err instanceof JetStreamApiError && err.code === 10077 && /maximum (bytes|messages)/i.test(err.message);
@@ -147,7 +156,7 @@ export class Topology {
     return this.subject("dlq.>");
   }
   private refuseWhenFull(maxBytes: number | undefined): Partial<StreamConfig> {
-    return { discard: DiscardPolicy.New, ...(maxBytes === undefined ? {} : { max_bytes: maxBytes }) };
+    return { discard: DiscardPolicy.New, ...(maxBytes === undefined ? {} : { max_bytes: serverMaxBytes(maxBytes) }) };
   }
 
   streamConfigs(): Array<Partial<StreamConfig> & { name: string }> {

@@ -4,6 +4,7 @@ import { createLogger } from "@recsys/logging";
 import { onShutdown, startRpcServer } from "@recsys/server";
 import { ingestRoutes } from "./handlers.js";
 import { EventPublisher } from "./publisher.js";
+import { StreamFill } from "./stream-fill.js";
 import { ClickBudget } from "./budget.js";
 import { CLICK_BUDGET_WINDOW_MS, DEFAULT_MAX_CLOCK_SKEW_MS, DEFAULT_USER_CLICK_BUDGET } from "@recsys/validation";
 
@@ -19,17 +20,28 @@ const config = readConfig(
 );
 const logger = createLogger("ingest");
 const bus = await connectBus({ url: config.NATS_URL, name: "ingest", namespace: config.RECSYS_NAMESPACE, logger, ackWaitMs: config.BUS_ACK_WAIT_MS, limits: streamLimitsFrom(config) });
-const publisher = new EventPublisher(bus, config.PARTITIONS);
+const fill = new StreamFill(
+  bus,
+  {
+    [bus.topology.clicksStream]: config.CLICKS_MAX_BYTES,
+    [bus.topology.contentStream]: config.CONTENT_MAX_BYTES,
+    [bus.topology.engagementStream]: config.ENGAGEMENT_MAX_BYTES,
+  },
+  logger,
+);
+fill.start();
+const publisher = new EventPublisher(bus, config.PARTITIONS, fill);
 const server = await startRpcServer({
   name: "ingest",
   host: config.HOST,
   port: config.INGEST_PORT,
   routes: ingestRoutes(publisher, logger, { maxClockSkewMs: config.MAX_CLOCK_SKEW_MS, budget: new ClickBudget(config.USER_CLICK_BUDGET, CLICK_BUDGET_WINDOW_MS) }),
   healthy: () => bus.connected(),
-  problems: () => publisher.full.problems(),
+  problems: () => fill.problems(),
   logger,
 });
 onShutdown(logger, async () => {
+  fill.stop();
   await server.close();
   await bus.close();
 });

@@ -1,7 +1,8 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import { encodeClickBatch, ensureStreams, isStreamFull, typedHeaders, userEventMessageId, type Bus, type MsgHdrs } from "@recsys/bus";
 import { ClickSchema, ContentPageSchema, LikeSchema, StatedInterestSchema } from "@recsys/contracts/events/v1/events";
-import { Counter, Gauge, registry } from "@recsys/metrics";
+import { Counter, registry } from "@recsys/metrics";
+import { StreamFullError, type StreamFill } from "./stream-fill.js";
 import type { ValidClick } from "./clicks.js";
 import { eventIdOf, partitionOf } from "./hashing.js";
 import type { ValidInterest, ValidLike } from "./engagement.js";
@@ -30,50 +31,12 @@ const publishedClicks = new Counter({
 export const CLICKS_PER_MESSAGE = 256;
 
 /** Publishes events; resolves only once JetStream has stored (or already had) each one. */
-/** A publish refused because the stream is at its size limit. */
-export class StreamFullError extends Error {
-  constructor(readonly stream: string) {
-    super(`${stream} is full (its size limit is reached): nothing more is stored until space is freed or the limit raised`);
-  }
-}
-
-const refusedFull = new Counter({
-  name: "recsys_ingest_stream_full_total",
-  help: "Calls refused with ResourceExhausted because their stream was at its size limit",
-  labelNames: ["stream"] as const,
-  registers: [registry],
-});
-
-const streamFull = new Gauge({
-  name: "recsys_stream_full",
-  help: "1 while a stream refuses ingest's publishes for its size limit (from the first refusal to the next publish that works)",
-  labelNames: ["stream"] as const,
-  registers: [registry],
-});
-
-/** Which streams refused a publish for their size, until a publish to them works again. */
-export class FullStreams {
-  private readonly full = new Set<string>();
-  refused(stream: string): void {
-    this.full.add(stream);
-    refusedFull.inc({ stream });
-    streamFull.set({ stream }, 1);
-  }
-  cleared(stream: string): void {
-    if (this.full.delete(stream)) streamFull.set({ stream }, 0);
-  }
-  /** For health: one line per full stream. */
-  problems(): string[] {
-    return [...this.full].map((s) => `${s} is full: its events are refused with ResourceExhausted`);
-  }
-}
-
 export class EventPublisher {
-  readonly full = new FullStreams();
-
   constructor(
     private readonly bus: Bus,
     private readonly partitions: number,
+    /** Streams' fill, when they have limits: a full one refuses before anything is published. */
+    private readonly fill?: StreamFill,
   ) {}
 
   /**
@@ -169,17 +132,19 @@ export class EventPublisher {
 
   /**
    * All publishes go out before any ack is awaited: one round trip per batch, order kept per
-   * subject. A stream at its size limit fails the call with StreamFullError (what went out before
-   * may be stored: a retry with the same ids is safe) and is marked full until a publish to it works.
+   * subject. A stream at its size limit fails the call with StreamFullError before anything goes
+   * out (or, refused by JetStream itself, after some of it may be stored: a retry with the same ids
+   * is safe).
    */
   private async publishAll(stream: string, out: Outgoing[]): Promise<Published[]> {
+    this.fill?.check(stream);
     try {
       const published = await this.publishOrRecreate(out);
-      this.full.cleared(stream);
+      this.fill?.added(stream, out.reduce((n, o) => n + o.payload.length + o.subject.length + o.msgID.length + 64, 0));
       return published;
     } catch (err) {
       if (!isStreamFull(err)) throw err;
-      this.full.refused(stream);
+      this.fill?.refusedByServer(stream);
       throw new StreamFullError(stream);
     }
   }

@@ -1,0 +1,111 @@
+import type { Bus } from "@recsys/bus";
+import type { Logger } from "@recsys/logging";
+import { Counter, Gauge, registry } from "@recsys/metrics";
+
+/** A publish refused because the stream is at its size limit. */
+export class StreamFullError extends Error {
+  constructor(readonly stream: string) {
+    super(`${stream} is full (its size limit is reached): nothing more is stored until space is freed or the limit raised`);
+  }
+}
+
+const refusedFull = new Counter({
+  name: "recsys_ingest_stream_full_total",
+  help: "Calls refused with ResourceExhausted because their stream was at its size limit",
+  labelNames: ["stream"] as const,
+  registers: [registry],
+});
+
+const streamFull = new Gauge({
+  name: "recsys_stream_full",
+  help: "1 while a stream is at its size limit and ingest refuses its events",
+  labelNames: ["stream"] as const,
+  registers: [registry],
+});
+
+/**
+ * How full each stream ingest writes to is, so that ingest refuses at the configured size rather
+ * than let JetStream refuse: NATS 2.9 checks a new message against `max_bytes` without the
+ * per-message overhead it stores, so the message that fills a stream can take it past the limit,
+ * and JetStream then deletes the stream's oldest message to fit, even with discard "new" (tried:
+ * 1 of 5 fills of a 64 KiB stream lost its first message). The streams' own limit is the configured
+ * size plus headroom (serverMaxBytes); this tracks the size from the stream's info, read every
+ * `pollMs`, plus what this process published since, and refuses once it reaches the configured size.
+ * Other ingest replicas' publishes between two reads are what the headroom is for.
+ */
+export class StreamFill {
+  private readonly streams = new Map<string, { limit: number; stored: number; sentSinceRead: number; full: boolean }>();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly bus: Bus,
+    limits: Record<string, number>,
+    private readonly logger: Logger,
+    private readonly pollMs = 500,
+  ) {
+    for (const [stream, limit] of Object.entries(limits)) this.streams.set(stream, { limit, stored: 0, sentSinceRead: 0, full: false });
+  }
+
+  start(): void {
+    const tick = async () => {
+      await this.read();
+      this.timer = setTimeout(() => void tick(), this.pollMs);
+      this.timer.unref();
+    };
+    void tick();
+  }
+
+  stop(): void {
+    clearTimeout(this.timer);
+  }
+
+  private async read(): Promise<void> {
+    for (const [name, s] of this.streams) {
+      try {
+        const info = await this.bus.jsm.streams.info(name);
+        s.stored = info.state.bytes;
+        s.sentSinceRead = 0;
+        this.mark(name, s.stored >= s.limit);
+      } catch (err) {
+        // A stream not there yet (it is created at the first publish) holds nothing.
+        if (!/not found/i.test(String(err))) this.logger.warn({ err: String(err), stream: name }, "cannot read the stream's size");
+      }
+    }
+  }
+
+  private mark(stream: string, full: boolean): void {
+    const s = this.streams.get(stream);
+    if (!s || s.full === full) return;
+    s.full = full;
+    streamFull.set({ stream }, full ? 1 : 0);
+    this.logger.warn({ stream, bytes: s.stored + s.sentSinceRead, limit: s.limit }, full ? "stream full: refusing its events" : "stream has room again");
+  }
+
+  /** Throws StreamFullError when the stream is at its configured size. */
+  check(stream: string): void {
+    const s = this.streams.get(stream);
+    if (!s) return;
+    if (s.stored + s.sentSinceRead >= s.limit) this.mark(stream, true);
+    if (s.full) {
+      refusedFull.inc({ stream });
+      throw new StreamFullError(stream);
+    }
+  }
+
+  /** Counts bytes this process stored in the stream since the last read. */
+  added(stream: string, bytes: number): void {
+    const s = this.streams.get(stream);
+    if (s) s.sentSinceRead += bytes;
+  }
+
+  /** JetStream itself refused for size (its headroom is spent: other replicas, or a limit lowered). */
+  refusedByServer(stream: string): void {
+    this.mark(stream, true);
+    refusedFull.inc({ stream });
+  }
+
+  /** For health: one line per full stream. */
+  problems(): string[] {
+    return [...this.streams].filter(([, s]) => s.full).map(([name]) => `${name} is full: its events are refused with ResourceExhausted`);
+  }
+}
