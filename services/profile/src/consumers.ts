@@ -61,16 +61,22 @@ export function decodeInterest(data: Uint8Array, dimension: number): Decoded<Int
   return { ok: true, value: { eventId: i.eventId, userid: i.userid, embedding: i.embedding, sourceTimeMs: i.sourceTimeMs } };
 }
 
-/** Decodes a message and runs its effect; undecodable means dead-lettered, a database error means try again later. */
-async function applyDecoded<T>(decoded: Decoded<T>, apply: (value: T) => Promise<unknown>): Promise<Disposition> {
+/**
+ * Decodes a message and runs its effect; undecodable means dead-lettered, a database error means
+ * try again later, an expired event (older than its user's horizon of applied ids) is dead-lettered.
+ */
+async function applyDecoded<T>(decoded: Decoded<T>, apply: (value: T) => Promise<{ status: string } | unknown>): Promise<Disposition> {
   if (!decoded.ok) return { kind: "dead-letter", reason: `undecodable: ${decoded.error}` };
   try {
-    await apply(decoded.value);
+    const outcome = await apply(decoded.value);
+    if ((outcome as { status?: string } | undefined)?.status === "expired") return { kind: "dead-letter", reason: EXPIRED_REASON };
     return { kind: "ack" };
   } catch (err) {
     return databaseFailure(err);
   }
 }
+
+const EXPIRED_REASON = "expired: older than its user's latest event by more than DEDUP_RETENTION_MS, so its id may no longer be known";
 
 export function applyLikeMessage(data: Uint8Array, store: ProfileStore): Promise<Disposition> {
   return applyDecoded(decodeLike(data), (like) => store.applyLike(like));
@@ -92,7 +98,7 @@ export async function applyClickMessage(m: ClickMessage, store: ProfileStore): P
 
 const clickOutcomes = new Counter({
   name: "recsys_profile_clicks_total",
-  help: "Clicks the profile-clicks consumer applied, by outcome: applied (in the user's interest), parked (its page not embedded yet), duplicate (its event id applied before)",
+  help: "Clicks the profile-clicks consumer applied, by outcome: applied (in the user's interest), parked (its page not embedded yet), duplicate (its event id applied before), expired (dead-lettered: older than its user's horizon of applied ids)",
   labelNames: ["outcome"] as const,
   registers: [registry],
 });
@@ -113,17 +119,25 @@ export const DEFAULT_CLICKS_PER_CALL = 256;
 export async function applyClickMessages(messages: readonly ClickMessage[], store: ProfileStore, clicksPerCall = DEFAULT_CLICKS_PER_CALL): Promise<Disposition[]> {
   const decoded = messages.map(readClicks);
   const clicks = applicableClicks(decoded);
-  const count = (outcomes: ClickOutcome[]) => outcomes.forEach((o) => clickOutcomes.inc({ outcome: o.status }));
   const refused = new Set<ClickToApply>();
+  const expired = new Set<ClickToApply>();
+  const count = (applied: readonly ClickToApply[], outcomes: ClickOutcome[]) =>
+    outcomes.forEach((o, i) => {
+      clickOutcomes.inc({ outcome: o.status });
+      if (o.status === "expired") expired.add(applied[i]!);
+    });
   let failure: Disposition | undefined;
   try {
-    for (let k = 0; k < clicks.length; k += clicksPerCall) count(await store.applyClicks(clicks.slice(k, k + clicksPerCall)));
+    for (let k = 0; k < clicks.length; k += clicksPerCall) {
+      const part = clicks.slice(k, k + clicksPerCall);
+      count(part, await store.applyClicks(part));
+    }
   } catch (err) {
     if (messages.length > 1 && sqlState(err)) throw err;
     if (clicks.length > 1 && sqlState(err)) {
       for (const c of clicks) {
         try {
-          count(await store.applyClicks([c]));
+          count([c], await store.applyClicks([c]));
         } catch (one) {
           if (!isDataError(one)) {
             failure = databaseFailure(one);
@@ -140,6 +154,7 @@ export async function applyClickMessages(messages: readonly ClickMessage[], stor
     const deadLetters = d.checked.flatMap((c, index): ItemDeadLetter[] => {
       if ("error" in c) return [clickDeadLetter(d.clicks, index, `undecodable: ${c.error}`)];
       if (refused.has(c) || failure) return [clickDeadLetter(d.clicks, index, failure?.kind === "dead-letter" ? failure.reason : "refused by PostgreSQL")];
+      if (expired.has(c)) return [clickDeadLetter(d.clicks, index, EXPIRED_REASON)];
       return [];
     });
     // Nothing of the message could be applied, all for one reason: keep the message as it came.

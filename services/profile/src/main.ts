@@ -6,7 +6,8 @@ import { onShutdown, startRpcServer } from "@recsys/server";
 import { DEFAULT_CLICKS_PER_CALL, runClickConsumer, runEmbeddingConsumer, runInterestConsumer, runLikeConsumer } from "./consumers.js";
 import { profileRoutes } from "./handlers.js";
 import { migrateWhenReachable } from "./migrations.js";
-import { createPool, ProfileStore, schemaFor } from "./pg-store.js";
+import { createPool, DEFAULT_DEDUP_RETENTION_MS, ProfileStore, schemaFor } from "./pg-store.js";
+import { startPruning } from "./pruning.js";
 
 const config = readConfig(
   z.object({
@@ -22,6 +23,13 @@ const config = readConfig(
     PROFILE_CLICK_BATCH: positiveInt(DEFAULT_CLICKS_PER_CALL),
     PROFILE_CLICK_CONCURRENCY: positiveInt(2),
     EMBEDDING_DIMENSION: positiveInt(384),
+    // Applied event ids are kept this long in event time behind their user's latest event of the
+    // kind; older events are refused as expired (dead-lettered). As covisit's.
+    DEDUP_RETENTION_MS: positiveInt(DEFAULT_DEDUP_RETENTION_MS),
+    // A click parked this long (its page never came) is dropped, with its id.
+    PARKED_CLICK_MAX_AGE_MS: positiveInt(7 * 24 * 3600_000),
+    // How often both are pruned.
+    PRUNE_INTERVAL_MS: positiveInt(10 * 60_000),
   }),
 );
 const logger = createLogger("profile");
@@ -29,7 +37,7 @@ const schema = schemaFor(config.RECSYS_NAMESPACE);
 const pool = createPool({ databaseUrl: config.DATABASE_URL, schema, max: config.PG_POOL_MAX, logger });
 const applied = await migrateWhenReachable(pool, schema, config.EMBEDDING_DIMENSION, logger);
 logger.info({ schema, applied }, "migrations up to date");
-const store = timeCalls(new ProfileStore(pool), "postgres");
+const store = timeCalls(new ProfileStore(pool, config.DEDUP_RETENTION_MS), "postgres");
 const bus = await connectBus({ url: config.NATS_URL, name: "profile", namespace: config.RECSYS_NAMESPACE, logger, ackWaitMs: config.BUS_ACK_WAIT_MS, limits: streamLimitsFrom(config) });
 
 const postgresWrites = new DependencyHealth("postgres");
@@ -55,7 +63,10 @@ consuming.catch((err: unknown) => {
   process.exit(1);
 });
 
+const pruning = startPruning({ store, logger, intervalMs: config.PRUNE_INTERVAL_MS, parkedClickMaxAgeMs: config.PARKED_CLICK_MAX_AGE_MS });
+
 onShutdown(logger, async () => {
+  pruning.stop();
   stopConsuming.abort();
   await consuming;
   await server.close();

@@ -398,3 +398,55 @@ describe("migrations", () => {
     await expect(migrate(pool, schema, 768)).rejects.toThrow(/dimension 384, EMBEDDING_DIMENSION is 768/);
   });
 });
+
+describe("applied event ids expire by a horizon per user", () => {
+  const DAY = 24 * 3600_000;
+  const at = (userid: string, url: string, eventTimeMs: number, eventId = `e${nextId++}`): ClickToApply => ({ eventId, userid, url, eventTimeMs });
+
+  it("refuses a click older than its user's latest by more than the retention, prunes only ids past it, and never applies a pruned id twice", async () => {
+    const vectors = await storeRandomPages(["https://e.org/a", "https://e.org/b"]);
+    const old = at("u", "https://e.org/a", 0);
+    expect(status(await store.applyClicks([old]))).toEqual(["applied"]);
+    // 7 days and 1 ms later: the old click's id is past the horizon.
+    expect(status(await store.applyClicks([at("u", "https://e.org/b", 7 * DAY + 1)]))).toEqual(["applied"]);
+    // Another user's horizon is its own: its click at time 0 is fine.
+    expect(status(await store.applyClicks([at("v", "https://e.org/a", 0)]))).toEqual(["applied"]);
+    expect(await store.pruneAppliedEvents()).toBe(1);
+    const ids = await pool.query<{ userid: string; event_id: string }>("SELECT userid, event_id FROM applied_events ORDER BY userid");
+    expect(ids.rows.map((r) => r.userid)).toEqual(["u", "v"]);
+    // The pruned click redelivered is refused, not applied again; a new one as old is refused too;
+    // one exactly the retention behind the latest click is still applied.
+    expect(status(await store.applyClicks([old, at("u", "https://e.org/a", 0), at("u", "https://e.org/a", 1)]))).toEqual(["expired", "expired", "applied"]);
+    await expectInterest("u", ["https://e.org/a", "https://e.org/b", "https://e.org/a"], vectors);
+  });
+
+  it("refuses an expired like or interest the same way, by the user's horizon of that kind", async () => {
+    await storeRandomPages(["https://e.org/a"]);
+    const like = (eventId: string, t: number) => ({ eventId, userid: "u", pageId: "https://e.org/a", liked: true, sourceTimeMs: BigInt(t) });
+    expect(await store.applyLike(like("l1", 7 * DAY + 1))).toEqual({ status: "applied" });
+    expect(await store.applyLike(like("l0", 0))).toEqual({ status: "expired" });
+    const interest = (eventId: string, t: number) => ({ eventId, userid: "u", text: "x", embedding: unitVector(), sourceTimeMs: BigInt(t) });
+    expect(await store.applyInterest(interest("i1", 7 * DAY + 1))).toEqual({ status: "applied" });
+    expect(await store.applyInterest(interest("i0", 0))).toEqual({ status: "expired" });
+    // Clicks have a horizon of their own: none applied yet, so a click at time 0 is fine.
+    expect(status(await store.applyClicks([at("u", "https://e.org/a", 0)]))).toEqual(["applied"]);
+  });
+
+  it("drops clicks parked longer than the limit, with their ids, so the same click sent again after its page came is applied", async () => {
+    const parked = at("u", "https://e.org/never", 0);
+    expect(status(await store.applyClicks([parked]))).toEqual(["parked"]);
+    expect(await store.expireParkedClicks(60_000)).toBe(0);
+    await pool.query("UPDATE parked_clicks SET parked_at = now() - interval '2 minutes'");
+    expect(await store.expireParkedClicks(60_000)).toBe(1);
+    expect((await pool.query("SELECT count(*)::int AS n FROM parked_clicks")).rows[0].n).toBe(0);
+    const vectors = await storeRandomPages(["https://e.org/never"]);
+    expect(status(await store.applyClicks([parked]))).toEqual(["applied"]);
+    await expectInterest("u", ["https://e.org/never"], vectors);
+  });
+
+  it("prunes legacy ids the retention after they were recorded", async () => {
+    await pool.query("INSERT INTO legacy_applied_events (event_id, recorded_at) VALUES ('old', now() - interval '8 days'), ('recent', now())");
+    expect(await store.pruneAppliedEvents()).toBe(1);
+    expect((await pool.query("SELECT event_id FROM legacy_applied_events")).rows).toEqual([{ event_id: "recent" }]);
+  });
+});

@@ -58,10 +58,14 @@ export interface InterestToApply {
   sourceTimeMs: bigint;
 }
 
-export type ClickOutcome = { status: "applied" } | { status: "parked" } | { status: "duplicate" };
+/** "expired": older than its user's latest click by more than the retention; refused, nothing changed. */
+export type ClickOutcome = { status: "applied" } | { status: "parked" } | { status: "duplicate" } | { status: "expired" };
 /** "applied": the state changed (its term added, removed, or waiting for the page); "superseded": a later like of the pair is stored. */
-export type LikeOutcome = { status: "applied" } | { status: "superseded" } | { status: "duplicate" };
-export type InterestOutcome = { status: "applied" } | { status: "duplicate" };
+export type LikeOutcome = { status: "applied" } | { status: "superseded" } | { status: "duplicate" } | { status: "expired" };
+export type InterestOutcome = { status: "applied" } | { status: "duplicate" } | { status: "expired" };
+
+/** Applied event ids are kept this long in event time behind their user's latest event of the kind (covisit's DEDUP_RETENTION_MS too). */
+export const DEFAULT_DEDUP_RETENTION_MS = 7 * 24 * 3600_000;
 export type EmbeddingOutcome =
   | { status: "inserted"; foldedClicks: number }
   | { status: "updated"; correctedUsers: number; foldedClicks: number }
@@ -91,7 +95,11 @@ const RETRYABLE = new Set(["40P01", "40001"]);
 export class ProfileStore {
   private readonly typed = new WeakSet<pg.PoolClient>();
 
-  constructor(private readonly pool: pg.Pool) {}
+  constructor(
+    private readonly pool: pg.Pool,
+    /** How far behind its user's latest event an event may be and still be told from a duplicate (see migration 007). */
+    private readonly dedupRetentionMs: number = DEFAULT_DEDUP_RETENTION_MS,
+  ) {}
 
   /**
    * Folds one click into its user's interest, or parks it until its page is embedded: a batch of one.
@@ -115,8 +123,8 @@ export class ProfileStore {
     return this.retrying(() =>
       this.withClient(async (db) => {
         const { rows } = await db.query<{ outcomes: Array<ClickOutcome["status"]> }>(
-          "SELECT apply_clicks($1::text[], $2::text[], $3::text[], $4::bigint[]) AS outcomes",
-          params,
+          "SELECT apply_clicks($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint) AS outcomes",
+          [...params, this.dedupRetentionMs],
         );
         return rows[0]!.outcomes.map((status) => ({ status }) as ClickOutcome);
       }),
@@ -175,7 +183,8 @@ export class ProfileStore {
   applyLike(like: LikeToApply): Promise<LikeOutcome> {
     return this.transaction(async (db) => {
       await lockPageId(db, like.pageId);
-      if (!(await recordApplied(db, "like", like.userid, like.eventId, like.sourceTimeMs))) return { status: "duplicate" };
+      const recorded = await recordApplied(db, "like", like.userid, like.eventId, like.sourceTimeMs, this.dedupRetentionMs);
+      if (recorded !== "fresh") return { status: recorded };
       const stored = await db.query<{ source_time_ms: string; event_id: string; applied_url: string | null }>(
         "SELECT source_time_ms, event_id, applied_url FROM likes WHERE userid = $1 AND page_id = $2 FOR UPDATE",
         [like.userid, like.pageId],
@@ -208,7 +217,8 @@ export class ProfileStore {
   applyInterest(interest: InterestToApply): Promise<InterestOutcome> {
     const embedding = interest.embedding.map(Math.fround);
     return this.transaction(async (db) => {
-      if (!(await recordApplied(db, "interest", interest.userid, interest.eventId, interest.sourceTimeMs))) return { status: "duplicate" };
+      const recorded = await recordApplied(db, "interest", interest.userid, interest.eventId, interest.sourceTimeMs, this.dedupRetentionMs);
+      if (recorded !== "fresh") return { status: recorded };
       await db.query(
         `INSERT INTO interests (userid, sum, terms) VALUES ($1, $2, 1)
          ON CONFLICT (userid) DO UPDATE SET sum = interests.sum + excluded.sum, terms = interests.terms + 1`,
@@ -216,6 +226,29 @@ export class ProfileStore {
       );
       return { status: "applied" };
     });
+  }
+
+  /** Deletes the applied ids past their users' horizons, and legacy ids older than the retention (migration 007); returns how many. */
+  async pruneAppliedEvents(): Promise<number> {
+    const r = await this.pool.query<{ n: string }>("SELECT prune_applied_events($1) AS n", [this.dedupRetentionMs]);
+    return Number(r.rows[0]!.n);
+  }
+
+  /**
+   * Clicks parked longer than `maxAgeMs` (their page never came) are deleted, and their ids with
+   * them: the same click sent again once its page exists is applied. Returns how many.
+   */
+  async expireParkedClicks(maxAgeMs: number): Promise<number> {
+    const r = await this.pool.query<{ n: string }>(
+      `WITH gone AS (
+         DELETE FROM parked_clicks WHERE parked_at < now() - make_interval(secs => $1::float8 / 1000) RETURNING userid, event_id
+       ), ids AS (
+         DELETE FROM applied_events a USING gone g WHERE a.userid = g.userid AND a.kind = 'click' AND a.event_id = g.event_id
+       )
+       SELECT count(*) AS n FROM gone`,
+      [maxAgeMs],
+    );
+    return Number(r.rows[0]!.n);
   }
 
   /** Pages in id order (ID_ORDER). */
@@ -407,14 +440,15 @@ export function sqlState(err: unknown): string | undefined {
  * An id recorded before ids were per user (migration 006) counts for every user, in its old form
  * `<kind>:<id>`.
  */
-async function recordApplied(db: pg.PoolClient, kind: "like" | "interest", userid: string, eventId: string, eventTimeMs: bigint): Promise<boolean> {
-  const r = await db.query(
-    `INSERT INTO applied_events (userid, kind, event_id, event_time_ms) SELECT $1::text, $2::text, $3::text, $4::bigint
-     WHERE NOT EXISTS (SELECT FROM legacy_applied_events WHERE event_id = $2::text || ':' || $3::text)
-     ON CONFLICT DO NOTHING`,
-    [userid, kind, eventId, eventTimeMs.toString()],
-  );
-  return r.rowCount === 1;
+async function recordApplied(db: pg.PoolClient, kind: "like" | "interest", userid: string, eventId: string, eventTimeMs: bigint, retentionMs: number): Promise<"fresh" | "duplicate" | "expired"> {
+  const r = await db.query<{ outcome: "fresh" | "duplicate" | "expired" }>("SELECT record_applied($1, $2, $3, $4, $5) AS outcome", [
+    userid,
+    kind,
+    eventId,
+    eventTimeMs.toString(),
+    retentionMs,
+  ]);
+  return r.rows[0]!.outcome;
 }
 
 /** Clicks and embeddings of one url take turns; other urls go on in parallel. */

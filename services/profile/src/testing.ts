@@ -24,7 +24,7 @@ export function testDatabase(label: string, opts: { maxConnections?: number; emp
   });
   if (opts.emptyEachTest) {
     beforeEach(async () => {
-      await pool.query("TRUNCATE content, interests, user_page_terms, applied_events, legacy_applied_events, parked_clicks, likes");
+      await pool.query("TRUNCATE content, interests, user_page_terms, applied_events, legacy_applied_events, event_watermarks, parked_clicks, likes");
     });
   }
   afterAll(async () => {
