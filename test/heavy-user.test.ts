@@ -1,5 +1,10 @@
 import { randomBytes } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { create } from "@bufbuild/protobuf";
+import { jetstream } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
+import { encodeClickBatch, Topology } from "@recsys/bus";
+import { ClickSchema } from "@recsys/contracts/events/v1/events";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { clientsOf } from "./harness/clients.js";
@@ -105,6 +110,37 @@ describe("one heavy user", () => {
     console.info(`covisit's scripts: p99 <= ${p99} ms (bound ${SCRIPT_P99_BOUND_MS} ms)`);
     expect(p99).toBeLessThanOrEqual(SCRIPT_P99_BOUND_MS);
   }, 300_000);
+
+  it("covisit dead-letters what reaches the bus over the budget anyway (another ingest, an old client), with cause budget, and counts the rest exactly", async () => {
+    // 70 clicks of one user, a second apart, published straight to CLICKS as ingest would: the
+    // first 60 count, the last 10 have 60 clicks within 10 minutes of them.
+    const userid = "bypass";
+    const t0 = Date.parse("2024-03-01T00:00:00Z");
+    const clicks = Array.from({ length: 70 }, (_, i) =>
+      create(ClickSchema, { eventId: `b${i}`, userid, url: `https://bypass.example/p${i % 7}`, eventTimeMs: BigInt(t0 + i * 1000), ingestTimeMs: BigInt(Date.now()) }),
+    );
+    const nc = await connect({ servers: stack.env.NATS_URL ?? "nats://127.0.0.1:4222" });
+    try {
+      const batch = encodeClickBatch(clicks);
+      await jetstream(nc).publish(new Topology(stack.namespace).clicksSubject(0), batch.data, { headers: batch.headers, msgID: "bypass-batch" });
+    } finally {
+      await nc.close();
+    }
+    const c = clientsOf(stack);
+    const before = (await c.covisit.progress({})).deadLetteredClicks;
+    const last = await clicksLastSequence(stack);
+    await expect.poll(async () => (await c.covisit.progress({})).ackFloorStreamSequence, { timeout: 60_000 }).toBeGreaterThanOrEqual(last);
+    expect((await c.covisit.progress({})).deadLetteredClicks - before).toBe(10n);
+    const metrics = await (await fetch(`${stack.url.covisit}/metrics`)).text();
+    expect(metrics).toMatch(/recsys_covisit_clicks_total\{outcome="budget"[^}]*\} 10\n/);
+    expect(metrics).toMatch(/recsys_dead_lettered_total\{source="clicks",cause="budget"[^}]*\} 10\n/);
+    const want = await referenceCoVisits(clicks.slice(0, BUDGET).map((k) => ({ userid, url: k.url, event_time: new Date(Number(k.eventTimeMs)).toISOString() })));
+    for (let p = 0; p < 7; p++) {
+      const url = `https://bypass.example/p${p}`;
+      const got = (await c.gateway.recommendation({ url, limit: 1000 })).items.map((i) => ({ recommendation: i.recommendation, frequency: Number(i.frequency) }));
+      expect(got, url).toEqual(want.get(url) ?? []);
+    }
+  }, 120_000);
 });
 
 /** The upper bound (ms) of the bucket of Redis' EVALSHA latency histogram that holds the 99th percentile. */
