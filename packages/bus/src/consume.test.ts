@@ -1,4 +1,5 @@
 import { createLogger } from "@recsys/logging";
+import { DependencyHealth, registry } from "@recsys/metrics";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectBus, deadLettered, runDurableConsumer, type Bus } from "./index.js";
 
@@ -15,6 +16,53 @@ afterAll(async () => {
 });
 
 describe("runDurableConsumer", () => {
+  it("in order per partition: a message retried (or redelivered) comes before anything newer of its partition, while other partitions go on", async () => {
+    const stop = new AbortController();
+    const handled: string[] = [];
+    const health = new DependencyHealth("ordered-test-store");
+    let failures = 0;
+    const consuming = runDurableConsumer({
+      bus,
+      stream: bus.topology.engagementStream,
+      durable: "ordered-test",
+      filterSubject: bus.topology.likesSubjects,
+      inOrder: { partitions: 2, subject: (p) => bus.topology.likesSubject(p) },
+      dependency: health,
+      concurrency: 2,
+      maxBatch: 8,
+      deadLetterSource: "ordered-test",
+      logger: createLogger("bus-test"),
+      signal: stop.signal,
+      async handleBatch(ms) {
+        return ms.map((m) => {
+          const body = new TextDecoder().decode(m.data);
+          // The first message of partition 0 finds its store down twice.
+          if (body === "p0 first" && failures < 2) {
+            failures++;
+            return { kind: "retry", reason: "store down" };
+          }
+          handled.push(body);
+          return { kind: "ack" };
+        });
+      },
+    });
+    for (let i = 0; i < 5; i++) {
+      await bus.js.publish(bus.topology.likesSubject(0), new TextEncoder().encode(i === 0 ? "p0 first" : `p0 ${i}`));
+      await bus.js.publish(bus.topology.likesSubject(1), new TextEncoder().encode(`p1 ${i}`));
+    }
+    await expect.poll(() => handled.filter((h) => h.startsWith("p1")).length, { timeout: 10_000, interval: 20 }).toBe(5);
+    // Partition 1 went on while partition 0 waited for its first message's redelivery.
+    expect(handled.filter((h) => h.startsWith("p0"))).toEqual([]);
+    await expect.poll(() => handled.filter((h) => h.startsWith("p0")), { timeout: 10_000, interval: 50 }).toEqual(["p0 first", "p0 1", "p0 2", "p0 3", "p0 4"]);
+    expect(failures).toBe(2);
+    // The store was reported failing at each retry, and working again once a write went through.
+    expect(await registry.metrics()).toMatch(/recsys_dependency_failures_total\{dependency="ordered-test-store"\} 2\n/);
+    expect(health.failing).toBe(false);
+    stop.abort();
+    await consuming;
+  });
+
+
   it("dead-letters a message whose effect keeps throwing after maxDeliveries, and goes on with the next", async () => {
     const stop = new AbortController();
     const attempts = new Map<string, number>();
