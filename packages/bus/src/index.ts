@@ -20,7 +20,7 @@ import type { JetStreamPublishOptions, PubAck } from "@nats-io/jetstream";
 
 export { headers, type MsgHdrs, type NatsConnection, type JetStreamClient, type JetStreamManager };
 export type { JsMsg, Consumer } from "@nats-io/jetstream";
-export { JetStreamApiError } from "@nats-io/jetstream";
+export { AckPolicy, DeliverPolicy, JetStreamApiError } from "@nats-io/jetstream";
 
 /**
  * The size of every stream. A full CLICKS, CONTENT, EMBEDDINGS, ENGAGEMENT or INTEREST_EMBEDDINGS

@@ -1,5 +1,7 @@
 import {
+  AckPolicy,
   applicableClicks,
+  DeliverPolicy,
   clickDeadLetter,
   durablesOf,
   JetStreamApiError,
@@ -11,7 +13,6 @@ import {
   type ItemDeadLetter,
   type MsgHdrs,
 } from "@recsys/bus";
-import { DeliverPolicy } from "@nats-io/jetstream";
 import type { Logger } from "@recsys/logging";
 import { Counter, registry, type DependencyHealth } from "@recsys/metrics";
 import { DEFAULT_MAX_BATCH, type ApplyOutcome, type CovisitStore } from "./redis-store.js";
@@ -87,6 +88,7 @@ export async function adoptSingleDurable(bus: Bus, partitions: number, logger: L
     await bus.jsm.consumers.add(bus.topology.clicksStream, {
       durable_name: durable,
       filter_subject: filterSubject,
+      ack_policy: AckPolicy.Explicit,
       ...(floor > 0 ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: floor + 1 } : { deliver_policy: DeliverPolicy.All }),
     });
   }
