@@ -66,7 +66,7 @@ describe("a full CLICKS", () => {
     expect(health.code).toBe(200);
     expect(health.body.problems?.join("\n")).toMatch(/CLICKS is full/);
     expect(await metricValue(stack.url.ingest, "recsys_stream_full", ["CLICKS"])).toBe(1);
-    expect(await metricValue(stack.url.ingest, "recsys_ingest_stream_full_total", ["CLICKS"])).toBeGreaterThanOrEqual(1);
+    expect(await metricValue(stack.url.ingest, "recsys_stream_full_refusals_total", ["CLICKS"])).toBeGreaterThanOrEqual(1);
 
     // Nothing accepted was dropped: the stream still starts at its first message and holds every
     // accepted click (and perhaps part of the refused call: what went out before the refusal).

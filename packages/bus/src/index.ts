@@ -346,6 +346,7 @@ function isNotFound(err: unknown): boolean {
 }
 
 export { nanos };
+export { PublishFailedError, StreamFill, StreamFullError } from "./stream-fill.js";
 export { runDurableConsumer, PULL_EXPIRES_MS, deadLetter, consumerProgress, durablesOf, partitionDurable, retryBackoffMs, deadLettered, type Disposition, type DurableConsumerOptions, type ItemDeadLetter } from "./consume.js";
 export { applicableClicks, clickDeadLetter, clicksOf, encodeClickBatch, readClicks, typedHeaders, CLICK_BATCH_CONTENT_TYPE, CLICK_CONTENT_TYPE, type Click, type ClickToApply, type ReadClicks } from "./clicks.js";
 export { userEventMessageId, type UserEventKind } from "./message-ids.js";

@@ -1,4 +1,4 @@
-import { runDurableConsumer, type Bus, type Disposition } from "@recsys/bus";
+import { PublishFailedError, runDurableConsumer, StreamFullError, type Bus, type Disposition, type StreamFill } from "@recsys/bus";
 import type { Logger } from "@recsys/logging";
 import { QueueFullError } from "./batcher.js";
 import { embedPageMessage, jetStreamEmbeddingsLog } from "./content.js";
@@ -22,9 +22,11 @@ export function runContentConsumer(opts: {
   logger: Logger;
   concurrency: number;
   stats: ContentStats;
+  /** EMBEDDINGS' fill: a full stream holds pages back (retried) instead of letting JetStream trim it. */
+  fill?: StreamFill;
   signal: AbortSignal;
 }) {
-  const log = jetStreamEmbeddingsLog(opts.bus);
+  const log = jetStreamEmbeddingsLog(opts.bus, opts.fill);
   return runDurableConsumer({
     bus: opts.bus,
     stream: opts.bus.topology.contentStream,
@@ -47,8 +49,17 @@ export function runContentConsumer(opts: {
       } catch (err) {
         // The RPC has the queue full: wait for it to drain rather than compete.
         if (err instanceof QueueFullError) return { kind: "retry", delayMs: 200, reason: err.message };
-        throw err;
+        return busFailure(err);
       }
     },
   });
+}
+
+/**
+ * A publish that failed or a full stream is waited out (retried with backoff for as long as it
+ * lasts), never dead-lettered; anything else is thrown (a poison message after its deliveries).
+ */
+export function busFailure(err: unknown): Disposition {
+  if (err instanceof StreamFullError || err instanceof PublishFailedError) return { kind: "retry", reason: err.message };
+  throw err;
 }

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { JetStreamApiError, type Bus } from "@recsys/bus";
+import { JetStreamApiError, PublishFailedError, StreamFill, type Bus } from "@recsys/bus";
 import { ContentEmbeddingSchema, ContentPageSchema, type ContentEmbedding } from "@recsys/contracts/events/v1/events";
 
 /** The newest embedding of each url, as the EMBEDDINGS stream keeps it (one message per url). */
@@ -64,7 +64,7 @@ export function urlKey(url: string): string {
 const WRONG_LAST_SEQUENCE = 10071;
 
 /** EmbeddingsLog on the EMBEDDINGS stream: subject embeddings.<hash(url)>, one message kept per subject. */
-export function jetStreamEmbeddingsLog(bus: Bus): EmbeddingsLog {
+export function jetStreamEmbeddingsLog(bus: Bus, fill?: StreamFill): EmbeddingsLog {
   const stream = bus.topology.embeddingsStream;
   return {
     async newest(url) {
@@ -73,16 +73,18 @@ export function jetStreamEmbeddingsLog(bus: Bus): EmbeddingsLog {
       return { version: fromBinary(ContentEmbeddingSchema, m.data).version, seq: m.seq };
     },
     async append(e, afterSeq) {
+      const subject = bus.topology.embeddingsSubject(urlKey(e.url));
+      const payload = toBinary(ContentEmbeddingSchema, e);
+      const msgID = `${urlKey(e.url)}-${e.version}`;
+      // Throws StreamFullError at the configured size: the page waits (retried) until there is room.
+      const giveBack = fill?.take(stream, StreamFill.sizeOf([{ subject, payload, msgID }]));
       try {
-        await bus.publish(bus.topology.embeddingsSubject(urlKey(e.url)), toBinary(ContentEmbeddingSchema, e), {
-          msgID: `${urlKey(e.url)}-${e.version}`,
-          expect: { lastSubjectSequence: afterSeq },
-          timeout: 10_000,
-        });
+        await bus.publish(subject, payload, { msgID, expect: { lastSubjectSequence: afterSeq }, timeout: 10_000 });
         return true;
       } catch (err) {
+        giveBack?.();
         if (err instanceof JetStreamApiError && err.code === WRONG_LAST_SEQUENCE) return false;
-        throw err;
+        throw new PublishFailedError(stream, err);
       }
     },
   };

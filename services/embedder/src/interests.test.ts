@@ -1,6 +1,7 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import { StatedInterestSchema, type InterestEmbedding } from "@recsys/contracts/events/v1/events";
 import { describe, expect, it } from "vitest";
+import { PublishFailedError, StreamFullError } from "@recsys/bus";
 import { QueueFullError } from "./batcher.js";
 import { embedInterestMessage } from "./interests.js";
 
@@ -13,6 +14,13 @@ function deps(embed: (t: string) => Promise<Float32Array> = async (t) => Float32
 }
 
 describe("embedInterestMessage", () => {
+  it("waits out a publish that failed or a full stream (retried), and throws anything else", async () => {
+    const failing = (err: Error) => ({ embed: async () => Float32Array.of(1, 1), model: "m", publish: async () => Promise.reject(err) });
+    expect(await embedInterestMessage(stated({}), failing(new PublishFailedError("S", "timeout")))).toMatchObject({ kind: "retry" });
+    expect(await embedInterestMessage(stated({}), failing(new StreamFullError("S")))).toMatchObject({ kind: "retry" });
+    await expect(embedInterestMessage(stated({}), failing(new TypeError("a bug")))).rejects.toThrow("a bug");
+  });
+
   it("publishes the text's vector under the interest's own event id and user", async () => {
     const { published, deps: d } = deps();
     expect(await embedInterestMessage(stated({}), d)).toEqual({ kind: "ack" });

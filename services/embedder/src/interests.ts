@@ -1,8 +1,9 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { runDurableConsumer, userEventMessageId, type Bus, type Disposition } from "@recsys/bus";
+import { PublishFailedError, runDurableConsumer, StreamFill, userEventMessageId, type Bus, type Disposition } from "@recsys/bus";
 import { InterestEmbeddingSchema, StatedInterestSchema, type InterestEmbedding } from "@recsys/contracts/events/v1/events";
 import type { Logger } from "@recsys/logging";
 import { QueueFullError } from "./batcher.js";
+import { busFailure } from "./consumer.js";
 
 export const INTERESTS_DURABLE = "embedder-interests";
 
@@ -29,9 +30,13 @@ export async function embedInterestMessage(
     if (err instanceof QueueFullError) return { kind: "retry", delayMs: 200, reason: err.message };
     throw err;
   }
-  await deps.publish(
-    create(InterestEmbeddingSchema, { eventId: s.eventId, userid: s.userid, embedding: Array.from(vector), sourceTimeMs: s.sourceTimeMs, model: deps.model }),
-  );
+  try {
+    await deps.publish(
+      create(InterestEmbeddingSchema, { eventId: s.eventId, userid: s.userid, embedding: Array.from(vector), sourceTimeMs: s.sourceTimeMs, model: deps.model }),
+    );
+  } catch (err) {
+    return busFailure(err);
+  }
   return { kind: "ack" };
 }
 
@@ -42,6 +47,8 @@ export function runInterestConsumer(opts: {
   model: string;
   logger: Logger;
   concurrency: number;
+  /** INTEREST_EMBEDDINGS' fill: a full stream holds interests back (retried). */
+  fill?: StreamFill;
   signal: AbortSignal;
 }) {
   const { bus } = opts;
@@ -61,10 +68,17 @@ export function runInterestConsumer(opts: {
         async publish(e) {
           // The stated interest's own subject suffix (its user partition) keeps per-user order.
           const partition = m.subject.slice(m.subject.lastIndexOf(".") + 1);
-          await bus.publish(bus.topology.interestEmbeddingsSubject(Number(partition)), toBinary(InterestEmbeddingSchema, e), {
-            msgID: userEventMessageId("interest", e.userid, e.eventId),
-            timeout: 10_000,
-          });
+          const subject = bus.topology.interestEmbeddingsSubject(Number(partition));
+          const payload = toBinary(InterestEmbeddingSchema, e);
+          const msgID = userEventMessageId("interest", e.userid, e.eventId);
+          const stream = bus.topology.interestEmbeddingsStream;
+          const giveBack = opts.fill?.take(stream, StreamFill.sizeOf([{ subject, payload, msgID }]));
+          try {
+            await bus.publish(subject, payload, { msgID, timeout: 10_000 });
+          } catch (err) {
+            giveBack?.();
+            throw new PublishFailedError(stream, err);
+          }
         },
       }),
   });

@@ -1,5 +1,5 @@
 import { fileURLToPath } from "node:url";
-import { connectBus, streamLimitsFrom } from "@recsys/bus";
+import { connectBus, StreamFill, streamLimitsFrom } from "@recsys/bus";
 import { commonEnv, port, positiveInt, readConfig, z } from "@recsys/config";
 import { createLogger } from "@recsys/logging";
 import { onShutdown, startRpcServer } from "@recsys/server";
@@ -45,11 +45,14 @@ const server = await startRpcServer({
   // 256 texts of 32 KiB each, and the envelope.
   maxRequestBytes: MAX_TEXTS_PER_CALL * 32 * 1024 + 1024 * 1024,
 });
+// The embedder writes EMBEDDINGS and INTEREST_EMBEDDINGS: full, it holds pages and interests back.
+const fill = new StreamFill(bus, { [bus.topology.embeddingsStream]: config.EMBEDDINGS_MAX_BYTES, [bus.topology.interestEmbeddingsStream]: config.INTEREST_EMBEDDINGS_MAX_BYTES }, logger);
+fill.start();
 const stopConsuming = new AbortController();
 const embedOne = async (text: string) => (await batcher.embed([text]))[0]!;
 const consuming = Promise.all([
-  runContentConsumer({ bus, embed: embedOne, model: model.name, logger, concurrency: config.CONTENT_CONCURRENCY, stats, signal: stopConsuming.signal }),
-  runInterestConsumer({ bus, embed: embedOne, model: model.name, logger, concurrency: config.CONTENT_CONCURRENCY, signal: stopConsuming.signal }),
+  runContentConsumer({ bus, embed: embedOne, model: model.name, logger, concurrency: config.CONTENT_CONCURRENCY, stats, fill, signal: stopConsuming.signal }),
+  runInterestConsumer({ bus, embed: embedOne, model: model.name, logger, concurrency: config.CONTENT_CONCURRENCY, fill, signal: stopConsuming.signal }),
 ]);
 consuming.catch((err: unknown) => {
   logger.fatal({ err: String(err) }, "consumer failed");
@@ -58,6 +61,7 @@ consuming.catch((err: unknown) => {
 logger.info({ port: server.port, maxBatch: config.EMBED_MAX_BATCH, maxDelayMs: config.EMBED_MAX_DELAY_MS }, "embedder ready");
 
 onShutdown(logger, async () => {
+  fill.stop();
   stopConsuming.abort();
   await consuming;
   await server.close();

@@ -7,8 +7,9 @@ import type { ClickBudget } from "./budget.js";
 import { toValidClick, type ValidClick } from "./clicks.js";
 import { toValidInterest, toValidLike, type ValidInterest, type ValidLike } from "./engagement.js";
 import { toValidPage, type ValidPage } from "./pages.js";
+import { StreamFullError } from "@recsys/bus";
 import type { EventPublisher, Published } from "./publisher.js";
-import { StreamFullError } from "./stream-fill.js";
+
 
 export const MAX_CLICKS_PER_CALL = 10_000;
 export const MAX_PAGES_PER_CALL = 1_000;

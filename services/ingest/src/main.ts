@@ -1,10 +1,9 @@
 import { commonEnv, port, positiveInt, readConfig, z } from "@recsys/config";
-import { connectBus, streamLimitsFrom } from "@recsys/bus";
+import { connectBus, StreamFill, streamLimitsFrom } from "@recsys/bus";
 import { createLogger } from "@recsys/logging";
 import { onShutdown, startRpcServer } from "@recsys/server";
 import { ingestRoutes } from "./handlers.js";
 import { EventPublisher } from "./publisher.js";
-import { StreamFill } from "./stream-fill.js";
 import { ClickBudget } from "./budget.js";
 import { CLICK_BUDGET_WINDOW_MS, DEFAULT_MAX_CLOCK_SKEW_MS, DEFAULT_USER_CLICK_BUDGET } from "@recsys/validation";
 

@@ -1,8 +1,8 @@
 import { create, toBinary } from "@bufbuild/protobuf";
-import { encodeClickBatch, ensureStreams, isStreamFull, typedHeaders, userEventMessageId, type Bus, type MsgHdrs } from "@recsys/bus";
+import { encodeClickBatch, ensureStreams, isStreamFull, StreamFill, StreamFullError, typedHeaders, userEventMessageId, type Bus, type MsgHdrs } from "@recsys/bus";
 import { ClickSchema, ContentPageSchema, LikeSchema, StatedInterestSchema } from "@recsys/contracts/events/v1/events";
 import { Counter, registry } from "@recsys/metrics";
-import { StreamFullError, type StreamFill } from "./stream-fill.js";
+
 import type { ValidClick } from "./clicks.js";
 import { eventIdOf, partitionOf } from "./hashing.js";
 import type { ValidInterest, ValidLike } from "./engagement.js";
@@ -137,12 +137,11 @@ export class EventPublisher {
    * is safe).
    */
   private async publishAll(stream: string, out: Outgoing[]): Promise<Published[]> {
-    this.fill?.check(stream);
+    const giveBack = this.fill?.take(stream, StreamFill.sizeOf(out));
     try {
-      const published = await this.publishOrRecreate(out);
-      this.fill?.added(stream, out.reduce((n, o) => n + o.payload.length + o.subject.length + o.msgID.length + 64, 0));
-      return published;
+      return await this.publishOrRecreate(out);
     } catch (err) {
+      giveBack?.();
       if (!isStreamFull(err)) throw err;
       this.fill?.refusedByServer(stream);
       throw new StreamFullError(stream);

@@ -15,8 +15,8 @@ CREATE TABLE event_watermarks (
 INSERT INTO event_watermarks (userid, kind, watermark_ms)
 SELECT userid, kind, max(event_time_ms) FROM applied_events GROUP BY userid, kind;
 
--- Ids recorded before they were per user carry no time: they go the retention after this migration.
-ALTER TABLE legacy_applied_events ADD COLUMN recorded_at timestamptz NOT NULL DEFAULT now();
+-- legacy_applied_events (ids recorded before they were per user) is kept whole: it gains no rows,
+-- and its ids name no user whose watermark could tell when they may go.
 
 -- apply_clicks of 006 with the retention: a fifth argument, and a fourth outcome, 'expired'. The
 -- four-argument version stays for a replica of the previous build during a rollout.
@@ -99,13 +99,15 @@ $$;
 
 -- A like's or an interest's id, recorded unless its user applied it before ('duplicate') or it is
 -- older than the user's watermark of its kind by more than the retention ('expired'); 'fresh' else.
+-- A null retention never expires (likes: a like is versioned by its source time, so one applied
+-- before and pruned is superseded by the stored state anyway).
 CREATE FUNCTION record_applied(p_userid text, p_kind text, p_event_id text, p_event_time_ms bigint, p_retention_ms bigint) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
   mark bigint;
 BEGIN
   SELECT watermark_ms INTO mark FROM event_watermarks WHERE userid = p_userid AND kind = p_kind FOR UPDATE;
-  IF mark IS NOT NULL AND p_event_time_ms < mark - p_retention_ms THEN
+  IF mark IS NOT NULL AND p_retention_ms IS NOT NULL AND p_event_time_ms < mark - p_retention_ms THEN
     RETURN 'expired';
   END IF;
   IF EXISTS (SELECT FROM legacy_applied_events WHERE event_id = p_kind || ':' || p_event_id) THEN
@@ -122,19 +124,15 @@ BEGIN
 END
 $$;
 
--- Deletes the ids past their users' horizons and the legacy ids older than the retention; returns
--- how many rows went.
+-- Deletes the ids past their users' horizons; returns how many rows went.
 CREATE FUNCTION prune_applied_events(p_retention_ms bigint) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
   pruned bigint;
-  legacy bigint;
 BEGIN
   DELETE FROM applied_events a USING event_watermarks w
   WHERE a.userid = w.userid AND a.kind = w.kind AND a.event_time_ms < w.watermark_ms - p_retention_ms;
   GET DIAGNOSTICS pruned = ROW_COUNT;
-  DELETE FROM legacy_applied_events WHERE recorded_at < now() - make_interval(secs => p_retention_ms / 1000.0);
-  GET DIAGNOSTICS legacy = ROW_COUNT;
-  RETURN pruned + legacy;
+  RETURN pruned;
 END
 $$;

@@ -420,11 +420,12 @@ describe("applied event ids expire by a horizon per user", () => {
     await expectInterest("u", ["https://e.org/a", "https://e.org/b", "https://e.org/a"], vectors);
   });
 
-  it("refuses an expired like or interest the same way, by the user's horizon of that kind", async () => {
+  it("refuses an expired interest the same way, by the user's horizon of that kind; a like is versioned instead", async () => {
     await storeRandomPages(["https://e.org/a"]);
+    // Likes never expire: an old one is superseded by the stored state, its id pruned or not.
     const like = (eventId: string, t: number) => ({ eventId, userid: "u", pageId: "https://e.org/a", liked: true, sourceTimeMs: BigInt(t) });
     expect(await store.applyLike(like("l1", 7 * DAY + 1))).toEqual({ status: "applied" });
-    expect(await store.applyLike(like("l0", 0))).toEqual({ status: "expired" });
+    expect(await store.applyLike(like("l0", 0))).toEqual({ status: "superseded" });
     const interest = (eventId: string, t: number) => ({ eventId, userid: "u", text: "x", embedding: unitVector(), sourceTimeMs: BigInt(t) });
     expect(await store.applyInterest(interest("i1", 7 * DAY + 1))).toEqual({ status: "applied" });
     expect(await store.applyInterest(interest("i0", 0))).toEqual({ status: "expired" });
@@ -437,6 +438,16 @@ describe("applied event ids expire by a horizon per user", () => {
     expect(status(await store.applyClicks([parked]))).toEqual(["parked"]);
     expect(await store.expireParkedClicks(60_000)).toBe(0);
     await pool.query("UPDATE parked_clicks SET parked_at = now() - interval '2 minutes'");
+    // While its page is being stored (the url's lock held), the click is left for the next pass.
+    const storing = await pool.connect();
+    try {
+      await storing.query("BEGIN");
+      await storing.query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", ["https://e.org/never"]);
+      expect(await store.expireParkedClicks(60_000)).toBe(0);
+      await storing.query("COMMIT");
+    } finally {
+      storing.release();
+    }
     expect(await store.expireParkedClicks(60_000)).toBe(1);
     expect((await pool.query("SELECT count(*)::int AS n FROM parked_clicks")).rows[0].n).toBe(0);
     const vectors = await storeRandomPages(["https://e.org/never"]);
@@ -444,9 +455,9 @@ describe("applied event ids expire by a horizon per user", () => {
     await expectInterest("u", ["https://e.org/never"], vectors);
   });
 
-  it("prunes legacy ids the retention after they were recorded", async () => {
-    await pool.query("INSERT INTO legacy_applied_events (event_id, recorded_at) VALUES ('old', now() - interval '8 days'), ('recent', now())");
-    expect(await store.pruneAppliedEvents()).toBe(1);
-    expect((await pool.query("SELECT event_id FROM legacy_applied_events")).rows).toEqual([{ event_id: "recent" }]);
+  it("keeps legacy ids (recorded before ids were per user): they name no user whose horizon could let them go", async () => {
+    await pool.query("INSERT INTO legacy_applied_events (event_id) VALUES ('old')");
+    expect(await store.pruneAppliedEvents()).toBe(0);
+    expect(status(await store.applyClicks([at("u", "https://e.org/a", 0, "old")]))).toEqual(["duplicate"]);
   });
 });

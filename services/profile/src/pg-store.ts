@@ -183,7 +183,8 @@ export class ProfileStore {
   applyLike(like: LikeToApply): Promise<LikeOutcome> {
     return this.transaction(async (db) => {
       await lockPageId(db, like.pageId);
-      const recorded = await recordApplied(db, "like", like.userid, like.eventId, like.sourceTimeMs, this.dedupRetentionMs);
+      // Never expired: a like applied before, its id pruned since, is superseded by the stored state.
+      const recorded = await recordApplied(db, "like", like.userid, like.eventId, like.sourceTimeMs, null);
       if (recorded !== "fresh") return { status: recorded };
       const stored = await db.query<{ source_time_ms: string; event_id: string; applied_url: string | null }>(
         "SELECT source_time_ms, event_id, applied_url FROM likes WHERE userid = $1 AND page_id = $2 FOR UPDATE",
@@ -228,7 +229,7 @@ export class ProfileStore {
     });
   }
 
-  /** Deletes the applied ids past their users' horizons, and legacy ids older than the retention (migration 007); returns how many. */
+  /** Deletes the applied ids past their users' horizons (migration 007); returns how many. */
   async pruneAppliedEvents(): Promise<number> {
     const r = await this.pool.query<{ n: string }>("SELECT prune_applied_events($1) AS n", [this.dedupRetentionMs]);
     return Number(r.rows[0]!.n);
@@ -236,12 +237,16 @@ export class ProfileStore {
 
   /**
    * Clicks parked longer than `maxAgeMs` (their page never came) are deleted, and their ids with
-   * them: the same click sent again once its page exists is applied. Returns how many.
+   * them: the same click sent again once its page exists is applied. A url whose page is being
+   * stored right now (its lock is held) is left for the next pass, so a click is never both folded
+   * and dropped. Returns how many.
    */
   async expireParkedClicks(maxAgeMs: number): Promise<number> {
     const r = await this.pool.query<{ n: string }>(
       `WITH gone AS (
-         DELETE FROM parked_clicks WHERE parked_at < now() - make_interval(secs => $1::float8 / 1000) RETURNING userid, event_id
+         DELETE FROM parked_clicks WHERE parked_at < now() - make_interval(secs => $1::float8 / 1000)
+           AND pg_try_advisory_xact_lock(hashtextextended(url, 0))
+         RETURNING userid, event_id
        ), ids AS (
          DELETE FROM applied_events a USING gone g WHERE a.userid = g.userid AND a.kind = 'click' AND a.event_id = g.event_id
        )
@@ -440,7 +445,7 @@ export function sqlState(err: unknown): string | undefined {
  * An id recorded before ids were per user (migration 006) counts for every user, in its old form
  * `<kind>:<id>`.
  */
-async function recordApplied(db: pg.PoolClient, kind: "like" | "interest", userid: string, eventId: string, eventTimeMs: bigint, retentionMs: number): Promise<"fresh" | "duplicate" | "expired"> {
+async function recordApplied(db: pg.PoolClient, kind: "like" | "interest", userid: string, eventId: string, eventTimeMs: bigint, retentionMs: number | null): Promise<"fresh" | "duplicate" | "expired"> {
   const r = await db.query<{ outcome: "fresh" | "duplicate" | "expired" }>("SELECT record_applied($1, $2, $3, $4, $5) AS outcome", [
     userid,
     kind,

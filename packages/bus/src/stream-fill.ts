@@ -1,6 +1,13 @@
-import type { Bus } from "@recsys/bus";
+import type { Bus } from "./index.js";
 import type { Logger } from "@recsys/logging";
 import { Counter, Gauge, registry } from "@recsys/metrics";
+
+/** A publish that did not go through (NATS out of reach, a timeout): a consumer retries its message. */
+export class PublishFailedError extends Error {
+  constructor(readonly stream: string, cause: unknown) {
+    super(`publishing to ${stream} failed: ${String(cause)}`);
+  }
+}
 
 /** A publish refused because the stream is at its size limit. */
 export class StreamFullError extends Error {
@@ -10,8 +17,8 @@ export class StreamFullError extends Error {
 }
 
 const refusedFull = new Counter({
-  name: "recsys_ingest_stream_full_total",
-  help: "Calls refused with ResourceExhausted because their stream was at its size limit",
+  name: "recsys_stream_full_refusals_total",
+  help: "Publishes refused before they went out because their stream was at its size limit (ingest answers ResourceExhausted; the embedder waits)",
   labelNames: ["stream"] as const,
   registers: [registry],
 });
@@ -24,7 +31,7 @@ const streamFull = new Gauge({
 });
 
 /**
- * How full each stream ingest writes to is, so that ingest refuses at the configured size rather
+ * How full each stream a service writes to is, so that it refuses at the configured size rather
  * than let JetStream refuse: NATS 2.9 checks a new message against `max_bytes` without the
  * per-message overhead it stores, so the message that fills a stream can take it past the limit,
  * and JetStream then deletes the stream's oldest message to fit, even with discard "new" (tried:
@@ -36,6 +43,7 @@ const streamFull = new Gauge({
 export class StreamFill {
   private readonly streams = new Map<string, { limit: number; stored: number; sentSinceRead: number; full: boolean }>();
   private timer: NodeJS.Timeout | undefined;
+  private reads = 0;
 
   constructor(
     private readonly bus: Bus,
@@ -60,6 +68,7 @@ export class StreamFill {
   }
 
   private async read(): Promise<void> {
+    this.reads++;
     for (const [name, s] of this.streams) {
       try {
         const info = await this.bus.jsm.streams.info(name);
@@ -81,21 +90,30 @@ export class StreamFill {
     this.logger.warn({ stream, bytes: s.stored + s.sentSinceRead, limit: s.limit }, full ? "stream full: refusing its events" : "stream has room again");
   }
 
-  /** Throws StreamFullError when the stream is at its configured size. */
-  check(stream: string): void {
+  /**
+   * Takes room for `bytes` about to be published, or throws StreamFullError when the stream is at
+   * its configured size. Counted at once, so that calls in flight together cannot all pass; the
+   * returned function gives the room back when the publish failed.
+   */
+  take(stream: string, bytes: number): () => void {
     const s = this.streams.get(stream);
-    if (!s) return;
+    if (!s) return () => {};
     if (s.stored + s.sentSinceRead >= s.limit) this.mark(stream, true);
     if (s.full) {
       refusedFull.inc({ stream });
       throw new StreamFullError(stream);
     }
+    s.sentSinceRead += bytes;
+    const readsBefore = this.reads;
+    return () => {
+      // A read since then has measured the stream itself.
+      if (this.reads === readsBefore) s.sentSinceRead -= bytes;
+    };
   }
 
-  /** Counts bytes this process stored in the stream since the last read. */
-  added(stream: string, bytes: number): void {
-    const s = this.streams.get(stream);
-    if (s) s.sentSinceRead += bytes;
+  /** The bytes a publish of these messages takes in a stream, about: payload, subject, id and headers. */
+  static sizeOf(messages: Array<{ subject: string; payload: Uint8Array; msgID: string }>): number {
+    return messages.reduce((n, o) => n + o.payload.length + o.subject.length + o.msgID.length + 128, 0);
   }
 
   /** JetStream itself refused for size (its headroom is spent: other replicas, or a limit lowered). */
