@@ -45,3 +45,17 @@ it("replaces the single durable of earlier versions by partition durables that s
   await adoptSingleDurable(bus, PARTITIONS, createLogger("adopt-test"));
   expect((await bus.jsm.consumers.list(stream).next()).length).toBe(PARTITIONS);
 });
+
+it("refuses to adopt while a covisit of the earlier version still pulls from the single durable", async () => {
+  const stream = bus.topology.clicksStream;
+  await bus.jsm.consumers.add(stream, { durable_name: DURABLE, filter_subject: bus.topology.clicksSubjects, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All });
+  const old = await bus.js.consumers.get(stream, DURABLE);
+  // A pull waiting for messages, as a running covisit always has.
+  const waiting = await old.fetch({ max_messages: 100, expires: 5_000 });
+  const drained = (async () => {
+    for await (const m of waiting) m.ack();
+  })();
+  await expect(adoptSingleDurable(bus, PARTITIONS, createLogger("adopt-test"), 500)).rejects.toThrow(/earlier version is consuming/);
+  await drained;
+  await bus.jsm.consumers.delete(stream, DURABLE);
+}, 15_000);

@@ -30,15 +30,23 @@ afterAll(async () => {
 const message = (clicks: Array<[id: string, userid: string, url: string, minute: number]>) =>
   encodeClickBatch(clicks.map(([eventId, userid, url, minute]) => create(ClickSchema, { eventId, userid, url, eventTimeMs: BigInt(T0 + minute * MINUTE) })));
 
-it("applies batches in the order they were taken, even when the first needs several scripts: no click made late by a later one", async () => {
-  // The first batch is four scripts of one click; the second, started before the first is done,
-  // holds the user's click 20 minutes on. Had it reached Redis between two of the first batch's
-  // scripts, the rest of the first batch would be 20 minutes behind the user's newest click: late.
-  const first = applyClickMessages([message([["a", "u", "https://e.org/1", 0], ["b", "u", "https://e.org/2", 1], ["c", "u", "https://e.org/3", 2], ["d", "u", "https://e.org/4", 3]])], store, 1);
-  const second = applyClickMessages([message([["e", "u", "https://e.org/5", 20]])], store, 1);
-  const [a, b] = await Promise.all([first, second]);
-  const statuses = [a, b].flatMap((batch) => batch.flatMap((m) => ("error" in m ? ["unreadable"] : m.verdicts.map((v) => v.status))));
-  expect(statuses).toEqual(["applied", "applied", "applied", "applied", "applied"]);
+it("runs a batch's scripts one after the other, and a failed one stops the rest: no later click of a user applied before an earlier one", async () => {
+  // Four scripts of one click; Redis refuses the second (full). The third and fourth, the user's
+  // later clicks, must not run: applied before the second's click comes back, they would make it late.
+  const calls: string[] = [];
+  const failing = {
+    async applyClicks(clicks: Array<{ eventId: string }>) {
+      calls.push(clicks[0]!.eventId);
+      if (calls.length === 2) throw new Error("OOM command not allowed when used memory > 'maxmemory'");
+      return store.applyClicks(clicks as Parameters<CovisitStore["applyClicks"]>[0]);
+    },
+  } as unknown as CovisitStore;
+  const batch = [message([["a", "u", "https://e.org/1", 0], ["b", "u", "https://e.org/2", 1], ["c", "u", "https://e.org/3", 2], ["d", "u", "https://e.org/4", 3]])];
+  await expect(applyClickMessages(batch, failing, 1)).rejects.toThrow(/OOM/);
+  expect(calls).toEqual(["a", "b"]);
+  // The retry applies the rest in order; the first click is a duplicate.
+  const statuses = (await applyClickMessages(batch, store, 1)).flatMap((m) => ("error" in m ? ["unreadable"] : m.verdicts.map((v) => v.status)));
+  expect(statuses).toEqual(["duplicate", "applied", "applied", "applied"]);
   expect((await store.coVisitsAfter("https://e.org/1", 10)).map((c) => c.recommendation)).toEqual(["https://e.org/2", "https://e.org/3", "https://e.org/4"]);
 });
 

@@ -5,6 +5,7 @@ import {
   clickDeadLetter,
   durablesOf,
   JetStreamApiError,
+  PULL_EXPIRES_MS,
   readClicks,
   runDurableConsumer,
   type Bus,
@@ -29,18 +30,16 @@ export type MessageVerdict = { clicks: Click[]; verdicts: ClickVerdict[] } | { e
 /**
  * The effect of CLICKS messages, without NATS: every readable click of every message goes to
  * Redis, in order, `clicksPerScript` to one atomic script (Redis runs nothing else while a script
- * runs, so a script's size bounds how long a Recommendation may wait behind it). The scripts are
- * sent before the first wait: whatever the caller starts next reaches Redis after them.
+ * runs, so a script's size bounds how long a Recommendation may wait behind it). The scripts run
+ * one after the other, and a script that fails (Redis full, BUSY) stops the rest: a user's later
+ * clicks are never applied while earlier ones wait for a retry, which would make those late.
+ * Messages of one partition never run in two batches at once (see runClickConsumer).
  */
 export async function applyClickMessages(messages: Array<{ data: Uint8Array; headers?: MsgHdrs }>, store: CovisitStore, clicksPerScript = DEFAULT_MAX_BATCH): Promise<MessageVerdict[]> {
   const decoded = messages.map(readClicks);
   const toApply = applicableClicks(decoded);
-  // Every script goes out now, before this function first waits: batches taken one after the other
-  // reach Redis in that order, so a user's clicks are applied in stream order (a later click first
-  // would make the earlier one late).
-  const scripts: Array<Promise<ApplyOutcome[]>> = [];
-  for (let k = 0; k < toApply.length; k += clicksPerScript) scripts.push(store.applyClicks(toApply.slice(k, k + clicksPerScript)));
-  const outcomes = (await Promise.all(scripts)).flat();
+  const outcomes: ApplyOutcome[] = [];
+  for (let k = 0; k < toApply.length; k += clicksPerScript) outcomes.push(...(await store.applyClicks(toApply.slice(k, k + clicksPerScript))));
   let next = 0;
   return decoded.map((d) =>
     "error" in d ? d : { clicks: d.clicks, verdicts: d.checked.map((c): ClickVerdict => ("error" in c ? { status: "undecodable", error: c.error } : outcomes[next++]!)) },
@@ -79,9 +78,18 @@ export async function consumerNeverDelivered(bus: Bus, partitions: number): Prom
  * its ack floor (what it delivered past the floor comes again: a duplicate at worst), then it goes.
  * Every covisit of the earlier version must be stopped first, as for a rebuild.
  */
-export async function adoptSingleDurable(bus: Bus, partitions: number, logger: Logger): Promise<void> {
-  const single = await consumerInfo(bus, DURABLE);
+export async function adoptSingleDurable(bus: Bus, partitions: number, logger: Logger, waitMs = 2 * PULL_EXPIRES_MS): Promise<void> {
+  let single = await consumerInfo(bus, DURABLE);
   if (!single) return;
+  // A covisit of the earlier version still pulling would recreate its durable after we delete it
+  // and count every click again with its own script: wait for it to stop, else refuse to start.
+  const deadline = Date.now() + waitMs;
+  while (single && single.num_waiting > 0 && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 250));
+    single = await consumerInfo(bus, DURABLE);
+  }
+  if (!single) return;
+  if (single.num_waiting > 0) throw new Error(`a covisit of an earlier version is consuming ${bus.topology.clicksStream} with the durable ${DURABLE}: stop every covisit of that version first`);
   const floor = single.ack_floor.stream_seq;
   for (const { durable, filterSubject } of clickDurables(bus, partitions)) {
     if (await consumerInfo(bus, durable)) continue;

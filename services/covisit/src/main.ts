@@ -22,6 +22,11 @@ const config = readConfig(
     USER_CLICK_BUDGET: positiveInt(DEFAULT_USER_CLICK_BUDGET),
   }),
 );
+// An id is forgotten DEDUP_RETENTION_MS behind its user's newest click; a click that old must be
+// late, or a redelivery of it would count again.
+if (config.ALLOWED_LATENESS_MS >= config.DEDUP_RETENTION_MS) {
+  throw new Error(`invalid configuration: ALLOWED_LATENESS_MS (${config.ALLOWED_LATENESS_MS}) must be less than DEDUP_RETENTION_MS (${config.DEDUP_RETENTION_MS})`);
+}
 const logger = createLogger("covisit");
 const redis = new Redis(config.REDIS_URL, {
   enableAutoPipelining: true,
