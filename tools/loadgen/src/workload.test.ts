@@ -149,7 +149,7 @@ describe("generateWorkload", () => {
       expect(weakestLater).toBeGreaterThanOrEqual(w.truth.params.followers);
       expect(weakestLater - strongestOther).toBeGreaterThanOrEqual(3);
     }
-  });
+  }, 30_000); // generating the default workload takes about 2 s of CPU
 });
 
 describe("resolveParams", () => {
