@@ -2,7 +2,9 @@ import { readdirSync, readFileSync } from "node:fs";
 import pg from "pg";
 import { describe, expect, it } from "vitest";
 import { migrate } from "./migrations.js";
-import { ProfileStore, schemaFor, type ClickToApply, type PageEmbedding } from "./pg-store.js";
+import { ProfileStore } from "./pg-store.js";
+import { schemaFor } from "./pool.js";
+import type { ClickToApply, PageEmbedding } from "./types.js";
 import { DIM, expectInterest as expectTerms, randomVectors, testDatabase } from "./testing.js";
 
 // The SQL is the domain logic here, so it is tested where it runs: in the real PostgreSQL.
