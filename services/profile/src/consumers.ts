@@ -3,7 +3,9 @@ import { applicableClicks, clickDeadLetter, readClicks, runDurableConsumer, type
 import { Counter, registry, type DependencyHealth } from "@recsys/metrics";
 import { ContentEmbeddingSchema, InterestEmbeddingSchema, LikeSchema } from "@recsys/contracts/events/v1/events";
 import type { Logger } from "@recsys/logging";
-import { isDataError, sqlState, type ClickOutcome, type ClickToApply, type InterestToApply, type LikeToApply, type PageEmbedding, type ProfileStore } from "./pg-store.js";
+import type { ProfileStore } from "./pg-store.js";
+import { isDataError, sqlState } from "./sql-state.js";
+import type { ClickOutcome, ClickToApply, InterestToApply, LikeToApply, PageEmbedding } from "./types.js";
 import { embeddingProblem } from "./vectors.js";
 
 export const EMBEDDINGS_DURABLE = "profile-embeddings";

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { LikeToApply, PageEmbedding } from "./pg-store.js";
+import type { LikeToApply, PageEmbedding } from "./types.js";
 import { expectInterest as expectTerms, randomVectors, testDatabase } from "./testing.js";
 
 // Likes and stated interests against the real PostgreSQL: the SQL is the logic under test.

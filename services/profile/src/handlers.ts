@@ -4,7 +4,8 @@ import { ProfileService, type SimilarContentRequest } from "@recsys/contracts/pr
 import { refusal } from "@recsys/server";
 import { checkLimit, checkOffset, checkPageId, checkQuery, checkUserid, FieldError, orInvalidArgument } from "@recsys/validation";
 import { CLICKS_DURABLE, EMBEDDINGS_DURABLE, INTERESTS_DURABLE, LIKES_DURABLE } from "./consumers.js";
-import type { EventRow, ProfileStore } from "./pg-store.js";
+import type { ProfileStore } from "./pg-store.js";
+import type { EventRow } from "./types.js";
 
 export const MAX_IDS_PER_CALL = 1_000;
 

@@ -6,8 +6,10 @@ import { onShutdown, startRpcServer } from "@recsys/server";
 import { DEFAULT_CLICKS_PER_CALL, runClickConsumer, runEmbeddingConsumer, runInterestConsumer, runLikeConsumer } from "./consumers.js";
 import { profileRoutes } from "./handlers.js";
 import { migrateWhenReachable } from "./migrations.js";
-import { createPool, DEFAULT_DEDUP_RETENTION_MS, ProfileStore, schemaFor } from "./pg-store.js";
+import { ProfileStore } from "./pg-store.js";
+import { createPool, schemaFor } from "./pool.js";
 import { startPruning } from "./pruning.js";
+import { DEFAULT_DEDUP_RETENTION_MS } from "./types.js";
 
 const config = readConfig(
   z.object({

@@ -1,7 +1,7 @@
 import { readdir, readFile } from "node:fs/promises";
 import type pg from "pg";
 import type { Logger } from "@recsys/logging";
-import { sqlState } from "./pg-store.js";
+import { sqlState } from "./sql-state.js";
 
 /** The database holds something this build cannot work with; waiting will not fix it. */
 export class MigrationRefused extends Error {}

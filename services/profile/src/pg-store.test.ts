@@ -1,14 +1,9 @@
-import { readdirSync, readFileSync } from "node:fs";
-import pg from "pg";
 import { describe, expect, it } from "vitest";
-import { migrate } from "./migrations.js";
-import { ProfileStore, schemaFor, type ClickToApply, type PageEmbedding } from "./pg-store.js";
+import type { ClickToApply, PageEmbedding } from "./types.js";
 import { DIM, expectInterest as expectTerms, randomVectors, testDatabase } from "./testing.js";
 
 // The SQL is the domain logic here, so it is tested where it runs: in the real PostgreSQL.
-const { schema, pool, store } = testDatabase("store", { emptyEachTest: true });
-// Every migration file shipped, applied once each.
-const MIGRATIONS = readdirSync(new URL("../migrations/", import.meta.url)).filter((f) => f.endsWith(".sql")).sort();
+const { pool, store } = testDatabase("store", { emptyEachTest: true });
 
 const { rnd, unitVector } = randomVectors(12345);
 const page = (url: string, embedding: number[], version = 1n): PageEmbedding => ({ url, id: url, title: `title of ${url}`, text: "", embedding, version, model: "test" });
@@ -27,33 +22,6 @@ const expectInterest = (userid: string, urls: string[], vectors: Map<string, num
   expectTerms(store, userid, urls.map((u) => vectors.get(u)!));
 const cosine = (a: number[], b: number[]) => a.reduce((s, x, k) => s + x * b[k]!, 0) / (Math.hypot(...a) * Math.hypot(...b));
 const byUrl = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
-
-/** Runs `fn` on a schema of its own as the migrations before `first` left it; drops it after. */
-async function withSchemaBefore(first: string, fn: (db: pg.Pool, schema: string) => Promise<void>) {
-  const old = schemaFor(`unit${process.pid}_before${first}`);
-  const db = new pg.Pool({ connectionString: process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/test", max: 2, options: `-c search_path=${old},public` });
-  try {
-    await db.query(`CREATE SCHEMA ${old}`);
-    await db.query("CREATE TABLE schema_migrations (name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())");
-    for (const file of MIGRATIONS.filter((f) => f < first)) {
-      await db.query(readFileSync(new URL(`../migrations/${file}`, import.meta.url), "utf8").replaceAll("{{EMBEDDING_DIMENSION}}", String(DIM)));
-      await db.query("INSERT INTO schema_migrations (name) VALUES ($1)", [file]);
-    }
-    await fn(db, old);
-  } finally {
-    await db.query(`DROP SCHEMA IF EXISTS ${old} CASCADE`);
-    await db.end();
-  }
-}
-
-/** Values in content's TOAST table of an embedding's size (its bytes without the varlena header). */
-async function toastedEmbeddings(db: pg.Pool): Promise<number> {
-  const toast = (await db.query<{ t: string }>("SELECT reltoastrelid::regclass::text AS t FROM pg_class WHERE oid = 'content'::regclass")).rows[0]!.t;
-  const r = await db.query<{ n: number }>(
-    `SELECT count(*)::int AS n FROM (SELECT sum(length(chunk_data)) AS size FROM ${toast} GROUP BY chunk_id) v WHERE size = 4 + 4 * ${DIM}`,
-  );
-  return r.rows[0]!.n;
-}
 
 describe("interests", () => {
   it("are the mean of the embeddings behind every click, repeats included", async () => {
@@ -303,99 +271,6 @@ describe("similarContent", () => {
     for (const url of urls) await store.applyEmbedding(page(url, unitVector()));
     const got = await store.similarContent("nobody", 7);
     expect(got).toEqual([...urls].sort(byUrl).slice(0, 7).map((url) => ({ url, title: `title of ${url}`, similarity: 0 })));
-  });
-});
-
-describe("migrations", () => {
-  it("run twice are a no-op", async () => {
-    const before = await pool.query("SELECT name, applied_at FROM schema_migrations ORDER BY name");
-    expect(before.rows.map((r: { name: string }) => r.name)).toEqual(MIGRATIONS);
-    await store.applyEmbedding(page("https://e.org/kept", unitVector()));
-    expect(await migrate(pool, schema, DIM)).toEqual([]);
-    expect(await migrate(pool, schema, DIM)).toEqual([]);
-    expect((await pool.query("SELECT name, applied_at FROM schema_migrations ORDER BY name")).rows).toEqual(before.rows);
-    expect(await store.counts()).toEqual({ pages: 1n, parkedClicks: 0n });
-  });
-
-  it("run at once from two replicas apply each migration once", async () => {
-    const fresh = schemaFor(`unit${process.pid}_twice`);
-    try {
-      const results = await Promise.all([migrate(pool, fresh, DIM), migrate(pool, fresh, DIM)]);
-      expect(results.flat().sort()).toEqual(MIGRATIONS);
-    } finally {
-      await pool.query(`DROP SCHEMA IF EXISTS ${fresh} CASCADE`);
-    }
-  });
-
-  it("keep every embedding inside its page's row, those stored before 004 included, with the same values", async () => {
-    // A database as migrations 001-003 left it, with pages whose rows exceed the TOAST threshold.
-    await withSchemaBefore("004", async (oldPool, old) => {
-      const oldStore = new ProfileStore(oldPool);
-      const words = () => Array.from({ length: 250 }, () => Math.floor(rnd() * 1e6).toString(36)).join(" ");
-      const stored = new Map<string, number[]>(Array.from({ length: 20 }, (_, i) => [`https://e.org/big${i}`, unitVector()] as const));
-      for (const [url, v] of stored) await oldStore.applyEmbedding({ ...page(url, v), text: words() });
-      expect(await toastedEmbeddings(oldPool)).toBe(20);
-      expect(await migrate(oldPool, old, DIM)).toEqual(MIGRATIONS.filter((f) => f >= "004"));
-      expect(await toastedEmbeddings(oldPool)).toBe(0);
-      const added = unitVector();
-      await oldStore.applyEmbedding({ ...page("https://e.org/big-new", added), text: words() });
-      stored.set("https://e.org/big-new", added);
-      expect(await toastedEmbeddings(oldPool)).toBe(0);
-      const rows = (await oldPool.query<{ url: string; e: number[]; text: string }>("SELECT url, embedding::real[] AS e, text FROM content")).rows;
-      expect(rows).toHaveLength(21);
-      for (const r of rows) {
-        expect(r.e.map(Math.fround)).toEqual(stored.get(r.url));
-        expect(r.text.length).toBeGreaterThan(1000);
-      }
-    });
-  });
-
-  it("keep every event id applied before they were per user (006) applied: redelivered old events change nothing, parked clicks still fold", async () => {
-    // A database as migrations 001-005 left it: two clicks applied, one parked, a like stored as
-    // the user's latest, a like it superseded, and a stated interest.
-    await withSchemaBefore("006", async (oldPool, old) => {
-      const oldStore = new ProfileStore(oldPool);
-      const [a, late] = ["https://e.org/a", "https://e.org/late"];
-      const vectors = new Map([
-        [a, unitVector()],
-        [late, unitVector()],
-      ]);
-      await oldStore.applyEmbedding({ ...page(a, vectors.get(a)!), id: "1" });
-      const before = await oldPool.query("SELECT apply_clicks($1, $2, $3, $4) AS o", [["c1", "c2", "c3"], ["u", "u", "w"], [a, a, late], [10, 11, 12]]);
-      expect(before.rows[0].o).toEqual(["applied", "applied", "parked"]);
-      await oldPool.query("INSERT INTO applied_events (event_id) VALUES ('like:L0'), ('like:L1'), ('interest:I1')");
-      await oldPool.query("INSERT INTO likes (userid, page_id, liked, source_time_ms, event_id, applied_url) VALUES ('u', '1', false, 5, 'L1', NULL)");
-
-      expect(await migrate(oldPool, old, DIM)).toEqual(MIGRATIONS.filter((f) => f >= "006"));
-      const store = new ProfileStore(oldPool);
-      // Redelivered, every old event is a duplicate: the clicks by any user (the old ids say none).
-      expect(status(await store.applyClicks([a, a, late].map((url, i) => ({ eventId: `c${i + 1}`, userid: i < 2 ? "u" : "w", url, eventTimeMs: 10 + i }))))).toEqual([
-        "duplicate",
-        "duplicate",
-        "duplicate",
-      ]);
-      expect(status(await store.applyClicks([{ eventId: "c1", userid: "x", url: a, eventTimeMs: 0 }]))).toEqual(["duplicate"]);
-      expect(await store.applyLike({ eventId: "L1", userid: "u", pageId: "1", liked: false, sourceTimeMs: 5n })).toEqual({ status: "duplicate" });
-      expect(await store.applyLike({ eventId: "L0", userid: "u", pageId: "1", liked: true, sourceTimeMs: 4n })).toEqual({ status: "duplicate" });
-      expect(await store.applyInterest({ eventId: "I1", userid: "u", embedding: unitVector(), sourceTimeMs: 0n })).toEqual({ status: "duplicate" });
-      // The parked click (its user known) and the stored like moved to the per-user records.
-      const records = await oldPool.query("SELECT userid, kind, event_id, event_time_ms::int AS t FROM applied_events ORDER BY kind, userid");
-      expect(records.rows).toEqual([
-        { userid: "w", kind: "click", event_id: "c3", t: 12 },
-        { userid: "u", kind: "like", event_id: "L1", t: 5 },
-      ]);
-      const legacy = await oldPool.query("SELECT event_id FROM legacy_applied_events ORDER BY event_id");
-      expect(legacy.rows.map((r: { event_id: string }) => r.event_id)).toEqual(["c1", "c2", "interest:I1", "like:L0"]);
-      // New ids apply; the parked click folds in when its page arrives.
-      expect(status(await store.applyClicks([{ eventId: "c4", userid: "u", url: a, eventTimeMs: 13 }]))).toEqual(["applied"]);
-      expect(await store.applyEmbedding(page(late, vectors.get(late)!))).toEqual({ status: "inserted", foldedClicks: 1 });
-      await expectTerms(store, "u", [a, a, a].map((u) => vectors.get(u)!));
-      await expectTerms(store, "w", [vectors.get(late)!]);
-    });
-  });
-
-  it("refuse a dimension other than the stored one", async () => {
-    await expect(migrate(pool, schema, 768)).rejects.toThrow(/dimension 384, EMBEDDING_DIMENSION is 768/);
   });
 });
 

@@ -2,8 +2,10 @@
 // seeded random vectors, and the definition of an interest to compare with.
 import pg from "pg";
 import { afterAll, beforeAll, beforeEach, expect } from "vitest";
+import { interestMean } from "./interest-math.js";
 import { migrate } from "./migrations.js";
-import { ProfileStore, schemaFor } from "./pg-store.js";
+import { ProfileStore } from "./pg-store.js";
+import { schemaFor } from "./pool.js";
 
 export const DIM = 384;
 
@@ -54,7 +56,7 @@ export async function expectInterest(store: ProfileStore, userid: string, terms:
     return;
   }
   expect(got?.terms).toBe(terms.length);
-  const mean = got!.sum.map((x) => x / got!.terms);
+  const mean = interestMean(got!.sum, got!.terms);
   const want = new Array<number>(DIM).fill(0);
   for (const t of terms) t.forEach((x, k) => (want[k]! += x / terms.length));
   expect(Math.max(...mean.map((x, k) => Math.abs(x - want[k]!)))).toBeLessThan(1e-5);

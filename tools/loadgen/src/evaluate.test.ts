@@ -1,8 +1,10 @@
 import { createServer, type IncomingMessage } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { drawStreams } from "./draws.js";
 import { connectJsonGateway, evaluate, formatEvaluation, scoreRecommendation, scoreSimilarContent, type GatewayQueries } from "./evaluate.js";
-import { drawStreams, generateWorkload, type UserTruth } from "./workload.js";
+import type { UserTruth } from "./truth.js";
+import { generateWorkload } from "./workload.js";
 
 describe("scoreRecommendation", () => {
   it("counts the later pages of the path in the top k, beside what random pages would score", () => {

@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { TRUTH_FORMAT, type Truth, type UserTruth } from "./workload.js";
+import { TRUTH_FORMAT, type Truth, type UserTruth } from "./truth.js";
 
 /** The two questions of the evaluation, as urls best first. */
 export interface GatewayQueries {

@@ -1,7 +1,10 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
-import { generateWorkload, jsonLine, truthJson, type Truth, type WorkloadParams } from "./workload.js";
+import { truthJson, type Truth } from "./truth.js";
+import { generateWorkload } from "./workload.js";
+import { jsonLine } from "./workload-format.js";
+import type { WorkloadParams } from "./workload-params.js";
 
 export interface GenerateSummary {
   dir: string;

@@ -4,8 +4,9 @@ import { formatContentSummary, loadContent } from "./content.js";
 import { connectJsonGateway, evaluate, formatEvaluation, MAX_LIMIT, readTruth } from "./evaluate.js";
 import { formatGenerateSummary, writeWorkload } from "./generate.js";
 import { formatSummary, replay } from "./replay.js";
-import { BEHAVIOUR, DEFAULT_PARAMS, TRUTH_FORMAT } from "./workload.js";
+import { TRUTH_FORMAT } from "./truth.js";
 import { TOPICS } from "./vocabulary.js";
+import { BEHAVIOUR, DEFAULT_PARAMS } from "./workload-params.js";
 
 function nonNegativeInt(v: string): number {
   const n = Number(v);

@@ -1,6 +1,10 @@
 import { describe, expect, it } from "vitest";
+import { drawStreams } from "./draws.js";
+import { truthJson } from "./truth.js";
 import { COMMON_WORDS, TOPICS } from "./vocabulary.js";
-import { BEHAVIOUR, drawStreams, generateWorkload, jsonLine, resolveParams, truthJson, type SyntheticClick, type Workload, type WorkloadParams } from "./workload.js";
+import { generateWorkload, type Workload } from "./workload.js";
+import { jsonLine, type SyntheticClick } from "./workload-format.js";
+import { BEHAVIOUR, resolveParams, type WorkloadParams } from "./workload-params.js";
 
 const SMALL: Partial<WorkloadParams> = { users: 400, pages: 160, topics: 4, clicks: 3000, paths: 4, followers: 12, durationMinutes: 15, seed: 7 };
 const small = generateWorkload(SMALL);

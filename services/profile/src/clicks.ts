@@ -1,0 +1,59 @@
+import type pg from "pg";
+import { retrying } from "./retry.js";
+import type { Sessions } from "./sessions.js";
+import type { ClickOutcome, ClickToApply } from "./types.js";
+
+/** Clicks in one round trip to apply_clicks (migrations 005-007), which holds their rules: applied, parked, duplicate or expired. */
+export function applyClicks(sessions: Sessions, clicks: readonly ClickToApply[], retentionMs: number): Promise<ClickOutcome[]> {
+  if (clicks.length === 0) return Promise.resolve([]);
+  const params = [clicks.map((c) => c.eventId), clicks.map((c) => c.userid), clicks.map((c) => c.url), clicks.map((c) => c.eventTimeMs)];
+  return retrying(() =>
+    sessions.withClient(async (db) => {
+      const { rows } = await db.query<{ outcomes: Array<ClickOutcome["status"]> }>(
+        "SELECT apply_clicks($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint) AS outcomes",
+        [...params, retentionMs],
+      );
+      return rows[0]!.outcomes.map((status) => ({ status }) as ClickOutcome);
+    }),
+  );
+}
+
+/**
+ * Moves the clicks parked for `url` into their users' interests (the page's stored embedding, once
+ * per click); returns how many clicks. One upsert in userid order, as apply_clicks takes the rows,
+ * so that a batch of clicks and this fold never wait for each other in a cycle.
+ */
+export async function foldParkedClicks(db: pg.PoolClient, url: string): Promise<number> {
+  const folded = await db.query(
+    `INSERT INTO interests (userid, sum, terms)
+     SELECT p.userid, sum(c.embedding), count(*) FROM parked_clicks p JOIN content c ON c.url = p.url
+     WHERE p.url = $1 GROUP BY p.userid ORDER BY p.userid
+     ON CONFLICT (userid) DO UPDATE SET sum = interests.sum + excluded.sum, terms = interests.terms + excluded.terms`,
+    [url],
+  );
+  if (folded.rowCount === 0) return 0;
+  await db.query(
+    `INSERT INTO user_page_terms (userid, url, clicks)
+     SELECT userid, $1, count(*) FROM parked_clicks WHERE url = $1 GROUP BY userid ORDER BY userid
+     ON CONFLICT (userid, url) DO UPDATE SET clicks = user_page_terms.clicks + excluded.clicks`,
+    [url],
+  );
+  const deleted = await db.query("DELETE FROM parked_clicks WHERE url = $1", [url]);
+  return deleted.rowCount ?? 0;
+}
+
+/** Deletes clicks parked longer than `maxAgeMs`, with their ids, skipping urls whose lock (lockUrl's) is held; returns how many. */
+export async function expireParkedClicks(pool: pg.Pool, maxAgeMs: number): Promise<number> {
+  const r = await pool.query<{ n: string }>(
+    `WITH gone AS (
+       DELETE FROM parked_clicks WHERE parked_at < now() - make_interval(secs => $1::float8 / 1000)
+         AND pg_try_advisory_xact_lock(hashtextextended(url, 0))
+       RETURNING userid, event_id
+     ), ids AS (
+       DELETE FROM applied_events a USING gone g WHERE a.userid = g.userid AND a.kind = 'click' AND a.event_id = g.event_id
+     )
+     SELECT count(*) AS n FROM gone`,
+    [maxAgeMs],
+  );
+  return Number(r.rows[0]!.n);
+}

@@ -1,0 +1,96 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { EmbedderService } from "@recsys/contracts/embedder/v1/embedder";
+import { replay } from "@recsys/loadgen/replay";
+import { percentiles, runOpenLoop } from "./open-loop.js";
+import type { Click } from "./reference-data.js";
+import { gatewayCall, url } from "./stack.js";
+
+// The measured phases, each against the running stack: throughput to visible, freshness, request
+// latency under an open loop, and embedding throughput.
+
+/**
+ * An open-loop phase at `rate`, measured after as long again at the same rate unmeasured: the
+ * first requests of a process find its code not yet compiled and its connections not yet open,
+ * which a running gateway is past.
+ */
+export async function openLoopPhase(rate: number, seconds: number, request: (i: number) => Promise<void>) {
+  await runOpenLoop({ rate, durationMs: Math.min(seconds, 3) * 1000, request });
+  return runOpenLoop({ rate, durationMs: seconds * 1000, request });
+}
+
+/**
+ * The reference clicks as this run's own traffic: user ids prefixed with the run, so that a run
+ * never meets the users (and their newest click times) of an earlier one.
+ */
+export function runFile(clicks: Click[], run: string, count = clicks.length): string {
+  const file = join(mkdtempSync(join(tmpdir(), "recsys-bench-")), "clicks.json");
+  writeFileSync(file, clicks.slice(0, count).map((c) => JSON.stringify({ ...c, userid: `${run}-${c.userid}` })).join("\n"));
+  return file;
+}
+
+/** Reference clicks through ingest as fast as taken (new times, so new ids), until visible in Recommendation. */
+export async function ingestToVisible(file: string) {
+  // 8 calls in flight: with 4, ingest and the broker sat waiting between calls (7,810-9,697 clicks/s
+  // against 11,213-11,581 with 8, in alternating replays).
+  const s = await replay({ file, rate: 0, target: url.ingest, covisit: url.covisit, wait: true, shiftTime: true, batchSize: 500, concurrency: 8, waitTimeoutMs: 300_000 });
+  if (s.accepted !== s.sent || s.late !== 0) throw new Error(`replay: ${JSON.stringify(s)}`);
+  return { clicksPerSecond: s.clicksPerSecond, seconds: s.elapsedMs / 1000, ackP50Ms: s.ackLatencyP50Ms, ackP99Ms: s.ackLatencyP99Ms };
+}
+
+/**
+ * At 100 clicks/s of reference traffic, probes: a new user clicks page A, then page B; from sending B
+ * until the gateway's Recommendation(A) lists B.
+ */
+export async function freshness(seconds: number, file: string) {
+  const background = replay({ file, rate: 100, target: url.ingest, covisit: url.covisit, wait: false, shiftTime: true, batchSize: 500, concurrency: 2, waitTimeoutMs: 60_000 });
+  const run = Date.now().toString(36);
+  const samples: number[] = [];
+  const end = performance.now() + seconds * 1000;
+  await sleep(500);
+  for (let n = 0; performance.now() < end; n++) {
+    const a = `https://bench.example/${run}/${n}/a`;
+    const b = `https://bench.example/${run}/${n}/b`;
+    const userid = `bench-probe-${run}-${n}`;
+    await gatewayCall("Clickstream", { event: { userid, url: a } });
+    const t0 = performance.now();
+    await gatewayCall("Clickstream", { event: { userid, url: b } });
+    for (;;) {
+      const rec = (await gatewayCall("Recommendation", { url: a })) as { items?: Array<{ recommendation: string }> };
+      if (rec.items?.some((i) => i.recommendation === b)) break;
+      if (performance.now() - t0 > 10_000) throw new Error(`probe ${n}: ${b} not visible after 10 s`);
+    }
+    samples.push(performance.now() - t0);
+    await sleep(100);
+  }
+  await background;
+  return { probes: samples.length, ...percentiles(samples) };
+}
+
+/**
+ * Embed RPC throughput over the reference pages: calls of 16 texts, 8 calls in flight, so that the
+ * server has texts waiting to batch and the cost of a call is shared by its texts in both runs;
+ * what differs between the two runs is the batching alone.
+ */
+export async function embedThroughput(base: string, texts: string[]) {
+  // Uncompressed, as the gateway asks its backends: gzip of 16 × 384 floats costs CPU for nothing on loopback.
+  const embedder = createClient(EmbedderService, createGrpcTransport({ baseUrl: base, acceptCompression: [] }));
+  await embedder.embed({ texts: texts.slice(0, 8) });
+  const perCall = 16;
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: 8 }, async () => {
+      while (next < texts.length) {
+        const from = next;
+        next += perCall;
+        await embedder.embed({ texts: texts.slice(from, from + perCall) });
+      }
+    }),
+  );
+  return texts.length / ((performance.now() - t0) / 1000);
+}

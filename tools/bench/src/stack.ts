@@ -1,0 +1,118 @@
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import net from "node:net";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { ProfileService } from "@recsys/contracts/profile/v1/profile";
+import { loadContent } from "@recsys/loadgen/content";
+import { replay } from "@recsys/loadgen/replay";
+import { waitFor } from "@recsys/loadgen/sender";
+import { Pool } from "undici";
+import { clicksFile, pagesFile, root } from "./reference-data.js";
+
+// The running stack the bench measures: its addresses, its health, calls to its gateway, and
+// starting what is missing.
+
+const env = process.env;
+export const url = {
+  gateway: env.GATEWAY_URL ?? `http://127.0.0.1:${env.GATEWAY_PORT ?? 8080}`,
+  ingest: env.INGEST_URL ?? `http://127.0.0.1:${env.INGEST_PORT ?? 50051}`,
+  covisit: env.COVISIT_URL ?? `http://127.0.0.1:${env.COVISIT_PORT ?? 50052}`,
+  embedder: env.EMBEDDER_URL ?? `http://127.0.0.1:${env.EMBEDDER_PORT ?? 50053}`,
+  profile: env.PROFILE_URL ?? `http://127.0.0.1:${env.PROFILE_PORT ?? 50054}`,
+};
+
+export const log = (msg: string) => process.stderr.write(`bench: ${msg}\n`);
+
+async function healthy(base: string): Promise<boolean> {
+  return fetch(`${base}/healthz`, { signal: AbortSignal.timeout(1_000) }).then((r) => r.ok, () => false);
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Kept-alive connections to the gateway. The load generator shares the two cores with the stack:
+ * undici's pool costs it about 50-90 µs of CPU a request where fetch() costs about 450.
+ */
+let gatewayPool: Pool | undefined;
+
+/** POST to a gateway Connect JSON method; throws on an error answer. */
+export async function gatewayCall(method: string, body: unknown): Promise<unknown> {
+  gatewayPool ??= new Pool(url.gateway, { connections: 128 });
+  const res = await gatewayPool.request({
+    path: `/recsys.gateway.v1.GatewayService/${method}`,
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  const json = (await res.body.json()) as unknown;
+  if (res.statusCode !== 200) throw new Error(`${method}: ${JSON.stringify(json)}`);
+  return json;
+}
+
+/** Closes the kept-alive gateway connections, so that the process can end. */
+export async function closeGateway(): Promise<void> {
+  await gatewayPool?.close();
+}
+
+/**
+ * The stack as `pnpm stack:up` runs it, started if the gateway is not healthy; all pages loaded, and
+ * the reference clicks applied as they are (so that the reference users, whom SimilarContent is
+ * asked about, have their interests; a stack that has them already counts the replay as duplicates).
+ */
+export async function ensureStack(referenceUser: string) {
+  if (!(await healthy(url.gateway))) {
+    log("starting the stack (node scripts/stack.mjs up)");
+    const up = spawnSync(process.execPath, [join(root, "scripts/stack.mjs"), "up"], { stdio: ["ignore", "inherit", "inherit"] });
+    if (up.status !== 0) throw new Error("the stack did not start");
+  }
+  const profile = createClient(ProfileService, createGrpcTransport({ baseUrl: url.profile }));
+  if ((await profile.progress({})).pages < 2596n) {
+    log("loading the reference pages");
+    await loadContent({ file: pagesFile, rate: 0, target: url.ingest, embedder: url.embedder, profile: url.profile, wait: true, batchSize: 100, concurrency: 2, waitTimeoutMs: 600_000 });
+  }
+  const similar = (await profile.similarContent({ userid: referenceUser, limit: 1 })).items[0];
+  if (!similar || similar.similarity === 0) {
+    log("applying the reference clicks");
+    const s = await replay({ file: clicksFile, rate: 0, target: url.ingest, covisit: url.covisit, wait: true, shiftTime: false, batchSize: 500, concurrency: 4, waitTimeoutMs: 300_000 });
+    let floor = 0n;
+    await waitFor(
+      async () => (floor = (await profile.progress({})).clicksAckFloor) >= BigInt(s.lastStreamSequence),
+      300_000,
+      async () => `profile has folded in up to stream sequence ${floor}, not ${s.lastStreamSequence},`,
+    );
+  }
+}
+
+/** A second embedder, batching off (EMBED_MAX_BATCH=1), on a free port in a namespace of its own. */
+export async function startUnbatchedEmbedder(): Promise<{ url: string; child: ChildProcess }> {
+  const port = await freePort();
+  const child = spawn(process.execPath, [join(root, "services/embedder/dist/main.js")], {
+    env: { ...env, EMBEDDER_PORT: String(port), EMBED_MAX_BATCH: "1", RECSYS_NAMESPACE: "benchunbatched", LOG_LEVEL: "warn" },
+    stdio: "ignore",
+  });
+  const base = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 300 && !(await healthy(base)); i++) await sleep(200);
+  return { url: base, child };
+}
+
+/** Resident memory of each service, from its own /metrics. */
+export async function rssMiB(): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const [name, base] of Object.entries(url)) {
+    const text = await fetch(`${base}/metrics`).then((r) => r.text(), () => "");
+    const m = /^process_resident_memory_bytes\{[^}]*\} (\d+)/m.exec(text);
+    if (m) out[name] = Math.round(Number(m[1]) / 2 ** 20);
+  }
+  return out;
+}
