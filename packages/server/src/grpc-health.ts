@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "@recsys/contracts/grpc/health/v1/health";
 
@@ -24,9 +25,9 @@ export function healthRoutes(router: ConnectRouter, healthy: Healthy) {
       while (!ctx.signal.aborted) {
         const now = served.has(req.service) ? await status() : Status.SERVICE_UNKNOWN;
         if (now !== last) yield { status: (last = now) };
-        await new Promise((r) => {
-          const t = setTimeout(r, WATCH_INTERVAL_MS);
-          ctx.signal.addEventListener("abort", () => (clearTimeout(t), r(undefined)), { once: true });
+        // The client going away ends the wait early, and the loop with it.
+        await sleep(WATCH_INTERVAL_MS, undefined, { signal: ctx.signal }).catch((err: unknown) => {
+          if (!ctx.signal.aborted) throw err;
         });
       }
     },

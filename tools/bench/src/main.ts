@@ -4,6 +4,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { gunzipSync } from "node:zlib";
 import { createClient } from "@connectrpc/connect";
@@ -52,7 +53,6 @@ const lines = <T>(file: string): T[] =>
     .map((l) => JSON.parse(l) as T);
 
 const log = (msg: string) => process.stderr.write(`bench: ${msg}\n`);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function healthy(base: string): Promise<boolean> {
   return fetch(`${base}/healthz`, { signal: AbortSignal.timeout(1_000) }).then((r) => r.ok, () => false);

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { build as buildHistogram } from "hdr-histogram-js";
 
@@ -151,8 +152,4 @@ export async function waitFor(done: () => Promise<boolean>, timeoutMs: number, d
     if (performance.now() > deadline) throw new Error(`${await describe()} after ${timeoutMs} ms`);
     await sleep(50);
   }
-}
-
-export function sleep(ms: number) {
-  return new Promise((r) => setTimeout(r, ms));
 }
