@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { chromium, type BrowserContext, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { clientsOf } from "./harness/clients.js";
@@ -32,7 +33,7 @@ const consoleErrors: string[] = [];
 const ago = (ms: number) => new Date(Date.now() - ms).toISOString();
 const numberIn = async (selector: string) => Number((await page.textContent(selector))!.replace(/,/g, ""));
 async function until(what: string, done: () => Promise<boolean>, timeoutMs = 20_000) {
-  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; await new Promise((r) => setTimeout(r, 100))) if (await done()) return;
+  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; await sleep(100)) if (await done()) return;
   throw new Error(`not within ${timeoutMs} ms: ${what}`);
 }
 /** The text of every cell of a table body, row by row. */

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { basename, join, posix, relative, resolve } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, describe, expect, it } from "vitest";
 import { parse, parseAllDocuments } from "yaml";
 // @ts-expect-error plain ESM script shared with `pnpm stack:reset`
@@ -469,7 +470,7 @@ describe("each image's command, run here with the compose settings", () => {
       while ((status = await healthz(ports[name]!)) !== 200) {
         if (child.exitCode !== null) throw new Error(`${name} exited with ${child.exitCode}; see ${relative(repoRoot, logFile)}`);
         if (Date.now() > deadline) throw new Error(`${name}: /healthz ${status ?? "unreachable"} after 45 s; see ${relative(repoRoot, logFile)}`);
-        await new Promise((r) => setTimeout(r, 100));
+        await sleep(100);
       }
       expect(await runHealthcheck(image.healthcheck, env), `${name} HEALTHCHECK while serving`).toBe(0);
       started.add(name);

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { connect, headers } from "@nats-io/transport-node";
@@ -89,7 +90,7 @@ async function waitApplied() {
   const target = await clicksLastSequence(stack);
   for (let i = 0; i < 200; i++) {
     if ((await c.covisit.progress({})).ackFloorStreamSequence >= target) return;
-    await new Promise((r) => setTimeout(r, 50));
+    await sleep(50);
   }
   throw new Error("covisit did not catch up");
 }

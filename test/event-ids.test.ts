@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect, nanos } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -104,7 +105,7 @@ describe("event ids belong to their user", () => {
     } finally {
       await nc.close();
     }
-    const windowPassed = () => new Promise((r) => setTimeout(r, 1_500));
+    const windowPassed = () => sleep(1_500);
     await windowPassed();
     // Two more users, with the ids X and Y used above, on pages of their own.
     await click(X2, PAGES.P.url, at(0), "e1");

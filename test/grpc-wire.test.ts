@@ -1,4 +1,5 @@
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { afterAll, beforeAll, expect, it } from "vitest";
@@ -38,7 +39,7 @@ it("speaks gRPC with @grpc/grpc-js: publish clicks to ingest, read co-visits fro
   for (let i = 0; i < 100; i++) {
     const p = await call<{ ack_floor_stream_sequence: string }>(covisit, "Progress", {});
     if (BigInt(p.ack_floor_stream_sequence) >= last) break;
-    await new Promise((r) => setTimeout(r, 50));
+    await sleep(50);
   }
   const rec = await call<{ items: Array<{ recommendation: string; frequency: string }> }>(covisit, "Recommendation", { url: "https://e.org/from", limit: 5 });
   expect(rec.items).toEqual([{ recommendation: "https://e.org/to", frequency: "1" }]);

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
@@ -9,7 +10,7 @@ import { clicksLastSequence, expectRecommendationsExact, referenceWorkload } fro
 import { referenceCoVisits, type RawClick } from "./harness/reference.js";
 import { privateRedis, type PrivateServer } from "./harness/servers.js";
 import { referenceClicks, startStack, type TestStack } from "./harness/stack.js";
-import { loadgen, sleep } from "./faults/loadgen.js";
+import { loadgen } from "./faults/loadgen.js";
 
 // Every store has a size; a full one refuses instead of losing what it holds.
 let stack: TestStack | undefined;

@@ -2,6 +2,7 @@ import { execFile } from "node:child_process";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { clientsOf } from "./harness/clients.js";
@@ -115,7 +116,7 @@ describe("loadgen evaluate on a stack fed the generated workload", () => {
     for (let i = 0; i < 300; i++) {
       const p = await c.profile.progress({});
       if (p.clicksAckFloor >= last && p.parkedClicks === 0n) break;
-      await new Promise((r) => setTimeout(r, 100));
+      await sleep(100);
     }
   });
   afterAll(async () => stack?.stop());

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { loadContent } from "@recsys/loadgen/content";
 import { replay } from "@recsys/loadgen/replay";
@@ -41,7 +42,7 @@ beforeAll(async () => {
   for (let i = 0; i < 600; i++) {
     const p = await c.profile.progress({});
     if (p.clicksAckFloor >= last && p.parkedClicks === 0n) break;
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(100);
   }
 }, 600_000);
 afterAll(async () => stack?.stop());

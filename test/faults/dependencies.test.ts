@@ -1,5 +1,6 @@
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Health, HealthCheckResponse_ServingStatus } from "@recsys/contracts/grpc/health/v1/health";
@@ -8,7 +9,7 @@ import { clientsOf } from "../harness/clients.js";
 import { expectRecommendationsExact, expectSimilarContentExact, referenceWorkload, waitApplied, type ReferenceWorkload } from "../harness/oracle.js";
 import { privateNats, privatePostgres, privateRedis, type PrivateServer } from "../harness/servers.js";
 import { referenceClicks, referencePages, repoRoot, startStack, type ServiceName, type TestStack } from "../harness/stack.js";
-import { loadgen, sleep, timeline } from "./loadgen.js";
+import { loadgen, timeline } from "./loadgen.js";
 
 // NATS, Redis and PostgreSQL restarted under load. They are private servers on free ports, so the
 // machine's own stay up for everything else.

@@ -1,5 +1,6 @@
 import { spawn } from "node:child_process";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { clientsOf } from "../harness/clients.js";
 import type { RawClick } from "../harness/reference.js";
@@ -72,8 +73,4 @@ export async function timeline(steps: Array<[number, () => Promise<void>]>) {
     if (wait > 0) await sleep(wait);
     await step();
   }
-}
-
-export function sleep(ms: number) {
-  return new Promise((r) => setTimeout(r, ms));
 }

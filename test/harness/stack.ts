@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { createWriteStream, mkdirSync } from "node:fs";
 import net from "node:net";
 import { dirname, join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 // @ts-expect-error plain ESM script shared with `pnpm stack:reset`
 import { resetNamespace } from "../../scripts/reset.mjs";
@@ -153,7 +154,7 @@ async function waitHealthy(base: string, child: ChildProcess, name: string) {
     } catch {
       // not listening yet
     }
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(100);
   }
   throw new Error(`${name} not healthy after 60 s`);
 }

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import type { JsMsg } from "@nats-io/jetstream";
 import { headers } from "@nats-io/transport-node";
 import type { Logger } from "@recsys/logging";
@@ -306,8 +307,4 @@ export async function deadLettered(bus: Bus, source: string): Promise<bigint> {
   const subject = bus.topology.deadLetterSubject(source);
   const info = await bus.jsm.streams.info(bus.topology.deadLetterStream, { subjects_filter: subject });
   return BigInt(info.state.subjects?.[subject] ?? 0);
-}
-
-function sleep(ms: number) {
-  return new Promise((r) => setTimeout(r, ms));
 }

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { describe, expect, it } from "vitest";
 import { consumedMessages, deadLetterCause, registry, setServiceName, timeCalls, watchConsumerLag } from "./index.js";
 
@@ -27,7 +28,7 @@ describe("metrics", () => {
       calls = 0;
       async find(x: number) {
         this.calls++;
-        await new Promise((r) => setTimeout(r, 5));
+        await sleep(5);
         return x * 2;
       }
       name() {

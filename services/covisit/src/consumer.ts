@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import {
   AckPolicy,
   applicableClicks,
@@ -85,7 +86,7 @@ export async function adoptSingleDurable(bus: Bus, partitions: number, logger: L
   // and count every click again with its own script: wait for it to stop, else refuse to start.
   const deadline = Date.now() + waitMs;
   while (single && single.num_waiting > 0 && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 250));
+    await sleep(250);
     single = await consumerInfo(bus, DURABLE);
   }
   if (!single) return;

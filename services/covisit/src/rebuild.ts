@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import type { Redis } from "ioredis";
 import { JetStreamApiError, PULL_EXPIRES_MS, type Bus } from "@recsys/bus";
 import { DURABLE } from "./consumer.js";
@@ -32,7 +33,7 @@ export async function prepareRebuild(opts: { bus: Bus; redis: Redis; namespace: 
   let consumers = await consumerInfos();
   const deadline = Date.now() + (opts.waitMs ?? 2 * PULL_EXPIRES_MS);
   while (waiting(consumers) > 0 && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 250));
+    await sleep(250);
     consumers = await consumerInfos();
   }
   if (waiting(consumers) > 0) {

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
 import { coalesce, type BatchAnswer } from "./coalesce.js";
@@ -10,7 +11,7 @@ function fakeBackend(ms: number) {
   const batch = async (requests: readonly number[]): Promise<Array<BatchAnswer<string>>> => {
     batches.push([...requests]);
     mostOpen = Math.max(mostOpen, ++open);
-    await new Promise((r) => setTimeout(r, ms));
+    await sleep(ms);
     open--;
     return requests.map((n) => (n < 0 ? { outcome: { case: "refused", value: { code: Code.InvalidArgument, message: `n: ${n} is negative` } } } : { outcome: { case: "response", value: `answer ${n}` } }));
   };
@@ -31,7 +32,7 @@ describe("coalesce", () => {
     const backend = fakeBackend(20);
     const call = coalesce({ maxBatch: 10, maxInFlight: 2, batch: backend.batch });
     const first = [call(0), call(1)];
-    await new Promise((r) => setTimeout(r, 5));
+    await sleep(5);
     // Both batch calls are out now: these 25 wait and go in batches of at most 10.
     const rest = Array.from({ length: 25 }, (_, i) => call(i + 2));
     expect(await Promise.all([...first, ...rest])).toEqual(Array.from({ length: 27 }, (_, i) => `answer ${i}`));

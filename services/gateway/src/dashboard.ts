@@ -1,5 +1,6 @@
 import type { Writable } from "node:stream";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { codeToHttpStatus, codeToString } from "@connectrpc/connect/protocol-connect";
 import type { Logger } from "@recsys/logging";
 import type { HttpRequest, HttpResponse } from "@recsys/server";
 import { callerOf, type Access } from "./access.js";
@@ -39,14 +40,14 @@ export function createDashboard(opts: DashboardOptions): Dashboard {
       await opts.access.check("dashboard", callerOf({ get: (name) => headerOf(req, name) }));
     } catch (err) {
       const e = ConnectError.from(err);
-      res.writeHead(e.code === Code.Unauthenticated ? 401 : e.code === Code.PermissionDenied ? 403 : 500, { "content-type": "application/json" });
-      res.end(JSON.stringify({ code: connectCodeName(e.code), message: e.rawMessage }));
+      res.writeHead(codeToHttpStatus(e.code), { "content-type": "application/json" });
+      res.end(JSON.stringify({ code: codeToString(e.code), message: e.rawMessage }));
       return;
     }
     if (streams.size >= MAX_DASHBOARD_STREAMS) {
       opts.logger.warn({ open: streams.size }, "refused: too many dashboard streams");
-      res.writeHead(503, { "content-type": "application/json", "retry-after": "10" });
-      res.end(JSON.stringify({ code: connectCodeName(Code.Unavailable), message: `at most ${MAX_DASHBOARD_STREAMS} dashboards at once` }));
+      res.writeHead(codeToHttpStatus(Code.Unavailable), { "content-type": "application/json", "retry-after": "10" });
+      res.end(JSON.stringify({ code: codeToString(Code.Unavailable), message: `at most ${MAX_DASHBOARD_STREAMS} dashboards at once` }));
       return;
     }
     res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-store", "x-accel-buffering": "no" });
@@ -99,9 +100,6 @@ export function createDashboard(opts: DashboardOptions): Dashboard {
     },
   };
 }
-
-/** The code as the Connect protocol writes it in a JSON error: "permission_denied". */
-const connectCodeName = (code: Code) => Code[code].replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase();
 
 function headerOf(req: HttpRequest, name: string): string | null {
   const value = req.headers[name];

@@ -1,5 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { codeToString } from "@connectrpc/connect/protocol-connect";
 import { costLimitPlugin } from "@escape.tech/graphql-armor-cost-limit";
 import { maxAliasesPlugin } from "@escape.tech/graphql-armor-max-aliases";
 import { maxDepthPlugin } from "@escape.tech/graphql-armor-max-depth";
@@ -167,9 +168,6 @@ interface ClickEventInput {
 
 const eventOut = (e: Event) => ({ id: e.id, url: e.url, title: e.title, abstract: e.abstract, likeCount: Number(e.likeCount), score: e.score });
 
-/** `INVALID_ARGUMENT` for Code.InvalidArgument: the code as gRPC spells it. */
-const codeName = (code: Code) => Code[code].replace(/(?<=[a-z])(?=[A-Z])/g, "_").toUpperCase();
-
 /**
  * A refusal by the API (a ConnectError) reads as it does over Connect: the same message, its code.
  * As a GraphQLError it also passes yoga's masking unlogged; anything else is masked and logged.
@@ -185,7 +183,8 @@ function refusalsAsGraphqlErrors<R extends Record<string, (...args: never[]) => 
         .then(() => resolve(...args))
         .catch((err: unknown) => {
         if (!(err instanceof ConnectError)) throw err;
-        throw createGraphQLError(err.rawMessage, { extensions: { code: codeName(err.code), http: { status: 200 } } });
+        // The code as gRPC spells it: INVALID_ARGUMENT.
+        throw createGraphQLError(err.rawMessage, { extensions: { code: codeToString(err.code).toUpperCase(), http: { status: 200 } } });
       });
   }
   return wrapped as R;

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { build as buildHistogram } from "hdr-histogram-js";
 
 export interface LatencySummary {
@@ -32,7 +33,7 @@ export async function runOpenLoop(opts: {
   for (let i = 0; i < total; i++) {
     const due = start + (i * 1000) / opts.rate;
     const wait = due - now();
-    if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+    if (wait > 1) await sleep(wait);
     const from = Math.min(due, now());
     inFlight.push(
       opts.request(i).then(

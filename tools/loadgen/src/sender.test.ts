@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
 import { sendPaced, type ItemResult } from "./sender.js";
@@ -27,7 +28,7 @@ describe("sendPaced", () => {
       async send(batch): Promise<ItemResult[]> {
         most = Math.max(most, ++inFlight);
         // Calls answer in a scrambled order: a later call often finishes first.
-        await new Promise((r) => setTimeout(r, (seed = (seed * 48271) % 2147483647) % 7));
+        await sleep((seed = (seed * 48271) % 2147483647) % 7);
         arrived.push(...batch);
         inFlight--;
         return batch.map((_, i) => ({ accepted: true, duplicate: false, streamSequence: BigInt(arrived.length - batch.length + i + 1) }));

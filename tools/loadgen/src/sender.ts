@@ -1,5 +1,7 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { build as buildHistogram } from "hdr-histogram-js";
+import pRetry from "p-retry";
 
 /** What one item of a batch came to, as ingest answered it. */
 export type ItemResult =
@@ -61,7 +63,8 @@ export async function sendPaced<T>(opts: {
   const started = performance.now();
 
   async function sendBatch(batch: T[], lines: number[]): Promise<void> {
-    for (let attempt = 0; ; attempt++) {
+    const attempt = async (attemptNumber: number) => {
+      if (attemptNumber > 1) s.retries++;
       const t0 = performance.now();
       try {
         const results = await opts.send(batch);
@@ -76,14 +79,12 @@ export async function sendPaced<T>(opts: {
             if (s.rejections.length < 100) s.rejections.push({ line: lines[i]!, field: r.field, reason: r.reason });
           }
         });
-        return;
       } catch (err) {
-        const ce = ConnectError.from(err);
-        if (!RETRYABLE.has(ce.code) || attempt >= 50) throw ce;
-        s.retries++;
-        await sleep(Math.min(5_000, 100 * 2 ** Math.min(attempt, 6)));
+        throw ConnectError.from(err);
       }
-    }
+    };
+    // 50 retries, waiting 100 ms, doubling up to 5 s.
+    await pRetry(attempt, { retries: 50, minTimeout: 100, factor: 2, maxTimeout: 5_000, shouldRetry: ({ error }) => RETRYABLE.has((error as ConnectError).code) });
   }
 
   interface Lane {
@@ -151,8 +152,4 @@ export async function waitFor(done: () => Promise<boolean>, timeoutMs: number, d
     if (performance.now() > deadline) throw new Error(`${await describe()} after ${timeoutMs} ms`);
     await sleep(50);
   }
-}
-
-export function sleep(ms: number) {
-  return new Promise((r) => setTimeout(r, ms));
 }

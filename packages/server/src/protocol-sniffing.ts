@@ -1,0 +1,72 @@
+import type http from "node:http";
+import type http2 from "node:http2";
+import net from "node:net";
+import { Duplex } from "node:stream";
+
+/**
+ * A server for one port that hands each connection to `h2` when it opens with the HTTP/2 preface
+ * ("PRI * HTTP/2.0", gRPC's h2c with prior knowledge) and to `h1` otherwise. Open sockets are kept
+ * in `sockets` so that a shutdown can cut them.
+ */
+export function protocolSniffer(h1: http.Server, h2: http2.Http2Server, sockets: Set<net.Socket>): net.Server {
+  return net.createServer((socket) => {
+    // Small RPC answers go out at once: with Nagle's algorithm an HTTP/2 frame written after a
+    // previous one waits for the peer's delayed ACK, about 40 ms per call.
+    socket.setNoDelay(true);
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+    let head = Buffer.alloc(0);
+    const onData = (chunk: Buffer) => {
+      head = Buffer.concat([head, chunk]);
+      if (head.length < 3) return;
+      socket.off("data", onData);
+      if (head.subarray(0, 3).toString("latin1") === "PRI") {
+        // http2 reads the native handle directly and would miss bytes put back with unshift.
+        h2.emit("connection", new ReplayedSocket(socket, head));
+      } else {
+        socket.pause();
+        socket.unshift(head);
+        h1.emit("connection", socket);
+        socket.resume();
+      }
+    };
+    socket.on("data", onData);
+    socket.on("error", () => socket.destroy());
+  });
+}
+
+/** A socket whose first bytes were already read: replays them, then passes everything through. */
+class ReplayedSocket extends Duplex {
+  constructor(
+    private readonly socket: net.Socket,
+    head: Buffer,
+  ) {
+    super();
+    this.push(head);
+    socket.on("data", (chunk: Buffer) => {
+      if (!this.push(chunk)) socket.pause();
+    });
+    socket.on("end", () => this.push(null));
+    socket.on("close", () => this.destroy());
+    socket.on("error", (err) => this.destroy(err));
+  }
+  get remoteAddress() {
+    return this.socket.remoteAddress;
+  }
+  get remotePort() {
+    return this.socket.remotePort;
+  }
+  override _read() {
+    this.socket.resume();
+  }
+  override _write(chunk: Buffer, encoding: BufferEncoding, callback: (err?: Error | null) => void) {
+    this.socket.write(chunk, encoding, callback);
+  }
+  override _final(callback: (err?: Error | null) => void) {
+    this.socket.end(callback);
+  }
+  override _destroy(err: Error | null, callback: (err?: Error | null) => void) {
+    this.socket.destroy(err ?? undefined);
+    callback(err);
+  }
+}

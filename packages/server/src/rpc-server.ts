@@ -1,0 +1,109 @@
+import http from "node:http";
+import http2 from "node:http2";
+import type net from "node:net";
+import type { ConnectRouter } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import type { Logger } from "@recsys/logging";
+import { setServiceName } from "@recsys/metrics";
+import { serverTracing } from "@recsys/tracing";
+import { healthRoutes, type Healthy } from "./grpc-health.js";
+import { serveHealthz, serveMetrics, type HttpRequest, type HttpResponse } from "./http-endpoints.js";
+import { logRpcs, timeRpcs } from "./interceptors.js";
+import { protocolSniffer } from "./protocol-sniffing.js";
+
+export const MAX_REQUEST_BYTES = 1024 * 1024;
+/** The request header holding the caller's address, as the server saw the connection. */
+export const PEER_HEADER = "x-recsys-peer";
+
+export interface RpcServerOptions {
+  name: string;
+  host: string;
+  port: number;
+  routes: (router: ConnectRouter) => void;
+  /** True while every dependency the service needs is reachable. */
+  healthy: Healthy;
+  /** What GET /healthz lists besides the status: limits reached, a store failing (one line each). */
+  problems?: () => string[];
+  logger: Logger;
+  /** Largest request body accepted; larger ones get ResourceExhausted. Default 1 MiB. */
+  maxRequestBytes?: number;
+  /**
+   * Plain HTTP next to the RPCs (e.g. a GraphQL endpoint): sees every HTTP/1.1 and HTTP/2 request
+   * first and returns true when it has taken it; the rest go to /healthz and Connect as before.
+   */
+  http?: (req: HttpRequest, res: HttpResponse) => boolean;
+}
+
+export interface RpcServer {
+  port: number;
+  close(): Promise<void>;
+}
+
+/**
+ * One port that speaks gRPC over h2c (prior knowledge) and the Connect protocol over HTTP/1.1,
+ * so that gRPC clients and `curl` both work. The first bytes of a connection pick the server:
+ * every HTTP/2 connection opens with the preface "PRI * HTTP/2.0".
+ */
+export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer> {
+  setServiceName(opts.name);
+  const maxBytes = opts.maxRequestBytes ?? MAX_REQUEST_BYTES;
+  const connect = connectNodeAdapter({
+    routes: (router) => {
+      opts.routes(router);
+      healthRoutes(router, opts.healthy);
+    },
+    readMaxBytes: maxBytes,
+    interceptors: [serverTracing, timeRpcs, logRpcs(opts.logger)],
+  });
+  const handle = (req: HttpRequest, res: HttpResponse) => {
+    // Handlers see headers, not sockets: the peer address travels as a header no client can set.
+    req.headers[PEER_HEADER] = req.socket?.remoteAddress ?? "";
+    if (opts.http?.(req, res)) return;
+    if (req.url === "/metrics" && req.method === "GET") return serveMetrics(res);
+    if (req.url === "/healthz" && req.method === "GET") return serveHealthz(res, opts.name, opts.healthy, opts.problems);
+    if (req instanceof http.IncomingMessage) {
+      // A request refused before its body was read in full (over the size limit) leaves the rest of
+      // the body on the connection, where it would swallow the client's next request: close it.
+      const socket = req.socket;
+      res.once("finish", () => {
+        if (!req.complete && !socket.destroyed) socket.end();
+      });
+    }
+    (connect as (a: typeof req, b: typeof res) => void)(req, res);
+  };
+
+  const h1 = http.createServer(handle);
+  h1.keepAliveTimeout = 65_000;
+  const h2 = http2.createServer(handle);
+  const sockets = new Set<net.Socket>();
+  const sessions = new Set<http2.ServerHttp2Session>();
+  h2.on("session", (s) => {
+    sessions.add(s);
+    s.once("close", () => sessions.delete(s));
+  });
+
+  const front = protocolSniffer(h1, h2, sockets);
+
+  await new Promise<void>((resolve, reject) => {
+    front.once("error", reject);
+    front.listen(opts.port, opts.host, () => resolve());
+  });
+  const address = front.address() as net.AddressInfo;
+  opts.logger.info({ host: opts.host, port: address.port }, "listening (gRPC h2c, Connect HTTP/1.1 and HTTP/2)");
+
+  return {
+    port: address.port,
+    async close() {
+      await new Promise<void>((resolve) => {
+        front.close(() => resolve());
+        for (const s of sessions) s.close();
+        h1.closeIdleConnections();
+        // Connections still busy after a grace period are cut; clients retry unacked work.
+        setTimeout(() => {
+          for (const s of sockets) s.destroy();
+        }, 2_000).unref();
+      });
+    },
+  };
+}
+
