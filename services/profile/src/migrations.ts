@@ -1,4 +1,6 @@
 import { readdir, readFile } from "node:fs/promises";
+import { setTimeout as sleep } from "node:timers/promises";
+import pRetry from "p-retry";
 import type pg from "pg";
 import type { Logger } from "@recsys/logging";
 import { sqlState } from "./sql-state.js";
@@ -56,16 +58,18 @@ export async function migrate(pool: pg.Pool, schema: string, dimension: number):
 }
 
 /** `migrate`, waiting for PostgreSQL to come up first: a replica may start before its database. */
-export async function migrateWhenReachable(pool: pg.Pool, schema: string, dimension: number, logger: Logger): Promise<string[]> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await migrate(pool, schema, dimension);
-    } catch (err) {
-      // A SQLSTATE means PostgreSQL answered and refused: only a failure to connect is worth a wait.
-      if (sqlState(err) || err instanceof MigrationRefused) throw err;
-      const waitMs = Math.min(5_000, 200 * attempt);
-      logger.warn({ err: String(err), attempt, waitMs }, "PostgreSQL not reachable, retrying");
-      await new Promise((r) => setTimeout(r, waitMs));
-    }
-  }
+export function migrateWhenReachable(pool: pg.Pool, schema: string, dimension: number, logger: Logger): Promise<string[]> {
+  return pRetry(() => migrate(pool, schema, dimension), {
+    retries: Number.POSITIVE_INFINITY,
+    minTimeout: 0,
+    // A SQLSTATE means PostgreSQL answered and refused: only a failure to connect is worth a wait.
+    shouldRetry: ({ error }) => !sqlState(error) && !(error instanceof MigrationRefused),
+    // 200 ms more each attempt, at most 5 s (linear: p-retry's own backoff is off).
+    onFailedAttempt: async ({ error, attemptNumber }) => {
+      if (sqlState(error) || error instanceof MigrationRefused) return;
+      const waitMs = Math.min(5_000, 200 * attemptNumber);
+      logger.warn({ err: String(error), attempt: attemptNumber, waitMs }, "PostgreSQL not reachable, retrying");
+      await sleep(waitMs);
+    },
+  });
 }
