@@ -1,9 +1,9 @@
 import { readFileSync } from "node:fs";
 import { Redis } from "ioredis";
-import { CLICK_BUDGET_WINDOW_MS, DEFAULT_USER_CLICK_BUDGET } from "@recsys/validation";
+import { COVISIT_WINDOW_MS, DEFAULT_USER_CLICK_BUDGET } from "@recsys/validation";
 
-/** The co-visit window; a user's click budget counts clicks within the same window (CLICK_BUDGET_WINDOW_MS). */
-export const WINDOW_MS = CLICK_BUDGET_WINDOW_MS;
+/** The co-visit window (shared with the reference SQL); a user's click budget counts clicks within the same window. */
+export const WINDOW_MS = COVISIT_WINDOW_MS;
 /**
  * Clicks in one script by default. Redis runs nothing else while a script runs: 128 clicks take
  * it about 5 ms here, and in batches of 128 it spends about half the CPU a click that one click a
