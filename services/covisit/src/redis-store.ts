@@ -15,6 +15,11 @@ export const DEFAULT_MAX_BATCH = 128;
  * user's keys expire this long after its last applied click (default 7 days).
  */
 export const DEFAULT_DEDUP_RETENTION_MS = 7 * 24 * 3600_000;
+/**
+ * The layout of the history and applied ids that covisit.lua keeps: the marker is named after it,
+ * covisit.lua's header states it, and the README tells it. Change all three with this number.
+ */
+export const STORAGE_VERSION = 3;
 
 export type ApplyOutcome =
   | { status: "applied"; pairs: number }
@@ -77,7 +82,7 @@ export class CovisitStore {
     private readonly userClickBudget: number = DEFAULT_USER_CLICK_BUDGET,
   ) {
     this.prefix = keyPrefix(namespace);
-    redis.defineCommand("applyClicks", { lua: readScript("covisit.lua") });
+    redis.defineCommand("applyClicks", { lua: applyClicksScript() });
     redis.defineCommand("topCoVisits", { numberOfKeys: 2, lua: readScript("recommend.lua") });
     this.redis = redis as ScriptedRedis;
   }
@@ -91,7 +96,7 @@ export class CovisitStore {
    * the history) count as lost, so an upgrade asks for `covisit:rebuild` instead of misreading them.
    */
   private get marker(): string {
-    return `${this.prefix}counts-from-first-click:v3`;
+    return `${this.prefix}counts-from-first-click:v${STORAGE_VERSION}`;
   }
 
   /** Declares the counts complete from the stream's first click: call only when nothing was applied yet. */
@@ -147,6 +152,20 @@ export class CovisitStore {
     for (let i = 0; i < flat.length; i += 2) out.push({ recommendation: flat[i]!, frequency: Number(flat[i + 1]) });
     return out;
   }
+}
+
+/** covisit.lua, refused unless its header states STORAGE_VERSION: a script of another layout would misread the history. */
+export function applyClicksScript(): string {
+  const lua = readScript("covisit.lua");
+  const stated = storageVersionStated(lua.split("\n", 1)[0]!);
+  if (stated !== STORAGE_VERSION) throw new Error(`covisit.lua's header states storage version ${stated ?? "none"}; this covisit keeps version ${STORAGE_VERSION}`);
+  return lua;
+}
+
+/** The storage version a text states as "storage version N", if any. */
+export function storageVersionStated(text: string): number | undefined {
+  const m = /storage version (\d+)/.exec(text);
+  return m ? Number(m[1]) : undefined;
 }
 
 function readScript(name: string): string {
