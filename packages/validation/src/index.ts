@@ -1,4 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
+import { COVISIT_WINDOW_MS } from "./covisit-window.js";
+
+export { COVISIT_WINDOW_IN_WORDS, COVISIT_WINDOW_MS, DEFAULT_ALLOWED_LATENESS_MS } from "./covisit-window.js";
 
 /** A rejected input: which field, and why, in words a client can act on. */
 export class FieldError extends Error {
@@ -19,7 +22,7 @@ export class FieldError extends Error {
  * A user's click budget counts the user's clicks within this much event time of each other: the
  * co-visit window, so that the budget also bounds the pairs one click adds.
  */
-export const CLICK_BUDGET_WINDOW_MS = 10 * 60_000;
+export const CLICK_BUDGET_WINDOW_MS = COVISIT_WINDOW_MS;
 
 /**
  * The most clicks of one user within CLICK_BUDGET_WINDOW_MS of each other, by default. The

@@ -17,6 +17,7 @@ import {
 } from "@recsys/bus";
 import type { Logger } from "@recsys/logging";
 import { Counter, registry, type DependencyHealth } from "@recsys/metrics";
+import { COVISIT_WINDOW_IN_WORDS } from "@recsys/validation";
 import { DEFAULT_MAX_BATCH, type ApplyOutcome, type CovisitStore } from "./redis-store.js";
 
 export const DURABLE = "covisit";
@@ -143,7 +144,7 @@ function dispositionOf(message: MessageVerdict, stats: ConsumerStats): Dispositi
         break;
       case "budget":
         stats.overBudget++;
-        letter(`budget: the user has ${v.near} clicks within 10 minutes of this one`);
+        letter(`budget: the user has ${v.near} clicks within ${COVISIT_WINDOW_IN_WORDS} of this one`);
         break;
       case "undecodable":
         stats.undecodable++;

@@ -2,7 +2,7 @@ import { Redis } from "ioredis";
 import { connectBus, streamLimitsFrom } from "@recsys/bus";
 import { commonEnv, port, positiveInt, readConfig, z } from "@recsys/config";
 import { createLogger } from "@recsys/logging";
-import { DEFAULT_USER_CLICK_BUDGET } from "@recsys/validation";
+import { DEFAULT_ALLOWED_LATENESS_MS, DEFAULT_USER_CLICK_BUDGET } from "@recsys/validation";
 import { DependencyHealth, timeCalls } from "@recsys/metrics";
 import { onShutdown, startRpcServer } from "@recsys/server";
 import { adoptSingleDurable, clickDurables, consumerNeverDelivered, runClickConsumer, type ConsumerStats } from "./consumer.js";
@@ -13,11 +13,11 @@ const config = readConfig(
   z.object({
     ...commonEnv,
     COVISIT_PORT: port(50052),
-    ALLOWED_LATENESS_MS: z.coerce.number().int().min(0).default(5 * 60_000),
+    ALLOWED_LATENESS_MS: z.coerce.number().int().min(0).default(DEFAULT_ALLOWED_LATENESS_MS),
     COVISIT_CONCURRENCY: positiveInt(2),
     COVISIT_MAX_BATCH: positiveInt(DEFAULT_MAX_BATCH),
     DEDUP_RETENTION_MS: z.coerce.number().int().min(1).default(DEFAULT_DEDUP_RETENTION_MS),
-    // The most clicks of one user within 10 minutes of each other; ingest refuses more, covisit
+    // The most clicks of one user within the co-visit window of each other; ingest refuses more, covisit
     // dead-letters what reaches the bus anyway (another ingest replica, an older client).
     USER_CLICK_BUDGET: positiveInt(DEFAULT_USER_CLICK_BUDGET),
   }),

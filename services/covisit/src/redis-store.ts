@@ -1,9 +1,9 @@
 import { readFileSync } from "node:fs";
 import { Redis } from "ioredis";
-import { CLICK_BUDGET_WINDOW_MS, DEFAULT_USER_CLICK_BUDGET } from "@recsys/validation";
+import { COVISIT_WINDOW_MS, DEFAULT_USER_CLICK_BUDGET } from "@recsys/validation";
 
-/** The co-visit window; a user's click budget counts clicks within the same window (CLICK_BUDGET_WINDOW_MS). */
-export const WINDOW_MS = CLICK_BUDGET_WINDOW_MS;
+/** The co-visit window (shared with the reference SQL); a user's click budget counts clicks within the same window. */
+export const WINDOW_MS = COVISIT_WINDOW_MS;
 /**
  * Clicks in one script by default. Redis runs nothing else while a script runs: 128 clicks take
  * it about 5 ms here, and in batches of 128 it spends about half the CPU a click that one click a
@@ -15,6 +15,11 @@ export const DEFAULT_MAX_BATCH = 128;
  * user's keys expire this long after its last applied click (default 7 days).
  */
 export const DEFAULT_DEDUP_RETENTION_MS = 7 * 24 * 3600_000;
+/**
+ * The layout of the history and applied ids that covisit.lua keeps: the marker is named after it,
+ * covisit.lua's header states it, and the README tells it. Change all three with this number.
+ */
+export const STORAGE_VERSION = 3;
 
 export type ApplyOutcome =
   | { status: "applied"; pairs: number }
@@ -77,7 +82,7 @@ export class CovisitStore {
     private readonly userClickBudget: number = DEFAULT_USER_CLICK_BUDGET,
   ) {
     this.prefix = keyPrefix(namespace);
-    redis.defineCommand("applyClicks", { lua: readScript("covisit.lua") });
+    redis.defineCommand("applyClicks", { lua: applyClicksScript() });
     redis.defineCommand("topCoVisits", { numberOfKeys: 2, lua: readScript("recommend.lua") });
     this.redis = redis as ScriptedRedis;
   }
@@ -91,7 +96,7 @@ export class CovisitStore {
    * the history) count as lost, so an upgrade asks for `covisit:rebuild` instead of misreading them.
    */
   private get marker(): string {
-    return `${this.prefix}counts-from-first-click:v3`;
+    return `${this.prefix}counts-from-first-click:v${STORAGE_VERSION}`;
   }
 
   /** Declares the counts complete from the stream's first click: call only when nothing was applied yet. */
@@ -147,6 +152,20 @@ export class CovisitStore {
     for (let i = 0; i < flat.length; i += 2) out.push({ recommendation: flat[i]!, frequency: Number(flat[i + 1]) });
     return out;
   }
+}
+
+/** covisit.lua, refused unless its header states STORAGE_VERSION: a script of another layout would misread the history. */
+export function applyClicksScript(): string {
+  const lua = readScript("covisit.lua");
+  const stated = storageVersionStated(lua.split("\n", 1)[0]!);
+  if (stated !== STORAGE_VERSION) throw new Error(`covisit.lua's header states storage version ${stated ?? "none"}; this covisit keeps version ${STORAGE_VERSION}`);
+  return lua;
+}
+
+/** The storage version a text states as "storage version N", if any. */
+export function storageVersionStated(text: string): number | undefined {
+  const m = /storage version (\d+)/.exec(text);
+  return m ? Number(m[1]) : undefined;
 }
 
 function readScript(name: string): string {

@@ -1,9 +1,13 @@
 import { Code, ConnectError } from "@connectrpc/connect";
+import type { GatewayService } from "@recsys/contracts/gateway/v1/gateway";
 import type { Logger } from "@recsys/logging";
 import { PEER_HEADER } from "@recsys/server";
 import { RateLimiterMemory, RateLimiterRes } from "rate-limiter-flexible";
 
 export type Scope = "read" | "write";
+
+/** The gateway's RPCs by method name ("likes"), the keys of `GatewayApi`. */
+export type Rpc = keyof (typeof GatewayService)["method"];
 
 /** Who is calling: the API key sent in `x-api-key`, if any, and the peer address. */
 export interface Caller {
@@ -13,8 +17,23 @@ export interface Caller {
 
 export const API_KEY_HEADER = "x-api-key";
 
-/** The RPCs that write; everything else reads. */
-const MUTATIONS = new Set(["clickstream", "content", "likes", "addInterest"]);
+/**
+ * The scope each RPC needs; "write" ones are also rate-limited. A Record so that a new RPC without
+ * a scope does not build. The dashboard's stream only reads.
+ */
+const SCOPES: Record<Rpc | "dashboard", Scope> = {
+  recommendation: "read",
+  clickstream: "write",
+  similarContent: "read",
+  content: "write",
+  likes: "write",
+  addInterest: "write",
+  events: "read",
+  eventsLiked: "read",
+  recommendedEvents: "read",
+  personalizedEventSearch: "read",
+  dashboard: "read",
+};
 
 /** `key:read,key:write,…` → key → scope. Throws on anything else, so a typo cannot open the gateway. */
 export function parseApiKeys(spec: string): Map<string, Scope> {
@@ -44,8 +63,8 @@ export class Access {
   }
 
   /** Resolves when `caller` may call `method` (the RPC's name, e.g. "likes"); else throws a ConnectError. */
-  async check(method: string, caller: Caller): Promise<void> {
-    const writes = MUTATIONS.has(method);
+  async check(method: Rpc | "dashboard", caller: Caller): Promise<void> {
+    const writes = SCOPES[method] === "write";
     if (this.keys.size > 0) {
       const scope = caller.apiKey ? this.keys.get(caller.apiKey) : undefined;
       if (!scope) {

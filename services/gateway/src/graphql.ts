@@ -20,7 +20,7 @@ import {
 } from "@recsys/contracts/gateway/v1/gateway";
 import type { Logger } from "@recsys/logging";
 import { createGraphQLError, createSchema, createYoga } from "graphql-yoga";
-import { callerOf, type Access } from "./access.js";
+import { callerOf, type Access, type Rpc } from "./access.js";
 import type { GatewayApi } from "./handlers.js";
 
 // Names and types as in the reference schema, so that its documents work verbatim.
@@ -172,11 +172,11 @@ const eventOut = (e: Event) => ({ id: e.id, url: e.url, title: e.title, abstract
  * A refusal by the API (a ConnectError) reads as it does over Connect: the same message, its code.
  * As a GraphQLError it also passes yoga's masking unlogged; anything else is masked and logged.
  */
-function refusalsAsGraphqlErrors<R extends Record<string, (...args: never[]) => Promise<unknown>>>(resolvers: R, access: Access): R {
+function refusalsAsGraphqlErrors<R extends { [F in keyof R]: F extends Capitalize<Rpc> ? (...args: never[]) => Promise<unknown> : never }>(resolvers: R, access: Access): R {
   const wrapped: Record<string, unknown> = {};
-  for (const [name, resolve] of Object.entries(resolvers)) {
+  for (const [name, resolve] of Object.entries<(...args: never[]) => Promise<unknown>>(resolvers)) {
     // The field's RPC: Recommendation → recommendation, AddInterest → addInterest.
-    const method = name[0]!.toLowerCase() + name.slice(1);
+    const method = (name[0]!.toLowerCase() + name.slice(1)) as Rpc;
     wrapped[name] = (...args: never[]) =>
       access
         .check(method, callerOf((args[2] as unknown as { request: Request }).request.headers))

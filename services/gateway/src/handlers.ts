@@ -19,7 +19,7 @@ import {
 import type { IngestService } from "@recsys/contracts/ingest/v1/ingest";
 import { SimilarContentRequestSchema, type Event as ProfileEvent, type ProfileService, type SimilarContentRequest } from "@recsys/contracts/profile/v1/profile";
 import type { Logger } from "@recsys/logging";
-import { callerOf, type Access } from "./access.js";
+import { callerOf, type Access, type Rpc } from "./access.js";
 import { coalesce } from "./coalesce.js";
 import { checkLimit, checkOffset, checkPageId, checkUserid, orInvalidArgument } from "@recsys/validation";
 
@@ -165,7 +165,7 @@ export function gatewayRoutes(api: GatewayApi, access: Access) {
     Object.entries(api).map(([method, call]) => [
       method,
       async (req: never, ctx: HandlerContext) => {
-        await access.check(method, callerOf(ctx.requestHeader));
+        await access.check(method as Rpc, callerOf(ctx.requestHeader));
         return (call as (r: never) => Promise<unknown>)(req);
       },
     ]),

@@ -1,19 +1,16 @@
-import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
+import { create, type DescMessage } from "@bufbuild/protobuf";
+import { Code, ConnectError, type ConnectRouter, type ServiceImpl } from "@connectrpc/connect";
 import type { Logger } from "@recsys/logging";
 import { FieldError } from "@recsys/validation";
 import { ClickResultSchema, IngestService, type ClickInput, type ClickResult } from "@recsys/contracts/ingest/v1/ingest";
 import type { ClickBudget } from "./budget.js";
 import { toValidClick, type ValidClick } from "./clicks.js";
-import { toValidInterest, toValidLike, type ValidInterest, type ValidLike } from "./engagement.js";
-import { toValidPage, type ValidPage } from "./pages.js";
+import { INTERESTS, LIKES, PAGES, type EventKind, type TimedEvent } from "./event-kinds.js";
 import { StreamFullError } from "@recsys/bus";
 import type { EventPublisher, Published } from "./publisher.js";
 
 
 export const MAX_CLICKS_PER_CALL = 10_000;
-export const MAX_PAGES_PER_CALL = 1_000;
-export const MAX_ENGAGEMENTS_PER_CALL = 10_000;
 
 type Outcome<V> = { ok: true; value: V; published: Published } | { ok: false; error: FieldError };
 
@@ -78,7 +75,7 @@ async function validateThenPublish<I, V>(opts: {
 }
 
 /** The result of an event versioned by its source time (a page, a like, an interest), as the wire has it. */
-function timedResult<V extends { eventId: string; sourceTimeMs: number }>(o: Outcome<V>) {
+function timedResult<V extends TimedEvent>(o: Outcome<V>) {
   return {
     outcome: o.ok
       ? {
@@ -123,57 +120,41 @@ export function ingestRoutes(publisher: EventPublisher, logger: Logger, limits: 
     );
   }
 
-  return (router: ConnectRouter) =>
-    router.service(IngestService, {
-      async publishClicks(req) {
-        return { results: await ingestClicks(req.clicks) };
-      },
-      async streamClicks(requests) {
-        const total = { accepted: 0n, rejected: 0n, duplicates: 0n, lastStreamSequence: 0n };
-        for await (const req of requests) {
-          for (const r of await ingestClicks(req.clicks)) {
-            if (r.outcome.case === "rejected") total.rejected++;
-            else if (r.outcome.case === "accepted") {
-              total.accepted++;
-              if (r.outcome.value.duplicate) total.duplicates++;
-              if (r.outcome.value.streamSequence > total.lastStreamSequence) total.lastStreamSequence = r.outcome.value.streamSequence;
-            }
+  /** Pages, likes, interests: checked and published as their kind says. */
+  async function ingestEvents<I, V extends TimedEvent, S extends DescMessage>(kind: EventKind<I, V, S>, items: I[]) {
+    const outcomes = await validateThenPublish<I, V>({
+      field: kind.field,
+      items,
+      max: kind.maxPerCall,
+      validate: (item, now) => kind.validate(item, now, maxClockSkewMs),
+      publish: (valid, now) => publisher.publishEvents(kind, valid, now),
+      logger,
+    });
+    return { results: outcomes.map(timedResult) };
+  }
+
+  // Every RPC of the service, so a new one without a handler does not build.
+  const handlers: ServiceImpl<typeof IngestService> = {
+    async publishClicks(req) {
+      return { results: await ingestClicks(req.clicks) };
+    },
+    async streamClicks(requests) {
+      const total = { accepted: 0n, rejected: 0n, duplicates: 0n, lastStreamSequence: 0n };
+      for await (const req of requests) {
+        for (const r of await ingestClicks(req.clicks)) {
+          if (r.outcome.case === "rejected") total.rejected++;
+          else if (r.outcome.case === "accepted") {
+            total.accepted++;
+            if (r.outcome.value.duplicate) total.duplicates++;
+            if (r.outcome.value.streamSequence > total.lastStreamSequence) total.lastStreamSequence = r.outcome.value.streamSequence;
           }
         }
-        return total;
-      },
-      async publishContent(req) {
-        const outcomes = await validateThenPublish<(typeof req.pages)[number], ValidPage>({
-          field: "pages",
-          items: req.pages,
-          max: MAX_PAGES_PER_CALL,
-          validate: (p, now) => toValidPage({ url: p.url, id: p.id, title: p.title, text: p.text, source_time: p.sourceTime }, now, maxClockSkewMs),
-          publish: (valid, now) => publisher.publishPages(valid, now),
-          logger,
-        });
-        return { results: outcomes.map(timedResult) };
-      },
-      async publishLikes(req) {
-        const outcomes = await validateThenPublish<(typeof req.likes)[number], ValidLike>({
-          field: "likes",
-          items: req.likes,
-          max: MAX_ENGAGEMENTS_PER_CALL,
-          validate: (l, now) => toValidLike({ userid: l.userid, page_id: l.pageId, liked: l.liked, source_time: l.sourceTime, event_id: l.eventId }, now, maxClockSkewMs),
-          publish: (valid, now) => publisher.publishLikes(valid, now),
-          logger,
-        });
-        return { results: outcomes.map(timedResult) };
-      },
-      async publishInterests(req) {
-        const outcomes = await validateThenPublish<(typeof req.interests)[number], ValidInterest>({
-          field: "interests",
-          items: req.interests,
-          max: MAX_ENGAGEMENTS_PER_CALL,
-          validate: (i, now) => toValidInterest({ userid: i.userid, text: i.text, source_time: i.sourceTime, event_id: i.eventId }, now, maxClockSkewMs),
-          publish: (valid, now) => publisher.publishInterests(valid, now),
-          logger,
-        });
-        return { results: outcomes.map(timedResult) };
-      },
-    });
+      }
+      return total;
+    },
+    publishContent: (req) => ingestEvents(PAGES, req.pages),
+    publishLikes: (req) => ingestEvents(LIKES, req.likes),
+    publishInterests: (req) => ingestEvents(INTERESTS, req.interests),
+  };
+  return (router: ConnectRouter) => router.service(IngestService, handlers);
 }

@@ -11,7 +11,7 @@ const config = readConfig(
   z.object({
     ...commonEnv,
     INGEST_PORT: port(50051),
-    // The most clicks of one user within 10 minutes of each other; the same setting for covisit.
+    // The most clicks of one user within the co-visit window of each other; the same setting for covisit.
     USER_CLICK_BUDGET: positiveInt(DEFAULT_USER_CLICK_BUDGET),
     // How far ahead of this clock an event's time may be; later ones are refused.
     MAX_CLOCK_SKEW_MS: z.coerce.number().int().min(0).default(DEFAULT_MAX_CLOCK_SKEW_MS),

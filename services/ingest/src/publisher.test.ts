@@ -1,6 +1,7 @@
 import { clicksOf, connectBus, type Bus } from "@recsys/bus";
 import { createLogger } from "@recsys/logging";
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { INTERESTS, LIKES } from "./event-kinds.js";
 import { partitionOf } from "./hashing.js";
 import { CLICKS_PER_MESSAGE, EventPublisher } from "./publisher.js";
 
@@ -88,7 +89,7 @@ it("two users' events with the same id are different messages, lone or in a batc
   const batches = [await publisher.publishClicks([click(r, "1"), click(r, "2")], 1), await publisher.publishClicks([click(s, "1"), click(s, "2")], 1)];
   expect(batches.flat().map((b) => b.duplicate)).toEqual([false, false, false, false]);
   const like = (userid: string) => ({ eventId: "1", userid, pageId: "42", liked: true, sourceTimeMs: 1 });
-  expect((await publisher.publishLikes([like("p"), like("q")], 1)).map((l) => l.duplicate)).toEqual([false, false]);
+  expect((await publisher.publishEvents(LIKES, [like("p"), like("q")], 1)).map((l) => l.duplicate)).toEqual([false, false]);
   const interest = (userid: string) => ({ eventId: "1", userid, text: "bicycles", sourceTimeMs: 1 });
-  expect((await publisher.publishInterests([interest("p"), interest("q")], 1)).map((i) => i.duplicate)).toEqual([false, false]);
+  expect((await publisher.publishEvents(INTERESTS, [interest("p"), interest("q")], 1)).map((i) => i.duplicate)).toEqual([false, false]);
 });

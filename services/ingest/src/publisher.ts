@@ -1,12 +1,11 @@
-import { create, toBinary } from "@bufbuild/protobuf";
+import { create, toBinary, type DescMessage } from "@bufbuild/protobuf";
 import { encodeClickBatch, ensureStreams, isStreamFull, StreamFill, StreamFullError, typedHeaders, userEventMessageId, type Bus, type MsgHdrs } from "@recsys/bus";
-import { ClickSchema, ContentPageSchema, LikeSchema, StatedInterestSchema } from "@recsys/contracts/events/v1/events";
+import { ClickSchema } from "@recsys/contracts/events/v1/events";
 import { Counter, registry } from "@recsys/metrics";
 
 import type { ValidClick } from "./clicks.js";
+import type { EventKind, TimedEvent } from "./event-kinds.js";
 import { eventIdOf, partitionOf } from "./hashing.js";
-import type { ValidInterest, ValidLike } from "./engagement.js";
-import { pagePartitionOf, type ValidPage } from "./pages.js";
 
 export interface Published {
   streamSequence: bigint;
@@ -80,52 +79,15 @@ export class EventPublisher {
     return out;
   }
 
-  publishPages(pages: ValidPage[], ingestTimeMs: number): Promise<Published[]> {
-    return this.publishAll(this.bus.topology.contentStream,
-      pages.map((p) => ({
-        subject: this.bus.topology.contentSubject(pagePartitionOf(p.url, this.partitions)),
-        msgID: p.eventId,
-        headers: typedHeaders(ContentPageSchema.typeName),
-        payload: toBinary(
-          ContentPageSchema,
-          create(ContentPageSchema, {
-            eventId: p.eventId,
-            url: p.url,
-            id: p.id,
-            title: p.title,
-            text: p.text,
-            sourceTimeMs: BigInt(p.sourceTimeMs),
-            ingestTimeMs: BigInt(ingestTimeMs),
-          }),
-        ),
-      })),
-    );
-  }
-
-  publishLikes(likes: ValidLike[], ingestTimeMs: number): Promise<Published[]> {
-    return this.publishAll(this.bus.topology.engagementStream,
-      likes.map((l) => ({
-        subject: this.bus.topology.likesSubject(partitionOf(l.userid, this.partitions)),
-        msgID: userEventMessageId("like", l.userid, l.eventId),
-        headers: typedHeaders(LikeSchema.typeName),
-        payload: toBinary(
-          LikeSchema,
-          create(LikeSchema, { eventId: l.eventId, userid: l.userid, pageId: l.pageId, liked: l.liked, sourceTimeMs: BigInt(l.sourceTimeMs), ingestTimeMs: BigInt(ingestTimeMs) }),
-        ),
-      })),
-    );
-  }
-
-  publishInterests(interests: ValidInterest[], ingestTimeMs: number): Promise<Published[]> {
-    return this.publishAll(this.bus.topology.engagementStream,
-      interests.map((i) => ({
-        subject: this.bus.topology.statedInterestsSubject(partitionOf(i.userid, this.partitions)),
-        msgID: userEventMessageId("interest", i.userid, i.eventId),
-        headers: typedHeaders(StatedInterestSchema.typeName),
-        payload: toBinary(
-          StatedInterestSchema,
-          create(StatedInterestSchema, { eventId: i.eventId, userid: i.userid, text: i.text, sourceTimeMs: BigInt(i.sourceTimeMs), ingestTimeMs: BigInt(ingestTimeMs) }),
-        ),
+  /** One message per event, as `kind` says: its stream, subject, message id and payload. */
+  publishEvents<I, V extends TimedEvent, S extends DescMessage>(kind: EventKind<I, V, S>, events: V[], ingestTimeMs: number): Promise<Published[]> {
+    const topology = this.bus.topology;
+    return this.publishAll(kind.stream(topology),
+      events.map((e) => ({
+        subject: kind.subject(topology, e, this.partitions),
+        msgID: kind.messageId(e),
+        headers: typedHeaders(kind.schema.typeName),
+        payload: toBinary(kind.schema, kind.message(e, ingestTimeMs)),
       })),
     );
   }

@@ -1,5 +1,6 @@
 import { isoSeconds } from "./workload-format.js";
 import { TOPICS } from "./vocabulary.js";
+import { COVISIT_WINDOW_MS } from "@recsys/validation";
 
 /** What `loadgen generate` makes; the same parameters give the same workload, byte for byte. */
 export interface WorkloadParams {
@@ -44,8 +45,8 @@ export const BEHAVIOUR = {
   sessionClicks: [3, 8],
   /** Seconds between two clicks of a browsing session. */
   sessionGapSeconds: [20, 120],
-  /** A path's last page follows its first by at most this: inside the 10-minute co-visit window. */
-  pathSpanSeconds: 570,
+  /** A path's last page follows its first by at most this: 30 s inside the co-visit window. */
+  pathSpanSeconds: COVISIT_WINDOW_MS / 1000 - 30,
   /** Share of the words of a page's text drawn from its topic; the others are common words. */
   topicWordShare: 0.55,
 } as const;

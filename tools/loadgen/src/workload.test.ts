@@ -1,3 +1,4 @@
+import { COVISIT_WINDOW_MS } from "@recsys/validation";
 import { describe, expect, it } from "vitest";
 import { drawStreams } from "./draws.js";
 import { truthJson } from "./truth.js";
@@ -20,7 +21,7 @@ function coVisits(clicks: SyntheticClick[]): Map<string, Map<string, number>> {
   for (const list of byUser.values()) {
     for (const b of list) {
       for (const a of list) {
-        if (!(ms(b) < ms(a) && ms(b) >= ms(a) - 600_000)) continue;
+        if (!(ms(b) < ms(a) && ms(b) >= ms(a) - COVISIT_WINDOW_MS)) continue;
         const after = counts.get(b.url) ?? counts.set(b.url, new Map()).get(b.url)!;
         after.set(a.url, (after.get(a.url) ?? 0) + 1);
       }
