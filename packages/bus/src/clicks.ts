@@ -1,7 +1,7 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { ClickBatchSchema, ClickSchema, type Click } from "@recsys/contracts/events/v1/events";
 import { headers, type MsgHdrs } from "@nats-io/transport-node";
-import type { ItemDeadLetter } from "./consume.js";
+import type { ItemDeadLetter } from "./dead-letters.js";
 
 export type { Click };
 

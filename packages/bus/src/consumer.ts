@@ -1,18 +1,12 @@
-import type { JsMsg } from "@nats-io/jetstream";
-import { headers } from "@nats-io/transport-node";
+import { AckPolicy, DeliverPolicy, type ConsumerConfig, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
+import { nanos } from "@nats-io/transport-node";
 import type { Logger } from "@recsys/logging";
 import { withBatchSpan } from "@recsys/tracing";
 import { consumedMessages, deadLetterCause, deadLettered as deadLetteredCount, watchConsumerLag, type DependencyHealth } from "@recsys/metrics";
-import { ensureDurableConsumer, ensureStreams, nanos, type Bus } from "./index.js";
-
-/** One item of a message (a click of a batch) that can never take effect, kept with why. */
-export interface ItemDeadLetter {
-  /** Its position in the message. */
-  index: number;
-  data: Uint8Array;
-  contentType: string;
-  reason: string;
-}
+import { DEFAULT_ACK_WAIT_MS, type Bus } from "./connection.js";
+import { deadLetter, deadLetterItem, type ItemDeadLetter } from "./dead-letters.js";
+import { isNotFound } from "./jetstream-errors.js";
+import { ensureStreams } from "./topology.js";
 
 /** What to do with a message after its effect ran. */
 export type Disposition =
@@ -255,30 +249,6 @@ export async function runDurableConsumer(opts: DurableConsumerOptions): Promise<
   }
 }
 
-function deadLetterHeaders(stream: string, m: JsMsg, reason: string, contentType: string | undefined) {
-  const h = headers();
-  h.set("recsys-reason", reason);
-  h.set("recsys-cause", deadLetterCause(reason));
-  h.set("recsys-source-stream", stream);
-  h.set("recsys-source-subject", m.subject);
-  h.set("recsys-source-sequence", String(m.seq));
-  if (contentType) h.set("content-type", contentType);
-  return h;
-}
-
-/** Keeps a message we could not apply in DEAD_LETTERS, with why, instead of dropping it. */
-export async function deadLetter(bus: Bus, m: JsMsg, stream: string, source: string, reason: string): Promise<void> {
-  const h = deadLetterHeaders(stream, m, reason, m.headers?.get("content-type") || undefined);
-  await bus.publish(bus.topology.deadLetterSubject(source), m.data, { headers: h, msgID: `${source}-${m.seq}` });
-}
-
-/** Keeps one item of a message in DEAD_LETTERS, with why and where it came from. */
-async function deadLetterItem(bus: Bus, m: JsMsg, stream: string, source: string, item: ItemDeadLetter): Promise<void> {
-  const h = deadLetterHeaders(stream, m, item.reason, item.contentType);
-  h.set("recsys-source-item", String(item.index));
-  await bus.publish(bus.topology.deadLetterSubject(source), item.data, { headers: h, msgID: `${source}-${m.seq}-${item.index}` });
-}
-
 /**
  * Where a consumer stands: every message up to `ackFloor` is done. For the durables of an in-order
  * consumer, the least of their floors, where a durable with nothing pending or unacked counts as
@@ -301,11 +271,27 @@ export async function consumerProgress(bus: Bus, stream: string, durable: string
   return { ackFloor: ackFloor ?? 0n, pending, ackPending };
 }
 
-/** How many messages were dead-lettered from one source. */
-export async function deadLettered(bus: Bus, source: string): Promise<bigint> {
-  const subject = bus.topology.deadLetterSubject(source);
-  const info = await bus.jsm.streams.info(bus.topology.deadLetterStream, { subjects_filter: subject });
-  return BigInt(info.state.subjects?.[subject] ?? 0);
+/** A durable pull consumer with explicit acks, created or updated idempotently. */
+export async function ensureDurableConsumer(
+  jsm: JetStreamManager,
+  stream: string,
+  cfg: Partial<ConsumerConfig> & { durable_name: string },
+): Promise<void> {
+  const full: Partial<ConsumerConfig> = {
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: DeliverPolicy.All,
+    ack_wait: nanos(DEFAULT_ACK_WAIT_MS),
+    ...cfg,
+  };
+  try {
+    await jsm.consumers.info(stream, cfg.durable_name);
+    // Where delivery starts is fixed at creation (a consumer may start past a sequence); the rest follows cfg.
+    const { deliver_policy: _policy, opt_start_seq: _start, ...changeable } = full;
+    await jsm.consumers.update(stream, cfg.durable_name, changeable);
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+    await jsm.consumers.add(stream, full);
+  }
 }
 
 function sleep(ms: number) {
