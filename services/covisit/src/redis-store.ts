@@ -1,6 +1,10 @@
 import { readFileSync } from "node:fs";
 import { Redis } from "ioredis";
 import { CLICK_BUDGET_WINDOW_MS, DEFAULT_USER_CLICK_BUDGET } from "@recsys/validation";
+import type { ClickToApply } from "@recsys/bus";
+
+/** The store takes clicks as the bus reads them. */
+export type { ClickToApply };
 
 /** The co-visit window; a user's click budget counts clicks within the same window (CLICK_BUDGET_WINDOW_MS). */
 export const WINDOW_MS = CLICK_BUDGET_WINDOW_MS;
@@ -35,13 +39,6 @@ export class CountsLostError extends Error {
 export interface CoVisit {
   recommendation: string;
   frequency: number;
-}
-
-export interface ClickToApply {
-  eventId: string;
-  userid: string;
-  url: string;
-  eventTimeMs: number;
 }
 
 type ScriptedRedis = Redis & {

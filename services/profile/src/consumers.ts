@@ -1,9 +1,9 @@
 import { fromBinary } from "@bufbuild/protobuf";
-import { applicableClicks, clickDeadLetter, readClicks, runDurableConsumer, type Bus, type Disposition, type ItemDeadLetter, type MsgHdrs } from "@recsys/bus";
+import { applicableClicks, clickDeadLetter, readClicks, runDurableConsumer, type Bus, type ClickToApply, type Disposition, type ItemDeadLetter, type MsgHdrs } from "@recsys/bus";
 import { Counter, registry, type DependencyHealth } from "@recsys/metrics";
 import { ContentEmbeddingSchema, InterestEmbeddingSchema, LikeSchema } from "@recsys/contracts/events/v1/events";
 import type { Logger } from "@recsys/logging";
-import { isDataError, sqlState, type ClickOutcome, type ClickToApply, type InterestToApply, type LikeToApply, type PageEmbedding, type ProfileStore } from "./pg-store.js";
+import { isDataError, sqlState, type ClickOutcome, type InterestToApply, type LikeToApply, type PageEmbedding, type ProfileStore } from "./pg-store.js";
 import { embeddingProblem } from "./vectors.js";
 
 export const EMBEDDINGS_DURABLE = "profile-embeddings";

@@ -2,7 +2,8 @@ import { readdirSync, readFileSync } from "node:fs";
 import pg from "pg";
 import { describe, expect, it } from "vitest";
 import { migrate } from "./migrations.js";
-import { ProfileStore, schemaFor, type ClickToApply, type PageEmbedding } from "./pg-store.js";
+import type { ClickToApply } from "@recsys/bus";
+import { ProfileStore, schemaFor, type PageEmbedding } from "./pg-store.js";
 import { DIM, expectInterest as expectTerms, randomVectors, testDatabase } from "./testing.js";
 
 // The SQL is the domain logic here, so it is tested where it runs: in the real PostgreSQL.

@@ -1,6 +1,7 @@
 import pg from "pg";
 import { registerTypes, toSql } from "pgvector/pg";
 import type { Logger } from "@recsys/logging";
+import type { ClickToApply } from "@recsys/bus";
 import { difference, sameVector, scaled } from "./vectors.js";
 
 /** The PostgreSQL schema of a namespace: tests run many namespaces on one database. */
@@ -22,13 +23,6 @@ export function createPool(opts: { databaseUrl: string; schema: string; max: num
   pool.on("error", (err) => opts.logger.warn({ err: String(err) }, "idle PostgreSQL client failed"));
   pool.on("connect", (client) => client.on("error", (err) => opts.logger.warn({ err: String(err) }, "PostgreSQL client failed")));
   return pool;
-}
-
-export interface ClickToApply {
-  eventId: string;
-  userid: string;
-  url: string;
-  eventTimeMs: number;
 }
 
 export interface PageEmbedding {
