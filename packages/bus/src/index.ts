@@ -2,7 +2,7 @@ export { headers, nanos, type MsgHdrs, type NatsConnection } from "@nats-io/tran
 export { AckPolicy, DeliverPolicy, JetStreamApiError, type Consumer, type JetStreamClient, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
 export { ensureStreams, serverMaxBytes, streamLimitsFrom, Topology, type StreamLimits } from "./topology.js";
 export { connectBus, DEFAULT_ACK_WAIT_MS, type Bus } from "./connection.js";
-export { isStreamFull } from "./jetstream-errors.js";
+export { isNotFound, isStreamFull, isStreamNotFound, isWrongLastSequence } from "./jetstream-errors.js";
 export { consumerProgress, durablesOf, ensureDurableConsumer, partitionDurable, PULL_EXPIRES_MS, retryBackoffMs, runDurableConsumer, type Disposition, type DurableConsumerOptions } from "./consumer.js";
 export { deadLetter, deadLettered, type ItemDeadLetter } from "./dead-letters.js";
 export { PublishFailedError, StreamFill, StreamFullError } from "./stream-fill.js";

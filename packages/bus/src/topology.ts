@@ -1,7 +1,7 @@
 import { nanos } from "@nats-io/transport-node";
 import { DiscardPolicy, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig } from "@nats-io/jetstream";
 import type { Logger } from "@recsys/logging";
-import { isNotFound } from "./jetstream-errors.js";
+import { isNotFound, isStreamNameInUse } from "./jetstream-errors.js";
 
 /**
  * The size of every stream. A full CLICKS, CONTENT, EMBEDDINGS, ENGAGEMENT or INTEREST_EMBEDDINGS
@@ -223,7 +223,7 @@ export async function ensureStreams(jsm: JetStreamManager, topology: Topology, l
         await jsm.streams.add(cfg);
       } catch (addErr) {
         // Another service created it between our info and add.
-        if (!String(addErr).includes("already in use")) throw addErr;
+        if (!isStreamNameInUse(addErr)) throw addErr;
       }
     }
   }

@@ -4,7 +4,7 @@ import {
   DeliverPolicy,
   clickDeadLetter,
   durablesOf,
-  JetStreamApiError,
+  isNotFound,
   PULL_EXPIRES_MS,
   readClicks,
   runDurableConsumer,
@@ -62,7 +62,7 @@ async function consumerInfo(bus: Bus, durable: string) {
   try {
     return await bus.jsm.consumers.info(bus.topology.clicksStream, durable);
   } catch (err) {
-    if (err instanceof JetStreamApiError && err.status === 404) return undefined;
+    if (isNotFound(err)) return undefined;
     throw err;
   }
 }

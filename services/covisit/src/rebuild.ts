@@ -1,5 +1,5 @@
 import type { Redis } from "ioredis";
-import { JetStreamApiError, PULL_EXPIRES_MS, type Bus } from "@recsys/bus";
+import { isNotFound, PULL_EXPIRES_MS, type Bus } from "@recsys/bus";
 import { DURABLE } from "./consumer.js";
 import { keyPrefix } from "./redis-store.js";
 
@@ -24,7 +24,7 @@ export async function prepareRebuild(opts: { bus: Bus; redis: Redis; namespace: 
     try {
       return (await bus.jsm.consumers.list(stream).next()).filter((c) => ours(c.name));
     } catch (err) {
-      if (err instanceof JetStreamApiError && err.status === 404) return [];
+      if (isNotFound(err)) return [];
       throw err;
     }
   };
