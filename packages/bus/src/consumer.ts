@@ -40,6 +40,8 @@ interface CommonOptions {
   inOrder?: { partitions: number; subject(partition: number): string };
   /** Told of every settlement: whether the store the effects write to is failing (a retry) or working. */
   dependency?: DependencyHealth;
+  /** The fault tests' crash point, shared by every consumer of the process; none by default. */
+  crashAfterEffects?: CrashAfterEffects;
 }
 
 export type DurableConsumerOptions = CommonOptions &
@@ -85,12 +87,25 @@ export function durablesOf(opts: { durable: string; filterSubject: string; inOrd
 export const PULL_EXPIRES_MS = 5_000;
 
 /**
- * A fault-injection point for the fault tests: with RECSYS_CRASH_AFTER_EFFECTS=n the process kills
- * itself right after the effect of its n-th message (and of the rest of that message's batch),
- * before they are acked, as a crash at the worst moment would.
+ * A fault-injection point for the fault tests: the process kills itself right after the effect of
+ * its n-th message (and of the rest of that message's batch), before they are acked, as a crash at
+ * the worst moment would. One per process: its consumers count their effects together.
  */
-const crashAfterEffects = Number(process.env.RECSYS_CRASH_AFTER_EFFECTS ?? 0);
-let effects = 0;
+export class CrashAfterEffects {
+  private effects = 0;
+
+  /** `after` 0 never crashes. */
+  constructor(private readonly after: number) {}
+
+  /** Counts the effects of `messages` that just ran, and crashes once there were `after` of them. */
+  ran(messages: number, logger: Logger, stream: string): void {
+    this.effects += messages;
+    if (this.after > 0 && this.effects >= this.after) {
+      logger.warn({ stream, effects: this.effects }, "RECSYS_CRASH_AFTER_EFFECTS reached: killing this process before the ack");
+      process.kill(process.pid, "SIGKILL");
+    }
+  }
+}
 
 /**
  * Runs a durable pull consumer until `signal` aborts. Each message is acked only after its effect
@@ -159,18 +174,10 @@ export async function runDurableConsumer(opts: DurableConsumerOptions): Promise<
     count(d.kind === "dead-letter" ? "dead_letter" : "ack");
   };
 
-  const afterEffect = (messages: number) => {
-    effects += messages;
-    if (crashAfterEffects > 0 && effects >= crashAfterEffects) {
-      logger.warn({ stream: opts.stream, effects }, "RECSYS_CRASH_AFTER_EFFECTS reached: killing this process before the ack");
-      process.kill(process.pid, "SIGKILL");
-    }
-  };
-
   const run = async (batch: JsMsg[]) => {
     const done = await effectOf(batch);
     if (!(done instanceof Error)) {
-      afterEffect(batch.length);
+      opts.crashAfterEffects?.ran(batch.length, logger, opts.stream);
       await Promise.all(batch.map((m, i) => settle(m, done[i]!)));
       return;
     }

@@ -10,6 +10,7 @@ import {
   runDurableConsumer,
   type Bus,
   type Click,
+  type CrashAfterEffects,
   type Disposition,
   type ItemDeadLetter,
   type MsgHdrs,
@@ -173,6 +174,7 @@ export function runClickConsumer(opts: {
   concurrency: number;
   maxBatch: number;
   stats: ConsumerStats;
+  crashAfterEffects?: CrashAfterEffects;
   signal: AbortSignal;
 }) {
   const { store, stats, bus } = opts;
@@ -186,6 +188,7 @@ export function runClickConsumer(opts: {
     concurrency: opts.concurrency,
     maxBatch: opts.maxBatch,
     deadLetterSource: DEAD_LETTER_SOURCE,
+    crashAfterEffects: opts.crashAfterEffects,
     logger: opts.logger,
     signal: opts.signal,
     async handleBatch(ms) {

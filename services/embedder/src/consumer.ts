@@ -1,4 +1,4 @@
-import { PublishFailedError, runDurableConsumer, StreamFullError, type Bus, type Disposition, type StreamFill } from "@recsys/bus";
+import { PublishFailedError, runDurableConsumer, StreamFullError, type Bus, type CrashAfterEffects, type Disposition, type StreamFill } from "@recsys/bus";
 import type { Logger } from "@recsys/logging";
 import { QueueFullError } from "./batcher.js";
 import { embedPageMessage, jetStreamEmbeddingsLog } from "./content.js";
@@ -24,6 +24,7 @@ export function runContentConsumer(opts: {
   stats: ContentStats;
   /** EMBEDDINGS' fill: a full stream holds pages back (retried) instead of letting JetStream trim it. */
   fill?: StreamFill;
+  crashAfterEffects?: CrashAfterEffects;
   signal: AbortSignal;
 }) {
   const log = jetStreamEmbeddingsLog(opts.bus, opts.fill);
@@ -34,6 +35,7 @@ export function runContentConsumer(opts: {
     filterSubject: opts.bus.topology.contentSubjects,
     concurrency: opts.concurrency,
     deadLetterSource: "content",
+    crashAfterEffects: opts.crashAfterEffects,
     logger: opts.logger,
     signal: opts.signal,
     async handle(m): Promise<Disposition> {

@@ -1,5 +1,5 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { PublishFailedError, runDurableConsumer, StreamFill, userEventMessageId, type Bus, type Disposition } from "@recsys/bus";
+import { PublishFailedError, runDurableConsumer, StreamFill, userEventMessageId, type Bus, type CrashAfterEffects, type Disposition } from "@recsys/bus";
 import { InterestEmbeddingSchema, StatedInterestSchema, type InterestEmbedding } from "@recsys/contracts/events/v1/events";
 import type { Logger } from "@recsys/logging";
 import { QueueFullError } from "./batcher.js";
@@ -49,6 +49,7 @@ export function runInterestConsumer(opts: {
   concurrency: number;
   /** INTEREST_EMBEDDINGS' fill: a full stream holds interests back (retried). */
   fill?: StreamFill;
+  crashAfterEffects?: CrashAfterEffects;
   signal: AbortSignal;
 }) {
   const { bus } = opts;
@@ -59,6 +60,7 @@ export function runInterestConsumer(opts: {
     filterSubject: bus.topology.statedInterestsSubjects,
     concurrency: opts.concurrency,
     deadLetterSource: "interests",
+    crashAfterEffects: opts.crashAfterEffects,
     logger: opts.logger,
     signal: opts.signal,
     handle: (m) =>

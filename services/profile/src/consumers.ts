@@ -1,5 +1,5 @@
 import { fromBinary } from "@bufbuild/protobuf";
-import { applicableClicks, clickDeadLetter, readClicks, runDurableConsumer, type Bus, type ClickToApply, type Disposition, type ItemDeadLetter, type MsgHdrs } from "@recsys/bus";
+import { applicableClicks, clickDeadLetter, readClicks, runDurableConsumer, type Bus, type ClickToApply, type CrashAfterEffects, type Disposition, type ItemDeadLetter, type MsgHdrs } from "@recsys/bus";
 import { Counter, registry, type DependencyHealth } from "@recsys/metrics";
 import { ContentEmbeddingSchema, InterestEmbeddingSchema, LikeSchema } from "@recsys/contracts/events/v1/events";
 import type { Logger } from "@recsys/logging";
@@ -175,6 +175,7 @@ interface ConsumerOptions {
   concurrency: number;
   /** Failing while PostgreSQL refuses writes for a passing reason (its messages wait for redelivery). */
   postgres: DependencyHealth;
+  crashAfterEffects?: CrashAfterEffects;
   signal: AbortSignal;
 }
 
@@ -191,6 +192,7 @@ export function runEmbeddingConsumer(opts: ConsumerOptions & { dimension: number
     concurrency: opts.concurrency,
     dependency: opts.postgres,
     deadLetterSource: EMBEDDINGS_DEAD_LETTER_SOURCE,
+    crashAfterEffects: opts.crashAfterEffects,
     logger: opts.logger,
     signal: opts.signal,
     handle: (m) => applyEmbeddingMessage(m.data, opts.store, opts.dimension),
@@ -212,6 +214,7 @@ export function runClickConsumer(opts: ConsumerOptions & { maxBatch: number; cli
     maxBatch: opts.maxBatch,
     dependency: opts.postgres,
     deadLetterSource: CLICKS_DEAD_LETTER_SOURCE,
+    crashAfterEffects: opts.crashAfterEffects,
     logger: opts.logger,
     signal: opts.signal,
     handleBatch: (ms) => applyClickMessages(ms, opts.store, opts.clicksPerCall),
@@ -228,6 +231,7 @@ export function runLikeConsumer(opts: ConsumerOptions) {
     concurrency: opts.concurrency,
     dependency: opts.postgres,
     deadLetterSource: LIKES_DEAD_LETTER_SOURCE,
+    crashAfterEffects: opts.crashAfterEffects,
     logger: opts.logger,
     signal: opts.signal,
     handle: (m) => applyLikeMessage(m.data, opts.store),
@@ -244,6 +248,7 @@ export function runInterestConsumer(opts: ConsumerOptions & { dimension: number 
     concurrency: opts.concurrency,
     dependency: opts.postgres,
     deadLetterSource: INTERESTS_DEAD_LETTER_SOURCE,
+    crashAfterEffects: opts.crashAfterEffects,
     logger: opts.logger,
     signal: opts.signal,
     handle: (m) => applyInterestMessage(m.data, opts.store, opts.dimension),
