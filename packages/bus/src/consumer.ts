@@ -2,9 +2,9 @@ import { AckPolicy, DeliverPolicy, type ConsumerConfig, type JetStreamManager, t
 import { nanos } from "@nats-io/transport-node";
 import type { Logger } from "@recsys/logging";
 import { withBatchSpan } from "@recsys/tracing";
-import { consumedMessages, deadLetterCause, deadLettered as deadLetteredCount, watchConsumerLag, type DependencyHealth } from "@recsys/metrics";
+import { consumedMessages, deadLettered as deadLetteredCount, watchConsumerLag, type DependencyHealth } from "@recsys/metrics";
 import { DEFAULT_ACK_WAIT_MS, type Bus } from "./connection.js";
-import { deadLetter, deadLetterItem, type ItemDeadLetter } from "./dead-letters.js";
+import { deadLetter, deadLetterItem, type DeadLetterWhy, type ItemDeadLetter } from "./dead-letters.js";
 import { isNotFound } from "./jetstream-errors.js";
 import { ensureStreams } from "./topology.js";
 
@@ -14,8 +14,8 @@ export type Disposition =
   | { kind: "ack"; deadLetters?: ItemDeadLetter[] }
   /** The effect failed for a passing reason (a database down): redeliver later. */
   | { kind: "retry"; delayMs?: number; reason: string }
-  /** The message can never take effect: keep it in DEAD_LETTERS with the reason, then ack. */
-  | { kind: "dead-letter"; reason: string };
+  /** The message can never take effect: keep it in DEAD_LETTERS with why, then ack. */
+  | ({ kind: "dead-letter" } & DeadLetterWhy);
 
 interface CommonOptions {
   bus: Bus;
@@ -154,10 +154,10 @@ export async function runDurableConsumer(opts: DurableConsumerOptions): Promise<
       return;
     }
     opts.dependency?.recovered();
-    const letters = d.kind === "dead-letter" ? [{ reason: d.reason }] : (d.deadLetters ?? []);
+    const letters: Array<DeadLetterWhy | ItemDeadLetter> = d.kind === "dead-letter" ? [{ cause: d.cause, reason: d.reason }] : (d.deadLetters ?? []);
     if (letters.length > 0) {
       try {
-        if (d.kind === "dead-letter") await deadLetter(bus, m, opts.stream, opts.deadLetterSource, d.reason);
+        if (d.kind === "dead-letter") await deadLetter(bus, m, opts.stream, opts.deadLetterSource, d);
         else await Promise.all(d.deadLetters!.map((item) => deadLetterItem(bus, m, opts.stream, opts.deadLetterSource, item)));
       } catch (err) {
         m.nak(retryBackoffMs(m.info.deliveryCount));
@@ -166,7 +166,7 @@ export async function runDurableConsumer(opts: DurableConsumerOptions): Promise<
         return;
       }
       for (const l of letters) {
-        deadLetteredCount.inc({ source: opts.deadLetterSource, cause: deadLetterCause(l.reason) });
+        deadLetteredCount.inc({ source: opts.deadLetterSource, cause: l.cause });
         logger.warn({ stream: opts.stream, seq: m.seq, reason: l.reason, ...("index" in l ? { item: l.index } : {}) }, "dead-lettered");
       }
     }
@@ -191,7 +191,7 @@ export async function runDurableConsumer(opts: DurableConsumerOptions): Promise<
     const deliveries = m.info.deliveryCount;
     await settle(
       m,
-      deliveries >= maxDeliveries ? { kind: "dead-letter", reason: `failed ${deliveries} deliveries, last: ${String(done)}` } : { kind: "retry", reason: String(done) },
+      deliveries >= maxDeliveries ? { kind: "dead-letter", cause: "poison", reason: `failed ${deliveries} deliveries, last: ${String(done)}` } : { kind: "retry", reason: String(done) },
     );
   };
 

@@ -11,6 +11,7 @@ import {
   type Bus,
   type Click,
   type CrashAfterEffects,
+  type DeadLetterCause,
   type Disposition,
   type ItemDeadLetter,
   type MsgHdrs,
@@ -118,7 +119,7 @@ function dispositionOf(message: MessageVerdict, stats: ConsumerStats): Dispositi
   if ("error" in message) {
     clickOutcomes.inc({ outcome: "undecodable" });
     stats.undecodable++;
-    return { kind: "dead-letter", reason: `undecodable: ${message.error}` };
+    return { kind: "dead-letter", cause: "undecodable", reason: `undecodable: ${message.error}` };
   }
   const { clicks, verdicts } = message;
   // Left in the stream, unacked: a rebuild applies it with everything before it.
@@ -129,7 +130,7 @@ function dispositionOf(message: MessageVerdict, stats: ConsumerStats): Dispositi
   const deadLetters: ItemDeadLetter[] = [];
   verdicts.forEach((v, index) => {
     clickOutcomes.inc({ outcome: v.status });
-    const letter = (reason: string) => deadLetters.push(clickDeadLetter(clicks, index, reason));
+    const letter = (cause: DeadLetterCause, reason: string) => deadLetters.push(clickDeadLetter(clicks, index, { cause, reason }));
     switch (v.status) {
       case "applied":
         stats.applied++;
@@ -139,15 +140,15 @@ function dispositionOf(message: MessageVerdict, stats: ConsumerStats): Dispositi
         break;
       case "late":
         stats.late++;
-        letter(`late: watermark ${new Date(v.watermarkMs).toISOString()}`);
+        letter("late", `late: watermark ${new Date(v.watermarkMs).toISOString()}`);
         break;
       case "budget":
         stats.overBudget++;
-        letter(`budget: the user has ${v.near} clicks within 10 minutes of this one`);
+        letter("budget", `budget: the user has ${v.near} clicks within 10 minutes of this one`);
         break;
       case "undecodable":
         stats.undecodable++;
-        letter(`undecodable: ${v.error}`);
+        letter("undecodable", `undecodable: ${v.error}`);
         break;
     }
   });

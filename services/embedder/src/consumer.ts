@@ -43,7 +43,7 @@ export function runContentConsumer(opts: {
         const v = await embedPageMessage(m.data, { log, embed: opts.embed, model: opts.model });
         if (v.status === "undecodable") {
           opts.stats.undecodable++;
-          return { kind: "dead-letter", reason: `undecodable: ${v.error}` };
+          return { kind: "dead-letter", cause: "undecodable", reason: `undecodable: ${v.error}` };
         }
         if (v.status === "stale") opts.stats.stale++;
         else opts.stats.embedded++;

@@ -20,9 +20,9 @@ export async function embedInterestMessage(
   try {
     s = fromBinary(StatedInterestSchema, data);
   } catch (err) {
-    return { kind: "dead-letter", reason: `undecodable: ${String(err)}` };
+    return { kind: "dead-letter", cause: "undecodable", reason: `undecodable: ${String(err)}` };
   }
-  if (!s.eventId || !s.userid || !s.text.trim()) return { kind: "dead-letter", reason: "undecodable: missing event_id, userid or text" };
+  if (!s.eventId || !s.userid || !s.text.trim()) return { kind: "dead-letter", cause: "undecodable", reason: "undecodable: missing event_id, userid or text" };
   let vector: Float32Array;
   try {
     vector = await deps.embed(s.text);

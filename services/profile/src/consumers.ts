@@ -1,5 +1,5 @@
 import { fromBinary } from "@bufbuild/protobuf";
-import { applicableClicks, clickDeadLetter, readClicks, runDurableConsumer, type Bus, type ClickToApply, type CrashAfterEffects, type Disposition, type ItemDeadLetter, type MsgHdrs } from "@recsys/bus";
+import { applicableClicks, clickDeadLetter, readClicks, runDurableConsumer, type Bus, type ClickToApply, type CrashAfterEffects, type DeadLetterWhy, type Disposition, type ItemDeadLetter, type MsgHdrs } from "@recsys/bus";
 import { Counter, registry, type DependencyHealth } from "@recsys/metrics";
 import { ContentEmbeddingSchema, InterestEmbeddingSchema, LikeSchema } from "@recsys/contracts/events/v1/events";
 import type { Logger } from "@recsys/logging";
@@ -66,17 +66,17 @@ export function decodeInterest(data: Uint8Array, dimension: number): Decoded<Int
  * try again later, an expired event (older than its user's horizon of applied ids) is dead-lettered.
  */
 async function applyDecoded<T>(decoded: Decoded<T>, apply: (value: T) => Promise<{ status: string } | unknown>): Promise<Disposition> {
-  if (!decoded.ok) return { kind: "dead-letter", reason: `undecodable: ${decoded.error}` };
+  if (!decoded.ok) return { kind: "dead-letter", cause: "undecodable", reason: `undecodable: ${decoded.error}` };
   try {
     const outcome = await apply(decoded.value);
-    if ((outcome as { status?: string } | undefined)?.status === "expired") return { kind: "dead-letter", reason: EXPIRED_REASON };
+    if ((outcome as { status?: string } | undefined)?.status === "expired") return { kind: "dead-letter", ...EXPIRED };
     return { kind: "ack" };
   } catch (err) {
     return databaseFailure(err);
   }
 }
 
-const EXPIRED_REASON = "expired: older than its user's latest event by more than DEDUP_RETENTION_MS, so its id may no longer be known";
+const EXPIRED: DeadLetterWhy = { cause: "expired", reason: "expired: older than its user's latest event by more than DEDUP_RETENTION_MS, so its id may no longer be known" };
 
 export function applyLikeMessage(data: Uint8Array, store: ProfileStore): Promise<Disposition> {
   return applyDecoded(decodeLike(data), (like) => store.applyLike(like));
@@ -149,22 +149,22 @@ export async function applyClickMessages(messages: readonly ClickMessage[], stor
     } else failure = databaseFailure(err);
   }
   return decoded.map((d): Disposition => {
-    if ("error" in d) return { kind: "dead-letter", reason: `undecodable: ${d.error}` };
+    if ("error" in d) return { kind: "dead-letter", cause: "undecodable", reason: `undecodable: ${d.error}` };
     if (failure?.kind === "retry") return failure;
     const deadLetters = d.checked.flatMap((c, index): ItemDeadLetter[] => {
-      if ("error" in c) return [clickDeadLetter(d.clicks, index, `undecodable: ${c.error}`)];
-      if (refused.has(c) || failure) return [clickDeadLetter(d.clicks, index, failure?.kind === "dead-letter" ? failure.reason : "refused by PostgreSQL")];
-      if (expired.has(c)) return [clickDeadLetter(d.clicks, index, EXPIRED_REASON)];
+      if ("error" in c) return [clickDeadLetter(d.clicks, index, { cause: "undecodable", reason: `undecodable: ${c.error}` })];
+      if (refused.has(c) || failure) return [clickDeadLetter(d.clicks, index, failure?.kind === "dead-letter" ? failure : { cause: "refused", reason: "refused by PostgreSQL" })];
+      if (expired.has(c)) return [clickDeadLetter(d.clicks, index, EXPIRED)];
       return [];
     });
     // Nothing of the message could be applied, all for one reason: keep the message as it came.
-    if (d.clicks.length > 0 && deadLetters.length === d.clicks.length && deadLetters.every((l) => l.reason === deadLetters[0]!.reason)) return { kind: "dead-letter", reason: deadLetters[0]!.reason };
+    if (d.clicks.length > 0 && deadLetters.length === d.clicks.length && deadLetters.every((l) => l.reason === deadLetters[0]!.reason)) return { kind: "dead-letter", cause: deadLetters[0]!.cause, reason: deadLetters[0]!.reason };
     return deadLetters.length > 0 ? { kind: "ack", deadLetters } : { kind: "ack" };
   });
 }
 
 function databaseFailure(err: unknown): Disposition {
-  if (isDataError(err)) return { kind: "dead-letter", reason: `refused by PostgreSQL: ${String(err)}` };
+  if (isDataError(err)) return { kind: "dead-letter", cause: "refused", reason: `refused by PostgreSQL: ${String(err)}` };
   return { kind: "retry", reason: `PostgreSQL: ${String(err)}` };
 }
 
