@@ -3,6 +3,7 @@ export { AckPolicy, DeliverPolicy, JetStreamApiError, type Consumer, type JetStr
 export { ensureStreams, serverMaxBytes, streamLimitsFrom, Topology, type StreamLimits } from "./topology.js";
 export { connectBus, DEFAULT_ACK_WAIT_MS, type Bus } from "./connection.js";
 export { isNotFound, isStreamFull, isStreamNotFound, isWrongLastSequence } from "./jetstream-errors.js";
+export { allConsumerNames, consumerNames, type ConsumedBy, type ConsumerNames, type ConsumerService } from "./consumer-names.js";
 export { consumerProgress, CrashAfterEffects, durablesOf, ensureDurableConsumer, partitionDurable, PULL_EXPIRES_MS, retryBackoffMs, runDurableConsumer, type Disposition, type DurableConsumerOptions } from "./consumer.js";
 export { deadLetter, deadLettered, type DeadLetterCause, type DeadLetterWhy, type ItemDeadLetter } from "./dead-letters.js";
 export { PublishFailedError, StreamFill, StreamFullError } from "./stream-fill.js";

@@ -1,6 +1,5 @@
 import type { Redis } from "ioredis";
-import { isNotFound, PULL_EXPIRES_MS, type Bus } from "@recsys/bus";
-import { DURABLE } from "./consumer.js";
+import { consumerNames, isNotFound, PULL_EXPIRES_MS, type Bus } from "@recsys/bus";
 import { keyPrefix } from "./redis-store.js";
 
 export class CovisitRunningError extends Error {}
@@ -19,7 +18,8 @@ export async function prepareRebuild(opts: { bus: Bus; redis: Redis; namespace: 
   const { bus, redis } = opts;
   const stream = bus.topology.clicksStream;
   // Every durable covisit consumes with: one per partition, or the single one of earlier versions.
-  const ours = (name: string) => name === DURABLE || name.startsWith(`${DURABLE}-p`);
+  const { durable } = consumerNames("covisit", "clicks");
+  const ours = (name: string) => name === durable || name.startsWith(`${durable}-p`);
   const consumerInfos = async () => {
     try {
       return (await bus.jsm.consumers.list(stream).next()).filter((c) => ours(c.name));

@@ -1,9 +1,8 @@
-import { PublishFailedError, runDurableConsumer, StreamFullError, type Bus, type CrashAfterEffects, type Disposition, type StreamFill } from "@recsys/bus";
+import { consumerNames, PublishFailedError, runDurableConsumer, StreamFullError, type Bus, type CrashAfterEffects, type Disposition, type StreamFill } from "@recsys/bus";
 import type { Logger } from "@recsys/logging";
 import { QueueFullError } from "./batcher.js";
 import { embedPageMessage, jetStreamEmbeddingsLog } from "./content.js";
 
-export const CONTENT_DURABLE = "embedder";
 
 export interface ContentStats {
   embedded: number;
@@ -31,10 +30,9 @@ export function runContentConsumer(opts: {
   return runDurableConsumer({
     bus: opts.bus,
     stream: opts.bus.topology.contentStream,
-    durable: CONTENT_DURABLE,
+    ...consumerNames("embedder", "content"),
     filterSubject: opts.bus.topology.contentSubjects,
     concurrency: opts.concurrency,
-    deadLetterSource: "content",
     crashAfterEffects: opts.crashAfterEffects,
     logger: opts.logger,
     signal: opts.signal,

@@ -1,11 +1,10 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { PublishFailedError, runDurableConsumer, StreamFill, userEventMessageId, type Bus, type CrashAfterEffects, type Disposition } from "@recsys/bus";
+import { consumerNames, PublishFailedError, runDurableConsumer, StreamFill, userEventMessageId, type Bus, type CrashAfterEffects, type Disposition } from "@recsys/bus";
 import { InterestEmbeddingSchema, StatedInterestSchema, type InterestEmbedding } from "@recsys/contracts/events/v1/events";
 import type { Logger } from "@recsys/logging";
 import { QueueFullError } from "./batcher.js";
 import { busFailure } from "./consumer.js";
 
-export const INTERESTS_DURABLE = "embedder-interests";
 
 /**
  * The effect of one stated interest: embed its text and publish the vector, keyed by the
@@ -56,10 +55,9 @@ export function runInterestConsumer(opts: {
   return runDurableConsumer({
     bus,
     stream: bus.topology.engagementStream,
-    durable: INTERESTS_DURABLE,
+    ...consumerNames("embedder", "stated-interests"),
     filterSubject: bus.topology.statedInterestsSubjects,
     concurrency: opts.concurrency,
-    deadLetterSource: "interests",
     crashAfterEffects: opts.crashAfterEffects,
     logger: opts.logger,
     signal: opts.signal,

@@ -1,20 +1,11 @@
 import { fromBinary } from "@bufbuild/protobuf";
-import { applicableClicks, clickDeadLetter, readClicks, runDurableConsumer, type Bus, type ClickToApply, type CrashAfterEffects, type DeadLetterWhy, type Disposition, type ItemDeadLetter, type MsgHdrs } from "@recsys/bus";
+import { applicableClicks, clickDeadLetter, consumerNames, readClicks, runDurableConsumer, type Bus, type ClickToApply, type CrashAfterEffects, type DeadLetterWhy, type Disposition, type ItemDeadLetter, type MsgHdrs } from "@recsys/bus";
 import { Counter, registry, type DependencyHealth } from "@recsys/metrics";
 import { ContentEmbeddingSchema, InterestEmbeddingSchema, LikeSchema } from "@recsys/contracts/events/v1/events";
 import type { Logger } from "@recsys/logging";
 import { isDataError, sqlState, type ClickOutcome, type InterestToApply, type LikeToApply, type PageEmbedding, type ProfileStore } from "./pg-store.js";
 import { embeddingProblem } from "./vectors.js";
 
-export const EMBEDDINGS_DURABLE = "profile-embeddings";
-export const CLICKS_DURABLE = "profile-clicks";
-export const EMBEDDINGS_DEAD_LETTER_SOURCE = "embeddings";
-// Not "clicks": covisit files its own refusals there, and each consumer's count should be its own.
-export const CLICKS_DEAD_LETTER_SOURCE = "profile-clicks";
-export const LIKES_DURABLE = "profile-likes";
-export const LIKES_DEAD_LETTER_SOURCE = "likes";
-export const INTERESTS_DURABLE = "profile-interests";
-export const INTERESTS_DEAD_LETTER_SOURCE = "interest-embeddings";
 
 type Decoded<T> = { ok: true; value: T } | { ok: false; error: string };
 
@@ -187,11 +178,10 @@ export function runEmbeddingConsumer(opts: ConsumerOptions & { dimension: number
   return runDurableConsumer({
     bus: opts.bus,
     stream: opts.bus.topology.embeddingsStream,
-    durable: EMBEDDINGS_DURABLE,
+    ...consumerNames("profile", "embeddings"),
     filterSubject: opts.bus.topology.embeddingsSubjects,
     concurrency: opts.concurrency,
     dependency: opts.postgres,
-    deadLetterSource: EMBEDDINGS_DEAD_LETTER_SOURCE,
     crashAfterEffects: opts.crashAfterEffects,
     logger: opts.logger,
     signal: opts.signal,
@@ -208,12 +198,11 @@ export function runClickConsumer(opts: ConsumerOptions & { maxBatch: number; cli
   return runDurableConsumer({
     bus: opts.bus,
     stream: opts.bus.topology.clicksStream,
-    durable: CLICKS_DURABLE,
+    ...consumerNames("profile", "clicks"),
     filterSubject: opts.bus.topology.clicksSubjects,
     concurrency: opts.concurrency,
     maxBatch: opts.maxBatch,
     dependency: opts.postgres,
-    deadLetterSource: CLICKS_DEAD_LETTER_SOURCE,
     crashAfterEffects: opts.crashAfterEffects,
     logger: opts.logger,
     signal: opts.signal,
@@ -226,11 +215,10 @@ export function runLikeConsumer(opts: ConsumerOptions) {
   return runDurableConsumer({
     bus: opts.bus,
     stream: opts.bus.topology.engagementStream,
-    durable: LIKES_DURABLE,
+    ...consumerNames("profile", "likes"),
     filterSubject: opts.bus.topology.likesSubjects,
     concurrency: opts.concurrency,
     dependency: opts.postgres,
-    deadLetterSource: LIKES_DEAD_LETTER_SOURCE,
     crashAfterEffects: opts.crashAfterEffects,
     logger: opts.logger,
     signal: opts.signal,
@@ -243,11 +231,10 @@ export function runInterestConsumer(opts: ConsumerOptions & { dimension: number 
   return runDurableConsumer({
     bus: opts.bus,
     stream: opts.bus.topology.interestEmbeddingsStream,
-    durable: INTERESTS_DURABLE,
+    ...consumerNames("profile", "interest-embeddings"),
     filterSubject: opts.bus.topology.interestEmbeddingsSubjects,
     concurrency: opts.concurrency,
     dependency: opts.postgres,
-    deadLetterSource: INTERESTS_DEAD_LETTER_SOURCE,
     crashAfterEffects: opts.crashAfterEffects,
     logger: opts.logger,
     signal: opts.signal,
