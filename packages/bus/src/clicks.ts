@@ -1,7 +1,7 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { ClickBatchSchema, ClickSchema, type Click } from "@recsys/contracts/events/v1/events";
 import { headers, type MsgHdrs } from "@nats-io/transport-node";
-import type { ItemDeadLetter } from "./consume.js";
+import type { DeadLetterWhy, ItemDeadLetter } from "./dead-letters.js";
 
 export type { Click };
 
@@ -22,9 +22,9 @@ export function encodeClickBatch(clicks: Click[]): { data: Uint8Array; headers: 
   return { data: toBinary(ClickBatchSchema, create(ClickBatchSchema, { clicks })), headers: typedHeaders(ClickBatchSchema.typeName) };
 }
 
-/** Click `index` of a CLICKS message, kept alone in DEAD_LETTERS with `reason`. */
-export function clickDeadLetter(clicks: Click[], index: number, reason: string): ItemDeadLetter {
-  return { index, data: toBinary(ClickSchema, clicks[index]!), contentType: CLICK_CONTENT_TYPE, reason };
+/** Click `index` of a CLICKS message, kept alone in DEAD_LETTERS with why. */
+export function clickDeadLetter(clicks: Click[], index: number, why: DeadLetterWhy): ItemDeadLetter {
+  return { index, data: toBinary(ClickSchema, clicks[index]!), contentType: CLICK_CONTENT_TYPE, cause: why.cause, reason: why.reason };
 }
 
 /**

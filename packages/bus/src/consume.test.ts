@@ -160,7 +160,7 @@ describe("runDurableConsumer", () => {
       async handleBatch(ms) {
         return ms.map((m) => {
           const items = new TextDecoder().decode(m.data).split(",");
-          const deadLetters = items.flatMap((item, index) => (item === "LATE" ? [{ index, data: new TextEncoder().encode(`item ${index}`), contentType: "text/plain", reason: "late: watermark x" }] : []));
+          const deadLetters = items.flatMap((item, index) => (item === "LATE" ? [{ index, data: new TextEncoder().encode(`item ${index}`), contentType: "text/plain", cause: "late" as const, reason: "late: watermark x" }] : []));
           return { kind: "ack" as const, deadLetters };
         });
       },

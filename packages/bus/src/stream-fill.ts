@@ -1,4 +1,5 @@
-import type { Bus } from "./index.js";
+import type { Bus } from "./connection.js";
+import { isStreamNotFound } from "./jetstream-errors.js";
 import type { Logger } from "@recsys/logging";
 import { Counter, Gauge, registry } from "@recsys/metrics";
 
@@ -77,7 +78,7 @@ export class StreamFill {
         this.mark(name, s.stored >= s.limit);
       } catch (err) {
         // A stream not there yet (it is created at the first publish) holds nothing.
-        if (!/not found/i.test(String(err))) this.logger.warn({ err: String(err), stream: name }, "cannot read the stream's size");
+        if (!isStreamNotFound(err)) this.logger.warn({ err: String(err), stream: name }, "cannot read the stream's size");
       }
     }
   }

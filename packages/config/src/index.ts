@@ -48,5 +48,11 @@ export const commonEnv = {
   DEAD_LETTERS_MAX_AGE_MS: z.coerce.number().int().positive().default(30 * 24 * 3600_000),
 };
 
+/** Settings of the services that consume from the bus. */
+export const consumerEnv = {
+  /** The fault tests' crash point: kill the process after its n-th message's effect, before the ack (0: never). */
+  RECSYS_CRASH_AFTER_EFFECTS: z.coerce.number().int().min(0).default(0),
+};
+
 export const port = (fallback: number) => z.coerce.number().int().min(0).max(65535).default(fallback);
 export const positiveInt = (fallback: number) => z.coerce.number().int().positive().default(fallback);

@@ -1,15 +1,8 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { describe, expect, it } from "vitest";
-import { consumedMessages, deadLetterCause, registry, setServiceName, timeCalls, watchConsumerLag } from "./index.js";
+import { consumedMessages, registry, setServiceName, timeCalls, watchConsumerLag } from "./index.js";
 
 describe("metrics", () => {
-  it("names the cause of each kind of dead letter the consumers write", () => {
-    expect(deadLetterCause("late: watermark 2026-01-01T00:00:00.000Z")).toBe("late");
-    expect(deadLetterCause("undecodable: missing event_id, userid or url")).toBe("undecodable");
-    expect(deadLetterCause("refused by PostgreSQL: invalid byte sequence")).toBe("refused");
-    expect(deadLetterCause("failed 10 deliveries, last: Error: boom")).toBe("poison");
-  });
-
   it("exposes counters and the lag read at scrape time in Prometheus text, labelled with the service", async () => {
     setServiceName("unit");
     consumedMessages.inc({ stream: "CLICKS", consumer: "covisit", outcome: "ack" }, 3);

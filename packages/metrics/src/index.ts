@@ -158,13 +158,3 @@ export function timeCalls<T extends object>(target: T, dependency: string): T {
     },
   });
 }
-
-/**
- * The cause of a dead letter, from its reason: "late: …" and "undecodable: …" name it, a reason
- * from PostgreSQL is "refused", and a message that kept failing is "poison".
- */
-export function deadLetterCause(reason: string): string {
-  const named = /^([a-z]+):/.exec(reason);
-  if (named) return named[1]!;
-  return reason.startsWith("refused") ? "refused" : "poison";
-}

@@ -1,7 +1,10 @@
-import { AckPolicy, connectBus, DeliverPolicy, type Bus } from "@recsys/bus";
+import { AckPolicy, connectBus, consumerNames, DeliverPolicy, type Bus } from "@recsys/bus";
 import { createLogger } from "@recsys/logging";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { adoptSingleDurable, clickDurables, consumerNeverDelivered, DURABLE } from "./consumer.js";
+import { adoptSingleDurable, clickDurables, consumerNeverDelivered } from "./consumer.js";
+
+// The single durable of earlier versions.
+const DURABLE = consumerNames("covisit", "clicks").durable;
 
 // Against the real NATS, in a namespace of its own.
 const namespace = `unit${process.pid}adopt`;

@@ -4,13 +4,16 @@ import {
   applicableClicks,
   DeliverPolicy,
   clickDeadLetter,
+  consumerNames,
   durablesOf,
-  JetStreamApiError,
+  isNotFound,
   PULL_EXPIRES_MS,
   readClicks,
   runDurableConsumer,
   type Bus,
   type Click,
+  type CrashAfterEffects,
+  type DeadLetterCause,
   type Disposition,
   type ItemDeadLetter,
   type MsgHdrs,
@@ -20,8 +23,8 @@ import { Counter, registry, type DependencyHealth } from "@recsys/metrics";
 import { COVISIT_WINDOW_IN_WORDS } from "@recsys/validation";
 import { DEFAULT_MAX_BATCH, type ApplyOutcome, type CovisitStore } from "./redis-store.js";
 
-export const DURABLE = "covisit";
-export const DEAD_LETTER_SOURCE = "clicks";
+/** covisit's CLICKS consumer: the base of its partition durables, and the name of the single durable of earlier versions. */
+const clicksConsumer = consumerNames("covisit", "clicks");
 
 /** What became of one click of a CLICKS message. */
 export type ClickVerdict = ApplyOutcome | { status: "undecodable"; error: string };
@@ -57,21 +60,21 @@ const clickOutcomes = new Counter({
 
 /** The durables covisit consumes CLICKS with: one per partition, each in stream order. */
 export function clickDurables(bus: Bus, partitions: number) {
-  return durablesOf({ durable: DURABLE, filterSubject: bus.topology.clicksSubjects, inOrder: { partitions, subject: (p) => bus.topology.clicksSubject(p) } });
+  return durablesOf({ durable: clicksConsumer.durable, filterSubject: bus.topology.clicksSubjects, inOrder: { partitions, subject: (p) => bus.topology.clicksSubject(p) } });
 }
 
 async function consumerInfo(bus: Bus, durable: string) {
   try {
     return await bus.jsm.consumers.info(bus.topology.clicksStream, durable);
   } catch (err) {
-    if (err instanceof JetStreamApiError && err.status === 404) return undefined;
+    if (isNotFound(err)) return undefined;
     throw err;
   }
 }
 
 /** Whether any of covisit's durables (or the single one of earlier versions) ever delivered a click: if not, the counts start now. */
 export async function consumerNeverDelivered(bus: Bus, partitions: number): Promise<boolean> {
-  const infos = await Promise.all([DURABLE, ...clickDurables(bus, partitions).map((d) => d.durable)].map((d) => consumerInfo(bus, d)));
+  const infos = await Promise.all([clicksConsumer.durable, ...clickDurables(bus, partitions).map((d) => d.durable)].map((d) => consumerInfo(bus, d)));
   return infos.every((info) => !info || info.delivered.stream_seq === 0);
 }
 
@@ -81,17 +84,17 @@ export async function consumerNeverDelivered(bus: Bus, partitions: number): Prom
  * Every covisit of the earlier version must be stopped first, as for a rebuild.
  */
 export async function adoptSingleDurable(bus: Bus, partitions: number, logger: Logger, waitMs = 2 * PULL_EXPIRES_MS): Promise<void> {
-  let single = await consumerInfo(bus, DURABLE);
+  let single = await consumerInfo(bus, clicksConsumer.durable);
   if (!single) return;
   // A covisit of the earlier version still pulling would recreate its durable after we delete it
   // and count every click again with its own script: wait for it to stop, else refuse to start.
   const deadline = Date.now() + waitMs;
   while (single && single.num_waiting > 0 && Date.now() < deadline) {
     await sleep(250);
-    single = await consumerInfo(bus, DURABLE);
+    single = await consumerInfo(bus, clicksConsumer.durable);
   }
   if (!single) return;
-  if (single.num_waiting > 0) throw new Error(`a covisit of an earlier version is consuming ${bus.topology.clicksStream} with the durable ${DURABLE}: stop every covisit of that version first`);
+  if (single.num_waiting > 0) throw new Error(`a covisit of an earlier version is consuming ${bus.topology.clicksStream} with the durable ${clicksConsumer.durable}: stop every covisit of that version first`);
   const floor = single.ack_floor.stream_seq;
   for (const { durable, filterSubject } of clickDurables(bus, partitions)) {
     if (await consumerInfo(bus, durable)) continue;
@@ -102,8 +105,8 @@ export async function adoptSingleDurable(bus: Bus, partitions: number, logger: L
       ...(floor > 0 ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: floor + 1 } : { deliver_policy: DeliverPolicy.All }),
     });
   }
-  await bus.jsm.consumers.delete(bus.topology.clicksStream, DURABLE);
-  logger.warn({ ackFloor: floor, partitions }, `CLICKS consumer ${DURABLE} replaced by one durable per partition, starting after its ack floor`);
+  await bus.jsm.consumers.delete(bus.topology.clicksStream, clicksConsumer.durable);
+  logger.warn({ ackFloor: floor, partitions }, `CLICKS consumer ${clicksConsumer.durable} replaced by one durable per partition, starting after its ack floor`);
 }
 
 export interface ConsumerStats {
@@ -119,7 +122,7 @@ function dispositionOf(message: MessageVerdict, stats: ConsumerStats): Dispositi
   if ("error" in message) {
     clickOutcomes.inc({ outcome: "undecodable" });
     stats.undecodable++;
-    return { kind: "dead-letter", reason: `undecodable: ${message.error}` };
+    return { kind: "dead-letter", cause: "undecodable", reason: `undecodable: ${message.error}` };
   }
   const { clicks, verdicts } = message;
   // Left in the stream, unacked: a rebuild applies it with everything before it.
@@ -130,7 +133,7 @@ function dispositionOf(message: MessageVerdict, stats: ConsumerStats): Dispositi
   const deadLetters: ItemDeadLetter[] = [];
   verdicts.forEach((v, index) => {
     clickOutcomes.inc({ outcome: v.status });
-    const letter = (reason: string) => deadLetters.push(clickDeadLetter(clicks, index, reason));
+    const letter = (cause: DeadLetterCause, reason: string) => deadLetters.push(clickDeadLetter(clicks, index, { cause, reason }));
     switch (v.status) {
       case "applied":
         stats.applied++;
@@ -140,15 +143,15 @@ function dispositionOf(message: MessageVerdict, stats: ConsumerStats): Dispositi
         break;
       case "late":
         stats.late++;
-        letter(`late: watermark ${new Date(v.watermarkMs).toISOString()}`);
+        letter("late", `late: watermark ${new Date(v.watermarkMs).toISOString()}`);
         break;
       case "budget":
         stats.overBudget++;
-        letter(`budget: the user has ${v.near} clicks within ${COVISIT_WINDOW_IN_WORDS} of this one`);
+        letter("budget", `budget: the user has ${v.near} clicks within ${COVISIT_WINDOW_IN_WORDS} of this one`);
         break;
       case "undecodable":
         stats.undecodable++;
-        letter(`undecodable: ${v.error}`);
+        letter("undecodable", `undecodable: ${v.error}`);
         break;
     }
   });
@@ -175,19 +178,20 @@ export function runClickConsumer(opts: {
   concurrency: number;
   maxBatch: number;
   stats: ConsumerStats;
+  crashAfterEffects?: CrashAfterEffects;
   signal: AbortSignal;
 }) {
   const { store, stats, bus } = opts;
   return runDurableConsumer({
     bus,
     stream: bus.topology.clicksStream,
-    durable: DURABLE,
+    ...clicksConsumer,
     filterSubject: bus.topology.clicksSubjects,
     inOrder: { partitions: opts.partitions, subject: (p) => bus.topology.clicksSubject(p) },
     dependency: opts.redis,
     concurrency: opts.concurrency,
     maxBatch: opts.maxBatch,
-    deadLetterSource: DEAD_LETTER_SOURCE,
+    crashAfterEffects: opts.crashAfterEffects,
     logger: opts.logger,
     signal: opts.signal,
     async handleBatch(ms) {

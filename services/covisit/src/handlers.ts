@@ -1,9 +1,8 @@
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
-import { consumerProgress, deadLettered, type Bus } from "@recsys/bus";
+import { consumerNames, consumerProgress, deadLettered, type Bus } from "@recsys/bus";
 import { CovisitService, type RecommendationRequest } from "@recsys/contracts/covisit/v1/covisit";
 import { answerEach } from "@recsys/server";
 import { checkLimit, checkUrl, orInvalidArgument } from "@recsys/validation";
-import { DEAD_LETTER_SOURCE } from "./consumer.js";
 import { CountsLostError, type CovisitStore } from "./redis-store.js";
 
 /** `durables`: the CLICKS consumers whose progress Progress reports (see clickDurables). */
@@ -29,7 +28,7 @@ export function covisitRoutes(store: CovisitStore, bus: Bus, durables: string[])
           ackFloorStreamSequence: p.ackFloor,
           pending: p.pending,
           ackPending: p.ackPending,
-          deadLetteredClicks: await deadLettered(bus, DEAD_LETTER_SOURCE),
+          deadLetteredClicks: await deadLettered(bus, consumerNames("covisit", "clicks").deadLetterSource),
         };
       },
     });

@@ -1,6 +1,6 @@
 import { Redis } from "ioredis";
-import { connectBus, streamLimitsFrom } from "@recsys/bus";
-import { commonEnv, port, positiveInt, readConfig, z } from "@recsys/config";
+import { connectBus, CrashAfterEffects, streamLimitsFrom } from "@recsys/bus";
+import { commonEnv, consumerEnv, port, positiveInt, readConfig, z } from "@recsys/config";
 import { createLogger } from "@recsys/logging";
 import { DEFAULT_ALLOWED_LATENESS_MS, DEFAULT_USER_CLICK_BUDGET } from "@recsys/validation";
 import { DependencyHealth, timeCalls } from "@recsys/metrics";
@@ -12,6 +12,7 @@ import { CovisitStore, DEFAULT_DEDUP_RETENTION_MS, DEFAULT_MAX_BATCH } from "./r
 const config = readConfig(
   z.object({
     ...commonEnv,
+    ...consumerEnv,
     COVISIT_PORT: port(50052),
     ALLOWED_LATENESS_MS: z.coerce.number().int().min(0).default(DEFAULT_ALLOWED_LATENESS_MS),
     COVISIT_CONCURRENCY: positiveInt(2),
@@ -58,7 +59,7 @@ const server = await startRpcServer({
   logger,
 });
 const stopConsuming = new AbortController();
-const consuming = runClickConsumer({ bus, store, redis: redisWrites, logger, partitions: config.PARTITIONS, concurrency: config.COVISIT_CONCURRENCY, maxBatch: config.COVISIT_MAX_BATCH, stats, signal: stopConsuming.signal });
+const consuming = runClickConsumer({ bus, store, redis: redisWrites, logger, partitions: config.PARTITIONS, concurrency: config.COVISIT_CONCURRENCY, maxBatch: config.COVISIT_MAX_BATCH, stats, crashAfterEffects: new CrashAfterEffects(config.RECSYS_CRASH_AFTER_EFFECTS), signal: stopConsuming.signal });
 consuming.catch((err: unknown) => {
   logger.fatal({ err: String(err) }, "click consumer failed");
   process.exit(1);

@@ -1,7 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Redis } from "ioredis";
-import { JetStreamApiError, PULL_EXPIRES_MS, type Bus } from "@recsys/bus";
-import { DURABLE } from "./consumer.js";
+import { consumerNames, isNotFound, PULL_EXPIRES_MS, type Bus } from "@recsys/bus";
 import { keyPrefix } from "./redis-store.js";
 
 export class CovisitRunningError extends Error {}
@@ -20,12 +19,13 @@ export async function prepareRebuild(opts: { bus: Bus; redis: Redis; namespace: 
   const { bus, redis } = opts;
   const stream = bus.topology.clicksStream;
   // Every durable covisit consumes with: one per partition, or the single one of earlier versions.
-  const ours = (name: string) => name === DURABLE || name.startsWith(`${DURABLE}-p`);
+  const { durable } = consumerNames("covisit", "clicks");
+  const ours = (name: string) => name === durable || name.startsWith(`${durable}-p`);
   const consumerInfos = async () => {
     try {
       return (await bus.jsm.consumers.list(stream).next()).filter((c) => ours(c.name));
     } catch (err) {
-      if (err instanceof JetStreamApiError && err.status === 404) return [];
+      if (isNotFound(err)) return [];
       throw err;
     }
   };

@@ -1,6 +1,10 @@
 import { readFileSync } from "node:fs";
 import { Redis } from "ioredis";
 import { COVISIT_WINDOW_MS, DEFAULT_USER_CLICK_BUDGET } from "@recsys/validation";
+import type { ClickToApply } from "@recsys/bus";
+
+/** The store takes clicks as the bus reads them. */
+export type { ClickToApply };
 
 /** The co-visit window (shared with the reference SQL); a user's click budget counts clicks within the same window. */
 export const WINDOW_MS = COVISIT_WINDOW_MS;
@@ -40,13 +44,6 @@ export class CountsLostError extends Error {
 export interface CoVisit {
   recommendation: string;
   frequency: number;
-}
-
-export interface ClickToApply {
-  eventId: string;
-  userid: string;
-  url: string;
-  eventTimeMs: number;
 }
 
 type ScriptedRedis = Redis & {

@@ -1,9 +1,8 @@
-import { PublishFailedError, runDurableConsumer, StreamFullError, type Bus, type Disposition, type StreamFill } from "@recsys/bus";
+import { consumerNames, PublishFailedError, runDurableConsumer, StreamFullError, type Bus, type CrashAfterEffects, type Disposition, type StreamFill } from "@recsys/bus";
 import type { Logger } from "@recsys/logging";
 import { QueueFullError } from "./batcher.js";
 import { embedPageMessage, jetStreamEmbeddingsLog } from "./content.js";
 
-export const CONTENT_DURABLE = "embedder";
 
 export interface ContentStats {
   embedded: number;
@@ -24,16 +23,17 @@ export function runContentConsumer(opts: {
   stats: ContentStats;
   /** EMBEDDINGS' fill: a full stream holds pages back (retried) instead of letting JetStream trim it. */
   fill?: StreamFill;
+  crashAfterEffects?: CrashAfterEffects;
   signal: AbortSignal;
 }) {
   const log = jetStreamEmbeddingsLog(opts.bus, opts.fill);
   return runDurableConsumer({
     bus: opts.bus,
     stream: opts.bus.topology.contentStream,
-    durable: CONTENT_DURABLE,
+    ...consumerNames("embedder", "content"),
     filterSubject: opts.bus.topology.contentSubjects,
     concurrency: opts.concurrency,
-    deadLetterSource: "content",
+    crashAfterEffects: opts.crashAfterEffects,
     logger: opts.logger,
     signal: opts.signal,
     async handle(m): Promise<Disposition> {
@@ -41,7 +41,7 @@ export function runContentConsumer(opts: {
         const v = await embedPageMessage(m.data, { log, embed: opts.embed, model: opts.model });
         if (v.status === "undecodable") {
           opts.stats.undecodable++;
-          return { kind: "dead-letter", reason: `undecodable: ${v.error}` };
+          return { kind: "dead-letter", cause: "undecodable", reason: `undecodable: ${v.error}` };
         }
         if (v.status === "stale") opts.stats.stale++;
         else opts.stats.embedded++;

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { JetStreamApiError, PublishFailedError, StreamFill, type Bus } from "@recsys/bus";
+import { isWrongLastSequence, PublishFailedError, StreamFill, type Bus } from "@recsys/bus";
 import { ContentEmbeddingSchema, ContentPageSchema, type ContentEmbedding } from "@recsys/contracts/events/v1/events";
 
 /** The newest embedding of each url, as the EMBEDDINGS stream keeps it (one message per url). */
@@ -61,8 +61,6 @@ export function urlKey(url: string): string {
   return createHash("sha256").update(url).digest("hex").slice(0, 32);
 }
 
-const WRONG_LAST_SEQUENCE = 10071;
-
 /** EmbeddingsLog on the EMBEDDINGS stream: subject embeddings.<hash(url)>, one message kept per subject. */
 export function jetStreamEmbeddingsLog(bus: Bus, fill?: StreamFill): EmbeddingsLog {
   const stream = bus.topology.embeddingsStream;
@@ -83,7 +81,7 @@ export function jetStreamEmbeddingsLog(bus: Bus, fill?: StreamFill): EmbeddingsL
         return true;
       } catch (err) {
         giveBack?.();
-        if (err instanceof JetStreamApiError && err.code === WRONG_LAST_SEQUENCE) return false;
+        if (isWrongLastSequence(err)) return false;
         throw new PublishFailedError(stream, err);
       }
     },

@@ -1,11 +1,9 @@
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
-import { consumerProgress, type Bus } from "@recsys/bus";
+import { consumerNames, consumerProgress, type Bus } from "@recsys/bus";
 import { EmbedderService } from "@recsys/contracts/embedder/v1/embedder";
 import type { Logger } from "@recsys/logging";
 import { checkText, FieldError } from "@recsys/validation";
 import { QueueFullError, type DynamicBatcher } from "./batcher.js";
-import { CONTENT_DURABLE } from "./consumer.js";
-import { INTERESTS_DURABLE } from "./interests.js";
 
 export const MAX_TEXTS_PER_CALL = 256;
 
@@ -39,8 +37,8 @@ export function embedderRoutes(batcher: DynamicBatcher, model: { name: string; d
       },
       async progress() {
         const [content, interests, embeddings, interestEmbeddings] = await Promise.all([
-          consumerProgress(bus, bus.topology.contentStream, CONTENT_DURABLE),
-          consumerProgress(bus, bus.topology.engagementStream, INTERESTS_DURABLE),
+          consumerProgress(bus, bus.topology.contentStream, consumerNames("embedder", "content").durable),
+          consumerProgress(bus, bus.topology.engagementStream, consumerNames("embedder", "stated-interests").durable),
           bus.jsm.streams.info(bus.topology.embeddingsStream),
           bus.jsm.streams.info(bus.topology.interestEmbeddingsStream),
         ]);

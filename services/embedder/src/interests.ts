@@ -1,11 +1,10 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { PublishFailedError, runDurableConsumer, StreamFill, userEventMessageId, type Bus, type Disposition } from "@recsys/bus";
+import { consumerNames, PublishFailedError, runDurableConsumer, StreamFill, userEventMessageId, type Bus, type CrashAfterEffects, type Disposition } from "@recsys/bus";
 import { InterestEmbeddingSchema, StatedInterestSchema, type InterestEmbedding } from "@recsys/contracts/events/v1/events";
 import type { Logger } from "@recsys/logging";
 import { QueueFullError } from "./batcher.js";
 import { busFailure } from "./consumer.js";
 
-export const INTERESTS_DURABLE = "embedder-interests";
 
 /**
  * The effect of one stated interest: embed its text and publish the vector, keyed by the
@@ -20,9 +19,9 @@ export async function embedInterestMessage(
   try {
     s = fromBinary(StatedInterestSchema, data);
   } catch (err) {
-    return { kind: "dead-letter", reason: `undecodable: ${String(err)}` };
+    return { kind: "dead-letter", cause: "undecodable", reason: `undecodable: ${String(err)}` };
   }
-  if (!s.eventId || !s.userid || !s.text.trim()) return { kind: "dead-letter", reason: "undecodable: missing event_id, userid or text" };
+  if (!s.eventId || !s.userid || !s.text.trim()) return { kind: "dead-letter", cause: "undecodable", reason: "undecodable: missing event_id, userid or text" };
   let vector: Float32Array;
   try {
     vector = await deps.embed(s.text);
@@ -49,16 +48,17 @@ export function runInterestConsumer(opts: {
   concurrency: number;
   /** INTEREST_EMBEDDINGS' fill: a full stream holds interests back (retried). */
   fill?: StreamFill;
+  crashAfterEffects?: CrashAfterEffects;
   signal: AbortSignal;
 }) {
   const { bus } = opts;
   return runDurableConsumer({
     bus,
     stream: bus.topology.engagementStream,
-    durable: INTERESTS_DURABLE,
+    ...consumerNames("embedder", "stated-interests"),
     filterSubject: bus.topology.statedInterestsSubjects,
     concurrency: opts.concurrency,
-    deadLetterSource: "interests",
+    crashAfterEffects: opts.crashAfterEffects,
     logger: opts.logger,
     signal: opts.signal,
     handle: (m) =>

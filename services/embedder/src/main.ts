@@ -1,6 +1,6 @@
 import { fileURLToPath } from "node:url";
-import { connectBus, StreamFill, streamLimitsFrom } from "@recsys/bus";
-import { commonEnv, port, positiveInt, readConfig, z } from "@recsys/config";
+import { connectBus, CrashAfterEffects, StreamFill, streamLimitsFrom } from "@recsys/bus";
+import { commonEnv, consumerEnv, port, positiveInt, readConfig, z } from "@recsys/config";
 import { createLogger } from "@recsys/logging";
 import { onShutdown, startRpcServer } from "@recsys/server";
 import { DynamicBatcher } from "./batcher.js";
@@ -13,6 +13,7 @@ import { loadTextModel } from "./model/text-model.js";
 const config = readConfig(
   z.object({
     ...commonEnv,
+    ...consumerEnv,
     EMBEDDER_PORT: port(50053),
     EMBEDDER_MODEL_DIR: z.string().optional(),
     EMBEDDER_MINILM_DIR: z.string().default(fileURLToPath(new URL("../../../../shared/models/all-MiniLM-L6-v2", import.meta.url))),
@@ -49,10 +50,11 @@ const server = await startRpcServer({
 const fill = new StreamFill(bus, { [bus.topology.embeddingsStream]: config.EMBEDDINGS_MAX_BYTES, [bus.topology.interestEmbeddingsStream]: config.INTEREST_EMBEDDINGS_MAX_BYTES }, logger);
 fill.start();
 const stopConsuming = new AbortController();
+const crashAfterEffects = new CrashAfterEffects(config.RECSYS_CRASH_AFTER_EFFECTS);
 const embedOne = async (text: string) => (await batcher.embed([text]))[0]!;
 const consuming = Promise.all([
-  runContentConsumer({ bus, embed: embedOne, model: model.name, logger, concurrency: config.CONTENT_CONCURRENCY, stats, fill, signal: stopConsuming.signal }),
-  runInterestConsumer({ bus, embed: embedOne, model: model.name, logger, concurrency: config.CONTENT_CONCURRENCY, fill, signal: stopConsuming.signal }),
+  runContentConsumer({ bus, embed: embedOne, model: model.name, logger, concurrency: config.CONTENT_CONCURRENCY, stats, fill, crashAfterEffects, signal: stopConsuming.signal }),
+  runInterestConsumer({ bus, embed: embedOne, model: model.name, logger, concurrency: config.CONTENT_CONCURRENCY, fill, crashAfterEffects, signal: stopConsuming.signal }),
 ]);
 consuming.catch((err: unknown) => {
   logger.fatal({ err: String(err) }, "consumer failed");

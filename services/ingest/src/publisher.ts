@@ -1,5 +1,5 @@
 import { create, toBinary, type DescMessage } from "@bufbuild/protobuf";
-import { encodeClickBatch, ensureStreams, isStreamFull, StreamFill, StreamFullError, typedHeaders, userEventMessageId, type Bus, type MsgHdrs } from "@recsys/bus";
+import { encodeClickBatch, ensureStreams, isStreamFull, isStreamNotFound, StreamFill, StreamFullError, typedHeaders, userEventMessageId, type Bus, type MsgHdrs } from "@recsys/bus";
 import { ClickSchema } from "@recsys/contracts/events/v1/events";
 import { Counter, registry } from "@recsys/metrics";
 
@@ -114,7 +114,7 @@ export class EventPublisher {
     try {
       return await Promise.all(out.map((o) => this.publish(o)));
     } catch (err) {
-      if (!isNoStream(err)) throw err;
+      if (!isStreamNotFound(err)) throw err;
       // The stream was deleted under us (stack:reset): recreate it and publish again, same ids.
       await ensureStreams(this.bus.jsm, this.bus.topology);
       return Promise.all(out.map((o) => this.publish(o)));
@@ -128,7 +128,3 @@ export class EventPublisher {
 }
 
 const clickMessageId = (c: ValidClick) => userEventMessageId("click", c.userid, c.eventId);
-
-function isNoStream(err: unknown): boolean {
-  return /no responders|stream not found|503/i.test(String(err));
-}

@@ -1,22 +1,13 @@
 import { fromBinary } from "@bufbuild/protobuf";
-import { applicableClicks, clickDeadLetter, readClicks, runDurableConsumer, type Bus, type Disposition, type ItemDeadLetter, type MsgHdrs } from "@recsys/bus";
+import { applicableClicks, clickDeadLetter, consumerNames, readClicks, runDurableConsumer, type Bus, type ClickToApply, type CrashAfterEffects, type DeadLetterWhy, type Disposition, type ItemDeadLetter, type MsgHdrs } from "@recsys/bus";
 import { Counter, registry, type DependencyHealth } from "@recsys/metrics";
 import { ContentEmbeddingSchema, InterestEmbeddingSchema, LikeSchema } from "@recsys/contracts/events/v1/events";
 import type { Logger } from "@recsys/logging";
 import type { ProfileStore } from "./pg-store.js";
 import { isDataError, sqlState } from "./sql-state.js";
-import type { ClickOutcome, ClickToApply, InterestToApply, LikeToApply, PageEmbedding } from "./types.js";
+import type { ClickOutcome, InterestToApply, LikeToApply, PageEmbedding } from "./types.js";
 import { embeddingProblem } from "./vectors.js";
 
-export const EMBEDDINGS_DURABLE = "profile-embeddings";
-export const CLICKS_DURABLE = "profile-clicks";
-export const EMBEDDINGS_DEAD_LETTER_SOURCE = "embeddings";
-// Not "clicks": covisit files its own refusals there, and each consumer's count should be its own.
-export const CLICKS_DEAD_LETTER_SOURCE = "profile-clicks";
-export const LIKES_DURABLE = "profile-likes";
-export const LIKES_DEAD_LETTER_SOURCE = "likes";
-export const INTERESTS_DURABLE = "profile-interests";
-export const INTERESTS_DEAD_LETTER_SOURCE = "interest-embeddings";
 
 type Decoded<T> = { ok: true; value: T } | { ok: false; error: string };
 
@@ -68,17 +59,17 @@ export function decodeInterest(data: Uint8Array, dimension: number): Decoded<Int
  * try again later, an expired event (older than its user's horizon of applied ids) is dead-lettered.
  */
 async function applyDecoded<T>(decoded: Decoded<T>, apply: (value: T) => Promise<{ status: string } | unknown>): Promise<Disposition> {
-  if (!decoded.ok) return { kind: "dead-letter", reason: `undecodable: ${decoded.error}` };
+  if (!decoded.ok) return { kind: "dead-letter", cause: "undecodable", reason: `undecodable: ${decoded.error}` };
   try {
     const outcome = await apply(decoded.value);
-    if ((outcome as { status?: string } | undefined)?.status === "expired") return { kind: "dead-letter", reason: EXPIRED_REASON };
+    if ((outcome as { status?: string } | undefined)?.status === "expired") return { kind: "dead-letter", ...EXPIRED };
     return { kind: "ack" };
   } catch (err) {
     return databaseFailure(err);
   }
 }
 
-const EXPIRED_REASON = "expired: older than its user's latest event by more than DEDUP_RETENTION_MS, so its id may no longer be known";
+const EXPIRED: DeadLetterWhy = { cause: "expired", reason: "expired: older than its user's latest event by more than DEDUP_RETENTION_MS, so its id may no longer be known" };
 
 export function applyLikeMessage(data: Uint8Array, store: ProfileStore): Promise<Disposition> {
   return applyDecoded(decodeLike(data), (like) => store.applyLike(like));
@@ -151,22 +142,22 @@ export async function applyClickMessages(messages: readonly ClickMessage[], stor
     } else failure = databaseFailure(err);
   }
   return decoded.map((d): Disposition => {
-    if ("error" in d) return { kind: "dead-letter", reason: `undecodable: ${d.error}` };
+    if ("error" in d) return { kind: "dead-letter", cause: "undecodable", reason: `undecodable: ${d.error}` };
     if (failure?.kind === "retry") return failure;
     const deadLetters = d.checked.flatMap((c, index): ItemDeadLetter[] => {
-      if ("error" in c) return [clickDeadLetter(d.clicks, index, `undecodable: ${c.error}`)];
-      if (refused.has(c) || failure) return [clickDeadLetter(d.clicks, index, failure?.kind === "dead-letter" ? failure.reason : "refused by PostgreSQL")];
-      if (expired.has(c)) return [clickDeadLetter(d.clicks, index, EXPIRED_REASON)];
+      if ("error" in c) return [clickDeadLetter(d.clicks, index, { cause: "undecodable", reason: `undecodable: ${c.error}` })];
+      if (refused.has(c) || failure) return [clickDeadLetter(d.clicks, index, failure?.kind === "dead-letter" ? failure : { cause: "refused", reason: "refused by PostgreSQL" })];
+      if (expired.has(c)) return [clickDeadLetter(d.clicks, index, EXPIRED)];
       return [];
     });
     // Nothing of the message could be applied, all for one reason: keep the message as it came.
-    if (d.clicks.length > 0 && deadLetters.length === d.clicks.length && deadLetters.every((l) => l.reason === deadLetters[0]!.reason)) return { kind: "dead-letter", reason: deadLetters[0]!.reason };
+    if (d.clicks.length > 0 && deadLetters.length === d.clicks.length && deadLetters.every((l) => l.reason === deadLetters[0]!.reason)) return { kind: "dead-letter", cause: deadLetters[0]!.cause, reason: deadLetters[0]!.reason };
     return deadLetters.length > 0 ? { kind: "ack", deadLetters } : { kind: "ack" };
   });
 }
 
 function databaseFailure(err: unknown): Disposition {
-  if (isDataError(err)) return { kind: "dead-letter", reason: `refused by PostgreSQL: ${String(err)}` };
+  if (isDataError(err)) return { kind: "dead-letter", cause: "refused", reason: `refused by PostgreSQL: ${String(err)}` };
   return { kind: "retry", reason: `PostgreSQL: ${String(err)}` };
 }
 
@@ -177,6 +168,7 @@ interface ConsumerOptions {
   concurrency: number;
   /** Failing while PostgreSQL refuses writes for a passing reason (its messages wait for redelivery). */
   postgres: DependencyHealth;
+  crashAfterEffects?: CrashAfterEffects;
   signal: AbortSignal;
 }
 
@@ -188,11 +180,11 @@ export function runEmbeddingConsumer(opts: ConsumerOptions & { dimension: number
   return runDurableConsumer({
     bus: opts.bus,
     stream: opts.bus.topology.embeddingsStream,
-    durable: EMBEDDINGS_DURABLE,
+    ...consumerNames("profile", "embeddings"),
     filterSubject: opts.bus.topology.embeddingsSubjects,
     concurrency: opts.concurrency,
     dependency: opts.postgres,
-    deadLetterSource: EMBEDDINGS_DEAD_LETTER_SOURCE,
+    crashAfterEffects: opts.crashAfterEffects,
     logger: opts.logger,
     signal: opts.signal,
     handle: (m) => applyEmbeddingMessage(m.data, opts.store, opts.dimension),
@@ -208,12 +200,12 @@ export function runClickConsumer(opts: ConsumerOptions & { maxBatch: number; cli
   return runDurableConsumer({
     bus: opts.bus,
     stream: opts.bus.topology.clicksStream,
-    durable: CLICKS_DURABLE,
+    ...consumerNames("profile", "clicks"),
     filterSubject: opts.bus.topology.clicksSubjects,
     concurrency: opts.concurrency,
     maxBatch: opts.maxBatch,
     dependency: opts.postgres,
-    deadLetterSource: CLICKS_DEAD_LETTER_SOURCE,
+    crashAfterEffects: opts.crashAfterEffects,
     logger: opts.logger,
     signal: opts.signal,
     handleBatch: (ms) => applyClickMessages(ms, opts.store, opts.clicksPerCall),
@@ -225,11 +217,11 @@ export function runLikeConsumer(opts: ConsumerOptions) {
   return runDurableConsumer({
     bus: opts.bus,
     stream: opts.bus.topology.engagementStream,
-    durable: LIKES_DURABLE,
+    ...consumerNames("profile", "likes"),
     filterSubject: opts.bus.topology.likesSubjects,
     concurrency: opts.concurrency,
     dependency: opts.postgres,
-    deadLetterSource: LIKES_DEAD_LETTER_SOURCE,
+    crashAfterEffects: opts.crashAfterEffects,
     logger: opts.logger,
     signal: opts.signal,
     handle: (m) => applyLikeMessage(m.data, opts.store),
@@ -241,11 +233,11 @@ export function runInterestConsumer(opts: ConsumerOptions & { dimension: number 
   return runDurableConsumer({
     bus: opts.bus,
     stream: opts.bus.topology.interestEmbeddingsStream,
-    durable: INTERESTS_DURABLE,
+    ...consumerNames("profile", "interest-embeddings"),
     filterSubject: opts.bus.topology.interestEmbeddingsSubjects,
     concurrency: opts.concurrency,
     dependency: opts.postgres,
-    deadLetterSource: INTERESTS_DEAD_LETTER_SOURCE,
+    crashAfterEffects: opts.crashAfterEffects,
     logger: opts.logger,
     signal: opts.signal,
     handle: (m) => applyInterestMessage(m.data, opts.store, opts.dimension),

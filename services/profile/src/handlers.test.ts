@@ -42,6 +42,7 @@ describe("messages", () => {
     expect(await applyEmbeddingMessage(new Uint8Array([0xff, 0xff, 0xff]), store, DIM)).toMatchObject({ kind: "dead-letter" });
     expect(await applyEmbeddingMessage(embeddingMessage("https://e.org/short", [1, 0, 0]), store, DIM)).toEqual({
       kind: "dead-letter",
+      cause: "undecodable",
       reason: "undecodable: embedding has 3 dimensions, expected 384",
     });
     expect(await applyEmbeddingMessage(embeddingMessage("", unit(2)), store, DIM)).toMatchObject({ kind: "dead-letter" });
@@ -152,14 +153,14 @@ describe("click message batches", () => {
     const [a, b] = ["https://e.org/a", "https://e.org/b"];
     const ack = { kind: "ack" };
     const batch = [clickMessage("m1", "w", a), undecodable(0xff, 0xff), clickMessage("m2", "w", b), clickMessage("m1", "w", a), clickMessage("m3", "w", "https://e.org/not-yet")];
-    expect(await applyClickMessages(batch, store)).toEqual([ack, { kind: "dead-letter", reason: expect.stringMatching(/^undecodable: /) }, ack, ack, ack]);
+    expect(await applyClickMessages(batch, store)).toEqual([ack, { kind: "dead-letter", cause: "undecodable", reason: expect.stringMatching(/^undecodable: /) }, ack, ack, ack]);
     expect(await store.interest("w")).toEqual({ sum: unit(0).map((x, k) => x + unit(1)[k]!), terms: 2 });
     // PostgreSQL refuses a NUL: which message has it is unknown in a batch, so the batch throws
     // (the consumer then applies each message alone) and changes nothing; alone, it is dead-lettered.
     const nul = clickMessage("m5", "w\u0000x", a);
     await expect(applyClickMessages([clickMessage("m4", "w", a), nul], store)).rejects.toThrow();
     expect(await store.interest("w")).toMatchObject({ terms: 2 });
-    expect(await applyClickMessages([nul], store)).toEqual([{ kind: "dead-letter", reason: expect.stringMatching(/^refused by PostgreSQL/) }]);
+    expect(await applyClickMessages([nul], store)).toEqual([{ kind: "dead-letter", cause: "refused", reason: expect.stringMatching(/^refused by PostgreSQL/) }]);
     expect(await applyClickMessages([clickMessage("m4", "w", a)], store)).toEqual([ack]);
     expect(await store.interest("w")).toMatchObject({ terms: 3 });
   });
@@ -188,7 +189,7 @@ describe("click message batches", () => {
       const offline = new ProfileStore(down);
       expect(await applyClickMessages([clickMessage("r1", "u", "https://e.org/a"), undecodable(0xff), clickMessage("r2", "u", "https://e.org/b")], offline)).toEqual([
         { kind: "retry", reason: expect.stringMatching(/^PostgreSQL: /) },
-        { kind: "dead-letter", reason: expect.stringMatching(/^undecodable: /) },
+        { kind: "dead-letter", cause: "undecodable", reason: expect.stringMatching(/^undecodable: /) },
         { kind: "retry", reason: expect.stringMatching(/^PostgreSQL: /) },
       ]);
     } finally {

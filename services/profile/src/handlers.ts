@@ -1,9 +1,8 @@
 import { ConnectError, type ConnectRouter } from "@connectrpc/connect";
-import { consumerProgress, type Bus } from "@recsys/bus";
+import { consumerNames, consumerProgress, type Bus } from "@recsys/bus";
 import { ProfileService, type SimilarContentRequest } from "@recsys/contracts/profile/v1/profile";
 import { refusal } from "@recsys/server";
 import { checkLimit, checkOffset, checkPageId, checkQuery, checkUserid, FieldError, orInvalidArgument } from "@recsys/validation";
-import { CLICKS_DURABLE, EMBEDDINGS_DURABLE, INTERESTS_DURABLE, LIKES_DURABLE } from "./consumers.js";
 import type { ProfileStore } from "./pg-store.js";
 import type { EventRow } from "./types.js";
 
@@ -64,10 +63,10 @@ export function profileRoutes(store: ProfileStore, bus: Bus) {
       },
       async progress() {
         const [embeddings, clicks, likes, interests, counts] = await Promise.all([
-          consumerProgress(bus, bus.topology.embeddingsStream, EMBEDDINGS_DURABLE),
-          consumerProgress(bus, bus.topology.clicksStream, CLICKS_DURABLE),
-          consumerProgress(bus, bus.topology.engagementStream, LIKES_DURABLE),
-          consumerProgress(bus, bus.topology.interestEmbeddingsStream, INTERESTS_DURABLE),
+          consumerProgress(bus, bus.topology.embeddingsStream, consumerNames("profile", "embeddings").durable),
+          consumerProgress(bus, bus.topology.clicksStream, consumerNames("profile", "clicks").durable),
+          consumerProgress(bus, bus.topology.engagementStream, consumerNames("profile", "likes").durable),
+          consumerProgress(bus, bus.topology.interestEmbeddingsStream, consumerNames("profile", "interest-embeddings").durable),
           store.counts(),
         ]);
         return {

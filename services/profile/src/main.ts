@@ -1,5 +1,5 @@
-import { connectBus, streamLimitsFrom } from "@recsys/bus";
-import { commonEnv, port, positiveInt, readConfig, z } from "@recsys/config";
+import { connectBus, CrashAfterEffects, streamLimitsFrom } from "@recsys/bus";
+import { commonEnv, consumerEnv, port, positiveInt, readConfig, z } from "@recsys/config";
 import { createLogger } from "@recsys/logging";
 import { DependencyHealth, timeCalls } from "@recsys/metrics";
 import { onShutdown, startRpcServer } from "@recsys/server";
@@ -14,6 +14,7 @@ import { DEFAULT_DEDUP_RETENTION_MS } from "./types.js";
 const config = readConfig(
   z.object({
     ...commonEnv,
+    ...consumerEnv,
     PROFILE_PORT: port(50054),
     DATABASE_URL: z.string().default("postgresql://postgres@127.0.0.1:5432/test"),
     PG_POOL_MAX: positiveInt(8),
@@ -53,7 +54,7 @@ const server = await startRpcServer({
   logger,
 });
 const stopConsuming = new AbortController();
-const consumerOptions = { bus, store, postgres: postgresWrites, logger, concurrency: config.PROFILE_CONCURRENCY, signal: stopConsuming.signal };
+const consumerOptions = { bus, store, postgres: postgresWrites, logger, concurrency: config.PROFILE_CONCURRENCY, crashAfterEffects: new CrashAfterEffects(config.RECSYS_CRASH_AFTER_EFFECTS), signal: stopConsuming.signal };
 const consuming = Promise.all([
   runEmbeddingConsumer({ ...consumerOptions, dimension: config.EMBEDDING_DIMENSION }),
   runClickConsumer({ ...consumerOptions, concurrency: config.PROFILE_CLICK_CONCURRENCY, maxBatch: config.PROFILE_CLICK_BATCH, clicksPerCall: config.PROFILE_CLICK_BATCH }),

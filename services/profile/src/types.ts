@@ -1,11 +1,8 @@
 /** The domain types the profile store speaks: what is applied, what it answers. */
+import type { ClickToApply } from "@recsys/bus";
 
-export interface ClickToApply {
-  eventId: string;
-  userid: string;
-  url: string;
-  eventTimeMs: number;
-}
+/** A click as the bus reads it. */
+export type { ClickToApply };
 
 export interface PageEmbedding {
   url: string;

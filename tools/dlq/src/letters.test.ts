@@ -2,7 +2,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { CLICK_CONTENT_TYPE, headers } from "@recsys/bus";
 import { ClickSchema } from "@recsys/contracts/events/v1/events";
 import { describe, expect, it } from "vitest";
-import { countByCause, letterLine, letterOf, selected, sinceTime, type StoredLetter } from "./letters.js";
+import { countByCause, deadLetterCause, letterLine, letterOf, selected, sinceTime, type StoredLetter } from "./letters.js";
 import { payloadOf } from "./payload.js";
 
 const PREFIX = "ns.dlq.";
@@ -25,6 +25,13 @@ const lateClick = stored(7, {
 });
 
 describe("a dead letter read", () => {
+  it("names the cause of each kind of dead letter the consumers wrote before the cause had a header", () => {
+    expect(deadLetterCause("late: watermark 2026-01-01T00:00:00.000Z")).toBe("late");
+    expect(deadLetterCause("undecodable: missing event_id, userid or url")).toBe("undecodable");
+    expect(deadLetterCause("refused by PostgreSQL: invalid byte sequence")).toBe("refused");
+    expect(deadLetterCause("failed 10 deliveries, last: Error: boom")).toBe("poison");
+  });
+
   it("says why, who filed it, and where its message came from", () => {
     const l = letterOf(lateClick, PREFIX);
     expect(l).toMatchObject({ sequence: 7, time: "2026-01-02T10:00:00.000Z", source: "clicks", cause: "late", sourceStream: "NS_CLICKS", sourceSequence: 42, sourceItem: 2, sourceSubject: "ns.clicks.3" });

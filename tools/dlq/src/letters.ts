@@ -1,5 +1,4 @@
 import type { MsgHdrs } from "@recsys/bus";
-import { deadLetterCause } from "@recsys/metrics";
 import ms from "ms";
 
 /** A message of DEAD_LETTERS as JetStream hands it out, from a consumer or a get by sequence. */
@@ -32,6 +31,17 @@ export interface DeadLetter {
   data: Uint8Array;
 }
 
+/**
+ * The cause of a letter written before the cause had a header of its own, from its reason: "late: …"
+ * and "undecodable: …" name it, a reason from PostgreSQL is "refused", and a message that kept
+ * failing is "poison".
+ */
+export function deadLetterCause(reason: string): string {
+  const named = /^([a-z]+):/.exec(reason);
+  if (named) return named[1]!;
+  return reason.startsWith("refused") ? "refused" : "poison";
+}
+
 /** Reads a stored letter; `deadLetterPrefix` is the namespace's `dlq.` subject prefix. */
 export function letterOf(m: StoredLetter, deadLetterPrefix: string): DeadLetter {
   const headers: Record<string, string> = {};
@@ -43,7 +53,6 @@ export function letterOf(m: StoredLetter, deadLetterPrefix: string): DeadLetter 
     sequence: m.seq,
     time: m.time.toISOString(),
     source: m.subject.startsWith(deadLetterPrefix) ? m.subject.slice(deadLetterPrefix.length) : m.subject,
-    // Letters written before the cause had a header of its own: the same reading the metrics use.
     cause: text("recsys-cause") ?? deadLetterCause(reason),
     reason,
     sourceStream: text("recsys-source-stream"),

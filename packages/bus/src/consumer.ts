@@ -1,19 +1,13 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import type { JsMsg } from "@nats-io/jetstream";
-import { headers } from "@nats-io/transport-node";
+import { AckPolicy, DeliverPolicy, type ConsumerConfig, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
+import { nanos } from "@nats-io/transport-node";
 import type { Logger } from "@recsys/logging";
 import { withBatchSpan } from "@recsys/tracing";
-import { consumedMessages, deadLetterCause, deadLettered as deadLetteredCount, watchConsumerLag, type DependencyHealth } from "@recsys/metrics";
-import { ensureDurableConsumer, ensureStreams, nanos, type Bus } from "./index.js";
-
-/** One item of a message (a click of a batch) that can never take effect, kept with why. */
-export interface ItemDeadLetter {
-  /** Its position in the message. */
-  index: number;
-  data: Uint8Array;
-  contentType: string;
-  reason: string;
-}
+import { consumedMessages, deadLettered as deadLetteredCount, watchConsumerLag, type DependencyHealth } from "@recsys/metrics";
+import { DEFAULT_ACK_WAIT_MS, type Bus } from "./connection.js";
+import { deadLetter, deadLetterItem, type DeadLetterWhy, type ItemDeadLetter } from "./dead-letters.js";
+import { isNotFound } from "./jetstream-errors.js";
+import { ensureStreams } from "./topology.js";
 
 /** What to do with a message after its effect ran. */
 export type Disposition =
@@ -21,8 +15,8 @@ export type Disposition =
   | { kind: "ack"; deadLetters?: ItemDeadLetter[] }
   /** The effect failed for a passing reason (a database down): redeliver later. */
   | { kind: "retry"; delayMs?: number; reason: string }
-  /** The message can never take effect: keep it in DEAD_LETTERS with the reason, then ack. */
-  | { kind: "dead-letter"; reason: string };
+  /** The message can never take effect: keep it in DEAD_LETTERS with why, then ack. */
+  | ({ kind: "dead-letter" } & DeadLetterWhy);
 
 interface CommonOptions {
   bus: Bus;
@@ -47,6 +41,8 @@ interface CommonOptions {
   inOrder?: { partitions: number; subject(partition: number): string };
   /** Told of every settlement: whether the store the effects write to is failing (a retry) or working. */
   dependency?: DependencyHealth;
+  /** The fault tests' crash point, shared by every consumer of the process; none by default. */
+  crashAfterEffects?: CrashAfterEffects;
 }
 
 export type DurableConsumerOptions = CommonOptions &
@@ -92,12 +88,25 @@ export function durablesOf(opts: { durable: string; filterSubject: string; inOrd
 export const PULL_EXPIRES_MS = 5_000;
 
 /**
- * A fault-injection point for the fault tests: with RECSYS_CRASH_AFTER_EFFECTS=n the process kills
- * itself right after the effect of its n-th message (and of the rest of that message's batch),
- * before they are acked, as a crash at the worst moment would.
+ * A fault-injection point for the fault tests: the process kills itself right after the effect of
+ * its n-th message (and of the rest of that message's batch), before they are acked, as a crash at
+ * the worst moment would. One per process: its consumers count their effects together.
  */
-const crashAfterEffects = Number(process.env.RECSYS_CRASH_AFTER_EFFECTS ?? 0);
-let effects = 0;
+export class CrashAfterEffects {
+  private effects = 0;
+
+  /** `after` 0 never crashes. */
+  constructor(private readonly after: number) {}
+
+  /** Counts the effects of `messages` that just ran, and crashes once there were `after` of them. */
+  ran(messages: number, logger: Logger, stream: string): void {
+    this.effects += messages;
+    if (this.after > 0 && this.effects >= this.after) {
+      logger.warn({ stream, effects: this.effects }, "RECSYS_CRASH_AFTER_EFFECTS reached: killing this process before the ack");
+      process.kill(process.pid, "SIGKILL");
+    }
+  }
+}
 
 /**
  * Runs a durable pull consumer until `signal` aborts. Each message is acked only after its effect
@@ -146,10 +155,10 @@ export async function runDurableConsumer(opts: DurableConsumerOptions): Promise<
       return;
     }
     opts.dependency?.recovered();
-    const letters = d.kind === "dead-letter" ? [{ reason: d.reason }] : (d.deadLetters ?? []);
+    const letters: Array<DeadLetterWhy | ItemDeadLetter> = d.kind === "dead-letter" ? [{ cause: d.cause, reason: d.reason }] : (d.deadLetters ?? []);
     if (letters.length > 0) {
       try {
-        if (d.kind === "dead-letter") await deadLetter(bus, m, opts.stream, opts.deadLetterSource, d.reason);
+        if (d.kind === "dead-letter") await deadLetter(bus, m, opts.stream, opts.deadLetterSource, d);
         else await Promise.all(d.deadLetters!.map((item) => deadLetterItem(bus, m, opts.stream, opts.deadLetterSource, item)));
       } catch (err) {
         m.nak(retryBackoffMs(m.info.deliveryCount));
@@ -158,7 +167,7 @@ export async function runDurableConsumer(opts: DurableConsumerOptions): Promise<
         return;
       }
       for (const l of letters) {
-        deadLetteredCount.inc({ source: opts.deadLetterSource, cause: deadLetterCause(l.reason) });
+        deadLetteredCount.inc({ source: opts.deadLetterSource, cause: l.cause });
         logger.warn({ stream: opts.stream, seq: m.seq, reason: l.reason, ...("index" in l ? { item: l.index } : {}) }, "dead-lettered");
       }
     }
@@ -166,18 +175,10 @@ export async function runDurableConsumer(opts: DurableConsumerOptions): Promise<
     count(d.kind === "dead-letter" ? "dead_letter" : "ack");
   };
 
-  const afterEffect = (messages: number) => {
-    effects += messages;
-    if (crashAfterEffects > 0 && effects >= crashAfterEffects) {
-      logger.warn({ stream: opts.stream, effects }, "RECSYS_CRASH_AFTER_EFFECTS reached: killing this process before the ack");
-      process.kill(process.pid, "SIGKILL");
-    }
-  };
-
   const run = async (batch: JsMsg[]) => {
     const done = await effectOf(batch);
     if (!(done instanceof Error)) {
-      afterEffect(batch.length);
+      opts.crashAfterEffects?.ran(batch.length, logger, opts.stream);
       await Promise.all(batch.map((m, i) => settle(m, done[i]!)));
       return;
     }
@@ -191,7 +192,7 @@ export async function runDurableConsumer(opts: DurableConsumerOptions): Promise<
     const deliveries = m.info.deliveryCount;
     await settle(
       m,
-      deliveries >= maxDeliveries ? { kind: "dead-letter", reason: `failed ${deliveries} deliveries, last: ${String(done)}` } : { kind: "retry", reason: String(done) },
+      deliveries >= maxDeliveries ? { kind: "dead-letter", cause: "poison", reason: `failed ${deliveries} deliveries, last: ${String(done)}` } : { kind: "retry", reason: String(done) },
     );
   };
 
@@ -256,30 +257,6 @@ export async function runDurableConsumer(opts: DurableConsumerOptions): Promise<
   }
 }
 
-function deadLetterHeaders(stream: string, m: JsMsg, reason: string, contentType: string | undefined) {
-  const h = headers();
-  h.set("recsys-reason", reason);
-  h.set("recsys-cause", deadLetterCause(reason));
-  h.set("recsys-source-stream", stream);
-  h.set("recsys-source-subject", m.subject);
-  h.set("recsys-source-sequence", String(m.seq));
-  if (contentType) h.set("content-type", contentType);
-  return h;
-}
-
-/** Keeps a message we could not apply in DEAD_LETTERS, with why, instead of dropping it. */
-export async function deadLetter(bus: Bus, m: JsMsg, stream: string, source: string, reason: string): Promise<void> {
-  const h = deadLetterHeaders(stream, m, reason, m.headers?.get("content-type") || undefined);
-  await bus.publish(bus.topology.deadLetterSubject(source), m.data, { headers: h, msgID: `${source}-${m.seq}` });
-}
-
-/** Keeps one item of a message in DEAD_LETTERS, with why and where it came from. */
-async function deadLetterItem(bus: Bus, m: JsMsg, stream: string, source: string, item: ItemDeadLetter): Promise<void> {
-  const h = deadLetterHeaders(stream, m, item.reason, item.contentType);
-  h.set("recsys-source-item", String(item.index));
-  await bus.publish(bus.topology.deadLetterSubject(source), item.data, { headers: h, msgID: `${source}-${m.seq}-${item.index}` });
-}
-
 /**
  * Where a consumer stands: every message up to `ackFloor` is done. For the durables of an in-order
  * consumer, the least of their floors, where a durable with nothing pending or unacked counts as
@@ -302,9 +279,25 @@ export async function consumerProgress(bus: Bus, stream: string, durable: string
   return { ackFloor: ackFloor ?? 0n, pending, ackPending };
 }
 
-/** How many messages were dead-lettered from one source. */
-export async function deadLettered(bus: Bus, source: string): Promise<bigint> {
-  const subject = bus.topology.deadLetterSubject(source);
-  const info = await bus.jsm.streams.info(bus.topology.deadLetterStream, { subjects_filter: subject });
-  return BigInt(info.state.subjects?.[subject] ?? 0);
+/** A durable pull consumer with explicit acks, created or updated idempotently. */
+export async function ensureDurableConsumer(
+  jsm: JetStreamManager,
+  stream: string,
+  cfg: Partial<ConsumerConfig> & { durable_name: string },
+): Promise<void> {
+  const full: Partial<ConsumerConfig> = {
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: DeliverPolicy.All,
+    ack_wait: nanos(DEFAULT_ACK_WAIT_MS),
+    ...cfg,
+  };
+  try {
+    await jsm.consumers.info(stream, cfg.durable_name);
+    // Where delivery starts is fixed at creation (a consumer may start past a sequence); the rest follows cfg.
+    const { deliver_policy: _policy, opt_start_seq: _start, ...changeable } = full;
+    await jsm.consumers.update(stream, cfg.durable_name, changeable);
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+    await jsm.consumers.add(stream, full);
+  }
 }

@@ -1,0 +1,230 @@
+import { nanos } from "@nats-io/transport-node";
+import { DiscardPolicy, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig } from "@nats-io/jetstream";
+import type { Logger } from "@recsys/logging";
+import { isNotFound, isStreamNameInUse } from "./jetstream-errors.js";
+
+/**
+ * The size of every stream. A full CLICKS, CONTENT, EMBEDDINGS, ENGAGEMENT or INTEREST_EMBEDDINGS
+ * refuses new messages (the publisher gets an error; ingest answers ResourceExhausted) and never
+ * drops old ones: a rebuild needs them. DEAD_LETTERS drops its oldest letters instead (past the
+ * size or the age): a consumer must never stall because its dead letters cannot be kept.
+ */
+export interface StreamLimits {
+  clicksMaxBytes: number;
+  contentMaxBytes: number;
+  embeddingsMaxBytes: number;
+  engagementMaxBytes: number;
+  interestEmbeddingsMaxBytes: number;
+  deadLettersMaxBytes: number;
+  deadLettersMaxAgeMs: number;
+}
+
+/** The limits from the settings every service shares (see commonEnv). */
+export function streamLimitsFrom(config: {
+  CLICKS_MAX_BYTES: number;
+  CONTENT_MAX_BYTES: number;
+  EMBEDDINGS_MAX_BYTES: number;
+  ENGAGEMENT_MAX_BYTES: number;
+  INTEREST_EMBEDDINGS_MAX_BYTES: number;
+  DEAD_LETTERS_MAX_BYTES: number;
+  DEAD_LETTERS_MAX_AGE_MS: number;
+}): StreamLimits {
+  return {
+    clicksMaxBytes: config.CLICKS_MAX_BYTES,
+    contentMaxBytes: config.CONTENT_MAX_BYTES,
+    embeddingsMaxBytes: config.EMBEDDINGS_MAX_BYTES,
+    engagementMaxBytes: config.ENGAGEMENT_MAX_BYTES,
+    interestEmbeddingsMaxBytes: config.INTEREST_EMBEDDINGS_MAX_BYTES,
+    deadLettersMaxBytes: config.DEAD_LETTERS_MAX_BYTES,
+    deadLettersMaxAgeMs: config.DEAD_LETTERS_MAX_AGE_MS,
+  };
+}
+
+/**
+ * JetStream's own limit for a stream that refuses when full: the configured size plus headroom
+ * (1%, at least 8 MiB). Publishers refuse at the configured size; the server's limit is a backstop,
+ * as NATS 2.9 can drop a stream's oldest message when a publish reaches it (see ingest's StreamFill).
+ */
+export function serverMaxBytes(limit: number): number {
+  return limit + Math.max(8 * 2 ** 20, Math.ceil(limit / 100));
+}
+
+/**
+ * Stream names and subjects of one namespace ("" in production; tests use their own). With
+ * `limits`, the streams are created and kept at those sizes; without (tools, tests of one part),
+ * streams are created without limits and existing ones are left as the services set them.
+ */
+export class Topology {
+  constructor(
+    readonly namespace: string,
+    readonly limits?: StreamLimits,
+  ) {}
+
+  private streamName(base: string): string {
+    return this.namespace ? `${this.namespace.toUpperCase()}_${base}` : base;
+  }
+  private subject(base: string): string {
+    return this.namespace ? `${this.namespace}.${base}` : base;
+  }
+
+  get clicksStream(): string {
+    return this.streamName("CLICKS");
+  }
+  clicksSubject(partition: number): string {
+    return this.subject(`clicks.${partition}`);
+  }
+  get clicksSubjects(): string {
+    return this.subject("clicks.>");
+  }
+  get contentStream(): string {
+    return this.streamName("CONTENT");
+  }
+  contentSubject(partition: number): string {
+    return this.subject(`content.${partition}`);
+  }
+  get contentSubjects(): string {
+    return this.subject("content.>");
+  }
+  get embeddingsStream(): string {
+    return this.streamName("EMBEDDINGS");
+  }
+  /** One subject per url (a hash of it): the stream keeps the newest embedding of each url. */
+  embeddingsSubject(urlHash: string): string {
+    return this.subject(`embeddings.${urlHash}`);
+  }
+  get embeddingsSubjects(): string {
+    return this.subject("embeddings.>");
+  }
+  get engagementStream(): string {
+    return this.streamName("ENGAGEMENT");
+  }
+  /** Likes and unlikes, partitioned by user. */
+  likesSubject(partition: number): string {
+    return this.subject(`engagement.likes.${partition}`);
+  }
+  get likesSubjects(): string {
+    return this.subject("engagement.likes.>");
+  }
+  /** Interests stated in words, partitioned by user; the embedder turns them into vectors. */
+  statedInterestsSubject(partition: number): string {
+    return this.subject(`engagement.interests.${partition}`);
+  }
+  get statedInterestsSubjects(): string {
+    return this.subject("engagement.interests.>");
+  }
+  get interestEmbeddingsStream(): string {
+    return this.streamName("INTEREST_EMBEDDINGS");
+  }
+  interestEmbeddingsSubject(partition: number): string {
+    return this.subject(`interest-embeddings.${partition}`);
+  }
+  get interestEmbeddingsSubjects(): string {
+    return this.subject("interest-embeddings.>");
+  }
+  get deadLetterStream(): string {
+    return this.streamName("DEAD_LETTERS");
+  }
+  /** Dead letters are filed by the stream they came from: dlq.clicks, dlq.content, … */
+  deadLetterSubject(source: string): string {
+    return this.subject(`dlq.${source}`);
+  }
+  get deadLetterSubjects(): string {
+    return this.subject("dlq.>");
+  }
+  private refuseWhenFull(maxBytes: number | undefined): Partial<StreamConfig> {
+    return { discard: DiscardPolicy.New, ...(maxBytes === undefined ? {} : { max_bytes: serverMaxBytes(maxBytes) }) };
+  }
+
+  streamConfigs(): Array<Partial<StreamConfig> & { name: string }> {
+    return [
+      {
+        name: this.clicksStream,
+        subjects: [this.clicksSubjects],
+        retention: RetentionPolicy.Limits,
+        storage: StorageType.File,
+        ...this.refuseWhenFull(this.limits?.clicksMaxBytes),
+        // Broker-side dedup on Nats-Msg-Id covers client retries within this window;
+        // the consumers' own idempotency covers everything older.
+        duplicate_window: nanos(10 * 60_000),
+      },
+      {
+        name: this.contentStream,
+        subjects: [this.contentSubjects],
+        retention: RetentionPolicy.Limits,
+        storage: StorageType.File,
+        ...this.refuseWhenFull(this.limits?.contentMaxBytes),
+        duplicate_window: nanos(10 * 60_000),
+      },
+      {
+        name: this.embeddingsStream,
+        subjects: [this.embeddingsSubjects],
+        retention: RetentionPolicy.Limits,
+        storage: StorageType.File,
+        // A compacted log: the newest embedding per url survives, older versions go.
+        max_msgs_per_subject: 1,
+        ...this.refuseWhenFull(this.limits?.embeddingsMaxBytes),
+        duplicate_window: nanos(10 * 60_000),
+      },
+      {
+        name: this.engagementStream,
+        subjects: [this.subject("engagement.>")],
+        retention: RetentionPolicy.Limits,
+        storage: StorageType.File,
+        ...this.refuseWhenFull(this.limits?.engagementMaxBytes),
+        duplicate_window: nanos(10 * 60_000),
+      },
+      {
+        name: this.interestEmbeddingsStream,
+        subjects: [this.interestEmbeddingsSubjects],
+        retention: RetentionPolicy.Limits,
+        storage: StorageType.File,
+        ...this.refuseWhenFull(this.limits?.interestEmbeddingsMaxBytes),
+        duplicate_window: nanos(10 * 60_000),
+      },
+      {
+        name: this.deadLetterStream,
+        subjects: [this.deadLetterSubjects],
+        retention: RetentionPolicy.Limits,
+        storage: StorageType.File,
+        discard: DiscardPolicy.Old,
+        ...(this.limits ? { max_bytes: this.limits.deadLettersMaxBytes, max_age: nanos(this.limits.deadLettersMaxAgeMs) } : {}),
+        duplicate_window: nanos(10 * 60_000),
+      },
+    ];
+  }
+}
+
+/**
+ * Creates every stream of the topology, and updates existing ones when the topology carries limits;
+ * safe to run from every service at every start. A size limit below what a stream holds is not
+ * applied (JetStream would delete its oldest messages to fit): the stream keeps its limit and the
+ * logger says so.
+ */
+export async function ensureStreams(jsm: JetStreamManager, topology: Topology, logger?: Logger): Promise<void> {
+  for (const cfg of topology.streamConfigs()) {
+    try {
+      const info = await jsm.streams.info(cfg.name);
+      if (!topology.limits) continue;
+      const update = { ...cfg };
+      if (cfg.max_bytes !== undefined && cfg.max_bytes > 0 && info.state.bytes > cfg.max_bytes && cfg.discard === DiscardPolicy.New) {
+        update.max_bytes = info.config.max_bytes;
+        logger?.error(
+          { stream: cfg.name, bytes: info.state.bytes, configured: cfg.max_bytes, kept: info.config.max_bytes },
+          "the stream holds more than its configured size: keeping its limit, as a lower one would delete its oldest messages",
+        );
+      }
+      if (cfg.discard === DiscardPolicy.Old && cfg.max_bytes !== undefined && cfg.max_bytes > 0 && info.state.bytes > cfg.max_bytes) {
+        logger?.warn({ stream: cfg.name, bytes: info.state.bytes, limit: cfg.max_bytes }, "the stream holds more than its size limit: its oldest messages are deleted to fit");
+      }
+      await jsm.streams.update(cfg.name, update);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+      try {
+        await jsm.streams.add(cfg);
+      } catch (addErr) {
+        // Another service created it between our info and add.
+        if (!isStreamNameInUse(addErr)) throw addErr;
+      }
+    }
+  }
+}
