@@ -24,7 +24,7 @@ const lines = [
   { userid: "u1", url: "https://e.org/d", event_time: "2024-01-02T00:34:00Z" },
 ];
 const file = join(dir, "clicks.json.gz");
-writeFileSync(file, gzipSync(lines.map((l) => JSON.stringify(l)).join("\n") + "\n"));
+writeFileSync(file, gzipSync(`${lines.map((l) => JSON.stringify(l)).join("\n")}\n`));
 
 async function loadgen(...args: string[]) {
   const { stdout, stderr } = await run(process.execPath, [join(repoRoot, "tools/loadgen/dist/main.js"), "replay", file, "--target", stack.url.ingest, "--covisit", stack.url.covisit, ...args]);

@@ -24,7 +24,7 @@ function stack(command: string) {
 
 function loadgen(command: "replay" | "content", lines: object[]) {
   const file = join(dir, `${command}-${Math.random().toString(36).slice(2)}.json`);
-  writeFileSync(file, lines.map((l) => JSON.stringify(l)).join("\n") + "\n");
+  writeFileSync(file, `${lines.map((l) => JSON.stringify(l)).join("\n")}\n`);
   const args = [join(repoRoot, "tools/loadgen/dist/main.js"), command, file, "--rate", "0", "--wait", "--wait-timeout", "60000", "--json"];
   return run(process.execPath, args, { env, timeout: 90_000 }).then(({ stdout }) => JSON.parse(stdout));
 }

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { AckPolicy, DeliverPolicy, type ConsumerConfig, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
+import { AckPolicy, DeliverPolicy, type Consumer, type ConsumerConfig, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
 import { nanos } from "@nats-io/transport-node";
 import type { Logger } from "@recsys/logging";
 import { withBatchSpan } from "@recsys/tracing";
@@ -213,7 +213,7 @@ export async function runDurableConsumer(opts: DurableConsumerOptions): Promise<
 
   const consumeFrom = async ({ durable, filterSubject }: { durable: string; filterSubject: string }) => {
     while (!opts.signal.aborted) {
-      let messages;
+      let messages: Awaited<ReturnType<Consumer["consume"]>>;
       try {
         await ensureStreams(bus.jsm, bus.topology);
         await ensureDurableConsumer(bus.jsm, opts.stream, {

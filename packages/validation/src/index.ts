@@ -43,6 +43,7 @@ export const LIMITS = {
   queryChars: 1024,
 } as const;
 
+// biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is what it is for
 const CONTROL = /[\u0000-\u001f\u007f]/;
 
 /**

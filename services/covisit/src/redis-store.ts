@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { Redis } from "ioredis";
+import type { Redis } from "ioredis";
 import { COVISIT_WINDOW_MS, DEFAULT_USER_CLICK_BUDGET } from "@recsys/validation";
 import type { ClickToApply } from "@recsys/bus";
 

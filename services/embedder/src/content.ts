@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { isWrongLastSequence, PublishFailedError, StreamFill, type Bus } from "@recsys/bus";
-import { ContentEmbeddingSchema, ContentPageSchema, type ContentEmbedding } from "@recsys/contracts/events/v1/events";
+import { ContentEmbeddingSchema, ContentPageSchema, type ContentEmbedding, type ContentPage } from "@recsys/contracts/events/v1/events";
 
 /** The newest embedding of each url, as the EMBEDDINGS stream keeps it (one message per url). */
 export interface EmbeddingsLog {
@@ -30,7 +30,7 @@ export async function embedPageMessage(
   data: Uint8Array,
   deps: { log: EmbeddingsLog; embed: (text: string) => Promise<Float32Array>; model: string },
 ): Promise<PageVerdict> {
-  let page;
+  let page: ContentPage;
   try {
     page = fromBinary(ContentPageSchema, data);
   } catch (err) {

@@ -1,6 +1,6 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { consumerNames, PublishFailedError, runDurableConsumer, StreamFill, userEventMessageId, type Bus, type CrashAfterEffects, type Disposition } from "@recsys/bus";
-import { InterestEmbeddingSchema, StatedInterestSchema, type InterestEmbedding } from "@recsys/contracts/events/v1/events";
+import { InterestEmbeddingSchema, StatedInterestSchema, type InterestEmbedding, type StatedInterest } from "@recsys/contracts/events/v1/events";
 import type { Logger } from "@recsys/logging";
 import { QueueFullError } from "./batcher.js";
 import { busFailure } from "./consumer.js";
@@ -15,7 +15,7 @@ export async function embedInterestMessage(
   data: Uint8Array,
   deps: { embed: (text: string) => Promise<Float32Array>; publish: (e: InterestEmbedding) => Promise<void>; model: string },
 ): Promise<Disposition> {
-  let s;
+  let s: StatedInterest;
   try {
     s = fromBinary(StatedInterestSchema, data);
   } catch (err) {

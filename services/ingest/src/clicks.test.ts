@@ -19,7 +19,7 @@ describe("toValidClick", () => {
     const ids = new Set([
       toValidClick(click, now, SKEW).eventId,
       toValidClick({ ...click, userid: "u2" }, now, SKEW).eventId,
-      toValidClick({ ...click, url: click.url + "_" }, now, SKEW).eventId,
+      toValidClick({ ...click, url: `${click.url}_` }, now, SKEW).eventId,
       toValidClick({ ...click, event_time: "2024-01-02T00:00:01Z" }, now, SKEW).eventId,
     ]);
     expect(ids.size).toBe(4);

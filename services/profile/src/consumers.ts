@@ -1,7 +1,7 @@
 import { fromBinary } from "@bufbuild/protobuf";
 import { applicableClicks, clickDeadLetter, consumerNames, readClicks, runDurableConsumer, type Bus, type ClickToApply, type CrashAfterEffects, type DeadLetterWhy, type Disposition, type ItemDeadLetter, type MsgHdrs } from "@recsys/bus";
 import { Counter, registry, type DependencyHealth } from "@recsys/metrics";
-import { ContentEmbeddingSchema, InterestEmbeddingSchema, LikeSchema } from "@recsys/contracts/events/v1/events";
+import { ContentEmbeddingSchema, InterestEmbeddingSchema, LikeSchema, type ContentEmbedding, type InterestEmbedding, type Like } from "@recsys/contracts/events/v1/events";
 import type { Logger } from "@recsys/logging";
 import type { ProfileStore } from "./pg-store.js";
 import { isDataError, sqlState } from "./sql-state.js";
@@ -12,7 +12,7 @@ import { embeddingProblem } from "./vectors.js";
 type Decoded<T> = { ok: true; value: T } | { ok: false; error: string };
 
 export function decodeEmbedding(data: Uint8Array, dimension: number): Decoded<PageEmbedding> {
-  let e;
+  let e: ContentEmbedding;
   try {
     e = fromBinary(ContentEmbeddingSchema, data);
   } catch (err) {
@@ -31,7 +31,7 @@ export interface ClickMessage {
 }
 
 export function decodeLike(data: Uint8Array): Decoded<LikeToApply> {
-  let l;
+  let l: Like;
   try {
     l = fromBinary(LikeSchema, data);
   } catch (err) {
@@ -42,7 +42,7 @@ export function decodeLike(data: Uint8Array): Decoded<LikeToApply> {
 }
 
 export function decodeInterest(data: Uint8Array, dimension: number): Decoded<InterestToApply> {
-  let i;
+  let i: InterestEmbedding;
   try {
     i = fromBinary(InterestEmbeddingSchema, data);
   } catch (err) {

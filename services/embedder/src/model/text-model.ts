@@ -97,7 +97,7 @@ export function meanPoolNormalize(
 }
 
 function tensorDimension(meta: ort.InferenceSession.ValueMetadata | undefined): number | undefined {
-  if (!meta || !meta.isTensor) return undefined;
+  if (!meta?.isTensor) return undefined;
   const last = meta.shape[meta.shape.length - 1];
   return typeof last === "number" && last > 0 ? last : undefined;
 }
@@ -164,7 +164,7 @@ class OnnxTextModel implements TextModel {
     if (this.#inputs.has("token_type_ids")) feeds.token_type_ids = new ort.Tensor("int64", new BigInt64Array(n * seq), [n, seq]);
     if (this.#pooled) {
       const pooled = (await this.#session.run(feeds, [SENTENCE_EMBEDDING]))[SENTENCE_EMBEDDING];
-      if (!pooled || pooled.type !== "float32" || pooled.dims.length !== 2 || pooled.dims[0] !== n) {
+      if (pooled?.type !== "float32" || pooled.dims.length !== 2 || pooled.dims[0] !== n) {
         throw new Error(`model ${this.name}: ${SENTENCE_EMBEDDING} must be float32 [batch, dim], got ${pooled?.type} [${pooled?.dims.join(", ")}]`);
       }
       try {
@@ -175,7 +175,7 @@ class OnnxTextModel implements TextModel {
     }
     const results = await this.#session.run(feeds, [OUTPUT]);
     const hidden = results[OUTPUT];
-    if (!hidden || hidden.type !== "float32" || hidden.dims.length !== 3) {
+    if (hidden?.type !== "float32" || hidden.dims.length !== 3) {
       throw new Error(`model ${this.name}: ${OUTPUT} must be float32 [batch, seq, dim], got ${hidden?.type} [${hidden?.dims.join(", ")}]`);
     }
     const dim = hidden.dims[2]!;

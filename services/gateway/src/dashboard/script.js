@@ -33,7 +33,7 @@ function pageCell(url, title) {
   const td = el("td", undefined, "page");
   let href = null;
   try { const u = new URL(url); if (u.protocol === "http:" || u.protocol === "https:") href = u.href; } catch {}
-  const text = title ? title + " — " + url : url;
+  const text = title ? `${title} — ${url}` : url;
   if (href) { const a = el("a", text); a.href = href; a.rel = "noopener noreferrer"; a.target = "_blank"; td.append(a); }
   else td.textContent = text;
   return td;
@@ -47,13 +47,13 @@ function render(s) {
   $("clicks-rate").textContent = show(s.clicks.appliedPerSecond, tenths);
   $("clicks-applied").textContent = show(s.clicks.applied, whole);
   $("published-rate").textContent = show(s.clicks.publishedPerSecond, tenths);
-  $("published-total").textContent = s.clicks.published === null ? "ingest: no reading" : whole.format(s.clicks.published) + " published in all";
+  $("published-total").textContent = s.clicks.published === null ? "ingest: no reading" : `${whole.format(s.clicks.published)} published in all`;
 
   $("services").replaceChildren(...s.services.map((svc) => row([
     el("td", svc.name),
     el("td", svc.healthy ? "up" : "down", svc.healthy ? "up" : "down"),
     el("td", svc.metrics ? "yes" : "no", svc.metrics ? "" : "down"),
-    el("td", svc.residentBytes === null ? "–" : whole.format(Math.round(svc.residentBytes / 1048576)) + " MiB", "num"),
+    el("td", svc.residentBytes === null ? "–" : `${whole.format(Math.round(svc.residentBytes / 1048576))} MiB`, "num"),
   ])));
 
   $("lag").replaceChildren(...(s.lag.length === 0
@@ -62,7 +62,7 @@ function render(s) {
 
   const b = s.embedBatches;
   $("batch-mean").textContent = b && b.meanSize !== null ? tenths.format(b.meanSize) : "–";
-  $("batch-count").textContent = b ? whole.format(b.batches) + " batches, " + whole.format(b.texts) + " texts" : "embedder: no reading";
+  $("batch-count").textContent = b ? `${whole.format(b.batches)} batches, ${whole.format(b.texts)} texts` : "embedder: no reading";
   const bars = $("batches");
   if (!b || b.batches === 0) bars.replaceChildren(el("span", b ? "no batch run yet" : "no reading from the embedder", "empty"));
   else {
@@ -70,17 +70,17 @@ function render(s) {
     bars.replaceChildren(...b.buckets.flatMap((x) => {
       const bar = el("div", undefined, "bar");
       const fill = el("div");
-      fill.style.width = (100 * x.batches / most).toFixed(1) + "%";
+      fill.style.width = `${(100 * x.batches / most).toFixed(1)}%`;
       bar.append(fill);
       return [el("span", x.label), bar, el("span", whole.format(x.batches), "num")];
     }));
   }
-  $("updated").textContent = "updated " + new Date(s.at).toLocaleTimeString();
+  $("updated").textContent = `updated ${new Date(s.at).toLocaleTimeString()}`;
 }
 
 function setLive(state, text) {
   const badge = $("live");
-  badge.className = "status " + state;
+  badge.className = `status ${state}`;
   badge.textContent = text;
 }
 
@@ -95,7 +95,7 @@ async function follow() {
     if (!res.ok) {
       const body = await res.json().catch(() => ({}));
       retry = res.status !== 401 && res.status !== 403;
-      setLive("off", body.message || "HTTP " + res.status);
+      setLive("off", body.message || `HTTP ${res.status}`);
     } else {
       setLive("live", "live");
       const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
@@ -113,7 +113,7 @@ async function follow() {
       }
       setLive("off", "reconnecting…");
     }
-  } catch (err) {
+  } catch {
     if (ctl.signal.aborted) return;
     setLive("off", "reconnecting…");
   }
@@ -123,9 +123,9 @@ keyInput.addEventListener("change", () => { following?.abort(); follow(); });
 follow();
 
 async function callGateway(method, body) {
-  const res = await fetch("/recsys.gateway.v1.GatewayService/" + method, { method: "POST", headers: requestHeaders(true), body: JSON.stringify(body) });
+  const res = await fetch(`/recsys.gateway.v1.GatewayService/${method}`, { method: "POST", headers: requestHeaders(true), body: JSON.stringify(body) });
   const json = await res.json().catch(() => ({}));
-  if (!res.ok) throw new Error(json.code ? json.code + ": " + (json.message || "") : "HTTP " + res.status);
+  if (!res.ok) throw new Error(json.code ? `${json.code}: ${json.message || ""}` : `HTTP ${res.status}`);
   return json;
 }
 
