@@ -63,7 +63,7 @@ export type DurableConsumerOptions = CommonOptions &
          * to `maxBatch` when it is busy. A throw sends each message of the batch through alone, so
          * that one poison message cannot hold back the others.
          */
-        handleBatch(ms: JsMsg[]): Promise<Disposition[]>;
+        handleBatch(messages: JsMsg[]): Promise<Disposition[]>;
       }
   );
 
@@ -118,7 +118,7 @@ export async function runDurableConsumer(opts: DurableConsumerOptions): Promise<
   const { bus, logger } = opts;
   const batched = "handleBatch" in opts;
   const maxBatch = batched ? opts.maxBatch : 1;
-  const handleBatch = batched ? (ms: JsMsg[]) => opts.handleBatch(ms) : async (ms: JsMsg[]) => [await opts.handle(ms[0]!)];
+  const handleBatch = batched ? (messages: JsMsg[]) => opts.handleBatch(messages) : async (messages: JsMsg[]) => [await opts.handle(messages[0]!)];
   const maxDeliveries = opts.maxDeliveries ?? DEFAULT_MAX_DELIVERIES;
   const spanName = `${opts.stream} ${opts.durable}`;
   const debug = logger.isLevelEnabled("debug");

@@ -194,12 +194,12 @@ export function runClickConsumer(opts: {
     crashAfterEffects: opts.crashAfterEffects,
     logger: opts.logger,
     signal: opts.signal,
-    async handleBatch(ms) {
+    async handleBatch(messages) {
       let verdicts: MessageVerdict[];
       try {
-        verdicts = await applyClickMessages(ms, store, opts.maxBatch);
+        verdicts = await applyClickMessages(messages, store, opts.maxBatch);
       } catch (err) {
-        return ms.map((): Disposition => ({ kind: "retry", reason: `Redis: ${String(err)}` }));
+        return messages.map((): Disposition => ({ kind: "retry", reason: `Redis: ${String(err)}` }));
       }
       return verdicts.map((v) => dispositionOf(v, stats));
     },

@@ -208,7 +208,7 @@ export function runClickConsumer(opts: ConsumerOptions & { maxBatch: number; cli
     crashAfterEffects: opts.crashAfterEffects,
     logger: opts.logger,
     signal: opts.signal,
-    handleBatch: (ms) => applyClickMessages(ms, opts.store, opts.clicksPerCall),
+    handleBatch: (messages) => applyClickMessages(messages, opts.store, opts.clicksPerCall),
   });
 }
 
