@@ -33,8 +33,8 @@ describe("runDurableConsumer", () => {
       deadLetterSource: "ordered-test",
       logger: createLogger("bus-test"),
       signal: stop.signal,
-      async handleBatch(ms) {
-        return ms.map((m) => {
+      async handleBatch(messages) {
+        return messages.map((m) => {
           const body = new TextDecoder().decode(m.data);
           // The first message of partition 0 finds its store down twice.
           if (body === "p0 first" && failures < 2) {
@@ -120,12 +120,12 @@ describe("runDurableConsumer", () => {
       logger: createLogger("bus-test"),
       signal: stop.signal,
       maxDeliveries: 2,
-      async handleBatch(ms) {
-        batchSizes.push(ms.length);
-        const texts = ms.map((m) => new TextDecoder().decode(m.data));
+      async handleBatch(messages) {
+        batchSizes.push(messages.length);
+        const texts = messages.map((m) => new TextDecoder().decode(m.data));
         if (texts.includes("poison")) throw new Error("cannot apply this one");
         applied.push(...texts);
-        return ms.map(() => ({ kind: "ack" as const }));
+        return messages.map(() => ({ kind: "ack" as const }));
       },
     });
     await expect.poll(() => applied.length, { timeout: 20_000, interval: 50 }).toBe(299);
@@ -157,8 +157,8 @@ describe("runDurableConsumer", () => {
       deadLetterSource: "items-test",
       logger: createLogger("bus-test"),
       signal: stop.signal,
-      async handleBatch(ms) {
-        return ms.map((m) => {
+      async handleBatch(messages) {
+        return messages.map((m) => {
           const items = new TextDecoder().decode(m.data).split(",");
           const deadLetters = items.flatMap((item, index) => (item === "LATE" ? [{ index, data: new TextEncoder().encode(`item ${index}`), contentType: "text/plain", cause: "late" as const, reason: "late: watermark x" }] : []));
           return { kind: "ack" as const, deadLetters };
