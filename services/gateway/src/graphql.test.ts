@@ -2,6 +2,7 @@
 // is refused and how, and the limits on what one document may ask.
 import { getIntrospectionQuery } from "graphql";
 import { beforeEach, describe, expect, it } from "vitest";
+import { Access } from "./access.js";
 import { createGraphql } from "./graphql.js";
 import type { GatewayApi } from "./handlers.js";
 import {
@@ -236,7 +237,7 @@ describe("GraphQL refusals", () => {
 
   it("an error that is no refusal is masked", async () => {
     const failing = { events: async () => Promise.reject(new Error("connection to 10.0.0.7 refused, password=hunter2")) } as unknown as GatewayApi;
-    const res = await createGraphql(failing, logger).fetch("http://gateway/graphql", {
+    const res = await createGraphql(failing, logger, new Access(new Map(), 1_000_000, logger)).fetch("http://gateway/graphql", {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ query: DOC.events }),
