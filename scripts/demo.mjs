@@ -57,14 +57,21 @@ async function eventually(what, probe) {
 }
 
 function readClicks(file) {
-  return gunzipSync(readFileSync(file)).toString("utf8").split("\n").filter((l) => l.trim()).map((l) => JSON.parse(l));
+  return gunzipSync(readFileSync(file))
+    .toString("utf8")
+    .split("\n")
+    .filter((l) => l.trim())
+    .map((l) => JSON.parse(l));
 }
 
 /** The most clicked pages among `clicks`: the ones with the most to show. */
 function busiestUrls(clicks, n) {
   const counts = new Map();
   for (const { url } of clicks) counts.set(url, (counts.get(url) ?? 0) + 1);
-  return [...counts].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).slice(0, n).map(([url]) => url);
+  return [...counts]
+    .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))
+    .slice(0, n)
+    .map(([url]) => url);
 }
 
 run(process.execPath, [join(root, "scripts/stack.mjs"), "up"]);
@@ -81,13 +88,18 @@ for (const url of busiestUrls(clicks, 3)) {
 }
 const reader = "f5e9c688-408d-b54f-94aa-493df43dac8c";
 const { items: similar = [] } = await call("SimilarContent", { userid: reader, limit: 5 });
-const mostRead = busiestUrls(clicks.filter((c) => c.userid === reader), 3).map((u) => decodeURIComponent(u.replace(/^.*\/wiki\//, "")));
+const mostRead = busiestUrls(
+  clicks.filter((c) => c.userid === reader),
+  3,
+).map((u) => decodeURIComponent(u.replace(/^.*\/wiki\//, "")));
 console.log(`\nUser ${reader} read mostly ${mostRead.join(", ")}; the pages closest in meaning:`);
 for (const it of similar) console.log(`  ${it.similarity.toFixed(3)}  ${it.title}  (${decodeURIComponent(it.url)})`);
 
 const fan = "1234";
 const interest = "I want to learn more about Apache Flink and how to use it for real-time stream processing.";
-await graphql(`mutation AddInterest($interest: AddInterest!) { AddInterest(interest: $interest) { _source_time } }`, { interest: { userid: fan, text: interest } });
+await graphql(`mutation AddInterest($interest: AddInterest!) { AddInterest(interest: $interest) { _source_time } }`, {
+  interest: { userid: fan, text: interest },
+});
 const recommended = await eventually("the stated interest", async () => {
   const { RecommendedEvents } = await graphql(`{ RecommendedEvents(userid: "${fan}", limit: 5) { id title score } }`);
   return RecommendedEvents.length > 0 && RecommendedEvents;

@@ -15,7 +15,11 @@ let c: ReturnType<typeof clientsOf>;
 const HOUR = 3_600_000;
 const ahead = (ms: number) => new Date(Date.now() + ms).toISOString();
 /** "<Code>: <message>" of a refused call, "ok" of one that succeeded. */
-const outcome = (p: Promise<unknown>) => p.then(() => "ok", (e) => `${Code[ConnectError.from(e).code]}: ${ConnectError.from(e).rawMessage}`);
+const outcome = (p: Promise<unknown>) =>
+  p.then(
+    () => "ok",
+    (e) => `${Code[ConnectError.from(e).code]}: ${ConnectError.from(e).rawMessage}`,
+  );
 
 async function clicksApplied() {
   const last = await clicksLastSequence(stack);
@@ -34,7 +38,9 @@ describe("a time ahead of ingest's clock", () => {
 
   it("refuses a click dated 23 hours ahead, naming event_time, and the user's real clicks then count", async () => {
     const before = await writesStored(stack);
-    expect.soft(await outcome(c.gateway.clickstream({ event: { userid: "V", url: A, eventTime: ahead(23 * HOUR) } }))).toMatch(/^InvalidArgument: event\.event_time: .*ahead/);
+    expect
+      .soft(await outcome(c.gateway.clickstream({ event: { userid: "V", url: A, eventTime: ahead(23 * HOUR) } })))
+      .toMatch(/^InvalidArgument: event\.event_time: .*ahead/);
     expect.soft(await writesStored(stack)).toEqual(before);
 
     await c.gateway.clickstream({ event: { userid: "V", url: A, eventTime: ahead(-1_000) } });
@@ -58,7 +64,9 @@ describe("a time ahead of ingest's clock", () => {
     const url = "https://e.org/skew/page";
     const before = await writesStored(stack);
     const tomorrow = { url, id: "7001", title: "Skew", text: "The version from tomorrow." };
-    expect.soft(await outcome(c.gateway.content({ event: { ...tomorrow, sourceTime: ahead(23 * HOUR) } }))).toMatch(/^InvalidArgument: event\.source_time: .*ahead/);
+    expect
+      .soft(await outcome(c.gateway.content({ event: { ...tomorrow, sourceTime: ahead(23 * HOUR) } })))
+      .toMatch(/^InvalidArgument: event\.source_time: .*ahead/);
     expect.soft(await writesStored(stack)).toEqual(before);
 
     await c.gateway.content({ event: { url, id: "7001", title: "Skew", text: "The version of today.", sourceTime: ahead(0) } });
@@ -71,7 +79,8 @@ describe("a time ahead of ingest's clock", () => {
     const before = await writesStored(stack);
     const unlike = await c.ingest.publishLikes({ likes: [{ userid: "V", pageId: "7001", liked: false, sourceTime: ahead(23 * HOUR) }] });
     const interest = await c.ingest.publishInterests({ interests: [{ userid: "V", text: "bicycles", sourceTime: ahead(23 * HOUR) }] });
-    const refusal = (r: { outcome: { case: string | undefined; value?: unknown } }) => (r.outcome.case === "rejected" ? (r.outcome.value as { field: string; reason: string }) : r.outcome.case);
+    const refusal = (r: { outcome: { case: string | undefined; value?: unknown } }) =>
+      r.outcome.case === "rejected" ? (r.outcome.value as { field: string; reason: string }) : r.outcome.case;
     expect.soft(refusal(unlike.results[0]!)).toMatchObject({ field: "source_time", reason: expect.stringMatching(/ahead/) });
     expect.soft(refusal(interest.results[0]!)).toMatchObject({ field: "source_time", reason: expect.stringMatching(/ahead/) });
     expect.soft(await writesStored(stack)).toEqual(before);

@@ -14,7 +14,17 @@ let ref: ReferenceWorkload;
 const expectEqualsReference = (stack: TestStack) => expectRecommendationsExact(stack, ref);
 
 function replayOptions(stack: TestStack, file: string): ReplayOptions {
-  return { file, rate: 0, target: stack.url.ingest, covisit: stack.url.covisit, wait: true, shiftTime: false, batchSize: 500, concurrency: 2, waitTimeoutMs: 120_000 };
+  return {
+    file,
+    rate: 0,
+    target: stack.url.ingest,
+    covisit: stack.url.covisit,
+    wait: true,
+    shiftTime: false,
+    batchSize: 500,
+    concurrency: 2,
+    waitTimeoutMs: 120_000,
+  };
 }
 
 beforeAll(async () => {
@@ -71,7 +81,9 @@ describe("the reference replay through the real stack", () => {
     expect(done.status, done.stderr).toBe(0);
     expect(done.stdout).toMatch(new RegExp(`apply the clicks of the ${last} messages`));
     await stack.start("covisit");
-    await expect.poll(async () => (await clientsOf(stack).covisit.progress({})).ackFloorStreamSequence, { timeout: 120_000, interval: 200 }).toBeGreaterThanOrEqual(last);
+    await expect
+      .poll(async () => (await clientsOf(stack).covisit.progress({})).ackFloorStreamSequence, { timeout: 120_000, interval: 200 })
+      .toBeGreaterThanOrEqual(last);
     await expectEqualsReference(stack);
   });
 });
@@ -97,7 +109,7 @@ describe("clicks arriving out of order", () => {
     // after clicks up to 5 minutes newer, never more: no click is later than the lateness allows.
     // The seed keeps the test repeatable.
     let seed = 42;
-    const random = () => ((seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31);
+    const random = () => (seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31;
     const shuffled: RawClick[] = ref.clicks
       .map((c) => ({ c, key: Date.parse(c.event_time) + random() * 300_000 }))
       .sort((a, b) => a.key - b.key)

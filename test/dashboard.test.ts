@@ -9,7 +9,16 @@ import { repoRoot, startStack, type TestStack } from "./harness/stack.js";
 
 // Debian's Chromium, installed by scripts/bootstrap.sh: no browser build can be downloaded here.
 const CHROMIUM = "/usr/bin/chromium";
-const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+const CHROMIUM_ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
 const SCREENSHOT = join(repoRoot, "test/artifacts/dashboard.png");
 
 const A = "https://en.wikipedia.org/wiki/Apache_Kafka";
@@ -42,7 +51,12 @@ const cellsOf = (tbody: string) => page.locator(`${tbody} tr`).evaluateAll((trs)
 beforeAll(async () => {
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: run scripts/bootstrap.sh (it installs Debian's chromium)`);
   profileDir = mkdtempSync(join(tmpdir(), "dashboard-chromium-"));
-  const launching = chromium.launchPersistentContext(profileDir, { executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true, viewport: { width: 1280, height: 900 } });
+  const launching = chromium.launchPersistentContext(profileDir, {
+    executablePath: CHROMIUM,
+    args: CHROMIUM_ARGS,
+    headless: true,
+    viewport: { width: 1280, height: 900 },
+  });
   stack = await startStack("dashboard");
   c = clientsOf(stack);
   browser = await launching;
@@ -74,12 +88,14 @@ describe("the dashboard at GET / on the gateway", () => {
     await expect.poll(() => page.textContent("#live")).toBe("live");
 
     // Every backend up, the consumers' lag listed, the embedder's batches counted.
-    await expect.poll(async () => (await cellsOf("#services")).map((r) => r.slice(0, 3))).toEqual([
-      ["ingest", "up", "yes"],
-      ["covisit", "up", "yes"],
-      ["embedder", "up", "yes"],
-      ["profile", "up", "yes"],
-    ]);
+    await expect
+      .poll(async () => (await cellsOf("#services")).map((r) => r.slice(0, 3)))
+      .toEqual([
+        ["ingest", "up", "yes"],
+        ["covisit", "up", "yes"],
+        ["embedder", "up", "yes"],
+        ["profile", "up", "yes"],
+      ]);
     const lag = await cellsOf("#lag");
     // One row per durable consumer of covisit, embedder and profile, each with a count.
     expect(lag.map((r) => r[0])).toEqual(expect.arrayContaining(["covisit", "embedder", "profile-clicks", "profile-embeddings"]));
@@ -98,7 +114,12 @@ describe("the dashboard at GET / on the gateway", () => {
     await page.click("#similar-form button");
     await expect.poll(() => page.locator("#similar-results tr").count()).toBe(3);
     const rows = await cellsOf("#similar-results");
-    expect(rows.slice(0, 2).map((r) => r[0]).sort()).toEqual([`Apache Flink — ${B}`, `Apache Kafka — ${A}`]);
+    expect(
+      rows
+        .slice(0, 2)
+        .map((r) => r[0])
+        .sort(),
+    ).toEqual([`Apache Flink — ${B}`, `Apache Kafka — ${A}`]);
     expect(rows[2]![0]).toBe(`Zoop <b>puzzle</b> — ${C}`);
     expect(await page.locator("#similar-results b").count()).toBe(0);
     for (const r of rows.slice(0, 2)) expect(Number(r[1])).toBeGreaterThan(0.5);
@@ -106,7 +127,9 @@ describe("the dashboard at GET / on the gateway", () => {
     // More clicks while the page is open: the counter and the rate move without a reload.
     for (let i = 0; i < 4; i++) await c.gateway.clickstream({ event: { userid: `u${i + 2}`, url: [A, B, C][i % 3]! } });
     await page.waitForFunction(
-      () => Number(document.getElementById("clicks-applied")!.textContent!.replace(/,/g, "")) === 6 && Number(document.getElementById("clicks-rate")!.textContent) > 0,
+      () =>
+        Number(document.getElementById("clicks-applied")!.textContent!.replace(/,/g, "")) === 6 &&
+        Number(document.getElementById("clicks-rate")!.textContent) > 0,
       undefined,
       { timeout: 10_000 },
     );

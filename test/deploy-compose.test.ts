@@ -24,7 +24,11 @@ describe("deploy/compose.yaml", () => {
 
   it("builds every service from its own Dockerfile and publishes only the gateway, on its port", () => {
     const { services } = compose();
-    expect(Object.keys(services).filter((s) => !INFRA.includes(s)).sort()).toEqual([...SERVICES].sort());
+    expect(
+      Object.keys(services)
+        .filter((s) => !INFRA.includes(s))
+        .sort(),
+    ).toEqual([...SERVICES].sort());
     for (const name of SERVICES) {
       const s = services[name];
       expect(resolve(deployDir, s.build.context)).toBe(repoRoot);

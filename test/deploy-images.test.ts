@@ -15,13 +15,19 @@ const dockerignore = readFileSync(join(repoRoot, ".dockerignore"), "utf8")
     const body = p
       .replace(/^\/+|\/+$/g, "")
       .split("/")
-      .map((seg) => (seg === "**" ? "(?:.*/)?" : seg.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, "[^/]*").replace(/\?/g, "[^/]") + "/"))
+      .map((seg) =>
+        seg === "**"
+          ? "(?:.*/)?"
+          : seg
+              .replace(/[.+^${}()|[\]\\]/g, "\\$&")
+              .replace(/\*/g, "[^/]*")
+              .replace(/\?/g, "[^/]") + "/",
+      )
       .join("")
       .replace(/\/$/, "");
     return new RegExp(`^${body}(?:/.*)?$`);
   });
 const ignoredByDocker = (path: string) => dockerignore.some((re) => re.test(path));
-
 
 describe("Dockerfiles", () => {
   it.each(SERVICES)("%s: built with pnpm deploy, run as non-root node:20 on its own port", (name) => {
@@ -43,7 +49,11 @@ describe("Dockerfiles", () => {
     expect(user).toBeDefined();
     expect(["root", "0"]).not.toContain(user);
     expect(image.env.HOST).toBe("0.0.0.0");
-    expect(all(image.final, "EXPOSE").flatMap((e) => e.args.split(/\s+/)).map((p) => Number(p.split("/")[0]))).toEqual([cfg.port]);
+    expect(
+      all(image.final, "EXPOSE")
+        .flatMap((e) => e.args.split(/\s+/))
+        .map((p) => Number(p.split("/")[0])),
+    ).toEqual([cfg.port]);
 
     expect(image.healthcheck[0]).toBe("node");
     const script = image.healthcheck.join(" ");
@@ -79,7 +89,9 @@ describe("Dockerfiles", () => {
   });
 
   it(".dockerignore keeps build output and dependencies out, but not the embedder's model", () => {
-    for (const p of ["node_modules", "services/covisit/node_modules", "packages/bus/dist", "services/embedder/src/gen", ".git"]) expect(ignoredByDocker(p), p).toBe(true);
-    for (const p of ["pnpm-lock.yaml", "services/covisit/src/main.ts", "services/embedder/models/default/onnx/model_quantized.onnx", "proto"]) expect(ignoredByDocker(p), p).toBe(false);
+    for (const p of ["node_modules", "services/covisit/node_modules", "packages/bus/dist", "services/embedder/src/gen", ".git"])
+      expect(ignoredByDocker(p), p).toBe(true);
+    for (const p of ["pnpm-lock.yaml", "services/covisit/src/main.ts", "services/embedder/models/default/onnx/model_quantized.onnx", "proto"])
+      expect(ignoredByDocker(p), p).toBe(false);
   });
 });

@@ -58,13 +58,20 @@ describe("deploy/k8s", () => {
     expect(service.spec.ports.map((p: Yaml) => resolvePort(p.targetPort ?? p.port, c))).toEqual([cfg.port]);
     expect(name === "gateway" ? ["ClusterIP", "LoadBalancer"] : ["ClusterIP"]).toContain(service.spec.type ?? "ClusterIP");
 
-    for (const key of cfg.addresses) expect((c.env ?? []).map((e: Yaml) => e.name), `${name} sets ${key}`).toContain(key);
+    for (const key of cfg.addresses)
+      expect(
+        (c.env ?? []).map((e: Yaml) => e.name),
+        `${name} sets ${key}`,
+      ).toContain(key);
     for (const e of c.env ?? []) {
       expect(cfg.envNames, `${name} reads ${e.name}`).toContain(e.name);
       const target = typeof e.value === "string" ? urlHost(e.value) : undefined;
       if (target && SERVICES.includes(target.host)) {
         const other = k8sDocs(join(k8sDir, `${target.host}.yaml`)).find((d) => d.kind === "Service");
-        expect(other.spec.ports.map((p: Yaml) => p.port), `${name} ${e.name}`).toContain(target.port);
+        expect(
+          other.spec.ports.map((p: Yaml) => p.port),
+          `${name} ${e.name}`,
+        ).toContain(target.port);
       }
       if (e.name === "HOST") expect(e.value).toBe("0.0.0.0");
     }

@@ -82,7 +82,10 @@ describe("pnpm dlq", () => {
 
     const onlyLate = await dlqJson("list", "--cause", "late");
     expect(onlyLate.byCause).toEqual({ late: 2 });
-    expect(onlyLate.letters.map((l: { reason: string }) => l.reason)).toEqual(["late: watermark 2024-01-02T00:30:00.000Z", "late: watermark 2024-01-02T00:40:00.000Z"]);
+    expect(onlyLate.letters.map((l: { reason: string }) => l.reason)).toEqual([
+      "late: watermark 2024-01-02T00:30:00.000Z",
+      "late: watermark 2024-01-02T00:40:00.000Z",
+    ]);
     expect((await dlqJson("list", "--since", new Date(Date.now() + 60_000).toISOString())).letters).toEqual([]);
   });
 
@@ -136,7 +139,9 @@ describe("pnpm dlq", () => {
     const listed = await dlqJson("list", "--cause", "late");
     expect(listed.letters.map((l: { sequence: number }) => l.sequence)).toEqual(expect.arrayContaining([kept, gone]));
 
-    const failed: { code?: number; stdout: string } = await dlq("replay", String(kept), String(gone), "--dry-run", "--json").catch((err: { code: number; stdout: string }) => err);
+    const failed: { code?: number; stdout: string } = await dlq("replay", String(kept), String(gone), "--dry-run", "--json").catch(
+      (err: { code: number; stdout: string }) => err,
+    );
     expect(failed.code).toBe(1);
     const source = await (await jetstreamManager(nc)).streams.getMessage(`${ns.toUpperCase()}_CLICKS`, { seq: 1 });
     expect(JSON.parse(failed.stdout).letters).toEqual([
@@ -150,13 +155,21 @@ describe("pnpm dlq", () => {
     const subject = `${ns}.embeddings.dlqtest`;
     // Two messages of one page that are no embedding: profile dead-letters both, the stream keeps the second.
     for (const id of ["first", "second"]) await jetstream(nc).publish(subject, Uint8Array.of(0xff, 0xff, 0xff, 0x07), { msgID: id });
-    const filed = async () => (await (await jetstreamManager(nc)).streams.info(`${ns.toUpperCase()}_DEAD_LETTERS`, { subjects_filter: `${ns}.dlq.embeddings` })).state.subjects?.[`${ns}.dlq.embeddings`] ?? 0;
+    const filed = async () =>
+      (await (await jetstreamManager(nc)).streams.info(`${ns.toUpperCase()}_DEAD_LETTERS`, { subjects_filter: `${ns}.dlq.embeddings` })).state.subjects?.[
+        `${ns}.dlq.embeddings`
+      ] ?? 0;
     await vi.waitFor(async () => expect(await filed()).toBe(2), { timeout: 20_000, interval: 100 });
 
-    const failed: { code?: number; stdout: string } = await dlq("replay", "--source", "embeddings", "--dry-run", "--json").catch((err: { code: number; stdout: string }) => err);
+    const failed: { code?: number; stdout: string } = await dlq("replay", "--source", "embeddings", "--dry-run", "--json").catch(
+      (err: { code: number; stdout: string }) => err,
+    );
     expect(failed.code).toBe(1);
     const [older, newest] = JSON.parse(failed.stdout).letters;
-    expect(older).toMatchObject({ outcome: "unreplayable", error: expect.stringMatching(new RegExp(`^${ns.toUpperCase()}_EMBEDDINGS keeps the newest message of ${subject}, #\\d+, which a replay would replace$`)) });
+    expect(older).toMatchObject({
+      outcome: "unreplayable",
+      error: expect.stringMatching(new RegExp(`^${ns.toUpperCase()}_EMBEDDINGS keeps the newest message of ${subject}, #\\d+, which a replay would replace$`)),
+    });
     expect(newest).toMatchObject({ outcome: "dry-run", subject });
   });
 });

@@ -112,7 +112,12 @@ describe("bad input is refused, names the field, and writes nothing", () => {
       ["url over 2048 chars", () => c.gateway.clickstream({ event: { ...good, url: `https://e.org/${"x".repeat(2048)}` } }), "InvalidArgument", "event.url"],
       ["time not RFC 3339", () => c.gateway.clickstream({ event: { ...good, eventTime: "02/01/2024 00:00" } }), "InvalidArgument", "event.event_time"],
       ["February 30th", () => c.gateway.clickstream({ event: { ...good, eventTime: "2024-02-30T00:00:00Z" } }), "InvalidArgument", "event.event_time"],
-      ["time two days ahead", () => c.gateway.clickstream({ event: { ...good, eventTime: new Date(Date.now() + 2 * 86_400_000).toISOString() } }), "InvalidArgument", "event.event_time"],
+      [
+        "time two days ahead",
+        () => c.gateway.clickstream({ event: { ...good, eventTime: new Date(Date.now() + 2 * 86_400_000).toISOString() } }),
+        "InvalidArgument",
+        "event.event_time",
+      ],
       ["event id with spaces", () => c.gateway.clickstream({ event: { ...good, eventId: "a b" } }), "InvalidArgument", "event.event_id"],
       ["missing event", () => c.gateway.clickstream({}), "InvalidArgument", "event"],
       ["limit 0", () => c.gateway.recommendation({ url: good.url, limit: 0 }), "InvalidArgument", "limit"],
@@ -144,16 +149,69 @@ describe("bad input is refused, names the field, and writes nothing", () => {
       ["similar content of an empty userid", () => c.gateway.similarContent({ userid: "" }), "InvalidArgument", "userid"],
       ["embed 257 texts", () => c.embedder.embed({ texts: Array(257).fill("a") }), "InvalidArgument", "texts"],
       ["GraphQL Events(limit: 0)", () => viaGraphql("{ Events(limit: 0) { id } }"), "InvalidArgument", "limit"],
-      ["GraphQL like with an empty userid", () => viaGraphql("mutation ($l: LikedInput!) { Likes(liked: $l) { _source_time } }", { l: { userid: "", eventId: 42, liked: true } }), "InvalidArgument", "liked.userid"],
-      ["GraphQL interest with empty text", () => viaGraphql('mutation { AddInterest(interest: {userid: "u", text: ""}) { _source_time } }'), "InvalidArgument", "interest.text"],
-      ["GraphQL click by both event and click", () => viaGraphql('mutation { Clickstream(event: {userid: "u", url: "https://e.org/a"}, click: {userid: "u", url: "https://e.org/a"}) { userid } }'), "InvalidArgument", "event or click"],
+      [
+        "GraphQL like with an empty userid",
+        () => viaGraphql("mutation ($l: LikedInput!) { Likes(liked: $l) { _source_time } }", { l: { userid: "", eventId: 42, liked: true } }),
+        "InvalidArgument",
+        "liked.userid",
+      ],
+      [
+        "GraphQL interest with empty text",
+        () => viaGraphql('mutation { AddInterest(interest: {userid: "u", text: ""}) { _source_time } }'),
+        "InvalidArgument",
+        "interest.text",
+      ],
+      [
+        "GraphQL click by both event and click",
+        () => viaGraphql('mutation { Clickstream(event: {userid: "u", url: "https://e.org/a"}, click: {userid: "u", url: "https://e.org/a"}) { userid } }'),
+        "InvalidArgument",
+        "event or click",
+      ],
       ["GraphQL query nested too deep", () => viaGraphql(nested), "Unknown", ""],
-      ["invalid UTF-8 in a Connect JSON click's userid", () => rawConnect(stack.url.gateway, "/recsys.gateway.v1.GatewayService/Clickstream", "application/json", withBadUtf8('{"event":{"userid":"u', '","url":"https://e.org/a"}}')), "InvalidArgument", "event.userid"],
-      ["invalid UTF-8 in a Connect JSON page's text", () => rawConnect(stack.url.gateway, "/recsys.gateway.v1.GatewayService/Content", "application/json", withBadUtf8('{"event":{"url":"https://e.org/p","title":"t","text":"caf', '"}}')), "InvalidArgument", "event.text"],
+      [
+        "invalid UTF-8 in a Connect JSON click's userid",
+        () =>
+          rawConnect(
+            stack.url.gateway,
+            "/recsys.gateway.v1.GatewayService/Clickstream",
+            "application/json",
+            withBadUtf8('{"event":{"userid":"u', '","url":"https://e.org/a"}}'),
+          ),
+        "InvalidArgument",
+        "event.userid",
+      ],
+      [
+        "invalid UTF-8 in a Connect JSON page's text",
+        () =>
+          rawConnect(
+            stack.url.gateway,
+            "/recsys.gateway.v1.GatewayService/Content",
+            "application/json",
+            withBadUtf8('{"event":{"url":"https://e.org/p","title":"t","text":"caf', '"}}'),
+          ),
+        "InvalidArgument",
+        "event.text",
+      ],
       // Binary protobuf is decoded before any handler runs; connect-es refuses bad UTF-8 there with Internal.
-      ["invalid UTF-8 in a binary protobuf click", () => rawConnect(stack.url.ingest, "/recsys.ingest.v1.IngestService/PublishClicks", "application/proto", protoString(1, Buffer.concat([protoString(1, Uint8Array.of(0x75, 0xff, 0xfe)), protoString(2, Buffer.from("https://e.org/a"))]))), "Internal", ""],
+      [
+        "invalid UTF-8 in a binary protobuf click",
+        () =>
+          rawConnect(
+            stack.url.ingest,
+            "/recsys.ingest.v1.IngestService/PublishClicks",
+            "application/proto",
+            protoString(1, Buffer.concat([protoString(1, Uint8Array.of(0x75, 0xff, 0xfe)), protoString(2, Buffer.from("https://e.org/a"))])),
+          ),
+        "Internal",
+        "",
+      ],
       ["a 3 MB page text over Connect", () => c.gateway.content({ event: { ...page, text: "x".repeat(3_000_000) } }), "ResourceExhausted", ""],
-      ["a 3 MB page text over GraphQL", () => viaGraphql("mutation ($e: ContentEvent!) { Content(event: $e) { url } }", { e: { ...page, text: "x".repeat(3_000_000) } }), "ResourceExhausted", ""],
+      [
+        "a 3 MB page text over GraphQL",
+        () => viaGraphql("mutation ($e: ContentEvent!) { Content(event: $e) { url } }", { e: { ...page, text: "x".repeat(3_000_000) } }),
+        "ResourceExhausted",
+        "",
+      ],
       ["SimilarContent limit 1001 over GraphQL", () => viaGraphql('{ SimilarContent(userid: "u", limit: 1001) { url } }'), "InvalidArgument", "limit"],
     );
   });
@@ -193,7 +251,10 @@ describe("bad input is refused, names the field, and writes nothing", () => {
       stack.url.ingest,
       "/recsys.ingest.v1.IngestService/PublishClicks",
       "application/json",
-      withBadUtf8('{"clicks":[{"userid":"ok","url":"https://e.org/u1","eventTime":"2024-01-02T00:00:00Z"},{"userid":"u', '","url":"https://e.org/u2","eventTime":"2024-01-02T00:00:00Z"}]}'),
+      withBadUtf8(
+        '{"clicks":[{"userid":"ok","url":"https://e.org/u1","eventTime":"2024-01-02T00:00:00Z"},{"userid":"u',
+        '","url":"https://e.org/u2","eventTime":"2024-01-02T00:00:00Z"}]}',
+      ),
     )) as Response;
     const body = (await res.json()) as { results: Array<{ accepted?: unknown; rejected?: { field: string; reason: string } }> };
     expect(body.results.map((r) => r.rejected?.field ?? "accepted")).toEqual(["accepted", "userid"]);
@@ -218,7 +279,12 @@ describe("bad input is refused, names the field, and writes nothing", () => {
 
 describe("idempotency and lateness", () => {
   it("accepts the same batch twice, stores it once, counts it once", async () => {
-    const batch = { clicks: [{ userid: "twice", url: "https://e.org/a", eventTime: T }, { userid: "twice", url: "https://e.org/b", eventTime: at(2) }] };
+    const batch = {
+      clicks: [
+        { userid: "twice", url: "https://e.org/a", eventTime: T },
+        { userid: "twice", url: "https://e.org/b", eventTime: at(2) },
+      ],
+    };
     const first = await c.ingest.publishClicks(batch);
     const before = await clicksStored();
     const second = await c.ingest.publishClicks(batch);
@@ -233,7 +299,12 @@ describe("idempotency and lateness", () => {
   });
 
   it("ignores a redelivered click that got past the broker's dedup (new message, same event_id)", async () => {
-    const res = await c.ingest.publishClicks({ clicks: [{ userid: "redeliver", url: "https://e.org/r1", eventTime: T }, { userid: "redeliver", url: "https://e.org/r2", eventTime: at(1) }] });
+    const res = await c.ingest.publishClicks({
+      clicks: [
+        { userid: "redeliver", url: "https://e.org/r1", eventTime: T },
+        { userid: "redeliver", url: "https://e.org/r2", eventTime: at(1) },
+      ],
+    });
     const accepted = res.results[0]!.outcome;
     if (accepted.case !== "accepted") throw new Error("not accepted");
     // Published straight onto the stream under another Nats-Msg-Id: only the consumer's idempotency can stop it.
@@ -283,10 +354,15 @@ describe("idempotency and lateness", () => {
       // covisit and profile both read CLICKS; the embedder reads CONTENT and interests; profile reads likes.
       const sources = ["clicks", "profile-clicks", "content", "likes", "interests"];
       await expect
-        .poll(async () => {
-          const info = await jsm.streams.info(dlq, { subjects_filter: `${ns}.dlq.>` });
-          return Object.keys(info.state.subjects ?? {}).map((k) => k.slice(`${ns}.dlq.`.length)).sort();
-        }, { timeout: 20_000, interval: 200 })
+        .poll(
+          async () => {
+            const info = await jsm.streams.info(dlq, { subjects_filter: `${ns}.dlq.>` });
+            return Object.keys(info.state.subjects ?? {})
+              .map((k) => k.slice(`${ns}.dlq.`.length))
+              .sort();
+          },
+          { timeout: 20_000, interval: 200 },
+        )
         .toEqual(expect.arrayContaining(sources));
       for (const source of sources) {
         const m = await jsm.streams.getMessage(dlq, { last_by_subj: `${ns}.dlq.${source}` });

@@ -45,10 +45,13 @@ async function clicksApplied() {
   const last = await clicksLastSequence(stack);
   await expect.poll(async () => (await c.covisit.progress({})).ackFloorStreamSequence, { timeout: 30_000, interval: 100 }).toBeGreaterThanOrEqual(last);
   await expect
-    .poll(async () => {
-      const p = await c.profile.progress({});
-      return p.clicksAckFloor >= last && p.parkedClicks === 0n;
-    }, { timeout: 30_000, interval: 100 })
+    .poll(
+      async () => {
+        const p = await c.profile.progress({});
+        return p.clicksAckFloor >= last && p.parkedClicks === 0n;
+      },
+      { timeout: 30_000, interval: 100 },
+    )
     .toBe(true);
 }
 
@@ -66,7 +69,10 @@ const v = (...names: Array<keyof typeof PAGES>) => names.map((k) => vectors.get(
 beforeAll(async () => {
   stack = await startStack("eventids");
   c = clientsOf(stack);
-  vectors = await embedAll(c.embedder, Object.values(PAGES).map((p) => ({ key: p.url, text: `${p.title}\n${p.text}` })));
+  vectors = await embedAll(
+    c.embedder,
+    Object.values(PAGES).map((p) => ({ key: p.url, text: `${p.title}\n${p.text}` })),
+  );
 });
 afterAll(async () => stack?.stop());
 
@@ -138,7 +144,9 @@ describe("event ids belong to their user", () => {
     const [interestVector] = (await c.embedder.embed({ texts: [INTEREST_TEXT] })).embeddings.map((e) => e.values);
     // The like is applied once profile's likes consumer is past it; the interest once profile folded
     // in what the embedder published for it.
-    await expect.poll(async () => (await c.profile.progress({})).likesAckFloor, { timeout: 30_000, interval: 100 }).toBeGreaterThanOrEqual(like.value.streamSequence);
+    await expect
+      .poll(async () => (await c.profile.progress({})).likesAckFloor, { timeout: 30_000, interval: 100 })
+      .toBeGreaterThanOrEqual(like.value.streamSequence);
     const nc = await connect({ servers: stack.env.NATS_URL ?? "nats://127.0.0.1:4222" });
     try {
       const jsm = await jetstreamManager(nc);

@@ -68,7 +68,8 @@ async function likeCountOf(id: string): Promise<number> {
   return all.find((e) => e.id === id)!.likeCount;
 }
 
-const likedIds = async (userid: string) => ((await data(`query ($u: String!) { EventsLiked(userid: $u) { id } }`, { u: userid })).EventsLiked as Array<{ id: string }>).map((e) => e.id);
+const likedIds = async (userid: string) =>
+  ((await data(`query ($u: String!) { EventsLiked(userid: $u) { id } }`, { u: userid })).EventsLiked as Array<{ id: string }>).map((e) => e.id);
 
 /** RecommendedEvents for `userid`, as {url, similarity}, for comparison with a recomputation. */
 async function recommendedFor(userid: string, limit: number) {
@@ -79,9 +80,32 @@ async function recommendedFor(userid: string, limit: number) {
 beforeAll(async () => {
   stack = await startStack("graphql");
   c = clientsOf(stack);
-  await loadContent({ file: referencePages, rate: 0, target: stack.url.ingest, embedder: stack.url.embedder, profile: stack.url.profile, wait: true, batchSize: 100, concurrency: 2, waitTimeoutMs: 300_000 });
-  await replay({ file: referenceClicks, rate: 0, target: stack.url.ingest, covisit: stack.url.covisit, wait: true, shiftTime: false, batchSize: 500, concurrency: 2, waitTimeoutMs: 120_000 });
-  vectors = await embedAll(c.embedder, pages.map((p) => ({ key: p.url, text: `${p.title}\n${p.text}` })));
+  await loadContent({
+    file: referencePages,
+    rate: 0,
+    target: stack.url.ingest,
+    embedder: stack.url.embedder,
+    profile: stack.url.profile,
+    wait: true,
+    batchSize: 100,
+    concurrency: 2,
+    waitTimeoutMs: 300_000,
+  });
+  await replay({
+    file: referenceClicks,
+    rate: 0,
+    target: stack.url.ingest,
+    covisit: stack.url.covisit,
+    wait: true,
+    shiftTime: false,
+    batchSize: 500,
+    concurrency: 2,
+    waitTimeoutMs: 120_000,
+  });
+  vectors = await embedAll(
+    c.embedder,
+    pages.map((p) => ({ key: p.url, text: `${p.title}\n${p.text}` })),
+  );
 }, 600_000);
 afterAll(async () => stack?.stop());
 
@@ -98,7 +122,11 @@ describe("the reference GraphQL documents, verbatim", () => {
     // Every click of the user folded in (the profile's CLICKS consumer is past the last click).
     const last = await clicksLastSequence(stack);
     await expect.poll(async () => (await c.profile.progress({})).clicksAckFloor, { timeout: 60_000 }).toBeGreaterThanOrEqual(last);
-    const ref = rankByMean(clicks.filter((k) => k.userid === user).map((k) => vectors.get(k.url)!), vectors, 10);
+    const ref = rankByMean(
+      clicks.filter((k) => k.userid === user).map((k) => vectors.get(k.url)!),
+      vectors,
+      10,
+    );
     expectSameRanking((await data(DOC.similarContent)).SimilarContent, ref);
   });
 
@@ -114,7 +142,9 @@ describe("the reference GraphQL documents, verbatim", () => {
     await expect.poll(async () => (await data(DOC.recommendedEvents)).RecommendedEvents.length, { timeout: 30_000, interval: 100 }).toBe(10);
     const top = (await data(DOC.recommendedEvents)).RecommendedEvents as Array<{ id: string; title: string; abstract: string }>;
     for (const e of top.slice(0, 3)) expect(`${e.title} ${e.abstract}`).toMatch(/stream processing/i);
-    expect(top.map((e) => ({ title: e.title, abstract: e.abstract }))).toEqual(top.map((e) => ({ title: byId.get(e.id)!.title, abstract: byId.get(e.id)!.text })));
+    expect(top.map((e) => ({ title: e.title, abstract: e.abstract }))).toEqual(
+      top.map((e) => ({ title: byId.get(e.id)!.title, abstract: byId.get(e.id)!.text })),
+    );
     // And exactly the ranking of the pages by cosine to the embedded interest.
     const [stated] = (await embedAll(c.embedder, [{ key: "interest", text: INTEREST_TEXT }])).values();
     expectSameRanking(await recommendedFor("1234", 10), rankByMean([stated!], vectors, 10));

@@ -13,7 +13,13 @@ beforeAll(async () => {
 afterAll(async () => stack?.stop());
 
 function load(file: string) {
-  const def = protoLoader.loadSync(join(repoRoot, "proto", file), { includeDirs: [join(repoRoot, "proto")], keepCase: true, longs: String, defaults: true, oneofs: true });
+  const def = protoLoader.loadSync(join(repoRoot, "proto", file), {
+    includeDirs: [join(repoRoot, "proto")],
+    keepCase: true,
+    longs: String,
+    defaults: true,
+    oneofs: true,
+  });
   return grpc.loadPackageDefinition(def) as any;
 }
 
@@ -104,7 +110,9 @@ function sample(body: string, name: string, labels: Record<string, string>): num
 
 it("serves Prometheus metrics on every port: RPC latency by method and code, events out and in, lag, memory", async () => {
   const text = Object.fromEntries(
-    await Promise.all((["ingest", "covisit", "embedder", "profile", "gateway"] as const).map(async (s) => [s, await (await fetch(`${stack.url[s]}/metrics`)).text()] as const)),
+    await Promise.all(
+      (["ingest", "covisit", "embedder", "profile", "gateway"] as const).map(async (s) => [s, await (await fetch(`${stack.url[s]}/metrics`)).text()] as const),
+    ),
   );
   const CLICKS = `${stack.namespace.toUpperCase()}_CLICKS`;
   for (const [service, body] of Object.entries(text)) {
@@ -117,7 +125,9 @@ it("serves Prometheus metrics on every port: RPC latency by method and code, eve
   expect(sample(text.covisit!, "recsys_consumed_messages_total", { stream: CLICKS, consumer: "covisit", outcome: "ack" })).toBe(1);
   expect(sample(text.covisit!, "recsys_covisit_clicks_total", { outcome: "applied" })).toBe(2);
   expect(sample(text.covisit!, "recsys_consumer_lag_messages", { stream: CLICKS, consumer: "covisit" })).toBe(0);
-  expect(sample(text.covisit!, "recsys_rpc_duration_seconds_count", { method: "recsys.covisit.v1.CovisitService/Recommendation", code: "InvalidArgument" })).toBe(1);
+  expect(
+    sample(text.covisit!, "recsys_rpc_duration_seconds_count", { method: "recsys.covisit.v1.CovisitService/Recommendation", code: "InvalidArgument" }),
+  ).toBe(1);
   expect(sample(text.covisit!, "recsys_dependency_duration_seconds_count", { dependency: "redis", operation: "applyClicks" })).toBe(1);
   expect(sample(text.profile!, "recsys_consumed_messages_total", { stream: CLICKS, consumer: "profile-clicks", outcome: "ack" })).toBe(1);
   // No page is embedded in this stack: both clicks wait for theirs.

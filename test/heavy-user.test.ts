@@ -117,7 +117,13 @@ describe("one heavy user", () => {
     const userid = "bypass";
     const t0 = Date.parse("2024-03-01T00:00:00Z");
     const clicks = Array.from({ length: 70 }, (_, i) =>
-      create(ClickSchema, { eventId: `b${i}`, userid, url: `https://bypass.example/p${i % 7}`, eventTimeMs: BigInt(t0 + i * 1000), ingestTimeMs: BigInt(Date.now()) }),
+      create(ClickSchema, {
+        eventId: `b${i}`,
+        userid,
+        url: `https://bypass.example/p${i % 7}`,
+        eventTimeMs: BigInt(t0 + i * 1000),
+        ingestTimeMs: BigInt(Date.now()),
+      }),
     );
     const nc = await connect({ servers: stack.env.NATS_URL ?? "nats://127.0.0.1:4222" });
     try {
@@ -134,10 +140,15 @@ describe("one heavy user", () => {
     const metrics = await (await fetch(`${stack.url.covisit}/metrics`)).text();
     expect(metrics).toMatch(/recsys_covisit_clicks_total\{outcome="budget"[^}]*\} 10\n/);
     expect(metrics).toMatch(/recsys_dead_lettered_total\{source="clicks",cause="budget"[^}]*\} 10\n/);
-    const want = await referenceCoVisits(clicks.slice(0, BUDGET).map((k) => ({ userid, url: k.url, event_time: new Date(Number(k.eventTimeMs)).toISOString() })));
+    const want = await referenceCoVisits(
+      clicks.slice(0, BUDGET).map((k) => ({ userid, url: k.url, event_time: new Date(Number(k.eventTimeMs)).toISOString() })),
+    );
     for (let p = 0; p < 7; p++) {
       const url = `https://bypass.example/p${p}`;
-      const got = (await c.gateway.recommendation({ url, limit: 1000 })).items.map((i) => ({ recommendation: i.recommendation, frequency: Number(i.frequency) }));
+      const got = (await c.gateway.recommendation({ url, limit: 1000 })).items.map((i) => ({
+        recommendation: i.recommendation,
+        frequency: Number(i.frequency),
+      }));
       expect(got, url).toEqual(want.get(url) ?? []);
     }
   }, 120_000);

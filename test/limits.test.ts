@@ -81,7 +81,8 @@ describe("a full CLICKS", () => {
       expect(info.config.discard).toBe("new");
       for (let seq = 1; seq <= info.state.last_seq; seq++) {
         const m = await jsm.streams.getMessage(stream, { seq });
-        for (const k of clicksOf({ data: m!.data, headers: m!.header })) stored.push({ userid: k.userid, url: k.url, event_time: new Date(Number(k.eventTimeMs)).toISOString() });
+        for (const k of clicksOf({ data: m!.data, headers: m!.header }))
+          stored.push({ userid: k.userid, url: k.url, event_time: new Date(Number(k.eventTimeMs)).toISOString() });
       }
     } finally {
       await nc.close();
@@ -97,7 +98,10 @@ describe("a full CLICKS", () => {
     await expect.poll(async () => (await c.covisit.progress({})).ackFloorStreamSequence, { timeout: 60_000 }).toBeGreaterThanOrEqual(last);
     const want = await referenceCoVisits(stored);
     for (const url of new Set(stored.map((a) => a.url))) {
-      const got = (await c.gateway.recommendation({ url, limit: 1000 })).items.map((i) => ({ recommendation: i.recommendation, frequency: Number(i.frequency) }));
+      const got = (await c.gateway.recommendation({ url, limit: 1000 })).items.map((i) => ({
+        recommendation: i.recommendation,
+        frequency: Number(i.frequency),
+      }));
       expect(got, url).toEqual(want.get(url) ?? []);
     }
   }, 180_000);
@@ -128,7 +132,9 @@ describe("Redis at its memory limit", () => {
 
       await redis.config("SET", "maxmemory", "0");
       const last = await clicksLastSequence(stack);
-      await expect.poll(async () => (await clientsOf(stack!).covisit.progress({})).ackFloorStreamSequence, { timeout: 120_000, interval: 500 }).toBeGreaterThanOrEqual(last);
+      await expect
+        .poll(async () => (await clientsOf(stack!).covisit.progress({})).ackFloorStreamSequence, { timeout: 120_000, interval: 500 })
+        .toBeGreaterThanOrEqual(last);
       await expect.poll(async () => (await healthz(stack!.url.covisit)).code, { timeout: 10_000 }).toBe(200);
       expect((await clientsOf(stack).covisit.progress({})).deadLetteredClicks).toBe(0n);
       await expectRecommendationsExact(stack, ref);

@@ -15,7 +15,9 @@ const dir = mkdtempSync(join(tmpdir(), "loadgen-"));
 
 // One user reading a, b, c two minutes apart, then d 30 minutes later (outside every window),
 // and a line with a bad url. Co-visits by hand: a→b, a→c, b→c.
-const A = "https://e.org/a", B = "https://e.org/b", C = "https://e.org/c";
+const A = "https://e.org/a",
+  B = "https://e.org/b",
+  C = "https://e.org/c";
 const lines = [
   { userid: "u1", url: A, event_time: "2024-01-02T00:00:00Z" },
   { userid: "u1", url: B, event_time: "2024-01-02T00:02:00Z" },
@@ -27,7 +29,16 @@ const file = join(dir, "clicks.json.gz");
 writeFileSync(file, gzipSync(`${lines.map((l) => JSON.stringify(l)).join("\n")}\n`));
 
 async function loadgen(...args: string[]) {
-  const { stdout, stderr } = await run(process.execPath, [join(repoRoot, "tools/loadgen/dist/main.js"), "replay", file, "--target", stack.url.ingest, "--covisit", stack.url.covisit, ...args]);
+  const { stdout, stderr } = await run(process.execPath, [
+    join(repoRoot, "tools/loadgen/dist/main.js"),
+    "replay",
+    file,
+    "--target",
+    stack.url.ingest,
+    "--covisit",
+    stack.url.covisit,
+    ...args,
+  ]);
   return { stdout, stderr };
 }
 
@@ -48,7 +59,10 @@ describe("loadgen replay", () => {
     expect(s).toMatchObject({ sent: 5, accepted: 4, rejected: 1, duplicates: 0, late: 0, retries: 0 });
     expect(s.rejections).toEqual([{ line: 3, field: "url", reason: expect.any(String) }]);
     expect(stderr).toContain("rejected line 3: url:");
-    expect(await after(A)).toEqual([[B, 1], [C, 1]]);
+    expect(await after(A)).toEqual([
+      [B, 1],
+      [C, 1],
+    ]);
     expect(await after(B)).toEqual([[C, 1]]);
     expect(await after(C)).toEqual([]);
   });
@@ -56,13 +70,19 @@ describe("loadgen replay", () => {
   it("a second replay is all duplicates and changes no count; the text summary says so", async () => {
     const { stdout } = await loadgen("--rate", "0", "--wait");
     expect(stdout.trim()).toMatch(/^sent=5 accepted=4 rejected=1 duplicates=4 late=0 retries=0 elapsed=\S+s clicks\/s=\d+ ack_p50=\S+ms ack_p99=\S+ms$/);
-    expect(await after(A)).toEqual([[B, 1], [C, 1]]);
+    expect(await after(A)).toEqual([
+      [B, 1],
+      [C, 1],
+    ]);
   });
 
   it("--shift-time makes new clicks near now with the same gaps, so the pairs count again", async () => {
     const s = JSON.parse((await loadgen("--rate", "0", "--wait", "--json", "--shift-time")).stdout);
     expect(s).toMatchObject({ accepted: 4, duplicates: 0, late: 0 });
-    expect(await after(A)).toEqual([[B, 2], [C, 2]]);
+    expect(await after(A)).toEqual([
+      [B, 2],
+      [C, 2],
+    ]);
     expect(await after(B)).toEqual([[C, 2]]);
     expect(await after(C)).toEqual([]);
   });
@@ -81,9 +101,23 @@ describe("loadgen replay", () => {
         { userid: "u-late", url: A, event_time: "2024-01-02T01:00:00Z" },
         // 10 minutes older than the user's newest click, past the 5 minutes allowed.
         { userid: "u-late", url: B, event_time: "2024-01-02T00:50:00Z" },
-      ].map((l) => JSON.stringify(l)).join("\n"),
+      ]
+        .map((l) => JSON.stringify(l))
+        .join("\n"),
     );
-    const { stdout } = await run(process.execPath, [join(repoRoot, "tools/loadgen/dist/main.js"), "replay", lateFile, "--target", stack.url.ingest, "--covisit", stack.url.covisit, "--rate", "0", "--wait", "--json"]);
+    const { stdout } = await run(process.execPath, [
+      join(repoRoot, "tools/loadgen/dist/main.js"),
+      "replay",
+      lateFile,
+      "--target",
+      stack.url.ingest,
+      "--covisit",
+      stack.url.covisit,
+      "--rate",
+      "0",
+      "--wait",
+      "--json",
+    ]);
     expect(JSON.parse(stdout)).toMatchObject({ sent: 2, accepted: 2, late: 1 });
   });
 

@@ -10,7 +10,8 @@ import { readJsonLinesGz } from "./harness/files.js";
 import { repoRoot, startStack, type TestStack } from "./harness/stack.js";
 
 const run = promisify(execFile);
-const loadgen = async (...args: string[]) => (await run(process.execPath, [join(repoRoot, "tools/loadgen/dist/main.js"), ...args], { maxBuffer: 64 << 20 })).stdout;
+const loadgen = async (...args: string[]) =>
+  (await run(process.execPath, [join(repoRoot, "tools/loadgen/dist/main.js"), ...args], { maxBuffer: 64 << 20 })).stdout;
 
 // Small enough to load in seconds. Users click about 30 times an hour, as in the reference data,
 // so a path's 12 followers outnumber the co-visits noise gives any other page of its topic.
@@ -104,12 +105,36 @@ describe("loadgen evaluate on a stack fed the generated workload", () => {
     stack = await startStack("generate");
     const c = clientsOf(stack);
     loaded = JSON.parse(
-      await loadgen("content", join(dir("a"), "content.json.gz"), "--rate", "0", "--wait", "--json", "--target", stack.url.ingest, "--embedder", stack.url.embedder, "--profile", stack.url.profile),
+      await loadgen(
+        "content",
+        join(dir("a"), "content.json.gz"),
+        "--rate",
+        "0",
+        "--wait",
+        "--json",
+        "--target",
+        stack.url.ingest,
+        "--embedder",
+        stack.url.embedder,
+        "--profile",
+        stack.url.profile,
+      ),
     );
     // 200 clicks a batch: the 3,000 clicks span 15 minutes, so three batches (two in flight and
     // the one that may overtake the first) stay within the 5 minutes covisit waits for late clicks.
     replayed = JSON.parse(
-      await loadgen("replay", join(dir("a"), "clickstream.json.gz"), "--rate", "0", "--wait", "--json", "--target", stack.url.ingest, "--covisit", stack.url.covisit),
+      await loadgen(
+        "replay",
+        join(dir("a"), "clickstream.json.gz"),
+        "--rate",
+        "0",
+        "--wait",
+        "--json",
+        "--target",
+        stack.url.ingest,
+        "--covisit",
+        stack.url.covisit,
+      ),
     );
     // replay --wait waits for covisit; SimilarContent needs profile to have folded in every click too.
     const last = BigInt(replayed.lastStreamSequence);

@@ -23,7 +23,11 @@ const clicks = readJsonLinesGz<{ userid: string; url: string }>(referenceClicks)
 
 /** The reference for a user: the mean of the vectors behind the user's clicks. */
 const recompute = (userClicks: string[], vectors: Map<string, number[]>, limit: number) =>
-  rankByMean(userClicks.map((url) => vectors.get(url)!), vectors, limit);
+  rankByMean(
+    userClicks.map((url) => vectors.get(url)!),
+    vectors,
+    limit,
+  );
 
 function sampleUsers(n: number): string[] {
   const users = [...new Set(clicks.map((k) => k.userid))].sort();
@@ -34,8 +38,28 @@ beforeAll(async () => {
   stack = await startStack("similar");
   c = clientsOf(stack);
   // Clicks first: every click is parked until its page is embedded, the harder path.
-  await replay({ file: referenceClicks, rate: 0, target: stack.url.ingest, covisit: stack.url.covisit, wait: true, shiftTime: false, batchSize: 500, concurrency: 2, waitTimeoutMs: 120_000 });
-  const loaded = await loadContent({ file: referencePages, rate: 0, target: stack.url.ingest, embedder: stack.url.embedder, profile: stack.url.profile, wait: true, batchSize: 100, concurrency: 2, waitTimeoutMs: 300_000 });
+  await replay({
+    file: referenceClicks,
+    rate: 0,
+    target: stack.url.ingest,
+    covisit: stack.url.covisit,
+    wait: true,
+    shiftTime: false,
+    batchSize: 500,
+    concurrency: 2,
+    waitTimeoutMs: 120_000,
+  });
+  const loaded = await loadContent({
+    file: referencePages,
+    rate: 0,
+    target: stack.url.ingest,
+    embedder: stack.url.embedder,
+    profile: stack.url.profile,
+    wait: true,
+    batchSize: 100,
+    concurrency: 2,
+    waitTimeoutMs: 300_000,
+  });
   expect(loaded).toMatchObject({ accepted: 2596, rejected: 0, pagesStored: 2596 });
   // Every click folded in: the profile's CLICKS consumer is past the last click, nothing parked.
   const last = await clicksLastSequence(stack);
@@ -50,7 +74,10 @@ afterAll(async () => stack?.stop());
 describe("SimilarContent over the reference pages and clicks", () => {
   let vectors: Map<string, number[]>;
   beforeAll(async () => {
-    vectors = await embedAll(c.embedder, pages.map((p) => ({ key: p.url, text: `${p.title}\n${p.text}` })));
+    vectors = await embedAll(
+      c.embedder,
+      pages.map((p) => ({ key: p.url, text: `${p.title}\n${p.text}` })),
+    );
   }, 300_000);
 
   it("stores every page and folds in every parked click", async () => {
@@ -64,7 +91,11 @@ describe("SimilarContent over the reference pages and clicks", () => {
     let unclickedShown = 0;
     const clicked = new Set(clicks.map((k) => k.url));
     for (const user of sampleUsers(30)) {
-      const ref = recompute(clicks.filter((k) => k.userid === user).map((k) => k.url), vectors, 10);
+      const ref = recompute(
+        clicks.filter((k) => k.userid === user).map((k) => k.url),
+        vectors,
+        10,
+      );
       const got = (await c.gateway.similarContent({ userid: user })).items;
       expectSameRanking(got, ref);
       unclickedShown += got.filter((g) => !clicked.has(g.url)).length;
@@ -76,7 +107,11 @@ describe("SimilarContent over the reference pages and clicks", () => {
 
   it("answers a deep limit exactly too", async () => {
     const user = sampleUsers(1)[0]!;
-    const ref = recompute(clicks.filter((k) => k.userid === user).map((k) => k.url), vectors, 200);
+    const ref = recompute(
+      clicks.filter((k) => k.userid === user).map((k) => k.url),
+      vectors,
+      200,
+    );
     expectSameRanking((await c.gateway.similarContent({ userid: user, limit: 200 })).items, ref);
   });
 
@@ -89,32 +124,48 @@ describe("SimilarContent over the reference pages and clicks", () => {
   it("follows a new page and a newer version of a page through the Content mutation", async () => {
     const user = "content-mutation-user";
     // A page that is not in the reference data, and a newer version of one that is.
-    const zoop = { url: "https://en.wikipedia.org/wiki/Zoop_(new)", title: "Zoop", text: "Zoop is a puzzle video game originally developed by Hookstone Productions." };
+    const zoop = {
+      url: "https://en.wikipedia.org/wiki/Zoop_(new)",
+      title: "Zoop",
+      text: "Zoop is a puzzle video game originally developed by Hookstone Productions.",
+    };
     const old = pages[0]!;
     const newer = { url: old.url, title: old.title, text: "A completely different text about puzzle video games and falling coloured pieces." };
     await c.gateway.content({ event: zoop });
     await c.gateway.clickstream({ event: { userid: user, url: zoop.url } });
     await c.gateway.clickstream({ event: { userid: user, url: old.url } });
     await c.gateway.content({ event: { ...newer, sourceTime: new Date().toISOString() } });
-    const mine = await embedAll(c.embedder, [{ key: zoop.url, text: `${zoop.title}\n${zoop.text}` }, { key: old.url, text: `${newer.title}\n${newer.text}` }]);
+    const mine = await embedAll(c.embedder, [
+      { key: zoop.url, text: `${zoop.title}\n${zoop.text}` },
+      { key: old.url, text: `${newer.title}\n${newer.text}` },
+    ]);
     const now = new Map(vectors);
     for (const [u, v] of mine) now.set(u, v);
     const ref = recompute([zoop.url, old.url], now, 10);
     await expect
-      .poll(async () => {
-        const got = (await c.gateway.similarContent({ userid: user })).items;
-        return got.length === 10 && got.every((g, i) => Math.abs(g.similarity - ref.top[i]!.similarity) < 1e-4);
-      }, { timeout: 30_000, interval: 100 })
+      .poll(
+        async () => {
+          const got = (await c.gateway.similarContent({ userid: user })).items;
+          return got.length === 10 && got.every((g, i) => Math.abs(g.similarity - ref.top[i]!.similarity) < 1e-4);
+        },
+        { timeout: 30_000, interval: 100 },
+      )
       .toBe(true);
     expectSameRanking((await c.gateway.similarContent({ userid: user })).items, ref);
   });
 
   it("refuses bad input naming the field", async () => {
-    const code = async (p: Promise<unknown>) => p.then(() => "ok", (e) => `${Code[ConnectError.from(e).code]}: ${ConnectError.from(e).rawMessage}`);
+    const code = async (p: Promise<unknown>) =>
+      p.then(
+        () => "ok",
+        (e) => `${Code[ConnectError.from(e).code]}: ${ConnectError.from(e).rawMessage}`,
+      );
     expect(await code(c.gateway.similarContent({ userid: "" }))).toMatch(/^InvalidArgument: userid: /);
     expect(await code(c.gateway.similarContent({ userid: "u", limit: 1001 }))).toMatch(/^InvalidArgument: limit: /);
     expect(await code(c.gateway.content({ event: { url: "not a url", title: "t", text: "x" } }))).toMatch(/^InvalidArgument: event\.url: /);
-    expect(await code(c.gateway.content({ event: { url: "https://e.org/x", title: "t", text: "x".repeat(33 * 1024) } }))).toMatch(/^InvalidArgument: event\.text: /);
+    expect(await code(c.gateway.content({ event: { url: "https://e.org/x", title: "t", text: "x".repeat(33 * 1024) } }))).toMatch(
+      /^InvalidArgument: event\.text: /,
+    );
     expect(await code(c.embedder.embed({ texts: [] }))).toMatch(/^InvalidArgument: texts: /);
     expect(await code(c.embedder.embed({ texts: Array(257).fill("a") }))).toMatch(/^InvalidArgument: texts: /);
     expect(await code(c.embedder.embed({ texts: ["ok", "y".repeat(32 * 1024 + 1)] }))).toMatch(/^InvalidArgument: texts\[1\]: /);

@@ -29,7 +29,9 @@ function loadgen(command: "replay" | "content", lines: object[]) {
   return run(process.execPath, args, { env, timeout: 90_000 }).then(({ stdout }) => JSON.parse(stdout));
 }
 
-const A = "https://e.org/guitar", B = "https://e.org/football", C = "https://e.org/bread";
+const A = "https://e.org/guitar",
+  B = "https://e.org/football",
+  C = "https://e.org/bread";
 const page = (url: string, title: string, text: string) => ({ id: title, url, title, text, _source_time: "2024-01-01T00:00:00Z" });
 const pageA = page(A, "Guitar", "The guitar is a musical instrument with six strings, played in rock, jazz and folk music.");
 const pageB = page(B, "Football", "Football is a team sport played with a ball between two teams of eleven players.");
@@ -82,8 +84,17 @@ describe("pnpm stack:reset with the services running", () => {
     expect(loaded).toMatchObject({ accepted: 2, rejected: 0 });
     // u1's interest is the mean of the guitar and football pages: both equally similar, bread gone.
     await expect
-      .poll(async () => (await gateway.similarContent({ userid: "u1", limit: 10 })).items.map((i) => ({ url: i.url, similar: i.similarity > 0 })).sort((x, y) => x.url.localeCompare(y.url)), { timeout: 30_000, interval: 200 })
-      .toEqual([{ url: B, similar: true }, { url: A, similar: true }]);
+      .poll(
+        async () =>
+          (await gateway.similarContent({ userid: "u1", limit: 10 })).items
+            .map((i) => ({ url: i.url, similar: i.similarity > 0 }))
+            .sort((x, y) => x.url.localeCompare(y.url)),
+        { timeout: 30_000, interval: 200 },
+      )
+      .toEqual([
+        { url: B, similar: true },
+        { url: A, similar: true },
+      ]);
     const [first, second] = (await gateway.similarContent({ userid: "u1", limit: 10 })).items;
     expect(first!.similarity).toBeCloseTo(second!.similarity, 5);
 
@@ -100,6 +111,11 @@ describe("pnpm stack:reset with the services running", () => {
     const { stderr } = await stack("reset");
     expect(stderr).not.toContain("started");
     const { stdout } = await stack("status");
-    expect(stdout.trim().split("\n").map((l) => l.split(/\s+/).slice(0, 2).join(" "))).toEqual(["ingest stopped", "covisit stopped", "embedder stopped", "profile stopped", "gateway stopped"]);
+    expect(
+      stdout
+        .trim()
+        .split("\n")
+        .map((l) => l.split(/\s+/).slice(0, 2).join(" ")),
+    ).toEqual(["ingest stopped", "covisit stopped", "embedder stopped", "profile stopped", "gateway stopped"]);
   });
 });

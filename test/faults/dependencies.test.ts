@@ -39,7 +39,10 @@ async function health(service: ServiceName): Promise<string> {
   try {
     const res = await fetch(`${stack.url[service]}/healthz`, { signal: AbortSignal.timeout(2_000) });
     const http = ((await res.json()) as { status: string }).status;
-    const grpc = HealthCheckResponse_ServingStatus[(await createClient(Health, createGrpcTransport({ baseUrl: stack.url[service] })).check({}, { timeoutMs: 2_000 })).status];
+    const grpc =
+      HealthCheckResponse_ServingStatus[
+        (await createClient(Health, createGrpcTransport({ baseUrl: stack.url[service] })).check({}, { timeoutMs: 2_000 })).status
+      ];
     return http === grpc ? http : `/healthz ${http}, gRPC ${grpc}`;
   } catch (err) {
     return `unreachable: ${String(err)}`;
@@ -64,15 +67,21 @@ describe("a dependency restarts under load", () => {
   it("PostgreSQL, during a content load: profile reports NOT_SERVING, reconnects, and every page is stored once", async () => {
     const load = loadgen(stack, ["content", referencePages, "--rate", "400", "--wait", "--wait-timeout", "180000"]);
     await timeline([
-      [1_500, async () => {
-        await postgres.stop();
-        events.push("PostgreSQL stopped");
-        await expectHealth(["profile", "gateway"], "NOT_SERVING", "PostgreSQL down");
-      }],
-      [5_000, async () => {
-        await postgres.start();
-        await expectHealth(["profile", "gateway"], "SERVING", "PostgreSQL back");
-      }],
+      [
+        1_500,
+        async () => {
+          await postgres.stop();
+          events.push("PostgreSQL stopped");
+          await expectHealth(["profile", "gateway"], "NOT_SERVING", "PostgreSQL down");
+        },
+      ],
+      [
+        5_000,
+        async () => {
+          await postgres.start();
+          await expectHealth(["profile", "gateway"], "SERVING", "PostgreSQL back");
+        },
+      ],
     ]);
     const summary = await load;
     expect(summary).toMatchObject({ sent: 2596, accepted: 2596, rejected: 0, pagesStored: 2596 });
@@ -83,30 +92,39 @@ describe("a dependency restarts under load", () => {
     const c = clientsOf(stack);
     const replay = loadgen(stack, ["replay", referenceClicks, "--rate", "2000"]);
     await timeline([
-      [1_500, async () => {
-        await nats.stop();
-        events.push("NATS stopped");
-        await expectHealth(["ingest", "covisit", "embedder", "profile", "gateway"], "NOT_SERVING", "NATS down");
-      }],
-      [5_000, async () => {
-        await nats.start();
-        await expectHealth(["ingest", "covisit", "embedder", "profile", "gateway"], "SERVING", "NATS back");
-      }],
-      [8_000, async () => {
-        await redis.stop();
-        events.push("Redis stopped");
-        await expectHealth(["covisit", "gateway"], "NOT_SERVING", "Redis down");
-        await redis.start();
-        events.push("Redis started again, empty");
-        // Back, but without the counts: covisit says so instead of answering from nothing.
-        await sleep(1_000);
-        expect(await health("covisit")).toBe("NOT_SERVING");
-        const answer = await c.gateway.recommendation({ url: ref.urls[0]! }).then(
-          () => "answered",
-          (e) => `${Code[ConnectError.from(e).code]}: ${ConnectError.from(e).rawMessage}`,
-        );
-        expect(answer).toMatch(/^Unavailable: .*lost/);
-      }],
+      [
+        1_500,
+        async () => {
+          await nats.stop();
+          events.push("NATS stopped");
+          await expectHealth(["ingest", "covisit", "embedder", "profile", "gateway"], "NOT_SERVING", "NATS down");
+        },
+      ],
+      [
+        5_000,
+        async () => {
+          await nats.start();
+          await expectHealth(["ingest", "covisit", "embedder", "profile", "gateway"], "SERVING", "NATS back");
+        },
+      ],
+      [
+        8_000,
+        async () => {
+          await redis.stop();
+          events.push("Redis stopped");
+          await expectHealth(["covisit", "gateway"], "NOT_SERVING", "Redis down");
+          await redis.start();
+          events.push("Redis started again, empty");
+          // Back, but without the counts: covisit says so instead of answering from nothing.
+          await sleep(1_000);
+          expect(await health("covisit")).toBe("NOT_SERVING");
+          const answer = await c.gateway.recommendation({ url: ref.urls[0]! }).then(
+            () => "answered",
+            (e) => `${Code[ConnectError.from(e).code]}: ${ConnectError.from(e).rawMessage}`,
+          );
+          expect(answer).toMatch(/^Unavailable: .*lost/);
+        },
+      ],
     ]);
     const summary = await replay;
     expect(summary).toMatchObject({ sent: ref.clicks.length, accepted: ref.clicks.length, rejected: 0 });

@@ -45,7 +45,13 @@ describe("kill -9 of each service", () => {
     const viaGateway = (userid: string) => Number.parseInt(userid.replace(/\D/g, "").slice(-3) || "0", 10) % 8 === 0;
     const dir = mkdtempSync(join(tmpdir(), "recsys-kill-"));
     const direct = join(dir, "direct.json");
-    writeFileSync(direct, ref.clicks.filter((c) => !viaGateway(c.userid)).map((c) => JSON.stringify(c)).join("\n"));
+    writeFileSync(
+      direct,
+      ref.clicks
+        .filter((c) => !viaGateway(c.userid))
+        .map((c) => JSON.stringify(c))
+        .join("\n"),
+    );
     const gatewayClicks = ref.clicks.filter((c) => viaGateway(c.userid));
     expect(gatewayClicks.length).toBeGreaterThan(500);
 
@@ -117,7 +123,9 @@ async function userPageClicks(namespace: string): Promise<Map<string, number>> {
   const client = new pg.Client({ connectionString: process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/test" });
   await client.connect();
   try {
-    const { rows } = await client.query<{ userid: string; url: string; clicks: string }>(`SELECT userid, url, clicks FROM ${namespace}_recsys.user_page_terms WHERE clicks > 0`);
+    const { rows } = await client.query<{ userid: string; url: string; clicks: string }>(
+      `SELECT userid, url, clicks FROM ${namespace}_recsys.user_page_terms WHERE clicks > 0`,
+    );
     return new Map(rows.map((r) => [`${r.userid} ${r.url}`, Number(r.clicks)]));
   } finally {
     await client.end();

@@ -47,9 +47,15 @@ describe("two replicas of covisit and of profile on one durable consumer each", 
     await waitApplied(stack, ref.pages.length);
 
     // Both replicas did part of the work (the restarted first one counts since its restart).
-    const applied = [await counter(stack.url.covisit, 'recsys_covisit_clicks_total{outcome="applied"'), await counter(covisit2.url, 'recsys_covisit_clicks_total{outcome="applied"')];
+    const applied = [
+      await counter(stack.url.covisit, 'recsys_covisit_clicks_total{outcome="applied"'),
+      await counter(covisit2.url, 'recsys_covisit_clicks_total{outcome="applied"'),
+    ];
     const folded = [
-      await counter(stack.url.profile, `recsys_consumed_messages_total{stream="${stack.namespace.toUpperCase()}_CLICKS",consumer="profile-clicks",outcome="ack"`),
+      await counter(
+        stack.url.profile,
+        `recsys_consumed_messages_total{stream="${stack.namespace.toUpperCase()}_CLICKS",consumer="profile-clicks",outcome="ack"`,
+      ),
       await counter(profile2.url, `recsys_consumed_messages_total{stream="${stack.namespace.toUpperCase()}_CLICKS",consumer="profile-clicks",outcome="ack"`),
     ];
     console.info(`covisit applied per replica ${applied.join(" + ")}, profile acked clicks per replica ${folded.join(" + ")}; ${log.join("; ")}`);

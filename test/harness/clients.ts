@@ -27,7 +27,10 @@ export async function recommendationsFor(gateway: ReturnType<typeof clientsOf>["
       while (next < urls.length) {
         const url = urls[next++]!;
         const res = await gateway.recommendation({ url, limit });
-        out.set(url, res.items.map((i) => ({ recommendation: i.recommendation, frequency: Number(i.frequency) })));
+        out.set(
+          url,
+          res.items.map((i) => ({ recommendation: i.recommendation, frequency: Number(i.frequency) })),
+        );
       }
     }),
   );

@@ -156,7 +156,8 @@ const composeFile = join(deployDir, "compose.yaml");
 export const compose = (): Yaml => parse(readFileSync(composeFile, "utf8"));
 
 /** Compose's `${VAR:-default}` interpolation, for an environment that sets none of them. */
-const interpolate = (value: string) => value.replace(/\$\{(\w+)(?::?-([^}]*))?\}/g, (_, _name, fallback: string | undefined) => fallback ?? "").replace(/\$\$/g, "$");
+const interpolate = (value: string) =>
+  value.replace(/\$\{(\w+)(?::?-([^}]*))?\}/g, (_, _name, fallback: string | undefined) => fallback ?? "").replace(/\$\$/g, "$");
 
 export function composeEnv(service: Yaml): Record<string, string> {
   const env = service.environment ?? {};

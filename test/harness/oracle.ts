@@ -44,17 +44,34 @@ export async function expectRecommendationsExact(stack: TestStack, ref: Referenc
  */
 export async function expectSimilarContentExact(stack: TestStack, ref: ReferenceWorkload) {
   const c = clientsOf(stack);
-  const vectors = await embedAll(c.embedder, ref.pages.map((p) => ({ key: p.url, text: `${p.title}\n${p.text}` })));
+  const vectors = await embedAll(
+    c.embedder,
+    ref.pages.map((p) => ({ key: p.url, text: `${p.title}\n${p.text}` })),
+  );
   const byUser = new Map<string, string[]>();
   for (const k of ref.clicks) byUser.set(k.userid, [...(byUser.get(k.userid) ?? []), k.url]);
   let mismatches = 0;
   for (const [user, urls] of byUser) {
-    const want = rankByMean(urls.map((u) => vectors.get(u)!), vectors, 10);
+    const want = rankByMean(
+      urls.map((u) => vectors.get(u)!),
+      vectors,
+      10,
+    );
     const got = (await c.gateway.similarContent({ userid: user, limit: 10 })).items;
     const same =
       got.length === want.top.length &&
-      got.every((g, i) => Math.abs(g.similarity - want.top[i]!.similarity) < 1e-4 && (g.url === want.top[i]!.url || Math.abs(want.all.get(g.url)! - want.top[i]!.similarity) < 1e-5));
-    if (!same && mismatches++ < 3) expect.soft(got.map((g) => [g.url, g.similarity]), user).toEqual(want.top.map((w) => [w.url, w.similarity]));
+      got.every(
+        (g, i) =>
+          Math.abs(g.similarity - want.top[i]!.similarity) < 1e-4 &&
+          (g.url === want.top[i]!.url || Math.abs(want.all.get(g.url)! - want.top[i]!.similarity) < 1e-5),
+      );
+    if (!same && mismatches++ < 3)
+      expect
+        .soft(
+          got.map((g) => [g.url, g.similarity]),
+          user,
+        )
+        .toEqual(want.top.map((w) => [w.url, w.similarity]));
   }
   expect(mismatches, `${mismatches} of ${byUser.size} users' SimilarContent differ from the recomputation`).toBe(0);
 }
@@ -91,9 +108,12 @@ export async function waitApplied(stack: TestStack, pages: number, timeoutMs = 1
     .poll(async () => (await c.covisit.progress({})).ackFloorStreamSequence, { timeout: timeoutMs, interval: 200 })
     .toBeGreaterThanOrEqual(lastSequence);
   await expect
-    .poll(async () => {
-      const p = await c.profile.progress({});
-      return p.clicksAckFloor >= lastSequence && p.parkedClicks === 0n && p.pages === BigInt(pages);
-    }, { timeout: timeoutMs, interval: 200 })
+    .poll(
+      async () => {
+        const p = await c.profile.progress({});
+        return p.clicksAckFloor >= lastSequence && p.parkedClicks === 0n && p.pages === BigInt(pages);
+      },
+      { timeout: timeoutMs, interval: 200 },
+    )
     .toBe(true);
 }

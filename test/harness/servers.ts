@@ -18,7 +18,6 @@ export interface PrivateServer {
   destroy(): Promise<void>;
 }
 
-
 async function waitForPort(port: number, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {

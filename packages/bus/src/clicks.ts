@@ -60,7 +60,9 @@ export function readClicks(m: { data: Uint8Array; headers?: MsgHdrs }): ReadClic
   return {
     clicks,
     checked: clicks.map((c) =>
-      !c.eventId || !c.userid || !c.url ? { error: "missing event_id, userid or url" } : { eventId: c.eventId, userid: c.userid, url: c.url, eventTimeMs: Number(c.eventTimeMs) },
+      !c.eventId || !c.userid || !c.url
+        ? { error: "missing event_id, userid or url" }
+        : { eventId: c.eventId, userid: c.userid, url: c.url, eventTimeMs: Number(c.eventTimeMs) },
     ),
   };
 }

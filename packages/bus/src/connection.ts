@@ -26,7 +26,14 @@ export const DEFAULT_ACK_WAIT_MS = 30_000;
 /** Rejects with an error p-retry retries: it gives up at once on a TypeError (an invalid URL) or on a non-Error. */
 const retriedAlways = (err: unknown) => Promise.reject(err instanceof Error && !(err instanceof TypeError) ? err : new Error(String(err), { cause: err }));
 
-export async function connectBus(opts: { url: string; name: string; namespace: string; logger: Logger; ackWaitMs?: number; limits?: StreamLimits }): Promise<Bus> {
+export async function connectBus(opts: {
+  url: string;
+  name: string;
+  namespace: string;
+  logger: Logger;
+  ackWaitMs?: number;
+  limits?: StreamLimits;
+}): Promise<Bus> {
   const conn = await pRetry(
     () =>
       connect({

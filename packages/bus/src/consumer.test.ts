@@ -62,7 +62,6 @@ describe("runDurableConsumer", () => {
     await consuming;
   });
 
-
   it("dead-letters a message whose effect keeps throwing after maxDeliveries, and goes on with the next", async () => {
     const stop = new AbortController();
     const attempts = new Map<string, number>();
@@ -160,7 +159,11 @@ describe("runDurableConsumer", () => {
       async handleBatch(messages) {
         return messages.map((m) => {
           const items = new TextDecoder().decode(m.data).split(",");
-          const deadLetters = items.flatMap((item, index) => (item === "LATE" ? [{ index, data: new TextEncoder().encode(`item ${index}`), contentType: "text/plain", cause: "late" as const, reason: "late: watermark x" }] : []));
+          const deadLetters = items.flatMap((item, index) =>
+            item === "LATE"
+              ? [{ index, data: new TextEncoder().encode(`item ${index}`), contentType: "text/plain", cause: "late" as const, reason: "late: watermark x" }]
+              : [],
+          );
           return { kind: "ack" as const, deadLetters };
         });
       },

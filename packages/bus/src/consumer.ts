@@ -123,23 +123,45 @@ export async function runDurableConsumer(opts: DurableConsumerOptions): Promise<
   const spanName = `${opts.stream} ${opts.durable}`;
   const debug = logger.isLevelEnabled("debug");
   const durables = durablesOf(opts);
-  watchConsumerLag(async () => ({ stream: opts.stream, consumer: opts.durable, ...(await consumerProgress(bus, opts.stream, durables.map((d) => d.durable))) }));
+  watchConsumerLag(async () => ({
+    stream: opts.stream,
+    consumer: opts.durable,
+    ...(await consumerProgress(
+      bus,
+      opts.stream,
+      durables.map((d) => d.durable),
+    )),
+  }));
   const count = (outcome: string) => consumedMessages.inc({ stream: opts.stream, consumer: opts.durable, outcome });
 
   /** The batch's effect, in one span; the error when it threw (each message then goes alone). */
   const effectOf = async (batch: JsMsg[]): Promise<Disposition[] | Error> => {
     try {
-      return await withBatchSpan(spanName, batch.map((m) => m.headers), async (traceIds) => {
-        const done = await handleBatch(batch);
-        if (done.length !== batch.length) throw new Error(`${batch.length} messages, ${done.length} dispositions`);
-        if (debug) {
-          // The message's own trace id wins over the batch span's, so each line follows its click.
-          batch.forEach((m, i) =>
-            logger.debug({ stream: opts.stream, consumer: opts.durable, seq: m.seq, disposition: done[i]!.kind, batch: batch.length, ...(traceIds[i] ? { trace_id: traceIds[i] } : {}) }, "message handled"),
-          );
-        }
-        return done;
-      });
+      return await withBatchSpan(
+        spanName,
+        batch.map((m) => m.headers),
+        async (traceIds) => {
+          const done = await handleBatch(batch);
+          if (done.length !== batch.length) throw new Error(`${batch.length} messages, ${done.length} dispositions`);
+          if (debug) {
+            // The message's own trace id wins over the batch span's, so each line follows its click.
+            batch.forEach((m, i) =>
+              logger.debug(
+                {
+                  stream: opts.stream,
+                  consumer: opts.durable,
+                  seq: m.seq,
+                  disposition: done[i]!.kind,
+                  batch: batch.length,
+                  ...(traceIds[i] ? { trace_id: traceIds[i] } : {}),
+                },
+                "message handled",
+              ),
+            );
+          }
+          return done;
+        },
+      );
     } catch (err) {
       return err instanceof Error ? err : new Error(String(err));
     }
@@ -192,7 +214,9 @@ export async function runDurableConsumer(opts: DurableConsumerOptions): Promise<
     const deliveries = m.info.deliveryCount;
     await settle(
       m,
-      deliveries >= maxDeliveries ? { kind: "dead-letter", cause: "poison", reason: `failed ${deliveries} deliveries, last: ${String(done)}` } : { kind: "retry", reason: String(done) },
+      deliveries >= maxDeliveries
+        ? { kind: "dead-letter", cause: "poison", reason: `failed ${deliveries} deliveries, last: ${String(done)}` }
+        : { kind: "retry", reason: String(done) },
     );
   };
 
@@ -223,7 +247,11 @@ export async function runDurableConsumer(opts: DurableConsumerOptions): Promise<
           ack_wait: nanos(bus.ackWaitMs),
         });
         const consumer = await bus.js.consumers.get(opts.stream, durable);
-        messages = await consumer.consume({ max_messages: opts.inOrder ? 2 : 2 * opts.concurrency * maxBatch, expires: PULL_EXPIRES_MS, abort_on_missing_resource: true });
+        messages = await consumer.consume({
+          max_messages: opts.inOrder ? 2 : 2 * opts.concurrency * maxBatch,
+          expires: PULL_EXPIRES_MS,
+          abort_on_missing_resource: true,
+        });
       } catch (err) {
         logger.warn({ err: String(err), stream: opts.stream, durable }, "cannot open the consumer, retrying");
         await sleep(1_000);
@@ -280,11 +308,7 @@ export async function consumerProgress(bus: Bus, stream: string, durable: string
 }
 
 /** A durable pull consumer with explicit acks, created or updated idempotently. */
-export async function ensureDurableConsumer(
-  jsm: JetStreamManager,
-  stream: string,
-  cfg: Partial<ConsumerConfig> & { durable_name: string },
-): Promise<void> {
+export async function ensureDurableConsumer(jsm: JetStreamManager, stream: string, cfg: Partial<ConsumerConfig> & { durable_name: string }): Promise<void> {
   const full: Partial<ConsumerConfig> = {
     ack_policy: AckPolicy.Explicit,
     deliver_policy: DeliverPolicy.All,

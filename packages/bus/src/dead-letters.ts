@@ -52,4 +52,3 @@ export async function deadLettered(bus: Bus, source: string): Promise<bigint> {
   const info = await bus.jsm.streams.info(bus.topology.deadLetterStream, { subjects_filter: subject });
   return BigInt(info.state.subjects?.[subject] ?? 0);
 }
-

@@ -4,8 +4,31 @@ export { ensureStreams, serverMaxBytes, streamLimitsFrom, Topology, type StreamL
 export { connectBus, DEFAULT_ACK_WAIT_MS, type Bus } from "./connection.js";
 export { isNotFound, isStreamFull, isStreamNotFound, isWrongLastSequence } from "./jetstream-errors.js";
 export { allConsumerNames, consumerNames, type ConsumedBy, type ConsumerNames, type ConsumerService } from "./consumer-names.js";
-export { consumerProgress, CrashAfterEffects, durablesOf, ensureDurableConsumer, partitionDurable, PULL_EXPIRES_MS, retryBackoffMs, runDurableConsumer, type Disposition, type DurableConsumerOptions } from "./consumer.js";
+export {
+  consumerProgress,
+  CrashAfterEffects,
+  durablesOf,
+  ensureDurableConsumer,
+  partitionDurable,
+  PULL_EXPIRES_MS,
+  retryBackoffMs,
+  runDurableConsumer,
+  type Disposition,
+  type DurableConsumerOptions,
+} from "./consumer.js";
 export { deadLetter, deadLettered, type DeadLetterCause, type DeadLetterWhy, type ItemDeadLetter } from "./dead-letters.js";
 export { PublishFailedError, StreamFill, StreamFullError } from "./stream-fill.js";
-export { applicableClicks, clickDeadLetter, clicksOf, encodeClickBatch, readClicks, typedHeaders, CLICK_BATCH_CONTENT_TYPE, CLICK_CONTENT_TYPE, type Click, type ClickToApply, type ReadClicks } from "./clicks.js";
+export {
+  applicableClicks,
+  clickDeadLetter,
+  clicksOf,
+  encodeClickBatch,
+  readClicks,
+  typedHeaders,
+  CLICK_BATCH_CONTENT_TYPE,
+  CLICK_CONTENT_TYPE,
+  type Click,
+  type ClickToApply,
+  type ReadClicks,
+} from "./clicks.js";
 export { userEventMessageId, type UserEventKind } from "./message-ids.js";

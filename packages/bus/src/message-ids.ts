@@ -10,5 +10,8 @@ export type UserEventKind = "click" | "like" | "interest";
  * no choice of userid and id can make two of them meet, whatever characters they hold.
  */
 export function userEventMessageId(kind: UserEventKind, userid: string, eventId: string): string {
-  return `${kind}-${createHash("sha256").update(JSON.stringify([kind, userid, eventId])).digest("hex").slice(0, 32)}`;
+  return `${kind}-${createHash("sha256")
+    .update(JSON.stringify([kind, userid, eventId]))
+    .digest("hex")
+    .slice(0, 32)}`;
 }

@@ -5,7 +5,10 @@ import { Counter, Gauge, registry } from "@recsys/metrics";
 
 /** A publish that did not go through (NATS out of reach, a timeout): a consumer retries its message. */
 export class PublishFailedError extends Error {
-  constructor(readonly stream: string, cause: unknown) {
+  constructor(
+    readonly stream: string,
+    cause: unknown,
+  ) {
     super(`publishing to ${stream} failed: ${String(cause)}`);
   }
 }

@@ -214,7 +214,10 @@ export async function ensureStreams(jsm: JetStreamManager, topology: Topology, l
         );
       }
       if (cfg.discard === DiscardPolicy.Old && cfg.max_bytes !== undefined && cfg.max_bytes > 0 && info.state.bytes > cfg.max_bytes) {
-        logger?.warn({ stream: cfg.name, bytes: info.state.bytes, limit: cfg.max_bytes }, "the stream holds more than its size limit: its oldest messages are deleted to fit");
+        logger?.warn(
+          { stream: cfg.name, bytes: info.state.bytes, limit: cfg.max_bytes },
+          "the stream holds more than its size limit: its oldest messages are deleted to fit",
+        );
       }
       await jsm.streams.update(cfg.name, update);
     } catch (err) {

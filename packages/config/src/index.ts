@@ -45,7 +45,11 @@ export const commonEnv = {
   ENGAGEMENT_MAX_BYTES: bytes(256 * MiB),
   INTEREST_EMBEDDINGS_MAX_BYTES: bytes(256 * MiB),
   DEAD_LETTERS_MAX_BYTES: bytes(256 * MiB),
-  DEAD_LETTERS_MAX_AGE_MS: z.coerce.number().int().positive().default(30 * 24 * 3600_000),
+  DEAD_LETTERS_MAX_AGE_MS: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(30 * 24 * 3600_000),
 };
 
 /** Settings of the services that consume from the bus. */

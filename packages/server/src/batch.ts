@@ -19,4 +19,3 @@ export function refusal(err: unknown): BatchResult<never> {
 export function answerEach<Q, R>(requests: Q[], single: (req: Q) => Promise<R>): Promise<Array<BatchResult<R>>> {
   return Promise.all(requests.map((req) => single(req).then((value): BatchResult<R> => ({ outcome: { case: "response", value } }), refusal)));
 }
-

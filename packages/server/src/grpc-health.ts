@@ -33,4 +33,3 @@ export function healthRoutes(router: ConnectRouter, healthy: Healthy) {
     },
   });
 }
-

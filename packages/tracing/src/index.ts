@@ -89,7 +89,9 @@ export async function withBatchSpan<T>(name: string, carriers: Array<HeaderCarri
   const traceIds = linked.map((sc) => sc?.traceId ?? "");
   const parent = parents.length === 1 ? parents[0]! : context.active();
   const links = parents.length === 1 ? [] : linked.filter((sc) => sc !== undefined).map((sc) => ({ context: sc }));
-  const span = trace.getTracer(tracerName).startSpan(name, { kind: SpanKind.CONSUMER, links, attributes: { "messaging.batch.message_count": carriers.length } }, parent);
+  const span = trace
+    .getTracer(tracerName)
+    .startSpan(name, { kind: SpanKind.CONSUMER, links, attributes: { "messaging.batch.message_count": carriers.length } }, parent);
   try {
     return await context.with(trace.setSpan(parent, span), () => fn(traceIds));
   } catch (err) {

@@ -1,5 +1,19 @@
 import { describe, expect, it } from "vitest";
-import { checkEventId, checkEventTime, DEFAULT_MAX_CLOCK_SKEW_MS, checkLimit, checkOffset, checkPageId, checkQuery, checkText, checkTitle, checkUrl, checkUserid, FieldError, parseRfc3339 } from "./index.js";
+import {
+  checkEventId,
+  checkEventTime,
+  DEFAULT_MAX_CLOCK_SKEW_MS,
+  checkLimit,
+  checkOffset,
+  checkPageId,
+  checkQuery,
+  checkText,
+  checkTitle,
+  checkUrl,
+  checkUserid,
+  FieldError,
+  parseRfc3339,
+} from "./index.js";
 
 const now = Date.parse("2024-01-02T00:00:00Z");
 
@@ -41,7 +55,9 @@ describe("event_time", () => {
       field: "source_time",
       reason: "must not be more than 2 min ahead of the server's clock; it is 23 h ahead",
     });
-    expect(rejection(() => checkEventTime("2024-01-02T00:00:01.5Z", now, 0)).reason).toBe("must not be more than 0 s ahead of the server's clock; it is 1.5 s ahead");
+    expect(rejection(() => checkEventTime("2024-01-02T00:00:01.5Z", now, 0)).reason).toBe(
+      "must not be more than 0 s ahead of the server's clock; it is 1.5 s ahead",
+    );
     expect(rejection(() => checkEventTime("2024-01-02T00:00:10Z", now, 5_000)).reason).toMatch(/^must not be more than 5 s ahead/);
   });
 });
@@ -51,9 +67,8 @@ describe("url", () => {
     const u = "https://en.wikipedia.org/wiki/Generosity%3A%20An%20Enhancement";
     expect(checkUrl(u)).toBe(u);
   });
-  it.each(["", "/wiki/Relative", "ftp://example.org/x", "https://", "https://exa mple.org/", `https://example.org/${"a".repeat(2048)}`])(
-    "rejects %j",
-    (bad) => expect(rejection(() => checkUrl(bad)).field).toBe("url"),
+  it.each(["", "/wiki/Relative", "ftp://example.org/x", "https://", "https://exa mple.org/", `https://example.org/${"a".repeat(2048)}`])("rejects %j", (bad) =>
+    expect(rejection(() => checkUrl(bad)).field).toBe("url"),
   );
 });
 

@@ -53,7 +53,8 @@ const CONTROL = /[\u0000-\u001f\u007f]/;
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 function checkWellFormed(value: string, field: string): void {
-  if (value.includes("\uFFFD") || LONE_SURROGATE.test(value)) throw new FieldError(field, "must be valid UTF-8 (it holds U+FFFD, the mark of bytes that were not, or a lone surrogate)");
+  if (value.includes("\uFFFD") || LONE_SURROGATE.test(value))
+    throw new FieldError(field, "must be valid UTF-8 (it holds U+FFFD, the mark of bytes that were not, or a lone surrogate)");
 }
 
 function chars(s: string): number {

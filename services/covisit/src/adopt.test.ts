@@ -23,7 +23,12 @@ it("replaces the single durable of earlier versions by partition durables that s
   const stream = bus.topology.clicksStream;
   // Ten messages, alternating partitions; the earlier version's durable acked the first four.
   for (let i = 1; i <= 10; i++) await bus.js.publish(bus.topology.clicksSubject(i % PARTITIONS), new TextEncoder().encode(`m${i}`));
-  await bus.jsm.consumers.add(stream, { durable_name: DURABLE, filter_subject: bus.topology.clicksSubjects, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All });
+  await bus.jsm.consumers.add(stream, {
+    durable_name: DURABLE,
+    filter_subject: bus.topology.clicksSubjects,
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: DeliverPolicy.All,
+  });
   const old = await bus.js.consumers.get(stream, DURABLE);
   const fetched = await old.fetch({ max_messages: 4, expires: 2_000 });
   for await (const m of fetched) await m.ackAck();
@@ -32,7 +37,11 @@ it("replaces the single durable of earlier versions by partition durables that s
   await adoptSingleDurable(bus, PARTITIONS, createLogger("adopt-test"));
 
   const names = (await bus.jsm.consumers.list(stream).next()).map((c) => c.name).sort();
-  expect(names).toEqual(clickDurables(bus, PARTITIONS).map((d) => d.durable).sort());
+  expect(names).toEqual(
+    clickDurables(bus, PARTITIONS)
+      .map((d) => d.durable)
+      .sort(),
+  );
   // Each partition durable delivers its partition's messages after the floor, in order, nothing before.
   const seen: string[] = [];
   for (const { durable } of clickDurables(bus, PARTITIONS)) {
@@ -51,7 +60,12 @@ it("replaces the single durable of earlier versions by partition durables that s
 
 it("refuses to adopt while a covisit of the earlier version still pulls from the single durable", async () => {
   const stream = bus.topology.clicksStream;
-  await bus.jsm.consumers.add(stream, { durable_name: DURABLE, filter_subject: bus.topology.clicksSubjects, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All });
+  await bus.jsm.consumers.add(stream, {
+    durable_name: DURABLE,
+    filter_subject: bus.topology.clicksSubjects,
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: DeliverPolicy.All,
+  });
   const old = await bus.js.consumers.get(stream, DURABLE);
   // A pull waiting for messages, as a running covisit always has.
   const waiting = await old.fetch({ max_messages: 100, expires: 5_000 });

@@ -41,7 +41,14 @@ it("runs a batch's scripts one after the other, and a failed one stops the rest:
       return store.applyClicks(clicks as Parameters<CovisitStore["applyClicks"]>[0]);
     },
   } as unknown as CovisitStore;
-  const batch = [message([["a", "u", "https://e.org/1", 0], ["b", "u", "https://e.org/2", 1], ["c", "u", "https://e.org/3", 2], ["d", "u", "https://e.org/4", 3]])];
+  const batch = [
+    message([
+      ["a", "u", "https://e.org/1", 0],
+      ["b", "u", "https://e.org/2", 1],
+      ["c", "u", "https://e.org/3", 2],
+      ["d", "u", "https://e.org/4", 3],
+    ]),
+  ];
   await expect(applyClickMessages(batch, failing, 1)).rejects.toThrow(/OOM/);
   expect(calls).toEqual(["a", "b"]);
   // The retry applies the rest in order; the first click is a duplicate.
@@ -51,10 +58,27 @@ it("runs a batch's scripts one after the other, and a failed one stops the rest:
 });
 
 it("reads a lone Click as well as a ClickBatch, and sets aside a message that does not decode and a click that lacks a field", async () => {
-  const lone = { data: toBinary(ClickSchema, create(ClickSchema, { eventId: "x", userid: "v", url: "https://e.org/x", eventTimeMs: BigInt(T0 + 2 * MINUTE) })) };
-  const verdicts = await applyClickMessages([{ data: Uint8Array.of(0xff, 0xff, 0xff, 0x07) }, message([["p", "v", "https://e.org/p", 0], ["", "v", "https://e.org/q", 1]]), lone], store);
+  const lone = {
+    data: toBinary(ClickSchema, create(ClickSchema, { eventId: "x", userid: "v", url: "https://e.org/x", eventTimeMs: BigInt(T0 + 2 * MINUTE) })),
+  };
+  const verdicts = await applyClickMessages(
+    [
+      { data: Uint8Array.of(0xff, 0xff, 0xff, 0x07) },
+      message([
+        ["p", "v", "https://e.org/p", 0],
+        ["", "v", "https://e.org/q", 1],
+      ]),
+      lone,
+    ],
+    store,
+  );
   expect(verdicts[0]).toMatchObject({ error: expect.any(String) });
-  expect(verdicts[1]).toMatchObject({ verdicts: [{ status: "applied", pairs: 0 }, { status: "undecodable", error: "missing event_id, userid or url" }] });
+  expect(verdicts[1]).toMatchObject({
+    verdicts: [
+      { status: "applied", pairs: 0 },
+      { status: "undecodable", error: "missing event_id, userid or url" },
+    ],
+  });
   expect(verdicts[2]).toMatchObject({ verdicts: [{ status: "applied", pairs: 1 }] });
   expect(await store.coVisitsAfter("https://e.org/p", 10)).toEqual([{ recommendation: "https://e.org/x", frequency: 1 }]);
 });

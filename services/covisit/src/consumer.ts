@@ -40,14 +40,20 @@ export type MessageVerdict = { clicks: Click[]; verdicts: ClickVerdict[] } | { e
  * clicks are never applied while earlier ones wait for a retry, which would make those late.
  * Messages of one partition never run in two batches at once (see runClickConsumer).
  */
-export async function applyClickMessages(messages: Array<{ data: Uint8Array; headers?: MsgHdrs }>, store: CovisitStore, clicksPerScript = DEFAULT_MAX_BATCH): Promise<MessageVerdict[]> {
+export async function applyClickMessages(
+  messages: Array<{ data: Uint8Array; headers?: MsgHdrs }>,
+  store: CovisitStore,
+  clicksPerScript = DEFAULT_MAX_BATCH,
+): Promise<MessageVerdict[]> {
   const decoded = messages.map(readClicks);
   const toApply = applicableClicks(decoded);
   const outcomes: ApplyOutcome[] = [];
   for (let k = 0; k < toApply.length; k += clicksPerScript) outcomes.push(...(await store.applyClicks(toApply.slice(k, k + clicksPerScript))));
   let next = 0;
   return decoded.map((d) =>
-    "error" in d ? d : { clicks: d.clicks, verdicts: d.checked.map((c): ClickVerdict => ("error" in c ? { status: "undecodable", error: c.error } : outcomes[next++]!)) },
+    "error" in d
+      ? d
+      : { clicks: d.clicks, verdicts: d.checked.map((c): ClickVerdict => ("error" in c ? { status: "undecodable", error: c.error } : outcomes[next++]!)) },
   );
 }
 
@@ -60,7 +66,11 @@ const clickOutcomes = new Counter({
 
 /** The durables covisit consumes CLICKS with: one per partition, each in stream order. */
 export function clickDurables(bus: Bus, partitions: number) {
-  return durablesOf({ durable: clicksConsumer.durable, filterSubject: bus.topology.clicksSubjects, inOrder: { partitions, subject: (p) => bus.topology.clicksSubject(p) } });
+  return durablesOf({
+    durable: clicksConsumer.durable,
+    filterSubject: bus.topology.clicksSubjects,
+    inOrder: { partitions, subject: (p) => bus.topology.clicksSubject(p) },
+  });
 }
 
 async function consumerInfo(bus: Bus, durable: string) {
@@ -94,7 +104,10 @@ export async function adoptSingleDurable(bus: Bus, partitions: number, logger: L
     single = await consumerInfo(bus, clicksConsumer.durable);
   }
   if (!single) return;
-  if (single.num_waiting > 0) throw new Error(`a covisit of an earlier version is consuming ${bus.topology.clicksStream} with the durable ${clicksConsumer.durable}: stop every covisit of that version first`);
+  if (single.num_waiting > 0)
+    throw new Error(
+      `a covisit of an earlier version is consuming ${bus.topology.clicksStream} with the durable ${clicksConsumer.durable}: stop every covisit of that version first`,
+    );
   const floor = single.ack_floor.stream_seq;
   for (const { durable, filterSubject } of clickDurables(bus, partitions)) {
     if (await consumerInfo(bus, durable)) continue;

@@ -28,7 +28,13 @@ afterAll(async () => {
 });
 
 it("answers a batch as each call alone would, a refused one with its own code and message", async () => {
-  const requests = [{ url: "https://e.org/a" }, { url: "not a url" }, { url: "https://e.org/a", limit: 1 }, { url: "https://e.org/b", limit: 5000 }, { url: "https://e.org/none" }];
+  const requests = [
+    { url: "https://e.org/a" },
+    { url: "not a url" },
+    { url: "https://e.org/a", limit: 1 },
+    { url: "https://e.org/b", limit: 5000 },
+    { url: "https://e.org/none" },
+  ];
   const res = await client.batchRecommendation({ requests });
   expect(res.results).toHaveLength(requests.length);
   for (const [i, req] of requests.entries()) {
@@ -37,7 +43,10 @@ it("answers a batch as each call alone would, a refused one with its own code an
       (e: unknown) => ({ case: "refused", code: ConnectError.from(e).code, message: ConnectError.from(e).rawMessage }),
     );
     const o = res.results[i]!.outcome;
-    const got = o.case === "response" ? { case: "response", items: o.value.items.map((x) => [x.recommendation, Number(x.frequency)]) } : { case: o.case, code: o.value?.code, message: o.value?.message };
+    const got =
+      o.case === "response"
+        ? { case: "response", items: o.value.items.map((x) => [x.recommendation, Number(x.frequency)]) }
+        : { case: o.case, code: o.value?.code, message: o.value?.message };
     expect(got, `request ${i}`).toEqual(alone);
   }
   expect(res.results.map((r) => r.outcome.case)).toEqual(["response", "refused", "response", "refused", "response"]);

@@ -26,7 +26,9 @@ const config = readConfig(
 // An id is forgotten DEDUP_RETENTION_MS behind its user's newest click; a click that old must be
 // late, or a redelivery of it would count again.
 if (config.ALLOWED_LATENESS_MS >= config.DEDUP_RETENTION_MS) {
-  throw new Error(`invalid configuration: ALLOWED_LATENESS_MS (${config.ALLOWED_LATENESS_MS}) must be less than DEDUP_RETENTION_MS (${config.DEDUP_RETENTION_MS})`);
+  throw new Error(
+    `invalid configuration: ALLOWED_LATENESS_MS (${config.ALLOWED_LATENESS_MS}) must be less than DEDUP_RETENTION_MS (${config.DEDUP_RETENTION_MS})`,
+  );
 }
 const logger = createLogger("covisit");
 const redis = new Redis(config.REDIS_URL, {
@@ -38,9 +40,20 @@ redis.on("error", (err) => logger.warn({ err: String(err) }, "redis"));
 // An evicting Redis would drop counts (or the marker) silently when full; noeviction refuses the
 // write instead, and covisit waits (NOT_SERVING) until memory is freed. A managed Redis may refuse CONFIG.
 const policy = (await redis.config("GET", "maxmemory-policy").catch(() => [])) as string[];
-if (policy[1] && policy[1] !== "noeviction") logger.error({ policy: policy[1] }, "Redis evicts keys when full: run it with maxmemory-policy noeviction, or counts may be lost");
-const store = timeCalls(new CovisitStore(redis, config.RECSYS_NAMESPACE, config.ALLOWED_LATENESS_MS, config.DEDUP_RETENTION_MS, config.USER_CLICK_BUDGET), "redis");
-const bus = await connectBus({ url: config.NATS_URL, name: "covisit", namespace: config.RECSYS_NAMESPACE, logger, ackWaitMs: config.BUS_ACK_WAIT_MS, limits: streamLimitsFrom(config) });
+if (policy[1] && policy[1] !== "noeviction")
+  logger.error({ policy: policy[1] }, "Redis evicts keys when full: run it with maxmemory-policy noeviction, or counts may be lost");
+const store = timeCalls(
+  new CovisitStore(redis, config.RECSYS_NAMESPACE, config.ALLOWED_LATENESS_MS, config.DEDUP_RETENTION_MS, config.USER_CLICK_BUDGET),
+  "redis",
+);
+const bus = await connectBus({
+  url: config.NATS_URL,
+  name: "covisit",
+  namespace: config.RECSYS_NAMESPACE,
+  logger,
+  ackWaitMs: config.BUS_ACK_WAIT_MS,
+  limits: streamLimitsFrom(config),
+});
 const stats: ConsumerStats = { applied: 0, duplicates: 0, late: 0, overBudget: 0, undecodable: 0 };
 // Counts start with the consumer's first delivery. Past it, a missing marker means Redis lost them:
 // nothing is applied or answered until `pnpm covisit:rebuild` replays CLICKS.
@@ -53,13 +66,28 @@ const server = await startRpcServer({
   name: "covisit",
   host: config.HOST,
   port: config.COVISIT_PORT,
-  routes: covisitRoutes(store, bus, clickDurables(bus, config.PARTITIONS).map((d) => d.durable)),
+  routes: covisitRoutes(
+    store,
+    bus,
+    clickDurables(bus, config.PARTITIONS).map((d) => d.durable),
+  ),
   healthy: async () => bus.connected() && redis.status === "ready" && !redisWrites.failing && (await store.intact().catch(() => false)),
   problems: () => (redisWrites.problem ? [redisWrites.problem] : []),
   logger,
 });
 const stopConsuming = new AbortController();
-const consuming = runClickConsumer({ bus, store, redis: redisWrites, logger, partitions: config.PARTITIONS, concurrency: config.COVISIT_CONCURRENCY, maxBatch: config.COVISIT_MAX_BATCH, stats, crashAfterEffects: new CrashAfterEffects(config.RECSYS_CRASH_AFTER_EFFECTS), signal: stopConsuming.signal });
+const consuming = runClickConsumer({
+  bus,
+  store,
+  redis: redisWrites,
+  logger,
+  partitions: config.PARTITIONS,
+  concurrency: config.COVISIT_CONCURRENCY,
+  maxBatch: config.COVISIT_MAX_BATCH,
+  stats,
+  crashAfterEffects: new CrashAfterEffects(config.RECSYS_CRASH_AFTER_EFFECTS),
+  signal: stopConsuming.signal,
+});
 consuming.catch((err: unknown) => {
   logger.fatal({ err: String(err) }, "click consumer failed");
   process.exit(1);

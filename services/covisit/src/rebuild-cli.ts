@@ -13,7 +13,9 @@ await redis.connect();
 const bus = await connectBus({ url: config.NATS_URL, name: "covisit-rebuild", namespace: config.RECSYS_NAMESPACE, logger });
 try {
   const done = await prepareRebuild({ bus, redis, namespace: config.RECSYS_NAMESPACE });
-  console.log(`covisit rebuild: deleted ${done.keysDeleted} Redis keys and the consumer; covisit will apply the clicks of the ${done.messages} messages of ${bus.topology.clicksStream} again when it starts`);
+  console.log(
+    `covisit rebuild: deleted ${done.keysDeleted} Redis keys and the consumer; covisit will apply the clicks of the ${done.messages} messages of ${bus.topology.clicksStream} again when it starts`,
+  );
 } catch (err) {
   if (!(err instanceof CovisitRunningError)) throw err;
   console.error(`covisit rebuild: ${err.message}`);

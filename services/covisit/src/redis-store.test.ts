@@ -52,7 +52,7 @@ async function everyCount(urls: string[]): Promise<Map<string, Map<string, numbe
 describe("covisit.lua", () => {
   it("counts exactly the brute-force pairs whatever the arrival order within the lateness", async () => {
     let seed = 7;
-    const rnd = () => ((seed = (seed * 16807) % 2147483647) / 2147483647);
+    const rnd = () => (seed = (seed * 16807) % 2147483647) / 2147483647;
     const urls = Array.from({ length: 6 }, (_, i) => `https://example.org/p${i}`);
     const clicks: ClickToApply[] = [];
     for (let i = 0; i < 300; i++) {
@@ -60,7 +60,10 @@ describe("covisit.lua", () => {
       clicks.push(click(`u${Math.floor(rnd() * 5)}`, urls[Math.floor(rnd() * urls.length)]!, T0 + Math.floor(rnd() * 3600) * 1000));
     }
     // Arrival order: event order disturbed by up to 4 minutes.
-    const arrival = clicks.map((c) => ({ c, k: c.eventTimeMs + rnd() * 4 * 60_000 })).sort((a, b) => a.k - b.k).map((x) => x.c);
+    const arrival = clicks
+      .map((c) => ({ c, k: c.eventTimeMs + rnd() * 4 * 60_000 }))
+      .sort((a, b) => a.k - b.k)
+      .map((x) => x.c);
     const outcomes = [];
     for (const c of arrival) outcomes.push((await store.applyClick(c)).status);
     expect(outcomes.every((s) => s === "applied")).toBe(true);
@@ -172,7 +175,14 @@ describe("covisit.lua", () => {
 
   it("orders by frequency desc then url asc, and cuts ties at the limit in url order", async () => {
     const from = "https://e.org/from";
-    const counts: Record<string, number> = { "https://e.org/z": 3, "https://e.org/b": 3, "https://e.org/y": 2, "https://e.org/c": 1, "https://e.org/a": 1, "https://e.org/d": 1 };
+    const counts: Record<string, number> = {
+      "https://e.org/z": 3,
+      "https://e.org/b": 3,
+      "https://e.org/y": 2,
+      "https://e.org/c": 1,
+      "https://e.org/a": 1,
+      "https://e.org/d": 1,
+    };
     let user = 0;
     for (const [to, n] of Object.entries(counts)) {
       for (let i = 0; i < n; i++) {
@@ -214,13 +224,16 @@ describe("covisit.lua", () => {
 
   it("applies a batch as the same clicks one at a time would: outcomes, pairs and counts", async () => {
     let seed = 11;
-    const rnd = () => ((seed = (seed * 16807) % 2147483647) / 2147483647);
+    const rnd = () => (seed = (seed * 16807) % 2147483647) / 2147483647;
     const urls = Array.from({ length: 8 }, (_, i) => `https://example.org/b${i}`);
     const clicks: ClickToApply[] = [];
     for (let i = 0; i < 600; i++) clicks.push(click(`u${Math.floor(rnd() * 7)}`, urls[Math.floor(rnd() * urls.length)]!, T0 + Math.floor(rnd() * 5400) * 1000));
     // Arrival disturbed by up to 7 minutes, so that some clicks are late; some redelivered, some of
     // them inside the same batch.
-    const arrival = clicks.map((c) => ({ c, k: c.eventTimeMs + rnd() * 7 * 60_000 })).sort((a, b) => a.k - b.k).map((x) => x.c);
+    const arrival = clicks
+      .map((c) => ({ c, k: c.eventTimeMs + rnd() * 7 * 60_000 }))
+      .sort((a, b) => a.k - b.k)
+      .map((x) => x.c);
     for (let i = 0; i < 60; i++) {
       const at = Math.floor(rnd() * arrival.length);
       arrival.splice(at + Math.floor(rnd() * 5), 0, arrival[at]!);
@@ -236,7 +249,9 @@ describe("covisit.lua", () => {
       if (seen.has(`${c.userid} ${c.eventId}`)) return { status: "duplicate" };
       const wm = newest.get(c.userid) ?? -Infinity;
       if (c.eventTimeMs < wm - LATENESS) return { status: "late", watermarkMs: wm };
-      const pairs = applied.filter((o) => o.userid === c.userid && o.eventTimeMs !== c.eventTimeMs && Math.abs(o.eventTimeMs - c.eventTimeMs) <= WINDOW_MS).length;
+      const pairs = applied.filter(
+        (o) => o.userid === c.userid && o.eventTimeMs !== c.eventTimeMs && Math.abs(o.eventTimeMs - c.eventTimeMs) <= WINDOW_MS,
+      ).length;
       seen.add(`${c.userid} ${c.eventId}`);
       newest.set(c.userid, Math.max(wm, c.eventTimeMs));
       applied.push(c);
@@ -257,11 +272,19 @@ describe("covisit.lua", () => {
   it("calls the second copy of an event id in one batch a duplicate, and counts nothing in a batch when the counts were lost", async () => {
     const a = click("dup", "https://e.org/a", T0);
     const b = click("dup", "https://e.org/b", T0 + 1_000);
-    expect(await store.applyClicks([a, b, a, b])).toEqual([{ status: "applied", pairs: 0 }, { status: "applied", pairs: 1 }, { status: "duplicate" }, { status: "duplicate" }]);
+    expect(await store.applyClicks([a, b, a, b])).toEqual([
+      { status: "applied", pairs: 0 },
+      { status: "applied", pairs: 1 },
+      { status: "duplicate" },
+      { status: "duplicate" },
+    ]);
     expect(await store.coVisitsAfter("https://e.org/a", 10)).toEqual([{ recommendation: "https://e.org/b", frequency: 1 }]);
 
     await clearNamespace();
-    expect(await store.applyClicks([click("dup", "https://e.org/c", T0 + 2_000), click("other", "https://e.org/d", T0)])).toEqual([{ status: "lost" }, { status: "lost" }]);
+    expect(await store.applyClicks([click("dup", "https://e.org/c", T0 + 2_000), click("other", "https://e.org/d", T0)])).toEqual([
+      { status: "lost" },
+      { status: "lost" },
+    ]);
     expect(await redis.keys(`${namespace}:*`)).toEqual([]);
   });
 });

@@ -119,7 +119,13 @@ export class CovisitStore {
   async applyClicks(clicks: ClickToApply[]): Promise<ApplyOutcome[]> {
     if (clicks.length === 0) return [];
     const keys: string[] = [this.marker];
-    const args: string[] = [String(WINDOW_MS), String(this.allowedLatenessMs), this.coVisitKeyPrefix(), String(this.dedupRetentionMs), String(this.userClickBudget)];
+    const args: string[] = [
+      String(WINDOW_MS),
+      String(this.allowedLatenessMs),
+      this.coVisitKeyPrefix(),
+      String(this.dedupRetentionMs),
+      String(this.userClickBudget),
+    ];
     for (const c of clicks) {
       // The applied ids of version 4 were a set under seen:, read until it expires.
       keys.push(`${this.prefix}h:${c.userid}`, `${this.prefix}ids:${c.userid}`, `${this.prefix}seen:${c.userid}`);
@@ -155,7 +161,8 @@ export class CovisitStore {
 export function applyClicksScript(): string {
   const lua = readScript("covisit.lua");
   const stated = storageVersionStated(lua.split("\n", 1)[0]!);
-  if (stated !== STORAGE_VERSION) throw new Error(`covisit.lua's header states storage version ${stated ?? "none"}; this covisit keeps version ${STORAGE_VERSION}`);
+  if (stated !== STORAGE_VERSION)
+    throw new Error(`covisit.lua's header states storage version ${stated ?? "none"}; this covisit keeps version ${STORAGE_VERSION}`);
   return lua;
 }
 

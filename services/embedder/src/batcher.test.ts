@@ -6,7 +6,10 @@ class RecordingModel implements BatchModel {
   batches: number[][][] = [];
   failNext = false;
   tokenize(text: string): number[] {
-    return text.split(" ").filter(Boolean).map((w) => w.length);
+    return text
+      .split(" ")
+      .filter(Boolean)
+      .map((w) => w.length);
   }
   async run(batch: number[][]): Promise<Float32Array[]> {
     this.batches.push(batch);
@@ -33,7 +36,14 @@ describe("DynamicBatcher", () => {
     const out = b.embed(["a b", "cc dd", "e f", "gg h"]);
     await vi.advanceTimersByTimeAsync(0);
     expect(model.batches).toHaveLength(1);
-    expect(await out).toEqual([[1, 1], [2, 2], [1, 1], [2, 1]].map((v) => Float32Array.from(v)));
+    expect(await out).toEqual(
+      [
+        [1, 1],
+        [2, 2],
+        [1, 1],
+        [2, 1],
+      ].map((v) => Float32Array.from(v)),
+    );
   });
 
   it("runs a partial batch when its oldest text has waited the max delay, not before", async () => {
@@ -56,7 +66,10 @@ describe("DynamicBatcher", () => {
     const vectors = await out;
     expect(vectors.map((v) => v.length)).toEqual([3, 200, 5, 180, 4]);
     expect(model.batches.map((batch) => batch.map((ids) => ids.length).sort((x, y) => x - y))).toEqual(
-      expect.arrayContaining([[3, 4, 5], [180, 200]]),
+      expect.arrayContaining([
+        [3, 4, 5],
+        [180, 200],
+      ]),
     );
     expect(model.batches).toHaveLength(2);
     // Padding: the short class pads to 5, the long one to 200.

@@ -15,7 +15,11 @@ export interface BatcherOptions {
 }
 
 export class QueueFullError extends Error {
-  constructor(readonly waiting: number, readonly asked: number, readonly capacity: number) {
+  constructor(
+    readonly waiting: number,
+    readonly asked: number,
+    readonly capacity: number,
+  ) {
     super(`embedding queue full: ${waiting} texts waiting, ${asked} more asked, capacity ${capacity}`);
   }
 }

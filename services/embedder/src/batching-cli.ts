@@ -26,10 +26,23 @@ async function docsPerSecond(maxBatch: number) {
   // Every page asked at once, one text a call, as the content consumer asks.
   await Promise.all(texts.map((t) => batcher.embed([t])));
   const s = (performance.now() - t0) / 1000;
-  return { maxBatch, docsPerSecond: Math.round(texts.length / s), batches: batcher.stats.batches, paddingShare: 1 - batcher.stats.realTokens / batcher.stats.paddedTokens };
+  return {
+    maxBatch,
+    docsPerSecond: Math.round(texts.length / s),
+    batches: batcher.stats.batches,
+    paddingShare: 1 - batcher.stats.realTokens / batcher.stats.paddedTokens,
+  };
 }
 
 await docsPerSecond(Number(values["max-batch"])); // warm-up
 const one = await docsPerSecond(1);
 const many = await docsPerSecond(Number(values["max-batch"]));
-console.log(JSON.stringify({ model: model.name, pages: texts.length, batch1: one, batched: many, speedup: Math.round((many.docsPerSecond / one.docsPerSecond) * 100) / 100 }));
+console.log(
+  JSON.stringify({
+    model: model.name,
+    pages: texts.length,
+    batch1: one,
+    batched: many,
+    speedup: Math.round((many.docsPerSecond / one.docsPerSecond) * 100) / 100,
+  }),
+);

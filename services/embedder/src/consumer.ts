@@ -1,8 +1,16 @@
-import { consumerNames, PublishFailedError, runDurableConsumer, StreamFullError, type Bus, type CrashAfterEffects, type Disposition, type StreamFill } from "@recsys/bus";
+import {
+  consumerNames,
+  PublishFailedError,
+  runDurableConsumer,
+  StreamFullError,
+  type Bus,
+  type CrashAfterEffects,
+  type Disposition,
+  type StreamFill,
+} from "@recsys/bus";
 import type { Logger } from "@recsys/logging";
 import { QueueFullError } from "./batcher.js";
 import { embedPageMessage, jetStreamEmbeddingsLog } from "./content.js";
-
 
 export interface ContentStats {
   embedded: number;

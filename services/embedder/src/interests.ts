@@ -1,10 +1,18 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { consumerNames, PublishFailedError, runDurableConsumer, StreamFill, userEventMessageId, type Bus, type CrashAfterEffects, type Disposition } from "@recsys/bus";
+import {
+  consumerNames,
+  PublishFailedError,
+  runDurableConsumer,
+  StreamFill,
+  userEventMessageId,
+  type Bus,
+  type CrashAfterEffects,
+  type Disposition,
+} from "@recsys/bus";
 import { InterestEmbeddingSchema, StatedInterestSchema, type InterestEmbedding, type StatedInterest } from "@recsys/contracts/events/v1/events";
 import type { Logger } from "@recsys/logging";
 import { QueueFullError } from "./batcher.js";
 import { busFailure } from "./consumer.js";
-
 
 /**
  * The effect of one stated interest: embed its text and publish the vector, keyed by the

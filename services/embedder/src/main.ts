@@ -33,7 +33,14 @@ const batcher = new DynamicBatcher(model, {
   maxDelayMs: config.EMBED_MAX_DELAY_MS,
   maxQueue: Math.max(config.EMBED_MAX_QUEUE, MAX_TEXTS_PER_CALL),
 });
-const bus = await connectBus({ url: config.NATS_URL, name: "embedder", namespace: config.RECSYS_NAMESPACE, logger, ackWaitMs: config.BUS_ACK_WAIT_MS, limits: streamLimitsFrom(config) });
+const bus = await connectBus({
+  url: config.NATS_URL,
+  name: "embedder",
+  namespace: config.RECSYS_NAMESPACE,
+  logger,
+  ackWaitMs: config.BUS_ACK_WAIT_MS,
+  limits: streamLimitsFrom(config),
+});
 const stats: ContentStats = { embedded: 0, stale: 0, undecodable: 0 };
 
 const server = await startRpcServer({
@@ -47,14 +54,37 @@ const server = await startRpcServer({
   maxRequestBytes: MAX_TEXTS_PER_CALL * 32 * 1024 + 1024 * 1024,
 });
 // The embedder writes EMBEDDINGS and INTEREST_EMBEDDINGS: full, it holds pages and interests back.
-const fill = new StreamFill(bus, { [bus.topology.embeddingsStream]: config.EMBEDDINGS_MAX_BYTES, [bus.topology.interestEmbeddingsStream]: config.INTEREST_EMBEDDINGS_MAX_BYTES }, logger);
+const fill = new StreamFill(
+  bus,
+  { [bus.topology.embeddingsStream]: config.EMBEDDINGS_MAX_BYTES, [bus.topology.interestEmbeddingsStream]: config.INTEREST_EMBEDDINGS_MAX_BYTES },
+  logger,
+);
 fill.start();
 const stopConsuming = new AbortController();
 const crashAfterEffects = new CrashAfterEffects(config.RECSYS_CRASH_AFTER_EFFECTS);
 const embedOne = async (text: string) => (await batcher.embed([text]))[0]!;
 const consuming = Promise.all([
-  runContentConsumer({ bus, embed: embedOne, model: model.name, logger, concurrency: config.CONTENT_CONCURRENCY, stats, fill, crashAfterEffects, signal: stopConsuming.signal }),
-  runInterestConsumer({ bus, embed: embedOne, model: model.name, logger, concurrency: config.CONTENT_CONCURRENCY, fill, crashAfterEffects, signal: stopConsuming.signal }),
+  runContentConsumer({
+    bus,
+    embed: embedOne,
+    model: model.name,
+    logger,
+    concurrency: config.CONTENT_CONCURRENCY,
+    stats,
+    fill,
+    crashAfterEffects,
+    signal: stopConsuming.signal,
+  }),
+  runInterestConsumer({
+    bus,
+    embed: embedOne,
+    model: model.name,
+    logger,
+    concurrency: config.CONTENT_CONCURRENCY,
+    fill,
+    crashAfterEffects,
+    signal: stopConsuming.signal,
+  }),
 ]);
 consuming.catch((err: unknown) => {
   logger.fatal({ err: String(err) }, "consumer failed");

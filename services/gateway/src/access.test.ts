@@ -44,9 +44,14 @@ describe("API keys and rate limits", () => {
   const click = { event: { userid: "1", url: "https://en.wikipedia.org/wiki/Zoop" } };
 
   it("refuse a call without a valid key at both doors, and reach no backend", async () => {
-    expect((await connectCall("Recommendation", { url: "https://e.org/a" })).body).toMatchObject({ code: "unauthenticated", message: "x-api-key: a valid API key is required" });
+    expect((await connectCall("Recommendation", { url: "https://e.org/a" })).body).toMatchObject({
+      code: "unauthenticated",
+      message: "x-api-key: a valid API key is required",
+    });
     expect((await connectCall("Recommendation", { url: "https://e.org/a" }, "not-a-configured-key")).body).toMatchObject({ code: "unauthenticated" });
-    expect((await graphqlCall(DOC.events)).errors).toMatchObject([{ message: "x-api-key: a valid API key is required", extensions: { code: "UNAUTHENTICATED" } }]);
+    expect((await graphqlCall(DOC.events)).errors).toMatchObject([
+      { message: "x-api-key: a valid API key is required", extensions: { code: "UNAUTHENTICATED" } },
+    ]);
     expect(asked).toEqual([]);
   });
 
@@ -65,7 +70,10 @@ describe("API keys and rate limits", () => {
     expect((await connectCall("Clickstream", click, WRITE_KEY)).status).toBe(200);
     expect((await graphqlCall(DOC.clickstream, WRITE_KEY)).errors).toBeUndefined();
     asked = [];
-    expect((await connectCall("Clickstream", click, WRITE_KEY)).body).toMatchObject({ code: "resource_exhausted", message: expect.stringMatching(/^rate limit: at most 3 mutations a minute per client/) });
+    expect((await connectCall("Clickstream", click, WRITE_KEY)).body).toMatchObject({
+      code: "resource_exhausted",
+      message: expect.stringMatching(/^rate limit: at most 3 mutations a minute per client/),
+    });
     expect((await graphqlCall(DOC.clickstream, WRITE_KEY)).errors).toMatchObject([{ extensions: { code: "RESOURCE_EXHAUSTED" } }]);
     expect(asked).toEqual([]);
     for (let i = 0; i < 5; i++) expect((await connectCall("Recommendation", { url: "https://e.org/a" }, WRITE_KEY)).status).toBe(200);

@@ -38,7 +38,10 @@ const SCOPES: Record<Rpc | "dashboard", Scope> = {
 /** `key:read,key:write,…` → key → scope. Throws on anything else, so a typo cannot open the gateway. */
 export function parseApiKeys(spec: string): Map<string, Scope> {
   const keys = new Map<string, Scope>();
-  for (const entry of spec.split(",").map((e) => e.trim()).filter(Boolean)) {
+  for (const entry of spec
+    .split(",")
+    .map((e) => e.trim())
+    .filter(Boolean)) {
     const m = /^([A-Za-z0-9._~+/=-]{16,}):(read|write)$/.exec(entry);
     if (!m) throw new Error(`GATEWAY_API_KEYS: "${entry.slice(0, 8)}…" is not key:read or key:write with a key of at least 16 characters`);
     keys.set(m[1]!, m[2] as Scope);

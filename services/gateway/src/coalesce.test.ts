@@ -13,7 +13,11 @@ function fakeBackend(ms: number) {
     mostOpen = Math.max(mostOpen, ++open);
     await sleep(ms);
     open--;
-    return requests.map((n) => (n < 0 ? { outcome: { case: "refused", value: { code: Code.InvalidArgument, message: `n: ${n} is negative` } } } : { outcome: { case: "response", value: `answer ${n}` } }));
+    return requests.map((n) =>
+      n < 0
+        ? { outcome: { case: "refused", value: { code: Code.InvalidArgument, message: `n: ${n} is negative` } } }
+        : { outcome: { case: "response", value: `answer ${n}` } },
+    );
   };
   return { batch, batches, mostOpen: () => mostOpen };
 }

@@ -127,7 +127,12 @@ describe("DashboardState", () => {
     const s = new DashboardState().next([{ service: "covisit", healthy: false }], 0);
     expect(s.clicks).toEqual({ applied: null, appliedPerSecond: null, published: null, publishedPerSecond: null });
     expect(s.embedBatches).toBeNull();
-    expect(batchSizes(parsePrometheusText('recsys_embed_batch_size_count{service="embedder"} 0'))).toEqual({ batches: 0, texts: 0, meanSize: null, buckets: [] });
+    expect(batchSizes(parsePrometheusText('recsys_embed_batch_size_count{service="embedder"} 0'))).toEqual({
+      batches: 0,
+      texts: 0,
+      meanSize: null,
+      buckets: [],
+    });
   });
 });
 
@@ -196,7 +201,10 @@ describe("dashboard over HTTP", () => {
       if (done) break;
       buffer += value;
       for (let end = buffer.indexOf("\n\n"); end >= 0; end = buffer.indexOf("\n\n")) {
-        const data = buffer.slice(0, end).split("\n").filter((l) => l.startsWith("data: "));
+        const data = buffer
+          .slice(0, end)
+          .split("\n")
+          .filter((l) => l.startsWith("data: "));
         buffer = buffer.slice(end + 2);
         if (data.length > 0) out.push(JSON.parse(data.map((l) => l.slice(6)).join("\n")) as DashboardSnapshot);
       }

@@ -47,7 +47,9 @@ beforeEach(() => {
 describe("the reference documents, verbatim", () => {
   it("Recommendation asks covisit for the url with the default limit", async () => {
     expect(await data(DOC.recommendation)).toEqual({ Recommendation: [{ recommendation: "https://en.wikipedia.org/wiki/Kindness", frequency: 3 }] });
-    expect(asked).toEqual([{ rpc: "covisit.batchRecommendation", req: { requests: [{ url: "https://en.wikipedia.org/wiki/Generosity%3A%20An%20Enhancement", limit: 10 }] } }]);
+    expect(asked).toEqual([
+      { rpc: "covisit.batchRecommendation", req: { requests: [{ url: "https://en.wikipedia.org/wiki/Generosity%3A%20An%20Enhancement", limit: 10 }] } },
+    ]);
   });
 
   it("SimilarContent asks profile for the user", async () => {
@@ -115,8 +117,17 @@ describe("GraphQL results", () => {
   });
 
   it("Likes, AddInterest and Content answer every field", async () => {
-    const liked = await data(`mutation { Likes(liked: {userid: "1234", eventId: 42672986, liked: true}) { _source_time userid eventId liked event_id duplicate } }`);
-    expect(liked.Likes).toEqual({ _source_time: ACCEPTED.sourceTime, userid: "1234", eventId: "42672986", liked: true, event_id: ACCEPTED.eventId, duplicate: false });
+    const liked = await data(
+      `mutation { Likes(liked: {userid: "1234", eventId: 42672986, liked: true}) { _source_time userid eventId liked event_id duplicate } }`,
+    );
+    expect(liked.Likes).toEqual({
+      _source_time: ACCEPTED.sourceTime,
+      userid: "1234",
+      eventId: "42672986",
+      liked: true,
+      event_id: ACCEPTED.eventId,
+      duplicate: false,
+    });
     const interest = await data(DOC.addInterest.replace("_source_time", "_source_time userid event_id duplicate"), { interest: INTEREST });
     expect(interest.AddInterest).toEqual({ _source_time: ACCEPTED.sourceTime, userid: "1234", event_id: ACCEPTED.eventId, duplicate: false });
     const content = await data(
@@ -144,14 +155,20 @@ describe("GraphQL results", () => {
       RecommendedEvents: [SAMZA, KAFKA].map((p) => ({ ...page(p), score: p.score })),
       PersonalizedEventSearch: [{ ...page(KAFKA), score: KAFKA.score }],
     });
-    expect(asked.map((a) => a.req)).toEqual([{ limit: 5, offset: 10 }, { userid: "1234" }, { userid: "1234", limit: 3 }, { query: "kafka", userid: "1234", limit: 10 }]);
+    expect(asked.map((a) => a.req)).toEqual([
+      { limit: 5, offset: 10 },
+      { userid: "1234" },
+      { userid: "1234", limit: 3 },
+      { query: "kafka", userid: "1234", limit: 10 },
+    ]);
   });
 
   it("introspection answers with the schema", async () => {
     const got = await data(getIntrospectionQuery());
     const types = (got.__schema.types as Array<{ name: string }>).map((t) => t.name);
     expect(types).toEqual(expect.arrayContaining(["LikedInput", "AddInterest", "ContentEvent", "ClickEvent", "LikeAdded", "PersonalizedEventSearch"]));
-    const fieldsOf = (name: string) => (got.__schema.types as Array<{ name: string; fields: Array<{ name: string }> }>).find((t) => t.name === name)!.fields.map((f) => f.name);
+    const fieldsOf = (name: string) =>
+      (got.__schema.types as Array<{ name: string; fields: Array<{ name: string }> }>).find((t) => t.name === name)!.fields.map((f) => f.name);
     expect(fieldsOf("Query")).toEqual(["Recommendation", "SimilarContent", "Events", "EventsLiked", "RecommendedEvents", "PersonalizedEventSearch"]);
     expect(fieldsOf("Mutation")).toEqual(["Likes", "AddInterest", "Content", "Clickstream"]);
   });

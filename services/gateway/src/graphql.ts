@@ -172,7 +172,10 @@ const eventOut = (e: Event) => ({ id: e.id, url: e.url, title: e.title, abstract
  * A refusal by the API (a ConnectError) reads as it does over Connect: the same message, its code.
  * As a GraphQLError it also passes yoga's masking unlogged; anything else is masked and logged.
  */
-function refusalsAsGraphqlErrors<R extends { [F in keyof R]: F extends Capitalize<Rpc> ? (...args: never[]) => Promise<unknown> : never }>(resolvers: R, access: Access): R {
+function refusalsAsGraphqlErrors<R extends { [F in keyof R]: F extends Capitalize<Rpc> ? (...args: never[]) => Promise<unknown> : never }>(
+  resolvers: R,
+  access: Access,
+): R {
   const wrapped: Record<string, unknown> = {};
   for (const [name, resolve] of Object.entries<(...args: never[]) => Promise<unknown>>(resolvers)) {
     // The field's RPC: Recommendation → recommendation, AddInterest → addInterest.
@@ -182,10 +185,10 @@ function refusalsAsGraphqlErrors<R extends { [F in keyof R]: F extends Capitaliz
         .check(method, callerOf((args[2] as unknown as { request: Request }).request.headers))
         .then(() => resolve(...args))
         .catch((err: unknown) => {
-        if (!(err instanceof ConnectError)) throw err;
-        // The code as gRPC spells it: INVALID_ARGUMENT.
-        throw createGraphQLError(err.rawMessage, { extensions: { code: codeToString(err.code).toUpperCase(), http: { status: 200 } } });
-      });
+          if (!(err instanceof ConnectError)) throw err;
+          // The code as gRPC spells it: INVALID_ARGUMENT.
+          throw createGraphQLError(err.rawMessage, { extensions: { code: codeToString(err.code).toUpperCase(), http: { status: 200 } } });
+        });
   }
   return wrapped as R;
 }
@@ -195,54 +198,62 @@ export function createGraphql(api: GatewayApi, logger: Logger, access: Access) {
   // GraphQL sends null for an optional argument given as null; the API's "unset" is undefined.
   const opt = <T>(v: T | null | undefined) => v ?? undefined;
   const resolvers = {
-    Query: refusalsAsGraphqlErrors({
-      async Recommendation(_: unknown, a: { url: string; limit: number }) {
-        const res = await api.recommendation(create(RecommendationRequestSchema, { url: a.url, limit: a.limit }));
-        return res.items.map((i) => ({ recommendation: i.recommendation, frequency: Number(i.frequency) }));
+    Query: refusalsAsGraphqlErrors(
+      {
+        async Recommendation(_: unknown, a: { url: string; limit: number }) {
+          const res = await api.recommendation(create(RecommendationRequestSchema, { url: a.url, limit: a.limit }));
+          return res.items.map((i) => ({ recommendation: i.recommendation, frequency: Number(i.frequency) }));
+        },
+        async SimilarContent(_: unknown, a: { userid: string; limit?: number | null }) {
+          const res = await api.similarContent(create(SimilarContentRequestSchema, { userid: a.userid, limit: opt(a.limit) }));
+          return res.items.map((i) => ({ url: i.url, title: i.title, similarity: i.similarity }));
+        },
+        async Events(_: unknown, a: { limit: number; offset?: number | null }) {
+          const res = await api.events(create(EventsRequestSchema, { limit: a.limit, offset: opt(a.offset) }));
+          return res.items.map(eventOut);
+        },
+        async EventsLiked(_: unknown, a: { userid: string }) {
+          const res = await api.eventsLiked(create(EventsLikedRequestSchema, { userid: a.userid }));
+          return res.items.map(eventOut);
+        },
+        async RecommendedEvents(_: unknown, a: { userid: string; limit?: number | null }) {
+          const res = await api.recommendedEvents(create(RecommendedEventsRequestSchema, { userid: a.userid, limit: opt(a.limit) }));
+          return res.items.map(eventOut);
+        },
+        async PersonalizedEventSearch(_: unknown, a: { query: string; userid: string; limit?: number | null }) {
+          const res = await api.personalizedEventSearch(
+            create(PersonalizedEventSearchRequestSchema, { query: a.query, userid: a.userid, limit: opt(a.limit) }),
+          );
+          return res.items.map(eventOut);
+        },
       },
-      async SimilarContent(_: unknown, a: { userid: string; limit?: number | null }) {
-        const res = await api.similarContent(create(SimilarContentRequestSchema, { userid: a.userid, limit: opt(a.limit) }));
-        return res.items.map((i) => ({ url: i.url, title: i.title, similarity: i.similarity }));
+      access,
+    ),
+    Mutation: refusalsAsGraphqlErrors(
+      {
+        async Likes(_: unknown, { liked }: { liked: { userid: string; eventId: string; liked: boolean } }) {
+          const res = await api.likes(create(LikesRequestSchema, { liked }));
+          return { _source_time: res.sourceTime, userid: res.userid, eventId: res.eventId, liked: res.liked, event_id: res.likeId, duplicate: res.duplicate };
+        },
+        async AddInterest(_: unknown, { interest }: { interest: { userid: string; text: string } }) {
+          const res = await api.addInterest(create(AddInterestRequestSchema, { interest }));
+          return { _source_time: res.sourceTime, userid: res.userid, event_id: res.interestId, duplicate: res.duplicate };
+        },
+        async Content(_: unknown, { event: e }: { event: { url: string; title: string; text: string; id?: string | null; source_time?: string | null } }) {
+          const event = { url: e.url, title: e.title, text: e.text, id: opt(e.id), sourceTime: opt(e.source_time) };
+          const res = await api.content(create(ContentRequestSchema, { event }));
+          return { _source_time: res.sourceTime, url: res.url, title: res.title, event_id: res.eventId, duplicate: res.duplicate };
+        },
+        async Clickstream(_: unknown, a: { event?: ClickEventInput | null; click?: ClickEventInput | null }) {
+          const c = a.event ?? a.click;
+          if (!c || (a.event && a.click)) throw new ConnectError("event or click: exactly one is required", Code.InvalidArgument);
+          const event = { userid: c.userid, url: c.url, eventTime: opt(c.event_time), eventId: opt(c.event_id) };
+          const res = await api.clickstream(create(ClickstreamRequestSchema, { event }));
+          return { _source_time: res.eventTime, userid: res.userid, url: res.url, event_time: res.eventTime, event_id: res.eventId, duplicate: res.duplicate };
+        },
       },
-      async Events(_: unknown, a: { limit: number; offset?: number | null }) {
-        const res = await api.events(create(EventsRequestSchema, { limit: a.limit, offset: opt(a.offset) }));
-        return res.items.map(eventOut);
-      },
-      async EventsLiked(_: unknown, a: { userid: string }) {
-        const res = await api.eventsLiked(create(EventsLikedRequestSchema, { userid: a.userid }));
-        return res.items.map(eventOut);
-      },
-      async RecommendedEvents(_: unknown, a: { userid: string; limit?: number | null }) {
-        const res = await api.recommendedEvents(create(RecommendedEventsRequestSchema, { userid: a.userid, limit: opt(a.limit) }));
-        return res.items.map(eventOut);
-      },
-      async PersonalizedEventSearch(_: unknown, a: { query: string; userid: string; limit?: number | null }) {
-        const res = await api.personalizedEventSearch(create(PersonalizedEventSearchRequestSchema, { query: a.query, userid: a.userid, limit: opt(a.limit) }));
-        return res.items.map(eventOut);
-      },
-    }, access),
-    Mutation: refusalsAsGraphqlErrors({
-      async Likes(_: unknown, { liked }: { liked: { userid: string; eventId: string; liked: boolean } }) {
-        const res = await api.likes(create(LikesRequestSchema, { liked }));
-        return { _source_time: res.sourceTime, userid: res.userid, eventId: res.eventId, liked: res.liked, event_id: res.likeId, duplicate: res.duplicate };
-      },
-      async AddInterest(_: unknown, { interest }: { interest: { userid: string; text: string } }) {
-        const res = await api.addInterest(create(AddInterestRequestSchema, { interest }));
-        return { _source_time: res.sourceTime, userid: res.userid, event_id: res.interestId, duplicate: res.duplicate };
-      },
-      async Content(_: unknown, { event: e }: { event: { url: string; title: string; text: string; id?: string | null; source_time?: string | null } }) {
-        const event = { url: e.url, title: e.title, text: e.text, id: opt(e.id), sourceTime: opt(e.source_time) };
-        const res = await api.content(create(ContentRequestSchema, { event }));
-        return { _source_time: res.sourceTime, url: res.url, title: res.title, event_id: res.eventId, duplicate: res.duplicate };
-      },
-      async Clickstream(_: unknown, a: { event?: ClickEventInput | null; click?: ClickEventInput | null }) {
-        const c = a.event ?? a.click;
-        if (!c || (a.event && a.click)) throw new ConnectError("event or click: exactly one is required", Code.InvalidArgument);
-        const event = { userid: c.userid, url: c.url, eventTime: opt(c.event_time), eventId: opt(c.event_id) };
-        const res = await api.clickstream(create(ClickstreamRequestSchema, { event }));
-        return { _source_time: res.eventTime, userid: res.userid, url: res.url, event_time: res.eventTime, event_id: res.eventId, duplicate: res.duplicate };
-      },
-    }, access),
+      access,
+    ),
   };
 
   return createYoga({

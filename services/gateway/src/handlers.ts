@@ -36,7 +36,10 @@ export type GatewayApi = {
   [M in keyof Methods]: (req: MessageShape<Methods[M]["input"]>) => Promise<MessageShape<Methods[M]["output"]>>;
 };
 
-type IngestOutcome<A> = { case: "accepted"; value: A } | { case: "rejected"; value: { field: string; reason: string; code: number } } | { case: undefined; value?: undefined };
+type IngestOutcome<A> =
+  | { case: "accepted"; value: A }
+  | { case: "rejected"; value: { field: string; reason: string; code: number } }
+  | { case: undefined; value?: undefined };
 
 /**
  * The one result of a single-event ingest call: the accepted value, or the refusal naming the

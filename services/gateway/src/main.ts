@@ -43,7 +43,14 @@ const logger = createLogger("gateway");
 // over gRPC; see the README's Performance section).
 const backendAgent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 const transport = (baseUrl: string) =>
-  createConnectTransport({ baseUrl, httpVersion: "1.1", useBinaryFormat: true, nodeOptions: { agent: backendAgent }, acceptCompression: [], interceptors: [clientTracing] });
+  createConnectTransport({
+    baseUrl,
+    httpVersion: "1.1",
+    useBinaryFormat: true,
+    nodeOptions: { agent: backendAgent },
+    acceptCompression: [],
+    interceptors: [clientTracing],
+  });
 const backends = {
   covisit: createClient(CovisitService, transport(config.COVISIT_URL)),
   ingest: createClient(IngestService, transport(config.INGEST_URL)),
@@ -70,7 +77,10 @@ const server = await startRpcServer({
   http: (req, res) => dashboard.http(req, res) || graphql(req, res),
   healthy: async () => {
     const probes = [config.COVISIT_URL, config.INGEST_URL, config.PROFILE_URL].map((u) =>
-      fetch(new URL("/healthz", u), { signal: AbortSignal.timeout(1_000) }).then((r) => r.ok, () => false),
+      fetch(new URL("/healthz", u), { signal: AbortSignal.timeout(1_000) }).then(
+        (r) => r.ok,
+        () => false,
+      ),
     );
     return (await Promise.all(probes)).every(Boolean);
   },

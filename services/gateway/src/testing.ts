@@ -29,8 +29,22 @@ export const DOC = {
 };
 export const INTEREST = { userid: "1234", text: "I want to learn more about Apache Flink and how to use it for real-time stream processing." };
 
-export const SAMZA = { id: "42672986", url: "https://en.wikipedia.org/wiki/Apache_Samza", title: "Apache Samza", abstract: "Samza is a stream processing framework.", likeCount: 2n, score: 0.75 };
-export const KAFKA = { id: "9", url: "https://en.wikipedia.org/wiki/Apache_Kafka", title: "Apache Kafka", abstract: "Kafka is a distributed event store.", likeCount: 0n, score: 0.5 };
+export const SAMZA = {
+  id: "42672986",
+  url: "https://en.wikipedia.org/wiki/Apache_Samza",
+  title: "Apache Samza",
+  abstract: "Samza is a stream processing framework.",
+  likeCount: 2n,
+  score: 0.75,
+};
+export const KAFKA = {
+  id: "9",
+  url: "https://en.wikipedia.org/wiki/Apache_Kafka",
+  title: "Apache Kafka",
+  abstract: "Kafka is a distributed event store.",
+  likeCount: 0n,
+  score: 0.5,
+};
 export const ACCEPTED = { eventId: "e-1", sourceTime: "2024-05-01T10:00:00.000Z", streamSequence: 7n, duplicate: false };
 export const CLICK_TIME = "2024-05-01T09:00:00.000Z";
 
@@ -90,7 +104,9 @@ function fakeBackends(log: BackendLog) {
       },
     })(router);
     recorded(log, CovisitService, "covisit", {
-      batchRecommendation: async (req) => ({ results: await answerEach(req.requests, async () => ({ items: [{ recommendation: "https://en.wikipedia.org/wiki/Kindness", frequency: 3n }] })) }),
+      batchRecommendation: async (req) => ({
+        results: await answerEach(req.requests, async () => ({ items: [{ recommendation: "https://en.wikipedia.org/wiki/Kindness", frequency: 3n }] })),
+      }),
     })(router);
     recorded(log, ProfileService, "profile", {
       batchSimilarContent: async (req) => ({

@@ -79,13 +79,24 @@ describe("HTTP", () => {
 describe("Connect", () => {
   it("Likes and AddInterest answer as their GraphQL fields do", async () => {
     const like = await gateway.likes({ liked: { userid: "1234", eventId: "42672986", liked: true } });
-    const graphqlLike = (await data(`mutation { Likes(liked: {userid: "1234", eventId: "42672986", liked: true}) { _source_time userid eventId liked event_id duplicate } }`)).Likes;
-    expect({ _source_time: like.sourceTime, userid: like.userid, eventId: like.eventId, liked: like.liked, event_id: like.likeId, duplicate: like.duplicate }).toEqual(graphqlLike);
+    const graphqlLike = (
+      await data(`mutation { Likes(liked: {userid: "1234", eventId: "42672986", liked: true}) { _source_time userid eventId liked event_id duplicate } }`)
+    ).Likes;
+    expect({
+      _source_time: like.sourceTime,
+      userid: like.userid,
+      eventId: like.eventId,
+      liked: like.liked,
+      event_id: like.likeId,
+      duplicate: like.duplicate,
+    }).toEqual(graphqlLike);
     expect(like.likeId).toBe(ACCEPTED.eventId);
 
     const interest = await gateway.addInterest({ interest: INTEREST });
     const graphqlInterest = (await data(DOC.addInterest.replace("_source_time", "_source_time userid event_id duplicate"), { interest: INTEREST })).AddInterest;
-    expect({ _source_time: interest.sourceTime, userid: interest.userid, event_id: interest.interestId, duplicate: interest.duplicate }).toEqual(graphqlInterest);
+    expect({ _source_time: interest.sourceTime, userid: interest.userid, event_id: interest.interestId, duplicate: interest.duplicate }).toEqual(
+      graphqlInterest,
+    );
     expect(interest.interestId).toBe(ACCEPTED.eventId);
   });
 
@@ -125,8 +136,15 @@ describe("Connect", () => {
       expect.objectContaining({ recommendation: "https://en.wikipedia.org/wiki/Kindness", frequency: 3n }),
     ]);
     expect((await gateway.similarContent({ userid: "u" })).items).toEqual([expect.objectContaining({ url: SAMZA.url, similarity: 0.25 })]);
-    expect(await gateway.clickstream({ event: { userid: "u", url: "https://e.org/a" } })).toMatchObject({ eventId: ACCEPTED.eventId, eventTime: CLICK_TIME, userid: "u" });
-    expect(await gateway.content({ event: { url: "https://e.org/a", title: "A", text: "a" } })).toMatchObject({ eventId: ACCEPTED.eventId, sourceTime: ACCEPTED.sourceTime });
+    expect(await gateway.clickstream({ event: { userid: "u", url: "https://e.org/a" } })).toMatchObject({
+      eventId: ACCEPTED.eventId,
+      eventTime: CLICK_TIME,
+      userid: "u",
+    });
+    expect(await gateway.content({ event: { url: "https://e.org/a", title: "A", text: "a" } })).toMatchObject({
+      eventId: ACCEPTED.eventId,
+      sourceTime: ACCEPTED.sourceTime,
+    });
     expect(rpcsAsked()).toEqual(["covisit.batchRecommendation", "profile.batchSimilarContent", "ingest.publishClicks", "ingest.publishContent"]);
   });
 });

@@ -62,21 +62,38 @@ export const PAGES: EventKind<ContentInput, ValidPage, typeof ContentPageSchema>
 export const LIKES: EventKind<LikeInput, ValidLike, typeof LikeSchema> = {
   field: "likes",
   maxPerCall: MAX_ENGAGEMENTS_PER_CALL,
-  validate: (l, nowMs, maxClockSkewMs) => toValidLike({ userid: l.userid, page_id: l.pageId, liked: l.liked, source_time: l.sourceTime, event_id: l.eventId }, nowMs, maxClockSkewMs),
+  validate: (l, nowMs, maxClockSkewMs) =>
+    toValidLike({ userid: l.userid, page_id: l.pageId, liked: l.liked, source_time: l.sourceTime, event_id: l.eventId }, nowMs, maxClockSkewMs),
   stream: (topology) => topology.engagementStream,
   subject: (topology, l, partitions) => topology.likesSubject(partitionOf(l.userid, partitions)),
   messageId: (l) => userEventMessageId("like", l.userid, l.eventId),
   schema: LikeSchema,
-  message: (l, ingestTimeMs) => create(LikeSchema, { eventId: l.eventId, userid: l.userid, pageId: l.pageId, liked: l.liked, sourceTimeMs: BigInt(l.sourceTimeMs), ingestTimeMs: BigInt(ingestTimeMs) }),
+  message: (l, ingestTimeMs) =>
+    create(LikeSchema, {
+      eventId: l.eventId,
+      userid: l.userid,
+      pageId: l.pageId,
+      liked: l.liked,
+      sourceTimeMs: BigInt(l.sourceTimeMs),
+      ingestTimeMs: BigInt(ingestTimeMs),
+    }),
 };
 
 export const INTERESTS: EventKind<InterestInput, ValidInterest, typeof StatedInterestSchema> = {
   field: "interests",
   maxPerCall: MAX_ENGAGEMENTS_PER_CALL,
-  validate: (i, nowMs, maxClockSkewMs) => toValidInterest({ userid: i.userid, text: i.text, source_time: i.sourceTime, event_id: i.eventId }, nowMs, maxClockSkewMs),
+  validate: (i, nowMs, maxClockSkewMs) =>
+    toValidInterest({ userid: i.userid, text: i.text, source_time: i.sourceTime, event_id: i.eventId }, nowMs, maxClockSkewMs),
   stream: (topology) => topology.engagementStream,
   subject: (topology, i, partitions) => topology.statedInterestsSubject(partitionOf(i.userid, partitions)),
   messageId: (i) => userEventMessageId("interest", i.userid, i.eventId),
   schema: StatedInterestSchema,
-  message: (i, ingestTimeMs) => create(StatedInterestSchema, { eventId: i.eventId, userid: i.userid, text: i.text, sourceTimeMs: BigInt(i.sourceTimeMs), ingestTimeMs: BigInt(ingestTimeMs) }),
+  message: (i, ingestTimeMs) =>
+    create(StatedInterestSchema, {
+      eventId: i.eventId,
+      userid: i.userid,
+      text: i.text,
+      sourceTimeMs: BigInt(i.sourceTimeMs),
+      ingestTimeMs: BigInt(ingestTimeMs),
+    }),
 };

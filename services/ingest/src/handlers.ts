@@ -9,7 +9,6 @@ import { INTERESTS, LIKES, PAGES, type EventKind, type TimedEvent } from "./even
 import { StreamFullError } from "@recsys/bus";
 import type { EventPublisher, Published } from "./publisher.js";
 
-
 export const MAX_CLICKS_PER_CALL = 10_000;
 
 type Outcome<V> = { ok: true; value: V; published: Published } | { ok: false; error: FieldError };
@@ -80,7 +79,12 @@ function timedResult<V extends TimedEvent>(o: Outcome<V>) {
     outcome: o.ok
       ? {
           case: "accepted" as const,
-          value: { eventId: o.value.eventId, sourceTime: new Date(o.value.sourceTimeMs).toISOString(), streamSequence: o.published.streamSequence, duplicate: o.published.duplicate },
+          value: {
+            eventId: o.value.eventId,
+            sourceTime: new Date(o.value.sourceTimeMs).toISOString(),
+            streamSequence: o.published.streamSequence,
+            duplicate: o.published.duplicate,
+          },
         }
       : { case: "rejected" as const, value: rejection(o.error) },
   };
@@ -113,7 +117,12 @@ export function ingestRoutes(publisher: EventPublisher, logger: Logger, limits: 
           outcome: o.ok
             ? {
                 case: "accepted",
-                value: { eventId: o.value.eventId, eventTime: new Date(o.value.eventTimeMs).toISOString(), streamSequence: o.published.streamSequence, duplicate: o.published.duplicate },
+                value: {
+                  eventId: o.value.eventId,
+                  eventTime: new Date(o.value.eventTimeMs).toISOString(),
+                  streamSequence: o.published.streamSequence,
+                  duplicate: o.published.duplicate,
+                },
               }
             : { case: "rejected", value: rejection(o.error) },
         }),

@@ -18,7 +18,14 @@ const config = readConfig(
   }),
 );
 const logger = createLogger("ingest");
-const bus = await connectBus({ url: config.NATS_URL, name: "ingest", namespace: config.RECSYS_NAMESPACE, logger, ackWaitMs: config.BUS_ACK_WAIT_MS, limits: streamLimitsFrom(config) });
+const bus = await connectBus({
+  url: config.NATS_URL,
+  name: "ingest",
+  namespace: config.RECSYS_NAMESPACE,
+  logger,
+  ackWaitMs: config.BUS_ACK_WAIT_MS,
+  limits: streamLimitsFrom(config),
+});
 const fill = new StreamFill(
   bus,
   {
@@ -34,7 +41,10 @@ const server = await startRpcServer({
   name: "ingest",
   host: config.HOST,
   port: config.INGEST_PORT,
-  routes: ingestRoutes(publisher, logger, { maxClockSkewMs: config.MAX_CLOCK_SKEW_MS, budget: new ClickBudget(config.USER_CLICK_BUDGET, CLICK_BUDGET_WINDOW_MS) }),
+  routes: ingestRoutes(publisher, logger, {
+    maxClockSkewMs: config.MAX_CLOCK_SKEW_MS,
+    budget: new ClickBudget(config.USER_CLICK_BUDGET, CLICK_BUDGET_WINDOW_MS),
+  }),
   healthy: () => bus.connected(),
   problems: () => fill.problems(),
   logger,

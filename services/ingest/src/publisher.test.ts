@@ -32,7 +32,12 @@ async function messagesFrom(first: number) {
 }
 
 const clicksOfUsers = (users: string[], n: number, tag: string) =>
-  Array.from({ length: n }, (_, i) => ({ eventId: `${tag}-${i}`, userid: users[i % users.length]!, url: `https://e.org/${i}`, eventTimeMs: 1_700_000_000_000 + i }));
+  Array.from({ length: n }, (_, i) => ({
+    eventId: `${tag}-${i}`,
+    userid: users[i % users.length]!,
+    url: `https://e.org/${i}`,
+    eventTimeMs: 1_700_000_000_000 + i,
+  }));
 
 it("publishes one ClickBatch per partition, each user's clicks in order on the user's subject, every click once", async () => {
   const users = Array.from({ length: 9 }, (_, i) => `user-${i}`);

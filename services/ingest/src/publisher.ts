@@ -1,5 +1,16 @@
 import { create, toBinary, type DescMessage } from "@bufbuild/protobuf";
-import { encodeClickBatch, ensureStreams, isStreamFull, isStreamNotFound, StreamFill, StreamFullError, typedHeaders, userEventMessageId, type Bus, type MsgHdrs } from "@recsys/bus";
+import {
+  encodeClickBatch,
+  ensureStreams,
+  isStreamFull,
+  isStreamNotFound,
+  StreamFill,
+  StreamFullError,
+  typedHeaders,
+  userEventMessageId,
+  type Bus,
+  type MsgHdrs,
+} from "@recsys/bus";
 import { ClickSchema } from "@recsys/contracts/events/v1/events";
 import { Counter, registry } from "@recsys/metrics";
 
@@ -57,17 +68,25 @@ export class EventPublisher {
     for (const [partition, members] of byPartition) {
       for (let k = 0; k < members.length; k += CLICKS_PER_MESSAGE) messages.push({ partition, members: members.slice(k, k + CLICKS_PER_MESSAGE) });
     }
-    const published = await this.publishAll(this.bus.topology.clicksStream,
+    const published = await this.publishAll(
+      this.bus.topology.clicksStream,
       messages.map(({ partition, members }) => {
         const batch = encodeClickBatch(
           members.map((i) => {
             const c = clicks[i]!;
-            return create(ClickSchema, { eventId: c.eventId, userid: c.userid, url: c.url, eventTimeMs: BigInt(c.eventTimeMs), ingestTimeMs: BigInt(ingestTimeMs) });
+            return create(ClickSchema, {
+              eventId: c.eventId,
+              userid: c.userid,
+              url: c.url,
+              eventTimeMs: BigInt(c.eventTimeMs),
+              ingestTimeMs: BigInt(ingestTimeMs),
+            });
           }),
         );
         return {
           subject: this.bus.topology.clicksSubject(partition),
-          msgID: members.length === 1 ? clickMessageId(clicks[members[0]!]!) : `clicks-${eventIdOf(members.map((i) => [clicks[i]!.userid, clicks[i]!.eventId]))}`,
+          msgID:
+            members.length === 1 ? clickMessageId(clicks[members[0]!]!) : `clicks-${eventIdOf(members.map((i) => [clicks[i]!.userid, clicks[i]!.eventId]))}`,
           headers: batch.headers,
           payload: batch.data,
         };
@@ -82,7 +101,8 @@ export class EventPublisher {
   /** One message per event, as `kind` says: its stream, subject, message id and payload. */
   publishEvents<I, V extends TimedEvent, S extends DescMessage>(kind: EventKind<I, V, S>, events: V[], ingestTimeMs: number): Promise<Published[]> {
     const topology = this.bus.topology;
-    return this.publishAll(kind.stream(topology),
+    return this.publishAll(
+      kind.stream(topology),
       events.map((e) => ({
         subject: kind.subject(topology, e, this.partitions),
         msgID: kind.messageId(e),

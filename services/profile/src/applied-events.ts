@@ -5,7 +5,14 @@ import type pg from "pg";
  * An id recorded before ids were per user (migration 006) counts for every user, in its old form
  * `<kind>:<id>`. With a retention, an id that far behind its user's latest of the kind is "expired".
  */
-export async function recordApplied(db: pg.PoolClient, kind: "like" | "interest", userid: string, eventId: string, eventTimeMs: bigint, retentionMs: number | null): Promise<"fresh" | "duplicate" | "expired"> {
+export async function recordApplied(
+  db: pg.PoolClient,
+  kind: "like" | "interest",
+  userid: string,
+  eventId: string,
+  eventTimeMs: bigint,
+  retentionMs: number | null,
+): Promise<"fresh" | "duplicate" | "expired"> {
   const r = await db.query<{ outcome: "fresh" | "duplicate" | "expired" }>("SELECT record_applied($1, $2, $3, $4, $5) AS outcome", [
     userid,
     kind,

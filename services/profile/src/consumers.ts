@@ -1,13 +1,32 @@
 import { fromBinary } from "@bufbuild/protobuf";
-import { applicableClicks, clickDeadLetter, consumerNames, readClicks, runDurableConsumer, type Bus, type ClickToApply, type CrashAfterEffects, type DeadLetterWhy, type Disposition, type ItemDeadLetter, type MsgHdrs } from "@recsys/bus";
+import {
+  applicableClicks,
+  clickDeadLetter,
+  consumerNames,
+  readClicks,
+  runDurableConsumer,
+  type Bus,
+  type ClickToApply,
+  type CrashAfterEffects,
+  type DeadLetterWhy,
+  type Disposition,
+  type ItemDeadLetter,
+  type MsgHdrs,
+} from "@recsys/bus";
 import { Counter, registry, type DependencyHealth } from "@recsys/metrics";
-import { ContentEmbeddingSchema, InterestEmbeddingSchema, LikeSchema, type ContentEmbedding, type InterestEmbedding, type Like } from "@recsys/contracts/events/v1/events";
+import {
+  ContentEmbeddingSchema,
+  InterestEmbeddingSchema,
+  LikeSchema,
+  type ContentEmbedding,
+  type InterestEmbedding,
+  type Like,
+} from "@recsys/contracts/events/v1/events";
 import type { Logger } from "@recsys/logging";
 import type { ProfileStore } from "./pg-store.js";
 import { isDataError, sqlState } from "./sql-state.js";
 import type { ClickOutcome, InterestToApply, LikeToApply, PageEmbedding } from "./types.js";
 import { embeddingProblem } from "./vectors.js";
-
 
 type Decoded<T> = { ok: true; value: T } | { ok: false; error: string };
 
@@ -69,7 +88,10 @@ async function applyDecoded<T>(decoded: Decoded<T>, apply: (value: T) => Promise
   }
 }
 
-const EXPIRED: DeadLetterWhy = { cause: "expired", reason: "expired: older than its user's latest event by more than DEDUP_RETENTION_MS, so its id may no longer be known" };
+const EXPIRED: DeadLetterWhy = {
+  cause: "expired",
+  reason: "expired: older than its user's latest event by more than DEDUP_RETENTION_MS, so its id may no longer be known",
+};
 
 export function applyLikeMessage(data: Uint8Array, store: ProfileStore): Promise<Disposition> {
   return applyDecoded(decodeLike(data), (like) => store.applyLike(like));
@@ -109,7 +131,11 @@ export const DEFAULT_CLICKS_PER_CALL = 256;
  * message its clicks go one by one, and a click PostgreSQL can never store (SQLSTATE class 22) is
  * dead-lettered alone while the others are applied.
  */
-export async function applyClickMessages(messages: readonly ClickMessage[], store: ProfileStore, clicksPerCall = DEFAULT_CLICKS_PER_CALL): Promise<Disposition[]> {
+export async function applyClickMessages(
+  messages: readonly ClickMessage[],
+  store: ProfileStore,
+  clicksPerCall = DEFAULT_CLICKS_PER_CALL,
+): Promise<Disposition[]> {
   const decoded = messages.map(readClicks);
   const clicks = applicableClicks(decoded);
   const refused = new Set<ClickToApply>();
@@ -146,12 +172,14 @@ export async function applyClickMessages(messages: readonly ClickMessage[], stor
     if (failure?.kind === "retry") return failure;
     const deadLetters = d.checked.flatMap((c, index): ItemDeadLetter[] => {
       if ("error" in c) return [clickDeadLetter(d.clicks, index, { cause: "undecodable", reason: `undecodable: ${c.error}` })];
-      if (refused.has(c) || failure) return [clickDeadLetter(d.clicks, index, failure?.kind === "dead-letter" ? failure : { cause: "refused", reason: "refused by PostgreSQL" })];
+      if (refused.has(c) || failure)
+        return [clickDeadLetter(d.clicks, index, failure?.kind === "dead-letter" ? failure : { cause: "refused", reason: "refused by PostgreSQL" })];
       if (expired.has(c)) return [clickDeadLetter(d.clicks, index, EXPIRED)];
       return [];
     });
     // Nothing of the message could be applied, all for one reason: keep the message as it came.
-    if (d.clicks.length > 0 && deadLetters.length === d.clicks.length && deadLetters.every((l) => l.reason === deadLetters[0]!.reason)) return { kind: "dead-letter", cause: deadLetters[0]!.cause, reason: deadLetters[0]!.reason };
+    if (d.clicks.length > 0 && deadLetters.length === d.clicks.length && deadLetters.every((l) => l.reason === deadLetters[0]!.reason))
+      return { kind: "dead-letter", cause: deadLetters[0]!.cause, reason: deadLetters[0]!.reason };
     return deadLetters.length > 0 ? { kind: "ack", deadLetters } : { kind: "ack" };
   });
 }

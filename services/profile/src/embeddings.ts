@@ -48,10 +48,9 @@ export function applyEmbedding(sessions: Sessions, version: PageEmbedding): Prom
 /** sum += terms × change for every user with terms (clicks, likes) from `url`; returns how many users. */
 async function correctInterests(db: pg.PoolClient, url: string, change: number[]): Promise<number> {
   // Row locks in userid order, so two pages corrected at once do not deadlock on shared users.
-  const users = await db.query(
-    "SELECT userid FROM interests WHERE userid IN (SELECT userid FROM user_page_terms WHERE url = $1) ORDER BY userid FOR UPDATE",
-    [url],
-  );
+  const users = await db.query("SELECT userid FROM interests WHERE userid IN (SELECT userid FROM user_page_terms WHERE url = $1) ORDER BY userid FOR UPDATE", [
+    url,
+  ]);
   const counts = await db.query<{ n: string }>("SELECT DISTINCT clicks + likes AS n FROM user_page_terms WHERE url = $1", [url]);
   for (const { n } of counts.rows) {
     await db.query(

@@ -186,10 +186,12 @@ describe("event ids", () => {
     const s = unitVector();
     await store.applyEmbedding(page("1", a));
     const url = urlOf("1");
-    expect(await store.applyClicks([
-      { eventId: "like:L1", userid: "u", url, eventTimeMs: 0 },
-      { eventId: "interest:I1", userid: "u", url, eventTimeMs: 0 },
-    ])).toEqual([{ status: "applied" }, { status: "applied" }]);
+    expect(
+      await store.applyClicks([
+        { eventId: "like:L1", userid: "u", url, eventTimeMs: 0 },
+        { eventId: "interest:I1", userid: "u", url, eventTimeMs: 0 },
+      ]),
+    ).toEqual([{ status: "applied" }, { status: "applied" }]);
     const likeOf = (userid: string) => ({ eventId: "L1", userid, pageId: "1", liked: true, sourceTimeMs: 1n });
     const interestOf = (userid: string) => ({ eventId: "I1", userid, embedding: s, sourceTimeMs: 1n });
     for (const user of ["u", "w"]) {
@@ -223,7 +225,10 @@ describe("event queries", () => {
     const s = unitVector();
     await store.applyInterest({ eventId: "i", userid: "u", embedding: s, sourceTimeMs: 0n });
     const cos = (a: number[], b: number[]) => a.reduce((t, x, k) => t + x * b[k]!, 0) / (Math.hypot(...a) * Math.hypot(...b));
-    const want = [...vectors].map(([id, v]) => ({ id, score: cos(s, v) })).sort((x, y) => y.score - x.score).slice(0, 5);
+    const want = [...vectors]
+      .map(([id, v]) => ({ id, score: cos(s, v) }))
+      .sort((x, y) => y.score - x.score)
+      .slice(0, 5);
     const got = await store.recommendedEvents("u", 5);
     expect(got.map((e) => e.id)).toEqual(want.map((w) => w.id));
     got.forEach((e, i) => expect(e.score).toBeCloseTo(want[i]!.score, 5));

@@ -48,7 +48,10 @@ describe("messages", () => {
     expect(await applyEmbeddingMessage(embeddingMessage("", unit(2)), store, DIM)).toMatchObject({ kind: "dead-letter" });
     expect(await applyClickMessage(clickMessage("", "u", "https://e.org/a"), store)).toMatchObject({ kind: "dead-letter" });
     // PostgreSQL text cannot hold NUL: retrying would loop forever.
-    const nul = toBinary(ContentEmbeddingSchema, create(ContentEmbeddingSchema, { url: "https://e.org/nul", title: "a\u0000b", embedding: unit(3), version: 1n }));
+    const nul = toBinary(
+      ContentEmbeddingSchema,
+      create(ContentEmbeddingSchema, { url: "https://e.org/nul", title: "a\u0000b", embedding: unit(3), version: 1n }),
+    );
     expect(await applyEmbeddingMessage(nul, store, DIM)).toMatchObject({ kind: "dead-letter", reason: expect.stringMatching(/^refused by PostgreSQL/) });
     expect(await store.counts()).toEqual({ pages: 2n, parkedClicks: 0n });
   });
@@ -97,7 +100,10 @@ describe("SimilarContent", () => {
         (e: unknown) => ({ case: "refused", code: ConnectError.from(e).code, message: ConnectError.from(e).rawMessage }),
       );
       const o = res.results[i]!.outcome;
-      const got = o.case === "response" ? { case: "response", items: o.value.items.map((x) => [x.url, x.similarity]) } : { case: o.case, code: o.value?.code, message: o.value?.message };
+      const got =
+        o.case === "response"
+          ? { case: "response", items: o.value.items.map((x) => [x.url, x.similarity]) }
+          : { case: o.case, code: o.value?.code, message: o.value?.message };
       expect(got, `request ${i}`).toEqual(alone);
     }
     expect(res.results.map((r) => r.outcome.case)).toEqual(["response", "refused", "response", "refused"]);
@@ -152,22 +158,42 @@ describe("click message batches", () => {
   it("go to PostgreSQL together, each acked or dead-lettered as it would be alone", async () => {
     const [a, b] = ["https://e.org/a", "https://e.org/b"];
     const ack = { kind: "ack" };
-    const batch = [clickMessage("m1", "w", a), undecodable(0xff, 0xff), clickMessage("m2", "w", b), clickMessage("m1", "w", a), clickMessage("m3", "w", "https://e.org/not-yet")];
-    expect(await applyClickMessages(batch, store)).toEqual([ack, { kind: "dead-letter", cause: "undecodable", reason: expect.stringMatching(/^undecodable: /) }, ack, ack, ack]);
+    const batch = [
+      clickMessage("m1", "w", a),
+      undecodable(0xff, 0xff),
+      clickMessage("m2", "w", b),
+      clickMessage("m1", "w", a),
+      clickMessage("m3", "w", "https://e.org/not-yet"),
+    ];
+    expect(await applyClickMessages(batch, store)).toEqual([
+      ack,
+      { kind: "dead-letter", cause: "undecodable", reason: expect.stringMatching(/^undecodable: /) },
+      ack,
+      ack,
+      ack,
+    ]);
     expect(await store.interest("w")).toEqual({ sum: unit(0).map((x, k) => x + unit(1)[k]!), terms: 2 });
     // PostgreSQL refuses a NUL: which message has it is unknown in a batch, so the batch throws
     // (the consumer then applies each message alone) and changes nothing; alone, it is dead-lettered.
     const nul = clickMessage("m5", "w\u0000x", a);
     await expect(applyClickMessages([clickMessage("m4", "w", a), nul], store)).rejects.toThrow();
     expect(await store.interest("w")).toMatchObject({ terms: 2 });
-    expect(await applyClickMessages([nul], store)).toEqual([{ kind: "dead-letter", cause: "refused", reason: expect.stringMatching(/^refused by PostgreSQL/) }]);
+    expect(await applyClickMessages([nul], store)).toEqual([
+      { kind: "dead-letter", cause: "refused", reason: expect.stringMatching(/^refused by PostgreSQL/) },
+    ]);
     expect(await applyClickMessages([clickMessage("m4", "w", a)], store)).toEqual([ack]);
     expect(await store.interest("w")).toMatchObject({ terms: 3 });
   });
 
   it("of a ClickBatch go in together; a click that cannot be stored is dead-lettered alone, the rest applied", async () => {
     const [a, b] = ["https://e.org/a", "https://e.org/b"];
-    const m = encodeClickBatch([click("k1", "batched", a), click("", "batched", b), click("k2", "batched", b), click("k3", "bat\u0000ched", a), click("k1", "batched", a)]);
+    const m = encodeClickBatch([
+      click("k1", "batched", a),
+      click("", "batched", b),
+      click("k2", "batched", b),
+      click("k3", "bat\u0000ched", a),
+      click("k1", "batched", a),
+    ]);
     const [d] = await applyClickMessages([m], store);
     expect(d).toEqual({
       kind: "ack",
@@ -187,7 +213,9 @@ describe("click message batches", () => {
     const down = new pg.Pool({ connectionString: "postgresql://postgres@127.0.0.1:1/test", connectionTimeoutMillis: 1_000 });
     try {
       const offline = new ProfileStore(down);
-      expect(await applyClickMessages([clickMessage("r1", "u", "https://e.org/a"), undecodable(0xff), clickMessage("r2", "u", "https://e.org/b")], offline)).toEqual([
+      expect(
+        await applyClickMessages([clickMessage("r1", "u", "https://e.org/a"), undecodable(0xff), clickMessage("r2", "u", "https://e.org/b")], offline),
+      ).toEqual([
         { kind: "retry", reason: expect.stringMatching(/^PostgreSQL: /) },
         { kind: "dead-letter", cause: "undecodable", reason: expect.stringMatching(/^undecodable: /) },
         { kind: "retry", reason: expect.stringMatching(/^PostgreSQL: /) },

@@ -14,7 +14,10 @@ const limitOrDefault = (limit: number) => checkLimit(limit === 0 ? undefined : l
 const events = (rows: EventRow[]) => ({ items: rows.map((r) => ({ ...r, likeCount: BigInt(r.likeCount) })) });
 
 export function profileRoutes(store: ProfileStore, bus: Bus) {
-  const checked = (req: SimilarContentRequest) => ({ userid: orInvalidArgument(() => checkUserid(req.userid)), limit: orInvalidArgument(() => limitOrDefault(req.limit)) });
+  const checked = (req: SimilarContentRequest) => ({
+    userid: orInvalidArgument(() => checkUserid(req.userid)),
+    limit: orInvalidArgument(() => limitOrDefault(req.limit)),
+  });
   return (router: ConnectRouter) =>
     router.service(ProfileService, {
       async similarContent(req) {
@@ -32,7 +35,9 @@ export function profileRoutes(store: ProfileStore, bus: Bus) {
         });
         const answers = await store.similarContentMany(asked.filter((a): a is { userid: string; limit: number } => !(a instanceof ConnectError)));
         let next = 0;
-        return { results: asked.map((a) => (a instanceof ConnectError ? refusal(a) : { outcome: { case: "response" as const, value: { items: answers[next++]! } } })) };
+        return {
+          results: asked.map((a) => (a instanceof ConnectError ? refusal(a) : { outcome: { case: "response" as const, value: { items: answers[next++]! } } })),
+        };
       },
       async events(req) {
         const limit = orInvalidArgument(() => checkLimit(req.limit));

@@ -6,11 +6,24 @@ const sumOf = (terms: number[][]) => terms.reduce(add);
 
 describe("interest arithmetic", () => {
   it("is the mean of the terms' embeddings", () => {
-    expect(interestMean(sumOf([[1, 0], [0, 1], [1, 1]]), 3)).toEqual([2 / 3, 2 / 3]);
+    expect(
+      interestMean(
+        sumOf([
+          [1, 0],
+          [0, 1],
+          [1, 1],
+        ]),
+        3,
+      ),
+    ).toEqual([2 / 3, 2 / 3]);
   });
 
   it("corrects a sum by terms × change to the sum of the new embeddings", () => {
-    const [old, next, other] = [[0.5, 0.25, -1], [0.25, 0.5, 1], [1, -1, 0.5]];
+    const [old, next, other] = [
+      [0.5, 0.25, -1],
+      [0.25, 0.5, 1],
+      [1, -1, 0.5],
+    ];
     const change = embeddingChange(old, next)!;
     // A user with three terms of the page (two clicks and a like) and one of another page.
     const before = sumOf([old, old, old, other]);

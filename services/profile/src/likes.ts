@@ -63,10 +63,7 @@ async function addLikeTerms(db: pg.PoolClient, userids: string[], url: string): 
 
 /** Takes one like term of `url` (its current embedding) out of the user's interest. */
 async function removeLikeTerm(db: pg.PoolClient, userid: string, url: string): Promise<void> {
-  await db.query(
-    "UPDATE interests SET sum = sum - (SELECT embedding FROM content WHERE url = $2), terms = terms - 1 WHERE userid = $1",
-    [userid, url],
-  );
+  await db.query("UPDATE interests SET sum = sum - (SELECT embedding FROM content WHERE url = $2), terms = terms - 1 WHERE userid = $1", [userid, url]);
   // A user whose last term went has no interest (not a zero vector with rounding dust).
   await db.query("DELETE FROM interests WHERE userid = $1 AND terms <= 0", [userid]);
   await db.query("UPDATE user_page_terms SET likes = likes - 1 WHERE userid = $1 AND url = $2", [userid, url]);
@@ -75,10 +72,7 @@ async function removeLikeTerm(db: pg.PoolClient, userid: string, url: string): P
 
 /** Takes out the terms of every like applied to `url`; they wait again for a page with their id. */
 export async function unapplyLikesOf(db: pg.PoolClient, url: string): Promise<void> {
-  const users = await db.query<{ userid: string }>(
-    "SELECT userid FROM likes WHERE applied_url = $1 ORDER BY userid FOR UPDATE",
-    [url],
-  );
+  const users = await db.query<{ userid: string }>("SELECT userid FROM likes WHERE applied_url = $1 ORDER BY userid FOR UPDATE", [url]);
   for (const { userid } of users.rows) await removeLikeTerm(db, userid, url);
   await db.query("UPDATE likes SET applied_url = NULL WHERE applied_url = $1", [url]);
 }

@@ -41,7 +41,14 @@ const pool = createPool({ databaseUrl: config.DATABASE_URL, schema, max: config.
 const applied = await migrateWhenReachable(pool, schema, config.EMBEDDING_DIMENSION, logger);
 logger.info({ schema, applied }, "migrations up to date");
 const store = timeCalls(new ProfileStore(pool, config.DEDUP_RETENTION_MS), "postgres");
-const bus = await connectBus({ url: config.NATS_URL, name: "profile", namespace: config.RECSYS_NAMESPACE, logger, ackWaitMs: config.BUS_ACK_WAIT_MS, limits: streamLimitsFrom(config) });
+const bus = await connectBus({
+  url: config.NATS_URL,
+  name: "profile",
+  namespace: config.RECSYS_NAMESPACE,
+  logger,
+  ackWaitMs: config.BUS_ACK_WAIT_MS,
+  limits: streamLimitsFrom(config),
+});
 
 const postgresWrites = new DependencyHealth("postgres");
 const server = await startRpcServer({
@@ -54,10 +61,23 @@ const server = await startRpcServer({
   logger,
 });
 const stopConsuming = new AbortController();
-const consumerOptions = { bus, store, postgres: postgresWrites, logger, concurrency: config.PROFILE_CONCURRENCY, crashAfterEffects: new CrashAfterEffects(config.RECSYS_CRASH_AFTER_EFFECTS), signal: stopConsuming.signal };
+const consumerOptions = {
+  bus,
+  store,
+  postgres: postgresWrites,
+  logger,
+  concurrency: config.PROFILE_CONCURRENCY,
+  crashAfterEffects: new CrashAfterEffects(config.RECSYS_CRASH_AFTER_EFFECTS),
+  signal: stopConsuming.signal,
+};
 const consuming = Promise.all([
   runEmbeddingConsumer({ ...consumerOptions, dimension: config.EMBEDDING_DIMENSION }),
-  runClickConsumer({ ...consumerOptions, concurrency: config.PROFILE_CLICK_CONCURRENCY, maxBatch: config.PROFILE_CLICK_BATCH, clicksPerCall: config.PROFILE_CLICK_BATCH }),
+  runClickConsumer({
+    ...consumerOptions,
+    concurrency: config.PROFILE_CLICK_CONCURRENCY,
+    maxBatch: config.PROFILE_CLICK_BATCH,
+    clicksPerCall: config.PROFILE_CLICK_BATCH,
+  }),
   runLikeConsumer(consumerOptions),
   runInterestConsumer({ ...consumerOptions, dimension: config.EMBEDDING_DIMENSION }),
 ]);

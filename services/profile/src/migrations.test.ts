@@ -10,16 +10,30 @@ import { DIM, expectInterest as expectTerms, randomVectors, testDatabase } from 
 // Migrations run in the real PostgreSQL, on schemas of their own, old ones included.
 const { schema, pool, store } = testDatabase("migrations", { emptyEachTest: true });
 // Every migration file shipped, applied once each.
-const MIGRATIONS = readdirSync(new URL("../migrations/", import.meta.url)).filter((f) => f.endsWith(".sql")).sort();
+const MIGRATIONS = readdirSync(new URL("../migrations/", import.meta.url))
+  .filter((f) => f.endsWith(".sql"))
+  .sort();
 
 const { rnd, unitVector } = randomVectors(12345);
-const page = (url: string, embedding: number[], version = 1n): PageEmbedding => ({ url, id: url, title: `title of ${url}`, text: "", embedding, version, model: "test" });
+const page = (url: string, embedding: number[], version = 1n): PageEmbedding => ({
+  url,
+  id: url,
+  title: `title of ${url}`,
+  text: "",
+  embedding,
+  version,
+  model: "test",
+});
 const status = (outcomes: Array<{ status: string }>) => outcomes.map((o) => o.status);
 
 /** Runs `fn` on a schema of its own as the migrations before `first` left it; drops it after. */
 async function withSchemaBefore(first: string, fn: (db: pg.Pool, schema: string) => Promise<void>) {
   const old = schemaFor(`unit${process.pid}_before${first}`);
-  const db = new pg.Pool({ connectionString: process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/test", max: 2, options: `-c search_path=${old},public` });
+  const db = new pg.Pool({
+    connectionString: process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/test",
+    max: 2,
+    options: `-c search_path=${old},public`,
+  });
   try {
     await db.query(`CREATE SCHEMA ${old}`);
     await db.query("CREATE TABLE schema_migrations (name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())");
@@ -98,7 +112,12 @@ describe("migrations", () => {
         [late, unitVector()],
       ]);
       await oldStore.applyEmbedding({ ...page(a, vectors.get(a)!), id: "1" });
-      const before = await oldPool.query("SELECT apply_clicks($1, $2, $3, $4) AS o", [["c1", "c2", "c3"], ["u", "u", "w"], [a, a, late], [10, 11, 12]]);
+      const before = await oldPool.query("SELECT apply_clicks($1, $2, $3, $4) AS o", [
+        ["c1", "c2", "c3"],
+        ["u", "u", "w"],
+        [a, a, late],
+        [10, 11, 12],
+      ]);
       expect(before.rows[0].o).toEqual(["applied", "applied", "parked"]);
       await oldPool.query("INSERT INTO applied_events (event_id) VALUES ('like:L0'), ('like:L1'), ('interest:I1')");
       await oldPool.query("INSERT INTO likes (userid, page_id, liked, source_time_ms, event_id, applied_url) VALUES ('u', '1', false, 5, 'L1', NULL)");
@@ -106,11 +125,9 @@ describe("migrations", () => {
       expect(await migrate(oldPool, old, DIM)).toEqual(MIGRATIONS.filter((f) => f >= "006"));
       const store = new ProfileStore(oldPool);
       // Redelivered, every old event is a duplicate: the clicks by any user (the old ids say none).
-      expect(status(await store.applyClicks([a, a, late].map((url, i) => ({ eventId: `c${i + 1}`, userid: i < 2 ? "u" : "w", url, eventTimeMs: 10 + i }))))).toEqual([
-        "duplicate",
-        "duplicate",
-        "duplicate",
-      ]);
+      expect(
+        status(await store.applyClicks([a, a, late].map((url, i) => ({ eventId: `c${i + 1}`, userid: i < 2 ? "u" : "w", url, eventTimeMs: 10 + i })))),
+      ).toEqual(["duplicate", "duplicate", "duplicate"]);
       expect(status(await store.applyClicks([{ eventId: "c1", userid: "x", url: a, eventTimeMs: 0 }]))).toEqual(["duplicate"]);
       expect(await store.applyLike({ eventId: "L1", userid: "u", pageId: "1", liked: false, sourceTimeMs: 5n })).toEqual({ status: "duplicate" });
       expect(await store.applyLike({ eventId: "L0", userid: "u", pageId: "1", liked: true, sourceTimeMs: 4n })).toEqual({ status: "duplicate" });
@@ -126,7 +143,11 @@ describe("migrations", () => {
       // New ids apply; the parked click folds in when its page arrives.
       expect(status(await store.applyClicks([{ eventId: "c4", userid: "u", url: a, eventTimeMs: 13 }]))).toEqual(["applied"]);
       expect(await store.applyEmbedding(page(late, vectors.get(late)!))).toEqual({ status: "inserted", foldedClicks: 1 });
-      await expectTerms(store, "u", [a, a, a].map((u) => vectors.get(u)!));
+      await expectTerms(
+        store,
+        "u",
+        [a, a, a].map((u) => vectors.get(u)!),
+      );
       await expectTerms(store, "w", [vectors.get(late)!]);
     });
   });

@@ -42,9 +42,7 @@ export async function migrate(pool: pg.Pool, schema: string, dimension: number):
       await client.query("INSERT INTO schema_migrations (name) VALUES ($1)", [file]);
       applied.push(file);
     }
-    const dim = await client.query<{ atttypmod: number }>(
-      "SELECT atttypmod FROM pg_attribute WHERE attrelid = 'content'::regclass AND attname = 'embedding'",
-    );
+    const dim = await client.query<{ atttypmod: number }>("SELECT atttypmod FROM pg_attribute WHERE attrelid = 'content'::regclass AND attname = 'embedding'");
     const stored = dim.rows[0]?.atttypmod;
     if (stored !== dimension) throw new MigrationRefused(`content.embedding in schema ${schema} has dimension ${stored}, EMBEDDING_DIMENSION is ${dimension}`);
     await client.query("COMMIT");

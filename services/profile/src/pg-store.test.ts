@@ -6,7 +6,15 @@ import { DIM, expectInterest as expectTerms, randomVectors, testDatabase } from 
 const { pool, store } = testDatabase("store", { emptyEachTest: true });
 
 const { rnd, unitVector } = randomVectors(12345);
-const page = (url: string, embedding: number[], version = 1n): PageEmbedding => ({ url, id: url, title: `title of ${url}`, text: "", embedding, version, model: "test" });
+const page = (url: string, embedding: number[], version = 1n): PageEmbedding => ({
+  url,
+  id: url,
+  title: `title of ${url}`,
+  text: "",
+  embedding,
+  version,
+  model: "test",
+});
 let nextId = 0;
 const click = (userid: string, url: string): ClickToApply => ({ eventId: `e${nextId++}`, userid, url, eventTimeMs: 0 });
 const status = (outcomes: Array<{ status: string }>) => outcomes.map((o) => o.status);
@@ -19,7 +27,11 @@ async function storeRandomPages(urls: string[]): Promise<Map<string, number[]>> 
 }
 /** The interest of a user who clicked `urls`: the mean of their current vectors. */
 const expectInterest = (userid: string, urls: string[], vectors: Map<string, number[]>) =>
-  expectTerms(store, userid, urls.map((u) => vectors.get(u)!));
+  expectTerms(
+    store,
+    userid,
+    urls.map((u) => vectors.get(u)!),
+  );
 const cosine = (a: number[], b: number[]) => a.reduce((s, x, k) => s + x * b[k]!, 0) / (Math.hypot(...a) * Math.hypot(...b));
 const byUrl = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
@@ -72,13 +84,14 @@ describe("interests", () => {
   it("never leave a click parked when it races its page", async () => {
     const vectors = new Map<string, number[]>(Array.from({ length: 8 }, (_, i) => [`https://e.org/race${i}`, unitVector()] as const));
     const clicks = Array.from({ length: 200 }, (_, i) => click(`u${i % 7}`, `https://e.org/race${i % 8}`));
-    await Promise.all([
-      ...clicks.map((c) => store.applyClick(c)),
-      ...[...vectors].map(([url, v]) => store.applyEmbedding(page(url, v))),
-    ]);
+    await Promise.all([...clicks.map((c) => store.applyClick(c)), ...[...vectors].map(([url, v]) => store.applyEmbedding(page(url, v)))]);
     expect(await store.counts()).toEqual({ pages: 8n, parkedClicks: 0n });
     for (let u = 0; u < 7; u++) {
-      await expectInterest(`u${u}`, clicks.filter((c) => c.userid === `u${u}`).map((c) => c.url), vectors);
+      await expectInterest(
+        `u${u}`,
+        clicks.filter((c) => c.userid === `u${u}`).map((c) => c.url),
+        vectors,
+      );
     }
   });
 });
@@ -270,7 +283,12 @@ describe("similarContent", () => {
     const urls = Array.from({ length: 15 }, (_, i) => `https://e.org/n${i}`);
     for (const url of urls) await store.applyEmbedding(page(url, unitVector()));
     const got = await store.similarContent("nobody", 7);
-    expect(got).toEqual([...urls].sort(byUrl).slice(0, 7).map((url) => ({ url, title: `title of ${url}`, similarity: 0 })));
+    expect(got).toEqual(
+      [...urls]
+        .sort(byUrl)
+        .slice(0, 7)
+        .map((url) => ({ url, title: `title of ${url}`, similarity: 0 })),
+    );
   });
 });
 

@@ -92,10 +92,10 @@ export async function interest(sessions: Sessions, userid: string): Promise<Inte
 }
 
 export async function like(pool: pg.Pool, userid: string, pageId: string): Promise<{ liked: boolean; appliedUrl: string | null } | undefined> {
-  const r = await pool.query<{ liked: boolean; applied_url: string | null }>(
-    "SELECT liked, applied_url FROM likes WHERE userid = $1 AND page_id = $2",
-    [userid, pageId],
-  );
+  const r = await pool.query<{ liked: boolean; applied_url: string | null }>("SELECT liked, applied_url FROM likes WHERE userid = $1 AND page_id = $2", [
+    userid,
+    pageId,
+  ]);
   const row = r.rows[0];
   return row && { liked: row.liked, appliedUrl: row.applied_url };
 }

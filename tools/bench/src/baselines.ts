@@ -51,7 +51,9 @@ export async function redisBound(clicks: Click[]) {
     const stores = conns.map((c) => new CovisitStore(c, namespace, 300_000));
     await stores[0]!.markFirstClick();
     const byStore = stores.map(() => [] as ClickToApply[]);
-    clicks.forEach((c, k) => byStore[laneIndex(c.userid, stores.length)]!.push({ eventId: `bound-${k}`, userid: c.userid, url: c.url, eventTimeMs: Date.parse(c.event_time) }));
+    clicks.forEach((c, k) =>
+      byStore[laneIndex(c.userid, stores.length)]!.push({ eventId: `bound-${k}`, userid: c.userid, url: c.url, eventTimeMs: Date.parse(c.event_time) }),
+    );
     await admin.config("RESETSTAT");
     const cpu0 = await redisCpuSeconds(admin);
     const t0 = performance.now();

@@ -29,7 +29,13 @@ export async function openLoopPhase(rate: number, seconds: number, request: (i: 
  */
 export function runFile(clicks: Click[], run: string, count = clicks.length): string {
   const file = join(mkdtempSync(join(tmpdir(), "recsys-bench-")), "clicks.json");
-  writeFileSync(file, clicks.slice(0, count).map((c) => JSON.stringify({ ...c, userid: `${run}-${c.userid}` })).join("\n"));
+  writeFileSync(
+    file,
+    clicks
+      .slice(0, count)
+      .map((c) => JSON.stringify({ ...c, userid: `${run}-${c.userid}` }))
+      .join("\n"),
+  );
   return file;
 }
 
@@ -37,7 +43,17 @@ export function runFile(clicks: Click[], run: string, count = clicks.length): st
 export async function ingestToVisible(file: string) {
   // 8 calls in flight: with 4, ingest and the broker sat waiting between calls (7,810-9,697 clicks/s
   // against 11,213-11,581 with 8, in alternating replays).
-  const s = await replay({ file, rate: 0, target: url.ingest, covisit: url.covisit, wait: true, shiftTime: true, batchSize: 500, concurrency: 8, waitTimeoutMs: 300_000 });
+  const s = await replay({
+    file,
+    rate: 0,
+    target: url.ingest,
+    covisit: url.covisit,
+    wait: true,
+    shiftTime: true,
+    batchSize: 500,
+    concurrency: 8,
+    waitTimeoutMs: 300_000,
+  });
   if (s.accepted !== s.sent || s.late !== 0) throw new Error(`replay: ${JSON.stringify(s)}`);
   return { clicksPerSecond: s.clicksPerSecond, seconds: s.elapsedMs / 1000, ackP50Ms: s.ackLatencyP50Ms, ackP99Ms: s.ackLatencyP99Ms };
 }
@@ -47,7 +63,17 @@ export async function ingestToVisible(file: string) {
  * until the gateway's Recommendation(A) lists B.
  */
 export async function freshness(seconds: number, file: string) {
-  const background = replay({ file, rate: 100, target: url.ingest, covisit: url.covisit, wait: false, shiftTime: true, batchSize: 500, concurrency: 2, waitTimeoutMs: 60_000 });
+  const background = replay({
+    file,
+    rate: 100,
+    target: url.ingest,
+    covisit: url.covisit,
+    wait: false,
+    shiftTime: true,
+    batchSize: 500,
+    concurrency: 2,
+    waitTimeoutMs: 60_000,
+  });
   const run = Date.now().toString(36);
   const samples: number[] = [];
   const end = performance.now() + seconds * 1000;

@@ -26,7 +26,10 @@ export const url = {
 export const log = (msg: string) => process.stderr.write(`bench: ${msg}\n`);
 
 async function healthy(base: string): Promise<boolean> {
-  return fetch(`${base}/healthz`, { signal: AbortSignal.timeout(1_000) }).then((r) => r.ok, () => false);
+  return fetch(`${base}/healthz`, { signal: AbortSignal.timeout(1_000) }).then(
+    (r) => r.ok,
+    () => false,
+  );
 }
 
 async function freePort(): Promise<number> {
@@ -79,12 +82,32 @@ export async function ensureStack(referenceUser: string) {
   const profile = createClient(ProfileService, createGrpcTransport({ baseUrl: url.profile }));
   if ((await profile.progress({})).pages < 2596n) {
     log("loading the reference pages");
-    await loadContent({ file: pagesFile, rate: 0, target: url.ingest, embedder: url.embedder, profile: url.profile, wait: true, batchSize: 100, concurrency: 2, waitTimeoutMs: 600_000 });
+    await loadContent({
+      file: pagesFile,
+      rate: 0,
+      target: url.ingest,
+      embedder: url.embedder,
+      profile: url.profile,
+      wait: true,
+      batchSize: 100,
+      concurrency: 2,
+      waitTimeoutMs: 600_000,
+    });
   }
   const similar = (await profile.similarContent({ userid: referenceUser, limit: 1 })).items[0];
   if (!similar || similar.similarity === 0) {
     log("applying the reference clicks");
-    const s = await replay({ file: clicksFile, rate: 0, target: url.ingest, covisit: url.covisit, wait: true, shiftTime: false, batchSize: 500, concurrency: 4, waitTimeoutMs: 300_000 });
+    const s = await replay({
+      file: clicksFile,
+      rate: 0,
+      target: url.ingest,
+      covisit: url.covisit,
+      wait: true,
+      shiftTime: false,
+      batchSize: 500,
+      concurrency: 4,
+      waitTimeoutMs: 300_000,
+    });
     let floor = 0n;
     await waitFor(
       async () => (floor = (await profile.progress({})).clicksAckFloor) >= BigInt(s.lastStreamSequence),
@@ -110,7 +133,10 @@ export async function startUnbatchedEmbedder(): Promise<{ url: string; child: Ch
 export async function rssMiB(): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
   for (const [name, base] of Object.entries(url)) {
-    const text = await fetch(`${base}/metrics`).then((r) => r.text(), () => "");
+    const text = await fetch(`${base}/metrics`).then(
+      (r) => r.text(),
+      () => "",
+    );
     const m = /^process_resident_memory_bytes\{[^}]*\} (\d+)/m.exec(text);
     if (m) out[name] = Math.round(Number(m[1]) / 2 ** 20);
   }

@@ -50,11 +50,18 @@ export async function* selectedLetters(bus: Bus, s: Selection, opts: { headersOn
  */
 export async function replaySubject(bus: Bus, letter: DeadLetter): Promise<{ subject: string } | { error: string }> {
   const subject = letter.sourceSubject ?? (await sourceSubjectInStream(bus, letter));
-  if (!subject) return { error: letter.sourceStream && letter.sourceSequence !== null ? `it names no source subject and ${letter.sourceStream} no longer holds #${letter.sourceSequence}` : "it names no source stream and sequence" };
+  if (!subject)
+    return {
+      error:
+        letter.sourceStream && letter.sourceSequence !== null
+          ? `it names no source subject and ${letter.sourceStream} no longer holds #${letter.sourceSequence}`
+          : "it names no source stream and sequence",
+    };
   // A stream that keeps the newest message per subject (EMBEDDINGS) would drop a newer message for the replayed one.
   if (letter.sourceStream && (await bus.jsm.streams.info(letter.sourceStream)).config.max_msgs_per_subject > 0) {
     const newest = await bus.jsm.streams.getMessage(letter.sourceStream, { last_by_subj: subject });
-    if (newest && newest.seq !== letter.sourceSequence) return { error: `${letter.sourceStream} keeps the newest message of ${subject}, #${newest.seq}, which a replay would replace` };
+    if (newest && newest.seq !== letter.sourceSequence)
+      return { error: `${letter.sourceStream} keeps the newest message of ${subject}, #${newest.seq}, which a replay would replace` };
   }
   return { subject };
 }

@@ -34,12 +34,24 @@ describe("a dead letter read", () => {
 
   it("says why, who filed it, and where its message came from", () => {
     const l = letterOf(lateClick, PREFIX);
-    expect(l).toMatchObject({ sequence: 7, time: "2026-01-02T10:00:00.000Z", source: "clicks", cause: "late", sourceStream: "NS_CLICKS", sourceSequence: 42, sourceItem: 2, sourceSubject: "ns.clicks.3" });
+    expect(l).toMatchObject({
+      sequence: 7,
+      time: "2026-01-02T10:00:00.000Z",
+      source: "clicks",
+      cause: "late",
+      sourceStream: "NS_CLICKS",
+      sourceSequence: 42,
+      sourceItem: 2,
+      sourceSubject: "ns.clicks.3",
+    });
     expect(letterLine(l)).toMatch(/^ {5}7 {2}2026-01-02T10:00:00.000Z {2}late +clicks +NS_CLICKS #42 item 2 +late: watermark 2024-01-02T00:30:00.000Z$/);
   });
 
   it("takes the cause from the reason on letters written before the cause had a header, and has no subject to replay to", () => {
-    const old = letterOf(stored(3, { "recsys-reason": "failed 10 deliveries, last: Error: boom", "recsys-source-stream": "NS_CLICKS", "recsys-source-sequence": "9" }), PREFIX);
+    const old = letterOf(
+      stored(3, { "recsys-reason": "failed 10 deliveries, last: Error: boom", "recsys-source-stream": "NS_CLICKS", "recsys-source-sequence": "9" }),
+      PREFIX,
+    );
     expect(old).toMatchObject({ cause: "poison", sourceSubject: null, sourceItem: null, sourceSequence: 9 });
   });
 

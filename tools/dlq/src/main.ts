@@ -47,8 +47,12 @@ const write = (text: string) => process.stdout.write(`${text}\n`);
 
 const causeOption = () => new Option("--cause <cause>", "only letters of this cause: late, undecodable, refused, poison");
 const sourceOption = () =>
-  new Option("--source <source>", "only letters filed under dlq.<source>: clicks (covisit); content, interests (embedder); profile-clicks, likes, embeddings, interest-embeddings (profile)");
-const sinceOption = () => new Option("--since <time>", "only letters dead-lettered since an ISO time (2026-01-02T10:00:00Z) or a duration ago (30m, 1h, 2d)").argParser(since);
+  new Option(
+    "--source <source>",
+    "only letters filed under dlq.<source>: clicks (covisit); content, interests (embedder); profile-clicks, likes, embeddings, interest-embeddings (profile)",
+  );
+const sinceOption = () =>
+  new Option("--since <time>", "only letters dead-lettered since an ISO time (2026-01-02T10:00:00Z) or a duration ago (30m, 1h, 2d)").argParser(since);
 
 const program = new Command("dlq").description(
   "Reads and replays the dead letters in DEAD_LETTERS: messages a consumer could not apply, kept with why. Reads NATS_URL and RECSYS_NAMESPACE like the services.",
@@ -118,7 +122,10 @@ program
       const counts = countOutcomes(outcomes);
       if (o.json) write(JSON.stringify({ letters: outcomes, counts }));
       else if (o.dryRun) write(`would replay ${counts["dry-run"]}, cannot replay ${counts.unreplayable}; nothing published`);
-      else write(`replayed ${counts.replayed}, dropped as repeats ${counts.duplicate}, cannot replay ${counts.unreplayable}; the letters stay in ${bus.topology.deadLetterStream}`);
+      else
+        write(
+          `replayed ${counts.replayed}, dropped as repeats ${counts.duplicate}, cannot replay ${counts.unreplayable}; the letters stay in ${bus.topology.deadLetterStream}`,
+        );
       if (counts.unreplayable > 0) process.exitCode = 1;
     });
   });

@@ -50,7 +50,12 @@ describe("shiftTime", () => {
   });
 
   it("takes the latest time of a file whatever its order, passing over times that do not parse", async () => {
-    writeFileSync(join(dir, "times.json"), ["2024-01-02T00:05:00Z", "2024-01-02T00:09:00Z", "soon", "2024-01-02T00:01:00Z"].map((t) => JSON.stringify({ userid: "u", url: "https://e.org/a", event_time: t })).join("\n"));
+    writeFileSync(
+      join(dir, "times.json"),
+      ["2024-01-02T00:05:00Z", "2024-01-02T00:09:00Z", "soon", "2024-01-02T00:01:00Z"]
+        .map((t) => JSON.stringify({ userid: "u", url: "https://e.org/a", event_time: t }))
+        .join("\n"),
+    );
     expect(await latestEventTime(join(dir, "times.json"))).toBe(Date.parse("2024-01-02T00:09:00Z"));
     writeFileSync(join(dir, "no-times.json"), JSON.stringify({ userid: "u", url: "https://e.org/a" }));
     expect(await latestEventTime(join(dir, "no-times.json"))).toBeUndefined();

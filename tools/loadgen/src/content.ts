@@ -39,7 +39,13 @@ export interface ContentLoadSummary {
 /** A page of the content file: {id, url, title, text, _source_time}. */
 export function toContentInput(o: Record<string, unknown>): ContentInput {
   const str = (v: unknown) => (v === undefined || v === null ? "" : String(v));
-  return create(ContentInputSchema, { url: str(o.url), id: str(o.id), title: str(o.title), text: str(o.text), sourceTime: str(o._source_time ?? o.source_time) });
+  return create(ContentInputSchema, {
+    url: str(o.url),
+    id: str(o.id),
+    title: str(o.title),
+    text: str(o.text),
+    sourceTime: str(o._source_time ?? o.source_time),
+  });
 }
 
 export async function loadContent(opts: ContentLoadOptions): Promise<ContentLoadSummary> {

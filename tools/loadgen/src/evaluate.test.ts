@@ -109,6 +109,8 @@ describe("connectJsonGateway", () => {
   });
 
   it("says which gateway it could not reach", async () => {
-    await expect(connectJsonGateway("http://127.0.0.1:1").recommendation("https://e.org/a", 1)).rejects.toThrow("cannot reach the gateway at http://127.0.0.1:1");
+    await expect(connectJsonGateway("http://127.0.0.1:1").recommendation("https://e.org/a", 1)).rejects.toThrow(
+      "cannot reach the gateway at http://127.0.0.1:1",
+    );
   });
 });

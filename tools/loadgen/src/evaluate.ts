@@ -51,7 +51,13 @@ export interface SimilarContentScore {
  * One user with a preferred topic; `returned` is the answer to a limit of at least k plus the
  * pages they clicked, so that k pages remain once those are left out.
  */
-export function scoreSimilarContent(user: UserTruth, topicPages: ReadonlySet<string>, returned: readonly string[], k: number, pageCount: number): SimilarContentScore {
+export function scoreSimilarContent(
+  user: UserTruth,
+  topicPages: ReadonlySet<string>,
+  returned: readonly string[],
+  k: number,
+  pageCount: number,
+): SimilarContentScore {
   const clicked = new Set(user.clicked);
   const heldOut = new Set(user.heldOut);
   const unseen = returned.filter((url) => !clicked.has(url)).slice(0, k);
@@ -96,7 +102,8 @@ export function readTruth(path: string): Truth {
     const reason = err instanceof SyntaxError ? "not JSON" : err instanceof Error ? err.message : String(err);
     throw new Error(`${path}: ${reason}; expected the truth.json of loadgen generate`);
   }
-  if (truth?.format !== TRUTH_FORMAT) throw new Error(`${path}: not a truth file of loadgen generate (format ${JSON.stringify(truth?.format)}, expected ${TRUTH_FORMAT})`);
+  if (truth?.format !== TRUTH_FORMAT)
+    throw new Error(`${path}: not a truth file of loadgen generate (format ${JSON.stringify(truth?.format)}, expected ${TRUTH_FORMAT})`);
   return truth;
 }
 
@@ -113,7 +120,13 @@ export async function evaluate(opts: { truth: Truth; gateway: GatewayQueries; ga
     scoreRecommendation(path.pages, await gateway.recommendation(path.pages[0]!, k), k, pageCount),
   );
   const userScores = await mapConcurrently(users, opts.concurrency, async (user) =>
-    scoreSimilarContent(user, topicPages.get(user.topic!)!, await gateway.similarContent(user.userid, Math.min(MAX_LIMIT, k + user.clicked.length)), k, pageCount),
+    scoreSimilarContent(
+      user,
+      topicPages.get(user.topic!)!,
+      await gateway.similarContent(user.userid, Math.min(MAX_LIMIT, k + user.clicked.length)),
+      k,
+      pageCount,
+    ),
   );
   const over = <T>(scores: T[], f: (s: T) => number) => (scores.length === 0 ? null : scores.reduce((s, x) => s + f(x), 0) / scores.length);
   return {
@@ -201,7 +214,15 @@ export function formatEvaluation(r: EvaluationReport): string {
   return [
     `${r.gateway}: ${r.pages} pages of the truth file, top ${r.k}`,
     row(["", "queries", `precision@${r.k}`, "random", "ideal", `recall@${r.k}`, "random"]),
-    row(["Recommendation", String(rec.queries), f(rec.precisionAtK), f(rec.randomPrecisionAtK), f(rec.idealPrecisionAtK), f(rec.recallAtK), f(rec.randomRecallAtK)]),
+    row([
+      "Recommendation",
+      String(rec.queries),
+      f(rec.precisionAtK),
+      f(rec.randomPrecisionAtK),
+      f(rec.idealPrecisionAtK),
+      f(rec.recallAtK),
+      f(rec.randomRecallAtK),
+    ]),
     row(["SimilarContent", String(sim.queries), f(sim.precisionAtK), f(sim.randomPrecisionAtK), f(sim.idealPrecisionAtK), "-", "-"]),
     row(["  with clicked", String(sim.queries), f(sim.withClicked.precisionAtK), f(sim.withClicked.randomPrecisionAtK), "-", "-", "-"]),
     "Recommendation: the first page of each planted path; a hit is a later page of that path.",

@@ -57,7 +57,9 @@ function progressPrinter(unit: string) {
   };
 }
 
-const program = new Command("loadgen").description("Replays click and page files against the recommendation stack; generates workloads with known answers and evaluates the stack on them.");
+const program = new Command("loadgen").description(
+  "Replays click and page files against the recommendation stack; generates workloads with known answers and evaluates the stack on them.",
+);
 
 program
   .command("replay")
@@ -72,22 +74,37 @@ program
   .option("--concurrency <n>", "ingest calls in flight", positiveInt, 2)
   .option("--wait-timeout <ms>", "give up waiting after this long", positiveInt, 300_000)
   .option("--json", "print the summary as JSON", false)
-  .action(async (file: string, o: { rate: number; target: string; covisit: string; wait: boolean; shiftTime: boolean; batch: number; concurrency: number; waitTimeout: number; json: boolean }) => {
-    const progress = progressPrinter("clicks");
-    const summary = await replay({
-      file,
-      rate: o.rate,
-      target: o.target,
-      covisit: o.covisit,
-      wait: o.wait,
-      shiftTime: o.shiftTime,
-      batchSize: o.batch,
-      concurrency: o.concurrency,
-      waitTimeoutMs: o.waitTimeout,
-      onProgress: progress.onProgress,
-    });
-    progress.finish(summary, formatSummary(summary), o.json);
-  });
+  .action(
+    async (
+      file: string,
+      o: {
+        rate: number;
+        target: string;
+        covisit: string;
+        wait: boolean;
+        shiftTime: boolean;
+        batch: number;
+        concurrency: number;
+        waitTimeout: number;
+        json: boolean;
+      },
+    ) => {
+      const progress = progressPrinter("clicks");
+      const summary = await replay({
+        file,
+        rate: o.rate,
+        target: o.target,
+        covisit: o.covisit,
+        wait: o.wait,
+        shiftTime: o.shiftTime,
+        batchSize: o.batch,
+        concurrency: o.concurrency,
+        waitTimeoutMs: o.waitTimeout,
+        onProgress: progress.onProgress,
+      });
+      progress.finish(summary, formatSummary(summary), o.json);
+    },
+  );
 
 program
   .command("content")
@@ -102,22 +119,37 @@ program
   .option("--concurrency <n>", "ingest calls in flight", positiveInt, 2)
   .option("--wait-timeout <ms>", "give up waiting after this long", positiveInt, 600_000)
   .option("--json", "print the summary as JSON", false)
-  .action(async (file: string, o: { rate: number; target: string; embedder: string; profile: string; wait: boolean; batch: number; concurrency: number; waitTimeout: number; json: boolean }) => {
-    const progress = progressPrinter("pages");
-    const summary = await loadContent({
-      file,
-      rate: o.rate,
-      target: o.target,
-      embedder: o.embedder,
-      profile: o.profile,
-      wait: o.wait,
-      batchSize: o.batch,
-      concurrency: o.concurrency,
-      waitTimeoutMs: o.waitTimeout,
-      onProgress: progress.onProgress,
-    });
-    progress.finish(summary, formatContentSummary(summary), o.json);
-  });
+  .action(
+    async (
+      file: string,
+      o: {
+        rate: number;
+        target: string;
+        embedder: string;
+        profile: string;
+        wait: boolean;
+        batch: number;
+        concurrency: number;
+        waitTimeout: number;
+        json: boolean;
+      },
+    ) => {
+      const progress = progressPrinter("pages");
+      const summary = await loadContent({
+        file,
+        rate: o.rate,
+        target: o.target,
+        embedder: o.embedder,
+        profile: o.profile,
+        wait: o.wait,
+        batchSize: o.batch,
+        concurrency: o.concurrency,
+        waitTimeoutMs: o.waitTimeout,
+        onProgress: progress.onProgress,
+      });
+      progress.finish(summary, formatContentSummary(summary), o.json);
+    },
+  );
 
 const GENERATE_HELP = `
 Files written into DIR:
@@ -156,14 +188,21 @@ Example:
 
 program
   .command("generate")
-  .description("Writes a synthetic workload with known answers: pages of a few topics, clicks with planted co-visit paths, per-user topic preferences and noise, and truth.json.")
+  .description(
+    "Writes a synthetic workload with known answers: pages of a few topics, clicks with planted co-visit paths, per-user topic preferences and noise, and truth.json.",
+  )
   .requiredOption("--out <dir>", "directory to write content.json.gz, clickstream.json.gz and truth.json into (created if missing)")
   .option("--users <n>", "users", positiveInt, DEFAULT_PARAMS.users)
   .option("--pages <n>", "pages", positiveInt, DEFAULT_PARAMS.pages)
   .option("--topics <n>", `topics, 1..${TOPICS.length} (${TOPICS.map((t) => t.name).join(", ")}, in that order)`, positiveInt, DEFAULT_PARAMS.topics)
   .option("--clicks <n>", "clicks in all", positiveInt, DEFAULT_PARAMS.clicks)
   .option("--paths <n>", "planted co-visit paths, spread over the topics in turn (default: 2 per topic)", nonNegativeInt)
-  .option("--path-length <n>", "pages of a path, its first included, 2..31; above --k of evaluate, a path can fill the top k", positiveInt, DEFAULT_PARAMS.pathLength)
+  .option(
+    "--path-length <n>",
+    "pages of a path, its first included, 2..31; above --k of evaluate, a path can fill the top k",
+    positiveInt,
+    DEFAULT_PARAMS.pathLength,
+  )
   .option("--followers <n>", "users who follow each path", positiveInt, DEFAULT_PARAMS.followers)
   .option("--noise <share>", "share of the clicks outside paths that are background noise", share, DEFAULT_PARAMS.noise)
   .option("--seed <n>", "seed, 0..4294967295: the same seed and options give the same bytes", seed, DEFAULT_PARAMS.seed)
@@ -171,28 +210,47 @@ program
   .option("--duration <minutes>", "minutes of event time the clicks span, >= 15", positiveInt, DEFAULT_PARAMS.durationMinutes)
   .option("--json", "print the summary as JSON", false)
   .addHelpText("after", GENERATE_HELP)
-  .action((o: { out: string; users: number; pages: number; topics: number; clicks: number; paths?: number; pathLength: number; followers: number; noise: number; seed: number; start: string; duration: number; json: boolean }) => {
-    // Ingest refuses times more than its MAX_CLOCK_SKEW_MS (2 minutes by default) ahead of its clock.
-    if (Date.parse(o.start) + o.duration * 60_000 > Date.now() + 2 * 60_000) throw new Error("--start: the clicks would reach into the future, and ingest refuses times more than 2 minutes ahead of its clock");
-    const summary = writeWorkload(o.out, {
-      users: o.users,
-      pages: o.pages,
-      topics: o.topics,
-      clicks: o.clicks,
-      ...(o.paths !== undefined ? { paths: o.paths } : {}),
-      pathLength: o.pathLength,
-      followers: o.followers,
-      noise: o.noise,
-      seed: o.seed,
-      start: o.start,
-      durationMinutes: o.duration,
-    });
-    process.stdout.write(o.json ? `${JSON.stringify(summary)}\n` : `${formatGenerateSummary(summary)}\n`);
-  });
+  .action(
+    (o: {
+      out: string;
+      users: number;
+      pages: number;
+      topics: number;
+      clicks: number;
+      paths?: number;
+      pathLength: number;
+      followers: number;
+      noise: number;
+      seed: number;
+      start: string;
+      duration: number;
+      json: boolean;
+    }) => {
+      // Ingest refuses times more than its MAX_CLOCK_SKEW_MS (2 minutes by default) ahead of its clock.
+      if (Date.parse(o.start) + o.duration * 60_000 > Date.now() + 2 * 60_000)
+        throw new Error("--start: the clicks would reach into the future, and ingest refuses times more than 2 minutes ahead of its clock");
+      const summary = writeWorkload(o.out, {
+        users: o.users,
+        pages: o.pages,
+        topics: o.topics,
+        clicks: o.clicks,
+        ...(o.paths !== undefined ? { paths: o.paths } : {}),
+        pathLength: o.pathLength,
+        followers: o.followers,
+        noise: o.noise,
+        seed: o.seed,
+        start: o.start,
+        durationMinutes: o.duration,
+      });
+      process.stdout.write(o.json ? `${JSON.stringify(summary)}\n` : `${formatGenerateSummary(summary)}\n`);
+    },
+  );
 
 program
   .command("evaluate")
-  .description("Asks the running stack, through the gateway's Connect JSON API, the questions of a truth.json of generate, and reports precision@k of Recommendation and SimilarContent beside a random baseline.")
+  .description(
+    "Asks the running stack, through the gateway's Connect JSON API, the questions of a truth.json of generate, and reports precision@k of Recommendation and SimilarContent beside a random baseline.",
+  )
   .requiredOption("--truth <file>", "truth.json written by generate")
   .option("--gateway <url>", "gateway", process.env.GATEWAY_URL ?? "http://127.0.0.1:8080")
   .option("--api-key <key>", "sent as x-api-key, for a gateway that requires keys (default: $GATEWAY_API_KEY)")

@@ -47,7 +47,11 @@ describe("sendPaced", () => {
   it("sends a batch again, unchanged, after a call fails in a way that may have left it half done; reports rejected items by file line", async () => {
     const calls: Item[][] = [];
     const summary = await sendPaced({
-      items: itemsOf([{ user: "a", n: 1 }, { user: "a", n: 2 }, { user: "a", n: 3 }]),
+      items: itemsOf([
+        { user: "a", n: 1 },
+        { user: "a", n: 2 },
+        { user: "a", n: 3 },
+      ]),
       rate: 0,
       batchSize: 3,
       concurrency: 1,
@@ -55,7 +59,11 @@ describe("sendPaced", () => {
       async send(batch): Promise<ItemResult[]> {
         calls.push(batch);
         if (calls.length === 1) throw new ConnectError("stream reset", Code.Canceled);
-        return batch.map((i) => (i.n === 2 ? { accepted: false, field: "userid", reason: "bad" } : { accepted: true, duplicate: calls.length > 1 && i.n === 1, streamSequence: BigInt(i.n) }));
+        return batch.map((i) =>
+          i.n === 2
+            ? { accepted: false, field: "userid", reason: "bad" }
+            : { accepted: true, duplicate: calls.length > 1 && i.n === 1, streamSequence: BigInt(i.n) },
+        );
       },
     });
     expect(calls).toHaveLength(2);

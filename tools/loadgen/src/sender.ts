@@ -4,13 +4,16 @@ import { build as buildHistogram } from "hdr-histogram-js";
 import pRetry from "p-retry";
 
 /** What one item of a batch came to, as ingest answered it. */
-export type ItemResult =
-  | { accepted: true; duplicate: boolean; streamSequence: bigint }
-  | { accepted: false; field: string; reason: string };
+export type ItemResult = { accepted: true; duplicate: boolean; streamSequence: bigint } | { accepted: false; field: string; reason: string };
 
 /** Ingest's per-item results (clicks and pages answer alike) as the sender counts them. */
 export function itemResults(
-  results: Array<{ outcome: { case: "accepted"; value: { duplicate: boolean; streamSequence: bigint } } | { case: "rejected"; value: { field: string; reason: string } } | { case: undefined; value?: undefined } }>,
+  results: Array<{
+    outcome:
+      | { case: "accepted"; value: { duplicate: boolean; streamSequence: bigint } }
+      | { case: "rejected"; value: { field: string; reason: string } }
+      | { case: undefined; value?: undefined };
+  }>,
 ): ItemResult[] {
   return results.map(({ outcome: o }) =>
     o.case === "accepted"
@@ -57,8 +60,17 @@ export async function sendPaced<T>(opts: {
 }): Promise<SendSummary> {
   const ackLatency = buildHistogram({ lowestDiscernibleValue: 1, highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: 3 });
   const s: SendSummary = {
-    sent: 0, accepted: 0, rejected: 0, duplicates: 0, retries: 0, elapsedMs: 0, perSecond: 0,
-    ackLatencyP50Ms: 0, ackLatencyP99Ms: 0, lastStreamSequence: 0n, rejections: [],
+    sent: 0,
+    accepted: 0,
+    rejected: 0,
+    duplicates: 0,
+    retries: 0,
+    elapsedMs: 0,
+    perSecond: 0,
+    ackLatencyP50Ms: 0,
+    ackLatencyP99Ms: 0,
+    lastStreamSequence: 0n,
+    rejections: [],
   };
   const started = performance.now();
 
@@ -84,7 +96,13 @@ export async function sendPaced<T>(opts: {
       }
     };
     // 50 retries, waiting 100 ms, doubling up to 5 s.
-    await pRetry(attempt, { retries: 50, minTimeout: 100, factor: 2, maxTimeout: 5_000, shouldRetry: ({ error }) => RETRYABLE.has((error as ConnectError).code) });
+    await pRetry(attempt, {
+      retries: 50,
+      minTimeout: 100,
+      factor: 2,
+      maxTimeout: 5_000,
+      shouldRetry: ({ error }) => RETRYABLE.has((error as ConnectError).code),
+    });
   }
 
   interface Lane {

@@ -55,7 +55,8 @@ export const BEHAVIOUR = {
 export function resolveParams(input: Partial<WorkloadParams>): WorkloadParams {
   const given = { ...DEFAULT_PARAMS, ...stripUndefined(input) };
   const topics = given.topics;
-  if (!Number.isInteger(topics) || topics < 1 || topics > TOPICS.length) throw new Error(`--topics must be 1..${TOPICS.length} (the built-in vocabularies), got ${topics}`);
+  if (!Number.isInteger(topics) || topics < 1 || topics > TOPICS.length)
+    throw new Error(`--topics must be 1..${TOPICS.length} (the built-in vocabularies), got ${topics}`);
   // Built key by key so that truth.json lists them in one order, however they were given.
   const p: WorkloadParams = {
     users: given.users,
@@ -87,7 +88,9 @@ export function resolveParams(input: Partial<WorkloadParams>): WorkloadParams {
   const pagesPerTopic = Math.floor(p.pages / topics);
   const pathsPerTopic = Math.ceil(p.paths / topics);
   if (pathsPerTopic * p.pathLength > pagesPerTopic) {
-    throw new Error(`--paths: ${pathsPerTopic} paths of ${p.pathLength} pages in one topic need ${pathsPerTopic * p.pathLength} pages of it, but a topic has ${pagesPerTopic}; raise --pages or lower --paths or --path-length`);
+    throw new Error(
+      `--paths: ${pathsPerTopic} paths of ${p.pathLength} pages in one topic need ${pathsPerTopic * p.pathLength} pages of it, but a topic has ${pagesPerTopic}; raise --pages or lower --paths or --path-length`,
+    );
   }
   const pathClicks = p.paths * p.followers * p.pathLength;
   if (pathClicks > p.clicks) throw new Error(`--clicks: the paths alone take ${pathClicks} clicks (paths × followers × path length), more than ${p.clicks}`);

@@ -58,7 +58,12 @@ describe("generateWorkload", () => {
         const tokens = page.text.toLowerCase().split(/[ .]+/).filter(Boolean);
         expect(tokens.every((w) => words.has(w))).toBe(true);
         expect(tokens.filter((w) => TOPICS[t]!.words.includes(w)).length / tokens.length).toBeGreaterThan(0.3);
-        expect(page.title.toLowerCase().split(" ").every((w) => TOPICS[t]!.words.includes(w))).toBe(true);
+        expect(
+          page.title
+            .toLowerCase()
+            .split(" ")
+            .every((w) => TOPICS[t]!.words.includes(w)),
+        ).toBe(true);
         expect(page._source_time).toBe("2024-01-01T00:00:00Z");
       }
     });
@@ -142,24 +147,38 @@ describe("generateWorkload", () => {
     ["the small workload of the integration test", SMALL],
     ["the defaults", {}],
     ["the defaults with another seed", { seed: 2 }],
-  ])("puts a path's later pages first in the co-visits of its first page: %s", (_, params) => {
-    const w = params === SMALL ? small : generateWorkload(params);
-    const counts = coVisits(w.clicks);
-    for (const path of w.truth.paths) {
-      const order = ranked(counts.get(path.pages[0]!)!);
-      const later = new Set(path.pages.slice(1));
-      expect(new Set(order.slice(0, later.size).map(([url]) => url))).toEqual(later);
-      const weakestLater = Math.min(...order.filter(([url]) => later.has(url)).map(([, n]) => n));
-      const strongestOther = order.find(([url]) => !later.has(url))?.[1] ?? 0;
-      expect(weakestLater).toBeGreaterThanOrEqual(w.truth.params.followers);
-      expect(weakestLater - strongestOther).toBeGreaterThanOrEqual(3);
-    }
-  }, 30_000); // generating the default workload takes about 2 s of CPU
+  ])(
+    "puts a path's later pages first in the co-visits of its first page: %s",
+    (_, params) => {
+      const w = params === SMALL ? small : generateWorkload(params);
+      const counts = coVisits(w.clicks);
+      for (const path of w.truth.paths) {
+        const order = ranked(counts.get(path.pages[0]!)!);
+        const later = new Set(path.pages.slice(1));
+        expect(new Set(order.slice(0, later.size).map(([url]) => url))).toEqual(later);
+        const weakestLater = Math.min(...order.filter(([url]) => later.has(url)).map(([, n]) => n));
+        const strongestOther = order.find(([url]) => !later.has(url))?.[1] ?? 0;
+        expect(weakestLater).toBeGreaterThanOrEqual(w.truth.params.followers);
+        expect(weakestLater - strongestOther).toBeGreaterThanOrEqual(3);
+      }
+    },
+    30_000,
+  ); // generating the default workload takes about 2 s of CPU
 });
 
 describe("resolveParams", () => {
   it("fills in the defaults, 2 paths a topic", () => {
-    expect(resolveParams({})).toMatchObject({ users: 600, pages: 600, topics: 8, clicks: 20_000, paths: 16, pathLength: 11, followers: 20, seed: 1, start: "2024-01-02T00:00:00Z" });
+    expect(resolveParams({})).toMatchObject({
+      users: 600,
+      pages: 600,
+      topics: 8,
+      clicks: 20_000,
+      paths: 16,
+      pathLength: 11,
+      followers: 20,
+      seed: 1,
+      start: "2024-01-02T00:00:00Z",
+    });
     expect(resolveParams({ topics: 3 }).paths).toBe(6);
   });
 

@@ -74,7 +74,9 @@ export function generateWorkload(input: Partial<WorkloadParams>): Workload {
     const ofNone = pathDraws.shuffle(userids.map((_, u) => u).filter((u) => userTopic[u] === null));
     const candidates = [...ofTopic, ...ofNone];
     if (candidates.length < p.followers) {
-      throw new Error(`--followers: ${p.followers} users follow each path, but only ${candidates.length} prefer ${topics[topic]!.name} or no topic; raise --users or lower --followers`);
+      throw new Error(
+        `--followers: ${p.followers} users follow each path, but only ${candidates.length} prefer ${topics[topic]!.name} or no topic; raise --users or lower --followers`,
+      );
     }
     const followers = candidates.slice(0, p.followers);
     for (const user of followers) {
@@ -129,20 +131,29 @@ export function generateWorkload(input: Partial<WorkloadParams>): Workload {
   // Background noise: any user, any page, any time.
   for (let i = 0; i < noiseClicks; i++) {
     const seconds = noiseDraws.int(3, 240);
-    visit({ user: noiseDraws.int(0, p.users - 1), page: noiseDraws.int(0, p.pages - 1), t: noiseDraws.int(0, durationS - 1), type: "landing", seconds, viewed: viewedPercent(noiseDraws, seconds) });
+    visit({
+      user: noiseDraws.int(0, p.users - 1),
+      page: noiseDraws.int(0, p.pages - 1),
+      t: noiseDraws.int(0, durationS - 1),
+      type: "landing",
+      seconds,
+      viewed: viewedPercent(noiseDraws, seconds),
+    });
   }
 
   const clicks = visits
     .map((v) => ({ v, userid: userids[v.user]!, url: pages[v.page]!.url }))
     .sort((a, b) => a.v.t - b.v.t || compare(a.userid, b.userid) || compare(a.url, b.url))
-    .map(({ v, userid, url }): SyntheticClick => ({
-      userid,
-      url,
-      event_time: isoSeconds(startMs + v.t * 1000),
-      event_type: v.type,
-      seconds_on_page: v.seconds,
-      viewed_percent: v.viewed,
-    }));
+    .map(
+      ({ v, userid, url }): SyntheticClick => ({
+        userid,
+        url,
+        event_time: isoSeconds(startMs + v.t * 1000),
+        event_type: v.type,
+        seconds_on_page: v.seconds,
+        viewed_percent: v.viewed,
+      }),
+    );
 
   const clickedBy = userids.map(() => new Set<number>());
   for (const v of visits) clickedBy[v.user]!.add(v.page);

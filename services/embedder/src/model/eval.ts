@@ -135,7 +135,14 @@ export async function evaluate(opts: EvalOptions): Promise<EvalReport> {
     const embedMillis = Math.round(performance.now() - started);
     const fitTexts = fit.map(fitText);
     return {
-      model: { name: model.name, dimension: model.dimension, dir: opts.modelDir ?? "(default, built from the even pages)", buildMillis, embedMillis, ...recallOf(queries.length, cosineScorer(q, c)) },
+      model: {
+        name: model.name,
+        dimension: model.dimension,
+        dir: opts.modelDir ?? "(default, built from the even pages)",
+        buildMillis,
+        embedMillis,
+        ...recallOf(queries.length, cosineScorer(q, c)),
+      },
       tfidf: recallOf(queries.length, tfidfScorer(fitTexts, queries, candidates, false)),
       tfidfOpenVocabulary: recallOf(queries.length, tfidfScorer(fitTexts, queries, candidates, true)),
       fitPages: fit.length,

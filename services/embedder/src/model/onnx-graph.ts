@@ -45,7 +45,12 @@ function checkedDims(name: string, dims: readonly number[], length: number): big
 }
 
 export function floatTensor(name: string, dims: readonly number[], data: Float32Array): TensorProto {
-  return create(TensorProtoSchema, { name, dims: checkedDims(name, dims, data.length), dataType: TensorProto_DataType.FLOAT, rawData: littleEndianBytes(data) });
+  return create(TensorProtoSchema, {
+    name,
+    dims: checkedDims(name, dims, data.length),
+    dataType: TensorProto_DataType.FLOAT,
+    rawData: littleEndianBytes(data),
+  });
 }
 
 export function int8Tensor(name: string, dims: readonly number[], data: Int8Array): TensorProto {

@@ -25,6 +25,8 @@ export async function writeRandomModel(dir: string, opts: RandomModelOptions): P
   const typeTable = new Float32Array(2 * dimension);
   for (let i = 0; i < typeTable.length; i++) typeTable[i] = 0.1 * rng.normal();
   const name = `random-d${dimension}-s${seed}`;
-  const onnx = serializeModel(lookupEncoderModel({ name, tokenTable, vocabSize, dimension, typeTable, docString: "random test weights", pooledOutput: opts.pooledOutput }));
+  const onnx = serializeModel(
+    lookupEncoderModel({ name, tokenTable, vocabSize, dimension, typeTable, docString: "random test weights", pooledOutput: opts.pooledOutput }),
+  );
   await writeModelFolder(dir, opts.tokenizerDir, onnx, { name, dimension, maxTokens: 256 });
 }

@@ -64,13 +64,7 @@ export function normalizeRows(pooled: Float32Array, batch: number, dim: number):
  * Attention-masked mean over the sequence, then L2 normalization; rows whose mean is the zero
  * vector stay zero instead of becoming NaN. `hidden` is [batch, seq, dim] row-major, `mask` [batch, seq].
  */
-export function meanPoolNormalize(
-  hidden: Float32Array,
-  batch: number,
-  seq: number,
-  dim: number,
-  mask: ArrayLike<number | bigint>,
-): Float32Array[] {
+export function meanPoolNormalize(hidden: Float32Array, batch: number, seq: number, dim: number, mask: ArrayLike<number | bigint>): Float32Array[] {
   if (hidden.length !== batch * seq * dim) throw new Error(`hidden has ${hidden.length} values, expected ${batch}×${seq}×${dim}`);
   if (mask.length !== batch * seq) throw new Error(`mask has ${mask.length} values, expected ${batch}×${seq}`);
   const out: Float32Array[] = [];

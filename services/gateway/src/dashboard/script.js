@@ -32,10 +32,18 @@ function emptyRow(columns, text) {
 function pageCell(url, title) {
   const td = el("td", undefined, "page");
   let href = null;
-  try { const u = new URL(url); if (u.protocol === "http:" || u.protocol === "https:") href = u.href; } catch {}
+  try {
+    const u = new URL(url);
+    if (u.protocol === "http:" || u.protocol === "https:") href = u.href;
+  } catch {}
   const text = title ? `${title} — ${url}` : url;
-  if (href) { const a = el("a", text); a.href = href; a.rel = "noopener noreferrer"; a.target = "_blank"; td.append(a); }
-  else td.textContent = text;
+  if (href) {
+    const a = el("a", text);
+    a.href = href;
+    a.rel = "noopener noreferrer";
+    a.target = "_blank";
+    td.append(a);
+  } else td.textContent = text;
   return td;
 }
 
@@ -49,16 +57,22 @@ function render(s) {
   $("published-rate").textContent = show(s.clicks.publishedPerSecond, tenths);
   $("published-total").textContent = s.clicks.published === null ? "ingest: no reading" : `${whole.format(s.clicks.published)} published in all`;
 
-  $("services").replaceChildren(...s.services.map((svc) => row([
-    el("td", svc.name),
-    el("td", svc.healthy ? "up" : "down", svc.healthy ? "up" : "down"),
-    el("td", svc.metrics ? "yes" : "no", svc.metrics ? "" : "down"),
-    el("td", svc.residentBytes === null ? "–" : `${whole.format(Math.round(svc.residentBytes / 1048576))} MiB`, "num"),
-  ])));
+  $("services").replaceChildren(
+    ...s.services.map((svc) =>
+      row([
+        el("td", svc.name),
+        el("td", svc.healthy ? "up" : "down", svc.healthy ? "up" : "down"),
+        el("td", svc.metrics ? "yes" : "no", svc.metrics ? "" : "down"),
+        el("td", svc.residentBytes === null ? "–" : `${whole.format(Math.round(svc.residentBytes / 1048576))} MiB`, "num"),
+      ]),
+    ),
+  );
 
-  $("lag").replaceChildren(...(s.lag.length === 0
-    ? [emptyRow(3, "no consumer reporting")]
-    : s.lag.map((l) => row([el("td", l.consumer), el("td", l.stream, "stream"), el("td", whole.format(l.messages), "num")]))));
+  $("lag").replaceChildren(
+    ...(s.lag.length === 0
+      ? [emptyRow(3, "no consumer reporting")]
+      : s.lag.map((l) => row([el("td", l.consumer), el("td", l.stream, "stream"), el("td", whole.format(l.messages), "num")]))),
+  );
 
   const b = s.embedBatches;
   $("batch-mean").textContent = b && b.meanSize !== null ? tenths.format(b.meanSize) : "–";
@@ -67,13 +81,15 @@ function render(s) {
   if (!b || b.batches === 0) bars.replaceChildren(el("span", b ? "no batch run yet" : "no reading from the embedder", "empty"));
   else {
     const most = Math.max(...b.buckets.map((x) => x.batches), 1);
-    bars.replaceChildren(...b.buckets.flatMap((x) => {
-      const bar = el("div", undefined, "bar");
-      const fill = el("div");
-      fill.style.width = `${(100 * x.batches / most).toFixed(1)}%`;
-      bar.append(fill);
-      return [el("span", x.label), bar, el("span", whole.format(x.batches), "num")];
-    }));
+    bars.replaceChildren(
+      ...b.buckets.flatMap((x) => {
+        const bar = el("div", undefined, "bar");
+        const fill = el("div");
+        fill.style.width = `${((100 * x.batches) / most).toFixed(1)}%`;
+        bar.append(fill);
+        return [el("span", x.label), bar, el("span", whole.format(x.batches), "num")];
+      }),
+    );
   }
   $("updated").textContent = `updated ${new Date(s.at).toLocaleTimeString()}`;
 }
@@ -106,7 +122,12 @@ async function follow() {
         buffer += value;
         let end;
         while ((end = buffer.indexOf("\n\n")) >= 0) {
-          const data = buffer.slice(0, end).split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trim()).join("\n");
+          const data = buffer
+            .slice(0, end)
+            .split("\n")
+            .filter((l) => l.startsWith("data:"))
+            .map((l) => l.slice(5).trim())
+            .join("\n");
           buffer = buffer.slice(end + 2);
           if (data) render(JSON.parse(data));
         }
@@ -117,9 +138,15 @@ async function follow() {
     if (ctl.signal.aborted) return;
     setLive("off", "reconnecting…");
   }
-  if (retry && !ctl.signal.aborted) setTimeout(() => { if (following === ctl) follow(); }, 2000);
+  if (retry && !ctl.signal.aborted)
+    setTimeout(() => {
+      if (following === ctl) follow();
+    }, 2000);
 }
-keyInput.addEventListener("change", () => { following?.abort(); follow(); });
+keyInput.addEventListener("change", () => {
+  following?.abort();
+  follow();
+});
 follow();
 
 async function callGateway(method, body) {
@@ -164,6 +191,11 @@ answerForm("similar-form", async () => {
   const known = items.some((i) => (i.similarity || 0) > 0);
   return {
     rows: items.map((i) => row([pageCell(i.url, i.title), el("td", (i.similarity || 0).toFixed(3), "num")])),
-    text: items.length === 0 ? "no pages stored yet" : known ? "closest in meaning to what this user read" : "no interest known for this user yet: every similarity is 0",
+    text:
+      items.length === 0
+        ? "no pages stored yet"
+        : known
+          ? "closest in meaning to what this user read"
+          : "no interest known for this user yet: every similarity is 0",
   };
 });
