@@ -4,28 +4,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { replay, type ReplayOptions } from "@recsys/loadgen/replay";
+import { replay } from "@recsys/loadgen/replay";
 import { clientsOf } from "./harness/clients.js";
+import { replayOptions } from "./harness/replay.js";
 import { clicksLastSequence, expectRecommendationsExact, referenceWorkload, type ReferenceWorkload } from "./harness/oracle.js";
 import type { RawClick } from "./harness/reference.js";
 import { referenceClicks, repoRoot, startStack, type TestStack } from "./harness/stack.js";
 
 let ref: ReferenceWorkload;
 const expectEqualsReference = (stack: TestStack) => expectRecommendationsExact(stack, ref);
-
-function replayOptions(stack: TestStack, file: string): ReplayOptions {
-  return {
-    file,
-    rate: 0,
-    target: stack.url.ingest,
-    covisit: stack.url.covisit,
-    wait: true,
-    shiftTime: false,
-    batchSize: 500,
-    concurrency: 2,
-    waitTimeoutMs: 120_000,
-  };
-}
 
 beforeAll(async () => {
   ref = await referenceWorkload();

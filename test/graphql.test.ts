@@ -2,25 +2,16 @@ import { loadContent } from "@recsys/loadgen/content";
 import { replay } from "@recsys/loadgen/replay";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { clientsOf } from "./harness/clients.js";
+import { contentOptions, replayOptions } from "./harness/replay.js";
 import { readJsonLinesGz } from "./harness/files.js";
 import { embedAll, expectSameRanking, rankByMean } from "./harness/ranking.js";
 import { readClicks, referenceCoVisits } from "./harness/reference.js";
 import { referenceClicks, referencePages, startStack, type TestStack } from "./harness/stack.js";
 import { clicksLastSequence } from "./harness/oracle.js";
+import { DOC } from "@recsys/gateway/reference-documents";
 
-// The reference GraphQL documents, sent verbatim to POST /graphql after the reference pages and
-// clicks are loaded; every answer is checked against something computed without the system.
-const DOC = {
-  recommendation: `query { Recommendation(url: "https://en.wikipedia.org/wiki/Generosity%3A%20An%20Enhancement") { recommendation frequency } }`,
-  similarContent: `query { SimilarContent(userid: "f5e9c688-408d-b54f-94aa-493df43dac8c") { url similarity } }`,
-  addInterest: `mutation AddInterest($interest: AddInterest!) { AddInterest(interest: $interest) { _source_time } }`,
-  addLike: `mutation AddLike($liked: LikedInput!) { Likes(liked: $liked) { _source_time } }`,
-  recommendedEvents: `{ RecommendedEvents(userid: "1234") { id title abstract } }`,
-  search: `{ PersonalizedEventSearch(query: "kafka", userid: "1234") { id title abstract } }`,
-  events: `{ Events(limit: 20) { id title abstract } }`,
-  content: `mutation { Content(event: {url: "https://en.wikipedia.org/wiki/Zoop", title: "Zoop", text: "Zoop is a puzzle video game …"}) { title } }`,
-  clickstream: `mutation { Clickstream(event: {url: "https://en.wikipedia.org/wiki/Zoop", userid: "1"}) { userid } }`,
-};
+// The reference GraphQL documents (DOC), sent verbatim to POST /graphql after the reference pages
+// and clicks are loaded; every answer is checked against something computed without the system.
 const INTEREST_TEXT = "I want to learn more about Apache Flink and how to use it for real-time stream processing.";
 const LIKED_ID = "42672986";
 
@@ -80,28 +71,8 @@ async function recommendedFor(userid: string, limit: number) {
 beforeAll(async () => {
   stack = await startStack("graphql");
   c = clientsOf(stack);
-  await loadContent({
-    file: referencePages,
-    rate: 0,
-    target: stack.url.ingest,
-    embedder: stack.url.embedder,
-    profile: stack.url.profile,
-    wait: true,
-    batchSize: 100,
-    concurrency: 2,
-    waitTimeoutMs: 300_000,
-  });
-  await replay({
-    file: referenceClicks,
-    rate: 0,
-    target: stack.url.ingest,
-    covisit: stack.url.covisit,
-    wait: true,
-    shiftTime: false,
-    batchSize: 500,
-    concurrency: 2,
-    waitTimeoutMs: 120_000,
-  });
+  await loadContent(contentOptions(stack, referencePages));
+  await replay(replayOptions(stack, referenceClicks));
   vectors = await embedAll(
     c.embedder,
     pages.map((p) => ({ key: p.url, text: `${p.title}\n${p.text}` })),

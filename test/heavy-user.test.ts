@@ -125,6 +125,8 @@ describe("one heavy user", () => {
         ingestTimeMs: BigInt(Date.now()),
       }),
     );
+    const c = clientsOf(stack);
+    const before = (await c.covisit.progress({})).deadLetteredClicks;
     const nc = await connect({ servers: stack.env.NATS_URL ?? "nats://127.0.0.1:4222" });
     try {
       const batch = encodeClickBatch(clicks);
@@ -132,8 +134,6 @@ describe("one heavy user", () => {
     } finally {
       await nc.close();
     }
-    const c = clientsOf(stack);
-    const before = (await c.covisit.progress({})).deadLetteredClicks;
     const last = await clicksLastSequence(stack);
     await expect.poll(async () => (await c.covisit.progress({})).ackFloorStreamSequence, { timeout: 60_000 }).toBeGreaterThanOrEqual(last);
     expect((await c.covisit.progress({})).deadLetteredClicks - before).toBe(10n);

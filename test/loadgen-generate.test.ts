@@ -104,38 +104,13 @@ describe("loadgen evaluate on a stack fed the generated workload", () => {
   beforeAll(async () => {
     stack = await startStack("generate");
     const c = clientsOf(stack);
-    loaded = JSON.parse(
-      await loadgen(
-        "content",
-        join(dir("a"), "content.json.gz"),
-        "--rate",
-        "0",
-        "--wait",
-        "--json",
-        "--target",
-        stack.url.ingest,
-        "--embedder",
-        stack.url.embedder,
-        "--profile",
-        stack.url.profile,
-      ),
-    );
+    // As fast as the stack takes them, waiting until applied; the summary as JSON.
+    const allOf = async (command: string, file: string, ...targets: string[]) =>
+      JSON.parse(await loadgen(command, join(dir("a"), file), "--rate", "0", "--wait", "--json", "--target", stack.url.ingest, ...targets));
+    loaded = await allOf("content", "content.json.gz", "--embedder", stack.url.embedder, "--profile", stack.url.profile);
     // 200 clicks a batch: the 3,000 clicks span 15 minutes, so three batches (two in flight and
     // the one that may overtake the first) stay within the 5 minutes covisit waits for late clicks.
-    replayed = JSON.parse(
-      await loadgen(
-        "replay",
-        join(dir("a"), "clickstream.json.gz"),
-        "--rate",
-        "0",
-        "--wait",
-        "--json",
-        "--target",
-        stack.url.ingest,
-        "--covisit",
-        stack.url.covisit,
-      ),
-    );
+    replayed = await allOf("replay", "clickstream.json.gz", "--covisit", stack.url.covisit);
     // replay --wait waits for covisit; SimilarContent needs profile to have folded in every click too.
     const last = BigInt(replayed.lastStreamSequence);
     for (let i = 0; i < 300; i++) {

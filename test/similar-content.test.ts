@@ -4,6 +4,7 @@ import { loadContent } from "@recsys/loadgen/content";
 import { replay } from "@recsys/loadgen/replay";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { clientsOf } from "./harness/clients.js";
+import { contentOptions, replayOptions } from "./harness/replay.js";
 import { readJsonLinesGz } from "./harness/files.js";
 import { embedAll, expectSameRanking, rankByMean } from "./harness/ranking.js";
 import { referenceClicks, referencePages, startStack, type TestStack } from "./harness/stack.js";
@@ -38,28 +39,8 @@ beforeAll(async () => {
   stack = await startStack("similar");
   c = clientsOf(stack);
   // Clicks first: every click is parked until its page is embedded, the harder path.
-  await replay({
-    file: referenceClicks,
-    rate: 0,
-    target: stack.url.ingest,
-    covisit: stack.url.covisit,
-    wait: true,
-    shiftTime: false,
-    batchSize: 500,
-    concurrency: 2,
-    waitTimeoutMs: 120_000,
-  });
-  const loaded = await loadContent({
-    file: referencePages,
-    rate: 0,
-    target: stack.url.ingest,
-    embedder: stack.url.embedder,
-    profile: stack.url.profile,
-    wait: true,
-    batchSize: 100,
-    concurrency: 2,
-    waitTimeoutMs: 300_000,
-  });
+  await replay(replayOptions(stack, referenceClicks));
+  const loaded = await loadContent(contentOptions(stack, referencePages));
   expect(loaded).toMatchObject({ accepted: 2596, rejected: 0, pagesStored: 2596 });
   // Every click folded in: the profile's CLICKS consumer is past the last click, nothing parked.
   const last = await clicksLastSequence(stack);

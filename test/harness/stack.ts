@@ -1,11 +1,11 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createWriteStream, mkdirSync } from "node:fs";
-import net from "node:net";
 import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 // @ts-expect-error plain ESM script shared with `pnpm stack:reset`
 import { resetNamespace } from "../../scripts/reset.mjs";
+import getPort from "get-port";
 
 export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), "../..");
 export const sharedData = join(repoRoot, "../shared/data");
@@ -46,16 +46,7 @@ export interface Replica {
 }
 
 /** A TCP port nothing listens on right now, on loopback. */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
+export const freePort = (): Promise<number> => getPort({ host: "127.0.0.1" });
 
 /** A namespace of its own and a free port for every service, as the environment the services read. */
 export async function privateStackEnv(label: string, extraEnv: NodeJS.ProcessEnv = {}) {

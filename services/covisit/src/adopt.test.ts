@@ -19,17 +19,23 @@ afterAll(async () => {
   await bus.close();
 });
 
-it("replaces the single durable of earlier versions by partition durables that start after its ack floor", async () => {
+/** The durable covisit consumed CLICKS with before it had one per partition. */
+async function singleDurableOfEarlierVersions() {
   const stream = bus.topology.clicksStream;
-  // Ten messages, alternating partitions; the earlier version's durable acked the first four.
-  for (let i = 1; i <= 10; i++) await bus.js.publish(bus.topology.clicksSubject(i % PARTITIONS), new TextEncoder().encode(`m${i}`));
   await bus.jsm.consumers.add(stream, {
     durable_name: DURABLE,
     filter_subject: bus.topology.clicksSubjects,
     ack_policy: AckPolicy.Explicit,
     deliver_policy: DeliverPolicy.All,
   });
-  const old = await bus.js.consumers.get(stream, DURABLE);
+  return bus.js.consumers.get(stream, DURABLE);
+}
+
+it("replaces the single durable of earlier versions by partition durables that start after its ack floor", async () => {
+  const stream = bus.topology.clicksStream;
+  // Ten messages, alternating partitions; the earlier version's durable acked the first four.
+  for (let i = 1; i <= 10; i++) await bus.js.publish(bus.topology.clicksSubject(i % PARTITIONS), new TextEncoder().encode(`m${i}`));
+  const old = await singleDurableOfEarlierVersions();
   const fetched = await old.fetch({ max_messages: 4, expires: 2_000 });
   for await (const m of fetched) await m.ackAck();
   expect(await consumerNeverDelivered(bus, PARTITIONS)).toBe(false);
@@ -60,13 +66,7 @@ it("replaces the single durable of earlier versions by partition durables that s
 
 it("refuses to adopt while a covisit of the earlier version still pulls from the single durable", async () => {
   const stream = bus.topology.clicksStream;
-  await bus.jsm.consumers.add(stream, {
-    durable_name: DURABLE,
-    filter_subject: bus.topology.clicksSubjects,
-    ack_policy: AckPolicy.Explicit,
-    deliver_policy: DeliverPolicy.All,
-  });
-  const old = await bus.js.consumers.get(stream, DURABLE);
+  const old = await singleDurableOfEarlierVersions();
   // A pull waiting for messages, as a running covisit always has.
   const waiting = await old.fetch({ max_messages: 100, expires: 5_000 });
   const drained = (async () => {

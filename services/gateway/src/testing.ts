@@ -14,19 +14,10 @@ import { Access } from "./access.js";
 import { serveGraphql } from "./graphql-http.js";
 import { createGraphql } from "./graphql.js";
 import { createGatewayApi, gatewayRoutes } from "./handlers.js";
+import { DOC } from "./reference-documents.js";
 
-// The reference documents, sent as they are written.
-export const DOC = {
-  recommendation: `query { Recommendation(url: "https://en.wikipedia.org/wiki/Generosity%3A%20An%20Enhancement") { recommendation frequency } }`,
-  similarContent: `query { SimilarContent(userid: "f5e9c688-408d-b54f-94aa-493df43dac8c") { url similarity } }`,
-  addInterest: `mutation AddInterest($interest: AddInterest!) { AddInterest(interest: $interest) { _source_time } }`,
-  addLike: `mutation AddLike($liked: LikedInput!) { Likes(liked: $liked) { _source_time } }`,
-  recommendedEvents: `{ RecommendedEvents(userid: "1234") { id title abstract } }`,
-  search: `{ PersonalizedEventSearch(query: "kafka", userid: "1234") { id title abstract } }`,
-  events: `{ Events(limit: 20) { id title abstract } }`,
-  content: `mutation { Content(event: {url: "https://en.wikipedia.org/wiki/Zoop", title: "Zoop", text: "Zoop is a puzzle video game …"}) { title } }`,
-  clickstream: `mutation { Clickstream(event: {url: "https://en.wikipedia.org/wiki/Zoop", userid: "1"}) { userid } }`,
-};
+export { DOC };
+
 export const INTEREST = { userid: "1234", text: "I want to learn more about Apache Flink and how to use it for real-time stream processing." };
 
 export const SAMZA = {

@@ -7,6 +7,7 @@ import {
   runDurableConsumer,
   type Bus,
   type ClickToApply,
+  type ConsumedBy,
   type CrashAfterEffects,
   type DeadLetterWhy,
   type Disposition,
@@ -200,21 +201,28 @@ interface ConsumerOptions {
   signal: AbortSignal;
 }
 
+/** What every profile consumer shares: its bus, its names, PostgreSQL's health, the crash hook. */
+function common(opts: ConsumerOptions, kind: ConsumedBy<"profile">) {
+  return {
+    bus: opts.bus,
+    ...consumerNames("profile", kind),
+    concurrency: opts.concurrency,
+    dependency: opts.postgres,
+    crashAfterEffects: opts.crashAfterEffects,
+    logger: opts.logger,
+    signal: opts.signal,
+  };
+}
+
 /**
  * EMBEDDINGS into `content`, with a durable consumer shared by every profile replica. Acked after
  * the transaction committed; a redelivery is harmless because only a newer version changes anything.
  */
 export function runEmbeddingConsumer(opts: ConsumerOptions & { dimension: number }) {
   return runDurableConsumer({
-    bus: opts.bus,
+    ...common(opts, "embeddings"),
     stream: opts.bus.topology.embeddingsStream,
-    ...consumerNames("profile", "embeddings"),
     filterSubject: opts.bus.topology.embeddingsSubjects,
-    concurrency: opts.concurrency,
-    dependency: opts.postgres,
-    crashAfterEffects: opts.crashAfterEffects,
-    logger: opts.logger,
-    signal: opts.signal,
     handle: (m) => applyEmbeddingMessage(m.data, opts.store, opts.dimension),
   });
 }
@@ -226,16 +234,10 @@ export function runEmbeddingConsumer(opts: ConsumerOptions & { dimension: number
  */
 export function runClickConsumer(opts: ConsumerOptions & { maxBatch: number; clicksPerCall: number }) {
   return runDurableConsumer({
-    bus: opts.bus,
+    ...common(opts, "clicks"),
     stream: opts.bus.topology.clicksStream,
-    ...consumerNames("profile", "clicks"),
     filterSubject: opts.bus.topology.clicksSubjects,
-    concurrency: opts.concurrency,
     maxBatch: opts.maxBatch,
-    dependency: opts.postgres,
-    crashAfterEffects: opts.crashAfterEffects,
-    logger: opts.logger,
-    signal: opts.signal,
     handleBatch: (messages) => applyClickMessages(messages, opts.store, opts.clicksPerCall),
   });
 }
@@ -243,15 +245,9 @@ export function runClickConsumer(opts: ConsumerOptions & { maxBatch: number; cli
 /** Likes from ENGAGEMENT, with a durable consumer of their own; redelivery is harmless (applied event ids). */
 export function runLikeConsumer(opts: ConsumerOptions) {
   return runDurableConsumer({
-    bus: opts.bus,
+    ...common(opts, "likes"),
     stream: opts.bus.topology.engagementStream,
-    ...consumerNames("profile", "likes"),
     filterSubject: opts.bus.topology.likesSubjects,
-    concurrency: opts.concurrency,
-    dependency: opts.postgres,
-    crashAfterEffects: opts.crashAfterEffects,
-    logger: opts.logger,
-    signal: opts.signal,
     handle: (m) => applyLikeMessage(m.data, opts.store),
   });
 }
@@ -259,15 +255,9 @@ export function runLikeConsumer(opts: ConsumerOptions) {
 /** Stated interests' embeddings into interests; redelivery is harmless (applied event ids). */
 export function runInterestConsumer(opts: ConsumerOptions & { dimension: number }) {
   return runDurableConsumer({
-    bus: opts.bus,
+    ...common(opts, "interest-embeddings"),
     stream: opts.bus.topology.interestEmbeddingsStream,
-    ...consumerNames("profile", "interest-embeddings"),
     filterSubject: opts.bus.topology.interestEmbeddingsSubjects,
-    concurrency: opts.concurrency,
-    dependency: opts.postgres,
-    crashAfterEffects: opts.crashAfterEffects,
-    logger: opts.logger,
-    signal: opts.signal,
     handle: (m) => applyInterestMessage(m.data, opts.store, opts.dimension),
   });
 }

@@ -5,7 +5,7 @@ import { migrate } from "./migrations.js";
 import { ProfileStore } from "./pg-store.js";
 import { schemaFor } from "./pool.js";
 import type { PageEmbedding } from "./types.js";
-import { DIM, expectInterest as expectTerms, randomVectors, testDatabase } from "./testing.js";
+import { DIM, expectInterest as expectTerms, page, randomVectors, testDatabase } from "./testing.js";
 
 // Migrations run in the real PostgreSQL, on schemas of their own, old ones included.
 const { schema, pool, store } = testDatabase("migrations", { emptyEachTest: true });
@@ -15,15 +15,6 @@ const MIGRATIONS = readdirSync(new URL("../migrations/", import.meta.url))
   .sort();
 
 const { rnd, unitVector } = randomVectors(12345);
-const page = (url: string, embedding: number[], version = 1n): PageEmbedding => ({
-  url,
-  id: url,
-  title: `title of ${url}`,
-  text: "",
-  embedding,
-  version,
-  model: "test",
-});
 const status = (outcomes: Array<{ status: string }>) => outcomes.map((o) => o.status);
 
 /** Runs `fn` on a schema of its own as the migrations before `first` left it; drops it after. */

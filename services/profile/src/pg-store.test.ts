@@ -1,20 +1,11 @@
 import { describe, expect, it } from "vitest";
 import type { ClickToApply, PageEmbedding } from "./types.js";
-import { DIM, expectInterest as expectTerms, randomVectors, testDatabase } from "./testing.js";
+import { DIM, expectInterest as expectTerms, page, randomVectors, testDatabase } from "./testing.js";
 
 // The SQL is the domain logic here, so it is tested where it runs: in the real PostgreSQL.
 const { pool, store } = testDatabase("store", { emptyEachTest: true });
 
 const { rnd, unitVector } = randomVectors(12345);
-const page = (url: string, embedding: number[], version = 1n): PageEmbedding => ({
-  url,
-  id: url,
-  title: `title of ${url}`,
-  text: "",
-  embedding,
-  version,
-  model: "test",
-});
 let nextId = 0;
 const click = (userid: string, url: string): ClickToApply => ({ eventId: `e${nextId++}`, userid, url, eventTimeMs: 0 });
 const status = (outcomes: Array<{ status: string }>) => outcomes.map((o) => o.status);

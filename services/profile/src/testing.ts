@@ -4,6 +4,7 @@ import pg from "pg";
 import { afterAll, beforeAll, beforeEach, expect } from "vitest";
 import { interestMean } from "./interest-math.js";
 import { migrate } from "./migrations.js";
+import type { PageEmbedding } from "./types.js";
 import { ProfileStore } from "./pg-store.js";
 import { schemaFor } from "./pool.js";
 
@@ -35,6 +36,17 @@ export function testDatabase(label: string, opts: { maxConnections?: number; emp
   });
   return { schema, pool, store };
 }
+
+/** A page version with this embedding, as the embedder would publish it. */
+export const page = (url: string, embedding: number[], version = 1n): PageEmbedding => ({
+  url,
+  id: url,
+  title: `title of ${url}`,
+  text: "",
+  embedding,
+  version,
+  model: "test",
+});
 
 /** A repeatable random source, and random unit vectors rounded to float32 as PostgreSQL stores them. */
 export function randomVectors(seed: number) {

@@ -1,5 +1,4 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import net from "node:net";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { createClient } from "@connectrpc/connect";
@@ -10,6 +9,7 @@ import { replay } from "@recsys/loadgen/replay";
 import { waitFor } from "@recsys/loadgen/sender";
 import { Pool } from "undici";
 import { clicksFile, pagesFile, root } from "./reference-data.js";
+import getPort from "get-port";
 
 // The running stack the bench measures: its addresses, its health, calls to its gateway, and
 // starting what is missing.
@@ -30,17 +30,6 @@ async function healthy(base: string): Promise<boolean> {
     (r) => r.ok,
     () => false,
   );
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 /**
@@ -119,7 +108,7 @@ export async function ensureStack(referenceUser: string) {
 
 /** A second embedder, batching off (EMBED_MAX_BATCH=1), on a free port in a namespace of its own. */
 export async function startUnbatchedEmbedder(): Promise<{ url: string; child: ChildProcess }> {
-  const port = await freePort();
+  const port = await getPort({ host: "127.0.0.1" });
   const child = spawn(process.execPath, [join(root, "services/embedder/dist/main.js")], {
     env: { ...env, EMBEDDER_PORT: String(port), EMBED_MAX_BATCH: "1", RECSYS_NAMESPACE: "benchunbatched", LOG_LEVEL: "warn" },
     stdio: "ignore",
