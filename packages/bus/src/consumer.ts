@@ -176,7 +176,9 @@ export async function runDurableConsumer(opts: DurableConsumerOptions): Promise<
       count("retry");
       return;
     }
-    opts.dependency?.recovered();
+    // An applied message is a write that worked; a dead letter (an undecodable message) may not have
+    // reached the store at all, so it says nothing about whether the store is back.
+    if (d.kind === "ack") opts.dependency?.recovered();
     const letters: Array<DeadLetterWhy | ItemDeadLetter> = d.kind === "dead-letter" ? [{ cause: d.cause, reason: d.reason }] : (d.deadLetters ?? []);
     if (letters.length > 0) {
       try {
