@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { describe, expect, it } from "vitest";
-import { consumedMessages, registry, setServiceName, timeCalls, watchConsumerLag } from "./index.js";
+import { consumedMessages, embedBatchSize, metricSamples, registry, setServiceName, timeCalls, watchConsumerLag } from "./index.js";
 
 describe("metrics", () => {
   it("exposes counters and the lag read at scrape time in Prometheus text, labelled with the service", async () => {
@@ -14,6 +14,29 @@ describe("metrics", () => {
     pending = 0n;
     expect(await registry.metrics()).toContain('recsys_consumer_lag_messages{stream="CLICKS",consumer="covisit",service="unit"} 2');
     expect(first).toMatch(/^process_resident_memory_bytes\{service="unit"\} \d+/m);
+  });
+
+  it("gives the same series as samples for /metrics.json: histogram parts by name, every label a string", async () => {
+    setServiceName("unit");
+    embedBatchSize.observe(3);
+    const samples = await metricSamples();
+    const text = await registry.metrics();
+    const of = (name: string) => samples.filter((s) => s.name === name);
+    expect(of("recsys_embed_batch_size_bucket").find((s) => s.labels.le === "4")).toEqual({
+      name: "recsys_embed_batch_size_bucket",
+      labels: { le: "4", service: "unit" },
+      value: 1,
+    });
+    expect(of("recsys_embed_batch_size_bucket").find((s) => s.labels.le === "+Inf")?.value).toBe(1);
+    expect(of("recsys_embed_batch_size_sum")).toEqual([{ name: "recsys_embed_batch_size_sum", labels: { service: "unit" }, value: 3 }]);
+    // Every series of the text format is there.
+    const names = new Set(
+      text
+        .split("\n")
+        .filter((l) => l && !l.startsWith("#"))
+        .map((l) => l.split(/[{ ]/)[0]),
+    );
+    expect(new Set(samples.map((s) => s.name))).toEqual(names);
   });
 
   it("times every async method call of a store under its name, and leaves the object working as before", async () => {

@@ -1,10 +1,29 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 
-export { Counter, Gauge, Histogram };
+export { Counter, Gauge, Histogram, Registry };
 
 /** One registry per process, served at GET /metrics on the service's port. */
 export const registry = new Registry();
 collectDefaultMetrics({ register: registry });
+
+/** One series at one moment: `x_bucket`, `x_sum` and `x_count` for a histogram's parts. */
+export interface Sample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+/** Every series of a registry as plain samples (GET /metrics.json), from prom-client's own JSON. */
+export async function metricSamples(from: Registry = registry): Promise<Sample[]> {
+  const metrics = await from.getMetricsAsJSON();
+  return metrics.flatMap((metric) =>
+    metric.values.map((v) => ({
+      name: "metricName" in v && typeof v.metricName === "string" ? v.metricName : metric.name,
+      labels: Object.fromEntries(Object.entries(v.labels).map(([k, l]) => [k, String(l)])),
+      value: v.value,
+    })),
+  );
+}
 
 /** Every series of this process carries `service`. */
 export function setServiceName(service: string): void {

@@ -1,6 +1,6 @@
 import type http from "node:http";
 import type http2 from "node:http2";
-import { registry } from "@recsys/metrics";
+import { metricSamples, registry } from "@recsys/metrics";
 import type { Healthy } from "./grpc-health.js";
 
 export type HttpRequest = http.IncomingMessage | http2.Http2ServerRequest;
@@ -12,6 +12,20 @@ export function serveMetrics(res: HttpResponse): void {
     (text) => {
       res.writeHead(200, { "content-type": registry.contentType });
       res.end(text);
+    },
+    (err: unknown) => {
+      res.writeHead(500, { "content-type": "text/plain" });
+      res.end(String(err));
+    },
+  );
+}
+
+/** GET /metrics.json: the same series as samples, for readers that are not Prometheus (the dashboard). */
+export function serveMetricsJson(res: HttpResponse): void {
+  metricSamples().then(
+    (samples) => {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify(samples));
     },
     (err: unknown) => {
       res.writeHead(500, { "content-type": "text/plain" });

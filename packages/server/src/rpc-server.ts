@@ -7,7 +7,7 @@ import type { Logger } from "@recsys/logging";
 import { setServiceName } from "@recsys/metrics";
 import { serverTracing } from "@recsys/tracing";
 import { healthRoutes, type Healthy } from "./grpc-health.js";
-import { serveHealthz, serveMetrics, type HttpRequest, type HttpResponse } from "./http-endpoints.js";
+import { serveHealthz, serveMetrics, serveMetricsJson, type HttpRequest, type HttpResponse } from "./http-endpoints.js";
 import { logRpcs, timeRpcs } from "./interceptors.js";
 import { protocolSniffer } from "./protocol-sniffing.js";
 
@@ -60,6 +60,7 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
     req.headers[PEER_HEADER] = req.socket?.remoteAddress ?? "";
     if (opts.http?.(req, res)) return;
     if (req.url === "/metrics" && req.method === "GET") return serveMetrics(res);
+    if (req.url === "/metrics.json" && req.method === "GET") return serveMetricsJson(res);
     if (req.url === "/healthz" && req.method === "GET") return serveHealthz(res, opts.name, opts.healthy, opts.problems);
     if (req instanceof http.IncomingMessage) {
       // A request refused before its body was read in full (over the size limit) leaves the rest of

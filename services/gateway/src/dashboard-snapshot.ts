@@ -1,4 +1,4 @@
-import { total, type Sample } from "./prometheus-text.js";
+import type { Sample } from "@recsys/metrics";
 
 export const BACKENDS = ["ingest", "covisit", "embedder", "profile"] as const;
 export type BackendName = (typeof BACKENDS)[number];
@@ -8,7 +8,7 @@ export interface BackendScrape {
   service: BackendName;
   /** GET /healthz answered 200. */
   healthy: boolean;
-  /** GET /metrics, parsed; undefined when it did not answer. */
+  /** GET /metrics.json; undefined when it did not answer. */
   metrics?: Sample[];
 }
 
@@ -58,6 +58,13 @@ export class CounterRate {
     const newest = this.history[this.history.length - 1]!;
     return newest.atMs > first.atMs ? ((newest.increase - first.increase) * 1000) / (newest.atMs - first.atMs) : null;
   }
+}
+
+/** The sum of the samples named `name` whose labels pass `where`; undefined when there are none. */
+export function total(samples: Sample[], name: string, where: (labels: Record<string, string>) => boolean = () => true): number | undefined {
+  let sum: number | undefined;
+  for (const s of samples) if (s.name === name && where(s.labels)) sum = (sum ?? 0) + s.value;
+  return sum;
 }
 
 /** Snapshots from scrapes; keeps the counters' history for their rates. */

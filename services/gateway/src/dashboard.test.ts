@@ -1,65 +1,60 @@
 import http from "node:http";
 import type net from "node:net";
 import { createLogger } from "@recsys/logging";
+import { Counter, Gauge, Histogram, metricSamples, Registry } from "@recsys/metrics";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { Access, parseApiKeys } from "./access.js";
 import { createDashboard, type Dashboard } from "./dashboard.js";
-import { BACKENDS, batchSizes, CounterRate, DashboardState, type BackendName, type BackendScrape, type DashboardSnapshot } from "./dashboard-snapshot.js";
-import { parsePrometheusText, total } from "./prometheus-text.js";
+import {
+  BACKENDS,
+  batchSizes,
+  CounterRate,
+  DashboardState,
+  total,
+  type BackendName,
+  type BackendScrape,
+  type DashboardSnapshot,
+} from "./dashboard-snapshot.js";
 
 const logger = createLogger("gateway").child({}, { level: "silent" });
 
-// What prom-client serves, default label included, trimmed to the series the dashboard reads.
-const INGEST_METRICS = `# HELP recsys_published_messages_total Messages published
-# TYPE recsys_published_messages_total counter
-recsys_published_messages_total{stream="TX1_CLICKS",service="ingest"} 3
-# HELP recsys_published_clicks_total Clicks stored in CLICKS
-# TYPE recsys_published_clicks_total counter
-recsys_published_clicks_total{service="ingest"} 40
-recsys_published_messages_total{stream="TX1_CONTENT",service="ingest"} 7
-recsys_published_messages_total{stream="TX1_ENGAGEMENT",service="ingest"} 2
-process_resident_memory_bytes{service="ingest"} 104857600
-`;
-const covisitMetrics = (applied: number) => `# TYPE recsys_covisit_clicks_total counter
-recsys_covisit_clicks_total{outcome="applied",service="covisit"} ${applied}
-recsys_covisit_clicks_total{outcome="duplicate",service="covisit"} 3
-# TYPE recsys_consumer_lag_messages gauge
-recsys_consumer_lag_messages{stream="TX1_CLICKS",consumer="covisit",service="covisit"} 12
-`;
-const EMBEDDER_METRICS = `# TYPE recsys_embed_batch_size histogram
-recsys_embed_batch_size_bucket{le="1",service="embedder"} 2
-recsys_embed_batch_size_bucket{le="2",service="embedder"} 2
-recsys_embed_batch_size_bucket{le="4",service="embedder"} 5
-recsys_embed_batch_size_bucket{le="8",service="embedder"} 6
-recsys_embed_batch_size_bucket{le="+Inf",service="embedder"} 6
-recsys_embed_batch_size_sum{service="embedder"} 19
-recsys_embed_batch_size_count{service="embedder"} 6
-recsys_consumer_lag_messages{stream="TX1_CONTENT",consumer="embedder",service="embedder"} 0
-`;
-
-describe("parsePrometheusText", () => {
-  it("reads names, labels with escapes, special values and timestamps; skips comments and junk", () => {
-    const samples = parsePrometheusText(
-      [
-        "# HELP x_total a help line",
-        "",
-        'x_total{path="/a\\"b\\\\c",note="line\\nbreak",} 3 1700000000000',
-        "up 1",
-        'h_bucket{le="+Inf"} +Inf',
-        "g NaN",
-        "not a sample line",
-        'broken{label="unterminated} 1',
-      ].join("\n"),
+// Registries with the series the dashboard reads, default label included, as each backend has them.
+function registry(service: string, build: (registers: Registry[]) => void): Registry {
+  const r = new Registry();
+  r.setDefaultLabels({ service });
+  build([r]);
+  return r;
+}
+const INGEST = registry("ingest", (registers) => {
+  const published = new Counter({ name: "recsys_published_messages_total", help: "h", labelNames: ["stream"], registers });
+  published.inc({ stream: "TX1_CLICKS" }, 3);
+  published.inc({ stream: "TX1_CONTENT" }, 7);
+  published.inc({ stream: "TX1_ENGAGEMENT" }, 2);
+  new Counter({ name: "recsys_published_clicks_total", help: "h", registers }).inc(40);
+  new Gauge({ name: "process_resident_memory_bytes", help: "h", registers }).set(104857600);
+});
+const covisit = (applied: number) =>
+  registry("covisit", (registers) => {
+    const clicks = new Counter({ name: "recsys_covisit_clicks_total", help: "h", labelNames: ["outcome"], registers });
+    clicks.inc({ outcome: "applied" }, applied);
+    clicks.inc({ outcome: "duplicate" }, 3);
+    new Gauge({ name: "recsys_consumer_lag_messages", help: "h", labelNames: ["stream", "consumer"], registers }).set(
+      { stream: "TX1_CLICKS", consumer: "covisit" },
+      12,
     );
-    expect(samples.map((s) => s.name)).toEqual(["x_total", "up", "h_bucket", "g"]);
-    expect(samples[0]).toEqual({ name: "x_total", labels: { path: '/a"b\\c', note: "line\nbreak" }, value: 3 });
-    expect(samples[1]).toEqual({ name: "up", labels: {}, value: 1 });
-    expect(samples[2]!.value).toBe(Infinity);
-    expect(samples[3]!.value).toBeNaN();
   });
+const EMBEDDER = registry("embedder", (registers) => {
+  const sizes = new Histogram({ name: "recsys_embed_batch_size", help: "h", buckets: [1, 2, 4, 8], registers });
+  for (const size of [1, 1, 3, 4, 4, 6]) sizes.observe(size);
+  new Gauge({ name: "recsys_consumer_lag_messages", help: "h", labelNames: ["stream", "consumer"], registers }).set(
+    { stream: "TX1_CONTENT", consumer: "embedder" },
+    0,
+  );
+});
 
-  it("sums the series that pass a filter, and says when there are none", () => {
-    const samples = parsePrometheusText(INGEST_METRICS);
+describe("total", () => {
+  it("sums the series that pass a filter, and says when there are none", async () => {
+    const samples = await metricSamples(INGEST);
     expect(total(samples, "recsys_published_messages_total")).toBe(12);
     expect(total(samples, "recsys_published_messages_total", (l) => l.stream === "TX1_CLICKS")).toBe(3);
     expect(total(samples, "recsys_missing_total")).toBeUndefined();
@@ -86,18 +81,18 @@ describe("CounterRate", () => {
 });
 
 describe("DashboardState", () => {
-  const scrapes = (applied: number): BackendScrape[] => [
-    { service: "ingest", healthy: true, metrics: parsePrometheusText(INGEST_METRICS) },
-    { service: "covisit", healthy: true, metrics: parsePrometheusText(covisitMetrics(applied)) },
-    { service: "embedder", healthy: true, metrics: parsePrometheusText(EMBEDDER_METRICS) },
+  const scrapes = async (applied: number): Promise<BackendScrape[]> => [
+    { service: "ingest", healthy: true, metrics: await metricSamples(INGEST) },
+    { service: "covisit", healthy: true, metrics: await metricSamples(covisit(applied)) },
+    { service: "embedder", healthy: true, metrics: await metricSamples(EMBEDDER) },
     { service: "profile", healthy: false },
   ];
 
-  it("gives clicks and their rate, lag per consumer, batch sizes and each backend's health", () => {
+  it("gives clicks and their rate, lag per consumer, batch sizes and each backend's health", async () => {
     const state = new DashboardState();
-    const first = state.next(scrapes(10), 0);
+    const first = state.next(await scrapes(10), 0);
     expect(first.clicks).toEqual({ applied: 10, appliedPerSecond: null, published: 40, publishedPerSecond: null });
-    const second = state.next(scrapes(30), 2_000);
+    const second = state.next(await scrapes(30), 2_000);
     expect(second.clicks).toEqual({ applied: 30, appliedPerSecond: 10, published: 40, publishedPerSecond: 0 });
     expect(second.lag).toEqual([
       { service: "covisit", stream: "TX1_CLICKS", consumer: "covisit", messages: 12 },
@@ -123,15 +118,16 @@ describe("DashboardState", () => {
     });
   });
 
-  it("shows no numbers for a backend that did not answer, rather than zeros", () => {
+  it("shows no numbers for a backend that did not answer, rather than zeros", async () => {
     const s = new DashboardState().next([{ service: "covisit", healthy: false }], 0);
     expect(s.clicks).toEqual({ applied: null, appliedPerSecond: null, published: null, publishedPerSecond: null });
     expect(s.embedBatches).toBeNull();
-    expect(batchSizes(parsePrometheusText('recsys_embed_batch_size_count{service="embedder"} 0'))).toEqual({
+    const unused = registry("embedder", (registers) => new Histogram({ name: "recsys_embed_batch_size", help: "h", buckets: [], registers }));
+    expect(batchSizes(await metricSamples(unused))).toEqual({
       batches: 0,
       texts: 0,
       meanSize: null,
-      buckets: [],
+      buckets: [{ label: "all", batches: 0 }],
     });
   });
 });
@@ -157,10 +153,10 @@ describe("dashboard over HTTP", () => {
           res.writeHead(ok ? 200 : 503).end();
           return;
         }
-        if (req.url === "/metrics") {
-          const text = { ingest: INGEST_METRICS, covisit: covisitMetrics(applied), embedder: EMBEDDER_METRICS, profile: undefined }[service];
-          if (text === undefined) res.writeHead(500).end("registry failed");
-          else res.writeHead(200, { "content-type": "text/plain" }).end(text);
+        if (req.url === "/metrics.json") {
+          const from = { ingest: INGEST, covisit: covisit(applied), embedder: EMBEDDER, profile: undefined }[service];
+          if (from === undefined) res.writeHead(500).end("registry failed");
+          else void metricSamples(from).then((samples) => res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(samples)));
           return;
         }
         res.writeHead(404).end();

@@ -2,17 +2,23 @@ import type { Writable } from "node:stream";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { codeToHttpStatus, codeToString } from "@connectrpc/connect/protocol-connect";
 import type { Logger } from "@recsys/logging";
+import type { Sample } from "@recsys/metrics";
 import type { HttpRequest, HttpResponse } from "@recsys/server";
 import { callerOf, type Access } from "./access.js";
 import { DASHBOARD_PAGE } from "./dashboard-page.js";
+import { z } from "zod";
 import { BACKENDS, DashboardState, type BackendName, type BackendScrape } from "./dashboard-snapshot.js";
-import { parsePrometheusText } from "./prometheus-text.js";
+
+// JSON has no NaN: such a value arrives as null and is left out.
+const SAMPLES = z
+  .array(z.object({ name: z.string(), labels: z.record(z.string(), z.string()), value: z.number().nullable() }))
+  .transform((samples) => samples.filter((s): s is Sample => s.value !== null));
 
 /** Open event streams at once; each costs a connection, the scrapes are shared. */
 export const MAX_DASHBOARD_STREAMS = 100;
 
 export interface DashboardOptions {
-  /** Base URL of each backend's port (its /healthz and /metrics). */
+  /** Base URL of each backend's port (its /healthz and /metrics.json). */
   backends: Record<BackendName, string>;
   access: Access;
   logger: Logger;
@@ -177,11 +183,11 @@ class SnapshotFeed {
     };
     const metrics = async () => {
       try {
-        const res = await get("/metrics");
-        const text = await res.text();
-        if (!res.ok) throw new Error(`HTTP ${res.status}: ${text.slice(0, 200)}`);
+        const res = await get("/metrics.json");
+        if (!res.ok) throw new Error(`HTTP ${res.status}: ${(await res.text()).slice(0, 200)}`);
+        const samples = SAMPLES.parse(await res.json());
         if (this.failing.delete(service)) this.opts.logger.info({ service }, "dashboard: metrics readable again");
-        return parsePrometheusText(text);
+        return samples;
       } catch (err) {
         if (!this.failing.has(service)) this.opts.logger.warn({ service, err: String(err) }, "dashboard: metrics not readable");
         this.failing.add(service);
