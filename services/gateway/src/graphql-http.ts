@@ -6,9 +6,6 @@ import type { GraphqlServer } from "./graphql.js";
 /** Largest GraphQL request body; the reference documents are a few hundred bytes. */
 export const MAX_GRAPHQL_BODY_BYTES = 64 * 1024;
 
-// Framing of the incoming connection, not of the request handed to yoga.
-const HOP_BY_HOP = new Set(["connection", "keep-alive", "transfer-encoding", "content-length", "upgrade"]);
-
 /**
  * POST (and GET) /graphql and GET /graphiql beside the RPCs on the gateway's port; for
  * `startRpcServer({ http })`. Answers true for the requests it takes.
@@ -38,22 +35,11 @@ async function answer(yoga: GraphqlServer, req: HttpRequest, res: HttpResponse) 
     sendErrors(res, 413, "PAYLOAD_TOO_LARGE", `request body: must be at most ${MAX_GRAPHQL_BODY_BYTES} bytes`);
     return;
   }
-  const headers = new Headers();
-  for (const [name, value] of Object.entries(req.headers)) {
-    // HTTP/2 pseudo-headers (":path") are no headers to fetch.
-    if (name.startsWith(":") || HOP_BY_HOP.has(name) || value === undefined) continue;
-    headers.set(name, Array.isArray(value) ? value.join(", ") : value);
-  }
-  const method = req.method ?? "GET";
-  // A fixed origin: the Host header is the client's to choose and yoga only needs the path.
-  const response = await yoga.fetch(new URL(req.url ?? "/", "http://gateway"), {
-    method,
-    headers,
-    body: method === "GET" || method === "HEAD" ? undefined : body,
-  });
-  const payload = Buffer.from(await response.arrayBuffer());
-  res.writeHead(response.status, Object.fromEntries(response.headers));
-  res.end(payload);
+  // yoga takes a body already read from `req.body`, as it does behind Express' body parsers.
+  if (body.length > 0) Object.assign(req, { body });
+  // HTTP/2's compatibility request is taken too: whatwg-node leaves out its pseudo-headers.
+  type Listener = Parameters<GraphqlServer["requestListener"]>;
+  await yoga.requestListener(req as Listener[0], res as Listener[1]);
 }
 
 /**
