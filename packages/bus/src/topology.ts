@@ -4,6 +4,12 @@ import type { Logger } from "@recsys/logging";
 import { isNotFound, isStreamNameInUse } from "./jetstream-errors.js";
 
 /**
+ * The broker drops a message whose Nats-Msg-Id it saw within this window (a client's retry); the
+ * consumers' own idempotency covers everything older.
+ */
+export const DUPLICATE_WINDOW_MS = 10 * 60_000;
+
+/**
  * The size of every stream. A full CLICKS, CONTENT, EMBEDDINGS, ENGAGEMENT or INTEREST_EMBEDDINGS
  * refuses new messages (the publisher gets an error; ingest answers ResourceExhausted) and never
  * drops old ones: a rebuild needs them. DEAD_LETTERS drops its oldest letters instead (past the
@@ -135,61 +141,32 @@ export class Topology {
     return { discard: DiscardPolicy.New, ...(maxBytes === undefined ? {} : { max_bytes: serverMaxBytes(maxBytes) }) };
   }
 
+  /** A file-backed stream kept by limits, on its own subjects, deduplicated within DUPLICATE_WINDOW_MS. */
+  private stream(name: string, subjects: string, settings: Partial<StreamConfig>): Partial<StreamConfig> & { name: string } {
+    return {
+      name,
+      subjects: [subjects],
+      retention: RetentionPolicy.Limits,
+      storage: StorageType.File,
+      duplicate_window: nanos(DUPLICATE_WINDOW_MS),
+      ...settings,
+    };
+  }
+
   streamConfigs(): Array<Partial<StreamConfig> & { name: string }> {
+    const limits = this.limits;
     return [
-      {
-        name: this.clicksStream,
-        subjects: [this.clicksSubjects],
-        retention: RetentionPolicy.Limits,
-        storage: StorageType.File,
-        ...this.refuseWhenFull(this.limits?.clicksMaxBytes),
-        // Broker-side dedup on Nats-Msg-Id covers client retries within this window;
-        // the consumers' own idempotency covers everything older.
-        duplicate_window: nanos(10 * 60_000),
-      },
-      {
-        name: this.contentStream,
-        subjects: [this.contentSubjects],
-        retention: RetentionPolicy.Limits,
-        storage: StorageType.File,
-        ...this.refuseWhenFull(this.limits?.contentMaxBytes),
-        duplicate_window: nanos(10 * 60_000),
-      },
-      {
-        name: this.embeddingsStream,
-        subjects: [this.embeddingsSubjects],
-        retention: RetentionPolicy.Limits,
-        storage: StorageType.File,
-        // A compacted log: the newest embedding per url survives, older versions go.
-        max_msgs_per_subject: 1,
-        ...this.refuseWhenFull(this.limits?.embeddingsMaxBytes),
-        duplicate_window: nanos(10 * 60_000),
-      },
-      {
-        name: this.engagementStream,
-        subjects: [this.subject("engagement.>")],
-        retention: RetentionPolicy.Limits,
-        storage: StorageType.File,
-        ...this.refuseWhenFull(this.limits?.engagementMaxBytes),
-        duplicate_window: nanos(10 * 60_000),
-      },
-      {
-        name: this.interestEmbeddingsStream,
-        subjects: [this.interestEmbeddingsSubjects],
-        retention: RetentionPolicy.Limits,
-        storage: StorageType.File,
-        ...this.refuseWhenFull(this.limits?.interestEmbeddingsMaxBytes),
-        duplicate_window: nanos(10 * 60_000),
-      },
-      {
-        name: this.deadLetterStream,
-        subjects: [this.deadLetterSubjects],
-        retention: RetentionPolicy.Limits,
-        storage: StorageType.File,
+      this.stream(this.clicksStream, this.clicksSubjects, this.refuseWhenFull(limits?.clicksMaxBytes)),
+      this.stream(this.contentStream, this.contentSubjects, this.refuseWhenFull(limits?.contentMaxBytes)),
+      // A compacted log: the newest embedding per url survives, older versions go.
+      this.stream(this.embeddingsStream, this.embeddingsSubjects, { max_msgs_per_subject: 1, ...this.refuseWhenFull(limits?.embeddingsMaxBytes) }),
+      this.stream(this.engagementStream, this.subject("engagement.>"), this.refuseWhenFull(limits?.engagementMaxBytes)),
+      this.stream(this.interestEmbeddingsStream, this.interestEmbeddingsSubjects, this.refuseWhenFull(limits?.interestEmbeddingsMaxBytes)),
+      // Dead letters are a record, not a queue: the oldest make room for new ones.
+      this.stream(this.deadLetterStream, this.deadLetterSubjects, {
         discard: DiscardPolicy.Old,
-        ...(this.limits ? { max_bytes: this.limits.deadLettersMaxBytes, max_age: nanos(this.limits.deadLettersMaxAgeMs) } : {}),
-        duplicate_window: nanos(10 * 60_000),
-      },
+        ...(limits ? { max_bytes: limits.deadLettersMaxBytes, max_age: nanos(limits.deadLettersMaxAgeMs) } : {}),
+      }),
     ];
   }
 }

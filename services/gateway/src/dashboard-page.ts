@@ -1,11 +1,12 @@
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { COVISIT_WINDOW_IN_WORDS } from "@recsys/validation";
 
 /** A file of the page in src/dashboard/, which the build copies to dist/dashboard/ next to this module. */
 const pageFile = (name: string) => readFileSync(new URL(`./dashboard/${name}`, import.meta.url), "utf8");
 
 const STYLE = pageFile("style.css");
-const SCRIPT = pageFile("script.js");
+const SCRIPT = pageFile("script.js").replace("{{COVISIT_WINDOW}}", COVISIT_WINDOW_IN_WORDS);
 // Style and script go inline into the page's empty <style> and <script> elements: one response
 // carries the whole page, and the policy below pins both by hash.
 const HTML = pageFile("index.html")

@@ -1,6 +1,7 @@
 import http from "node:http";
 import type net from "node:net";
 import { createLogger } from "@recsys/logging";
+import { COVISIT_WINDOW_IN_WORDS } from "@recsys/validation";
 import { Counter, Gauge, Histogram, metricSamples, Registry } from "@recsys/metrics";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { Access, parseApiKeys } from "./access.js";
@@ -221,6 +222,9 @@ describe("dashboard over HTTP", () => {
     expect(html).toContain('id="recommendation-form"');
     expect(html).not.toMatch(/<(script|link)[^>]+(src|href)="https?:/);
     expect(html).not.toContain("innerHTML");
+    // The page states the window covisit counts with, not a copy of it.
+    expect(html).toContain(`const COVISIT_WINDOW = "${COVISIT_WINDOW_IN_WORDS}"`);
+    expect(html).not.toContain("{{");
     expect((await fetch(`${url}/graphql`)).status).toBe(404);
   });
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { Command, InvalidArgumentError, Option } from "commander";
 import { pino } from "pino";
-import { connectBus, type Bus } from "@recsys/bus";
+import { connectBus, DUPLICATE_WINDOW_MS, type Bus } from "@recsys/bus";
 import { commonEnv, readConfig, z } from "@recsys/config";
 import { deadLetterAt, selectedLetters } from "./dead-letter-stream.js";
 import { countByCause, letterLine, sinceTime, type DeadLetter, type Selection } from "./letters.js";
@@ -98,7 +98,7 @@ program
   .description(
     "Republishes the selected dead letters to the subject their message came from, with its content-type, after the cause was fixed. " +
       "The letters stay in DEAD_LETTERS (replay deletes nothing). Safe to repeat: each replay has the message id dlq-replay-<seq>, " +
-      "so the broker drops a repeat within its duplicate window (10 minutes), and the consumers skip clicks and events they already applied.",
+      `so the broker drops a repeat within its duplicate window (${DUPLICATE_WINDOW_MS / 60_000} minutes), and the consumers skip clicks and events they already applied.`,
   )
   .argument("[seq...]", "only the letters at these sequences", (v: string, prev: number[] = []) => [...prev, sequenceNumber(v)])
   .addOption(causeOption())

@@ -1,6 +1,8 @@
 "use strict";
 const $ = (id) => document.getElementById(id);
 const keyInput = $("api-key");
+// Filled in by the gateway from the window covisit counts with.
+const COVISIT_WINDOW = "{{COVISIT_WINDOW}}";
 
 function requestHeaders(json) {
   const headers = json ? { "content-type": "application/json" } : {};
@@ -181,7 +183,7 @@ answerForm("recommendation-form", async () => {
   const items = (await callGateway("Recommendation", { url, limit: 10 })).items || [];
   return {
     rows: items.map((i) => row([pageCell(i.recommendation), el("td", String(i.frequency), "num")])),
-    text: items.length ? "pages visited within 10 minutes after it, most often first" : "no co-visits of this page yet",
+    text: items.length ? `pages visited within ${COVISIT_WINDOW} after it, most often first` : "no co-visits of this page yet",
   };
 });
 
