@@ -30,6 +30,11 @@ export const commonEnv = {
     .default(""),
   /** Internal services listen on loopback unless told otherwise. */
   HOST: z.string().default("127.0.0.1"),
+  // The credential the services share: required on every RPC when set, and off loopback (see @recsys/server).
+  SERVICE_TOKEN: z
+    .string()
+    .refine((v) => v === "" || v.length >= 32, "must be at least 32 characters")
+    .default(""),
   /** How long a consumer may hold a message unacked before JetStream redelivers it (after a crash). */
   BUS_ACK_WAIT_MS: z.coerce.number().int().min(1_000).default(30_000),
   /**

@@ -1,4 +1,6 @@
 export { answerEach, refusal, type BatchOutcome, type BatchResult } from "./batch.js";
-export type { HttpRequest, HttpResponse } from "./http-endpoints.js";
-export { MAX_REQUEST_BYTES, PEER_HEADER, startRpcServer, type RpcServer, type RpcServerOptions } from "./rpc-server.js";
+export { serveMetrics, serveMetricsJson, type HttpRequest, type HttpResponse } from "./http-endpoints.js";
+export { sendServiceToken } from "./interceptors.js";
+export { isLoopback, serviceTokenFor } from "./service-token.js";
+export { MAX_REQUEST_BYTES, PEER_HEADER, SERVER_LIMITS, startRpcServer, type RpcServer, type RpcServerOptions, type ServerLimits } from "./rpc-server.js";
 export { onShutdown } from "./shutdown.js";

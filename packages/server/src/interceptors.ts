@@ -1,3 +1,4 @@
+import { createHash, timingSafeEqual } from "node:crypto";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import type { Logger } from "@recsys/logging";
 import { rpcDuration } from "@recsys/metrics";
@@ -31,3 +32,29 @@ export const logRpcs =
       logger.debug({ method: `${req.service.typeName}/${req.method.name}`, code, ms: Math.round((performance.now() - t0) * 10) / 10 }, "rpc");
     }
   };
+
+const digest = (text: string) => createHash("sha256").update(text).digest();
+
+/** Refuses every RPC but health checks unless it carries `authorization: Bearer <token>`. */
+export function requireServiceToken(token: string): Interceptor {
+  const expected = digest(token);
+  return (next) => async (req) => {
+    if (req.service.typeName === "grpc.health.v1.Health") return next(req);
+    const sent = req.header.get("authorization")?.match(/^Bearer\s+(\S+)$/i)?.[1];
+    if (sent === undefined) throw new ConnectError("authorization: this service needs the service token (Bearer)", Code.Unauthenticated);
+    if (!timingSafeEqual(digest(sent), expected)) throw new ConnectError("authorization: not the service token", Code.Unauthenticated);
+    return next(req);
+  };
+}
+
+/** For clients of the services: sends the service token with every call, when there is one. */
+export function sendServiceToken(token: string | undefined): Interceptor[] {
+  if (!token) return [];
+  const value = `Bearer ${token}`;
+  return [
+    (next) => (req) => {
+      req.header.set("authorization", value);
+      return next(req);
+    },
+  ];
+}

@@ -8,8 +8,10 @@ import { Duplex } from "node:stream";
  * ("PRI * HTTP/2.0", gRPC's h2c with prior knowledge) and to `h1` otherwise. Open sockets are kept
  * in `sockets` so that a shutdown can cut them.
  */
-export function protocolSniffer(h1: http.Server, h2: http2.Http2Server, sockets: Set<net.Socket>): net.Server {
+export function protocolSniffer(h1: http.Server, h2: http2.Http2Server, sockets: Set<net.Socket>, firstBytesTimeoutMs: number): net.Server {
   return net.createServer((socket) => {
+    // A connection that says nothing is closed: idle sockets cannot pile up before a server sees them.
+    socket.setTimeout(firstBytesTimeoutMs, () => socket.destroy());
     // Small RPC answers go out at once: with Nagle's algorithm an HTTP/2 frame written after a
     // previous one waits for the peer's delayed ACK, about 40 ms per call.
     socket.setNoDelay(true);
@@ -20,6 +22,7 @@ export function protocolSniffer(h1: http.Server, h2: http2.Http2Server, sockets:
       head = Buffer.concat([head, chunk]);
       if (head.length < 3) return;
       socket.off("data", onData);
+      socket.setTimeout(0);
       if (head.subarray(0, 3).toString("latin1") === "PRI") {
         // http2 reads the native handle directly and would miss bytes put back with unshift.
         h2.emit("connection", new ReplayedSocket(socket, head));

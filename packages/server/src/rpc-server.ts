@@ -8,7 +8,7 @@ import { setServiceName } from "@recsys/metrics";
 import { serverTracing } from "@recsys/tracing";
 import { healthRoutes, type Healthy } from "./grpc-health.js";
 import { serveHealthz, serveMetrics, serveMetricsJson, type HttpRequest, type HttpResponse } from "./http-endpoints.js";
-import { logRpcs, timeRpcs } from "./interceptors.js";
+import { logRpcs, requireServiceToken, timeRpcs } from "./interceptors.js";
 import { protocolSniffer } from "./protocol-sniffing.js";
 
 export const MAX_REQUEST_BYTES = 1024 * 1024;
@@ -28,11 +28,41 @@ export interface RpcServerOptions {
   /** Largest request body accepted; larger ones get ResourceExhausted. Default 1 MiB. */
   maxRequestBytes?: number;
   /**
+   * When set, every RPC but grpc.health.v1.Health needs `authorization: Bearer <serviceToken>`
+   * (Unauthenticated otherwise): the credential services share between them.
+   */
+  serviceToken?: string;
+  /** Limits on connections and how long they may idle; production defaults in SERVER_LIMITS. */
+  limits?: Partial<ServerLimits>;
+  /**
    * Plain HTTP next to the RPCs (e.g. a GraphQL endpoint): sees every HTTP/1.1 and HTTP/2 request
    * first and returns true when it has taken it; the rest go to /healthz and Connect as before.
    */
   http?: (req: HttpRequest, res: HttpResponse) => boolean;
 }
+
+export interface ServerLimits {
+  /** Open connections at most; more are closed as they arrive. */
+  maxConnections: number;
+  /** A new connection must send its first bytes, and a request all its headers, within this. */
+  headersTimeoutMs: number;
+  /** A request must arrive whole within this. */
+  requestTimeoutMs: number;
+  /** A kept-alive HTTP/1.1 connection or an HTTP/2 session with nothing to do is closed after this. */
+  idleTimeoutMs: number;
+  /** Concurrent streams per HTTP/2 connection. */
+  maxConcurrentStreams: number;
+}
+
+/** Slow or idle clients cannot hold a server: every wait has an end. */
+export const SERVER_LIMITS: ServerLimits = {
+  maxConnections: 4096,
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 30_000,
+  // Longer than the 60 s idle timeout of common load balancers, so that they close first.
+  idleTimeoutMs: 65_000,
+  maxConcurrentStreams: 256,
+};
 
 export interface RpcServer {
   port: number;
@@ -53,7 +83,7 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
       healthRoutes(router, opts.healthy);
     },
     readMaxBytes: maxBytes,
-    interceptors: [serverTracing, timeRpcs, logRpcs(opts.logger)],
+    interceptors: [serverTracing, timeRpcs, logRpcs(opts.logger), ...(opts.serviceToken ? [requireServiceToken(opts.serviceToken)] : [])],
   });
   const handle = (req: HttpRequest, res: HttpResponse) => {
     // Handlers see headers, not sockets: the peer address travels as a header no client can set.
@@ -73,9 +103,12 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
     (connect as (a: typeof req, b: typeof res) => void)(req, res);
   };
 
-  const h1 = http.createServer(handle);
-  h1.keepAliveTimeout = 65_000;
-  const h2 = http2.createServer(handle);
+  const limits = { ...SERVER_LIMITS, ...opts.limits };
+  const h1 = http.createServer({ headersTimeout: limits.headersTimeoutMs, requestTimeout: limits.requestTimeoutMs }, handle);
+  h1.keepAliveTimeout = limits.idleTimeoutMs;
+  h1.timeout = limits.idleTimeoutMs;
+  const h2 = http2.createServer({ settings: { maxConcurrentStreams: limits.maxConcurrentStreams } }, handle);
+  h2.setTimeout(limits.idleTimeoutMs);
   const sockets = new Set<net.Socket>();
   const sessions = new Set<http2.ServerHttp2Session>();
   h2.on("session", (s) => {
@@ -83,7 +116,8 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
     s.once("close", () => sessions.delete(s));
   });
 
-  const front = protocolSniffer(h1, h2, sockets);
+  const front = protocolSniffer(h1, h2, sockets, limits.headersTimeoutMs);
+  front.maxConnections = limits.maxConnections;
 
   await new Promise<void>((resolve, reject) => {
     front.once("error", reject);

@@ -4,7 +4,7 @@ import { commonEnv, consumerEnv, port, positiveInt, readConfig, z } from "@recsy
 import { createLogger } from "@recsys/logging";
 import { DEFAULT_ALLOWED_LATENESS_MS, DEFAULT_USER_CLICK_BUDGET } from "@recsys/validation";
 import { DependencyHealth, timeCalls } from "@recsys/metrics";
-import { onShutdown, startRpcServer } from "@recsys/server";
+import { onShutdown, serviceTokenFor, startRpcServer } from "@recsys/server";
 import { adoptSingleDurable, clickDurables, consumerNeverDelivered, runClickConsumer, type ConsumerStats } from "./consumer.js";
 import { covisitRoutes } from "./handlers.js";
 import { CovisitStore, DEFAULT_DEDUP_RETENTION_MS, DEFAULT_MAX_BATCH } from "./redis-store.js";
@@ -65,6 +65,7 @@ const redisWrites = new DependencyHealth("redis");
 const server = await startRpcServer({
   name: "covisit",
   host: config.HOST,
+  serviceToken: serviceTokenFor(config, "covisit", logger),
   port: config.COVISIT_PORT,
   routes: covisitRoutes(
     store,

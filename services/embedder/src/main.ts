@@ -2,7 +2,7 @@ import { fileURLToPath } from "node:url";
 import { connectBus, CrashAfterEffects, StreamFill, streamLimitsFrom } from "@recsys/bus";
 import { commonEnv, consumerEnv, port, positiveInt, readConfig, z } from "@recsys/config";
 import { createLogger } from "@recsys/logging";
-import { onShutdown, startRpcServer } from "@recsys/server";
+import { onShutdown, serviceTokenFor, startRpcServer } from "@recsys/server";
 import { DynamicBatcher } from "./batcher.js";
 import { runContentConsumer, type ContentStats } from "./consumer.js";
 import { embedderRoutes, MAX_TEXTS_PER_CALL } from "./handlers.js";
@@ -46,6 +46,7 @@ const stats: ContentStats = { embedded: 0, stale: 0, undecodable: 0 };
 const server = await startRpcServer({
   name: "embedder",
   host: config.HOST,
+  serviceToken: serviceTokenFor(config, "embedder", logger),
   port: config.EMBEDDER_PORT,
   routes: embedderRoutes(batcher, model, bus, logger),
   healthy: () => bus.connected(),

@@ -1,7 +1,7 @@
 import { commonEnv, port, positiveInt, readConfig, z } from "@recsys/config";
 import { connectBus, StreamFill, streamLimitsFrom } from "@recsys/bus";
 import { createLogger } from "@recsys/logging";
-import { onShutdown, startRpcServer } from "@recsys/server";
+import { onShutdown, serviceTokenFor, startRpcServer } from "@recsys/server";
 import { ingestRoutes } from "./handlers.js";
 import { EventPublisher } from "./publisher.js";
 import { ClickBudget } from "./budget.js";
@@ -40,6 +40,7 @@ const publisher = new EventPublisher(bus, config.PARTITIONS, fill);
 const server = await startRpcServer({
   name: "ingest",
   host: config.HOST,
+  serviceToken: serviceTokenFor(config, "ingest", logger),
   port: config.INGEST_PORT,
   routes: ingestRoutes(publisher, logger, {
     maxClockSkewMs: config.MAX_CLOCK_SKEW_MS,

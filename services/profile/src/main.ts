@@ -2,7 +2,7 @@ import { connectBus, CrashAfterEffects, streamLimitsFrom } from "@recsys/bus";
 import { commonEnv, consumerEnv, port, positiveInt, readConfig, z } from "@recsys/config";
 import { createLogger } from "@recsys/logging";
 import { DependencyHealth, timeCalls } from "@recsys/metrics";
-import { onShutdown, startRpcServer } from "@recsys/server";
+import { onShutdown, serviceTokenFor, startRpcServer } from "@recsys/server";
 import { DEFAULT_CLICKS_PER_CALL, runClickConsumer, runEmbeddingConsumer, runInterestConsumer, runLikeConsumer } from "./consumers.js";
 import { profileRoutes } from "./handlers.js";
 import { migrateWhenReachable } from "./migrations.js";
@@ -54,6 +54,7 @@ const postgresWrites = new DependencyHealth("postgres");
 const server = await startRpcServer({
   name: "profile",
   host: config.HOST,
+  serviceToken: serviceTokenFor(config, "profile", logger),
   port: config.PROFILE_PORT,
   routes: profileRoutes(store, bus),
   healthy: async () => bus.connected() && !postgresWrites.failing && (await store.ping().catch(() => false)),

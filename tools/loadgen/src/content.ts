@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { serviceTransport } from "./transport.js";
 import { EmbedderService } from "@recsys/contracts/embedder/v1/embedder";
 import { ContentInputSchema, IngestService, type ContentInput } from "@recsys/contracts/ingest/v1/ingest";
 import { ProfileService } from "@recsys/contracts/profile/v1/profile";
@@ -49,7 +49,7 @@ export function toContentInput(o: Record<string, unknown>): ContentInput {
 }
 
 export async function loadContent(opts: ContentLoadOptions): Promise<ContentLoadSummary> {
-  const ingest = createClient(IngestService, createGrpcTransport({ baseUrl: opts.target }));
+  const ingest = createClient(IngestService, serviceTransport(opts.target));
   const started = performance.now();
 
   async function* pages(): AsyncGenerator<ContentInput> {
@@ -68,8 +68,8 @@ export async function loadContent(opts: ContentLoadOptions): Promise<ContentLoad
 
   let pagesStored: number | null = null;
   if (opts.wait) {
-    const embedder = createClient(EmbedderService, createGrpcTransport({ baseUrl: opts.embedder }));
-    const profile = createClient(ProfileService, createGrpcTransport({ baseUrl: opts.profile }));
+    const embedder = createClient(EmbedderService, serviceTransport(opts.embedder));
+    const profile = createClient(ProfileService, serviceTransport(opts.profile));
     // First every page embedded (or found stale) by the embedder, then every embedding stored by profile.
     let floor = 0n;
     await waitFor(

@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { serviceTransport } from "./transport.js";
 import { CovisitService } from "@recsys/contracts/covisit/v1/covisit";
 import { ClickInputSchema, IngestService, type ClickInput } from "@recsys/contracts/ingest/v1/ingest";
 import { latestEventTime, readClickFile, shiftTime, type FileClick } from "./click-file.js";
@@ -37,8 +37,8 @@ export interface ReplaySummary {
 }
 
 export async function replay(opts: ReplayOptions): Promise<ReplaySummary> {
-  const ingest = createClient(IngestService, createGrpcTransport({ baseUrl: opts.target }));
-  const covisit = createClient(CovisitService, createGrpcTransport({ baseUrl: opts.covisit }));
+  const ingest = createClient(IngestService, serviceTransport(opts.target));
+  const covisit = createClient(CovisitService, serviceTransport(opts.covisit));
   const lateBefore = opts.wait ? (await covisit.progress({})).deadLetteredClicks : 0n;
   const started = performance.now();
 
