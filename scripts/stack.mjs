@@ -73,7 +73,10 @@ async function up(names) {
       continue;
     }
     const log = openSync(logFile(s), "a");
-    const child = spawn(process.execPath, ["--enable-source-maps", main], { detached: true, stdio: ["ignore", log, log], env: process.env });
+    // The local stack listens on loopback, where the gateway may run without credentials; set HOST
+    // (and credentials: README, Security) to serve others.
+    const env = { HOST: "127.0.0.1", ...process.env };
+    const child = spawn(process.execPath, ["--enable-source-maps", main], { detached: true, stdio: ["ignore", log, log], env });
     writeFileSync(pidFile(s), String(child.pid));
     child.unref();
     console.error(`stack: started ${s.name} (pid ${child.pid}, port ${portOf(s)}, log ${logFile(s)})`);

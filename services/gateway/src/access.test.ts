@@ -1,8 +1,10 @@
-// Who may call the gateway: API keys with a read or write scope at both doors, and a limit on
-// mutations per client that queries never meet.
+// Who may call the gateway: service keys with a scope, user tokens acting only as their user, and
+// limits on queries and mutations per client and per user, at both doors.
 import type { RpcServer } from "@recsys/server";
+import { SignJWT } from "jose";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { Access, parseApiKeys } from "./access.js";
+import { Access, memoryLimiters, parseApiKeys, type RateLimits } from "./access.js";
+import { Authenticator } from "./auth.js";
 import { DOC, gatewayOverFakeBackends, logger, type Answer, type BackendCall } from "./testing.js";
 
 /** Every call the fake backends got. */
@@ -12,76 +14,159 @@ beforeEach(() => {
   asked = [];
 });
 
-describe("API keys and rate limits", () => {
-  const READ_KEY = "read-key-0123456789";
-  const WRITE_KEY = "write-key-0123456789";
-  let guardedServer: RpcServer;
-  let guardedBase: string;
+const READ_KEY = "read-key-0123456789";
+const WRITE_KEY = "write-key-0123456789";
+const SECRET = "a-test-secret-of-at-least-32-bytes!!";
+const LIMITS: RateLimits = { reads: 1_000, writes: 3, userReads: 4, userWrites: 2 };
 
-  beforeAll(async () => {
-    const access = new Access(parseApiKeys(`${READ_KEY}:read, ${WRITE_KEY}:write`), 3, logger);
-    guardedServer = await startGateway(access);
-    guardedBase = `http://127.0.0.1:${guardedServer.port}`;
-  });
-  afterAll(async () => guardedServer?.close());
+/** A user token for `sub`, signed with `secret`, expiring `expiresIn` from now. */
+const tokenFor = (sub: string, { secret = SECRET, expiresIn = "5m" } = {}) =>
+  new SignJWT({}).setProtectedHeader({ alg: "HS256" }).setSubject(sub).setIssuedAt().setExpirationTime(expiresIn).sign(new TextEncoder().encode(secret));
 
-  const connectCall = async (method: string, body: object, key?: string) => {
-    const res = await fetch(`${guardedBase}/recsys.gateway.v1.GatewayService/${method}`, {
-      method: "POST",
-      headers: { "content-type": "application/json", ...(key ? { "x-api-key": key } : {}) },
-      body: JSON.stringify(body),
-    });
-    return { status: res.status, body: (await res.json()) as { code?: string; message?: string } };
-  };
-  const graphqlCall = async (query: string, key?: string) => {
-    const res = await fetch(`${guardedBase}/graphql`, {
-      method: "POST",
-      headers: { "content-type": "application/json", ...(key ? { "x-api-key": key } : {}) },
-      body: JSON.stringify({ query }),
-    });
-    return (await res.json()) as Answer;
-  };
-  const click = { event: { userid: "1", url: "https://en.wikipedia.org/wiki/Zoop" } };
+let server: RpcServer;
+let base: string;
+beforeAll(async () => {
+  const authenticator = new Authenticator(parseApiKeys(`${READ_KEY}:read, ${WRITE_KEY}:write`), { secret: SECRET });
+  server = await startGateway(new Access(authenticator, LIMITS, memoryLimiters(LIMITS), logger));
+  base = `http://127.0.0.1:${server.port}`;
+});
+afterAll(async () => server?.close());
 
-  it("refuse a call without a valid key at both doors, and reach no backend", async () => {
+type Credentials = { key?: string; token?: string; authorization?: string };
+const headers = ({ key, token, authorization }: Credentials = {}) => ({
+  "content-type": "application/json",
+  ...(key ? { "x-api-key": key } : {}),
+  ...(token ? { authorization: `Bearer ${token}` } : {}),
+  ...(authorization ? { authorization } : {}),
+});
+const connectCall = async (method: string, body: object, credentials?: Credentials) => {
+  const res = await fetch(`${base}/recsys.gateway.v1.GatewayService/${method}`, { method: "POST", headers: headers(credentials), body: JSON.stringify(body) });
+  return { status: res.status, body: (await res.json()) as { code?: string; message?: string } };
+};
+const graphqlCall = async (query: string, credentials?: Credentials) => {
+  const res = await fetch(`${base}/graphql`, { method: "POST", headers: headers(credentials), body: JSON.stringify({ query }) });
+  return (await res.json()) as Answer;
+};
+const clickBy = (userid: string) => ({ event: { userid, url: "https://en.wikipedia.org/wiki/Zoop" } });
+
+describe("service keys", () => {
+  it("refuse a call without credentials or with an unknown key at both doors, and reach no backend", async () => {
     expect((await connectCall("Recommendation", { url: "https://e.org/a" })).body).toMatchObject({
       code: "unauthenticated",
-      message: "x-api-key: a valid API key is required",
+      message: "credentials required: an x-api-key header or authorization: Bearer <user token>",
     });
-    expect((await connectCall("Recommendation", { url: "https://e.org/a" }, "not-a-configured-key")).body).toMatchObject({ code: "unauthenticated" });
-    expect((await graphqlCall(DOC.events)).errors).toMatchObject([
-      { message: "x-api-key: a valid API key is required", extensions: { code: "UNAUTHENTICATED" } },
-    ]);
+    expect((await connectCall("Recommendation", { url: "https://e.org/a" }, { key: "not-a-configured-key" })).body).toMatchObject({
+      code: "unauthenticated",
+      message: "x-api-key: not a valid API key",
+    });
+    expect((await graphqlCall(DOC.events)).errors).toMatchObject([{ extensions: { code: "UNAUTHENTICATED" } }]);
     expect(asked).toEqual([]);
   });
 
-  it("let a read key query but not write, and a write key do both", async () => {
-    expect((await connectCall("Recommendation", { url: "https://e.org/a" }, READ_KEY)).status).toBe(200);
-    expect((await graphqlCall(DOC.events, READ_KEY)).data?.Events).toHaveLength(2);
+  it("let a read key query but not write, and a write key do both, for any user", async () => {
+    expect((await connectCall("Recommendation", { url: "https://e.org/a" }, { key: READ_KEY })).status).toBe(200);
+    expect((await graphqlCall(DOC.events, { key: READ_KEY })).data?.Events).toHaveLength(2);
     asked = [];
-    expect((await connectCall("Clickstream", click, READ_KEY)).body).toMatchObject({ code: "permission_denied" });
-    expect((await graphqlCall(DOC.clickstream, READ_KEY)).errors).toMatchObject([{ extensions: { code: "PERMISSION_DENIED" } }]);
+    expect((await connectCall("Clickstream", clickBy("1"), { key: READ_KEY })).body).toMatchObject({
+      code: "permission_denied",
+      message: "x-api-key: this key's scope is read; clickstream needs write",
+    });
+    expect((await graphqlCall(DOC.clickstream, { key: READ_KEY })).errors).toMatchObject([{ extensions: { code: "PERMISSION_DENIED" } }]);
     expect(asked).toEqual([]);
-    expect((await graphqlCall(DOC.clickstream, WRITE_KEY)).data).toEqual({ Clickstream: { userid: "1" } });
+    expect((await graphqlCall(DOC.clickstream, { key: WRITE_KEY })).data).toEqual({ Clickstream: { userid: "1" } });
+    expect((await connectCall("SimilarContent", { userid: "someone-else" }, { key: READ_KEY })).status).toBe(200);
   });
 
-  it("limit mutations per client, across both doors, and never queries", async () => {
+  it("limit mutations per key, across both doors, apart from queries", async () => {
     // The write key used one of its 3 mutations above; two more pass, the next is refused.
-    expect((await connectCall("Clickstream", click, WRITE_KEY)).status).toBe(200);
-    expect((await graphqlCall(DOC.clickstream, WRITE_KEY)).errors).toBeUndefined();
+    expect((await connectCall("Clickstream", clickBy("2"), { key: WRITE_KEY })).status).toBe(200);
+    expect((await graphqlCall(DOC.clickstream, { key: WRITE_KEY })).errors).toBeUndefined();
     asked = [];
-    expect((await connectCall("Clickstream", click, WRITE_KEY)).body).toMatchObject({
+    expect((await connectCall("Clickstream", clickBy("3"), { key: WRITE_KEY })).body).toMatchObject({
       code: "resource_exhausted",
       message: expect.stringMatching(/^rate limit: at most 3 mutations a minute per client/),
     });
-    expect((await graphqlCall(DOC.clickstream, WRITE_KEY)).errors).toMatchObject([{ extensions: { code: "RESOURCE_EXHAUSTED" } }]);
+    expect((await graphqlCall(DOC.clickstream, { key: WRITE_KEY })).errors).toMatchObject([{ extensions: { code: "RESOURCE_EXHAUSTED" } }]);
     expect(asked).toEqual([]);
-    for (let i = 0; i < 5; i++) expect((await connectCall("Recommendation", { url: "https://e.org/a" }, WRITE_KEY)).status).toBe(200);
+    for (let i = 0; i < 5; i++) expect((await connectCall("Recommendation", { url: "https://e.org/a" }, { key: WRITE_KEY })).status).toBe(200);
   });
 
   it("refuse a malformed key list at start", () => {
     expect(() => parseApiKeys("short:write")).toThrow(/GATEWAY_API_KEYS/);
-    expect(() => parseApiKeys("a-long-enough-key-123:admin")).toThrow(/GATEWAY_API_KEYS/);
+    expect(() => parseApiKeys("a-long-enough-key-123:root")).toThrow(/GATEWAY_API_KEYS/);
+    expect(parseApiKeys("a-long-enough-key-123:admin")).toEqual(new Map([["a-long-enough-key-123", "admin"]]));
     expect(parseApiKeys("")).toEqual(new Map());
+  });
+});
+
+describe("user tokens", () => {
+  it("act for their own user: clicks, and reads of their own similar content", async () => {
+    const token = await tokenFor("alice");
+    expect((await connectCall("Clickstream", clickBy("alice"), { token })).status).toBe(200);
+    expect(asked.map((a) => a.rpc)).toEqual(["ingest.publishClicks"]);
+    expect((await connectCall("SimilarContent", { userid: "alice" }, { token })).status).toBe(200);
+    expect((await connectCall("Recommendation", { url: "https://e.org/a" }, { token })).status).toBe(200);
+  });
+
+  it("refuse acting for another user with PermissionDenied naming the field, and write nothing", async () => {
+    const token = await tokenFor("mallory");
+    asked = [];
+    expect((await connectCall("Clickstream", clickBy("alice"), { token })).body).toEqual({
+      code: "permission_denied",
+      message: "event.userid: a user token acts only for its own user (mallory)",
+    });
+    expect((await connectCall("Likes", { liked: { userid: "alice", eventId: "42672986", liked: true } }, { token })).body).toMatchObject({
+      code: "permission_denied",
+      message: expect.stringMatching(/^liked\.userid: /),
+    });
+    expect((await connectCall("EventsLiked", { userid: "alice" }, { token })).body).toMatchObject({
+      code: "permission_denied",
+      message: expect.stringMatching(/^userid: /),
+    });
+    expect((await graphqlCall(`query { SimilarContent(userid: "alice") { url } }`, { token })).errors).toMatchObject([
+      { message: "userid: a user token acts only for its own user (mallory)", extensions: { code: "PERMISSION_DENIED" } },
+    ]);
+    // Pages are the site's: no user token writes one.
+    expect((await connectCall("Content", { event: { url: "https://e.org/p", title: "P", text: "p" } }, { token })).body).toMatchObject({
+      code: "permission_denied",
+    });
+    expect(asked).toEqual([]);
+  });
+
+  it("refuse an expired, a forged, a subject-less and a malformed token with Unauthenticated and the reason", async () => {
+    const expired = await tokenFor("alice", { expiresIn: "-1m" });
+    expect((await connectCall("SimilarContent", { userid: "alice" }, { token: expired })).body).toEqual({
+      code: "unauthenticated",
+      message: "authorization: the token has expired",
+    });
+    const forged = await tokenFor("alice", { secret: "another-secret-of-at-least-32-bytes!" });
+    expect((await connectCall("SimilarContent", { userid: "alice" }, { token: forged })).body).toEqual({
+      code: "unauthenticated",
+      message: "authorization: the token's signature does not verify",
+    });
+    const noExpiry = await new SignJWT({}).setProtectedHeader({ alg: "HS256" }).setSubject("alice").sign(new TextEncoder().encode(SECRET));
+    expect((await connectCall("SimilarContent", { userid: "alice" }, { token: noExpiry })).body).toMatchObject({
+      code: "unauthenticated",
+      message: expect.stringMatching(/exp/),
+    });
+    expect((await connectCall("SimilarContent", { userid: "alice" }, { authorization: "Basic YWxpY2U6eA==" })).body).toMatchObject({
+      code: "unauthenticated",
+      message: "authorization: must be Bearer <token>",
+    });
+    expect((await graphqlCall(DOC.events, { token: "not.a.token" })).errors).toMatchObject([{ extensions: { code: "UNAUTHENTICATED" } }]);
+    expect(asked).toEqual([]);
+  });
+
+  it("limit each user on its own, below the service keys' limits", async () => {
+    const token = await tokenFor("bob");
+    for (let i = 0; i < 2; i++) expect((await connectCall("Clickstream", clickBy("bob"), { token })).status).toBe(200);
+    expect((await connectCall("Clickstream", clickBy("bob"), { token })).body).toMatchObject({
+      code: "resource_exhausted",
+      message: expect.stringMatching(/^rate limit: at most 2 mutations a minute per user/),
+    });
+    for (let i = 0; i < 4; i++) expect((await connectCall("SimilarContent", { userid: "bob" }, { token })).status).toBe(200);
+    expect((await connectCall("SimilarContent", { userid: "bob" }, { token })).body).toMatchObject({ code: "resource_exhausted" });
+    // Another user has limits of its own.
+    expect((await connectCall("Clickstream", clickBy("carol"), { token: await tokenFor("carol") })).status).toBe(200);
   });
 });

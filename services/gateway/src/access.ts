@@ -1,92 +1,148 @@
+import { createHash } from "node:crypto";
+import type { MessageShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { GatewayService } from "@recsys/contracts/gateway/v1/gateway";
 import type { Logger } from "@recsys/logging";
 import { PEER_HEADER } from "@recsys/server";
-import { RateLimiterMemory, RateLimiterRes } from "rate-limiter-flexible";
+import type { Redis } from "ioredis";
+import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from "rate-limiter-flexible";
+import { API_KEY_HEADER, Authenticator, SCOPE_RANK, type Caller, type Principal, type Scope } from "./auth.js";
 
-export type Scope = "read" | "write";
+export { API_KEY_HEADER, parseApiKeys, type Caller, type Scope } from "./auth.js";
 
+type Methods = (typeof GatewayService)["method"];
 /** The gateway's RPCs by method name ("likes"), the keys of `GatewayApi`. */
-export type Rpc = keyof (typeof GatewayService)["method"];
-
-/** Who is calling: the API key sent in `x-api-key`, if any, and the peer address. */
-export interface Caller {
-  apiKey?: string;
-  address: string;
-}
-
-export const API_KEY_HEADER = "x-api-key";
+export type Rpc = keyof Methods;
+type Input<M extends Rpc> = MessageShape<Methods[M]["input"]>;
 
 /**
- * The scope each RPC needs; "write" ones are also rate-limited. A Record so that a new RPC without
- * a scope does not build. The dashboard's stream only reads.
+ * Who may call an RPC: the scope a service key needs, and what a user token may do: `any` (the
+ * answer is nobody's own), `never`, or act for the userid in `field` only.
  */
-const SCOPES: Record<Rpc | "dashboard", Scope> = {
-  recommendation: "read",
-  clickstream: "write",
-  similarContent: "read",
-  content: "write",
-  likes: "write",
-  addInterest: "write",
-  events: "read",
-  eventsLiked: "read",
-  recommendedEvents: "read",
-  personalizedEventSearch: "read",
-  dashboard: "read",
+interface Policy<M extends Rpc> {
+  scope: Scope;
+  user: "any" | "never" | { field: string; userid: (req: Input<M>) => string | undefined };
+}
+
+/** Every RPC's policy: a mapped type, so that a new RPC without one does not build. */
+const POLICIES: { [M in Rpc]: Policy<M> } = {
+  recommendation: { scope: "read", user: "any" },
+  events: { scope: "read", user: "any" },
+  similarContent: { scope: "read", user: { field: "userid", userid: (r) => r.userid } },
+  eventsLiked: { scope: "read", user: { field: "userid", userid: (r) => r.userid } },
+  recommendedEvents: { scope: "read", user: { field: "userid", userid: (r) => r.userid } },
+  personalizedEventSearch: { scope: "read", user: { field: "userid", userid: (r) => r.userid } },
+  clickstream: { scope: "write", user: { field: "event.userid", userid: (r) => r.event?.userid } },
+  likes: { scope: "write", user: { field: "liked.userid", userid: (r) => r.liked?.userid } },
+  addInterest: { scope: "write", user: { field: "interest.userid", userid: (r) => r.interest?.userid } },
+  // Pages are the site's, not a user's.
+  content: { scope: "write", user: "never" },
 };
 
-/** `key:read,key:write,…` → key → scope. Throws on anything else, so a typo cannot open the gateway. */
-export function parseApiKeys(spec: string): Map<string, Scope> {
-  const keys = new Map<string, Scope>();
-  for (const entry of spec
-    .split(",")
-    .map((e) => e.trim())
-    .filter(Boolean)) {
-    const m = /^([A-Za-z0-9._~+/=-]{16,}):(read|write)$/.exec(entry);
-    if (!m) throw new Error(`GATEWAY_API_KEYS: "${entry.slice(0, 8)}…" is not key:read or key:write with a key of at least 16 characters`);
-    keys.set(m[1]!, m[2] as Scope);
-  }
-  return keys;
+/** Calls a minute per client: service keys and anonymous callers by key or address, user tokens by user. */
+export interface RateLimits {
+  reads: number;
+  writes: number;
+  userReads: number;
+  userWrites: number;
+}
+
+type Limiters = Record<keyof RateLimits, RateLimiterAbstract>;
+
+/** In-process limiters: for one gateway, tests, and as the insurance of the shared ones when Redis is away. */
+export function memoryLimiters(limits: RateLimits): Limiters {
+  const of = (points: number) => new RateLimiterMemory({ points, duration: 60 });
+  return { reads: of(limits.reads), writes: of(limits.writes), userReads: of(limits.userReads), userWrites: of(limits.userWrites) };
 }
 
 /**
- * API keys (when any are configured: every call needs one, mutations one with write scope) and a
- * per-client limit on mutations (per key, or per peer address without keys). Both front doors ask
- * it before calling the API.
+ * Limiters shared by every gateway replica through Redis. While Redis is away each replica counts
+ * on its own (the in-process insurance) rather than refusing or letting everything through.
+ */
+export function sharedLimiters(redis: Redis, namespace: string, limits: RateLimits): Limiters {
+  const insurance = memoryLimiters(limits);
+  const of = (which: keyof RateLimits) =>
+    new RateLimiterRedis({
+      storeClient: redis,
+      keyPrefix: `${namespace ? `${namespace}:` : ""}gateway:rate:${which}`,
+      points: limits[which],
+      duration: 60,
+      rejectIfRedisNotReady: true,
+      insuranceLimiter: insurance[which],
+    });
+  return { reads: of("reads"), writes: of("writes"), userReads: of("userReads"), userWrites: of("userWrites") };
+}
+
+/** Limits high enough never to be met: for tests of anything else. */
+export const UNLIMITED: RateLimits = { reads: 1e9, writes: 1e9, userReads: 1e9, userWrites: 1e9 };
+
+/**
+ * Authentication (service keys, user tokens), authorisation by each RPC's policy, and rate limits
+ * on reads and writes per client. Both front doors ask it before calling the API.
  */
 export class Access {
-  private readonly limiter: RateLimiterMemory;
-
   constructor(
-    private readonly keys: Map<string, Scope>,
-    private readonly mutationsPerMinute: number,
+    readonly authenticator: Authenticator,
+    private readonly limits: RateLimits,
+    private readonly limiters: Limiters,
     private readonly logger: Logger,
-  ) {
-    this.limiter = new RateLimiterMemory({ points: mutationsPerMinute, duration: 60 });
+  ) {}
+
+  /** A gateway without credentials and with in-process limits. */
+  static open(logger: Logger, limits: RateLimits = UNLIMITED): Access {
+    return new Access(new Authenticator(new Map()), limits, memoryLimiters(limits), logger);
   }
 
-  /** Resolves when `caller` may call `method` (the RPC's name, e.g. "likes"); else throws a ConnectError. */
-  async check(method: Rpc | "dashboard", caller: Caller): Promise<void> {
-    const writes = SCOPES[method] === "write";
-    if (this.keys.size > 0) {
-      const scope = caller.apiKey ? this.keys.get(caller.apiKey) : undefined;
-      if (!scope) {
-        this.logger.warn({ method, address: caller.address, keySent: Boolean(caller.apiKey) }, "refused: no valid API key");
-        throw new ConnectError(`${API_KEY_HEADER}: a valid API key is required`, Code.Unauthenticated);
-      }
-      if (writes && scope !== "write") {
-        this.logger.warn({ method, address: caller.address }, "refused: read-only API key used for a mutation");
-        throw new ConnectError(`${API_KEY_HEADER}: this key may only read; ${method} needs a key with write scope`, Code.PermissionDenied);
+  /** Resolves when `caller` may call `method` with `req`; else throws a ConnectError naming what is wrong. */
+  async check<M extends Rpc>(method: M, caller: Caller, req: Input<M>): Promise<void> {
+    const principal = await this.authenticated(method, caller);
+    const policy = POLICIES[method];
+    if (principal.kind === "service" && SCOPE_RANK[principal.scope] < SCOPE_RANK[policy.scope]) {
+      this.logger.warn({ method, address: caller.address }, "refused: API key scope too low");
+      throw new ConnectError(`${API_KEY_HEADER}: this key's scope is ${principal.scope}; ${method} needs ${policy.scope}`, Code.PermissionDenied);
+    }
+    if (principal.kind === "user") {
+      if (policy.user === "never") throw new ConnectError(`authorization: ${method} needs a service key, not a user token`, Code.PermissionDenied);
+      if (policy.user !== "any" && policy.user.userid(req) !== principal.userid) {
+        this.logger.warn({ method, address: caller.address }, "refused: user token acting for another user");
+        throw new ConnectError(`${policy.user.field}: a user token acts only for its own user (${principal.userid})`, Code.PermissionDenied);
       }
     }
-    if (!writes) return;
+    await this.limit(principal, policy.scope === "read" ? "read" : "write", method, caller);
+  }
+
+  /** The dashboard's data: a read key (or an open gateway); user tokens do not see it. */
+  async checkDashboard(caller: Caller): Promise<void> {
+    const principal = await this.authenticated("dashboard", caller);
+    if (principal.kind === "user") throw new ConnectError("authorization: the dashboard needs a service key, not a user token", Code.PermissionDenied);
+    await this.limit(principal, "read", "dashboard", caller);
+  }
+
+  private async authenticated(method: string, caller: Caller): Promise<Principal> {
     try {
-      await this.limiter.consume(caller.apiKey ?? caller.address);
+      return await this.authenticator.authenticate(caller);
+    } catch (err) {
+      this.logger.warn({ method, address: caller.address, reason: (err as Error).message }, "refused: not authenticated");
+      throw err;
+    }
+  }
+
+  private async limit(principal: Principal, kind: "read" | "write", method: string, caller: Caller): Promise<void> {
+    const user = principal.kind === "user";
+    const which: keyof RateLimits = user ? (kind === "read" ? "userReads" : "userWrites") : kind === "read" ? "reads" : "writes";
+    const client =
+      principal.kind === "user"
+        ? `user:${principal.userid}`
+        : principal.kind === "service"
+          ? `key:${createHash("sha256").update(principal.keyId).digest("base64url").slice(0, 22)}`
+          : `addr:${principal.address}`;
+    try {
+      await this.limiters[which].consume(client);
     } catch (err) {
       if (!(err instanceof RateLimiterRes)) throw err;
-      this.logger.warn({ method, address: caller.address }, "refused: mutation rate limit");
+      this.logger.warn({ method, address: caller.address, limit: which }, "refused: rate limit");
       throw new ConnectError(
-        `rate limit: at most ${this.mutationsPerMinute} mutations a minute per client; retry in ${Math.ceil(err.msBeforeNext / 1000)} s`,
+        `rate limit: at most ${this.limits[which]} ${kind === "read" ? "queries" : "mutations"} a minute per ${user ? "user" : "client"}; retry in ${Math.ceil(err.msBeforeNext / 1000)} s`,
         Code.ResourceExhausted,
       );
     }
@@ -94,5 +150,9 @@ export class Access {
 }
 
 export function callerOf(header: { get(name: string): string | null }): Caller {
-  return { apiKey: header.get(API_KEY_HEADER) ?? undefined, address: header.get(PEER_HEADER) ?? "" };
+  return {
+    apiKey: header.get(API_KEY_HEADER) ?? undefined,
+    authorization: header.get("authorization") ?? undefined,
+    address: header.get(PEER_HEADER) ?? "",
+  };
 }

@@ -4,7 +4,8 @@ import { createLogger } from "@recsys/logging";
 import { COVISIT_WINDOW_IN_WORDS } from "@recsys/validation";
 import { Counter, Gauge, Histogram, metricSamples, Registry } from "@recsys/metrics";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { Access, parseApiKeys } from "./access.js";
+import { Access, memoryLimiters, parseApiKeys, UNLIMITED } from "./access.js";
+import { Authenticator } from "./auth.js";
 import { createDashboard, type Dashboard } from "./dashboard.js";
 import {
   BACKENDS,
@@ -177,7 +178,12 @@ describe("dashboard over HTTP", () => {
   });
 
   async function serve(apiKeys = "") {
-    const d = createDashboard({ backends: backendUrls, access: new Access(parseApiKeys(apiKeys), 60, logger), logger, intervalMs: 100 });
+    const d = createDashboard({
+      backends: backendUrls,
+      access: new Access(new Authenticator(parseApiKeys(apiKeys)), UNLIMITED, memoryLimiters(UNLIMITED), logger),
+      logger,
+      intervalMs: 100,
+    });
     dashboard = d;
     gateway = http.createServer((req, res) => {
       if (!d.http(req, res)) res.writeHead(404).end();
@@ -261,7 +267,10 @@ describe("dashboard over HTTP", () => {
     const url = await serve("readkey-0123456789abcdef:read");
     const refused = await fetch(`${url}/dashboard/events`);
     expect(refused.status).toBe(401);
-    expect(await refused.json()).toEqual({ code: "unauthenticated", message: "x-api-key: a valid API key is required" });
+    expect(await refused.json()).toEqual({
+      code: "unauthenticated",
+      message: "credentials required: an x-api-key header or authorization: Bearer <user token>",
+    });
     expect((await fetch(`${url}/dashboard/events`, { headers: { "x-api-key": "wrong-key-0123456789" } })).status).toBe(401);
     const [snapshot] = await snapshots(url, 1, { "x-api-key": "readkey-0123456789abcdef" });
     expect(snapshot!.clicks.published).toBe(40);

@@ -3,7 +3,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { codeToHttpStatus, codeToString } from "@connectrpc/connect/protocol-connect";
 import type { Logger } from "@recsys/logging";
 import type { Sample } from "@recsys/metrics";
-import type { HttpRequest, HttpResponse } from "@recsys/server";
+import { serveMetrics, serveMetricsJson, type HttpRequest, type HttpResponse } from "@recsys/server";
 import { callerOf, type Access } from "./access.js";
 import { DASHBOARD_PAGE } from "./dashboard-page.js";
 import { z } from "zod";
@@ -43,12 +43,9 @@ export function createDashboard(opts: DashboardOptions): Dashboard {
 
   async function openStream(req: HttpRequest, res: HttpResponse) {
     try {
-      await opts.access.check("dashboard", callerOf({ get: (name) => headerOf(req, name) }));
+      await opts.access.checkDashboard(callerOf({ get: (name) => headerOf(req, name) }));
     } catch (err) {
-      const e = ConnectError.from(err);
-      res.writeHead(codeToHttpStatus(e.code), { "content-type": "application/json" });
-      res.end(JSON.stringify({ code: codeToString(e.code), message: e.rawMessage }));
-      return;
+      return sendRefusal(res, err);
     }
     if (streams.size >= MAX_DASHBOARD_STREAMS) {
       opts.logger.warn({ open: streams.size }, "refused: too many dashboard streams");
@@ -104,6 +101,26 @@ export function createDashboard(opts: DashboardOptions): Dashboard {
       feed.close();
       for (const res of streams) res.end();
     },
+  };
+}
+
+/** A refusal as Connect's JSON error body, with its HTTP status. */
+function sendRefusal(res: HttpResponse, err: unknown) {
+  const e = ConnectError.from(err);
+  res.writeHead(codeToHttpStatus(e.code), { "content-type": "application/json" });
+  res.end(JSON.stringify({ code: codeToString(e.code), message: e.rawMessage }));
+}
+
+/** GET /metrics and /metrics.json only with what the dashboard's data needs (a read key); for `startRpcServer({ http })`. */
+export function guardMetrics(access: Access) {
+  return (req: HttpRequest, res: HttpResponse): boolean => {
+    const path = (req.url ?? "").split("?")[0];
+    if (req.method !== "GET" || (path !== "/metrics" && path !== "/metrics.json")) return false;
+    access.checkDashboard(callerOf({ get: (name) => headerOf(req, name) })).then(
+      () => (path === "/metrics" ? serveMetrics(res) : serveMetricsJson(res)),
+      (err: unknown) => sendRefusal(res, err),
+    );
+    return true;
   };
 }
 

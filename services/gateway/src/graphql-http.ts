@@ -1,20 +1,21 @@
 import type { Logger } from "@recsys/logging";
 import type { HttpRequest, HttpResponse } from "@recsys/server";
-import { renderGraphiQL } from "graphql-yoga";
+import { renderGraphiQL } from "@graphql-yoga/render-graphiql";
 import type { GraphqlServer } from "./graphql.js";
 
 /** Largest GraphQL request body; the reference documents are a few hundred bytes. */
 export const MAX_GRAPHQL_BODY_BYTES = 64 * 1024;
 
 /**
- * POST (and GET) /graphql and GET /graphiql beside the RPCs on the gateway's port; for
- * `startRpcServer({ http })`. Answers true for the requests it takes.
+ * POST (and GET) /graphql, and GET /graphiql when `graphiql` (its scripts served with the page, no
+ * CDN), beside the RPCs on the gateway's port; for `startRpcServer({ http })`. Answers true for the
+ * requests it takes.
  */
-export function serveGraphql(yoga: GraphqlServer, logger: Logger) {
-  const graphiql = renderGraphiQL({ endpoint: "/graphql", title: "recsys gateway" });
+export function serveGraphql(yoga: GraphqlServer, logger: Logger, options: { graphiql: boolean }) {
+  const graphiql = options.graphiql ? renderGraphiQL({ endpoint: "/graphql", title: "recsys gateway" }) : undefined;
   return (req: HttpRequest, res: HttpResponse): boolean => {
     const path = (req.url ?? "").split("?")[0];
-    if (path === "/graphiql" && req.method === "GET") {
+    if (path === "/graphiql" && req.method === "GET" && graphiql !== undefined) {
       res.writeHead(200, { "content-type": "text/html; charset=utf-8" });
       res.end(graphiql);
       return true;

@@ -254,7 +254,7 @@ describe("GraphQL refusals", () => {
 
   it("an error that is no refusal is masked", async () => {
     const failing = { events: async () => Promise.reject(new Error("connection to 10.0.0.7 refused, password=hunter2")) } as unknown as GatewayApi;
-    const res = await createGraphql(failing, logger, new Access(new Map(), 1_000_000, logger)).fetch("http://gateway/graphql", {
+    const res = await createGraphql(failing, logger, Access.open(logger)).fetch("http://gateway/graphql", {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ query: DOC.events }),
@@ -295,6 +295,26 @@ describe("GraphQL limits", () => {
     const doc = `{ ${"...F1 ".repeat(20)}} fragment F1 on Query { ${"...F0 ".repeat(8)}} fragment F0 on Query { Events(limit: 1000) { id url title abstract likeCount } }`;
     const answer = await gql(doc);
     expect(answer.errors?.[0]?.message).toMatch(/Cost limit of 5000 exceeded/);
+    expect(asked).toEqual([]);
+  });
+
+  it("items add up across aliases: 15 of Events(limit: 1000) are refused, 5 are answered", async () => {
+    const aliases = (n: number) => `{ ${Array.from({ length: n }, (_, i) => `a${i}: Events(limit: 1000) { abstract }`).join(" ")} }`;
+    const flood = await gql(aliases(15));
+    expect(flood.errors?.[0]?.message).toMatch(/^Items limit of 5000 exceeded, found 15000/);
+    expect(asked).toEqual([]);
+    expect(Object.keys(await data(aliases(5)))).toHaveLength(5);
+    // A list without a limit argument counts as 100 items; a default limit counts as given.
+    expect((await gql(`{ ${Array.from({ length: 15 }, (_, i) => `a${i}: EventsLiked(userid: "u") { id }`).join(" ")} }`)).errors).toBeUndefined();
+    asked = [];
+    expect(
+      (
+        await gql(
+          `query ($n: Int!) { a: Events(limit: $n) { id } b: Events(limit: $n) { id } c: Events(limit: $n) { id } d: Events(limit: $n) { id } e: Events(limit: $n) { id } f: Events(limit: $n) { id } }`,
+          { n: 1000 },
+        )
+      ).errors?.[0]?.message,
+    ).toMatch(/found 6000/);
     expect(asked).toEqual([]);
   });
 

@@ -20,7 +20,9 @@ import {
 } from "@recsys/contracts/gateway/v1/gateway";
 import type { Logger } from "@recsys/logging";
 import { createGraphQLError, createSchema, createYoga } from "graphql-yoga";
-import { callerOf, type Access, type Rpc } from "./access.js";
+import { useCSRFPrevention } from "@graphql-yoga/plugin-csrf-prevention";
+import { maxItemsPlugin, jsonBodiesOnlyPlugin } from "./graphql-guards.js";
+import { callerOf, type Access, type Caller, type Rpc } from "./access.js";
 import type { GatewayApi } from "./handlers.js";
 
 // Names and types as in the reference schema, so that its documents work verbatim.
@@ -148,6 +150,9 @@ const typeDefs = /* GraphQL */ `
   }
 `;
 
+/** What a GET /graphql must carry, as any request a browser sends without asking the server first. */
+export const CSRF_HEADER = "x-graphql-csrf";
+
 /** Limits on what one document may ask for; the body size is limited in graphql-http.ts. */
 export const GRAPHQL_LIMITS = {
   depth: 8,
@@ -155,6 +160,8 @@ export const GRAPHQL_LIMITS = {
   // `depth` so that tools can load the schema, but a deeper __schema query is still refused.
   introspectionDepth: 21,
   cost: 5000,
+  // Items of all lists together: 15 aliases of Events(limit: 1000) are 15,000.
+  items: 5000,
   aliases: 15,
   tokens: 1000,
 } as const;
@@ -168,29 +175,38 @@ interface ClickEventInput {
 
 const eventOut = (e: Event) => ({ id: e.id, url: e.url, title: e.title, abstract: e.abstract, likeCount: Number(e.likeCount), score: e.score });
 
+/** The API as one caller may use it: every call checked by `access` first. */
+function guarded(api: GatewayApi, access: Access, caller: Caller): GatewayApi {
+  const methods = Object.keys(api) as Rpc[];
+  return Object.fromEntries(
+    methods.map((method) => [
+      method,
+      async (req: never) => {
+        await access.check(method, caller, req);
+        return (api[method] as (r: never) => Promise<unknown>)(req);
+      },
+    ]),
+  ) as unknown as GatewayApi;
+}
+
+type Resolve = (api: GatewayApi, args: never) => Promise<unknown>;
+
 /**
- * A refusal by the API (a ConnectError) reads as it does over Connect: the same message, its code.
- * As a GraphQLError it also passes yoga's masking unlogged; anything else is masked and logged.
+ * Resolvers named after the RPCs, each given the API as the request's caller may use it. A refusal
+ * (a ConnectError) reads as it does over Connect: the same message, its code. As a GraphQLError it
+ * also passes yoga's masking unlogged; anything else is masked and logged.
  */
-function refusalsAsGraphqlErrors<R extends { [F in keyof R]: F extends Capitalize<Rpc> ? (...args: never[]) => Promise<unknown> : never }>(
-  resolvers: R,
-  access: Access,
-): R {
+function resolversOf<R extends { [F in keyof R]: F extends Capitalize<Rpc> ? Resolve : never }>(resolvers: R, api: GatewayApi, access: Access) {
   const wrapped: Record<string, unknown> = {};
-  for (const [name, resolve] of Object.entries<(...args: never[]) => Promise<unknown>>(resolvers)) {
-    // The field's RPC: Recommendation → recommendation, AddInterest → addInterest.
-    const method = (name[0]!.toLowerCase() + name.slice(1)) as Rpc;
-    wrapped[name] = (...args: never[]) =>
-      access
-        .check(method, callerOf((args[2] as unknown as { request: Request }).request.headers))
-        .then(() => resolve(...args))
-        .catch((err: unknown) => {
-          if (!(err instanceof ConnectError)) throw err;
-          // The code as gRPC spells it: INVALID_ARGUMENT.
-          throw createGraphQLError(err.rawMessage, { extensions: { code: codeToString(err.code).toUpperCase(), http: { status: 200 } } });
-        });
+  for (const [name, resolve] of Object.entries<Resolve>(resolvers)) {
+    wrapped[name] = (_: unknown, args: never, context: { request: Request }) =>
+      resolve(guarded(api, access, callerOf(context.request.headers)), args).catch((err: unknown) => {
+        if (!(err instanceof ConnectError)) throw err;
+        // The code as gRPC spells it: INVALID_ARGUMENT.
+        throw createGraphQLError(err.rawMessage, { extensions: { code: codeToString(err.code).toUpperCase(), http: { status: 200 } } });
+      });
   }
-  return wrapped as R;
+  return wrapped;
 }
 
 /** The GraphQL front door of the API: a yoga server to mount at /graphql. */
@@ -198,53 +214,54 @@ export function createGraphql(api: GatewayApi, logger: Logger, access: Access) {
   // GraphQL sends null for an optional argument given as null; the API's "unset" is undefined.
   const opt = <T>(v: T | null | undefined) => v ?? undefined;
   const resolvers = {
-    Query: refusalsAsGraphqlErrors(
+    Query: resolversOf(
       {
-        async Recommendation(_: unknown, a: { url: string; limit: number }) {
+        async Recommendation(api: GatewayApi, a: { url: string; limit: number }) {
           const res = await api.recommendation(create(RecommendationRequestSchema, { url: a.url, limit: a.limit }));
           return res.items.map((i) => ({ recommendation: i.recommendation, frequency: Number(i.frequency) }));
         },
-        async SimilarContent(_: unknown, a: { userid: string; limit?: number | null }) {
+        async SimilarContent(api: GatewayApi, a: { userid: string; limit?: number | null }) {
           const res = await api.similarContent(create(SimilarContentRequestSchema, { userid: a.userid, limit: opt(a.limit) }));
           return res.items.map((i) => ({ url: i.url, title: i.title, similarity: i.similarity }));
         },
-        async Events(_: unknown, a: { limit: number; offset?: number | null }) {
+        async Events(api: GatewayApi, a: { limit: number; offset?: number | null }) {
           const res = await api.events(create(EventsRequestSchema, { limit: a.limit, offset: opt(a.offset) }));
           return res.items.map(eventOut);
         },
-        async EventsLiked(_: unknown, a: { userid: string }) {
+        async EventsLiked(api: GatewayApi, a: { userid: string }) {
           const res = await api.eventsLiked(create(EventsLikedRequestSchema, { userid: a.userid }));
           return res.items.map(eventOut);
         },
-        async RecommendedEvents(_: unknown, a: { userid: string; limit?: number | null }) {
+        async RecommendedEvents(api: GatewayApi, a: { userid: string; limit?: number | null }) {
           const res = await api.recommendedEvents(create(RecommendedEventsRequestSchema, { userid: a.userid, limit: opt(a.limit) }));
           return res.items.map(eventOut);
         },
-        async PersonalizedEventSearch(_: unknown, a: { query: string; userid: string; limit?: number | null }) {
+        async PersonalizedEventSearch(api: GatewayApi, a: { query: string; userid: string; limit?: number | null }) {
           const res = await api.personalizedEventSearch(
             create(PersonalizedEventSearchRequestSchema, { query: a.query, userid: a.userid, limit: opt(a.limit) }),
           );
           return res.items.map(eventOut);
         },
       },
+      api,
       access,
     ),
-    Mutation: refusalsAsGraphqlErrors(
+    Mutation: resolversOf(
       {
-        async Likes(_: unknown, { liked }: { liked: { userid: string; eventId: string; liked: boolean } }) {
+        async Likes(api: GatewayApi, { liked }: { liked: { userid: string; eventId: string; liked: boolean } }) {
           const res = await api.likes(create(LikesRequestSchema, { liked }));
           return { _source_time: res.sourceTime, userid: res.userid, eventId: res.eventId, liked: res.liked, event_id: res.likeId, duplicate: res.duplicate };
         },
-        async AddInterest(_: unknown, { interest }: { interest: { userid: string; text: string } }) {
+        async AddInterest(api: GatewayApi, { interest }: { interest: { userid: string; text: string } }) {
           const res = await api.addInterest(create(AddInterestRequestSchema, { interest }));
           return { _source_time: res.sourceTime, userid: res.userid, event_id: res.interestId, duplicate: res.duplicate };
         },
-        async Content(_: unknown, { event: e }: { event: { url: string; title: string; text: string; id?: string | null; source_time?: string | null } }) {
+        async Content(api: GatewayApi, { event: e }: { event: { url: string; title: string; text: string; id?: string | null; source_time?: string | null } }) {
           const event = { url: e.url, title: e.title, text: e.text, id: opt(e.id), sourceTime: opt(e.source_time) };
           const res = await api.content(create(ContentRequestSchema, { event }));
           return { _source_time: res.sourceTime, url: res.url, title: res.title, event_id: res.eventId, duplicate: res.duplicate };
         },
-        async Clickstream(_: unknown, a: { event?: ClickEventInput | null; click?: ClickEventInput | null }) {
+        async Clickstream(api: GatewayApi, a: { event?: ClickEventInput | null; click?: ClickEventInput | null }) {
           const c = a.event ?? a.click;
           if (!c || (a.event && a.click)) throw new ConnectError("event or click: exactly one is required", Code.InvalidArgument);
           const event = { userid: c.userid, url: c.url, eventTime: opt(c.event_time), eventId: opt(c.event_id) };
@@ -252,6 +269,7 @@ export function createGraphql(api: GatewayApi, logger: Logger, access: Access) {
           return { _source_time: res.eventTime, userid: res.userid, url: res.url, event_time: res.eventTime, event_id: res.eventId, duplicate: res.duplicate };
         },
       },
+      api,
       access,
     ),
   };
@@ -263,7 +281,13 @@ export function createGraphql(api: GatewayApi, logger: Logger, access: Access) {
     graphiql: false,
     landingPage: false,
     logging: logger,
+    // Cross-origin calls are allowed (or not) for every route alike, before yoga (cors.ts).
+    cors: false,
     plugins: [
+      jsonBodiesOnlyPlugin(),
+      // A request a browser would send cross-site without a preflight (a form, a plain GET) needs this header.
+      useCSRFPrevention({ requestHeaders: [CSRF_HEADER] }),
+      maxItemsPlugin(GRAPHQL_LIMITS.items),
       maxTokensPlugin({ n: GRAPHQL_LIMITS.tokens }),
       maxDepthPlugin({ n: GRAPHQL_LIMITS.depth }),
       maxDepthPlugin({ n: GRAPHQL_LIMITS.introspectionDepth, ignoreIntrospection: false }),

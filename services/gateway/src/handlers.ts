@@ -168,7 +168,7 @@ export function gatewayRoutes(api: GatewayApi, access: Access) {
     Object.entries(api).map(([method, call]) => [
       method,
       async (req: never, ctx: HandlerContext) => {
-        await access.check(method as Rpc, callerOf(ctx.requestHeader));
+        await access.check(method as Rpc, callerOf(ctx.requestHeader), req);
         return (call as (r: never) => Promise<unknown>)(req);
       },
     ]),

@@ -7,9 +7,12 @@ import { CovisitService } from "@recsys/contracts/covisit/v1/covisit";
 import { IngestService } from "@recsys/contracts/ingest/v1/ingest";
 import { ProfileService } from "@recsys/contracts/profile/v1/profile";
 import { createLogger } from "@recsys/logging";
-import { onShutdown, startRpcServer } from "@recsys/server";
-import { Access, parseApiKeys } from "./access.js";
-import { createDashboard } from "./dashboard.js";
+import { isLoopback, onShutdown, sendServiceToken, startRpcServer } from "@recsys/server";
+import { Redis } from "ioredis";
+import { Access, parseApiKeys, sharedLimiters, type RateLimits } from "./access.js";
+import { Authenticator } from "./auth.js";
+import { corsFor, parseOrigins } from "./cors.js";
+import { createDashboard, guardMetrics } from "./dashboard.js";
 import { serveGraphql } from "./graphql-http.js";
 import { createGraphql } from "./graphql.js";
 import { createGatewayApi, DEFAULT_COALESCING, gatewayRoutes } from "./handlers.js";
@@ -31,9 +34,22 @@ const config = readConfig(
     GATEWAY_BATCH_MAX: positiveInt(DEFAULT_COALESCING.maxBatch),
     GATEWAY_RECOMMENDATION_IN_FLIGHT: positiveInt(DEFAULT_COALESCING.recommendationInFlight),
     GATEWAY_SIMILAR_CONTENT_IN_FLIGHT: positiveInt(DEFAULT_COALESCING.similarContentInFlight),
-    // Empty: no keys needed. Else `key:read,key:write,…`; mutations need a write key.
+    // Service keys, `key:read,key:write,key:admin,…`; user tokens verified against a secret or a key set.
+    // With none of them the gateway is open, which it allows on a loopback HOST only.
     GATEWAY_API_KEYS: z.string().default(""),
+    GATEWAY_JWT_SECRET: z.string().default(""),
+    GATEWAY_JWKS: z.string().default(""),
+    GATEWAY_JWT_ISSUER: z.string().default(""),
+    GATEWAY_JWT_AUDIENCE: z.string().default(""),
+    // Per client (service key, or peer address on an open gateway) and per user token, shared by replicas through Redis.
+    GATEWAY_QUERIES_PER_MINUTE: positiveInt(600_000),
     GATEWAY_MUTATIONS_PER_MINUTE: positiveInt(60_000),
+    GATEWAY_USER_QUERIES_PER_MINUTE: positiveInt(600),
+    GATEWAY_USER_MUTATIONS_PER_MINUTE: positiveInt(600),
+    // Origins whose pages may call the gateway from a browser; none by default.
+    GATEWAY_CORS_ORIGINS: z.string().default(""),
+    // GraphiQL at /graphiql: by default only on a loopback HOST.
+    GATEWAY_GRAPHIQL: z.enum(["on", "off", "loopback"]).default("loopback"),
   }),
 );
 const logger = createLogger("gateway");
@@ -49,7 +65,7 @@ const transport = (baseUrl: string) =>
     useBinaryFormat: true,
     nodeOptions: { agent: backendAgent },
     acceptCompression: [],
-    interceptors: [clientTracing],
+    interceptors: [clientTracing, ...sendServiceToken(config.SERVICE_TOKEN || undefined)],
   });
 const backends = {
   covisit: createClient(CovisitService, transport(config.COVISIT_URL)),
@@ -61,20 +77,49 @@ const api = createGatewayApi(backends, logger, config.GATEWAY_DEADLINE_MS, {
   recommendationInFlight: config.GATEWAY_RECOMMENDATION_IN_FLIGHT,
   similarContentInFlight: config.GATEWAY_SIMILAR_CONTENT_IN_FLIGHT,
 });
-const access = new Access(parseApiKeys(config.GATEWAY_API_KEYS), config.GATEWAY_MUTATIONS_PER_MINUTE, logger);
+const authenticator = new Authenticator(parseApiKeys(config.GATEWAY_API_KEYS), {
+  secret: config.GATEWAY_JWT_SECRET || undefined,
+  jwks: config.GATEWAY_JWKS || undefined,
+  issuer: config.GATEWAY_JWT_ISSUER || undefined,
+  audience: config.GATEWAY_JWT_AUDIENCE || undefined,
+});
+if (authenticator.open) {
+  if (!isLoopback(config.HOST)) {
+    logger.fatal(
+      { host: config.HOST },
+      "refusing to serve without credentials on a non-loopback HOST: set GATEWAY_API_KEYS (key:read,key:write,…) and/or GATEWAY_JWT_SECRET or GATEWAY_JWKS, or listen on HOST=127.0.0.1",
+    );
+    process.exit(78);
+  }
+  logger.warn({ host: config.HOST }, "no credentials configured: the gateway is open to anyone who can reach this loopback address");
+}
+const limits: RateLimits = {
+  reads: config.GATEWAY_QUERIES_PER_MINUTE,
+  writes: config.GATEWAY_MUTATIONS_PER_MINUTE,
+  userReads: config.GATEWAY_USER_QUERIES_PER_MINUTE,
+  userWrites: config.GATEWAY_USER_MUTATIONS_PER_MINUTE,
+};
+const redis = new Redis(config.REDIS_URL, { enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: false });
+redis.on("error", (err) => logger.warn({ err: String(err) }, "redis (rate limits counted per replica meanwhile)"));
+const access = new Access(authenticator, limits, sharedLimiters(redis, config.RECSYS_NAMESPACE, limits), logger);
 const dashboard = createDashboard({
   backends: { ingest: config.INGEST_URL, covisit: config.COVISIT_URL, embedder: config.EMBEDDER_URL, profile: config.PROFILE_URL },
   access,
   logger,
 });
-const graphql = serveGraphql(createGraphql(api, logger, access), logger);
+const graphql = serveGraphql(createGraphql(api, logger, access), logger, {
+  graphiql: config.GATEWAY_GRAPHIQL === "on" || (config.GATEWAY_GRAPHIQL === "loopback" && isLoopback(config.HOST)),
+});
+const cors = corsFor(parseOrigins(config.GATEWAY_CORS_ORIGINS));
+// Off loopback the process's metrics are the dashboard's data: they need a read key too.
+const metrics = isLoopback(config.HOST) ? () => false : guardMetrics(access);
 
 const server = await startRpcServer({
   name: "gateway",
   host: config.HOST,
   port: config.GATEWAY_PORT,
   routes: gatewayRoutes(api, access),
-  http: (req, res) => dashboard.http(req, res) || graphql(req, res),
+  http: (req, res) => cors(req, res) || metrics(req, res) || dashboard.http(req, res) || graphql(req, res),
   healthy: async () => {
     const probes = [config.COVISIT_URL, config.INGEST_URL, config.PROFILE_URL].map((u) =>
       fetch(new URL("/healthz", u), { signal: AbortSignal.timeout(1_000) }).then(
@@ -86,7 +131,8 @@ const server = await startRpcServer({
   },
   logger,
 });
-onShutdown(logger, () => {
+onShutdown(logger, async () => {
   dashboard.close();
-  return server.close();
+  await server.close();
+  redis.disconnect();
 });

@@ -11,6 +11,7 @@ import { createLogger } from "@recsys/logging";
 import { answerEach, startRpcServer, type RpcServer } from "@recsys/server";
 import { afterAll, beforeAll, expect } from "vitest";
 import { Access } from "./access.js";
+import { corsFor } from "./cors.js";
 import { serveGraphql } from "./graphql-http.js";
 import { createGraphql } from "./graphql.js";
 import { createGatewayApi, gatewayRoutes } from "./handlers.js";
@@ -129,16 +130,19 @@ export function gatewayOverFakeBackends(log: BackendLog) {
     logger,
     5_000,
   );
-  return (access: Access) =>
-    startRpcServer({
+  return (access: Access, options: { corsOrigins?: string[]; graphiql?: boolean } = {}) => {
+    const cors = corsFor(options.corsOrigins ?? []);
+    const graphql = serveGraphql(createGraphql(api, logger, access), logger, { graphiql: options.graphiql ?? true });
+    return startRpcServer({
       name: "gateway",
       host: "127.0.0.1",
       port: 0,
       routes: gatewayRoutes(api, access),
-      http: serveGraphql(createGraphql(api, logger, access), logger),
+      http: (req, res) => cors(req, res) || graphql(req, res),
       healthy: () => true,
       logger,
     });
+  };
 }
 
 /** The address of the test file's open gateway, once `serveOpenGateway` has started it. */
@@ -148,8 +152,8 @@ export let gateway: ReturnType<typeof createClient<typeof GatewayService>>;
 
 /** Starts a gateway that needs no key before the test file's tests, and closes it after them. */
 export function serveOpenGateway(startGateway: (access: Access) => Promise<RpcServer>) {
-  // No keys, and more mutations a minute than any test sends.
-  const open = new Access(new Map(), 1_000_000, logger);
+  // No credentials, and more calls a minute than any test sends.
+  const open = Access.open(logger);
   let server: RpcServer;
   beforeAll(async () => {
     server = await startGateway(open);

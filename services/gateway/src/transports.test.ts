@@ -5,6 +5,7 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { GatewayService } from "@recsys/contracts/gateway/v1/gateway";
 import { beforeEach, describe, expect, it } from "vitest";
+import { CSRF_HEADER } from "./graphql.js";
 import {
   ACCEPTED,
   base,
@@ -40,11 +41,12 @@ describe("HTTP", () => {
     expect(html).toContain(`"endpoint":"/graphql"`);
   });
 
-  it("GET /graphql answers queries but not mutations", async () => {
-    const query = await fetch(`${base}/graphql?query=${encodeURIComponent(DOC.events)}`, { headers: { accept: "application/json" } });
+  it("GET /graphql answers queries (with the CSRF header) but not mutations", async () => {
+    const headers = { accept: "application/json", [CSRF_HEADER]: "1" };
+    const query = await fetch(`${base}/graphql?query=${encodeURIComponent(DOC.events)}`, { headers });
     expect(((await query.json()) as Answer).data?.Events).toHaveLength(2);
     asked = [];
-    const mutation = await fetch(`${base}/graphql?query=${encodeURIComponent(DOC.clickstream)}`, { headers: { accept: "application/json" } });
+    const mutation = await fetch(`${base}/graphql?query=${encodeURIComponent(DOC.clickstream)}`, { headers });
     expect(mutation.status).toBe(405);
     expect(asked).toEqual([]);
   });

@@ -1,0 +1,135 @@
+import { readFileSync } from "node:fs";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { checkUserid } from "@recsys/validation";
+import { createLocalJWKSet, createRemoteJWKSet, errors, jwtVerify, type JWTVerifyGetKey } from "jose";
+
+/** read < write < admin: a key may do what its scope and every scope below it allows. */
+export type Scope = "read" | "write" | "admin";
+export const SCOPE_RANK: Record<Scope, number> = { read: 0, write: 1, admin: 2 };
+
+export const API_KEY_HEADER = "x-api-key";
+
+/** Who is calling, as authenticated. */
+export type Principal =
+  /** A gateway with no credentials configured (loopback only): anyone, as a writer. */
+  | { kind: "anonymous"; address: string }
+  /** An internal service's key: acts for any user, up to its scope. */
+  | { kind: "service"; keyId: string; scope: Scope }
+  /** A user's token: acts only as `userid` (its `sub`). */
+  | { kind: "user"; userid: string };
+
+/** What a request carries: its headers as sent, and the peer address. */
+export interface Caller {
+  apiKey?: string;
+  authorization?: string;
+  address: string;
+}
+
+/** `key:read,key:write,key:admin,…` → key → scope. Throws on anything else, so a typo cannot open the gateway. */
+export function parseApiKeys(spec: string): Map<string, Scope> {
+  const keys = new Map<string, Scope>();
+  for (const entry of spec
+    .split(",")
+    .map((e) => e.trim())
+    .filter(Boolean)) {
+    const m = /^([A-Za-z0-9._~+/=-]{16,}):(read|write|admin)$/.exec(entry);
+    if (!m) throw new Error(`GATEWAY_API_KEYS: "${entry.slice(0, 8)}…" is not key:read, key:write or key:admin with a key of at least 16 characters`);
+    keys.set(m[1]!, m[2] as Scope);
+  }
+  return keys;
+}
+
+export interface TokenSettings {
+  /** HS256 secret, at least 32 bytes. */
+  secret?: string;
+  /** A JWKS: an http(s) URL, or the path of a JSON file. */
+  jwks?: string;
+  issuer?: string;
+  audience?: string;
+}
+
+/** The key (or key set) user tokens are verified against, and the algorithms it allows; undefined when none is configured. */
+function tokenKey(settings: TokenSettings): { key: Uint8Array | JWTVerifyGetKey; algorithms: string[] } | undefined {
+  if (settings.secret && settings.jwks) throw new Error("GATEWAY_JWT_SECRET and GATEWAY_JWKS: configure one of them, not both");
+  if (settings.secret) {
+    const key = new TextEncoder().encode(settings.secret);
+    if (key.length < 32) throw new Error("GATEWAY_JWT_SECRET: must be at least 32 bytes (HS256)");
+    return { key, algorithms: ["HS256"] };
+  }
+  if (settings.jwks) {
+    const algorithms = ["RS256", "PS256", "ES256", "EdDSA"];
+    if (/^https?:\/\//.test(settings.jwks)) return { key: createRemoteJWKSet(new URL(settings.jwks)), algorithms };
+    let set: unknown;
+    try {
+      set = JSON.parse(readFileSync(settings.jwks, "utf8"));
+    } catch (err) {
+      throw new Error(`GATEWAY_JWKS: cannot read a JSON Web Key Set from ${settings.jwks}: ${String(err)}`);
+    }
+    return { key: createLocalJWKSet(set as Parameters<typeof createLocalJWKSet>[0]), algorithms };
+  }
+  return undefined;
+}
+
+const unauthenticated = (message: string) => new ConnectError(message, Code.Unauthenticated);
+
+/** Why a token was refused, in words a client can act on. */
+function tokenRefusal(err: unknown): string {
+  if (err instanceof errors.JWTExpired) return "the token has expired";
+  if (err instanceof errors.JWSSignatureVerificationFailed) return "the token's signature does not verify";
+  if (err instanceof errors.JWTClaimValidationFailed) return `the token's ${err.claim} claim is not valid: ${err.reason}`;
+  if (err instanceof errors.JOSEAlgNotAllowed) return "the token's algorithm is not accepted";
+  if (err instanceof errors.JWKSNoMatchingKey) return "no key of the key set matches the token";
+  if (err instanceof errors.JOSEError) return `the token is not valid (${err.code})`;
+  return "the token is not valid";
+}
+
+/** Service keys and user tokens; with neither configured every caller is anonymous. */
+export class Authenticator {
+  private readonly token: ReturnType<typeof tokenKey>;
+
+  constructor(
+    private readonly keys: Map<string, Scope>,
+    private readonly settings: TokenSettings = {},
+  ) {
+    this.token = tokenKey(settings);
+  }
+
+  /** No key and no token configured: the gateway is open (main.ts allows it on loopback only). */
+  get open(): boolean {
+    return this.keys.size === 0 && this.token === undefined;
+  }
+
+  /** Who `caller` is; throws Unauthenticated with the reason when its credentials do not hold. */
+  async authenticate(caller: Caller): Promise<Principal> {
+    if (caller.apiKey !== undefined) {
+      const scope = this.keys.get(caller.apiKey);
+      if (!scope) throw unauthenticated(`${API_KEY_HEADER}: not a valid API key`);
+      return { kind: "service", keyId: caller.apiKey, scope };
+    }
+    const bearer = caller.authorization?.match(/^Bearer\s+(\S+)\s*$/i)?.[1];
+    if (caller.authorization !== undefined && bearer === undefined) throw unauthenticated("authorization: must be Bearer <token>");
+    if (bearer !== undefined) {
+      if (!this.token) throw unauthenticated("authorization: this gateway takes no user tokens");
+      return { kind: "user", userid: await this.verify(bearer) };
+    }
+    if (this.open) return { kind: "anonymous", address: caller.address };
+    throw unauthenticated(`credentials required: an ${API_KEY_HEADER} header or authorization: Bearer <user token>`);
+  }
+
+  private async verify(token: string): Promise<string> {
+    const { key, algorithms } = this.token!;
+    let sub: string | undefined;
+    try {
+      const options = { algorithms, issuer: this.settings.issuer, audience: this.settings.audience, requiredClaims: ["sub", "exp"] };
+      const verified = key instanceof Uint8Array ? await jwtVerify(token, key, options) : await jwtVerify(token, key, options);
+      sub = verified.payload.sub;
+    } catch (err) {
+      throw unauthenticated(`authorization: ${tokenRefusal(err)}`);
+    }
+    try {
+      return checkUserid(sub ?? "", "sub");
+    } catch (err) {
+      throw unauthenticated(`authorization: the token's ${String((err as Error).message)}`);
+    }
+  }
+}
