@@ -1,7 +1,5 @@
 #!/usr/bin/env node
-// The main job: start the stack, load the reference pages, replay the reference clickstream, then
-// ask the gateway for co-visits and for similar content, and state an interest, like a page and
-// search through the GraphQL endpoint.
+// The main job (README.md, Quick start): the stack, the reference pages and clicks, then the gateway's answers.
 //   node scripts/demo.mjs [--rate N] [--file PATH] [--pages PATH]
 // Replaying again is safe: every click keeps its event id, so the counts do not change.
 import { execFileSync } from "node:child_process";

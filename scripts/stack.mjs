@@ -1,14 +1,7 @@
 #!/usr/bin/env node
-// Runs the services of this repo as background processes on this machine.
-//   up [service ...]    start NATS/Redis/PostgreSQL if down, then the services (all by default) that
-//                       are not running; wait until healthy
-//   down [service ...]  stop the services, all by default (SIGTERM, then SIGKILL after 10 s)
-//   reset   delete this project's streams, Redis keys and tables; the services that were running are
-//           stopped first and started again after (with this command's environment), waiting until
-//           healthy: covisit sets its Redis marker and profile makes its schema only when they start
-//   status  one line per service
-// Pid files and logs are kept in RECSYS_STACK_DIR (default <repo>/.stack), so a test can run a stack
-// of its own beside a user's.
+// Runs the services of this repo as background processes on this machine: up|down [service ...], reset, status (see README.md).
+// reset starts again the services it stopped: covisit sets its Redis marker and profile makes its schema only when they start.
+// Pid files and logs are kept in RECSYS_STACK_DIR (default <repo>/.stack), so a test can run a stack of its own beside a user's.
 import { spawn, execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";

@@ -1,7 +1,6 @@
 /**
- * Every durable consumer of the system, by service and the kind of message it consumes: one
- * durable each. A consumer's durable name and its dead-letter source (letters filed as
- * dlq.<source>) come from here, so that no two consumers share either.
+ * Every durable consumer of the system, by service and the kind of message it consumes: one durable each.
+ * Durable names and dead-letter sources (letters filed as dlq.<source>) come from here, so that no two consumers share either.
  */
 const CONSUMED = {
   covisit: ["clicks"],

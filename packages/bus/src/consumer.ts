@@ -33,10 +33,8 @@ interface CommonOptions {
    */
   maxDeliveries?: number;
   /**
-   * Delivery in stream order per partition: one durable per partition subject (`<durable>-p<n>`),
-   * each with one message out at a time, so that a redelivery (after a crash, a retry) comes before
-   * anything newer of its partition. Without it, one durable takes the whole filter subject with
-   * many messages out at once.
+   * Delivery in stream order per partition: one durable per partition subject (`<durable>-p<n>`), one message out at a time,
+   * so that a redelivery (after a crash, a retry) comes before anything newer of its partition.
    */
   inOrder?: { partitions: number; subject(partition: number): string };
   /** Told of every settlement: whether the store the effects write to is failing (a retry) or working. */
@@ -58,10 +56,8 @@ export type DurableConsumerOptions = CommonOptions &
         /** The most messages one batch takes. */
         maxBatch: number;
         /**
-         * The effect of several messages at once, one disposition per message, in order. A batch
-         * takes what arrived while the previous ones ran: one message when the stream is quiet, up
-         * to `maxBatch` when it is busy. A throw sends each message of the batch through alone, so
-         * that one poison message cannot hold back the others.
+         * The effect of what arrived while the previous batches ran, one disposition per message, in order.
+         * A throw sends each message of the batch through alone, so that one poison message cannot hold back the others.
          */
         handleBatch(messages: JsMsg[]): Promise<Disposition[]>;
       }
@@ -88,9 +84,8 @@ export function durablesOf(opts: { durable: string; filterSubject: string; inOrd
 export const PULL_EXPIRES_MS = 5_000;
 
 /**
- * A fault-injection point for the fault tests: the process kills itself right after the effect of
- * its n-th message (and of the rest of that message's batch), before they are acked, as a crash at
- * the worst moment would. One per process: its consumers count their effects together.
+ * The fault tests' crash point: the process kills itself after the effect of its n-th message's batch, before the ack (the worst moment).
+ * One per process: its consumers count their effects together.
  */
 export class CrashAfterEffects {
   private effects = 0;
@@ -109,9 +104,7 @@ export class CrashAfterEffects {
 }
 
 /**
- * Runs a durable pull consumer until `signal` aborts. Each message is acked only after its effect
- * returned, so a crash redelivers it: effects must be idempotent. A throw counts as a retry, up to
- * `maxDeliveries` deliveries; then the message is dead-lettered with the error.
+ * Runs a durable pull consumer until `signal` aborts; a message is acked only after its effect returned, so effects must be idempotent.
  * The consumer (and its stream) are re-created on every pass, so a deleted stream heals itself.
  */
 export async function runDurableConsumer(opts: DurableConsumerOptions): Promise<void> {
@@ -288,9 +281,8 @@ export async function runDurableConsumer(opts: DurableConsumerOptions): Promise<
 }
 
 /**
- * Where a consumer stands: every message up to `ackFloor` is done. For the durables of an in-order
- * consumer, the least of their floors, where a durable with nothing pending or unacked counts as
- * done up to the stream's last message as it was before any durable was read.
+ * Where a consumer stands: every message up to `ackFloor` is done; for an in-order consumer, the least of its durables' floors,
+ * a durable with nothing pending or unacked counting as done up to the stream's last message as it was before any durable was read.
  */
 export async function consumerProgress(bus: Bus, stream: string, durable: string | string[]) {
   const names = typeof durable === "string" ? [durable] : durable;

@@ -35,14 +35,8 @@ const streamFull = new Gauge({
 });
 
 /**
- * How full each stream a service writes to is, so that it refuses at the configured size rather
- * than let JetStream refuse: NATS 2.9 checks a new message against `max_bytes` without the
- * per-message overhead it stores, so the message that fills a stream can take it past the limit,
- * and JetStream then deletes the stream's oldest message to fit, even with discard "new" (tried:
- * 1 of 5 fills of a 64 KiB stream lost its first message). The streams' own limit is the configured
- * size plus headroom (serverMaxBytes); this tracks the size from the stream's info, read every
- * `pollMs`, plus what this process published since, and refuses once it reaches the configured size.
- * Other ingest replicas' publishes between two reads are what the headroom is for.
+ * How full each stream a service writes to is (its info every `pollMs`, plus what this process published since), to refuse at the
+ * configured size: NATS 2.9 deletes a stream's oldest message when a publish fills it, even with discard "new" (top README, Reliability).
  */
 export class StreamFill {
   private readonly streams = new Map<string, { limit: number; stored: number; sentSinceRead: number; full: boolean }>();
@@ -95,9 +89,8 @@ export class StreamFill {
   }
 
   /**
-   * Takes room for `bytes` about to be published, or throws StreamFullError when the stream is at
-   * its configured size. Counted at once, so that calls in flight together cannot all pass; the
-   * returned function gives the room back when the publish failed.
+   * Takes room for `bytes` about to be published, or throws StreamFullError; the returned function gives it back when the publish failed.
+   * Counted at once, so that calls in flight together cannot all pass.
    */
   take(stream: string, bytes: number): () => void {
     const s = this.streams.get(stream);

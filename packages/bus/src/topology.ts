@@ -10,10 +10,8 @@ import { isNotFound, isStreamNameInUse } from "./jetstream-errors.js";
 export const DUPLICATE_WINDOW_MS = 10 * 60_000;
 
 /**
- * The size of every stream. A full CLICKS, CONTENT, EMBEDDINGS, ENGAGEMENT or INTEREST_EMBEDDINGS
- * refuses new messages (the publisher gets an error; ingest answers ResourceExhausted) and never
- * drops old ones: a rebuild needs them. DEAD_LETTERS drops its oldest letters instead (past the
- * size or the age): a consumer must never stall because its dead letters cannot be kept.
+ * The size of every stream. A full event stream refuses new messages and never drops old ones: a rebuild needs them.
+ * DEAD_LETTERS drops its oldest letters instead (past the size or the age): a consumer must never stall because its letters cannot be kept.
  */
 export interface StreamLimits {
   clicksMaxBytes: number;
@@ -47,18 +45,16 @@ export function streamLimitsFrom(config: {
 }
 
 /**
- * JetStream's own limit for a stream that refuses when full: the configured size plus headroom
- * (1%, at least 8 MiB). Publishers refuse at the configured size; the server's limit is a backstop,
- * as NATS 2.9 can drop a stream's oldest message when a publish reaches it (see ingest's StreamFill).
+ * JetStream's own limit for a stream that refuses when full: the configured size plus headroom (1%, at least 8 MiB).
+ * Publishers refuse at the configured size (StreamFill); this is a backstop, as NATS 2.9 can drop a stream's oldest message at it.
  */
 export function serverMaxBytes(limit: number): number {
   return limit + Math.max(8 * 2 ** 20, Math.ceil(limit / 100));
 }
 
 /**
- * Stream names and subjects of one namespace ("" in production; tests use their own). With
- * `limits`, the streams are created and kept at those sizes; without (tools, tests of one part),
- * streams are created without limits and existing ones are left as the services set them.
+ * Stream names and subjects of one namespace ("" in production; tests use their own). With `limits`, streams are kept at those sizes;
+ * without (tools, tests of one part), they are created without limits and existing ones are left as the services set them.
  */
 export class Topology {
   constructor(
@@ -172,10 +168,8 @@ export class Topology {
 }
 
 /**
- * Creates every stream of the topology, and updates existing ones when the topology carries limits;
- * safe to run from every service at every start. A size limit below what a stream holds is not
- * applied (JetStream would delete its oldest messages to fit): the stream keeps its limit and the
- * logger says so.
+ * Creates every stream of the topology, and updates existing ones when it carries limits; safe to run from every service at every start.
+ * A size limit below what a stream holds is not applied (JetStream would delete its oldest messages to fit); the logger says so.
  */
 export async function ensureStreams(jsm: JetStreamManager, topology: Topology, logger?: Logger): Promise<void> {
   for (const cfg of topology.streamConfigs()) {

@@ -4,9 +4,8 @@ import { initTracing, traceFields } from "@recsys/tracing";
 export type { Logger };
 
 /**
- * Structured JSON logs on stdout, one logger per process, named after the service. Sets up the
- * process's trace context too: a line logged while an RPC or a consumed message is handled
- * carries its trace_id and span_id, so one click can be followed from service to service.
+ * Structured JSON logs on stdout, one logger per process, named after the service; sets up the process's trace context too,
+ * so a line logged while an RPC or a consumed message is handled carries its trace_id and span_id.
  */
 export function createLogger(service: string): Logger {
   initTracing(service);

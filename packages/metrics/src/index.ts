@@ -159,9 +159,8 @@ export function watchConsumerLag(probe: () => Promise<ConsumerPosition>): void {
 }
 
 /**
- * The same object, with the duration of every call of its methods that return a promise recorded
- * in `recsys_dependency_duration_seconds{dependency, operation=<method>}`: a store's every call to
- * Redis or PostgreSQL, without timing code in each method.
+ * The same object, each call of a method that returns a promise timed in `recsys_dependency_duration_seconds{dependency, operation=<method>}`:
+ * a store's every call to Redis or PostgreSQL, without timing code in each method.
  */
 export function timeCalls<T extends object>(target: T, dependency: string): T {
   return new Proxy(target, {

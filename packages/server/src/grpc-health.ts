@@ -8,9 +8,8 @@ export type Healthy = () => boolean | Promise<boolean>;
 const WATCH_INTERVAL_MS = 1_000;
 
 /**
- * grpc.health.v1.Health for the whole process: "" and every service this port serves answer
- * SERVING while `healthy()` holds, NOT_SERVING otherwise; Watch sends each change as it happens
- * (checked every second) until the client goes away. Other names are unknown.
+ * grpc.health.v1.Health for the whole process: "" and every service this port serves are SERVING while `healthy()` holds, else NOT_SERVING.
+ * Watch sends each change (checked every second) until the client goes away; other names are unknown.
  */
 export function healthRoutes(router: ConnectRouter, healthy: Healthy) {
   const served = new Set(["", ...router.handlers.map((h) => h.service.typeName)]);

@@ -4,9 +4,8 @@ import net from "node:net";
 import { Duplex } from "node:stream";
 
 /**
- * A server for one port that hands each connection to `h2` when it opens with the HTTP/2 preface
- * ("PRI * HTTP/2.0", gRPC's h2c with prior knowledge) and to `h1` otherwise. Open sockets are kept
- * in `sockets` so that a shutdown can cut them.
+ * A server for one port that hands a connection opening with the HTTP/2 preface (gRPC's h2c) to `h2`, and any other to `h1`.
+ * Open sockets are kept in `sockets` so that a shutdown can cut them.
  */
 export function protocolSniffer(h1: http.Server, h2: http2.Http2Server, sockets: Set<net.Socket>, firstBytesTimeoutMs: number): net.Server {
   return net.createServer((socket) => {

@@ -70,9 +70,8 @@ export interface RpcServer {
 }
 
 /**
- * One port that speaks gRPC over h2c (prior knowledge) and the Connect protocol over HTTP/1.1,
- * so that gRPC clients and `curl` both work. The first bytes of a connection pick the server:
- * every HTTP/2 connection opens with the preface "PRI * HTTP/2.0".
+ * One port that speaks gRPC over h2c (prior knowledge) and the Connect protocol over HTTP/1.1, so that gRPC clients and `curl` both work.
+ * The first bytes of a connection pick the server: every HTTP/2 connection opens with the preface "PRI * HTTP/2.0".
  */
 export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer> {
   setServiceName(opts.name);

@@ -9,10 +9,8 @@ export { context, trace };
 let tracerName = "recsys";
 
 /**
- * W3C trace context for this process: an incoming `traceparent` (RPC header or NATS message
- * header) continues its trace, every RPC and every consumed message is a span, and outgoing RPCs
- * and published messages carry the trace on. Spans are exported only when asked
- * (OTEL_TRACES_EXPORTER=console); the trace and span ids are in every log line either way.
+ * W3C trace context for this process: an incoming `traceparent` continues its trace, and every RPC and consumed message is a span.
+ * Spans are exported only when asked (OTEL_TRACES_EXPORTER=console); the trace and span ids are in every log line either way.
  */
 export function initTracing(service: string, env: NodeJS.ProcessEnv = process.env): void {
   tracerName = service;
@@ -78,10 +76,8 @@ function extractFrom(h: HeaderCarrier | undefined): Context {
 }
 
 /**
- * Runs `fn` in one span for a batch of consumed messages. One message: the span continues the
- * trace it carries. Several: the span starts a trace of its own and links every
- * message's trace (OpenTelemetry's batch receive). `traceIds` are the messages' own trace ids, in
- * order ("" for none), so a log line about one message can name the trace it came with.
+ * Runs `fn` in one span for consumed messages: one continues its trace, several start a trace that links theirs (batch receive).
+ * `traceIds` are the messages' own trace ids, in order ("" for none), so a log line about one message can name the trace it came with.
  */
 export async function withBatchSpan<T>(name: string, carriers: Array<HeaderCarrier | undefined>, fn: (traceIds: string[]) => Promise<T>): Promise<T> {
   const parents = carriers.map(extractFrom);

@@ -1,7 +1,6 @@
 /**
- * Two clicks of one user co-visit when the second is at most this much event time after the
- * first. covisit counts with it and the reference SQL (tools/loadgen) is built from it, so the
- * oracle cannot drift from what it checks.
+ * Two clicks of one user co-visit when the second is at most this much event time after the first.
+ * covisit counts with it and the reference SQL (tools/loadgen) is built from it, so the oracle cannot drift from what it checks.
  */
 export const COVISIT_WINDOW_MS = 10 * 60_000;
 

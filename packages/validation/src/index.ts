@@ -25,9 +25,8 @@ export class FieldError extends Error {
 export const CLICK_BUDGET_WINDOW_MS = COVISIT_WINDOW_MS;
 
 /**
- * The most clicks of one user within CLICK_BUDGET_WINDOW_MS of each other, by default. The
- * reference clicks' busiest user has 36 in any 10 minutes; at 60, one user adds at most
- * 60 * 59 / 2 = 1,770 co-visit pairs a window, about 4 MB of Redis with urls of 2 KiB.
+ * The most clicks of one user within CLICK_BUDGET_WINDOW_MS of each other, by default: the reference data's busiest user has 36,
+ * and at 60 one user adds at most 60 * 59 / 2 = 1,770 co-visit pairs a window, about 4 MB of Redis with urls of 2 KiB.
  */
 export const DEFAULT_USER_CLICK_BUDGET = 60;
 
@@ -117,9 +116,8 @@ export function parseRfc3339(value: string, field = "event_time"): number {
 }
 
 /**
- * How far an event's time may be ahead of the clock of the service that receives it, unless
- * configured otherwise: enough for a device clock a little fast; a time further ahead would move
- * the user's watermark (or a page's version) past every real event of the next hours.
+ * How far an event's time may be ahead of the receiving service's clock by default: enough for a device clock a little fast;
+ * a time further ahead would move the user's watermark (or a page's version) past every real event of the next hours.
  */
 export const DEFAULT_MAX_CLOCK_SKEW_MS = 2 * 60_000;
 

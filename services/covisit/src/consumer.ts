@@ -33,12 +33,8 @@ export type ClickVerdict = ApplyOutcome | { status: "undecodable"; error: string
 export type MessageVerdict = { clicks: Click[]; verdicts: ClickVerdict[] } | { error: string };
 
 /**
- * The effect of CLICKS messages, without NATS: every readable click of every message goes to
- * Redis, in order, `clicksPerScript` to one atomic script (Redis runs nothing else while a script
- * runs, so a script's size bounds how long a Recommendation may wait behind it). The scripts run
- * one after the other, and a script that fails (Redis full, BUSY) stops the rest: a user's later
- * clicks are never applied while earlier ones wait for a retry, which would make those late.
- * Messages of one partition never run in two batches at once (see runClickConsumer).
+ * The effect of CLICKS messages, without NATS: their readable clicks go to Redis in order, `clicksPerScript` to an atomic script.
+ * A failed script stops the rest: a user's later clicks applied while earlier ones wait for a retry would make those late.
  */
 export async function applyClickMessages(
   messages: Array<{ data: Uint8Array; headers?: MsgHdrs }>,
@@ -89,8 +85,7 @@ export async function consumerNeverDelivered(bus: Bus, partitions: number): Prom
 }
 
 /**
- * Earlier versions consumed CLICKS with one durable, `covisit`. Its partition durables start after
- * its ack floor (what it delivered past the floor comes again: a duplicate at worst), then it goes.
+ * Replaces the single durable `covisit` of earlier versions with partition durables that start after its ack floor.
  * Every covisit of the earlier version must be stopped first, as for a rebuild.
  */
 export async function adoptSingleDurable(bus: Bus, partitions: number, logger: Logger, waitMs = 2 * PULL_EXPIRES_MS): Promise<void> {
@@ -172,15 +167,8 @@ function dispositionOf(message: MessageVerdict, stats: ConsumerStats): Dispositi
 }
 
 /**
- * Consumes CLICKS with one durable per partition, shared by every covisit replica, each delivering
- * one message at a time: a user's clicks (one partition) reach Redis in stream order even across
- * crashes and retries, since a message left unacked is redelivered before anything newer of its
- * partition (after a crash, that partition waits out the ack wait). What arrived of the partitions
- * while the previous batches ran goes to Redis together, in atomic scripts of up to `maxBatch`
- * clicks. Messages are acked only after their scripts ran (and their late clicks were
- * dead-lettered), so a crash redelivers them and the script's event_id check makes the redelivery
- * harmless. A Redis error (OOM, BUSY, a lost connection) leaves the messages for redelivery with
- * backoff for as long as it lasts, never in DEAD_LETTERS; `redis` says so to health and metrics.
+ * Consumes CLICKS with one durable per partition, one message out at a time, so a user's clicks reach Redis in stream order even across crashes.
+ * Acked only after their scripts ran; a Redis error waits for redelivery as long as it lasts, never in DEAD_LETTERS (see the README).
  */
 export function runClickConsumer(opts: {
   bus: Bus;

@@ -1,37 +1,10 @@
 -- Applies a batch of clicks to the co-visit counts, atomically. Version 5 (storage version 3).
---
--- KEYS[1]          the marker set when the counts started from the stream's first click; gone = Redis lost them
--- KEYS[3i-1], KEYS[3i], KEYS[3i+1]  click i's user: history (sorted set, member = "<event_id> <url>",
---                  score = event time in ms), applied event ids (sorted set, score = event time) and
---                  the applied ids of version 4 (a set, read only: it expires on its own)
--- ARGV[1]  window (ms)    ARGV[2] allowed lateness (ms)    ARGV[3] prefix of co-visit keys
--- ARGV[4]  how long applied event ids are remembered (ms), in event time and after a user's last click
--- ARGV[5]  a user's click budget: the most clicks of one user within a window of each other
--- ARGV[6 + 3(i-1) ..]  click i: event_id, url, event time (ms)
---
--- Returns {"lost"} when the marker is gone (counting on top of lost counts would be wrong, so
--- nothing is), else per click, in order, two values: "applied", pairs counted | "duplicate", 0 |
--- "late", watermark | "budget", clicks of the user within the window around it.
---
--- Each click's outcome and counts are what applying the clicks one at a time, in batch order,
--- would give: pairs with the user's clicks already in the history on both sides, [t - window, t)
--- as "before" and (t, t + window] as "after", so the result does not depend on arrival order.
--- The watermark is the user's latest event time seen; a click older than watermark - lateness is
--- late. History older than watermark - window - lateness is trimmed; such history lies before
--- every window a non-late click can open, so trimming once per user at the end of the batch
--- counts the same as trimming after each click. Applied ids are trimmed at watermark - ARGV[4]:
--- they outlive the history, so a file replayed long after the first time is recognized as
--- duplicates, not mistaken for late clicks. Both keys of a user expire ARGV[4] after its last
--- applied click: nothing of a user who went away stays.
---
--- The budget: a click with `budget` or more applied clicks of its user within a window of it
--- (either side, inclusive) is refused and changes nothing. So no window holds more than `budget`
--- clicks of one user, a click pairs with fewer than `budget` others, and a script's work and the
--- counts one user can add are bounded.
---
--- Per user of the batch: one read of the ids and one of the history from the batch's earliest
--- window on, one write each for the history, the ids and the two trims. Per distinct pair
--- of pages: one ZINCRBY by the number of times the batch counted it.
+-- KEYS: [1] the marker (gone = Redis lost the counts); per click i, its user's [3i-1] history ("<event_id> <url>" -> ms),
+--   [3i] applied ids (id -> ms) and [3i+1] version 4's applied ids (a set, read only: it expires on its own)
+-- ARGV: [1] window (ms), [2] allowed lateness (ms), [3] co-visit key prefix, [4] how long applied ids are remembered (ms),
+--   [5] a user's click budget; [6 + 3(i-1) ..] click i: event_id, url, event time (ms)
+-- Returns {"lost"}, else per click two values: "applied", pairs | "duplicate", 0 | "late", watermark | "budget", clicks near it.
+-- Each click gets the outcome applying the clicks one at a time would give it; services/covisit/README.md says why that is exact.
 local marker = KEYS[1]
 local window, lateness, prefix, remember, budget = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 local n = (#KEYS - 1) / 3

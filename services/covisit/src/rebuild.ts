@@ -6,14 +6,8 @@ import { keyPrefix } from "./redis-store.js";
 export class CovisitRunningError extends Error {}
 
 /**
- * Prepares a rebuild of every count from the CLICKS stream after Redis lost its data: deletes
- * what is left of the namespace's keys and the durable consumers, so that the next covisit to start
- * creates them again and applies the whole stream from its first click, in stream order, as the
- * first time. covisit must be stopped: a running one would apply new clicks before the old ones
- * of the same user, which would then count as late. A running covisit always has a pull request
- * waiting; a stopped or crashed one's last requests expire within PULL_EXPIRES_MS. Refuses when
- * pulls are still waiting after `waitMs`. (Unacked messages prove nothing: a crashed consumer's
- * stay unacked until the next one pulls them.)
+ * Deletes the namespace's remaining keys and covisit's durables, so the next covisit applies the whole CLICKS stream as the first time.
+ * Refuses while a pull still waits after `waitMs`: a running covisit always has one (unacked messages prove nothing after a crash).
  */
 export async function prepareRebuild(opts: { bus: Bus; redis: Redis; namespace: string; waitMs?: number }): Promise<{ keysDeleted: number; messages: number }> {
   const { bus, redis } = opts;

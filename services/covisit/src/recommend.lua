@@ -1,12 +1,7 @@
 -- Top co-visits of one url: frequency desc, then recommendation asc (bytewise). Version 2.
---
--- KEYS[1]  co-visit counts of the url: sorted set, member = recommended url, score = frequency
--- KEYS[2]  the marker of counts complete from the stream's first click (see covisit.lua)
--- ARGV[1]  limit (>= 1)
--- Returns a flat list: url1, frequency1, url2, frequency2, ...; nil when the marker is gone.
---
--- A sorted set breaks ties by member, but in reverse when read in descending score order; this
--- reads the ties at the cut-off in ascending order and flips each tie group above it.
+-- KEYS[1] the url's co-visit counts (member = url, score = frequency), KEYS[2] the marker (see covisit.lua); ARGV[1] limit (>= 1)
+-- Returns url1, frequency1, url2, frequency2, ...; nil when the marker is gone.
+-- Read by descending score, a sorted set's ties come in reverse: the ties at the cut-off are read ascending, each tie group above flipped.
 local key, limit = KEYS[1], tonumber(ARGV[1])
 if redis.call('EXISTS', KEYS[2]) == 0 then return nil end
 

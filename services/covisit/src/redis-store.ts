@@ -9,9 +9,8 @@ export type { ClickToApply };
 /** The co-visit window (shared with the reference SQL); a user's click budget counts clicks within the same window. */
 export const WINDOW_MS = COVISIT_WINDOW_MS;
 /**
- * Clicks in one script by default. Redis runs nothing else while a script runs: 128 clicks take
- * it about 5 ms here, and in batches of 128 it spends about half the CPU a click that one click a
- * script costs (the fixed cost of a script and of a user's reads and writes are shared).
+ * Clicks in one script by default. Redis runs nothing else while a script runs (128 clicks: about 5 ms), and a batch
+ * shares the fixed cost of a script and of a user's reads and writes: about half the CPU a click of one-click scripts.
  */
 export const DEFAULT_MAX_BATCH = 128;
 /**
@@ -59,10 +58,7 @@ export function keyPrefix(namespace: string): string {
 
 /**
  * Co-visit counts and per-user click history in Redis; every write is one atomic Lua script.
- *
- * Redis may lose everything (a restart without persistence). A marker key, set when the counts
- * start from the first click of the stream, tells: every script refuses to run without it, so no
- * click is ever counted on top of lost counts, and no answer is given from them.
+ * Every script refuses without the marker key, so nothing is counted on top of counts Redis lost, nor answered from them.
  */
 export class CovisitStore {
   private readonly redis: ScriptedRedis;

@@ -50,9 +50,8 @@ export function lengthClass(tokens: number): number {
 }
 
 /**
- * One queue for every caller of one model session. A batch runs when a length class holds
- * `maxBatch` sequences, or when the oldest sequence has waited `maxDelayMs` (then its class goes,
- * oldest first). One batch runs at a time: the session already uses every core it is given.
+ * One queue for every caller of one model session; a length class runs when full or when its oldest sequence waited `maxDelayMs`.
+ * One batch runs at a time: the session already uses every core it is given.
  */
 export class DynamicBatcher {
   private readonly classes = new Map<number, Pending[]>();

@@ -22,9 +22,8 @@ export function pageText(title: string, text: string): string {
 }
 
 /**
- * The effect of one CONTENT message: embed the page unless a version at least as new is already in
- * the log, then append it, guarded by the log's last sequence for that url, so that two versions
- * racing through two replicas cannot leave the older one on top.
+ * The effect of one CONTENT message: embed the page unless a version at least as new is already in the log, then append it,
+ * guarded by the log's last sequence for that url, so that two versions racing through two replicas cannot leave the older one on top.
  */
 export async function embedPageMessage(
   data: Uint8Array,

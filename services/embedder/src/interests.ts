@@ -15,9 +15,8 @@ import { QueueFullError } from "./batcher.js";
 import { busFailure } from "./consumer.js";
 
 /**
- * The effect of one stated interest: embed its text and publish the vector, keyed by the
- * interest's user and event_id. A redelivery publishes the same message id again, which the
- * stream's duplicate window drops and profile's applied events ignore after it.
+ * The effect of one stated interest: embed its text and publish the vector, keyed by the interest's user and event_id.
+ * A redelivery publishes the same message id again, which the stream's duplicate window drops and profile's applied events ignore after it.
  */
 export async function embedInterestMessage(
   data: Uint8Array,

@@ -3,11 +3,8 @@ import { FieldError } from "@recsys/validation";
 import type { ValidClick } from "./clicks.js";
 
 /**
- * Each user's click budget, checked before anything is published: a click is refused when the
- * user already has `budget` accepted clicks within `windowMs` of its event time (either side),
- * the rule covisit applies to what reaches the bus anyway. A click sent again (same user and event
- * id) is not counted twice. Kept per process, for the `maxUsers` users seen last: with several
- * ingest replicas each admits up to the budget, and covisit's check is the one that holds.
+ * Each user's click budget, checked before anything is published: covisit's rule, applied early so the client hears of it.
+ * Kept per process for the `maxUsers` users seen last: with several ingest replicas each admits up to the budget, and covisit's check holds.
  */
 export class ClickBudget {
   /** userid -> event id -> event time; a Map keeps insertion order, so the first user is the one seen longest ago. */

@@ -16,10 +16,8 @@ export interface ValidClick {
 }
 
 /**
- * Validates one click and fills in what the client left out. Throws FieldError naming the field.
- * Without an event_time the click happened now; an event_time more than `maxClockSkewMs` after now
- * is refused. Without an event_id it gets a hash of its content, so that a retry of the same click
- * is recognised as the same event.
+ * Validates one click and fills in what the client left out; throws FieldError naming the field.
+ * Without an event_id it gets a hash of its content, so that a retry of the same click is recognised as the same event.
  */
 export function toValidClick(input: ClickFields, nowMs: number, maxClockSkewMs: number): ValidClick {
   const userid = checkUserid(input.userid);

@@ -32,9 +32,8 @@ export interface ValidInterest {
 }
 
 /**
- * Validates one like or unlike. Throws FieldError naming the field; a source_time more than
- * `maxClockSkewMs` after now is refused. The page need not be known yet: profile keeps the like and
- * applies it when the page arrives.
+ * Validates one like or unlike; throws FieldError naming the field (a source_time more than `maxClockSkewMs` after now too).
+ * The page need not be known yet: profile keeps the like and applies it when the page arrives.
  */
 export function toValidLike(input: LikeFields, nowMs: number, maxClockSkewMs: number): ValidLike {
   const userid = checkUserid(input.userid);

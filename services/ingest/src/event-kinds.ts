@@ -18,10 +18,8 @@ export interface TimedEvent {
 type Topology = Bus["topology"];
 
 /**
- * A kind of event ingest publishes one message per event (a page, a like, an interest): how a
- * call's items are checked and how each valid one goes onto the bus. A new kind is one of these
- * and the RPC that calls `ingestEvents` with it. (Clicks are batched per partition and budgeted per
- * user, so they have a path of their own.)
+ * A kind of event ingest publishes one message per event (a page, a like, an interest): a new kind is one of these and its RPC.
+ * Clicks are batched per partition and budgeted per user, so they have a path of their own.
  */
 export interface EventKind<Input, Valid extends TimedEvent, Schema extends DescMessage> {
   /** The call's list, as refusals and logs name it. */

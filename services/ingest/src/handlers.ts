@@ -15,8 +15,7 @@ type Outcome<V> = { ok: true; value: V; published: Published } | { ok: false; er
 
 /**
  * Validates each item on its own, then publishes the valid ones even when others are rejected.
- * Nothing is reported accepted unless JetStream stored it; on a bus failure the whole call fails
- * with Unavailable and the client retries with the same ids.
+ * Nothing is reported accepted unless JetStream stored it: a bus failure fails the whole call, retried with the same ids.
  */
 async function validateThenPublish<I, V>(opts: {
   field: string;
@@ -95,8 +94,7 @@ function rejection(error: FieldError) {
 }
 
 /**
- * @param limits.maxClockSkewMs how far ahead of this service's clock an event's time may be;
- *   later times are refused with the field (event_time, source_time) named.
+ * @param limits.maxClockSkewMs how far ahead of this service's clock an event's time may be; later ones are refused, naming the field.
  * @param limits.budget each user's click budget, checked before publishing.
  */
 export function ingestRoutes(publisher: EventPublisher, logger: Logger, limits: { maxClockSkewMs: number; budget: ClickBudget }) {

@@ -19,10 +19,8 @@ export interface ValidPage {
 }
 
 /**
- * Validates one page version. Throws FieldError naming the field. Without a source_time the
- * version is the time ingest received it, so a later Content call for the same url wins; a
- * source_time more than `maxClockSkewMs` after now is refused, or it would win over every real
- * version until then.
+ * Validates one page version; throws FieldError naming the field. Without a source_time the version is when ingest received it.
+ * A source_time more than `maxClockSkewMs` after now is refused, or it would win over every real version until then.
  */
 export function toValidPage(input: PageFields, nowMs: number, maxClockSkewMs: number): ValidPage {
   const url = checkUrl(input.url);

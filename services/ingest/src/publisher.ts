@@ -50,11 +50,8 @@ export class EventPublisher {
   ) {}
 
   /**
-   * Clicks go out as one ClickBatch message per partition (up to CLICKS_PER_MESSAGE clicks each), in
-   * the order given, so a user's clicks stay in order on one subject. The message id is the
-   * click's (user, event id) for a lone click, else a hash of the batch's (user, event id) pairs: the
-   * same batch sent again (a retry) is the same message to the broker's dedup, and no user's ids
-   * meet another's. Each click's result is its message's.
+   * Clicks go out as one ClickBatch message per partition, in the order given, so a user's clicks stay in order on one subject.
+   * The message id hashes the batch's (user, event id) pairs: a retry of the same batch is the same message to the broker's dedup.
    */
   async publishClicks(clicks: ValidClick[], ingestTimeMs: number): Promise<Published[]> {
     const byPartition = new Map<number, number[]>();
@@ -113,10 +110,8 @@ export class EventPublisher {
   }
 
   /**
-   * All publishes go out before any ack is awaited: one round trip per batch, order kept per
-   * subject. A stream at its size limit fails the call with StreamFullError before anything goes
-   * out (or, refused by JetStream itself, after some of it may be stored: a retry with the same ids
-   * is safe).
+   * All publishes go out before any ack is awaited: one round trip per batch, order kept per subject.
+   * A full stream fails the call before anything goes out; refused by JetStream itself, some may be stored, and a retry with the same ids is safe.
    */
   private async publishAll(stream: string, out: Outgoing[]): Promise<Published[]> {
     const giveBack = this.fill?.take(stream, StreamFill.sizeOf(out));

@@ -1,9 +1,8 @@
 import type pg from "pg";
 
 /**
- * Records a like's or an interest's event id as applied for its user: "fresh" when it was not yet.
- * An id recorded before ids were per user (migration 006) counts for every user, in its old form
- * `<kind>:<id>`. With a retention, an id that far behind its user's latest of the kind is "expired".
+ * Records a like's or an interest's event id as applied for its user: "fresh" when it was not yet, "expired" past the retention.
+ * An id recorded before ids were per user (migration 006) counts for every user, in its old form `<kind>:<id>`.
  */
 export async function recordApplied(
   db: pg.PoolClient,

@@ -19,9 +19,8 @@ export function applyClicks(sessions: Sessions, clicks: readonly ClickToApply[],
 }
 
 /**
- * Moves the clicks parked for `url` into their users' interests (the page's stored embedding, once
- * per click); returns how many clicks. One upsert in userid order, as apply_clicks takes the rows,
- * so that a batch of clicks and this fold never wait for each other in a cycle.
+ * Moves the clicks parked for `url` into their users' interests (once per click); returns how many clicks.
+ * One upsert in userid order, as apply_clicks takes the rows, so a batch of clicks and this fold never wait for each other in a cycle.
  */
 export async function foldParkedClicks(db: pg.PoolClient, url: string): Promise<number> {
   const folded = await db.query(

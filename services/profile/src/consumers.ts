@@ -123,14 +123,8 @@ const clickOutcomes = new Counter({
 export const DEFAULT_CLICKS_PER_CALL = 256;
 
 /**
- * The effect of CLICKS messages, without NATS, one disposition per message in order: every click
- * that reads goes to PostgreSQL, `clicksPerCall` at a time (`applyClicks`: one call, one
- * transaction), each with the effect it would have alone. An unreadable message is dead-lettered
- * whole, an unreadable click of a message alone. PostgreSQL out of reach leaves every message for
- * redelivery. An error PostgreSQL answered with may be one click's doing (a NUL in a string): in
- * a batch of messages it throws, so that the consumer applies the messages one by one; in a lone
- * message its clicks go one by one, and a click PostgreSQL can never store (SQLSTATE class 22) is
- * dead-lettered alone while the others are applied.
+ * The effect of CLICKS messages, without NATS, one disposition per message in order; their clicks go `clicksPerCall` to a transaction.
+ * An error PostgreSQL answered may be one click's doing: a batch of messages throws to go one by one, a lone message's clicks go one by one.
  */
 export async function applyClickMessages(
   messages: readonly ClickMessage[],
@@ -228,9 +222,8 @@ export function runEmbeddingConsumer(opts: ConsumerOptions & { dimension: number
 }
 
 /**
- * CLICKS into interests (or parked), with a durable consumer of its own, in batches: what arrived
- * while the previous batches ran, up to `maxBatch` messages, is applied `clicksPerCall` clicks to a
- * transaction. Acked after they committed; a redelivery is harmless because applied event ids are remembered.
+ * CLICKS into interests (or parked), in batches of up to `maxBatch` messages that arrived meanwhile, `clicksPerCall` clicks to a transaction.
+ * Acked after they committed; a redelivery is harmless because applied event ids are remembered.
  */
 export function runClickConsumer(opts: ConsumerOptions & { maxBatch: number; clicksPerCall: number }) {
   return runDurableConsumer({

@@ -19,9 +19,8 @@ export function quoteIdent(name: string): string {
 }
 
 /**
- * Applies every numbered migration not yet recorded in `schema_migrations`, all in one transaction
- * under an advisory lock, so replicas starting together apply each migration exactly once.
- * Returns the names applied now.
+ * Applies every numbered migration not yet recorded in `schema_migrations`, in one transaction; returns the names applied now.
+ * Under an advisory lock, so replicas starting together apply each migration exactly once.
  */
 export async function migrate(pool: pg.Pool, schema: string, dimension: number): Promise<string[]> {
   const files = (await readdir(MIGRATIONS_DIR)).filter((f) => /^\d+_.*\.sql$/.test(f)).sort();

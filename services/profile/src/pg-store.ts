@@ -41,32 +41,24 @@ export class ProfileStore {
   }
 
   /**
-   * Folds clicks into their users' interests, or parks those whose page is not embedded yet, all
-   * in one transaction and one round trip (apply_clicks, migrations 005 and 006). Each click has
-   * `applyClick`'s effect, as if applied one after the other in order: an event id its user
-   * applied before, in an earlier call or earlier in `clicks`, changes nothing and is a
-   * "duplicate" (as is an id recorded before ids were per user). Serialized per
-   * url with `applyEmbedding`, so a click is never parked after its page's parked clicks were
-   * folded. One outcome per click, in order.
+   * `applyClick` for each click, as if one after the other, in one transaction and one round trip (apply_clicks); outcomes in order.
+   * Serialized per url with `applyEmbedding`, so a click is never parked after its page's parked clicks were folded.
    */
   applyClicks(clicks: readonly ClickToApply[]): Promise<ClickOutcome[]> {
     return applyClicks(this.sessions, clicks, this.dedupRetentionMs);
   }
 
   /**
-   * Stores a page's embedding if its version is newer than the stored one. A new embedding of a
-   * known page corrects the sums of the users who clicked or liked it by terms × (new − old); clicks
-   * parked for the page and likes of its id waiting for it are folded in. Interests stay the mean of
-   * the current embeddings.
+   * Stores a page's embedding if its version is newer than the stored one, and folds in the clicks and likes waiting for the page.
+   * A new embedding of a known page corrects its users' sums by terms × (new − old): interests stay the mean of the current embeddings.
    */
   applyEmbedding(version: PageEmbedding): Promise<EmbeddingOutcome> {
     return applyEmbedding(this.sessions, version);
   }
 
   /**
-   * Stores the like state of (user, page id) unless a later one is stored, and moves the user's
-   * interest with it: a like adds the page's embedding as a term, an unlike takes it out. A like
-   * of a page not embedded yet is kept and folded in when the page arrives.
+   * Stores the like state of (user, page id) unless a later one is stored; a like adds the page's embedding as a term, an unlike takes it out.
+   * A like of a page not embedded yet is kept and folded in when the page arrives.
    */
   applyLike(like: LikeToApply): Promise<LikeOutcome> {
     return applyLike(this.sessions, like);
@@ -83,10 +75,8 @@ export class ProfileStore {
   }
 
   /**
-   * Clicks parked longer than `maxAgeMs` (their page never came) are deleted, and their ids with
-   * them: the same click sent again once its page exists is applied. A url whose page is being
-   * stored right now (its lock is held) is left for the next pass, so a click is never both folded
-   * and dropped. Returns how many.
+   * Deletes the clicks parked longer than `maxAgeMs` with their ids, so the same click sent once its page exists is applied; returns how many.
+   * A url whose page is being stored (its lock is held) waits for the next pass, so a click is never both folded and dropped.
    */
   expireParkedClicks(maxAgeMs: number): Promise<number> {
     return expireParkedClicks(this.pool, maxAgeMs);
@@ -126,11 +116,8 @@ export class ProfileStore {
   }
 
   /**
-   * `similarContent` for several users in one statement, answers in order. An exact scan per user,
-   * not the HNSW index: results must equal a brute-force ranking (ties and the cut at `limit`
-   * included), and scanning a few thousand pages costs a millisecond. Page embeddings are unit
-   * vectors, so the cosine is the inner product over the interest's norm: the scan computes only
-   * the inner product (pgvector's <#> is its negative), a third of the arithmetic of <=>.
+   * `similarContent` for several users in one statement, answers in order: an exact scan, since results must equal a brute-force ranking.
+   * Page embeddings are unit vectors, so the scan computes only the inner product (pgvector's <#> is its negative).
    */
   similarContentMany(requests: ReadonlyArray<{ userid: string; limit: number }>): Promise<SimilarPage[][]> {
     return reads.similarContentMany(this.pool, requests);

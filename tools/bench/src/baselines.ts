@@ -36,11 +36,8 @@ async function redisCpuSeconds(redis: Redis): Promise<number> {
 }
 
 /**
- * Redis' own speed at covisit's work: covisit's own store (the same script, keys and arguments,
- * in batches of covisit's default size) run for every reference click straight from this process,
- * over 4 pipelined connections (each user's clicks on one, in order), with no NATS, gRPC or other
- * service in the way. Redis counts the commands the script ran (INFO commandstats) and the CPU it
- * took (INFO cpu): the bound is the clicks one Redis core applies per second of its CPU.
+ * Redis' own speed at covisit's work: covisit's own store over every reference click, with no NATS, gRPC or other service in the way.
+ * Each user's clicks go in order on one of 4 pipelined connections; the bound is the clicks one Redis core applies per second of its CPU.
  */
 export async function redisBound(clicks: Click[]) {
   const namespace = `benchbound${Date.now().toString(36)}`;

@@ -12,11 +12,8 @@ export interface LatencySummary {
 }
 
 /**
- * Sends requests at a fixed rate whatever the answers do (open loop): request i is due at
- * start + i / rate, and its latency runs from that due time, not from when it went out. A server
- * (or this process) that stalls makes every request due meanwhile count the stall, so the
- * percentiles carry no coordinated omission. Timers fire in whole milliseconds, so a request may
- * go out up to a millisecond before its due time; its latency then runs from when it went out.
+ * Sends requests at a fixed rate whatever the answers do: request i is due at start + i / rate and its latency runs from then,
+ * so a stall counts for every request due meanwhile (no coordinated omission); one a timer sent early counts from when it went out.
  */
 export async function runOpenLoop(opts: {
   rate: number;

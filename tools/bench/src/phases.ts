@@ -14,9 +14,8 @@ import { gatewayCall, url } from "./stack.js";
 // latency under an open loop, and embedding throughput.
 
 /**
- * An open-loop phase at `rate`, measured after as long again at the same rate unmeasured: the
- * first requests of a process find its code not yet compiled and its connections not yet open,
- * which a running gateway is past.
+ * An open-loop phase at `rate`, measured after a run of its own unmeasured (at most 3 s): a process's first requests find
+ * its code not yet compiled and its connections not yet open, which a running gateway is past.
  */
 export async function openLoopPhase(rate: number, seconds: number, request: (i: number) => Promise<void>) {
   await runOpenLoop({ rate, durationMs: Math.min(seconds, 3) * 1000, request });
@@ -98,9 +97,8 @@ export async function freshness(seconds: number, file: string) {
 }
 
 /**
- * Embed RPC throughput over the reference pages: calls of 16 texts, 8 calls in flight, so that the
- * server has texts waiting to batch and the cost of a call is shared by its texts in both runs;
- * what differs between the two runs is the batching alone.
+ * Embed RPC throughput over the reference pages: calls of 16 texts, 8 in flight, so the server has texts waiting to batch
+ * and a call's cost is shared by its texts in both runs: what differs between the two runs is the batching alone.
  */
 export async function embedThroughput(base: string, texts: string[]) {
   // Uncompressed, as the gateway asks its backends: gzip of 16 × 384 floats costs CPU for nothing on loopback.

@@ -58,9 +58,8 @@ export async function closeGateway(): Promise<void> {
 }
 
 /**
- * The stack as `pnpm stack:up` runs it, started if the gateway is not healthy; all pages loaded, and
- * the reference clicks applied as they are (so that the reference users, whom SimilarContent is
- * asked about, have their interests; a stack that has them already counts the replay as duplicates).
+ * The stack as `pnpm stack:up` runs it, started if the gateway is not healthy, with all pages loaded and the reference clicks applied,
+ * so that the reference users SimilarContent is asked about have interests (a stack that has them counts the replay as duplicates).
  */
 export async function ensureStack(referenceUser: string) {
   if (!(await healthy(url.gateway))) {

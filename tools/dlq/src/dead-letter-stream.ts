@@ -44,9 +44,8 @@ export async function* selectedLetters(bus: Bus, s: Selection, opts: { headersOn
 }
 
 /**
- * Where a replay republishes a letter: the subject its source message had. Letters written before
- * that was a header of theirs name the source message, so its subject is read from the source
- * stream while the stream still holds it.
+ * Where a replay republishes a letter: the subject its source message had.
+ * An older letter without that header names its source message, whose subject is read from the source stream while it holds it.
  */
 export async function replaySubject(bus: Bus, letter: DeadLetter): Promise<{ subject: string } | { error: string }> {
   const subject = letter.sourceSubject ?? (await sourceSubjectInStream(bus, letter));

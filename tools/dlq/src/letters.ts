@@ -32,9 +32,8 @@ export interface DeadLetter {
 }
 
 /**
- * The cause of a letter written before the cause had a header of its own, from its reason: "late: …"
- * and "undecodable: …" name it, a reason from PostgreSQL is "refused", and a message that kept
- * failing is "poison".
+ * The cause of a letter written before the cause had a header of its own, read from its reason:
+ * "late: …" and "undecodable: …" name it, a reason from PostgreSQL is "refused", a message that kept failing "poison".
  */
 export function deadLetterCause(reason: string): string {
   const named = /^([a-z]+):/.exec(reason);

@@ -41,9 +41,8 @@ export async function* readJsonLines(path: string): AsyncGenerator<Record<string
 }
 
 /**
- * New traffic from an old file: times move so that the file's latest click happens now, gaps kept
- * (ingest refuses times ahead of its clock), and the file's ids are dropped so that ingest derives
- * fresh ones from the new times.
+ * New traffic from an old file: times move so that the latest click is now, gaps kept (ingest refuses times ahead of its clock),
+ * and the file's ids are dropped so that ingest derives fresh ones from the new times.
  */
 export function shiftTime(latest: number, now: number) {
   return (c: FileClick): FileClick => {

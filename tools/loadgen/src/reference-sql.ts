@@ -1,7 +1,6 @@
 /**
- * The reference system's co-visit query, for PostgreSQL over a table `clicks (userid, url, t)`:
- * the oracle of the tests and the baseline of the benchmark. Ordered as Recommendation answers
- * (frequency desc, then recommendation bytewise asc).
+ * The reference system's co-visit query over a PostgreSQL table `clicks (userid, url, t)`: the tests' oracle and the benchmark's baseline.
+ * Ordered as Recommendation answers (frequency desc, then recommendation bytewise asc).
  */
 export const CREATE_CLICKS_TABLE = "CREATE TEMP TABLE clicks (userid text NOT NULL, url text NOT NULL, t timestamptz NOT NULL)";
 

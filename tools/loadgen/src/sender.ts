@@ -43,11 +43,8 @@ export interface SendSummary {
 const RETRYABLE = new Set([Code.Unavailable, Code.DeadlineExceeded, Code.Internal, Code.Unknown, Code.Aborted, Code.ResourceExhausted, Code.Canceled]);
 
 /**
- * Sends items in batches at a rate (0 = as fast as acked), up to `concurrency` calls in flight. Items
- * with the same `keyOf` (a user's clicks, a page's versions) go through one lane, one call at a time,
- * so they arrive in file order: calls in flight side by side never overtake each other for one key.
- * A batch that fails with a retryable code is sent again unchanged, so with the same ids: nothing
- * accepted is lost or counted twice.
+ * Sends items in batches at a rate (0 = as fast as acked), up to `concurrency` calls in flight; items of one `keyOf` share a lane,
+ * one call at a time, so they arrive in file order. A retryable failure resends the batch unchanged: same ids, nothing counted twice.
  */
 export async function sendPaced<T>(opts: {
   items: AsyncIterable<T>;

@@ -1,8 +1,6 @@
 /**
- * Words of the synthetic pages. Every word occurs in the reference pages
- * (`../shared/data/content.json.gz`, from which the default embedding model is fitted) and is one
- * whole token of the BERT vocabulary both models share, so each topic's words have vectors of
- * their own; no word belongs to two topics, so the topics are apart by construction.
+ * Words of the synthetic pages: each occurs in the reference pages and is one whole BERT token, so it has a vector of its own in both models;
+ * no word belongs to two topics, so the topics are apart by construction.
  */
 export interface Topic {
   name: string;

@@ -13,11 +13,7 @@ export const MINILM_DIR = fileURLToPath(new URL("../../../../../shared/models/al
 export const CONTENT_FILE = fileURLToPath(new URL("../../../../../shared/data/content.json.gz", import.meta.url));
 export const DEFAULT_OUT_DIR = fileURLToPath(new URL("../../models/default", import.meta.url));
 
-/**
- * How token vectors are made. Tuned on the eval's held-out half-page retrieval (fit on even pages):
- * idf² beats idf and idf³; a hash weight of 1.5 × the median LSA row norm balances exact overlap
- * against topic; more LSA directions help up to the dimension.
- */
+/** How token vectors are made; the default recipe is tuned on the eval's held-out retrieval (see the README). */
 export interface Recipe {
   dimension: number;
   /** Token weight = idf^idfPower, used both to fit the LSA and to scale each row. */
@@ -66,10 +62,8 @@ function tokenDirection(seed: number, id: number, dim: number, out: Float64Array
 }
 
 /**
- * The [vocab, dimension] table: row t = w_t · (LSA_t / median‖LSA‖ + hashWeight · h_t), with
- * w_t = idf_t^p (smoothed idf over the fitted documents; unseen tokens get the largest idf), LSA_t
- * the token's right singular vector of the weighted, row-normalized doc×token matrix, and h_t a
- * seeded random unit vector. A document's masked mean is then a projected TF-IDF + LSA vector.
+ * The [vocab, dimension] table: row t = w_t · (LSA_t / median‖LSA‖ + hashWeight · h_t), w_t = idf_t^p (unseen tokens: the largest idf),
+ * h_t a seeded random unit vector; a document's masked mean is then a projected TF-IDF + LSA vector.
  */
 export function fitTokenTable(docs: readonly number[][], vocab: Vocabulary, recipe: Recipe = DEFAULT_RECIPE): Float32Array {
   const { size: v } = vocab;

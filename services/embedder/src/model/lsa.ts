@@ -84,10 +84,8 @@ function orthonormalize(y: Float64Array, n: number, l: number): void {
 }
 
 /**
- * Top-k singular triplets of a sparse n×cols matrix by randomized subspace iteration (Halko,
- * Martinsson & Tropp 2011): the dense eigendecomposition is only of an l×l matrix (l = k +
- * oversample), since a full n×n one takes minutes in JavaScript for a few thousand documents.
- * Deterministic for a given seed.
+ * Top-k singular triplets of a sparse n×cols matrix by randomized subspace iteration (Halko, Martinsson & Tropp 2011), deterministic per seed.
+ * Only an l×l matrix (l = k + oversample) is eigendecomposed: a full n×n one takes minutes in JavaScript for a few thousand documents.
  */
 export function truncatedSvd(rows: readonly SparseRow[], cols: number, opts: SvdOptions): TruncatedSvd {
   const n = rows.length;

@@ -156,9 +156,8 @@ export interface LookupEncoder {
   metadata?: Record<string, string>;
   docString?: string;
   /**
-   * Also output sentence_embedding[b] = the sum over s of last_hidden_state[b, s]: the masked mean
-   * pooling's direction, computed inside the run, so a caller need not fetch and pool [batch,
-   * sequence, dim] floats. MiniLM's export has no such output (its stand-in leaves it out).
+   * Also output sentence_embedding[b] = the sum over s of last_hidden_state[b, s], the masked mean's direction, computed in the run
+   * so a caller need not fetch and pool [batch, sequence, dim] floats. MiniLM's export has no such output (its stand-in leaves it out).
    */
   pooledOutput?: boolean;
 }
