@@ -64,6 +64,19 @@ export const SERVER_LIMITS: ServerLimits = {
   maxConcurrentStreams: 256,
 };
 
+/** Health is probed at most once a second, however many checks and Watch streams ask. */
+export const HEALTH_CACHE_MS = 1_000;
+
+/** `probe`'s answer, reused for `ms`: concurrent askers share one probe. */
+export function cachedFor(ms: number, probe: Healthy): Healthy {
+  let last: { at: number; answer: Promise<boolean> } | undefined;
+  return () => {
+    const now = Date.now();
+    if (!last || now - last.at >= ms) last = { at: now, answer: Promise.resolve(probe()).catch(() => false) };
+    return last.answer;
+  };
+}
+
 export interface RpcServer {
   port: number;
   close(): Promise<void>;
@@ -76,10 +89,11 @@ export interface RpcServer {
 export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer> {
   setServiceName(opts.name);
   const maxBytes = opts.maxRequestBytes ?? MAX_REQUEST_BYTES;
+  const healthy = cachedFor(HEALTH_CACHE_MS, opts.healthy);
   const connect = connectNodeAdapter({
     routes: (router) => {
       opts.routes(router);
-      healthRoutes(router, opts.healthy);
+      healthRoutes(router, healthy);
     },
     readMaxBytes: maxBytes,
     interceptors: [serverTracing, timeRpcs, logRpcs(opts.logger), ...(opts.serviceToken ? [requireServiceToken(opts.serviceToken)] : [])],
@@ -90,7 +104,7 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
     if (opts.http?.(req, res)) return;
     if (req.url === "/metrics" && req.method === "GET") return serveMetrics(res);
     if (req.url === "/metrics.json" && req.method === "GET") return serveMetricsJson(res);
-    if (req.url === "/healthz" && req.method === "GET") return serveHealthz(res, opts.name, opts.healthy, opts.problems);
+    if (req.url === "/healthz" && req.method === "GET") return serveHealthz(res, opts.name, healthy, opts.problems);
     if (req instanceof http.IncomingMessage) {
       // A request refused before its body was read in full (over the size limit) leaves the rest of
       // the body on the connection, where it would swallow the client's next request: close it.

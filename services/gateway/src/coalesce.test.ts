@@ -25,7 +25,7 @@ function fakeBackend(ms: number) {
 describe("coalesce", () => {
   it("sends a lone call at once, on its own", async () => {
     const backend = fakeBackend(1);
-    const call = coalesce({ maxBatch: 64, maxInFlight: 2, batch: backend.batch });
+    const call = coalesce({ maxBatch: 64, maxOutstanding: 1000, maxInFlight: 2, batch: backend.batch });
     const t0 = performance.now();
     expect(await call(7)).toBe("answer 7");
     expect(performance.now() - t0).toBeLessThan(50);
@@ -34,7 +34,7 @@ describe("coalesce", () => {
 
   it("gathers calls made while every batch call is out, keeps maxInFlight and maxBatch, and answers each its own", async () => {
     const backend = fakeBackend(20);
-    const call = coalesce({ maxBatch: 10, maxInFlight: 2, batch: backend.batch });
+    const call = coalesce({ maxBatch: 10, maxOutstanding: 1000, maxInFlight: 2, batch: backend.batch });
     const first = [call(0), call(1)];
     await sleep(5);
     // Both batch calls are out now: these 25 wait and go in batches of at most 10.
@@ -48,7 +48,7 @@ describe("coalesce", () => {
   });
 
   it("gives a refused call its own error and the others their answers", async () => {
-    const call = coalesce({ maxBatch: 10, maxInFlight: 1, batch: fakeBackend(5).batch });
+    const call = coalesce({ maxBatch: 10, maxOutstanding: 1000, maxInFlight: 1, batch: fakeBackend(5).batch });
     const results = await Promise.allSettled([call(1), call(-2), call(3)]);
     expect(results[0]).toEqual({ status: "fulfilled", value: "answer 1" });
     expect(results[2]).toEqual({ status: "fulfilled", value: "answer 3" });
@@ -62,6 +62,7 @@ describe("coalesce", () => {
     let fail = true;
     const call = coalesce<number, string>({
       maxBatch: 10,
+      maxOutstanding: 1000,
       maxInFlight: 1,
       batch: async (requests) => {
         if (fail) throw new ConnectError("backend down", Code.Unavailable);
@@ -72,5 +73,22 @@ describe("coalesce", () => {
     expect(failed.map((r) => r.status === "rejected" && ConnectError.from(r.reason).code)).toEqual([Code.Unavailable, Code.Unavailable]);
     fail = false;
     expect(await call(3)).toBe("answer 3");
+  });
+
+  it("sheds calls past its bound with ResourceExhausted at once, and takes calls again as answers come", async () => {
+    const backend = fakeBackend(50);
+    const call = coalesce({ maxBatch: 10, maxOutstanding: 20, maxInFlight: 1, batch: backend.batch });
+    const first = Array.from({ length: 20 }, (_, i) => call(i));
+    const t0 = performance.now();
+    const shed = await call(99).then(
+      () => undefined,
+      (e: unknown) => ConnectError.from(e),
+    );
+    expect(performance.now() - t0).toBeLessThan(20);
+    expect(shed?.code).toBe(Code.ResourceExhausted);
+    expect(shed?.rawMessage).toMatch(/^gateway busy: 20 calls/);
+    expect(await Promise.all(first)).toHaveLength(20);
+    expect(backend.batches.flat()).not.toContain(99);
+    expect(await call(100)).toBe("answer 100");
   });
 });

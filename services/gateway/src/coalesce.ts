@@ -1,4 +1,4 @@
-import { ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import type { BatchOutcome } from "@recsys/server";
 import DataLoader from "dataloader";
 
@@ -10,6 +10,8 @@ export interface CoalesceOptions<Q, R> {
   maxBatch: number;
   /** Batch calls in flight at once; calls made meanwhile wait and go together in the next one. */
   maxInFlight: number;
+  /** Calls waiting or out at once, at most; more are refused with ResourceExhausted at once (load shed, not queued). */
+  maxOutstanding: number;
   /** The batch RPC: one answer per request, in order. */
   batch(requests: readonly Q[]): Promise<Array<BatchAnswer<R>>>;
 }
@@ -56,5 +58,16 @@ export function coalesce<Q, R>(opts: CoalesceOptions<Q, R>): (req: Q) => Promise
       },
     },
   );
-  return (req) => loader.load(req);
+  let outstanding = 0;
+  return async (req) => {
+    if (outstanding >= opts.maxOutstanding) {
+      throw new ConnectError(`gateway busy: ${outstanding} calls of this kind waiting; retry shortly`, Code.ResourceExhausted);
+    }
+    outstanding++;
+    try {
+      return await loader.load(req);
+    } finally {
+      outstanding--;
+    }
+  };
 }

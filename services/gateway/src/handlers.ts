@@ -65,12 +65,14 @@ const toEvent = (e: ProfileEvent): Event =>
  */
 export interface Coalescing {
   maxBatch: number;
+  /** Calls of one kind waiting or out at once; past it the gateway sheds load with ResourceExhausted. */
+  maxOutstanding: number;
   recommendationInFlight: number;
   similarContentInFlight: number;
 }
 
 /** covisit's work per call is its own event loop's: one call out at a time gathers the most. PostgreSQL's scans run on both cores: two. */
-export const DEFAULT_COALESCING: Coalescing = { maxBatch: 64, recommendationInFlight: 1, similarContentInFlight: 2 };
+export const DEFAULT_COALESCING: Coalescing = { maxBatch: 64, maxOutstanding: 4096, recommendationInFlight: 1, similarContentInFlight: 2 };
 
 /** The public RPCs, named after the reference GraphQL fields; validation here, work in the backends. */
 export function createGatewayApi(backends: Backends, logger: Logger, deadlineMs: number, coalescing: Coalescing = DEFAULT_COALESCING): GatewayApi {
@@ -78,11 +80,13 @@ export function createGatewayApi(backends: Backends, logger: Logger, deadlineMs:
   // The two hot queries: concurrent calls share backend calls (see coalesce.ts).
   const coVisits = coalesce({
     maxBatch: coalescing.maxBatch,
+    maxOutstanding: coalescing.maxOutstanding,
     maxInFlight: coalescing.recommendationInFlight,
     batch: async (requests: readonly RecommendationRequest[]) => (await backends.covisit.batchRecommendation({ requests: [...requests] }, call)).results,
   });
   const similar = coalesce({
     maxBatch: coalescing.maxBatch,
+    maxOutstanding: coalescing.maxOutstanding,
     maxInFlight: coalescing.similarContentInFlight,
     batch: async (requests: readonly SimilarContentRequest[]) => (await backends.profile.batchSimilarContent({ requests: [...requests] }, call)).results,
   });

@@ -32,6 +32,7 @@ const config = readConfig(
     // Concurrent Recommendation and SimilarContent calls share backend calls: while this many are
     // out, the calls made meanwhile go together in the next, up to GATEWAY_BATCH_MAX.
     GATEWAY_BATCH_MAX: positiveInt(DEFAULT_COALESCING.maxBatch),
+    GATEWAY_MAX_OUTSTANDING: positiveInt(DEFAULT_COALESCING.maxOutstanding),
     GATEWAY_RECOMMENDATION_IN_FLIGHT: positiveInt(DEFAULT_COALESCING.recommendationInFlight),
     GATEWAY_SIMILAR_CONTENT_IN_FLIGHT: positiveInt(DEFAULT_COALESCING.similarContentInFlight),
     // Service keys, `key:read,key:write,key:admin,…`; user tokens verified against a secret or a key set.
@@ -74,6 +75,7 @@ const backends = {
 };
 const api = createGatewayApi(backends, logger, config.GATEWAY_DEADLINE_MS, {
   maxBatch: config.GATEWAY_BATCH_MAX,
+  maxOutstanding: config.GATEWAY_MAX_OUTSTANDING,
   recommendationInFlight: config.GATEWAY_RECOMMENDATION_IN_FLIGHT,
   similarContentInFlight: config.GATEWAY_SIMILAR_CONTENT_IN_FLIGHT,
 });
