@@ -20,12 +20,12 @@ export function profileRoutes(store: ProfileStore, bus: Bus) {
   });
   return (router: ConnectRouter) =>
     router.service(ProfileService, {
-      async similarContent(req) {
+      async similarContent(req, ctx) {
         const { userid, limit } = checked(req);
-        return { items: await store.similarContent(userid, limit) };
+        return { items: await store.similarContent(userid, limit, ctx.signal) };
       },
       // Each request checked alone, then one statement for every one that checks out.
-      async batchSimilarContent(req) {
+      async batchSimilarContent(req, ctx) {
         const asked = req.requests.map((one) => {
           try {
             return checked(one);
@@ -33,38 +33,41 @@ export function profileRoutes(store: ProfileStore, bus: Bus) {
             return ConnectError.from(err);
           }
         });
-        const answers = await store.similarContentMany(asked.filter((a): a is { userid: string; limit: number } => !(a instanceof ConnectError)));
+        const answers = await store.similarContentMany(
+          asked.filter((a): a is { userid: string; limit: number } => !(a instanceof ConnectError)),
+          ctx.signal,
+        );
         let next = 0;
         return {
           results: asked.map((a) => (a instanceof ConnectError ? refusal(a) : { outcome: { case: "response" as const, value: { items: answers[next++]! } } })),
         };
       },
-      async events(req) {
+      async events(req, ctx) {
         const limit = orInvalidArgument(() => checkLimit(req.limit));
         const offset = orInvalidArgument(() => checkOffset(req.offset));
-        return events(await store.events(limit, offset));
+        return events(await store.events(limit, offset, ctx.signal));
       },
-      async eventsById(req) {
+      async eventsById(req, ctx) {
         const ids = orInvalidArgument(() => {
           if (req.ids.length > MAX_IDS_PER_CALL) throw new FieldError("ids", `at most ${MAX_IDS_PER_CALL} per call`);
           return req.ids.map((id, i) => checkPageId(id, `ids[${i}]`));
         });
-        return events(await store.eventsById(ids));
+        return events(await store.eventsById(ids, ctx.signal));
       },
-      async eventsLiked(req) {
+      async eventsLiked(req, ctx) {
         const userid = orInvalidArgument(() => checkUserid(req.userid));
-        return events(await store.eventsLiked(userid));
+        return events(await store.eventsLiked(userid, ctx.signal));
       },
-      async recommendedEvents(req) {
+      async recommendedEvents(req, ctx) {
         const userid = orInvalidArgument(() => checkUserid(req.userid));
         const limit = orInvalidArgument(() => limitOrDefault(req.limit));
-        return events(await store.recommendedEvents(userid, limit));
+        return events(await store.recommendedEvents(userid, limit, ctx.signal));
       },
-      async personalizedEventSearch(req) {
+      async personalizedEventSearch(req, ctx) {
         const query = orInvalidArgument(() => checkQuery(req.query));
         const userid = orInvalidArgument(() => checkUserid(req.userid));
         const limit = orInvalidArgument(() => limitOrDefault(req.limit));
-        return events(await store.personalizedEventSearch(query, userid, limit));
+        return events(await store.personalizedEventSearch(query, userid, limit, ctx.signal));
       },
       async progress() {
         const [embeddings, clicks, likes, interests, counts] = await Promise.all([

@@ -17,7 +17,11 @@ const config = readConfig(
     ...consumerEnv,
     PROFILE_PORT: port(50054),
     DATABASE_URL: z.string().default("postgresql://postgres@127.0.0.1:5432/test"),
+    // Consumers write on a pool of their own; queries read on another, so neither can starve the other.
     PG_POOL_MAX: positiveInt(8),
+    PG_WRITE_TIMEOUT_MS: positiveInt(60_000),
+    PG_QUERY_POOL_MAX: positiveInt(8),
+    PG_QUERY_TIMEOUT_MS: positiveInt(5_000),
     PROFILE_CONCURRENCY: positiveInt(8),
     // Up to 256 clicks a call of apply_clicks (and up to 256 messages a batch), two batches at once:
     // profile's catch-up over the reference clicks peaked there (about 20,000 clicks/s, 31-32 us of
@@ -37,10 +41,18 @@ const config = readConfig(
 );
 const logger = createLogger("profile");
 const schema = schemaFor(config.RECSYS_NAMESPACE);
-const pool = createPool({ databaseUrl: config.DATABASE_URL, schema, max: config.PG_POOL_MAX, logger });
+const pool = createPool({ databaseUrl: config.DATABASE_URL, schema, max: config.PG_POOL_MAX, statementTimeoutMs: config.PG_WRITE_TIMEOUT_MS, logger });
+const queryPool = createPool({
+  databaseUrl: config.DATABASE_URL,
+  schema,
+  max: config.PG_QUERY_POOL_MAX,
+  statementTimeoutMs: config.PG_QUERY_TIMEOUT_MS,
+  logger,
+});
 const applied = await migrateWhenReachable(pool, schema, config.EMBEDDING_DIMENSION, logger);
 logger.info({ schema, applied }, "migrations up to date");
 const store = timeCalls(new ProfileStore(pool, config.DEDUP_RETENTION_MS), "postgres");
+const queries = timeCalls(new ProfileStore(queryPool, config.DEDUP_RETENTION_MS), "postgres");
 const bus = await connectBus({
   url: config.NATS_URL,
   name: "profile",
@@ -56,8 +68,8 @@ const server = await startRpcServer({
   host: config.HOST,
   serviceToken: serviceTokenFor(config, "profile", logger),
   port: config.PROFILE_PORT,
-  routes: profileRoutes(store, bus),
-  healthy: async () => bus.connected() && !postgresWrites.failing && (await store.ping().catch(() => false)),
+  routes: profileRoutes(queries, bus),
+  healthy: async () => bus.connected() && !postgresWrites.failing && (await queries.ping().catch(() => false)),
   problems: () => (postgresWrites.problem ? [postgresWrites.problem] : []),
   logger,
 });
@@ -95,5 +107,5 @@ onShutdown(logger, async () => {
   await consuming;
   await server.close();
   await bus.close();
-  await pool.end();
+  await Promise.all([pool.end(), queryPool.end()]);
 });

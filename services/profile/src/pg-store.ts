@@ -4,6 +4,7 @@ import { applyClicks, expireParkedClicks } from "./clicks.js";
 import { applyEmbedding } from "./embeddings.js";
 import { applyInterest } from "./interests.js";
 import { applyLike } from "./likes.js";
+import { cancellable } from "./cancellable.js";
 import * as reads from "./reads.js";
 import { Sessions } from "./sessions.js";
 import {
@@ -83,44 +84,44 @@ export class ProfileStore {
   }
 
   /** Pages in id order (ID_ORDER). */
-  events(limit: number, offset: number): Promise<EventRow[]> {
-    return reads.events(this.pool, limit, offset);
+  events(limit: number, offset: number, signal?: AbortSignal): Promise<EventRow[]> {
+    return cancellable(this.pool, signal, (db) => reads.events(db, limit, offset));
   }
 
   /** The pages carrying these ids, in id order. */
-  eventsById(ids: string[]): Promise<EventRow[]> {
-    return reads.eventsById(this.pool, ids);
+  eventsById(ids: string[], signal?: AbortSignal): Promise<EventRow[]> {
+    return cancellable(this.pool, signal, (db) => reads.eventsById(db, ids));
   }
 
   /** Pages whose latest like by the user is a like, in id order. */
-  eventsLiked(userid: string): Promise<EventRow[]> {
-    return reads.eventsLiked(this.pool, userid);
+  eventsLiked(userid: string, signal?: AbortSignal): Promise<EventRow[]> {
+    return cancellable(this.pool, signal, (db) => reads.eventsLiked(db, userid));
   }
 
   /** Pages by cosine similarity to the user's interest, desc, then url asc; none for a user without one. */
-  recommendedEvents(userid: string, limit: number): Promise<EventRow[]> {
-    return reads.recommendedEvents(this.pool, userid, limit);
+  recommendedEvents(userid: string, limit: number, signal?: AbortSignal): Promise<EventRow[]> {
+    return cancellable(this.pool, signal, (db) => reads.recommendedEvents(db, userid, limit));
   }
 
   /**
    * Pages whose title or text match `query` (websearch_to_tsquery, English), by similarity to the
    * user's interest (0 without one), then by text rank, then url.
    */
-  personalizedEventSearch(query: string, userid: string, limit: number): Promise<EventRow[]> {
-    return reads.personalizedEventSearch(this.pool, query, userid, limit);
+  personalizedEventSearch(query: string, userid: string, limit: number, signal?: AbortSignal): Promise<EventRow[]> {
+    return cancellable(this.pool, signal, (db) => reads.personalizedEventSearch(db, query, userid, limit));
   }
 
   /** Pages by cosine similarity to the user's interest, desc, then url asc; similarity 0 without one. */
-  async similarContent(userid: string, limit: number): Promise<SimilarPage[]> {
-    return (await this.similarContentMany([{ userid, limit }]))[0]!;
+  async similarContent(userid: string, limit: number, signal?: AbortSignal): Promise<SimilarPage[]> {
+    return (await this.similarContentMany([{ userid, limit }], signal))[0]!;
   }
 
   /**
    * `similarContent` for several users in one statement, answers in order: an exact scan, since results must equal a brute-force ranking.
    * Page embeddings are unit vectors, so the scan computes only the inner product (pgvector's <#> is its negative).
    */
-  similarContentMany(requests: ReadonlyArray<{ userid: string; limit: number }>): Promise<SimilarPage[][]> {
-    return reads.similarContentMany(this.pool, requests);
+  similarContentMany(requests: ReadonlyArray<{ userid: string; limit: number }>, signal?: AbortSignal): Promise<SimilarPage[][]> {
+    return cancellable(this.pool, signal, (db) => reads.similarContentMany(db, requests));
   }
 
   /** The interest behind a user's recommendations, or undefined when the user has none. */

@@ -7,10 +7,12 @@ export function schemaFor(namespace: string): string {
 }
 
 /** A pool whose every connection works in `schema` (public stays on the path for the vector type). */
-export function createPool(opts: { databaseUrl: string; schema: string; max: number; logger: Logger }): pg.Pool {
+export function createPool(opts: { databaseUrl: string; schema: string; max: number; statementTimeoutMs: number; logger: Logger }): pg.Pool {
   const pool = new pg.Pool({
     connectionString: opts.databaseUrl,
     max: opts.max,
+    // No statement runs longer than this on the server, whoever waits for it.
+    statement_timeout: opts.statementTimeoutMs,
     options: `-c search_path=${opts.schema},public`,
     connectionTimeoutMillis: 5_000,
   });

@@ -1,4 +1,5 @@
 import type pg from "pg";
+import type { Db } from "./cancellable.js";
 import type { Sessions } from "./sessions.js";
 import type { EventRow, Interest, SimilarPage } from "./types.js";
 
@@ -8,8 +9,8 @@ const ID_ORDER = `c.id = '', length(c.id), c.id COLLATE "C", c.url`;
 const EVENT_COLUMNS = `c.id, c.url, c.title, c.text AS abstract,
   (SELECT count(*) FROM likes l WHERE l.page_id = c.id AND l.liked)::int AS "likeCount"`;
 
-export async function events(pool: pg.Pool, limit: number, offset: number): Promise<EventRow[]> {
-  const r = await pool.query<EventRow>(
+export async function events(db: Db, limit: number, offset: number): Promise<EventRow[]> {
+  const r = await db.query<EventRow>(
     `SELECT ${EVENT_COLUMNS}, 0::float8 AS score FROM content c
      ORDER BY ${ID_ORDER} LIMIT $1 OFFSET $2`,
     [limit, offset],
@@ -17,8 +18,8 @@ export async function events(pool: pg.Pool, limit: number, offset: number): Prom
   return r.rows;
 }
 
-export async function eventsById(pool: pg.Pool, ids: string[]): Promise<EventRow[]> {
-  const r = await pool.query<EventRow>(
+export async function eventsById(db: Db, ids: string[]): Promise<EventRow[]> {
+  const r = await db.query<EventRow>(
     `SELECT ${EVENT_COLUMNS}, 0::float8 AS score FROM content c WHERE c.id = ANY($1::text[])
      ORDER BY ${ID_ORDER}`,
     [ids],
@@ -26,8 +27,8 @@ export async function eventsById(pool: pg.Pool, ids: string[]): Promise<EventRow
   return r.rows;
 }
 
-export async function eventsLiked(pool: pg.Pool, userid: string): Promise<EventRow[]> {
-  const r = await pool.query<EventRow>(
+export async function eventsLiked(db: Db, userid: string): Promise<EventRow[]> {
+  const r = await db.query<EventRow>(
     `SELECT ${EVENT_COLUMNS}, 0::float8 AS score FROM content c
      WHERE c.id IN (SELECT page_id FROM likes WHERE userid = $1 AND liked)
      ORDER BY ${ID_ORDER}`,
@@ -36,10 +37,10 @@ export async function eventsLiked(pool: pg.Pool, userid: string): Promise<EventR
   return r.rows;
 }
 
-export async function recommendedEvents(pool: pg.Pool, userid: string, limit: number): Promise<EventRow[]> {
+export async function recommendedEvents(db: Db, userid: string, limit: number): Promise<EventRow[]> {
   // An exact scan by inner product, as in similarContentMany: the inner join with the interest
   // leaves nothing without one.
-  const r = await pool.query<EventRow>(
+  const r = await db.query<EventRow>(
     `WITH q AS MATERIALIZED (SELECT sum, vector_norm(sum) AS norm FROM interests WHERE userid = $1 AND vector_norm(sum) > 0),
           ranked AS (SELECT c.url, c.embedding <#> q.sum AS ip FROM content c, q ORDER BY ip ASC, c.url ASC LIMIT $2)
      SELECT ${EVENT_COLUMNS}, (-r.ip / q.norm)::float8 AS score FROM ranked r JOIN content c ON c.url = r.url, q
@@ -49,8 +50,8 @@ export async function recommendedEvents(pool: pg.Pool, userid: string, limit: nu
   return r.rows;
 }
 
-export async function personalizedEventSearch(pool: pg.Pool, query: string, userid: string, limit: number): Promise<EventRow[]> {
-  const r = await pool.query<EventRow>(
+export async function personalizedEventSearch(db: Db, query: string, userid: string, limit: number): Promise<EventRow[]> {
+  const r = await db.query<EventRow>(
     `WITH q AS (SELECT sum FROM interests WHERE userid = $2 AND vector_norm(sum) > 0),
           t AS (SELECT websearch_to_tsquery('english', $1) AS query)
      SELECT ${EVENT_COLUMNS}, COALESCE(1 - (c.embedding <=> (SELECT sum FROM q)), 0)::float8 AS score
@@ -61,9 +62,9 @@ export async function personalizedEventSearch(pool: pg.Pool, query: string, user
   return r.rows;
 }
 
-export async function similarContentMany(pool: pg.Pool, requests: ReadonlyArray<{ userid: string; limit: number }>): Promise<SimilarPage[][]> {
+export async function similarContentMany(db: Db, requests: ReadonlyArray<{ userid: string; limit: number }>): Promise<SimilarPage[][]> {
   if (requests.length === 0) return [];
-  const result = await pool.query<SimilarPage & { n: string }>({
+  const result = await db.query<SimilarPage & { n: string }>({
     // Prepared once per connection: planning the lateral join cost 0.1-0.3 ms a statement.
     name: "similar-content-many",
     // The scan orders by the inner product alone (no interest: NULL, last, so url order); the
