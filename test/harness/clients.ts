@@ -5,16 +5,18 @@ import { CovisitService } from "@recsys/contracts/covisit/v1/covisit";
 import { IngestService } from "@recsys/contracts/ingest/v1/ingest";
 import { EmbedderService } from "@recsys/contracts/embedder/v1/embedder";
 import { ProfileService } from "@recsys/contracts/profile/v1/profile";
+import { sendServiceToken } from "@recsys/server";
 import type { TestStack } from "./stack.js";
 
-/** Clients as a user would have them: Connect over HTTP/1.1 at the gateway, gRPC inside. */
+/** Clients as a user would have them: Connect over HTTP/1.1 at the gateway, gRPC inside (with the stack's service token, if any). */
 export function clientsOf(stack: TestStack) {
+  const inside = (baseUrl: string) => createGrpcTransport({ baseUrl, interceptors: sendServiceToken(stack.env.SERVICE_TOKEN || undefined) });
   return {
     gateway: createClient(GatewayService, createConnectTransport({ baseUrl: stack.url.gateway, httpVersion: "1.1" })),
-    covisit: createClient(CovisitService, createGrpcTransport({ baseUrl: stack.url.covisit })),
-    ingest: createClient(IngestService, createGrpcTransport({ baseUrl: stack.url.ingest })),
-    embedder: createClient(EmbedderService, createGrpcTransport({ baseUrl: stack.url.embedder })),
-    profile: createClient(ProfileService, createGrpcTransport({ baseUrl: stack.url.profile })),
+    covisit: createClient(CovisitService, inside(stack.url.covisit)),
+    ingest: createClient(IngestService, inside(stack.url.ingest)),
+    embedder: createClient(EmbedderService, inside(stack.url.embedder)),
+    profile: createClient(ProfileService, inside(stack.url.profile)),
   };
 }
 
