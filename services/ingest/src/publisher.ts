@@ -1,9 +1,7 @@
 import { create, toBinary, type DescMessage } from "@bufbuild/protobuf";
 import {
   encodeClickBatch,
-  ensureStreams,
   isStreamFull,
-  isStreamNotFound,
   StreamFill,
   StreamFullError,
   typedHeaders,
@@ -116,23 +114,12 @@ export class EventPublisher {
   private async publishAll(stream: string, out: Outgoing[]): Promise<Published[]> {
     const giveBack = this.fill?.take(stream, StreamFill.sizeOf(out));
     try {
-      return await this.publishOrRecreate(out);
+      return await Promise.all(out.map((o) => this.publish(o)));
     } catch (err) {
       giveBack?.();
       if (!isStreamFull(err)) throw err;
       this.fill?.refusedByServer(stream);
       throw new StreamFullError(stream);
-    }
-  }
-
-  private async publishOrRecreate(out: Outgoing[]): Promise<Published[]> {
-    try {
-      return await Promise.all(out.map((o) => this.publish(o)));
-    } catch (err) {
-      if (!isStreamNotFound(err)) throw err;
-      // The stream was deleted under us (stack:reset): recreate it and publish again, same ids.
-      await ensureStreams(this.bus.jsm, this.bus.topology);
-      return Promise.all(out.map((o) => this.publish(o)));
     }
   }
 
