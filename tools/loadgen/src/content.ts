@@ -5,20 +5,11 @@ import { EmbedderService } from "@recsys/contracts/embedder/v1/embedder";
 import { ContentInputSchema, IngestService, type ContentInput } from "@recsys/contracts/ingest/v1/ingest";
 import { ProfileService } from "@recsys/contracts/profile/v1/profile";
 import { readJsonLines } from "./click-file.js";
-import { itemResults, sendPaced, waitFor } from "./sender.js";
+import { itemResults, sendPaced, waitFor, type LoadOptions } from "./sender.js";
 
-export interface ContentLoadOptions {
-  file: string;
-  /** Pages per second; 0 sends as fast as ingest acks. */
-  rate: number;
-  target: string;
+export interface ContentLoadOptions extends LoadOptions {
   embedder: string;
   profile: string;
-  wait: boolean;
-  batchSize: number;
-  concurrency: number;
-  waitTimeoutMs: number;
-  onProgress?: (p: { sent: number; accepted: number; elapsedMs: number }) => void;
 }
 
 export interface ContentLoadSummary {

@@ -4,6 +4,7 @@ import { formatContentSummary, loadContent } from "./content.js";
 import { connectJsonGateway, evaluate, formatEvaluation, MAX_LIMIT, readTruth } from "./evaluate.js";
 import { formatGenerateSummary, writeWorkload } from "./generate.js";
 import { formatSummary, replay } from "./replay.js";
+import type { LoadOptions } from "./sender.js";
 import { TRUTH_FORMAT } from "./truth.js";
 import { TOPICS } from "./vocabulary.js";
 import { BEHAVIOUR, DEFAULT_PARAMS } from "./workload-params.js";
@@ -61,95 +62,64 @@ const program = new Command("loadgen").description(
   "Replays click and page files against the recommendation stack; generates workloads with known answers and evaluates the stack on them.",
 );
 
-program
-  .command("replay")
+/** The options replay and content share, as commander parses them. */
+interface LoadFlags {
+  rate: number;
+  target: string;
+  wait: boolean;
+  batch: number;
+  concurrency: number;
+  waitTimeout: number;
+  json: boolean;
+}
+
+/** A command that sends a file of `items` through ingest, with the options every such command has. */
+function loadCommand(name: string, items: string, defaults: { rate: number; batch: number; waitTimeoutMs: number }) {
+  return program
+    .command(name)
+    .option("--rate <n>", `${items} per second; 0 = as fast as the system takes them`, nonNegativeInt, defaults.rate)
+    .option("--target <url>", "ingest service", process.env.INGEST_URL ?? "http://127.0.0.1:50051")
+    .option("--batch <n>", `${items} per ingest call`, positiveInt, defaults.batch)
+    .option("--concurrency <n>", "ingest calls in flight", positiveInt, 2)
+    .option("--wait-timeout <ms>", "give up waiting after this long", positiveInt, defaults.waitTimeoutMs)
+    .option("--json", "print the summary as JSON", false);
+}
+
+/** The shared options as the senders take them. */
+const loadOptions = (file: string, o: LoadFlags, onProgress: LoadOptions["onProgress"]): LoadOptions => ({
+  file,
+  rate: o.rate,
+  target: o.target,
+  wait: o.wait,
+  batchSize: o.batch,
+  concurrency: o.concurrency,
+  waitTimeoutMs: o.waitTimeout,
+  onProgress,
+});
+
+loadCommand("replay", "clicks", { rate: 100, batch: 500, waitTimeoutMs: 300_000 })
   .description("Replays clicks (one {userid, url, event_time} JSON object a line) through ingest.")
   .argument("<file>", "clicks, one JSON object a line (.json or .json.gz)")
-  .option("--rate <n>", "clicks per second; 0 = as fast as the system takes them", nonNegativeInt, 100)
-  .option("--target <url>", "ingest service", process.env.INGEST_URL ?? "http://127.0.0.1:50051")
   .option("--covisit <url>", "covisit service, asked for progress by --wait", process.env.COVISIT_URL ?? "http://127.0.0.1:50052")
   .option("--wait", "return only when every click is visible in Recommendation", false)
   .option("--shift-time", "rewrite times to end now (gaps kept) and derive new ids", false)
-  .option("--batch <n>", "clicks per ingest call", positiveInt, 500)
-  .option("--concurrency <n>", "ingest calls in flight", positiveInt, 2)
-  .option("--wait-timeout <ms>", "give up waiting after this long", positiveInt, 300_000)
-  .option("--json", "print the summary as JSON", false)
-  .action(
-    async (
-      file: string,
-      o: {
-        rate: number;
-        target: string;
-        covisit: string;
-        wait: boolean;
-        shiftTime: boolean;
-        batch: number;
-        concurrency: number;
-        waitTimeout: number;
-        json: boolean;
-      },
-    ) => {
-      const progress = progressPrinter("clicks");
-      const summary = await replay({
-        file,
-        rate: o.rate,
-        target: o.target,
-        covisit: o.covisit,
-        wait: o.wait,
-        shiftTime: o.shiftTime,
-        batchSize: o.batch,
-        concurrency: o.concurrency,
-        waitTimeoutMs: o.waitTimeout,
-        onProgress: progress.onProgress,
-      });
-      progress.finish(summary, formatSummary(summary), o.json);
-    },
-  );
+  .action(async (file: string, o: LoadFlags & { covisit: string; shiftTime: boolean }) => {
+    const progress = progressPrinter("clicks");
+    const summary = await replay({ ...loadOptions(file, o, progress.onProgress), covisit: o.covisit, shiftTime: o.shiftTime });
+    progress.finish(summary, formatSummary(summary), o.json);
+  });
 
-program
-  .command("content")
+loadCommand("content", "pages", { rate: 50, batch: 100, waitTimeoutMs: 600_000 })
   .description("Loads pages (one {id, url, title, text, _source_time} JSON object a line) through ingest.")
   .argument("<file>", "pages, one JSON object a line (.json or .json.gz)")
-  .option("--rate <n>", "pages per second; 0 = as fast as the system takes them", nonNegativeInt, 50)
-  .option("--target <url>", "ingest service", process.env.INGEST_URL ?? "http://127.0.0.1:50051")
   .option("--embedder <url>", "embedder service, asked for progress by --wait", process.env.EMBEDDER_URL ?? "http://127.0.0.1:50053")
   .option("--profile <url>", "profile service, asked for progress by --wait", process.env.PROFILE_URL ?? "http://127.0.0.1:50054")
   .option("--wait", "return only when every page is embedded and stored", false)
-  .option("--batch <n>", "pages per ingest call", positiveInt, 100)
-  .option("--concurrency <n>", "ingest calls in flight", positiveInt, 2)
-  .option("--wait-timeout <ms>", "give up waiting after this long", positiveInt, 600_000)
-  .option("--json", "print the summary as JSON", false)
-  .action(
-    async (
-      file: string,
-      o: {
-        rate: number;
-        target: string;
-        embedder: string;
-        profile: string;
-        wait: boolean;
-        batch: number;
-        concurrency: number;
-        waitTimeout: number;
-        json: boolean;
-      },
-    ) => {
-      const progress = progressPrinter("pages");
-      const summary = await loadContent({
-        file,
-        rate: o.rate,
-        target: o.target,
-        embedder: o.embedder,
-        profile: o.profile,
-        wait: o.wait,
-        batchSize: o.batch,
-        concurrency: o.concurrency,
-        waitTimeoutMs: o.waitTimeout,
-        onProgress: progress.onProgress,
-      });
-      progress.finish(summary, formatContentSummary(summary), o.json);
-    },
-  );
+  .action(async (file: string, o: LoadFlags & { embedder: string; profile: string }) => {
+    const progress = progressPrinter("pages");
+    const summary = await loadContent({ ...loadOptions(file, o, progress.onProgress), embedder: o.embedder, profile: o.profile });
+    progress.finish(summary, formatContentSummary(summary), o.json);
+  });
 
 const GENERATE_HELP = `
 Files written into DIR:

@@ -4,20 +4,11 @@ import { serviceTransport } from "./transport.js";
 import { CovisitService } from "@recsys/contracts/covisit/v1/covisit";
 import { ClickInputSchema, IngestService, type ClickInput } from "@recsys/contracts/ingest/v1/ingest";
 import { latestEventTime, readClickFile, shiftTime, type FileClick } from "./click-file.js";
-import { itemResults, sendPaced, waitFor } from "./sender.js";
+import { itemResults, sendPaced, waitFor, type LoadOptions } from "./sender.js";
 
-export interface ReplayOptions {
-  file: string;
-  /** Clicks per second; 0 sends as fast as ingest acks. */
-  rate: number;
-  target: string;
+export interface ReplayOptions extends LoadOptions {
   covisit: string;
-  wait: boolean;
   shiftTime: boolean;
-  batchSize: number;
-  concurrency: number;
-  waitTimeoutMs: number;
-  onProgress?: (p: { sent: number; accepted: number; elapsedMs: number }) => void;
 }
 
 export interface ReplaySummary {

@@ -22,6 +22,19 @@ export function itemResults(
   );
 }
 
+/** What replay and content share: the file, its pace, where it goes and how long to wait for it to be applied. */
+export interface LoadOptions {
+  file: string;
+  /** Items per second; 0 sends as fast as ingest acks. */
+  rate: number;
+  target: string;
+  wait: boolean;
+  batchSize: number;
+  concurrency: number;
+  waitTimeoutMs: number;
+  onProgress?: (p: { sent: number; accepted: number; elapsedMs: number }) => void;
+}
+
 export interface SendSummary {
   sent: number;
   accepted: number;
