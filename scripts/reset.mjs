@@ -5,7 +5,8 @@ import { Redis } from "ioredis";
 import pg from "pg";
 
 export async function resetNamespace(namespace, env = process.env) {
-  const nc = await connect({ servers: env.NATS_URL ?? "nats://127.0.0.1:4222" });
+  // Deleting streams needs the NATS admin where NATS has users (deploy/nats/nats.conf).
+  const nc = await connect({ servers: env.NATS_URL ?? "nats://127.0.0.1:4222", ...(env.NATS_USER ? { user: env.NATS_USER, pass: env.NATS_PASSWORD } : {}) });
   try {
     const jsm = await jetstreamManager(nc);
     const prefix = namespace ? `${namespace.toUpperCase()}_` : "";

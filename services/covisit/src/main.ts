@@ -1,5 +1,5 @@
 import { Redis } from "ioredis";
-import { connectBus, CrashAfterEffects, streamLimitsFrom } from "@recsys/bus";
+import { connectBus, CrashAfterEffects, natsAuthFrom, streamLimitsFrom } from "@recsys/bus";
 import { commonEnv, consumerEnv, port, positiveInt, readConfig, z } from "@recsys/config";
 import { createLogger } from "@recsys/logging";
 import { DEFAULT_ALLOWED_LATENESS_MS, DEFAULT_USER_CLICK_BUDGET } from "@recsys/validation";
@@ -51,6 +51,7 @@ const bus = await connectBus({
   name: "covisit",
   namespace: config.RECSYS_NAMESPACE,
   logger,
+  auth: natsAuthFrom(config),
   ackWaitMs: config.BUS_ACK_WAIT_MS,
   limits: streamLimitsFrom(config),
 });

@@ -1,4 +1,4 @@
-import { connectBus, CrashAfterEffects, streamLimitsFrom } from "@recsys/bus";
+import { connectBus, CrashAfterEffects, natsAuthFrom, streamLimitsFrom } from "@recsys/bus";
 import { commonEnv, consumerEnv, port, positiveInt, readConfig, z } from "@recsys/config";
 import { createLogger } from "@recsys/logging";
 import { DependencyHealth, timeCalls } from "@recsys/metrics";
@@ -46,6 +46,7 @@ const bus = await connectBus({
   name: "profile",
   namespace: config.RECSYS_NAMESPACE,
   logger,
+  auth: natsAuthFrom(config),
   ackWaitMs: config.BUS_ACK_WAIT_MS,
   limits: streamLimitsFrom(config),
 });
