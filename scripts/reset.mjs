@@ -29,7 +29,8 @@ export async function resetNamespace(namespace, env = process.env) {
   } finally {
     redis.disconnect();
   }
-  const db = new pg.Client({ connectionString: env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/test" });
+  // The schema belongs to the role that migrates it (see services/profile).
+  const db = new pg.Client({ connectionString: env.MIGRATION_DATABASE_URL || env.DATABASE_URL || "postgresql://postgres@127.0.0.1:5432/test" });
   await db.connect();
   try {
     // profile keeps each namespace in a schema of its own.

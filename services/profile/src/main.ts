@@ -16,7 +16,11 @@ const config = readConfig(
     ...commonEnv,
     ...consumerEnv,
     PROFILE_PORT: port(50054),
-    DATABASE_URL: z.string().default("postgresql://postgres@127.0.0.1:5432/test"),
+    // The role profile works as: with MIGRATION_DATABASE_URL of another role, it only reads and
+    // writes rows (the migrations grant it that and nothing more).
+    DATABASE_URL: z.string().min(1).default("postgresql://postgres@127.0.0.1:5432/test"),
+    // The role that owns the schema and runs the migrations at start; empty: DATABASE_URL's.
+    MIGRATION_DATABASE_URL: z.string().default(""),
     PG_POOL_MAX: positiveInt(8),
     PROFILE_CONCURRENCY: positiveInt(8),
     // Up to 256 clicks a call of apply_clicks (and up to 256 messages a batch), two batches at once:
@@ -38,7 +42,9 @@ const config = readConfig(
 const logger = createLogger("profile");
 const schema = schemaFor(config.RECSYS_NAMESPACE);
 const pool = createPool({ databaseUrl: config.DATABASE_URL, schema, max: config.PG_POOL_MAX, logger });
-const applied = await migrateWhenReachable(pool, schema, config.EMBEDDING_DIMENSION, logger);
+const migrationPool = config.MIGRATION_DATABASE_URL ? createPool({ databaseUrl: config.MIGRATION_DATABASE_URL, schema, max: 1, logger }) : pool;
+const applied = await migrateWhenReachable(migrationPool, pool, schema, config.EMBEDDING_DIMENSION, logger);
+if (migrationPool !== pool) await migrationPool.end();
 logger.info({ schema, applied }, "migrations up to date");
 const store = timeCalls(new ProfileStore(pool, config.DEDUP_RETENTION_MS), "postgres");
 const bus = await connectBus({
