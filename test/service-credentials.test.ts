@@ -5,6 +5,7 @@
 // covisit's Redis user reaches no other key and no server setting.
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, PermissionViolationError } from "@nats-io/transport-node";
 import { Redis } from "ioredis";
@@ -176,6 +177,30 @@ describe("NATS users per service (deploy/nats/nats.conf)", () => {
     await expect(connect({ servers: nats.url, reconnect: false })).rejects.toThrow(/Authorization/i);
     await expect(connect({ servers: nats.url, user: "covisit", pass: "wrong", reconnect: false })).rejects.toThrow(/Authorization/i);
   });
+
+  it("a service that may not create streams waits for ingest to create a missing one, then serves", async () => {
+    const admin = await connect({ servers: nats.url, user: "admin", pass: natsPasswords.admin });
+    try {
+      await stack.kill("covisit");
+      await (await jetstreamManager(admin)).streams.delete("CONTENT");
+      const covisit = stack.spawn("covisit");
+      const healthz = () =>
+        fetch(`${stack.url.covisit}/healthz`, { signal: AbortSignal.timeout(1_000) }).then(
+          (r) => r.status,
+          () => "unreachable",
+        );
+      await sleep(3_000);
+      expect(covisit.exitCode, "covisit waits instead of failing").toBeNull();
+      expect(await healthz()).toBe("unreachable");
+      // ingest creates the streams at start.
+      await stack.kill("ingest");
+      await stack.start("ingest");
+      await expect.poll(healthz, { timeout: 20_000, interval: 200 }).toBe(200);
+      expect((await (await jetstreamManager(admin)).streams.info("CONTENT")).config.name).toBe("CONTENT");
+    } finally {
+      await admin.close();
+    }
+  }, 60_000);
 });
 
 describe("covisit's Redis user (deploy/compose.yaml)", () => {
