@@ -13,8 +13,9 @@ for name in \
   REDIS_ADMIN_PASSWORD REDIS_COVISIT_PASSWORD \
   POSTGRES_PASSWORD PG_MIGRATION_PASSWORD PG_RUNTIME_PASSWORD; do
   grep -q "^${name}=" "$env_file" && continue
-  # 32 hex digits: safe in URLs and in every server's configuration without quoting.
-  echo "${name}=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')" >>"$env_file"
+  # A letter, then 32 hex digits (128 random bits): safe in URLs and in every server's configuration
+  # without quoting; nats-server reads a value starting with a digit as a number.
+  echo "${name}=p$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')" >>"$env_file"
   echo "generated ${name}"
 done
 echo "passwords in ${env_file}"

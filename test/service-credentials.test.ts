@@ -16,7 +16,8 @@ import { privateNats, privatePostgres, privateRedis, type PrivateServer } from "
 import { startStack, type ServiceName, type TestStack } from "./harness/stack.js";
 
 const USERS = ["ingest", "covisit", "embedder", "profile"] as const satisfies readonly ServiceName[];
-const password = () => randomBytes(16).toString("hex");
+// As deploy/compose-secrets.sh makes them: nats-server reads a password starting with a digit as a number.
+const password = () => `p${randomBytes(16).toString("hex")}`;
 const natsPasswords = Object.fromEntries(["admin", ...USERS].map((u) => [u, password()])) as Record<"admin" | (typeof USERS)[number], string>;
 const redisPasswords = { REDIS_ADMIN_PASSWORD: password(), REDIS_COVISIT_PASSWORD: password() };
 
@@ -40,14 +41,13 @@ async function refusal(request: Promise<unknown>, what: string): Promise<Permiss
 const connectAs = (user: (typeof USERS)[number]) => connect({ servers: nats.url, user, pass: natsPasswords[user], inboxPrefix: `_INBOX_${user}` });
 
 beforeAll(async () => {
-  [nats, redis, postgres] = await Promise.all([
-    privateNats({
-      config: join(deployDir, "nats/nats.conf"),
-      env: Object.fromEntries(Object.entries(natsPasswords).map(([u, p]) => [`NATS_${u.toUpperCase()}_PASSWORD`, p])),
-    }),
-    privateRedis(composeRedisAuthArgs(redisPasswords)),
-    privatePostgres(),
-  ]);
+  // One after the other, so that afterAll stops those that started when one fails to.
+  nats = await privateNats({
+    config: join(deployDir, "nats/nats.conf"),
+    env: Object.fromEntries(Object.entries(natsPasswords).map(([u, p]) => [`NATS_${u.toUpperCase()}_PASSWORD`, p])),
+  });
+  redis = await privateRedis(composeRedisAuthArgs(redisPasswords));
+  postgres = await privatePostgres();
   const redisAddress = redis.url.replace("redis://", "");
   // The subjects in nats.conf are the deployed ones: the default (empty) namespace, on servers of
   // this test alone. The harness itself (its reset at the end) works as the admins.
