@@ -5,7 +5,8 @@ import { Redis } from "ioredis";
 import pg from "pg";
 
 export async function resetNamespace(namespace, env = process.env) {
-  const nc = await connect({ servers: env.NATS_URL ?? "nats://127.0.0.1:4222" });
+  // Deleting streams needs the NATS admin where NATS has users (deploy/nats/nats.conf).
+  const nc = await connect({ servers: env.NATS_URL ?? "nats://127.0.0.1:4222", ...(env.NATS_USER ? { user: env.NATS_USER, pass: env.NATS_PASSWORD } : {}) });
   try {
     const jsm = await jetstreamManager(nc);
     const prefix = namespace ? `${namespace.toUpperCase()}_` : "";
@@ -28,7 +29,8 @@ export async function resetNamespace(namespace, env = process.env) {
   } finally {
     redis.disconnect();
   }
-  const db = new pg.Client({ connectionString: env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/test" });
+  // The schema belongs to the role that migrates it (see services/profile).
+  const db = new pg.Client({ connectionString: env.MIGRATION_DATABASE_URL || env.DATABASE_URL || "postgresql://postgres@127.0.0.1:5432/test" });
   await db.connect();
   try {
     // profile keeps each namespace in a schema of its own.

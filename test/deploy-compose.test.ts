@@ -1,8 +1,11 @@
 // deploy/compose.yaml runs what the services need and sets what they read, in an order their
 // health checks allow.
-import { resolve } from "node:path";
+import { execFileSync } from "node:child_process";
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
-import { compose, composeEnv, CONFIG, dependsOn, deployDir, imageOf, SERVICES, urlHost, type Yaml } from "./harness/deploy-config.js";
+import { compose, composeEnv, CONFIG, dependsOn, deployDir, imageOf, requiredComposeVars, SERVICES, urlHost, type Yaml } from "./harness/deploy-config.js";
 import { repoRoot } from "./harness/stack.js";
 
 const INFRA = ["nats", "redis", "postgres"];
@@ -65,6 +68,53 @@ describe("deploy/compose.yaml", () => {
         expect(Object.keys(dependsOn(services[name])), `${name} waits for ${target.host}`).toContain(target.host);
         if (SERVICES.includes(target.host)) expect(target.port, `${name} ${key}`).toBe(CONFIG[target.host]!.port);
       }
+    }
+  });
+
+  it("gives every service credentials of its own: a NATS user each, covisit's Redis user, profile's two PostgreSQL roles", () => {
+    const { services } = compose();
+    const natsConf = readFileSync(join(deployDir, "nats/nats.conf"), "utf8");
+    const natsUsers = [...natsConf.matchAll(/^\s*user: (\S+)\n\s*password: \$(\w+)$/gm)].map((m) => ({ user: m[1]!, passwordVar: m[2]! }));
+    expect(services.nats.command.join(" ")).toMatch(/-c \S+/);
+    expect(services.nats.volumes.some((v: string) => v.startsWith("./nats/nats.conf:"))).toBe(true);
+    for (const { passwordVar } of natsUsers) expect(Object.keys(services.nats.environment), `nats gets ${passwordVar}`).toContain(passwordVar);
+    for (const name of SERVICES) {
+      const raw = services[name].environment ?? {};
+      if (!("NATS_URL" in raw)) continue;
+      expect(raw.NATS_USER, name).toBe(name);
+      const user = natsUsers.find((u) => u.user === name);
+      expect(user, `deploy/nats/nats.conf has a user ${name}`).toBeDefined();
+      expect(raw.NATS_PASSWORD, name).toMatch(new RegExp(`^\\$\\{${user!.passwordVar}:\\?`));
+    }
+    expect(new URL(composeEnv(services.covisit).REDIS_URL!).username).toBe("covisit");
+    expect(services.redis.command).toContain("--requirepass");
+    expect(new URL(composeEnv(services.profile).DATABASE_URL!).username).toBe("recsys_runtime");
+    expect(new URL(composeEnv(services.profile).MIGRATION_DATABASE_URL!).username).toBe("recsys_migration");
+  });
+
+  it("takes every password from deploy/.env, which deploy/compose-secrets.sh generates once and keeps", () => {
+    const dir = mkdtempSync(join(tmpdir(), "recsys-secrets-"));
+    try {
+      copyFileSync(join(deployDir, "compose-secrets.sh"), join(dir, "compose-secrets.sh"));
+      const read = () =>
+        Object.fromEntries(
+          readFileSync(join(dir, ".env"), "utf8")
+            .trim()
+            .split("\n")
+            .map((l) => l.split("=") as [string, string]),
+        );
+      execFileSync("bash", [join(dir, "compose-secrets.sh")], { stdio: "pipe" });
+      const first = read();
+      // Every variable compose refuses to start without, each a fresh random password.
+      expect(Object.keys(first).sort()).toEqual(requiredComposeVars());
+      // Each starts with a letter: nats-server reads a password starting with a digit as a number.
+      for (const value of Object.values(first)) expect(value).toMatch(/^p[0-9a-f]{32}$/);
+      expect(new Set(Object.values(first)).size).toBe(Object.keys(first).length);
+      expect(statSync(join(dir, ".env")).mode & 0o777).toBe(0o600);
+      execFileSync("bash", [join(dir, "compose-secrets.sh")], { stdio: "pipe" });
+      expect(read()).toEqual(first);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

@@ -8,6 +8,7 @@ import { CONFIG, deployDir, SERVICES, urlHost, type Yaml } from "./harness/deplo
 import { repoRoot } from "./harness/stack.js";
 
 const k8sDir = join(deployDir, "k8s");
+const POLICIES = "network-policies";
 function k8sDocs(file: string): Yaml[] {
   const docs = parseAllDocuments(readFileSync(file, "utf8"));
   for (const d of docs) if (d.errors.length) throw new Error(`${relative(repoRoot, file)}: ${d.errors.map((e) => e.message).join("; ")}`);
@@ -22,9 +23,9 @@ function resolvePort(port: number | string, container: Yaml): number {
 }
 
 describe("deploy/k8s", () => {
-  it("has one manifest per service and none for anything else", () => {
+  it("has one manifest per service and the network policies, and none for anything else", () => {
     const files = readdirSync(k8sDir).filter((f) => /\.ya?ml$/.test(f));
-    expect(files.map((f) => basename(f).replace(/\.ya?ml$/, "")).sort()).toEqual([...SERVICES].sort());
+    expect(files.map((f) => basename(f).replace(/\.ya?ml$/, "")).sort()).toEqual([...SERVICES, POLICIES].sort());
   });
 
   it.each(SERVICES)("%s: a Deployment probed on /healthz at its port, non-root, with resources; a Service to that port", (name) => {
@@ -75,5 +76,91 @@ describe("deploy/k8s", () => {
       }
       if (e.name === "HOST") expect(e.value).toBe("0.0.0.0");
     }
+  });
+
+  it("refers to every Secret as required: a pod without its credentials does not start", () => {
+    const refs: Array<{ where: string; optional: unknown }> = [];
+    for (const name of SERVICES) {
+      for (const d of k8sDocs(join(k8sDir, `${name}.yaml`)).filter((d) => d.kind === "Deployment")) {
+        for (const c of d.spec.template.spec.containers) {
+          for (const e of c.env ?? []) if (e.valueFrom?.secretKeyRef) refs.push({ where: `${name} ${e.name}`, optional: e.valueFrom.secretKeyRef.optional });
+          for (const f of c.envFrom ?? []) if (f.secretRef) refs.push({ where: `${name} envFrom ${f.secretRef.name}`, optional: f.secretRef.optional });
+        }
+        for (const v of d.spec.template.spec.volumes ?? []) if (v.secret) refs.push({ where: `${name} volume ${v.name}`, optional: v.secret.optional });
+      }
+    }
+    expect(refs.map((r) => r.where)).toEqual(
+      expect.arrayContaining(["covisit NATS_PASSWORD", "covisit REDIS_URL", "profile DATABASE_URL", "profile MIGRATION_DATABASE_URL"]),
+    );
+    for (const r of refs) expect(r.optional, r.where).toBe(false);
+  });
+
+  describe("network policies", () => {
+    const policies = () => k8sDocs(join(k8sDir, `${POLICIES}.yaml`));
+    const nameOf = (selector: Yaml): string | undefined => selector?.matchLabels?.["app.kubernetes.io/name"];
+    // The data flow: who connects to whom, on the port the callee listens on.
+    const INFRA: Record<string, number> = { nats: 4222, redis: 6379, postgres: 5432 };
+    const portOf = (name: string) => CONFIG[name]?.port ?? INFRA[name]!;
+    const EDGES = [
+      ...["ingest", "covisit", "embedder", "profile"].map((to) => ["gateway", to]),
+      ...["ingest", "covisit", "embedder", "profile"].map((from) => [from, "nats"]),
+      ["covisit", "redis"],
+      ["profile", "postgres"],
+    ].map(([from, to]) => `${from} -> ${to}:${portOf(to!)}`);
+
+    it("deny everything to and from every pod of the namespace unless a policy allows it", () => {
+      const denying = policies().filter(
+        (p) => p.kind === "NetworkPolicy" && Object.keys(p.spec.podSelector ?? {}).length === 0 && !p.spec.ingress && !p.spec.egress,
+      );
+      expect(denying).toHaveLength(1);
+      expect(denying[0].spec.policyTypes.sort()).toEqual(["Egress", "Ingress"]);
+    });
+
+    it("allow exactly the edges of the data flow, each on both of its ends, plus DNS for every pod and clients to the gateway", () => {
+      const egress = new Set<string>();
+      const ingress = new Set<string>();
+      let dns = false;
+      let public_: string[] = [];
+      for (const p of policies()) {
+        expect(p.kind).toBe("NetworkPolicy");
+        const self = nameOf(p.spec.podSelector);
+        for (const rule of p.spec.egress ?? []) {
+          const ports = (rule.ports ?? []).map((x: Yaml) => `${x.protocol ?? "TCP"}/${x.port}`);
+          if (!self) {
+            // Only name resolution is allowed to every pod.
+            expect(ports.sort()).toEqual(["TCP/53", "UDP/53"]);
+            dns = rule.to.every((t: Yaml) => t.podSelector?.matchLabels?.["k8s-app"] === "kube-dns");
+            continue;
+          }
+          expect(rule.to?.length, `${p.metadata.name}: egress to named pods only`).toBeGreaterThan(0);
+          for (const t of rule.to) for (const port of rule.ports) egress.add(`${self} -> ${nameOf(t.podSelector)}:${port.port}`);
+        }
+        for (const rule of p.spec.ingress ?? []) {
+          expect(self, `${p.metadata.name}: ingress to named pods only`).toBeDefined();
+          if (!rule.from) {
+            public_ = [...public_, ...rule.ports.map((x: Yaml) => `${self}:${x.port}`)];
+            continue;
+          }
+          for (const f of rule.from) for (const port of rule.ports) ingress.add(`${nameOf(f.podSelector)} -> ${self}:${port.port}`);
+        }
+      }
+      expect([...egress].sort()).toEqual([...EDGES].sort());
+      expect([...ingress].sort()).toEqual([...EDGES].sort());
+      expect(public_).toEqual([`gateway:${CONFIG.gateway!.port}`]);
+      expect(dns).toBe(true);
+    });
+
+    it("select the pods by the labels their Deployments give them", () => {
+      const selected = new Set(
+        policies()
+          .map((p) => nameOf(p.spec.podSelector))
+          .filter(Boolean),
+      );
+      for (const name of SERVICES) {
+        expect(selected, name).toContain(name);
+        const d = k8sDocs(join(k8sDir, `${name}.yaml`)).find((x) => x.kind === "Deployment");
+        expect(d.spec.template.metadata.labels["app.kubernetes.io/name"]).toBe(name);
+      }
+    });
   });
 });

@@ -155,9 +155,32 @@ export function toRepo(service: string, image: Image, path: string): string {
 const composeFile = join(deployDir, "compose.yaml");
 export const compose = (): Yaml => parse(readFileSync(composeFile, "utf8"));
 
-/** Compose's `${VAR:-default}` interpolation, for an environment that sets none of them. */
-const interpolate = (value: string) =>
-  value.replace(/\$\{(\w+)(?::?-([^}]*))?\}/g, (_, _name, fallback: string | undefined) => fallback ?? "").replace(/\$\$/g, "$");
+/**
+ * Compose's `${VAR}`, `${VAR:-default}` and `${VAR:?error}` interpolation, with `vars` (by default
+ * none: an unset variable is its default, or empty).
+ */
+const interpolate = (value: string, vars: Record<string, string> = {}) =>
+  value
+    .replace(/\$\{(\w+)(?::?([-?])([^}]*))?\}/g, (_, name: string, op: string | undefined, arg: string | undefined) => vars[name] ?? (op === "-" ? arg! : ""))
+    .replace(/\$\$/g, "$");
+
+/** The variables compose refuses to start without (`${VAR:?error}`): the generated passwords. */
+export function requiredComposeVars(): string[] {
+  const text = readFileSync(composeFile, "utf8");
+  return [...new Set([...text.matchAll(/\$\{(\w+):\?[^}]*\}/g)].map((m) => m[1]!))].sort();
+}
+
+/** The arguments of compose's redis-server that set its users (and eviction policy), with these passwords. */
+export function composeRedisAuthArgs(vars: Record<string, string>): string[] {
+  const command: string[] = compose().services.redis.command;
+  const kept: string[] = [];
+  let keep = false;
+  for (const arg of command.slice(1).map((a) => interpolate(a, vars))) {
+    if (arg.startsWith("--")) keep = ["--user", "--requirepass", "--maxmemory-policy"].includes(arg);
+    if (keep) kept.push(arg);
+  }
+  return kept;
+}
 
 export function composeEnv(service: Yaml): Record<string, string> {
   const env = service.environment ?? {};

@@ -73,14 +73,22 @@ export async function privateRedis(args: string[] = []): Promise<PrivateServer> 
   return server;
 }
 
-/** NATS with JetStream on a store of its own: what was published survives a restart. */
-export async function privateNats(): Promise<PrivateServer> {
+/**
+ * NATS with JetStream on a store of its own: what was published survives a restart. `config`: a
+ * configuration file (its users, say), whose variables `env` sets.
+ */
+export async function privateNats(opts: { config?: string; env?: NodeJS.ProcessEnv } = {}): Promise<PrivateServer> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), "recsys-nats-"));
+  const config = opts.config ? ["-c", opts.config] : [];
   const server = childServer(
     `nats://127.0.0.1:${port}`,
     port,
-    () => spawn("nats-server", ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", dir], { stdio: "ignore" }),
+    () =>
+      spawn("nats-server", [...config, "-a", "127.0.0.1", "-p", String(port), "-js", "-sd", dir], {
+        stdio: "ignore",
+        env: { ...process.env, ...opts.env },
+      }),
     () => rmSync(dir, { recursive: true, force: true }),
   );
   await server.start();

@@ -68,8 +68,15 @@ export async function privateStackEnv(label: string, extraEnv: NodeJS.ProcessEnv
   return { namespace, ports, url, env };
 }
 
-/** Starts the built services as real processes, in a namespace of their own, on free ports. */
-export async function startStack(label: string, extraEnv: NodeJS.ProcessEnv = {}): Promise<TestStack> {
+/**
+ * Starts the built services as real processes, in a namespace of their own, on free ports.
+ * `services`: only these; `serviceEnv`: more environment for one service (its own credentials).
+ */
+export async function startStack(
+  label: string,
+  extraEnv: NodeJS.ProcessEnv = {},
+  opts: { services?: ServiceName[]; serviceEnv?: Partial<Record<ServiceName, NodeJS.ProcessEnv>> } = {},
+): Promise<TestStack> {
   const { namespace, ports, url, env } = await privateStackEnv(label, extraEnv);
   const logDir = join(repoRoot, "test/artifacts/logs");
   mkdirSync(logDir, { recursive: true });
@@ -78,7 +85,7 @@ export async function startStack(label: string, extraEnv: NodeJS.ProcessEnv = {}
 
   function spawnService(service: ServiceName, port: number, logName: string, extra: NodeJS.ProcessEnv = {}) {
     const child = spawn(process.execPath, ["--enable-source-maps", join(repoRoot, "services", service, "dist/main.js")], {
-      env: { ...env, ...extra, [PORT_VAR[service]]: String(port) },
+      env: { ...env, ...opts.serviceEnv?.[service], ...extra, [PORT_VAR[service]]: String(port) },
       stdio: ["ignore", "pipe", "pipe"],
     });
     const log = createWriteStream(join(logDir, `${namespace}-${logName}.log`), { flags: "a" });
@@ -94,7 +101,7 @@ export async function startStack(label: string, extraEnv: NodeJS.ProcessEnv = {}
     await waitHealthy(url[service], child, service);
   }
 
-  for (const s of ORDER) await start(s);
+  for (const s of ORDER.filter((s) => !opts.services || opts.services.includes(s))) await start(s);
 
   return {
     namespace,
@@ -123,7 +130,7 @@ export async function startStack(label: string, extraEnv: NodeJS.ProcessEnv = {}
           await exited;
         }),
       );
-      await resetNamespace(namespace, env);
+      await resetNamespace(env.RECSYS_NAMESPACE ?? namespace, env);
     },
   };
 }

@@ -5,7 +5,7 @@ import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManage
 import type { Logger } from "@recsys/logging";
 import { publishedMessages } from "@recsys/metrics";
 import { injectInto } from "@recsys/tracing";
-import { ensureStreams, Topology, type StreamLimits } from "./topology.js";
+import { ensureStreams, StreamsMissingError, Topology, type StreamLimits } from "./topology.js";
 
 export interface Bus {
   nc: NatsConnection;
@@ -26,11 +26,37 @@ export const DEFAULT_ACK_WAIT_MS = 30_000;
 /** Rejects with an error p-retry retries: it gives up at once on a TypeError (an invalid URL) or on a non-Error. */
 const retriedAlways = (err: unknown) => Promise.reject(err instanceof Error && !(err instanceof TypeError) ? err : new Error(String(err), { cause: err }));
 
+/** A NATS user and its password. */
+export interface NatsAuth {
+  user: string;
+  pass: string;
+}
+
+/** The NATS user of the settings every service shares (see commonEnv): none when both are empty. */
+export function natsAuthFrom(config: { NATS_USER: string; NATS_PASSWORD: string }): NatsAuth | undefined {
+  if (!config.NATS_USER && !config.NATS_PASSWORD) return undefined;
+  if (!config.NATS_USER || !config.NATS_PASSWORD)
+    throw new Error(
+      `invalid configuration: NATS_USER and NATS_PASSWORD are set together or not at all; only ${config.NATS_USER ? "NATS_USER" : "NATS_PASSWORD"} is set`,
+    );
+  return { user: config.NATS_USER, pass: config.NATS_PASSWORD };
+}
+
+/**
+ * The inbox prefix of a user's replies: its own subjects, so that a user may subscribe to its
+ * replies (and pulled messages) only, not to other services' (deploy/nats/nats.conf).
+ */
+export function inboxPrefixOf(user: string): string {
+  return `_INBOX_${user}`;
+}
+
 export async function connectBus(opts: {
   url: string;
   name: string;
   namespace: string;
   logger: Logger;
+  /** The NATS user to connect as; none: a NATS without authentication. */
+  auth?: NatsAuth;
   ackWaitMs?: number;
   limits?: StreamLimits;
 }): Promise<Bus> {
@@ -39,6 +65,7 @@ export async function connectBus(opts: {
       connect({
         servers: opts.url,
         name: opts.name,
+        ...(opts.auth ? { user: opts.auth.user, pass: opts.auth.pass, inboxPrefix: inboxPrefixOf(opts.auth.user) } : {}),
         maxReconnectAttempts: -1,
         reconnectTimeWait: 500,
         pingInterval: 10_000,
@@ -68,7 +95,17 @@ export async function connectBus(opts: {
   })();
   const jsm = await jetstreamManager(conn);
   const topology = new Topology(opts.namespace, opts.limits);
-  await ensureStreams(jsm, topology, opts.logger);
+  // Without the right to create streams, wait for ingest (or an admin) to create them.
+  await pRetry(() => ensureStreams(jsm, topology, opts.logger), {
+    retries: Number.POSITIVE_INFINITY,
+    minTimeout: 0,
+    shouldRetry: ({ error }) => error instanceof StreamsMissingError,
+    async onFailedAttempt({ error, attemptNumber }) {
+      if (!(error instanceof StreamsMissingError)) return;
+      opts.logger.warn({ streams: error.streams, attempt: attemptNumber }, `${error.message}: waiting for them`);
+      await sleep(Math.min(5_000, 500 * attemptNumber));
+    },
+  });
   const js = jetstream(conn);
   return {
     nc: conn,

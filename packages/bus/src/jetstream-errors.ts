@@ -1,4 +1,5 @@
 import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
+import { PermissionViolationError } from "@nats-io/transport-node";
 
 /** Codes NATS 2.9 answers with that nats.js does not name. */
 const MoreApiCodes = {
@@ -36,4 +37,10 @@ export function isStreamNameInUse(err: unknown): boolean {
 /** A publish whose expected last sequence (of its stream or subject) is no longer the last. */
 export function isWrongLastSequence(err: unknown): boolean {
   return hasCode(err, JetStreamApiCodes.StreamWrongLastSequence);
+}
+
+/** A request this NATS user may not publish (its subject is outside the user's permissions). */
+export function isPermissionDenied(err: unknown): boolean {
+  // A request's refusal comes as a RequestError caused by the violation.
+  return err instanceof PermissionViolationError || (err instanceof Error && err.cause instanceof PermissionViolationError);
 }

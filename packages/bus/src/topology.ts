@@ -1,7 +1,7 @@
 import { nanos } from "@nats-io/transport-node";
 import { DiscardPolicy, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig } from "@nats-io/jetstream";
 import type { Logger } from "@recsys/logging";
-import { isNotFound, isStreamNameInUse } from "./jetstream-errors.js";
+import { isNotFound, isPermissionDenied, isStreamNameInUse } from "./jetstream-errors.js";
 
 /**
  * The broker drops a message whose Nats-Msg-Id it saw within this window (a client's retry); the
@@ -168,10 +168,22 @@ export class Topology {
 }
 
 /**
+ * Streams missing that this NATS user may not create: with NATS users (deploy/nats/nats.conf), only
+ * ingest and the admin keep the streams, and the other services wait for them.
+ */
+export class StreamsMissingError extends Error {
+  constructor(readonly streams: string[]) {
+    super(`stream${streams.length > 1 ? "s" : ""} ${streams.join(", ")} missing, and this NATS user may not create streams: ingest (or an admin) creates them`);
+  }
+}
+
+/**
  * Creates every stream of the topology, and updates existing ones when it carries limits; safe to run from every service at every start.
- * A size limit below what a stream holds is not applied (JetStream would delete its oldest messages to fit); the logger says so.
+ * A size limit below what a stream holds is not applied (JetStream would delete its oldest messages); a user that may not create streams throws StreamsMissingError.
  */
 export async function ensureStreams(jsm: JetStreamManager, topology: Topology, logger?: Logger): Promise<void> {
+  const missing: string[] = [];
+  const notUpdated: string[] = [];
   for (const cfg of topology.streamConfigs()) {
     try {
       const info = await jsm.streams.info(cfg.name);
@@ -192,13 +204,21 @@ export async function ensureStreams(jsm: JetStreamManager, topology: Topology, l
       }
       await jsm.streams.update(cfg.name, update);
     } catch (err) {
+      if (isPermissionDenied(err)) {
+        notUpdated.push(cfg.name);
+        continue;
+      }
       if (!isNotFound(err)) throw err;
       try {
         await jsm.streams.add(cfg);
       } catch (addErr) {
+        if (isPermissionDenied(addErr)) missing.push(cfg.name);
         // Another service created it between our info and add.
-        if (!isStreamNameInUse(addErr)) throw addErr;
+        else if (!isStreamNameInUse(addErr)) throw addErr;
       }
     }
   }
+  if (notUpdated.length > 0)
+    logger?.info({ streams: notUpdated }, "this NATS user may not update streams: they keep the configuration ingest (or an admin) gave them");
+  if (missing.length > 0) throw new StreamsMissingError(missing);
 }

@@ -22,6 +22,15 @@ const bytes = (fallback: number) => z.coerce.number().int().min(1024).default(fa
 /** Settings every service shares; each service extends this with its own. */
 export const commonEnv = {
   NATS_URL: z.string().default("nats://127.0.0.1:4222"),
+  /**
+   * This service's own NATS user and password (deploy/nats/nats.conf gives each service one, with
+   * the subjects it needs). Both empty: no authentication, for a NATS without users.
+   */
+  NATS_USER: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]*$/, "letters, digits, _ and - only")
+    .default(""),
+  NATS_PASSWORD: z.string().default(""),
   REDIS_URL: z.string().default("redis://127.0.0.1:6379"),
   /** Prefix of stream names, subjects and Redis keys, so that several stacks (tests) can share servers. */
   RECSYS_NAMESPACE: z

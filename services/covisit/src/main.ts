@@ -1,5 +1,5 @@
 import { Redis } from "ioredis";
-import { connectBus, CrashAfterEffects, streamLimitsFrom } from "@recsys/bus";
+import { connectBus, CrashAfterEffects, natsAuthFrom, streamLimitsFrom } from "@recsys/bus";
 import { commonEnv, consumerEnv, port, positiveInt, readConfig, z } from "@recsys/config";
 import { createLogger } from "@recsys/logging";
 import { DEFAULT_ALLOWED_LATENESS_MS, DEFAULT_USER_CLICK_BUDGET } from "@recsys/validation";
@@ -38,10 +38,13 @@ const redis = new Redis(config.REDIS_URL, {
 });
 redis.on("error", (err) => logger.warn({ err: String(err) }, "redis"));
 // An evicting Redis would drop counts (or the marker) silently when full; noeviction refuses the
-// write instead, and covisit waits (NOT_SERVING) until memory is freed. A managed Redis may refuse CONFIG.
-const policy = (await redis.config("GET", "maxmemory-policy").catch(() => [])) as string[];
-if (policy[1] && policy[1] !== "noeviction")
-  logger.error({ policy: policy[1] }, "Redis evicts keys when full: run it with maxmemory-policy noeviction, or counts may be lost");
+// write instead, and covisit waits (NOT_SERVING) until memory is freed. Read from INFO, which
+// covisit's Redis user may run (CONFIG it may not; deploy/compose.yaml), and a managed Redis answers.
+const policy = await redis.info("memory").then(
+  (info) => /^maxmemory_policy:(\S+)/m.exec(info)?.[1],
+  (err: unknown) => void logger.warn({ err: String(err) }, "cannot read Redis' maxmemory-policy: make sure it is noeviction, or counts may be lost"),
+);
+if (policy && policy !== "noeviction") logger.error({ policy }, "Redis evicts keys when full: run it with maxmemory-policy noeviction, or counts may be lost");
 const store = timeCalls(
   new CovisitStore(redis, config.RECSYS_NAMESPACE, config.ALLOWED_LATENESS_MS, config.DEDUP_RETENTION_MS, config.USER_CLICK_BUDGET),
   "redis",
@@ -51,6 +54,7 @@ const bus = await connectBus({
   name: "covisit",
   namespace: config.RECSYS_NAMESPACE,
   logger,
+  auth: natsAuthFrom(config),
   ackWaitMs: config.BUS_ACK_WAIT_MS,
   limits: streamLimitsFrom(config),
 });

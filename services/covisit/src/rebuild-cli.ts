@@ -1,7 +1,7 @@
 // Rebuilds the co-visit counts from the CLICKS stream after Redis lost its data. Stop covisit
 // first; start it after: it applies the whole stream again. `pnpm covisit:rebuild` does all three.
 import { Redis } from "ioredis";
-import { connectBus } from "@recsys/bus";
+import { connectBus, natsAuthFrom } from "@recsys/bus";
 import { commonEnv, readConfig, z } from "@recsys/config";
 import { createLogger } from "@recsys/logging";
 import { CovisitRunningError, prepareRebuild } from "./rebuild.js";
@@ -10,7 +10,7 @@ const config = readConfig(z.object({ ...commonEnv }));
 const logger = createLogger("covisit-rebuild");
 const redis = new Redis(config.REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 3 });
 await redis.connect();
-const bus = await connectBus({ url: config.NATS_URL, name: "covisit-rebuild", namespace: config.RECSYS_NAMESPACE, logger });
+const bus = await connectBus({ url: config.NATS_URL, name: "covisit-rebuild", namespace: config.RECSYS_NAMESPACE, logger, auth: natsAuthFrom(config) });
 try {
   const done = await prepareRebuild({ bus, redis, namespace: config.RECSYS_NAMESPACE });
   console.log(

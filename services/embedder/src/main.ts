@@ -1,5 +1,5 @@
 import { fileURLToPath } from "node:url";
-import { connectBus, CrashAfterEffects, StreamFill, streamLimitsFrom } from "@recsys/bus";
+import { connectBus, CrashAfterEffects, natsAuthFrom, StreamFill, streamLimitsFrom } from "@recsys/bus";
 import { commonEnv, consumerEnv, port, positiveInt, readConfig, z } from "@recsys/config";
 import { createLogger } from "@recsys/logging";
 import { onShutdown, serviceTokenFor, startRpcServer } from "@recsys/server";
@@ -38,6 +38,7 @@ const bus = await connectBus({
   name: "embedder",
   namespace: config.RECSYS_NAMESPACE,
   logger,
+  auth: natsAuthFrom(config),
   ackWaitMs: config.BUS_ACK_WAIT_MS,
   limits: streamLimitsFrom(config),
 });

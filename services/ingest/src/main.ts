@@ -1,5 +1,5 @@
 import { commonEnv, port, positiveInt, readConfig, z } from "@recsys/config";
-import { connectBus, StreamFill, streamLimitsFrom } from "@recsys/bus";
+import { connectBus, natsAuthFrom, StreamFill, streamLimitsFrom } from "@recsys/bus";
 import { createLogger } from "@recsys/logging";
 import { onShutdown, serviceTokenFor, startRpcServer } from "@recsys/server";
 import { ingestRoutes } from "./handlers.js";
@@ -23,6 +23,7 @@ const bus = await connectBus({
   name: "ingest",
   namespace: config.RECSYS_NAMESPACE,
   logger,
+  auth: natsAuthFrom(config),
   ackWaitMs: config.BUS_ACK_WAIT_MS,
   limits: streamLimitsFrom(config),
 });

@@ -1,14 +1,5 @@
 import { create, toBinary, type DescMessage } from "@bufbuild/protobuf";
-import {
-  encodeClickBatch,
-  isStreamFull,
-  StreamFill,
-  StreamFullError,
-  typedHeaders,
-  userEventMessageId,
-  type Bus,
-  type MsgHdrs,
-} from "@recsys/bus";
+import { encodeClickBatch, isStreamFull, StreamFill, StreamFullError, typedHeaders, userEventMessageId, type Bus, type MsgHdrs } from "@recsys/bus";
 import { ClickSchema } from "@recsys/contracts/events/v1/events";
 import { Counter, registry } from "@recsys/metrics";
 

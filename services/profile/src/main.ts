@@ -1,4 +1,4 @@
-import { connectBus, CrashAfterEffects, streamLimitsFrom } from "@recsys/bus";
+import { connectBus, CrashAfterEffects, natsAuthFrom, streamLimitsFrom } from "@recsys/bus";
 import { commonEnv, consumerEnv, port, positiveInt, readConfig, z } from "@recsys/config";
 import { createLogger } from "@recsys/logging";
 import { DependencyHealth, timeCalls } from "@recsys/metrics";
@@ -16,7 +16,11 @@ const config = readConfig(
     ...commonEnv,
     ...consumerEnv,
     PROFILE_PORT: port(50054),
-    DATABASE_URL: z.string().default("postgresql://postgres@127.0.0.1:5432/test"),
+    // The role profile works as: with MIGRATION_DATABASE_URL of another role, it only reads and
+    // writes rows (the migrations grant it that and nothing more).
+    DATABASE_URL: z.string().min(1).default("postgresql://postgres@127.0.0.1:5432/test"),
+    // The role that owns the schema and runs the migrations at start; empty: DATABASE_URL's.
+    MIGRATION_DATABASE_URL: z.string().default(""),
     // Consumers write on a pool of their own; queries read on another, so neither can starve the other.
     PG_POOL_MAX: positiveInt(8),
     PG_WRITE_TIMEOUT_MS: positiveInt(60_000),
@@ -49,7 +53,10 @@ const queryPool = createPool({
   statementTimeoutMs: config.PG_QUERY_TIMEOUT_MS,
   logger,
 });
-const applied = await migrateWhenReachable(pool, schema, config.EMBEDDING_DIMENSION, logger);
+// Migrations run without a statement timeout, on a connection of their own.
+const migrationPool = createPool({ databaseUrl: config.MIGRATION_DATABASE_URL || config.DATABASE_URL, schema, max: 1, statementTimeoutMs: 0, logger });
+const applied = await migrateWhenReachable(migrationPool, pool, schema, config.EMBEDDING_DIMENSION, logger);
+await migrationPool.end();
 logger.info({ schema, applied }, "migrations up to date");
 const store = timeCalls(new ProfileStore(pool, config.DEDUP_RETENTION_MS), "postgres");
 const queries = timeCalls(new ProfileStore(queryPool, config.DEDUP_RETENTION_MS), "postgres");
@@ -58,6 +65,7 @@ const bus = await connectBus({
   name: "profile",
   namespace: config.RECSYS_NAMESPACE,
   logger,
+  auth: natsAuthFrom(config),
   ackWaitMs: config.BUS_ACK_WAIT_MS,
   limits: streamLimitsFrom(config),
 });

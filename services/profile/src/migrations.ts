@@ -19,10 +19,31 @@ export function quoteIdent(name: string): string {
 }
 
 /**
- * Applies every numbered migration not yet recorded in `schema_migrations`, in one transaction; returns the names applied now.
- * Under an advisory lock, so replicas starting together apply each migration exactly once.
+ * What the service's own role may do in the schema: read and write rows and call the functions,
+ * nothing more (no DDL: it cannot create, alter, drop or truncate a table). Granted by the role that
+ * owns the schema, for what exists and, by default, for what its later migrations create.
  */
-export async function migrate(pool: pg.Pool, schema: string, dimension: number): Promise<string[]> {
+function runtimeGrants(schema: string, role: string): string[] {
+  const s = quoteIdent(schema);
+  const r = quoteIdent(role);
+  return [
+    `GRANT USAGE ON SCHEMA ${s} TO ${r}`,
+    `GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA ${s} TO ${r}`,
+    `GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA ${s} TO ${r}`,
+    `GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA ${s} TO ${r}`,
+    `ALTER DEFAULT PRIVILEGES IN SCHEMA ${s} GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO ${r}`,
+    `ALTER DEFAULT PRIVILEGES IN SCHEMA ${s} GRANT USAGE, SELECT ON SEQUENCES TO ${r}`,
+    `ALTER DEFAULT PRIVILEGES IN SCHEMA ${s} GRANT EXECUTE ON FUNCTIONS TO ${r}`,
+    // Which migrations ran is the migrating role's business.
+    `REVOKE ALL ON schema_migrations FROM ${r}`,
+  ];
+}
+
+/**
+ * Applies every numbered migration not yet recorded in `schema_migrations`, in one transaction; returns the names applied now.
+ * Under an advisory lock, so replicas starting together apply each migration exactly once; `runtimeRole` gets runtimeGrants only.
+ */
+export async function migrate(pool: pg.Pool, schema: string, dimension: number, runtimeRole?: string): Promise<string[]> {
   const files = (await readdir(MIGRATIONS_DIR)).filter((f) => /^\d+_.*\.sql$/.test(f)).sort();
   const client = await pool.connect();
   try {
@@ -44,6 +65,8 @@ export async function migrate(pool: pg.Pool, schema: string, dimension: number):
     const dim = await client.query<{ atttypmod: number }>("SELECT atttypmod FROM pg_attribute WHERE attrelid = 'content'::regclass AND attname = 'embedding'");
     const stored = dim.rows[0]?.atttypmod;
     if (stored !== dimension) throw new MigrationRefused(`content.embedding in schema ${schema} has dimension ${stored}, EMBEDDING_DIMENSION is ${dimension}`);
+    const self = (await client.query<{ current_user: string }>("SELECT current_user")).rows[0]!.current_user;
+    if (runtimeRole && runtimeRole !== self) for (const grant of runtimeGrants(schema, runtimeRole)) await client.query(grant);
     await client.query("COMMIT");
     return applied;
   } catch (err) {
@@ -54,9 +77,14 @@ export async function migrate(pool: pg.Pool, schema: string, dimension: number):
   }
 }
 
-/** `migrate`, waiting for PostgreSQL to come up first: a replica may start before its database. */
-export function migrateWhenReachable(pool: pg.Pool, schema: string, dimension: number, logger: Logger): Promise<string[]> {
-  return pRetry(() => migrate(pool, schema, dimension), {
+/**
+ * `migrate` as the role of `migrationPool`, for the role `runtimePool` connects as, waiting for
+ * PostgreSQL to come up first: a replica may start before its database.
+ */
+export function migrateWhenReachable(migrationPool: pg.Pool, runtimePool: pg.Pool, schema: string, dimension: number, logger: Logger): Promise<string[]> {
+  const runtimeRole = async () =>
+    migrationPool === runtimePool ? undefined : (await runtimePool.query<{ current_user: string }>("SELECT current_user")).rows[0]!.current_user;
+  return pRetry(async () => migrate(migrationPool, schema, dimension, await runtimeRole()), {
     retries: Number.POSITIVE_INFINITY,
     minTimeout: 0,
     // A SQLSTATE means PostgreSQL answered and refused: only a failure to connect is worth a wait.

@@ -1,14 +1,21 @@
 #!/usr/bin/env node
 import { Command, InvalidArgumentError, Option } from "commander";
 import { pino } from "pino";
-import { connectBus, DUPLICATE_WINDOW_MS, type Bus } from "@recsys/bus";
+import { connectBus, DUPLICATE_WINDOW_MS, natsAuthFrom, type Bus } from "@recsys/bus";
 import { commonEnv, readConfig, z } from "@recsys/config";
 import { deadLetterAt, selectedLetters } from "./dead-letter-stream.js";
 import { countByCause, letterLine, sinceTime, type DeadLetter, type Selection } from "./letters.js";
 import { letterText, payloadOf } from "./payload.js";
 import { countOutcomes, outcomeLine, replayLetter, type ReplayOutcome } from "./replay.js";
 
-const config = readConfig(z.object({ NATS_URL: commonEnv.NATS_URL, RECSYS_NAMESPACE: commonEnv.RECSYS_NAMESPACE }));
+const config = readConfig(
+  z.object({
+    NATS_URL: commonEnv.NATS_URL,
+    NATS_USER: commonEnv.NATS_USER,
+    NATS_PASSWORD: commonEnv.NATS_PASSWORD,
+    RECSYS_NAMESPACE: commonEnv.RECSYS_NAMESPACE,
+  }),
+);
 
 function sequenceNumber(v: string): number {
   const n = Number(v);
@@ -33,7 +40,7 @@ const selectionOf = (o: Filters, sequences?: number[]): Selection => ({ cause: o
 /** Runs `work` with a bus of the configured namespace; NATS' own warnings go to stderr, so stdout stays the answer. */
 async function withBus(work: (bus: Bus) => Promise<void>): Promise<void> {
   const logger = pino({ name: "dlq", level: process.env.LOG_LEVEL ?? "warn" }, pino.destination(2));
-  const bus = await connectBus({ url: config.NATS_URL, name: "dlq", namespace: config.RECSYS_NAMESPACE, logger });
+  const bus = await connectBus({ url: config.NATS_URL, name: "dlq", namespace: config.RECSYS_NAMESPACE, logger, auth: natsAuthFrom(config) });
   try {
     await work(bus);
   } finally {
@@ -55,7 +62,7 @@ const sinceOption = () =>
   new Option("--since <time>", "only letters dead-lettered since an ISO time (2026-01-02T10:00:00Z) or a duration ago (30m, 1h, 2d)").argParser(since);
 
 const program = new Command("dlq").description(
-  "Reads and replays the dead letters in DEAD_LETTERS: messages a consumer could not apply, kept with why. Reads NATS_URL and RECSYS_NAMESPACE like the services.",
+  "Reads and replays the dead letters in DEAD_LETTERS: messages a consumer could not apply, kept with why. Reads NATS_URL, NATS_USER, NATS_PASSWORD (the admin user where NATS has users) and RECSYS_NAMESPACE like the services.",
 );
 
 program
