@@ -1,13 +1,14 @@
 // The command each image runs, run here outside Docker with the compose settings pointed at this
 // machine: every service starts, and its HEALTHCHECK tells serving from stopped.
 import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { createWriteStream, mkdirSync } from "node:fs";
 import { join, relative } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, describe, expect, it } from "vitest";
 // @ts-expect-error plain ESM script shared with `pnpm stack:reset`
 import { resetNamespace } from "../scripts/reset.mjs";
-import { compose, composeEnv, CONFIG, dependsOn, imageOf, SERVICES, toRepo, urlHost, type Image } from "./harness/deploy-config.js";
+import { compose, composeEnv, CONFIG, dependsOn, imageOf, requiredComposeVars, SERVICES, toRepo, urlHost, type Image } from "./harness/deploy-config.js";
 import { freePort, repoRoot } from "./harness/stack.js";
 
 function exitOf(child: ChildProcess): Promise<number | null> {
@@ -56,10 +57,12 @@ describe("each image's command, run here with the compose settings", () => {
     };
     const logDir = join(repoRoot, "test/artifacts/logs");
     mkdirSync(logDir, { recursive: true });
+    // What deploy/compose-secrets.sh would generate.
+    const secrets = Object.fromEntries(requiredComposeVars().map((v) => [v, `p${randomBytes(16).toString("hex")}`]));
 
     /** The container's environment (image ENV, then compose), pointed at this machine. */
     function localEnv(name: string, image: Image): NodeJS.ProcessEnv {
-      const env: Record<string, string> = { ...image.env, ...composeEnv(services[name]) };
+      const env: Record<string, string> = { ...image.env, ...composeEnv(services[name], secrets) };
       for (const [key, value] of Object.entries(env)) {
         if (value === image.workdir || value.startsWith(`${image.workdir}/`)) env[key] = toRepo(name, image, value);
         const target = urlHost(value);

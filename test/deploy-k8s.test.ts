@@ -105,6 +105,8 @@ describe("deploy/k8s", () => {
       ...["ingest", "covisit", "embedder", "profile"].map((to) => ["gateway", to]),
       ...["ingest", "covisit", "embedder", "profile"].map((from) => [from, "nats"]),
       ["covisit", "redis"],
+      // The gateway's shared rate limits.
+      ["gateway", "redis"],
       ["profile", "postgres"],
     ].map(([from, to]) => `${from} -> ${to}:${portOf(to!)}`);
 

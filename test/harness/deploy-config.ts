@@ -182,12 +182,13 @@ export function composeRedisAuthArgs(vars: Record<string, string>): string[] {
   return kept;
 }
 
-export function composeEnv(service: Yaml): Record<string, string> {
+/** A service's compose environment, with `vars` as deploy/.env would give them. */
+export function composeEnv(service: Yaml, vars: Record<string, string> = {}): Record<string, string> {
   const env = service.environment ?? {};
   const pairs: [string, string][] = Array.isArray(env)
     ? env.map((e: string) => [e.split("=")[0]!, e.slice(e.indexOf("=") + 1)])
     : Object.entries(env).map(([k, v]) => [k, v === null ? "" : String(v)]);
-  return Object.fromEntries(pairs.map(([k, v]) => [k, interpolate(v)]));
+  return Object.fromEntries(pairs.map(([k, v]) => [k, interpolate(v, vars)]));
 }
 
 export const dependsOn = (service: Yaml): Record<string, { condition?: string }> =>
