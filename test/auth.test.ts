@@ -27,12 +27,12 @@ let c: ReturnType<typeof clientsOf>;
 const tokenFor = (sub: string, { secret = SECRET, expiresIn = "5m" } = {}) =>
   new SignJWT({}).setProtectedHeader({ alg: "HS256" }).setSubject(sub).setIssuedAt().setExpirationTime(expiresIn).sign(new TextEncoder().encode(secret));
 
-/** The gateway as a client with these headers sees it. */
-const gatewayWith = (headers: Record<string, string>) =>
+/** The gateway (or one of its replicas) as a client with these headers sees it. */
+const gatewayWith = (headers: Record<string, string>, baseUrl = stack.url.gateway) =>
   createClient(
     GatewayService,
     createConnectTransport({
-      baseUrl: stack.url.gateway,
+      baseUrl,
       httpVersion: "1.1",
       interceptors: [
         (next) => (req) => {
@@ -60,6 +60,8 @@ beforeAll(async () => {
     SERVICE_TOKEN,
     GATEWAY_API_KEYS: `${READ_KEY}:read,${WRITE_KEY}:write`,
     GATEWAY_JWT_SECRET: SECRET,
+    // Low enough to reach in a test; every other test here stays below it.
+    GATEWAY_USER_MUTATIONS_PER_MINUTE: "5",
   });
   c = clientsOf(stack);
 }, 120_000);
@@ -140,6 +142,30 @@ describe("user tokens and service keys", () => {
     await clicksApplied();
     expect((await service.recommendation({ url: A })).items.map((i) => [i.recommendation, Number(i.frequency)])).toEqual([[B, 2]]);
     expect(await outcome(gatewayWith({ "x-api-key": READ_KEY }).clickstream({ event: { userid: "bob", url: B } }))).toMatch(/^PermissionDenied: x-api-key: /);
+  });
+});
+
+describe("rate limits", () => {
+  it("are shared by the gateway's replicas: a user past its limit is refused at either", async () => {
+    const replica = await stack.addReplica("gateway");
+    try {
+      const headers = { authorization: `Bearer ${await tokenFor("dave")}` };
+      const doors = [gatewayWith(headers), gatewayWith(headers, replica.url)];
+      const outcomes: string[] = [];
+      for (let i = 0; i < 6; i++) outcomes.push(await outcome(doors[i % 2]!.clickstream({ event: { userid: "dave", url: `https://e.org/auth/d${i}` } })));
+      expect(outcomes.slice(0, 5)).toEqual(Array(5).fill("ok"));
+      expect(outcomes[5]).toMatch(/^ResourceExhausted: rate limit: at most 5 mutations a minute per user; retry in \d+ s$/);
+      // Another user has a limit of its own.
+      expect(
+        await outcome(
+          gatewayWith({ authorization: `Bearer ${await tokenFor("erin")}` }, replica.url).clickstream({
+            event: { userid: "erin", url: "https://e.org/auth/e" },
+          }),
+        ),
+      ).toBe("ok");
+    } finally {
+      await replica.kill();
+    }
   });
 });
 

@@ -101,7 +101,8 @@ const limits: RateLimits = {
   userReads: config.GATEWAY_USER_QUERIES_PER_MINUTE,
   userWrites: config.GATEWAY_USER_MUTATIONS_PER_MINUTE,
 };
-const redis = new Redis(config.REDIS_URL, { enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: false });
+// Auto-pipelining: the rate-limit scripts of concurrent requests go to Redis in one write.
+const redis = new Redis(config.REDIS_URL, { enableOfflineQueue: false, maxRetriesPerRequest: 1, enableAutoPipelining: true });
 redis.on("error", (err) => logger.warn({ err: String(err) }, "redis (rate limits counted per replica meanwhile)"));
 const access = new Access(authenticator, limits, sharedLimiters(redis, config.RECSYS_NAMESPACE, limits), logger);
 const dashboard = createDashboard({
