@@ -36,12 +36,17 @@ export function clicksOf(m: { data: Uint8Array; headers?: MsgHdrs }): Click[] {
   return [fromBinary(ClickSchema, m.data)];
 }
 
+/** The event type of a click that names none: what every click was before clicks had types. */
+export const DEFAULT_EVENT_TYPE = "view";
+
 /** What a consumer applies of a click. */
 export interface ClickToApply {
   eventId: string;
   userid: string;
   url: string;
   eventTimeMs: number;
+  /** The event type; DEFAULT_EVENT_TYPE when the click names none. */
+  event: string;
 }
 
 /**
@@ -62,7 +67,7 @@ export function readClicks(m: { data: Uint8Array; headers?: MsgHdrs }): ReadClic
     checked: clicks.map((c) =>
       !c.eventId || !c.userid || !c.url
         ? { error: "missing event_id, userid or url" }
-        : { eventId: c.eventId, userid: c.userid, url: c.url, eventTimeMs: Number(c.eventTimeMs) },
+        : { eventId: c.eventId, userid: c.userid, url: c.url, eventTimeMs: Number(c.eventTimeMs), event: c.event || DEFAULT_EVENT_TYPE },
     ),
   };
 }

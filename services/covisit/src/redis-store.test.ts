@@ -25,7 +25,7 @@ afterAll(async () => {
 
 const T0 = Date.parse("2024-01-02T00:00:00Z");
 let nextId = 0;
-const click = (userid: string, url: string, t: number): ClickToApply => ({ eventId: `e${nextId++}`, userid, url, eventTimeMs: t });
+const click = (userid: string, url: string, t: number): ClickToApply => ({ eventId: `e${nextId++}`, userid, url, eventTimeMs: t, event: "view" });
 
 /** The definition, by brute force: b -> a for every pair of one user's clicks with b.t < a.t <= b.t + 10 min. */
 function bruteForce(clicks: ClickToApply[]): Map<string, Map<string, number>> {
@@ -153,8 +153,13 @@ describe("covisit.lua", () => {
   it("still knows the ids applied by the previous version of the script (a set under seen:)", async () => {
     const u = "upgraded";
     await redis.sadd(`${namespace}:recsys:seen:${u}`, "before-upgrade");
-    expect(await store.applyClick({ eventId: "before-upgrade", userid: u, url: "https://e.org/a", eventTimeMs: T0 })).toEqual({ status: "duplicate" });
-    expect(await store.applyClick({ eventId: "after-upgrade", userid: u, url: "https://e.org/a", eventTimeMs: T0 })).toEqual({ status: "applied", pairs: 0 });
+    expect(await store.applyClick({ eventId: "before-upgrade", userid: u, url: "https://e.org/a", eventTimeMs: T0, event: "view" })).toEqual({
+      status: "duplicate",
+    });
+    expect(await store.applyClick({ eventId: "after-upgrade", userid: u, url: "https://e.org/a", eventTimeMs: T0, event: "view" })).toEqual({
+      status: "applied",
+      pairs: 0,
+    });
   });
 
   it("refuses a user's click with the budget's worth of its clicks within 10 minutes of it, and changes nothing", async () => {

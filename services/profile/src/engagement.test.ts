@@ -92,7 +92,7 @@ describe("likes", () => {
     const v1 = unitVector();
     const v2 = unitVector();
     await store.applyEmbedding(page("1", v1));
-    await store.applyClick({ eventId: "c1", userid: "u", url: urlOf("1"), eventTimeMs: 0 });
+    await store.applyClick({ eventId: "c1", userid: "u", url: urlOf("1"), eventTimeMs: 0, event: "view" });
     await store.applyLike(like("u", "1", true, 1));
     await expectInterest("u", [v1, v1]);
     await store.applyEmbedding(page("1", v2, 2n));
@@ -140,7 +140,7 @@ describe("likes", () => {
         current.set(id, v);
       } else if (r < 0.4) {
         const url = urlOf(id);
-        await store.applyClick({ eventId: `c${nextEvent++}`, userid: user, url, eventTimeMs: 0 });
+        await store.applyClick({ eventId: `c${nextEvent++}`, userid: user, url, eventTimeMs: 0, event: "view" });
         clicks.set(user, [...(clicks.get(user) ?? []), id]);
       } else if (r < 0.9) {
         // Times repeat and go backwards: out-of-order delivery and same-millisecond ties.
@@ -173,7 +173,7 @@ describe("stated interests", () => {
     const a = unitVector();
     const s = unitVector();
     await store.applyEmbedding(page("1", a));
-    await store.applyClick({ eventId: "c", userid: "u", url: urlOf("1"), eventTimeMs: 0 });
+    await store.applyClick({ eventId: "c", userid: "u", url: urlOf("1"), eventTimeMs: 0, event: "view" });
     expect(await store.applyInterest({ eventId: "i1", userid: "u", embedding: s, sourceTimeMs: 0n })).toEqual({ status: "applied" });
     expect(await store.applyInterest({ eventId: "i1", userid: "u", embedding: s, sourceTimeMs: 0n })).toEqual({ status: "duplicate" });
     await expectInterest("u", [a, s]);

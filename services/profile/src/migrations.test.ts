@@ -117,7 +117,9 @@ describe("migrations", () => {
       const store = new ProfileStore(oldPool);
       // Redelivered, every old event is a duplicate: the clicks by any user (the old ids say none).
       expect(
-        status(await store.applyClicks([a, a, late].map((url, i) => ({ eventId: `c${i + 1}`, userid: i < 2 ? "u" : "w", url, eventTimeMs: 10 + i })))),
+        status(
+          await store.applyClicks([a, a, late].map((url, i) => ({ eventId: `c${i + 1}`, userid: i < 2 ? "u" : "w", url, eventTimeMs: 10 + i, event: "view" }))),
+        ),
       ).toEqual(["duplicate", "duplicate", "duplicate"]);
       expect(status(await store.applyClicks([{ eventId: "c1", userid: "x", url: a, eventTimeMs: 0 }]))).toEqual(["duplicate"]);
       expect(await store.applyLike({ eventId: "L1", userid: "u", pageId: "1", liked: false, sourceTimeMs: 5n })).toEqual({ status: "duplicate" });

@@ -7,7 +7,7 @@ const { pool, store } = testDatabase("store", { emptyEachTest: true });
 
 const { rnd, unitVector } = randomVectors(12345);
 let nextId = 0;
-const click = (userid: string, url: string): ClickToApply => ({ eventId: `e${nextId++}`, userid, url, eventTimeMs: 0 });
+const click = (userid: string, url: string): ClickToApply => ({ eventId: `e${nextId++}`, userid, url, eventTimeMs: 0, event: "view" });
 const status = (outcomes: Array<{ status: string }>) => outcomes.map((o) => o.status);
 
 /** Stores a page with a random unit vector for each of `urls`, in order; their vectors by url. */
@@ -285,7 +285,13 @@ describe("similarContent", () => {
 
 describe("applied event ids expire by a horizon per user", () => {
   const DAY = 24 * 3600_000;
-  const at = (userid: string, url: string, eventTimeMs: number, eventId = `e${nextId++}`): ClickToApply => ({ eventId, userid, url, eventTimeMs });
+  const at = (userid: string, url: string, eventTimeMs: number, eventId = `e${nextId++}`): ClickToApply => ({
+    eventId,
+    userid,
+    url,
+    eventTimeMs,
+    event: "view",
+  });
 
   it("refuses a click older than its user's latest by more than the retention, prunes only ids past it, and never applies a pruned id twice", async () => {
     const vectors = await storeRandomPages(["https://e.org/a", "https://e.org/b"]);

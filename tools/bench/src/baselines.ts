@@ -49,7 +49,13 @@ export async function redisBound(clicks: Click[]) {
     await stores[0]!.markFirstClick();
     const byStore = stores.map(() => [] as ClickToApply[]);
     clicks.forEach((c, k) =>
-      byStore[laneIndex(c.userid, stores.length)]!.push({ eventId: `bound-${k}`, userid: c.userid, url: c.url, eventTimeMs: Date.parse(c.event_time) }),
+      byStore[laneIndex(c.userid, stores.length)]!.push({
+        eventId: `bound-${k}`,
+        userid: c.userid,
+        url: c.url,
+        eventTimeMs: Date.parse(c.event_time),
+        event: "view",
+      }),
     );
     await admin.config("RESETSTAT");
     const cpu0 = await redisCpuSeconds(admin);
