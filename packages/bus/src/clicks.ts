@@ -1,6 +1,7 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { ClickBatchSchema, ClickSchema, type Click } from "@recsys/contracts/events/v1/events";
 import { headers, type MsgHdrs } from "@nats-io/transport-node";
+import { DEFAULT_EVENT_TYPE } from "@recsys/validation";
 import type { DeadLetterWhy, ItemDeadLetter } from "./dead-letters.js";
 
 export type { Click };
@@ -35,9 +36,6 @@ export function clicksOf(m: { data: Uint8Array; headers?: MsgHdrs }): Click[] {
   if (m.headers?.get(CONTENT_TYPE) === CLICK_BATCH_CONTENT_TYPE) return fromBinary(ClickBatchSchema, m.data).clicks;
   return [fromBinary(ClickSchema, m.data)];
 }
-
-/** The event type of a click that names none: what every click was before clicks had types. */
-export const DEFAULT_EVENT_TYPE = "view";
 
 /** What a consumer applies of a click. */
 export interface ClickToApply {

@@ -28,7 +28,6 @@ export {
   CLICK_BATCH_CONTENT_TYPE,
   CLICK_CONTENT_TYPE,
   type Click,
-  DEFAULT_EVENT_TYPE,
   type ClickToApply,
   type ReadClicks,
 } from "./clicks.js";

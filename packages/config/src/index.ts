@@ -68,6 +68,8 @@ export const commonEnv = {
 
 /** Settings of the services that consume from the bus. */
 export const consumerEnv = {
+  /** Event types that count as visits (co-visits, interests), comma-separated; empty: every type. */
+  VISIT_EVENTS: z.string().default(""),
   /** The fault tests' crash point: kill the process after its n-th message's effect, before the ack (0: never). */
   RECSYS_CRASH_AFTER_EFFECTS: z.coerce.number().int().min(0).default(0),
 };

@@ -1,22 +1,19 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { COVISIT_WINDOW_MS } from "./covisit-window.js";
+import { FieldError } from "./field-error.js";
+
+export {
+  checkEventType,
+  checkProperties,
+  DEFAULT_EVENT_TYPE,
+  PROPERTY_LIMITS,
+  visitFilter,
+  type PropertyInput,
+  type PropertyValue,
+} from "./event-types.js";
+export { FieldError } from "./field-error.js";
 
 export { COVISIT_WINDOW_IN_WORDS, COVISIT_WINDOW_MS, DEFAULT_ALLOWED_LATENESS_MS } from "./covisit-window.js";
-
-/** A rejected input: which field, and why, in words a client can act on. */
-export class FieldError extends Error {
-  constructor(
-    readonly field: string,
-    readonly reason: string,
-    /** InvalidArgument for a bad value; ResourceExhausted for a valid one over a limit. */
-    readonly code: Code = Code.InvalidArgument,
-  ) {
-    super(`${field}: ${reason}`);
-  }
-  toConnectError(): ConnectError {
-    return new ConnectError(this.message, this.code);
-  }
-}
 
 /**
  * A user's click budget counts the user's clicks within this much event time of each other: the

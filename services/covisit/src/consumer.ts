@@ -12,6 +12,7 @@ import {
   runDurableConsumer,
   type Bus,
   type Click,
+  type ClickToApply,
   type CrashAfterEffects,
   type DeadLetterCause,
   type Disposition,
@@ -26,8 +27,8 @@ import { DEFAULT_MAX_BATCH, type ApplyOutcome, type CovisitStore } from "./redis
 /** covisit's CLICKS consumer: the base of its partition durables, and the name of the single durable of earlier versions. */
 const clicksConsumer = consumerNames("covisit", "clicks");
 
-/** What became of one click of a CLICKS message. */
-export type ClickVerdict = ApplyOutcome | { status: "undecodable"; error: string };
+/** What became of one click of a CLICKS message: `ignored` for an event type that is no visit (VISIT_EVENTS). */
+export type ClickVerdict = ApplyOutcome | { status: "undecodable"; error: string } | { status: "ignored" };
 
 /** A message's clicks, each with its verdict, or why the message cannot be read at all. */
 export type MessageVerdict = { clicks: Click[]; verdicts: ClickVerdict[] } | { error: string };
@@ -40,22 +41,23 @@ export async function applyClickMessages(
   messages: Array<{ data: Uint8Array; headers?: MsgHdrs }>,
   store: CovisitStore,
   clicksPerScript = DEFAULT_MAX_BATCH,
+  isVisit: (event: string) => boolean = () => true,
 ): Promise<MessageVerdict[]> {
   const decoded = messages.map(readClicks);
-  const toApply = applicableClicks(decoded);
+  const toApply = applicableClicks(decoded).filter((c) => isVisit(c.event));
   const outcomes: ApplyOutcome[] = [];
   for (let k = 0; k < toApply.length; k += clicksPerScript) outcomes.push(...(await store.applyClicks(toApply.slice(k, k + clicksPerScript))));
   let next = 0;
-  return decoded.map((d) =>
-    "error" in d
-      ? d
-      : { clicks: d.clicks, verdicts: d.checked.map((c): ClickVerdict => ("error" in c ? { status: "undecodable", error: c.error } : outcomes[next++]!)) },
-  );
+  const verdictOf = (c: ClickToApply | { error: string }): ClickVerdict => {
+    if ("error" in c) return { status: "undecodable", error: c.error };
+    return isVisit(c.event) ? outcomes[next++]! : { status: "ignored" };
+  };
+  return decoded.map((d) => ("error" in d ? d : { clicks: d.clicks, verdicts: d.checked.map(verdictOf) }));
 }
 
 const clickOutcomes = new Counter({
   name: "recsys_covisit_clicks_total",
-  help: "Clicks this process took from CLICKS, by outcome: applied, duplicate, late and budget (dead-lettered: too late to pair exactly, over the user's click budget), lost (Redis lost the counts), undecodable",
+  help: "Clicks this process took from CLICKS, by outcome: applied, duplicate, late and budget (dead-lettered: too late to pair exactly, over the user's click budget), lost (Redis lost the counts), undecodable, ignored (not a visit)",
   labelNames: ["outcome"] as const,
   registers: [registry],
 });
@@ -179,6 +181,8 @@ export function runClickConsumer(opts: {
   concurrency: number;
   maxBatch: number;
   stats: ConsumerStats;
+  /** Which event types count (VISIT_EVENTS); the others are acked without effect. */
+  isVisit: (event: string) => boolean;
   crashAfterEffects?: CrashAfterEffects;
   signal: AbortSignal;
 }) {
@@ -198,7 +202,7 @@ export function runClickConsumer(opts: {
     async handleBatch(messages) {
       let verdicts: MessageVerdict[];
       try {
-        verdicts = await applyClickMessages(messages, store, opts.maxBatch);
+        verdicts = await applyClickMessages(messages, store, opts.maxBatch, opts.isVisit);
       } catch (err) {
         return messages.map((): Disposition => ({ kind: "retry", reason: `Redis: ${String(err)}` }));
       }

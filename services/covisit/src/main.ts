@@ -2,7 +2,7 @@ import { Redis } from "ioredis";
 import { connectBus, CrashAfterEffects, natsAuthFrom, streamLimitsFrom } from "@recsys/bus";
 import { commonEnv, consumerEnv, port, positiveInt, readConfig, z } from "@recsys/config";
 import { createLogger } from "@recsys/logging";
-import { DEFAULT_ALLOWED_LATENESS_MS, DEFAULT_USER_CLICK_BUDGET } from "@recsys/validation";
+import { DEFAULT_ALLOWED_LATENESS_MS, DEFAULT_USER_CLICK_BUDGET, visitFilter } from "@recsys/validation";
 import { DependencyHealth, timeCalls } from "@recsys/metrics";
 import { onShutdown, serviceTokenFor, startRpcServer } from "@recsys/server";
 import { adoptSingleDurable, clickDurables, consumerNeverDelivered, runClickConsumer, type ConsumerStats } from "./consumer.js";
@@ -90,6 +90,7 @@ const consuming = runClickConsumer({
   concurrency: config.COVISIT_CONCURRENCY,
   maxBatch: config.COVISIT_MAX_BATCH,
   stats,
+  isVisit: visitFilter(config.VISIT_EVENTS),
   crashAfterEffects: new CrashAfterEffects(config.RECSYS_CRASH_AFTER_EFFECTS),
   signal: stopConsuming.signal,
 });

@@ -174,6 +174,29 @@ describe("GraphQL results", () => {
   });
 });
 
+describe("event types and properties", () => {
+  it("Clickstream passes the event type and properties on, inline or as variables, and answers the type", async () => {
+    const inline = await data(
+      `mutation { Clickstream(event: {url: "https://e.org/a", userid: "1", event: "add_to_cart", properties: {site_id: "s-1", price: 9.5}}) { event } }`,
+    );
+    expect(inline.Clickstream.event).toBe("add_to_cart");
+    const sent = asked.find((a) => a.rpc === "ingest.publishClicks")!.req as { clicks: Array<Record<string, unknown>> };
+    expect(sent.clicks[0]).toMatchObject({ event: "add_to_cart", properties: { site_id: { text: "s-1" }, price: { number: 9.5 } } });
+    asked = [];
+    const byVariables = await data(`mutation ($click: ClickEvent!) { Clickstream(event: $click) { event } }`, {
+      click: { url: "https://e.org/a", userid: "1", properties: { viewed_percent: 40 } },
+    });
+    expect(byVariables.Clickstream.event).toBe("view");
+    expect((asked[0]!.req as { clicks: Array<Record<string, unknown>> }).clicks[0]).toMatchObject({ properties: { viewed_percent: { number: 40 } } });
+  });
+
+  it("refuses a property that is neither a text nor a number, naming it, and reaches no backend", async () => {
+    const answer = await gql(`mutation { Clickstream(event: {url: "https://e.org/a", userid: "1", properties: {tags: ["a"]}}) { event } }`);
+    expect(answer.errors?.[0]?.message).toMatch(/properties\.tags: must be a text or a number/);
+    expect(asked).toEqual([]);
+  });
+});
+
 describe("GraphQL refusals", () => {
   it("a like of an unknown page is NOT_FOUND and publishes nothing", async () => {
     const answer = await gql(DOC.addLike, { liked: { userid: "1234", eventId: "404", liked: true } });

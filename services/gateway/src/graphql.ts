@@ -22,6 +22,7 @@ import type { Logger } from "@recsys/logging";
 import { createGraphQLError, createSchema, createYoga } from "graphql-yoga";
 import { useCSRFPrevention } from "@graphql-yoga/plugin-csrf-prevention";
 import { maxItemsPlugin, jsonBodiesOnlyPlugin } from "./graphql-guards.js";
+import { PROPERTIES, type PropertyValueInit } from "./graphql-properties.js";
 import { callerOf, type Access, type Caller, type Rpc } from "./access.js";
 import type { GatewayApi } from "./handlers.js";
 
@@ -109,11 +110,17 @@ const typeDefs = /* GraphQL */ `
     source_time: String
   }
 
+  "Names to texts or numbers, e.g. {site_id: s-1, viewed_percent: 42}: at most 16."
+  scalar Properties
+
   input ClickEvent {
     userid: String!
     url: String!
     event_time: String
     event_id: String
+    "The event type, e.g. add_to_cart; view when unset."
+    event: String
+    properties: Properties
   }
 
   type LikeAdded {
@@ -147,6 +154,7 @@ const typeDefs = /* GraphQL */ `
     event_time: String!
     event_id: String!
     duplicate: Boolean!
+    event: String!
   }
 `;
 
@@ -171,6 +179,8 @@ interface ClickEventInput {
   url: string;
   event_time?: string | null;
   event_id?: string | null;
+  event?: string | null;
+  properties?: Record<string, PropertyValueInit> | null;
 }
 
 const eventOut = (e: Event) => ({ id: e.id, url: e.url, title: e.title, abstract: e.abstract, likeCount: Number(e.likeCount), score: e.score });
@@ -214,6 +224,7 @@ export function createGraphql(api: GatewayApi, logger: Logger, access: Access) {
   // GraphQL sends null for an optional argument given as null; the API's "unset" is undefined.
   const opt = <T>(v: T | null | undefined) => v ?? undefined;
   const resolvers = {
+    Properties: PROPERTIES,
     Query: resolversOf(
       {
         async Recommendation(api: GatewayApi, a: { url: string; limit: number }) {
@@ -264,9 +275,24 @@ export function createGraphql(api: GatewayApi, logger: Logger, access: Access) {
         async Clickstream(api: GatewayApi, a: { event?: ClickEventInput | null; click?: ClickEventInput | null }) {
           const c = a.event ?? a.click;
           if (!c || (a.event && a.click)) throw new ConnectError("event or click: exactly one is required", Code.InvalidArgument);
-          const event = { userid: c.userid, url: c.url, eventTime: opt(c.event_time), eventId: opt(c.event_id) };
+          const event = {
+            userid: c.userid,
+            url: c.url,
+            eventTime: opt(c.event_time),
+            eventId: opt(c.event_id),
+            event: opt(c.event),
+            properties: c.properties ?? {},
+          };
           const res = await api.clickstream(create(ClickstreamRequestSchema, { event }));
-          return { _source_time: res.eventTime, userid: res.userid, url: res.url, event_time: res.eventTime, event_id: res.eventId, duplicate: res.duplicate };
+          return {
+            _source_time: res.eventTime,
+            userid: res.userid,
+            url: res.url,
+            event_time: res.eventTime,
+            event_id: res.eventId,
+            duplicate: res.duplicate,
+            event: res.event,
+          };
         },
       },
       api,

@@ -21,7 +21,7 @@ import { SimilarContentRequestSchema, type Event as ProfileEvent, type ProfileSe
 import type { Logger } from "@recsys/logging";
 import { callerOf, type Access, type Rpc } from "./access.js";
 import { coalesce } from "./coalesce.js";
-import { checkLimit, checkOffset, checkPageId, checkUserid, orInvalidArgument } from "@recsys/validation";
+import { checkLimit, checkOffset, checkPageId, checkUserid, DEFAULT_EVENT_TYPE, orInvalidArgument } from "@recsys/validation";
 
 export interface Backends {
   covisit: Client<typeof CovisitService>;
@@ -99,10 +99,17 @@ export function createGatewayApi(backends: Backends, logger: Logger, deadlineMs:
     },
     async clickstream(req) {
       if (!req.event) throw new ConnectError("event: is required", Code.InvalidArgument);
-      const { userid, url, eventTime, eventId } = req.event;
-      const res = await backends.ingest.publishClicks({ clicks: [{ userid, url, eventTime, eventId }] }, call);
+      const { userid, url, eventTime, eventId, event, properties } = req.event;
+      const res = await backends.ingest.publishClicks({ clicks: [{ userid, url, eventTime, eventId, event, properties }] }, call);
       const accepted = acceptedOrRefused(res.results[0]?.outcome, "click", logger, (f) => `event.${f}`);
-      return create(ClickstreamResponseSchema, { eventId: accepted.eventId, userid, url, eventTime: accepted.eventTime, duplicate: accepted.duplicate });
+      return create(ClickstreamResponseSchema, {
+        eventId: accepted.eventId,
+        userid,
+        url,
+        eventTime: accepted.eventTime,
+        duplicate: accepted.duplicate,
+        event: event || DEFAULT_EVENT_TYPE,
+      });
     },
     async similarContent(req) {
       const limit = orInvalidArgument(() => checkLimit(req.limit));

@@ -30,7 +30,7 @@ describe("toValidClick", () => {
   });
   it("keeps a client's event_id and stamps a click without time with now", () => {
     const v = toValidClick({ ...click, event_time: "", event_id: "client-1" }, now, SKEW);
-    expect(v).toEqual({ eventId: "client-1", userid: "u1", url: click.url, eventTimeMs: now });
+    expect(v).toEqual({ eventId: "client-1", userid: "u1", url: click.url, eventTimeMs: now, event: "view", properties: {} });
     expect(v.eventId).not.toBe(clickEventId("u1", click.url, now));
   });
   it.each([
@@ -41,13 +41,44 @@ describe("toValidClick", () => {
     [{ event_time: "2024-01-02T12:02:00.001Z" }, "event_time"],
     [{ event_time: "2024-01-03T11:00:00Z" }, "event_time"],
     [{ event_id: "a b" }, "event_id"],
-  ])("rejects %j naming %s", (patch, field) => {
+    [{ event: "add to cart" }, "event"],
+    [{ event: "view\u0000" }, "event"],
+    [{ event: "x".repeat(33) }, "event"],
+    [{ properties: { "bad name": { case: "text", value: "x" } } }, "properties.bad name"],
+    [{ properties: { ["n".repeat(65)]: { case: "text", value: "x" } } }, `properties.${"n".repeat(64)}`],
+    [{ properties: { note: { case: "text", value: "x".repeat(257) } } }, "properties.note"],
+    [{ properties: { price: { case: "number", value: Number.NaN } } }, "properties.price"],
+    [{ properties: { price: { case: undefined } } }, "properties.price"],
+    [{ properties: Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`p${i}`, { case: "number", value: i }])) }, "properties"],
+  ] as Array<[Partial<Parameters<typeof toValidClick>[0]>, string]>)("rejects %j naming %s", (patch, field) => {
     expect(() => toValidClick({ ...click, ...patch }, now, SKEW)).toThrow(FieldError);
     try {
       toValidClick({ ...click, ...patch }, now, SKEW);
     } catch (err) {
       expect((err as FieldError).field).toBe(field);
     }
+  });
+});
+
+describe("event types and properties", () => {
+  it("stores 'view' for a click without a type, with the id an untyped click always had", () => {
+    const v = toValidClick(click, now, SKEW);
+    expect(v.event).toBe("view");
+    expect(v.eventId).toBe(toValidClick({ ...click, event: "view" }, now, SKEW).eventId);
+  });
+
+  it("gives a typed click an id of its own, so a view and an add_to_cart in the same millisecond are two events", () => {
+    const view = toValidClick(click, now, SKEW);
+    const cart = toValidClick({ ...click, event: "add_to_cart" }, now, SKEW);
+    expect(cart.event).toBe("add_to_cart");
+    expect(cart.eventId).not.toBe(view.eventId);
+  });
+
+  it("keeps texts and finite numbers, up to 16 properties", () => {
+    const properties = Object.fromEntries(Array.from({ length: 16 }, (_, i) => [`p${i}`, { case: "number" as const, value: i + 0.5 }]));
+    expect(toValidClick({ ...click, properties }, now, SKEW).properties.p15).toBe(15.5);
+    const v = toValidClick({ ...click, properties: { site_id: { case: "text", value: "s-1" }, viewed_percent: { case: "number", value: 42 } } }, now, SKEW);
+    expect(v.properties).toEqual({ site_id: "s-1", viewed_percent: 42 });
   });
 });
 

@@ -104,7 +104,19 @@ export function ingestRoutes(publisher: EventPublisher, logger: Logger, limits: 
       field: "clicks",
       items: clicks,
       max: MAX_CLICKS_PER_CALL,
-      validate: (c, now) => toValidClick({ userid: c.userid, url: c.url, event_time: c.eventTime, event_id: c.eventId }, now, maxClockSkewMs),
+      validate: (c, now) =>
+        toValidClick(
+          {
+            userid: c.userid,
+            url: c.url,
+            event_time: c.eventTime,
+            event_id: c.eventId,
+            event: c.event,
+            properties: Object.fromEntries(Object.entries(c.properties).map(([name, v]) => [name, v.kind])),
+          },
+          now,
+          maxClockSkewMs,
+        ),
       admit: (valid) => budget.admit(valid),
       publish: (valid, now) => publisher.publishClicks(valid, now),
       logger,

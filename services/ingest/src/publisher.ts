@@ -3,6 +3,7 @@ import { encodeClickBatch, isStreamFull, StreamFill, StreamFullError, typedHeade
 import { ClickSchema } from "@recsys/contracts/events/v1/events";
 import { Counter, registry } from "@recsys/metrics";
 
+import { DEFAULT_EVENT_TYPE } from "@recsys/validation";
 import type { ValidClick } from "./clicks.js";
 import type { EventKind, TimedEvent } from "./event-kinds.js";
 import { eventIdOf, partitionOf } from "./hashing.js";
@@ -66,6 +67,14 @@ export class EventPublisher {
               url: c.url,
               eventTimeMs: BigInt(c.eventTimeMs),
               ingestTimeMs: BigInt(ingestTimeMs),
+              // "view" travels as the field's default: untyped clicks are the bytes they were.
+              event: c.event === DEFAULT_EVENT_TYPE ? "" : c.event,
+              properties: Object.fromEntries(
+                Object.entries(c.properties).map(([name, v]) => [
+                  name,
+                  { kind: typeof v === "number" ? { case: "number" as const, value: v } : { case: "text" as const, value: v } },
+                ]),
+              ),
             });
           }),
         );

@@ -130,9 +130,11 @@ export async function applyClickMessages(
   messages: readonly ClickMessage[],
   store: ProfileStore,
   clicksPerCall = DEFAULT_CLICKS_PER_CALL,
+  isVisit: (event: string) => boolean = () => true,
 ): Promise<Disposition[]> {
   const decoded = messages.map(readClicks);
-  const clicks = applicableClicks(decoded);
+  // An event type that is no visit (VISIT_EVENTS) moves no interest: acked without effect.
+  const clicks = applicableClicks(decoded).filter((c) => isVisit(c.event));
   const refused = new Set<ClickToApply>();
   const expired = new Set<ClickToApply>();
   const count = (applied: readonly ClickToApply[], outcomes: ClickOutcome[]) =>
@@ -225,13 +227,13 @@ export function runEmbeddingConsumer(opts: ConsumerOptions & { dimension: number
  * CLICKS into interests (or parked), in batches of up to `maxBatch` messages that arrived meanwhile, `clicksPerCall` clicks to a transaction.
  * Acked after they committed; a redelivery is harmless because applied event ids are remembered.
  */
-export function runClickConsumer(opts: ConsumerOptions & { maxBatch: number; clicksPerCall: number }) {
+export function runClickConsumer(opts: ConsumerOptions & { maxBatch: number; clicksPerCall: number; isVisit: (event: string) => boolean }) {
   return runDurableConsumer({
     ...common(opts, "clicks"),
     stream: opts.bus.topology.clicksStream,
     filterSubject: opts.bus.topology.clicksSubjects,
     maxBatch: opts.maxBatch,
-    handleBatch: (messages) => applyClickMessages(messages, opts.store, opts.clicksPerCall),
+    handleBatch: (messages) => applyClickMessages(messages, opts.store, opts.clicksPerCall, opts.isVisit),
   });
 }
 

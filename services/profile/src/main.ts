@@ -1,6 +1,7 @@
 import { connectBus, CrashAfterEffects, natsAuthFrom, streamLimitsFrom } from "@recsys/bus";
 import { commonEnv, consumerEnv, port, positiveInt, readConfig, z } from "@recsys/config";
 import { createLogger } from "@recsys/logging";
+import { visitFilter } from "@recsys/validation";
 import { DependencyHealth, timeCalls } from "@recsys/metrics";
 import { onShutdown, serviceTokenFor, startRpcServer } from "@recsys/server";
 import { DEFAULT_CLICKS_PER_CALL, runClickConsumer, runEmbeddingConsumer, runInterestConsumer, runLikeConsumer } from "./consumers.js";
@@ -98,6 +99,7 @@ const consuming = Promise.all([
     concurrency: config.PROFILE_CLICK_CONCURRENCY,
     maxBatch: config.PROFILE_CLICK_BATCH,
     clicksPerCall: config.PROFILE_CLICK_BATCH,
+    isVisit: visitFilter(config.VISIT_EVENTS),
   }),
   runLikeConsumer(consumerOptions),
   runInterestConsumer({ ...consumerOptions, dimension: config.EMBEDDING_DIMENSION }),
