@@ -3,13 +3,13 @@ import { randomBytes } from "node:crypto";
 import net from "node:net";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { CovisitService } from "@recsys/contracts/covisit/v1/covisit";
 import { GatewayService } from "@recsys/contracts/gateway/v1/gateway";
 import { SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { clientsOf } from "./harness/clients.js";
+import { clientsOf, outcome } from "./harness/clients.js";
 import { clicksLastSequence, writesStored } from "./harness/oracle.js";
 import { freePort, repoRoot, startStack, type TestStack } from "./harness/stack.js";
 
@@ -41,11 +41,6 @@ const gatewayWith = (headers: Record<string, string>, baseUrl = stack.url.gatewa
         },
       ],
     }),
-  );
-const outcome = (p: Promise<unknown>) =>
-  p.then(
-    () => "ok",
-    (e) => `${Code[ConnectError.from(e).code]}: ${ConnectError.from(e).rawMessage}`,
   );
 const graphql = (body: BodyInit, headers: Record<string, string>) => fetch(`${stack.url.gateway}/graphql`, { method: "POST", headers, body });
 

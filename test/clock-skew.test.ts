@@ -1,6 +1,5 @@
-import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { clientsOf } from "./harness/clients.js";
+import { clientsOf, outcome } from "./harness/clients.js";
 import { clicksLastSequence, writesStored } from "./harness/oracle.js";
 import { startStack, type TestStack } from "./harness/stack.js";
 
@@ -14,12 +13,6 @@ let c: ReturnType<typeof clientsOf>;
 
 const HOUR = 3_600_000;
 const ahead = (ms: number) => new Date(Date.now() + ms).toISOString();
-/** "<Code>: <message>" of a refused call, "ok" of one that succeeded. */
-const outcome = (p: Promise<unknown>) =>
-  p.then(
-    () => "ok",
-    (e) => `${Code[ConnectError.from(e).code]}: ${ConnectError.from(e).rawMessage}`,
-  );
 
 async function clicksApplied() {
   const last = await clicksLastSequence(stack);

@@ -1,9 +1,8 @@
-import { Code, ConnectError } from "@connectrpc/connect";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { clicksOf } from "@recsys/bus";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { clientsOf } from "./harness/clients.js";
+import { clientsOf, outcome } from "./harness/clients.js";
 import { clicksLastSequence, writesStored } from "./harness/oracle.js";
 import { startStack, type TestStack } from "./harness/stack.js";
 
@@ -21,11 +20,6 @@ const VA = "https://e.org/visits/a";
 const VB = "https://e.org/visits/b";
 const VC = "https://e.org/visits/c";
 const at = (seconds: number) => new Date(Date.now() - 60_000 + seconds * 1_000).toISOString();
-const outcome = (p: Promise<unknown>) =>
-  p.then(
-    () => "ok",
-    (e) => `${Code[ConnectError.from(e).code]}: ${ConnectError.from(e).rawMessage}`,
-  );
 
 /** The last click stored in CLICKS, as consumers read it. */
 async function lastStoredClick() {

@@ -1,4 +1,4 @@
-import { createClient } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { GatewayService } from "@recsys/contracts/gateway/v1/gateway";
 import { CovisitService } from "@recsys/contracts/covisit/v1/covisit";
@@ -38,3 +38,10 @@ export async function recommendationsFor(gateway: ReturnType<typeof clientsOf>["
   );
   return out;
 }
+
+/** "<Code>: <message>" of a refused call, "ok" of one that succeeded. */
+export const outcome = (p: Promise<unknown>) =>
+  p.then(
+    () => "ok",
+    (e) => `${Code[ConnectError.from(e).code]}: ${ConnectError.from(e).rawMessage}`,
+  );

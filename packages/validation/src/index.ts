@@ -1,4 +1,3 @@
-import { Code, ConnectError } from "@connectrpc/connect";
 import { COVISIT_WINDOW_MS } from "./covisit-window.js";
 import { FieldError } from "./field-error.js";
 

@@ -87,7 +87,14 @@ it("the same clicks sent again are the same messages to the broker: reported dup
 });
 
 it("two users' events with the same id are different messages, lone or in a batch, clicks, likes and interests alike", async () => {
-  const click = (userid: string, eventId: string) => ({ eventId, userid, url: "https://e.org/same", eventTimeMs: 1_700_000_000_000, event: "view", properties: {} });
+  const click = (userid: string, eventId: string) => ({
+    eventId,
+    userid,
+    url: "https://e.org/same",
+    eventTimeMs: 1_700_000_000_000,
+    event: "view",
+    properties: {},
+  });
   const lone = [await publisher.publishClicks([click("p", "1")], 1), await publisher.publishClicks([click("q", "1")], 1)].flat();
   expect(lone.map((r) => r.duplicate)).toEqual([false, false]);
   expect(lone[1]!.streamSequence).toBeGreaterThan(lone[0]!.streamSequence);
