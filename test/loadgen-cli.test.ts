@@ -124,4 +124,69 @@ describe("loadgen replay", () => {
   it("refuses a bad option with a message naming it", async () => {
     await expect(loadgen("--rate", "-3")).rejects.toMatchObject({ stderr: expect.stringContaining("--rate") });
   });
+
+  it("replays the reference pipelines' formats: every line accepted, typed clicks count as visits", async () => {
+    const formats = {
+      redpanda: [
+        {
+          timestamp: "2024-01-03T00:00:00Z",
+          event: "view_item",
+          user_id: "rp-1",
+          site_id: "s-1",
+          url: "https://e.org/rp/a",
+          on_site_seconds: 5,
+          viewed_percent: 50,
+        },
+        {
+          timestamp: "2024-01-03T00:01:00Z",
+          event: "add_to_cart",
+          user_id: "rp-1",
+          site_id: "s-1",
+          url: "https://e.org/rp/b",
+          on_site_seconds: 9,
+          viewed_percent: 90,
+        },
+      ],
+      aws: [
+        {
+          timestamp: 1704240000,
+          user_id: "aws-1",
+          event_name: "ViewContent",
+          click_id: "k1",
+          user_ip: "10.0.0.1",
+          additional_data: { product_id: "p1", price: 5 },
+        },
+        {
+          timestamp: 1704240060,
+          user_id: "aws-1",
+          event_name: "AddToCart",
+          click_id: "k2",
+          user_ip: "10.0.0.1",
+          additional_data: { product_id: "p2", price: 7.5 },
+        },
+      ],
+    };
+    for (const [format, rows] of Object.entries(formats)) {
+      const path = join(dir, `${format}.json`);
+      writeFileSync(path, rows.map((l) => JSON.stringify(l)).join("\n"));
+      const { stdout } = await run(process.execPath, [
+        join(repoRoot, "tools/loadgen/dist/main.js"),
+        "replay",
+        path,
+        "--target",
+        stack.url.ingest,
+        "--covisit",
+        stack.url.covisit,
+        "--product-url",
+        "https://e.org/products/{product_id}",
+        "--rate",
+        "0",
+        "--wait",
+        "--json",
+      ]);
+      expect(JSON.parse(stdout), format).toMatchObject({ sent: 2, accepted: 2, rejected: 0 });
+    }
+    expect(await after("https://e.org/rp/a")).toEqual([["https://e.org/rp/b", 1]]);
+    expect(await after("https://e.org/products/p1")).toEqual([["https://e.org/products/p2", 1]]);
+  });
 });

@@ -1,6 +1,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
+import { inFormat, type ClickFormat } from "./click-formats.js";
 import { truthJson, type Truth } from "./truth.js";
 import { generateWorkload } from "./workload.js";
 import { jsonLine } from "./workload-format.js";
@@ -23,13 +24,13 @@ export interface GenerateSummary {
   lastClick: string;
 }
 
-/** Writes content.json.gz, clickstream.json.gz and truth.json into `dir` (created if missing). */
-export function writeWorkload(dir: string, params: Partial<WorkloadParams>): GenerateSummary {
+/** Writes content.json.gz, clickstream.json.gz (its lines in `format`) and truth.json into `dir` (created if missing). */
+export function writeWorkload(dir: string, params: Partial<WorkloadParams>, format: ClickFormat = "ours"): GenerateSummary {
   const { pages, clicks, truth } = generateWorkload(params);
   mkdirSync(dir, { recursive: true });
   const files = { content: join(dir, "content.json.gz"), clickstream: join(dir, "clickstream.json.gz"), truth: join(dir, "truth.json") };
   writeFileSync(files.content, gzipLines(pages));
-  writeFileSync(files.clickstream, gzipLines(clicks));
+  writeFileSync(files.clickstream, gzipLines(inFormat(clicks, format, truth.params.seed)));
   writeFileSync(files.truth, truthJson(truth));
   return summarize(dir, files, truth, clicks);
 }

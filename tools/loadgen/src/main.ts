@@ -1,5 +1,7 @@
 #!/usr/bin/env node
-import { Command, InvalidArgumentError } from "commander";
+import { Command, InvalidArgumentError, Option } from "commander";
+import { DEFAULT_PRODUCT_URL } from "./click-file.js";
+import { CLICK_FORMATS, type ClickFormat } from "./click-formats.js";
 import { formatContentSummary, loadContent } from "./content.js";
 import { connectJsonGateway, evaluate, formatEvaluation, MAX_LIMIT, readTruth } from "./evaluate.js";
 import { formatGenerateSummary, writeWorkload } from "./generate.js";
@@ -98,14 +100,17 @@ const loadOptions = (file: string, o: LoadFlags, onProgress: LoadOptions["onProg
 });
 
 loadCommand("replay", "clicks", { rate: 100, batch: 500, waitTimeoutMs: 300_000 })
-  .description("Replays clicks (one {userid, url, event_time} JSON object a line) through ingest.")
+  .description(
+    "Replays clicks through ingest: one JSON object a line, ours ({userid, url, event_time, event?, properties?}), the Redpanda generator's ({timestamp, event, user_id, url, …}) or the AWS pipeline's ({timestamp, user_id, event_name, click_id, additional_data}).",
+  )
   .argument("<file>", "clicks, one JSON object a line (.json or .json.gz)")
+  .option("--product-url <template>", "url of an AWS-format click, {product_id} replaced", DEFAULT_PRODUCT_URL)
   .option("--covisit <url>", "covisit service, asked for progress by --wait", process.env.COVISIT_URL ?? "http://127.0.0.1:50052")
   .option("--wait", "return only when every click is visible in Recommendation", false)
   .option("--shift-time", "rewrite times to end now (gaps kept) and derive new ids", false)
-  .action(async (file: string, o: LoadFlags & { covisit: string; shiftTime: boolean }) => {
+  .action(async (file: string, o: LoadFlags & { covisit: string; shiftTime: boolean; productUrl: string }) => {
     const progress = progressPrinter("clicks");
-    const summary = await replay({ ...loadOptions(file, o, progress.onProgress), covisit: o.covisit, shiftTime: o.shiftTime });
+    const summary = await replay({ ...loadOptions(file, o, progress.onProgress), covisit: o.covisit, shiftTime: o.shiftTime, productUrl: o.productUrl });
     progress.finish(summary, formatSummary(summary), o.json);
   });
 
@@ -178,6 +183,11 @@ program
   .option("--seed <n>", "seed, 0..4294967295: the same seed and options give the same bytes", seed, DEFAULT_PARAMS.seed)
   .option("--start <time>", "time of the earliest click, RFC 3339", rfc3339, DEFAULT_PARAMS.start)
   .option("--duration <minutes>", "minutes of event time the clicks span, >= 15", positiveInt, DEFAULT_PARAMS.durationMinutes)
+  .addOption(
+    new Option("--format <format>", "how clickstream.json.gz writes clicks: ours, or the Redpanda or AWS reference generator's, with their event types")
+      .choices(CLICK_FORMATS)
+      .default("ours"),
+  )
   .option("--json", "print the summary as JSON", false)
   .addHelpText("after", GENERATE_HELP)
   .action(
@@ -194,24 +204,29 @@ program
       seed: number;
       start: string;
       duration: number;
+      format: ClickFormat;
       json: boolean;
     }) => {
       // Ingest refuses times more than its MAX_CLOCK_SKEW_MS (2 minutes by default) ahead of its clock.
       if (Date.parse(o.start) + o.duration * 60_000 > Date.now() + 2 * 60_000)
         throw new Error("--start: the clicks would reach into the future, and ingest refuses times more than 2 minutes ahead of its clock");
-      const summary = writeWorkload(o.out, {
-        users: o.users,
-        pages: o.pages,
-        topics: o.topics,
-        clicks: o.clicks,
-        ...(o.paths !== undefined ? { paths: o.paths } : {}),
-        pathLength: o.pathLength,
-        followers: o.followers,
-        noise: o.noise,
-        seed: o.seed,
-        start: o.start,
-        durationMinutes: o.duration,
-      });
+      const summary = writeWorkload(
+        o.out,
+        {
+          users: o.users,
+          pages: o.pages,
+          topics: o.topics,
+          clicks: o.clicks,
+          ...(o.paths !== undefined ? { paths: o.paths } : {}),
+          pathLength: o.pathLength,
+          followers: o.followers,
+          noise: o.noise,
+          seed: o.seed,
+          start: o.start,
+          durationMinutes: o.duration,
+        },
+        o.format,
+      );
       process.stdout.write(o.json ? `${JSON.stringify(summary)}\n` : `${formatGenerateSummary(summary)}\n`);
     },
   );

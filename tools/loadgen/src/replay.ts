@@ -9,6 +9,8 @@ import { itemResults, sendPaced, waitFor, type LoadOptions } from "./sender.js";
 export interface ReplayOptions extends LoadOptions {
   covisit: string;
   shiftTime: boolean;
+  /** The url of an AWS-format click, from its product_id (see fileClickOf). */
+  productUrl?: string;
 }
 
 export interface ReplaySummary {
@@ -37,9 +39,21 @@ export async function replay(opts: ReplayOptions): Promise<ReplaySummary> {
   const shift: ((c: FileClick) => FileClick) | undefined = latest === undefined ? undefined : shiftTime(latest, Date.now());
 
   async function* clicks(): AsyncGenerator<ClickInput> {
-    for await (const raw of readClickFile(opts.file)) {
+    for await (const raw of readClickFile(opts.file, opts.productUrl)) {
       const c = shift ? shift(raw) : raw;
-      yield create(ClickInputSchema, { userid: c.userid, url: c.url, eventTime: c.event_time, eventId: c.event_id ?? "" });
+      yield create(ClickInputSchema, {
+        userid: c.userid,
+        url: c.url,
+        eventTime: c.event_time,
+        eventId: c.event_id ?? "",
+        event: c.event ?? "",
+        properties: Object.fromEntries(
+          Object.entries(c.properties ?? {}).map(([name, v]) => [
+            name,
+            { kind: typeof v === "number" ? { case: "number" as const, value: v } : { case: "text" as const, value: v } },
+          ]),
+        ),
+      });
     }
   }
 
