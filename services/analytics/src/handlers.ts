@@ -12,6 +12,8 @@ const iso = (ms: number | undefined) => (ms === undefined ? "" : new Date(ms).to
 export const TRENDING_PERIODS: Record<string, number> = { "5m": 300_000, "1h": 3_600_000, "24h": 86_400_000 };
 
 const MAX_EVENT_CHARS = 64;
+/** EventMix reads one window per window size of its period: at most 8,928 with the default size. */
+const MAX_EVENT_MIX_MS = 31 * 24 * 3600_000;
 
 function checkEvent(value: string, field = "event"): string {
   if ([...value].length > MAX_EVENT_CHARS) throw new FieldError(field, `must be at most ${MAX_EVENT_CHARS} characters`);
@@ -64,6 +66,7 @@ export function analyticsRoutes(store: AnalyticsStore, reads: AnalyticsReads, bu
           const toMs = parseRfc3339(req.to, "to");
           if (fromMs % slideMs !== 0) throw new FieldError("from", `must be a window start: a multiple of the slide (${seconds(slideMs)}) since the epoch`);
           if (toMs <= fromMs || (toMs - fromMs) % sizeMs !== 0) throw new FieldError("to", `must be a whole number of windows (${seconds(sizeMs)}) after from`);
+          if (toMs - fromMs > MAX_EVENT_MIX_MS) throw new FieldError("to", "must be at most 31 days after from");
           return { fromMs, toMs };
         });
         const mix = await reads.eventMix(fromMs, toMs);
