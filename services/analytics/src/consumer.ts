@@ -1,7 +1,6 @@
 import {
   applicableClicks,
   clickDeadLetter,
-  consumerNames,
   readClicks,
   runDurableConsumer,
   type Bus,
@@ -12,14 +11,9 @@ import {
 } from "@recsys/bus";
 import { Counter, registry, type DependencyHealth } from "@recsys/metrics";
 import type { AnalyticsStore, ClickOutcome } from "./store.js";
+import { clicksConsumer, inStreamOrder } from "./durable.js";
 import { emitDue, type EmissionOptions } from "./emitter.js";
 import type { WatermarkLog } from "./watermark-log.js";
-
-/** analytics' CLICKS consumer: durable analytics-clicks-p0 (one durable over every partition, in stream order), letters under dlq.analytics-clicks. */
-export const clicksConsumer = consumerNames("analytics", "clicks");
-
-/** Its one durable: every subject of CLICKS, one message out at a time. */
-export const inStreamOrder = (bus: Bus) => ({ partitions: 1, subject: () => bus.topology.clicksSubjects });
 
 const clickOutcomes = new Counter({
   name: "recsys_analytics_clicks_total",

@@ -1,10 +1,10 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { create, toBinary } from "@bufbuild/protobuf";
-import { consumerProgress, partitionDurable, typedHeaders, type Bus } from "@recsys/bus";
+import { consumerProgress, typedHeaders, type Bus } from "@recsys/bus";
 import { ClickMetricsBatchSchema } from "@recsys/contracts/events/v1/click_metrics";
 import type { Logger } from "@recsys/logging";
 import { Counter, Histogram, registry, type DependencyHealth } from "@recsys/metrics";
-import { clicksConsumer } from "./consumer.js";
+import { clicksDurable } from "./durable.js";
 import type { AnalyticsStore, EmittedWindow } from "./store.js";
 import type { WatermarkLog } from "./watermark-log.js";
 
@@ -90,9 +90,8 @@ export interface EmitterOptions extends EmissionOptions {
 export async function runEmitter(opts: EmitterOptions): Promise<void> {
   const { store, bus, logger } = opts;
   const { sizeMs, slideMs } = store.windows;
-  const durables = [partitionDurable(clicksConsumer.durable, 0)];
   const caughtUp = async () => {
-    const p = await consumerProgress(bus, bus.topology.clicksStream, durables);
+    const p = await consumerProgress(bus, bus.topology.clicksStream, [clicksDurable]);
     return p.pending === 0n && p.ackPending === 0n;
   };
 

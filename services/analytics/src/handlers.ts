@@ -1,8 +1,8 @@
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
-import { consumerProgress, partitionDurable, type Bus } from "@recsys/bus";
+import { consumerProgress, type Bus } from "@recsys/bus";
 import { AnalyticsService } from "@recsys/contracts/analytics/v1/analytics";
 import { checkUrl, checkUserid, FieldError, orInvalidArgument, parseRfc3339 } from "@recsys/validation";
-import { clicksConsumer } from "./consumer.js";
+import { clicksDurable } from "./durable.js";
 import type { AnalyticsReads } from "./reads.js";
 import type { AnalyticsStore } from "./store.js";
 
@@ -84,10 +84,7 @@ export function analyticsRoutes(store: AnalyticsStore, reads: AnalyticsReads, bu
         return { urls: t.urls.map((u) => ({ url: u.url, clicks: BigInt(u.clicks) })), from: iso(t.fromMs), to: iso(t.toMs) };
       },
       async progress() {
-        const [consumer, p] = await Promise.all([
-          consumerProgress(bus, bus.topology.clicksStream, [partitionDurable(clicksConsumer.durable, 0)]),
-          store.progress(),
-        ]).catch((err: unknown) => {
+        const [consumer, p] = await Promise.all([consumerProgress(bus, bus.topology.clicksStream, [clicksDurable]), store.progress()]).catch((err: unknown) => {
           throw new ConnectError(`progress unavailable: ${String(err)}`, Code.Unavailable);
         });
         return {
