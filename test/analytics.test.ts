@@ -159,6 +159,11 @@ describe("the reference replay, in order, with duplicates", () => {
     } finally {
       await nc.close();
     }
+    // And in the metrics: the late click, and every row emitted once (this process never restarted).
+    const metrics = await (await fetch(`${stack.url.analytics}/metrics`)).text();
+    expect(metrics).toMatch(/^recsys_analytics_clicks_total\{outcome="late"[^}]*\} 1$/m);
+    expect(metrics).toMatch(new RegExp(`^recsys_analytics_emitted_rows_total\\{[^}]*\\} ${oracle.length}$`, "m"));
+    expect(metrics).toMatch(/^recsys_analytics_emission_lag_seconds_count\{[^}]*\} [1-9]/m);
   });
 
   it("answers ClickMetrics, EventMix and Trending from the emitted rows as the clicks say", async () => {
