@@ -205,6 +205,31 @@ describe("the reference replay, in order, with duplicates", () => {
     for (const u of purchases.urls) expect(Number(u.clicks)).toBe(clicks.filter((k) => k.url === u.url && k.event === "purchase").length);
   });
 
+  it("answers ClickMetrics over the reference's rows within 100 ms at p99, one call at a time", async () => {
+    const c = analytics(stack);
+    const users = [...new Set(clicks.map((k) => k.userid))];
+    const urls = [...new Set(clicks.map((k) => k.url))];
+    const events = ["view", "click", "add_to_cart", "purchase", "share"];
+    const ms: Record<string, number[]> = { userid: [], url: [], event: [] };
+    for (let i = 0; i < 900; i++) {
+      const kind = (["userid", "url", "event"] as const)[i % 3]!;
+      const from = new Date(Date.parse("2024-01-02T00:00:00Z") + (i % 50) * 60_000).toISOString();
+      const req =
+        kind === "userid"
+          ? { userid: users[(i * 7919) % users.length] }
+          : kind === "url"
+            ? { url: urls[(i * 7919) % urls.length] }
+            : { event: events[i % 5], from };
+      const start = performance.now();
+      await c.clickMetrics({ ...req, limit: 100 });
+      ms[kind]!.push(performance.now() - start);
+    }
+    const at = (v: number[], q: number) => [...v].sort((a, b) => a - b)[Math.floor(v.length * q)]!;
+    const figures = Object.fromEntries(Object.entries(ms).map(([k, v]) => [k, { p50: +at(v, 0.5).toFixed(1), p99: +at(v, 0.99).toFixed(1) }]));
+    console.log("ClickMetrics latency (ms) over", oracle.length, "rows:", JSON.stringify(figures));
+    for (const [kind, f] of Object.entries(figures)) expect(f.p99, kind).toBeLessThan(100);
+  });
+
   it("refuses bad arguments with InvalidArgument naming the field", async () => {
     const c = analytics(stack);
     const cases: Array<[string, () => Promise<unknown>, RegExp]> = [
