@@ -10,7 +10,7 @@ export async function resetNamespace(namespace, env = process.env) {
   try {
     const jsm = await jetstreamManager(nc);
     const prefix = namespace ? `${namespace.toUpperCase()}_` : "";
-    for (const base of ["CLICKS", "DEAD_LETTERS", "CONTENT", "EMBEDDINGS", "ENGAGEMENT", "INTEREST_EMBEDDINGS"]) {
+    for (const base of ["CLICKS", "DEAD_LETTERS", "CONTENT", "EMBEDDINGS", "ENGAGEMENT", "INTEREST_EMBEDDINGS", "CLICK_METRICS"]) {
       await jsm.streams.delete(prefix + base).catch(() => false);
     }
   } finally {
@@ -35,6 +35,8 @@ export async function resetNamespace(namespace, env = process.env) {
   try {
     // profile keeps each namespace in a schema of its own.
     await db.query(`DROP SCHEMA IF EXISTS ${namespace ? `${namespace}_recsys` : "recsys"} CASCADE`);
+    // analytics keeps its own.
+    await db.query(`DROP SCHEMA IF EXISTS ${namespace ? `${namespace}_analytics` : "analytics"} CASCADE`);
   } finally {
     await db.end();
   }

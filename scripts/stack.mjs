@@ -18,6 +18,7 @@ export const SERVICES = [
   { name: "covisit", portVar: "COVISIT_PORT", port: 50052 },
   { name: "embedder", portVar: "EMBEDDER_PORT", port: 50053 },
   { name: "profile", portVar: "PROFILE_PORT", port: 50054 },
+  { name: "analytics", portVar: "ANALYTICS_PORT", port: 50055 },
   { name: "gateway", portVar: "GATEWAY_PORT", port: 8080 },
 ];
 
@@ -104,7 +105,7 @@ async function down(names) {
 async function status() {
   for (const s of SERVICES) {
     const pid = runningPid(s);
-    console.log(`${s.name.padEnd(8)} ${pid ? `pid ${pid}` : "stopped"}  port ${portOf(s)}  ${(await healthy(s)) ? "healthy" : "not healthy"}`);
+    console.log(`${s.name.padEnd(9)} ${pid ? `pid ${pid}` : "stopped"}  port ${portOf(s)}  ${(await healthy(s)) ? "healthy" : "not healthy"}`);
   }
 }
 

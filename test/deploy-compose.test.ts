@@ -71,7 +71,7 @@ describe("deploy/compose.yaml", () => {
     }
   });
 
-  it("gives every service credentials of its own: a NATS user each, covisit's Redis user, profile's two PostgreSQL roles", () => {
+  it("gives every service credentials of its own: a NATS user each, covisit's Redis user, the two PostgreSQL roles of profile and analytics", () => {
     const { services } = compose();
     const natsConf = readFileSync(join(deployDir, "nats/nats.conf"), "utf8");
     const natsUsers = [...natsConf.matchAll(/^\s*user: (\S+)\n\s*password: \$(\w+)$/gm)].map((m) => ({ user: m[1]!, passwordVar: m[2]! }));
@@ -90,6 +90,8 @@ describe("deploy/compose.yaml", () => {
     expect(services.redis.command).toContain("--requirepass");
     expect(new URL(composeEnv(services.profile).DATABASE_URL!).username).toBe("recsys_runtime");
     expect(new URL(composeEnv(services.profile).MIGRATION_DATABASE_URL!).username).toBe("recsys_migration");
+    expect(new URL(composeEnv(services.analytics).DATABASE_URL!).username).toBe("recsys_runtime");
+    expect(new URL(composeEnv(services.analytics).MIGRATION_DATABASE_URL!).username).toBe("recsys_migration");
   });
 
   it("takes every password from deploy/.env, which deploy/compose-secrets.sh generates once and keeps", () => {

@@ -90,7 +90,15 @@ describe("deploy/k8s", () => {
       }
     }
     expect(refs.map((r) => r.where)).toEqual(
-      expect.arrayContaining(["covisit NATS_PASSWORD", "covisit REDIS_URL", "profile DATABASE_URL", "profile MIGRATION_DATABASE_URL"]),
+      expect.arrayContaining([
+        "covisit NATS_PASSWORD",
+        "covisit REDIS_URL",
+        "profile DATABASE_URL",
+        "profile MIGRATION_DATABASE_URL",
+        "analytics NATS_PASSWORD",
+        "analytics DATABASE_URL",
+        "analytics MIGRATION_DATABASE_URL",
+      ]),
     );
     for (const r of refs) expect(r.optional, r.where).toBe(false);
   });
@@ -103,11 +111,12 @@ describe("deploy/k8s", () => {
     const portOf = (name: string) => CONFIG[name]?.port ?? INFRA[name]!;
     const EDGES = [
       ...["ingest", "covisit", "embedder", "profile"].map((to) => ["gateway", to]),
-      ...["ingest", "covisit", "embedder", "profile"].map((from) => [from, "nats"]),
+      ...["ingest", "covisit", "embedder", "profile", "analytics"].map((from) => [from, "nats"]),
       ["covisit", "redis"],
       // The gateway's shared rate limits.
       ["gateway", "redis"],
       ["profile", "postgres"],
+      ["analytics", "postgres"],
     ].map(([from, to]) => `${from} -> ${to}:${portOf(to!)}`);
 
     it("deny everything to and from every pod of the namespace unless a policy allows it", () => {

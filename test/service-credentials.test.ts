@@ -15,7 +15,7 @@ import { composeRedisAuthArgs, deployDir } from "./harness/deploy-config.js";
 import { privateNats, privatePostgres, privateRedis, type PrivateServer } from "./harness/servers.js";
 import { startStack, type ServiceName, type TestStack } from "./harness/stack.js";
 
-const USERS = ["ingest", "covisit", "embedder", "profile"] as const satisfies readonly ServiceName[];
+const USERS = ["ingest", "covisit", "embedder", "profile", "analytics"] as const satisfies readonly ServiceName[];
 // As deploy/compose-secrets.sh makes them: nats-server reads a password starting with a digit as a number.
 const password = () => `p${randomBytes(16).toString("hex")}`;
 const natsPasswords = Object.fromEntries(["admin", ...USERS].map((u) => [u, password()])) as Record<"admin" | (typeof USERS)[number], string>;
@@ -65,6 +65,8 @@ beforeAll(async () => {
       services: [...USERS],
       serviceEnv: {
         ...Object.fromEntries(USERS.map((u) => [u, { NATS_USER: u, NATS_PASSWORD: natsPasswords[u] }])),
+        // Its windows emitted 1 s after the last click rather than 10.
+        analytics: { NATS_USER: "analytics", NATS_PASSWORD: natsPasswords.analytics, IDLE_EMIT_MS: "1000" },
         covisit: {
           NATS_USER: "covisit",
           NATS_PASSWORD: natsPasswords.covisit,
@@ -81,7 +83,7 @@ afterAll(async () => {
 });
 
 describe("NATS users per service (deploy/nats/nats.conf)", () => {
-  it("each service does its work with its own user: pages are embedded and stored, clicks counted by covisit and profile", async () => {
+  it("each service does its work with its own user: pages are embedded and stored, clicks counted by covisit, profile and analytics", async () => {
     const c = clientsOf(stack);
     const now = Date.now();
     const pages = ["https://example.org/nats/a", "https://example.org/nats/b"];
@@ -115,6 +117,16 @@ describe("NATS users per service (deploy/nats/nats.conf)", () => {
         },
       )
       .toEqual(pages);
+    // analytics consumed CLICKS and published the 30 windows of each click to CLICK_METRICS.
+    await expect
+      .poll(
+        async () => {
+          const p = await c.analytics.progress({});
+          return { rows: p.rows, published: p.publishedBefore !== "" && p.publishedBefore === p.emittedBefore };
+        },
+        { timeout: 30_000, interval: 250 },
+      )
+      .toEqual({ rows: 60n, published: true });
 
     // Every consumer acked what it took: no message waits for a redelivery after a refused ack.
     const admin = await connect({ servers: nats.url, user: "admin", pass: natsPasswords.admin });

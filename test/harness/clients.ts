@@ -5,6 +5,7 @@ import { CovisitService } from "@recsys/contracts/covisit/v1/covisit";
 import { IngestService } from "@recsys/contracts/ingest/v1/ingest";
 import { EmbedderService } from "@recsys/contracts/embedder/v1/embedder";
 import { ProfileService } from "@recsys/contracts/profile/v1/profile";
+import { AnalyticsService } from "@recsys/contracts/analytics/v1/analytics";
 import { sendServiceToken } from "@recsys/server";
 import type { TestStack } from "./stack.js";
 
@@ -17,6 +18,7 @@ export function clientsOf(stack: TestStack) {
     ingest: createClient(IngestService, inside(stack.url.ingest)),
     embedder: createClient(EmbedderService, inside(stack.url.embedder)),
     profile: createClient(ProfileService, inside(stack.url.profile)),
+    analytics: createClient(AnalyticsService, inside(stack.url.analytics)),
   };
 }
 

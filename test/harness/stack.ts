@@ -13,13 +13,16 @@ export const referenceClicks = join(sharedData, "clickstream.json.gz");
 
 export const referencePages = join(sharedData, "content.json.gz");
 
-export type ServiceName = "ingest" | "covisit" | "embedder" | "profile" | "gateway";
-const ORDER: ServiceName[] = ["ingest", "covisit", "embedder", "profile", "gateway"];
+export type ServiceName = "ingest" | "covisit" | "embedder" | "profile" | "analytics" | "gateway";
+const ORDER: ServiceName[] = ["ingest", "covisit", "embedder", "profile", "analytics", "gateway"];
+/** Started only when a test names them in `services`: no other test waits for them or shares the cores with them. */
+const OPT_IN: ServiceName[] = ["analytics"];
 const PORT_VAR: Record<ServiceName, string> = {
   ingest: "INGEST_PORT",
   covisit: "COVISIT_PORT",
   embedder: "EMBEDDER_PORT",
   profile: "PROFILE_PORT",
+  analytics: "ANALYTICS_PORT",
   gateway: "GATEWAY_PORT",
 };
 
@@ -60,6 +63,7 @@ export async function privateStackEnv(label: string, extraEnv: NodeJS.ProcessEnv
     COVISIT_URL: url.covisit,
     EMBEDDER_URL: url.embedder,
     PROFILE_URL: url.profile,
+    ANALYTICS_URL: url.analytics,
     ...Object.fromEntries(ORDER.map((s) => [PORT_VAR[s], String(ports[s])])),
     HOST: "127.0.0.1",
     LOG_LEVEL: "warn",
@@ -70,7 +74,7 @@ export async function privateStackEnv(label: string, extraEnv: NodeJS.ProcessEnv
 
 /**
  * Starts the built services as real processes, in a namespace of their own, on free ports.
- * `services`: only these; `serviceEnv`: more environment for one service (its own credentials).
+ * `services`: only these (analytics only when named); `serviceEnv`: more environment for one service (its own credentials).
  */
 export async function startStack(
   label: string,
@@ -101,7 +105,7 @@ export async function startStack(
     await waitHealthy(url[service], child, service);
   }
 
-  for (const s of ORDER.filter((s) => !opts.services || opts.services.includes(s))) await start(s);
+  for (const s of ORDER.filter((s) => (opts.services ? opts.services.includes(s) : !OPT_IN.includes(s)))) await start(s);
 
   return {
     namespace,

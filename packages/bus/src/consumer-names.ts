@@ -6,6 +6,7 @@ const CONSUMED = {
   covisit: ["clicks"],
   profile: ["clicks", "embeddings", "likes", "interest-embeddings"],
   embedder: ["content", "stated-interests"],
+  analytics: ["clicks"],
 } as const;
 
 export type ConsumerService = keyof typeof CONSUMED;
@@ -34,6 +35,7 @@ const DEPLOYED: { [S in ConsumerService]: { [K in ConsumedBy<S>]?: ConsumerNames
     content: { durable: "embedder", deadLetterSource: "content" },
     "stated-interests": { durable: "embedder-interests", deadLetterSource: "interests" },
   },
+  analytics: {},
 };
 
 /** The names of `service`'s consumer of `kind`: those deployed, else `<service>-<kind>` for both. */

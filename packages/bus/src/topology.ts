@@ -21,6 +21,7 @@ export interface StreamLimits {
   interestEmbeddingsMaxBytes: number;
   deadLettersMaxBytes: number;
   deadLettersMaxAgeMs: number;
+  clickMetricsMaxBytes: number;
 }
 
 /** The limits from the settings every service shares (see commonEnv). */
@@ -32,6 +33,7 @@ export function streamLimitsFrom(config: {
   INTEREST_EMBEDDINGS_MAX_BYTES: number;
   DEAD_LETTERS_MAX_BYTES: number;
   DEAD_LETTERS_MAX_AGE_MS: number;
+  CLICK_METRICS_MAX_BYTES: number;
 }): StreamLimits {
   return {
     clicksMaxBytes: config.CLICKS_MAX_BYTES,
@@ -41,6 +43,7 @@ export function streamLimitsFrom(config: {
     interestEmbeddingsMaxBytes: config.INTEREST_EMBEDDINGS_MAX_BYTES,
     deadLettersMaxBytes: config.DEAD_LETTERS_MAX_BYTES,
     deadLettersMaxAgeMs: config.DEAD_LETTERS_MAX_AGE_MS,
+    clickMetricsMaxBytes: config.CLICK_METRICS_MAX_BYTES,
   };
 }
 
@@ -133,6 +136,16 @@ export class Topology {
   get deadLetterSubjects(): string {
     return this.subject("dlq.>");
   }
+  /** Clicks per (userid, event, url) in hopping windows, emitted by analytics: the reference's `clickstream_aggregated` topic. */
+  get clickMetricsStream(): string {
+    return this.streamName("CLICK_METRICS");
+  }
+  get clickMetricsSubject(): string {
+    return this.subject("click-metrics.windows");
+  }
+  get clickMetricsSubjects(): string {
+    return this.subject("click-metrics.>");
+  }
   private refuseWhenFull(maxBytes: number | undefined): Partial<StreamConfig> {
     return { discard: DiscardPolicy.New, ...(maxBytes === undefined ? {} : { max_bytes: serverMaxBytes(maxBytes) }) };
   }
@@ -162,6 +175,11 @@ export class Topology {
       this.stream(this.deadLetterStream, this.deadLetterSubjects, {
         discard: DiscardPolicy.Old,
         ...(limits ? { max_bytes: limits.deadLettersMaxBytes, max_age: nanos(limits.deadLettersMaxAgeMs) } : {}),
+      }),
+      // Derived from CLICKS (analytics can emit it again): the oldest rows make room, so a full stream never stops emission.
+      this.stream(this.clickMetricsStream, this.clickMetricsSubjects, {
+        discard: DiscardPolicy.Old,
+        ...(limits ? { max_bytes: limits.clickMetricsMaxBytes } : {}),
       }),
     ];
   }

@@ -59,6 +59,7 @@ export const commonEnv = {
   ENGAGEMENT_MAX_BYTES: bytes(256 * MiB),
   INTEREST_EMBEDDINGS_MAX_BYTES: bytes(256 * MiB),
   DEAD_LETTERS_MAX_BYTES: bytes(256 * MiB),
+  CLICK_METRICS_MAX_BYTES: bytes(1 * GiB),
   DEAD_LETTERS_MAX_AGE_MS: z.coerce
     .number()
     .int()

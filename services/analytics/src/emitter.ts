@@ -1,0 +1,142 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { consumerProgress, typedHeaders, type Bus } from "@recsys/bus";
+import { ClickMetricsBatchSchema } from "@recsys/contracts/events/v1/click_metrics";
+import type { Logger } from "@recsys/logging";
+import { Counter, Histogram, registry, type DependencyHealth } from "@recsys/metrics";
+import { clicksDurable } from "./durable.js";
+import type { AnalyticsStore, EmittedWindow } from "./store.js";
+import type { WatermarkLog } from "./watermark-log.js";
+
+const emittedRows = new Counter({
+  name: "recsys_analytics_emitted_rows_total",
+  help: "Rows (window, userid, event, url, count) analytics committed to click_metrics",
+  registers: [registry],
+});
+
+const emissionLag = new Histogram({
+  name: "recsys_analytics_emission_lag_seconds",
+  help: "From the watermark closing a window (its end plus the allowed lateness) to the window's rows committed",
+  buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+  registers: [registry],
+});
+
+/** A message of CLICK_METRICS holds at most this many rows, and about this many bytes (NATS takes 1 MiB by default). */
+const CHUNK_ROWS = 2_000;
+const CHUNK_BYTES = 256 * 1024;
+
+/** A window's rows cut into messages, always the same way for the same rows: each chunk's message id is then its own forever. */
+export function chunksOf(w: EmittedWindow): EmittedWindow["rows"][] {
+  const chunks: EmittedWindow["rows"][] = [];
+  let chunk: EmittedWindow["rows"] = [];
+  let bytes = 0;
+  for (const r of w.rows) {
+    const size = Buffer.byteLength(r.userid) + Buffer.byteLength(r.event) + Buffer.byteLength(r.url) + 24;
+    if (chunk.length > 0 && (chunk.length >= CHUNK_ROWS || bytes + size > CHUNK_BYTES)) {
+      chunks.push(chunk);
+      chunk = [];
+      bytes = 0;
+    }
+    chunk.push(r);
+    bytes += size;
+  }
+  if (chunk.length > 0) chunks.push(chunk);
+  return chunks;
+}
+
+/** What emission needs to know. */
+export interface EmissionOptions {
+  store: AnalyticsStore;
+  watermarks: WatermarkLog;
+  logger: Logger;
+  latenessMs: number;
+  /** The most windows one transaction emits. */
+  maxWindows: number;
+}
+
+/**
+ * Emits every window due, in transactions of at most `maxWindows`: those the watermark closed, and with `idleMs` (the consumer has
+ * nothing waiting) every window holding data once no click was applied for that long.
+ */
+export async function emitDue(opts: EmissionOptions, idleMs: number | null): Promise<void> {
+  const { sizeMs, slideMs } = opts.store.windows;
+  for (;;) {
+    const e = await opts.store.emit(opts.latenessMs, idleMs, opts.maxWindows);
+    if (!e) return;
+    const now = Date.now();
+    emittedRows.inc(e.rows);
+    for (let s = e.fromMs; s < e.beforeMs; s += slideMs) {
+      const closedAt = opts.watermarks.reachedAt(s + sizeMs + opts.latenessMs);
+      if (closedAt !== undefined) emissionLag.observe((now - closedAt) / 1000);
+    }
+    opts.logger.debug({ from: new Date(e.fromMs).toISOString(), before: new Date(e.beforeMs).toISOString(), rows: e.rows }, "windows emitted");
+  }
+}
+
+export interface EmitterOptions extends EmissionOptions {
+  bus: Bus;
+  /** Failing while emission or publication fails (PostgreSQL or NATS), with the error. */
+  health: DependencyHealth;
+  idleMs: number;
+  intervalMs: number;
+  signal: AbortSignal;
+}
+
+/**
+ * Emits the windows of an idle stream (the consumer emits those the watermark closes, after each message), then publishes what is
+ * emitted and not yet published to CLICK_METRICS, window by window, with ids the broker deduplicates: a crash between the two
+ * publishes those windows again, and the broker keeps one copy (within its duplicate window, 10 minutes).
+ */
+export async function runEmitter(opts: EmitterOptions): Promise<void> {
+  const { store, bus, logger } = opts;
+  const { sizeMs, slideMs } = store.windows;
+  const caughtUp = async () => {
+    const p = await consumerProgress(bus, bus.topology.clicksStream, [clicksDurable]);
+    return p.pending === 0n && p.ackPending === 0n;
+  };
+
+  const publishWindow = async (w: EmittedWindow) => {
+    await Promise.all(
+      chunksOf(w).map((rows, chunk) =>
+        bus.publish(
+          bus.topology.clickMetricsSubject,
+          toBinary(
+            ClickMetricsBatchSchema,
+            create(ClickMetricsBatchSchema, {
+              windowStartMs: BigInt(w.startMs),
+              windowEndMs: BigInt(w.startMs + sizeMs),
+              chunk,
+              rows: rows.map((r) => ({ userid: r.userid, event: r.event, url: r.url, eventCount: BigInt(r.eventCount) })),
+            }),
+          ),
+          { msgID: `click-metrics-${w.startMs}-${chunk}`, headers: typedHeaders(ClickMetricsBatchSchema.typeName) },
+        ),
+      ),
+    );
+  };
+
+  const publishEmitted = async () => {
+    for (;;) {
+      const emittedBefore = (await store.progress()).emittedBeforeMs;
+      const windows = await store.unpublished(20_000);
+      if (windows.length === 0) {
+        if (emittedBefore !== undefined) await store.markPublished(emittedBefore);
+        return;
+      }
+      for (const w of windows) await publishWindow(w);
+      await store.markPublished(windows.at(-1)!.startMs + slideMs);
+    }
+  };
+
+  while (!opts.signal.aborted) {
+    try {
+      await emitDue(opts, (await caughtUp().catch(() => false)) ? opts.idleMs : null);
+      await publishEmitted();
+      opts.health.recovered();
+    } catch (err) {
+      opts.health.failed(String(err));
+      logger.warn({ err: String(err) }, "emission failed, retrying");
+    }
+    await sleep(opts.intervalMs, undefined, { signal: opts.signal }).catch(() => undefined);
+  }
+}

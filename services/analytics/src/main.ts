@@ -1,0 +1,129 @@
+import { connectBus, CrashAfterEffects, natsAuthFrom, streamLimitsFrom } from "@recsys/bus";
+import { commonEnv, consumerEnv, port, positiveInt, readConfig, z } from "@recsys/config";
+import { createLogger } from "@recsys/logging";
+import { DependencyHealth, timeCalls } from "@recsys/metrics";
+import { onShutdown, serviceTokenFor, startRpcServer } from "@recsys/server";
+import { DEFAULT_ALLOWED_LATENESS_MS } from "@recsys/validation";
+import { runClickConsumer } from "./consumer.js";
+import { runEmitter } from "./emitter.js";
+import { analyticsRoutes } from "./handlers.js";
+import { createPool, migrateWhenReachable, schemaFor } from "./pg.js";
+import { startPruning } from "./pruning.js";
+import { AnalyticsReads } from "./reads.js";
+import { AnalyticsStore } from "./store.js";
+import { WatermarkLog } from "./watermark-log.js";
+import { hopWindows } from "./windows.js";
+
+const DAY_MS = 24 * 3600_000;
+const config = readConfig(
+  z.object({
+    ...commonEnv,
+    ...consumerEnv,
+    ANALYTICS_PORT: port(50055),
+    DATABASE_URL: z.string().min(1).default("postgresql://postgres@127.0.0.1:5432/test"),
+    // The role that owns analytics' schema and migrates it at start; empty: DATABASE_URL's.
+    MIGRATION_DATABASE_URL: z.string().default(""),
+    PG_POOL_MAX: positiveInt(4),
+    PG_WRITE_TIMEOUT_MS: positiveInt(60_000),
+    PG_QUERY_POOL_MAX: positiveInt(4),
+    PG_QUERY_TIMEOUT_MS: positiveInt(5_000),
+    // Flink's HOP(slide, size): windows of WINDOW_SIZE_MS starting at every multiple of WINDOW_SLIDE_MS since the epoch.
+    WINDOW_SIZE_MS: positiveInt(300_000),
+    WINDOW_SLIDE_MS: positiveInt(10_000),
+    ALLOWED_LATENESS_MS: z.coerce.number().int().min(0).default(DEFAULT_ALLOWED_LATENESS_MS),
+    // With nothing waiting in CLICKS and no click applied for this long, every window holding data is emitted.
+    IDLE_EMIT_MS: positiveInt(10_000),
+    // How often emission looks for closed windows, and the most windows one transaction emits.
+    EMIT_INTERVAL_MS: positiveInt(200),
+    EMIT_MAX_WINDOWS: positiveInt(30),
+    DEDUP_RETENTION_MS: positiveInt(7 * DAY_MS),
+    CLICK_METRICS_RETENTION_MS: positiveInt(7 * DAY_MS),
+    PRUNE_INTERVAL_MS: positiveInt(10 * 60_000),
+  }),
+);
+const windows = hopWindows(config.WINDOW_SIZE_MS, config.WINDOW_SLIDE_MS);
+// A click older than its forgotten id must be late, or a redelivery of it would count again: it is when the ids outlive every open window.
+if (config.ALLOWED_LATENESS_MS + config.WINDOW_SIZE_MS > config.DEDUP_RETENTION_MS) {
+  throw new Error(
+    `invalid configuration: ALLOWED_LATENESS_MS + WINDOW_SIZE_MS (${config.ALLOWED_LATENESS_MS + config.WINDOW_SIZE_MS}) must not exceed DEDUP_RETENTION_MS (${config.DEDUP_RETENTION_MS})`,
+  );
+}
+const logger = createLogger("analytics");
+const schema = schemaFor(config.RECSYS_NAMESPACE);
+const pool = createPool({ databaseUrl: config.DATABASE_URL, schema, max: config.PG_POOL_MAX, statementTimeoutMs: config.PG_WRITE_TIMEOUT_MS, logger });
+const queryPool = createPool({
+  databaseUrl: config.DATABASE_URL,
+  schema,
+  max: config.PG_QUERY_POOL_MAX,
+  statementTimeoutMs: config.PG_QUERY_TIMEOUT_MS,
+  logger,
+});
+const migrationPool = createPool({ databaseUrl: config.MIGRATION_DATABASE_URL || config.DATABASE_URL, schema, max: 1, statementTimeoutMs: 0, logger });
+const applied = await migrateWhenReachable(migrationPool, pool, schema, logger);
+await migrationPool.end();
+logger.info({ schema, applied }, "migrations up to date");
+
+const store = timeCalls(new AnalyticsStore(pool, windows), "postgres");
+const reads = timeCalls(new AnalyticsReads(queryPool, windows), "postgres");
+const bus = await connectBus({
+  url: config.NATS_URL,
+  name: "analytics",
+  namespace: config.RECSYS_NAMESPACE,
+  logger,
+  auth: natsAuthFrom(config),
+  ackWaitMs: config.BUS_ACK_WAIT_MS,
+  limits: streamLimitsFrom(config),
+});
+const postgresWrites = new DependencyHealth("postgres");
+const emission = new DependencyHealth("emission");
+const server = await startRpcServer({
+  name: "analytics",
+  host: config.HOST,
+  serviceToken: serviceTokenFor(config, "analytics", logger),
+  port: config.ANALYTICS_PORT,
+  routes: analyticsRoutes(store, reads, bus),
+  healthy: async () => bus.connected() && !postgresWrites.failing && (await store.ping().catch(() => false)),
+  problems: () => [postgresWrites.problem, emission.problem].filter((p): p is string => p !== undefined),
+  logger,
+});
+
+const stop = new AbortController();
+const watermarks = new WatermarkLog();
+const emissionOptions = { store, watermarks, logger, latenessMs: config.ALLOWED_LATENESS_MS, maxWindows: config.EMIT_MAX_WINDOWS };
+const running = Promise.all([
+  runClickConsumer({
+    bus,
+    emission: emissionOptions,
+    postgres: postgresWrites,
+    crashAfterEffects: new CrashAfterEffects(config.RECSYS_CRASH_AFTER_EFFECTS),
+    signal: stop.signal,
+  }),
+  runEmitter({
+    ...emissionOptions,
+    bus,
+    health: emission,
+    idleMs: config.IDLE_EMIT_MS,
+    intervalMs: config.EMIT_INTERVAL_MS,
+    signal: stop.signal,
+  }),
+]);
+running.catch((err: unknown) => {
+  logger.fatal({ err: String(err) }, "analytics failed");
+  process.exit(1);
+});
+const pruning = startPruning({
+  store,
+  logger,
+  intervalMs: config.PRUNE_INTERVAL_MS,
+  dedupRetentionMs: config.DEDUP_RETENTION_MS,
+  metricsRetentionMs: config.CLICK_METRICS_RETENTION_MS,
+});
+
+onShutdown(logger, async () => {
+  pruning.stop();
+  stop.abort();
+  await running;
+  await server.close();
+  await bus.close();
+  await Promise.all([pool.end(), queryPool.end()]);
+});
