@@ -110,7 +110,7 @@ describe("deploy/k8s", () => {
     const INFRA: Record<string, number> = { nats: 4222, redis: 6379, postgres: 5432 };
     const portOf = (name: string) => CONFIG[name]?.port ?? INFRA[name]!;
     const EDGES = [
-      ...["ingest", "covisit", "embedder", "profile"].map((to) => ["gateway", to]),
+      ...["ingest", "covisit", "embedder", "profile", "analytics"].map((to) => ["gateway", to]),
       ...["ingest", "covisit", "embedder", "profile", "analytics"].map((from) => [from, "nats"]),
       ["covisit", "redis"],
       // The gateway's shared rate limits.

@@ -37,6 +37,10 @@ const POLICIES: { [M in Rpc]: Policy<M> } = {
   addInterest: { scope: "write", user: { field: "interest.userid", userid: (r) => r.interest?.userid } },
   // Pages are the site's, not a user's.
   content: { scope: "write", user: "never" },
+  // A user sees the windows of its own clicks; the mix and the trending urls are nobody's own.
+  clickMetrics: { scope: "read", user: { field: "userid", userid: (r) => r.userid } },
+  eventMix: { scope: "read", user: "any" },
+  trending: { scope: "read", user: "any" },
 };
 
 /** Calls a minute per client: service keys and anonymous callers by key or address, user tokens by user. */

@@ -169,7 +169,17 @@ describe("GraphQL results", () => {
     expect(types).toEqual(expect.arrayContaining(["LikedInput", "AddInterest", "ContentEvent", "ClickEvent", "LikeAdded", "PersonalizedEventSearch"]));
     const fieldsOf = (name: string) =>
       (got.__schema.types as Array<{ name: string; fields: Array<{ name: string }> }>).find((t) => t.name === name)!.fields.map((f) => f.name);
-    expect(fieldsOf("Query")).toEqual(["Recommendation", "SimilarContent", "Events", "EventsLiked", "RecommendedEvents", "PersonalizedEventSearch"]);
+    expect(fieldsOf("Query")).toEqual([
+      "Recommendation",
+      "SimilarContent",
+      "Events",
+      "EventsLiked",
+      "RecommendedEvents",
+      "PersonalizedEventSearch",
+      "ClickMetrics",
+      "EventMix",
+      "Trending",
+    ]);
     expect(fieldsOf("Mutation")).toEqual(["Likes", "AddInterest", "Content", "Clickstream"]);
   });
 });
@@ -297,7 +307,7 @@ describe("GraphQL limits", () => {
     expect(deep.status).not.toBe(500);
     expect(deep.errors?.[0]?.message).toMatch(/depth limit of 8 exceeded, found 10/);
     const ok = await data(`{ __type(name: "Query") { fields { type { ${nested(4, "name")} } } } }`);
-    expect(ok.__type.fields.length).toBe(6);
+    expect(ok.__type.fields.length).toBe(9);
   });
 
   it("__schema may go as deep as GraphQL's own introspection query, no deeper", async () => {

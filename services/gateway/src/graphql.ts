@@ -7,8 +7,10 @@ import { maxDepthPlugin } from "@escape.tech/graphql-armor-max-depth";
 import { maxTokensPlugin } from "@escape.tech/graphql-armor-max-tokens";
 import {
   AddInterestRequestSchema,
+  ClickMetricsRequestSchema,
   ClickstreamRequestSchema,
   ContentRequestSchema,
+  EventMixRequestSchema,
   EventsLikedRequestSchema,
   EventsRequestSchema,
   LikesRequestSchema,
@@ -16,6 +18,7 @@ import {
   RecommendationRequestSchema,
   RecommendedEventsRequestSchema,
   SimilarContentRequestSchema,
+  TrendingRequestSchema,
   type Event,
 } from "@recsys/contracts/gateway/v1/gateway";
 import type { Logger } from "@recsys/logging";
@@ -23,140 +26,9 @@ import { createGraphQLError, createSchema, createYoga } from "graphql-yoga";
 import { useCSRFPrevention } from "@graphql-yoga/plugin-csrf-prevention";
 import { maxItemsPlugin, jsonBodiesOnlyPlugin } from "./graphql-guards.js";
 import { PROPERTIES, type PropertyValueInit } from "./graphql-properties.js";
+import { typeDefs } from "./graphql-schema.js";
 import { callerOf, type Access, type Caller, type Rpc } from "./access.js";
 import type { GatewayApi } from "./handlers.js";
-
-// Names and types as in the reference schema, so that its documents work verbatim.
-const typeDefs = /* GraphQL */ `
-  type Query {
-    Recommendation(url: String!, limit: Int! = 10): [Recommendation!]
-    SimilarContent(userid: String!, limit: Int = 10): [SimilarContent!]
-    Events(limit: Int!, offset: Int = 0): [Events!]!
-    EventsLiked(userid: String!): [EventsLiked!]!
-    RecommendedEvents(userid: String!, limit: Int = 10): [RecommendedEvents!]
-    PersonalizedEventSearch(query: String!, userid: String!, limit: Int = 10): [PersonalizedEventSearch!]
-  }
-
-  type Mutation {
-    Likes(liked: LikedInput!): LikeAdded
-    AddInterest(interest: AddInterest!): InterestAdded
-    Content(event: ContentEvent!): ContentAdded
-    "The reference clickstream schema calls the argument click, its documents say event: give exactly one."
-    Clickstream(event: ClickEvent, click: ClickEvent): ClickAdded
-  }
-
-  type Recommendation {
-    recommendation: String!
-    frequency: Int!
-  }
-
-  type SimilarContent {
-    url: String!
-    title: String!
-    similarity: Float!
-  }
-
-  type Events {
-    id: String!
-    url: String!
-    title: String!
-    abstract: String!
-    likeCount: Int!
-  }
-
-  type EventsLiked {
-    id: String!
-    url: String!
-    title: String!
-    abstract: String!
-    likeCount: Int!
-  }
-
-  type RecommendedEvents {
-    id: String!
-    url: String!
-    title: String!
-    abstract: String!
-    likeCount: Int!
-    score: Float!
-  }
-
-  type PersonalizedEventSearch {
-    id: String!
-    url: String!
-    title: String!
-    abstract: String!
-    likeCount: Int!
-    score: Float!
-  }
-
-  "eventId is an ID so that clients may send the page id as a number or as a string."
-  input LikedInput {
-    userid: String!
-    eventId: ID!
-    liked: Boolean!
-  }
-
-  input AddInterest {
-    userid: String!
-    text: String!
-  }
-
-  input ContentEvent {
-    url: String!
-    title: String!
-    text: String!
-    id: String
-    source_time: String
-  }
-
-  "Names to texts or numbers, e.g. {site_id: s-1, viewed_percent: 42}: at most 16."
-  scalar Properties
-
-  input ClickEvent {
-    userid: String!
-    url: String!
-    event_time: String
-    event_id: String
-    "The event type, e.g. add_to_cart; view when unset."
-    event: String
-    properties: Properties
-  }
-
-  type LikeAdded {
-    _source_time: String!
-    userid: String!
-    eventId: String!
-    liked: Boolean!
-    event_id: String!
-    duplicate: Boolean!
-  }
-
-  type InterestAdded {
-    _source_time: String!
-    userid: String!
-    event_id: String!
-    duplicate: Boolean!
-  }
-
-  type ContentAdded {
-    _source_time: String!
-    url: String!
-    title: String!
-    event_id: String!
-    duplicate: Boolean!
-  }
-
-  type ClickAdded {
-    _source_time: String!
-    userid: String!
-    url: String!
-    event_time: String!
-    event_id: String!
-    duplicate: Boolean!
-    event: String!
-  }
-`;
 
 /** What a GET /graphql must carry, as any request a browser sends without asking the server first. */
 export const CSRF_HEADER = "x-graphql-csrf";
@@ -227,9 +99,32 @@ export function createGraphql(api: GatewayApi, logger: Logger, access: Access) {
     Properties: PROPERTIES,
     Query: resolversOf(
       {
-        async Recommendation(api: GatewayApi, a: { url: string; limit: number }) {
-          const res = await api.recommendation(create(RecommendationRequestSchema, { url: a.url, limit: a.limit }));
-          return res.items.map((i) => ({ recommendation: i.recommendation, frequency: Number(i.frequency) }));
+        async Recommendation(api: GatewayApi, a: { url: string; limit: number; fallback?: boolean | null }) {
+          const res = await api.recommendation(create(RecommendationRequestSchema, { url: a.url, limit: a.limit, fallback: a.fallback ?? false }));
+          return res.items.map((i) => ({ recommendation: i.recommendation, frequency: Number(i.frequency), source: i.source || null }));
+        },
+        async ClickMetrics(
+          api: GatewayApi,
+          a: { userid?: string | null; url?: string | null; event?: string | null; from?: string | null; to?: string | null; limit?: number | null },
+        ) {
+          const req = { userid: a.userid ?? "", url: a.url ?? "", event: a.event ?? "", from: a.from ?? "", to: a.to ?? "", limit: opt(a.limit) };
+          const res = await api.clickMetrics(create(ClickMetricsRequestSchema, req));
+          return res.rows.map((r) => ({
+            window_start: r.windowStart,
+            window_end: r.windowEnd,
+            userid: r.userid,
+            event: r.event,
+            url: r.url,
+            event_count: Number(r.eventCount),
+          }));
+        },
+        async EventMix(api: GatewayApi, a: { from: string; to: string }) {
+          const res = await api.eventMix(create(EventMixRequestSchema, { from: a.from, to: a.to }));
+          return { events: res.events.map((e) => ({ event: e.event, clicks: Number(e.clicks) })), complete: res.complete };
+        },
+        async Trending(api: GatewayApi, a: { window?: string | null; event?: string | null; limit?: number | null }) {
+          const res = await api.trending(create(TrendingRequestSchema, { window: a.window ?? "", event: a.event ?? "", limit: opt(a.limit) }));
+          return res.urls.map((u) => ({ url: u.url, clicks: Number(u.clicks) }));
         },
         async SimilarContent(api: GatewayApi, a: { userid: string; limit?: number | null }) {
           const res = await api.similarContent(create(SimilarContentRequestSchema, { userid: a.userid, limit: opt(a.limit) }));

@@ -3,8 +3,10 @@ import { Code, ConnectError, type Client, type ConnectRouter, type HandlerContex
 import { RecommendationRequestSchema, type CovisitService, type RecommendationRequest } from "@recsys/contracts/covisit/v1/covisit";
 import {
   AddInterestResponseSchema,
+  ClickMetricsResponseSchema,
   ClickstreamResponseSchema,
   ContentResponseSchema,
+  EventMixResponseSchema,
   EventSchema,
   EventsLikedResponseSchema,
   EventsResponseSchema,
@@ -14,8 +16,10 @@ import {
   RecommendationResponseSchema,
   RecommendedEventsResponseSchema,
   SimilarContentResponseSchema,
+  TrendingResponseSchema,
   type Event,
 } from "@recsys/contracts/gateway/v1/gateway";
+import type { AnalyticsService } from "@recsys/contracts/analytics/v1/analytics";
 import type { IngestService } from "@recsys/contracts/ingest/v1/ingest";
 import { SimilarContentRequestSchema, type Event as ProfileEvent, type ProfileService, type SimilarContentRequest } from "@recsys/contracts/profile/v1/profile";
 import type { Logger } from "@recsys/logging";
@@ -24,6 +28,7 @@ import { coalesce } from "./coalesce.js";
 import { checkLimit, checkOffset, checkPageId, checkUserid, DEFAULT_EVENT_TYPE, orInvalidArgument } from "@recsys/validation";
 
 export interface Backends {
+  analytics: Client<typeof AnalyticsService>;
   covisit: Client<typeof CovisitService>;
   ingest: Client<typeof IngestService>;
   profile: Client<typeof ProfileService>;
@@ -74,6 +79,9 @@ export interface Coalescing {
 /** covisit's work per call is its own event loop's: one call out at a time gathers the most. PostgreSQL's scans run on both cores: two. */
 export const DEFAULT_COALESCING: Coalescing = { maxBatch: 64, maxOutstanding: 4096, recommendationInFlight: 1, similarContentInFlight: 2 };
 
+/** The window Trending counts over when not asked for one, and Recommendation's fallback counts over. */
+export const DEFAULT_TRENDING_WINDOW = "1h";
+
 /** The public RPCs, named after the reference GraphQL fields; validation here, work in the backends. */
 export function createGatewayApi(backends: Backends, logger: Logger, deadlineMs: number, coalescing: Coalescing = DEFAULT_COALESCING): GatewayApi {
   const call = { timeoutMs: deadlineMs };
@@ -90,12 +98,29 @@ export function createGatewayApi(backends: Backends, logger: Logger, deadlineMs:
     maxInFlight: coalescing.similarContentInFlight,
     batch: async (requests: readonly SimilarContentRequest[]) => (await backends.profile.batchSimilarContent({ requests: [...requests] }, call)).results,
   });
+  /** Trending urls after the co-visits, up to `limit`: none of the listed ones, nor the page itself. Without analytics, none. */
+  async function trendingFill(url: string, listed: ReadonlyArray<{ recommendation: string }>, limit: number) {
+    const seen = new Set([url, ...listed.map((i) => i.recommendation)]);
+    try {
+      const res = await backends.analytics.trending({ window: DEFAULT_TRENDING_WINDOW, limit: Math.min(1000, limit + seen.size) }, call);
+      return res.urls
+        .filter((u) => !seen.has(u.url))
+        .slice(0, limit - listed.length)
+        .map((u) => ({ recommendation: u.url, frequency: u.clicks, source: "trending" }));
+    } catch (err) {
+      logger.warn({ err: String(err) }, "Recommendation's trending fallback unavailable: co-visits only");
+      return [];
+    }
+  }
   return {
     async recommendation(req) {
       const limit = orInvalidArgument(() => checkLimit(req.limit));
       // covisit validates the url itself; its InvalidArgument reaches the client unchanged.
       const res = await coVisits(create(RecommendationRequestSchema, { url: req.url, limit }));
-      return create(RecommendationResponseSchema, { items: res.items.map((i) => ({ recommendation: i.recommendation, frequency: i.frequency })) });
+      const source = req.fallback ? "covisit" : "";
+      const items = res.items.map((i) => ({ recommendation: i.recommendation, frequency: i.frequency, source }));
+      if (req.fallback && items.length < limit) items.push(...(await trendingFill(req.url, items, limit)));
+      return create(RecommendationResponseSchema, { items });
     },
     async clickstream(req) {
       if (!req.event) throw new ConnectError("event: is required", Code.InvalidArgument);
@@ -164,6 +189,19 @@ export function createGatewayApi(backends: Backends, logger: Logger, deadlineMs:
       const limit = orInvalidArgument(() => checkLimit(req.limit));
       const res = await backends.profile.recommendedEvents({ userid: req.userid, limit }, call);
       return create(RecommendedEventsResponseSchema, { items: res.items.map(toEvent) });
+    },
+    async clickMetrics(req) {
+      const { userid, url, event, from, to } = req;
+      const res = await backends.analytics.clickMetrics({ userid, url, event, from, to, limit: req.limit ?? 0 }, call);
+      return create(ClickMetricsResponseSchema, { rows: res.rows });
+    },
+    async eventMix(req) {
+      const res = await backends.analytics.eventMix({ from: req.from, to: req.to }, call);
+      return create(EventMixResponseSchema, { events: res.events, complete: res.complete });
+    },
+    async trending(req) {
+      const res = await backends.analytics.trending({ window: req.window || DEFAULT_TRENDING_WINDOW, event: req.event, limit: req.limit ?? 0 }, call);
+      return create(TrendingResponseSchema, { urls: res.urls, from: res.from, to: res.to });
     },
     async personalizedEventSearch(req) {
       const limit = orInvalidArgument(() => checkLimit(req.limit));

@@ -3,6 +3,7 @@ import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { clientTracing } from "@recsys/tracing";
 import { commonEnv, port, positiveInt, readConfig, z } from "@recsys/config";
+import { AnalyticsService } from "@recsys/contracts/analytics/v1/analytics";
 import { CovisitService } from "@recsys/contracts/covisit/v1/covisit";
 import { IngestService } from "@recsys/contracts/ingest/v1/ingest";
 import { ProfileService } from "@recsys/contracts/profile/v1/profile";
@@ -26,6 +27,7 @@ const config = readConfig(
     INGEST_URL: z.string().url().default("http://127.0.0.1:50051"),
     COVISIT_URL: z.string().url().default("http://127.0.0.1:50052"),
     PROFILE_URL: z.string().url().default("http://127.0.0.1:50054"),
+    ANALYTICS_URL: z.string().url().default("http://127.0.0.1:50055"),
     // Only the dashboard reads the embedder (its /healthz and /metrics).
     EMBEDDER_URL: z.string().url().default("http://127.0.0.1:50053"),
     GATEWAY_DEADLINE_MS: positiveInt(5_000),
@@ -69,6 +71,7 @@ const transport = (baseUrl: string) =>
     interceptors: [clientTracing, ...sendServiceToken(config.SERVICE_TOKEN || undefined)],
   });
 const backends = {
+  analytics: createClient(AnalyticsService, transport(config.ANALYTICS_URL)),
   covisit: createClient(CovisitService, transport(config.COVISIT_URL)),
   ingest: createClient(IngestService, transport(config.INGEST_URL)),
   profile: createClient(ProfileService, transport(config.PROFILE_URL)),

@@ -3,6 +3,7 @@
 import { toJson, type DescService, type JsonValue } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, createRouterTransport, type ConnectRouter, type ServiceImpl } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
+import { AnalyticsService } from "@recsys/contracts/analytics/v1/analytics";
 import { CovisitService } from "@recsys/contracts/covisit/v1/covisit";
 import { GatewayService } from "@recsys/contracts/gateway/v1/gateway";
 import { IngestService } from "@recsys/contracts/ingest/v1/ingest";
@@ -37,6 +38,21 @@ export const KAFKA = {
   likeCount: 0n,
   score: 0.5,
 };
+export const METRIC = {
+  windowStart: "2024-05-01T09:00:00.000Z",
+  windowEnd: "2024-05-01T09:05:00.000Z",
+  userid: "1",
+  event: "view",
+  url: "https://e.org/a",
+  eventCount: 2n,
+};
+/** What the fake analytics says trends: the covisit fake's one recommendation among them. */
+export const TRENDING = [
+  { url: "https://en.wikipedia.org/wiki/Kindness", clicks: 9n },
+  { url: "https://e.org/a", clicks: 8n },
+  { url: "https://e.org/t1", clicks: 5n },
+  { url: "https://e.org/t2", clicks: 4n },
+];
 export const ACCEPTED = { eventId: "e-1", sourceTime: "2024-05-01T10:00:00.000Z", streamSequence: 7n, duplicate: false };
 export const CLICK_TIME = "2024-05-01T09:00:00.000Z";
 
@@ -113,6 +129,11 @@ function fakeBackends(log: BackendLog) {
       recommendedEvents: (req) => (checkedUserid(req.userid), { items: [SAMZA, KAFKA] }),
       personalizedEventSearch: (req) => (checkedUserid(req.userid), { items: [KAFKA] }),
     })(router);
+    recorded(log, AnalyticsService, "analytics", {
+      clickMetrics: () => ({ rows: [METRIC] }),
+      eventMix: () => ({ events: [{ event: "view", clicks: 7n }], complete: true }),
+      trending: () => ({ urls: TRENDING, from: "2024-05-01T08:00:00.000Z", to: "2024-05-01T09:00:00.000Z" }),
+    })(router);
   });
 }
 
@@ -123,6 +144,7 @@ export function gatewayOverFakeBackends(log: BackendLog) {
   const backendTransport = fakeBackends(log);
   const api = createGatewayApi(
     {
+      analytics: createClient(AnalyticsService, backendTransport),
       ingest: createClient(IngestService, backendTransport),
       covisit: createClient(CovisitService, backendTransport),
       profile: createClient(ProfileService, backendTransport),

@@ -1,0 +1,62 @@
+// The click analytics through the gateway: the queries pass on to analytics at both doors, and
+// Recommendation's opt-in fallback fills up from Trending, each item saying where it came from.
+import { beforeEach, describe, expect, it } from "vitest";
+import { data, gateway, gatewayOverFakeBackends, serveOpenGateway, type BackendCall } from "./testing.js";
+
+let asked: BackendCall[] = [];
+serveOpenGateway(gatewayOverFakeBackends({ record: (call) => asked.push(call) }));
+beforeEach(() => {
+  asked = [];
+});
+
+describe("analytics queries", () => {
+  it("ClickMetrics passes its filters on and answers the reference's columns, over Connect and GraphQL", async () => {
+    const res = await gateway.clickMetrics({ userid: "1", from: "2024-05-01T09:00:00Z", to: "2024-05-01T10:00:00Z" });
+    expect(res.rows).toEqual([expect.objectContaining({ windowStart: "2024-05-01T09:00:00.000Z", userid: "1", event: "view", eventCount: 2n })]);
+    expect(asked).toEqual([{ rpc: "analytics.clickMetrics", req: { userid: "1", from: "2024-05-01T09:00:00Z", to: "2024-05-01T10:00:00Z" } }]);
+    const graphql = await data(`{ ClickMetrics(url: "https://e.org/a", event: "view") { window_start window_end userid event url event_count } }`);
+    expect(graphql.ClickMetrics).toEqual([
+      { window_start: "2024-05-01T09:00:00.000Z", window_end: "2024-05-01T09:05:00.000Z", userid: "1", event: "view", url: "https://e.org/a", event_count: 2 },
+    ]);
+    expect(asked[1]).toEqual({ rpc: "analytics.clickMetrics", req: { url: "https://e.org/a", event: "view", limit: 100 } });
+  });
+
+  it("EventMix and Trending answer what analytics counted; Trending's window defaults to 1h", async () => {
+    expect(await data(`{ EventMix(from: "2024-05-01T09:00:00Z", to: "2024-05-01T10:00:00Z") { events { event clicks } complete } }`)).toEqual({
+      EventMix: { events: [{ event: "view", clicks: 7 }], complete: true },
+    });
+    expect((await data(`{ Trending(limit: 2) { url clicks } }`)).Trending[0]).toEqual({ url: "https://en.wikipedia.org/wiki/Kindness", clicks: 9 });
+    expect((await gateway.trending({ event: "add_to_cart" })).urls).toHaveLength(4);
+    expect(asked.map((a) => a.req)).toEqual([
+      { from: "2024-05-01T09:00:00Z", to: "2024-05-01T10:00:00Z" },
+      { window: "1h", limit: 2 },
+      { window: "1h", event: "add_to_cart" },
+    ]);
+  });
+});
+
+describe("Recommendation's fallback", () => {
+  it("fills up to the limit from Trending, leaving out the page itself and what co-visits listed; each item names its source", async () => {
+    const res = await gateway.recommendation({ url: "https://e.org/a", limit: 3, fallback: true });
+    expect(res.items.map((i) => [i.recommendation, Number(i.frequency), i.source])).toEqual([
+      ["https://en.wikipedia.org/wiki/Kindness", 3, "covisit"],
+      ["https://e.org/t1", 5, "trending"],
+      ["https://e.org/t2", 4, "trending"],
+    ]);
+    const graphql = await data(`{ Recommendation(url: "https://e.org/a", limit: 2, fallback: true) { recommendation source } }`);
+    expect(graphql.Recommendation).toEqual([
+      { recommendation: "https://en.wikipedia.org/wiki/Kindness", source: "covisit" },
+      { recommendation: "https://e.org/t1", source: "trending" },
+    ]);
+  });
+
+  it("changes nothing without the flag, or when co-visits fill the limit", async () => {
+    const plain = await gateway.recommendation({ url: "https://e.org/a", limit: 3 });
+    expect(plain.items.map((i) => [i.recommendation, i.source])).toEqual([["https://en.wikipedia.org/wiki/Kindness", ""]]);
+    expect((await data(`{ Recommendation(url: "https://e.org/a") { recommendation source } }`)).Recommendation).toEqual([
+      { recommendation: "https://en.wikipedia.org/wiki/Kindness", source: null },
+    ]);
+    await gateway.recommendation({ url: "https://e.org/a", limit: 1, fallback: true });
+    expect(asked.map((a) => a.rpc)).not.toContain("analytics.trending");
+  });
+});
