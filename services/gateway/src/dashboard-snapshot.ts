@@ -25,6 +25,8 @@ export interface DashboardSnapshot {
     publishedPerSecond: number | null;
   };
   lag: Array<{ service: BackendName; stream: string; consumer: string; messages: number }>;
+  /** From analytics (null when it did not answer): clicks by event type and the top urls of the trending window. */
+  analytics: DashboardAnalytics | null;
   embedBatches: {
     batches: number;
     texts: number;
@@ -67,6 +69,14 @@ export function total(samples: Sample[], name: string, where: (labels: Record<st
   return sum;
 }
 
+/** What analytics said this moment: the trending urls of the last hour and the event mix of the same period. */
+export interface DashboardAnalytics {
+  from: string;
+  to: string;
+  events: Array<{ event: string; clicks: number }>;
+  trending: Array<{ url: string; clicks: number }>;
+}
+
 /** Snapshots from scrapes; keeps the counters' history for their rates. */
 export class DashboardState {
   private readonly applied: CounterRate;
@@ -77,7 +87,7 @@ export class DashboardState {
     this.published = new CounterRate(rateWindowMs);
   }
 
-  next(scrapes: BackendScrape[], atMs: number): DashboardSnapshot {
+  next(scrapes: BackendScrape[], atMs: number, analytics: DashboardAnalytics | null = null): DashboardSnapshot {
     const of = (service: BackendName) => scrapes.find((s) => s.service === service)?.metrics;
     const applied = total(of("covisit") ?? [], "recsys_covisit_clicks_total", (l) => l.outcome === "applied");
     const published = total(of("ingest") ?? [], "recsys_published_clicks_total");
@@ -102,6 +112,7 @@ export class DashboardState {
             .map((m) => ({ service: s.service, stream: m.labels.stream ?? "", consumer: m.labels.consumer ?? "", messages: m.value })),
         )
         .sort((a, b) => a.service.localeCompare(b.service) || a.consumer.localeCompare(b.consumer) || a.stream.localeCompare(b.stream)),
+      analytics,
       embedBatches: batchSizes(of("embedder")),
     };
   }

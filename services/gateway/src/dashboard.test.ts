@@ -6,7 +6,7 @@ import { Counter, Gauge, Histogram, metricSamples, Registry } from "@recsys/metr
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { Access, memoryLimiters, parseApiKeys, UNLIMITED } from "./access.js";
 import { Authenticator } from "./auth.js";
-import { createDashboard, type Dashboard } from "./dashboard.js";
+import { createDashboard, type Dashboard, type DashboardOptions } from "./dashboard.js";
 import {
   BACKENDS,
   batchSizes,
@@ -177,12 +177,13 @@ describe("dashboard over HTTP", () => {
     await Promise.all(servers.map((s) => new Promise((r) => (s.close(r), s.closeAllConnections()))));
   });
 
-  async function serve(apiKeys = "") {
+  async function serve(apiKeys = "", analytics?: DashboardOptions["analytics"]) {
     const d = createDashboard({
       backends: backendUrls,
       access: new Access(new Authenticator(parseApiKeys(apiKeys)), UNLIMITED, memoryLimiters(UNLIMITED), logger),
       logger,
       intervalMs: 100,
+      analytics,
     });
     dashboard = d;
     gateway = http.createServer((req, res) => {
@@ -247,6 +248,24 @@ describe("dashboard over HTTP", () => {
     expect(third!.clicks.published).toBe(40);
     expect(third!.lag.map((l) => l.consumer)).toEqual(["covisit", "embedder"]);
     expect(third!.embedBatches?.meanSize).toBeCloseTo(19 / 6);
+    expect(third!.analytics).toBeNull();
+  });
+
+  it("shows analytics' event mix and trending pages, and nothing of them while analytics fails", async () => {
+    let up = true;
+    const reading = {
+      from: "2024-05-01T08:00:00.000Z",
+      to: "2024-05-01T09:00:00.000Z",
+      events: [{ event: "view", clicks: 7 }],
+      trending: [{ url: "https://e.org/a", clicks: 5 }],
+    };
+    const url = await serve("", async () => {
+      if (!up) throw new Error("analytics down");
+      return reading;
+    });
+    expect((await snapshots(url, 1))[0]!.analytics).toEqual(reading);
+    up = false;
+    expect((await snapshots(url, 2))[1]!.analytics).toBeNull();
   });
 
   it("shows the applied clicks climbing while the page is open", async () => {

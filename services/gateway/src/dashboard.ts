@@ -7,7 +7,7 @@ import { serveMetrics, serveMetricsJson, type HttpRequest, type HttpResponse } f
 import { callerOf, type Access } from "./access.js";
 import { DASHBOARD_PAGE } from "./dashboard-page.js";
 import { z } from "zod";
-import { BACKENDS, DashboardState, type BackendName, type BackendScrape } from "./dashboard-snapshot.js";
+import { BACKENDS, DashboardState, type BackendName, type BackendScrape, type DashboardAnalytics } from "./dashboard-snapshot.js";
 
 // JSON has no NaN: such a value arrives as null and is left out.
 const SAMPLES = z
@@ -24,6 +24,8 @@ export interface DashboardOptions {
   logger: Logger;
   intervalMs?: number;
   scrapeTimeoutMs?: number;
+  /** The event mix and trending urls, from analytics; rejects when it cannot answer. */
+  analytics?: () => Promise<DashboardAnalytics>;
 }
 
 export interface Dashboard {
@@ -175,9 +177,12 @@ class SnapshotFeed {
     this.scraping = true;
     const started = Date.now();
     try {
-      const scrapes = await Promise.all(BACKENDS.map((service) => this.scrape(service)));
+      const [scrapes, analytics] = await Promise.all([
+        Promise.all(BACKENDS.map((service) => this.scrape(service))),
+        this.opts.analytics?.().catch(() => null) ?? null,
+      ]);
       const atMs = Date.now();
-      this.latest = { json: JSON.stringify(this.state.next(scrapes, atMs)), atMs };
+      this.latest = { json: JSON.stringify(this.state.next(scrapes, atMs, analytics)), atMs };
       for (const listener of this.listeners) listener(this.latest.json);
     } catch (err) {
       this.opts.logger.warn({ err }, "dashboard snapshot failed");

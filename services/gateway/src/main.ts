@@ -16,7 +16,7 @@ import { corsFor, parseOrigins } from "./cors.js";
 import { createDashboard, guardMetrics } from "./dashboard.js";
 import { serveGraphql } from "./graphql-http.js";
 import { createGraphql } from "./graphql.js";
-import { createGatewayApi, DEFAULT_COALESCING, gatewayRoutes } from "./handlers.js";
+import { createGatewayApi, DEFAULT_COALESCING, DEFAULT_TRENDING_WINDOW, gatewayRoutes } from "./handlers.js";
 
 const config = readConfig(
   z.object({
@@ -112,6 +112,17 @@ const dashboard = createDashboard({
   backends: { ingest: config.INGEST_URL, covisit: config.COVISIT_URL, embedder: config.EMBEDDER_URL, profile: config.PROFILE_URL },
   access,
   logger,
+  async analytics() {
+    const call = { timeoutMs: 1_000 };
+    const trending = await backends.analytics.trending({ window: DEFAULT_TRENDING_WINDOW, limit: 5 }, call);
+    const mix = trending.from ? await backends.analytics.eventMix({ from: trending.from, to: trending.to }, call) : { events: [] };
+    return {
+      from: trending.from,
+      to: trending.to,
+      events: mix.events.map((e) => ({ event: e.event, clicks: Number(e.clicks) })),
+      trending: trending.urls.map((u) => ({ url: u.url, clicks: Number(u.clicks) })),
+    };
+  },
 });
 const graphql = serveGraphql(createGraphql(api, logger, access), logger, {
   graphiql: config.GATEWAY_GRAPHIQL === "on" || (config.GATEWAY_GRAPHIQL === "loopback" && isLoopback(config.HOST)),

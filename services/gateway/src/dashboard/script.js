@@ -76,6 +76,19 @@ function render(s) {
       : s.lag.map((l) => row([el("td", l.consumer), el("td", l.stream, "stream"), el("td", whole.format(l.messages), "num")]))),
   );
 
+  const a = s.analytics;
+  $("analytics-period").textContent = a && a.from ? `${a.from} – ${a.to}` : "analytics: no reading";
+  $("event-mix").replaceChildren(
+    ...(!a || a.events.length === 0
+      ? [emptyRow(2, "no clicks counted yet")]
+      : a.events.map((e) => row([el("td", e.event), el("td", whole.format(e.clicks), "num")]))),
+  );
+  $("trending").replaceChildren(
+    ...(!a || a.trending.length === 0
+      ? [emptyRow(2, "no clicks counted yet")]
+      : a.trending.map((t) => row([el("td", t.url), el("td", whole.format(t.clicks), "num")]))),
+  );
+
   const b = s.embedBatches;
   $("batch-mean").textContent = b && b.meanSize !== null ? tenths.format(b.meanSize) : "–";
   $("batch-count").textContent = b ? `${whole.format(b.batches)} batches, ${whole.format(b.texts)} texts` : "embedder: no reading";
