@@ -3,6 +3,7 @@ import { writeFileSync } from "node:fs";
 import { Command } from "commander";
 import { redisBound, sqlBaseline } from "./baselines.js";
 import type { LatencySummary } from "./open-loop.js";
+import { analyticsCaughtUp, analyticsReading, emissionLag } from "./analytics.js";
 import { embedThroughput, freshness, ingestToVisible, openLoopPhase, runFile } from "./phases.js";
 import { clicksFile, lines, pagesFile, type Click, type Page } from "./reference-data.js";
 import { closeGateway, ensureStack, gatewayCall, log, rssMiB, startUnbatchedEmbedder, url } from "./stack.js";
@@ -22,11 +23,15 @@ async function main(opts: { json?: string; quick: boolean }) {
   log("Redis bound");
   const bound = await redisBound(clicks);
   const run = `bench${Date.now().toString(36)}`;
-  log("ingest to visible");
+  log("ingest to visible (analytics consuming too)");
+  const analyticsBefore = await analyticsReading();
   const ingest = await ingestToVisible(runFile(clicks, `${run}a`));
+  const analytics = await analyticsCaughtUp(analyticsBefore, ingest.lastSequence, ingest.clicks);
   log("freshness at 100 clicks/s");
   const freshSeconds = opts.quick ? 4 : 15;
+  const lagFrom = await analyticsReading();
   const fresh = await freshness(freshSeconds, runFile(clicks, `${run}b`, 100 * (freshSeconds + 2)));
+  const lag = emissionLag(lagFrom, await analyticsReading());
   log("Recommendation at 1,000 requests/s");
   const rec = await openLoopPhase(1000, rateSeconds, async (i) => void (await gatewayCall("Recommendation", { url: urls[(i * 7919) % urls.length] })));
   log("SimilarContent at 500 requests/s");
@@ -52,6 +57,11 @@ async function main(opts: { json?: string; quick: boolean }) {
     freshness_p50_ms_at_100_per_s: round(fresh.p50Ms),
     freshness_p99_ms_at_100_per_s: round(fresh.p99Ms),
     freshness_probes: fresh.probes,
+    analytics_cpu_us_per_click: round(analytics.cpuMicrosPerClick),
+    analytics_caught_up_clicks_per_s: Math.round(ingest.clicks / analytics.seconds),
+    analytics_emission_lag_p50_ms_at_100_per_s: lag.p50Ms,
+    analytics_emission_lag_p99_ms_at_100_per_s: lag.p99Ms,
+    analytics_windows_closed_at_100_per_s: lag.windows,
     recommendation_p50_ms_at_1000_rps: rec.p50Ms,
     recommendation_p99_ms_at_1000_rps: rec.p99Ms,
     recommendation_at_1000_rps: latency(rec),

@@ -54,7 +54,14 @@ export async function ingestToVisible(file: string) {
     waitTimeoutMs: 300_000,
   });
   if (s.accepted !== s.sent || s.late !== 0) throw new Error(`replay: ${JSON.stringify(s)}`);
-  return { clicksPerSecond: s.clicksPerSecond, seconds: s.elapsedMs / 1000, ackP50Ms: s.ackLatencyP50Ms, ackP99Ms: s.ackLatencyP99Ms };
+  return {
+    clicksPerSecond: s.clicksPerSecond,
+    seconds: s.elapsedMs / 1000,
+    ackP50Ms: s.ackLatencyP50Ms,
+    ackP99Ms: s.ackLatencyP99Ms,
+    clicks: s.sent,
+    lastSequence: BigInt(s.lastStreamSequence),
+  };
 }
 
 /**

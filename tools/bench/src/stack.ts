@@ -21,6 +21,7 @@ export const url = {
   covisit: env.COVISIT_URL ?? `http://127.0.0.1:${env.COVISIT_PORT ?? 50052}`,
   embedder: env.EMBEDDER_URL ?? `http://127.0.0.1:${env.EMBEDDER_PORT ?? 50053}`,
   profile: env.PROFILE_URL ?? `http://127.0.0.1:${env.PROFILE_PORT ?? 50054}`,
+  analytics: env.ANALYTICS_URL ?? `http://127.0.0.1:${env.ANALYTICS_PORT ?? 50055}`,
 };
 
 export const log = (msg: string) => process.stderr.write(`bench: ${msg}\n`);
