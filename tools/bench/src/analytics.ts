@@ -58,15 +58,20 @@ export async function analyticsReading() {
   return { cpuSeconds: total(s, "process_cpu_seconds_total"), lag: buckets(s, LAG), atMs: performance.now() };
 }
 
-/** Waits until analytics has applied every CLICKS message up to `lastSequence`; then its CPU per click since `from` and the time it took. */
-export async function analyticsCaughtUp(from: Awaited<ReturnType<typeof analyticsReading>>, lastSequence: bigint, clicks: number) {
+/** Waits until analytics has applied every CLICKS message up to `lastSequence` (a fresh analytics first reads the whole stream). */
+export async function waitForAnalytics(lastSequence: bigint) {
   const analytics = createClient(AnalyticsService, createGrpcTransport({ baseUrl: url.analytics }));
   let floor = 0n;
   await waitFor(
     async () => (floor = (await analytics.progress({})).ackFloorStreamSequence) >= lastSequence,
-    600_000,
+    1_800_000,
     async () => `analytics has applied up to stream sequence ${floor}, not ${lastSequence},`,
   );
+}
+
+/** Waits until analytics has applied every CLICKS message up to `lastSequence`; then its CPU per click since `from` and the time it took. */
+export async function analyticsCaughtUp(from: Awaited<ReturnType<typeof analyticsReading>>, lastSequence: bigint, clicks: number) {
+  await waitForAnalytics(lastSequence);
   const to = await analyticsReading();
   return { cpuMicrosPerClick: ((to.cpuSeconds - from.cpuSeconds) * 1e6) / clicks, seconds: (to.atMs - from.atMs) / 1000 };
 }

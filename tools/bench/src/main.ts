@@ -3,10 +3,10 @@ import { writeFileSync } from "node:fs";
 import { Command } from "commander";
 import { redisBound, sqlBaseline } from "./baselines.js";
 import type { LatencySummary } from "./open-loop.js";
-import { analyticsCaughtUp, analyticsReading, emissionLag } from "./analytics.js";
+import { analyticsCaughtUp, analyticsReading, emissionLag, waitForAnalytics } from "./analytics.js";
 import { embedThroughput, freshness, ingestToVisible, openLoopPhase, runFile } from "./phases.js";
 import { clicksFile, lines, pagesFile, type Click, type Page } from "./reference-data.js";
-import { closeGateway, ensureStack, gatewayCall, log, rssMiB, startUnbatchedEmbedder, url } from "./stack.js";
+import { clicksApplied, closeGateway, ensureStack, gatewayCall, log, rssMiB, startUnbatchedEmbedder, url } from "./stack.js";
 
 const latency = (s: LatencySummary) => ({ p50_ms: s.p50Ms, p99_ms: s.p99Ms, max_ms: s.maxMs, errors: s.errors, achieved_rps: Math.round(s.achievedPerSecond) });
 
@@ -23,6 +23,8 @@ async function main(opts: { json?: string; quick: boolean }) {
   log("Redis bound");
   const bound = await redisBound(clicks);
   const run = `bench${Date.now().toString(36)}`;
+  log("analytics catching up with CLICKS");
+  await waitForAnalytics(await clicksApplied());
   log("ingest to visible (analytics consuming too)");
   const analyticsBefore = await analyticsReading();
   const ingest = await ingestToVisible(runFile(clicks, `${run}a`));

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
+import { CovisitService } from "@recsys/contracts/covisit/v1/covisit";
 import { ProfileService } from "@recsys/contracts/profile/v1/profile";
 import { loadContent } from "@recsys/loadgen/content";
 import { replay } from "@recsys/loadgen/replay";
@@ -130,4 +131,10 @@ export async function rssMiB(): Promise<Record<string, number>> {
     if (m) out[name] = Math.round(Number(m[1]) / 2 ** 20);
   }
   return out;
+}
+
+/** covisit's ack floor on CLICKS: after ensureStack, every click the stream holds. */
+export async function clicksApplied(): Promise<bigint> {
+  const covisit = createClient(CovisitService, createGrpcTransport({ baseUrl: url.covisit }));
+  return (await covisit.progress({})).ackFloorStreamSequence;
 }
