@@ -31,9 +31,10 @@ async function main(opts: { json?: string; quick: boolean }) {
   const analytics = await analyticsCaughtUp(analyticsBefore, ingest.lastSequence, ingest.clicks);
   log("freshness at 100 clicks/s");
   const freshSeconds = opts.quick ? 4 : 15;
-  const lagFrom = await analyticsReading();
   const fresh = await freshness(freshSeconds, runFile(clicks, `${run}b`, 100 * (freshSeconds + 2)));
-  const lag = emissionLag(lagFrom, await analyticsReading());
+  // The windows those two phases closed by the watermark (a phase at 100 clicks/s of times ending now closes none by itself:
+  // a window closes 5 minutes of lateness after its end).
+  const lag = emissionLag(analyticsBefore, await analyticsReading());
   log("Recommendation at 1,000 requests/s");
   const rec = await openLoopPhase(1000, rateSeconds, async (i) => void (await gatewayCall("Recommendation", { url: urls[(i * 7919) % urls.length] })));
   log("SimilarContent at 500 requests/s");
@@ -61,9 +62,9 @@ async function main(opts: { json?: string; quick: boolean }) {
     freshness_probes: fresh.probes,
     analytics_cpu_us_per_click: round(analytics.cpuMicrosPerClick),
     analytics_caught_up_clicks_per_s: Math.round(ingest.clicks / analytics.seconds),
-    analytics_emission_lag_p50_ms_at_100_per_s: lag.p50Ms,
-    analytics_emission_lag_p99_ms_at_100_per_s: lag.p99Ms,
-    analytics_windows_closed_at_100_per_s: lag.windows,
+    analytics_emission_lag_p50_ms: lag.p50Ms,
+    analytics_emission_lag_p99_ms: lag.p99Ms,
+    analytics_windows_closed: lag.windows,
     recommendation_p50_ms_at_1000_rps: rec.p50Ms,
     recommendation_p99_ms_at_1000_rps: rec.p99Ms,
     recommendation_at_1000_rps: latency(rec),
