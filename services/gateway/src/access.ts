@@ -1,4 +1,3 @@
-import { createHash } from "node:crypto";
 import type { MessageShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { GatewayService } from "@recsys/contracts/gateway/v1/gateway";
@@ -135,11 +134,7 @@ export class Access {
     const user = principal.kind === "user";
     const which: keyof RateLimits = user ? (kind === "read" ? "userReads" : "userWrites") : kind === "read" ? "reads" : "writes";
     const client =
-      principal.kind === "user"
-        ? `user:${principal.userid}`
-        : principal.kind === "service"
-          ? `key:${createHash("sha256").update(principal.keyId).digest("base64url").slice(0, 22)}`
-          : `addr:${principal.address}`;
+      principal.kind === "user" ? `user:${principal.userid}` : principal.kind === "service" ? `key:${principal.keyId}` : `addr:${principal.address}`;
     try {
       await this.limiters[which].consume(client);
     } catch (err) {

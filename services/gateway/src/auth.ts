@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { checkUserid } from "@recsys/validation";
@@ -13,7 +14,7 @@ export const API_KEY_HEADER = "x-api-key";
 export type Principal =
   /** A gateway with no credentials configured (loopback only): anyone, as a writer. */
   | { kind: "anonymous"; address: string }
-  /** An internal service's key: acts for any user, up to its scope. */
+  /** An internal service's key: acts for any user, up to its scope. `keyId` names the key without revealing it (a hash). */
   | { kind: "service"; keyId: string; scope: Scope }
   /** A user's token: acts only as `userid` (its `sub`). */
   | { kind: "user"; userid: string };
@@ -86,25 +87,30 @@ function tokenRefusal(err: unknown): string {
 /** Service keys and user tokens; with neither configured every caller is anonymous. */
 export class Authenticator {
   private readonly token: ReturnType<typeof tokenKey>;
+  /** Each key's principal, made once. */
+  private readonly services: Map<string, Principal & { kind: "service" }>;
 
   constructor(
-    private readonly keys: Map<string, Scope>,
+    keys: Map<string, Scope>,
     private readonly settings: TokenSettings = {},
   ) {
     this.token = tokenKey(settings);
+    this.services = new Map(
+      [...keys].map(([key, scope]) => [key, { kind: "service", keyId: createHash("sha256").update(key).digest("base64url").slice(0, 22), scope }]),
+    );
   }
 
   /** No key and no token configured: the gateway is open (main.ts allows it on loopback only). */
   get open(): boolean {
-    return this.keys.size === 0 && this.token === undefined;
+    return this.services.size === 0 && this.token === undefined;
   }
 
   /** Who `caller` is; throws Unauthenticated with the reason when its credentials do not hold. */
   async authenticate(caller: Caller): Promise<Principal> {
     if (caller.apiKey !== undefined) {
-      const scope = this.keys.get(caller.apiKey);
-      if (!scope) throw unauthenticated(`${API_KEY_HEADER}: not a valid API key`);
-      return { kind: "service", keyId: caller.apiKey, scope };
+      const service = this.services.get(caller.apiKey);
+      if (!service) throw unauthenticated(`${API_KEY_HEADER}: not a valid API key`);
+      return service;
     }
     const bearer = caller.authorization?.match(/^Bearer\s+(\S+)\s*$/i)?.[1];
     if (caller.authorization !== undefined && bearer === undefined) throw unauthenticated("authorization: must be Bearer <token>");

@@ -28,7 +28,7 @@ import { maxItemsPlugin, jsonBodiesOnlyPlugin } from "./graphql-guards.js";
 import { PROPERTIES, type PropertyValueInit } from "./graphql-properties.js";
 import { typeDefs } from "./graphql-schema.js";
 import { callerOf, type Access, type Caller, type Rpc } from "./access.js";
-import type { GatewayApi } from "./handlers.js";
+import { guardedApi, type GatewayApi } from "./handlers.js";
 
 /** What a GET /graphql must carry, as any request a browser sends without asking the server first. */
 export const CSRF_HEADER = "x-graphql-csrf";
@@ -57,19 +57,8 @@ interface ClickEventInput {
 
 const eventOut = (e: Event) => ({ id: e.id, url: e.url, title: e.title, abstract: e.abstract, likeCount: Number(e.likeCount), score: e.score });
 
-/** The API as one caller may use it: every call checked by `access` first. */
-function guarded(api: GatewayApi, access: Access, caller: Caller): GatewayApi {
-  const methods = Object.keys(api) as Rpc[];
-  return Object.fromEntries(
-    methods.map((method) => [
-      method,
-      async (req: never) => {
-        await access.check(method, caller, req);
-        return (api[method] as (r: never) => Promise<unknown>)(req);
-      },
-    ]),
-  ) as unknown as GatewayApi;
-}
+/** The API as one document's caller may use it: every call checked by `access` first. */
+const guarded = (api: GatewayApi, access: Access, caller: Caller): GatewayApi => guardedApi<void>(api, access, () => caller);
 
 type Resolve = (api: GatewayApi, args: never) => Promise<unknown>;
 

@@ -23,7 +23,7 @@ import type { AnalyticsService } from "@recsys/contracts/analytics/v1/analytics"
 import type { IngestService } from "@recsys/contracts/ingest/v1/ingest";
 import { SimilarContentRequestSchema, type Event as ProfileEvent, type ProfileService, type SimilarContentRequest } from "@recsys/contracts/profile/v1/profile";
 import type { Logger } from "@recsys/logging";
-import { callerOf, type Access, type Rpc } from "./access.js";
+import { callerOf, type Access, type Caller, type Rpc } from "./access.js";
 import { coalesce } from "./coalesce.js";
 import { checkLimit, checkOffset, checkPageId, checkUserid, DEFAULT_EVENT_TYPE, orInvalidArgument } from "@recsys/validation";
 
@@ -211,16 +211,24 @@ export function createGatewayApi(backends: Backends, logger: Logger, deadlineMs:
   };
 }
 
-/** The Connect front door of the API; `access` sees every call first. */
-export function gatewayRoutes(api: GatewayApi, access: Access) {
-  const guarded = Object.fromEntries(
-    Object.entries(api).map(([method, call]) => [
+/**
+ * The API as its callers may use it, at either door: `access` checks every call first, for the caller `callerOf` names from the
+ * call's context (Connect's handler context; GraphQL's request, fixed per document).
+ */
+export function guardedApi<C>(api: GatewayApi, access: Access, callerOf: (context: C) => Caller) {
+  return Object.fromEntries(
+    (Object.keys(api) as Rpc[]).map((method) => [
       method,
-      async (req: never, ctx: HandlerContext) => {
-        await access.check(method as Rpc, callerOf(ctx.requestHeader), req);
-        return (call as (r: never) => Promise<unknown>)(req);
+      async (req: never, context: C) => {
+        await access.check(method, callerOf(context), req);
+        return (api[method] as (r: never) => Promise<unknown>)(req);
       },
     ]),
-  ) as unknown as GatewayApi;
+  ) as { [M in Rpc]: (req: Parameters<GatewayApi[M]>[0], context: C) => ReturnType<GatewayApi[M]> };
+}
+
+/** The Connect front door of the API; `access` sees every call first. */
+export function gatewayRoutes(api: GatewayApi, access: Access) {
+  const guarded = guardedApi(api, access, (ctx: HandlerContext) => callerOf(ctx.requestHeader));
   return (router: ConnectRouter) => router.service(GatewayService, guarded);
 }
