@@ -10,13 +10,13 @@ import type { WatermarkLog } from "./watermark-log.js";
 
 const emittedRows = new Counter({
   name: "recsys_analytics_emitted_rows_total",
-  help: "Rows (window, userid, event, url, count) analytics committed to click_metrics",
+  help: "Rows (window, userid, event, url, count) analytics published to CLICK_METRICS",
   registers: [registry],
 });
 
 const emissionLag = new Histogram({
   name: "recsys_analytics_emission_lag_seconds",
-  help: "From the watermark closing a window (its end plus the allowed lateness) to the window's rows committed",
+  help: "From the watermark closing a window (its end plus the allowed lateness) to the window being emitted: queryable, its clicks final",
   buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
   registers: [registry],
 });
@@ -50,27 +50,22 @@ export interface EmissionOptions {
   watermarks: WatermarkLog;
   logger: Logger;
   latenessMs: number;
-  /** The most windows one transaction emits. */
-  maxWindows: number;
 }
 
 /**
- * Emits every window due, in transactions of at most `maxWindows`: those the watermark closed, and with `idleMs` (the consumer has
- * nothing waiting) every window holding data once no click was applied for that long.
+ * Emits every window due: those the watermark closed, and with `idleMs` (the consumer has nothing waiting) every window holding data
+ * once no click was applied for that long. One row of progress moves; the windows' rows are their panes' sums from then on.
  */
 export async function emitDue(opts: EmissionOptions, idleMs: number | null): Promise<void> {
   const { sizeMs, slideMs } = opts.store.windows;
-  for (;;) {
-    const e = await opts.store.emit(opts.latenessMs, idleMs, opts.maxWindows);
-    if (!e) return;
-    const now = Date.now();
-    emittedRows.inc(e.rows);
-    for (let s = e.fromMs; s < e.beforeMs; s += slideMs) {
-      const closedAt = opts.watermarks.reachedAt(s + sizeMs + opts.latenessMs);
-      if (closedAt !== undefined) emissionLag.observe((now - closedAt) / 1000);
-    }
-    opts.logger.debug({ from: new Date(e.fromMs).toISOString(), before: new Date(e.beforeMs).toISOString(), rows: e.rows }, "windows emitted");
+  const e = await opts.store.emit(opts.latenessMs, idleMs);
+  if (!e) return;
+  const now = Date.now();
+  for (let s = e.fromMs; s < e.beforeMs; s += slideMs) {
+    const closedAt = opts.watermarks.reachedAt(s + sizeMs + opts.latenessMs);
+    if (closedAt !== undefined) emissionLag.observe((now - closedAt) / 1000);
   }
+  opts.logger.debug({ from: new Date(e.fromMs).toISOString(), before: new Date(e.beforeMs).toISOString() }, "windows emitted");
 }
 
 export interface EmitterOptions extends EmissionOptions {
@@ -84,12 +79,13 @@ export interface EmitterOptions extends EmissionOptions {
 
 /**
  * Emits the windows of an idle stream (the consumer emits those the watermark closes, after each message), then publishes what is
- * emitted and not yet published to CLICK_METRICS, window by window, with ids the broker deduplicates: a crash between the two
- * publishes those windows again, and the broker keeps one copy (within its duplicate window, 10 minutes).
+ * emitted and not yet published to CLICK_METRICS, window by window, with ids the broker deduplicates: a crash before
+ * `published_before` moves publishes those windows again, with the same rows cut the same way (an emitted window's panes no longer
+ * change), and the broker keeps one copy (within its duplicate window, 10 minutes).
  */
 export async function runEmitter(opts: EmitterOptions): Promise<void> {
   const { store, bus, logger } = opts;
-  const { sizeMs, slideMs } = store.windows;
+  const { sizeMs } = store.windows;
   const caughtUp = async () => {
     const p = await consumerProgress(bus, bus.topology.clicksStream, [clicksDurable]);
     return p.pending === 0n && p.ackPending === 0n;
@@ -117,14 +113,11 @@ export async function runEmitter(opts: EmitterOptions): Promise<void> {
 
   const publishEmitted = async () => {
     for (;;) {
-      const emittedBefore = (await store.progress()).emittedBeforeMs;
-      const windows = await store.unpublished(20_000);
-      if (windows.length === 0) {
-        if (emittedBefore !== undefined) await store.markPublished(emittedBefore);
-        return;
-      }
+      const { windows, beforeMs } = await store.unpublished(20_000);
+      if (beforeMs === undefined) return;
       for (const w of windows) await publishWindow(w);
-      await store.markPublished(windows.at(-1)!.startMs + slideMs);
+      const rows = windows.reduce((n, w) => n + w.rows.length, 0);
+      if (await store.markPublished(beforeMs, rows)) emittedRows.inc(rows);
     }
   };
 

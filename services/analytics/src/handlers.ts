@@ -12,7 +12,7 @@ const iso = (ms: number | undefined) => (ms === undefined ? "" : new Date(ms).to
 export const TRENDING_PERIODS: Record<string, number> = { "5m": 300_000, "1h": 3_600_000, "24h": 86_400_000 };
 
 const MAX_EVENT_CHARS = 64;
-/** EventMix reads one window per window size of its period: at most 8,928 with the default size. */
+/** EventMix sums the panes of its period: a month holds 267,840 of them with the default slide. */
 const MAX_EVENT_MIX_MS = 31 * 24 * 3600_000;
 
 function checkEvent(value: string, field = "event"): string {
@@ -49,8 +49,8 @@ export function analyticsRoutes(store: AnalyticsStore, reads: AnalyticsReads, bu
         const rows = await reads.clickMetrics(q);
         return {
           rows: rows.map((r) => ({
-            windowStart: r.windowStart.toISOString(),
-            windowEnd: r.windowEnd.toISOString(),
+            windowStart: iso(r.windowStartMs),
+            windowEnd: iso(r.windowStartMs + sizeMs),
             userid: r.userid,
             event: r.event,
             url: r.url,
@@ -65,7 +65,7 @@ export function analyticsRoutes(store: AnalyticsStore, reads: AnalyticsReads, bu
           const fromMs = parseRfc3339(req.from, "from");
           const toMs = parseRfc3339(req.to, "to");
           if (fromMs % slideMs !== 0) throw new FieldError("from", `must be a window start: a multiple of the slide (${seconds(slideMs)}) since the epoch`);
-          if (toMs <= fromMs || (toMs - fromMs) % sizeMs !== 0) throw new FieldError("to", `must be a whole number of windows (${seconds(sizeMs)}) after from`);
+          if (toMs <= fromMs || toMs % slideMs !== 0) throw new FieldError("to", `must be a multiple of the slide (${seconds(slideMs)}) after from`);
           if (toMs - fromMs > MAX_EVENT_MIX_MS) throw new FieldError("to", "must be at most 31 days after from");
           return { fromMs, toMs };
         });
@@ -76,7 +76,7 @@ export function analyticsRoutes(store: AnalyticsStore, reads: AnalyticsReads, bu
         const { periodMs, event, limit } = orInvalidArgument(() => {
           const periodMs = TRENDING_PERIODS[req.window];
           if (periodMs === undefined) throw new FieldError("window", `must be one of ${Object.keys(TRENDING_PERIODS).join(", ")}`);
-          if (periodMs % sizeMs !== 0) throw new FieldError("window", `must be a whole number of windows (${seconds(sizeMs)})`);
+          if (periodMs % slideMs !== 0) throw new FieldError("window", `must be a whole number of slides (${seconds(slideMs)})`);
           return { periodMs, event: optional(req.event, (v) => checkEvent(v)), limit: checkLimit(req.limit, 10) };
         });
         const t = await reads.trending(periodMs, event, limit);
@@ -99,6 +99,8 @@ export function analyticsRoutes(store: AnalyticsStore, reads: AnalyticsReads, bu
           duplicateClicks: p.duplicateClicks,
           lateClicks: p.lateClicks,
           paneRows: p.paneRows,
+          storedPaneRows: p.storedPaneRows,
+          keptFrom: iso(p.keptFromMs),
         };
       },
     });

@@ -33,9 +33,8 @@ const config = readConfig(
     ALLOWED_LATENESS_MS: z.coerce.number().int().min(0).default(DEFAULT_ALLOWED_LATENESS_MS),
     // With nothing waiting in CLICKS and no click applied for this long, every window holding data is emitted.
     IDLE_EMIT_MS: positiveInt(10_000),
-    // How often emission looks for closed windows, and the most windows one transaction emits.
+    // How often emission looks for an idle stream and publication for emitted windows.
     EMIT_INTERVAL_MS: positiveInt(200),
-    EMIT_MAX_WINDOWS: positiveInt(30),
     DEDUP_RETENTION_MS: positiveInt(7 * DAY_MS),
     CLICK_METRICS_RETENTION_MS: positiveInt(7 * DAY_MS),
     PRUNE_INTERVAL_MS: positiveInt(10 * 60_000),
@@ -89,7 +88,7 @@ const server = await startRpcServer({
 
 const stop = new AbortController();
 const watermarks = new WatermarkLog();
-const emissionOptions = { store, watermarks, logger, latenessMs: config.ALLOWED_LATENESS_MS, maxWindows: config.EMIT_MAX_WINDOWS };
+const emissionOptions = { store, watermarks, logger, latenessMs: config.ALLOWED_LATENESS_MS };
 const running = Promise.all([
   runClickConsumer({
     bus,

@@ -1,83 +1,77 @@
 import type pg from "pg";
+import { nthPaneFrom, windowRows, type RowFilters, type WindowRow } from "./window-rows.js";
 import type { HopWindows } from "./windows.js";
 
-export interface ClickMetricRow {
-  windowStart: Date;
-  windowEnd: Date;
-  userid: string;
-  event: string;
-  url: string;
-  eventCount: number;
+interface Bounds {
+  watermarkMs?: number;
+  emittedBeforeMs?: number;
+  keptFromMs?: number;
 }
 
-const at = (ms: number) => new Date(ms);
+const num = (v: string | null | undefined): number | undefined => (v === null || v === undefined ? undefined : Number(v));
 
-/** The queries of the emitted rows (click_metrics), on the pool of queries. */
+/** The queries of the emitted windows and of the panes, on the pool of queries. */
 export class AnalyticsReads {
   constructor(
     private readonly pool: pg.Pool,
     readonly windows: HopWindows,
   ) {}
 
-  /** Rows matching every filter given, by window start, userid, event, url. */
-  async clickMetrics(q: { userid?: string; url?: string; event?: string; fromMs?: number; toMs?: number; limit: number }): Promise<ClickMetricRow[]> {
-    const { rows } = await this.pool.query(
-      `SELECT window_start, window_end, userid, event, url, event_count FROM click_metrics
-       WHERE ($1::text IS NULL OR userid = $1) AND ($2::text IS NULL OR url = $2) AND ($3::text IS NULL OR event = $3)
-         AND ($4::timestamptz IS NULL OR window_start >= $4) AND ($5::timestamptz IS NULL OR window_start < $5)
-       ORDER BY window_start, userid, event, url LIMIT $6`,
-      [q.userid ?? null, q.url ?? null, q.event ?? null, q.fromMs === undefined ? null : at(q.fromMs), q.toMs === undefined ? null : at(q.toMs), q.limit],
-    );
-    return rows.map((r) => ({
-      windowStart: r.window_start,
-      windowEnd: r.window_end,
-      userid: r.userid,
-      event: r.event,
-      url: r.url,
-      eventCount: Number(r.event_count),
-    }));
+  /**
+   * Rows of emitted windows starting in [fromMs, toMs) matching every filter given, by window start, userid, event, url. Each pane
+   * row at or after the first window gives a row of its own in the window starting at its pane, so the windows up to the pane of
+   * the `limit`-th such row hold at least `limit` rows: only those are summed.
+   */
+  async clickMetrics(q: RowFilters & { fromMs?: number; toMs?: number; limit: number }): Promise<WindowRow[]> {
+    const b = await this.bounds();
+    if (b.emittedBeforeMs === undefined) return [];
+    const { slideMs } = this.windows;
+    const fromMs = Math.ceil(Math.max(q.fromMs ?? Number.NEGATIVE_INFINITY, b.keptFromMs ?? Number.NEGATIVE_INFINITY) / slideMs) * slideMs;
+    const toMs = Math.min(q.toMs ?? Number.POSITIVE_INFINITY, b.emittedBeforeMs);
+    if (!(fromMs < toMs)) return [];
+    const filters = { userid: q.userid, url: q.url, event: q.event };
+    const nth = await nthPaneFrom(this.pool, fromMs, q.limit, filters);
+    const beforeMs = nth === undefined ? toMs : Math.min(toMs, nth + slideMs);
+    return windowRows(this.pool, this.windows, { ...filters, fromMs, beforeMs, limit: q.limit });
   }
 
   /**
-   * Clicks by event type with event time in [fromMs, toMs): the sum over the windows starting at fromMs, fromMs + size, … (they tile
-   * the period, so each click counts once). `complete` is false while the last of them is not emitted.
+   * Clicks by event type with event time in [fromMs, toMs) (both multiples of the slide): the sums of the panes. `complete` is false
+   * while a click may still come into one of them (a pane of an unemitted window) or some were pruned.
    */
   async eventMix(fromMs: number, toMs: number): Promise<{ events: Array<{ event: string; clicks: number }>; complete: boolean }> {
-    const { rows } = await this.pool.query<{ event: string; clicks: string }>(
-      `SELECT event, sum(event_count) AS clicks FROM click_metrics WHERE window_start = ANY ($1::timestamptz[])
-       GROUP BY event ORDER BY clicks DESC, event`,
-      [this.tiling(fromMs, toMs)],
+    const { rows } = await this.pool.query<{ event: string; clicks: string; emitted_before_ms: string | null; kept_from_ms: string | null }>(
+      `SELECT e.event, e.clicks, s.emitted_before_ms, s.kept_from_ms FROM progress s
+       LEFT JOIN (SELECT event, sum(clicks) AS clicks FROM panes WHERE pane_start_ms >= $1 AND pane_start_ms < $2 GROUP BY event) e ON true
+       ORDER BY e.clicks DESC, e.event`,
+      [fromMs, toMs],
     );
-    const emitted = await this.emittedBefore();
+    const emittedBefore = num(rows[0]?.emitted_before_ms);
+    const keptFrom = num(rows[0]?.kept_from_ms);
     return {
-      events: rows.map((r) => ({ event: r.event, clicks: Number(r.clicks) })),
-      complete: emitted !== undefined && emitted > toMs - this.windows.sizeMs,
+      events: rows.filter((r) => r.event !== null).map((r) => ({ event: r.event, clicks: Number(r.clicks) })),
+      complete: emittedBefore !== undefined && toMs <= emittedBefore && (keptFrom === undefined || fromMs >= keptFrom),
     };
   }
 
-  /** Urls by clicks in the `periodMs` ending with the newest emitted window (the windows tiling it back from there); undefined before any emission. */
+  /** Urls by clicks in the `periodMs` ending with the watermark's pane (live: panes of unemitted windows count too); undefined before any click. */
   async trending(periodMs: number, event: string | undefined, limit: number) {
-    const emitted = await this.emittedBefore();
-    if (emitted === undefined) return undefined;
-    const toMs = emitted - this.windows.slideMs + this.windows.sizeMs;
+    const b = await this.bounds();
+    if (b.watermarkMs === undefined) return undefined;
+    const toMs = Math.floor(b.watermarkMs / this.windows.slideMs) * this.windows.slideMs + this.windows.slideMs;
+    const fromMs = Math.max(toMs - periodMs, b.keptFromMs ?? Number.NEGATIVE_INFINITY);
     const { rows } = await this.pool.query<{ url: string; clicks: string }>(
-      `SELECT url, sum(event_count) AS clicks FROM click_metrics WHERE window_start = ANY ($1::timestamptz[]) AND ($2::text IS NULL OR event = $2)
-       GROUP BY url ORDER BY clicks DESC, url LIMIT $3`,
-      [this.tiling(toMs - periodMs, toMs), event ?? null, limit],
+      `SELECT url, sum(clicks) AS clicks FROM panes WHERE pane_start_ms >= $1 AND pane_start_ms < $2 AND ($3::text IS NULL OR event = $3)
+       GROUP BY url ORDER BY clicks DESC, url LIMIT $4`,
+      [fromMs, toMs, event ?? null, limit],
     );
-    return { fromMs: toMs - periodMs, toMs, urls: rows.map((r) => ({ url: r.url, clicks: Number(r.clicks) })) };
+    return { fromMs, toMs, urls: rows.map((r) => ({ url: r.url, clicks: Number(r.clicks) })) };
   }
 
-  /** The starts of the windows that tile [fromMs, toMs): one every window size. Each is an index lookup, so only their rows are read. */
-  private tiling(fromMs: number, toMs: number): Date[] {
-    const starts: Date[] = [];
-    for (let s = fromMs; s + this.windows.sizeMs <= toMs; s += this.windows.sizeMs) starts.push(at(s));
-    return starts;
-  }
-
-  private async emittedBefore(): Promise<number | undefined> {
-    const { rows } = await this.pool.query<{ emitted_before_ms: string | null }>("SELECT emitted_before_ms FROM progress");
-    const v = rows[0]?.emitted_before_ms;
-    return v === null || v === undefined ? undefined : Number(v);
+  private async bounds(): Promise<Bounds> {
+    const { rows } = await this.pool.query<{ watermark_ms: string | null; emitted_before_ms: string | null; kept_from_ms: string | null }>(
+      "SELECT watermark_ms, emitted_before_ms, kept_from_ms FROM progress",
+    );
+    return { watermarkMs: num(rows[0]?.watermark_ms), emittedBeforeMs: num(rows[0]?.emitted_before_ms), keptFromMs: num(rows[0]?.kept_from_ms) };
   }
 }

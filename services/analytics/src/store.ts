@@ -1,18 +1,11 @@
 import type pg from "pg";
 import type { ClickToApply } from "@recsys/bus";
 import type { HopWindows } from "./windows.js";
+import { firstWindowWithData, windowRows, type WindowRow } from "./window-rows.js";
 
 export type ClickOutcome = "applied" | "duplicate" | "late";
 
-/** One emitted row of a window. */
-export interface WindowRow {
-  userid: string;
-  event: string;
-  url: string;
-  eventCount: number;
-}
-
-/** The emitted rows of one window, ordered by userid, event, url. */
+/** The rows of one emitted window, ordered by userid, event, url. */
 export interface EmittedWindow {
   startMs: number;
   rows: WindowRow[];
@@ -22,7 +15,6 @@ export interface Emission {
   /** Window starts emitted: [fromMs, beforeMs). */
   fromMs: number;
   beforeMs: number;
-  rows: number;
 }
 
 export interface StoreProgress {
@@ -33,13 +25,19 @@ export interface StoreProgress {
   appliedClicks: bigint;
   duplicateClicks: bigint;
   lateClicks: bigint;
+  /** Rows published to CLICK_METRICS. */
   emittedRows: bigint;
+  /** Pane rows a click can still change (their pane is in an unemitted window). */
   paneRows: bigint;
+  /** Every pane row held: the open ones and the store of emitted windows. */
+  storedPaneRows: bigint;
+  /** Windows starting before this are not answered (their panes may be pruned). */
+  keptFromMs?: number;
 }
 
 const num = (v: string | null): number | undefined => (v === null ? undefined : Number(v));
 
-/** analytics' state in PostgreSQL (migrations/): panes, applied ids, emitted rows and where the stream stands. */
+/** analytics' state in PostgreSQL (migrations/): panes, applied ids and where the stream stands. */
 export class AnalyticsStore {
   constructor(
     private readonly pool: pg.Pool,
@@ -50,79 +48,80 @@ export class AnalyticsStore {
   async applyClicks(clicks: ClickToApply[]): Promise<{ outcomes: ClickOutcome[]; watermarkMs?: number }> {
     if (clicks.length === 0) return { outcomes: [] };
     const { rows } = await this.pool.query<{ outcomes: ClickOutcome[]; watermark: string | null }>(
-      "SELECT outcomes, watermark FROM apply_clicks($1, $2, $3, $4, $5, $6)",
+      "SELECT outcomes, watermark FROM apply_clicks($1, $2, $3, $4, $5, $6, $7)",
       [
         clicks.map((c) => c.userid),
         clicks.map((c) => c.eventId),
         clicks.map((c) => c.eventTimeMs),
         clicks.map((c) => c.event),
         clicks.map((c) => c.url),
+        this.windows.sizeMs,
         this.windows.slideMs,
       ],
     );
     return { outcomes: rows[0]!.outcomes, watermarkMs: num(rows[0]!.watermark) };
   }
 
-  /**
-   * Emits the windows the watermark closed, or every window holding data when `idleMs` is given and no click was applied for that long;
-   * at most `maxWindows` in one transaction. Undefined when nothing was due.
-   */
-  async emit(latenessMs: number, idleMs: number | null, maxWindows: number): Promise<Emission | undefined> {
-    const { rows } = await this.pool.query<{ emitted_from: string | null; emitted_before: string | null; emitted_rows: string }>(
-      "SELECT * FROM emit_windows($1, $2, $3, $4, $5)",
-      [this.windows.sizeMs, this.windows.slideMs, latenessMs, idleMs, maxWindows],
-    );
-    const r = rows[0]!;
-    const fromMs = num(r.emitted_from);
-    const beforeMs = num(r.emitted_before);
+  /** Emits the windows the watermark closed, or every window holding data when `idleMs` is given and no click was applied for that long. Undefined when nothing was due. */
+  async emit(latenessMs: number, idleMs: number | null): Promise<Emission | undefined> {
+    const { rows } = await this.pool.query<{ emitted_from: string | null; emitted_before: string | null }>("SELECT * FROM emit_windows($1, $2, $3, $4)", [
+      this.windows.sizeMs,
+      this.windows.slideMs,
+      latenessMs,
+      idleMs,
+    ]);
+    const fromMs = num(rows[0]!.emitted_from);
+    const beforeMs = num(rows[0]!.emitted_before);
     if (fromMs === undefined || beforeMs === undefined || beforeMs <= fromMs) return undefined;
-    return { fromMs, beforeMs, rows: Number(r.emitted_rows) };
+    return { fromMs, beforeMs };
   }
 
-  /** Emitted windows not yet published, oldest first, whole: as many as hold about `maxRows` rows (at least one). */
-  async unpublished(maxRows: number): Promise<EmittedWindow[]> {
-    const { rows: windows } = await this.pool.query<{ start_ms: string; n: string }>(
-      `SELECT (extract(epoch FROM window_start) * 1000)::bigint AS start_ms, count(*) AS n FROM click_metrics, progress
-       WHERE window_start < timestamptz 'epoch' + emitted_before_ms * interval '1 millisecond'
-         AND (published_before_ms IS NULL OR window_start >= timestamptz 'epoch' + published_before_ms * interval '1 millisecond')
-       GROUP BY window_start ORDER BY window_start LIMIT 1000`,
+  /**
+   * The next emitted windows not yet published, oldest first, as many as hold about `maxRows` rows (at least one), and where they end:
+   * `beforeMs` is undefined when every emitted window is published.
+   */
+  async unpublished(maxRows: number): Promise<{ windows: EmittedWindow[]; beforeMs?: number }> {
+    const { rows } = await this.pool.query<{ emitted_before_ms: string | null; published_before_ms: string | null; kept_from_ms: string | null }>(
+      "SELECT emitted_before_ms, published_before_ms, kept_from_ms FROM progress",
     );
-    let total = 0;
-    const chosen: number[] = [];
-    for (const w of windows) {
-      if (chosen.length > 0 && total + Number(w.n) > maxRows) break;
-      chosen.push(Number(w.start_ms));
-      total += Number(w.n);
+    const emittedBefore = num(rows[0]!.emitted_before_ms);
+    const publishedBefore = num(rows[0]!.published_before_ms) ?? num(rows[0]!.kept_from_ms);
+    if (emittedBefore === undefined || publishedBefore === undefined || publishedBefore >= emittedBefore) return { windows: [] };
+    const { sizeMs, slideMs } = this.windows;
+    const first = await firstWindowWithData(this.pool, this.windows, publishedBefore);
+    if (first === undefined || first >= emittedBefore) return { windows: [], beforeMs: emittedBefore };
+    // A window has at most as many rows as the pane rows it holds: take as many windows as the first one's rows allow.
+    const { rows: held } = await this.pool.query<{ n: string }>("SELECT count(*) AS n FROM panes WHERE pane_start_ms >= $1 AND pane_start_ms < $2", [
+      first,
+      first + sizeMs,
+    ]);
+    const windowsAtOnce = Math.max(1, Math.min(sizeMs / slideMs, Math.floor(maxRows / Math.max(1, Number(held[0]!.n)))));
+    const beforeMs = Math.min(emittedBefore, first + windowsAtOnce * slideMs);
+    const byStart = new Map<number, WindowRow[]>();
+    for (const r of await windowRows(this.pool, this.windows, { fromMs: first, beforeMs })) {
+      let list = byStart.get(r.windowStartMs);
+      if (!list) byStart.set(r.windowStartMs, (list = []));
+      list.push(r);
     }
-    if (chosen.length === 0) return [];
-    const { rows } = await this.pool.query<{ start_ms: string; userid: string; event: string; url: string; event_count: string }>(
-      `SELECT (extract(epoch FROM window_start) * 1000)::bigint AS start_ms, userid, event, url, event_count FROM click_metrics
-       WHERE window_start >= timestamptz 'epoch' + $1 * interval '1 millisecond' AND window_start <= timestamptz 'epoch' + $2 * interval '1 millisecond'
-       ORDER BY window_start, userid COLLATE "C", event COLLATE "C", url COLLATE "C"`,
-      [chosen[0], chosen.at(-1)],
-    );
-    const byStart = new Map<number, WindowRow[]>(chosen.map((s) => [s, []]));
-    for (const r of rows) byStart.get(Number(r.start_ms))!.push({ userid: r.userid, event: r.event, url: r.url, eventCount: Number(r.event_count) });
-    return chosen.map((startMs) => ({ startMs, rows: byStart.get(startMs)! }));
+    return { windows: [...byStart].map(([startMs, rows]) => ({ startMs, rows })), beforeMs };
   }
 
-  /** Every window starting before `beforeMs` is on the stream. */
-  async markPublished(beforeMs: number): Promise<void> {
-    await this.pool.query("UPDATE progress SET published_before_ms = greatest(published_before_ms, $1)", [beforeMs]);
-  }
-
-  /** Whether every emitted window is published. */
-  async allPublished(): Promise<boolean> {
-    const { rows } = await this.pool.query<{ done: boolean }>(
-      "SELECT emitted_before_ms IS NULL OR published_before_ms >= emitted_before_ms OR NOT EXISTS (SELECT FROM click_metrics) AS done FROM progress",
+  /** Every window starting before `beforeMs` is on the stream, with `rows` rows more than before; false if that was known already. */
+  async markPublished(beforeMs: number, rows: number): Promise<boolean> {
+    const { rowCount } = await this.pool.query(
+      `UPDATE progress SET published_before_ms = $1, emitted_rows = emitted_rows + $2
+       WHERE published_before_ms IS NULL OR published_before_ms < $1`,
+      [beforeMs, rows],
     );
-    return rows[0]!.done;
+    return rowCount === 1;
   }
 
   async progress(): Promise<StoreProgress> {
     const { rows } = await this.pool.query(
-      `SELECT watermark_ms, emitted_before_ms, published_before_ms, last_applied_at, applied_clicks, duplicate_clicks, late_clicks, emitted_rows,
-         (SELECT count(*) FROM panes) AS pane_rows FROM progress`,
+      `SELECT watermark_ms, emitted_before_ms, published_before_ms, kept_from_ms, last_applied_at, applied_clicks, duplicate_clicks, late_clicks,
+         emitted_rows, (SELECT count(*) FROM panes WHERE emitted_before_ms IS NULL OR pane_start_ms >= emitted_before_ms) AS pane_rows,
+         (SELECT count(*) FROM panes) AS stored_pane_rows
+       FROM progress`,
     );
     const r = rows[0]!;
     return {
@@ -135,27 +134,32 @@ export class AnalyticsStore {
       lateClicks: BigInt(r.late_clicks),
       emittedRows: BigInt(r.emitted_rows),
       paneRows: BigInt(r.pane_rows),
+      storedPaneRows: BigInt(r.stored_pane_rows),
+      keptFromMs: num(r.kept_from_ms),
     };
   }
 
   /**
-   * Forgets applied ids older than `dedupRetentionMs` behind the watermark (a click that old is late anyway) and emitted rows older than
-   * `metricsRetentionMs`, at most `batch` rows of each a call; returns how many went.
+   * Forgets applied ids older than `dedupRetentionMs` behind the watermark (a click that old is late anyway), and the panes of windows
+   * starting more than `metricsRetentionMs` behind it once those are published (queries then answer from `kept_from_ms`), at most
+   * `batch` rows of each a call; returns how many went.
    */
-  async prune(dedupRetentionMs: number, metricsRetentionMs: number, batch = 10_000): Promise<{ ids: number; rows: number }> {
+  async prune(dedupRetentionMs: number, metricsRetentionMs: number, batch = 10_000): Promise<{ ids: number; panes: number }> {
     const ids = await this.pool.query(
       `DELETE FROM applied_clicks WHERE ctid = ANY (ARRAY(
          SELECT ctid FROM applied_clicks WHERE event_time_ms < (SELECT watermark_ms FROM progress) - $1 LIMIT $2))`,
       [dedupRetentionMs, batch],
     );
-    const rows = await this.pool.query(
-      `DELETE FROM click_metrics WHERE ctid = ANY (ARRAY(
-         SELECT ctid FROM click_metrics, progress
-         WHERE window_start < timestamptz 'epoch' + (watermark_ms - $1) * interval '1 millisecond'
-           AND window_start < timestamptz 'epoch' + published_before_ms * interval '1 millisecond' LIMIT $2))`,
-      [metricsRetentionMs, batch],
+    const panes = await this.pool.query(
+      `WITH cut AS (
+         UPDATE progress SET kept_from_ms = greatest(kept_from_ms,
+           least(published_before_ms, (watermark_ms - $1) - mod(mod(watermark_ms - $1, $3) + $3, $3)))
+         WHERE published_before_ms IS NOT NULL
+         RETURNING kept_from_ms)
+       DELETE FROM panes WHERE ctid = ANY (ARRAY(SELECT ctid FROM panes, cut WHERE pane_start_ms < cut.kept_from_ms LIMIT $2))`,
+      [metricsRetentionMs, batch, this.windows.slideMs],
     );
-    return { ids: ids.rowCount ?? 0, rows: rows.rowCount ?? 0 };
+    return { ids: ids.rowCount ?? 0, panes: panes.rowCount ?? 0 };
   }
 
   async ping(): Promise<boolean> {
