@@ -1,100 +1,36 @@
-import { readdir, readFile } from "node:fs/promises";
-import { setTimeout as sleep } from "node:timers/promises";
-import pRetry from "p-retry";
 import type pg from "pg";
 import type { Logger } from "@recsys/logging";
-import { sqlState } from "./sql-state.js";
-
-/** The database holds something this build cannot work with; waiting will not fix it. */
-export class MigrationRefused extends Error {}
+import { migrate as migrateSchema, MigrationRefused, migrateWhenReachable as migrateSchemaWhenReachable, type MigrationPlan } from "@recsys/postgres";
 
 /** services/profile/migrations, found from src/ (tests) and dist/ (the build) alike. */
 export const MIGRATIONS_DIR = new URL("../migrations/", import.meta.url);
 
-// One lock for every namespace: CREATE EXTENSION and CREATE SCHEMA race across namespaces too.
-const MIGRATION_LOCK = "recsys-profile-migrations";
-
-export function quoteIdent(name: string): string {
-  return `"${name.replaceAll('"', '""')}"`;
-}
-
-/**
- * What the service's own role may do in the schema: read and write rows and call the functions,
- * nothing more (no DDL: it cannot create, alter, drop or truncate a table). Granted by the role that
- * owns the schema, for what exists and, by default, for what its later migrations create.
- */
-function runtimeGrants(schema: string, role: string): string[] {
-  const s = quoteIdent(schema);
-  const r = quoteIdent(role);
-  return [
-    `GRANT USAGE ON SCHEMA ${s} TO ${r}`,
-    `GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA ${s} TO ${r}`,
-    `GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA ${s} TO ${r}`,
-    `GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA ${s} TO ${r}`,
-    `ALTER DEFAULT PRIVILEGES IN SCHEMA ${s} GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO ${r}`,
-    `ALTER DEFAULT PRIVILEGES IN SCHEMA ${s} GRANT USAGE, SELECT ON SEQUENCES TO ${r}`,
-    `ALTER DEFAULT PRIVILEGES IN SCHEMA ${s} GRANT EXECUTE ON FUNCTIONS TO ${r}`,
-    // Which migrations ran is the migrating role's business.
-    `REVOKE ALL ON schema_migrations FROM ${r}`,
-  ];
-}
-
-/**
- * Applies every numbered migration not yet recorded in `schema_migrations`, in one transaction; returns the names applied now.
- * Under an advisory lock, so replicas starting together apply each migration exactly once; `runtimeRole` gets runtimeGrants only.
- */
-export async function migrate(pool: pg.Pool, schema: string, dimension: number, runtimeRole?: string): Promise<string[]> {
-  const files = (await readdir(MIGRATIONS_DIR)).filter((f) => /^\d+_.*\.sql$/.test(f)).sort();
-  const client = await pool.connect();
-  try {
-    await client.query("BEGIN");
-    await client.query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", [MIGRATION_LOCK]);
-    await client.query("CREATE EXTENSION IF NOT EXISTS vector");
-    await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schema)}`);
-    await client.query(`SET LOCAL search_path TO ${quoteIdent(schema)}, public`);
-    await client.query("CREATE TABLE IF NOT EXISTS schema_migrations (name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())");
-    const done = new Set((await client.query<{ name: string }>("SELECT name FROM schema_migrations")).rows.map((r) => r.name));
-    const applied: string[] = [];
-    for (const file of files) {
-      if (done.has(file)) continue;
-      const sql = (await readFile(new URL(file, MIGRATIONS_DIR), "utf8")).replaceAll("{{EMBEDDING_DIMENSION}}", String(dimension));
-      await client.query(sql);
-      await client.query("INSERT INTO schema_migrations (name) VALUES ($1)", [file]);
-      applied.push(file);
-    }
-    const dim = await client.query<{ atttypmod: number }>("SELECT atttypmod FROM pg_attribute WHERE attrelid = 'content'::regclass AND attname = 'embedding'");
-    const stored = dim.rows[0]?.atttypmod;
-    if (stored !== dimension) throw new MigrationRefused(`content.embedding in schema ${schema} has dimension ${stored}, EMBEDDING_DIMENSION is ${dimension}`);
-    const self = (await client.query<{ current_user: string }>("SELECT current_user")).rows[0]!.current_user;
-    if (runtimeRole && runtimeRole !== self) for (const grant of runtimeGrants(schema, runtimeRole)) await client.query(grant);
-    await client.query("COMMIT");
-    return applied;
-  } catch (err) {
-    await client.query("ROLLBACK").catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
-  }
-}
-
-/**
- * `migrate` as the role of `migrationPool`, for the role `runtimePool` connects as, waiting for
- * PostgreSQL to come up first: a replica may start before its database.
- */
-export function migrateWhenReachable(migrationPool: pg.Pool, runtimePool: pg.Pool, schema: string, dimension: number, logger: Logger): Promise<string[]> {
-  const runtimeRole = async () =>
-    migrationPool === runtimePool ? undefined : (await runtimePool.query<{ current_user: string }>("SELECT current_user")).rows[0]!.current_user;
-  return pRetry(async () => migrate(migrationPool, schema, dimension, await runtimeRole()), {
-    retries: Number.POSITIVE_INFINITY,
-    minTimeout: 0,
-    // A SQLSTATE means PostgreSQL answered and refused: only a failure to connect is worth a wait.
-    shouldRetry: ({ error }) => !sqlState(error) && !(error instanceof MigrationRefused),
-    // 200 ms more each attempt, at most 5 s (linear: p-retry's own backoff is off).
-    onFailedAttempt: async ({ error, attemptNumber }) => {
-      if (sqlState(error) || error instanceof MigrationRefused) return;
-      const waitMs = Math.min(5_000, 200 * attemptNumber);
-      logger.warn({ err: String(error), attempt: attemptNumber, waitMs }, "PostgreSQL not reachable, retrying");
-      await sleep(waitMs);
+/** profile's schema: pgvector first (its type lives in public), the dimension written into the migrations and checked after them. */
+function plan(schema: string, dimension: number): MigrationPlan {
+  return {
+    dir: MIGRATIONS_DIR,
+    schema,
+    lock: "recsys-profile-migrations",
+    searchPath: ["public"],
+    prepare: (client) => client.query("CREATE EXTENSION IF NOT EXISTS vector"),
+    render: (sql) => sql.replaceAll("{{EMBEDDING_DIMENSION}}", String(dimension)),
+    async verify(client) {
+      const dim = await client.query<{ atttypmod: number }>(
+        "SELECT atttypmod FROM pg_attribute WHERE attrelid = 'content'::regclass AND attname = 'embedding'",
+      );
+      const stored = dim.rows[0]?.atttypmod;
+      if (stored !== dimension)
+        throw new MigrationRefused(`content.embedding in schema ${schema} has dimension ${stored}, EMBEDDING_DIMENSION is ${dimension}`);
     },
-  });
+  };
+}
+
+/** Applies profile's migrations not yet recorded in `schema`; returns the names applied now (see @recsys/postgres). */
+export function migrate(pool: pg.Pool, schema: string, dimension: number, runtimeRole?: string): Promise<string[]> {
+  return migrateSchema(pool, plan(schema, dimension), runtimeRole);
+}
+
+/** `migrate` as the role of `migrationPool` for the role of `runtimePool`, once PostgreSQL is reachable. */
+export function migrateWhenReachable(migrationPool: pg.Pool, runtimePool: pg.Pool, schema: string, dimension: number, logger: Logger): Promise<string[]> {
+  return migrateSchemaWhenReachable(migrationPool, runtimePool, plan(schema, dimension), logger);
 }

@@ -1,9 +1,7 @@
 /** PostgreSQL's SQLSTATE codes, read from an error, and what they say about trying again. */
+import { sqlState } from "@recsys/postgres";
 
-export function sqlState(err: unknown): string | undefined {
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === "string" && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
-}
+export { sqlState };
 
 /** A value PostgreSQL can never store (SQLSTATE class 22, e.g. a NUL in text): retrying will not help. */
 export function isDataError(err: unknown): boolean {
