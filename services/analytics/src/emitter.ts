@@ -123,8 +123,15 @@ export async function runEmitter(opts: EmitterOptions): Promise<void> {
 
   while (!opts.signal.aborted) {
     try {
-      await emitDue(opts, (await caughtUp().catch(() => false)) ? opts.idleMs : null);
-      await publishEmitted();
+      // One read of progress a tick while nothing is due: the broker is asked only once no click came for the idle time.
+      const s = await store.emissionState();
+      const unemitted = s.watermarkMs !== undefined && (s.emittedBeforeMs === undefined || s.emittedBeforeMs <= s.watermarkMs);
+      let due = s.emittedBeforeMs !== undefined && !(s.publishedBeforeMs !== undefined && s.publishedBeforeMs >= s.emittedBeforeMs);
+      if (unemitted && Date.now() - s.lastAppliedAt.getTime() >= opts.idleMs && (await caughtUp().catch(() => false))) {
+        await emitDue(opts, opts.idleMs);
+        due = true;
+      }
+      if (due) await publishEmitted();
       opts.health.recovered();
     } catch (err) {
       opts.health.failed(String(err));

@@ -116,6 +116,18 @@ export class AnalyticsStore {
     return rowCount === 1;
   }
 
+  /** Where emission and publication stand: one row read. */
+  async emissionState() {
+    const { rows } = await this.pool.query("SELECT watermark_ms, emitted_before_ms, published_before_ms, last_applied_at FROM progress");
+    const r = rows[0]!;
+    return {
+      watermarkMs: num(r.watermark_ms),
+      emittedBeforeMs: num(r.emitted_before_ms),
+      publishedBeforeMs: num(r.published_before_ms),
+      lastAppliedAt: r.last_applied_at as Date,
+    };
+  }
+
   async progress(): Promise<StoreProgress> {
     const { rows } = await this.pool.query(
       `SELECT watermark_ms, emitted_before_ms, published_before_ms, kept_from_ms, last_applied_at, applied_clicks, duplicate_clicks, late_clicks,
