@@ -1,4 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { createClient } from "@connectrpc/connect";
@@ -137,4 +138,15 @@ export async function rssMiB(): Promise<Record<string, number>> {
 export async function clicksApplied(): Promise<bigint> {
   const covisit = createClient(CovisitService, createGrpcTransport({ baseUrl: url.covisit }));
   return (await covisit.progress({})).ackFloorStreamSequence;
+}
+
+/** The pid of a service `pnpm stack:up` started (its pid file under RECSYS_STACK_DIR, default .stack), if it runs. */
+export function stackPid(service: string): number | undefined {
+  try {
+    const pid = Number(readFileSync(join(env.RECSYS_STACK_DIR ?? join(root, ".stack"), "pids", `${service}.pid`), "utf8"));
+    process.kill(pid, 0);
+    return pid;
+  } catch {
+    return undefined;
+  }
 }
