@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { create, toBinary } from "@bufbuild/protobuf";
-import { consumerProgress, typedHeaders, type Bus } from "@recsys/bus";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { consumerProgress, typedHeaders, type Bus, type CrashAfterEffects } from "@recsys/bus";
 import { ClickMetricsBatchSchema } from "@recsys/contracts/events/v1/click_metrics";
 import type { Logger } from "@recsys/logging";
 import { Counter, Histogram, registry, type DependencyHealth } from "@recsys/metrics";
@@ -74,14 +74,16 @@ export interface EmitterOptions extends EmissionOptions {
   health: DependencyHealth;
   idleMs: number;
   intervalMs: number;
+  /** Kills the process after that many messages published to CLICK_METRICS, before published_before moves (fault tests). */
+  crashAfterPublishes?: CrashAfterEffects;
   signal: AbortSignal;
 }
 
 /**
  * Emits the windows of an idle stream (the consumer emits those the watermark closes, after each message), then publishes what is
- * emitted and not yet published to CLICK_METRICS, window by window, with ids the broker deduplicates: a crash before
- * `published_before` moves publishes those windows again, with the same rows cut the same way (an emitted window's panes no longer
- * change), and the broker keeps one copy (within its duplicate window, 10 minutes).
+ * emitted and not yet published to CLICK_METRICS, window by window and chunk by chunk. After a crash before `published_before`
+ * moved, the windows after it are summed again into the same rows cut the same way (an emitted window's panes no longer change),
+ * and publication resumes after the stream's newest message; the message ids let the broker drop a repeat besides.
  */
 export async function runEmitter(opts: EmitterOptions): Promise<void> {
   const { store, bus, logger } = opts;
@@ -91,27 +93,40 @@ export async function runEmitter(opts: EmitterOptions): Promise<void> {
     return p.pending === 0n && p.ackPending === 0n;
   };
 
+  // The newest message on CLICK_METRICS when this process started publishing: a crash may have left a window partly published
+  // after published_before. Its chunks up to that one are not published again, whatever the broker's duplicate window remembers.
+  let resumeAfter: { startMs: number; chunk: number } | null | undefined;
+  const newestOnStream = async () => {
+    const m = await bus.jsm.streams.getMessage(bus.topology.clickMetricsStream, { last_by_subj: bus.topology.clickMetricsSubject });
+    if (!m) return null;
+    const b = fromBinary(ClickMetricsBatchSchema, m.data);
+    return { startMs: Number(b.windowStartMs), chunk: b.chunk };
+  };
+
+  // Chunks one after another, so that the stream's newest message is always the furthest published.
   const publishWindow = async (w: EmittedWindow) => {
-    await Promise.all(
-      chunksOf(w).map((rows, chunk) =>
-        bus.publish(
-          bus.topology.clickMetricsSubject,
-          toBinary(
-            ClickMetricsBatchSchema,
-            create(ClickMetricsBatchSchema, {
-              windowStartMs: BigInt(w.startMs),
-              windowEndMs: BigInt(w.startMs + sizeMs),
-              chunk,
-              rows: rows.map((r) => ({ userid: r.userid, event: r.event, url: r.url, eventCount: BigInt(r.eventCount) })),
-            }),
-          ),
-          { msgID: `click-metrics-${w.startMs}-${chunk}`, headers: typedHeaders(ClickMetricsBatchSchema.typeName) },
+    const chunks = chunksOf(w);
+    for (let chunk = 0; chunk < chunks.length; chunk++) {
+      if (resumeAfter && (w.startMs < resumeAfter.startMs || (w.startMs === resumeAfter.startMs && chunk <= resumeAfter.chunk))) continue;
+      await bus.publish(
+        bus.topology.clickMetricsSubject,
+        toBinary(
+          ClickMetricsBatchSchema,
+          create(ClickMetricsBatchSchema, {
+            windowStartMs: BigInt(w.startMs),
+            windowEndMs: BigInt(w.startMs + sizeMs),
+            chunk,
+            rows: chunks[chunk]!.map((r) => ({ userid: r.userid, event: r.event, url: r.url, eventCount: BigInt(r.eventCount) })),
+          }),
         ),
-      ),
-    );
+        { msgID: `click-metrics-${w.startMs}-${chunk}`, headers: typedHeaders(ClickMetricsBatchSchema.typeName) },
+      );
+      opts.crashAfterPublishes?.ran(1, logger, bus.topology.clickMetricsStream);
+    }
   };
 
   const publishEmitted = async () => {
+    if (resumeAfter === undefined) resumeAfter = await newestOnStream();
     for (;;) {
       const { windows, beforeMs } = await store.unpublished(20_000);
       if (beforeMs === undefined) return;

@@ -20,6 +20,8 @@ const config = readConfig(
     ...commonEnv,
     ...consumerEnv,
     ANALYTICS_PORT: port(50055),
+    // The fault tests' crash point of publication: kill the process after its n-th CLICK_METRICS message, before published_before moves (0: never).
+    RECSYS_CRASH_AFTER_PUBLISHES: z.coerce.number().int().min(0).default(0),
     DATABASE_URL: z.string().min(1).default("postgresql://postgres@127.0.0.1:5432/test"),
     // The role that owns analytics' schema and migrates it at start; empty: DATABASE_URL's.
     MIGRATION_DATABASE_URL: z.string().default(""),
@@ -103,6 +105,7 @@ const running = Promise.all([
     health: emission,
     idleMs: config.IDLE_EMIT_MS,
     intervalMs: config.EMIT_INTERVAL_MS,
+    crashAfterPublishes: new CrashAfterEffects(config.RECSYS_CRASH_AFTER_PUBLISHES),
     signal: stop.signal,
   }),
 ]);
