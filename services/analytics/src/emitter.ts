@@ -7,6 +7,7 @@ import { Counter, Histogram, registry, type DependencyHealth } from "@recsys/met
 import { clicksDurable } from "./durable.js";
 import type { AnalyticsStore, EmittedWindow } from "./store.js";
 import type { WatermarkLog } from "./watermark-log.js";
+import { closedBefore } from "./windows.js";
 
 const emittedRows = new Counter({
   name: "recsys_analytics_emitted_rows_total",
@@ -17,7 +18,7 @@ const emittedRows = new Counter({
 const emissionLag = new Histogram({
   name: "recsys_analytics_emission_lag_seconds",
   help: "From the watermark closing a window (its end plus the allowed lateness) to the window being emitted: queryable, its clicks final",
-  buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+  buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
   registers: [registry],
 });
 
@@ -50,6 +51,8 @@ export interface EmissionOptions {
   watermarks: WatermarkLog;
   logger: Logger;
   latenessMs: number;
+  /** The newest emitted_before this process saw (another emission may have moved it further). */
+  emitted: { beforeMs?: number };
 }
 
 /**
@@ -58,8 +61,13 @@ export interface EmissionOptions {
  */
 export async function emitDue(opts: EmissionOptions, idleMs: number | null): Promise<void> {
   const { sizeMs, slideMs } = opts.store.windows;
+  // Without the idle rule, nothing is due until the watermark closes a window past the last emission this process made.
+  const watermarkMs = opts.watermarks.newest();
+  const seen = opts.emitted.beforeMs;
+  if (idleMs === null && watermarkMs !== undefined && seen !== undefined && closedBefore(watermarkMs, opts.latenessMs, opts.store.windows) <= seen) return;
   const e = await opts.store.emit(opts.latenessMs, idleMs);
   if (!e) return;
+  opts.emitted.beforeMs = Math.max(seen ?? e.beforeMs, e.beforeMs);
   const now = Date.now();
   for (let s = e.fromMs; s < e.beforeMs; s += slideMs) {
     const closedAt = opts.watermarks.reachedAt(s + sizeMs + opts.latenessMs);

@@ -90,7 +90,7 @@ const server = await startRpcServer({
 
 const stop = new AbortController();
 const watermarks = new WatermarkLog();
-const emissionOptions = { store, watermarks, logger, latenessMs: config.ALLOWED_LATENESS_MS };
+const emissionOptions = { store, watermarks, logger, latenessMs: config.ALLOWED_LATENESS_MS, emitted: {} };
 const running = Promise.all([
   runClickConsumer({
     bus,

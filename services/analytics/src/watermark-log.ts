@@ -15,6 +15,11 @@ export class WatermarkLog {
     if (this.entries.length > MAX_ENTRIES) this.entries.splice(0, this.entries.length - MAX_ENTRIES);
   }
 
+  /** The newest watermark recorded. */
+  newest(): number | undefined {
+    return this.entries.at(-1)?.watermarkMs;
+  }
+
   /** When the watermark first reached `watermarkMs`, or undefined if this process did not see it; forgets what came before. */
   reachedAt(watermarkMs: number): number | undefined {
     const i = this.entries.findIndex((e) => e.watermarkMs >= watermarkMs);

@@ -212,8 +212,11 @@ export async function isolatedAnalytics(clicks: Click[], seconds: number) {
       lag: emissionLag(r2, r3),
     };
   } finally {
-    child.kill("SIGTERM");
-    await once(child, "exit").catch(() => undefined);
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = once(child, "exit");
+      child.kill("SIGTERM");
+      await exited;
+    }
     const jsm = await jetstreamManager(nc);
     for await (const s of jsm.streams.list()) if (s.config.name.startsWith(`${namespace.toUpperCase()}_`)) await jsm.streams.delete(s.config.name);
     await nc.close();
