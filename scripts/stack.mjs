@@ -11,6 +11,8 @@ const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const stackDir = process.env.RECSYS_STACK_DIR ?? join(root, ".stack");
 const pidDir = join(stackDir, "pids");
 const logDir = join(stackDir, "logs");
+/** The local stack's archive (services/archive): Parquet files by hour, and their commit log. */
+const archiveDir = process.env.ARCHIVE_DIR ?? join(stackDir, "archive");
 
 /** Start order matters only for the first health wait: backends before the gateway. */
 export const SERVICES = [
@@ -19,6 +21,7 @@ export const SERVICES = [
   { name: "embedder", portVar: "EMBEDDER_PORT", port: 50053 },
   { name: "profile", portVar: "PROFILE_PORT", port: 50054 },
   { name: "analytics", portVar: "ANALYTICS_PORT", port: 50055 },
+  { name: "archive", portVar: "ARCHIVE_PORT", port: 50056 },
   { name: "gateway", portVar: "GATEWAY_PORT", port: 8080 },
 ];
 
@@ -69,7 +72,7 @@ async function up(names) {
     const log = openSync(logFile(s), "a");
     // The local stack listens on loopback, where the gateway may run without credentials; set HOST
     // (and credentials: README, Security) to serve others.
-    const env = { HOST: "127.0.0.1", ...process.env };
+    const env = { HOST: "127.0.0.1", ARCHIVE_DIR: archiveDir, ...process.env };
     const child = spawn(process.execPath, ["--enable-source-maps", main], { detached: true, stdio: ["ignore", log, log], env });
     writeFileSync(pidFile(s), String(child.pid));
     child.unref();
@@ -118,11 +121,13 @@ async function reset() {
   const { resetNamespace } = await import("./reset.mjs");
   try {
     await resetNamespace(process.env.RECSYS_NAMESPACE ?? "");
+    // The archive's stream sequences belong to the streams just deleted.
+    rmSync(archiveDir, { recursive: true, force: true });
   } catch (err) {
     // Left stopped: on partly deleted data covisit and profile would refuse work.
     throw new Error(`${err.message}${running.length ? `; ${running.join(", ")} stay stopped (pnpm stack:up starts them)` : ""}`);
   }
-  console.error("stack: streams, Redis keys and tables of this project deleted");
+  console.error("stack: streams, Redis keys, tables and archive of this project deleted");
   if (running.length) await up(running);
 }
 

@@ -31,7 +31,13 @@ describe("deploy/k8s", () => {
   it.each(SERVICES)("%s: a Deployment probed on /healthz at its port, non-root, with resources; a Service to that port", (name) => {
     const cfg = CONFIG[name]!;
     const docs = k8sDocs(join(k8sDir, `${name}.yaml`));
-    expect(docs.map((d) => d.kind).sort()).toEqual(["Deployment", "Service"]);
+    // Besides, the claims of the volumes its pod mounts (the archive's).
+    expect(
+      docs
+        .map((d) => d.kind)
+        .filter((k) => k !== "PersistentVolumeClaim")
+        .sort(),
+    ).toEqual(["Deployment", "Service"]);
     const deployment = docs.find((d) => d.kind === "Deployment");
     const service = docs.find((d) => d.kind === "Service");
     expect(deployment.metadata.name).toBe(name);
@@ -58,6 +64,20 @@ describe("deploy/k8s", () => {
     for (const [k, v] of Object.entries(service.spec.selector)) expect(podLabels[k]).toBe(v);
     expect(service.spec.ports.map((p: Yaml) => resolvePort(p.targetPort ?? p.port, c))).toEqual([cfg.port]);
     expect(name === "gateway" ? ["ClusterIP", "LoadBalancer"] : ["ClusterIP"]).toContain(service.spec.type ?? "ClusterIP");
+    // Every claim is mounted, writable by the pod's group; a service writing files keeps them on one.
+    for (const claim of docs.filter((d) => d.kind === "PersistentVolumeClaim")) {
+      const volume = (pod.volumes ?? []).find((v: Yaml) => v.persistentVolumeClaim?.claimName === claim.metadata.name);
+      expect(volume, `volume of ${claim.metadata.name}`).toBeDefined();
+      expect(c.volumeMounts.map((m: Yaml) => m.name)).toContain(volume.name);
+      expect(pod.securityContext?.fsGroup, "fsGroup").toBe(pod.securityContext?.runAsGroup);
+    }
+    if (cfg.envNames.has("ARCHIVE_DIR")) {
+      const dir = (c.env ?? []).find((e: Yaml) => e.name === "ARCHIVE_DIR")?.value;
+      expect(dir, "ARCHIVE_DIR").toBeDefined();
+      const mount = c.volumeMounts?.find((m: Yaml) => m.mountPath === dir);
+      expect(pod.volumes.find((v: Yaml) => v.name === mount?.name)?.persistentVolumeClaim, "a claim mounted at ARCHIVE_DIR").toBeDefined();
+      expect(deployment.spec.strategy?.type, "one pod at a time on the volume").toBe("Recreate");
+    }
 
     for (const key of cfg.addresses)
       expect(
@@ -111,7 +131,7 @@ describe("deploy/k8s", () => {
     const portOf = (name: string) => CONFIG[name]?.port ?? INFRA[name]!;
     const EDGES = [
       ...["ingest", "covisit", "embedder", "profile", "analytics"].map((to) => ["gateway", to]),
-      ...["ingest", "covisit", "embedder", "profile", "analytics"].map((from) => [from, "nats"]),
+      ...["ingest", "covisit", "embedder", "profile", "analytics", "archive"].map((from) => [from, "nats"]),
       ["covisit", "redis"],
       // The gateway's shared rate limits.
       ["gateway", "redis"],

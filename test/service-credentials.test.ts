@@ -4,6 +4,8 @@
 // belongs to another: covisit cannot write clicks, no service can purge or delete a stream, and
 // covisit's Redis user reaches no other key and no server setting.
 import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
@@ -15,12 +17,13 @@ import { composeRedisAuthArgs, deployDir } from "./harness/deploy-config.js";
 import { privateNats, privatePostgres, privateRedis, type PrivateServer } from "./harness/servers.js";
 import { startStack, type ServiceName, type TestStack } from "./harness/stack.js";
 
-const USERS = ["ingest", "covisit", "embedder", "profile", "analytics"] as const satisfies readonly ServiceName[];
+const USERS = ["ingest", "covisit", "embedder", "profile", "analytics", "archive"] as const satisfies readonly ServiceName[];
 // As deploy/compose-secrets.sh makes them: nats-server reads a password starting with a digit as a number.
 const password = () => `p${randomBytes(16).toString("hex")}`;
 const natsPasswords = Object.fromEntries(["admin", ...USERS].map((u) => [u, password()])) as Record<"admin" | (typeof USERS)[number], string>;
 const redisPasswords = { REDIS_ADMIN_PASSWORD: password(), REDIS_COVISIT_PASSWORD: password() };
 
+const archiveDir = mkdtempSync(join(tmpdir(), "recsys-archive-"));
 let nats: PrivateServer;
 let redis: PrivateServer;
 let postgres: PrivateServer;
@@ -67,6 +70,8 @@ beforeAll(async () => {
         ...Object.fromEntries(USERS.map((u) => [u, { NATS_USER: u, NATS_PASSWORD: natsPasswords[u] }])),
         // Its windows emitted 1 s after the last click rather than 10.
         analytics: { NATS_USER: "analytics", NATS_PASSWORD: natsPasswords.analytics, IDLE_EMIT_MS: "1000" },
+        // Its files closed 1 s after their first event rather than 30.
+        archive: { NATS_USER: "archive", NATS_PASSWORD: natsPasswords.archive, ARCHIVE_DIR: archiveDir, ARCHIVE_MAX_AGE_MS: "1000" },
         covisit: {
           NATS_USER: "covisit",
           NATS_PASSWORD: natsPasswords.covisit,
@@ -80,10 +85,11 @@ beforeAll(async () => {
 afterAll(async () => {
   await stack?.stop();
   await Promise.all([nats, redis, postgres].map((s) => s?.destroy()));
+  rmSync(archiveDir, { recursive: true, force: true });
 });
 
 describe("NATS users per service (deploy/nats/nats.conf)", () => {
-  it("each service does its work with its own user: pages are embedded and stored, clicks counted by covisit, profile and analytics", async () => {
+  it("each service does its work with its own user: pages are embedded and stored, clicks counted by covisit, profile and analytics, and archived", async () => {
     const c = clientsOf(stack);
     const now = Date.now();
     const pages = ["https://example.org/nats/a", "https://example.org/nats/b"];
@@ -127,6 +133,13 @@ describe("NATS users per service (deploy/nats/nats.conf)", () => {
         { timeout: 30_000, interval: 250 },
       )
       .toEqual({ rows: 60n, published: true });
+    // archive read CLICKS and CONTENT with ordered consumers of its own and closed their files.
+    await expect
+      .poll(
+        async () => Object.fromEntries((await c.archive.progress({})).tables.map((t) => [t.table, [Number(t.rows), t.archivedThrough === t.lastSequence]])),
+        { timeout: 30_000, interval: 250 },
+      )
+      .toEqual({ clicks: [2, true], content: [2, true], engagement: [0, true] });
 
     // Every consumer acked what it took: no message waits for a redelivery after a refused ack.
     const admin = await connect({ servers: nats.url, user: "admin", pass: natsPasswords.admin });

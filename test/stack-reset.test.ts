@@ -116,6 +116,6 @@ describe("pnpm stack:reset with the services running", () => {
         .trim()
         .split("\n")
         .map((l) => l.split(/\s+/).slice(0, 2).join(" ")),
-    ).toEqual(["ingest stopped", "covisit stopped", "embedder stopped", "profile stopped", "analytics stopped", "gateway stopped"]);
+    ).toEqual(["ingest stopped", "covisit stopped", "embedder stopped", "profile stopped", "analytics stopped", "archive stopped", "gateway stopped"]);
   });
 });

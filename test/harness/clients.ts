@@ -6,6 +6,7 @@ import { IngestService } from "@recsys/contracts/ingest/v1/ingest";
 import { EmbedderService } from "@recsys/contracts/embedder/v1/embedder";
 import { ProfileService } from "@recsys/contracts/profile/v1/profile";
 import { AnalyticsService } from "@recsys/contracts/analytics/v1/analytics";
+import { ArchiveService } from "@recsys/contracts/archive/v1/archive";
 import { sendServiceToken } from "@recsys/server";
 import type { TestStack } from "./stack.js";
 
@@ -19,6 +20,7 @@ export function clientsOf(stack: TestStack) {
     embedder: createClient(EmbedderService, inside(stack.url.embedder)),
     profile: createClient(ProfileService, inside(stack.url.profile)),
     analytics: createClient(AnalyticsService, inside(stack.url.analytics)),
+    archive: createClient(ArchiveService, inside(stack.url.archive)),
   };
 }
 

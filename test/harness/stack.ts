@@ -13,16 +13,17 @@ export const referenceClicks = join(sharedData, "clickstream.json.gz");
 
 export const referencePages = join(sharedData, "content.json.gz");
 
-export type ServiceName = "ingest" | "covisit" | "embedder" | "profile" | "analytics" | "gateway";
-const ORDER: ServiceName[] = ["ingest", "covisit", "embedder", "profile", "analytics", "gateway"];
+export type ServiceName = "ingest" | "covisit" | "embedder" | "profile" | "analytics" | "archive" | "gateway";
+const ORDER: ServiceName[] = ["ingest", "covisit", "embedder", "profile", "analytics", "archive", "gateway"];
 /** Started only when a test names them in `services`: no other test waits for them or shares the cores with them. */
-const OPT_IN: ServiceName[] = ["analytics"];
+const OPT_IN: ServiceName[] = ["analytics", "archive"];
 const PORT_VAR: Record<ServiceName, string> = {
   ingest: "INGEST_PORT",
   covisit: "COVISIT_PORT",
   embedder: "EMBEDDER_PORT",
   profile: "PROFILE_PORT",
   analytics: "ANALYTICS_PORT",
+  archive: "ARCHIVE_PORT",
   gateway: "GATEWAY_PORT",
 };
 
@@ -74,7 +75,7 @@ export async function privateStackEnv(label: string, extraEnv: NodeJS.ProcessEnv
 
 /**
  * Starts the built services as real processes, in a namespace of their own, on free ports.
- * `services`: only these (analytics only when named); `serviceEnv`: more environment for one service (its own credentials).
+ * `services`: only these (analytics and archive only when named); `serviceEnv`: more environment for one service (its own credentials).
  */
 export async function startStack(
   label: string,

@@ -1,0 +1,67 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { query } from "@recsys/lake/lake";
+import { replay } from "@recsys/loadgen/replay";
+import { REFERENCE_COVISIT_SQL } from "@recsys/loadgen/reference-sql";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { clientsOf } from "./harness/clients.js";
+import { RECOMMENDATION_DEPTH } from "./harness/oracle.js";
+import { readClicks } from "./harness/reference.js";
+import { replayOptions } from "./harness/replay.js";
+import { referenceClicks, startStack, type TestStack } from "./harness/stack.js";
+
+// The reference clicks through ingest, covisit and the archive: the reference co-visit SQL, run by
+// DuckDB over the archive's Parquet files (pnpm lake:sql), gives every url's Recommendation.
+
+describe("SQL over the archive", () => {
+  let stack: TestStack;
+  const dir = mkdtempSync(join(tmpdir(), "recsys-lake-"));
+  beforeAll(async () => {
+    stack = await startStack("lake", { ARCHIVE_DIR: dir }, { services: ["ingest", "covisit", "archive"] });
+  });
+  afterAll(async () => {
+    await stack?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("the reference co-visit SQL over the archive equals covisit's Recommendation for every url", async () => {
+    const summary = await replay(replayOptions(stack, referenceClicks));
+    expect(summary).toMatchObject({ sent: 19_855, accepted: 19_855, late: 0 });
+    await expect
+      .poll(
+        async () => {
+          const clicks = (await clientsOf(stack).archive.progress({})).tables.find((t) => t.table === "clicks")!;
+          return clicks.lastSequence > 0n && clicks.archivedThrough === clicks.lastSequence;
+        },
+        { timeout: 90_000, interval: 500 },
+      )
+      .toBe(true);
+
+    // The reference SQL as it is, over the archive's clicks with its table's columns (userid, url, t); DuckDB compares text
+    // bytewise already, so the collation goes.
+    const sql = `WITH ref AS (SELECT userid, url, event_time AS t FROM clicks) ${REFERENCE_COVISIT_SQL.replace("FROM clicks b JOIN clicks a", "FROM ref b JOIN ref a").replace(' COLLATE "C"', "")}`;
+    expect(sql).toContain("FROM ref b JOIN ref a");
+    const { rows } = await query(dir, sql);
+    const fromArchive = new Map<string, Array<{ recommendation: string; frequency: number }>>();
+    for (const r of rows) {
+      const url = String(r.url);
+      let list = fromArchive.get(url);
+      if (!list) fromArchive.set(url, (list = []));
+      list.push({ recommendation: String(r.recommendation), frequency: Number(r.frequency) });
+    }
+    const urls = [...new Set(readClicks(referenceClicks).map((c) => c.url))];
+    const covisit = clientsOf(stack).covisit;
+    let mismatches = 0;
+    for (const url of urls) {
+      const have = (await covisit.recommendation({ url, limit: RECOMMENDATION_DEPTH })).items.map((i) => ({
+        recommendation: i.recommendation,
+        frequency: Number(i.frequency),
+      }));
+      const want = (fromArchive.get(url) ?? []).slice(0, RECOMMENDATION_DEPTH);
+      if (JSON.stringify(have) !== JSON.stringify(want) && mismatches++ < 3) expect.soft(have, url).toEqual(want);
+    }
+    expect(mismatches, `${mismatches} of ${urls.length} urls differ`).toBe(0);
+    expect(rows.reduce((n, r) => n + Number(r.frequency), 0)).toBe(143_325);
+  });
+});
