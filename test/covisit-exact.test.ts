@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { replay } from "@recsys/loadgen/replay";
 import { clientsOf } from "./harness/clients.js";
 import { replayOptions } from "./harness/replay.js";
-import { clicksLastSequence, expectRecommendationsExact, referenceWorkload, type ReferenceWorkload } from "./harness/oracle.js";
+import { clicksLastSequence, expectRecommendationsExact, loseRedisData, referenceWorkload, type ReferenceWorkload } from "./harness/oracle.js";
 import type { RawClick } from "./harness/reference.js";
 import { referenceClicks, repoRoot, startStack, type TestStack } from "./harness/stack.js";
 
@@ -57,12 +57,7 @@ describe("the reference replay through the real stack", () => {
 
     await stack.kill("covisit");
     // The data loss: Redis keeps nothing on disk here, so a restart leaves it empty.
-    const redis = new Redis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
-    try {
-      for (const key of await redis.keys(`${stack.namespace}:recsys:*`)) await redis.unlink(key);
-    } finally {
-      redis.disconnect();
-    }
+    await loseRedisData(stack);
     const last = await clicksLastSequence(stack);
     const done = rebuild();
     expect(done.status, done.stderr).toBe(0);

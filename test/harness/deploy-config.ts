@@ -43,9 +43,11 @@ const sharedEnvNames = (() => {
 })();
 
 function configOf(name: string): ServiceConfig {
-  const main = readFileSync(join(servicesDir, name, "src/main.ts"), "utf8");
+  // A service's settings are in its main.ts, or in a config.ts beside it that more than one entry point reads.
+  const configFile = join(servicesDir, name, "src/config.ts");
+  const main = readFileSync(join(servicesDir, name, "src/main.ts"), "utf8") + (existsSync(configFile) ? readFileSync(configFile, "utf8") : "");
   const ports = [...main.matchAll(/\b([A-Z][A-Z0-9_]*_PORT): port\((\d+)\)/g)];
-  if (ports.length !== 1) throw new Error(`services/${name}/src/main.ts: expected one *_PORT: port(N), found ${ports.length}`);
+  if (ports.length !== 1) throw new Error(`services/${name}/src/main.ts (and config.ts): expected one *_PORT: port(N), found ${ports.length}`);
   const packageName = JSON.parse(readFileSync(join(servicesDir, name, "package.json"), "utf8")).name as string;
   const used = new Set([...main.matchAll(/\bconfig\.([A-Z][A-Z0-9_]*)/g)].map((m) => m[1]!));
   return {

@@ -1,5 +1,6 @@
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
+import { Redis } from "ioredis";
 import { expect } from "vitest";
 import { clientsOf, recommendationsFor } from "./clients.js";
 import { readJsonLinesGz } from "./files.js";
@@ -116,4 +117,14 @@ export async function waitApplied(stack: TestStack, pages: number, timeoutMs = 1
       { timeout: timeoutMs, interval: 200 },
     )
     .toBe(true);
+}
+
+/** Redis loses the namespace's data, as a restart of a Redis that keeps nothing on disk would. */
+export async function loseRedisData(stack: TestStack): Promise<void> {
+  const redis = new Redis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
+  try {
+    for (const key of await redis.keys(`${stack.namespace}:recsys:*`)) await redis.unlink(key);
+  } finally {
+    redis.disconnect();
+  }
 }

@@ -1,28 +1,16 @@
 import { Redis } from "ioredis";
 import { connectBus, CrashAfterEffects, natsAuthFrom, streamLimitsFrom } from "@recsys/bus";
-import { commonEnv, consumerEnv, port, positiveInt, readConfig, z } from "@recsys/config";
+import { readConfig } from "@recsys/config";
 import { createLogger } from "@recsys/logging";
-import { DEFAULT_ALLOWED_LATENESS_MS, DEFAULT_USER_CLICK_BUDGET, visitFilter } from "@recsys/validation";
+import { visitFilter } from "@recsys/validation";
+import { covisitConfig } from "./config.js";
 import { DependencyHealth, timeCalls } from "@recsys/metrics";
 import { onShutdown, serviceTokenFor, startRpcServer } from "@recsys/server";
 import { adoptSingleDurable, clickDurables, consumerNeverDelivered, runClickConsumer, type ConsumerStats } from "./consumer.js";
 import { covisitRoutes } from "./handlers.js";
-import { CovisitStore, DEFAULT_DEDUP_RETENTION_MS, DEFAULT_MAX_BATCH } from "./redis-store.js";
+import { CovisitStore } from "./redis-store.js";
 
-const config = readConfig(
-  z.object({
-    ...commonEnv,
-    ...consumerEnv,
-    COVISIT_PORT: port(50052),
-    ALLOWED_LATENESS_MS: z.coerce.number().int().min(0).default(DEFAULT_ALLOWED_LATENESS_MS),
-    COVISIT_CONCURRENCY: positiveInt(2),
-    COVISIT_MAX_BATCH: positiveInt(DEFAULT_MAX_BATCH),
-    DEDUP_RETENTION_MS: z.coerce.number().int().min(1).default(DEFAULT_DEDUP_RETENTION_MS),
-    // The most clicks of one user within the co-visit window of each other; ingest refuses more, covisit
-    // dead-letters what reaches the bus anyway (another ingest replica, an older client).
-    USER_CLICK_BUDGET: positiveInt(DEFAULT_USER_CLICK_BUDGET),
-  }),
-);
+const config = readConfig(covisitConfig);
 // An id is forgotten DEDUP_RETENTION_MS behind its user's newest click; a click that old must be
 // late, or a redelivery of it would count again.
 if (config.ALLOWED_LATENESS_MS >= config.DEDUP_RETENTION_MS) {

@@ -1,23 +1,53 @@
-// Rebuilds the co-visit counts from the CLICKS stream after Redis lost its data. Stop covisit
-// first; start it after: it applies the whole stream again. `pnpm covisit:rebuild` does all three.
+// Rebuilds the co-visit counts after Redis lost its data: from the CLICKS stream, and, for the messages its retention no longer
+// holds, from the archive (services/archive, ARCHIVE_DIR). Stop covisit first; start it after: it applies the stream from where the
+// archive left off. `pnpm covisit:rebuild` does all three.
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
 import { connectBus, natsAuthFrom } from "@recsys/bus";
-import { commonEnv, readConfig, z } from "@recsys/config";
+import { readConfig, z } from "@recsys/config";
 import { createLogger } from "@recsys/logging";
-import { CovisitRunningError, prepareRebuild } from "./rebuild.js";
+import { visitFilter } from "@recsys/validation";
+import { covisitConfig } from "./config.js";
+import { applyArchivedClicks, ArchiveGapError, archiveCoverage, CovisitRunningError, prepareRebuild } from "./rebuild.js";
+import { CovisitStore } from "./redis-store.js";
 
-const config = readConfig(z.object({ ...commonEnv }));
+const repoRoot = fileURLToPath(new URL("../../..", import.meta.url));
+const config = readConfig(
+  covisitConfig.extend({
+    // The archive of CLICKS: as the local stack keeps it unless set.
+    ARCHIVE_DIR: z
+      .string()
+      .min(1)
+      .default(join(process.env.RECSYS_STACK_DIR ?? join(repoRoot, ".stack"), "archive")),
+  }),
+);
 const logger = createLogger("covisit-rebuild");
 const redis = new Redis(config.REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 3 });
 await redis.connect();
 const bus = await connectBus({ url: config.NATS_URL, name: "covisit-rebuild", namespace: config.RECSYS_NAMESPACE, logger, auth: natsAuthFrom(config) });
 try {
+  const { firstSeq } = await archiveCoverage(bus, config.ARCHIVE_DIR);
   const done = await prepareRebuild({ bus, redis, namespace: config.RECSYS_NAMESPACE });
+  let fromArchive = "";
+  if (firstSeq > 1) {
+    const store = new CovisitStore(redis, config.RECSYS_NAMESPACE, config.ALLOWED_LATENESS_MS, config.DEDUP_RETENTION_MS, config.USER_CLICK_BUDGET);
+    const applied = await applyArchivedClicks({
+      bus,
+      store,
+      archiveDir: config.ARCHIVE_DIR,
+      beforeSeq: firstSeq,
+      partitions: config.PARTITIONS,
+      maxBatch: config.COVISIT_MAX_BATCH,
+      isVisit: visitFilter(config.VISIT_EVENTS),
+    });
+    fromArchive = `; applied ${applied} clicks of messages 1-${firstSeq - 1} from the archive in ${config.ARCHIVE_DIR}`;
+  }
   console.log(
-    `covisit rebuild: deleted ${done.keysDeleted} Redis keys and the consumer; covisit will apply the clicks of the ${done.messages} messages of ${bus.topology.clicksStream} again when it starts`,
+    `covisit rebuild: deleted ${done.keysDeleted} Redis keys and the consumer${fromArchive}; covisit will apply the clicks of the ${done.messages} messages of ${bus.topology.clicksStream} again when it starts`,
   );
 } catch (err) {
-  if (!(err instanceof CovisitRunningError)) throw err;
+  if (!(err instanceof CovisitRunningError || err instanceof ArchiveGapError)) throw err;
   console.error(`covisit rebuild: ${err.message}`);
   process.exitCode = 1;
 } finally {

@@ -1,4 +1,4 @@
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { DuckDBInstance, type DuckDBConnection } from "@duckdb/node-api";
 
@@ -33,6 +33,71 @@ export async function query(dir: string, sql: string): Promise<{ columns: string
   try {
     const reader = await db.runAndReadAll(sql);
     return { columns: reader.columnNames(), rows: reader.getRowObjectsJson() as Record<string, unknown>[] };
+  } finally {
+    db.closeSync();
+  }
+}
+
+/** How far the archive holds a table's stream (its newest commit record), and which stream: undefined before its first flush. */
+export async function archivedThrough(dir: string, table: (typeof TABLES)[number]): Promise<{ through: number; streamCreated: string } | undefined> {
+  const commits = join(dir, "_commits", table);
+  if (!existsSync(commits)) return undefined;
+  const newest = readdirSync(commits)
+    .filter((n) => n.endsWith(".json"))
+    .sort()
+    .at(-1);
+  if (!newest) return undefined;
+  const record = JSON.parse(readFileSync(join(commits, newest), "utf8")) as { through: number; streamCreated: string };
+  return { through: record.through, streamCreated: record.streamCreated };
+}
+
+/** An archived click, with the stream message it came in. */
+export interface ArchivedClick {
+  streamSeq: number;
+  eventId: string;
+  userid: string;
+  url: string;
+  event: string;
+  eventTimeMs: number;
+  ingestTimeMs: number;
+  properties: Record<string, string | number>;
+}
+
+/**
+ * The archived clicks of the CLICKS messages with sequences in [fromSeq, beforeSeq), in stream order (by event time within a
+ * message), `messagesAtOnce` messages a query.
+ */
+export async function* archivedClicks(dir: string, fromSeq: number, beforeSeq: number, messagesAtOnce = 2_000): AsyncGenerator<ArchivedClick[]> {
+  const { db, tables } = await openLake(dir);
+  try {
+    if (!tables.includes("clicks")) return;
+    for (let from = fromSeq; from < beforeSeq; from += messagesAtOnce) {
+      const to = Math.min(beforeSeq, from + messagesAtOnce);
+      const reader = await db.runAndReadAll(
+        `SELECT stream_seq::BIGINT AS seq, event_id, userid, url, event, epoch_ms(event_time) AS t, epoch_ms(ingest_time) AS it, properties
+         FROM clicks WHERE stream_seq >= ${from} AND stream_seq < ${to} ORDER BY stream_seq, event_time, event_id`,
+      );
+      const rows = reader.getRowObjectsJS() as Array<{
+        seq: bigint;
+        event_id: string;
+        userid: string;
+        url: string;
+        event: string;
+        t: bigint;
+        it: bigint;
+        properties: string;
+      }>;
+      yield rows.map((r) => ({
+        streamSeq: Number(r.seq),
+        eventId: r.event_id,
+        userid: r.userid,
+        url: r.url,
+        event: r.event,
+        eventTimeMs: Number(r.t),
+        ingestTimeMs: Number(r.it),
+        properties: JSON.parse(r.properties) as Record<string, string | number>,
+      }));
+    }
   } finally {
     db.closeSync();
   }

@@ -1,0 +1,17 @@
+import { commonEnv, consumerEnv, port, positiveInt, z } from "@recsys/config";
+import { DEFAULT_ALLOWED_LATENESS_MS, DEFAULT_USER_CLICK_BUDGET } from "@recsys/validation";
+import { DEFAULT_DEDUP_RETENTION_MS, DEFAULT_MAX_BATCH } from "./redis-store.js";
+
+/** covisit's settings: the service's, and its rebuild's, which applies clicks as the service does. */
+export const covisitConfig = z.object({
+  ...commonEnv,
+  ...consumerEnv,
+  COVISIT_PORT: port(50052),
+  ALLOWED_LATENESS_MS: z.coerce.number().int().min(0).default(DEFAULT_ALLOWED_LATENESS_MS),
+  COVISIT_CONCURRENCY: positiveInt(2),
+  COVISIT_MAX_BATCH: positiveInt(DEFAULT_MAX_BATCH),
+  DEDUP_RETENTION_MS: z.coerce.number().int().min(1).default(DEFAULT_DEDUP_RETENTION_MS),
+  // The most clicks of one user within the co-visit window of each other; ingest refuses more, covisit
+  // dead-letters what reaches the bus anyway (another ingest replica, an older client).
+  USER_CLICK_BUDGET: positiveInt(DEFAULT_USER_CLICK_BUDGET),
+});
