@@ -15,53 +15,11 @@ import { connect } from "@nats-io/transport-node";
 import getPort from "get-port";
 import pg from "pg";
 import { root, type Click } from "./reference-data.js";
+import { buckets, quantileBetween, samples, total } from "./service-metrics.js";
 import { url } from "./stack.js";
 
 // What analytics costs: its CPU per click and throughput on clicks it counts, and how long a closed window takes to be
 // emitted, from its own histogram.
-
-interface Sample {
-  name: string;
-  labels: Record<string, string>;
-  value: number;
-}
-
-/** analytics' own series (GET /metrics.json). */
-async function samples(base: string): Promise<Sample[]> {
-  const res = await fetch(`${base}/metrics.json`, { signal: AbortSignal.timeout(2_000) });
-  if (!res.ok) throw new Error(`analytics /metrics.json: HTTP ${res.status}`);
-  return (await res.json()) as Sample[];
-}
-
-const total = (s: Sample[], name: string) => s.filter((x) => x.name === name).reduce((sum, x) => sum + x.value, 0);
-
-/** The cumulative buckets of a histogram, by upper bound. */
-function buckets(s: Sample[], name: string): Map<number, number> {
-  const out = new Map<number, number>();
-  for (const x of s) if (x.name === `${name}_bucket`) out.set(x.labels.le === "+Inf" ? Infinity : Number(x.labels.le), x.value);
-  return out;
-}
-
-/**
- * The q-quantile of the observations between two readings of a histogram, interpolated linearly within its bucket (as Prometheus'
- * histogram_quantile does); undefined without observations. The top bucket answers its lower bound.
- */
-export function quantileBetween(before: Map<number, number>, after: Map<number, number>, q: number): number | undefined {
-  const bounds = [...after.keys()].sort((a, b) => a - b);
-  const counts = bounds.map((b) => (after.get(b) ?? 0) - (before.get(b) ?? 0));
-  const n = counts.at(-1) ?? 0;
-  if (n <= 0) return undefined;
-  const rank = q * n;
-  for (let i = 0; i < bounds.length; i++) {
-    if (counts[i]! < rank) continue;
-    const lower = i === 0 ? 0 : bounds[i - 1]!;
-    if (bounds[i] === Infinity) return lower;
-    const below = i === 0 ? 0 : counts[i - 1]!;
-    const inBucket = counts[i]! - below;
-    return lower + (bounds[i]! - lower) * (inBucket === 0 ? 1 : (rank - below) / inBucket);
-  }
-  return bounds.at(-2);
-}
 
 const LAG = "recsys_analytics_emission_lag_seconds";
 

@@ -4,6 +4,7 @@ import { Command } from "commander";
 import { redisBound, sqlBaseline } from "./baselines.js";
 import type { LatencySummary } from "./open-loop.js";
 import { isolatedAnalytics, stackAnalyticsProgress, waitForAnalytics } from "./analytics.js";
+import { archiveCost, archiveReading, waitArchived } from "./archive.js";
 import { embedThroughput, freshness, ingestToVisible, openLoopPhase, runFile } from "./phases.js";
 import { clicksFile, lines, pagesFile, type Click, type Page } from "./reference-data.js";
 import { clicksApplied, closeGateway, ensureStack, gatewayCall, log, rssMiB, stackPid, startUnbatchedEmbedder, url } from "./stack.js";
@@ -28,26 +29,39 @@ async function main(opts: { json?: string; quick: boolean }) {
   // What analytics costs the rest: the same phase with the stack's analytics running, then paused (SIGSTOP). Running first: the
   // stack's analytics has one watermark, and clicks of the hour before now are late behind a phase that already sent them.
   const analyticsBefore = await stackAnalyticsProgress();
-  log("ingest to visible (analytics consuming too)");
+  const archiveBefore = await archiveReading();
+  log("ingest to visible (analytics and the archive consuming too)");
   const ingest = await ingestToVisible(runFile(clicks, `${run}a`));
   await waitForAnalytics(ingest.lastSequence);
   const analyticsAfter = await stackAnalyticsProgress();
-  const analyticsPid = stackPid("analytics");
-  let ingestAnalyticsPaused: Awaited<ReturnType<typeof ingestToVisible>> | undefined;
-  if (analyticsPid !== undefined) {
-    log("ingest to visible, analytics paused");
-    process.kill(analyticsPid, "SIGSTOP");
+  log("the archive closing its files");
+  await waitArchived(ingest.lastSequence);
+  const archiveIngest = archiveCost(archiveBefore, await archiveReading(), ingest.clicks);
+  // The same phase with one service paused (SIGSTOP) while it runs, then resumed and caught up.
+  const pausedPhase = async (service: string, label: string, catchUp: (lastSequence: bigint) => Promise<void>) => {
+    const pid = stackPid(service);
+    if (pid === undefined) return undefined;
+    log(`ingest to visible, ${service} paused`);
+    process.kill(pid, "SIGSTOP");
+    let phase: Awaited<ReturnType<typeof ingestToVisible>>;
     try {
-      ingestAnalyticsPaused = await ingestToVisible(runFile(clicks, `${run}p`));
+      phase = await ingestToVisible(runFile(clicks, `${run}${label}`));
     } finally {
-      process.kill(analyticsPid, "SIGCONT");
+      process.kill(pid, "SIGCONT");
     }
-    log("analytics catching up with CLICKS");
-    await waitForAnalytics(ingestAnalyticsPaused.lastSequence);
-  }
+    log(`${service} catching up with CLICKS`);
+    await catchUp(phase.lastSequence);
+    return phase;
+  };
+  const ingestAnalyticsPaused = await pausedPhase("analytics", "p", waitForAnalytics);
+  const ingestArchivePaused = await pausedPhase("archive", "q", waitArchived);
   log("freshness at 100 clicks/s");
   const freshSeconds = opts.quick ? 4 : 15;
+  const archiveBeforeFresh = await archiveReading();
   const fresh = await freshness(freshSeconds, runFile(clicks, `${run}b`, 100 * (freshSeconds + 2)));
+  log("the archive closing its files");
+  await waitArchived(await clicksApplied());
+  const archiveFresh = archiveCost(archiveBeforeFresh, await archiveReading(), fresh.clicks);
   log("analytics alone, in a namespace of its own");
   const analytics = await isolatedAnalytics(clicks, opts.quick ? 5 : 20);
   log("Recommendation at 1,000 requests/s");
@@ -76,6 +90,11 @@ async function main(opts: { json?: string; quick: boolean }) {
     freshness_p99_ms_at_100_per_s: round(fresh.p99Ms),
     freshness_probes: fresh.probes,
     ingest_to_visible_clicks_per_s_analytics_paused: ingestAnalyticsPaused ? Math.round(ingestAnalyticsPaused.clicksPerSecond) : null,
+    ingest_to_visible_clicks_per_s_archive_paused: ingestArchivePaused ? Math.round(ingestArchivePaused.clicksPerSecond) : null,
+    archive_cpu_us_per_click: round(archiveIngest.cpuMicrosPerClick),
+    archive_cpu_us_per_click_at_100_per_s: round(archiveFresh.cpuMicrosPerClick),
+    archive_lag_p50_ms_at_100_per_s: archiveFresh.lagP50Ms,
+    archive_lag_p99_ms_at_100_per_s: archiveFresh.lagP99Ms,
     ingest_phase_clicks_analytics_applied: Number(analyticsAfter.appliedClicks - analyticsBefore.appliedClicks),
     ingest_phase_clicks_analytics_late: Number(analyticsAfter.lateClicks - analyticsBefore.lateClicks),
     analytics_clicks_per_s: Math.round(analytics.clicksPerSecond),

@@ -24,6 +24,7 @@ export const url = {
   embedder: env.EMBEDDER_URL ?? `http://127.0.0.1:${env.EMBEDDER_PORT ?? 50053}`,
   profile: env.PROFILE_URL ?? `http://127.0.0.1:${env.PROFILE_PORT ?? 50054}`,
   analytics: env.ANALYTICS_URL ?? `http://127.0.0.1:${env.ANALYTICS_PORT ?? 50055}`,
+  archive: env.ARCHIVE_URL ?? `http://127.0.0.1:${env.ARCHIVE_PORT ?? 50056}`,
 };
 
 export const log = (msg: string) => process.stderr.write(`bench: ${msg}\n`);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { quantileBetween } from "./analytics.js";
+import { quantileBetween } from "./service-metrics.js";
 
 const histogram = (counts: Array<[number, number]>) => new Map(counts);
 
