@@ -6,9 +6,8 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { ClickSchema } from "@recsys/contracts/events/v1/events";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { compareRows, oracleRows, publishClicks, rowKey, streamRows, typedReferenceClicks, type TypedClick } from "./harness/analytics.js";
+import { compareRows, oracleRows, publishClicks, rowKey, streamRows, typedReferenceClicks, waitAllEmitted, type TypedClick } from "./harness/analytics.js";
 import { clientsOf } from "./harness/clients.js";
-import { clicksLastSequence } from "./harness/oracle.js";
 import { readClicks } from "./harness/reference.js";
 import { referenceClicks, startStack, type TestStack } from "./harness/stack.js";
 
@@ -29,28 +28,6 @@ beforeAll(async () => {
 });
 
 const analytics = (stack: TestStack) => clientsOf(stack).analytics;
-
-/** Waits until every click in CLICKS is applied, every window emitted (the stream idle) and published; returns the progress then. */
-async function waitAllEmitted(stack: TestStack, timeoutMs = 120_000) {
-  const last = await clicksLastSequence(stack);
-  let progress: Awaited<ReturnType<ReturnType<typeof analytics>["progress"]>> | undefined;
-  await expect
-    .poll(
-      async () => {
-        progress = await analytics(stack).progress({});
-        const p = progress;
-        return (
-          p.ackFloorStreamSequence >= last &&
-          p.emittedBefore !== "" &&
-          Date.parse(p.emittedBefore) > Date.parse(p.watermark) &&
-          p.publishedBefore === p.emittedBefore
-        );
-      },
-      { timeout: timeoutMs, interval: 250 },
-    )
-    .toBe(true);
-  return progress!;
-}
 
 /** CLICK_METRICS forgets the message ids it has seen: its duplicate window shortened to 1 s for 2 s, then set back. */
 async function forgetMessageIds(stack: TestStack) {

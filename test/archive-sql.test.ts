@@ -1,19 +1,16 @@
-import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { query } from "@recsys/lake/lake";
 import { replay } from "@recsys/loadgen/replay";
 import { REFERENCE_COVISIT_SQL } from "@recsys/loadgen/reference-sql";
-import { jetstreamManager } from "@nats-io/jetstream";
-import { connect } from "@nats-io/transport-node";
-import { Topology } from "@recsys/bus";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { clientsOf } from "./harness/clients.js";
 import { clicksLastSequence, loseRedisData, RECOMMENDATION_DEPTH } from "./harness/oracle.js";
 import { readClicks, referenceCoVisits } from "./harness/reference.js";
 import { replayOptions } from "./harness/replay.js";
-import { referenceClicks, repoRoot, startStack, type TestStack } from "./harness/stack.js";
+import { dropClicksHead, rebuildWithArchive } from "./harness/rebuild.js";
+import { referenceClicks, startStack, type TestStack } from "./harness/stack.js";
 
 // The reference clicks through ingest, covisit and the archive: the reference co-visit SQL, run by
 // DuckDB over the archive's Parquet files (pnpm lake:sql), gives every url's Recommendation; and
@@ -35,9 +32,6 @@ async function expectCovisitEquals(stack: TestStack, want: Map<string, Array<{ r
   }
   expect(mismatches, `${mismatches} of ${urls.length} urls differ`).toBe(0);
 }
-
-const rebuild = (stack: TestStack, archiveDir: string) =>
-  spawnSync(process.execPath, [join(repoRoot, "services/covisit/dist/rebuild-cli.js")], { env: { ...stack.env, ARCHIVE_DIR: archiveDir }, encoding: "utf8" });
 
 describe("SQL over the archive", () => {
   let stack: TestStack;
@@ -80,31 +74,10 @@ describe("SQL over the archive", () => {
   });
 
   it("rebuilds every count from the archive and the stream after CLICKS dropped its first half and Redis lost its data", async () => {
-    const nc = await connect({ servers: stack.env.NATS_URL ?? "nats://127.0.0.1:4222" });
-    const stream = new Topology(stack.namespace).clicksStream;
-    let firstKept: number;
-    try {
-      const jsm = await jetstreamManager(nc);
-      // The stream's retention drops its first half.
-      firstKept = Math.floor((await jsm.streams.info(stream)).state.last_seq / 2) + 1;
-      await jsm.streams.purge(stream, { seq: firstKept });
-      expect((await jsm.streams.info(stream)).state.first_seq).toBe(firstKept);
-    } finally {
-      await nc.close();
-    }
+    const firstKept = await dropClicksHead(stack);
     await stack.kill("covisit");
     await loseRedisData(stack);
-
-    // Without the archive the first half is in neither: refused.
-    const empty = mkdtempSync(join(tmpdir(), "recsys-lake-empty-"));
-    const refused = rebuild(stack, empty);
-    rmSync(empty, { recursive: true, force: true });
-    expect(refused.status).toBe(1);
-    expect(refused.stderr).toMatch(new RegExp(`begins at sequence ${firstKept} and the archive in .* holds none of it`));
-
-    const done = rebuild(stack, dir);
-    expect(done.status, done.stderr).toBe(0);
-    expect(done.stdout).toMatch(new RegExp(`applied \\d+ clicks of messages 1-${firstKept - 1} from the archive`));
+    rebuildWithArchive(stack, "covisit", dir, firstKept);
     await stack.start("covisit");
     const last = await clicksLastSequence(stack);
     await expect

@@ -8,6 +8,9 @@ import { fromBinary } from "@bufbuild/protobuf";
 import pg from "pg";
 import type { RawClick } from "./reference.js";
 import type { TestStack } from "./stack.js";
+import { clientsOf } from "./clients.js";
+import { clicksLastSequence } from "./oracle.js";
+import { expect } from "vitest";
 
 /** A reference click with the event type, properties and id the fixture gives it. */
 export interface TypedClick {
@@ -129,4 +132,26 @@ export function compareRows(got: string[], want: string[]) {
   }
   const missing = want.filter((r) => !seen.has(r));
   return { missing: missing.length, extra: extra.length, repeated, examples: [...missing.slice(0, 3), ...extra.slice(0, 3)] };
+}
+
+/** Waits until every click in CLICKS is applied, every window emitted (the stream idle) and published; returns the progress then. */
+export async function waitAllEmitted(stack: TestStack, timeoutMs = 120_000) {
+  const last = await clicksLastSequence(stack);
+  let progress: Awaited<ReturnType<ReturnType<typeof clientsOf>["analytics"]["progress"]>> | undefined;
+  await expect
+    .poll(
+      async () => {
+        progress = await clientsOf(stack).analytics.progress({});
+        const p = progress;
+        return (
+          p.ackFloorStreamSequence >= last &&
+          p.emittedBefore !== "" &&
+          Date.parse(p.emittedBefore) > Date.parse(p.watermark) &&
+          p.publishedBefore === p.emittedBefore
+        );
+      },
+      { timeout: timeoutMs, interval: 250 },
+    )
+    .toBe(true);
+  return progress!;
 }

@@ -83,6 +83,32 @@ export function durablesOf(opts: { durable: string; filterSubject: string; inOrd
 /** A pull request lives this long: a consumer that died is no longer seen waiting after it. */
 export const PULL_EXPIRES_MS = 5_000;
 
+export class ConsumerRunningError extends Error {}
+
+/**
+ * The consumers of `stream` that `ours` names, once none of them has a pull request waiting (within `waitMs`): a running process
+ * always has one, a stopped or crashed one's expire within PULL_EXPIRES_MS. Throws ConsumerRunningError naming `who` otherwise.
+ */
+export async function idleConsumers(bus: Bus, stream: string, ours: (name: string) => boolean, who: string, waitMs = 2 * PULL_EXPIRES_MS) {
+  const infos = async () => {
+    try {
+      return (await bus.jsm.consumers.list(stream).next()).filter((c) => ours(c.name));
+    } catch (err) {
+      if (isNotFound(err)) return [];
+      throw err;
+    }
+  };
+  const waiting = (cs: Array<{ num_waiting: number }>) => cs.reduce((n, c) => n + c.num_waiting, 0);
+  let consumers = await infos();
+  const deadline = Date.now() + waitMs;
+  while (waiting(consumers) > 0 && Date.now() < deadline) {
+    await sleep(250);
+    consumers = await infos();
+  }
+  if (waiting(consumers) > 0) throw new ConsumerRunningError(`${who} is consuming ${stream} (${waiting(consumers)} pulls waiting): stop every ${who} first`);
+  return consumers;
+}
+
 /**
  * The fault tests' crash point: the process kills itself after the effect of its n-th message's batch, before the ack (the worst moment).
  * One per process: its consumers count their effects together.

@@ -6,9 +6,11 @@ export { isNotFound, isPermissionDenied, isStreamFull, isStreamNotFound, isWrong
 export { allConsumerNames, consumerNames, type ConsumedBy, type ConsumerNames, type ConsumerService } from "./consumer-names.js";
 export {
   consumerProgress,
+  ConsumerRunningError,
   CrashAfterEffects,
   durablesOf,
   ensureDurableConsumer,
+  idleConsumers,
   partitionDurable,
   PULL_EXPIRES_MS,
   retryBackoffMs,

@@ -1,9 +1,9 @@
 import { connectBus, CrashAfterEffects, natsAuthFrom, streamLimitsFrom } from "@recsys/bus";
-import { commonEnv, consumerEnv, port, positiveInt, readConfig, z } from "@recsys/config";
+import { readConfig } from "@recsys/config";
+import { analyticsConfig } from "./config.js";
 import { createLogger } from "@recsys/logging";
 import { DependencyHealth, timeCalls } from "@recsys/metrics";
 import { onShutdown, serviceTokenFor, startRpcServer } from "@recsys/server";
-import { DEFAULT_ALLOWED_LATENESS_MS } from "@recsys/validation";
 import { runClickConsumer } from "./consumer.js";
 import { runEmitter } from "./emitter.js";
 import { analyticsRoutes } from "./handlers.js";
@@ -14,34 +14,7 @@ import { AnalyticsStore } from "./store.js";
 import { WatermarkLog } from "./watermark-log.js";
 import { hopWindows } from "./windows.js";
 
-const DAY_MS = 24 * 3600_000;
-const config = readConfig(
-  z.object({
-    ...commonEnv,
-    ...consumerEnv,
-    ANALYTICS_PORT: port(50055),
-    // The fault tests' crash point of publication: kill the process after its n-th CLICK_METRICS message, before published_before moves (0: never).
-    RECSYS_CRASH_AFTER_PUBLISHES: z.coerce.number().int().min(0).default(0),
-    DATABASE_URL: z.string().min(1).default("postgresql://postgres@127.0.0.1:5432/test"),
-    // The role that owns analytics' schema and migrates it at start; empty: DATABASE_URL's.
-    MIGRATION_DATABASE_URL: z.string().default(""),
-    PG_POOL_MAX: positiveInt(4),
-    PG_WRITE_TIMEOUT_MS: positiveInt(60_000),
-    PG_QUERY_POOL_MAX: positiveInt(4),
-    PG_QUERY_TIMEOUT_MS: positiveInt(5_000),
-    // Flink's HOP(slide, size): windows of WINDOW_SIZE_MS starting at every multiple of WINDOW_SLIDE_MS since the epoch.
-    WINDOW_SIZE_MS: positiveInt(300_000),
-    WINDOW_SLIDE_MS: positiveInt(10_000),
-    ALLOWED_LATENESS_MS: z.coerce.number().int().min(0).default(DEFAULT_ALLOWED_LATENESS_MS),
-    // With nothing waiting in CLICKS and no click applied for this long, every window holding data is emitted.
-    IDLE_EMIT_MS: positiveInt(10_000),
-    // How often emission looks for an idle stream and publication for emitted windows.
-    EMIT_INTERVAL_MS: positiveInt(200),
-    DEDUP_RETENTION_MS: positiveInt(7 * DAY_MS),
-    CLICK_METRICS_RETENTION_MS: positiveInt(7 * DAY_MS),
-    PRUNE_INTERVAL_MS: positiveInt(10 * 60_000),
-  }),
-);
+const config = readConfig(analyticsConfig);
 const windows = hopWindows(config.WINDOW_SIZE_MS, config.WINDOW_SLIDE_MS);
 // A click older than its forgotten id must be late, or a redelivery of it would count again: it is when the ids outlive every open window.
 if (config.ALLOWED_LATENESS_MS + config.WINDOW_SIZE_MS > config.DEDUP_RETENTION_MS) {

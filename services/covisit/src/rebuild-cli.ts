@@ -1,25 +1,20 @@
 // Rebuilds the co-visit counts after Redis lost its data: from the CLICKS stream, and, for the messages its retention no longer
 // holds, from the archive (services/archive, ARCHIVE_DIR). Stop covisit first; start it after: it applies the stream from where the
 // archive left off. `pnpm covisit:rebuild` does all three.
-import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
-import { connectBus, natsAuthFrom } from "@recsys/bus";
+import { ConsumerRunningError, connectBus, natsAuthFrom } from "@recsys/bus";
 import { readConfig, z } from "@recsys/config";
 import { createLogger } from "@recsys/logging";
 import { visitFilter } from "@recsys/validation";
 import { covisitConfig } from "./config.js";
-import { applyArchivedClicks, ArchiveGapError, archiveCoverage, CovisitRunningError, prepareRebuild } from "./rebuild.js";
+import { ArchiveGapError, localArchiveDir } from "@recsys/lake/lake";
+import { applyArchivedClicks, archiveCoverage, prepareRebuild } from "./rebuild.js";
 import { CovisitStore } from "./redis-store.js";
 
-const repoRoot = fileURLToPath(new URL("../../..", import.meta.url));
 const config = readConfig(
   covisitConfig.extend({
     // The archive of CLICKS: as the local stack keeps it unless set.
-    ARCHIVE_DIR: z
-      .string()
-      .min(1)
-      .default(join(process.env.RECSYS_STACK_DIR ?? join(repoRoot, ".stack"), "archive")),
+    ARCHIVE_DIR: z.string().min(1).default(localArchiveDir()),
   }),
 );
 const logger = createLogger("covisit-rebuild");
@@ -47,7 +42,7 @@ try {
     `covisit rebuild: deleted ${done.keysDeleted} Redis keys and the consumer${fromArchive}; covisit will apply the clicks of the ${done.messages} messages of ${bus.topology.clicksStream} again when it starts`,
   );
 } catch (err) {
-  if (!(err instanceof CovisitRunningError || err instanceof ArchiveGapError)) throw err;
+  if (!(err instanceof ConsumerRunningError || err instanceof ArchiveGapError)) throw err;
   console.error(`covisit rebuild: ${err.message}`);
   process.exitCode = 1;
 } finally {

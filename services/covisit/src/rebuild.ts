@@ -1,42 +1,20 @@
-import { setTimeout as sleep } from "node:timers/promises";
 import type { Redis } from "ioredis";
-import { create } from "@bufbuild/protobuf";
-import { AckPolicy, consumerNames, DeliverPolicy, encodeClickBatch, isNotFound, PULL_EXPIRES_MS, type Bus, type Click } from "@recsys/bus";
-import { ClickSchema } from "@recsys/contracts/events/v1/events";
-import { archivedClicks, archivedThrough } from "@recsys/lake/lake";
+import { AckPolicy, consumerNames, DeliverPolicy, idleConsumers, type Bus } from "@recsys/bus";
+import { archivedClickMessages, expectArchiveHolds } from "@recsys/lake/lake";
 import { applyClickMessages, clickDurables } from "./consumer.js";
 import { keyPrefix, type CovisitStore } from "./redis-store.js";
 
-export class CovisitRunningError extends Error {}
-
 /**
  * Deletes the namespace's remaining keys and covisit's durables, so the next covisit applies the whole CLICKS stream as the first time.
- * Refuses while a pull still waits after `waitMs`: a running covisit always has one (unacked messages prove nothing after a crash).
+ * Refuses (ConsumerRunningError) while a pull still waits after `waitMs`: a running covisit always has one (unacked messages prove
+ * nothing after a crash).
  */
 export async function prepareRebuild(opts: { bus: Bus; redis: Redis; namespace: string; waitMs?: number }): Promise<{ keysDeleted: number; messages: number }> {
   const { bus, redis } = opts;
   const stream = bus.topology.clicksStream;
   // Every durable covisit consumes with: one per partition, or the single one of earlier versions.
   const { durable } = consumerNames("covisit", "clicks");
-  const ours = (name: string) => name === durable || name.startsWith(`${durable}-p`);
-  const consumerInfos = async () => {
-    try {
-      return (await bus.jsm.consumers.list(stream).next()).filter((c) => ours(c.name));
-    } catch (err) {
-      if (isNotFound(err)) return [];
-      throw err;
-    }
-  };
-  const waiting = (cs: Array<{ num_waiting: number }>) => cs.reduce((n, c) => n + c.num_waiting, 0);
-  let consumers = await consumerInfos();
-  const deadline = Date.now() + (opts.waitMs ?? 2 * PULL_EXPIRES_MS);
-  while (waiting(consumers) > 0 && Date.now() < deadline) {
-    await sleep(250);
-    consumers = await consumerInfos();
-  }
-  if (waiting(consumers) > 0) {
-    throw new CovisitRunningError(`covisit is consuming ${stream} (${waiting(consumers)} pulls waiting): stop every covisit first`);
-  }
+  const consumers = await idleConsumers(bus, stream, (name) => name === durable || name.startsWith(`${durable}-p`), "covisit", opts.waitMs);
   let keysDeleted = 0;
   let cursor = "0";
   do {
@@ -49,24 +27,12 @@ export async function prepareRebuild(opts: { bus: Bus; redis: Redis; namespace: 
   return { keysDeleted, messages: info?.state.messages ?? 0 };
 }
 
-export class ArchiveGapError extends Error {}
-
-/**
- * Where CLICKS begins now, and, when its retention dropped its first messages, that the archive (services/archive) holds them: the
- * same stream (created at the same time) through the message before the first one kept. Throws ArchiveGapError otherwise.
- */
+/** Where CLICKS begins now; when its retention dropped its first messages, throws ArchiveGapError unless the archive holds them. */
 export async function archiveCoverage(bus: Bus, archiveDir: string): Promise<{ firstSeq: number }> {
-  const stream = bus.topology.clicksStream;
-  const info = await bus.jsm.streams.info(stream);
+  const name = bus.topology.clicksStream;
+  const info = await bus.jsm.streams.info(name);
   const firstSeq = info.state.messages === 0 ? info.state.last_seq + 1 : info.state.first_seq;
-  if (firstSeq <= 1) return { firstSeq: 1 };
-  const held = await archivedThrough(archiveDir, "clicks");
-  const gap = (why: string) =>
-    new ArchiveGapError(`${stream} begins at sequence ${firstSeq} and ${why}: the clicks before it are in neither; nothing was deleted`);
-  if (!held) throw gap(`the archive in ${archiveDir} holds none of it`);
-  if (held.streamCreated !== info.created)
-    throw gap(`the archive in ${archiveDir} holds another stream (created ${held.streamCreated}, this one ${info.created})`);
-  if (held.through < firstSeq - 1) throw gap(`the archive in ${archiveDir} holds it only through sequence ${held.through}`);
+  await expectArchiveHolds(archiveDir, "clicks", { name, created: info.created, firstSeq });
   return { firstSeq };
 }
 
@@ -87,28 +53,8 @@ export async function applyArchivedClicks(opts: {
   const { bus, store } = opts;
   await store.markFirstClick();
   let applied = 0;
-  for await (const rows of archivedClicks(opts.archiveDir, 1, opts.beforeSeq)) {
-    const bySeq = new Map<number, Click[]>();
-    for (const r of rows) {
-      let clicks = bySeq.get(r.streamSeq);
-      if (!clicks) bySeq.set(r.streamSeq, (clicks = []));
-      clicks.push(
-        create(ClickSchema, {
-          eventId: r.eventId,
-          userid: r.userid,
-          url: r.url,
-          event: r.event,
-          eventTimeMs: BigInt(r.eventTimeMs),
-          ingestTimeMs: BigInt(r.ingestTimeMs),
-        }),
-      );
-    }
-    const verdicts = await applyClickMessages(
-      [...bySeq.values()].map((clicks) => encodeClickBatch(clicks)),
-      store,
-      opts.maxBatch,
-      opts.isVisit,
-    );
+  for await (const messages of archivedClickMessages(opts.archiveDir, 1, opts.beforeSeq)) {
+    const verdicts = await applyClickMessages(messages, store, opts.maxBatch, opts.isVisit);
     for (const v of verdicts) if (!("error" in v)) applied += v.verdicts.filter((x) => x.status === "applied").length;
   }
   for (const { durable, filterSubject } of clickDurables(bus, opts.partitions)) {

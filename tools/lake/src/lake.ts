@@ -1,6 +1,15 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { create } from "@bufbuild/protobuf";
 import { DuckDBInstance, type DuckDBConnection } from "@duckdb/node-api";
+import { encodeClickBatch, type MsgHdrs } from "@recsys/bus";
+import { ClickSchema } from "@recsys/contracts/events/v1/events";
+
+/** The local stack's archive (where `pnpm stack:up` runs services/archive): `$RECSYS_STACK_DIR/archive`, or `.stack/archive`. */
+export function localArchiveDir(env: NodeJS.ProcessEnv = process.env): string {
+  return join(env.RECSYS_STACK_DIR ?? fileURLToPath(new URL("../../../.stack", import.meta.url)), "archive");
+}
 
 /** The archive's tables: ARCHIVE_DIR/<table>/dt=YYYY-MM-DD/hour=HH/*.parquet. */
 export const TABLES = ["clicks", "engagement", "content"] as const;
@@ -100,5 +109,59 @@ export async function* archivedClicks(dir: string, fromSeq: number, beforeSeq: n
     }
   } finally {
     db.closeSync();
+  }
+}
+
+export class ArchiveGapError extends Error {}
+
+/**
+ * Throws ArchiveGapError unless the archive holds `stream` (the same stream: created at the same time) through the message before
+ * `firstSeq`, the first one the stream still holds; nothing to hold when it is 1.
+ */
+export async function expectArchiveHolds(dir: string, table: (typeof TABLES)[number], stream: { name: string; created: string; firstSeq: number }) {
+  if (stream.firstSeq <= 1) return;
+  const held = await archivedThrough(dir, table);
+  const gap = (why: string) =>
+    new ArchiveGapError(`${stream.name} begins at sequence ${stream.firstSeq} and ${why}: the messages before it are in neither; nothing was changed`);
+  if (!held) throw gap(`the archive in ${dir} holds none of it`);
+  if (held.streamCreated !== stream.created)
+    throw gap(`the archive in ${dir} holds another stream (created ${held.streamCreated}, this one ${stream.created})`);
+  if (held.through < stream.firstSeq - 1) throw gap(`the archive in ${dir} holds it only through sequence ${held.through}`);
+}
+
+/** The archived CLICKS messages with sequences in [fromSeq, beforeSeq), in stream order, as ClickBatch messages of their clicks again. */
+export async function* archivedClickMessages(
+  dir: string,
+  fromSeq: number,
+  beforeSeq: number,
+): AsyncGenerator<Array<{ seq: number; data: Uint8Array; headers: MsgHdrs }>> {
+  for await (const rows of archivedClicks(dir, fromSeq, beforeSeq)) {
+    const bySeq = new Map<number, ArchivedClick[]>();
+    for (const r of rows) {
+      let clicks = bySeq.get(r.streamSeq);
+      if (!clicks) bySeq.set(r.streamSeq, (clicks = []));
+      clicks.push(r);
+    }
+    yield [...bySeq].map(([seq, clicks]) => ({
+      seq,
+      ...encodeClickBatch(
+        clicks.map((c) =>
+          create(ClickSchema, {
+            eventId: c.eventId,
+            userid: c.userid,
+            url: c.url,
+            event: c.event,
+            eventTimeMs: BigInt(c.eventTimeMs),
+            ingestTimeMs: BigInt(c.ingestTimeMs),
+            properties: Object.fromEntries(
+              Object.entries(c.properties).map(([k, v]) => [
+                k,
+                { kind: typeof v === "number" ? { case: "number" as const, value: v } : { case: "text" as const, value: String(v) } },
+              ]),
+            ),
+          }),
+        ),
+      ),
+    }));
   }
 }

@@ -1,9 +1,7 @@
 #!/usr/bin/env node
-import { join, resolve } from "node:path";
+import { resolve } from "node:path";
 import { Command } from "commander";
-import { query, TABLES } from "./lake.js";
-
-const root = new URL("../../..", import.meta.url).pathname;
+import { localArchiveDir, query, TABLES } from "./lake.js";
 
 /** Fixed-width columns, as psql prints them. */
 function table(columns: string[], rows: Record<string, unknown>[]): string {
@@ -22,7 +20,7 @@ function table(columns: string[], rows: Record<string, unknown>[]): string {
 new Command("lake")
   .description(`SQL (DuckDB) over the archive's Parquet files: views ${TABLES.join(", ")}, with the partitions dt and hour as columns.`)
   .argument("<sql>", "the query")
-  .option("--dir <dir>", "the archive (ARCHIVE_DIR)", process.env.ARCHIVE_DIR ?? join(process.env.RECSYS_STACK_DIR ?? join(root, ".stack"), "archive"))
+  .option("--dir <dir>", "the archive (ARCHIVE_DIR)", process.env.ARCHIVE_DIR ?? localArchiveDir())
   .option("--json", "print the rows as JSON", false)
   .action(async (sql: string, o: { dir: string; json: boolean }) => {
     const { columns, rows } = await query(resolve(o.dir), sql);
