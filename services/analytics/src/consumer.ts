@@ -39,6 +39,13 @@ export async function applyClickMessages(
   );
 }
 
+/** The effect of CLICKS messages as the consumer takes them: their clicks applied, then the windows that closed emitted. */
+export async function applyAndEmit(messages: Array<{ data: Uint8Array; headers?: MsgHdrs }>, emission: EmissionOptions) {
+  const verdicts = await applyClickMessages(messages, emission.store, emission.watermarks);
+  await emitDue(emission, null);
+  return verdicts;
+}
+
 function dispositionOf(message: Awaited<ReturnType<typeof applyClickMessages>>[number]): Disposition {
   if ("error" in message) {
     clickOutcomes.inc({ outcome: "undecodable" });
@@ -77,7 +84,7 @@ export function runClickConsumer(opts: {
   signal: AbortSignal;
 }) {
   const { bus } = opts;
-  const { store, watermarks, logger } = opts.emission;
+  const { logger } = opts.emission;
   return runDurableConsumer({
     bus,
     stream: bus.topology.clicksStream,
@@ -93,8 +100,7 @@ export function runClickConsumer(opts: {
     async handleBatch(messages) {
       let verdicts: Awaited<ReturnType<typeof applyClickMessages>>;
       try {
-        verdicts = await applyClickMessages(messages, store, watermarks);
-        await emitDue(opts.emission, null);
+        verdicts = await applyAndEmit(messages, opts.emission);
       } catch (err) {
         return messages.map((): Disposition => ({ kind: "retry", reason: `PostgreSQL: ${String(err)}` }));
       }

@@ -3,13 +3,12 @@
 // it goes on from the stream and publishes the windows CLICK_METRICS does not have yet. `pnpm analytics:rebuild` does all three.
 import { AckPolicy, ConsumerRunningError, connectBus, DeliverPolicy, idleConsumers, natsAuthFrom } from "@recsys/bus";
 import { readConfig, z } from "@recsys/config";
-import { archivedClickMessages, ArchiveGapError, expectArchiveHolds, localArchiveDir } from "@recsys/lake/lake";
+import { archivedClickMessages, ArchiveGapError, clicksHeadInArchive, localArchiveDir } from "@recsys/lake/lake";
 import { createLogger } from "@recsys/logging";
 import { quoteIdent } from "@recsys/postgres";
 import { analyticsConfig } from "./config.js";
-import { applyClickMessages } from "./consumer.js";
+import { applyAndEmit } from "./consumer.js";
 import { clicksConsumer, clicksDurable } from "./durable.js";
-import { emitDue } from "./emitter.js";
 import { createPool, migrateWhenReachable, schemaFor } from "./pg.js";
 import { AnalyticsStore } from "./store.js";
 import { WatermarkLog } from "./watermark-log.js";
@@ -28,9 +27,7 @@ const pool = createPool({ databaseUrl: config.DATABASE_URL, schema, max: 2, stat
 const migrationPool = createPool({ databaseUrl: config.MIGRATION_DATABASE_URL || config.DATABASE_URL, schema, max: 1, statementTimeoutMs: 0, logger });
 try {
   const stream = bus.topology.clicksStream;
-  const info = await bus.jsm.streams.info(stream);
-  const firstSeq = info.state.messages === 0 ? info.state.last_seq + 1 : info.state.first_seq;
-  await expectArchiveHolds(config.ARCHIVE_DIR, "clicks", { name: stream, created: info.created, firstSeq });
+  const { firstSeq, messages: held } = await clicksHeadInArchive(bus, config.ARCHIVE_DIR);
   const consumers = await idleConsumers(bus, stream, (name) => name === clicksDurable || name === clicksConsumer.durable, "analytics");
   // Panes, ids and progress go; the schema is made again as at a first start.
   await migrationPool.query(`DROP SCHEMA IF EXISTS ${quoteIdent(schema)} CASCADE`);
@@ -44,9 +41,7 @@ try {
     // One message at a time, each followed by the windows it closed, as the consumer takes them.
     for await (const messages of archivedClickMessages(config.ARCHIVE_DIR, 1, firstSeq)) {
       for (const m of messages) {
-        for (const v of await applyClickMessages([m], store, emission.watermarks))
-          if (!("error" in v)) clicks += v.verdicts.filter((x) => x === "applied").length;
-        await emitDue(emission, null);
+        for (const v of await applyAndEmit([m], emission)) if (!("error" in v)) clicks += v.verdicts.filter((x) => x === "applied").length;
       }
     }
     await bus.jsm.consumers.add(stream, {
@@ -59,7 +54,7 @@ try {
     fromArchive = `; applied ${clicks} clicks of messages 1-${firstSeq - 1} from the archive in ${config.ARCHIVE_DIR}`;
   }
   console.log(
-    `analytics rebuild: schema ${schema} made anew and the consumer deleted${fromArchive}; analytics will apply the ${info.state.messages} messages of ${stream} when it starts`,
+    `analytics rebuild: schema ${schema} made anew and the consumer deleted${fromArchive}; analytics will apply the ${held} messages of ${stream} when it starts`,
   );
 } catch (err) {
   if (!(err instanceof ConsumerRunningError || err instanceof ArchiveGapError)) throw err;

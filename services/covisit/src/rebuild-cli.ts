@@ -7,8 +7,8 @@ import { readConfig, z } from "@recsys/config";
 import { createLogger } from "@recsys/logging";
 import { visitFilter } from "@recsys/validation";
 import { covisitConfig } from "./config.js";
-import { ArchiveGapError, localArchiveDir } from "@recsys/lake/lake";
-import { applyArchivedClicks, archiveCoverage, prepareRebuild } from "./rebuild.js";
+import { ArchiveGapError, clicksHeadInArchive, localArchiveDir } from "@recsys/lake/lake";
+import { applyArchivedClicks, prepareRebuild } from "./rebuild.js";
 import { CovisitStore } from "./redis-store.js";
 
 const config = readConfig(
@@ -22,7 +22,7 @@ const redis = new Redis(config.REDIS_URL, { lazyConnect: true, maxRetriesPerRequ
 await redis.connect();
 const bus = await connectBus({ url: config.NATS_URL, name: "covisit-rebuild", namespace: config.RECSYS_NAMESPACE, logger, auth: natsAuthFrom(config) });
 try {
-  const { firstSeq } = await archiveCoverage(bus, config.ARCHIVE_DIR);
+  const { firstSeq } = await clicksHeadInArchive(bus, config.ARCHIVE_DIR);
   const done = await prepareRebuild({ bus, redis, namespace: config.RECSYS_NAMESPACE });
   let fromArchive = "";
   if (firstSeq > 1) {

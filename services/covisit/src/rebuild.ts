@@ -1,6 +1,6 @@
 import type { Redis } from "ioredis";
 import { AckPolicy, consumerNames, DeliverPolicy, idleConsumers, type Bus } from "@recsys/bus";
-import { archivedClickMessages, expectArchiveHolds } from "@recsys/lake/lake";
+import { archivedClickMessages } from "@recsys/lake/lake";
 import { applyClickMessages, clickDurables } from "./consumer.js";
 import { keyPrefix, type CovisitStore } from "./redis-store.js";
 
@@ -25,15 +25,6 @@ export async function prepareRebuild(opts: { bus: Bus; redis: Redis; namespace: 
   for (const c of consumers) await bus.jsm.consumers.delete(stream, c.name);
   const info = await bus.jsm.streams.info(stream).catch(() => undefined);
   return { keysDeleted, messages: info?.state.messages ?? 0 };
-}
-
-/** Where CLICKS begins now; when its retention dropped its first messages, throws ArchiveGapError unless the archive holds them. */
-export async function archiveCoverage(bus: Bus, archiveDir: string): Promise<{ firstSeq: number }> {
-  const name = bus.topology.clicksStream;
-  const info = await bus.jsm.streams.info(name);
-  const firstSeq = info.state.messages === 0 ? info.state.last_seq + 1 : info.state.first_seq;
-  await expectArchiveHolds(archiveDir, "clicks", { name, created: info.created, firstSeq });
-  return { firstSeq };
 }
 
 /**

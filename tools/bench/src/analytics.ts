@@ -10,10 +10,11 @@ import { AnalyticsService } from "@recsys/contracts/analytics/v1/analytics";
 import { ClickSchema } from "@recsys/contracts/events/v1/events";
 import { encodeClickBatch, Topology, type Click as BusClick } from "@recsys/bus";
 import { waitFor } from "@recsys/loadgen/sender";
-import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { jetstream } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import getPort from "get-port";
-import pg from "pg";
+// @ts-expect-error plain ESM script shared with `pnpm stack:reset`
+import { resetNamespace } from "../../../scripts/reset.mjs";
 import { root, type Click } from "./reference-data.js";
 import { buckets, quantileBetween, samples, total } from "./service-metrics.js";
 import { url } from "./stack.js";
@@ -175,12 +176,7 @@ export async function isolatedAnalytics(clicks: Click[], seconds: number) {
       child.kill("SIGTERM");
       await exited;
     }
-    const jsm = await jetstreamManager(nc);
-    for await (const s of jsm.streams.list()) if (s.config.name.startsWith(`${namespace.toUpperCase()}_`)) await jsm.streams.delete(s.config.name);
     await nc.close();
-    const db = new pg.Client({ connectionString: process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/test" });
-    await db.connect();
-    await db.query(`DROP SCHEMA IF EXISTS "${namespace}_analytics" CASCADE`);
-    await db.end();
+    await resetNamespace(namespace);
   }
 }

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { create } from "@bufbuild/protobuf";
 import { DuckDBInstance, type DuckDBConnection } from "@duckdb/node-api";
-import { encodeClickBatch, type MsgHdrs } from "@recsys/bus";
+import { encodeClickBatch, type Bus, type MsgHdrs } from "@recsys/bus";
 import { ClickSchema } from "@recsys/contracts/events/v1/events";
 
 /** The local stack's archive (where `pnpm stack:up` runs services/archive): `$RECSYS_STACK_DIR/archive`, or `.stack/archive`. */
@@ -115,18 +115,23 @@ export async function* archivedClicks(dir: string, fromSeq: number, beforeSeq: n
 export class ArchiveGapError extends Error {}
 
 /**
- * Throws ArchiveGapError unless the archive holds `stream` (the same stream: created at the same time) through the message before
- * `firstSeq`, the first one the stream still holds; nothing to hold when it is 1.
+ * Where CLICKS begins now (its first message; after the last one when it is empty) and how many messages it holds; when its
+ * retention dropped its first messages, throws ArchiveGapError unless the archive holds the same stream (created at the same
+ * time) through the message before the first one kept.
  */
-export async function expectArchiveHolds(dir: string, table: (typeof TABLES)[number], stream: { name: string; created: string; firstSeq: number }) {
-  if (stream.firstSeq <= 1) return;
-  const held = await archivedThrough(dir, table);
+export async function clicksHeadInArchive(bus: Bus, dir: string): Promise<{ firstSeq: number; messages: number }> {
+  const name = bus.topology.clicksStream;
+  const info = await bus.jsm.streams.info(name);
+  const firstSeq = info.state.messages === 0 ? info.state.last_seq + 1 : info.state.first_seq;
+  const found = { firstSeq, messages: info.state.messages };
+  if (firstSeq <= 1) return found;
+  const held = await archivedThrough(dir, "clicks");
   const gap = (why: string) =>
-    new ArchiveGapError(`${stream.name} begins at sequence ${stream.firstSeq} and ${why}: the messages before it are in neither; nothing was changed`);
+    new ArchiveGapError(`${name} begins at sequence ${firstSeq} and ${why}: the messages before it are in neither; nothing was changed`);
   if (!held) throw gap(`the archive in ${dir} holds none of it`);
-  if (held.streamCreated !== stream.created)
-    throw gap(`the archive in ${dir} holds another stream (created ${held.streamCreated}, this one ${stream.created})`);
-  if (held.through < stream.firstSeq - 1) throw gap(`the archive in ${dir} holds it only through sequence ${held.through}`);
+  if (held.streamCreated !== info.created) throw gap(`the archive in ${dir} holds another stream (created ${held.streamCreated}, this one ${info.created})`);
+  if (held.through < firstSeq - 1) throw gap(`the archive in ${dir} holds it only through sequence ${held.through}`);
+  return found;
 }
 
 /** The archived CLICKS messages with sequences in [fromSeq, beforeSeq), in stream order, as ClickBatch messages of their clicks again. */
