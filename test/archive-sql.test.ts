@@ -6,7 +6,7 @@ import { replay } from "@recsys/loadgen/replay";
 import { REFERENCE_COVISIT_SQL } from "@recsys/loadgen/reference-sql";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { clientsOf } from "./harness/clients.js";
-import { clicksLastSequence, loseRedisData, RECOMMENDATION_DEPTH } from "./harness/oracle.js";
+import { clicksLastSequence, expectCovisitEquals, loseRedisData } from "./harness/oracle.js";
 import { readClicks, referenceCoVisits } from "./harness/reference.js";
 import { replayOptions } from "./harness/replay.js";
 import { dropClicksHead, rebuildWithArchive } from "./harness/rebuild.js";
@@ -17,21 +17,6 @@ import { referenceClicks, startStack, type TestStack } from "./harness/stack.js"
 // covisit's rebuild takes from the archive what CLICKS no longer holds.
 
 const urls = [...new Set(readClicks(referenceClicks).map((c) => c.url))];
-
-/** covisit's Recommendation of every reference url, 1000 deep, is `want`'s list for it. */
-async function expectCovisitEquals(stack: TestStack, want: Map<string, Array<{ recommendation: string; frequency: number }>>) {
-  const covisit = clientsOf(stack).covisit;
-  let mismatches = 0;
-  for (const url of urls) {
-    const have = (await covisit.recommendation({ url, limit: RECOMMENDATION_DEPTH })).items.map((i) => ({
-      recommendation: i.recommendation,
-      frequency: Number(i.frequency),
-    }));
-    const expected = (want.get(url) ?? []).slice(0, RECOMMENDATION_DEPTH);
-    if (JSON.stringify(have) !== JSON.stringify(expected) && mismatches++ < 3) expect.soft(have, url).toEqual(expected);
-  }
-  expect(mismatches, `${mismatches} of ${urls.length} urls differ`).toBe(0);
-}
 
 describe("SQL over the archive", () => {
   let stack: TestStack;
@@ -69,7 +54,7 @@ describe("SQL over the archive", () => {
       if (!list) fromArchive.set(url, (list = []));
       list.push({ recommendation: String(r.recommendation), frequency: Number(r.frequency) });
     }
-    await expectCovisitEquals(stack, fromArchive);
+    await expectCovisitEquals(stack, urls, fromArchive);
     expect(rows.reduce((n, r) => n + Number(r.frequency), 0)).toBe(143_325);
   });
 
@@ -84,6 +69,6 @@ describe("SQL over the archive", () => {
       .poll(async () => (await clientsOf(stack).covisit.progress({})).ackFloorStreamSequence, { timeout: 120_000, interval: 200 })
       .toBeGreaterThanOrEqual(last);
     // The reference SQL in PostgreSQL over the reference file: the independent oracle.
-    await expectCovisitEquals(stack, await referenceCoVisits(readClicks(referenceClicks)));
+    await expectCovisitEquals(stack, urls, await referenceCoVisits(readClicks(referenceClicks)));
   });
 });

@@ -39,6 +39,21 @@ export async function expectRecommendationsExact(stack: TestStack, ref: Referenc
   expect(mismatches, `${mismatches} urls differ from the reference SQL`).toBe(0);
 }
 
+/** covisit's own Recommendation of each of `urls`, 1000 deep, is `want`'s list for it. */
+export async function expectCovisitEquals(stack: TestStack, urls: string[], want: Map<string, Array<{ recommendation: string; frequency: number }>>) {
+  const covisit = clientsOf(stack).covisit;
+  let mismatches = 0;
+  for (const url of urls) {
+    const have = (await covisit.recommendation({ url, limit: RECOMMENDATION_DEPTH })).items.map((i) => ({
+      recommendation: i.recommendation,
+      frequency: Number(i.frequency),
+    }));
+    const expected = (want.get(url) ?? []).slice(0, RECOMMENDATION_DEPTH);
+    if (JSON.stringify(have) !== JSON.stringify(expected) && mismatches++ < 3) expect.soft(have, url).toEqual(expected);
+  }
+  expect(mismatches, `${mismatches} of ${urls.length} urls differ`).toBe(0);
+}
+
 /**
  * Every user's SimilarContent (top 10) equals the ranking recomputed from the Embed RPC's vectors:
  * the mean of the user's clicked pages, cosine to every page. Ties within float32 noise may swap.

@@ -110,6 +110,25 @@ export async function idleConsumers(bus: Bus, stream: string, ours: (name: strin
 }
 
 /**
+ * The first sequence `stream` holds when its retention (or a purge) took the messages before it and none of `durables` exists yet:
+ * a consumer created now would begin there, without them. undefined while the stream holds its first message, or a durable exists.
+ */
+export async function headGoneBeforeConsumer(bus: Bus, stream: string, durables: string[]): Promise<number | undefined> {
+  const { state } = await bus.jsm.streams.info(stream);
+  const firstSeq = state.messages === 0 ? state.last_seq + 1 : state.first_seq;
+  if (firstSeq <= 1) return undefined;
+  for (const durable of durables) {
+    try {
+      await bus.jsm.consumers.info(stream, durable);
+      return undefined;
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+  }
+  return firstSeq;
+}
+
+/**
  * The fault tests' crash point: the process kills itself after the effect of its n-th message's batch, before the ack (the worst moment).
  * One per process: its consumers count their effects together.
  */

@@ -10,6 +10,7 @@ export {
   CrashAfterEffects,
   durablesOf,
   ensureDurableConsumer,
+  headGoneBeforeConsumer,
   idleConsumers,
   partitionDurable,
   PULL_EXPIRES_MS,

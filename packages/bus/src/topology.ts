@@ -15,6 +15,8 @@ export const DUPLICATE_WINDOW_MS = 10 * 60_000;
  */
 export interface StreamLimits {
   clicksMaxBytes: number;
+  /** CLICKS' messages older than this are deleted: the archive keeps them. */
+  clicksMaxAgeMs: number;
   contentMaxBytes: number;
   embeddingsMaxBytes: number;
   engagementMaxBytes: number;
@@ -27,6 +29,7 @@ export interface StreamLimits {
 /** The limits from the settings every service shares (see commonEnv). */
 export function streamLimitsFrom(config: {
   CLICKS_MAX_BYTES: number;
+  CLICKS_MAX_AGE_MS: number;
   CONTENT_MAX_BYTES: number;
   EMBEDDINGS_MAX_BYTES: number;
   ENGAGEMENT_MAX_BYTES: number;
@@ -37,6 +40,7 @@ export function streamLimitsFrom(config: {
 }): StreamLimits {
   return {
     clicksMaxBytes: config.CLICKS_MAX_BYTES,
+    clicksMaxAgeMs: config.CLICKS_MAX_AGE_MS,
     contentMaxBytes: config.CONTENT_MAX_BYTES,
     embeddingsMaxBytes: config.EMBEDDINGS_MAX_BYTES,
     engagementMaxBytes: config.ENGAGEMENT_MAX_BYTES,
@@ -165,7 +169,11 @@ export class Topology {
   streamConfigs(): Array<Partial<StreamConfig> & { name: string }> {
     const limits = this.limits;
     return [
-      this.stream(this.clicksStream, this.clicksSubjects, this.refuseWhenFull(limits?.clicksMaxBytes)),
+      // Full, CLICKS refuses clicks; its oldest ones go past their age, kept by the archive (JetStream wants the duplicate window within the age).
+      this.stream(this.clicksStream, this.clicksSubjects, {
+        ...this.refuseWhenFull(limits?.clicksMaxBytes),
+        ...(limits ? { max_age: nanos(limits.clicksMaxAgeMs), duplicate_window: nanos(Math.min(DUPLICATE_WINDOW_MS, limits.clicksMaxAgeMs)) } : {}),
+      }),
       this.stream(this.contentStream, this.contentSubjects, this.refuseWhenFull(limits?.contentMaxBytes)),
       // A compacted log: the newest embedding per url survives, older versions go.
       this.stream(this.embeddingsStream, this.embeddingsSubjects, { max_msgs_per_subject: 1, ...this.refuseWhenFull(limits?.embeddingsMaxBytes) }),
@@ -218,6 +226,12 @@ export async function ensureStreams(jsm: JetStreamManager, topology: Topology, l
         logger?.warn(
           { stream: cfg.name, bytes: info.state.bytes, limit: cfg.max_bytes },
           "the stream holds more than its size limit: its oldest messages are deleted to fit",
+        );
+      }
+      if (cfg.max_age !== undefined && cfg.max_age > 0 && (info.config.max_age === 0 || cfg.max_age < info.config.max_age) && info.state.messages > 0) {
+        logger?.warn(
+          { stream: cfg.name, maxAgeMs: Number(cfg.max_age) / 1e6 },
+          "the stream now keeps messages for a limited time: older ones are deleted (the archive keeps clicks)",
         );
       }
       await jsm.streams.update(cfg.name, update);

@@ -1,4 +1,5 @@
-import { connectBus, CrashAfterEffects, natsAuthFrom, streamLimitsFrom } from "@recsys/bus";
+import { connectBus, CrashAfterEffects, headGoneBeforeConsumer, natsAuthFrom, streamLimitsFrom } from "@recsys/bus";
+import { clicksConsumer, clicksDurable } from "./durable.js";
 import { readConfig } from "@recsys/config";
 import { analyticsConfig } from "./config.js";
 import { createLogger } from "@recsys/logging";
@@ -48,6 +49,17 @@ const bus = await connectBus({
   ackWaitMs: config.BUS_ACK_WAIT_MS,
   limits: streamLimitsFrom(config),
 });
+// An analytics without its durable on a CLICKS whose retention took its first messages would count from the middle: the rebuild
+// applies those from the archive and creates the durable after them.
+const firstHeld = await headGoneBeforeConsumer(bus, bus.topology.clicksStream, [clicksDurable, clicksConsumer.durable]);
+if (firstHeld !== undefined) {
+  logger.fatal(
+    { stream: bus.topology.clicksStream, firstSeq: firstHeld },
+    `${bus.topology.clicksStream} no longer holds its messages 1-${firstHeld - 1} (CLICKS_MAX_AGE_MS) and analytics has not consumed it yet: counting from ${firstHeld} would leave their clicks out of the windows. Run \`pnpm analytics:rebuild\` first: it applies them from the archive`,
+  );
+  await bus.close();
+  process.exit(1);
+}
 const postgresWrites = new DependencyHealth("postgres");
 const emission = new DependencyHealth("emission");
 const server = await startRpcServer({

@@ -25,7 +25,7 @@ import { COVISIT_WINDOW_IN_WORDS } from "@recsys/validation";
 import { DEFAULT_MAX_BATCH, type ApplyOutcome, type CovisitStore } from "./redis-store.js";
 
 /** covisit's CLICKS consumer: the base of its partition durables, and the name of the single durable of earlier versions. */
-const clicksConsumer = consumerNames("covisit", "clicks");
+export const clicksConsumer = consumerNames("covisit", "clicks");
 
 /** What became of one click of a CLICKS message: `ignored` for an event type that is no visit (VISIT_EVENTS). */
 export type ClickVerdict = ApplyOutcome | { status: "undecodable"; error: string } | { status: "ignored" };

@@ -1,12 +1,12 @@
 import { Redis } from "ioredis";
-import { connectBus, CrashAfterEffects, natsAuthFrom, streamLimitsFrom } from "@recsys/bus";
+import { connectBus, CrashAfterEffects, headGoneBeforeConsumer, natsAuthFrom, streamLimitsFrom } from "@recsys/bus";
 import { readConfig } from "@recsys/config";
 import { createLogger } from "@recsys/logging";
 import { visitFilter } from "@recsys/validation";
 import { covisitConfig } from "./config.js";
 import { DependencyHealth, timeCalls } from "@recsys/metrics";
 import { onShutdown, serviceTokenFor, startRpcServer } from "@recsys/server";
-import { adoptSingleDurable, clickDurables, consumerNeverDelivered, runClickConsumer, type ConsumerStats } from "./consumer.js";
+import { adoptSingleDurable, clickDurables, clicksConsumer, consumerNeverDelivered, runClickConsumer, type ConsumerStats } from "./consumer.js";
 import { covisitRoutes } from "./handlers.js";
 import { CovisitStore } from "./redis-store.js";
 
@@ -46,6 +46,20 @@ const bus = await connectBus({
   ackWaitMs: config.BUS_ACK_WAIT_MS,
   limits: streamLimitsFrom(config),
 });
+// A covisit without durables on a CLICKS whose retention took its first messages would count from the middle: the rebuild applies
+// those from the archive and creates the durables after them.
+const firstHeld = await headGoneBeforeConsumer(bus, bus.topology.clicksStream, [
+  clicksConsumer.durable,
+  ...clickDurables(bus, config.PARTITIONS).map((d) => d.durable),
+]);
+if (firstHeld !== undefined) {
+  logger.fatal(
+    { stream: bus.topology.clicksStream, firstSeq: firstHeld },
+    `${bus.topology.clicksStream} no longer holds its messages 1-${firstHeld - 1} (CLICKS_MAX_AGE_MS) and covisit has not consumed it yet: counting from ${firstHeld} would leave their co-visits out. Run \`pnpm covisit:rebuild\` first: it applies them from the archive`,
+  );
+  await bus.close();
+  process.exit(1);
+}
 const stats: ConsumerStats = { applied: 0, duplicates: 0, late: 0, overBudget: 0, undecodable: 0 };
 // Counts start with the consumer's first delivery. Past it, a missing marker means Redis lost them:
 // nothing is applied or answered until `pnpm covisit:rebuild` replays CLICKS.

@@ -1,4 +1,4 @@
-import { connectBus, CrashAfterEffects, natsAuthFrom, streamLimitsFrom } from "@recsys/bus";
+import { connectBus, consumerNames, CrashAfterEffects, headGoneBeforeConsumer, natsAuthFrom, streamLimitsFrom } from "@recsys/bus";
 import { commonEnv, consumerEnv, port, positiveInt, readConfig, z } from "@recsys/config";
 import { createLogger } from "@recsys/logging";
 import { visitFilter } from "@recsys/validation";
@@ -71,6 +71,15 @@ const bus = await connectBus({
   limits: streamLimitsFrom(config),
 });
 
+// A profile without its clicks durable on a CLICKS whose retention took its first messages starts the interests from there: those
+// clicks are kept by the archive only, and profile has no rebuild from it. Said, not refused: the newer clicks still make interests.
+const firstHeld = await headGoneBeforeConsumer(bus, bus.topology.clicksStream, [consumerNames("profile", "clicks").durable]);
+if (firstHeld !== undefined) {
+  logger.warn(
+    { stream: bus.topology.clicksStream, firstSeq: firstHeld },
+    `${bus.topology.clicksStream} no longer holds its messages 1-${firstHeld - 1} (CLICKS_MAX_AGE_MS): interests and histories start with the clicks from ${firstHeld} on`,
+  );
+}
 const postgresWrites = new DependencyHealth("postgres");
 const server = await startRpcServer({
   name: "profile",
