@@ -50,6 +50,8 @@ describe("SQL over the archive", () => {
     const fromArchive = new Map<string, Array<{ recommendation: string; frequency: number }>>();
     for (const r of rows) {
       const url = String(r.url);
+      // Recommendation never lists the page itself.
+      if (String(r.recommendation) === url) continue;
       let list = fromArchive.get(url);
       if (!list) fromArchive.set(url, (list = []));
       list.push({ recommendation: String(r.recommendation), frequency: Number(r.frequency) });

@@ -21,6 +21,8 @@ export interface ReferenceRow {
 /**
  * The reference system's own query, run by PostgreSQL over the raw clicks: the oracle for every
  * Recommendation. Ordered as the API promises (frequency desc, then recommendation bytewise asc).
+ * The SQL also pairs a page with itself (a user back on it within 10 minutes); Recommendation never
+ * lists the page itself, so those rows are left out here.
  */
 export async function referenceCoVisits(clicks: RawClick[]): Promise<Map<string, Array<{ recommendation: string; frequency: number }>>> {
   const client = new pg.Client({ connectionString: process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test" });
@@ -31,6 +33,7 @@ export async function referenceCoVisits(clicks: RawClick[]): Promise<Map<string,
     const { rows } = await client.query<ReferenceRow>(REFERENCE_COVISIT_SQL);
     const byUrl = new Map<string, Array<{ recommendation: string; frequency: number }>>();
     for (const r of rows) {
+      if (r.recommendation === r.url) continue;
       let list = byUrl.get(r.url);
       if (!list) byUrl.set(r.url, (list = []));
       list.push({ recommendation: r.recommendation, frequency: r.frequency });

@@ -1,6 +1,6 @@
 import { commonEnv, consumerEnv, port, positiveInt, z } from "@recsys/config";
 import { DEFAULT_ALLOWED_LATENESS_MS, DEFAULT_USER_CLICK_BUDGET } from "@recsys/validation";
-import { DEFAULT_DEDUP_RETENTION_MS, DEFAULT_MAX_BATCH } from "./redis-store.js";
+import { DEFAULT_DEDUP_RETENTION_MS, DEFAULT_MAX_BATCH, DEFAULT_SEEN_HORIZON_MS } from "./redis-store.js";
 
 /** covisit's settings: the service's, and its rebuild's, which applies clicks as the service does. */
 export const covisitConfig = z.object({
@@ -14,4 +14,6 @@ export const covisitConfig = z.object({
   // The most clicks of one user within the co-visit window of each other; ingest refuses more, covisit
   // dead-letters what reaches the bus anyway (another ingest replica, an older client).
   USER_CLICK_BUDGET: positiveInt(DEFAULT_USER_CLICK_BUDGET),
+  // Recommendation with a userid leaves out the pages that user clicked this long before their newest click.
+  SEEN_HORIZON_MS: positiveInt(DEFAULT_SEEN_HORIZON_MS),
 });

@@ -1,13 +1,15 @@
--- Applies a batch of clicks to the co-visit counts, atomically. Version 5 (storage version 3).
--- KEYS: [1] the marker (gone = Redis lost the counts); per click i, its user's [3i-1] history ("<event_id> <url>" -> ms),
---   [3i] applied ids (id -> ms) and [3i+1] version 4's applied ids (a set, read only: it expires on its own)
+-- Applies a batch of clicks to the co-visit counts, atomically. Version 6 (storage version 3).
+-- KEYS: [1] the marker (gone = Redis lost the counts); per click i, its user's [4i-2] history ("<event_id> <url>" -> ms),
+--   [4i-1] applied ids (id -> ms), [4i] version 4's applied ids (a set, read only: it expires on its own) and [4i+1] recent
+--   urls (url -> its newest click's ms, back to the seen horizon from the user's newest click: what Recommendation leaves out)
 -- ARGV: [1] window (ms), [2] allowed lateness (ms), [3] co-visit key prefix, [4] how long applied ids are remembered (ms),
---   [5] a user's click budget; [6 + 3(i-1) ..] click i: event_id, url, event time (ms)
+--   [5] a user's click budget, [6] the seen horizon (ms); [7 + 3(i-1) ..] click i: event_id, url, event time (ms)
 -- Returns {"lost"}, else per click two values: "applied", pairs | "duplicate", 0 | "late", watermark | "budget", clicks near it.
 -- Each click gets the outcome applying the clicks one at a time would give it; services/covisit/README.md says why that is exact.
 local marker = KEYS[1]
 local window, lateness, prefix, remember, budget = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
-local n = (#KEYS - 1) / 3
+local horizon = tonumber(ARGV[6])
+local n = (#KEYS - 1) / 4
 
 local function ms(x) return string.format('%.0f', x) end
 
@@ -18,14 +20,14 @@ end
 -- The batch's clicks, grouped by user in batch order.
 local users, order = {}, {}
 for i = 1, n do
-  local history = KEYS[3 * i - 1]
+  local history = KEYS[4 * i - 2]
   local u = users[history]
   if not u then
-    u = {ids = KEYS[3 * i], legacy = KEYS[3 * i + 1], clicks = {}}
+    u = {ids = KEYS[4 * i - 1], legacy = KEYS[4 * i], recent = KEYS[4 * i + 1], clicks = {}}
     users[history] = u
     order[#order + 1] = history
   end
-  local a = 6 + 3 * (i - 1)
+  local a = 7 + 3 * (i - 1)
   u.clicks[#u.clicks + 1] = {i = i, id = ARGV[a], url = ARGV[a + 1], t = tonumber(ARGV[a + 2])}
 end
 
@@ -64,7 +66,7 @@ for _, history in ipairs(order) do
     local member = flat[k]
     entries[#entries + 1] = {t = tonumber(flat[k + 1]), url = string.sub(member, string.find(member, ' ', 1, true) + 1)}
   end
-  local added, addedIds = {}, {}
+  local added, addedIds, addedUrls = {}, {}, {}
   local inBatch = {}
   for k, c in ipairs(u.clicks) do
     local near = 0
@@ -95,6 +97,8 @@ for _, history in ipairs(order) do
       added[#added + 1] = c.id .. ' ' .. c.url
       addedIds[#addedIds + 1] = ms(c.t)
       addedIds[#addedIds + 1] = c.id
+      addedUrls[#addedUrls + 1] = ms(c.t)
+      addedUrls[#addedUrls + 1] = c.url
       out[2 * c.i - 1], out[2 * c.i] = 'applied', counted
     end
   end
@@ -105,6 +109,10 @@ for _, history in ipairs(order) do
     redis.call('ZREMRANGEBYSCORE', u.ids, '-inf', '(' .. ms(watermark - remember))
     redis.call('PEXPIRE', history, remember)
     redis.call('PEXPIRE', u.ids, remember)
+    -- GT: a url keeps the time of its newest click, whatever order they came in.
+    redis.call('ZADD', u.recent, 'GT', unpack(addedUrls))
+    redis.call('ZREMRANGEBYSCORE', u.recent, '-inf', '(' .. ms(watermark - horizon))
+    redis.call('PEXPIRE', u.recent, remember)
   end
 end
 

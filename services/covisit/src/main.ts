@@ -34,7 +34,7 @@ const policy = await redis.info("memory").then(
 );
 if (policy && policy !== "noeviction") logger.error({ policy }, "Redis evicts keys when full: run it with maxmemory-policy noeviction, or counts may be lost");
 const store = timeCalls(
-  new CovisitStore(redis, config.RECSYS_NAMESPACE, config.ALLOWED_LATENESS_MS, config.DEDUP_RETENTION_MS, config.USER_CLICK_BUDGET),
+  new CovisitStore(redis, config.RECSYS_NAMESPACE, config.ALLOWED_LATENESS_MS, config.DEDUP_RETENTION_MS, config.USER_CLICK_BUDGET, config.SEEN_HORIZON_MS),
   "redis",
 );
 const bus = await connectBus({

@@ -26,7 +26,14 @@ try {
   const done = await prepareRebuild({ bus, redis, namespace: config.RECSYS_NAMESPACE });
   let fromArchive = "";
   if (firstSeq > 1) {
-    const store = new CovisitStore(redis, config.RECSYS_NAMESPACE, config.ALLOWED_LATENESS_MS, config.DEDUP_RETENTION_MS, config.USER_CLICK_BUDGET);
+    const store = new CovisitStore(
+      redis,
+      config.RECSYS_NAMESPACE,
+      config.ALLOWED_LATENESS_MS,
+      config.DEDUP_RETENTION_MS,
+      config.USER_CLICK_BUDGET,
+      config.SEEN_HORIZON_MS,
+    );
     const applied = await applyArchivedClicks({
       bus,
       store,

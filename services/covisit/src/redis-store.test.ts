@@ -27,12 +27,16 @@ const T0 = Date.parse("2024-01-02T00:00:00Z");
 let nextId = 0;
 const click = (userid: string, url: string, t: number): ClickToApply => ({ eventId: `e${nextId++}`, userid, url, eventTimeMs: t, event: "view" });
 
-/** The definition, by brute force: b -> a for every pair of one user's clicks with b.t < a.t <= b.t + 10 min. */
+/**
+ * The definition, by brute force: b -> a for every pair of one user's clicks with b.t < a.t <= b.t + 10 min, as Recommendation
+ * answers it: never a page after itself.
+ */
 function bruteForce(clicks: ClickToApply[]): Map<string, Map<string, number>> {
   const out = new Map<string, Map<string, number>>();
   for (const b of clicks)
     for (const a of clicks) {
       if (a.userid !== b.userid || !(b.eventTimeMs < a.eventTimeMs && b.eventTimeMs >= a.eventTimeMs - WINDOW_MS)) continue;
+      if (a.url === b.url) continue;
       const m = out.get(b.url) ?? new Map<string, number>();
       m.set(a.url, (m.get(a.url) ?? 0) + 1);
       out.set(b.url, m);
@@ -201,6 +205,43 @@ describe("covisit.lua", () => {
     for (let limit = 1; limit <= all.length; limit++) {
       expect((await store.coVisitsAfter(from, limit)).map((c) => c.recommendation)).toEqual(all.slice(0, limit));
     }
+  });
+
+  it("never lists the page itself; for a user, leaves out what they clicked within the seen horizon before their newest click, and fills up from the next", async () => {
+    const [a, b, c, d, e, f] = ["a", "b", "c", "d", "e", "f"].map((p) => `https://e.org/${p}`);
+    // Counts after a: b 5, c 4, d 3, e 2, f 1; a after a (a reload) 6.
+    let n = 0;
+    for (const [to, times] of [
+      [a, 6],
+      [b, 5],
+      [c, 4],
+      [d, 3],
+      [e, 2],
+      [f, 1],
+    ] as const) {
+      for (let i = 0; i < times; i++) {
+        const u = `other${n++}`;
+        await store.applyClicks([click(u, a!, T0), click(u, to, T0 + 1_000)]);
+      }
+    }
+    const urls = (list: Array<{ recommendation: string }>) => list.map((x) => x.recommendation);
+    expect(urls(await store.coVisitsAfter(a!, 3))).toEqual([b, c, d]);
+    // The reader clicked d 25 hours before their newest click (outside the 24 h horizon), then b and c.
+    await store.applyClick(click("reader", d!, T0 - 25 * 3600_000));
+    await store.applyClicks([click("reader", b!, T0), click("reader", c!, T0 + 60_000)]);
+    expect(urls(await store.coVisitsAfter(a!, 3, "reader"))).toEqual([d, e, f]);
+    expect(await store.coVisitsAfter(a!, 2, "reader")).toEqual([
+      { recommendation: d, frequency: 3 },
+      { recommendation: e, frequency: 2 },
+    ]);
+    // As long as the data allows; a user with no clicks changes nothing.
+    expect(urls(await store.coVisitsAfter(a!, 10, "reader"))).toEqual([d, e, f]);
+    expect(urls(await store.coVisitsAfter(a!, 10, "nobody"))).toEqual([b, c, d, e, f]);
+    // A horizon of 2 minutes leaves out only c, clicked within it.
+    const short = new CovisitStore(redis, namespace, LATENESS, DEFAULT_DEDUP_RETENTION_MS, undefined, 2 * 60_000);
+    await short.applyClick(click("reader2", b!, T0));
+    await short.applyClick(click("reader2", c!, T0 + 3 * 60_000));
+    expect(urls(await short.coVisitsAfter(a!, 2, "reader2"))).toEqual([b, d]);
   });
 
   it("keeps urls and user ids with separators apart", async () => {

@@ -18,6 +18,8 @@ export const DEFAULT_MAX_BATCH = 128;
  * user's keys expire this long after its last applied click (default 7 days).
  */
 export const DEFAULT_DEDUP_RETENTION_MS = 7 * 24 * 3600_000;
+/** Recommendation with a userid leaves out the pages the user clicked this long before their newest click. */
+export const DEFAULT_SEEN_HORIZON_MS = 24 * 3600_000;
 /**
  * The layout of the history and applied ids that covisit.lua keeps: the marker is named after it,
  * covisit.lua's header states it, and the README tells it. Change all three with this number.
@@ -48,7 +50,8 @@ export interface CoVisit {
 type ScriptedRedis = Redis & {
   /** covisit.lua: the key count, the keys, then the arguments. */
   applyClicks(numberOfKeys: number, ...keysAndArgs: string[]): Promise<Array<string | number>>;
-  topCoVisits(key: string, marker: string, limit: number): Promise<string[] | null>;
+  /** recommend.lua: the url's counts, the marker, the user's recent urls (or the counts again: none); limit, url, seen horizon. */
+  topCoVisits(key: string, marker: string, recent: string, limit: number, url: string, horizonMs: number): Promise<string[] | null>;
 };
 
 /** Every key of a namespace starts with this. */
@@ -73,10 +76,12 @@ export class CovisitStore {
     private readonly dedupRetentionMs: number = DEFAULT_DEDUP_RETENTION_MS,
     /** The most clicks of one user within a window of each other (see USER_CLICK_BUDGET). */
     private readonly userClickBudget: number = DEFAULT_USER_CLICK_BUDGET,
+    /** How far back from a user's newest click Recommendation leaves their pages out (see SEEN_HORIZON_MS). */
+    private readonly seenHorizonMs: number = DEFAULT_SEEN_HORIZON_MS,
   ) {
     this.prefix = keyPrefix(namespace);
     redis.defineCommand("applyClicks", { lua: applyClicksScript() });
-    redis.defineCommand("topCoVisits", { numberOfKeys: 2, lua: readScript("recommend.lua") });
+    redis.defineCommand("topCoVisits", { numberOfKeys: 3, lua: readScript("recommend.lua") });
     this.redis = redis as ScriptedRedis;
   }
 
@@ -121,10 +126,11 @@ export class CovisitStore {
       this.coVisitKeyPrefix(),
       String(this.dedupRetentionMs),
       String(this.userClickBudget),
+      String(this.seenHorizonMs),
     ];
     for (const c of clicks) {
       // The applied ids of version 4 were a set under seen:, read until it expires.
-      keys.push(`${this.prefix}h:${c.userid}`, `${this.prefix}ids:${c.userid}`, `${this.prefix}seen:${c.userid}`);
+      keys.push(`${this.prefix}h:${c.userid}`, `${this.prefix}ids:${c.userid}`, `${this.prefix}seen:${c.userid}`, this.recentKey(c.userid));
       args.push(c.eventId, c.url, String(c.eventTimeMs));
     }
     const flat = await this.redis.applyClicks(keys.length, ...keys, ...args);
@@ -142,9 +148,17 @@ export class CovisitStore {
     });
   }
 
-  /** Pages visited within the window after `url`, frequency desc, then url asc. */
-  async coVisitsAfter(url: string, limit: number): Promise<CoVisit[]> {
-    const flat = await this.redis.topCoVisits(`${this.coVisitKeyPrefix()}${url}`, this.marker, limit);
+  private recentKey(userid: string): string {
+    return `${this.prefix}r:${userid}`;
+  }
+
+  /**
+   * Pages visited within the window after `url`, frequency desc, then url asc: never `url` itself, and with `userid`, none of the
+   * pages that user clicked within the seen horizon before their newest click; the next ones fill up to `limit`.
+   */
+  async coVisitsAfter(url: string, limit: number, userid = ""): Promise<CoVisit[]> {
+    const counts = `${this.coVisitKeyPrefix()}${url}`;
+    const flat = await this.redis.topCoVisits(counts, this.marker, userid ? this.recentKey(userid) : counts, limit, url, this.seenHorizonMs);
     this.countsLost = flat === null;
     if (flat === null) throw new CountsLostError();
     const out: CoVisit[] = [];
