@@ -59,10 +59,10 @@ async function recommendation(url: string) {
   return (await c.gateway.recommendation({ url })).items.map((i) => [i.recommendation, Number(i.frequency)]);
 }
 
-/** The user's SimilarContent over every page equals the ranking by the mean of `terms` (vectors from the Embed RPC). */
+/** The user's SimilarContent over every page (those the user read included) equals the ranking by the mean of `terms` (vectors from the Embed RPC). */
 async function expectSimilarContent(userid: string, terms: number[][]) {
   const n = Object.keys(PAGES).length;
-  expectSameRanking((await c.gateway.similarContent({ userid, limit: n })).items, rankByMean(terms, vectors, n));
+  expectSameRanking((await c.gateway.similarContent({ userid, limit: n, includeSeen: true })).items, rankByMean(terms, vectors, n));
 }
 const v = (...names: Array<keyof typeof PAGES>) => names.map((k) => vectors.get(PAGES[k].url)!);
 

@@ -93,10 +93,12 @@ describe("the reference GraphQL documents, verbatim", () => {
     // Every click of the user folded in (the profile's CLICKS consumer is past the last click).
     const last = await clicksLastSequence(stack);
     await expect.poll(async () => (await c.profile.progress({})).clicksAckFloor, { timeout: 60_000 }).toBeGreaterThanOrEqual(last);
+    const read = clicks.filter((k) => k.userid === user).map((k) => k.url);
     const ref = rankByMean(
-      clicks.filter((k) => k.userid === user).map((k) => vectors.get(k.url)!),
+      read.map((url) => vectors.get(url)!),
       vectors,
       10,
+      read,
     );
     expectSameRanking((await data(DOC.similarContent)).SimilarContent, ref);
   });
@@ -131,13 +133,19 @@ describe("the reference GraphQL documents, verbatim", () => {
     expect(typeof liked.Likes._source_time).toBe("string");
     await expect.poll(() => likedIds("1234"), { timeout: 30_000, interval: 100 }).toEqual([LIKED_ID]);
     expect(await likeCountOf(LIKED_ID)).toBe(before + 1);
-    expectSameRanking(await recommendedFor("1234", 10), rankByMean([stated!, vectors.get(samza.url)!], vectors, 10));
+    // The liked page itself is left out: the user has seen it.
+    expectSameRanking(await recommendedFor("1234", 10), rankByMean([stated!, vectors.get(samza.url)!], vectors, 10, [samza.url]));
 
-    // The same variables with the id as a string, liked false: the unlike.
+    // The same variables with the id as a string, liked false: the unlike. The page stays left out (seen), unless asked for.
     await data(DOC.addLike, { liked: { userid: "1234", eventId: LIKED_ID, liked: false } });
     await expect.poll(() => likedIds("1234"), { timeout: 30_000, interval: 100 }).toEqual([]);
     expect(await likeCountOf(LIKED_ID)).toBe(before);
-    expectSameRanking(await recommendedFor("1234", 10), rankByMean([stated!], vectors, 10));
+    expectSameRanking(await recommendedFor("1234", 10), rankByMean([stated!], vectors, 10, [samza.url]));
+    const asked = await data(`{ RecommendedEvents(userid: "1234", includeSeen: true) { id score } }`);
+    expectSameRanking(
+      (asked.RecommendedEvents as Array<{ id: string; score: number }>).map((e) => ({ url: byId.get(e.id)!.url, similarity: e.score })),
+      rankByMean([stated!], vectors, 10),
+    );
   });
 
   it("PersonalizedEventSearch for kafka returns exactly the pages that mention Kafka, closest to the interest first", async () => {
@@ -162,11 +170,15 @@ describe("the reference GraphQL documents, verbatim", () => {
       .poll(async () => (await c.profile.eventsById({ ids: [zoopId] })).items.map((e) => [e.url, e.abstract]), { timeout: 30_000, interval: 100 })
       .toEqual([[zoopUrl, "Zoop is a puzzle video game …"]]);
     await expect
-      .poll(async () => (await data(`{ SimilarContent(userid: "1") { url similarity } }`)).SimilarContent[0], { timeout: 30_000, interval: 100 })
+      .poll(async () => (await data(`{ SimilarContent(userid: "1", includeSeen: true) { url similarity } }`)).SimilarContent[0], {
+        timeout: 30_000,
+        interval: 100,
+      })
       .toEqual({ url: zoopUrl, similarity: expect.closeTo(1, 4) });
-    // Whichever landed first, the interest is now the new text's vector alone.
+    // Whichever landed first, the interest is now the new text's vector alone; without includeSeen, Zoop itself is left out.
     const now = new Map(vectors).set(zoopUrl, zoop!);
-    expectSameRanking((await data(`{ SimilarContent(userid: "1") { url similarity } }`)).SimilarContent, rankByMean([zoop!], now, 10));
+    expectSameRanking((await data(`{ SimilarContent(userid: "1", includeSeen: true) { url similarity } }`)).SimilarContent, rankByMean([zoop!], now, 10));
+    expectSameRanking((await data(`{ SimilarContent(userid: "1") { url similarity } }`)).SimilarContent, rankByMean([zoop!], now, 10, [zoopUrl]));
   });
 });
 

@@ -50,10 +50,14 @@ describe("the MiniLM path, with a model of the same contract", () => {
     await c.gateway.content({ event: page });
     await c.gateway.clickstream({ event: { userid: "reader", url: page.url } });
     await expect
-      .poll(async () => (await c.gateway.similarContent({ userid: "reader", limit: 1 })).items.map((i) => [i.url, Math.round(i.similarity * 1e4) / 1e4]), {
-        timeout: 30_000,
-        interval: 100,
-      })
+      .poll(
+        async () =>
+          (await c.gateway.similarContent({ userid: "reader", limit: 1, includeSeen: true })).items.map((i) => [i.url, Math.round(i.similarity * 1e4) / 1e4]),
+        {
+          timeout: 30_000,
+          interval: 100,
+        },
+      )
       .toEqual([[page.url, 1]]);
   });
 });

@@ -72,7 +72,7 @@ describe("profile's PostgreSQL roles", () => {
     await c.ingest.publishClicks({ clicks: [{ userid: "r1", url }] });
     // The page was inserted, the click applied by apply_clicks, the interest read back: all as the runtime role.
     await expect
-      .poll(async () => (await c.profile.similarContent({ userid: "r1", limit: 1 })).items.map((i) => [i.url, i.similarity > 0.99]), {
+      .poll(async () => (await c.profile.similarContent({ userid: "r1", limit: 1, includeSeen: true })).items.map((i) => [i.url, i.similarity > 0.99]), {
         timeout: 60_000,
         interval: 250,
       })

@@ -113,7 +113,7 @@ describe("NATS users per service (deploy/nats/nats.conf)", () => {
     await expect
       .poll(
         async () =>
-          (await c.profile.similarContent({ userid: "u1", limit: 2 })).items
+          (await c.profile.similarContent({ userid: "u1", limit: 2, includeSeen: true })).items
             .filter((i) => i.similarity > 0)
             .map((i) => i.url)
             .sort(),

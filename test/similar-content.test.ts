@@ -22,12 +22,13 @@ interface Page {
 const pages = readJsonLinesGz<Page>(referencePages);
 const clicks = readJsonLinesGz<{ userid: string; url: string }>(referenceClicks);
 
-/** The reference for a user: the mean of the vectors behind the user's clicks. */
-const recompute = (userClicks: string[], vectors: Map<string, number[]>, limit: number) =>
+/** The reference for a user: the mean of the vectors behind the user's clicks; the clicked pages left out unless `includeSeen`. */
+const recompute = (userClicks: string[], vectors: Map<string, number[]>, limit: number, includeSeen = false) =>
   rankByMean(
     userClicks.map((url) => vectors.get(url)!),
     vectors,
     limit,
+    includeSeen ? [] : userClicks,
   );
 
 function sampleUsers(n: number): string[] {
@@ -68,22 +69,51 @@ describe("SimilarContent over the reference pages and clicks", () => {
     expect(p.clicksAckFloor).toBeGreaterThanOrEqual(await clicksLastSequence(stack));
   });
 
-  it("ranks pages for sampled users as a recomputation from the Embed RPC's vectors does", async () => {
+  it("ranks pages for sampled users as a recomputation from the Embed RPC's vectors does, without the pages each user read", async () => {
     let unclickedShown = 0;
+    let readShown = 0;
+    let readShownWhenAsked = 0;
     const clicked = new Set(clicks.map((k) => k.url));
-    for (const user of sampleUsers(30)) {
-      const ref = recompute(
-        clicks.filter((k) => k.userid === user).map((k) => k.url),
-        vectors,
-        10,
-      );
+    for (const user of sampleUsers(40)) {
+      const read = clicks.filter((k) => k.userid === user).map((k) => k.url);
       const got = (await c.gateway.similarContent({ userid: user })).items;
-      expectSameRanking(got, ref);
+      expectSameRanking(got, recompute(read, vectors, 10));
       unclickedShown += got.filter((g) => !clicked.has(g.url)).length;
+      readShown += got.filter((g) => read.includes(g.url)).length;
       expect(got.map((g) => g.title)).toEqual(got.map((g) => pages.find((p) => p.url === g.url)!.title));
+      // Asked to, it lists them as before.
+      const all = (await c.gateway.similarContent({ userid: user, includeSeen: true })).items;
+      expectSameRanking(all, recompute(read, vectors, 10, true));
+      readShownWhenAsked += all.filter((g) => read.includes(g.url)).length;
     }
-    // Content-based: pages nobody clicked are recommended too.
+    // Content-based: pages nobody clicked are recommended too. Of the 400 pages in the 40 lists, those the user had read:
+    // none, and most of them when asked for.
     expect(unclickedShown).toBeGreaterThan(0);
+    expect({ readShown, readShownWhenAsked: readShownWhenAsked > 200 }).toEqual({ readShown: 0, readShownWhenAsked: true });
+  });
+
+  it("RelatedContent ranks the pages nearest in meaning to a page, clicked or not, as a recomputation from its vector does", async () => {
+    const clicked = new Set(clicks.map((k) => k.url));
+    const neverClicked = pages.filter((p) => !clicked.has(p.url)).map((p) => p.url);
+    expect(neverClicked.length).toBeGreaterThan(0);
+    const sample = [
+      ...neverClicked.slice(0, 5),
+      ...pages
+        .filter((p) => clicked.has(p.url))
+        .slice(0, 5)
+        .map((p) => p.url),
+    ];
+    for (const url of sample) {
+      const got = (await c.gateway.relatedContent({ url, limit: 20 })).items;
+      expectSameRanking(got, rankByMean([vectors.get(url)!], vectors, 20, [url]));
+    }
+    // With a userid, the pages that user read are left out as well.
+    const user = sampleUsers(1)[0]!;
+    const read = clicks.filter((k) => k.userid === user).map((k) => k.url);
+    const got = (await c.gateway.relatedContent({ url: read[0]!, userid: user })).items;
+    expectSameRanking(got, rankByMean([vectors.get(read[0]!)!], vectors, 10, read));
+    const unknown = await c.gateway.relatedContent({ url: "https://en.wikipedia.org/wiki/No_such_page_here" }).catch((e: unknown) => ConnectError.from(e));
+    expect(unknown).toMatchObject({ code: Code.NotFound, rawMessage: "url: no page stored at https://en.wikipedia.org/wiki/No_such_page_here" });
   });
 
   it("answers a deep limit exactly too", async () => {

@@ -86,7 +86,7 @@ describe("pnpm stack:reset with the services running", () => {
     await expect
       .poll(
         async () =>
-          (await gateway.similarContent({ userid: "u1", limit: 10 })).items
+          (await gateway.similarContent({ userid: "u1", limit: 10, includeSeen: true })).items
             .map((i) => ({ url: i.url, similar: i.similarity > 0 }))
             .sort((x, y) => x.url.localeCompare(y.url)),
         { timeout: 30_000, interval: 200 },
@@ -95,7 +95,7 @@ describe("pnpm stack:reset with the services running", () => {
         { url: B, similar: true },
         { url: A, similar: true },
       ]);
-    const [first, second] = (await gateway.similarContent({ userid: "u1", limit: 10 })).items;
+    const [first, second] = (await gateway.similarContent({ userid: "u1", limit: 10, includeSeen: true })).items;
     expect(first!.similarity).toBeCloseTo(second!.similarity, 5);
 
     // It said what it did.

@@ -56,7 +56,7 @@ export async function expectCovisitEquals(stack: TestStack, urls: string[], want
 
 /**
  * Every user's SimilarContent (top 10) equals the ranking recomputed from the Embed RPC's vectors:
- * the mean of the user's clicked pages, cosine to every page. Ties within float32 noise may swap.
+ * the mean of the user's clicked pages, cosine to every page but those. Ties within float32 noise may swap.
  */
 export async function expectSimilarContentExact(stack: TestStack, ref: ReferenceWorkload) {
   const c = clientsOf(stack);
@@ -72,6 +72,7 @@ export async function expectSimilarContentExact(stack: TestStack, ref: Reference
       urls.map((u) => vectors.get(u)!),
       vectors,
       10,
+      urls,
     );
     const got = (await c.gateway.similarContent({ userid: user, limit: 10 })).items;
     const same =

@@ -19,15 +19,19 @@ export interface Ranking {
   all: Map<string, number>;
 }
 
-/** The reference: the mean of `terms`, every page ranked by cosine to it, desc, then url asc. */
-export function rankByMean(terms: number[][], pageVectors: Map<string, number[]>, limit: number): Ranking {
+/**
+ * The reference: the mean of `terms`, every page ranked by cosine to it, desc, then url asc; the `seen` pages (those the user
+ * clicked or liked) left out of the top, as SimilarContent and RecommendedEvents leave them out unless asked.
+ */
+export function rankByMean(terms: number[][], pageVectors: Map<string, number[]>, limit: number, seen: Iterable<string> = []): Ranking {
   const dim = terms[0]!.length;
   const mean = new Float64Array(dim);
   for (const t of terms) t.forEach((x, k) => (mean[k]! += x / terms.length));
   const norm = Math.hypot(...mean);
   const ranked = [...pageVectors].map(([url, v]) => ({ url, similarity: v.reduce((s, x, k) => s + x * mean[k]!, 0) / (norm * Math.hypot(...v)) }));
   ranked.sort((a, b) => b.similarity - a.similarity || (a.url < b.url ? -1 : a.url > b.url ? 1 : 0));
-  return { top: ranked.slice(0, limit), all: new Map(ranked.map((r) => [r.url, r.similarity])) };
+  const left = new Set(seen);
+  return { top: ranked.filter((r) => !left.has(r.url)).slice(0, limit), all: new Map(ranked.map((r) => [r.url, r.similarity])) };
 }
 
 /** Equal, except that two pages whose reference similarities tie within float32 noise may swap. */

@@ -106,6 +106,8 @@ describe("user tokens", () => {
     expect(asked.map((a) => a.rpc)).toEqual(["ingest.publishClicks"]);
     expect((await connectCall("SimilarContent", { userid: "alice" }, { token })).status).toBe(200);
     expect((await connectCall("Recommendation", { url: "https://e.org/a" }, { token })).status).toBe(200);
+    expect((await connectCall("Recommendation", { url: "https://e.org/a", userid: "alice" }, { token })).status).toBe(200);
+    expect((await connectCall("RelatedContent", { url: "https://e.org/a" }, { token })).status).toBe(200);
   });
 
   it("refuse acting for another user with PermissionDenied naming the field, and write nothing", async () => {
@@ -123,6 +125,12 @@ describe("user tokens", () => {
       code: "permission_denied",
       message: expect.stringMatching(/^userid: /),
     });
+    // Recommendation and RelatedContent take a userid only to leave out that user's pages: the user's own.
+    expect((await connectCall("Recommendation", { url: "https://e.org/a", userid: "alice" }, { token })).body).toEqual({
+      code: "permission_denied",
+      message: "userid: a user token acts only for its own user (mallory)",
+    });
+    expect((await connectCall("RelatedContent", { url: "https://e.org/a", userid: "alice" }, { token })).body).toMatchObject({ code: "permission_denied" });
     expect((await graphqlCall(`query { SimilarContent(userid: "alice") { url } }`, { token })).errors).toMatchObject([
       { message: "userid: a user token acts only for its own user (mallory)", extensions: { code: "PERMISSION_DENIED" } },
     ]);

@@ -20,12 +20,15 @@ type Input<M extends Rpc> = MessageShape<Methods[M]["input"]>;
  */
 interface Policy<M extends Rpc> {
   scope: Scope;
-  user: "any" | "never" | { field: string; userid: (req: Input<M>) => string | undefined };
+  /** `optional`: a call without the userid is nobody's own (any user token may make it). */
+  user: "any" | "never" | { field: string; userid: (req: Input<M>) => string | undefined; optional?: true };
 }
 
 /** Every RPC's policy: a mapped type, so that a new RPC without one does not build. */
 const POLICIES: { [M in Rpc]: Policy<M> } = {
-  recommendation: { scope: "read", user: "any" },
+  // With a userid, the answer leaves out that user's pages: their own.
+  recommendation: { scope: "read", user: { field: "userid", userid: (r) => r.userid, optional: true } },
+  relatedContent: { scope: "read", user: { field: "userid", userid: (r) => r.userid, optional: true } },
   events: { scope: "read", user: "any" },
   similarContent: { scope: "read", user: { field: "userid", userid: (r) => r.userid } },
   eventsLiked: { scope: "read", user: { field: "userid", userid: (r) => r.userid } },
@@ -106,7 +109,8 @@ export class Access {
     }
     if (principal.kind === "user") {
       if (policy.user === "never") throw new ConnectError(`authorization: ${method} needs a service key, not a user token`, Code.PermissionDenied);
-      if (policy.user !== "any" && policy.user.userid(req) !== principal.userid) {
+      const actingFor = policy.user === "any" ? undefined : policy.user.userid(req);
+      if (policy.user !== "any" && actingFor !== principal.userid && !(policy.user.optional && !actingFor)) {
         this.logger.warn({ method, address: caller.address }, "refused: user token acting for another user");
         throw new ConnectError(`${policy.user.field}: a user token acts only for its own user (${principal.userid})`, Code.PermissionDenied);
       }

@@ -1,5 +1,6 @@
 // The click analytics through the gateway: the queries pass on to analytics at both doors, and
 // Recommendation's opt-in fallback fills up from Trending, each item saying where it came from.
+import { Code } from "@connectrpc/connect";
 import { beforeEach, describe, expect, it } from "vitest";
 import { data, gateway, gatewayOverFakeBackends, serveOpenGateway, type BackendCall } from "./testing.js";
 
@@ -36,18 +37,48 @@ describe("analytics queries", () => {
 });
 
 describe("Recommendation's fallback", () => {
-  it("fills up to the limit from Trending, leaving out the page itself and what co-visits listed; each item names its source", async () => {
-    const res = await gateway.recommendation({ url: "https://e.org/a", limit: 3, fallback: true });
+  it("fills up to the limit from related content, then Trending, leaving out the page itself and what was listed; each item names its source", async () => {
+    const res = await gateway.recommendation({ url: "https://e.org/a", limit: 4, fallback: true, userid: "reader" });
     expect(res.items.map((i) => [i.recommendation, Number(i.frequency), i.source])).toEqual([
       ["https://en.wikipedia.org/wiki/Kindness", 3, "covisit"],
+      // Its similarity in thousandths.
+      ["https://e.org/r1", 912, "related"],
       ["https://e.org/t1", 5, "trending"],
       ["https://e.org/t2", 4, "trending"],
+    ]);
+    // The user goes to covisit and profile, which leave out the pages the user has seen.
+    expect(asked.slice(0, 2)).toEqual([
+      { rpc: "covisit.batchRecommendation", req: { requests: [{ url: "https://e.org/a", limit: 4, userid: "reader" }] } },
+      { rpc: "profile.relatedContent", req: { url: "https://e.org/a", limit: 5, userid: "reader" } },
     ]);
     const graphql = await data(`{ Recommendation(url: "https://e.org/a", limit: 2, fallback: true) { recommendation source } }`);
     expect(graphql.Recommendation).toEqual([
       { recommendation: "https://en.wikipedia.org/wiki/Kindness", source: "covisit" },
-      { recommendation: "https://e.org/t1", source: "trending" },
+      { recommendation: "https://e.org/r1", source: "related" },
     ]);
+    // A page profile does not have: co-visits, then Trending.
+    const unknown = await gateway.recommendation({ url: "https://e.org/new", limit: 2, fallback: true });
+    expect(unknown.items.map((i) => i.source)).toEqual(["covisit", "trending"]);
+  });
+
+  it("RelatedContent answers profile's pages over Connect and GraphQL, NotFound for a page it does not have", async () => {
+    expect((await gateway.relatedContent({ url: "https://e.org/a", limit: 2 })).items.map((i) => [i.url, i.similarity])).toEqual([
+      ["https://en.wikipedia.org/wiki/Kindness", 0.95],
+      ["https://e.org/r1", 0.9124],
+    ]);
+    expect((await data(`{ RelatedContent(url: "https://e.org/a") { url title similarity } }`)).RelatedContent[1]).toEqual({
+      url: "https://e.org/r1",
+      title: "R1",
+      similarity: 0.9124,
+    });
+    await expect(gateway.relatedContent({ url: "https://e.org/none" })).rejects.toMatchObject({
+      code: Code.NotFound,
+      rawMessage: "url: no page stored at https://e.org/none",
+    });
+    await expect(gateway.relatedContent({ url: "https://e.org/a", limit: 0 })).rejects.toMatchObject({
+      code: Code.InvalidArgument,
+      rawMessage: "limit: must be between 1 and 1000",
+    });
   });
 
   it("changes nothing without the flag, or when co-visits fill the limit", async () => {

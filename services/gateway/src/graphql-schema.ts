@@ -1,11 +1,16 @@
 // Names and types as in the reference schema, so that its documents work verbatim.
 export const typeDefs = /* GraphQL */ `
   type Query {
-    Recommendation(url: String!, limit: Int! = 10, fallback: Boolean = false): [Recommendation!]
-    SimilarContent(userid: String!, limit: Int = 10): [SimilarContent!]
+    "Never the url itself; with a userid, none of the pages that user clicked in the last 24 hours of their clicks."
+    Recommendation(url: String!, limit: Int! = 10, fallback: Boolean = false, userid: String): [Recommendation!]
+    "Without the pages the user clicked, liked or unliked, unless includeSeen."
+    SimilarContent(userid: String!, limit: Int = 10, includeSeen: Boolean = false): [SimilarContent!]
+    "The pages nearest in meaning to a page, for a page nobody clicked too; with a userid, none that user has seen."
+    RelatedContent(url: String!, limit: Int = 10, userid: String): [SimilarContent!]
     Events(limit: Int!, offset: Int = 0): [Events!]!
     EventsLiked(userid: String!): [EventsLiked!]!
-    RecommendedEvents(userid: String!, limit: Int = 10): [RecommendedEvents!]
+    "Without the pages the user clicked, liked or unliked, unless includeSeen."
+    RecommendedEvents(userid: String!, limit: Int = 10, includeSeen: Boolean = false): [RecommendedEvents!]
     PersonalizedEventSearch(query: String!, userid: String!, limit: Int = 10): [PersonalizedEventSearch!]
     "Rows of the hopping windows (the reference's clickstream_aggregated), windows starting in [from, to)."
     ClickMetrics(userid: String, url: String, event: String, from: String, to: String, limit: Int = 100): [ClickMetric!]!
@@ -48,7 +53,7 @@ export const typeDefs = /* GraphQL */ `
   type Recommendation {
     recommendation: String!
     frequency: Int!
-    "With fallback: covisit or trending."
+    "With fallback: covisit, related or trending."
     source: String
   }
 

@@ -172,6 +172,7 @@ describe("GraphQL results", () => {
     expect(fieldsOf("Query")).toEqual([
       "Recommendation",
       "SimilarContent",
+      "RelatedContent",
       "Events",
       "EventsLiked",
       "RecommendedEvents",
@@ -307,7 +308,7 @@ describe("GraphQL limits", () => {
     expect(deep.status).not.toBe(500);
     expect(deep.errors?.[0]?.message).toMatch(/depth limit of 8 exceeded, found 10/);
     const ok = await data(`{ __type(name: "Query") { fields { type { ${nested(4, "name")} } } } }`);
-    expect(ok.__type.fields.length).toBe(9);
+    expect(ok.__type.fields.length).toBe(10);
   });
 
   it("__schema may go as deep as GraphQL's own introspection query, no deeper", async () => {

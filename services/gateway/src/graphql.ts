@@ -17,6 +17,7 @@ import {
   PersonalizedEventSearchRequestSchema,
   RecommendationRequestSchema,
   RecommendedEventsRequestSchema,
+  RelatedContentRequestSchema,
   SimilarContentRequestSchema,
   TrendingRequestSchema,
   type Event,
@@ -88,8 +89,10 @@ export function createGraphql(api: GatewayApi, logger: Logger, access: Access) {
     Properties: PROPERTIES,
     Query: resolversOf(
       {
-        async Recommendation(api: GatewayApi, a: { url: string; limit: number; fallback?: boolean | null }) {
-          const res = await api.recommendation(create(RecommendationRequestSchema, { url: a.url, limit: a.limit, fallback: a.fallback ?? false }));
+        async Recommendation(api: GatewayApi, a: { url: string; limit: number; fallback?: boolean | null; userid?: string | null }) {
+          const res = await api.recommendation(
+            create(RecommendationRequestSchema, { url: a.url, limit: a.limit, fallback: a.fallback ?? false, userid: a.userid ?? "" }),
+          );
           return res.items.map((i) => ({ recommendation: i.recommendation, frequency: Number(i.frequency), source: i.source || null }));
         },
         async ClickMetrics(
@@ -115,8 +118,14 @@ export function createGraphql(api: GatewayApi, logger: Logger, access: Access) {
           const res = await api.trending(create(TrendingRequestSchema, { window: a.window ?? "", event: a.event ?? "", limit: opt(a.limit) }));
           return res.urls.map((u) => ({ url: u.url, clicks: Number(u.clicks) }));
         },
-        async SimilarContent(api: GatewayApi, a: { userid: string; limit?: number | null }) {
-          const res = await api.similarContent(create(SimilarContentRequestSchema, { userid: a.userid, limit: opt(a.limit) }));
+        async SimilarContent(api: GatewayApi, a: { userid: string; limit?: number | null; includeSeen?: boolean | null }) {
+          const res = await api.similarContent(
+            create(SimilarContentRequestSchema, { userid: a.userid, limit: opt(a.limit), includeSeen: a.includeSeen ?? false }),
+          );
+          return res.items.map((i) => ({ url: i.url, title: i.title, similarity: i.similarity }));
+        },
+        async RelatedContent(api: GatewayApi, a: { url: string; limit?: number | null; userid?: string | null }) {
+          const res = await api.relatedContent(create(RelatedContentRequestSchema, { url: a.url, limit: opt(a.limit), userid: a.userid ?? "" }));
           return res.items.map((i) => ({ url: i.url, title: i.title, similarity: i.similarity }));
         },
         async Events(api: GatewayApi, a: { limit: number; offset?: number | null }) {
@@ -127,8 +136,10 @@ export function createGraphql(api: GatewayApi, logger: Logger, access: Access) {
           const res = await api.eventsLiked(create(EventsLikedRequestSchema, { userid: a.userid }));
           return res.items.map(eventOut);
         },
-        async RecommendedEvents(api: GatewayApi, a: { userid: string; limit?: number | null }) {
-          const res = await api.recommendedEvents(create(RecommendedEventsRequestSchema, { userid: a.userid, limit: opt(a.limit) }));
+        async RecommendedEvents(api: GatewayApi, a: { userid: string; limit?: number | null; includeSeen?: boolean | null }) {
+          const res = await api.recommendedEvents(
+            create(RecommendedEventsRequestSchema, { userid: a.userid, limit: opt(a.limit), includeSeen: a.includeSeen ?? false }),
+          );
           return res.items.map(eventOut);
         },
         async PersonalizedEventSearch(api: GatewayApi, a: { query: string; userid: string; limit?: number | null }) {

@@ -15,6 +15,7 @@ import {
   PersonalizedEventSearchResponseSchema,
   RecommendationResponseSchema,
   RecommendedEventsResponseSchema,
+  RelatedContentResponseSchema,
   SimilarContentResponseSchema,
   TrendingResponseSchema,
   type Event,
@@ -98,6 +99,23 @@ export function createGatewayApi(backends: Backends, logger: Logger, deadlineMs:
     maxInFlight: coalescing.similarContentInFlight,
     batch: async (requests: readonly SimilarContentRequest[]) => (await backends.profile.batchSimilarContent({ requests: [...requests] }, call)).results,
   });
+  /**
+   * The pages nearest in meaning to the page after the co-visits, up to `limit`: none listed already, none the user has seen.
+   * Without profile, or for a page it does not have, none. Frequency is the similarity in thousandths.
+   */
+  async function relatedFill(url: string, userid: string, listed: ReadonlyArray<{ recommendation: string }>, limit: number) {
+    const taken = new Set(listed.map((i) => i.recommendation));
+    try {
+      const res = await backends.profile.relatedContent({ url, userid, limit: Math.min(1000, limit + taken.size) }, call);
+      return res.items
+        .filter((p) => !taken.has(p.url))
+        .slice(0, limit - listed.length)
+        .map((p) => ({ recommendation: p.url, frequency: BigInt(Math.round(p.similarity * 1000)), source: "related" }));
+    } catch (err) {
+      if (!(err instanceof ConnectError && err.code === Code.NotFound)) logger.warn({ err: String(err) }, "Recommendation's related fallback unavailable");
+      return [];
+    }
+  }
   /** Trending urls after the co-visits, up to `limit`: none of the listed ones, nor the page itself. Without analytics, none. */
   async function trendingFill(url: string, listed: ReadonlyArray<{ recommendation: string }>, limit: number) {
     const seen = new Set([url, ...listed.map((i) => i.recommendation)]);
@@ -116,9 +134,10 @@ export function createGatewayApi(backends: Backends, logger: Logger, deadlineMs:
     async recommendation(req) {
       const limit = orInvalidArgument(() => checkLimit(req.limit));
       // covisit validates the url itself; its InvalidArgument reaches the client unchanged.
-      const res = await coVisits(create(RecommendationRequestSchema, { url: req.url, limit }));
+      const res = await coVisits(create(RecommendationRequestSchema, { url: req.url, limit, userid: req.userid }));
       const source = req.fallback ? "covisit" : "";
       const items = res.items.map((i) => ({ recommendation: i.recommendation, frequency: i.frequency, source }));
+      if (req.fallback && items.length < limit) items.push(...(await relatedFill(req.url, req.userid, items, limit)));
       if (req.fallback && items.length < limit) items.push(...(await trendingFill(req.url, items, limit)));
       return create(RecommendationResponseSchema, { items });
     },
@@ -139,8 +158,14 @@ export function createGatewayApi(backends: Backends, logger: Logger, deadlineMs:
     async similarContent(req) {
       const limit = orInvalidArgument(() => checkLimit(req.limit));
       // profile validates the userid itself; its InvalidArgument reaches the client unchanged.
-      const res = await similar(create(SimilarContentRequestSchema, { userid: req.userid, limit }));
+      const res = await similar(create(SimilarContentRequestSchema, { userid: req.userid, limit, includeSeen: req.includeSeen }));
       return create(SimilarContentResponseSchema, { items: res.items.map((i) => ({ url: i.url, title: i.title, similarity: i.similarity })) });
+    },
+    async relatedContent(req) {
+      const limit = orInvalidArgument(() => checkLimit(req.limit));
+      // profile validates the url and userid itself, and answers NotFound for a url without a page.
+      const res = await backends.profile.relatedContent({ url: req.url, limit, userid: req.userid }, call);
+      return create(RelatedContentResponseSchema, { items: res.items.map((i) => ({ url: i.url, title: i.title, similarity: i.similarity })) });
     },
     async content(req) {
       if (!req.event) throw new ConnectError("event: is required", Code.InvalidArgument);
@@ -187,7 +212,7 @@ export function createGatewayApi(backends: Backends, logger: Logger, deadlineMs:
     },
     async recommendedEvents(req) {
       const limit = orInvalidArgument(() => checkLimit(req.limit));
-      const res = await backends.profile.recommendedEvents({ userid: req.userid, limit }, call);
+      const res = await backends.profile.recommendedEvents({ userid: req.userid, limit, includeSeen: req.includeSeen }, call);
       return create(RecommendedEventsResponseSchema, { items: res.items.map(toEvent) });
     },
     async clickMetrics(req) {

@@ -47,6 +47,11 @@ export const METRIC = {
   eventCount: 2n,
 };
 /** What the fake analytics says trends: the covisit fake's one recommendation among them. */
+/** profile's RelatedContent of https://e.org/a (the only page it has): the co-visited page first. */
+export const RELATED = [
+  { url: "https://en.wikipedia.org/wiki/Kindness", title: "Kindness", similarity: 0.95 },
+  { url: "https://e.org/r1", title: "R1", similarity: 0.9124 },
+];
 export const TRENDING = [
   { url: "https://en.wikipedia.org/wiki/Kindness", clicks: 9n },
   { url: "https://e.org/a", clicks: 8n },
@@ -128,6 +133,10 @@ function fakeBackends(log: BackendLog) {
       eventsLiked: (req) => (checkedUserid(req.userid), { items: [SAMZA] }),
       recommendedEvents: (req) => (checkedUserid(req.userid), { items: [SAMZA, KAFKA] }),
       personalizedEventSearch: (req) => (checkedUserid(req.userid), { items: [KAFKA] }),
+      relatedContent: (req) => {
+        if (req.url !== "https://e.org/a") throw new ConnectError(`url: no page stored at ${req.url}`, Code.NotFound);
+        return { items: RELATED };
+      },
     })(router);
     recorded(log, AnalyticsService, "analytics", {
       clickMetrics: () => ({ rows: [METRIC] }),

@@ -69,12 +69,13 @@ describe("messages", () => {
 });
 
 describe("SimilarContent", () => {
-  it("answers with the user's nearest pages, 10 by default", async () => {
-    const res = await client.similarContent({ userid: "u" });
+  it("answers with the user's nearest pages, 10 by default, without the ones the user clicked unless asked", async () => {
+    const res = await client.similarContent({ userid: "u", includeSeen: true });
     expect(res.items.map((i) => [i.url, i.title, i.similarity])).toEqual([
       ["https://e.org/a", "t https://e.org/a", 1],
       ["https://e.org/b", "t https://e.org/b", 0],
     ]);
+    expect((await client.similarContent({ userid: "u" })).items.map((i) => [i.url, i.similarity])).toEqual([["https://e.org/b", 0]]);
   });
 
   it("refuses a bad limit or userid naming the field, and writes nothing", async () => {
@@ -136,11 +137,25 @@ describe("event RPCs", () => {
       ["1", "https://e.org/b", "t https://e.org/b", "x", 1n],
     ]);
     expect((await client.eventsLiked({ userid: "fan" })).items.map((e) => e.url)).toEqual(["https://e.org/a", "https://e.org/b"]);
-    const recommended = await client.recommendedEvents({ userid: "fan", limit: 1 });
+    const recommended = await client.recommendedEvents({ userid: "fan", limit: 1, includeSeen: true });
     expect(recommended.items.map((e) => [e.url, e.score])).toEqual([["https://e.org/a", expect.closeTo(Math.SQRT1_2, 6)]]);
+    // The fan liked page id "1", which both pages carry: nothing left unless asked for.
+    expect((await client.recommendedEvents({ userid: "fan" })).items).toEqual([]);
     expect((await client.recommendedEvents({ userid: "nobody" })).items).toEqual([]);
     expect((await client.eventsById({ ids: ["1", "404"] })).items).toHaveLength(2);
     expect((await client.personalizedEventSearch({ query: "x", userid: "fan" })).items.map((e) => e.url)).toEqual(["https://e.org/a", "https://e.org/b"]);
+  });
+
+  it("RelatedContent ranks pages by similarity to a page, never the page itself, and without a user's seen pages", async () => {
+    const related = await client.relatedContent({ url: "https://e.org/a" });
+    expect(related.items.map((i) => [i.url, i.title, i.similarity])).toEqual([["https://e.org/b", "t https://e.org/b", 0]]);
+    // u clicked a.
+    expect((await client.relatedContent({ url: "https://e.org/b", userid: "u" })).items).toEqual([]);
+    expect((await client.relatedContent({ url: "https://e.org/b" })).items.map((i) => i.url)).toEqual(["https://e.org/a"]);
+    expect(await refusal(client.relatedContent({ url: "https://e.org/none" }))).toBe("NotFound: url: no page stored at https://e.org/none");
+    expect(await refusal(client.relatedContent({ url: "not a url" }))).toMatch(/^InvalidArgument: url: /);
+    expect(await refusal(client.relatedContent({ url: "https://e.org/a", limit: 1001 }))).toBe("InvalidArgument: limit: must be between 1 and 1000");
+    expect(await refusal(client.relatedContent({ url: "https://e.org/a", userid: "a\u0001b" }))).toMatch(/^InvalidArgument: userid: /);
   });
 
   it("refuse bad arguments naming the field", async () => {

@@ -1,8 +1,8 @@
-import { ConnectError, type ConnectRouter } from "@connectrpc/connect";
+import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import { consumerNames, consumerProgress, type Bus } from "@recsys/bus";
 import { ProfileService, type SimilarContentRequest } from "@recsys/contracts/profile/v1/profile";
 import { refusal } from "@recsys/server";
-import { checkLimit, checkOffset, checkPageId, checkQuery, checkUserid, FieldError, orInvalidArgument } from "@recsys/validation";
+import { checkLimit, checkOffset, checkPageId, checkQuery, checkUrl, checkUserid, FieldError, orInvalidArgument } from "@recsys/validation";
 import type { ProfileStore } from "./pg-store.js";
 import type { EventRow } from "./types.js";
 
@@ -17,12 +17,13 @@ export function profileRoutes(store: ProfileStore, bus: Bus) {
   const checked = (req: SimilarContentRequest) => ({
     userid: orInvalidArgument(() => checkUserid(req.userid)),
     limit: orInvalidArgument(() => limitOrDefault(req.limit)),
+    includeSeen: req.includeSeen,
   });
   return (router: ConnectRouter) =>
     router.service(ProfileService, {
       async similarContent(req, ctx) {
-        const { userid, limit } = checked(req);
-        return { items: await store.similarContent(userid, limit, ctx.signal) };
+        const { userid, limit, includeSeen } = checked(req);
+        return { items: await store.similarContent(userid, limit, includeSeen, ctx.signal) };
       },
       // Each request checked alone, then one statement for every one that checks out.
       async batchSimilarContent(req, ctx) {
@@ -34,7 +35,7 @@ export function profileRoutes(store: ProfileStore, bus: Bus) {
           }
         });
         const answers = await store.similarContentMany(
-          asked.filter((a): a is { userid: string; limit: number } => !(a instanceof ConnectError)),
+          asked.filter((a): a is ReturnType<typeof checked> => !(a instanceof ConnectError)),
           ctx.signal,
         );
         let next = 0;
@@ -61,7 +62,15 @@ export function profileRoutes(store: ProfileStore, bus: Bus) {
       async recommendedEvents(req, ctx) {
         const userid = orInvalidArgument(() => checkUserid(req.userid));
         const limit = orInvalidArgument(() => limitOrDefault(req.limit));
-        return events(await store.recommendedEvents(userid, limit, ctx.signal));
+        return events(await store.recommendedEvents(userid, limit, req.includeSeen, ctx.signal));
+      },
+      async relatedContent(req, ctx) {
+        const url = orInvalidArgument(() => checkUrl(req.url));
+        const limit = orInvalidArgument(() => limitOrDefault(req.limit));
+        const userid = req.userid === "" ? "" : orInvalidArgument(() => checkUserid(req.userid));
+        const items = await store.relatedContent(url, limit, userid, ctx.signal);
+        if (!items) throw new ConnectError(`url: no page stored at ${url}`, Code.NotFound);
+        return { items };
       },
       async personalizedEventSearch(req, ctx) {
         const query = orInvalidArgument(() => checkQuery(req.query));

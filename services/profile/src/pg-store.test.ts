@@ -202,7 +202,7 @@ describe("page versions", () => {
     expect(await store.applyEmbedding(page(url, unitVector(), 1n))).toEqual({ status: "stale", storedVersion: 2n });
     expect(await store.applyEmbedding({ ...page(url, unitVector(), 2n), title: "changed" })).toEqual({ status: "stale", storedVersion: 2n });
     await expectInterest("u", [url], new Map([[url, v2]]));
-    expect((await store.similarContent("u", 10))[0]).toMatchObject({ url, title: `title of ${url}` });
+    expect((await store.similarContent("u", 10, true))[0]).toMatchObject({ url, title: `title of ${url}` });
   });
 
   it("correct the interests of every user who clicked a re-embedded page", async () => {
@@ -242,10 +242,14 @@ describe("similarContent", () => {
     }
     await store.applyClick(click("u", "https://e.org/anchor"));
     expected.sort((a, b) => b.similarity - a.similarity || byUrl(a.url, b.url));
+    // The page the user clicked is left out unless asked for; the next ones fill up to the limit.
+    const unseen = expected.filter((e) => e.url !== "https://e.org/anchor");
     for (const limit of [1, 10, 18, 100, 1000]) {
-      const got = await store.similarContent("u", limit);
+      const got = await store.similarContent("u", limit, true);
       expect(got.map((g) => g.url)).toEqual(expected.slice(0, limit).map((e) => e.url));
       got.forEach((g, i) => expect(g.similarity).toBeCloseTo(expected[i]!.similarity, 5));
+      const left = await store.similarContent("u", limit);
+      expect(left.map((g) => g.url)).toEqual(unseen.slice(0, limit).map((e) => e.url));
     }
   });
 
@@ -255,19 +259,26 @@ describe("similarContent", () => {
     for (const url of urls) await store.applyClick(click("u", url));
     const { sum } = (await store.interest("u"))!;
     const ranked = [...vectors].map(([url, v]) => ({ url, similarity: cosine(v, sum) })).sort((a, b) => b.similarity - a.similarity || byUrl(a.url, b.url));
-    const got = await store.similarContent("u", 150);
-    expect(got).toHaveLength(150);
     const reference = new Map(ranked.map((r) => [r.url, r.similarity]));
-    got.forEach((g, i) => {
-      expect(g.similarity).toBeCloseTo(ranked[i]!.similarity, 5);
-      // Two pages may swap only if their similarities tie within float32 noise.
-      if (g.url !== ranked[i]!.url) expect(Math.abs(reference.get(g.url)! - ranked[i]!.similarity)).toBeLessThan(1e-6);
-    });
-    // Its own order is strictly (similarity desc, url asc).
-    for (let i = 1; i < got.length; i++) {
-      const [a, b] = [got[i - 1]!, got[i]!];
-      expect(a.similarity > b.similarity || (a.similarity === b.similarity && a.url < b.url)).toBe(true);
-    }
+    const expectRanked = (got: Array<{ url: string; similarity: number }>, want: typeof ranked) => {
+      expect(got).toHaveLength(150);
+      got.forEach((g, i) => {
+        expect(g.similarity).toBeCloseTo(want[i]!.similarity, 5);
+        // Two pages may swap only if their similarities tie within float32 noise.
+        if (g.url !== want[i]!.url) expect(Math.abs(reference.get(g.url)! - want[i]!.similarity)).toBeLessThan(1e-6);
+      });
+      // Its own order is strictly (similarity desc, url asc).
+      for (let i = 1; i < got.length; i++) {
+        const [a, b] = [got[i - 1]!, got[i]!];
+        expect(a.similarity > b.similarity || (a.similarity === b.similarity && a.url < b.url)).toBe(true);
+      }
+    };
+    expectRanked(await store.similarContent("u", 150, true), ranked);
+    // Without the 6 pages the user clicked.
+    expectRanked(
+      await store.similarContent("u", 150),
+      ranked.filter((r) => !urls.includes(r.url)),
+    );
   });
 
   it("gives a user without an interest `limit` pages with similarity 0 in url order", async () => {

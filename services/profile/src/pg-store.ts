@@ -98,9 +98,14 @@ export class ProfileStore {
     return cancellable(this.pool, signal, (db) => reads.eventsLiked(db, userid));
   }
 
-  /** Pages by cosine similarity to the user's interest, desc, then url asc; none for a user without one. */
-  recommendedEvents(userid: string, limit: number, signal?: AbortSignal): Promise<EventRow[]> {
-    return cancellable(this.pool, signal, (db) => reads.recommendedEvents(db, userid, limit));
+  /** Pages by cosine similarity to the user's interest, desc, then url asc, without the ones the user has seen unless `includeSeen`; none for a user without one. */
+  recommendedEvents(userid: string, limit: number, includeSeen = false, signal?: AbortSignal): Promise<EventRow[]> {
+    return cancellable(this.pool, signal, (db) => reads.recommendedEvents(db, userid, limit, includeSeen));
+  }
+
+  /** Pages by cosine similarity to the page at `url`, desc, then url asc, never itself (nor, with a userid, the user's seen ones); undefined for an unknown url. */
+  relatedContent(url: string, limit: number, userid = "", signal?: AbortSignal): Promise<SimilarPage[] | undefined> {
+    return cancellable(this.pool, signal, (db) => reads.relatedContent(db, url, limit, userid));
   }
 
   /**
@@ -111,16 +116,16 @@ export class ProfileStore {
     return cancellable(this.pool, signal, (db) => reads.personalizedEventSearch(db, query, userid, limit));
   }
 
-  /** Pages by cosine similarity to the user's interest, desc, then url asc; similarity 0 without one. */
-  async similarContent(userid: string, limit: number, signal?: AbortSignal): Promise<SimilarPage[]> {
-    return (await this.similarContentMany([{ userid, limit }], signal))[0]!;
+  /** Pages by cosine similarity to the user's interest, desc, then url asc, without the ones the user has seen unless `includeSeen`; similarity 0 without one. */
+  async similarContent(userid: string, limit: number, includeSeen = false, signal?: AbortSignal): Promise<SimilarPage[]> {
+    return (await this.similarContentMany([{ userid, limit, includeSeen }], signal))[0]!;
   }
 
   /**
    * `similarContent` for several users in one statement, answers in order: an exact scan, since results must equal a brute-force ranking.
    * Page embeddings are unit vectors, so the scan computes only the inner product (pgvector's <#> is its negative).
    */
-  similarContentMany(requests: ReadonlyArray<{ userid: string; limit: number }>, signal?: AbortSignal): Promise<SimilarPage[][]> {
+  similarContentMany(requests: ReadonlyArray<reads.SimilarContentAsk>, signal?: AbortSignal): Promise<SimilarPage[][]> {
     return cancellable(this.pool, signal, (db) => reads.similarContentMany(db, requests));
   }
 
