@@ -29,7 +29,7 @@ export async function sqlBaseline(clicks: Click[]) {
 }
 
 /** Redis' own CPU time so far (user + system), in seconds. */
-async function redisCpuSeconds(redis: Redis): Promise<number> {
+export async function redisCpuSeconds(redis: Redis): Promise<number> {
   const info = await redis.info("cpu");
   const field = (name: string) => Number(new RegExp(`^${name}:([0-9.]+)`, "m").exec(info)?.[1] ?? NaN);
   return field("used_cpu_user") + field("used_cpu_sys");

@@ -7,6 +7,7 @@ import { isolatedAnalytics, stackAnalyticsProgress, waitForAnalytics } from "./a
 import { archiveCost, archiveReading, waitArchived } from "./archive.js";
 import { embedThroughput, freshness, ingestToVisible, openLoopPhase, runFile } from "./phases.js";
 import { clicksFile, lines, pagesFile, type Click, type Page } from "./reference-data.js";
+import { withCovisitCpu } from "./recommendation.js";
 import { clicksApplied, closeGateway, ensureStack, gatewayCall, log, rssMiB, stackPid, startUnbatchedEmbedder, url } from "./stack.js";
 
 const latency = (s: LatencySummary) => ({ p50_ms: s.p50Ms, p99_ms: s.p99Ms, max_ms: s.maxMs, errors: s.errors, achieved_rps: Math.round(s.achievedPerSecond) });
@@ -65,7 +66,18 @@ async function main(opts: { json?: string; quick: boolean }) {
   log("analytics alone, in a namespace of its own");
   const analytics = await isolatedAnalytics(clicks, opts.quick ? 5 : 20);
   log("Recommendation at 1,000 requests/s");
-  const rec = await openLoopPhase(1000, rateSeconds, async (i) => void (await gatewayCall("Recommendation", { url: urls[(i * 7919) % urls.length] })));
+  const recCost = await withCovisitCpu(() =>
+    openLoopPhase(1000, rateSeconds, async (i) => void (await gatewayCall("Recommendation", { url: urls[(i * 7919) % urls.length] }))),
+  );
+  const rec = recCost.latencies;
+  // A user asking about a page they clicked: their pages of the last 24 h are left out, the url itself always.
+  log("Recommendation with the userid of a click of the url, at 1,000 requests/s");
+  const recUser = await withCovisitCpu(() =>
+    openLoopPhase(1000, rateSeconds, async (i) => {
+      const click = clicks[(i * 7919) % clicks.length]!;
+      await gatewayCall("Recommendation", { url: click.url, userid: click.userid });
+    }),
+  );
   log("SimilarContent at 500 requests/s");
   const sim = await openLoopPhase(500, rateSeconds, async (i) => void (await gatewayCall("SimilarContent", { userid: users[(i * 7919) % users.length] })));
   log("embedding, batched and not");
@@ -108,6 +120,12 @@ async function main(opts: { json?: string; quick: boolean }) {
     recommendation_p50_ms_at_1000_rps: rec.p50Ms,
     recommendation_p99_ms_at_1000_rps: rec.p99Ms,
     recommendation_at_1000_rps: latency(rec),
+    recommendation_covisit_cpu_us_per_request: round(recCost.covisitCpuMicros),
+    recommendation_redis_cpu_us_per_request: round(recCost.redisCpuMicros),
+    recommendation_with_userid_p99_ms_at_1000_rps: recUser.latencies.p99Ms,
+    recommendation_with_userid_at_1000_rps: latency(recUser.latencies),
+    recommendation_with_userid_covisit_cpu_us_per_request: round(recUser.covisitCpuMicros),
+    recommendation_with_userid_redis_cpu_us_per_request: round(recUser.redisCpuMicros),
     similar_content_p50_ms_at_500_rps: sim.p50Ms,
     similar_content_p99_ms_at_500_rps: sim.p99Ms,
     similar_content_at_500_rps: latency(sim),

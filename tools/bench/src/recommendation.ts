@@ -1,0 +1,34 @@
+// What a Recommendation costs past the gateway: covisit's process and Redis (which runs recommend.lua), in CPU per request.
+import { Redis } from "ioredis";
+import { redisCpuSeconds } from "./baselines.js";
+import type { LatencySummary } from "./open-loop.js";
+import { samples, total } from "./service-metrics.js";
+import { url } from "./stack.js";
+
+interface CpuReading {
+  covisitSeconds: number;
+  redisSeconds: number;
+}
+
+async function reading(redis: Redis): Promise<CpuReading> {
+  const [covisit, redisSeconds] = await Promise.all([samples(url.covisit), redisCpuSeconds(redis)]);
+  return { covisitSeconds: total(covisit, "process_cpu_seconds_total"), redisSeconds };
+}
+
+/** Runs `phase` and answers its latencies with covisit's and Redis' CPU per request meanwhile, in microseconds. */
+export async function withCovisitCpu(phase: () => Promise<LatencySummary>) {
+  const redis = new Redis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
+  try {
+    const before = await reading(redis);
+    const latencies = await phase();
+    const after = await reading(redis);
+    const perRequest = (seconds: number) => (seconds * 1e6) / Math.max(1, latencies.requests);
+    return {
+      latencies,
+      covisitCpuMicros: perRequest(after.covisitSeconds - before.covisitSeconds),
+      redisCpuMicros: perRequest(after.redisSeconds - before.redisSeconds),
+    };
+  } finally {
+    redis.disconnect();
+  }
+}
