@@ -7,6 +7,7 @@ import type { Logger } from "@recsys/logging";
 import { setServiceName } from "@recsys/metrics";
 import { serverTracing } from "@recsys/tracing";
 import { healthRoutes, type Healthy } from "./grpc-health.js";
+import { reflectionRoutes } from "./grpc-reflection.js";
 import { serveHealthz, serveMetrics, serveMetricsJson, type HttpRequest, type HttpResponse } from "./http-endpoints.js";
 import { logRpcs, requireServiceToken, timeRpcs } from "./interceptors.js";
 import { protocolSniffer } from "./protocol-sniffing.js";
@@ -94,6 +95,8 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
     routes: (router) => {
       opts.routes(router);
       healthRoutes(router, healthy);
+      // Last: it lists what is registered before it.
+      reflectionRoutes(router);
     },
     readMaxBytes: maxBytes,
     interceptors: [serverTracing, timeRpcs, logRpcs(opts.logger), ...(opts.serviceToken ? [requireServiceToken(opts.serviceToken)] : [])],
