@@ -175,6 +175,19 @@ describe("the reference replay, in order, with duplicates", () => {
     expect(want.length).toBeGreaterThan(0);
     expect(res.rows.map((r) => `${Date.parse(r.windowStart)}|${r.userid}|${r.event}|${r.url}|${r.eventCount}`).sort()).toEqual(want.sort());
     expect(res.rows.every((r) => Date.parse(r.windowEnd) - Date.parse(r.windowStart) === SIZE_MS)).toBe(true);
+    // Page by page with the cursors: the same rows, in the same order, each once; the last page has no cursor.
+    const paged: string[] = [];
+    let cursor = "";
+    let pages = 0;
+    do {
+      const page = await c.clickMetrics({ userid: busiest, from: new Date(from).toISOString(), to: new Date(to).toISOString(), limit: 7, cursor });
+      expect(page.rows.length, `page ${pages}`).toBeLessThanOrEqual(7);
+      paged.push(...page.rows.map((r) => `${Date.parse(r.windowStart)}|${r.userid}|${r.event}|${r.url}|${r.eventCount}`));
+      cursor = page.nextCursor;
+      pages++;
+    } while (cursor !== "" && pages < 1000);
+    expect(paged).toEqual(res.rows.map((r) => `${Date.parse(r.windowStart)}|${r.userid}|${r.event}|${r.url}|${r.eventCount}`));
+    expect(pages).toBe(Math.ceil(want.length / 7));
 
     // Clicks by type, each once: final for a period of emitted windows; for one reaching past the watermark, not yet.
     const mixOf = (fromMs: number, toMs: number) => {
@@ -252,6 +265,7 @@ describe("the reference replay, in order, with duplicates", () => {
       ["a limit too large", () => c.clickMetrics({ userid: "u", limit: 5000 }), /limit: must be between 1 and 1000/],
       ["a url that is not one", () => c.clickMetrics({ url: "not a url" }), /url: must not contain whitespace/],
       ["an event with a space", () => c.clickMetrics({ event: "add to cart" }), /event: must not contain whitespace/],
+      ["a cursor not made by ClickMetrics", () => c.clickMetrics({ userid: "u", cursor: "eyJ4IjoxfQ" }), /cursor: is not a cursor of ClickMetrics/],
       ["EventMix from off the slide", () => c.eventMix({ from: "2024-01-02T00:00:05Z", to: "2024-01-02T00:05:05Z" }), /from: must be a window start/],
       [
         "EventMix to off the slide",

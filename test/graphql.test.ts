@@ -108,6 +108,30 @@ describe("the reference GraphQL documents, verbatim", () => {
     expect((await data(DOC.events)).Events).toEqual(want.map((p) => ({ id: p.id, title: p.title, abstract: p.text })));
   });
 
+  it("Events pages with cursors through every page once, in the order the offsets give", async () => {
+    const byOffset: string[] = [];
+    for (let offset = 0; offset < pages.length; offset += 1000) {
+      byOffset.push(
+        ...((await data(`query ($o: Int) { Events(limit: 1000, offset: $o) { id } }`, { o: offset })).Events as Array<{ id: string }>).map((e) => e.id),
+      );
+    }
+    const byCursor: string[] = [];
+    let cursor: string | null = null;
+    let calls = 0;
+    do {
+      const page = (await data(`query ($c: String) { EventsPage(limit: 1000, cursor: $c) { items { id } nextCursor } }`, { c: cursor })).EventsPage;
+      byCursor.push(...(page.items as Array<{ id: string }>).map((e) => e.id));
+      cursor = page.nextCursor;
+      calls++;
+    } while (cursor !== null && calls < 10);
+    expect(byOffset).toHaveLength(pages.length);
+    expect(byCursor).toEqual(byOffset);
+    expect(calls).toBe(Math.ceil(pages.length / 1000));
+    // Over Connect, a cursor with an offset is refused naming the field.
+    const first = await c.gateway.events({ limit: 10 });
+    await expect(c.gateway.events({ limit: 10, offset: 10, cursor: first.nextCursor })).rejects.toThrow(/cursor: give a cursor or an offset, not both/);
+  });
+
   it("AddInterest puts stream-processing pages first in RecommendedEvents", async () => {
     expect((await data(DOC.recommendedEvents)).RecommendedEvents).toEqual([]); // no interest yet: the reference's inner join
     const added = await data(DOC.addInterest, { interest: { userid: "1234", text: INTEREST_TEXT } });

@@ -1,5 +1,8 @@
 import { describe, expect, it } from "vitest";
 import {
+  checkPageStart,
+  decodeCursor,
+  encodeCursor,
   checkEventId,
   checkEventTime,
   DEFAULT_MAX_CLOCK_SKEW_MS,
@@ -131,5 +134,34 @@ describe("text that was not valid UTF-8", () => {
       expect(() => check("a\uD800b"), field).toThrow(new RegExp(`^${field}: must be valid UTF-8`));
       expect(check("Zürich_日本_😀"), field).toBeTruthy();
     }
+  });
+});
+
+describe("cursors", () => {
+  it("carry a sort key back, for their own list only, and refuse anything else naming the field", () => {
+    const cursor = encodeCursor("Events", ["42", "https://e.org/ü"]);
+    expect(cursor).toMatch(/^[A-Za-z0-9_-]+$/);
+    expect(decodeCursor("Events", cursor, ["string", "string"] as const)).toEqual(["42", "https://e.org/ü"]);
+    const numbered = encodeCursor("ClickMetrics", [1_714_554_000_000, "u", "view", "https://e.org/a"]);
+    expect(decodeCursor("ClickMetrics", numbered, ["number", "string", "string", "string"] as const)[0]).toBe(1_714_554_000_000);
+    const bad = [
+      encodeCursor("EventsLiked", ["42", "https://e.org/a"]), // another list's
+      encodeCursor("Events", ["42"]), // another shape
+      encodeCursor("Events", [42, "https://e.org/a"]),
+      "not a cursor",
+      "",
+      Buffer.from("{}").toString("base64url"),
+      "A".repeat(8193),
+    ];
+    for (const c of bad) {
+      const { field, reason } = rejection(() => decodeCursor("Events", c, ["string", "string"] as const));
+      expect(`${field}: ${reason}`, c).toMatch(/^cursor: is not a cursor of Events/);
+    }
+  });
+  it("come without an offset", () => {
+    expect(() => checkPageStart(0, "")).not.toThrow();
+    expect(() => checkPageStart(5, "")).not.toThrow();
+    expect(() => checkPageStart(0, "abc")).not.toThrow();
+    expect(rejection(() => checkPageStart(5, "abc"))).toEqual({ field: "cursor", reason: "give a cursor or an offset, not both" });
   });
 });

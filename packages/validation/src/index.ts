@@ -11,6 +11,7 @@ export {
   type PropertyValue,
 } from "./event-types.js";
 export { FieldError } from "./field-error.js";
+export { checkPageStart, decodeCursor, encodeCursor, MAX_CURSOR_CHARS } from "./cursor.js";
 
 export { COVISIT_WINDOW_IN_WORDS, COVISIT_WINDOW_MS, DEFAULT_ALLOWED_LATENESS_MS } from "./covisit-window.js";
 

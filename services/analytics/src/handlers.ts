@@ -1,10 +1,11 @@
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import { consumerProgress, type Bus } from "@recsys/bus";
 import { AnalyticsService } from "@recsys/contracts/analytics/v1/analytics";
-import { checkUrl, checkUserid, FieldError, orInvalidArgument, parseRfc3339 } from "@recsys/validation";
+import { checkUrl, checkUserid, decodeCursor, encodeCursor, FieldError, orInvalidArgument, parseRfc3339 } from "@recsys/validation";
 import { clicksDurable } from "./durable.js";
 import type { AnalyticsReads } from "./reads.js";
 import type { AnalyticsStore } from "./store.js";
+import type { WindowKey } from "./window-rows.js";
 
 const iso = (ms: number | undefined) => (ms === undefined ? "" : new Date(ms).toISOString());
 
@@ -44,10 +45,16 @@ export function analyticsRoutes(store: AnalyticsStore, reads: AnalyticsReads, bu
           const fromMs = optional(req.from, (v) => parseRfc3339(v, "from"));
           const toMs = optional(req.to, (v) => parseRfc3339(v, "to"));
           if (fromMs !== undefined && toMs !== undefined && toMs < fromMs) throw new FieldError("to", "must not be before from");
-          return { userid, url, event, fromMs, toMs, limit: checkLimit(req.limit, 100) };
+          let after: WindowKey | undefined;
+          if (req.cursor !== "") {
+            const [windowStartMs, u, e, url] = decodeCursor("ClickMetrics", req.cursor, ["number", "string", "string", "string"] as const);
+            after = { windowStartMs, userid: u, event: e, url };
+          }
+          return { userid, url, event, fromMs, toMs, limit: checkLimit(req.limit, 100), after };
         });
-        const rows = await reads.clickMetrics(q);
+        const { rows, next } = await reads.clickMetrics(q);
         return {
+          nextCursor: next ? encodeCursor("ClickMetrics", [next.windowStartMs, next.userid, next.event, next.url]) : "",
           rows: rows.map((r) => ({
             windowStart: iso(r.windowStartMs),
             windowEnd: iso(r.windowStartMs + sizeMs),

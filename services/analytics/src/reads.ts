@@ -1,5 +1,5 @@
 import type pg from "pg";
-import { nthPaneFrom, windowRows, type RowFilters, type WindowRow } from "./window-rows.js";
+import { nthPaneFrom, windowRows, type RowFilters, type WindowKey, type WindowRow } from "./window-rows.js";
 import type { HopWindows } from "./windows.js";
 
 interface Bounds {
@@ -20,19 +20,30 @@ export class AnalyticsReads {
   /**
    * Rows of emitted windows starting in [fromMs, toMs) matching every filter given, by window start, userid, event, url. Each pane
    * row at or after the first window gives a row of its own in the window starting at its pane, so the windows up to the pane of
-   * the `limit`-th such row hold at least `limit` rows: only those are summed.
+   * the `limit`-th such row hold at least `limit` rows: only those are summed. A page starts after `after` when given (a cursor's
+   * key), and answers the key of its last row when more follow.
    */
-  async clickMetrics(q: RowFilters & { fromMs?: number; toMs?: number; limit: number }): Promise<WindowRow[]> {
+  async clickMetrics(q: RowFilters & { fromMs?: number; toMs?: number; limit: number; after?: WindowKey }): Promise<{ rows: WindowRow[]; next?: WindowKey }> {
     const b = await this.bounds();
-    if (b.emittedBeforeMs === undefined) return [];
+    if (b.emittedBeforeMs === undefined) return { rows: [] };
     const { slideMs } = this.windows;
-    const fromMs = Math.ceil(Math.max(q.fromMs ?? Number.NEGATIVE_INFINITY, b.keptFromMs ?? Number.NEGATIVE_INFINITY) / slideMs) * slideMs;
+    const fromMs =
+      Math.ceil(
+        Math.max(q.fromMs ?? Number.NEGATIVE_INFINITY, b.keptFromMs ?? Number.NEGATIVE_INFINITY, q.after?.windowStartMs ?? Number.NEGATIVE_INFINITY) / slideMs,
+      ) * slideMs;
     const toMs = Math.min(q.toMs ?? Number.POSITIVE_INFINITY, b.emittedBeforeMs);
-    if (!(fromMs < toMs)) return [];
+    if (!(fromMs < toMs)) return { rows: [] };
     const filters = { userid: q.userid, url: q.url, event: q.event };
-    const nth = await nthPaneFrom(this.pool, fromMs, q.limit, filters);
+    // One row more than the page, to know whether another follows. The windows after the cursor's own hold that many rows by
+    // themselves when the panes from there do, so the bound counts from the next window.
+    const want = q.limit + 1;
+    const nth = await nthPaneFrom(this.pool, q.after ? fromMs + slideMs : fromMs, want, filters);
     const beforeMs = nth === undefined ? toMs : Math.min(toMs, nth + slideMs);
-    return windowRows(this.pool, this.windows, { ...filters, fromMs, beforeMs, limit: q.limit });
+    const rows = await windowRows(this.pool, this.windows, { ...filters, fromMs, beforeMs, limit: want, after: q.after });
+    if (rows.length <= q.limit) return { rows };
+    const kept = rows.slice(0, q.limit);
+    const last = kept.at(-1)!;
+    return { rows: kept, next: { windowStartMs: last.windowStartMs, userid: last.userid, event: last.event, url: last.url } };
   }
 
   /**

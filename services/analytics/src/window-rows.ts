@@ -10,6 +10,9 @@ export interface WindowRow {
   eventCount: number;
 }
 
+/** A row's place in the rows' order (window start, userid, event, url): a page of rows starts after it. */
+export type WindowKey = Pick<WindowRow, "windowStartMs" | "userid" | "event" | "url">;
+
 /** Rows of these only; undefined: any. */
 export interface RowFilters {
   userid?: string;
@@ -25,12 +28,18 @@ export interface RowFilters {
 export async function windowRows(
   db: pg.Pool | pg.PoolClient,
   w: HopWindows,
-  q: { fromMs: number; beforeMs: number; limit?: number } & RowFilters,
+  q: { fromMs: number; beforeMs: number; limit?: number; after?: WindowKey } & RowFilters,
 ): Promise<WindowRow[]> {
   // Window starts are multiples of the slide: those at or after fromMs and before beforeMs are from and before the next ones.
   const up = (ms: number) => Math.ceil(ms / w.slideMs) * w.slideMs;
   const params: unknown[] = [up(q.fromMs), up(q.beforeMs), w.sizeMs, w.slideMs];
-  const where = filterSql(q, params, "p.");
+  let where = filterSql(q, params, "p.");
+  if (q.after) {
+    const a = q.after;
+    params.push(a.windowStartMs, a.userid, a.event, a.url);
+    const n = params.length - 3;
+    where += ` AND (w, p.userid COLLATE "C", p.event COLLATE "C", p.url COLLATE "C") > ($${n}::bigint, $${n + 1}::text COLLATE "C", $${n + 2}::text COLLATE "C", $${n + 3}::text COLLATE "C")`;
+  }
   params.push(q.limit ?? null);
   const { rows } = await db.query<{ window_start_ms: string; userid: string; event: string; url: string; event_count: string }>(
     `SELECT w AS window_start_ms, p.userid, p.event, p.url, sum(p.clicks) AS event_count

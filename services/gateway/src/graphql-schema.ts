@@ -8,12 +8,16 @@ export const typeDefs = /* GraphQL */ `
     "The pages nearest in meaning to a page, for a page nobody clicked too; with a userid, none that user has seen."
     RelatedContent(url: String!, limit: Int = 10, userid: String): [SimilarContent!]
     Events(limit: Int!, offset: Int = 0): [Events!]!
+    "Events a page at a time: pass the nextCursor of a page for the next one (null after the last)."
+    EventsPage(limit: Int!, cursor: String): EventsPage!
     EventsLiked(userid: String!): [EventsLiked!]!
+    EventsLikedPage(userid: String!, limit: Int = 1000, cursor: String): EventsLikedPage!
     "Without the pages the user clicked, liked or unliked, unless includeSeen."
     RecommendedEvents(userid: String!, limit: Int = 10, includeSeen: Boolean = false): [RecommendedEvents!]
     PersonalizedEventSearch(query: String!, userid: String!, limit: Int = 10): [PersonalizedEventSearch!]
     "Rows of the hopping windows (the reference's clickstream_aggregated), windows starting in [from, to)."
     ClickMetrics(userid: String, url: String, event: String, from: String, to: String, limit: Int = 100): [ClickMetric!]!
+    ClickMetricsPage(userid: String, url: String, event: String, from: String, to: String, limit: Int = 100, cursor: String): ClickMetricsPage!
     EventMix(from: String!, to: String!): EventMix!
     Trending(window: String = "1h", event: String, limit: Int = 10): [TrendingUrl!]!
   }
@@ -25,6 +29,21 @@ export const typeDefs = /* GraphQL */ `
     event: String!
     url: String!
     event_count: Int!
+  }
+
+  type EventsPage {
+    items: [Events!]!
+    nextCursor: String
+  }
+
+  type EventsLikedPage {
+    items: [EventsLiked!]!
+    nextCursor: String
+  }
+
+  type ClickMetricsPage {
+    rows: [ClickMetric!]!
+    nextCursor: String
   }
 
   type EventCount {

@@ -157,10 +157,23 @@ describe("GraphQL results", () => {
     });
     expect(asked.map((a) => a.req)).toEqual([
       { limit: 5, offset: 10 },
-      { userid: "1234" },
+      // EventsLiked: every liked page, within the most a page holds.
+      { userid: "1234", limit: 1000 },
       { userid: "1234", limit: 3 },
       { query: "kafka", userid: "1234", limit: 10 },
     ]);
+  });
+
+  it("the page fields answer a page and the cursor of the next, null after the last, and pass the cursor on", async () => {
+    expect(await data(`{ EventsPage(limit: 1) { items { id } nextCursor } }`)).toEqual({ EventsPage: { items: [{ id: SAMZA.id }], nextCursor: "c1" } });
+    expect(await data(`{ EventsPage(limit: 1, cursor: "c1") { items { id } nextCursor } }`)).toEqual({
+      EventsPage: { items: [{ id: KAFKA.id }], nextCursor: null },
+    });
+    expect((await data(`{ ClickMetricsPage(userid: "1", cursor: "k") { rows { userid } nextCursor } }`)).ClickMetricsPage).toEqual({
+      rows: [{ userid: "1" }],
+      nextCursor: null,
+    });
+    expect(asked.map((a) => a.req)).toEqual([{ limit: 1 }, { limit: 1, cursor: "c1" }, { userid: "1", limit: 100, cursor: "k" }]);
   });
 
   it("introspection answers with the schema", async () => {
@@ -174,10 +187,13 @@ describe("GraphQL results", () => {
       "SimilarContent",
       "RelatedContent",
       "Events",
+      "EventsPage",
       "EventsLiked",
+      "EventsLikedPage",
       "RecommendedEvents",
       "PersonalizedEventSearch",
       "ClickMetrics",
+      "ClickMetricsPage",
       "EventMix",
       "Trending",
     ]);
@@ -308,7 +324,7 @@ describe("GraphQL limits", () => {
     expect(deep.status).not.toBe(500);
     expect(deep.errors?.[0]?.message).toMatch(/depth limit of 8 exceeded, found 10/);
     const ok = await data(`{ __type(name: "Query") { fields { type { ${nested(4, "name")} } } } }`);
-    expect(ok.__type.fields.length).toBe(10);
+    expect(ok.__type.fields.length).toBe(13);
   });
 
   it("__schema may go as deep as GraphQL's own introspection query, no deeper", async () => {

@@ -56,6 +56,39 @@ interface ClickEventInput {
   properties?: Record<string, PropertyValueInit> | null;
 }
 
+interface ClickMetricsArgs {
+  userid?: string | null;
+  url?: string | null;
+  event?: string | null;
+  from?: string | null;
+  to?: string | null;
+  limit?: number | null;
+  cursor?: string | null;
+}
+
+/** A page of ClickMetrics rows with the reference's column names, and the next page's cursor (null after the last). */
+async function clickMetricsPage(api: GatewayApi, a: ClickMetricsArgs) {
+  const req = {
+    userid: a.userid ?? "",
+    url: a.url ?? "",
+    event: a.event ?? "",
+    from: a.from ?? "",
+    to: a.to ?? "",
+    limit: a.limit ?? undefined,
+    cursor: a.cursor ?? "",
+  };
+  const res = await api.clickMetrics(create(ClickMetricsRequestSchema, req));
+  const rows = res.rows.map((r) => ({
+    window_start: r.windowStart,
+    window_end: r.windowEnd,
+    userid: r.userid,
+    event: r.event,
+    url: r.url,
+    event_count: Number(r.eventCount),
+  }));
+  return { rows, nextCursor: res.nextCursor || null };
+}
+
 const eventOut = (e: Event) => ({ id: e.id, url: e.url, title: e.title, abstract: e.abstract, likeCount: Number(e.likeCount), score: e.score });
 
 /** The API as one document's caller may use it: every call checked by `access` first. */
@@ -68,7 +101,11 @@ type Resolve = (api: GatewayApi, args: never) => Promise<unknown>;
  * (a ConnectError) reads as it does over Connect: the same message, its code. As a GraphQLError it
  * also passes yoga's masking unlogged; anything else is masked and logged.
  */
-function resolversOf<R extends { [F in keyof R]: F extends Capitalize<Rpc> ? Resolve : never }>(resolvers: R, api: GatewayApi, access: Access) {
+function resolversOf<R extends { [F in keyof R]: F extends Capitalize<Rpc> | `${Capitalize<Rpc>}Page` ? Resolve : never }>(
+  resolvers: R,
+  api: GatewayApi,
+  access: Access,
+) {
   const wrapped: Record<string, unknown> = {};
   for (const [name, resolve] of Object.entries<Resolve>(resolvers)) {
     wrapped[name] = (_: unknown, args: never, context: { request: Request }) =>
@@ -95,20 +132,11 @@ export function createGraphql(api: GatewayApi, logger: Logger, access: Access) {
           );
           return res.items.map((i) => ({ recommendation: i.recommendation, frequency: Number(i.frequency), source: i.source || null }));
         },
-        async ClickMetrics(
-          api: GatewayApi,
-          a: { userid?: string | null; url?: string | null; event?: string | null; from?: string | null; to?: string | null; limit?: number | null },
-        ) {
-          const req = { userid: a.userid ?? "", url: a.url ?? "", event: a.event ?? "", from: a.from ?? "", to: a.to ?? "", limit: opt(a.limit) };
-          const res = await api.clickMetrics(create(ClickMetricsRequestSchema, req));
-          return res.rows.map((r) => ({
-            window_start: r.windowStart,
-            window_end: r.windowEnd,
-            userid: r.userid,
-            event: r.event,
-            url: r.url,
-            event_count: Number(r.eventCount),
-          }));
+        async ClickMetrics(api: GatewayApi, a: ClickMetricsArgs) {
+          return (await clickMetricsPage(api, a)).rows;
+        },
+        async ClickMetricsPage(api: GatewayApi, a: ClickMetricsArgs & { cursor?: string | null }) {
+          return clickMetricsPage(api, a);
         },
         async EventMix(api: GatewayApi, a: { from: string; to: string }) {
           const res = await api.eventMix(create(EventMixRequestSchema, { from: a.from, to: a.to }));
@@ -135,6 +163,14 @@ export function createGraphql(api: GatewayApi, logger: Logger, access: Access) {
         async EventsLiked(api: GatewayApi, a: { userid: string }) {
           const res = await api.eventsLiked(create(EventsLikedRequestSchema, { userid: a.userid }));
           return res.items.map(eventOut);
+        },
+        async EventsPage(api: GatewayApi, a: { limit: number; cursor?: string | null }) {
+          const res = await api.events(create(EventsRequestSchema, { limit: a.limit, cursor: a.cursor ?? "" }));
+          return { items: res.items.map(eventOut), nextCursor: res.nextCursor || null };
+        },
+        async EventsLikedPage(api: GatewayApi, a: { userid: string; limit?: number | null; cursor?: string | null }) {
+          const res = await api.eventsLiked(create(EventsLikedRequestSchema, { userid: a.userid, limit: opt(a.limit), cursor: a.cursor ?? "" }));
+          return { items: res.items.map(eventOut), nextCursor: res.nextCursor || null };
         },
         async RecommendedEvents(api: GatewayApi, a: { userid: string; limit?: number | null; includeSeen?: boolean | null }) {
           const res = await api.recommendedEvents(

@@ -80,6 +80,9 @@ export interface Coalescing {
 /** covisit's work per call is its own event loop's: one call out at a time gathers the most. PostgreSQL's scans run on both cores: two. */
 export const DEFAULT_COALESCING: Coalescing = { maxBatch: 64, maxOutstanding: 4096, recommendationInFlight: 1, similarContentInFlight: 2 };
 
+/** The most items one call of a list answers. */
+const MAX_LIMIT = 1000;
+
 /** The window Trending counts over when not asked for one, and Recommendation's fallback counts over. */
 export const DEFAULT_TRENDING_WINDOW = "1h";
 
@@ -202,13 +205,16 @@ export function createGatewayApi(backends: Backends, logger: Logger, deadlineMs:
     async events(req) {
       // Unlike the other lists, Events has no default limit (as in the reference).
       const [limit, offset] = orInvalidArgument(() => [checkLimit(req.limit), checkOffset(req.offset)]);
-      const res = await backends.profile.events({ limit, offset }, call);
-      return create(EventsResponseSchema, { items: res.items.map(toEvent) });
+      // profile checks the cursor (and that it comes without an offset).
+      const res = await backends.profile.events({ limit, offset, cursor: req.cursor }, call);
+      return create(EventsResponseSchema, { items: res.items.map(toEvent), nextCursor: res.nextCursor });
     },
     async eventsLiked(req) {
-      // profile validates the userid (and query) itself, here and below.
-      const res = await backends.profile.eventsLiked({ userid: req.userid }, call);
-      return create(EventsLikedResponseSchema, { items: res.items.map(toEvent) });
+      // Every liked page unless asked for fewer, as in the reference, within the most a page holds.
+      const [limit, offset] = orInvalidArgument(() => [checkLimit(req.limit ?? MAX_LIMIT), checkOffset(req.offset)]);
+      // profile validates the userid (and query) and the cursor itself, here and below.
+      const res = await backends.profile.eventsLiked({ userid: req.userid, limit, offset, cursor: req.cursor }, call);
+      return create(EventsLikedResponseSchema, { items: res.items.map(toEvent), nextCursor: res.nextCursor });
     },
     async recommendedEvents(req) {
       const limit = orInvalidArgument(() => checkLimit(req.limit));
@@ -217,8 +223,8 @@ export function createGatewayApi(backends: Backends, logger: Logger, deadlineMs:
     },
     async clickMetrics(req) {
       const { userid, url, event, from, to } = req;
-      const res = await backends.analytics.clickMetrics({ userid, url, event, from, to, limit: req.limit ?? 0 }, call);
-      return create(ClickMetricsResponseSchema, { rows: res.rows });
+      const res = await backends.analytics.clickMetrics({ userid, url, event, from, to, limit: req.limit ?? 0, cursor: req.cursor }, call);
+      return create(ClickMetricsResponseSchema, { rows: res.rows, nextCursor: res.nextCursor });
     },
     async eventMix(req) {
       const res = await backends.analytics.eventMix({ from: req.from, to: req.to }, call);

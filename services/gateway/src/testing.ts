@@ -128,7 +128,9 @@ function fakeBackends(log: BackendLog) {
           return { items: [{ url: SAMZA.url, title: SAMZA.title, similarity: 0.25 }] };
         }),
       }),
-      events: () => ({ items: [SAMZA, KAFKA] }),
+      // Two pages of one page each: the first answers a cursor.
+      events: (req) =>
+        req.cursor === "" && req.limit === 1 ? { items: [SAMZA], nextCursor: "c1" } : { items: req.cursor === "c1" ? [KAFKA] : [SAMZA, KAFKA] },
       eventsById: (req) => ({ items: [SAMZA, KAFKA].filter((p) => req.ids.includes(p.id)) }),
       eventsLiked: (req) => (checkedUserid(req.userid), { items: [SAMZA] }),
       recommendedEvents: (req) => (checkedUserid(req.userid), { items: [SAMZA, KAFKA] }),

@@ -36,10 +36,10 @@ describe("likes", () => {
     expect(await store.applyLike(like("u", "1", true, 10))).toEqual({ status: "applied" });
     expect(await store.applyLike(like("u", "2", true, 11))).toEqual({ status: "applied" });
     await expectInterest("u", [a, b]);
-    expect((await store.eventsLiked("u")).map((e) => e.id)).toEqual(["1", "2"]);
+    expect((await store.eventsLiked("u")).rows.map((e) => e.id)).toEqual(["1", "2"]);
     expect(await store.applyLike(like("u", "1", false, 12))).toEqual({ status: "applied" });
     await expectInterest("u", [b]);
-    expect((await store.eventsLiked("u")).map((e) => e.id)).toEqual(["2"]);
+    expect((await store.eventsLiked("u")).rows.map((e) => e.id)).toEqual(["2"]);
     await store.applyLike(like("u", "2", false, 13));
     // No term left: no interest at all, so RecommendedEvents has nothing for the user.
     await expectInterest("u", []);
@@ -80,12 +80,12 @@ describe("likes", () => {
     await store.applyLike(like("w", "7", true, 1));
     await store.applyLike(like("w", "7", false, 2));
     await expectInterest("u", []);
-    expect(await store.eventsLiked("u")).toEqual([]);
+    expect((await store.eventsLiked("u")).rows).toEqual([]);
     const v = unitVector();
     await store.applyEmbedding(page("7", v));
     await expectInterest("u", [v]);
     await expectInterest("w", []);
-    expect((await store.eventsLiked("u")).map((e) => e.url)).toEqual([urlOf("7")]);
+    expect((await store.eventsLiked("u")).rows.map((e) => e.url)).toEqual([urlOf("7")]);
   });
 
   it("follow a page's new embedding, counted with the clicks on it", async () => {
@@ -163,7 +163,7 @@ describe("likes", () => {
       terms.push(...(stated.get(user) ?? []));
       await expectInterest(user, terms);
       const liked = ids.filter((id) => latest.get(`${user}/${id}`)?.liked && current.has(id));
-      expect((await store.eventsLiked(user)).map((e) => e.id)).toEqual(liked);
+      expect((await store.eventsLiked(user)).rows.map((e) => e.id)).toEqual(liked);
     }
   });
 });
@@ -204,7 +204,7 @@ describe("event ids", () => {
     }
     await expectInterest("u", [a, a, a, s]);
     await expectInterest("w", [a, s]);
-    expect((await store.eventsLiked("w")).map((e) => e.id)).toEqual(["1"]);
+    expect((await store.eventsLiked("w")).rows.map((e) => e.id)).toEqual(["1"]);
   });
 });
 
@@ -212,11 +212,29 @@ describe("event queries", () => {
   it("list pages in id order, numbers as numbers, with offset", async () => {
     for (const id of ["593", "42672986", "6777", "10", "abc"]) await store.applyEmbedding(page(id, unitVector()));
     await store.applyEmbedding(page("", unitVector(), 1n, { url: "https://e.org/no-id" }));
-    expect((await store.events(10, 0)).map((e) => e.id)).toEqual(["10", "593", "abc", "6777", "42672986", ""]);
-    expect((await store.events(2, 1)).map((e) => e.id)).toEqual(["593", "abc"]);
-    expect(await store.events(5, 6)).toEqual([]);
-    const first = (await store.events(1, 0))[0]!;
+    expect((await store.events(10, 0)).rows.map((e) => e.id)).toEqual(["10", "593", "abc", "6777", "42672986", ""]);
+    expect((await store.events(2, 1)).rows.map((e) => e.id)).toEqual(["593", "abc"]);
+    expect((await store.events(5, 6)).rows).toEqual([]);
+    const first = (await store.events(1, 0)).rows[0]!;
     expect(first).toEqual({ id: "10", url: urlOf("10"), title: "Title 10", abstract: "text of page 10", likeCount: 0, score: 0 });
+  });
+
+  it("page after a key: the same order, nothing twice or left out when pages are added before it meanwhile", async () => {
+    for (const id of ["593", "42672986", "6777", "10", "abc"]) await store.applyEmbedding(page(id, unitVector()));
+    await store.applyEmbedding(page("", unitVector(), 1n, { url: "https://e.org/no-id" }));
+    const first = await store.events(2, 0);
+    expect(first.rows.map((e) => e.id)).toEqual(["10", "593"]);
+    expect(first.next).toEqual({ id: "593", url: urlOf("593") });
+    // A page that sorts first arrives: an offset would now show 593 again, the key does not.
+    await store.applyEmbedding(page("1", unitVector()));
+    expect((await store.events(2, 2)).rows.map((e) => e.id)).toEqual(["593", "abc"]);
+    const second = await store.events(2, 0, first.next);
+    expect(second.rows.map((e) => e.id)).toEqual(["abc", "6777"]);
+    const third = await store.events(2, 0, second.next);
+    expect(third.rows.map((e) => e.id)).toEqual(["42672986", ""]);
+    expect(third.next).toBeUndefined();
+    // A full page with nothing after it says so too.
+    expect((await store.events(7, 0)).next).toBeUndefined();
   });
 
   it("rank recommended pages by cosine similarity to the interest", async () => {

@@ -137,6 +137,13 @@ describe("event RPCs", () => {
       ["1", "https://e.org/b", "t https://e.org/b", "x", 1n],
     ]);
     expect((await client.eventsLiked({ userid: "fan" })).items.map((e) => e.url)).toEqual(["https://e.org/a", "https://e.org/b"]);
+    // Page by page with the cursors, the same pages in the same order; the last page has none.
+    const first = await client.eventsLiked({ userid: "fan", limit: 1 });
+    const second = await client.eventsLiked({ userid: "fan", limit: 1, cursor: first.nextCursor });
+    expect([...first.items, ...second.items].map((e) => e.url)).toEqual(["https://e.org/a", "https://e.org/b"]);
+    expect(second.nextCursor).toBe("");
+    const page1 = await client.events({ limit: 1 });
+    expect((await client.events({ limit: 5, cursor: page1.nextCursor })).items.map((e) => e.url)).toEqual(["https://e.org/b"]);
     const recommended = await client.recommendedEvents({ userid: "fan", limit: 1, includeSeen: true });
     expect(recommended.items.map((e) => [e.url, e.score])).toEqual([["https://e.org/a", expect.closeTo(Math.SQRT1_2, 6)]]);
     // The fan liked page id "1", which both pages carry: nothing left unless asked for.
@@ -166,6 +173,11 @@ describe("event RPCs", () => {
     expect(await refusal(client.personalizedEventSearch({ query: " ", userid: "u" }))).toBe("InvalidArgument: query: must not be empty");
     expect(await refusal(client.personalizedEventSearch({ query: "kafka", userid: "" }))).toBe("InvalidArgument: userid: must not be empty");
     expect(await refusal(client.eventsById({ ids: ["a b"] }))).toMatch(/^InvalidArgument: ids\[0\]: /);
+    const { nextCursor } = await client.events({ limit: 1 });
+    expect(await refusal(client.events({ limit: 1, offset: 1, cursor: nextCursor }))).toBe("InvalidArgument: cursor: give a cursor or an offset, not both");
+    expect(await refusal(client.events({ limit: 1, cursor: "not-a-cursor" }))).toMatch(/^InvalidArgument: cursor: is not a cursor of Events/);
+    expect(await refusal(client.eventsLiked({ userid: "fan", cursor: nextCursor }))).toMatch(/^InvalidArgument: cursor: is not a cursor of EventsLiked/);
+    expect(await refusal(client.eventsLiked({ userid: "fan", limit: 1001 }))).toBe("InvalidArgument: limit: must be between 1 and 1000");
   });
 });
 

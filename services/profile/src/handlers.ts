@@ -2,8 +2,21 @@ import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import { consumerNames, consumerProgress, type Bus } from "@recsys/bus";
 import { ProfileService, type SimilarContentRequest } from "@recsys/contracts/profile/v1/profile";
 import { refusal } from "@recsys/server";
-import { checkLimit, checkOffset, checkPageId, checkQuery, checkUrl, checkUserid, FieldError, orInvalidArgument } from "@recsys/validation";
+import {
+  checkLimit,
+  checkOffset,
+  checkPageId,
+  checkPageStart,
+  checkQuery,
+  checkUrl,
+  checkUserid,
+  decodeCursor,
+  encodeCursor,
+  FieldError,
+  orInvalidArgument,
+} from "@recsys/validation";
 import type { ProfileStore } from "./pg-store.js";
+import type { EventKey, EventPage } from "./reads.js";
 import type { EventRow } from "./types.js";
 
 export const MAX_IDS_PER_CALL = 1_000;
@@ -12,6 +25,23 @@ export const MAX_IDS_PER_CALL = 1_000;
 const limitOrDefault = (limit: number) => checkLimit(limit === 0 ? undefined : limit);
 
 const events = (rows: EventRow[]) => ({ items: rows.map((r) => ({ ...r, likeCount: BigInt(r.likeCount) })) });
+
+/** EventsLiked's page when not asked for one: the most a page holds. */
+const MAX_PAGE = 1000;
+
+/** Where a page of `list` (in id order) starts: after the key a cursor of it carries, or at the offset. */
+function eventsAfter(list: string, offset: number, cursor: string): EventKey | undefined {
+  checkPageStart(offset, cursor);
+  if (cursor === "") return undefined;
+  const [id, url] = decodeCursor(list, cursor, ["string", "string"] as const);
+  return { id, url };
+}
+
+/** A page on the wire: its items, and the cursor of the next one when more follow. */
+const eventPage = (list: string, page: EventPage) => ({
+  ...events(page.rows),
+  nextCursor: page.next ? encodeCursor(list, [page.next.id, page.next.url]) : "",
+});
 
 export function profileRoutes(store: ProfileStore, bus: Bus) {
   const checked = (req: SimilarContentRequest) => ({
@@ -46,7 +76,8 @@ export function profileRoutes(store: ProfileStore, bus: Bus) {
       async events(req, ctx) {
         const limit = orInvalidArgument(() => checkLimit(req.limit));
         const offset = orInvalidArgument(() => checkOffset(req.offset));
-        return events(await store.events(limit, offset, ctx.signal));
+        const after = orInvalidArgument(() => eventsAfter("Events", offset, req.cursor));
+        return eventPage("Events", await store.events(limit, offset, after, ctx.signal));
       },
       async eventsById(req, ctx) {
         const ids = orInvalidArgument(() => {
@@ -57,7 +88,10 @@ export function profileRoutes(store: ProfileStore, bus: Bus) {
       },
       async eventsLiked(req, ctx) {
         const userid = orInvalidArgument(() => checkUserid(req.userid));
-        return events(await store.eventsLiked(userid, ctx.signal));
+        const limit = orInvalidArgument(() => checkLimit(req.limit === 0 ? MAX_PAGE : req.limit));
+        const offset = orInvalidArgument(() => checkOffset(req.offset));
+        const after = orInvalidArgument(() => eventsAfter("EventsLiked", offset, req.cursor));
+        return eventPage("EventsLiked", await store.eventsLiked(userid, limit, offset, after, ctx.signal));
       },
       async recommendedEvents(req, ctx) {
         const userid = orInvalidArgument(() => checkUserid(req.userid));

@@ -83,9 +83,9 @@ export class ProfileStore {
     return expireParkedClicks(this.pool, maxAgeMs);
   }
 
-  /** Pages in id order (ID_ORDER). */
-  events(limit: number, offset: number, signal?: AbortSignal): Promise<EventRow[]> {
-    return cancellable(this.pool, signal, (db) => reads.events(db, limit, offset));
+  /** A page of pages in id order (ID_ORDER), from `offset` or after `after`. */
+  events(limit: number, offset: number, after?: reads.EventKey, signal?: AbortSignal): Promise<reads.EventPage> {
+    return cancellable(this.pool, signal, (db) => reads.events(db, limit, offset, after));
   }
 
   /** The pages carrying these ids, in id order. */
@@ -93,9 +93,9 @@ export class ProfileStore {
     return cancellable(this.pool, signal, (db) => reads.eventsById(db, ids));
   }
 
-  /** Pages whose latest like by the user is a like, in id order. */
-  eventsLiked(userid: string, signal?: AbortSignal): Promise<EventRow[]> {
-    return cancellable(this.pool, signal, (db) => reads.eventsLiked(db, userid));
+  /** A page of the pages whose latest like by the user is a like, in id order, from `offset` or after `after`. */
+  eventsLiked(userid: string, limit = 1000, offset = 0, after?: reads.EventKey, signal?: AbortSignal): Promise<reads.EventPage> {
+    return cancellable(this.pool, signal, (db) => reads.eventsLiked(db, userid, limit, offset, after));
   }
 
   /** Pages by cosine similarity to the user's interest, desc, then url asc, without the ones the user has seen unless `includeSeen`; none for a user without one. */

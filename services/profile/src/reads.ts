@@ -9,13 +9,36 @@ const ID_ORDER = `c.id = '', length(c.id), c.id COLLATE "C", c.url`;
 const EVENT_COLUMNS = `c.id, c.url, c.title, c.text AS abstract,
   (SELECT count(*) FROM likes l WHERE l.page_id = c.id AND l.liked)::int AS "likeCount"`;
 
-export async function events(db: Db, limit: number, offset: number): Promise<EventRow[]> {
+/** A page's place in id order: the next page starts after the page with this id and url. */
+export interface EventKey {
+  id: string;
+  url: string;
+}
+
+/** One page of a list in id order, and the key of its last item when more follow. */
+export interface EventPage {
+  rows: EventRow[];
+  next?: EventKey;
+}
+
+/** `ID_ORDER > key`, the key's id and url in parameters $n and $n+1 (the index content_id_order serves it). */
+const AFTER = (n: number) => `(c.id = '', length(c.id), c.id COLLATE "C", c.url) > ($${n} = '', length($${n}), $${n} COLLATE "C", $${n + 1})`;
+
+/** The first `limit` of rows fetched `limit + 1` deep, and whether more follow. */
+function pageOf(rows: EventRow[], limit: number): EventPage {
+  if (rows.length <= limit) return { rows };
+  const kept = rows.slice(0, limit);
+  return { rows: kept, next: { id: kept.at(-1)!.id, url: kept.at(-1)!.url } };
+}
+
+export async function events(db: Db, limit: number, offset: number, after?: EventKey): Promise<EventPage> {
   const r = await db.query<EventRow>(
     `SELECT ${EVENT_COLUMNS}, 0::float8 AS score FROM content c
+     WHERE $3::text IS NULL OR ${AFTER(3)}
      ORDER BY ${ID_ORDER} LIMIT $1 OFFSET $2`,
-    [limit, offset],
+    [limit + 1, offset, after?.id ?? null, after?.url ?? null],
   );
-  return r.rows;
+  return pageOf(r.rows, limit);
 }
 
 export async function eventsById(db: Db, ids: string[]): Promise<EventRow[]> {
@@ -27,14 +50,14 @@ export async function eventsById(db: Db, ids: string[]): Promise<EventRow[]> {
   return r.rows;
 }
 
-export async function eventsLiked(db: Db, userid: string): Promise<EventRow[]> {
+export async function eventsLiked(db: Db, userid: string, limit: number, offset: number, after?: EventKey): Promise<EventPage> {
   const r = await db.query<EventRow>(
     `SELECT ${EVENT_COLUMNS}, 0::float8 AS score FROM content c
-     WHERE c.id IN (SELECT page_id FROM likes WHERE userid = $1 AND liked)
-     ORDER BY ${ID_ORDER}`,
-    [userid],
+     WHERE c.id IN (SELECT page_id FROM likes WHERE userid = $1 AND liked) AND ($4::text IS NULL OR ${AFTER(4)})
+     ORDER BY ${ID_ORDER} LIMIT $2 OFFSET $3`,
+    [userid, limit + 1, offset, after?.id ?? null, after?.url ?? null],
   );
-  return r.rows;
+  return pageOf(r.rows, limit);
 }
 
 /** One user's SimilarContent question. */
@@ -44,6 +67,15 @@ export interface SimilarContentAsk {
   /** Also the pages the user has seen. */
   includeSeen: boolean;
 }
+
+/**
+ * `ranked`: the rows of `scan` (pages with their inner product `ip`) in (ip, url) order, without the urls of `seen.urls`, at least
+ * `limit` of them when there are: the scan keeps its top-N sort, `limit` plus as many rows as there are urls to leave out, and only
+ * those rows are compared with them, not every page of the scan.
+ */
+const SCAN_PAST_SEEN = (scan: string, limit: string) => `ranked AS (
+            SELECT r.* FROM (${scan} ORDER BY ip ASC, c.url ASC LIMIT ${limit} + coalesce((SELECT cardinality(urls) FROM seen), 0)) r, seen
+            WHERE seen.urls IS NULL OR r.url <> ALL(seen.urls))`;
 
 /** The urls of the pages a user has seen (the `$userid` parameter): clicked, liked or unliked; NULL for none. */
 const seenUrls = (userid: string) => `(SELECT array_agg(x.url) FROM (
@@ -57,10 +89,9 @@ export async function recommendedEvents(db: Db, userid: string, limit: number, i
   const r = await db.query<EventRow>(
     `WITH q AS MATERIALIZED (SELECT sum, vector_norm(sum) AS norm FROM interests WHERE userid = $1 AND vector_norm(sum) > 0),
           seen AS MATERIALIZED (SELECT CASE WHEN $3 THEN NULL ELSE ${seenUrls("$1")} END AS urls),
-          ranked AS (SELECT c.url, c.embedding <#> q.sum AS ip FROM content c, q, seen
-                     WHERE seen.urls IS NULL OR c.url <> ALL(seen.urls) ORDER BY ip ASC, c.url ASC LIMIT $2)
+          ${SCAN_PAST_SEEN("SELECT c.url, c.embedding <#> q.sum AS ip FROM content c, q", "$2")}
      SELECT ${EVENT_COLUMNS}, (-r.ip / q.norm)::float8 AS score FROM ranked r JOIN content c ON c.url = r.url, q
-     ORDER BY r.ip ASC, c.url ASC`,
+     ORDER BY r.ip ASC, c.url ASC LIMIT $2`,
     [userid, limit, includeSeen],
   );
   return r.rows;
@@ -76,10 +107,9 @@ export async function relatedContent(db: Db, url: string, limit: number, userid:
   // An exact scan by inner product, as in similarContentMany, with the page's embedding for the interest.
   const r = await db.query<SimilarPage>(
     `WITH p AS MATERIALIZED (SELECT embedding, vector_norm(embedding) AS norm FROM content WHERE url = $1),
-          seen AS MATERIALIZED (SELECT CASE WHEN $3 = '' THEN NULL ELSE ${seenUrls("$3")} END AS urls),
-          ranked AS (SELECT c.url, c.title, c.embedding <#> p.embedding AS ip FROM content c, p, seen
-                     WHERE c.url <> $1 AND (seen.urls IS NULL OR c.url <> ALL(seen.urls)) ORDER BY ip ASC, c.url ASC LIMIT $2)
-     SELECT r.url, r.title, COALESCE(-r.ip / NULLIF(p.norm, 0), 0)::float8 AS similarity FROM ranked r, p ORDER BY r.ip ASC, r.url ASC`,
+          seen AS MATERIALIZED (SELECT array_append(CASE WHEN $3 = '' THEN NULL ELSE ${seenUrls("$3")} END, $1::text) AS urls),
+          ${SCAN_PAST_SEEN("SELECT c.url, c.title, c.embedding <#> p.embedding AS ip FROM content c, p", "$2")}
+     SELECT r.url, r.title, COALESCE(-r.ip / NULLIF(p.norm, 0), 0)::float8 AS similarity FROM ranked r, p ORDER BY r.ip ASC, r.url ASC LIMIT $2`,
     [url, limit, userid],
   );
   return r.rows;
@@ -111,14 +141,18 @@ export async function similarContentMany(db: Db, requests: ReadonlyArray<Similar
      LEFT JOIN LATERAL (SELECT ${seenUrls("u.userid")} AS urls) seen ON NOT u.include_seen
      CROSS JOIN LATERAL (
        SELECT c.url, c.title, c.embedding <#> q.sum AS ip FROM content c
-       WHERE seen.urls IS NULL OR c.url <> ALL(seen.urls)
-       ORDER BY ip ASC NULLS LAST, c.url ASC LIMIT u.lim
+       ORDER BY ip ASC NULLS LAST, c.url ASC LIMIT u.lim + coalesce(cardinality(seen.urls), 0)
      ) s
+     WHERE seen.urls IS NULL OR s.url <> ALL(seen.urls)
      ORDER BY u.n, s.ip ASC NULLS LAST, s.url ASC`,
     values: [requests.map((r) => r.userid), requests.map((r) => r.limit), requests.map((r) => r.includeSeen)],
   });
   const out: SimilarPage[][] = requests.map(() => []);
-  for (const { n, ...page } of result.rows) out[Number(n) - 1]!.push(page);
+  // Each user's scan read past as many rows as it had pages to leave out: the first `limit` of what is left are the answer.
+  for (const { n, ...page } of result.rows) {
+    const list = out[Number(n) - 1]!;
+    if (list.length < requests[Number(n) - 1]!.limit) list.push(page);
+  }
   return out;
 }
 
