@@ -14,6 +14,7 @@ import { Access, parseApiKeys, sharedLimiters, type RateLimits } from "./access.
 import { Authenticator } from "./auth.js";
 import { corsFor, parseOrigins } from "./cors.js";
 import { createDashboard, guardMetrics } from "./dashboard.js";
+import { openApiRoute } from "./openapi-http.js";
 import { serveGraphql } from "./graphql-http.js";
 import { createGraphql } from "./graphql.js";
 import { createGatewayApi, DEFAULT_COALESCING, DEFAULT_TRENDING_WINDOW, gatewayRoutes } from "./handlers.js";
@@ -108,6 +109,8 @@ const limits: RateLimits = {
 const redis = new Redis(config.REDIS_URL, { enableOfflineQueue: false, maxRetriesPerRequest: 1, enableAutoPipelining: true });
 redis.on("error", (err) => logger.warn({ err: String(err) }, "redis (rate limits counted per replica meanwhile)"));
 const access = new Access(authenticator, limits, sharedLimiters(redis, config.RECSYS_NAMESPACE, limits), logger);
+// The Connect JSON routes' OpenAPI document, public as the GraphQL schema is.
+const openApi = openApiRoute();
 const dashboard = createDashboard({
   backends: { ingest: config.INGEST_URL, covisit: config.COVISIT_URL, embedder: config.EMBEDDER_URL, profile: config.PROFILE_URL },
   access,
@@ -136,7 +139,7 @@ const server = await startRpcServer({
   host: config.HOST,
   port: config.GATEWAY_PORT,
   routes: gatewayRoutes(api, access),
-  http: (req, res) => cors(req, res) || metrics(req, res) || dashboard.http(req, res) || graphql(req, res),
+  http: (req, res) => cors(req, res) || metrics(req, res) || openApi(req, res) || dashboard.http(req, res) || graphql(req, res),
   healthy: async () => {
     const probes = [config.COVISIT_URL, config.INGEST_URL, config.PROFILE_URL].map((u) =>
       fetch(new URL("/healthz", u), { signal: AbortSignal.timeout(1_000) }).then(
