@@ -1,4 +1,4 @@
-// What a Recommendation costs past the gateway: covisit's process and Redis (which runs recommend.lua), in CPU per request.
+// What a Recommendation costs: the gateway's process, covisit's, and Redis (which runs recommend.lua), in CPU per request.
 import { Redis } from "ioredis";
 import { redisCpuSeconds } from "./baselines.js";
 import type { LatencySummary } from "./open-loop.js";
@@ -6,16 +6,17 @@ import { samples, total } from "./service-metrics.js";
 import { url } from "./stack.js";
 
 interface CpuReading {
+  gatewaySeconds: number;
   covisitSeconds: number;
   redisSeconds: number;
 }
 
 async function reading(redis: Redis): Promise<CpuReading> {
-  const [covisit, redisSeconds] = await Promise.all([samples(url.covisit), redisCpuSeconds(redis)]);
-  return { covisitSeconds: total(covisit, "process_cpu_seconds_total"), redisSeconds };
+  const [gateway, covisit, redisSeconds] = await Promise.all([samples(url.gateway), samples(url.covisit), redisCpuSeconds(redis)]);
+  return { gatewaySeconds: total(gateway, "process_cpu_seconds_total"), covisitSeconds: total(covisit, "process_cpu_seconds_total"), redisSeconds };
 }
 
-/** Runs `phase` and answers its latencies with covisit's and Redis' CPU per request meanwhile, in microseconds. */
+/** Runs `phase` and answers its latencies with the gateway's, covisit's and Redis' CPU per request meanwhile, in microseconds. */
 export async function withCovisitCpu(phase: () => Promise<LatencySummary>) {
   const redis = new Redis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
   try {
@@ -25,6 +26,7 @@ export async function withCovisitCpu(phase: () => Promise<LatencySummary>) {
     const perRequest = (seconds: number) => (seconds * 1e6) / Math.max(1, latencies.requests);
     return {
       latencies,
+      gatewayCpuMicros: perRequest(after.gatewaySeconds - before.gatewaySeconds),
       covisitCpuMicros: perRequest(after.covisitSeconds - before.covisitSeconds),
       redisCpuMicros: perRequest(after.redisSeconds - before.redisSeconds),
     };
