@@ -10,10 +10,14 @@ const UNLIMITED_LIST_ITEMS = 100;
  */
 const items: ComplexityEstimator = ({ type, field, args, childComplexity }) => {
   if (type.name.startsWith("__") || field.name.startsWith("__")) return 0;
-  // By its name ("[Events!]!"), not instanceof: the schema may come from another copy of graphql-js.
-  if (!String(field.type).startsWith("[")) return childComplexity;
   // Arguments come with the schema's defaults applied: SimilarContent without a limit counts 10.
   const limit = typeof args.limit === "number" ? args.limit : UNLIMITED_LIST_ITEMS;
+  // By its name ("[Events!]!", "EventsPage!"), not instanceof: the schema may come from another copy of graphql-js.
+  const typeName = String(field.type);
+  // A page (EventsPage, …) counts its limit; the list inside it counts each of those items once.
+  if (typeName.replace(/!$/, "").endsWith("Page")) return limit * Math.max(1, childComplexity);
+  if (!typeName.startsWith("[")) return childComplexity;
+  if (type.name.endsWith("Page")) return Math.max(1, childComplexity);
   return limit * Math.max(1, childComplexity);
 };
 

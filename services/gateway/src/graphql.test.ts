@@ -354,6 +354,13 @@ describe("GraphQL limits", () => {
     expect(flood.errors?.[0]?.message).toMatch(/^Items limit of 5000 exceeded, found 15000/);
     expect(asked).toEqual([]);
     expect(Object.keys(await data(aliases(5)))).toHaveLength(5);
+    // A page counts its limit, whatever the list inside it is called.
+    asked = [];
+    const pages = (n: number) => `{ ${Array.from({ length: n }, (_, i) => `a${i}: EventsPage(limit: 1000) { items { abstract } nextCursor }`).join(" ")} }`;
+    expect((await gql(pages(15))).errors?.[0]?.message).toMatch(/^Items limit of 5000 exceeded, found 15000/);
+    expect(asked).toEqual([]);
+    expect(Object.keys(await data(pages(5)))).toHaveLength(5);
+    asked = [];
     // A list without a limit argument counts as 100 items; a default limit counts as given.
     expect((await gql(`{ ${Array.from({ length: 15 }, (_, i) => `a${i}: EventsLiked(userid: "u") { id }`).join(" ")} }`)).errors).toBeUndefined();
     asked = [];
