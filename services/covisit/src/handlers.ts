@@ -23,6 +23,10 @@ export function covisitRoutes(store: CovisitStore, bus: Bus, durables: string[])
       async batchRecommendation(req) {
         return { results: await answerEach(req.requests, recommendation) };
       },
+      async recentPages(req) {
+        const userid = orInvalidArgument(() => checkUserid(req.userid));
+        return { urls: await store.recentPages(userid) };
+      },
       async progress() {
         const p = await consumerProgress(bus, bus.topology.clicksStream, durables);
         return {

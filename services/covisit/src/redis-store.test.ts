@@ -237,6 +237,9 @@ describe("covisit.lua", () => {
     // As long as the data allows; a user with no clicks changes nothing.
     expect(urls(await store.coVisitsAfter(a!, 10, "reader"))).toEqual([d, e, f]);
     expect(urls(await store.coVisitsAfter(a!, 10, "nobody"))).toEqual([b, c, d, e, f]);
+    // What it left out, as RecentPages tells the gateway.
+    expect((await store.recentPages("reader")).sort()).toEqual([b, c]);
+    expect(await store.recentPages("nobody")).toEqual([]);
     // A horizon of 2 minutes leaves out only c, clicked within it.
     const short = new CovisitStore(redis, namespace, LATENESS, DEFAULT_DEDUP_RETENTION_MS, undefined, 2 * 60_000);
     await short.applyClick(click("reader2", b!, T0));

@@ -152,6 +152,14 @@ export class CovisitStore {
     return `${this.prefix}r:${userid}`;
   }
 
+  /** The pages coVisitsAfter leaves out for `userid`: clicked within the seen horizon before the user's newest click. */
+  async recentPages(userid: string): Promise<string[]> {
+    const key = this.recentKey(userid);
+    const newest = await this.redis.zrevrange(key, 0, 0, "WITHSCORES");
+    if (newest.length === 0) return [];
+    return this.redis.zrangebyscore(key, Number(newest[1]) - this.seenHorizonMs, "+inf");
+  }
+
   /**
    * Pages visited within the window after `url`, frequency desc, then url asc: never `url` itself, and with `userid`, none of the
    * pages that user clicked within the seen horizon before their newest click; the next ones fill up to `limit`.

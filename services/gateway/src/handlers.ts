@@ -119,10 +119,14 @@ export function createGatewayApi(backends: Backends, logger: Logger, deadlineMs:
       return [];
     }
   }
-  /** Trending urls after the co-visits, up to `limit`: none of the listed ones, nor the page itself. Without analytics, none. */
-  async function trendingFill(url: string, listed: ReadonlyArray<{ recommendation: string }>, limit: number) {
+  /**
+   * Trending urls after the co-visits, up to `limit`: none of the listed ones, nor the page itself, nor (with a userid) the pages
+   * covisit leaves out for that user. Without analytics, none.
+   */
+  async function trendingFill(url: string, userid: string, listed: ReadonlyArray<{ recommendation: string }>, limit: number) {
     const seen = new Set([url, ...listed.map((i) => i.recommendation)]);
     try {
+      if (userid) for (const u of (await backends.covisit.recentPages({ userid }, call)).urls) seen.add(u);
       const res = await backends.analytics.trending({ window: DEFAULT_TRENDING_WINDOW, limit: Math.min(1000, limit + seen.size) }, call);
       return res.urls
         .filter((u) => !seen.has(u.url))
@@ -141,7 +145,7 @@ export function createGatewayApi(backends: Backends, logger: Logger, deadlineMs:
       const source = req.fallback ? "covisit" : "";
       const items = res.items.map((i) => ({ recommendation: i.recommendation, frequency: i.frequency, source }));
       if (req.fallback && items.length < limit) items.push(...(await relatedFill(req.url, req.userid, items, limit)));
-      if (req.fallback && items.length < limit) items.push(...(await trendingFill(req.url, items, limit)));
+      if (req.fallback && items.length < limit) items.push(...(await trendingFill(req.url, req.userid, items, limit)));
       return create(RecommendationResponseSchema, { items });
     },
     async clickstream(req) {

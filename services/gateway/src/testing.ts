@@ -117,6 +117,8 @@ function fakeBackends(log: BackendLog) {
       },
     })(router);
     recorded(log, CovisitService, "covisit", {
+      // The reader clicked t1 lately.
+      recentPages: (req) => ({ urls: req.userid === "reader" ? ["https://e.org/t1"] : [] }),
       batchRecommendation: async (req) => ({
         results: await answerEach(req.requests, async () => ({ items: [{ recommendation: "https://en.wikipedia.org/wiki/Kindness", frequency: 3n }] })),
       }),
