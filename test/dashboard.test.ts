@@ -109,8 +109,12 @@ describe("the dashboard at GET / on the gateway", () => {
     await expect.poll(() => page.locator("#recommendation-results tr").count()).toBe(1);
     expect(await cellsOf("#recommendation-results")).toEqual([[B, "1"]]);
 
-    // u1's similar pages: the two read first, closest, then the unrelated one, its markup as text.
+    // u1's similar pages: only the one not read yet, its markup as text; with the pages read, those two first, closest.
     await page.fill("#similar-userid", "u1");
+    await page.click("#similar-form button");
+    await expect.poll(() => page.locator("#similar-results tr").count()).toBe(1);
+    expect((await cellsOf("#similar-results"))[0]![0]).toBe(`Zoop <b>puzzle</b> — ${C}`);
+    await page.check("#similar-seen");
     await page.click("#similar-form button");
     await expect.poll(() => page.locator("#similar-results tr").count()).toBe(3);
     const rows = await cellsOf("#similar-results");

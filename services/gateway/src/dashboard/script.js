@@ -202,7 +202,8 @@ answerForm("recommendation-form", async () => {
 
 answerForm("similar-form", async () => {
   const userid = $("similar-userid").value.trim();
-  const items = (await callGateway("SimilarContent", { userid, limit: 10 })).items || [];
+  const includeSeen = $("similar-seen").checked;
+  const items = (await callGateway("SimilarContent", { userid, limit: 10, includeSeen })).items || [];
   const known = items.some((i) => (i.similarity || 0) > 0);
   return {
     rows: items.map((i) => row([pageCell(i.url, i.title), el("td", (i.similarity || 0).toFixed(3), "num")])),
