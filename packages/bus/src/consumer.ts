@@ -109,13 +109,17 @@ export async function idleConsumers(bus: Bus, stream: string, ours: (name: strin
   return consumers;
 }
 
+/** The sequence of the first message a stream holds: after its last one when it holds none (JetStream reports 0 for a new stream). */
+export function firstHeldSequence(state: { messages: number; first_seq: number; last_seq: number }): number {
+  return state.messages === 0 ? state.last_seq + 1 : state.first_seq;
+}
+
 /**
  * The first sequence `stream` holds when its retention (or a purge) took the messages before it and none of `durables` exists yet:
  * a consumer created now would begin there, without them. undefined while the stream holds its first message, or a durable exists.
  */
 export async function headGoneBeforeConsumer(bus: Bus, stream: string, durables: string[]): Promise<number | undefined> {
-  const { state } = await bus.jsm.streams.info(stream);
-  const firstSeq = state.messages === 0 ? state.last_seq + 1 : state.first_seq;
+  const firstSeq = firstHeldSequence((await bus.jsm.streams.info(stream)).state);
   if (firstSeq <= 1) return undefined;
   for (const durable of durables) {
     try {

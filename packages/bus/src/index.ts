@@ -10,6 +10,7 @@ export {
   CrashAfterEffects,
   durablesOf,
   ensureDurableConsumer,
+  firstHeldSequence,
   headGoneBeforeConsumer,
   idleConsumers,
   partitionDurable,

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { create } from "@bufbuild/protobuf";
 import { DuckDBInstance, type DuckDBConnection } from "@duckdb/node-api";
-import { encodeClickBatch, type Bus, type MsgHdrs } from "@recsys/bus";
+import { encodeClickBatch, firstHeldSequence, type Bus, type MsgHdrs } from "@recsys/bus";
 import { ClickSchema } from "@recsys/contracts/events/v1/events";
 
 /** The local stack's archive (where `pnpm stack:up` runs services/archive): `$RECSYS_STACK_DIR/archive`, or `.stack/archive`. */
@@ -122,7 +122,7 @@ export class ArchiveGapError extends Error {}
 export async function clicksHeadInArchive(bus: Bus, dir: string): Promise<{ firstSeq: number; messages: number }> {
   const name = bus.topology.clicksStream;
   const info = await bus.jsm.streams.info(name);
-  const firstSeq = info.state.messages === 0 ? info.state.last_seq + 1 : info.state.first_seq;
+  const firstSeq = firstHeldSequence(info.state);
   const found = { firstSeq, messages: info.state.messages };
   if (firstSeq <= 1) return found;
   const held = await archivedThrough(dir, "clicks");
