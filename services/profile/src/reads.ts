@@ -102,8 +102,6 @@ export async function recommendedEvents(db: Db, userid: string, limit: number, i
  * the page itself, nor (with a userid) a page that user has seen. undefined when no page has that url.
  */
 export async function relatedContent(db: Db, url: string, limit: number, userid: string): Promise<SimilarPage[] | undefined> {
-  const page = await db.query("SELECT 1 FROM content WHERE url = $1", [url]);
-  if (page.rowCount === 0) return undefined;
   // An exact scan by inner product, as in similarContentMany, with the page's embedding for the interest.
   const r = await db.query<SimilarPage>(
     `WITH p AS MATERIALIZED (SELECT embedding, vector_norm(embedding) AS norm FROM content WHERE url = $1),
@@ -112,6 +110,8 @@ export async function relatedContent(db: Db, url: string, limit: number, userid:
      SELECT r.url, r.title, COALESCE(-r.ip / NULLIF(p.norm, 0), 0)::float8 AS similarity FROM ranked r, p ORDER BY r.ip ASC, r.url ASC LIMIT $2`,
     [url, limit, userid],
   );
+  // No rows: the page has no others to rank, or there is no such page (its own row is the only one that says which).
+  if (r.rows.length === 0 && (await db.query("SELECT 1 FROM content WHERE url = $1", [url])).rowCount === 0) return undefined;
   return r.rows;
 }
 
