@@ -1,5 +1,5 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { ClickBatchSchema, ClickSchema, type Click } from "@recsys/contracts/events/v1/events";
+import { ClickBatchSchema, ClickSchema, UserDeletedSchema, type Click } from "@recsys/contracts/events/v1/events";
 import { headers, type MsgHdrs } from "@nats-io/transport-node";
 import { DEFAULT_EVENT_TYPE } from "@recsys/validation";
 import type { DeadLetterWhy, ItemDeadLetter } from "./dead-letters.js";
@@ -10,6 +10,25 @@ const CONTENT_TYPE = "content-type";
 const typeOf = (messageType: string) => `application/x-protobuf; messageType=${messageType}`;
 export const CLICK_BATCH_CONTENT_TYPE = typeOf(ClickBatchSchema.typeName);
 export const CLICK_CONTENT_TYPE = typeOf(ClickSchema.typeName);
+export const USER_DELETED_CONTENT_TYPE = typeOf(UserDeletedSchema.typeName);
+
+/** A user's erasure as it travels on CLICKS (UserDeleted), in the user's partition. */
+export interface UserDeletion {
+  eventId: string;
+  userid: string;
+  ingestTimeMs: number;
+}
+
+/** The CLICKS message of an erasure. */
+export function encodeUserDeleted(d: UserDeletion): { data: Uint8Array; headers: MsgHdrs } {
+  const message = create(UserDeletedSchema, { eventId: d.eventId, userid: d.userid, ingestTimeMs: BigInt(d.ingestTimeMs) });
+  return { data: toBinary(UserDeletedSchema, message), headers: typedHeaders(UserDeletedSchema.typeName) };
+}
+
+/** Whether a CLICKS message is an erasure (UserDeleted) rather than clicks. */
+export function isUserDeleted(m: { headers?: MsgHdrs }): boolean {
+  return m.headers?.get(CONTENT_TYPE) === USER_DELETED_CONTENT_TYPE;
+}
 
 /** The headers of a message of this protobuf type: its content-type names the type. */
 export function typedHeaders(messageType: string): MsgHdrs {
@@ -49,11 +68,20 @@ export interface ClickToApply {
 
 /**
  * A CLICKS message read: its clicks, each checked for the fields every consumer needs (or why
- * not), or why the message cannot be read at all.
+ * not), or why the message cannot be read at all. An erasure (UserDeleted) reads as no clicks and its `deletion`.
  */
-export type ReadClicks = { clicks: Click[]; checked: Array<ClickToApply | { error: string }> } | { error: string };
+export type ReadClicks = { clicks: Click[]; checked: Array<ClickToApply | { error: string }>; deletion?: UserDeletion } | { error: string };
 
 export function readClicks(m: { data: Uint8Array; headers?: MsgHdrs }): ReadClicks {
+  if (isUserDeleted(m)) {
+    try {
+      const d = fromBinary(UserDeletedSchema, m.data);
+      if (!d.userid) return { error: "UserDeleted without userid" };
+      return { clicks: [], checked: [], deletion: { eventId: d.eventId, userid: d.userid, ingestTimeMs: Number(d.ingestTimeMs) } };
+    } catch (err) {
+      return { error: String(err) };
+    }
+  }
   let clicks: Click[];
   try {
     clicks = clicksOf(m);

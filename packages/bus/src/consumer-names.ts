@@ -3,10 +3,10 @@
  * Durable names and dead-letter sources (letters filed as dlq.<source>) come from here, so that no two consumers share either.
  */
 const CONSUMED = {
-  covisit: ["clicks"],
-  profile: ["clicks", "embeddings", "likes", "interest-embeddings"],
+  covisit: ["clicks", "visibility"],
+  profile: ["clicks", "embeddings", "likes", "interest-embeddings", "visibility"],
   embedder: ["content", "stated-interests"],
-  analytics: ["clicks"],
+  analytics: ["clicks", "visibility"],
 } as const;
 
 export type ConsumerService = keyof typeof CONSUMED;

@@ -368,3 +368,33 @@ export async function ensureDurableConsumer(jsm: JetStreamManager, stream: strin
     await jsm.consumers.add(stream, full);
   }
 }
+
+/**
+ * Waits until each of `durables` on `stream` has applied the message at `seq` (acked it, or it is not among its subjects), for at most
+ * `timeoutMs`; answers the durables that had not. A durable that does not exist (its service not deployed) is not waited for; a
+ * partition durable is found by its base name (partitionDurable).
+ */
+export async function waitApplied(bus: Bus, stream: string, seq: number, durables: Array<{ durable: string; partition?: number }>, timeoutMs: number) {
+  const deadline = Date.now() + timeoutMs;
+  const applied = async ({ durable, partition }: { durable: string; partition?: number }): Promise<boolean> => {
+    for (const name of partition === undefined ? [durable] : [partitionDurable(durable, partition), durable]) {
+      let info: Awaited<ReturnType<typeof bus.jsm.consumers.info>>;
+      try {
+        info = await bus.jsm.consumers.info(stream, name);
+      } catch (err) {
+        if (isNotFound(err)) continue;
+        throw err;
+      }
+      if (info.ack_floor.stream_seq >= seq) return true;
+      return info.num_ack_pending === 0 && (info.delivered.stream_seq >= seq || info.num_pending === 0);
+    }
+    return true;
+  };
+  let waiting = durables;
+  for (;;) {
+    const done = await Promise.all(waiting.map(applied));
+    waiting = waiting.filter((_, i) => !done[i]);
+    if (waiting.length === 0 || Date.now() >= deadline) return waiting.map((d) => d.durable);
+    await sleep(Math.min(10, Math.max(0, deadline - Date.now())));
+  }
+}

@@ -24,6 +24,7 @@ export interface StreamLimits {
   deadLettersMaxBytes: number;
   deadLettersMaxAgeMs: number;
   clickMetricsMaxBytes: number;
+  visibilityMaxBytes: number;
 }
 
 /** The limits from the settings every service shares (see commonEnv). */
@@ -37,6 +38,7 @@ export function streamLimitsFrom(config: {
   DEAD_LETTERS_MAX_BYTES: number;
   DEAD_LETTERS_MAX_AGE_MS: number;
   CLICK_METRICS_MAX_BYTES: number;
+  VISIBILITY_MAX_BYTES: number;
 }): StreamLimits {
   return {
     clicksMaxBytes: config.CLICKS_MAX_BYTES,
@@ -48,6 +50,7 @@ export function streamLimitsFrom(config: {
     deadLettersMaxBytes: config.DEAD_LETTERS_MAX_BYTES,
     deadLettersMaxAgeMs: config.DEAD_LETTERS_MAX_AGE_MS,
     clickMetricsMaxBytes: config.CLICK_METRICS_MAX_BYTES,
+    visibilityMaxBytes: config.VISIBILITY_MAX_BYTES,
   };
 }
 
@@ -150,6 +153,16 @@ export class Topology {
   get clickMetricsSubjects(): string {
     return this.subject("click-metrics.>");
   }
+  /** Pages hidden from recommendations or shown again (PageVisibility): one subject per url (a hash of it), its latest state kept. */
+  get visibilityStream(): string {
+    return this.streamName("VISIBILITY");
+  }
+  visibilitySubject(urlHash: string): string {
+    return this.subject(`visibility.${urlHash}`);
+  }
+  get visibilitySubjects(): string {
+    return this.subject("visibility.>");
+  }
   private refuseWhenFull(maxBytes: number | undefined): Partial<StreamConfig> {
     return { discard: DiscardPolicy.New, ...(maxBytes === undefined ? {} : { max_bytes: serverMaxBytes(maxBytes) }) };
   }
@@ -179,6 +192,8 @@ export class Topology {
       this.stream(this.embeddingsStream, this.embeddingsSubjects, { max_msgs_per_subject: 1, ...this.refuseWhenFull(limits?.embeddingsMaxBytes) }),
       this.stream(this.engagementStream, this.subject("engagement.>"), this.refuseWhenFull(limits?.engagementMaxBytes)),
       this.stream(this.interestEmbeddingsStream, this.interestEmbeddingsSubjects, this.refuseWhenFull(limits?.interestEmbeddingsMaxBytes)),
+      // A compacted log like EMBEDDINGS: each url's latest visibility survives, so a consumer that starts over reads every hidden page.
+      this.stream(this.visibilityStream, this.visibilitySubjects, { max_msgs_per_subject: 1, ...this.refuseWhenFull(limits?.visibilityMaxBytes) }),
       // Dead letters are a record, not a queue: the oldest make room for new ones.
       this.stream(this.deadLetterStream, this.deadLetterSubjects, {
         discard: DiscardPolicy.Old,

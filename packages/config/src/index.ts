@@ -60,6 +60,7 @@ export const commonEnv = {
   INTEREST_EMBEDDINGS_MAX_BYTES: bytes(256 * MiB),
   DEAD_LETTERS_MAX_BYTES: bytes(256 * MiB),
   CLICK_METRICS_MAX_BYTES: bytes(1 * GiB),
+  VISIBILITY_MAX_BYTES: bytes(64 * MiB),
   // CLICKS' retention by age (of the message in the stream): older clicks are kept only in the archive (services/archive), which
   // the rebuilds read. 7 days, the consumers' DEDUP_RETENTION_MS: a click older than that cannot be counted again anyway.
   CLICKS_MAX_AGE_MS: z.coerce
