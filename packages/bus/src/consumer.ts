@@ -369,32 +369,46 @@ export async function ensureDurableConsumer(jsm: JetStreamManager, stream: strin
   }
 }
 
+/** Whether a NATS subject falls under a filter (`*` one token, `>` the rest). */
+export function subjectMatches(filter: string, subject: string): boolean {
+  const f = filter.split(".");
+  const t = subject.split(".");
+  for (let i = 0; i < f.length; i++) {
+    if (f[i] === ">") return t.length > i;
+    if (i >= t.length || (f[i] !== "*" && f[i] !== t[i])) return false;
+  }
+  return f.length === t.length;
+}
+
 /**
- * Waits until each of `durables` on `stream` has applied the message at `seq` (acked it, or it is not among its subjects), for at most
- * `timeoutMs`; answers the durables that had not. A durable that does not exist (its service not deployed) is not waited for; a
- * partition durable is found by its base name (partitionDurable).
+ * Waits until every consumer of `durables` on `stream` that takes `subject` has applied the message at `seq` (acked it), for at most
+ * `timeoutMs`; answers the durables that had not. A durable is found by its name or as partition durables (`<name>-p<n>`, partitionDurable);
+ * one that does not exist (its service not deployed) is not waited for.
  */
-export async function waitApplied(bus: Bus, stream: string, seq: number, durables: Array<{ durable: string; partition?: number }>, timeoutMs: number) {
+export async function waitApplied(bus: Bus, stream: string, seq: number, subject: string, durables: string[], timeoutMs: number) {
   const deadline = Date.now() + timeoutMs;
-  const applied = async ({ durable, partition }: { durable: string; partition?: number }): Promise<boolean> => {
-    for (const name of partition === undefined ? [durable] : [partitionDurable(durable, partition), durable]) {
-      let info: Awaited<ReturnType<typeof bus.jsm.consumers.info>>;
-      try {
-        info = await bus.jsm.consumers.info(stream, name);
-      } catch (err) {
-        if (isNotFound(err)) continue;
-        throw err;
-      }
-      if (info.ack_floor.stream_seq >= seq) return true;
-      return info.num_ack_pending === 0 && (info.delivered.stream_seq >= seq || info.num_pending === 0);
+  const baseOf = (name: string) => durables.find((d) => name === d || (name.startsWith(`${d}-p`) && /^\d+$/.test(name.slice(d.length + 2))));
+  const consumers = (await bus.jsm.consumers.list(stream).next())
+    .filter((c) => baseOf(c.name) !== undefined)
+    .filter((c) => {
+      const filters = c.config.filter_subjects ?? (c.config.filter_subject ? [c.config.filter_subject] : []);
+      return filters.length === 0 || filters.some((f) => subjectMatches(f, subject));
+    })
+    .map((c) => c.name);
+  const applied = async (name: string) => {
+    try {
+      const info = await bus.jsm.consumers.info(stream, name);
+      return info.ack_floor.stream_seq >= seq;
+    } catch (err) {
+      if (isNotFound(err)) return true;
+      throw err;
     }
-    return true;
   };
-  let waiting = durables;
+  let waiting = consumers;
   for (;;) {
     const done = await Promise.all(waiting.map(applied));
     waiting = waiting.filter((_, i) => !done[i]);
-    if (waiting.length === 0 || Date.now() >= deadline) return waiting.map((d) => d.durable);
+    if (waiting.length === 0 || Date.now() >= deadline) return [...new Set(waiting.map((n) => baseOf(n)!))];
     await sleep(Math.min(10, Math.max(0, deadline - Date.now())));
   }
 }

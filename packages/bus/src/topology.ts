@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { nanos } from "@nats-io/transport-node";
 import { DiscardPolicy, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig } from "@nats-io/jetstream";
 import type { Logger } from "@recsys/logging";
@@ -60,6 +61,11 @@ export function streamLimitsFrom(config: {
  */
 export function serverMaxBytes(limit: number): number {
   return limit + Math.max(8 * 2 ** 20, Math.ceil(limit / 100));
+}
+
+/** The subject key of a url on the streams kept per url (EMBEDDINGS, VISIBILITY): the first 32 hex digits of its sha-256. */
+export function urlKey(url: string): string {
+  return createHash("sha256").update(url).digest("hex").slice(0, 32);
 }
 
 /**

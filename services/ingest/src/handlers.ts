@@ -1,12 +1,12 @@
 import { create, type DescMessage } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouter, type ServiceImpl } from "@connectrpc/connect";
 import type { Logger } from "@recsys/logging";
-import { FieldError } from "@recsys/validation";
+import { checkUrl, checkUserid, FieldError, orInvalidArgument } from "@recsys/validation";
 import { ClickResultSchema, IngestService, type ClickInput, type ClickResult } from "@recsys/contracts/ingest/v1/ingest";
 import type { ClickBudget } from "./budget.js";
 import { toValidClick, type ValidClick } from "./clicks.js";
 import { INTERESTS, LIKES, PAGES, type EventKind, type TimedEvent } from "./event-kinds.js";
-import { StreamFullError } from "@recsys/bus";
+import { consumerNames, StreamFullError, urlKey, waitApplied, type Bus } from "@recsys/bus";
 import type { EventPublisher, Published } from "./publisher.js";
 
 export const MAX_CLICKS_PER_CALL = 10_000;
@@ -97,8 +97,45 @@ function rejection(error: FieldError) {
  * @param limits.maxClockSkewMs how far ahead of this service's clock an event's time may be; later ones are refused, naming the field.
  * @param limits.budget each user's click budget, checked before publishing.
  */
-export function ingestRoutes(publisher: EventPublisher, logger: Logger, limits: { maxClockSkewMs: number; budget: ClickBudget }) {
+/**
+ * An admin event (an erasure, a page's visibility) published, then awaited: answered once the consumers that keep its effect
+ * have applied it, or after `waitMs` with those that had not.
+ */
+async function publishAndWait(
+  what: string,
+  logger: Logger,
+  publish: () => Promise<{ eventId: string; streamSequence: bigint }>,
+  wait: (seq: number) => Promise<string[]>,
+) {
+  let published: { eventId: string; streamSequence: bigint };
+  try {
+    published = await publish();
+  } catch (err) {
+    if (err instanceof StreamFullError) throw new ConnectError(`${err.message}; a retry later is safe`, Code.ResourceExhausted);
+    logger.warn({ err: String(err), what }, "publish failed");
+    throw new ConnectError(`publishing to the bus failed: ${String(err)}`, Code.Unavailable);
+  }
+  const pending = await wait(Number(published.streamSequence));
+  if (pending.length > 0) logger.warn({ what, pending, seq: Number(published.streamSequence) }, "answered before every consumer applied it");
+  return { eventId: published.eventId, streamSequence: published.streamSequence, pending };
+}
+
+/** The consumers whose state an erasure changes (on CLICKS) and those that recommend pages (on VISIBILITY). */
+const ERASURE_CONSUMERS = [consumerNames("covisit", "clicks"), consumerNames("profile", "clicks"), consumerNames("analytics", "clicks")].map((c) => c.durable);
+const VISIBILITY_CONSUMERS = [consumerNames("covisit", "visibility"), consumerNames("profile", "visibility"), consumerNames("analytics", "visibility")].map(
+  (c) => c.durable,
+);
+
+export function ingestRoutes(
+  publisher: EventPublisher,
+  logger: Logger,
+  limits: { maxClockSkewMs: number; budget: ClickBudget },
+  /** Where admin events are awaited, and for how long at most. */
+  applied?: { bus: Bus; waitMs: number },
+) {
   const { maxClockSkewMs, budget } = limits;
+  const waitFor = (stream: (bus: Bus) => string, subject: (bus: Bus) => string, durables: string[]) => (seq: number) =>
+    applied ? waitApplied(applied.bus, stream(applied.bus), seq, subject(applied.bus), durables, applied.waitMs) : Promise.resolve([]);
   async function ingestClicks(clicks: ClickInput[]) {
     const outcomes = await validateThenPublish<ClickInput, ValidClick>({
       field: "clicks",
@@ -174,6 +211,37 @@ export function ingestRoutes(publisher: EventPublisher, logger: Logger, limits: 
     publishContent: (req) => ingestEvents(PAGES, req.pages),
     publishLikes: (req) => ingestEvents(LIKES, req.likes),
     publishInterests: (req) => ingestEvents(INTERESTS, req.interests),
+    async deleteUser(req) {
+      const userid = orInvalidArgument(() => checkUserid(req.userid));
+      const partition = publisher.partitionOf(userid);
+      const r = await publishAndWait(
+        "user-deleted",
+        logger,
+        () => publisher.publishUserDeleted(userid, Date.now()),
+        waitFor(
+          (bus) => bus.topology.clicksStream,
+          (bus) => bus.topology.clicksSubject(partition),
+          ERASURE_CONSUMERS,
+        ),
+      );
+      logger.info({ userid, eventId: r.eventId, seq: Number(r.streamSequence) }, "user erased");
+      return r;
+    },
+    async setPageVisibility(req) {
+      const url = orInvalidArgument(() => checkUrl(req.url));
+      const r = await publishAndWait(
+        "visibility",
+        logger,
+        () => publisher.publishVisibility(url, req.hidden, Date.now()),
+        waitFor(
+          (bus) => bus.topology.visibilityStream,
+          (bus) => bus.topology.visibilitySubject(urlKey(url)),
+          VISIBILITY_CONSUMERS,
+        ),
+      );
+      logger.info({ url, hidden: req.hidden, eventId: r.eventId }, req.hidden ? "page hidden" : "page shown");
+      return r;
+    },
   };
   return (router: ConnectRouter) => router.service(IngestService, handlers);
 }

@@ -15,6 +15,8 @@ const config = readConfig(
     USER_CLICK_BUDGET: positiveInt(DEFAULT_USER_CLICK_BUDGET),
     // How far ahead of this clock an event's time may be; later ones are refused.
     MAX_CLOCK_SKEW_MS: z.coerce.number().int().min(0).default(DEFAULT_MAX_CLOCK_SKEW_MS),
+    // How long DeleteUser and SetPageVisibility wait for the consumers to apply them before answering with those still pending.
+    APPLY_WAIT_MS: positiveInt(10_000),
   }),
 );
 const logger = createLogger("ingest");
@@ -33,6 +35,7 @@ const fill = new StreamFill(
     [bus.topology.clicksStream]: config.CLICKS_MAX_BYTES,
     [bus.topology.contentStream]: config.CONTENT_MAX_BYTES,
     [bus.topology.engagementStream]: config.ENGAGEMENT_MAX_BYTES,
+    [bus.topology.visibilityStream]: config.VISIBILITY_MAX_BYTES,
   },
   logger,
 );
@@ -43,10 +46,15 @@ const server = await startRpcServer({
   host: config.HOST,
   serviceToken: serviceTokenFor(config, "ingest", logger),
   port: config.INGEST_PORT,
-  routes: ingestRoutes(publisher, logger, {
-    maxClockSkewMs: config.MAX_CLOCK_SKEW_MS,
-    budget: new ClickBudget(config.USER_CLICK_BUDGET, CLICK_BUDGET_WINDOW_MS),
-  }),
+  routes: ingestRoutes(
+    publisher,
+    logger,
+    {
+      maxClockSkewMs: config.MAX_CLOCK_SKEW_MS,
+      budget: new ClickBudget(config.USER_CLICK_BUDGET, CLICK_BUDGET_WINDOW_MS),
+    },
+    { bus, waitMs: config.APPLY_WAIT_MS },
+  ),
   healthy: () => bus.connected(),
   problems: () => fill.problems(),
   logger,

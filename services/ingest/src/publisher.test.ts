@@ -1,4 +1,6 @@
-import { clicksOf, connectBus, type Bus } from "@recsys/bus";
+import { fromBinary } from "@bufbuild/protobuf";
+import { clicksOf, connectBus, ensureDurableConsumer, readClicks, subjectMatches, urlKey, waitApplied, type Bus } from "@recsys/bus";
+import { PageVisibilitySchema } from "@recsys/contracts/events/v1/events";
 import { createLogger } from "@recsys/logging";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { INTERESTS, LIKES } from "./event-kinds.js";
@@ -106,4 +108,64 @@ it("two users' events with the same id are different messages, lone or in a batc
   expect((await publisher.publishEvents(LIKES, [like("p"), like("q")], 1)).map((l) => l.duplicate)).toEqual([false, false]);
   const interest = (userid: string) => ({ eventId: "1", userid, text: "bicycles", sourceTimeMs: 1 });
   expect((await publisher.publishEvents(INTERESTS, [interest("p"), interest("q")], 1)).map((i) => i.duplicate)).toEqual([false, false]);
+});
+
+it("publishes an erasure on the user's CLICKS subject after the user's clicks, read by consumers as the erasure, not as clicks", async () => {
+  const before = (await bus.jsm.streams.info(bus.topology.clicksStream)).state.last_seq;
+  await publisher.publishClicks(clicksOfUsers(["erased"], 2, "e"), 1);
+  const erased = await publisher.publishUserDeleted("erased", 1_700_000_000_123);
+  const last = (await bus.jsm.streams.info(bus.topology.clicksStream)).state.last_seq;
+  expect(Number(erased.streamSequence)).toBe(last);
+  const m = (await bus.jsm.streams.getMessage(bus.topology.clicksStream, { seq: last }))!;
+  expect(m.subject).toBe(bus.topology.clicksSubject(partitionOf("erased", PARTITIONS)));
+  expect(readClicks({ data: m.data, headers: m.header })).toEqual({
+    clicks: [],
+    checked: [],
+    deletion: { eventId: erased.eventId, userid: "erased", ingestTimeMs: 1_700_000_000_123 },
+  });
+  expect(last).toBe(before + 2);
+});
+
+it("keeps one visibility message per url, the latest", async () => {
+  await publisher.publishVisibility("https://e.org/hide-me", true, 1);
+  await publisher.publishVisibility("https://e.org/other", true, 2);
+  const shown = await publisher.publishVisibility("https://e.org/hide-me", false, 3);
+  const info = await bus.jsm.streams.info(bus.topology.visibilityStream);
+  expect(info.state.messages).toBe(2);
+  const m = (await bus.jsm.streams.getMessage(bus.topology.visibilityStream, {
+    last_by_subj: bus.topology.visibilitySubject(urlKey("https://e.org/hide-me")),
+  }))!;
+  expect(m.seq).toBe(Number(shown.streamSequence));
+  expect(fromBinary(PageVisibilitySchema, m.data)).toMatchObject({ url: "https://e.org/hide-me", hidden: false, ingestTimeMs: 3n });
+});
+
+it("waits for the consumers of an admin event until each applied it, and names those that had not when the wait ends", async () => {
+  const stream = bus.topology.visibilityStream;
+  await ensureDurableConsumer(bus.jsm, stream, { durable_name: "wait-test", filter_subject: bus.topology.visibilitySubjects });
+  // A consumer of other subjects is not waited for.
+  await ensureDurableConsumer(bus.jsm, stream, { durable_name: "wait-test-p1", filter_subject: bus.topology.visibilitySubject("elsewhere") });
+  const hidden = Number((await publisher.publishVisibility("https://e.org/wait", true, 4)).streamSequence);
+  const subject = bus.topology.visibilitySubject(urlKey("https://e.org/wait"));
+  // A durable that does not exist (a service not deployed) is not waited for; one that has not acked is.
+  expect(await waitApplied(bus, stream, hidden, subject, ["wait-test", "not-deployed"], 200)).toEqual(["wait-test"]);
+  const consumer = await bus.js.consumers.get(stream, "wait-test");
+  const acking = (async () => {
+    for (;;) {
+      const m = await consumer.next({ expires: 1_000 });
+      if (!m) continue;
+      await m.ackAck();
+      if (m.seq >= hidden) return;
+    }
+  })();
+  expect(await waitApplied(bus, stream, hidden, subject, ["wait-test"], 10_000)).toEqual([]);
+  await acking;
+});
+
+it("matches subjects as NATS does", () => {
+  expect(subjectMatches("clicks.>", "clicks.3")).toBe(true);
+  expect(subjectMatches("clicks.3", "clicks.3")).toBe(true);
+  expect(subjectMatches("clicks.3", "clicks.4")).toBe(false);
+  expect(subjectMatches("clicks.*", "clicks.4")).toBe(true);
+  expect(subjectMatches("clicks.*", "clicks.4.x")).toBe(false);
+  expect(subjectMatches("clicks.>", "clicks")).toBe(false);
 });

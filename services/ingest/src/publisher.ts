@@ -1,6 +1,17 @@
 import { create, toBinary, type DescMessage } from "@bufbuild/protobuf";
-import { encodeClickBatch, isStreamFull, StreamFill, StreamFullError, typedHeaders, userEventMessageId, type Bus, type MsgHdrs } from "@recsys/bus";
-import { ClickSchema } from "@recsys/contracts/events/v1/events";
+import {
+  encodeClickBatch,
+  encodeUserDeleted,
+  isStreamFull,
+  StreamFill,
+  StreamFullError,
+  typedHeaders,
+  urlKey,
+  userEventMessageId,
+  type Bus,
+  type MsgHdrs,
+} from "@recsys/bus";
+import { ClickSchema, PageVisibilitySchema } from "@recsys/contracts/events/v1/events";
 import { Counter, registry } from "@recsys/metrics";
 
 import { DEFAULT_EVENT_TYPE } from "@recsys/validation";
@@ -91,6 +102,39 @@ export class EventPublisher {
     const out: Published[] = new Array(clicks.length);
     messages.forEach(({ members }, m) => members.forEach((i) => (out[i] = published[m]!)));
     return out;
+  }
+
+  /**
+   * A user's erasure, as a message of its own in the user's CLICKS partition: every consumer meets it in order with the user's clicks.
+   * Its id hashes (userid, ingest time): a retry of the call is a new erasure, which forgets nothing more than the first did.
+   */
+  async publishUserDeleted(userid: string, ingestTimeMs: number): Promise<Published & { eventId: string }> {
+    const eventId = eventIdOf(["user-deleted", userid, ingestTimeMs]);
+    const m = encodeUserDeleted({ eventId, userid, ingestTimeMs });
+    const [published] = await this.publishAll(this.bus.topology.clicksStream, [
+      { subject: this.bus.topology.clicksSubject(partitionOf(userid, this.partitions)), msgID: `user-deleted-${eventId}`, headers: m.headers, payload: m.data },
+    ]);
+    return { ...published!, eventId };
+  }
+
+  /** A page's visibility, on its url's subject of VISIBILITY (which keeps the latest message per subject). */
+  async publishVisibility(url: string, hidden: boolean, ingestTimeMs: number): Promise<Published & { eventId: string }> {
+    const eventId = eventIdOf(["visibility", url, hidden, ingestTimeMs]);
+    const payload = toBinary(PageVisibilitySchema, create(PageVisibilitySchema, { eventId, url, hidden, ingestTimeMs: BigInt(ingestTimeMs) }));
+    const [published] = await this.publishAll(this.bus.topology.visibilityStream, [
+      {
+        subject: this.bus.topology.visibilitySubject(urlKey(url)),
+        msgID: `visibility-${eventId}`,
+        headers: typedHeaders(PageVisibilitySchema.typeName),
+        payload,
+      },
+    ]);
+    return { ...published!, eventId };
+  }
+
+  /** The partition of a user's clicks. */
+  partitionOf(userid: string): number {
+    return partitionOf(userid, this.partitions);
   }
 
   /** One message per event, as `kind` says: its stream, subject, message id and payload. */
