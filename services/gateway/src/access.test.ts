@@ -16,6 +16,7 @@ beforeEach(() => {
 
 const READ_KEY = "read-key-0123456789";
 const WRITE_KEY = "write-key-0123456789";
+const ADMIN_KEY = "admin-key-0123456789";
 const SECRET = "a-test-secret-of-at-least-32-bytes!!";
 const LIMITS: RateLimits = { reads: 1_000, writes: 3, userReads: 4, userWrites: 2 };
 
@@ -26,7 +27,7 @@ const tokenFor = (sub: string, { secret = SECRET, expiresIn = "5m" } = {}) =>
 let server: RpcServer;
 let base: string;
 beforeAll(async () => {
-  const authenticator = new Authenticator(parseApiKeys(`${READ_KEY}:read, ${WRITE_KEY}:write`), { secret: SECRET });
+  const authenticator = new Authenticator(parseApiKeys(`${READ_KEY}:read, ${WRITE_KEY}:write, ${ADMIN_KEY}:admin`), { secret: SECRET });
   server = await startGateway(new Access(authenticator, LIMITS, memoryLimiters(LIMITS), logger));
   base = `http://127.0.0.1:${server.port}`;
 });
@@ -91,6 +92,24 @@ describe("service keys", () => {
     for (let i = 0; i < 5; i++) expect((await connectCall("Recommendation", { url: "https://e.org/a" }, { key: WRITE_KEY })).status).toBe(200);
   });
 
+  it("let only an admin key erase a user or hide a page, at both doors", async () => {
+    for (const key of [READ_KEY, WRITE_KEY]) {
+      const scope = key === READ_KEY ? "read" : "write";
+      expect((await connectCall("DeleteUser", { userid: "1234" }, { key })).body).toMatchObject({
+        code: "permission_denied",
+        message: `x-api-key: this key's scope is ${scope}; deleteUser needs admin`,
+      });
+      expect((await graphqlCall(`mutation { HidePage(url: "https://e.org/a") { pending } }`, { key })).errors).toMatchObject([
+        { extensions: { code: "PERMISSION_DENIED" } },
+      ]);
+    }
+    expect(asked).toEqual([]);
+    expect((await connectCall("DeleteUser", { userid: "1234" }, { key: ADMIN_KEY })).status).toBe(200);
+    expect((await graphqlCall(`mutation { HidePage(url: "https://e.org/a") { pending } }`, { key: ADMIN_KEY })).data).toEqual({
+      HidePage: { pending: ["analytics-visibility"] },
+    });
+  });
+
   it("refuse a malformed key list at start", () => {
     expect(() => parseApiKeys("short:write")).toThrow(/GATEWAY_API_KEYS/);
     expect(() => parseApiKeys("a-long-enough-key-123:root")).toThrow(/GATEWAY_API_KEYS/);
@@ -100,6 +119,16 @@ describe("service keys", () => {
 });
 
 describe("user tokens", () => {
+  it("may not erase even their own user, nor hide pages", async () => {
+    const token = await tokenFor("1234");
+    expect((await connectCall("DeleteUser", { userid: "1234" }, { token })).body).toMatchObject({
+      code: "permission_denied",
+      message: "authorization: deleteUser needs a service key, not a user token",
+    });
+    expect((await connectCall("HidePage", { url: "https://e.org/a", hidden: true }, { token })).body).toMatchObject({ code: "permission_denied" });
+    expect(asked).toEqual([]);
+  });
+
   it("act for their own user: clicks, and reads of their own similar content", async () => {
     const token = await tokenFor("alice");
     expect((await connectCall("Clickstream", clickBy("alice"), { token })).status).toBe(200);

@@ -43,6 +43,9 @@ const POLICIES: { [M in Rpc]: Policy<M> } = {
   clickMetrics: { scope: "read", user: { field: "userid", userid: (r) => r.userid } },
   eventMix: { scope: "read", user: "any" },
   trending: { scope: "read", user: "any" },
+  // Erasure and hiding change what everybody gets: admin keys only.
+  deleteUser: { scope: "admin", user: "never" },
+  hidePage: { scope: "admin", user: "never" },
 };
 
 /** Calls a minute per client: service keys and anonymous callers by key or address, user tokens by user. */

@@ -67,6 +67,15 @@ export const typeDefs = /* GraphQL */ `
     Content(event: ContentEvent!): ContentAdded
     "The reference clickstream schema calls the argument click, its documents say event: give exactly one."
     Clickstream(event: ClickEvent, click: ClickEvent): ClickAdded
+    "Erasure (admin keys only): forgets what the user did; later answers for them are a new user's. Aggregate co-visit counts stay."
+    DeleteUser(userid: String!): Applied!
+    "Hides a page from every recommendation, or shows it again with hidden: false (admin keys only)."
+    HidePage(url: String!, hidden: Boolean! = true): Applied!
+  }
+
+  "pending: the services that had not applied the change when the call answered (they apply it when they catch up)."
+  type Applied {
+    pending: [String!]!
   }
 
   type Recommendation {

@@ -197,7 +197,7 @@ describe("GraphQL results", () => {
       "EventMix",
       "Trending",
     ]);
-    expect(fieldsOf("Mutation")).toEqual(["Likes", "AddInterest", "Content", "Clickstream"]);
+    expect(fieldsOf("Mutation")).toEqual(["Likes", "AddInterest", "Content", "Clickstream", "DeleteUser", "HidePage"]);
   });
 });
 
@@ -221,6 +221,48 @@ describe("event types and properties", () => {
     const answer = await gql(`mutation { Clickstream(event: {url: "https://e.org/a", userid: "1", properties: {tags: ["a"]}}) { event } }`);
     expect(answer.errors?.[0]?.message).toMatch(/properties\.tags: must be a text or a number/);
     expect(asked).toEqual([]);
+  });
+});
+
+describe("erasure and hiding", () => {
+  it("DeleteUser checks that the user is known, then has ingest erase them, and answers what is pending", async () => {
+    expect(await data(`mutation { DeleteUser(userid: "1234") { pending } }`)).toEqual({ DeleteUser: { pending: [] } });
+    expect(asked.map((a) => a.rpc).sort()).toEqual(["covisit.recentPages", "ingest.deleteUser", "profile.exists"]);
+    expect(asked.find((a) => a.rpc === "ingest.deleteUser")!.req).toEqual({ userid: "1234" });
+  });
+
+  it("DeleteUser of a user only covisit knows (recent clicks of any type) goes through", async () => {
+    await data(`mutation { DeleteUser(userid: "reader") { pending } }`);
+    expect(rpcsAsked()).toContain("ingest.deleteUser");
+  });
+
+  it("DeleteUser of an unknown user is NOT_FOUND naming userid and erases nothing", async () => {
+    const answer = await gql(`mutation { DeleteUser(userid: "nobody") { pending } }`);
+    expect(answer.errors).toMatchObject([{ message: "userid: nothing is known of user nobody", extensions: { code: "NOT_FOUND" } }]);
+    expect(rpcsAsked()).not.toContain("ingest.deleteUser");
+  });
+
+  it("DeleteUser of a bad userid is INVALID_ARGUMENT and reaches no backend", async () => {
+    const answer = await gql(`mutation { DeleteUser(userid: "") { pending } }`);
+    expect(answer.errors).toMatchObject([{ message: expect.stringMatching(/^userid: /), extensions: { code: "INVALID_ARGUMENT" } }]);
+    expect(asked).toEqual([]);
+  });
+
+  it("HidePage hides by default, shows with hidden: false, and answers the consumers still pending", async () => {
+    expect(await data(`mutation { HidePage(url: "https://e.org/a") { pending } }`)).toEqual({ HidePage: { pending: ["analytics-visibility"] } });
+    await data(`mutation { HidePage(url: "https://e.org/a", hidden: false) { pending } }`);
+    expect(asked.filter((a) => a.rpc === "ingest.setPageVisibility").map((a) => a.req)).toEqual([
+      { url: "https://e.org/a", hidden: true },
+      { url: "https://e.org/a" },
+    ]);
+  });
+
+  it("HidePage of a url without a stored page is NOT_FOUND naming url, of a bad url INVALID_ARGUMENT, and hides nothing", async () => {
+    const unknown = await gql(`mutation { HidePage(url: "https://e.org/nope") { pending } }`);
+    expect(unknown.errors).toMatchObject([{ message: "url: no page stored at https://e.org/nope", extensions: { code: "NOT_FOUND" } }]);
+    const bad = await gql(`mutation { HidePage(url: "ftp://e.org/a") { pending } }`);
+    expect(bad.errors).toMatchObject([{ message: expect.stringMatching(/^url: /), extensions: { code: "INVALID_ARGUMENT" } }]);
+    expect(rpcsAsked()).toEqual(["profile.exists"]);
   });
 });
 

@@ -10,9 +10,11 @@ import {
   ClickMetricsRequestSchema,
   ClickstreamRequestSchema,
   ContentRequestSchema,
+  DeleteUserRequestSchema,
   EventMixRequestSchema,
   EventsLikedRequestSchema,
   EventsRequestSchema,
+  HidePageRequestSchema,
   LikesRequestSchema,
   PersonalizedEventSearchRequestSchema,
   RecommendationRequestSchema,
@@ -202,6 +204,12 @@ export function createGraphql(api: GatewayApi, logger: Logger, access: Access) {
           const event = { url: e.url, title: e.title, text: e.text, id: opt(e.id), sourceTime: opt(e.source_time) };
           const res = await api.content(create(ContentRequestSchema, { event }));
           return { _source_time: res.sourceTime, url: res.url, title: res.title, event_id: res.eventId, duplicate: res.duplicate };
+        },
+        async DeleteUser(api: GatewayApi, a: { userid: string }) {
+          return { pending: (await api.deleteUser(create(DeleteUserRequestSchema, { userid: a.userid }))).pending };
+        },
+        async HidePage(api: GatewayApi, a: { url: string; hidden: boolean }) {
+          return { pending: (await api.hidePage(create(HidePageRequestSchema, { url: a.url, hidden: a.hidden }))).pending };
         },
         async Clickstream(api: GatewayApi, a: { event?: ClickEventInput | null; click?: ClickEventInput | null }) {
           const c = a.event ?? a.click;

@@ -6,11 +6,13 @@ import {
   ClickMetricsResponseSchema,
   ClickstreamResponseSchema,
   ContentResponseSchema,
+  DeleteUserResponseSchema,
   EventMixResponseSchema,
   EventSchema,
   EventsLikedResponseSchema,
   EventsResponseSchema,
   GatewayService,
+  HidePageResponseSchema,
   LikesResponseSchema,
   PersonalizedEventSearchResponseSchema,
   RecommendationResponseSchema,
@@ -26,7 +28,7 @@ import { SimilarContentRequestSchema, type Event as ProfileEvent, type ProfileSe
 import type { Logger } from "@recsys/logging";
 import { callerOf, type Access, type Caller, type Rpc } from "./access.js";
 import { coalesce } from "./coalesce.js";
-import { checkLimit, checkOffset, checkPageId, checkUserid, DEFAULT_EVENT_TYPE, orInvalidArgument } from "@recsys/validation";
+import { checkLimit, checkOffset, checkPageId, checkUrl, checkUserid, DEFAULT_EVENT_TYPE, orInvalidArgument } from "@recsys/validation";
 
 export interface Backends {
   analytics: Client<typeof AnalyticsService>;
@@ -86,9 +88,14 @@ const MAX_LIMIT = 1000;
 /** The window Trending counts over when not asked for one, and Recommendation's fallback counts over. */
 export const DEFAULT_TRENDING_WINDOW = "1h";
 
+/** The deadline of DeleteUser and HidePage: ingest's wait for the consumers (APPLY_WAIT_MS, 10 s) and room to spare. */
+export const ADMIN_DEADLINE_MS = 15_000;
+
 /** The public RPCs, named after the reference GraphQL fields; validation here, work in the backends. */
 export function createGatewayApi(backends: Backends, logger: Logger, deadlineMs: number, coalescing: Coalescing = DEFAULT_COALESCING): GatewayApi {
   const call = { timeoutMs: deadlineMs };
+  // Erasure and hiding wait for the consumers to apply them (ingest's APPLY_WAIT_MS, 10 s): their deadline leaves room for it.
+  const adminCall = { timeoutMs: Math.max(deadlineMs, ADMIN_DEADLINE_MS) };
   // The two hot queries: concurrent calls share backend calls (see coalesce.ts).
   const coVisits = coalesce({
     maxBatch: coalescing.maxBatch,
@@ -237,6 +244,26 @@ export function createGatewayApi(backends: Backends, logger: Logger, deadlineMs:
     async trending(req) {
       const res = await backends.analytics.trending({ window: req.window || DEFAULT_TRENDING_WINDOW, event: req.event, limit: req.limit ?? 0 }, call);
       return create(TrendingResponseSchema, { urls: res.urls, from: res.from, to: res.to });
+    },
+    async deleteUser(req) {
+      const userid = orInvalidArgument(() => checkUserid(req.userid));
+      // Known if profile holds anything of the user, or covisit holds recent clicks (of event types that move no interest too).
+      const [profile, covisit] = await Promise.all([backends.profile.exists({ userid }, call), backends.covisit.recentPages({ userid }, call)]);
+      if (!profile.user && covisit.urls.length === 0) {
+        logger.info({ userid }, "erasure of an unknown user refused");
+        throw new ConnectError(`userid: nothing is known of user ${userid}`, Code.NotFound);
+      }
+      const res = await backends.ingest.deleteUser({ userid }, adminCall);
+      return create(DeleteUserResponseSchema, { pending: res.pending });
+    },
+    async hidePage(req) {
+      const url = orInvalidArgument(() => checkUrl(req.url));
+      if (!(await backends.profile.exists({ url }, call)).page) {
+        logger.info({ url }, "visibility of an unknown page refused");
+        throw new ConnectError(`url: no page stored at ${url}`, Code.NotFound);
+      }
+      const res = await backends.ingest.setPageVisibility({ url, hidden: req.hidden }, adminCall);
+      return create(HidePageResponseSchema, { pending: res.pending });
     },
     async personalizedEventSearch(req) {
       const limit = orInvalidArgument(() => checkLimit(req.limit));

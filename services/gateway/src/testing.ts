@@ -115,6 +115,9 @@ function fakeBackends(log: BackendLog) {
         const v = o.results[0]!.outcome;
         return { results: [{ outcome: v.case === "accepted" ? { case: "accepted" as const, value: { ...ACCEPTED, eventTime: CLICK_TIME } } : v }] };
       },
+      deleteUser: () => ({ eventId: "d-1", streamSequence: 8n, pending: [] }),
+      // The analytics consumers lag behind.
+      setPageVisibility: () => ({ eventId: "v-1", streamSequence: 9n, pending: ["analytics-visibility"] }),
     })(router);
     recorded(log, CovisitService, "covisit", {
       // The reader clicked t1 lately.
@@ -137,6 +140,8 @@ function fakeBackends(log: BackendLog) {
       eventsLiked: (req) => (checkedUserid(req.userid), { items: [SAMZA] }),
       recommendedEvents: (req) => (checkedUserid(req.userid), { items: [SAMZA, KAFKA] }),
       personalizedEventSearch: (req) => (checkedUserid(req.userid), { items: [KAFKA] }),
+      // profile knows user 1234 and the page https://e.org/a.
+      exists: (req) => ({ user: req.userid === "1234", page: req.url === "https://e.org/a" }),
       relatedContent: (req) => {
         if (req.url !== "https://e.org/a") throw new ConnectError(`url: no page stored at ${req.url}`, Code.NotFound);
         return { items: RELATED };
