@@ -10,7 +10,7 @@ export async function resetNamespace(namespace, env = process.env) {
   try {
     const jsm = await jetstreamManager(nc);
     const prefix = namespace ? `${namespace.toUpperCase()}_` : "";
-    for (const base of ["CLICKS", "DEAD_LETTERS", "CONTENT", "EMBEDDINGS", "ENGAGEMENT", "INTEREST_EMBEDDINGS", "CLICK_METRICS"]) {
+    for (const base of ["CLICKS", "DEAD_LETTERS", "CONTENT", "EMBEDDINGS", "ENGAGEMENT", "INTEREST_EMBEDDINGS", "CLICK_METRICS", "VISIBILITY"]) {
       await jsm.streams.delete(prefix + base).catch(() => false);
     }
   } finally {
