@@ -1,7 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import {
   AckPolicy,
-  applicableClicks,
   DeliverPolicy,
   clickDeadLetter,
   consumerNames,
@@ -22,7 +21,7 @@ import {
 import type { Logger } from "@recsys/logging";
 import { Counter, registry, type DependencyHealth } from "@recsys/metrics";
 import { COVISIT_WINDOW_IN_WORDS } from "@recsys/validation";
-import { DEFAULT_MAX_BATCH, type ApplyOutcome, type CovisitStore } from "./redis-store.js";
+import { DEFAULT_MAX_BATCH, type ApplyOutcome, type CovisitStore, type EraseOutcome, type SequencedClick } from "./redis-store.js";
 
 /** covisit's CLICKS consumer: the base of its partition durables, and the name of the single durable of earlier versions. */
 export const clicksConsumer = consumerNames("covisit", "clicks");
@@ -30,34 +29,62 @@ export const clicksConsumer = consumerNames("covisit", "clicks");
 /** What became of one click of a CLICKS message: `ignored` for an event type that is no visit (VISIT_EVENTS). */
 export type ClickVerdict = ApplyOutcome | { status: "undecodable"; error: string } | { status: "ignored" };
 
-/** A message's clicks, each with its verdict, or why the message cannot be read at all. */
-export type MessageVerdict = { clicks: Click[]; verdicts: ClickVerdict[] } | { error: string };
+/** A message's clicks, each with its verdict, and for a UserDeleted what its erasure did; or why the message cannot be read at all. */
+export type MessageVerdict = { clicks: Click[]; verdicts: ClickVerdict[]; erasure?: EraseOutcome } | { error: string };
 
 /**
- * The effect of CLICKS messages, without NATS: their readable clicks go to Redis in order, `clicksPerScript` to an atomic script.
+ * The effect of CLICKS messages (with their stream sequences), without NATS: their readable clicks go to Redis in order,
+ * `clicksPerScript` to an atomic script, and a UserDeleted's erasure runs after the clicks before it and before those after it.
  * A failed script stops the rest: a user's later clicks applied while earlier ones wait for a retry would make those late.
+ * The rebuild applies archived messages through here too, so an erasure takes effect at its place in both.
  */
 export async function applyClickMessages(
-  messages: Array<{ data: Uint8Array; headers?: MsgHdrs }>,
+  messages: Array<{ seq: number; data: Uint8Array; headers?: MsgHdrs }>,
   store: CovisitStore,
   clicksPerScript = DEFAULT_MAX_BATCH,
   isVisit: (event: string) => boolean = () => true,
 ): Promise<MessageVerdict[]> {
   const decoded = messages.map(readClicks);
-  const toApply = applicableClicks(decoded).filter((c) => isVisit(c.event));
   const outcomes: ApplyOutcome[] = [];
-  for (let k = 0; k < toApply.length; k += clicksPerScript) outcomes.push(...(await store.applyClicks(toApply.slice(k, k + clicksPerScript))));
+  const erasures = new Map<number, EraseOutcome>();
+  let waiting: SequencedClick[] = [];
+  const applyWaiting = async () => {
+    for (let k = 0; k < waiting.length; k += clicksPerScript) outcomes.push(...(await store.applyClicks(waiting.slice(k, k + clicksPerScript))));
+    waiting = [];
+  };
+  for (const [i, d] of decoded.entries()) {
+    if ("error" in d) continue;
+    const streamSeq = messages[i]!.seq;
+    if (d.deletion) {
+      await applyWaiting();
+      erasures.set(i, await store.forgetUser(d.deletion.userid, streamSeq));
+      continue;
+    }
+    for (const c of d.checked) if (!("error" in c) && isVisit(c.event)) waiting.push({ ...c, streamSeq });
+  }
+  await applyWaiting();
   let next = 0;
   const verdictOf = (c: ClickToApply | { error: string }): ClickVerdict => {
     if ("error" in c) return { status: "undecodable", error: c.error };
     return isVisit(c.event) ? outcomes[next++]! : { status: "ignored" };
   };
-  return decoded.map((d) => ("error" in d ? d : { clicks: d.clicks, verdicts: d.checked.map(verdictOf) }));
+  return decoded.map((d, i) => {
+    if ("error" in d) return d;
+    const erasure = erasures.get(i);
+    return { clicks: d.clicks, verdicts: d.checked.map(verdictOf), ...(erasure ? { erasure } : {}) };
+  });
 }
 
 const clickOutcomes = new Counter({
   name: "recsys_covisit_clicks_total",
-  help: "Clicks this process took from CLICKS, by outcome: applied, duplicate, late and budget (dead-lettered: too late to pair exactly, over the user's click budget), lost (Redis lost the counts), undecodable, ignored (not a visit)",
+  help: "Clicks this process took from CLICKS, by outcome: applied, duplicate, late and budget (dead-lettered: too late to pair exactly, over the user's click budget), lost (Redis lost the counts), erased (a redelivered click of an erased user), undecodable, ignored (not a visit)",
+  labelNames: ["outcome"] as const,
+  registers: [registry],
+});
+
+const erasureOutcomes = new Counter({
+  name: "recsys_covisit_erasures_total",
+  help: "UserDeleted messages this process took from CLICKS, by outcome: erased, duplicate (an erasure at that sequence or later was applied), lost (Redis lost the counts)",
   labelNames: ["outcome"] as const,
   registers: [registry],
 });
@@ -122,6 +149,8 @@ export async function adoptSingleDurable(bus: Bus, partitions: number, logger: L
 export interface ConsumerStats {
   applied: number;
   duplicates: number;
+  /** Users forgotten (UserDeleted applied). */
+  erasures: number;
   late: number;
   overBudget: number;
   undecodable: number;
@@ -134,9 +163,11 @@ function dispositionOf(message: MessageVerdict, stats: ConsumerStats): Dispositi
     stats.undecodable++;
     return { kind: "dead-letter", cause: "undecodable", reason: `undecodable: ${message.error}` };
   }
-  const { clicks, verdicts } = message;
+  const { clicks, verdicts, erasure } = message;
+  if (erasure) erasureOutcomes.inc({ outcome: erasure });
+  if (erasure === "erased") stats.erasures++;
   // Left in the stream, unacked: a rebuild applies it with everything before it.
-  if (verdicts.some((v) => v.status === "lost")) {
+  if (erasure === "lost" || verdicts.some((v) => v.status === "lost")) {
     clickOutcomes.inc({ outcome: "lost" }, verdicts.length);
     return { kind: "retry", delayMs: 5_000, reason: "Redis lost the co-visit counts: run pnpm covisit:rebuild" };
   }

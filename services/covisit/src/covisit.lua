@@ -1,15 +1,18 @@
--- Applies a batch of clicks to the co-visit counts, atomically. Version 6 (storage version 3).
--- KEYS: [1] the marker (gone = Redis lost the counts); per click i, its user's [4i-2] history ("<event_id> <url>" -> ms),
---   [4i-1] applied ids (id -> ms), [4i] version 4's applied ids (a set, read only: it expires on its own) and [4i+1] recent
+-- Applies a batch of clicks to the co-visit counts, atomically. Version 7 (storage version 3).
+-- KEYS: [1] the marker (gone = Redis lost the counts); per click i, its user's [5i-3] history ("<event_id> <url>" -> ms),
+--   [5i-2] applied ids (id -> ms), [5i-1] version 4's applied ids (a set, read only: it expires on its own), [5i] recent
 --   urls (url -> its newest click's ms, back to the seen horizon from the user's newest click: what Recommendation leaves out)
+--   and [5i+1] the erasure tombstone (member "seq" -> the CLICKS sequence of the user's latest UserDeleted; see erase.lua)
 -- ARGV: [1] window (ms), [2] allowed lateness (ms), [3] co-visit key prefix, [4] how long applied ids are remembered (ms),
---   [5] a user's click budget, [6] the seen horizon (ms); [7 + 3(i-1) ..] click i: event_id, url, event time (ms)
--- Returns {"lost"}, else per click two values: "applied", pairs | "duplicate", 0 | "late", watermark | "budget", clicks near it.
+--   [5] a user's click budget, [6] the seen horizon (ms); [7 + 4(i-1) ..] click i: event_id, url, event time (ms), the CLICKS
+--   sequence of its message
+-- Returns {"lost"}, else per click two values: "applied", pairs | "duplicate", 0 | "late", watermark | "budget", clicks near it
+--   | "erased", tombstone (its message is not after the user's erasure: it changes nothing).
 -- Each click gets the outcome applying the clicks one at a time would give it; services/covisit/README.md says why that is exact.
 local marker = KEYS[1]
 local window, lateness, prefix, remember, budget = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 local horizon = tonumber(ARGV[6])
-local n = (#KEYS - 1) / 4
+local n = (#KEYS - 1) / 5
 
 local function ms(x) return string.format('%.0f', x) end
 
@@ -20,15 +23,15 @@ end
 -- The batch's clicks, grouped by user in batch order.
 local users, order = {}, {}
 for i = 1, n do
-  local history = KEYS[4 * i - 2]
+  local history = KEYS[5 * i - 3]
   local u = users[history]
   if not u then
-    u = {ids = KEYS[4 * i - 1], legacy = KEYS[4 * i], recent = KEYS[4 * i + 1], clicks = {}}
+    u = {ids = KEYS[5 * i - 2], legacy = KEYS[5 * i - 1], recent = KEYS[5 * i], erased = KEYS[5 * i + 1], clicks = {}}
     users[history] = u
     order[#order + 1] = history
   end
-  local a = 7 + 3 * (i - 1)
-  u.clicks[#u.clicks + 1] = {i = i, id = ARGV[a], url = ARGV[a + 1], t = tonumber(ARGV[a + 2])}
+  local a = 7 + 4 * (i - 1)
+  u.clicks[#u.clicks + 1] = {i = i, id = ARGV[a], url = ARGV[a + 1], t = tonumber(ARGV[a + 2]), seq = tonumber(ARGV[a + 3])}
 end
 
 local out = {}
@@ -48,6 +51,9 @@ for _, history in ipairs(order) do
     if c.t < lo then lo = c.t end
     if c.t > hi then hi = c.t end
   end
+  -- A message at or before the user's erasure (a redelivery) belongs to the erased user: one read per user of the batch.
+  local tombstone = redis.call('ZMSCORE', u.erased, 'seq')[1]
+  local erasedThrough = tombstone and tonumber(tombstone) or -1
   local isSeen = redis.call('ZMSCORE', u.ids, unpack(ids))
   if redis.call('EXISTS', u.legacy) == 1 then
     local old = redis.call('SMISMEMBER', u.legacy, unpack(ids))
@@ -73,7 +79,9 @@ for _, history in ipairs(order) do
     for _, e in ipairs(entries) do
       if e.t >= c.t - window and e.t <= c.t + window then near = near + 1 end
     end
-    if isSeen[k] or inBatch[c.id] then
+    if c.seq <= erasedThrough then
+      out[2 * c.i - 1], out[2 * c.i] = 'erased', ms(erasedThrough)
+    elseif isSeen[k] or inBatch[c.id] then
       out[2 * c.i - 1], out[2 * c.i] = 'duplicate', 0
     elseif c.t < watermark - lateness then
       out[2 * c.i - 1], out[2 * c.i] = 'late', ms(watermark)

@@ -9,6 +9,7 @@ import { onShutdown, serviceTokenFor, startRpcServer } from "@recsys/server";
 import { adoptSingleDurable, clickDurables, clicksConsumer, consumerNeverDelivered, runClickConsumer, type ConsumerStats } from "./consumer.js";
 import { covisitRoutes } from "./handlers.js";
 import { CovisitStore } from "./redis-store.js";
+import { runVisibilityConsumer, visibilityCaughtUp, visibilityConsumerExists } from "./visibility-consumer.js";
 
 const config = readConfig(covisitConfig);
 // An id is forgotten DEDUP_RETENTION_MS behind its user's newest click; a click that old must be
@@ -34,7 +35,16 @@ const policy = await redis.info("memory").then(
 );
 if (policy && policy !== "noeviction") logger.error({ policy }, "Redis evicts keys when full: run it with maxmemory-policy noeviction, or counts may be lost");
 const store = timeCalls(
-  new CovisitStore(redis, config.RECSYS_NAMESPACE, config.ALLOWED_LATENESS_MS, config.DEDUP_RETENTION_MS, config.USER_CLICK_BUDGET, config.SEEN_HORIZON_MS),
+  new CovisitStore(
+    redis,
+    config.RECSYS_NAMESPACE,
+    config.ALLOWED_LATENESS_MS,
+    config.DEDUP_RETENTION_MS,
+    config.USER_CLICK_BUDGET,
+    config.SEEN_HORIZON_MS,
+    // An erased user's tombstone lives as long as CLICKS keeps a message from before the erasure.
+    config.CLICKS_MAX_AGE_MS,
+  ),
   "redis",
 );
 const bus = await connectBus({
@@ -60,13 +70,36 @@ if (firstHeld !== undefined) {
   await bus.close();
   process.exit(1);
 }
-const stats: ConsumerStats = { applied: 0, duplicates: 0, late: 0, overBudget: 0, undecodable: 0 };
+const stats: ConsumerStats = { applied: 0, duplicates: 0, erasures: 0, late: 0, overBudget: 0, undecodable: 0 };
 // Counts start with the consumer's first delivery. Past it, a missing marker means Redis lost them:
 // nothing is applied or answered until `pnpm covisit:rebuild` replays CLICKS.
 if (await consumerNeverDelivered(bus, config.PARTITIONS)) await store.markFirstClick();
 else if (!(await store.intact())) logger.error("Redis lost the co-visit counts: not applying clicks until `pnpm covisit:rebuild`");
 await adoptSingleDurable(bus, config.PARTITIONS, logger);
 const redisWrites = new DependencyHealth("redis");
+const crashAfterEffects = new CrashAfterEffects(config.RECSYS_CRASH_AFTER_EFFECTS);
+const stopConsuming = new AbortController();
+
+// A new VISIBILITY durable (a first start, or after `pnpm covisit:rebuild` deleted it with Redis' keys) reads the compacted stream
+// from its first message; covisit serves once every url's latest state is applied, so no hidden page is listed meanwhile.
+const visibilityWasRead = await visibilityConsumerExists(bus);
+const consumingVisibility = runVisibilityConsumer({
+  bus,
+  store,
+  redis: redisWrites,
+  logger,
+  concurrency: config.COVISIT_CONCURRENCY,
+  crashAfterEffects,
+  signal: stopConsuming.signal,
+});
+consumingVisibility.catch((err: unknown) => {
+  logger.fatal({ err: String(err) }, "visibility consumer failed");
+  process.exit(1);
+});
+if (!visibilityWasRead) {
+  logger.info({ stream: bus.topology.visibilityStream }, "reading every page's visibility before serving");
+  await visibilityCaughtUp(bus, logger, stopConsuming.signal);
+}
 
 const server = await startRpcServer({
   name: "covisit",
@@ -82,7 +115,6 @@ const server = await startRpcServer({
   problems: () => (redisWrites.problem ? [redisWrites.problem] : []),
   logger,
 });
-const stopConsuming = new AbortController();
 const consuming = runClickConsumer({
   bus,
   store,
@@ -93,7 +125,7 @@ const consuming = runClickConsumer({
   maxBatch: config.COVISIT_MAX_BATCH,
   stats,
   isVisit: visitFilter(config.VISIT_EVENTS),
-  crashAfterEffects: new CrashAfterEffects(config.RECSYS_CRASH_AFTER_EFFECTS),
+  crashAfterEffects,
   signal: stopConsuming.signal,
 });
 consuming.catch((err: unknown) => {
@@ -103,7 +135,7 @@ consuming.catch((err: unknown) => {
 
 onShutdown(logger, async () => {
   stopConsuming.abort();
-  await consuming;
+  await Promise.all([consuming, consumingVisibility]);
   await server.close();
   await bus.close();
   redis.disconnect();

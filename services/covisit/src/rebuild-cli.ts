@@ -33,6 +33,7 @@ try {
       config.DEDUP_RETENTION_MS,
       config.USER_CLICK_BUDGET,
       config.SEEN_HORIZON_MS,
+      config.CLICKS_MAX_AGE_MS,
     );
     const applied = await applyArchivedClicks({
       bus,
@@ -46,7 +47,7 @@ try {
     fromArchive = `; applied ${applied} clicks of messages 1-${firstSeq - 1} from the archive in ${config.ARCHIVE_DIR}`;
   }
   console.log(
-    `covisit rebuild: deleted ${done.keysDeleted} Redis keys and the consumer${fromArchive}; covisit will apply the clicks of the ${done.messages} messages of ${bus.topology.clicksStream} again when it starts`,
+    `covisit rebuild: deleted ${done.keysDeleted} Redis keys and the consumers${fromArchive}; covisit will apply the clicks of the ${done.messages} messages of ${bus.topology.clicksStream} again when it starts, after every page's visibility from ${bus.topology.visibilityStream}`,
   );
 } catch (err) {
   if (!(err instanceof ConsumerRunningError || err instanceof ArchiveGapError)) throw err;

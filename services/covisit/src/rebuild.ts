@@ -1,11 +1,13 @@
 import type { Redis } from "ioredis";
-import { AckPolicy, consumerNames, DeliverPolicy, idleConsumers, type Bus } from "@recsys/bus";
+import { AckPolicy, consumerNames, DeliverPolicy, idleConsumers, isNotFound, type Bus } from "@recsys/bus";
 import { archivedClickMessages } from "@recsys/lake/lake";
 import { applyClickMessages, clickDurables } from "./consumer.js";
 import { keyPrefix, type CovisitStore } from "./redis-store.js";
+import { visibilityConsumer } from "./visibility-consumer.js";
 
 /**
- * Deletes the namespace's remaining keys and covisit's durables, so the next covisit applies the whole CLICKS stream as the first time.
+ * Deletes the namespace's remaining keys and covisit's durables, so the next covisit applies the whole CLICKS stream as the first time,
+ * and reads the whole compacted VISIBILITY stream (every url's latest state) before it serves.
  * Refuses (ConsumerRunningError) while a pull still waits after `waitMs`: a running covisit always has one (unacked messages prove
  * nothing after a crash).
  */
@@ -15,6 +17,11 @@ export async function prepareRebuild(opts: { bus: Bus; redis: Redis; namespace: 
   // Every durable covisit consumes with: one per partition, or the single one of earlier versions.
   const { durable } = consumerNames("covisit", "clicks");
   const consumers = await idleConsumers(bus, stream, (name) => name === durable || name.startsWith(`${durable}-p`), "covisit", opts.waitMs);
+  // The hidden pages go with the keys: a new VISIBILITY durable starts from the stream's first message. Deleted first, so that no
+  // failure between the two leaves a durable past states Redis no longer holds.
+  await bus.jsm.consumers.delete(bus.topology.visibilityStream, visibilityConsumer.durable).catch((err: unknown) => {
+    if (!isNotFound(err)) throw err;
+  });
   let keysDeleted = 0;
   let cursor = "0";
   do {
@@ -28,9 +35,9 @@ export async function prepareRebuild(opts: { bus: Bus; redis: Redis; namespace: 
 }
 
 /**
- * After prepareRebuild: applies the archived clicks of the messages before `beforeSeq`, message by message in stream order as the
- * consumer would, then creates covisit's durables to start at `beforeSeq`, so that covisit goes on from the stream. Returns the
- * clicks applied.
+ * After prepareRebuild: applies the archived clicks and erasures (UserDeleted) of the messages before `beforeSeq`, message by message
+ * in stream order with their sequences, as the consumer does (applyClickMessages), then creates covisit's durables to start at
+ * `beforeSeq`, so that covisit goes on from the stream. Returns the clicks applied.
  */
 export async function applyArchivedClicks(opts: {
   bus: Bus;

@@ -1,6 +1,6 @@
 import { Redis } from "ioredis";
 import { afterAll, beforeEach, describe, expect, it } from "vitest";
-import { CountsLostError, CovisitStore, DEFAULT_DEDUP_RETENTION_MS, WINDOW_MS, type ClickToApply } from "./redis-store.js";
+import { CountsLostError, CovisitStore, DEFAULT_DEDUP_RETENTION_MS, DEFAULT_TOMBSTONE_MS, WINDOW_MS, type ClickToApply } from "./redis-store.js";
 
 // The script is the domain logic here, so it is tested where it runs: in the real Redis.
 const redis = new Redis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
@@ -335,5 +335,162 @@ describe("covisit.lua", () => {
       { status: "lost" },
     ]);
     expect(await redis.keys(`${namespace}:*`)).toEqual([]);
+  });
+});
+
+describe("erasure (erase.lua, and covisit.lua's tombstone)", () => {
+  const [a, b, c, d, e] = ["a", "b", "c", "d", "e"].map((p) => `https://e.org/${p}`) as [string, string, string, string, string];
+  /** A click of the CLICKS message at sequence `seq`. */
+  const at = (seq: number, userid: string, url: string, t: number) => ({ ...click(userid, url, t), streamSeq: seq });
+  const userKeys = (u: string) => ["h", "ids", "seen", "r"].map((k) => `${namespace}:recsys:${k}:${u}`);
+  const urls = (list: Array<{ recommendation: string }>) => list.map((x) => x.recommendation);
+
+  it("forgets the user's history, applied ids and recent pages, and keeps the co-visit counts", async () => {
+    await store.applyClicks([at(1, "gone", a, T0), at(1, "gone", b, T0 + 1_000)]);
+    await redis.sadd(`${namespace}:recsys:seen:gone`, "of-version-4");
+    await store.applyClick(at(2, "stays", a, T0));
+    expect(await store.recentPages("gone")).toEqual([a, b]);
+
+    expect(await store.forgetUser("gone", 3)).toBe("erased");
+    expect(await redis.exists(...userKeys("gone"))).toBe(0);
+    expect(await store.recentPages("gone")).toEqual([]);
+    // For a userid, nothing of theirs is left out any more.
+    expect(urls(await store.coVisitsAfter(a, 10, "gone"))).toEqual([b]);
+    // The aggregate counts carry no userid and stay; another user is untouched.
+    expect(await store.coVisitsAfter(a, 10)).toEqual([{ recommendation: b, frequency: 1 }]);
+    expect(await store.recentPages("stays")).toEqual([a]);
+    // The tombstone holds the erasure's sequence, for as long as CLICKS may hold a message before it.
+    const tombstone = `${namespace}:recsys:erased:gone`;
+    expect(await redis.zscore(tombstone, "seq")).toBe("3");
+    expect(await redis.pttl(tombstone)).toBeGreaterThan(DEFAULT_TOMBSTONE_MS - 60_000);
+    expect(await redis.pttl(tombstone)).toBeLessThanOrEqual(DEFAULT_TOMBSTONE_MS);
+  });
+
+  it("skips a redelivered click of a message before the erasure: not counted again, not back in the history", async () => {
+    await store.applyClicks([at(1, "u", a, T0), at(1, "u", b, T0 + 1_000)]);
+    const third = at(2, "u", c, T0 + 2_000);
+    await store.applyClick(third);
+    await store.forgetUser("u", 3);
+    const counts = await everyCount([a, b, c]);
+
+    // Redelivered (its id was forgotten with the user, so only the sequence tells), alone and in a batch with a newer click.
+    expect(await store.applyClick(third)).toEqual({ status: "erased" });
+    expect(await store.applyClicks([at(1, "u", d, T0 + 3_000), at(4, "u", e, T0 + 4_000)])).toEqual([{ status: "erased" }, { status: "applied", pairs: 0 }]);
+    expect(await everyCount([a, b, c, d])).toEqual(counts);
+    expect(await store.recentPages("u")).toEqual([e]);
+    expect((await redis.zrange(`${namespace}:recsys:h:u`, 0, -1)).map((m) => m.split(" ")[1])).toEqual([e]);
+  });
+
+  it("changes nothing when an erasure is redelivered after the same userid's new clicks", async () => {
+    await store.applyClick(at(1, "u", a, T0));
+    expect(await store.forgetUser("u", 2)).toBe("erased");
+    await store.applyClicks([at(3, "u", b, T0 + 60_000), at(4, "u", c, T0 + 120_000)]);
+
+    expect(await store.forgetUser("u", 2)).toBe("duplicate");
+    expect(await store.forgetUser("u", 1)).toBe("duplicate");
+    expect((await store.recentPages("u")).sort()).toEqual([b, c]);
+    // The new history is whole: the next click pairs with both new clicks.
+    expect(await store.applyClick(at(5, "u", d, T0 + 180_000))).toEqual({ status: "applied", pairs: 2 });
+    // A later erasure forgets them, and keeps the greater sequence.
+    expect(await store.forgetUser("u", 6)).toBe("erased");
+    expect(await store.recentPages("u")).toEqual([]);
+    expect(await store.forgetUser("u", 5)).toBe("duplicate");
+    expect(await redis.zscore(`${namespace}:recsys:erased:u`, "seq")).toBe("6");
+  });
+
+  it("makes the clicks after the erasure a new user's: they pair only with each other, and none is late by the old clicks", async () => {
+    await store.applyClicks([at(1, "u", a, T0 + 30 * 60_000), at(1, "u", b, T0 + 30 * 60_000 + 1_000)]);
+    await store.forgetUser("u", 2);
+    // 30 minutes before the erased user's newest click: late for them, not for the new user.
+    expect(await store.applyClick(at(3, "u", c, T0))).toEqual({ status: "applied", pairs: 0 });
+    expect(await store.applyClick(at(4, "u", d, T0 + 1_000))).toEqual({ status: "applied", pairs: 1 });
+    expect(await store.applyClick(at(5, "u", a, T0 + 30 * 60_000 + 2_000))).toEqual({ status: "applied", pairs: 0 });
+    expect(await store.coVisitsAfter(c, 10)).toEqual([{ recommendation: d, frequency: 1 }]);
+    expect(await store.coVisitsAfter(a, 10)).toEqual([{ recommendation: b, frequency: 1 }]);
+    expect(await store.coVisitsAfter(b, 10)).toEqual([]);
+  });
+
+  it("changes nothing after Redis lost the counts", async () => {
+    await store.applyClick(at(1, "u", a, T0));
+    await clearNamespace();
+    expect(await store.forgetUser("u", 2)).toBe("lost");
+    expect(store.countsLost).toBe(true);
+    expect(await redis.keys(`${namespace}:*`)).toEqual([]);
+  });
+});
+
+describe("hidden pages (visibility.lua, recommend.lua)", () => {
+  const [a, b, c, d, e, f, z] = ["a", "b", "c", "d", "e", "f", "z"].map((p) => `https://e.org/${p}`) as [
+    string,
+    string,
+    string,
+    string,
+    string,
+    string,
+    string,
+  ];
+  const urls = (list: Array<{ recommendation: string }>) => list.map((x) => x.recommendation);
+  /** Counts after a: b 5, c 4, d 3, e 2, f 1, z 1. */
+  async function countsAfterA() {
+    let n = 0;
+    for (const [to, times] of [
+      [b, 5],
+      [c, 4],
+      [d, 3],
+      [e, 2],
+      [f, 1],
+      [z, 1],
+    ] as const) {
+      for (let i = 0; i < times; i++) {
+        const u = `h${n++}`;
+        await store.applyClicks([click(u, a, T0), click(u, to, T0 + 1_000)]);
+      }
+    }
+  }
+
+  it("never lists a hidden url, and fills the list up to its limit from the next ones", async () => {
+    await countsAfterA();
+    expect(urls(await store.coVisitsAfter(a, 3))).toEqual([b, c, d]);
+    expect(await store.applyVisibility(c, true, 1)).toBe("applied");
+    expect(await store.coVisitsAfter(a, 3)).toEqual([
+      { recommendation: b, frequency: 5 },
+      { recommendation: d, frequency: 3 },
+      { recommendation: e, frequency: 2 },
+    ]);
+    // Hidden further down as the list is read past the first: read on until it is full; ties at the cut-off still in url order.
+    await store.applyVisibility(b, true, 2);
+    await store.applyVisibility(e, true, 3);
+    expect(urls(await store.coVisitsAfter(a, 2))).toEqual([d, f]);
+    expect(urls(await store.coVisitsAfter(a, 3))).toEqual([d, f, z]);
+    // As long as the data allows.
+    expect(urls(await store.coVisitsAfter(a, 10))).toEqual([d, f, z]);
+    // With a user's recent pages left out too.
+    await store.applyClick(click("reader", d, T0));
+    expect(urls(await store.coVisitsAfter(a, 2, "reader"))).toEqual([f, z]);
+    expect((await store.hiddenPages()).sort()).toEqual([b, c, e]);
+  });
+
+  it("changes nothing when an older state of a url comes after a newer one, or the same one again", async () => {
+    await countsAfterA();
+    expect(await store.applyVisibility(c, false, 5)).toBe("applied");
+    expect(await store.applyVisibility(c, true, 4)).toBe("stale");
+    expect(urls(await store.coVisitsAfter(a, 3))).toEqual([b, c, d]);
+    expect(await store.applyVisibility(c, true, 7)).toBe("applied");
+    expect(await store.applyVisibility(c, false, 6)).toBe("stale");
+    expect(await store.applyVisibility(c, false, 7)).toBe("stale");
+    expect(urls(await store.coVisitsAfter(a, 3))).toEqual([b, d, e]);
+  });
+
+  it("lists a url again once it is shown", async () => {
+    await countsAfterA();
+    await store.applyVisibility(b, true, 10);
+    expect(urls(await store.coVisitsAfter(a, 3))).toEqual([c, d, e]);
+    expect(await store.applyVisibility(b, false, 11)).toBe("applied");
+    expect(await store.coVisitsAfter(a, 3)).toEqual([
+      { recommendation: b, frequency: 5 },
+      { recommendation: c, frequency: 4 },
+      { recommendation: d, frequency: 3 },
+    ]);
+    expect(await store.hiddenPages()).toEqual([]);
   });
 });

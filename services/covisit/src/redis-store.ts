@@ -6,6 +6,12 @@ import type { ClickToApply } from "@recsys/bus";
 /** The store takes clicks as the bus reads them. */
 export type { ClickToApply };
 
+/**
+ * A click with the CLICKS sequence of its message: a click of a message at or before its user's erasure is skipped. Without one
+ * (a caller that does not read CLICKS, such as the benchmarks) it counts as older than any erasure.
+ */
+export type SequencedClick = ClickToApply & { streamSeq?: number };
+
 /** The co-visit window (shared with the reference SQL); a user's click budget counts clicks within the same window. */
 export const WINDOW_MS = COVISIT_WINDOW_MS;
 /**
@@ -21,6 +27,11 @@ export const DEFAULT_DEDUP_RETENTION_MS = 7 * 24 * 3600_000;
 /** Recommendation with a userid leaves out the pages the user clicked this long before their newest click. */
 export const DEFAULT_SEEN_HORIZON_MS = 24 * 3600_000;
 /**
+ * How long an erasure's tombstone is kept (default 7 days, CLICKS_MAX_AGE_MS): every message it guards against is at or before the
+ * erasure's in CLICKS, so stored no later, and the stream deletes it CLICKS_MAX_AGE_MS after; none can be delivered again after that.
+ */
+export const DEFAULT_TOMBSTONE_MS = 7 * 24 * 3600_000;
+/**
  * The layout of the history and applied ids that covisit.lua keeps: the marker is named after it,
  * covisit.lua's header states it, and the README tells it. Change all three with this number.
  */
@@ -33,7 +44,18 @@ export type ApplyOutcome =
   /** The user already has `budget` clicks within a window of this one: refused, nothing changed. */
   | { status: "budget"; near: number }
   /** Redis lost the counts (its marker is gone): nothing was applied; a rebuild is needed. */
-  | { status: "lost" };
+  | { status: "lost" }
+  /** Its message is at or before its user's erasure (a redelivery of the erased user's click): nothing changed. */
+  | { status: "erased" };
+
+/**
+ * What an erasure did: "erased" forgot the user; "duplicate" found an erasure at this sequence or later already applied and changed
+ * nothing; "lost" changed nothing because Redis lost the counts (a rebuild applies it at its place).
+ */
+export type EraseOutcome = "erased" | "duplicate" | "lost";
+
+/** What a page's visibility did: "stale" when a state of that sequence or later was applied, which it leaves as it is. */
+export type VisibilityOutcome = "applied" | "stale";
 
 /** Answering from counts Redis lost would look right and be wrong: the caller gets this instead. */
 export class CountsLostError extends Error {
@@ -50,8 +72,12 @@ export interface CoVisit {
 type ScriptedRedis = Redis & {
   /** covisit.lua: the key count, the keys, then the arguments. */
   applyClicks(numberOfKeys: number, ...keysAndArgs: string[]): Promise<Array<string | number>>;
-  /** recommend.lua: the url's counts, the marker, the user's recent urls (or the counts again: none); limit, url, seen horizon. */
-  topCoVisits(key: string, marker: string, recent: string, limit: number, url: string, horizonMs: number): Promise<string[] | null>;
+  /** recommend.lua: the url's counts, the marker, the user's recent urls (or the counts again: none), the pages' visibility; limit, url, seen horizon. */
+  topCoVisits(key: string, marker: string, recent: string, visibility: string, limit: number, url: string, horizonMs: number): Promise<string[] | null>;
+  /** erase.lua: the marker, the user's history, applied ids, version 4's ids, recent urls and tombstone; the sequence, the tombstone's life. */
+  eraseUser(marker: string, history: string, ids: string, legacy: string, recent: string, tombstone: string, seq: number, keepMs: number): Promise<string>;
+  /** visibility.lua: the pages' visibility; url, "1" hidden or "0" shown, the sequence. */
+  applyVisibility(visibility: string, url: string, hidden: string, seq: number): Promise<string>;
 };
 
 /** Every key of a namespace starts with this. */
@@ -78,10 +104,14 @@ export class CovisitStore {
     private readonly userClickBudget: number = DEFAULT_USER_CLICK_BUDGET,
     /** How far back from a user's newest click Recommendation leaves their pages out (see SEEN_HORIZON_MS). */
     private readonly seenHorizonMs: number = DEFAULT_SEEN_HORIZON_MS,
+    /** How long an erasure's tombstone is kept (CLICKS_MAX_AGE_MS: see DEFAULT_TOMBSTONE_MS). */
+    private readonly tombstoneMs: number = DEFAULT_TOMBSTONE_MS,
   ) {
     this.prefix = keyPrefix(namespace);
     redis.defineCommand("applyClicks", { lua: applyClicksScript() });
-    redis.defineCommand("topCoVisits", { numberOfKeys: 3, lua: readScript("recommend.lua") });
+    redis.defineCommand("topCoVisits", { numberOfKeys: 4, lua: readScript("recommend.lua") });
+    redis.defineCommand("eraseUser", { numberOfKeys: 6, lua: readScript("erase.lua") });
+    redis.defineCommand("applyVisibility", { numberOfKeys: 1, lua: readScript("visibility.lua") });
     this.redis = redis as ScriptedRedis;
   }
 
@@ -109,7 +139,7 @@ export class CovisitStore {
     return !this.countsLost;
   }
 
-  async applyClick(click: ClickToApply): Promise<ApplyOutcome> {
+  async applyClick(click: SequencedClick): Promise<ApplyOutcome> {
     return (await this.applyClicks([click]))[0]!;
   }
 
@@ -117,7 +147,7 @@ export class CovisitStore {
    * Applies clicks in one atomic script, each with the outcome it would have alone, in this order.
    * When Redis lost the counts, nothing is applied and every outcome is "lost".
    */
-  async applyClicks(clicks: ClickToApply[]): Promise<ApplyOutcome[]> {
+  async applyClicks(clicks: SequencedClick[]): Promise<ApplyOutcome[]> {
     if (clicks.length === 0) return [];
     const keys: string[] = [this.marker];
     const args: string[] = [
@@ -129,9 +159,8 @@ export class CovisitStore {
       String(this.seenHorizonMs),
     ];
     for (const c of clicks) {
-      // The applied ids of version 4 were a set under seen:, read until it expires.
-      keys.push(`${this.prefix}h:${c.userid}`, `${this.prefix}ids:${c.userid}`, `${this.prefix}seen:${c.userid}`, this.recentKey(c.userid));
-      args.push(c.eventId, c.url, String(c.eventTimeMs));
+      keys.push(...this.userKeys(c.userid));
+      args.push(c.eventId, c.url, String(c.eventTimeMs), String(c.streamSeq ?? 0));
     }
     const flat = await this.redis.applyClicks(keys.length, ...keys, ...args);
     this.countsLost = flat[0] === "lost";
@@ -144,12 +173,54 @@ export class CovisitStore {
       if (status === "duplicate") return { status };
       if (status === "late") return { status, watermarkMs: n };
       if (status === "budget") return { status, near: n };
+      if (status === "erased") return { status };
       throw new Error(`covisit.lua returned an unknown status ${String(status)}`);
     });
   }
 
+  /** A user's keys, as covisit.lua takes them: history, applied ids, version 4's applied ids, recent urls, erasure tombstone. */
+  private userKeys(userid: string): [string, string, string, string, string] {
+    // The applied ids of version 4 were a set under seen:, read until it expires.
+    return [
+      `${this.prefix}h:${userid}`,
+      `${this.prefix}ids:${userid}`,
+      `${this.prefix}seen:${userid}`,
+      this.recentKey(userid),
+      `${this.prefix}erased:${userid}`,
+    ];
+  }
+
   private recentKey(userid: string): string {
     return `${this.prefix}r:${userid}`;
+  }
+
+  /** url -> the VISIBILITY sequence of its latest state, negated when shown: the hidden pages are those with a positive score. */
+  private get visibilityKey(): string {
+    return `${this.prefix}visibility`;
+  }
+
+  /**
+   * Forgets a user at the UserDeleted of CLICKS sequence `seq`, atomically: their history, applied ids and recent pages go, and a
+   * tombstone keeps `seq` (the greater of two) so that no click of a message at or before it counts again. The counts stay.
+   */
+  async forgetUser(userid: string, seq: number): Promise<EraseOutcome> {
+    const [history, ids, legacy, recent, tombstone] = this.userKeys(userid);
+    const outcome = await this.redis.eraseUser(this.marker, history, ids, legacy, recent, tombstone, seq, this.tombstoneMs);
+    this.countsLost = outcome === "lost";
+    if (outcome === "erased" || outcome === "duplicate" || outcome === "lost") return outcome;
+    throw new Error(`erase.lua returned an unknown outcome ${String(outcome)}`);
+  }
+
+  /** Hides or shows `url` as of VISIBILITY sequence `seq`, unless a state of that sequence or later was applied. */
+  async applyVisibility(url: string, hidden: boolean, seq: number): Promise<VisibilityOutcome> {
+    const outcome = await this.redis.applyVisibility(this.visibilityKey, url, hidden ? "1" : "0", seq);
+    if (outcome === "applied" || outcome === "stale") return outcome;
+    throw new Error(`visibility.lua returned an unknown outcome ${String(outcome)}`);
+  }
+
+  /** The hidden pages, as Recommendation leaves them out. */
+  async hiddenPages(): Promise<string[]> {
+    return this.redis.zrangebyscore(this.visibilityKey, "(0", "+inf");
   }
 
   /** The pages coVisitsAfter leaves out for `userid`: clicked within the seen horizon before the user's newest click. */
@@ -161,12 +232,13 @@ export class CovisitStore {
   }
 
   /**
-   * Pages visited within the window after `url`, frequency desc, then url asc: never `url` itself, and with `userid`, none of the
-   * pages that user clicked within the seen horizon before their newest click; the next ones fill up to `limit`.
+   * Pages visited within the window after `url`, frequency desc, then url asc: never `url` itself nor a hidden page, and with
+   * `userid`, none of the pages that user clicked within the seen horizon before their newest click; the next ones fill up to `limit`.
    */
   async coVisitsAfter(url: string, limit: number, userid = ""): Promise<CoVisit[]> {
     const counts = `${this.coVisitKeyPrefix()}${url}`;
-    const flat = await this.redis.topCoVisits(counts, this.marker, userid ? this.recentKey(userid) : counts, limit, url, this.seenHorizonMs);
+    const recent = userid ? this.recentKey(userid) : counts;
+    const flat = await this.redis.topCoVisits(counts, this.marker, recent, this.visibilityKey, limit, url, this.seenHorizonMs);
     this.countsLost = flat === null;
     if (flat === null) throw new CountsLostError();
     const out: CoVisit[] = [];
