@@ -1,6 +1,5 @@
-import { createHash } from "node:crypto";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { isWrongLastSequence, PublishFailedError, StreamFill, type Bus } from "@recsys/bus";
+import { isWrongLastSequence, PublishFailedError, StreamFill, urlKey, type Bus } from "@recsys/bus";
 import { ContentEmbeddingSchema, ContentPageSchema, type ContentEmbedding, type ContentPage } from "@recsys/contracts/events/v1/events";
 
 /** The newest embedding of each url, as the EMBEDDINGS stream keeps it (one message per url). */
@@ -54,10 +53,6 @@ export async function embedPageMessage(
     });
     if (await deps.log.append(embedding, newest?.seq ?? 0)) return { status: "embedded", url: page.url, version: page.sourceTimeMs };
   }
-}
-
-export function urlKey(url: string): string {
-  return createHash("sha256").update(url).digest("hex").slice(0, 32);
 }
 
 /** EmbeddingsLog on the EMBEDDINGS stream: subject embeddings.<hash(url)>, one message kept per subject. */

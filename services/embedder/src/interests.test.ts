@@ -6,7 +6,10 @@ import { QueueFullError } from "./batcher.js";
 import { embedInterestMessage } from "./interests.js";
 
 const stated = (fields: { eventId?: string; userid?: string; text?: string }) =>
-  toBinary(StatedInterestSchema, create(StatedInterestSchema, { eventId: "e1", userid: "1234", text: "stream processing", sourceTimeMs: 5n, ...fields }));
+  toBinary(
+    StatedInterestSchema,
+    create(StatedInterestSchema, { eventId: "e1", userid: "1234", text: "stream processing", sourceTimeMs: 5n, ingestTimeMs: 7n, ...fields }),
+  );
 
 function deps(embed: (t: string) => Promise<Float32Array> = async (t) => Float32Array.of(t.length, 1)) {
   const published: InterestEmbedding[] = [];
@@ -21,11 +24,11 @@ describe("embedInterestMessage", () => {
     await expect(embedInterestMessage(stated({}), failing(new TypeError("a bug")))).rejects.toThrow("a bug");
   });
 
-  it("publishes the text's vector under the interest's own event id and user", async () => {
+  it("publishes the text's vector under the interest's own event id and user, with its ingest time", async () => {
     const { published, deps: d } = deps();
     expect(await embedInterestMessage(stated({}), d)).toEqual({ kind: "ack" });
     expect(published).toHaveLength(1);
-    expect(published[0]).toMatchObject({ eventId: "e1", userid: "1234", sourceTimeMs: 5n, model: "m" });
+    expect(published[0]).toMatchObject({ eventId: "e1", userid: "1234", sourceTimeMs: 5n, ingestTimeMs: 7n, model: "m" });
     expect(published[0]!.embedding).toEqual([17, 1]);
   });
 

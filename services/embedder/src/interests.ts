@@ -38,7 +38,15 @@ export async function embedInterestMessage(
   }
   try {
     await deps.publish(
-      create(InterestEmbeddingSchema, { eventId: s.eventId, userid: s.userid, embedding: Array.from(vector), sourceTimeMs: s.sourceTimeMs, model: deps.model }),
+      create(InterestEmbeddingSchema, {
+        eventId: s.eventId,
+        userid: s.userid,
+        embedding: Array.from(vector),
+        sourceTimeMs: s.sourceTimeMs,
+        model: deps.model,
+        // profile forgets an interest accepted before its user's erasure by this time.
+        ingestTimeMs: s.ingestTimeMs,
+      }),
     );
   } catch (err) {
     return busFailure(err);
