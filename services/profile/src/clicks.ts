@@ -1,16 +1,25 @@
 import type pg from "pg";
 import { retrying } from "./retry.js";
 import type { Sessions } from "./sessions.js";
-import type { ClickOutcome, ClickToApply } from "./types.js";
+import type { ClickAt, ClickOutcome } from "./types.js";
 
-/** Clicks in one round trip to apply_clicks (migrations 005-007), which holds their rules: applied, parked, duplicate or expired. */
-export function applyClicks(sessions: Sessions, clicks: readonly ClickToApply[], retentionMs: number): Promise<ClickOutcome[]> {
+/**
+ * Clicks in one round trip to apply_clicks (migrations 005-008), which holds their rules: applied, parked, duplicate, expired, or
+ * erased (of a message before its user's erasure).
+ */
+export function applyClicks(sessions: Sessions, clicks: readonly ClickAt[], retentionMs: number): Promise<ClickOutcome[]> {
   if (clicks.length === 0) return Promise.resolve([]);
-  const params = [clicks.map((c) => c.eventId), clicks.map((c) => c.userid), clicks.map((c) => c.url), clicks.map((c) => c.eventTimeMs)];
+  const params = [
+    clicks.map((c) => c.eventId),
+    clicks.map((c) => c.userid),
+    clicks.map((c) => c.url),
+    clicks.map((c) => c.eventTimeMs),
+    clicks.map((c) => c.seq ?? null),
+  ];
   return retrying(() =>
     sessions.withClient(async (db) => {
       const { rows } = await db.query<{ outcomes: Array<ClickOutcome["status"]> }>(
-        "SELECT apply_clicks($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint) AS outcomes",
+        "SELECT apply_clicks($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint) AS outcomes",
         [...params, retentionMs],
       );
       return rows[0]!.outcomes.map((status) => ({ status }) as ClickOutcome);

@@ -19,14 +19,16 @@ import {
   ContentEmbeddingSchema,
   InterestEmbeddingSchema,
   LikeSchema,
+  PageVisibilitySchema,
   type ContentEmbedding,
   type InterestEmbedding,
   type Like,
+  type PageVisibility as PageVisibilityMessage,
 } from "@recsys/contracts/events/v1/events";
 import type { Logger } from "@recsys/logging";
 import type { ProfileStore } from "./pg-store.js";
 import { isDataError, sqlState } from "./sql-state.js";
-import type { ClickOutcome, InterestToApply, LikeToApply, PageEmbedding } from "./types.js";
+import type { ClickOutcome, InterestToApply, LikeToApply, PageEmbedding, PageVisibility, UserErasure } from "./types.js";
 import { embeddingProblem } from "./vectors.js";
 
 type Decoded<T> = { ok: true; value: T } | { ok: false; error: string };
@@ -44,10 +46,12 @@ export function decodeEmbedding(data: Uint8Array, dimension: number): Decoded<Pa
   return { ok: true, value: { url: e.url, id: e.id, title: e.title, text: e.text, embedding: e.embedding, version: e.version, model: e.model } };
 }
 
-/** A CLICKS message: a ClickBatch (its content-type says so) or one Click. */
+/** A CLICKS message: a ClickBatch (its content-type says so), one Click, or a UserDeleted; at its stream sequence. */
 export interface ClickMessage {
   data: Uint8Array;
   headers?: MsgHdrs;
+  /** Its CLICKS stream sequence: a user's erasure cuts the clicks of the messages before it. */
+  seq: number;
 }
 
 export function decodeLike(data: Uint8Array): Decoded<LikeToApply> {
@@ -58,7 +62,10 @@ export function decodeLike(data: Uint8Array): Decoded<LikeToApply> {
     return { ok: false, error: String(err) };
   }
   if (!l.eventId || !l.userid || !l.pageId) return { ok: false, error: "missing event_id, userid or page_id" };
-  return { ok: true, value: { eventId: l.eventId, userid: l.userid, pageId: l.pageId, liked: l.liked, sourceTimeMs: l.sourceTimeMs } };
+  return {
+    ok: true,
+    value: { eventId: l.eventId, userid: l.userid, pageId: l.pageId, liked: l.liked, sourceTimeMs: l.sourceTimeMs, ingestTimeMs: l.ingestTimeMs },
+  };
 }
 
 export function decodeInterest(data: Uint8Array, dimension: number): Decoded<InterestToApply> {
@@ -71,7 +78,18 @@ export function decodeInterest(data: Uint8Array, dimension: number): Decoded<Int
   if (!i.eventId || !i.userid) return { ok: false, error: "missing event_id or userid" };
   const problem = embeddingProblem(i.embedding, dimension);
   if (problem) return { ok: false, error: problem };
-  return { ok: true, value: { eventId: i.eventId, userid: i.userid, embedding: i.embedding, sourceTimeMs: i.sourceTimeMs } };
+  return { ok: true, value: { eventId: i.eventId, userid: i.userid, embedding: i.embedding, sourceTimeMs: i.sourceTimeMs, ingestTimeMs: i.ingestTimeMs } };
+}
+
+export function decodeVisibility(data: Uint8Array, seq: number): Decoded<PageVisibility> {
+  let v: PageVisibilityMessage;
+  try {
+    v = fromBinary(PageVisibilitySchema, data);
+  } catch (err) {
+    return { ok: false, error: String(err) };
+  }
+  if (!v.url) return { ok: false, error: "missing url" };
+  return { ok: true, value: { url: v.url, hidden: v.hidden, seq } };
 }
 
 /**
@@ -102,6 +120,11 @@ export function applyInterestMessage(data: Uint8Array, store: ProfileStore, dime
   return applyDecoded(decodeInterest(data, dimension), (interest) => store.applyInterest(interest));
 }
 
+/** The effect of one VISIBILITY message at stream sequence `seq`, without NATS: an older state than the stored one changes nothing. */
+export function applyVisibilityMessage(data: Uint8Array, seq: number, store: ProfileStore): Promise<Disposition> {
+  return applyDecoded(decodeVisibility(data, seq), (visibility) => store.applyVisibility(visibility));
+}
+
 /** The effect of one EMBEDDINGS message, without NATS. A database error means: try again later. */
 export function applyEmbeddingMessage(data: Uint8Array, store: ProfileStore, dimension: number): Promise<Disposition> {
   return applyDecoded(decodeEmbedding(data, dimension), (page) => store.applyEmbedding(page));
@@ -114,7 +137,14 @@ export async function applyClickMessage(m: ClickMessage, store: ProfileStore): P
 
 const clickOutcomes = new Counter({
   name: "recsys_profile_clicks_total",
-  help: "Clicks the profile-clicks consumer applied, by outcome: applied (in the user's interest), parked (its page not embedded yet), duplicate (its event id applied before), expired (dead-lettered: older than its user's horizon of applied ids)",
+  help: "Clicks the profile-clicks consumer applied, by outcome: applied (in the user's interest), parked (its page not embedded yet), duplicate (its event id applied before), expired (dead-lettered: older than its user's horizon of applied ids), erased (of a message before its user's erasure)",
+  labelNames: ["outcome"] as const,
+  registers: [registry],
+});
+
+const erasures = new Counter({
+  name: "recsys_profile_erasures_total",
+  help: "UserDeleted messages the profile-clicks consumer applied, by outcome: erased (the user's rows deleted), superseded (an erasure at its sequence or later recorded already: nothing changed)",
   labelNames: ["outcome"] as const,
   registers: [registry],
 });
@@ -124,6 +154,8 @@ export const DEFAULT_CLICKS_PER_CALL = 256;
 
 /**
  * The effect of CLICKS messages, without NATS, one disposition per message in order; their clicks go `clicksPerCall` to a transaction.
+ * The batch's erasures (UserDeleted) go first, each a transaction, then its clicks, each cut when its message comes before its user's
+ * erasure: the state of applying them in stream order, in as few calls of apply_clicks as without erasures.
  * An error PostgreSQL answered may be one click's doing: a batch of messages throws to go one by one, a lone message's clicks go one by one.
  */
 export async function applyClickMessages(
@@ -135,6 +167,14 @@ export async function applyClickMessages(
   const decoded = messages.map(readClicks);
   // An event type that is no visit (VISIT_EVENTS) moves no interest: acked without effect.
   const clicks = applicableClicks(decoded).filter((c) => isVisit(c.event));
+  const seqOf = new Map<ClickToApply, number>();
+  decoded.forEach((d, i) => {
+    if (!("error" in d)) for (const c of d.checked) if (!("error" in c)) seqOf.set(c, messages[i]!.seq);
+  });
+  const erasing = decoded.flatMap((d, i): UserErasure[] =>
+    "error" in d || !d.deletion ? [] : [{ userid: d.deletion.userid, seq: messages[i]!.seq, ingestTimeMs: d.deletion.ingestTimeMs }],
+  );
+  const at = (part: readonly ClickToApply[]) => part.map((c) => ({ ...c, seq: seqOf.get(c) }));
   const refused = new Set<ClickToApply>();
   const expired = new Set<ClickToApply>();
   const count = (applied: readonly ClickToApply[], outcomes: ClickOutcome[]) =>
@@ -144,16 +184,17 @@ export async function applyClickMessages(
     });
   let failure: Disposition | undefined;
   try {
+    for (const erasure of erasing) erasures.inc({ outcome: await store.eraseUser(erasure) });
     for (let k = 0; k < clicks.length; k += clicksPerCall) {
       const part = clicks.slice(k, k + clicksPerCall);
-      count(part, await store.applyClicks(part));
+      count(part, await store.applyClicks(at(part)));
     }
   } catch (err) {
     if (messages.length > 1 && sqlState(err)) throw err;
     if (clicks.length > 1 && sqlState(err)) {
       for (const c of clicks) {
         try {
-          count([c], await store.applyClicks([c]));
+          count([c], await store.applyClicks(at([c])));
         } catch (one) {
           if (!isDataError(one)) {
             failure = databaseFailure(one);
@@ -167,6 +208,8 @@ export async function applyClickMessages(
   return decoded.map((d): Disposition => {
     if ("error" in d) return { kind: "dead-letter", cause: "undecodable", reason: `undecodable: ${d.error}` };
     if (failure?.kind === "retry") return failure;
+    // An erasure PostgreSQL refused (a value it can never store) is kept whole.
+    if (d.deletion && failure) return failure;
     const deadLetters = d.checked.flatMap((c, index): ItemDeadLetter[] => {
       if ("error" in c) return [clickDeadLetter(d.clicks, index, { cause: "undecodable", reason: `undecodable: ${c.error}` })];
       if (refused.has(c) || failure)
@@ -244,6 +287,19 @@ export function runLikeConsumer(opts: ConsumerOptions) {
     stream: opts.bus.topology.engagementStream,
     filterSubject: opts.bus.topology.likesSubjects,
     handle: (m) => applyLikeMessage(m.data, opts.store),
+  });
+}
+
+/**
+ * VISIBILITY into page_visibility, with a durable consumer of its own; a url's states are versioned by stream sequence, so a
+ * redelivery or an older state after a newer one changes nothing.
+ */
+export function runVisibilityConsumer(opts: ConsumerOptions) {
+  return runDurableConsumer({
+    ...common(opts, "visibility"),
+    stream: opts.bus.topology.visibilityStream,
+    filterSubject: opts.bus.topology.visibilitySubjects,
+    handle: (m) => applyVisibilityMessage(m.data, m.seq, opts.store),
   });
 }
 

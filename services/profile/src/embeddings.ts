@@ -1,6 +1,7 @@
 import type pg from "pg";
 import { toSql } from "pgvector/pg";
 import { foldParkedClicks } from "./clicks.js";
+import { shareErasureLock } from "./erasures.js";
 import { asStored, embeddingChange, sumCorrection } from "./interest-math.js";
 import { foldWaitingLikes, unapplyLikesOf } from "./likes.js";
 import { lockPageId, lockUrl } from "./locks.js";
@@ -12,6 +13,8 @@ export function applyEmbedding(sessions: Sessions, version: PageEmbedding): Prom
   let page = version;
   const embedding = asStored(page.embedding);
   return sessions.transaction(async (db) => {
+    // Folding parked clicks and waiting likes writes users' interests: never those of a user being erased.
+    await shareErasureLock(db);
     await lockUrl(db, page.url);
     const stored = await db.query<{ embedding: number[]; version: string; id: string }>(
       "SELECT embedding, version, id FROM content WHERE url = $1 FOR UPDATE",

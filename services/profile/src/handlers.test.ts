@@ -18,9 +18,11 @@ const unit = (k: number) => Array.from({ length: DIM }, (_, i) => (i === k ? 1 :
 const embeddingMessage = (url: string, embedding: number[], version = 1n) =>
   toBinary(ContentEmbeddingSchema, create(ContentEmbeddingSchema, { url, id: "1", title: `t ${url}`, text: "x", embedding, version, model: "m" }));
 const click = (eventId: string, userid: string, url: string) => create(ClickSchema, { eventId, userid, url, eventTimeMs: 1n });
+/** CLICKS stream sequences, in the order the messages are made. */
+let nextSeq = 1;
 /** A CLICKS message holding one Click, as a producer other than ingest may publish it. */
-const clickMessage = (eventId: string, userid: string, url: string) => ({ data: toBinary(ClickSchema, click(eventId, userid, url)) });
-const undecodable = (...bytes: number[]) => ({ data: Uint8Array.of(...bytes) });
+const clickMessage = (eventId: string, userid: string, url: string) => ({ data: toBinary(ClickSchema, click(eventId, userid, url)), seq: nextSeq++ });
+const undecodable = (...bytes: number[]) => ({ data: Uint8Array.of(...bytes), seq: nextSeq++ });
 
 async function refusal(p: Promise<unknown>): Promise<string> {
   return p.then(
@@ -214,13 +216,16 @@ describe("click message batches", () => {
 
   it("of a ClickBatch go in together; a click that cannot be stored is dead-lettered alone, the rest applied", async () => {
     const [a, b] = ["https://e.org/a", "https://e.org/b"];
-    const m = encodeClickBatch([
-      click("k1", "batched", a),
-      click("", "batched", b),
-      click("k2", "batched", b),
-      click("k3", "bat\u0000ched", a),
-      click("k1", "batched", a),
-    ]);
+    const m = {
+      seq: nextSeq++,
+      ...encodeClickBatch([
+        click("k1", "batched", a),
+        click("", "batched", b),
+        click("k2", "batched", b),
+        click("k3", "bat\u0000ched", a),
+        click("k1", "batched", a),
+      ]),
+    };
     const [d] = await applyClickMessages([m], store);
     expect(d).toEqual({
       kind: "ack",

@@ -112,6 +112,13 @@ export function profileRoutes(store: ProfileStore, bus: Bus) {
         const limit = orInvalidArgument(() => limitOrDefault(req.limit));
         return events(await store.personalizedEventSearch(query, userid, limit, ctx.signal));
       },
+      async exists(req, ctx) {
+        const { userid, url } = orInvalidArgument(() => {
+          if (req.userid === "" && req.url === "") throw new FieldError("userid", "give a userid, a url or both");
+          return { userid: req.userid === "" ? "" : checkUserid(req.userid), url: req.url === "" ? "" : checkUrl(req.url) };
+        });
+        return store.exists(userid, url, ctx.signal);
+      },
       async progress() {
         const [embeddings, clicks, likes, interests, counts] = await Promise.all([
           consumerProgress(bus, bus.topology.embeddingsStream, consumerNames("profile", "embeddings").durable),

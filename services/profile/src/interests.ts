@@ -1,13 +1,16 @@
 import { toSql } from "pgvector/pg";
 import { recordApplied } from "./applied-events.js";
+import { erasedSince, shareErasureLock } from "./erasures.js";
 import { asStored } from "./interest-math.js";
 import type { Sessions } from "./sessions.js";
 import type { InterestOutcome, InterestToApply } from "./types.js";
 
-/** Adds a stated interest's embedding as a term of the user's interest, once per (user, event id). */
+/** Adds a stated interest's embedding as a term of the user's interest, once per (user, event id); dropped when accepted before its user's erasure. */
 export function applyInterest(sessions: Sessions, interest: InterestToApply, retentionMs: number): Promise<InterestOutcome> {
   const embedding = asStored(interest.embedding);
   return sessions.transaction(async (db) => {
+    await shareErasureLock(db);
+    if (await erasedSince(db, interest.userid, interest.ingestTimeMs ?? 0n)) return { status: "erased" };
     const recorded = await recordApplied(db, "interest", interest.userid, interest.eventId, interest.sourceTimeMs, retentionMs);
     if (recorded !== "fresh") return { status: recorded };
     await db.query(

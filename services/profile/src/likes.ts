@@ -1,14 +1,17 @@
 import type pg from "pg";
 import { recordApplied } from "./applied-events.js";
+import { erasedSince, shareErasureLock } from "./erasures.js";
 import { isLaterOrSame, likeTermChange } from "./like-state.js";
 import { lockPageId } from "./locks.js";
 import type { Sessions } from "./sessions.js";
 import type { LikeOutcome, LikeToApply } from "./types.js";
 
-/** Stores a like state unless a later one of its (user, page id) is, moving the user's interest with it. */
+/** Stores a like state unless a later one of its (user, page id) is, moving the user's interest with it; dropped when accepted before its user's erasure. */
 export function applyLike(sessions: Sessions, like: LikeToApply): Promise<LikeOutcome> {
   return sessions.transaction(async (db) => {
+    await shareErasureLock(db);
     await lockPageId(db, like.pageId);
+    if (await erasedSince(db, like.userid, like.ingestTimeMs ?? 0n)) return { status: "erased" };
     // Never expired: a like applied before, its id pruned since, is superseded by the stored state.
     const recorded = await recordApplied(db, "like", like.userid, like.eventId, like.sourceTimeMs, null);
     if (recorded !== "fresh") return { status: recorded };

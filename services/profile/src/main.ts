@@ -4,7 +4,7 @@ import { createLogger } from "@recsys/logging";
 import { visitFilter } from "@recsys/validation";
 import { DependencyHealth, timeCalls } from "@recsys/metrics";
 import { onShutdown, serviceTokenFor, startRpcServer } from "@recsys/server";
-import { DEFAULT_CLICKS_PER_CALL, runClickConsumer, runEmbeddingConsumer, runInterestConsumer, runLikeConsumer } from "./consumers.js";
+import { DEFAULT_CLICKS_PER_CALL, runClickConsumer, runEmbeddingConsumer, runInterestConsumer, runLikeConsumer, runVisibilityConsumer } from "./consumers.js";
 import { profileRoutes } from "./handlers.js";
 import { migrateWhenReachable } from "./migrations.js";
 import { ProfileStore } from "./pg-store.js";
@@ -112,6 +112,7 @@ const consuming = Promise.all([
   }),
   runLikeConsumer(consumerOptions),
   runInterestConsumer({ ...consumerOptions, dimension: config.EMBEDDING_DIMENSION }),
+  runVisibilityConsumer(consumerOptions),
 ]);
 consuming.catch((err: unknown) => {
   logger.fatal({ err: String(err) }, "consumer failed");

@@ -39,6 +39,19 @@ async function withSchemaBefore(first: string, fn: (db: pg.Pool, schema: string)
   }
 }
 
+/** A page stored as a schema before the current code's migrations holds it: a row of content (the current store needs them all). */
+async function storeOldPage(db: pg.Pool, p: PageEmbedding) {
+  await db.query("INSERT INTO content (url, id, title, text, embedding, version, model) VALUES ($1, $2, $3, $4, $5, $6, $7)", [
+    p.url,
+    p.id,
+    p.title,
+    p.text,
+    `[${p.embedding.join(",")}]`,
+    p.version.toString(),
+    p.model,
+  ]);
+}
+
 /** Values in content's TOAST table of an embedding's size (its bytes without the varlena header). */
 async function toastedEmbeddings(db: pg.Pool): Promise<number> {
   const toast = (await db.query<{ t: string }>("SELECT reltoastrelid::regclass::text AS t FROM pg_class WHERE oid = 'content'::regclass")).rows[0]!.t;
@@ -72,15 +85,14 @@ describe("migrations", () => {
   it("keep every embedding inside its page's row, those stored before 004 included, with the same values", async () => {
     // A database as migrations 001-003 left it, with pages whose rows exceed the TOAST threshold.
     await withSchemaBefore("004", async (oldPool, old) => {
-      const oldStore = new ProfileStore(oldPool);
       const words = () => Array.from({ length: 250 }, () => Math.floor(rnd() * 1e6).toString(36)).join(" ");
       const stored = new Map<string, number[]>(Array.from({ length: 20 }, (_, i) => [`https://e.org/big${i}`, unitVector()] as const));
-      for (const [url, v] of stored) await oldStore.applyEmbedding({ ...page(url, v), text: words() });
+      for (const [url, v] of stored) await storeOldPage(oldPool, { ...page(url, v), text: words() });
       expect(await toastedEmbeddings(oldPool)).toBe(20);
       expect(await migrate(oldPool, old, DIM)).toEqual(MIGRATIONS.filter((f) => f >= "004"));
       expect(await toastedEmbeddings(oldPool)).toBe(0);
       const added = unitVector();
-      await oldStore.applyEmbedding({ ...page("https://e.org/big-new", added), text: words() });
+      await new ProfileStore(oldPool).applyEmbedding({ ...page("https://e.org/big-new", added), text: words() });
       stored.set("https://e.org/big-new", added);
       expect(await toastedEmbeddings(oldPool)).toBe(0);
       const rows = (await oldPool.query<{ url: string; e: number[]; text: string }>("SELECT url, embedding::real[] AS e, text FROM content")).rows;
@@ -96,13 +108,12 @@ describe("migrations", () => {
     // A database as migrations 001-005 left it: two clicks applied, one parked, a like stored as
     // the user's latest, a like it superseded, and a stated interest.
     await withSchemaBefore("006", async (oldPool, old) => {
-      const oldStore = new ProfileStore(oldPool);
       const [a, late] = ["https://e.org/a", "https://e.org/late"];
       const vectors = new Map([
         [a, unitVector()],
         [late, unitVector()],
       ]);
-      await oldStore.applyEmbedding({ ...page(a, vectors.get(a)!), id: "1" });
+      await storeOldPage(oldPool, { ...page(a, vectors.get(a)!), id: "1" });
       const before = await oldPool.query("SELECT apply_clicks($1, $2, $3, $4) AS o", [
         ["c1", "c2", "c3"],
         ["u", "u", "w"],
@@ -142,6 +153,33 @@ describe("migrations", () => {
         [a, a, a].map((u) => vectors.get(u)!),
       );
       await expectTerms(store, "w", [vectors.get(late)!]);
+    });
+  });
+
+  it("add erasures and hidden pages (008) to a database in use: nothing hidden or erased, the previous build's apply_clicks still works", async () => {
+    await withSchemaBefore("008", async (oldPool, old) => {
+      const [a, b] = ["https://e.org/a", "https://e.org/b"];
+      const vectors = new Map([
+        [a, unitVector()],
+        [b, unitVector()],
+      ]);
+      for (const [url, v] of vectors) await storeOldPage(oldPool, page(url, v));
+      const five = "SELECT apply_clicks($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint) AS o";
+      expect((await oldPool.query(five, [["c1"], ["u"], [a], [10], 1000])).rows[0].o).toEqual(["applied"]);
+
+      expect(await migrate(oldPool, old, DIM)).toEqual(["008_erasure_and_hidden_pages.sql"]);
+      const store = new ProfileStore(oldPool);
+      expect((await store.similarContent("u", 2, true)).map((p) => p.url)).toContain(a);
+      expect((await store.similarContent("u", 2)).map((p) => p.url)).toEqual([b]);
+      // A replica of the previous build, during the rollout, calls the five-argument version.
+      expect((await oldPool.query(five, [["c2"], ["u"], [b], [11], 1000])).rows[0].o).toEqual(["applied"]);
+      await expectTerms(store, "u", [vectors.get(a)!, vectors.get(b)!]);
+      // The new build's clicks, erasures and hidings work on it.
+      expect(status(await store.applyClicks([{ eventId: "c3", userid: "u", url: a, eventTimeMs: 12, event: "view", seq: 3 }]))).toEqual(["applied"]);
+      expect(await store.eraseUser({ userid: "u", seq: 4, ingestTimeMs: 100 })).toBe("erased");
+      expect(await store.interest("u")).toBeUndefined();
+      expect(await store.applyVisibility({ url: a, hidden: true, seq: 1 })).toBe("applied");
+      expect((await store.similarContent("u", 2)).map((p) => p.url)).toEqual([b]);
     });
   });
 

@@ -2,15 +2,17 @@ import type pg from "pg";
 import { pruneAppliedEvents } from "./applied-events.js";
 import { applyClicks, expireParkedClicks } from "./clicks.js";
 import { applyEmbedding } from "./embeddings.js";
+import { eraseUser } from "./erasures.js";
 import { applyInterest } from "./interests.js";
 import { applyLike } from "./likes.js";
 import { cancellable } from "./cancellable.js";
 import * as reads from "./reads.js";
 import { Sessions } from "./sessions.js";
+import { applyVisibility } from "./visibility.js";
 import {
   DEFAULT_DEDUP_RETENTION_MS,
+  type ClickAt,
   type ClickOutcome,
-  type ClickToApply,
   type EmbeddingOutcome,
   type EventRow,
   type Interest,
@@ -19,7 +21,9 @@ import {
   type LikeOutcome,
   type LikeToApply,
   type PageEmbedding,
+  type PageVisibility,
   type SimilarPage,
+  type UserErasure,
 } from "./types.js";
 
 /** Pages, interests and parked clicks in PostgreSQL; every update is one transaction. */
@@ -37,15 +41,16 @@ export class ProfileStore {
   /**
    * Folds one click into its user's interest, or parks it until its page is embedded: a batch of one.
    */
-  async applyClick(click: ClickToApply): Promise<ClickOutcome> {
+  async applyClick(click: ClickAt): Promise<ClickOutcome> {
     return (await this.applyClicks([click]))[0]!;
   }
 
   /**
    * `applyClick` for each click, as if one after the other, in one transaction and one round trip (apply_clicks); outcomes in order.
-   * Serialized per url with `applyEmbedding`, so a click is never parked after its page's parked clicks were folded.
+   * Serialized per url with `applyEmbedding`, so a click is never parked after its page's parked clicks were folded. A click whose
+   * `seq` is before its user's erasure is "erased".
    */
-  applyClicks(clicks: readonly ClickToApply[]): Promise<ClickOutcome[]> {
+  applyClicks(clicks: readonly ClickAt[]): Promise<ClickOutcome[]> {
     return applyClicks(this.sessions, clicks, this.dedupRetentionMs);
   }
 
@@ -68,6 +73,19 @@ export class ProfileStore {
   /** Adds a stated interest's embedding as a term of the user's interest, once per (user, event id). */
   applyInterest(interest: InterestToApply): Promise<InterestOutcome> {
     return applyInterest(this.sessions, interest, this.dedupRetentionMs);
+  }
+
+  /**
+   * Deletes every row of the user (interest, page terms, parked clicks, likes, applied ids, watermarks) and records the erasure, in
+   * one transaction that no other write overlaps; "superseded" (nothing changed) when one at `seq` or later is recorded already.
+   */
+  eraseUser(erasure: UserErasure): Promise<"erased" | "superseded"> {
+    return eraseUser(this.sessions, erasure);
+  }
+
+  /** Stores a url's visibility unless a later state (by VISIBILITY sequence) is stored: "stale" then. */
+  applyVisibility(visibility: PageVisibility): Promise<"applied" | "stale"> {
+    return applyVisibility(this.pool, visibility);
   }
 
   /** Deletes the applied ids past their users' horizons (migration 007); returns how many. */
@@ -127,6 +145,11 @@ export class ProfileStore {
    */
   similarContentMany(requests: ReadonlyArray<reads.SimilarContentAsk>, signal?: AbortSignal): Promise<SimilarPage[][]> {
     return cancellable(this.pool, signal, (db) => reads.similarContentMany(db, requests));
+  }
+
+  /** Whether profile holds anything of the user, and whether it stores the page; "" asks nothing (false). */
+  exists(userid: string, url: string, signal?: AbortSignal): Promise<{ user: boolean; page: boolean }> {
+    return cancellable(this.pool, signal, (db) => reads.exists(db, userid, url));
   }
 
   /** The interest behind a user's recommendations, or undefined when the user has none. */

@@ -69,9 +69,9 @@ export interface SimilarContentAsk {
 }
 
 /**
- * `ranked`: the rows of `scan` (pages with their inner product `ip`) in (ip, url) order, without the urls of `seen.urls`, at least
- * `limit` of them when there are: the scan keeps its top-N sort, `limit` plus as many rows as there are urls to leave out, and only
- * those rows are compared with them, not every page of the scan.
+ * `ranked`: the rows of `scan` (pages with their inner product `ip`) in (ip, url) order, without the urls of `seen.urls` (the user's
+ * seen pages and the hidden ones), at least `limit` of them when there are: the scan keeps its top-N sort, `limit` plus as many rows
+ * as there are urls to leave out, and only those rows are compared with them, not every page of the scan.
  */
 const SCAN_PAST_SEEN = (scan: string, limit: string) => `ranked AS (
             SELECT r.* FROM (${scan} ORDER BY ip ASC, c.url ASC LIMIT ${limit} + coalesce((SELECT cardinality(urls) FROM seen), 0)) r, seen
@@ -83,12 +83,18 @@ const seenUrls = (userid: string) => `(SELECT array_agg(x.url) FROM (
     UNION SELECT s.url FROM likes l JOIN content s ON s.id = l.page_id WHERE l.userid = ${userid} AND l.page_id <> ''
   ) x)`;
 
+/** The urls of the pages hidden from recommendations (few: read from a partial index); NULL for none. */
+const HIDDEN_URLS = `(SELECT array_agg(v.url) FROM page_visibility v WHERE v.hidden)`;
+
+/** The urls a recommendation leaves out: the hidden pages, and unless `includeSeen` (an SQL boolean) the user's seen pages; NULL for none. */
+const leftOut = (userid: string, includeSeen: string) => `array_cat(CASE WHEN ${includeSeen} THEN NULL ELSE ${seenUrls(userid)} END, ${HIDDEN_URLS})`;
+
 export async function recommendedEvents(db: Db, userid: string, limit: number, includeSeen: boolean): Promise<EventRow[]> {
   // An exact scan by inner product, as in similarContentMany: the inner join with the interest
   // leaves nothing without one.
   const r = await db.query<EventRow>(
     `WITH q AS MATERIALIZED (SELECT sum, vector_norm(sum) AS norm FROM interests WHERE userid = $1 AND vector_norm(sum) > 0),
-          seen AS MATERIALIZED (SELECT CASE WHEN $3 THEN NULL ELSE ${seenUrls("$1")} END AS urls),
+          seen AS MATERIALIZED (SELECT ${leftOut("$1", "$3")} AS urls),
           ${SCAN_PAST_SEEN("SELECT c.url, c.embedding <#> q.sum AS ip FROM content c, q", "$2")}
      SELECT ${EVENT_COLUMNS}, (-r.ip / q.norm)::float8 AS score FROM ranked r JOIN content c ON c.url = r.url, q
      ORDER BY r.ip ASC, c.url ASC LIMIT $2`,
@@ -105,7 +111,7 @@ export async function relatedContent(db: Db, url: string, limit: number, userid:
   // An exact scan by inner product, as in similarContentMany, with the page's embedding for the interest.
   const r = await db.query<SimilarPage>(
     `WITH p AS MATERIALIZED (SELECT embedding, vector_norm(embedding) AS norm FROM content WHERE url = $1),
-          seen AS MATERIALIZED (SELECT array_append(CASE WHEN $3 = '' THEN NULL ELSE ${seenUrls("$3")} END, $1::text) AS urls),
+          seen AS MATERIALIZED (SELECT array_append(${leftOut("$3", "$3 = ''")}, $1::text) AS urls),
           ${SCAN_PAST_SEEN("SELECT c.url, c.title, c.embedding <#> p.embedding AS ip FROM content c, p", "$2")}
      SELECT r.url, r.title, COALESCE(-r.ip / NULLIF(p.norm, 0), 0)::float8 AS similarity FROM ranked r, p ORDER BY r.ip ASC, r.url ASC LIMIT $2`,
     [url, limit, userid],
@@ -120,7 +126,7 @@ export async function personalizedEventSearch(db: Db, query: string, userid: str
     `WITH q AS (SELECT sum FROM interests WHERE userid = $2 AND vector_norm(sum) > 0),
           t AS (SELECT websearch_to_tsquery('english', $1) AS query)
      SELECT ${EVENT_COLUMNS}, COALESCE(1 - (c.embedding <=> (SELECT sum FROM q)), 0)::float8 AS score
-     FROM content c, t WHERE c.search @@ t.query
+     FROM content c, t WHERE c.search @@ t.query AND NOT EXISTS (SELECT FROM page_visibility v WHERE v.url = c.url AND v.hidden)
      ORDER BY score DESC, ts_rank(c.search, t.query) DESC, c.url ASC LIMIT $3`,
     [query, userid, limit],
   );
@@ -134,16 +140,19 @@ export async function similarContentMany(db: Db, requests: ReadonlyArray<Similar
     name: "similar-content-many",
     // The scan orders by the inner product alone (no interest: NULL, last, so url order); the
     // division by the norm is done for the rows kept, not for every page. The pages a user has
-    // seen are read once per request and left out of the scan, unless asked for.
-    text: `SELECT u.n, s.url, s.title, COALESCE(-s.ip / q.norm, 0)::float8 AS similarity
+    // seen are read once per request and left out of the scan, unless asked for; the hidden pages
+    // are read once per statement and always left out.
+    text: `WITH hidden AS MATERIALIZED (SELECT ${HIDDEN_URLS} AS urls)
+     SELECT u.n, s.url, s.title, COALESCE(-s.ip / q.norm, 0)::float8 AS similarity
      FROM unnest($1::text[], $2::int[], $3::bool[]) WITH ORDINALITY AS u(userid, lim, include_seen, n)
      LEFT JOIN LATERAL (SELECT sum, vector_norm(sum) AS norm FROM interests WHERE userid = u.userid AND vector_norm(sum) > 0) q ON true
      LEFT JOIN LATERAL (SELECT ${seenUrls("u.userid")} AS urls) seen ON NOT u.include_seen
+     CROSS JOIN hidden h
      CROSS JOIN LATERAL (
        SELECT c.url, c.title, c.embedding <#> q.sum AS ip FROM content c
-       ORDER BY ip ASC NULLS LAST, c.url ASC LIMIT u.lim + coalesce(cardinality(seen.urls), 0)
+       ORDER BY ip ASC NULLS LAST, c.url ASC LIMIT u.lim + coalesce(cardinality(seen.urls), 0) + coalesce(cardinality(h.urls), 0)
      ) s
-     WHERE seen.urls IS NULL OR s.url <> ALL(seen.urls)
+     WHERE (seen.urls IS NULL OR s.url <> ALL(seen.urls)) AND (h.urls IS NULL OR s.url <> ALL(h.urls))
      ORDER BY u.n, s.ip ASC NULLS LAST, s.url ASC`,
     values: [requests.map((r) => r.userid), requests.map((r) => r.limit), requests.map((r) => r.includeSeen)],
   });
@@ -154,6 +163,18 @@ export async function similarContentMany(db: Db, requests: ReadonlyArray<Similar
     if (list.length < requests[Number(n) - 1]!.limit) list.push(page);
   }
   return out;
+}
+
+/** Whether profile holds any row of the user (none asked: false), and whether it stores a page at the url (none asked: false). */
+export async function exists(db: Db, userid: string, url: string): Promise<{ user: boolean; page: boolean }> {
+  const r = await db.query<{ user: boolean; page: boolean }>(
+    `SELECT $1 <> '' AND (EXISTS (SELECT FROM interests WHERE userid = $1) OR EXISTS (SELECT FROM user_page_terms WHERE userid = $1)
+         OR EXISTS (SELECT FROM parked_clicks WHERE userid = $1) OR EXISTS (SELECT FROM likes WHERE userid = $1)
+         OR EXISTS (SELECT FROM applied_events WHERE userid = $1) OR EXISTS (SELECT FROM event_watermarks WHERE userid = $1)) AS "user",
+       $2 <> '' AND EXISTS (SELECT FROM content WHERE url = $2) AS page`,
+    [userid, url],
+  );
+  return r.rows[0]!;
 }
 
 /** Read on a client with the vector type registered, so that the sum comes back as numbers. */

@@ -27,7 +27,9 @@ export function testDatabase(label: string, opts: { maxConnections?: number; emp
   });
   if (opts.emptyEachTest) {
     beforeEach(async () => {
-      await pool.query("TRUNCATE content, interests, user_page_terms, applied_events, legacy_applied_events, event_watermarks, parked_clicks, likes");
+      await pool.query(
+        "TRUNCATE content, interests, user_page_terms, applied_events, legacy_applied_events, event_watermarks, parked_clicks, likes, page_visibility, erased_users",
+      );
     });
   }
   afterAll(async () => {
