@@ -5,7 +5,7 @@ import type { DuckDBConnection } from "@duckdb/node-api";
 import type { Bus, CrashAfterEffects } from "@recsys/bus";
 import type { Logger } from "@recsys/logging";
 import { Counter, Histogram, registry } from "@recsys/metrics";
-import { CommitLog, type CommitRecord } from "./commits.js";
+import { CommitLog, type CommitRecord, type CompanionCommit } from "./commits.js";
 import { writeParquet } from "./parquet.js";
 import { partitionOf, type ArchiveRow, type ArchiveTable, type StreamMessage } from "./tables.js";
 
@@ -90,7 +90,11 @@ export class TableArchiver {
       crashAfterEffects?: CrashAfterEffects;
     },
   ) {
-    this.log = new CommitLog(opts.dir, opts.table.name);
+    this.log = new CommitLog(
+      opts.dir,
+      opts.table.name,
+      (opts.table.companions ?? []).map((c) => c.name),
+    );
   }
 
   get table(): ArchiveTable {
@@ -102,10 +106,29 @@ export class TableArchiver {
       archivedThrough: this.committed.through,
       rows: this.committed.totalRows,
       files: this.committed.totalFiles,
-      bufferedRows: this.buffer.length,
+      bufferedRows: this.buffer.filter((r) => r.table === undefined).length,
       lostMessages: this.committed.lostMessages + this.lost,
       undecodableMessages: this.committed.undecodableMessages + this.undecodable,
     };
+  }
+
+  /**
+   * The progress of each companion table (CLICKS' erasures): archived through the same sequence as the stream's table, as one
+   * commit covers both; lost and undecodable messages are counted once, under the stream's table.
+   */
+  companionProgress(): Array<{ table: string } & TableProgress> {
+    return (this.opts.table.companions ?? []).map(({ name }) => {
+      const c = this.committed.companions?.[name];
+      return {
+        table: name,
+        archivedThrough: this.committed.through,
+        rows: c?.totalRows ?? 0,
+        files: c?.totalFiles ?? 0,
+        bufferedRows: this.buffer.filter((r) => r.table === name).length,
+        lostMessages: 0,
+        undecodableMessages: 0,
+      };
+    });
   }
 
   /** Recovers from the commit log, then archives until `signal` aborts (what is buffered then is read again at the next start). */
@@ -175,43 +198,62 @@ export class TableArchiver {
     return this.full() || Date.now() - this.bufferedSince >= this.opts.limits.maxAgeMs || this.buffer.length === 0;
   }
 
-  /** Writes the buffer, one file per hour, commits it, names the files. */
+  /** Writes the buffer, one file per table and hour, commits it, names the files. */
   async flush(): Promise<void> {
     const { table, db, crashAfterEffects, logger } = this.opts;
     const crashPoint = () => crashAfterEffects?.ran(1, logger, table.stream(this.opts.bus.topology));
     const first = this.committed.through + 1;
     const through = this.bufferedThrough;
-    const byHour = new Map<string, ArchiveRow[]>();
+    const byFile = new Map<string, { table: string; hour: string; rows: ArchiveRow[] }>();
     for (const r of this.buffer) {
+      const name = r.table ?? table.name;
       const hour = partitionOf(r.eventTimeMs);
-      let rows = byHour.get(hour);
-      if (!rows) byHour.set(hour, (rows = []));
-      rows.push(r);
+      let f = byFile.get(`${name}/${hour}`);
+      if (!f) byFile.set(`${name}/${hour}`, (f = { table: name, hour, rows: [] }));
+      f.rows.push(r);
     }
     const files: string[] = [];
-    for (const [hour, rows] of byHour) {
-      const file = `${hour}/part-${String(first).padStart(12, "0")}-${String(through).padStart(12, "0")}.parquet`;
-      const path = this.log.pathOf(file);
-      await mkdir(this.log.pathOf(hour), { recursive: true });
-      await writeParquet(db, `buffered_${table.name}`, table.columns, rows, CommitLog.tmp(path));
-      crashPoint();
-      files.push(file);
+    const companions: Record<string, CompanionCommit> = {};
+    for (const c of table.companions ?? []) {
+      const before = this.committed.companions?.[c.name];
+      companions[c.name] = { files: [], rows: 0, totalRows: before?.totalRows ?? 0, totalFiles: before?.totalFiles ?? 0 };
     }
+    for (const { table: name, hour, rows } of byFile.values()) {
+      const companion = table.companions?.find((c) => c.name === name);
+      const file = `${hour}/part-${String(first).padStart(12, "0")}-${String(through).padStart(12, "0")}.parquet`;
+      const path = this.log.pathOf(file, name);
+      await mkdir(this.log.pathOf(hour, name), { recursive: true });
+      await writeParquet(db, `buffered_${name}`, companion?.columns ?? table.columns, rows, CommitLog.tmp(path));
+      crashPoint();
+      if (companion) {
+        const c = companions[name]!;
+        c.files.push(file);
+        c.rows += rows.length;
+        c.totalRows += rows.length;
+        c.totalFiles++;
+      } else files.push(file);
+    }
+    const ownRows = this.buffer.filter((r) => r.table === undefined).length;
     const record: CommitRecord = {
       streamCreated: this.committed.streamCreated,
       through,
       files,
-      rows: this.buffer.length,
-      totalRows: this.committed.totalRows + this.buffer.length,
+      rows: ownRows,
+      totalRows: this.committed.totalRows + ownRows,
       totalFiles: this.committed.totalFiles + files.length,
       lostMessages: this.committed.lostMessages + this.lost,
       undecodableMessages: this.committed.undecodableMessages + this.undecodable,
+      ...(table.companions ? { companions } : {}),
     };
     await this.log.commit(record, crashPoint);
     const now = Date.now();
-    for (const r of this.buffer) archiveLag.observe({ table: table.name }, (now - r.ingestTimeMs) / 1000);
-    rowsArchived.inc({ table: table.name }, this.buffer.length);
+    for (const r of this.buffer) archiveLag.observe({ table: r.table ?? table.name }, (now - r.ingestTimeMs) / 1000);
+    rowsArchived.inc({ table: table.name }, ownRows);
     filesArchived.inc({ table: table.name }, files.length);
+    for (const [name, c] of Object.entries(companions)) {
+      rowsArchived.inc({ table: name }, c.rows);
+      filesArchived.inc({ table: name }, c.files.length);
+    }
     this.committed = record;
     this.buffer = [];
     this.bufferBytes = 0;

@@ -85,6 +85,33 @@ describe("the commit log", () => {
   });
 });
 
+describe("a companion table's files (CLICKS' erasures)", () => {
+  it("are named with the flush that committed them, and deleted with one that did not", async () => {
+    const dir = archive();
+    const log = new CommitLog(dir, "clicks", ["erasures"]);
+    const click = "dt=2024-01-02/hour=00/part-1-10.parquet";
+    const erasure = "dt=2024-01-02/hour=05/part-1-10.parquet";
+    writeTmp(log, click);
+    mkdirSync(join(dir, "erasures", "dt=2024-01-02", "hour=05"), { recursive: true });
+    writeFileSync(CommitLog.tmp(log.pathOf(erasure, "erasures")), "parquet");
+    const r = { ...record(10, [click]), companions: { erasures: { files: [erasure], rows: 1, totalRows: 1, totalFiles: 1 } } };
+    // A crash right after the commit point: neither file has its name yet.
+    await expect(
+      log.commit(r, () => {
+        throw new Error("crash");
+      }),
+    ).rejects.toThrow("crash");
+    // And a later flush's erasures file, written but never committed.
+    const uncommitted = "dt=2024-01-02/hour=05/part-11-20.parquet";
+    writeFileSync(CommitLog.tmp(log.pathOf(uncommitted, "erasures")), "parquet");
+
+    const recovered = await new CommitLog(dir, "clicks", ["erasures"]).recover();
+    expect(recovered?.companions?.erasures?.totalRows).toBe(1);
+    expect(existsSync(log.pathOf(click))).toBe(true);
+    expect(readdirSync(join(dir, "erasures", "dt=2024-01-02", "hour=05"))).toEqual(["part-1-10.parquet"]);
+  });
+});
+
 describe("partitions", () => {
   it("put an event in the UTC hour of its event time", () => {
     expect(partitionOf(Date.parse("2024-01-02T00:59:59.999Z"))).toBe("dt=2024-01-02/hour=00");

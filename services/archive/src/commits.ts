@@ -17,6 +17,18 @@ export interface CommitRecord {
   totalFiles: number;
   lostMessages: number;
   undecodableMessages: number;
+  /**
+   * The companion tables' part of the flush (CLICKS' erasures), by table: files under that table's directory, written and named as
+   * `files` are, their rows and totals. Their messages are committed by `through` with the rest.
+   */
+  companions?: Record<string, CompanionCommit>;
+}
+
+export interface CompanionCommit {
+  files: string[];
+  rows: number;
+  totalRows: number;
+  totalFiles: number;
 }
 
 const TMP = ".tmp";
@@ -32,6 +44,8 @@ export class CommitLog {
   constructor(
     private readonly archiveDir: string,
     private readonly table: string,
+    /** The companion tables whose files this log's records name too. */
+    private readonly companions: string[] = [],
   ) {
     this.dir = join(archiveDir, "_commits", table);
   }
@@ -41,9 +55,9 @@ export class CommitLog {
     return path + TMP;
   }
 
-  /** Where a table's file lives. */
-  pathOf(file: string): string {
-    return join(this.archiveDir, this.table, file);
+  /** Where a table's file lives (a companion's, given its name). */
+  pathOf(file: string, table = this.table): string {
+    return join(this.archiveDir, table, file);
   }
 
   /** Makes the newest flush whole and forgets what no flush committed; the newest record, or none before the first flush. */
@@ -58,7 +72,7 @@ export class CommitLog {
     }
     for (const name of names.slice(0, -1)) await rm(join(this.dir, name));
     for (const name of await readdir(this.dir)) if (name.endsWith(TMP)) await rm(join(this.dir, name));
-    await this.removeStrayTmp(join(this.archiveDir, this.table));
+    for (const table of [this.table, ...this.companions]) await this.removeStrayTmp(join(this.archiveDir, table));
     return newest;
   }
 
@@ -76,8 +90,11 @@ export class CommitLog {
   }
 
   private async applyRenames(record: CommitRecord, afterStep: () => void = () => undefined): Promise<void> {
-    for (const file of record.files) {
-      const path = this.pathOf(file);
+    const files = [
+      ...record.files.map((file) => this.pathOf(file)),
+      ...Object.entries(record.companions ?? {}).flatMap(([table, c]) => c.files.map((file) => this.pathOf(file, table))),
+    ];
+    for (const path of files) {
       if (existsSync(path)) continue;
       if (!existsSync(CommitLog.tmp(path))) throw new Error(`archive: ${path}, committed through stream sequence ${record.through}, is missing`);
       await rename(CommitLog.tmp(path), path);

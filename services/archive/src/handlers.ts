@@ -8,24 +8,25 @@ export function archiveRoutes(archivers: TableArchiver[], bus: Bus) {
     router.service(ArchiveService, {
       async progress() {
         const tables = await Promise.all(
-          archivers.map(async (a) => {
-            const stream = a.table.stream(bus.topology);
-            const info = await bus.jsm.streams.info(stream).catch((err: unknown) => {
-              throw new ConnectError(`progress unavailable: ${String(err)}`, Code.Unavailable);
-            });
-            const p = a.progress();
-            return {
-              table: a.table.name,
-              stream,
-              archivedThrough: BigInt(p.archivedThrough),
-              lastSequence: BigInt(info.state.last_seq),
-              rows: BigInt(p.rows),
-              files: BigInt(p.files),
-              bufferedRows: BigInt(p.bufferedRows),
-              lostMessages: BigInt(p.lostMessages),
-              undecodableMessages: BigInt(p.undecodableMessages),
-            };
-          }),
+          archivers
+            .flatMap((a) => [{ a, p: { table: a.table.name, ...a.progress() } }, ...a.companionProgress().map((p) => ({ a, p }))])
+            .map(async ({ a, p }) => {
+              const stream = a.table.stream(bus.topology);
+              const info = await bus.jsm.streams.info(stream).catch((err: unknown) => {
+                throw new ConnectError(`progress unavailable: ${String(err)}`, Code.Unavailable);
+              });
+              return {
+                table: p.table,
+                stream,
+                archivedThrough: BigInt(p.archivedThrough),
+                lastSequence: BigInt(info.state.last_seq),
+                rows: BigInt(p.rows),
+                files: BigInt(p.files),
+                bufferedRows: BigInt(p.bufferedRows),
+                lostMessages: BigInt(p.lostMessages),
+                undecodableMessages: BigInt(p.undecodableMessages),
+              };
+            }),
         );
         return { tables };
       },

@@ -1,6 +1,6 @@
 import { fromBinary } from "@bufbuild/protobuf";
-import { clicksOf, type MsgHdrs, type Topology } from "@recsys/bus";
-import { ContentPageSchema, LikeSchema, StatedInterestSchema } from "@recsys/contracts/events/v1/events";
+import { clicksOf, isUserDeleted, type MsgHdrs, type Topology } from "@recsys/bus";
+import { ContentPageSchema, LikeSchema, StatedInterestSchema, UserDeletedSchema } from "@recsys/contracts/events/v1/events";
 
 /** A column of an archive table: its Parquet (DuckDB) type. */
 export type ColumnType = "VARCHAR" | "UBIGINT" | "TIMESTAMPTZ" | "BOOLEAN";
@@ -10,6 +10,8 @@ export type Cell = string | bigint | number | boolean | null;
 
 /** One archived row and the event time that picks its hour. */
 export interface ArchiveRow {
+  /** A companion table of the stream's table (see ArchiveTable.companions); the stream's own table when absent. */
+  table?: CompanionTable["name"];
   eventTimeMs: number;
   /** When ingest accepted it (ms): the archive's lag is measured from here. */
   ingestTimeMs: number;
@@ -24,17 +26,40 @@ export interface StreamMessage {
   headers?: MsgHdrs;
 }
 
+/** A table of messages of another kind on a stream (CLICKS' erasures), kept beside the stream's table: ARCHIVE_DIR/<name>/dt=YYYY-MM-DD/hour=HH/. */
+export interface CompanionTable {
+  name: "erasures";
+  /** Every column of a file, in order; `stream_seq` first (the message the row came from). */
+  columns: Array<[string, ColumnType]>;
+}
+
 /** What the archive keeps of one stream, and where: ARCHIVE_DIR/<name>/dt=YYYY-MM-DD/hour=HH/. */
 export interface ArchiveTable {
   name: "clicks" | "engagement" | "content";
   stream(t: Topology): string;
   /** Every column of a file, in order; `stream_seq` first (the message the row came from). */
   columns: Array<[string, ColumnType]>;
+  /**
+   * Tables of the stream's messages of other kinds, written by the same flushes: one commit record (this table's) covers the
+   * files of all of them, so a stream sequence is held, lost or undecodable once, whatever table its message went to.
+   */
+  companions?: CompanionTable[];
   /** The rows of a message; throws when its bytes do not decode. */
   rowsOf(m: StreamMessage): ArchiveRow[];
 }
 
 const ms = (v: bigint) => Number(v);
+
+/** CLICKS' erasures (UserDeleted): in the hour ingest accepted them, as they carry no event time. */
+export const ERASURES_TABLE: CompanionTable = {
+  name: "erasures",
+  columns: [
+    ["stream_seq", "UBIGINT"],
+    ["event_id", "VARCHAR"],
+    ["userid", "VARCHAR"],
+    ["ingest_time", "TIMESTAMPTZ"],
+  ],
+};
 
 export const CLICKS_TABLE: ArchiveTable = {
   name: "clicks",
@@ -50,7 +75,13 @@ export const CLICKS_TABLE: ArchiveTable = {
     // A JSON object: each property's name and its text or number.
     ["properties", "VARCHAR"],
   ],
+  companions: [ERASURES_TABLE],
   rowsOf(m) {
+    if (isUserDeleted(m)) {
+      const d = fromBinary(UserDeletedSchema, m.data);
+      const t = ms(d.ingestTimeMs);
+      return [{ table: "erasures", eventTimeMs: t, ingestTimeMs: t, cells: [BigInt(m.seq), d.eventId, d.userid, t] }];
+    }
     return clicksOf(m).map((c) => ({
       eventTimeMs: ms(c.eventTimeMs),
       ingestTimeMs: ms(c.ingestTimeMs),

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { create } from "@bufbuild/protobuf";
 import { DuckDBInstance, type DuckDBConnection } from "@duckdb/node-api";
-import { encodeClickBatch, firstHeldSequence, type Bus, type MsgHdrs } from "@recsys/bus";
+import { encodeClickBatch, encodeUserDeleted, firstHeldSequence, type Bus, type MsgHdrs, type UserDeletion } from "@recsys/bus";
 import { ClickSchema } from "@recsys/contracts/events/v1/events";
 
 /** The local stack's archive (where `pnpm stack:up` runs services/archive): `$RECSYS_STACK_DIR/archive`, or `.stack/archive`. */
@@ -11,15 +11,15 @@ export function localArchiveDir(env: NodeJS.ProcessEnv = process.env): string {
   return join(env.RECSYS_STACK_DIR ?? fileURLToPath(new URL("../../../.stack", import.meta.url)), "archive");
 }
 
-/** The archive's tables: ARCHIVE_DIR/<table>/dt=YYYY-MM-DD/hour=HH/*.parquet. */
-export const TABLES = ["clicks", "engagement", "content"] as const;
+/** The archive's tables: ARCHIVE_DIR/<table>/dt=YYYY-MM-DD/hour=HH/*.parquet (`erasures`: CLICKS' UserDeleted messages, committed with `clicks`). */
+export const TABLES = ["clicks", "engagement", "content", "erasures"] as const;
 
 const literal = (s: string) => `'${s.replaceAll("'", "''")}'`;
 
 const hasParquet = (dir: string) => existsSync(dir) && readdirSync(dir, { recursive: true, encoding: "utf8" }).some((f) => f.endsWith(".parquet"));
 
 /**
- * An in-memory DuckDB with a view per archive table that has files (`clicks`, `engagement`, `content`), the hive partitions
+ * An in-memory DuckDB with a view per archive table that has files (`clicks`, `engagement`, `content`, `erasures`), the hive partitions
  * `dt` (YYYY-MM-DD) and `hour` (HH) as text columns; returns the connection and the tables it has.
  */
 export async function openLake(dir: string): Promise<{ db: DuckDBConnection; tables: string[] }> {
@@ -47,8 +47,14 @@ export async function query(dir: string, sql: string): Promise<{ columns: string
   }
 }
 
-/** How far the archive holds a table's stream (its newest commit record), and which stream: undefined before its first flush. */
-export async function archivedThrough(dir: string, table: (typeof TABLES)[number]): Promise<{ through: number; streamCreated: string } | undefined> {
+/**
+ * How far the archive holds a table's stream (its newest commit record), and which stream: undefined before its first flush.
+ * `clicks` holds CLICKS whole: its records commit the erasures' files too.
+ */
+export async function archivedThrough(
+  dir: string,
+  table: "clicks" | "engagement" | "content",
+): Promise<{ through: number; streamCreated: string } | undefined> {
   const commits = join(dir, "_commits", table);
   if (!existsSync(commits)) return undefined;
   const newest = readdirSync(commits)
@@ -72,6 +78,34 @@ export interface ArchivedClick {
   properties: Record<string, string | number>;
 }
 
+/** The archived clicks of the CLICKS messages with sequences in [fromSeq, beforeSeq), in stream order (by event time within a message). */
+async function clicksIn(db: DuckDBConnection, fromSeq: number, beforeSeq: number): Promise<ArchivedClick[]> {
+  const reader = await db.runAndReadAll(
+    `SELECT stream_seq::BIGINT AS seq, event_id, userid, url, event, epoch_ms(event_time) AS t, epoch_ms(ingest_time) AS it, properties
+     FROM clicks WHERE stream_seq >= ${fromSeq} AND stream_seq < ${beforeSeq} ORDER BY stream_seq, event_time, event_id`,
+  );
+  const rows = reader.getRowObjectsJS() as Array<{
+    seq: bigint;
+    event_id: string;
+    userid: string;
+    url: string;
+    event: string;
+    t: bigint;
+    it: bigint;
+    properties: string;
+  }>;
+  return rows.map((r) => ({
+    streamSeq: Number(r.seq),
+    eventId: r.event_id,
+    userid: r.userid,
+    url: r.url,
+    event: r.event,
+    eventTimeMs: Number(r.t),
+    ingestTimeMs: Number(r.it),
+    properties: JSON.parse(r.properties) as Record<string, string | number>,
+  }));
+}
+
 /**
  * The archived clicks of the CLICKS messages with sequences in [fromSeq, beforeSeq), in stream order (by event time within a
  * message), `messagesAtOnce` messages a query.
@@ -80,33 +114,7 @@ export async function* archivedClicks(dir: string, fromSeq: number, beforeSeq: n
   const { db, tables } = await openLake(dir);
   try {
     if (!tables.includes("clicks")) return;
-    for (let from = fromSeq; from < beforeSeq; from += messagesAtOnce) {
-      const to = Math.min(beforeSeq, from + messagesAtOnce);
-      const reader = await db.runAndReadAll(
-        `SELECT stream_seq::BIGINT AS seq, event_id, userid, url, event, epoch_ms(event_time) AS t, epoch_ms(ingest_time) AS it, properties
-         FROM clicks WHERE stream_seq >= ${from} AND stream_seq < ${to} ORDER BY stream_seq, event_time, event_id`,
-      );
-      const rows = reader.getRowObjectsJS() as Array<{
-        seq: bigint;
-        event_id: string;
-        userid: string;
-        url: string;
-        event: string;
-        t: bigint;
-        it: bigint;
-        properties: string;
-      }>;
-      yield rows.map((r) => ({
-        streamSeq: Number(r.seq),
-        eventId: r.event_id,
-        userid: r.userid,
-        url: r.url,
-        event: r.event,
-        eventTimeMs: Number(r.t),
-        ingestTimeMs: Number(r.it),
-        properties: JSON.parse(r.properties) as Record<string, string | number>,
-      }));
-    }
+    for (let from = fromSeq; from < beforeSeq; from += messagesAtOnce) yield await clicksIn(db, from, Math.min(beforeSeq, from + messagesAtOnce));
   } finally {
     db.closeSync();
   }
@@ -134,39 +142,73 @@ export async function clicksHeadInArchive(bus: Bus, dir: string): Promise<{ firs
   return found;
 }
 
-/** The archived CLICKS messages with sequences in [fromSeq, beforeSeq), in stream order, as ClickBatch messages of their clicks again. */
-export async function* archivedClickMessages(
-  dir: string,
-  fromSeq: number,
-  beforeSeq: number,
-): AsyncGenerator<Array<{ seq: number; data: Uint8Array; headers: MsgHdrs }>> {
-  for await (const rows of archivedClicks(dir, fromSeq, beforeSeq)) {
-    const bySeq = new Map<number, ArchivedClick[]>();
-    for (const r of rows) {
-      let clicks = bySeq.get(r.streamSeq);
-      if (!clicks) bySeq.set(r.streamSeq, (clicks = []));
-      clicks.push(r);
+/** An archived erasure (UserDeleted), with the CLICKS message it was. */
+export interface ArchivedErasure extends UserDeletion {
+  streamSeq: number;
+}
+
+/** The archived erasures of the CLICKS messages with sequences in [fromSeq, beforeSeq), in stream order. */
+async function erasuresIn(db: DuckDBConnection, fromSeq: number, beforeSeq: number): Promise<ArchivedErasure[]> {
+  const reader = await db.runAndReadAll(
+    `SELECT stream_seq::BIGINT AS seq, event_id, userid, epoch_ms(ingest_time) AS it FROM erasures
+     WHERE stream_seq >= ${fromSeq} AND stream_seq < ${beforeSeq} ORDER BY stream_seq`,
+  );
+  return (reader.getRowObjectsJS() as Array<{ seq: bigint; event_id: string; userid: string; it: bigint }>).map((r) => ({
+    streamSeq: Number(r.seq),
+    eventId: r.event_id,
+    userid: r.userid,
+    ingestTimeMs: Number(r.it),
+  }));
+}
+
+/** A CLICKS message again, as ingest published it. */
+export interface ArchivedClickMessage {
+  seq: number;
+  data: Uint8Array;
+  headers: MsgHdrs;
+}
+
+/**
+ * The archived CLICKS messages with sequences in [fromSeq, beforeSeq), in stream order, `messagesAtOnce` sequences a batch: a
+ * click message as a ClickBatch of its clicks again, an erasure as its UserDeleted (encodeUserDeleted) at its own sequence, so a
+ * rebuild meets each erasure between the clicks before it and those after, as the consumers did.
+ */
+export async function* archivedClickMessages(dir: string, fromSeq: number, beforeSeq: number, messagesAtOnce = 2_000): AsyncGenerator<ArchivedClickMessage[]> {
+  const { db, tables } = await openLake(dir);
+  try {
+    const withClicks = tables.includes("clicks");
+    const withErasures = tables.includes("erasures");
+    if (!withClicks && !withErasures) return;
+    for (let from = fromSeq; from < beforeSeq; from += messagesAtOnce) {
+      const to = Math.min(beforeSeq, from + messagesAtOnce);
+      const bySeq = new Map<number, ArchivedClick[]>();
+      for (const c of withClicks ? await clicksIn(db, from, to) : []) {
+        let clicks = bySeq.get(c.streamSeq);
+        if (!clicks) bySeq.set(c.streamSeq, (clicks = []));
+        clicks.push(c);
+      }
+      const messages: ArchivedClickMessage[] = [...bySeq].map(([seq, clicks]) => ({ seq, ...encodeClickBatch(clicks.map(clickOf)) }));
+      for (const e of withErasures ? await erasuresIn(db, from, to) : []) messages.push({ seq: e.streamSeq, ...encodeUserDeleted(e) });
+      yield messages.sort((x, y) => x.seq - y.seq);
     }
-    yield [...bySeq].map(([seq, clicks]) => ({
-      seq,
-      ...encodeClickBatch(
-        clicks.map((c) =>
-          create(ClickSchema, {
-            eventId: c.eventId,
-            userid: c.userid,
-            url: c.url,
-            event: c.event,
-            eventTimeMs: BigInt(c.eventTimeMs),
-            ingestTimeMs: BigInt(c.ingestTimeMs),
-            properties: Object.fromEntries(
-              Object.entries(c.properties).map(([k, v]) => [
-                k,
-                { kind: typeof v === "number" ? { case: "number" as const, value: v } : { case: "text" as const, value: String(v) } },
-              ]),
-            ),
-          }),
-        ),
-      ),
-    }));
+  } finally {
+    db.closeSync();
   }
+}
+
+function clickOf(c: ArchivedClick) {
+  return create(ClickSchema, {
+    eventId: c.eventId,
+    userid: c.userid,
+    url: c.url,
+    event: c.event,
+    eventTimeMs: BigInt(c.eventTimeMs),
+    ingestTimeMs: BigInt(c.ingestTimeMs),
+    properties: Object.fromEntries(
+      Object.entries(c.properties).map(([k, v]) => [
+        k,
+        { kind: typeof v === "number" ? { case: "number" as const, value: v } : { case: "text" as const, value: String(v) } },
+      ]),
+    ),
+  });
 }

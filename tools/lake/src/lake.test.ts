@@ -1,0 +1,91 @@
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { DuckDBInstance } from "@duckdb/node-api";
+import { readClicks } from "@recsys/bus";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { archivedClickMessages, query } from "./lake.js";
+
+// Parquet files laid out and typed as services/archive writes them (DuckDB, hour partitions), read back by the lake.
+
+const dir = mkdtempSync(join(tmpdir(), "lake-erasures-"));
+const literal = (s: string) => `'${s.replaceAll("'", "''")}'`;
+
+async function writeFile(table: string, hour: string, name: string, select: string) {
+  mkdirSync(join(dir, table, hour), { recursive: true });
+  const db = await (await DuckDBInstance.create(":memory:")).connect();
+  await db.run(`COPY (${select}) TO ${literal(join(dir, table, hour, name))} (FORMAT parquet, COMPRESSION zstd)`);
+  db.closeSync();
+}
+
+const click = (seq: number, id: string, userid: string, minute: number) =>
+  `SELECT ${seq}::UBIGINT AS stream_seq, '${id}' AS event_id, '${userid}' AS userid, 'https://e.org/${id}' AS url, 'view' AS event,
+     TIMESTAMPTZ '2024-01-02 00:${String(minute).padStart(2, "0")}:00+00' AS event_time, TIMESTAMPTZ '2024-01-02 00:59:00+00' AS ingest_time, '{}' AS properties`;
+
+beforeAll(async () => {
+  // CLICKS 1-6: clicks at 1, 2, 4 and 6 (4 in another hour's file), erasures at 3 and 5 (of the hour ingest took them).
+  await writeFile(
+    "clicks",
+    "dt=2024-01-02/hour=00",
+    "part-000000000001-000000000006.parquet",
+    [click(1, "a", "u1", 1), click(2, "b", "u2", 2), click(6, "f", "u1", 9)].join(" UNION ALL "),
+  );
+  await writeFile(
+    "clicks",
+    "dt=2024-01-01/hour=23",
+    "part-000000000001-000000000006.parquet",
+    click(4, "d", "u1", 3).replace("2024-01-02 00:03", "2024-01-01 23:59"),
+  );
+  await writeFile(
+    "erasures",
+    "dt=2024-01-02/hour=01",
+    "part-000000000001-000000000006.parquet",
+    `SELECT * FROM (VALUES (3::UBIGINT, 'del-1', 'u1', TIMESTAMPTZ '2024-01-02 01:00:00+00'), (5::UBIGINT, 'del-2', 'u2', TIMESTAMPTZ '2024-01-02 01:00:01+00'))
+       AS t(stream_seq, event_id, userid, ingest_time)`,
+  );
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe("the archived CLICKS messages", () => {
+  it("yield each erasure at its own sequence among the clicks, as the UserDeleted it was", async () => {
+    const batches: Array<Array<{ seq: number; what: string }>> = [];
+    for await (const messages of archivedClickMessages(dir, 1, 7, 4)) {
+      batches.push(
+        messages.map((m) => {
+          const read = readClicks(m);
+          if ("error" in read) return { seq: m.seq, what: `error ${read.error}` };
+          if (read.deletion) return { seq: m.seq, what: `erase ${read.deletion.userid} ${read.deletion.eventId} ${read.deletion.ingestTimeMs}` };
+          return { seq: m.seq, what: `clicks ${read.clicks.map((c) => `${c.userid}:${c.eventId}`).join(",")}` };
+        }),
+      );
+    }
+    expect(batches).toEqual([
+      [
+        { seq: 1, what: "clicks u1:a" },
+        { seq: 2, what: "clicks u2:b" },
+        { seq: 3, what: `erase u1 del-1 ${Date.parse("2024-01-02T01:00:00Z")}` },
+        { seq: 4, what: "clicks u1:d" },
+      ],
+      [
+        { seq: 5, what: `erase u2 del-2 ${Date.parse("2024-01-02T01:00:01Z")}` },
+        { seq: 6, what: "clicks u1:f" },
+      ],
+    ]);
+  });
+
+  it("start and end where asked", async () => {
+    const seqs: number[] = [];
+    for await (const messages of archivedClickMessages(dir, 3, 6)) seqs.push(...messages.map((m) => m.seq));
+    expect(seqs).toEqual([3, 4, 5]);
+  });
+});
+
+describe("SQL over the archive", () => {
+  it("has a view of the erasures", async () => {
+    const { rows } = await query(dir, "SELECT stream_seq, userid, dt, hour FROM erasures ORDER BY stream_seq");
+    expect(rows).toEqual([
+      { stream_seq: "3", userid: "u1", dt: "2024-01-02", hour: "01" },
+      { stream_seq: "5", userid: "u2", dt: "2024-01-02", hour: "01" },
+    ]);
+  });
+});
