@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import {
   applicableClicks,
   clickDeadLetter,
@@ -8,6 +9,7 @@ import {
   type Disposition,
   type ItemDeadLetter,
   type MsgHdrs,
+  type ReadClicks,
 } from "@recsys/bus";
 import { Counter, registry, type DependencyHealth } from "@recsys/metrics";
 import type { AnalyticsStore, ClickOutcome } from "./store.js";
@@ -22,31 +24,82 @@ const clickOutcomes = new Counter({
   registers: [registry],
 });
 
-type Verdict = ClickOutcome | { undecodable: string };
+const erasures = new Counter({
+  name: "recsys_analytics_erasures_total",
+  help: "Users erased (UserDeleted on CLICKS): their rows forgotten by ClickMetrics, their clicks kept in the aggregates only",
+  registers: [registry],
+});
 
-/** The effect of CLICKS messages, without NATS: every readable click in one transaction; one verdict list per message (or why it cannot be read). */
+type Verdict = ClickOutcome | { undecodable: string };
+type MessageVerdicts = { clicks: Parameters<typeof clickDeadLetter>[0]; verdicts: Verdict[] } | { erased: string } | { error: string };
+
+/**
+ * How an erasure meets publication. The service waits (up to `waitPublishedMs`, then throws so the message is redelivered) until
+ * every emitted window is on CLICK_METRICS before changing rows; a rebuild publishes nothing while it applies, and passes none.
+ */
+export interface ErasureOptions {
+  waitPublishedMs?: number;
+}
+
+export class PublicationBehindError extends Error {}
+
+const isErasure = (d: ReadClicks) => !("error" in d) && d.deletion !== undefined;
+
+async function erase(store: AnalyticsStore, userid: string, opts: ErasureOptions): Promise<void> {
+  const deadline = Date.now() + (opts.waitPublishedMs ?? 0);
+  while (!(await store.eraseUser(userid, opts.waitPublishedMs !== undefined))) {
+    if (Date.now() >= deadline)
+      throw new PublicationBehindError(`emitted windows not yet on CLICK_METRICS after ${opts.waitPublishedMs} ms: the erasure of a user waits for them`);
+    await sleep(25);
+  }
+  erasures.inc();
+}
+
+/**
+ * The effect of CLICKS messages, without NATS, in stream order: the readable clicks of consecutive click messages in one
+ * transaction, an erasure (UserDeleted) in its own between them; one verdict list per message (or the user erased, or why it
+ * cannot be read).
+ */
 export async function applyClickMessages(
   messages: Array<{ data: Uint8Array; headers?: MsgHdrs }>,
   store: AnalyticsStore,
   watermarks?: WatermarkLog,
-): Promise<Array<{ clicks: Parameters<typeof clickDeadLetter>[0]; verdicts: Verdict[] } | { error: string }>> {
+  erasure: ErasureOptions = {},
+): Promise<MessageVerdicts[]> {
   const decoded = messages.map(readClicks);
-  const { outcomes, watermarkMs } = await store.applyClicks(applicableClicks(decoded));
-  if (watermarkMs !== undefined) watermarks?.record(watermarkMs, Date.now());
-  let next = 0;
-  return decoded.map((d) =>
-    "error" in d ? d : { clicks: d.clicks, verdicts: d.checked.map((c): Verdict => ("error" in c ? { undecodable: c.error } : outcomes[next++]!)) },
-  );
+  const results: MessageVerdicts[] = [];
+  for (let i = 0; i < decoded.length; ) {
+    const d = decoded[i]!;
+    if (!("error" in d) && d.deletion) {
+      await erase(store, d.deletion.userid, erasure);
+      results.push({ erased: d.deletion.userid });
+      i++;
+      continue;
+    }
+    let end = i;
+    while (end < decoded.length && !isErasure(decoded[end]!)) end++;
+    const run = decoded.slice(i, end);
+    const { outcomes, watermarkMs } = await store.applyClicks(applicableClicks(run));
+    if (watermarkMs !== undefined) watermarks?.record(watermarkMs, Date.now());
+    let next = 0;
+    for (const r of run)
+      results.push(
+        "error" in r ? r : { clicks: r.clicks, verdicts: r.checked.map((c): Verdict => ("error" in c ? { undecodable: c.error } : outcomes[next++]!)) },
+      );
+    i = end;
+  }
+  return results;
 }
 
-/** The effect of CLICKS messages as the consumer takes them: their clicks applied, then the windows that closed emitted. */
-export async function applyAndEmit(messages: Array<{ data: Uint8Array; headers?: MsgHdrs }>, emission: EmissionOptions) {
-  const verdicts = await applyClickMessages(messages, emission.store, emission.watermarks);
+/** The effect of CLICKS messages as the consumer takes them: their clicks applied (users erased), then the windows that closed emitted. */
+export async function applyAndEmit(messages: Array<{ data: Uint8Array; headers?: MsgHdrs }>, emission: EmissionOptions, erasure: ErasureOptions = {}) {
+  const verdicts = await applyClickMessages(messages, emission.store, emission.watermarks, erasure);
   await emitDue(emission, null);
   return verdicts;
 }
 
-function dispositionOf(message: Awaited<ReturnType<typeof applyClickMessages>>[number]): Disposition {
+function dispositionOf(message: MessageVerdicts): Disposition {
+  if ("erased" in message) return { kind: "ack" };
   if ("error" in message) {
     clickOutcomes.inc({ outcome: "undecodable" });
     return { kind: "dead-letter", cause: "undecodable", reason: `undecodable: ${message.error}` };
@@ -73,7 +126,7 @@ function dispositionOf(message: Awaited<ReturnType<typeof applyClickMessages>>[n
 /**
  * Consumes CLICKS in stream order, one message at a time, even across crashes (a redelivery comes before anything newer): the
  * watermark then moves only as fast as the stream's own order, never past clicks a crash left unacked. Acked after the transaction
- * and the emission of the windows it closed.
+ * and the emission of the windows it closed. An erasure (UserDeleted) is applied in its place and acked, never dead-lettered.
  */
 export function runClickConsumer(opts: {
   bus: Bus;
@@ -81,6 +134,8 @@ export function runClickConsumer(opts: {
   emission: EmissionOptions;
   postgres: DependencyHealth;
   crashAfterEffects?: CrashAfterEffects;
+  /** How long an erasure waits for the emitted windows to be published before its message is redelivered. */
+  erasureWaitMs: number;
   signal: AbortSignal;
 }) {
   const { bus } = opts;
@@ -98,11 +153,12 @@ export function runClickConsumer(opts: {
     logger,
     signal: opts.signal,
     async handleBatch(messages) {
-      let verdicts: Awaited<ReturnType<typeof applyClickMessages>>;
+      let verdicts: MessageVerdicts[];
       try {
-        verdicts = await applyAndEmit(messages, opts.emission);
+        verdicts = await applyAndEmit(messages, opts.emission, { waitPublishedMs: opts.erasureWaitMs });
       } catch (err) {
-        return messages.map((): Disposition => ({ kind: "retry", reason: `PostgreSQL: ${String(err)}` }));
+        const reason = err instanceof PublicationBehindError ? err.message : `PostgreSQL: ${String(err)}`;
+        return messages.map((): Disposition => ({ kind: "retry", reason }));
       }
       return verdicts.map(dispositionOf);
     },

@@ -6,6 +6,7 @@ import { createLogger } from "@recsys/logging";
 import { DependencyHealth, timeCalls } from "@recsys/metrics";
 import { onShutdown, serviceTokenFor, startRpcServer } from "@recsys/server";
 import { runClickConsumer } from "./consumer.js";
+import { runVisibilityConsumer } from "./visibility.js";
 import { runEmitter } from "./emitter.js";
 import { analyticsRoutes } from "./handlers.js";
 import { createPool, migrateWhenReachable, schemaFor } from "./pg.js";
@@ -82,8 +83,11 @@ const running = Promise.all([
     emission: emissionOptions,
     postgres: postgresWrites,
     crashAfterEffects: new CrashAfterEffects(config.RECSYS_CRASH_AFTER_EFFECTS),
+    // A publication a few emitter ticks behind is normal; one stuck longer redelivers the erasure later.
+    erasureWaitMs: Math.max(10_000, 20 * config.EMIT_INTERVAL_MS),
     signal: stop.signal,
   }),
+  runVisibilityConsumer({ bus, store, postgres: postgresWrites, logger, signal: stop.signal }),
   runEmitter({
     ...emissionOptions,
     bus,

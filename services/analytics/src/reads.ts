@@ -65,15 +65,21 @@ export class AnalyticsReads {
     };
   }
 
-  /** Urls by clicks in the `periodMs` ending with the watermark's pane (live: panes of unemitted windows count too); undefined before any click. */
+  /**
+   * Urls by clicks in the `periodMs` ending with the watermark's pane (live: panes of unemitted windows count too), hidden urls
+   * left out (the next ones take their places); undefined before any click.
+   */
   async trending(periodMs: number, event: string | undefined, limit: number) {
     const b = await this.bounds();
     if (b.watermarkMs === undefined) return undefined;
     const toMs = Math.floor(b.watermarkMs / this.windows.slideMs) * this.windows.slideMs + this.windows.slideMs;
     const fromMs = Math.max(toMs - periodMs, b.keptFromMs ?? Number.NEGATIVE_INFINITY);
     const { rows } = await this.pool.query<{ url: string; clicks: string }>(
-      `SELECT url, sum(clicks) AS clicks FROM panes WHERE pane_start_ms >= $1 AND pane_start_ms < $2 AND ($3::text IS NULL OR event = $3)
-       GROUP BY url ORDER BY clicks DESC, url LIMIT $4`,
+      `SELECT t.url, t.clicks FROM (
+         SELECT url, sum(clicks) AS clicks FROM panes WHERE pane_start_ms >= $1 AND pane_start_ms < $2 AND ($3::text IS NULL OR event = $3)
+         GROUP BY url) t
+       WHERE NOT EXISTS (SELECT FROM url_visibility v WHERE v.url = t.url AND v.hidden)
+       ORDER BY t.clicks DESC, t.url LIMIT $4`,
       [fromMs, toMs, event ?? null, limit],
     );
     return { fromMs, toMs, urls: rows.map((r) => ({ url: r.url, clicks: Number(r.clicks) })) };

@@ -8,7 +8,7 @@ import { createLogger } from "@recsys/logging";
 import { quoteIdent } from "@recsys/postgres";
 import { analyticsConfig } from "./config.js";
 import { applyAndEmit } from "./consumer.js";
-import { clicksConsumer, clicksDurable } from "./durable.js";
+import { clicksConsumer, clicksDurable, visibilityConsumer } from "./durable.js";
 import { createPool, migrateWhenReachable, schemaFor } from "./pg.js";
 import { AnalyticsStore } from "./store.js";
 import { WatermarkLog } from "./watermark-log.js";
@@ -29,19 +29,23 @@ try {
   const stream = bus.topology.clicksStream;
   const { firstSeq, messages: held } = await clicksHeadInArchive(bus, config.ARCHIVE_DIR);
   const consumers = await idleConsumers(bus, stream, (name) => name === clicksDurable || name === clicksConsumer.durable, "analytics");
+  // Hidden urls go with the schema: the VISIBILITY durable starts over, and the compacted stream gives every url's latest state again.
+  const visibility = await idleConsumers(bus, bus.topology.visibilityStream, (name) => name === visibilityConsumer.durable, "analytics");
   // Panes, ids and progress go; the schema is made again as at a first start.
   await migrationPool.query(`DROP SCHEMA IF EXISTS ${quoteIdent(schema)} CASCADE`);
   await migrateWhenReachable(migrationPool, pool, schema, logger);
   for (const c of consumers) await bus.jsm.consumers.delete(stream, c.name);
+  for (const c of visibility) await bus.jsm.consumers.delete(bus.topology.visibilityStream, c.name);
   let fromArchive = "";
   if (firstSeq > 1) {
     const store = new AnalyticsStore(pool, hopWindows(config.WINDOW_SIZE_MS, config.WINDOW_SLIDE_MS));
     const emission = { store, watermarks: new WatermarkLog(), logger, latenessMs: config.ALLOWED_LATENESS_MS, emitted: {} };
     let clicks = 0;
-    // One message at a time, each followed by the windows it closed, as the consumer takes them.
+    // One message at a time, each followed by the windows it closed, as the consumer takes them; erasures in their places (nothing is
+    // published meanwhile, so they wait for no publication).
     for await (const messages of archivedClickMessages(config.ARCHIVE_DIR, 1, firstSeq)) {
       for (const m of messages) {
-        for (const v of await applyAndEmit([m], emission)) if (!("error" in v)) clicks += v.verdicts.filter((x) => x === "applied").length;
+        for (const v of await applyAndEmit([m], emission)) if ("verdicts" in v) clicks += v.verdicts.filter((x) => x === "applied").length;
       }
     }
     await bus.jsm.consumers.add(stream, {

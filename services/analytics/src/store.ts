@@ -62,6 +62,26 @@ export class AnalyticsStore {
     return { outcomes: rows[0]!.outcomes, watermarkMs: num(rows[0]!.watermark) };
   }
 
+  /**
+   * Forgets a user (an erasure): their pane rows join the erased users' ('' userid: counted in EventMix and Trending, answered by no
+   * ClickMetrics and never published) and their applied ids go, so their next clicks are a new user's. With `whenPublished`, refused
+   * (false, nothing changed) while an emitted window is not yet on CLICK_METRICS, whose rows must stay as emitted until published.
+   */
+  async eraseUser(userid: string, whenPublished: boolean): Promise<boolean> {
+    const { rows } = await this.pool.query<{ erased: boolean }>("SELECT erased FROM erase_user($1, $2)", [userid, whenPublished]);
+    return rows[0]!.erased;
+  }
+
+  /** Keeps a url's visibility unless a state of a later VISIBILITY sequence is kept: "stale" when nothing changed (a redelivery, an older state). */
+  async applyVisibility(v: { url: string; hidden: boolean; seq: number }): Promise<"applied" | "stale"> {
+    const r = await this.pool.query(
+      `INSERT INTO url_visibility (url, hidden, seq) VALUES ($1, $2, $3)
+       ON CONFLICT (url) DO UPDATE SET hidden = excluded.hidden, seq = excluded.seq WHERE url_visibility.seq < excluded.seq`,
+      [v.url, v.hidden, v.seq],
+    );
+    return r.rowCount === 1 ? "applied" : "stale";
+  }
+
   /** Emits the windows the watermark closed, or every window holding data when `idleMs` is given and no click was applied for that long. Undefined when nothing was due. */
   async emit(latenessMs: number, idleMs: number | null): Promise<Emission | undefined> {
     const { rows } = await this.pool.query<{ emitted_from: string | null; emitted_before: string | null }>("SELECT * FROM emit_windows($1, $2, $3, $4)", [

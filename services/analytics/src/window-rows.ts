@@ -23,7 +23,8 @@ export interface RowFilters {
 /**
  * The rows of the emitted windows starting in [fromMs, beforeMs) (and at or after `kept_from_ms`), by window start, userid, event,
  * url (bytewise, so the same rows come in the same order every time): each the sum of the panes the window holds, of the pane rows
- * counting in it (`first_window_ms` at or before it). One statement, so emission and pruning are seen at one instant.
+ * counting in it (`first_window_ms` at or before it); never the erased users' rows (userid ''). One statement, so emission and
+ * pruning are seen at one instant.
  */
 export async function windowRows(
   db: pg.Pool | pg.PoolClient,
@@ -47,7 +48,7 @@ export async function windowRows(
      JOIN panes p ON p.pane_start_ms >= greatest($1, s.kept_from_ms) AND p.pane_start_ms < least($2, s.emitted_before_ms) - $4 + $3
      CROSS JOIN LATERAL generate_series(greatest($1, s.kept_from_ms, p.pane_start_ms - $3 + $4, p.first_window_ms),
                                         least($2 - $4, s.emitted_before_ms - $4, p.pane_start_ms), $4) AS w
-     WHERE s.emitted_before_ms IS NOT NULL ${where}
+     WHERE s.emitted_before_ms IS NOT NULL AND p.userid <> '' ${where}
      GROUP BY w, p.userid, p.event, p.url
      ORDER BY w, p.userid COLLATE "C", p.event COLLATE "C", p.url COLLATE "C"
      LIMIT $${params.length}`,
@@ -74,11 +75,11 @@ function filterSql(f: RowFilters, params: unknown[], alias = ""): string {
   return where.join(" ");
 }
 
-/** The start of the `n`-th pane row (in pane order) at or after `fromMs` matching the filters; undefined when there are fewer. */
+/** The start of the `n`-th pane row (in pane order) at or after `fromMs` matching the filters, erased users' aside; undefined when there are fewer. */
 export async function nthPaneFrom(db: pg.Pool | pg.PoolClient, fromMs: number, n: number, f: RowFilters): Promise<number | undefined> {
   const params: unknown[] = [fromMs, n - 1];
   const { rows } = await db.query<{ pane_start_ms: string }>(
-    `SELECT pane_start_ms FROM panes WHERE pane_start_ms >= $1 ${filterSql(f, params)} ORDER BY pane_start_ms OFFSET $2 LIMIT 1`,
+    `SELECT pane_start_ms FROM panes WHERE pane_start_ms >= $1 AND userid <> '' ${filterSql(f, params)} ORDER BY pane_start_ms OFFSET $2 LIMIT 1`,
     params,
   );
   return rows[0] === undefined ? undefined : Number(rows[0].pane_start_ms);

@@ -1,0 +1,45 @@
+import { fromBinary } from "@bufbuild/protobuf";
+import { runDurableConsumer, type Bus, type Disposition } from "@recsys/bus";
+import { PageVisibilitySchema } from "@recsys/contracts/events/v1/events";
+import type { Logger } from "@recsys/logging";
+import type { DependencyHealth } from "@recsys/metrics";
+import { visibilityConsumer } from "./durable.js";
+import type { AnalyticsStore } from "./store.js";
+
+/**
+ * The effect of a VISIBILITY message (PageVisibility), without NATS: the url's state kept, versioned by the message's stream
+ * sequence, so a redelivered or older state never replaces a newer one. Undecodable or without url: dead-lettered.
+ */
+export async function applyVisibilityMessage(m: { data: Uint8Array; seq: number }, store: AnalyticsStore): Promise<Disposition> {
+  let v: ReturnType<typeof fromBinary<typeof PageVisibilitySchema>>;
+  try {
+    v = fromBinary(PageVisibilitySchema, m.data);
+  } catch (err) {
+    return { kind: "dead-letter", cause: "undecodable", reason: `undecodable: ${String(err)}` };
+  }
+  if (!v.url) return { kind: "dead-letter", cause: "undecodable", reason: "undecodable: PageVisibility without url" };
+  await store.applyVisibility({ url: v.url, hidden: v.hidden, seq: m.seq });
+  return { kind: "ack" };
+}
+
+/** Consumes VISIBILITY (a compacted stream: each url's latest state) into the urls Trending leaves out. */
+export function runVisibilityConsumer(opts: { bus: Bus; store: AnalyticsStore; postgres: DependencyHealth; logger: Logger; signal: AbortSignal }) {
+  const { bus } = opts;
+  return runDurableConsumer({
+    bus,
+    stream: bus.topology.visibilityStream,
+    ...visibilityConsumer,
+    filterSubject: bus.topology.visibilitySubjects,
+    dependency: opts.postgres,
+    concurrency: 4,
+    logger: opts.logger,
+    signal: opts.signal,
+    async handle(m) {
+      try {
+        return await applyVisibilityMessage(m, opts.store);
+      } catch (err) {
+        return { kind: "retry", reason: `PostgreSQL: ${String(err)}` };
+      }
+    },
+  });
+}
