@@ -1,6 +1,7 @@
 import { commonEnv, consumerEnv, port, positiveInt, z } from "@recsys/config";
 import { DEFAULT_ALLOWED_LATENESS_MS, DEFAULT_USER_CLICK_BUDGET } from "@recsys/validation";
-import { DEFAULT_DEDUP_RETENTION_MS, DEFAULT_MAX_BATCH, DEFAULT_SEEN_HORIZON_MS } from "./redis-store.js";
+import type { Redis } from "ioredis";
+import { CovisitStore, DEFAULT_DEDUP_RETENTION_MS, DEFAULT_MAX_BATCH, DEFAULT_SEEN_HORIZON_MS } from "./redis-store.js";
 
 /** covisit's settings: the service's, and its rebuild's, which applies clicks as the service does. */
 export const covisitConfig = z.object({
@@ -17,3 +18,17 @@ export const covisitConfig = z.object({
   // Recommendation with a userid leaves out the pages that user clicked this long before their newest click.
   SEEN_HORIZON_MS: positiveInt(DEFAULT_SEEN_HORIZON_MS),
 });
+
+/** The store as the service and its rebuild apply clicks with these settings. */
+export function storeFrom(redis: Redis, config: z.infer<typeof covisitConfig>): CovisitStore {
+  return new CovisitStore(
+    redis,
+    config.RECSYS_NAMESPACE,
+    config.ALLOWED_LATENESS_MS,
+    config.DEDUP_RETENTION_MS,
+    config.USER_CLICK_BUDGET,
+    config.SEEN_HORIZON_MS,
+    // An erased user's tombstone lives as long as CLICKS keeps a message from before the erasure.
+    config.CLICKS_MAX_AGE_MS,
+  );
+}

@@ -3,12 +3,11 @@ import { connectBus, CrashAfterEffects, headGoneBeforeConsumer, natsAuthFrom, st
 import { readConfig } from "@recsys/config";
 import { createLogger } from "@recsys/logging";
 import { visitFilter } from "@recsys/validation";
-import { covisitConfig } from "./config.js";
+import { covisitConfig, storeFrom } from "./config.js";
 import { DependencyHealth, timeCalls } from "@recsys/metrics";
 import { onShutdown, serviceTokenFor, startRpcServer } from "@recsys/server";
 import { adoptSingleDurable, clickDurables, clicksConsumer, consumerNeverDelivered, runClickConsumer, type ConsumerStats } from "./consumer.js";
 import { covisitRoutes } from "./handlers.js";
-import { CovisitStore } from "./redis-store.js";
 import { runVisibilityConsumer, visibilityCaughtUp, visibilityConsumerExists } from "./visibility-consumer.js";
 
 const config = readConfig(covisitConfig);
@@ -35,16 +34,7 @@ const policy = await redis.info("memory").then(
 );
 if (policy && policy !== "noeviction") logger.error({ policy }, "Redis evicts keys when full: run it with maxmemory-policy noeviction, or counts may be lost");
 const store = timeCalls(
-  new CovisitStore(
-    redis,
-    config.RECSYS_NAMESPACE,
-    config.ALLOWED_LATENESS_MS,
-    config.DEDUP_RETENTION_MS,
-    config.USER_CLICK_BUDGET,
-    config.SEEN_HORIZON_MS,
-    // An erased user's tombstone lives as long as CLICKS keeps a message from before the erasure.
-    config.CLICKS_MAX_AGE_MS,
-  ),
+  storeFrom(redis, config),
   "redis",
 );
 const bus = await connectBus({

@@ -6,10 +6,9 @@ import { ConsumerRunningError, connectBus, natsAuthFrom } from "@recsys/bus";
 import { readConfig, z } from "@recsys/config";
 import { createLogger } from "@recsys/logging";
 import { visitFilter } from "@recsys/validation";
-import { covisitConfig } from "./config.js";
+import { covisitConfig, storeFrom } from "./config.js";
 import { ArchiveGapError, clicksHeadInArchive, localArchiveDir } from "@recsys/lake/lake";
 import { applyArchivedClicks, prepareRebuild } from "./rebuild.js";
-import { CovisitStore } from "./redis-store.js";
 
 const config = readConfig(
   covisitConfig.extend({
@@ -26,15 +25,7 @@ try {
   const done = await prepareRebuild({ bus, redis, namespace: config.RECSYS_NAMESPACE });
   let fromArchive = "";
   if (firstSeq > 1) {
-    const store = new CovisitStore(
-      redis,
-      config.RECSYS_NAMESPACE,
-      config.ALLOWED_LATENESS_MS,
-      config.DEDUP_RETENTION_MS,
-      config.USER_CLICK_BUDGET,
-      config.SEEN_HORIZON_MS,
-      config.CLICKS_MAX_AGE_MS,
-    );
+    const store = storeFrom(redis, config);
     const applied = await applyArchivedClicks({
       bus,
       store,
