@@ -89,7 +89,7 @@ afterAll(async () => {
 });
 
 describe("NATS users per service (deploy/nats/nats.conf)", () => {
-  it("each service does its work with its own user: pages are embedded and stored, clicks counted by covisit, profile and analytics, and archived", async () => {
+  it("each service does its work with its own user: pages are embedded and stored, clicks counted by covisit, profile and analytics, and archived; a hiding and an erasure applied by each", async () => {
     const c = clientsOf(stack);
     const now = Date.now();
     const pages = ["https://example.org/nats/a", "https://example.org/nats/b"];
@@ -139,7 +139,14 @@ describe("NATS users per service (deploy/nats/nats.conf)", () => {
         async () => Object.fromEntries((await c.archive.progress({})).tables.map((t) => [t.table, [Number(t.rows), t.archivedThrough === t.lastSequence]])),
         { timeout: 30_000, interval: 250 },
       )
-      .toEqual({ clicks: [2, true], content: [2, true], engagement: [0, true] });
+      .toEqual({ clicks: [2, true], content: [2, true], engagement: [0, true], erasures: [0, true] });
+
+    // ingest publishes a hiding and an erasure and reads the consumers' progress; covisit, profile and analytics apply both.
+    expect((await c.ingest.setPageVisibility({ url: pages[1]!, hidden: true })).pending).toEqual([]);
+    expect((await c.covisit.recommendation({ url: pages[0]! })).items).toEqual([]);
+    expect((await c.ingest.deleteUser({ userid: "u1" })).pending).toEqual([]);
+    expect((await c.covisit.recentPages({ userid: "u1" })).urls).toEqual([]);
+    expect((await c.profile.exists({ userid: "u1" })).user).toBe(false);
 
     // Every consumer acked what it took: no message waits for a redelivery after a refused ack.
     const admin = await connect({ servers: nats.url, user: "admin", pass: natsPasswords.admin });
@@ -147,7 +154,7 @@ describe("NATS users per service (deploy/nats/nats.conf)", () => {
       const jsm = await jetstreamManager(admin);
       const unacked = async () => {
         const out: string[] = [];
-        for (const stream of ["CLICKS", "CONTENT", "EMBEDDINGS"])
+        for (const stream of ["CLICKS", "CONTENT", "EMBEDDINGS", "VISIBILITY"])
           for (const info of await jsm.consumers.list(stream).next())
             if (info.num_ack_pending + info.num_pending + info.num_redelivered > 0) out.push(`${stream}/${info.name}`);
         return out;
