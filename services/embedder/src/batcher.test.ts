@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { DynamicBatcher, QueueFullError, lengthClass, type BatchModel } from "./batcher.js";
+import { DynamicBatcher, QueueFullError, lengthClass, takeBatch, type BatchModel } from "./batcher.js";
 
 /** Token ids = one per word, valued by the word's length; the "embedding" echoes the ids back. */
 class RecordingModel implements BatchModel {
@@ -77,6 +77,20 @@ describe("DynamicBatcher", () => {
     expect(b.stats.realTokens).toBe(3 + 4 + 5 + 180 + 200);
   });
 
+  it("batches texts of one class by similar length, each caller still getting its own vector", async () => {
+    const b = new DynamicBatcher(model, { maxBatch: 3, maxDelayMs: 1_000, maxQueue: 100 }, () => Date.now());
+    // One length class (17-32 tokens), lengths interleaved: first in, first out would pad 17 to 32 and 18 to 31.
+    const texts = [17, 32, 18, 31, 19, 30].map((n) => words(n));
+    const out = b.embed(texts);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(model.batches.map((batch) => batch.map((ids) => ids.length))).toEqual([
+      [17, 18, 19],
+      [32, 31, 30],
+    ]);
+    expect((await out).map((v) => v.length)).toEqual([17, 32, 18, 31, 19, 30]);
+    expect(b.stats.paddedTokens).toBe(3 * 19 + 3 * 32);
+  });
+
   it("keeps a class that fills up from waiting behind an overdue one, and serves both", async () => {
     const b = new DynamicBatcher(model, { maxBatch: 2, maxDelayMs: 50, maxQueue: 100 }, () => Date.now());
     const lonely = b.embed([words(100)]);
@@ -108,6 +122,30 @@ describe("DynamicBatcher", () => {
     await vi.advanceTimersByTimeAsync(5);
     await failed;
     expect(await after).toHaveLength(2);
+  });
+});
+
+describe("takeBatch", () => {
+  const waiting = (...lengths: number[]) => lengths.map((n, order) => ({ ids: Array.from({ length: n }, () => 1), order }));
+  const lengthsOf = (list: { ids: readonly number[] }[]) => list.map((p) => p.ids.length);
+
+  it("takes the oldest and the texts nearest its length, leaving the rest in order", () => {
+    const list = waiting(50, 100, 51, 99, 52, 98, 53);
+    expect(lengthsOf(takeBatch(list, 3))).toEqual([50, 51, 52]);
+    expect(lengthsOf(list)).toEqual([100, 99, 98, 53]);
+  });
+
+  it("always takes the oldest, even when its length is far from every other", () => {
+    const list = waiting(100, 10, 11, 12, 13);
+    expect(lengthsOf(takeBatch(list, 2))).toEqual([100, 13]);
+    expect(lengthsOf(list)).toEqual([10, 11, 12]);
+  });
+
+  it("is first in, first out at max batch 1, and takes a short list whole", () => {
+    const list = waiting(9, 3, 7);
+    expect(lengthsOf(takeBatch(list, 1))).toEqual([9]);
+    expect(lengthsOf(takeBatch(list, 5))).toEqual([3, 7]);
+    expect(list).toEqual([]);
   });
 });
 

@@ -49,6 +49,44 @@ export function lengthClass(tokens: number): number {
   return Math.max(4, Math.ceil(Math.log2(Math.max(1, tokens))));
 }
 
+/** How many of a class's oldest sequences a batch is chosen from: enough to find similar lengths, few enough to bound any wait. */
+const CANDIDATES_PER_SLOT = 4;
+
+/**
+ * Takes the next batch out of one class's waiting list (oldest first): its oldest sequence and, of the oldest
+ * `CANDIDATES_PER_SLOT × size`, the ones whose lengths sit closest to each other around it, so that the batch pads less than
+ * the first `size` would (a class spans up to twice its shortest length). The oldest always goes, so none waits forever;
+ * the rest keep their order. Which texts share a batch changes no vector: padding is masked.
+ */
+export function takeBatch<T extends { ids: readonly number[] }>(list: T[], size: number): T[] {
+  if (list.length <= size) return list.splice(0);
+  const candidates = Math.min(list.length, CANDIDATES_PER_SLOT * size);
+  const byLength = Array.from({ length: candidates }, (_, i) => i).sort((a, b) => list[a]!.ids.length - list[b]!.ids.length || a - b);
+  const oldestAt = byLength.indexOf(0);
+  const length = (k: number) => list[byLength[k]!]!.ids.length;
+  // Each window of `size` neighbours in length order that holds the oldest pads to its longest; keep the least padded.
+  let best = -1;
+  let bestPadding = Infinity;
+  for (let start = Math.max(0, oldestAt - size + 1); start <= Math.min(oldestAt, candidates - size); start++) {
+    let real = 0;
+    for (let k = start; k < start + size; k++) real += length(k);
+    const padding = length(start + size - 1) * size - real;
+    if (padding < bestPadding) {
+      bestPadding = padding;
+      best = start;
+    }
+  }
+  const chosen = new Set(byLength.slice(best, best + size));
+  const batch: T[] = [];
+  let kept = 0;
+  for (let i = 0; i < list.length; i++) {
+    if (chosen.has(i)) batch.push(list[i]!);
+    else list[kept++] = list[i]!;
+  }
+  list.length = kept;
+  return batch;
+}
+
 /**
  * One queue for every caller of one model session; a length class runs when full or when its oldest sequence waited `maxDelayMs`.
  * One batch runs at a time: the session already uses every core it is given.
@@ -114,7 +152,7 @@ export class DynamicBatcher {
       return;
     }
     const list = this.classes.get(cls)!;
-    const batch = list.splice(0, this.options.maxBatch);
+    const batch = takeBatch(list, this.options.maxBatch);
     if (list.length === 0) this.classes.delete(cls);
     this.waiting -= batch.length;
     this.running = true;

@@ -111,7 +111,7 @@ export async function freshness(seconds: number, file: string) {
 export async function embedThroughput(base: string, texts: string[]) {
   // Uncompressed, as the gateway asks its backends: gzip of 16 × 384 floats costs CPU for nothing on loopback.
   const embedder = createClient(EmbedderService, createGrpcTransport({ baseUrl: base, acceptCompression: [] }));
-  await embedder.embed({ texts: texts.slice(0, 8) });
+  const { model } = await embedder.embed({ texts: texts.slice(0, 8) });
   const perCall = 16;
   let next = 0;
   const t0 = performance.now();
@@ -124,5 +124,5 @@ export async function embedThroughput(base: string, texts: string[]) {
       }
     }),
   );
-  return texts.length / ((performance.now() - t0) / 1000);
+  return { docsPerSecond: texts.length / ((performance.now() - t0) / 1000), model };
 }
