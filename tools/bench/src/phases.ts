@@ -6,21 +6,12 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { EmbedderService } from "@recsys/contracts/embedder/v1/embedder";
 import { replay } from "@recsys/loadgen/replay";
-import { percentiles, runOpenLoop } from "./open-loop.js";
+import { percentiles } from "./open-loop.js";
 import type { Click } from "./reference-data.js";
 import { gatewayCall, url } from "./stack.js";
 
 // The measured phases, each against the running stack: throughput to visible, freshness, request
 // latency under an open loop, and embedding throughput.
-
-/**
- * An open-loop phase at `rate`, measured after a run of its own unmeasured (at most 3 s): a process's first requests find
- * its code not yet compiled and its connections not yet open, which a running gateway is past.
- */
-export async function openLoopPhase(rate: number, seconds: number, request: (i: number) => Promise<void>) {
-  await runOpenLoop({ rate, durationMs: Math.min(seconds, 3) * 1000, request });
-  return runOpenLoop({ rate, durationMs: seconds * 1000, request });
-}
 
 /**
  * The reference clicks as this run's own traffic: user ids prefixed with the run, so that a run
