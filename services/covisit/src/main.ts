@@ -33,10 +33,7 @@ const policy = await redis.info("memory").then(
   (err: unknown) => void logger.warn({ err: String(err) }, "cannot read Redis' maxmemory-policy: make sure it is noeviction, or counts may be lost"),
 );
 if (policy && policy !== "noeviction") logger.error({ policy }, "Redis evicts keys when full: run it with maxmemory-policy noeviction, or counts may be lost");
-const store = timeCalls(
-  storeFrom(redis, config),
-  "redis",
-);
+const store = timeCalls(storeFrom(redis, config), "redis");
 const bus = await connectBus({
   url: config.NATS_URL,
   name: "covisit",
