@@ -167,6 +167,10 @@ export interface LookupEncoder {
   pooledOutput?: boolean;
 }
 
+/** The three int64 inputs of a model in all-MiniLM-L6-v2's layout, each [batch, sequence]. */
+const TOKEN_INPUTS = () =>
+  ["input_ids", "attention_mask", "token_type_ids"].map((name) => tensorValue(name, TensorProto_DataType.INT64, ["batch", "sequence"]));
+
 /**
  * A BERT-shaped encoder without layers: last_hidden_state[b, s] = (E[input_ids[b, s]] + T[token_type_ids[b, s]])
  * × attention_mask[b, s]. It takes the three BERT inputs so the service feeds it exactly as it feeds MiniLM.
@@ -176,14 +180,9 @@ export function lookupEncoderModel(spec: LookupEncoder): ModelProto {
   if (spec.tokenTable.length !== v * d) throw new Error(`token table must be ${v}×${d}`);
   const typeTable = spec.typeTable ?? new Float32Array(2 * d);
   const { q, scale } = quantizeRows(spec.tokenTable, v, d);
-  const ids = ["batch", "sequence"];
   const g = graph({
     name: spec.name,
-    inputs: [
-      tensorValue("input_ids", TensorProto_DataType.INT64, ids),
-      tensorValue("attention_mask", TensorProto_DataType.INT64, ids),
-      tensorValue("token_type_ids", TensorProto_DataType.INT64, ids),
-    ],
+    inputs: TOKEN_INPUTS(),
     outputs: [
       tensorValue("last_hidden_state", TensorProto_DataType.FLOAT, ["batch", "sequence", d]),
       ...(spec.pooledOutput ? [tensorValue(SENTENCE_EMBEDDING, TensorProto_DataType.FLOAT, ["batch", d])] : []),
@@ -338,14 +337,9 @@ export function transformerEncoderModel(spec: TransformerEncoder): ModelProto {
   const count = op("Max", [op("ReduceSum", [maskFloat, "axis_1"], "token_count", { keepdims: 1n }), "one"], "token_count_at_least_1");
   op("LpNormalization", [op("Div", [summed, count], "mean_pooled")], SENTENCE_EMBEDDING, { axis: -1n, p: 2n });
 
-  const ids = ["batch", "sequence"];
   const g = graph({
     name: spec.name,
-    inputs: [
-      tensorValue("input_ids", TensorProto_DataType.INT64, ids),
-      tensorValue("attention_mask", TensorProto_DataType.INT64, ids),
-      tensorValue("token_type_ids", TensorProto_DataType.INT64, ids),
-    ],
+    inputs: TOKEN_INPUTS(),
     outputs: [
       tensorValue("last_hidden_state", TensorProto_DataType.FLOAT, ["batch", "sequence", h]),
       tensorValue(SENTENCE_EMBEDDING, TensorProto_DataType.FLOAT, ["batch", h]),
