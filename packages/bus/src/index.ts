@@ -42,3 +42,4 @@ export {
   type ReadClicks,
 } from "./clicks.js";
 export { userEventMessageId, type UserEventKind } from "./message-ids.js";
+export { encodeVisibility, readVisibility, type Visibility } from "./visibility.js";

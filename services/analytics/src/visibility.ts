@@ -1,6 +1,4 @@
-import { fromBinary } from "@bufbuild/protobuf";
-import { runDurableConsumer, type Bus, type Disposition } from "@recsys/bus";
-import { PageVisibilitySchema } from "@recsys/contracts/events/v1/events";
+import { readVisibility, runDurableConsumer, type Bus, type Disposition } from "@recsys/bus";
 import type { Logger } from "@recsys/logging";
 import type { DependencyHealth } from "@recsys/metrics";
 import { visibilityConsumer } from "./durable.js";
@@ -11,13 +9,8 @@ import type { AnalyticsStore } from "./store.js";
  * sequence, so a redelivered or older state never replaces a newer one. Undecodable or without url: dead-lettered.
  */
 export async function applyVisibilityMessage(m: { data: Uint8Array; seq: number }, store: AnalyticsStore): Promise<Disposition> {
-  let v: ReturnType<typeof fromBinary<typeof PageVisibilitySchema>>;
-  try {
-    v = fromBinary(PageVisibilitySchema, m.data);
-  } catch (err) {
-    return { kind: "dead-letter", cause: "undecodable", reason: `undecodable: ${String(err)}` };
-  }
-  if (!v.url) return { kind: "dead-letter", cause: "undecodable", reason: "undecodable: PageVisibility without url" };
+  const v = readVisibility(m.data);
+  if ("error" in v) return { kind: "dead-letter", cause: "undecodable", reason: `undecodable: ${v.error}` };
   await store.applyVisibility({ url: v.url, hidden: v.hidden, seq: m.seq });
   return { kind: "ack" };
 }

@@ -1,7 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { fromBinary } from "@bufbuild/protobuf";
-import { consumerNames, isNotFound, runDurableConsumer, type Bus, type CrashAfterEffects, type Disposition } from "@recsys/bus";
-import { PageVisibilitySchema, type PageVisibility } from "@recsys/contracts/events/v1/events";
+import { consumerNames, isNotFound, readVisibility, runDurableConsumer, type Bus, type CrashAfterEffects, type Disposition } from "@recsys/bus";
 import type { Logger } from "@recsys/logging";
 import { Counter, registry, type DependencyHealth } from "@recsys/metrics";
 import type { CovisitStore } from "./redis-store.js";
@@ -15,17 +13,6 @@ const visibilityOutcomes = new Counter({
   labelNames: ["outcome"] as const,
   registers: [registry],
 });
-
-/** A VISIBILITY message read: the url and its state, or why it cannot be. */
-export function readVisibility(data: Uint8Array): { url: string; hidden: boolean } | { error: string } {
-  let v: PageVisibility;
-  try {
-    v = fromBinary(PageVisibilitySchema, data);
-  } catch (err) {
-    return { error: String(err) };
-  }
-  return v.url ? { url: v.url, hidden: v.hidden } : { error: "missing url" };
-}
 
 /** The effect of one VISIBILITY message at stream sequence `seq`, without NATS: an older state than the one applied changes nothing. */
 export async function applyVisibilityMessage(m: { seq: number; data: Uint8Array }, store: CovisitStore): Promise<Disposition> {

@@ -2,6 +2,7 @@ import { create, toBinary, type DescMessage } from "@bufbuild/protobuf";
 import {
   encodeClickBatch,
   encodeUserDeleted,
+  encodeVisibility,
   isStreamFull,
   StreamFill,
   StreamFullError,
@@ -11,7 +12,7 @@ import {
   type Bus,
   type MsgHdrs,
 } from "@recsys/bus";
-import { ClickSchema, PageVisibilitySchema } from "@recsys/contracts/events/v1/events";
+import { ClickSchema } from "@recsys/contracts/events/v1/events";
 import { Counter, registry } from "@recsys/metrics";
 
 import { DEFAULT_EVENT_TYPE } from "@recsys/validation";
@@ -120,14 +121,9 @@ export class EventPublisher {
   /** A page's visibility, on its url's subject of VISIBILITY (which keeps the latest message per subject). */
   async publishVisibility(url: string, hidden: boolean, ingestTimeMs: number): Promise<Published & { eventId: string }> {
     const eventId = eventIdOf(["visibility", url, hidden, ingestTimeMs]);
-    const payload = toBinary(PageVisibilitySchema, create(PageVisibilitySchema, { eventId, url, hidden, ingestTimeMs: BigInt(ingestTimeMs) }));
+    const m = encodeVisibility({ eventId, url, hidden, ingestTimeMs });
     const [published] = await this.publishAll(this.bus.topology.visibilityStream, [
-      {
-        subject: this.bus.topology.visibilitySubject(urlKey(url)),
-        msgID: `visibility-${eventId}`,
-        headers: typedHeaders(PageVisibilitySchema.typeName),
-        payload,
-      },
+      { subject: this.bus.topology.visibilitySubject(urlKey(url)), msgID: `visibility-${eventId}`, headers: m.headers, payload: m.data },
     ]);
     return { ...published!, eventId };
   }

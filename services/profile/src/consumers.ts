@@ -4,6 +4,7 @@ import {
   clickDeadLetter,
   consumerNames,
   readClicks,
+  readVisibility,
   runDurableConsumer,
   type Bus,
   type ClickToApply,
@@ -19,11 +20,9 @@ import {
   ContentEmbeddingSchema,
   InterestEmbeddingSchema,
   LikeSchema,
-  PageVisibilitySchema,
   type ContentEmbedding,
   type InterestEmbedding,
   type Like,
-  type PageVisibility as PageVisibilityMessage,
 } from "@recsys/contracts/events/v1/events";
 import type { Logger } from "@recsys/logging";
 import type { ProfileStore } from "./pg-store.js";
@@ -82,14 +81,8 @@ export function decodeInterest(data: Uint8Array, dimension: number): Decoded<Int
 }
 
 export function decodeVisibility(data: Uint8Array, seq: number): Decoded<PageVisibility> {
-  let v: PageVisibilityMessage;
-  try {
-    v = fromBinary(PageVisibilitySchema, data);
-  } catch (err) {
-    return { ok: false, error: String(err) };
-  }
-  if (!v.url) return { ok: false, error: "missing url" };
-  return { ok: true, value: { url: v.url, hidden: v.hidden, seq } };
+  const v = readVisibility(data);
+  return "error" in v ? { ok: false, error: v.error } : { ok: true, value: { ...v, seq } };
 }
 
 /**
