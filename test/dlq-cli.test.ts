@@ -153,13 +153,16 @@ describe("pnpm dlq", () => {
   it("does not replay an embedding over a newer one: EMBEDDINGS keeps only the newest message of a page", async () => {
     const ns = stack.namespace;
     const subject = `${ns}.embeddings.dlqtest`;
-    // Two messages of one page that are no embedding: profile dead-letters both, the stream keeps the second.
-    for (const id of ["first", "second"]) await jetstream(nc).publish(subject, Uint8Array.of(0xff, 0xff, 0xff, 0x07), { msgID: id });
+    // Two messages of one page that are no embedding: profile dead-letters both, the stream keeps the second. The second goes out
+    // once the first is filed: sent at once, it could replace the first in the stream before profile was delivered it.
     const filed = async () =>
       (await (await jetstreamManager(nc)).streams.info(`${ns.toUpperCase()}_DEAD_LETTERS`, { subjects_filter: `${ns}.dlq.embeddings` })).state.subjects?.[
         `${ns}.dlq.embeddings`
       ] ?? 0;
-    await vi.waitFor(async () => expect(await filed()).toBe(2), { timeout: 20_000, interval: 100 });
+    for (const [n, id] of ["first", "second"].entries()) {
+      await jetstream(nc).publish(subject, Uint8Array.of(0xff, 0xff, 0xff, 0x07), { msgID: id });
+      await vi.waitFor(async () => expect(await filed()).toBe(n + 1), { timeout: 20_000, interval: 100 });
+    }
 
     const failed: { code?: number; stdout: string } = await dlq("replay", "--source", "embeddings", "--dry-run", "--json").catch(
       (err: { code: number; stdout: string }) => err,
