@@ -154,6 +154,8 @@ async function main(opts: { json?: string; quick: boolean }) {
     ingest_ack_p99_ms: ingest.ackP99Ms,
     freshness_p50_ms_at_100_per_s: round(fresh.p50Ms),
     freshness_p99_ms_at_100_per_s: round(fresh.p99Ms),
+    freshness_acked_p50_ms_at_100_per_s: round(fresh.acked.p50Ms),
+    freshness_acked_p99_ms_at_100_per_s: round(fresh.acked.p99Ms),
     freshness_probes: fresh.probes,
     ingest_to_visible_clicks_per_s_analytics_paused: ingestAnalyticsPaused ? Math.round(ingestAnalyticsPaused.clicksPerSecond) : null,
     ingest_to_visible_clicks_per_s_archive_paused: ingestArchivePaused ? Math.round(ingestArchivePaused.clicksPerSecond) : null,

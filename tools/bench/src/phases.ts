@@ -73,6 +73,8 @@ export async function freshness(seconds: number, file: string) {
   });
   const run = Date.now().toString(36);
   const samples: number[] = [];
+  // How long of each sample the click's own Clickstream call took (gateway, ingest, JetStream's ack): the rest is the consumers'.
+  const acks: number[] = [];
   const end = performance.now() + seconds * 1000;
   await sleep(500);
   for (let n = 0; performance.now() < end; n++) {
@@ -82,6 +84,7 @@ export async function freshness(seconds: number, file: string) {
     await gatewayCall("Clickstream", { event: { userid, url: a } });
     const t0 = performance.now();
     await gatewayCall("Clickstream", { event: { userid, url: b } });
+    acks.push(performance.now() - t0);
     for (;;) {
       const rec = (await gatewayCall("Recommendation", { url: a })) as { items?: Array<{ recommendation: string }> };
       if (rec.items?.some((i) => i.recommendation === b)) break;
@@ -92,7 +95,7 @@ export async function freshness(seconds: number, file: string) {
   }
   const sent = await background;
   // The background's clicks and the probes' two each.
-  return { probes: samples.length, clicks: sent.accepted + 2 * samples.length, ...percentiles(samples) };
+  return { probes: samples.length, clicks: sent.accepted + 2 * samples.length, ...percentiles(samples), acked: percentiles(acks) };
 }
 
 /**
