@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, PermissionViolationError } from "@nats-io/transport-node";
+import { CovisitStore } from "@recsys/covisit-store";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { clientsOf } from "./harness/clients.js";
@@ -21,7 +22,7 @@ const USERS = ["ingest", "covisit", "embedder", "profile", "analytics", "archive
 // As deploy/compose-secrets.sh makes them: nats-server reads a password starting with a digit as a number.
 const password = () => `p${randomBytes(16).toString("hex")}`;
 const natsPasswords = Object.fromEntries(["admin", ...USERS].map((u) => [u, password()])) as Record<"admin" | (typeof USERS)[number], string>;
-const redisPasswords = { REDIS_ADMIN_PASSWORD: password(), REDIS_COVISIT_PASSWORD: password() };
+const redisPasswords = { REDIS_ADMIN_PASSWORD: password(), REDIS_COVISIT_PASSWORD: password(), REDIS_GATEWAY_PASSWORD: password() };
 
 const archiveDir = mkdtempSync(join(tmpdir(), "recsys-archive-"));
 let nats: PrivateServer;
@@ -284,6 +285,39 @@ describe("covisit's Redis user (deploy/compose.yaml)", () => {
       await admin.del("other:secret");
       admin.disconnect();
       covisit.disconnect();
+    }
+  });
+
+  it("the gateway's user answers Recommendation from covisit's keys with covisit's script, and writes none of them", async () => {
+    const admin = new Redis(adminUrl(), { lazyConnect: true, maxRetriesPerRequest: 1 });
+    const gatewayRedis = new Redis(redis.url.replace("redis://", `redis://gateway:${redisPasswords.REDIS_GATEWAY_PASSWORD}@`), {
+      lazyConnect: true,
+      maxRetriesPerRequest: 1,
+    });
+    await Promise.all([admin.connect(), gatewayRedis.connect()]);
+    const ns = "gwacl";
+    try {
+      // covisit's keys as covisit writes them (with the admin user here), under the deployed prefix recsys:.
+      const writer = new CovisitStore(admin, "", 0);
+      const reader = CovisitStore.reader(gatewayRedis, "");
+      const [a, b] = [`https://${ns}.example/a`, `https://${ns}.example/b`];
+      await writer.markFirstClick();
+      await writer.applyClicks([
+        { eventId: `${ns}1`, userid: `${ns}-u`, url: a, eventTimeMs: Date.now() - 2_000, event: "view" },
+        { eventId: `${ns}2`, userid: `${ns}-u`, url: b, eventTimeMs: Date.now() - 1_000, event: "view" },
+      ]);
+      await writer.markServed();
+      expect(await reader.coVisitsAfter(a, 10, `${ns}-u`)).toEqual(await writer.coVisitsAfter(a, 10, `${ns}-u`));
+      expect(await reader.coVisitsAfter(a, 10)).toEqual([{ recommendation: b, frequency: 1 }]);
+      // Writing covisit's keys, by a command or a script: refused.
+      expect(await outcome(gatewayRedis.set("recsys:gwacl", "x"))).toBe("NOPERM");
+      expect(await outcome(gatewayRedis.eval("return redis.call('ZINCRBY', KEYS[1], 1, 'x')", 1, `recsys:cv:${a}`))).toBe("NOPERM");
+      expect(await outcome(gatewayRedis.del(`recsys:cv:${a}`))).toBe("NOPERM");
+    } finally {
+      const keys = await admin.keys("recsys:*");
+      if (keys.length) await admin.del(...keys);
+      admin.disconnect();
+      gatewayRedis.disconnect();
     }
   });
 

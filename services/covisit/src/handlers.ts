@@ -1,21 +1,13 @@
-import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
+import type { ConnectRouter } from "@connectrpc/connect";
 import { consumerNames, consumerProgress, deadLettered, type Bus } from "@recsys/bus";
 import { CovisitService, type RecommendationRequest } from "@recsys/contracts/covisit/v1/covisit";
 import { answerEach } from "@recsys/server";
-import { checkLimit, checkUrl, checkUserid, orInvalidArgument } from "@recsys/validation";
-import { CountsLostError, type CovisitStore } from "./redis-store.js";
+import { checkUserid, orInvalidArgument } from "@recsys/validation";
+import { answerRecommendation, type CovisitStore } from "./redis-store.js";
 
 /** `durables`: the CLICKS consumers whose progress Progress reports (see clickDurables). */
 export function covisitRoutes(store: CovisitStore, bus: Bus, durables: string[]) {
-  async function recommendation(req: RecommendationRequest) {
-    const url = orInvalidArgument(() => checkUrl(req.url));
-    const limit = orInvalidArgument(() => checkLimit(req.limit === 0 ? undefined : req.limit));
-    const userid = req.userid === "" ? "" : orInvalidArgument(() => checkUserid(req.userid));
-    const items = await store.coVisitsAfter(url, limit, userid).catch((err: unknown) => {
-      throw err instanceof CountsLostError ? new ConnectError(err.message, Code.Unavailable) : err;
-    });
-    return { items: items.map((c) => ({ recommendation: c.recommendation, frequency: BigInt(c.frequency) })) };
-  }
+  const recommendation = (req: RecommendationRequest) => answerRecommendation(store, req);
   return (router: ConnectRouter) =>
     router.service(CovisitService, {
       recommendation,

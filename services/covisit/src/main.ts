@@ -87,6 +87,8 @@ if (!visibilityWasRead) {
   logger.info({ stream: bus.topology.visibilityStream }, "reading every page's visibility before serving");
   await visibilityCaughtUp(bus, logger, stopConsuming.signal);
 }
+// From here readers of these counts in other processes (the gateway) may answer from them too.
+if (await store.intact()) await store.markServed();
 
 const server = await startRpcServer({
   name: "covisit",

@@ -1,6 +1,16 @@
 import { Redis } from "ioredis";
 import { afterAll, beforeEach, describe, expect, it } from "vitest";
-import { CountsLostError, CovisitStore, DEFAULT_DEDUP_RETENTION_MS, DEFAULT_TOMBSTONE_MS, WINDOW_MS, type ClickToApply } from "./redis-store.js";
+import { Code } from "@connectrpc/connect";
+import {
+  answerRecommendation,
+  CountsLostError,
+  CovisitStore,
+  DEFAULT_DEDUP_RETENTION_MS,
+  DEFAULT_TOMBSTONE_MS,
+  NotServedYetError,
+  WINDOW_MS,
+  type ClickToApply,
+} from "./redis-store.js";
 
 // The script is the domain logic here, so it is tested where it runs: in the real Redis.
 const redis = new Redis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
@@ -492,5 +502,41 @@ describe("hidden pages (visibility.lua, recommend.lua)", () => {
       { recommendation: d, frequency: 3 },
     ]);
     expect(await store.hiddenPages()).toEqual([]);
+  });
+});
+
+describe("a reader in another process (CovisitStore.reader, as the gateway reads)", () => {
+  const [a, b] = ["https://e.org/ra", "https://e.org/rb"] as const;
+
+  it("answers covisit's answers only while covisit serves from the counts", async () => {
+    await store.applyClicks([click("r1", a, T0), click("r1", b, T0 + 1_000)]);
+    const reader = CovisitStore.reader(redis, namespace);
+    // Counts in Redis, but covisit has not served from them yet (starting, or a rebuild under way): nothing is answered.
+    await expect(reader.coVisitsAfter(a, 10)).rejects.toBeInstanceOf(NotServedYetError);
+    await expect(answerRecommendation(reader, { url: a, limit: 10, userid: "" })).rejects.toMatchObject({ code: Code.Unavailable });
+    await store.markServed();
+    expect(await reader.coVisitsAfter(a, 10)).toEqual(await store.coVisitsAfter(a, 10));
+    expect(await reader.coVisitsAfter(a, 10)).toEqual([{ recommendation: b, frequency: 1 }]);
+    // Hidden pages and the user's own recent pages are left out as covisit leaves them out.
+    await store.applyVisibility(b, true, 1);
+    expect(await reader.coVisitsAfter(a, 10)).toEqual([]);
+    await store.applyVisibility(b, false, 2);
+    expect(await reader.coVisitsAfter(a, 10, "r1")).toEqual(await store.coVisitsAfter(a, 10, "r1"));
+    // The keys deleted (Redis lost them, or pnpm covisit:rebuild): nothing again until covisit serves once more.
+    await clearNamespace();
+    await expect(reader.coVisitsAfter(a, 10)).rejects.toBeInstanceOf(NotServedYetError);
+  });
+
+  it("checks the request as covisit does: InvalidArgument naming the field", async () => {
+    await store.markServed();
+    const reader = CovisitStore.reader(redis, namespace);
+    await expect(answerRecommendation(reader, { url: "nope", limit: 10, userid: "" })).rejects.toMatchObject({
+      code: Code.InvalidArgument,
+      rawMessage: expect.stringMatching(/^url:/),
+    });
+    await expect(answerRecommendation(reader, { url: a, limit: -1, userid: "" })).rejects.toMatchObject({
+      code: Code.InvalidArgument,
+      rawMessage: expect.stringMatching(/^limit:/),
+    });
   });
 });

@@ -15,7 +15,7 @@ const windowDocs = {
 
 describe("the storage version", () => {
   it("is the one covisit.lua's header states, or no store loads the script", () => {
-    expect(storageVersionStated(read("./covisit.lua").split("\n", 1)[0]!)).toBe(STORAGE_VERSION);
+    expect(storageVersionStated(read("../../../packages/covisit-store/src/covisit.lua").split("\n", 1)[0]!)).toBe(STORAGE_VERSION);
     expect(() => applyClicksScript()).not.toThrow();
   });
 

@@ -7,12 +7,14 @@ import { AnalyticsService } from "@recsys/contracts/analytics/v1/analytics";
 import { CovisitService } from "@recsys/contracts/covisit/v1/covisit";
 import { IngestService } from "@recsys/contracts/ingest/v1/ingest";
 import { ProfileService } from "@recsys/contracts/profile/v1/profile";
+import { CovisitStore, DEFAULT_SEEN_HORIZON_MS } from "@recsys/covisit-store";
 import { createLogger } from "@recsys/logging";
 import { isLoopback, onShutdown, sendServiceToken, startRpcServer } from "@recsys/server";
 import { Redis } from "ioredis";
 import { Access, parseApiKeys, sharedLimiters, type RateLimits } from "./access.js";
 import { Authenticator } from "./auth.js";
 import { corsFor, parseOrigins } from "./cors.js";
+import { readingCovisitRedis } from "./covisit-reads.js";
 import { createDashboard, guardMetrics } from "./dashboard.js";
 import { openApiRoute } from "./openapi-http.js";
 import { serveGraphql } from "./graphql-http.js";
@@ -27,6 +29,10 @@ const config = readConfig(
     GATEWAY_PORT: port(8080),
     INGEST_URL: z.string().url().default("http://127.0.0.1:50051"),
     COVISIT_URL: z.string().url().default("http://127.0.0.1:50052"),
+    // Recommendation is read from covisit's Redis here (see covisit-reads.ts); by default the one of REDIS_URL. Its user needs
+    // read access to covisit's keys. SEEN_HORIZON_MS must be covisit's.
+    COVISIT_REDIS_URL: z.string().default(""),
+    SEEN_HORIZON_MS: positiveInt(DEFAULT_SEEN_HORIZON_MS),
     PROFILE_URL: z.string().url().default("http://127.0.0.1:50054"),
     ANALYTICS_URL: z.string().url().default("http://127.0.0.1:50055"),
     // Only the dashboard reads the embedder (its /healthz and /metrics).
@@ -71,9 +77,15 @@ const transport = (baseUrl: string) =>
     acceptCompression: [],
     interceptors: [clientTracing, ...sendServiceToken(config.SERVICE_TOKEN || undefined)],
   });
+// Its scripts of concurrent requests go to Redis in one write.
+const covisitRedis = new Redis(config.COVISIT_REDIS_URL || config.REDIS_URL, { maxRetriesPerRequest: 1, enableAutoPipelining: true });
+covisitRedis.on("error", (err) => logger.warn({ err: String(err) }, "covisit's redis (Recommendation Unavailable meanwhile)"));
 const backends = {
   analytics: createClient(AnalyticsService, transport(config.ANALYTICS_URL)),
-  covisit: createClient(CovisitService, transport(config.COVISIT_URL)),
+  covisit: readingCovisitRedis(
+    createClient(CovisitService, transport(config.COVISIT_URL)),
+    CovisitStore.reader(covisitRedis, config.RECSYS_NAMESPACE, config.SEEN_HORIZON_MS),
+  ),
   ingest: createClient(IngestService, transport(config.INGEST_URL)),
   profile: createClient(ProfileService, transport(config.PROFILE_URL)),
 };
@@ -147,7 +159,7 @@ const server = await startRpcServer({
         () => false,
       ),
     );
-    return (await Promise.all(probes)).every(Boolean);
+    return covisitRedis.status === "ready" && (await Promise.all(probes)).every(Boolean);
   },
   logger,
 });
@@ -155,4 +167,5 @@ onShutdown(logger, async () => {
   dashboard.close();
   await server.close();
   redis.disconnect();
+  covisitRedis.disconnect();
 });

@@ -4,7 +4,7 @@
 // coalescing, no second hop. Part of the bench's tooling, never a service. It answers the Connect JSON routes' paths and bodies,
 // so one load generator drives it and the gateway alike, and prints `listening <port>` when ready.
 import { createServer, type IncomingMessage } from "node:http";
-import { CovisitStore } from "@recsys/covisit/store";
+import { CovisitStore } from "@recsys/covisit-store";
 import { Redis } from "ioredis";
 import pg from "pg";
 import { similarContentMany } from "@recsys/profile/reads";

@@ -1,4 +1,4 @@
-import { CovisitStore, DEFAULT_MAX_BATCH, keyPrefix, type ClickToApply } from "@recsys/covisit/store";
+import { CovisitStore, DEFAULT_MAX_BATCH, keyPrefix, type ClickToApply } from "@recsys/covisit-store";
 import { CREATE_CLICKS_TABLE, INSERT_CLICKS, REFERENCE_COVISIT_SQL } from "@recsys/loadgen/reference-sql";
 import { laneIndex } from "@recsys/loadgen/sender";
 import { Redis } from "ioredis";

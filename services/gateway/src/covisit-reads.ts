@@ -1,0 +1,25 @@
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, type Client } from "@connectrpc/connect";
+import { BatchRecommendationResponseSchema, type CovisitService } from "@recsys/contracts/covisit/v1/covisit";
+import { answerRecommendation, type CovisitStore } from "@recsys/covisit-store";
+import { answerEach } from "@recsys/server";
+
+/**
+ * covisit's client with its `BatchRecommendation` answered here, from covisit's Redis, by covisit's own code (`answerRecommendation`
+ * on a `CovisitStore.reader`): the same script, checks and errors, without a second process in the path of the busiest query.
+ * The reader answers only while covisit serves from those counts (Unavailable otherwise, as covisit's RPC would be), so counts
+ * being rebuilt, or read before every hidden page is applied, are never answered. A failing Redis is Unavailable too. The other
+ * RPCs still go to covisit.
+ */
+export function readingCovisitRedis(client: Client<typeof CovisitService>, reader: CovisitStore): Client<typeof CovisitService> {
+  const single = (req: { url?: string; limit?: number; userid?: string }) =>
+    answerRecommendation(reader, { url: req.url ?? "", limit: req.limit ?? 0, userid: req.userid ?? "" }).catch((err: unknown) => {
+      throw err instanceof ConnectError ? err : new ConnectError(`covisit's Redis: ${String(err)}`, Code.Unavailable);
+    });
+  return {
+    ...client,
+    async batchRecommendation(req) {
+      return create(BatchRecommendationResponseSchema, { results: await answerEach(req.requests ?? [], single) });
+    },
+  };
+}
