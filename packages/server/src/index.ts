@@ -3,4 +3,5 @@ export { serveMetrics, serveMetricsJson, type HttpRequest, type HttpResponse } f
 export { sendServiceToken } from "./interceptors.js";
 export { isLoopback, serviceTokenFor } from "./service-token.js";
 export { MAX_REQUEST_BYTES, PEER_HEADER, SERVER_LIMITS, startRpcServer, type RpcServer, type RpcServerOptions, type ServerLimits } from "./rpc-server.js";
+export { type PlainJsonRoute } from "./plain-json.js";
 export { onShutdown } from "./shutdown.js";

@@ -10,6 +10,7 @@ import { healthRoutes, type Healthy } from "./grpc-health.js";
 import { reflectionRoutes } from "./grpc-reflection.js";
 import { serveHealthz, serveMetrics, serveMetricsJson, type HttpRequest, type HttpResponse } from "./http-endpoints.js";
 import { logRpcs, requireServiceToken, timeRpcs } from "./interceptors.js";
+import { plainJsonCalls, type PlainJsonRoute } from "./plain-json.js";
 import { protocolSniffer } from "./protocol-sniffing.js";
 
 export const MAX_REQUEST_BYTES = 1024 * 1024;
@@ -40,6 +41,11 @@ export interface RpcServerOptions {
    * first and returns true when it has taken it; the rest go to /healthz and Connect as before.
    */
   http?: (req: HttpRequest, res: HttpResponse) => boolean;
+  /**
+   * Hot unary methods (also registered by `routes`) whose plainest calls skip connect-es's per-request machinery: Connect JSON
+   * over HTTP/1.1, without compression or a deadline (see plain-json.ts). Same interceptors, answers and errors.
+   */
+  plainJson?: PlainJsonRoute[];
 }
 
 export interface ServerLimits {
@@ -91,6 +97,7 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
   setServiceName(opts.name);
   const maxBytes = opts.maxRequestBytes ?? MAX_REQUEST_BYTES;
   const healthy = cachedFor(HEALTH_CACHE_MS, opts.healthy);
+  const interceptors = [serverTracing, timeRpcs, logRpcs(opts.logger), ...(opts.serviceToken ? [requireServiceToken(opts.serviceToken)] : [])];
   const connect = connectNodeAdapter({
     routes: (router) => {
       opts.routes(router);
@@ -99,8 +106,9 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
       reflectionRoutes(router);
     },
     readMaxBytes: maxBytes,
-    interceptors: [serverTracing, timeRpcs, logRpcs(opts.logger), ...(opts.serviceToken ? [requireServiceToken(opts.serviceToken)] : [])],
+    interceptors,
   });
+  const plain = plainJsonCalls(opts.plainJson ?? [], interceptors, maxBytes);
   const handle = (req: HttpRequest, res: HttpResponse) => {
     // Handlers see headers, not sockets: the peer address travels as a header no client can set.
     req.headers[PEER_HEADER] = req.socket?.remoteAddress ?? "";
@@ -116,6 +124,7 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
         if (!req.complete && !socket.destroyed) socket.end();
       });
     }
+    if (req instanceof http.IncomingMessage && plain(req, res as http.ServerResponse)) return;
     (connect as (a: typeof req, b: typeof res) => void)(req, res);
   };
 

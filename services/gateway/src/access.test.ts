@@ -92,6 +92,23 @@ describe("service keys", () => {
     for (let i = 0; i < 5; i++) expect((await connectCall("Recommendation", { url: "https://e.org/a" }, { key: WRITE_KEY })).status).toBe(200);
   });
 
+  it("limit a user's queries: over it, Recommendation is refused (its read, made meanwhile, is dropped), by either path", async () => {
+    const token = await tokenFor("query-limit-user");
+    for (let i = 0; i < LIMITS.userReads; i++)
+      expect((await connectCall("Recommendation", { url: "https://e.org/a" }, { token })).body).toEqual({
+        items: [{ recommendation: "https://en.wikipedia.org/wiki/Kindness", frequency: "3" }],
+      });
+    const refused = { code: "resource_exhausted", message: expect.stringMatching(/^rate limit: at most 4 queries a minute per user; retry in \d+ s$/) };
+    // The plain path (Connect JSON without a deadline) and connect-es (with one) refuse alike.
+    expect(await connectCall("Recommendation", { url: "https://e.org/a" }, { token })).toEqual({ status: 429, body: refused });
+    const withDeadline = await fetch(`${base}/recsys.gateway.v1.GatewayService/Recommendation`, {
+      method: "POST",
+      headers: { ...headers({ token }), "connect-timeout-ms": "5000" },
+      body: JSON.stringify({ url: "https://e.org/a" }),
+    });
+    expect({ status: withDeadline.status, body: await withDeadline.json() }).toEqual({ status: 429, body: refused });
+  });
+
   it("let only an admin key erase a user or hide a page, at both doors", async () => {
     for (const key of [READ_KEY, WRITE_KEY]) {
       const scope = key === READ_KEY ? "read" : "write";

@@ -104,6 +104,15 @@ export class Access {
 
   /** Resolves when `caller` may call `method` with `req`; else throws a ConnectError naming what is wrong. */
   async check<M extends Rpc>(method: M, caller: Caller, req: Input<M>): Promise<void> {
+    const limit = await this.authorize(method, caller, req);
+    await limit();
+  }
+
+  /**
+   * `check` in two steps: resolves when `caller` is who it says and may call `method` with `req`, to the rate limit's step, which
+   * resolves when the call is within the caller's limit (a round trip to Redis).
+   */
+  async authorize<M extends Rpc>(method: M, caller: Caller, req: Input<M>): Promise<() => Promise<void>> {
     const principal = await this.authenticated(method, caller);
     const policy = POLICIES[method];
     if (principal.kind === "service" && SCOPE_RANK[principal.scope] < SCOPE_RANK[policy.scope]) {
@@ -118,7 +127,7 @@ export class Access {
         throw new ConnectError(`${policy.user.field}: a user token acts only for its own user (${principal.userid})`, Code.PermissionDenied);
       }
     }
-    await this.limit(principal, policy.scope === "read" ? "read" : "write", method, caller);
+    return () => this.limit(principal, policy.scope === "read" ? "read" : "write", method, caller);
   }
 
   /** The dashboard's data: a read key (or an open gateway); user tokens do not see it. */

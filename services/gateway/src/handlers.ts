@@ -26,6 +26,7 @@ import type { AnalyticsService } from "@recsys/contracts/analytics/v1/analytics"
 import type { IngestService } from "@recsys/contracts/ingest/v1/ingest";
 import { SimilarContentRequestSchema, type Event as ProfileEvent, type ProfileService, type SimilarContentRequest } from "@recsys/contracts/profile/v1/profile";
 import type { Logger } from "@recsys/logging";
+import type { PlainJsonRoute } from "@recsys/server";
 import { callerOf, type Access, type Caller, type Rpc } from "./access.js";
 import { coalesce } from "./coalesce.js";
 import { checkLimit, checkOffset, checkPageId, checkUrl, checkUserid, DEFAULT_EVENT_TYPE, orInvalidArgument } from "@recsys/validation";
@@ -274,6 +275,13 @@ export function createGatewayApi(backends: Backends, logger: Logger, deadlineMs:
 }
 
 /**
+ * Reads made while the caller's rate limit is checked rather than after, once the caller is authenticated and authorized: a
+ * refused call's answer is dropped, and it is refused as it would have been. Recommendation only: its read is one Redis script,
+ * so a caller over its limit costs one more script a refused call, never a backend's work.
+ */
+const READ_WITH_LIMIT: ReadonlySet<Rpc> = new Set(["recommendation"]);
+
+/**
  * The API as its callers may use it, at either door: `access` checks every call first, for the caller `callerOf` names from the
  * call's context (Connect's handler context; GraphQL's request, fixed per document).
  */
@@ -282,8 +290,17 @@ export function guardedApi<C>(api: GatewayApi, access: Access, callerOf: (contex
     (Object.keys(api) as Rpc[]).map((method) => [
       method,
       async (req: never, context: C) => {
-        await access.check(method, callerOf(context), req);
-        return (api[method] as (r: never) => Promise<unknown>)(req);
+        const answer = () => (api[method] as (r: never) => Promise<unknown>)(req);
+        const limit = await access.authorize(method, callerOf(context), req);
+        if (!READ_WITH_LIMIT.has(method)) {
+          await limit();
+          return answer();
+        }
+        // One round trip for both: the rate limit's script and the read go to Redis in the same write.
+        const [limited, answered] = await Promise.allSettled([limit(), answer()]);
+        if (limited.status === "rejected") throw limited.reason;
+        if (answered.status === "rejected") throw answered.reason;
+        return answered.value;
       },
     ]),
   ) as { [M in Rpc]: (req: Parameters<GatewayApi[M]>[0], context: C) => ReturnType<GatewayApi[M]> };
@@ -293,4 +310,13 @@ export function guardedApi<C>(api: GatewayApi, access: Access, callerOf: (contex
 export function gatewayRoutes(api: GatewayApi, access: Access) {
   const guarded = guardedApi(api, access, (ctx: HandlerContext) => callerOf(ctx.requestHeader));
   return (router: ConnectRouter) => router.service(GatewayService, guarded);
+}
+
+/** The two hot queries, also served on startRpcServer's plain path for their plainest calls (Connect JSON, no deadline). */
+export function gatewayPlainJson(api: GatewayApi, access: Access): PlainJsonRoute[] {
+  const guarded = guardedApi(api, access, (ctx: HandlerContext) => callerOf(ctx.requestHeader));
+  return [
+    { method: GatewayService.method.recommendation, impl: guarded.recommendation },
+    { method: GatewayService.method.similarContent, impl: guarded.similarContent },
+  ];
 }

@@ -19,7 +19,7 @@ import { createDashboard, guardMetrics } from "./dashboard.js";
 import { openApiRoute } from "./openapi-http.js";
 import { serveGraphql } from "./graphql-http.js";
 import { createGraphql } from "./graphql.js";
-import { createGatewayApi, DEFAULT_COALESCING, DEFAULT_TRENDING_WINDOW, gatewayRoutes } from "./handlers.js";
+import { createGatewayApi, DEFAULT_COALESCING, DEFAULT_TRENDING_WINDOW, gatewayPlainJson, gatewayRoutes } from "./handlers.js";
 
 const config = readConfig(
   z.object({
@@ -77,9 +77,15 @@ const transport = (baseUrl: string) =>
     acceptCompression: [],
     interceptors: [clientTracing, ...sendServiceToken(config.SERVICE_TOKEN || undefined)],
   });
-// Its scripts of concurrent requests go to Redis in one write.
-const covisitRedis = new Redis(config.COVISIT_REDIS_URL || config.REDIS_URL, { maxRetriesPerRequest: 1, enableAutoPipelining: true });
-covisitRedis.on("error", (err) => logger.warn({ err: String(err) }, "covisit's redis (Recommendation Unavailable meanwhile)"));
+// Auto-pipelining: the rate-limit scripts of concurrent requests, and their Recommendation scripts when covisit's counts are in
+// the same Redis (the default), go to Redis in one write.
+const redis = new Redis(config.REDIS_URL, { enableOfflineQueue: false, maxRetriesPerRequest: 1, enableAutoPipelining: true });
+redis.on("error", (err) => logger.warn({ err: String(err) }, "redis (rate limits counted per replica meanwhile)"));
+const covisitRedis =
+  config.COVISIT_REDIS_URL && config.COVISIT_REDIS_URL !== config.REDIS_URL
+    ? new Redis(config.COVISIT_REDIS_URL, { enableOfflineQueue: false, maxRetriesPerRequest: 1, enableAutoPipelining: true })
+    : redis;
+if (covisitRedis !== redis) covisitRedis.on("error", (err) => logger.warn({ err: String(err) }, "covisit's redis (Recommendation Unavailable meanwhile)"));
 const backends = {
   analytics: createClient(AnalyticsService, transport(config.ANALYTICS_URL)),
   covisit: readingCovisitRedis(
@@ -117,9 +123,6 @@ const limits: RateLimits = {
   userReads: config.GATEWAY_USER_QUERIES_PER_MINUTE,
   userWrites: config.GATEWAY_USER_MUTATIONS_PER_MINUTE,
 };
-// Auto-pipelining: the rate-limit scripts of concurrent requests go to Redis in one write.
-const redis = new Redis(config.REDIS_URL, { enableOfflineQueue: false, maxRetriesPerRequest: 1, enableAutoPipelining: true });
-redis.on("error", (err) => logger.warn({ err: String(err) }, "redis (rate limits counted per replica meanwhile)"));
 const access = new Access(authenticator, limits, sharedLimiters(redis, config.RECSYS_NAMESPACE, limits), logger);
 // The Connect JSON routes' OpenAPI document, public as the GraphQL schema is.
 const openApi = openApiRoute();
@@ -151,6 +154,7 @@ const server = await startRpcServer({
   host: config.HOST,
   port: config.GATEWAY_PORT,
   routes: gatewayRoutes(api, access),
+  plainJson: gatewayPlainJson(api, access),
   http: (req, res) => cors(req, res) || metrics(req, res) || openApi(req, res) || dashboard.http(req, res) || graphql(req, res),
   healthy: async () => {
     const probes = [config.COVISIT_URL, config.INGEST_URL, config.PROFILE_URL].map((u) =>
@@ -167,5 +171,5 @@ onShutdown(logger, async () => {
   dashboard.close();
   await server.close();
   redis.disconnect();
-  covisitRedis.disconnect();
+  if (covisitRedis !== redis) covisitRedis.disconnect();
 });

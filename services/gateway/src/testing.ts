@@ -15,7 +15,7 @@ import { Access } from "./access.js";
 import { corsFor } from "./cors.js";
 import { serveGraphql } from "./graphql-http.js";
 import { createGraphql } from "./graphql.js";
-import { createGatewayApi, gatewayRoutes } from "./handlers.js";
+import { createGatewayApi, gatewayPlainJson, gatewayRoutes } from "./handlers.js";
 import { DOC } from "./reference-documents.js";
 
 export { DOC };
@@ -178,6 +178,7 @@ export function gatewayOverFakeBackends(log: BackendLog) {
       host: "127.0.0.1",
       port: 0,
       routes: gatewayRoutes(api, access),
+      plainJson: gatewayPlainJson(api, access),
       http: (req, res) => cors(req, res) || graphql(req, res),
       healthy: () => true,
       logger,
