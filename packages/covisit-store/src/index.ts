@@ -120,7 +120,7 @@ export class CovisitStore {
   ) {
     this.prefix = keyPrefix(namespace);
     redis.defineCommand("applyClicks", { lua: applyClicksScript() });
-    redis.defineCommand("topCoVisits", { numberOfKeys: 4, lua: readScript("recommend.lua") });
+    redis.defineCommand("topCoVisits", { numberOfKeys: 4, lua: RECOMMEND.lua });
     redis.defineCommand("eraseUser", { numberOfKeys: 6, lua: readScript("erase.lua") });
     redis.defineCommand("applyVisibility", { numberOfKeys: 1, lua: readScript("visibility.lua") });
     this.redis = redis as ScriptedRedis;
