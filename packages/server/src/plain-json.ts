@@ -2,7 +2,7 @@ import type http from "node:http";
 import type { DescMethodUnary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createContextValues, createMethodImplSpec, type HandlerContext, type Interceptor, type MethodImplSpec } from "@connectrpc/connect";
 import { createMethodSerializationLookup, invokeUnaryImplementation, mergeNonProtocolHeaders, validateReadWriteMaxBytes } from "@connectrpc/connect/protocol";
-import { codeToHttpStatus, contentTypeUnaryJson, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
+import { codeToHttpStatus, contentTypeUnaryJson, errorToJsonBytes, trailerMux } from "@connectrpc/connect/protocol-connect";
 
 /** A unary method and its implementation, as given to the router. */
 export interface PlainJsonRoute {
@@ -75,12 +75,10 @@ export function plainJsonCalls(routes: PlainJsonRoute[], interceptors: Intercept
       let status = 200;
       let answer: Uint8Array;
       const respond = () => {
+        // Trailers travel as trailer- headers in a unary Connect answer, muxed as connect-es muxes them.
         const headers: Record<string, string> = {};
-        context.responseHeader.forEach((value, name) => {
+        trailerMux(context.responseHeader, context.responseTrailer).forEach((value, name) => {
           headers[name] = value;
-        });
-        context.responseTrailer.forEach((value, name) => {
-          headers[`trailer-${name}`] = value;
         });
         headers["content-length"] = String(answer.byteLength);
         res.writeHead(status, headers);
