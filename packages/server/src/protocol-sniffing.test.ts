@@ -1,0 +1,79 @@
+import net from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { CovisitService, type RecommendationRequest } from "@recsys/contracts/covisit/v1/covisit";
+import { createLogger } from "@recsys/logging";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startRpcServer, type RpcServer } from "./rpc-server.js";
+
+// One port, two protocols: the first bytes pick HTTP/2 (gRPC) or HTTP/1.1 (Connect, health, metrics). The HTTP/2 session reads
+// the socket itself once the sniffer has put the first bytes back, however those bytes were split.
+const echo = (req: RecommendationRequest) => ({ items: [{ recommendation: req.url, frequency: BigInt(req.url.length) }] });
+
+let server: RpcServer;
+beforeAll(async () => {
+  server = await startRpcServer({
+    name: "sniffing-test",
+    host: "127.0.0.1",
+    port: 0,
+    routes: (router) => router.service(CovisitService, { recommendation: echo }),
+    healthy: async () => true,
+    logger: createLogger("sniffing-test"),
+    maxRequestBytes: 4 * 1024 * 1024,
+  });
+});
+afterAll(() => server.close());
+
+/** A connection that sends its first `split` bytes one at a time, 5 ms apart, then the rest as it comes. */
+function tricklingConnection(port: number, split: number): net.Socket {
+  const socket = net.connect({ port, host: "127.0.0.1", noDelay: true });
+  const write = socket.write.bind(socket) as (chunk: Buffer, cb?: (err?: Error | null) => void) => boolean;
+  let sent = 0;
+  let chain: Promise<unknown> = Promise.resolve();
+  socket.write = ((chunk: Buffer | string, ...rest: unknown[]) => {
+    const buf = Buffer.from(chunk);
+    const cb = rest.find((r) => typeof r === "function") as ((err?: Error | null) => void) | undefined;
+    chain = chain.then(async () => {
+      for (let i = 0; i < buf.length; ) {
+        const n = sent < split ? 1 : buf.length - i;
+        write(buf.subarray(i, i + n));
+        i += n;
+        sent += n;
+        if (sent <= split) await sleep(5);
+      }
+      cb?.();
+    });
+    return true;
+  }) as typeof socket.write;
+  return socket;
+}
+
+describe("the protocol sniffer", () => {
+  it("hands an HTTP/2 connection to gRPC whole, even when its preface comes a byte at a time", async () => {
+    const transport = createGrpcTransport({
+      baseUrl: `http://127.0.0.1:${server.port}`,
+      nodeOptions: { createConnection: () => tricklingConnection(server.port, 30) },
+    });
+    const covisit = createClient(CovisitService, transport);
+    const res = await covisit.recommendation({ url: "https://e.org/a" });
+    expect(res.items.map((i) => [i.recommendation, i.frequency])).toEqual([["https://e.org/a", 15n]]);
+  });
+
+  it("carries calls larger than HTTP/2's first window on one session, in order of their answers", async () => {
+    const covisit = createClient(CovisitService, createGrpcTransport({ baseUrl: `http://127.0.0.1:${server.port}` }));
+    const urls = Array.from({ length: 8 }, (_, k) => `https://e.org/${String(k).repeat(200_000)}`);
+    const answers = await Promise.all(urls.map((url) => covisit.recommendation({ url })));
+    expect(answers.map((a) => a.items[0]!.recommendation)).toEqual(urls);
+  });
+
+  it("serves HTTP/1.1 on the same port", async () => {
+    const res = await fetch(`http://127.0.0.1:${server.port}/recsys.covisit.v1.CovisitService/Recommendation`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ url: "https://e.org/b" }),
+    });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ items: [{ recommendation: "https://e.org/b", frequency: "15" }] });
+  });
+});
