@@ -10,7 +10,7 @@ import { highestRateWithin, loadPhase, startBareServer, whileIngesting } from ".
 import { embedThroughput, freshness, ingestToVisible, runFile } from "./phases.js";
 import { clicksFile, lines, pagesFile, type Click, type Page } from "./reference-data.js";
 import { withCovisitCpu } from "./recommendation.js";
-import { clicksApplied, closeGateway, ensureStack, gatewayCall, log, rssMiB, stackPid, startUnbatchedEmbedder, url } from "./stack.js";
+import { clicksApplied, closeGateway, ensureStack, gatewayCall, log, quiet, rssMiB, stackPid, startUnbatchedEmbedder, url } from "./stack.js";
 
 const latency = (s: LatencySummary) => ({ p50_ms: s.p50Ms, p99_ms: s.p99Ms, max_ms: s.maxMs, errors: s.errors, achieved_rps: Math.round(s.achievedPerSecond) });
 
@@ -58,7 +58,8 @@ async function main(opts: { json?: string; quick: boolean }) {
   };
   const ingestAnalyticsPaused = await pausedPhase("analytics", "p", waitForAnalytics);
   const ingestArchivePaused = await pausedPhase("archive", "q", waitArchived);
-  log("freshness at 100 clicks/s");
+  log("freshness at 100 clicks/s, once the stack has folded in the clicks before");
+  await quiet();
   const freshSeconds = opts.quick ? 4 : 15;
   const archiveBeforeFresh = await archiveReading();
   const fresh = await freshness(freshSeconds, runFile(clicks, `${run}b`, 100 * (freshSeconds + 2)));
@@ -126,7 +127,8 @@ async function main(opts: { json?: string; quick: boolean }) {
   }
   const { recCost, recBare, recClicked, recUser, sweep, recBare3000, sim, simBare, recBusy, recBareBusy, simBusy, simBareBusy } = anchors;
   const rec = recCost.latencies;
-  log("embedding, batched and not");
+  log("embedding, batched and not, once the stack has folded in the clicks ingested during the query phases");
+  await quiet();
   const texts = pages.slice(0, opts.quick ? 400 : pages.length).map((p) => `${p.title}\n${p.text}`);
   const batched = await embedThroughput(url.embedder, texts);
   const unbatchedEmbedder = await startUnbatchedEmbedder();

@@ -11,6 +11,7 @@ import { replay } from "@recsys/loadgen/replay";
 import { waitFor } from "@recsys/loadgen/sender";
 import { Pool } from "undici";
 import { clicksFile, pagesFile, root } from "./reference-data.js";
+import { samples, total } from "./service-metrics.js";
 import getPort from "get-port";
 
 // The running stack the bench measures: its addresses, its health, calls to its gateway, and
@@ -150,4 +151,27 @@ export function stackPid(service: string): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** The stack's services' CPU in seconds, summed over their own process_cpu_seconds_total. */
+async function stackCpuSeconds(): Promise<number> {
+  const readings = await Promise.all(Object.values(url).map((base) => samples(base).then((s) => total(s, "process_cpu_seconds_total"))));
+  return readings.reduce((a, b) => a + b, 0);
+}
+
+/**
+ * Waits until the stack is quiet (its services together under a tenth of a core for a second), so that a phase measured next
+ * does not share the cores with the backlog of the one before it (the consumers still folding in clicks ingested without
+ * waiting). Gives up after `timeoutMs` and says so: the phase then runs as things are.
+ */
+export async function quiet(timeoutMs = 120_000): Promise<void> {
+  const until = performance.now() + timeoutMs;
+  let before = await stackCpuSeconds();
+  while (performance.now() < until) {
+    await sleep(1_000);
+    const now = await stackCpuSeconds();
+    if (now - before < 0.1) return;
+    before = now;
+  }
+  log(`the stack was still busy after ${timeoutMs / 1000} s; measuring anyway`);
 }
