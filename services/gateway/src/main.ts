@@ -77,14 +77,13 @@ const transport = (baseUrl: string) =>
     acceptCompression: [],
     interceptors: [clientTracing, ...sendServiceToken(config.SERVICE_TOKEN || undefined)],
   });
-// Auto-pipelining: the rate-limit scripts of concurrent requests, and their Recommendation scripts when covisit's counts are in
-// the same Redis (the default), go to Redis in one write.
-const redis = new Redis(config.REDIS_URL, { enableOfflineQueue: false, maxRetriesPerRequest: 1, enableAutoPipelining: true });
+// Each command goes out as it is sent, without ioredis' auto-pipelining: its per-tick pipelines outlived two young-generation
+// collections and were promoted, so each scavenge copied ~650 KB and paused the loop ~3 ms (1 ms without); at 1,000
+// Recommendation/s the gateway's p99 went 4.4-4.8 → 2.6-3.3 ms and its CPU 430-475 → 351-373 µs a request.
+const redisOptions = { enableOfflineQueue: false, maxRetriesPerRequest: 1 };
+const redis = new Redis(config.REDIS_URL, redisOptions);
 redis.on("error", (err) => logger.warn({ err: String(err) }, "redis (rate limits counted per replica meanwhile)"));
-const covisitRedis =
-  config.COVISIT_REDIS_URL && config.COVISIT_REDIS_URL !== config.REDIS_URL
-    ? new Redis(config.COVISIT_REDIS_URL, { enableOfflineQueue: false, maxRetriesPerRequest: 1, enableAutoPipelining: true })
-    : redis;
+const covisitRedis = config.COVISIT_REDIS_URL && config.COVISIT_REDIS_URL !== config.REDIS_URL ? new Redis(config.COVISIT_REDIS_URL, redisOptions) : redis;
 if (covisitRedis !== redis) covisitRedis.on("error", (err) => logger.warn({ err: String(err) }, "covisit's redis (Recommendation Unavailable meanwhile)"));
 const backends = {
   analytics: createClient(AnalyticsService, transport(config.ANALYTICS_URL)),
