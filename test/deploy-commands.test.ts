@@ -69,9 +69,10 @@ describe("each image's command, run here with the compose settings", () => {
         if (target && target.host in localInfra) env[key] = localInfra[target.host]!;
         else if (target && SERVICES.includes(target.host)) env[key] = `http://127.0.0.1:${ports[target.host]}`;
       }
-      // The machine's servers have no users: the services connect without the credentials.
+      // The machine's servers have no users: the services connect without the credentials, and profile grants no reader role.
       delete env.NATS_USER;
       delete env.NATS_PASSWORD;
+      delete env.PG_READER_ROLE;
       return {
         PATH: process.env.PATH,
         ...env,

@@ -115,6 +115,7 @@ describe("deploy/k8s", () => {
         "covisit REDIS_URL",
         "profile DATABASE_URL",
         "profile MIGRATION_DATABASE_URL",
+        "gateway DATABASE_URL",
         "analytics NATS_PASSWORD",
         "analytics DATABASE_URL",
         "analytics MIGRATION_DATABASE_URL",
@@ -137,6 +138,8 @@ describe("deploy/k8s", () => {
       ["gateway", "redis"],
       ["profile", "postgres"],
       ["analytics", "postgres"],
+      // SimilarContent, read from profile's tables.
+      ["gateway", "postgres"],
     ].map(([from, to]) => `${from} -> ${to}:${portOf(to!)}`);
 
     it("deny everything to and from every pod of the namespace unless a policy allows it", () => {

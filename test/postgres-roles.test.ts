@@ -1,6 +1,7 @@
-// profile with two PostgreSQL roles, as the deploy files run it: one that owns the schema and runs
-// the migrations (MIGRATION_DATABASE_URL), and the one it works as (DATABASE_URL), which may read and
-// write rows and nothing more. Roles of this run only, on the machine's PostgreSQL, dropped after.
+// profile with its PostgreSQL roles, as the deploy files run it: one that owns the schema and runs
+// the migrations (MIGRATION_DATABASE_URL), the one it works as (DATABASE_URL), which may read and
+// write rows and nothing more, and the gateway's (PG_READER_ROLE, its DATABASE_URL), which
+// may only read them. Roles of this run only, on the machine's PostgreSQL, dropped after.
 import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -9,8 +10,8 @@ import { startStack, type TestStack } from "./harness/stack.js";
 
 const adminUrl = process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/test";
 const suffix = `${process.pid}_${randomBytes(3).toString("hex")}`;
-const roles = { migration: `recsys_migration_${suffix}`, runtime: `recsys_runtime_${suffix}` };
-const passwords = { migration: randomBytes(12).toString("hex"), runtime: randomBytes(12).toString("hex") };
+const roles = { migration: `recsys_migration_${suffix}`, runtime: `recsys_runtime_${suffix}`, reader: `recsys_reader_${suffix}` };
+const passwords = { migration: randomBytes(12).toString("hex"), runtime: randomBytes(12).toString("hex"), reader: randomBytes(12).toString("hex") };
 const urlAs = (who: keyof typeof roles) => {
   const u = new URL(adminUrl);
   u.username = roles[who];
@@ -20,6 +21,7 @@ const urlAs = (who: keyof typeof roles) => {
 
 let admin: pg.Client;
 let runtime: pg.Client;
+let reader: pg.Client;
 let stack: TestStack;
 let schema: string;
 
@@ -29,34 +31,42 @@ beforeAll(async () => {
   const database = (await admin.query<{ db: string }>("SELECT current_database() AS db")).rows[0]!.db;
   await admin.query(`CREATE ROLE ${roles.migration} LOGIN PASSWORD '${passwords.migration}'`);
   await admin.query(`CREATE ROLE ${roles.runtime} LOGIN PASSWORD '${passwords.runtime}'`);
+  await admin.query(`CREATE ROLE ${roles.reader} LOGIN PASSWORD '${passwords.reader}'`);
   // What deploy/postgres/init-roles.sh gives the migrating role: a schema of its own in the database.
   await admin.query(`GRANT CREATE ON DATABASE "${database}" TO ${roles.migration}`);
   stack = await startStack(
     "pgroles",
     { DATABASE_URL: urlAs("runtime"), MIGRATION_DATABASE_URL: urlAs("migration") },
-    { services: ["ingest", "embedder", "profile"] },
+    {
+      services: ["ingest", "covisit", "embedder", "profile", "gateway"],
+      serviceEnv: { profile: { PG_READER_ROLE: roles.reader }, gateway: { DATABASE_URL: urlAs("reader") } },
+    },
   );
   schema = `${stack.namespace}_recsys`;
   runtime = new pg.Client({ connectionString: urlAs("runtime"), options: `-c search_path=${schema},public` });
   await runtime.connect();
+  reader = new pg.Client({ connectionString: urlAs("reader"), options: `-c search_path=${schema},public` });
+  await reader.connect();
 }, 120_000);
 
 afterAll(async () => {
   await runtime?.end();
+  await reader?.end();
   // The harness drops the schema as its owner, the migrating role (MIGRATION_DATABASE_URL).
   await stack?.stop();
   if (!admin) return;
   const database = (await admin.query<{ db: string }>("SELECT current_database() AS db")).rows[0]!.db;
   await admin.query(`REVOKE CREATE ON DATABASE "${database}" FROM ${roles.migration}`).catch(() => undefined);
-  await admin.query(`DROP OWNED BY ${roles.migration}, ${roles.runtime}`).catch(() => undefined);
+  await admin.query(`DROP OWNED BY ${roles.migration}, ${roles.runtime}, ${roles.reader}`).catch(() => undefined);
+  await admin.query(`DROP ROLE IF EXISTS ${roles.reader}`);
   await admin.query(`DROP ROLE IF EXISTS ${roles.runtime}`);
   await admin.query(`DROP ROLE IF EXISTS ${roles.migration}`);
   await admin.end();
 });
 
 /** The SQLSTATE a statement failed with, or "ok". */
-const outcome = (sql: string) =>
-  runtime.query(sql).then(
+const outcome = (sql: string, as = runtime) =>
+  as.query(sql).then(
     () => "ok",
     (err: { code?: string }) => err.code ?? String(err),
   );
@@ -106,4 +116,25 @@ describe("profile's PostgreSQL roles", () => {
     const columns = await admin.query("SELECT 1 FROM information_schema.columns WHERE table_schema = $1 AND column_name = 'intruder'", [schema]);
     expect(columns.rowCount).toBe(0);
   });
+
+  it("the gateway answers SimilarContent reading as the reader role, as profile answers it; the reader writes nothing (42501)", async () => {
+    const c = clientsOf(stack);
+    const fromProfile = await c.profile.similarContent({ userid: "r1", limit: 5, includeSeen: true });
+    const fromGateway = await c.gateway.similarContent({ userid: "r1", limit: 5, includeSeen: true });
+    expect(fromGateway.items.map((i) => [i.url, i.title, i.similarity])).toEqual(fromProfile.items.map((i) => [i.url, i.title, i.similarity]));
+    expect(fromGateway.items.map((i) => i.url)).toEqual(["https://example.org/roles/a"]);
+    // The gateway's sessions are the reader's.
+    const sessions = await admin.query<{ usename: string }>("SELECT DISTINCT usename FROM pg_stat_activity WHERE usename = $1", [roles.reader]);
+    expect(sessions.rowCount).toBe(1);
+
+    const pages = (await reader.query<{ n: number }>("SELECT count(*)::int AS n FROM content")).rows[0]!.n;
+    expect(pages).toBe(1);
+    expect(await outcome("INSERT INTO content (url, title, text) VALUES ('https://example.org/intruder', 'x', 'x')", reader)).toBe("42501");
+    expect(await outcome("UPDATE content SET title = 'x'", reader)).toBe("42501");
+    expect(await outcome("DELETE FROM interests", reader)).toBe("42501");
+    expect(await outcome("TRUNCATE content", reader)).toBe("42501");
+    expect(await outcome("SELECT * FROM schema_migrations", reader)).toBe("42501");
+    expect(await outcome("CREATE TABLE intruder (x int)", reader)).toBe("42501");
+    expect((await reader.query<{ n: number }>("SELECT count(*)::int AS n FROM content")).rows[0]!.n).toBe(pages);
+  }, 60_000);
 });

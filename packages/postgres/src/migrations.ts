@@ -46,10 +46,26 @@ function runtimeGrants(schema: string, role: string): string[] {
 }
 
 /**
- * Applies every migration not yet recorded in `schema_migrations`, in one transaction; returns the names applied now. Under an
- * advisory lock, so replicas starting together apply each migration exactly once; `runtimeRole` gets runtimeGrants only.
+ * What a reader of the schema may do (the gateway answering a query from the service's tables): read rows, of the tables there
+ * are and of those later migrations create; nothing else.
  */
-export async function migrate(pool: pg.Pool, plan: MigrationPlan, runtimeRole?: string): Promise<string[]> {
+function readerGrants(schema: string, role: string): string[] {
+  const s = quoteIdent(schema);
+  const r = quoteIdent(role);
+  return [
+    `GRANT USAGE ON SCHEMA ${s} TO ${r}`,
+    `GRANT SELECT ON ALL TABLES IN SCHEMA ${s} TO ${r}`,
+    `ALTER DEFAULT PRIVILEGES IN SCHEMA ${s} GRANT SELECT ON TABLES TO ${r}`,
+    `REVOKE ALL ON schema_migrations FROM ${r}`,
+  ];
+}
+
+/**
+ * Applies every migration not yet recorded in `schema_migrations`, in one transaction; returns the names applied now. Under an
+ * advisory lock, so replicas starting together apply each migration exactly once; `runtimeRole` gets runtimeGrants only,
+ * `readerRole` readerGrants only.
+ */
+export async function migrate(pool: pg.Pool, plan: MigrationPlan, runtimeRole?: string, readerRole?: string): Promise<string[]> {
   const files = (await readdir(plan.dir)).filter((f) => /^\d+_.*\.sql$/.test(f)).sort();
   const client = await pool.connect();
   try {
@@ -70,6 +86,7 @@ export async function migrate(pool: pg.Pool, plan: MigrationPlan, runtimeRole?: 
     await plan.verify?.(client);
     const self = (await client.query<{ current_user: string }>("SELECT current_user")).rows[0]!.current_user;
     if (runtimeRole && runtimeRole !== self) for (const grant of runtimeGrants(plan.schema, runtimeRole)) await client.query(grant);
+    if (readerRole && readerRole !== self) for (const grant of readerGrants(plan.schema, readerRole)) await client.query(grant);
     await client.query("COMMIT");
     return applied;
   } catch (err) {
@@ -84,12 +101,18 @@ export async function migrate(pool: pg.Pool, plan: MigrationPlan, runtimeRole?: 
  * `migrate` as the role of `migrationPool`, for the role `runtimePool` connects as, waiting for PostgreSQL to come up first: a
  * replica may start before its database.
  */
-export function migrateWhenReachable(migrationPool: pg.Pool, runtimePool: pg.Pool, plan: MigrationPlan, logger: Logger): Promise<string[]> {
+export function migrateWhenReachable(
+  migrationPool: pg.Pool,
+  runtimePool: pg.Pool,
+  plan: MigrationPlan,
+  logger: Logger,
+  readerRole?: string,
+): Promise<string[]> {
   const runtimeRole = async () =>
     migrationPool === runtimePool ? undefined : (await runtimePool.query<{ current_user: string }>("SELECT current_user")).rows[0]!.current_user;
   // A SQLSTATE means PostgreSQL answered and refused: only a failure to connect is worth a wait.
   const answered = (err: unknown) => sqlState(err) !== undefined || err instanceof MigrationRefused;
-  return pRetry(async () => migrate(migrationPool, plan, await runtimeRole()), {
+  return pRetry(async () => migrate(migrationPool, plan, await runtimeRole(), readerRole), {
     retries: Number.POSITIVE_INFINITY,
     minTimeout: 0,
     shouldRetry: ({ error }) => !answered(error),

@@ -9,6 +9,7 @@ import { IngestService } from "@recsys/contracts/ingest/v1/ingest";
 import { ProfileService } from "@recsys/contracts/profile/v1/profile";
 import { CovisitStore, DEFAULT_SEEN_HORIZON_MS } from "@recsys/covisit-store";
 import { createLogger } from "@recsys/logging";
+import { createPool, schemaFor } from "@recsys/profile/pool";
 import { isLoopback, onShutdown, sendServiceToken, startRpcServer } from "@recsys/server";
 import { Redis } from "ioredis";
 import { Access, parseApiKeys, sharedLimiters, type RateLimits } from "./access.js";
@@ -17,6 +18,7 @@ import { corsFor, parseOrigins } from "./cors.js";
 import { readingCovisitRedis } from "./covisit-reads.js";
 import { createDashboard, guardMetrics } from "./dashboard.js";
 import { openApiRoute } from "./openapi-http.js";
+import { readingProfilePostgres } from "./profile-reads.js";
 import { serveGraphql } from "./graphql-http.js";
 import { createGraphql } from "./graphql.js";
 import { createGatewayApi, DEFAULT_COALESCING, DEFAULT_TRENDING_WINDOW, gatewayPlainJson, gatewayRoutes } from "./handlers.js";
@@ -34,6 +36,9 @@ const config = readConfig(
     COVISIT_REDIS_URL: z.string().default(""),
     SEEN_HORIZON_MS: positiveInt(DEFAULT_SEEN_HORIZON_MS),
     PROFILE_URL: z.string().url().default("http://127.0.0.1:50054"),
+    // SimilarContent is read here from profile's PostgreSQL (see profile-reads.ts): profile's database, as a role that needs only
+    // SELECT on profile's schema (deploy: recsys_reader, which profile's PG_READER_ROLE grants it).
+    DATABASE_URL: z.string().min(1).default("postgresql://postgres@127.0.0.1:5432/test"),
     ANALYTICS_URL: z.string().url().default("http://127.0.0.1:50055"),
     // Only the dashboard reads the embedder (its /healthz and /metrics).
     EMBEDDER_URL: z.string().url().default("http://127.0.0.1:50053"),
@@ -85,6 +90,14 @@ const redis = new Redis(config.REDIS_URL, redisOptions);
 redis.on("error", (err) => logger.warn({ err: String(err) }, "redis (rate limits counted per replica meanwhile)"));
 const covisitRedis = config.COVISIT_REDIS_URL && config.COVISIT_REDIS_URL !== config.REDIS_URL ? new Redis(config.COVISIT_REDIS_URL, redisOptions) : redis;
 if (covisitRedis !== redis) covisitRedis.on("error", (err) => logger.warn({ err: String(err) }, "covisit's redis (Recommendation Unavailable meanwhile)"));
+// One connection per SimilarContent batch in flight; a statement may take the gateway's deadline.
+const profilePool = createPool({
+  databaseUrl: config.DATABASE_URL,
+  schema: schemaFor(config.RECSYS_NAMESPACE),
+  max: config.GATEWAY_SIMILAR_CONTENT_IN_FLIGHT,
+  statementTimeoutMs: config.GATEWAY_DEADLINE_MS,
+  logger,
+});
 const backends = {
   analytics: createClient(AnalyticsService, transport(config.ANALYTICS_URL)),
   covisit: readingCovisitRedis(
@@ -92,7 +105,7 @@ const backends = {
     CovisitStore.reader(covisitRedis, config.RECSYS_NAMESPACE, config.SEEN_HORIZON_MS),
   ),
   ingest: createClient(IngestService, transport(config.INGEST_URL)),
-  profile: createClient(ProfileService, transport(config.PROFILE_URL)),
+  profile: readingProfilePostgres(createClient(ProfileService, transport(config.PROFILE_URL)), profilePool),
 };
 const api = createGatewayApi(backends, logger, config.GATEWAY_DEADLINE_MS, {
   maxBatch: config.GATEWAY_BATCH_MAX,
@@ -171,4 +184,5 @@ onShutdown(logger, async () => {
   await server.close();
   redis.disconnect();
   if (covisitRedis !== redis) covisitRedis.disconnect();
+  await profilePool.end();
 });

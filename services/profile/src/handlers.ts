@@ -1,7 +1,6 @@
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import { consumerNames, consumerProgress, type Bus } from "@recsys/bus";
-import { ProfileService, type SimilarContentRequest } from "@recsys/contracts/profile/v1/profile";
-import { refusal } from "@recsys/server";
+import { ProfileService } from "@recsys/contracts/profile/v1/profile";
 import {
   checkLimit,
   checkOffset,
@@ -17,12 +16,10 @@ import {
 } from "@recsys/validation";
 import type { ProfileStore } from "./pg-store.js";
 import type { EventKey, EventPage } from "./reads.js";
+import { answerSimilarContentBatch, checkSimilarContent, limitOrDefault } from "./similar-content.js";
 import type { EventRow } from "./types.js";
 
 export const MAX_IDS_PER_CALL = 1_000;
-
-/** 0 on the wire means "unset" for the optional limits. */
-const limitOrDefault = (limit: number) => checkLimit(limit === 0 ? undefined : limit);
 
 const events = (rows: EventRow[]) => ({ items: rows.map((r) => ({ ...r, likeCount: BigInt(r.likeCount) })) });
 
@@ -44,34 +41,15 @@ const eventPage = (list: string, page: EventPage) => ({
 });
 
 export function profileRoutes(store: ProfileStore, bus: Bus) {
-  const checked = (req: SimilarContentRequest) => ({
-    userid: orInvalidArgument(() => checkUserid(req.userid)),
-    limit: orInvalidArgument(() => limitOrDefault(req.limit)),
-    includeSeen: req.includeSeen,
-  });
   return (router: ConnectRouter) =>
     router.service(ProfileService, {
       async similarContent(req, ctx) {
-        const { userid, limit, includeSeen } = checked(req);
+        const { userid, limit, includeSeen } = checkSimilarContent(req);
         return { items: await store.similarContent(userid, limit, includeSeen, ctx.signal) };
       },
       // Each request checked alone, then one statement for every one that checks out.
       async batchSimilarContent(req, ctx) {
-        const asked = req.requests.map((one) => {
-          try {
-            return checked(one);
-          } catch (err) {
-            return ConnectError.from(err);
-          }
-        });
-        const answers = await store.similarContentMany(
-          asked.filter((a): a is ReturnType<typeof checked> => !(a instanceof ConnectError)),
-          ctx.signal,
-        );
-        let next = 0;
-        return {
-          results: asked.map((a) => (a instanceof ConnectError ? refusal(a) : { outcome: { case: "response" as const, value: { items: answers[next++]! } } })),
-        };
+        return { results: await answerSimilarContentBatch(req.requests, (asks) => store.similarContentMany(asks, ctx.signal)) };
       },
       async events(req, ctx) {
         const limit = orInvalidArgument(() => checkLimit(req.limit));

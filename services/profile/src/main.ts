@@ -22,6 +22,8 @@ const config = readConfig(
     DATABASE_URL: z.string().min(1).default("postgresql://postgres@127.0.0.1:5432/test"),
     // The role that owns the schema and runs the migrations at start; empty: DATABASE_URL's.
     MIGRATION_DATABASE_URL: z.string().default(""),
+    // A role that may only read profile's tables (the gateway's, for SimilarContent), granted so by the migrations; empty: none.
+    PG_READER_ROLE: z.string().default(""),
     // Consumers write on a pool of their own; queries read on another, so neither can starve the other.
     PG_POOL_MAX: positiveInt(8),
     PG_WRITE_TIMEOUT_MS: positiveInt(60_000),
@@ -56,7 +58,7 @@ const queryPool = createPool({
 });
 // Migrations run without a statement timeout, on a connection of their own.
 const migrationPool = createPool({ databaseUrl: config.MIGRATION_DATABASE_URL || config.DATABASE_URL, schema, max: 1, statementTimeoutMs: 0, logger });
-const applied = await migrateWhenReachable(migrationPool, pool, schema, config.EMBEDDING_DIMENSION, logger);
+const applied = await migrateWhenReachable(migrationPool, pool, schema, config.EMBEDDING_DIMENSION, logger, config.PG_READER_ROLE || undefined);
 await migrationPool.end();
 logger.info({ schema, applied }, "migrations up to date");
 const store = timeCalls(new ProfileStore(pool, config.DEDUP_RETENTION_MS), "postgres");

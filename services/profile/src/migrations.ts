@@ -26,11 +26,18 @@ function plan(schema: string, dimension: number): MigrationPlan {
 }
 
 /** Applies profile's migrations not yet recorded in `schema`; returns the names applied now (see @recsys/postgres). */
-export function migrate(pool: pg.Pool, schema: string, dimension: number, runtimeRole?: string): Promise<string[]> {
-  return migrateSchema(pool, plan(schema, dimension), runtimeRole);
+export function migrate(pool: pg.Pool, schema: string, dimension: number, runtimeRole?: string, readerRole?: string): Promise<string[]> {
+  return migrateSchema(pool, plan(schema, dimension), runtimeRole, readerRole);
 }
 
-/** `migrate` as the role of `migrationPool` for the role of `runtimePool`, once PostgreSQL is reachable. */
-export function migrateWhenReachable(migrationPool: pg.Pool, runtimePool: pg.Pool, schema: string, dimension: number, logger: Logger): Promise<string[]> {
-  return migrateSchemaWhenReachable(migrationPool, runtimePool, plan(schema, dimension), logger);
+/** `migrate` as the role of `migrationPool` for the role of `runtimePool` (and `readerRole`, if any), once PostgreSQL is reachable. */
+export function migrateWhenReachable(
+  migrationPool: pg.Pool,
+  runtimePool: pg.Pool,
+  schema: string,
+  dimension: number,
+  logger: Logger,
+  readerRole?: string,
+): Promise<string[]> {
+  return migrateSchemaWhenReachable(migrationPool, runtimePool, plan(schema, dimension), logger, readerRole);
 }
