@@ -6,7 +6,10 @@ import pg from "pg";
 
 export async function resetNamespace(namespace, env = process.env) {
   // Deleting streams needs the NATS admin where NATS has users (deploy/nats/nats.conf).
-  const nc = await connect({ servers: env.NATS_URL ?? "nats://127.0.0.1:4222", ...(env.NATS_USER ? { user: env.NATS_USER, pass: env.NATS_PASSWORD } : {}) });
+  const nc = await connect({
+    servers: (env.NATS_URL ?? "nats://127.0.0.1:4222").split(","),
+    ...(env.NATS_USER ? { user: env.NATS_USER, pass: env.NATS_PASSWORD } : {}),
+  });
   try {
     const jsm = await jetstreamManager(nc);
     const prefix = namespace ? `${namespace.toUpperCase()}_` : "";

@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
-import { encodeClickBatch, Topology, type Click } from "@recsys/bus";
+import { type Click, encodeClickBatch, natsServers, Topology } from "@recsys/bus";
 import { ClickSchema } from "@recsys/contracts/events/v1/events";
 import { ClickMetricsBatchSchema } from "@recsys/contracts/events/v1/click_metrics";
 import { fromBinary } from "@bufbuild/protobuf";
@@ -46,7 +46,7 @@ export function typedReferenceClicks(clicks: RawClick[]): Array<TypedClick & { r
 
 /** Publishes clicks straight to CLICKS, `perMessage` to a ClickBatch, on the partitions in turn; `label` keeps message ids apart. */
 export async function publishClicks(stack: TestStack, clicks: Click[], label: string, perMessage = 100): Promise<number> {
-  const nc = await connect({ servers: stack.env.NATS_URL ?? "nats://127.0.0.1:4222" });
+  const nc = await connect({ servers: natsServers(stack.env.NATS_URL ?? "nats://127.0.0.1:4222") });
   try {
     const js = jetstream(nc);
     const topology = new Topology(stack.namespace);
@@ -97,7 +97,7 @@ export async function oracleRows(clicks: TypedClick[], slideSeconds = 10, sizeSe
 
 /** Every row on the stack's CLICK_METRICS stream, as a consumer of the stream reads them (window end checked against the size). */
 export async function streamRows(stack: TestStack, sizeMs = 300_000): Promise<{ rows: string[]; messages: number; badEnds: number }> {
-  const nc = await connect({ servers: stack.env.NATS_URL ?? "nats://127.0.0.1:4222" });
+  const nc = await connect({ servers: natsServers(stack.env.NATS_URL ?? "nats://127.0.0.1:4222") });
   try {
     const stream = new Topology(stack.namespace).clickMetricsStream;
     const total = (await (await jetstreamManager(nc)).streams.info(stream)).state.messages;

@@ -1,4 +1,5 @@
 import { jetstreamManager } from "@nats-io/jetstream";
+import { natsServers } from "@recsys/bus";
 import { connect } from "@nats-io/transport-node";
 import { Redis } from "ioredis";
 import { expect } from "vitest";
@@ -95,7 +96,7 @@ export async function expectSimilarContentExact(stack: TestStack, ref: Reference
 
 /** The stream sequence of the newest CLICKS message of the stack (a message carries one or more clicks). */
 export async function clicksLastSequence(stack: TestStack): Promise<bigint> {
-  const nc = await connect({ servers: stack.env.NATS_URL ?? "nats://127.0.0.1:4222" });
+  const nc = await connect({ servers: natsServers(stack.env.NATS_URL ?? "nats://127.0.0.1:4222") });
   try {
     const jsm = await jetstreamManager(nc);
     return BigInt((await jsm.streams.info(`${stack.namespace.toUpperCase()}_CLICKS`)).state.last_seq);
@@ -106,7 +107,7 @@ export async function clicksLastSequence(stack: TestStack): Promise<bigint> {
 
 /** Messages in each stream a mutation writes to: CLICKS, CONTENT, ENGAGEMENT. */
 export async function writesStored(stack: TestStack): Promise<Record<string, number>> {
-  const nc = await connect({ servers: stack.env.NATS_URL ?? "nats://127.0.0.1:4222" });
+  const nc = await connect({ servers: natsServers(stack.env.NATS_URL ?? "nats://127.0.0.1:4222") });
   try {
     const jsm = await jetstreamManager(nc);
     const out: Record<string, number> = {};

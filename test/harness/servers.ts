@@ -4,6 +4,8 @@ import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
 import { freePort } from "./stack.js";
 
 /**
@@ -93,6 +95,77 @@ export async function privateNats(opts: { config?: string; env?: NodeJS.ProcessE
   );
   await server.start();
   return server;
+}
+
+/** One server of a private NATS cluster: its name in the cluster, its client URL, and a way to kill it as a crash would. */
+export interface ClusterNode {
+  name: string;
+  url: string;
+  /** SIGKILL: no goodbye to its routes or clients. */
+  kill(): Promise<void>;
+  start(): Promise<void>;
+}
+
+/**
+ * A JetStream cluster of `size` nats-server processes on free ports, routed to each other, each on a store of its own. `url`
+ * lists every client URL, comma-separated, as NATS_URL takes them. Resolves once the cluster has a JetStream meta leader.
+ */
+export async function privateNatsCluster(size = 3): Promise<{ url: string; nodes: ClusterNode[]; destroy(): Promise<void> }> {
+  const ports = await Promise.all(Array.from({ length: size }, () => freePort()));
+  const routePorts = await Promise.all(Array.from({ length: size }, () => freePort()));
+  const routes = routePorts.map((p) => `nats://127.0.0.1:${p}`).join(",");
+  const dirs = ports.map(() => mkdtempSync(join(tmpdir(), "recsys-nats-cluster-")));
+  const nodes = ports.map((port, i) => {
+    let child: ChildProcess | undefined;
+    const name = `n${i + 1}`;
+    const args = ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", dirs[i]!, "-n", name, "--cluster_name", "recsys"];
+    const stop = async (signal: NodeJS.Signals) => {
+      const c = child;
+      child = undefined;
+      if (!c || c.exitCode !== null || c.signalCode !== null) return;
+      const exited = new Promise((r) => c.once("exit", r));
+      c.kill(signal);
+      await exited;
+    };
+    return {
+      name,
+      url: `nats://127.0.0.1:${port}`,
+      kill: () => stop("SIGKILL"),
+      stopCleanly: () => stop("SIGTERM"),
+      async start() {
+        child = spawn("nats-server", [...args, "--cluster", `nats://127.0.0.1:${routePorts[i]}`, "--routes", routes], { stdio: "ignore" });
+        await waitForPort(port);
+      },
+    };
+  });
+  await Promise.all(nodes.map((n) => n.start()));
+  const url = nodes.map((n) => n.url).join(",");
+  // Streams can be created once the servers have elected a meta leader.
+  const nc = await connect({ servers: nodes.map((n) => n.url) });
+  try {
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const ok = await jetstreamManager(nc)
+        .then((jsm) => jsm.getAccountInfo())
+        .then(
+          () => true,
+          () => false,
+        );
+      if (ok) break;
+      if (Date.now() > deadline) throw new Error("the NATS cluster elected no JetStream meta leader in 30 s");
+      await sleep(250);
+    }
+  } finally {
+    await nc.close();
+  }
+  return {
+    url,
+    nodes: nodes.map(({ name, url: u, kill, start }) => ({ name, url: u, kill, start })),
+    async destroy() {
+      await Promise.all(nodes.map((n) => n.stopCleanly()));
+      for (const d of dirs) rmSync(d, { recursive: true, force: true });
+    },
+  };
 }
 
 const PG_BIN = "/usr/lib/postgresql/15/bin";

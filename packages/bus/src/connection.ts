@@ -50,7 +50,18 @@ export function inboxPrefixOf(user: string): string {
   return `_INBOX_${user}`;
 }
 
+/** The servers of a NATS_URL: one URL, or several of one cluster separated by commas. */
+export function natsServers(url: string): string[] {
+  const servers = url
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s !== "");
+  if (servers.length === 0) throw new TypeError("NATS_URL: no server given");
+  return servers;
+}
+
 export async function connectBus(opts: {
+  /** NATS_URL: one server, or several of one cluster, comma-separated. */
   url: string;
   name: string;
   namespace: string;
@@ -63,7 +74,7 @@ export async function connectBus(opts: {
   const conn = await pRetry(
     () =>
       connect({
-        servers: opts.url,
+        servers: natsServers(opts.url),
         name: opts.name,
         ...(opts.auth ? { user: opts.auth.user, pass: opts.auth.pass, inboxPrefix: inboxPrefixOf(opts.auth.user) } : {}),
         maxReconnectAttempts: -1,

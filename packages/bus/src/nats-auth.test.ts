@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { inboxPrefixOf, natsAuthFrom } from "./connection.js";
+import { inboxPrefixOf, natsAuthFrom, natsServers } from "./connection.js";
 
 /** The two settings as commonEnv reads them: empty when unset. */
 const natsConfig = (env: { NATS_USER?: string; NATS_PASSWORD?: string }) => ({ NATS_USER: env.NATS_USER ?? "", NATS_PASSWORD: env.NATS_PASSWORD ?? "" });
@@ -19,5 +19,16 @@ describe("a service's NATS credentials", () => {
       "invalid configuration: NATS_USER and NATS_PASSWORD are set together or not at all; only NATS_USER is set",
     );
     expect(() => natsAuthFrom(natsConfig({ NATS_PASSWORD: "s3cret" }))).toThrow(/only NATS_PASSWORD is set/);
+  });
+});
+
+describe("NATS_URL", () => {
+  it("is one server, or the servers of a cluster separated by commas (spaces allowed)", () => {
+    expect(natsServers("nats://127.0.0.1:4222")).toEqual(["nats://127.0.0.1:4222"]);
+    expect(natsServers("nats://a:4222, nats://b:4222,nats://c:4222")).toEqual(["nats://a:4222", "nats://b:4222", "nats://c:4222"]);
+  });
+
+  it("with no server in it stops the start, naming the variable", () => {
+    expect(() => natsServers(" , ")).toThrow("NATS_URL: no server given");
   });
 });

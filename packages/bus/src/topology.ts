@@ -26,6 +26,8 @@ export interface StreamLimits {
   deadLettersMaxAgeMs: number;
   clickMetricsMaxBytes: number;
   visibilityMaxBytes: number;
+  /** Copies of each stream on as many JetStream servers (1: a single server). */
+  replicas: number;
 }
 
 /** The limits from the settings every service shares (see commonEnv). */
@@ -40,6 +42,7 @@ export function streamLimitsFrom(config: {
   DEAD_LETTERS_MAX_AGE_MS: number;
   CLICK_METRICS_MAX_BYTES: number;
   VISIBILITY_MAX_BYTES: number;
+  STREAM_REPLICAS: number;
 }): StreamLimits {
   return {
     clicksMaxBytes: config.CLICKS_MAX_BYTES,
@@ -52,6 +55,7 @@ export function streamLimitsFrom(config: {
     deadLettersMaxAgeMs: config.DEAD_LETTERS_MAX_AGE_MS,
     clickMetricsMaxBytes: config.CLICK_METRICS_MAX_BYTES,
     visibilityMaxBytes: config.VISIBILITY_MAX_BYTES,
+    replicas: config.STREAM_REPLICAS,
   };
 }
 
@@ -181,6 +185,7 @@ export class Topology {
       retention: RetentionPolicy.Limits,
       storage: StorageType.File,
       duplicate_window: nanos(DUPLICATE_WINDOW_MS),
+      ...(this.limits ? { num_replicas: this.limits.replicas } : {}),
       ...settings,
     };
   }

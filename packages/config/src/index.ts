@@ -21,6 +21,7 @@ const bytes = (fallback: number) => z.coerce.number().int().min(1024).default(fa
 
 /** Settings every service shares; each service extends this with its own. */
 export const commonEnv = {
+  /** One NATS server, or several of one cluster, comma-separated: the client connects to any and fails over to the others. */
   NATS_URL: z.string().default("nats://127.0.0.1:4222"),
   /**
    * This service's own NATS user and password (deploy/nats/nats.conf gives each service one, with
@@ -61,6 +62,11 @@ export const commonEnv = {
   DEAD_LETTERS_MAX_BYTES: bytes(256 * MiB),
   CLICK_METRICS_MAX_BYTES: bytes(1 * GiB),
   VISIBILITY_MAX_BYTES: bytes(64 * MiB),
+  /**
+   * Copies JetStream keeps of each stream (and its consumers), on as many servers: 1 on a single server, 3 on a cluster of
+   * three or more (a message is stored once a majority has it, and the stream survives a server lost). Every service must agree.
+   */
+  STREAM_REPLICAS: z.coerce.number().int().min(1).max(5).default(1),
   // CLICKS' retention by age (of the message in the stream): older clicks are kept only in the archive (services/archive), which
   // the rebuilds read. 7 days, the consumers' DEDUP_RETENTION_MS: a click older than that cannot be counted again anyway.
   CLICKS_MAX_AGE_MS: z.coerce
