@@ -98,6 +98,18 @@ describe("deploy/k8s", () => {
     }
   });
 
+  it("keeps every stream on three NATS servers: every service that talks to NATS says STREAM_REPLICAS 3", () => {
+    const replicas: Record<string, string | undefined> = {};
+    for (const name of SERVICES) {
+      const d = k8sDocs(join(k8sDir, `${name}.yaml`)).find((x) => x.kind === "Deployment");
+      for (const c of d.spec.template.spec.containers) {
+        const env = Object.fromEntries((c.env ?? []).map((e: Yaml) => [e.name, e.value]));
+        if ("NATS_URL" in env) replicas[name] = env.STREAM_REPLICAS;
+      }
+    }
+    expect(replicas).toEqual({ ingest: "3", covisit: "3", embedder: "3", profile: "3", analytics: "3", archive: "3" });
+  });
+
   it("refers to every Secret as required: a pod without its credentials does not start", () => {
     const refs: Array<{ where: string; optional: unknown }> = [];
     for (const name of SERVICES) {
@@ -140,7 +152,10 @@ describe("deploy/k8s", () => {
       ["analytics", "postgres"],
       // SimilarContent, read from profile's tables.
       ["gateway", "postgres"],
-    ].map(([from, to]) => `${from} -> ${to}:${portOf(to!)}`);
+    ]
+      .map(([from, to]) => `${from} -> ${to}:${portOf(to!)}`)
+      // The NATS cluster's routes between its servers.
+      .concat("nats -> nats:6222");
 
     it("deny everything to and from every pod of the namespace unless a policy allows it", () => {
       const denying = policies().filter(
