@@ -170,15 +170,22 @@ export async function privateNatsCluster(size = 3): Promise<{ url: string; nodes
 
 const PG_BIN = "/usr/lib/postgresql/15/bin";
 
-/** A PostgreSQL cluster of its own (pgvector comes with the machine's binaries), run as user postgres. */
-export async function privatePostgres(): Promise<PrivateServer> {
+/**
+ * A PostgreSQL cluster of its own (pgvector comes with the machine's binaries), run as user postgres; with `replicaOf`, a streaming
+ * replica of that one (pg_basebackup), read-only, replaying what the primary writes.
+ */
+export async function privatePostgres(opts: { replicaOf?: PrivateServer } = {}): Promise<PrivateServer> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), "recsys-pg-"));
   chmodSync(dir, 0o777);
   const data = join(dir, "data");
   const asPostgres = (cmd: string, args: string[]) =>
     execFileSync("runuser", ["-u", "postgres", "--", join(PG_BIN, cmd), ...args], { stdio: "pipe", cwd: "/" });
-  asPostgres("initdb", ["-D", data, "-A", "trust", "-U", "postgres", "--no-sync"]);
+  if (opts.replicaOf) {
+    // A streaming replica: a base backup of the primary, with standby.signal and the primary's address written (-R).
+    const primaryPort = new URL(opts.replicaOf.url).port;
+    asPostgres("pg_basebackup", ["-h", "127.0.0.1", "-p", primaryPort, "-U", "postgres", "-D", data, "-R", "-X", "stream", "--no-sync"]);
+  } else asPostgres("initdb", ["-D", data, "-A", "trust", "-U", "postgres", "--no-sync"]);
   const options = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off`;
   const server: PrivateServer = {
     url: `postgresql://postgres@127.0.0.1:${port}/postgres`,

@@ -115,7 +115,12 @@ export function applyInterestMessage(data: Uint8Array, store: ProfileStore, dime
 
 /** The effect of one VISIBILITY message at stream sequence `seq`, without NATS: an older state than the stored one changes nothing. */
 export function applyVisibilityMessage(data: Uint8Array, seq: number, store: ProfileStore): Promise<Disposition> {
-  return applyDecoded(decodeVisibility(data, seq), (visibility) => store.applyVisibility(visibility));
+  // A hiding is acked, and HidePage answered, only once the queries' replica has it too.
+  return applyDecoded(decodeVisibility(data, seq), async (visibility) => {
+    const outcome = await store.applyVisibility(visibility);
+    await store.replicated();
+    return outcome;
+  });
 }
 
 /** The effect of one EMBEDDINGS message, without NATS. A database error means: try again later. */
@@ -178,6 +183,8 @@ export async function applyClickMessages(
   let failure: Disposition | undefined;
   try {
     for (const erasure of erasing) erasures.inc({ outcome: await store.eraseUser(erasure) });
+    // An erasure is acked, and DeleteUser answered, only once the queries' replica has it too.
+    if (erasing.length > 0) await store.replicated();
     for (let k = 0; k < clicks.length; k += clicksPerCall) {
       const part = clicks.slice(k, k + clicksPerCall);
       count(part, await store.applyClicks(at(part)));

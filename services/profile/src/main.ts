@@ -24,6 +24,9 @@ const config = readConfig(
     MIGRATION_DATABASE_URL: z.string().default(""),
     // A role that may only read profile's tables (the gateway's, for SimilarContent), granted so by the migrations; empty: none.
     PG_READER_ROLE: z.string().default(""),
+    // A streaming replica of DATABASE_URL's server that the queries read from; empty: they read the primary. Erasures and hidings
+    // are acked only once the replica has replayed them, so DeleteUser and HidePage answer when reads there see them.
+    READ_DATABASE_URL: z.string().default(""),
     // Consumers write on a pool of their own; queries read on another, so neither can starve the other.
     PG_POOL_MAX: positiveInt(8),
     PG_WRITE_TIMEOUT_MS: positiveInt(60_000),
@@ -50,7 +53,7 @@ const logger = createLogger("profile");
 const schema = schemaFor(config.RECSYS_NAMESPACE);
 const pool = createPool({ databaseUrl: config.DATABASE_URL, schema, max: config.PG_POOL_MAX, statementTimeoutMs: config.PG_WRITE_TIMEOUT_MS, logger });
 const queryPool = createPool({
-  databaseUrl: config.DATABASE_URL,
+  databaseUrl: config.READ_DATABASE_URL || config.DATABASE_URL,
   schema,
   max: config.PG_QUERY_POOL_MAX,
   statementTimeoutMs: config.PG_QUERY_TIMEOUT_MS,
@@ -61,7 +64,7 @@ const migrationPool = createPool({ databaseUrl: config.MIGRATION_DATABASE_URL ||
 const applied = await migrateWhenReachable(migrationPool, pool, schema, config.EMBEDDING_DIMENSION, logger, config.PG_READER_ROLE || undefined);
 await migrationPool.end();
 logger.info({ schema, applied }, "migrations up to date");
-const store = timeCalls(new ProfileStore(pool, config.DEDUP_RETENTION_MS), "postgres");
+const store = timeCalls(new ProfileStore(pool, config.DEDUP_RETENTION_MS, config.READ_DATABASE_URL ? queryPool : undefined), "postgres");
 const queries = timeCalls(new ProfileStore(queryPool, config.DEDUP_RETENTION_MS), "postgres");
 const bus = await connectBus({
   url: config.NATS_URL,

@@ -7,6 +7,7 @@ import { applyInterest } from "./interests.js";
 import { applyLike } from "./likes.js";
 import { cancellable } from "./cancellable.js";
 import * as reads from "./reads.js";
+import { replicaCaughtUp } from "./replica.js";
 import { Sessions } from "./sessions.js";
 import { applyVisibility } from "./visibility.js";
 import {
@@ -34,8 +35,18 @@ export class ProfileStore {
     private readonly pool: pg.Pool,
     /** How far behind its user's latest event an event may be and still be told from a duplicate (see migration 007). */
     private readonly dedupRetentionMs: number = DEFAULT_DEDUP_RETENTION_MS,
+    /** The streaming replica the queries read from, when they do (READ_DATABASE_URL). */
+    private readonly readReplica?: pg.Pool,
   ) {
     this.sessions = new Sessions(pool);
+  }
+
+  /**
+   * Waits until the read replica (if any) has replayed every write committed so far: an erasure or a hiding is acked (and so
+   * reported applied to whoever waits for it) only once reads from the replica see it. Throws when the replica lags past its wait.
+   */
+  async replicated(): Promise<void> {
+    if (this.readReplica) await replicaCaughtUp(this.pool, this.readReplica);
   }
 
   /**
