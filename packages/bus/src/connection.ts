@@ -5,6 +5,7 @@ import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManage
 import type { Logger } from "@recsys/logging";
 import { publishedMessages } from "@recsys/metrics";
 import { injectInto } from "@recsys/tracing";
+import { isTransientJetStreamError } from "./jetstream-errors.js";
 import { ensureStreams, StreamsMissingError, Topology, type StreamLimits } from "./topology.js";
 
 export interface Bus {
@@ -106,14 +107,17 @@ export async function connectBus(opts: {
   })();
   const jsm = await jetstreamManager(conn);
   const topology = new Topology(opts.namespace, opts.limits);
-  // Without the right to create streams, wait for ingest (or an admin) to create them.
+  // Without the right to create streams, wait for ingest (or an admin) to create them; on a cluster still electing the leaders
+  // of the streams (a start of many services at once, a server lost), ask again.
   await pRetry(() => ensureStreams(jsm, topology, opts.logger), {
     retries: Number.POSITIVE_INFINITY,
     minTimeout: 0,
-    shouldRetry: ({ error }) => error instanceof StreamsMissingError,
+    shouldRetry: ({ error }) => error instanceof StreamsMissingError || isTransientJetStreamError(error),
     async onFailedAttempt({ error, attemptNumber }) {
-      if (!(error instanceof StreamsMissingError)) return;
-      opts.logger.warn({ streams: error.streams, attempt: attemptNumber }, `${error.message}: waiting for them`);
+      if (error instanceof StreamsMissingError) opts.logger.warn({ streams: error.streams, attempt: attemptNumber }, `${error.message}: waiting for them`);
+      else if (isTransientJetStreamError(error))
+        opts.logger.warn({ err: String(error), attempt: attemptNumber }, "JetStream did not answer the streams' setup: asking again");
+      else return;
       await sleep(Math.min(5_000, 500 * attemptNumber));
     },
   });

@@ -1,5 +1,5 @@
 import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
-import { PermissionViolationError } from "@nats-io/transport-node";
+import { NoRespondersError, PermissionViolationError, RequestError, TimeoutError } from "@nats-io/transport-node";
 
 /** Codes NATS 2.9 answers with that nats.js does not name. */
 const MoreApiCodes = {
@@ -7,6 +7,8 @@ const MoreApiCodes = {
   StreamNameInUse: 10058,
   /** The stream could not store a message; its text says why (a limit reached, a disk failure). */
   StreamStoreFailed: 10077,
+  /** JetStream has no leader for the request yet (a cluster electing one, or still forming). */
+  JetStreamTemporarilyUnavailable: 10008,
 } as const;
 
 function hasCode(err: unknown, ...codes: number[]): err is JetStreamApiError {
@@ -43,4 +45,13 @@ export function isWrongLastSequence(err: unknown): boolean {
 export function isPermissionDenied(err: unknown): boolean {
   // A request's refusal comes as a RequestError caused by the violation.
   return err instanceof PermissionViolationError || (err instanceof Error && err.cause instanceof PermissionViolationError);
+}
+
+/**
+ * A JetStream API call that may succeed if asked again: no answer in time, no server answering the API yet, or a cluster
+ * without a leader for it (electing one after a server was lost, or forming at start).
+ */
+export function isTransientJetStreamError(err: unknown): boolean {
+  const e = err instanceof RequestError && err.cause ? err.cause : err;
+  return e instanceof TimeoutError || e instanceof NoRespondersError || hasCode(e, MoreApiCodes.JetStreamTemporarilyUnavailable);
 }
