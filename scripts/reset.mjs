@@ -7,7 +7,10 @@ import pg from "pg";
 export async function resetNamespace(namespace, env = process.env) {
   // Deleting streams needs the NATS admin where NATS has users (deploy/nats/nats.conf).
   const nc = await connect({
-    servers: (env.NATS_URL ?? "nats://127.0.0.1:4222").split(","),
+    servers: (env.NATS_URL ?? "nats://127.0.0.1:4222")
+      .split(",")
+      .map((s) => s.trim())
+      .filter(Boolean),
     ...(env.NATS_USER ? { user: env.NATS_USER, pass: env.NATS_PASSWORD } : {}),
   });
   try {

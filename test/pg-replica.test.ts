@@ -76,7 +76,8 @@ describe("reads on a streaming replica", () => {
     // Reads there still see the user meanwhile.
     expect(await similarities("rep1")).toEqual({ gateway: [true], profile: [true] });
     await onReplica.query("SELECT pg_wal_replay_resume()");
-    await erasing;
+    // Answered as applied: no consumer left pending.
+    expect((await erasing).pending).toEqual([]);
     console.info(`DeleteUser answered ${Date.now() - t0} ms after it was asked, the replica paused for the first 1,500`);
     // The first reads after the answer: no interest left (every similarity 0), through the gateway and from profile.
     expect(await similarities("rep1")).toEqual({ gateway: [false], profile: [false] });
@@ -91,11 +92,14 @@ describe("reads on a streaming replica", () => {
     await expect.poll(listed, { timeout: 60_000, interval: 250 }).toBe(true);
     await onReplica.query("SELECT pg_wal_replay_pause()");
     let answered = false;
-    const hiding = c.ingest.setPageVisibility({ url, hidden: true }).then(() => (answered = true));
+    const hiding = c.ingest.setPageVisibility({ url, hidden: true }).then((r) => {
+      answered = true;
+      return r;
+    });
     await sleep(1_500);
     expect(answered, "HidePage answered while the replica had not replayed the hiding").toBe(false);
     await onReplica.query("SELECT pg_wal_replay_resume()");
-    await hiding;
+    expect((await hiding).pending).toEqual([]);
     expect(await listed()).toBe(false);
   }, 90_000);
 });

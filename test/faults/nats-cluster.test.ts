@@ -43,7 +43,16 @@ const streamInfo = async (name: string): Promise<StreamInfo> => (await jetstream
 describe("a 3-node JetStream cluster", () => {
   it("keeps every stream on three servers", async () => {
     const t = new Topology(stack.namespace);
-    for (const name of [t.clicksStream, t.contentStream, t.embeddingsStream, t.engagementStream, t.visibilityStream, t.deadLetterStream]) {
+    for (const name of [
+      t.clicksStream,
+      t.contentStream,
+      t.embeddingsStream,
+      t.engagementStream,
+      t.interestEmbeddingsStream,
+      t.visibilityStream,
+      t.deadLetterStream,
+      t.clickMetricsStream,
+    ]) {
       const info = await streamInfo(name);
       expect(info.config.num_replicas, name).toBe(3);
       expect(info.cluster?.leader, name).toBeTruthy();

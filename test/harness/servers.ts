@@ -138,33 +138,38 @@ export async function privateNatsCluster(size = 3): Promise<{ url: string; nodes
       },
     };
   });
-  await Promise.all(nodes.map((n) => n.start()));
-  const url = nodes.map((n) => n.url).join(",");
-  // Streams can be created once the servers have elected a meta leader.
-  const nc = await connect({ servers: nodes.map((n) => n.url) });
+  const destroy = async () => {
+    await Promise.all(nodes.map((n) => n.stopCleanly()));
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  };
   try {
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      const ok = await jetstreamManager(nc)
-        .then((jsm) => jsm.getAccountInfo())
-        .then(
-          () => true,
-          () => false,
-        );
-      if (ok) break;
-      if (Date.now() > deadline) throw new Error("the NATS cluster elected no JetStream meta leader in 30 s");
-      await sleep(250);
+    await Promise.all(nodes.map((n) => n.start()));
+    // Streams can be created once the servers have elected a meta leader.
+    const nc = await connect({ servers: nodes.map((n) => n.url) });
+    try {
+      const deadline = Date.now() + 30_000;
+      for (;;) {
+        const ok = await jetstreamManager(nc)
+          .then((jsm) => jsm.getAccountInfo())
+          .then(
+            () => true,
+            () => false,
+          );
+        if (ok) break;
+        if (Date.now() > deadline) throw new Error("the NATS cluster elected no JetStream meta leader in 30 s");
+        await sleep(250);
+      }
+    } finally {
+      await nc.close();
     }
-  } finally {
-    await nc.close();
+  } catch (err) {
+    await destroy();
+    throw err;
   }
   return {
-    url,
+    url: nodes.map((n) => n.url).join(","),
     nodes: nodes.map(({ name, url: u, kill, start }) => ({ name, url: u, kill, start })),
-    async destroy() {
-      await Promise.all(nodes.map((n) => n.stopCleanly()));
-      for (const d of dirs) rmSync(d, { recursive: true, force: true });
-    },
+    destroy,
   };
 }
 

@@ -86,7 +86,15 @@ export async function migrate(pool: pg.Pool, plan: MigrationPlan, runtimeRole?: 
     await plan.verify?.(client);
     const self = (await client.query<{ current_user: string }>("SELECT current_user")).rows[0]!.current_user;
     if (runtimeRole && runtimeRole !== self) for (const grant of runtimeGrants(plan.schema, runtimeRole)) await client.query(grant);
-    if (readerRole && readerRole !== self) for (const grant of readerGrants(plan.schema, readerRole)) await client.query(grant);
+    if (readerRole && readerRole !== self) {
+      // A role the deploy files create on a new database only (deploy/postgres/init-roles.sh): say so rather than fail on a GRANT.
+      const exists = await client.query("SELECT 1 FROM pg_roles WHERE rolname = $1", [readerRole]);
+      if (exists.rowCount === 0)
+        throw new MigrationRefused(
+          `the reader role ${readerRole} does not exist: create it (CREATE ROLE ${readerRole} LOGIN PASSWORD …, as deploy/postgres/init-roles.sh does) or leave its setting empty`,
+        );
+      for (const grant of readerGrants(plan.schema, readerRole)) await client.query(grant);
+    }
     await client.query("COMMIT");
     return applied;
   } catch (err) {

@@ -12,6 +12,8 @@ export function createPool(opts: {
   settings?: Record<string, string>;
   max: number;
   statementTimeoutMs: number;
+  /** The client gives up on a query after this (a server or network that stopped answering); none by default. */
+  queryTimeoutMs?: number;
   logger: Logger;
 }): pg.Pool {
   const settings = { search_path: [opts.schema, ...(opts.searchPath ?? [])].join(","), ...opts.settings };
@@ -19,6 +21,7 @@ export function createPool(opts: {
     connectionString: opts.databaseUrl,
     max: opts.max,
     statement_timeout: opts.statementTimeoutMs,
+    ...(opts.queryTimeoutMs ? { query_timeout: opts.queryTimeoutMs } : {}),
     options: Object.entries(settings)
       .map(([k, v]) => `-c ${k}=${v}`)
       .join(" "),

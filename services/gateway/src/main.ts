@@ -90,12 +90,14 @@ const redis = new Redis(config.REDIS_URL, redisOptions);
 redis.on("error", (err) => logger.warn({ err: String(err) }, "redis (rate limits counted per replica meanwhile)"));
 const covisitRedis = config.COVISIT_REDIS_URL && config.COVISIT_REDIS_URL !== config.REDIS_URL ? new Redis(config.COVISIT_REDIS_URL, redisOptions) : redis;
 if (covisitRedis !== redis) covisitRedis.on("error", (err) => logger.warn({ err: String(err) }, "covisit's redis (Recommendation Unavailable meanwhile)"));
-// One connection per SimilarContent batch in flight; a statement may take the gateway's deadline.
+// One connection per SimilarContent batch in flight; a statement may take the gateway's deadline, and the client gives up on a
+// server that stopped answering a second after it (Unavailable), so a stalled connection cannot hold the queries back.
 const profilePool = createPool({
   databaseUrl: config.DATABASE_URL,
   schema: schemaFor(config.RECSYS_NAMESPACE),
   max: config.GATEWAY_SIMILAR_CONTENT_IN_FLIGHT,
   statementTimeoutMs: config.GATEWAY_DEADLINE_MS,
+  queryTimeoutMs: config.GATEWAY_DEADLINE_MS + 1_000,
   logger,
 });
 const backends = {

@@ -186,4 +186,11 @@ describe("migrations", () => {
   it("refuse a dimension other than the stored one", async () => {
     await expect(migrate(pool, schema, 768)).rejects.toThrow(/dimension 384, EMBEDDING_DIMENSION is 768/);
   });
+
+  it("refuse a reader role that does not exist, naming it, and change nothing", async () => {
+    const before = await pool.query("SELECT name, applied_at FROM schema_migrations ORDER BY name");
+    const missing = `recsys_reader_missing_${process.pid}`;
+    await expect(migrate(pool, schema, DIM, undefined, missing)).rejects.toThrow(`the reader role ${missing} does not exist`);
+    expect((await pool.query("SELECT name, applied_at FROM schema_migrations ORDER BY name")).rows).toEqual(before.rows);
+  });
 });

@@ -8,6 +8,13 @@ export function schemaFor(namespace: string): string {
 }
 
 /** A pool whose every connection works in `schema` (public stays on the path for the vector type). */
-export function createPool(opts: { databaseUrl: string; schema: string; max: number; statementTimeoutMs: number; logger: Logger }): pg.Pool {
+export function createPool(opts: {
+  databaseUrl: string;
+  schema: string;
+  max: number;
+  statementTimeoutMs: number;
+  queryTimeoutMs?: number;
+  logger: Logger;
+}): pg.Pool {
   return createSchemaPool({ ...opts, searchPath: ["public"] });
 }

@@ -8,7 +8,7 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { AnalyticsService } from "@recsys/contracts/analytics/v1/analytics";
 import { ClickSchema } from "@recsys/contracts/events/v1/events";
-import { encodeClickBatch, Topology, type Click as BusClick } from "@recsys/bus";
+import { encodeClickBatch, Topology, type Click as BusClick, natsServers } from "@recsys/bus";
 import { waitFor } from "@recsys/loadgen/sender";
 import { jetstream } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
@@ -83,7 +83,7 @@ export async function isolatedAnalytics(clicks: Click[], seconds: number) {
     env: { ...process.env, ANALYTICS_PORT: String(port), RECSYS_NAMESPACE: namespace, LOG_LEVEL: "warn" },
     stdio: "ignore",
   });
-  const nc = await connect({ servers: process.env.NATS_URL ?? "nats://127.0.0.1:4222" });
+  const nc = await connect({ servers: natsServers(process.env.NATS_URL ?? "nats://127.0.0.1:4222") });
   const topology = new Topology(namespace);
   try {
     await waitFor(

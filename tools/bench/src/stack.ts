@@ -155,7 +155,15 @@ export function stackPid(service: string): number | undefined {
 
 /** The stack's services' CPU in seconds, summed over their own process_cpu_seconds_total. */
 async function stackCpuSeconds(): Promise<number> {
-  const readings = await Promise.all(Object.values(url).map((base) => samples(base).then((s) => total(s, "process_cpu_seconds_total"))));
+  // A service that does not answer its metrics counts as busy (NaN: never quiet), not as a reason to stop the bench.
+  const readings = await Promise.all(
+    Object.values(url).map((base) =>
+      samples(base).then(
+        (s) => total(s, "process_cpu_seconds_total"),
+        () => Number.NaN,
+      ),
+    ),
+  );
   return readings.reduce((a, b) => a + b, 0);
 }
 
@@ -170,7 +178,7 @@ export async function quiet(timeoutMs = 120_000): Promise<void> {
   while (performance.now() < until) {
     await sleep(1_000);
     const now = await stackCpuSeconds();
-    if (now - before < 0.1) return;
+    if (now - before < 0.1) return; // false for NaN: a service that did not answer
     before = now;
   }
   log(`the stack was still busy after ${timeoutMs / 1000} s; measuring anyway`);
