@@ -31,11 +31,11 @@ describe("deploy/k8s", () => {
   it.each(SERVICES)("%s: a Deployment probed on /healthz at its port, non-root, with resources; a Service to that port", (name) => {
     const cfg = CONFIG[name]!;
     const docs = k8sDocs(join(k8sDir, `${name}.yaml`));
-    // Besides, the claims of the volumes its pod mounts (the archive's).
+    // Besides, the claims of the volumes its pod mounts (the archive's), and the disruption budget of a replicated one.
     expect(
       docs
         .map((d) => d.kind)
-        .filter((k) => k !== "PersistentVolumeClaim")
+        .filter((k) => k !== "PersistentVolumeClaim" && k !== "PodDisruptionBudget")
         .sort(),
     ).toEqual(["Deployment", "Service"]);
     const deployment = docs.find((d) => d.kind === "Deployment");
@@ -95,6 +95,26 @@ describe("deploy/k8s", () => {
         ).toContain(target.port);
       }
       if (e.name === "HOST") expect(e.value).toBe("0.0.0.0");
+    }
+  });
+
+  it("runs two replicas of each service but the archive, on different nodes where it can, one kept up through a voluntary disruption", () => {
+    for (const name of SERVICES) {
+      const docs = k8sDocs(join(k8sDir, `${name}.yaml`));
+      const d = docs.find((x) => x.kind === "Deployment");
+      const pdb = docs.find((x) => x.kind === "PodDisruptionBudget");
+      if (name === "archive") {
+        // One writer of its volume (ReadWriteOnce, Recreate): a budget of one would block every drain.
+        expect(d.spec.replicas, name).toBe(1);
+        expect(pdb, name).toBeUndefined();
+        continue;
+      }
+      expect(d.spec.replicas, name).toBe(2);
+      const term = d.spec.template.spec.affinity?.podAntiAffinity?.preferredDuringSchedulingIgnoredDuringExecution?.[0]?.podAffinityTerm;
+      expect(term?.topologyKey, name).toBe("kubernetes.io/hostname");
+      expect(term?.labelSelector?.matchLabels, name).toEqual({ "app.kubernetes.io/name": name });
+      expect(pdb?.spec.minAvailable, name).toBe(1);
+      expect(pdb?.spec.selector.matchLabels, name).toEqual(d.spec.selector.matchLabels);
     }
   });
 
