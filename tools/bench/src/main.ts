@@ -1,5 +1,9 @@
 #!/usr/bin/env node
-import { writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { Command } from "commander";
 import { redisBound, sqlBaseline } from "./baselines.js";
 import type { LatencySummary } from "./open-loop.js";
@@ -8,7 +12,7 @@ import { archiveCost, archiveReading, waitArchived } from "./archive.js";
 import { defaultModelDir, ensureTransformerModel, inProcessBatching, transformerModelDir } from "./in-process-embedding.js";
 import { highestRateWithin, loadPhase, startBareServer, whileIngesting } from "./anchors.js";
 import { embedThroughput, freshness, ingestToVisible, runFile } from "./phases.js";
-import { clicksFile, lines, pagesFile, type Click, type Page } from "./reference-data.js";
+import { clicksFile, lines, pagesFile, root, type Click, type Page } from "./reference-data.js";
 import { withCovisitCpu } from "./recommendation.js";
 import { clicksApplied, closeGateway, ensureStack, gatewayCall, log, quiet, rssMiB, stackPid, startUnbatchedEmbedder, url } from "./stack.js";
 
@@ -272,11 +276,75 @@ function printTable(r: Record<string, unknown>) {
   process.stdout.write(`${"rss_mib".padEnd(width)}  ${JSON.stringify(r.rss_mib)}\n`);
 }
 
+/**
+ * --cluster: the same bench twice, each in a process of its own (the stack's addresses are read once, at start): on the single-node
+ * stack (the default ports), then on a local cluster started for it (scripts/cluster.mjs up: three NATS servers, every stream on
+ * three, Redis and PostgreSQL with replicas, two replicas of each service), against the first replica set's gateway and services;
+ * then the cluster is stopped and the two columns printed side by side. Phases that pause a service of the stack (SIGSTOP) are
+ * skipped on the cluster.
+ */
+async function beside(opts: { json?: string; quick: boolean }) {
+  const self = fileURLToPath(import.meta.url);
+  const work = mkdtempSync(join(tmpdir(), "recsys-bench-cluster-"));
+  // The cluster's PostgreSQL runs as its own user, which must reach its directories under this one.
+  chmodSync(work, 0o755);
+  const run = (file: string, env: NodeJS.ProcessEnv) => {
+    const r = spawnSync(process.execPath, [self, "--json", file, ...(opts.quick ? ["--quick"] : [])], { stdio: ["ignore", "ignore", "inherit"], env });
+    if (r.status !== 0) throw new Error(`the bench exited with ${r.status} (${file})`);
+    return JSON.parse(readFileSync(file, "utf8")) as Record<string, unknown>;
+  };
+  try {
+    log("single node: the stack on the default ports");
+    const single = run(join(work, "single.json"), process.env);
+    log("cluster: starting it (scripts/cluster.mjs up)");
+    const clusterEnv = { ...process.env, RECSYS_CLUSTER_DIR: join(work, "cluster") };
+    const up = spawnSync(process.execPath, [join(root, "scripts/cluster.mjs"), "up"], {
+      env: clusterEnv,
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    if (up.status !== 0) throw new Error("the cluster did not start");
+    const first = (name: string) =>
+      up.stdout
+        .split("\n")
+        .find((l) => l.startsWith(`${name} `))!
+        .split(" ")[1]!;
+    let cluster: Record<string, unknown>;
+    try {
+      cluster = run(join(work, "cluster.json"), {
+        ...process.env,
+        GATEWAY_URL: first("gateway"),
+        INGEST_URL: first("ingest"),
+        COVISIT_URL: first("covisit"),
+        EMBEDDER_URL: first("embedder"),
+        PROFILE_URL: first("profile"),
+        ANALYTICS_URL: first("analytics"),
+        ARCHIVE_URL: first("archive"),
+        NATS_URL: first("nats"),
+        REDIS_URL: first("redis"),
+        DATABASE_URL: first("postgres"),
+        // No pid files: the phases that pause one of the stack's services are skipped.
+        RECSYS_STACK_DIR: join(work, "no-stack"),
+      });
+    } finally {
+      spawnSync(process.execPath, [join(root, "scripts/cluster.mjs"), "down"], { env: clusterEnv, stdio: ["ignore", "ignore", "inherit"] });
+    }
+    const keys = Object.keys(single).filter((k) => typeof single[k] === "number");
+    const width = Math.max(...keys.map((k) => k.length));
+    process.stdout.write(`${"".padEnd(width)}  ${"single".padStart(10)}  ${"cluster".padStart(10)}\n`);
+    for (const k of keys) process.stdout.write(`${k.padEnd(width)}  ${String(single[k]).padStart(10)}  ${String(cluster[k] ?? "").padStart(10)}\n`);
+    if (opts.json) writeFileSync(opts.json, `${JSON.stringify({ single, cluster }, null, 2)}\n`);
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
 new Command("bench")
   .description("Benchmarks the running stack (started if needed) against the reference workload, beside the SQL baseline and the Redis bound.")
   .option("--json <file>", "also write the figures as JSON")
   .option("--quick", "shorter phases and fewer pages (about a minute)", false)
-  .action(main)
+  .option("--cluster", "the same on a local cluster (pnpm cluster:up) beside the single-node stack, side by side", false)
+  .action((opts: { json?: string; quick: boolean; cluster: boolean }) => (opts.cluster ? beside(opts) : main(opts)))
   .parseAsync()
   .catch((err: unknown) => {
     process.stderr.write(`bench: ${err instanceof Error ? err.message : String(err)}\n`);
