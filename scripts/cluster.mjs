@@ -296,6 +296,12 @@ async function down() {
     say(`nothing to stop (no ${stateFile})`);
     return;
   }
+  await stopAll(state);
+  rmSync(dir, { recursive: true, force: true });
+  say("stopped, and its data deleted");
+}
+
+async function stopAll(state) {
   // Services first (in reverse), then the servers they use.
   const services = state.processes.filter((p) => p.health).reverse();
   await Promise.all(services.map(stopProcess));
@@ -307,8 +313,6 @@ async function down() {
       // not running
     }
   }
-  rmSync(dir, { recursive: true, force: true });
-  say("stopped, and its data deleted");
 }
 
 async function status() {
@@ -338,7 +342,10 @@ if (!cmd) {
   console.error(`usage: cluster.mjs ${Object.keys(commands).join("|")}`);
   process.exit(2);
 }
-cmd().catch((err) => {
+cmd().catch(async (err) => {
   console.error(`cluster: ${err.message}`);
+  // An `up` that failed half-way stops what it started, and keeps its logs and data to look at (the next `up` deletes them).
+  const state = cmd === up ? readState() : undefined;
+  if (state) await stopAll(state).catch((e) => console.error(`cluster: stopping what was started: ${e.message}`));
   process.exit(1);
 });
