@@ -1,7 +1,8 @@
 // Deletes everything one namespace of the project stored: streams, Redis keys, PostgreSQL schema.
 import { connect } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { Redis } from "ioredis";
+// The store's own client and deletion, built (pnpm build): one Redis or a Redis Cluster alike.
+import { connectRedis, deleteMatching } from "../packages/covisit-store/dist/index.js";
 import pg from "pg";
 
 export async function resetNamespace(namespace, env = process.env) {
@@ -22,16 +23,10 @@ export async function resetNamespace(namespace, env = process.env) {
   } finally {
     await nc.close();
   }
-  const redis = new Redis(env.REDIS_URL ?? "redis://127.0.0.1:6379", { lazyConnect: true });
+  const redis = connectRedis(env.REDIS_URL ?? "redis://127.0.0.1:6379", { lazyConnect: true }, env.REDIS_CLUSTER === "true" || undefined);
   await redis.connect();
   try {
-    const pattern = `${namespace ? `${namespace}:` : ""}recsys:*`;
-    let cursor = "0";
-    do {
-      const [next, keys] = await redis.scan(cursor, "MATCH", pattern, "COUNT", 1000);
-      cursor = next;
-      if (keys.length) await redis.unlink(...keys);
-    } while (cursor !== "0");
+    await deleteMatching(redis, `${namespace ? `${namespace}:` : ""}recsys:*`);
   } finally {
     redis.disconnect();
   }

@@ -97,8 +97,8 @@ describe("one heavy user", () => {
     }
     expect((await clientsOf(stack).covisit.progress({})).deadLetteredClicks).toBe(0n);
 
-    // Redis: what the heavy user's keys hold.
-    const prefix = `${stack.namespace}:recsys:`;
+    // Redis: what the heavy user's keys hold (the one shard of the default COVISIT_SHARDS=1).
+    const prefix = `${stack.namespace}:recsys:{0/1}:`;
     const keys = [`${prefix}h:${HEAVY}`, `${prefix}ids:${HEAVY}`, ...heavyUrls.map((u) => `${prefix}cv:${u}`)];
     let bytes = 0;
     for (const k of keys) bytes += Number((await redis.call("MEMORY", "USAGE", k, "SAMPLES", "0")) ?? 0);

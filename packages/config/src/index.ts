@@ -32,7 +32,20 @@ export const commonEnv = {
     .regex(/^[A-Za-z0-9_-]*$/, "letters, digits, _ and - only")
     .default(""),
   NATS_PASSWORD: z.string().default(""),
+  /**
+   * One Redis, or the nodes of a Redis Cluster comma-separated (seeds: the client learns the rest). REDIS_CLUSTER=true for a
+   * cluster named by one node.
+   */
   REDIS_URL: z.string().default("redis://127.0.0.1:6379"),
+  REDIS_CLUSTER: z
+    .enum(["true", "false", ""])
+    .default("")
+    .transform((v) => v === "true"),
+  /**
+   * Shards of covisit's counts and users (services/covisit/README.md): 1 on one Redis, more on a Redis Cluster so that they spread
+   * over its primaries. covisit and every reader of its counts (the gateway) must agree; a change needs `covisit:rebuild`.
+   */
+  COVISIT_SHARDS: z.coerce.number().int().min(1).max(1024).default(1),
   /** Prefix of stream names, subjects and Redis keys, so that several stacks (tests) can share servers. */
   RECSYS_NAMESPACE: z
     .string()

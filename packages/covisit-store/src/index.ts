@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
-import type { Redis } from "ioredis";
+import { Cluster, Redis, type RedisOptions } from "ioredis";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { checkLimit, checkUrl, checkUserid, COVISIT_WINDOW_MS, DEFAULT_USER_CLICK_BUDGET, orInvalidArgument } from "@recsys/validation";
 import type { ClickToApply } from "@recsys/bus";
@@ -37,7 +37,70 @@ export const DEFAULT_TOMBSTONE_MS = 7 * 24 * 3600_000;
  * The layout of the history and applied ids that covisit.lua keeps: the marker is named after it,
  * covisit.lua's header states it, and the README tells it. Change all three with this number.
  */
-export const STORAGE_VERSION = 3;
+export const STORAGE_VERSION = 4;
+
+/** One Redis, or a Redis Cluster: the store runs the same scripts on either (each touches the keys of one hash slot). */
+export type RedisClient = Redis | Cluster;
+
+/**
+ * A client for `url`: one Redis (`redis://[user:password@]host:port`), or a Redis Cluster when `cluster` is set or `url` lists
+ * several of its nodes, comma-separated (the seeds: the client learns the rest, and follows slots as they move at a failover).
+ */
+export function connectRedis(url: string, options: RedisOptions = {}, cluster = url.includes(",")): RedisClient {
+  const seeds = url
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
+  if (!cluster) return new Redis(seeds[0] ?? url, options);
+  const first = new URL(seeds[0]!);
+  const auth = {
+    ...(first.username ? { username: decodeURIComponent(first.username) } : {}),
+    ...(first.password ? { password: decodeURIComponent(first.password) } : {}),
+  };
+  return new Cluster(
+    seeds.map((s) => {
+      const u = new URL(s);
+      return { host: u.hostname, port: Number(u.port || 6379) };
+    }),
+    {
+      // Without auto-pipelining: ioredis' per-tick pipelines on a cluster refuse a tick whose keys span nodes (every shard's marker
+      // at once, say), where commands one by one go each to its node.
+      redisOptions: { ...options, enableAutoPipelining: false, ...auth },
+      ...(options.enableOfflineQueue === undefined ? {} : { enableOfflineQueue: options.enableOfflineQueue }),
+      ...(options.lazyConnect === undefined ? {} : { lazyConnect: options.lazyConnect }),
+      // A failover moves slots to a replica: commands meanwhile wait for the new map instead of failing at once.
+      retryDelayOnFailover: 200,
+      retryDelayOnClusterDown: 200,
+      slotsRefreshTimeout: 2_000,
+    },
+  );
+}
+
+/** Whether the client is ready for commands (a cluster once it knows the slots). */
+export function redisReady(redis: RedisClient): boolean {
+  return redis.status === "ready";
+}
+
+/**
+ * The shard of a user's state and of the counts their clicks add (FNV-1a of the userid's UTF-8 bytes): each click's update
+ * touches one shard's keys, all in one hash slot. Recommendation merges a url's counts of every shard.
+ */
+export function shardOf(userid: string, shards: number): number {
+  if (shards === 1) return 0;
+  let h = 0x811c9dc5;
+  for (const byte of Buffer.from(userid, "utf8")) h = Math.imul(h ^ byte, 0x01000193) >>> 0;
+  return h % shards;
+}
+
+/** How the counts are kept on Redis: see COVISIT_SHARDS and REDIS_WAIT_REPLICAS in services/covisit/README.md. */
+export interface StoreLayout {
+  /** Shards of the counts and users (1 on one Redis; every reader of the counts must agree). */
+  shards?: number;
+  /** Replicas that must hold a write before it is acknowledged (WAIT): 0, or 1 on a Redis Cluster with a replica per primary. */
+  waitReplicas?: number;
+  /** How long a write waits for them before it counts as failed (and its messages come again). */
+  waitTimeoutMs?: number;
+}
 
 export type ApplyOutcome =
   | { status: "applied"; pairs: number }
@@ -78,34 +141,58 @@ export interface CoVisit {
   frequency: number;
 }
 
-type ScriptedRedis = Redis & {
+type Scripts = {
   /** covisit.lua: the key count, the keys, then the arguments. */
   applyClicks(numberOfKeys: number, ...keysAndArgs: string[]): Promise<Array<string | number>>;
-  /** recommend.lua: the url's counts, the marker, the user's recent urls (or the counts again: none), the pages' visibility; limit, url, seen horizon. */
-  topCoVisits(key: string, marker: string, recent: string, visibility: string, limit: number, url: string, horizonMs: number): Promise<string[] | null>;
-  /** erase.lua: the marker, the user's history, applied ids, version 4's ids, recent urls and tombstone; the sequence, the tombstone's life. */
-  eraseUser(marker: string, history: string, ids: string, legacy: string, recent: string, tombstone: string, seq: number, keepMs: number): Promise<string>;
+  /** history-urls.lua: the users' histories; from each, the earliest time read. */
+  historyUrls(numberOfKeys: number, ...keysAndArgs: string[]): Promise<string[]>;
+  /** recommend.lua: the url's counts, the gate, the user's recent urls (or the counts again: none), the pages' visibility; limit, url, seen horizon, urls left out. */
+  topCoVisits(
+    key: string,
+    gate: string,
+    recent: string,
+    visibility: string,
+    limit: number,
+    url: string,
+    horizonMs: number,
+    ...leftOut: string[]
+  ): Promise<string[] | null>;
+  /** erase.lua: the marker, the user's history, applied ids, recent urls and tombstone; the sequence, the tombstone's life. */
+  eraseUser(marker: string, history: string, ids: string, recent: string, tombstone: string, seq: number, keepMs: number): Promise<string>;
   /** visibility.lua: the pages' visibility; url, "1" hidden or "0" shown, the sequence. */
   applyVisibility(visibility: string, url: string, hidden: string, seq: number): Promise<string>;
 };
+type ScriptedRedis = RedisClient & Scripts;
 
 /** Every key of a namespace starts with this. */
 export function keyPrefix(namespace: string): string {
   return `${namespace ? `${namespace}:` : ""}recsys:`;
 }
 
+/** UTF-8 bytewise order, as Redis orders members of equal score (and Lua compares strings). */
+function bytewise(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"));
+}
+
 /**
- * Co-visit counts and per-user click history in Redis; every write is one atomic Lua script.
- * Every script refuses without the marker key, so nothing is counted on top of counts Redis lost, nor answered from them.
+ * Co-visit counts and per-user click history in Redis; every write is one atomic Lua script on the keys of one shard.
+ * Every script refuses without its shard's marker key, so nothing is counted on top of counts Redis lost, nor answered from them.
+ *
+ * The keys of shard s of S are `<prefix>{s/S}:…`: the braces make them one hash slot of a Redis Cluster. A user's state and the
+ * counts their clicks add live in the user's shard (shardOf), so that a click's update is one script in one slot, atomic and
+ * idempotent; a url's counts are the sum of its counts in every shard, merged exactly at read time (coVisitsAfter).
  */
 export class CovisitStore {
   private readonly redis: ScriptedRedis;
   private readonly prefix: string;
-  /** True after a script found the marker gone; false again once one found it. */
+  private readonly shards: number;
+  private readonly waitReplicas: number;
+  private readonly waitTimeoutMs: number;
+  /** True after a script found a marker gone; false again once every shard's was found. */
   countsLost = false;
 
   constructor(
-    redis: Redis,
+    redis: RedisClient,
     namespace: string,
     private readonly allowedLatenessMs: number,
     private readonly dedupRetentionMs: number = DEFAULT_DEDUP_RETENTION_MS,
@@ -117,11 +204,17 @@ export class CovisitStore {
     private readonly tombstoneMs: number = DEFAULT_TOMBSTONE_MS,
     /** "counts": answer while the counts are intact (covisit itself); "once-served": only while covisit serves (see reader). */
     private readonly reads: "counts" | "once-served" = "counts",
+    layout: StoreLayout = {},
   ) {
     this.prefix = keyPrefix(namespace);
+    this.shards = layout.shards ?? 1;
+    this.waitReplicas = layout.waitReplicas ?? 0;
+    this.waitTimeoutMs = layout.waitTimeoutMs ?? 2_000;
+    if (!Number.isInteger(this.shards) || this.shards < 1) throw new Error(`shards must be a positive integer, not ${this.shards}`);
     redis.defineCommand("applyClicks", { lua: applyClicksScript() });
+    redis.defineCommand("historyUrls", { lua: readScript("history-urls.lua") });
     redis.defineCommand("topCoVisits", { numberOfKeys: 4, lua: RECOMMEND.lua });
-    redis.defineCommand("eraseUser", { numberOfKeys: 6, lua: readScript("erase.lua") });
+    redis.defineCommand("eraseUser", { numberOfKeys: 5, lua: readScript("erase.lua") });
     redis.defineCommand("applyVisibility", { numberOfKeys: 1, lua: readScript("visibility.lua") });
     this.redis = redis as ScriptedRedis;
   }
@@ -131,44 +224,58 @@ export class CovisitStore {
    * answers as covisit's, but only while covisit serves from these counts (see markServed), so a reader never answers from
    * counts being rebuilt or before every hidden page is applied. It only reads.
    */
-  static reader(redis: Redis, namespace: string, seenHorizonMs: number = DEFAULT_SEEN_HORIZON_MS): CovisitStore {
-    return new CovisitStore(redis, namespace, 0, DEFAULT_DEDUP_RETENTION_MS, DEFAULT_USER_CLICK_BUDGET, seenHorizonMs, DEFAULT_TOMBSTONE_MS, "once-served");
+  static reader(redis: RedisClient, namespace: string, seenHorizonMs: number = DEFAULT_SEEN_HORIZON_MS, shards = 1): CovisitStore {
+    return new CovisitStore(redis, namespace, 0, DEFAULT_DEDUP_RETENTION_MS, DEFAULT_USER_CLICK_BUDGET, seenHorizonMs, DEFAULT_TOMBSTONE_MS, "once-served", {
+      shards,
+    });
   }
 
-  private coVisitKeyPrefix(): string {
-    return `${this.prefix}cv:`;
+  /** The prefix of shard `s`'s keys: one hash slot. */
+  private shardPrefix(s: number): string {
+    return `${this.prefix}{${s}/${this.shards}}:`;
+  }
+
+  private get allShards(): number[] {
+    return Array.from({ length: this.shards }, (_, s) => s);
+  }
+
+  private countsKey(s: number, url: string): string {
+    return `${this.shardPrefix(s)}cv:${url}`;
   }
 
   /**
-   * Named after the script's storage version: counts kept by an older version (another layout of
-   * the history) count as lost, so an upgrade asks for `covisit:rebuild` instead of misreading them.
+   * Named after the script's storage version and the shard: counts kept by an older version (another layout) or with another
+   * number of shards count as lost, so such a change asks for `covisit:rebuild` instead of misreading them.
    */
-  private get marker(): string {
-    return `${this.prefix}counts-from-first-click:v${STORAGE_VERSION}`;
+  private marker(s: number): string {
+    return `${this.shardPrefix(s)}counts-from-first-click:v${STORAGE_VERSION}`;
   }
 
   /**
    * Set by covisit once it serves (every page's visibility applied, the counts intact); gone with the rest of the keys when Redis
    * loses its data or `covisit:rebuild` deletes them. A reader (`CovisitStore.reader`) answers only while it is there.
    */
-  private get servingKey(): string {
-    return `${this.prefix}served:v${STORAGE_VERSION}`;
+  private servingKey(s: number): string {
+    return `${this.shardPrefix(s)}served:v${STORAGE_VERSION}`;
   }
 
   /** Declares that covisit serves from these counts: readers in other processes may answer from them too. */
   async markServed(): Promise<void> {
-    await this.redis.set(this.servingKey, new Date().toISOString());
+    const at = new Date().toISOString();
+    await Promise.all(this.allShards.map((s) => this.redis.set(this.servingKey(s), at)));
   }
 
   /** Declares the counts complete from the stream's first click: call only when nothing was applied yet. */
   async markFirstClick(): Promise<void> {
-    await this.redis.set(this.marker, new Date().toISOString(), "NX");
+    const at = new Date().toISOString();
+    await Promise.all(this.allShards.map((s) => this.redis.set(this.marker(s), at, "NX")));
     this.countsLost = false;
   }
 
-  /** Whether the counts are Redis' own since the first click (false after a data loss). */
+  /** Whether the counts are Redis' own since the first click in every shard (false after a data loss). */
   async intact(): Promise<boolean> {
-    this.countsLost = (await this.redis.exists(this.marker)) === 0;
+    const found = await Promise.all(this.allShards.map((s) => this.redis.exists(this.marker(s))));
+    this.countsLost = found.some((n) => n === 0);
     return !this.countsLost;
   }
 
@@ -177,59 +284,117 @@ export class CovisitStore {
   }
 
   /**
-   * Applies clicks in one atomic script, each with the outcome it would have alone, in this order.
-   * When Redis lost the counts, nothing is applied and every outcome is "lost".
+   * Applies clicks, each with the outcome it would have alone, in this order: one atomic script per shard of their users.
+   * When Redis lost a shard's counts, nothing of that shard is applied and its clicks' outcomes are "lost".
    */
   async applyClicks(clicks: SequencedClick[]): Promise<ApplyOutcome[]> {
     if (clicks.length === 0) return [];
-    const keys: string[] = [this.marker];
+    const byShard = new Map<number, number[]>();
+    clicks.forEach((c, i) => {
+      const s = shardOf(c.userid, this.shards);
+      const at = byShard.get(s);
+      if (at) at.push(i);
+      else byShard.set(s, [i]);
+    });
+    const outcomes: ApplyOutcome[] = new Array(clicks.length);
+    await Promise.all(
+      [...byShard].map(async ([s, indexes]) => {
+        const applied = await this.applyInShard(
+          s,
+          indexes.map((i) => clicks[i]!),
+        );
+        indexes.forEach((i, k) => {
+          outcomes[i] = applied[k]!;
+        });
+      }),
+    );
+    this.countsLost = outcomes.some((o) => o.status === "lost");
+    return outcomes;
+  }
+
+  /**
+   * covisit.lua on one shard. The co-visit keys a click adds to depend on its user's history, which the script reads: they are read
+   * first (history-urls.lua) and declared with the others; the script refuses, changing nothing, should the history have gained a
+   * url meanwhile (another replica's batch), naming the keys it lacks, and is run again with them.
+   */
+  private async applyInShard(s: number, clicks: SequencedClick[]): Promise<ApplyOutcome[]> {
+    const histories = new Map<string, number>();
+    for (const c of clicks) {
+      const h = this.userKeys(s, c.userid)[0];
+      histories.set(h, Math.min(histories.get(h) ?? Infinity, c.eventTimeMs - WINDOW_MS));
+    }
+    const urls = new Set(clicks.map((c) => c.url));
+    for (const url of await this.redis.historyUrls(histories.size, ...histories.keys(), ...[...histories.values()].map(String))) urls.add(url);
     const args: string[] = [
       String(WINDOW_MS),
       String(this.allowedLatenessMs),
-      this.coVisitKeyPrefix(),
+      this.countsKey(s, ""),
       String(this.dedupRetentionMs),
       String(this.userClickBudget),
       String(this.seenHorizonMs),
+      String(clicks.length),
     ];
+    const userKeys: string[] = [this.marker(s)];
     for (const c of clicks) {
-      keys.push(...this.userKeys(c.userid));
+      userKeys.push(...this.userKeys(s, c.userid));
       args.push(c.eventId, c.url, String(c.eventTimeMs), String(c.streamSeq ?? 0));
     }
-    const flat = await this.redis.applyClicks(keys.length, ...keys, ...args);
-    this.countsLost = flat[0] === "lost";
-    if (this.countsLost) return clicks.map(() => ({ status: "lost" }));
-    if (flat.length !== 2 * clicks.length) throw new Error(`covisit.lua answered ${flat.length} values for ${clicks.length} clicks`);
-    return clicks.map((_, i) => {
-      const status = flat[2 * i];
-      const n = Number(flat[2 * i + 1]);
-      if (status === "applied") return { status, pairs: n };
-      if (status === "duplicate") return { status };
-      if (status === "late") return { status, watermarkMs: n };
-      if (status === "budget") return { status, near: n };
-      if (status === "erased") return { status };
-      throw new Error(`covisit.lua returned an unknown status ${String(status)}`);
-    });
+    for (let attempt = 1; ; attempt++) {
+      const keys = [...userKeys, ...[...urls].map((u) => this.countsKey(s, u))];
+      const flat = await this.write(keys, args);
+      if (flat[0] === "lost") return clicks.map(() => ({ status: "lost" }));
+      if (flat[0] === "undeclared") {
+        if (attempt >= 5) throw new Error(`covisit.lua still lacked co-visit keys after ${attempt} attempts`);
+        for (const url of flat.slice(1)) urls.add(String(url));
+        continue;
+      }
+      if (flat.length !== 2 * clicks.length) throw new Error(`covisit.lua answered ${flat.length} values for ${clicks.length} clicks`);
+      return clicks.map((_, i) => {
+        const status = flat[2 * i];
+        const n = Number(flat[2 * i + 1]);
+        if (status === "applied") return { status, pairs: n };
+        if (status === "duplicate") return { status };
+        if (status === "late") return { status, watermarkMs: n };
+        if (status === "budget") return { status, near: n };
+        if (status === "erased") return { status };
+        throw new Error(`covisit.lua returned an unknown status ${String(status)}`);
+      });
+    }
   }
 
-  /** A user's keys, as covisit.lua takes them: history, applied ids, version 4's applied ids, recent urls, erasure tombstone. */
-  private userKeys(userid: string): [string, string, string, string, string] {
-    // The applied ids of version 4 were a set under seen:, read until it expires.
-    return [
-      `${this.prefix}h:${userid}`,
-      `${this.prefix}ids:${userid}`,
-      `${this.prefix}seen:${userid}`,
-      this.recentKey(userid),
-      `${this.prefix}erased:${userid}`,
-    ];
+  /**
+   * Runs covisit.lua; with waitReplicas, on the same connection WAIT for that many replicas to hold the write, and fails otherwise:
+   * the caller does not acknowledge its messages, and their redelivery finds the clicks applied (a duplicate) or applies them.
+   */
+  private async write(keys: string[], args: string[]): Promise<Array<string | number>> {
+    if (this.waitReplicas === 0) return this.redis.applyClicks(keys.length, ...keys, ...args);
+    const pipeline = this.redis.pipeline() as unknown as Scripts & { wait(n: number, ms: number): unknown; exec(): Promise<Array<[Error | null, unknown]>> };
+    pipeline.applyClicks(keys.length, ...keys, ...args);
+    pipeline.wait(this.waitReplicas, this.waitTimeoutMs);
+    const [[scriptErr, flat], [waitErr, copies]] = (await pipeline.exec()) as [[Error | null, Array<string | number>], [Error | null, number]];
+    if (scriptErr) throw scriptErr;
+    if (waitErr) throw waitErr;
+    if (flat[0] !== "lost" && flat[0] !== "undeclared" && Number(copies) < this.waitReplicas)
+      throw new Error(`a co-visit write reached ${copies} of ${this.waitReplicas} Redis replicas in ${this.waitTimeoutMs} ms (REDIS_WAIT_REPLICAS)`);
+    return flat;
+  }
+
+  /** A user's keys, as covisit.lua takes them: history, applied ids, recent urls, erasure tombstone. */
+  private userKeys(s: number, userid: string): [string, string, string, string] {
+    const p = this.shardPrefix(s);
+    return [`${p}h:${userid}`, `${p}ids:${userid}`, `${p}r:${userid}`, `${p}erased:${userid}`];
   }
 
   private recentKey(userid: string): string {
-    return `${this.prefix}r:${userid}`;
+    return this.userKeys(shardOf(userid, this.shards), userid)[2];
   }
 
-  /** url -> the VISIBILITY sequence of its latest state, negated when shown: the hidden pages are those with a positive score. */
-  private get visibilityKey(): string {
-    return `${this.prefix}visibility`;
+  /**
+   * url -> the VISIBILITY sequence of its latest state, negated when shown: the hidden pages are those with a positive score. Each
+   * shard keeps a copy, so that a shard's read leaves hidden pages out in its own slot.
+   */
+  private visibilityKey(s: number): string {
+    return `${this.shardPrefix(s)}visibility`;
   }
 
   /**
@@ -237,23 +402,28 @@ export class CovisitStore {
    * tombstone keeps `seq` (the greater of two) so that no click of a message at or before it counts again. The counts stay.
    */
   async forgetUser(userid: string, seq: number): Promise<EraseOutcome> {
-    const [history, ids, legacy, recent, tombstone] = this.userKeys(userid);
-    const outcome = await this.redis.eraseUser(this.marker, history, ids, legacy, recent, tombstone, seq, this.tombstoneMs);
+    const s = shardOf(userid, this.shards);
+    const [history, ids, recent, tombstone] = this.userKeys(s, userid);
+    const outcome = await this.redis.eraseUser(this.marker(s), history, ids, recent, tombstone, seq, this.tombstoneMs);
     this.countsLost = outcome === "lost";
     if (outcome === "erased" || outcome === "duplicate" || outcome === "lost") return outcome;
     throw new Error(`erase.lua returned an unknown outcome ${String(outcome)}`);
   }
 
-  /** Hides or shows `url` as of VISIBILITY sequence `seq`, unless a state of that sequence or later was applied. */
+  /**
+   * Hides or shows `url` as of VISIBILITY sequence `seq` in every shard, unless a state of that sequence or later was applied there.
+   * "applied" when any shard applied it: a redelivery after a failure half-way applies the rest.
+   */
   async applyVisibility(url: string, hidden: boolean, seq: number): Promise<VisibilityOutcome> {
-    const outcome = await this.redis.applyVisibility(this.visibilityKey, url, hidden ? "1" : "0", seq);
-    if (outcome === "applied" || outcome === "stale") return outcome;
-    throw new Error(`visibility.lua returned an unknown outcome ${String(outcome)}`);
+    const outcomes = await Promise.all(this.allShards.map((s) => this.redis.applyVisibility(this.visibilityKey(s), url, hidden ? "1" : "0", seq)));
+    for (const outcome of outcomes)
+      if (outcome !== "applied" && outcome !== "stale") throw new Error(`visibility.lua returned an unknown outcome ${String(outcome)}`);
+    return outcomes.includes("applied") ? "applied" : "stale";
   }
 
   /** The hidden pages, as Recommendation leaves them out. */
   async hiddenPages(): Promise<string[]> {
-    return this.redis.zrangebyscore(this.visibilityKey, "(0", "+inf");
+    return this.redis.zrangebyscore(this.visibilityKey(0), "(0", "+inf");
   }
 
   /** The pages coVisitsAfter leaves out for `userid`: clicked within the seen horizon before the user's newest click. */
@@ -264,23 +434,67 @@ export class CovisitStore {
     return this.redis.zrangebyscore(key, Number(newest[1]) - this.seenHorizonMs, "+inf");
   }
 
+  /** recommend.lua on shard `s`: its first `want` co-visits of `url` in order, past the user's recent pages, hidden ones and `leftOut`. */
+  private async topInShard(s: number, url: string, want: number, recent: string | undefined, leftOut: string[]): Promise<string[]> {
+    const counts = this.countsKey(s, url);
+    const gate = this.reads === "once-served" ? this.servingKey(s) : this.marker(s);
+    const keys = [counts, gate, recent ?? counts, this.visibilityKey(s)];
+    const args = [want, url, this.seenHorizonMs, ...leftOut];
+    const flat =
+      this.reads === "once-served"
+        ? await readOnly(this.redis, RECOMMEND, keys, args)
+        : await this.redis.topCoVisits(...(keys as [string, string, string, string]), want, url, this.seenHorizonMs, ...leftOut);
+    if (flat === null) {
+      this.countsLost = true;
+      throw this.reads === "once-served" ? new NotServedYetError() : new CountsLostError();
+    }
+    return flat;
+  }
+
   /**
    * Pages visited within the window after `url`, frequency desc, then url asc: never `url` itself nor a hidden page, and with
    * `userid`, none of the pages that user clicked within the seen horizon before their newest click; the next ones fill up to `limit`.
+   *
+   * With one shard, one script. With several, a url's frequency is the sum over shards, and the top `limit` of the sums is found
+   * exactly by the threshold algorithm: each shard's first `depth` (in its own order, past the same pages), then every candidate's
+   * count in every shard; a url not read yet sums to at most the shards' scores at that depth, so once the limit-th candidate sums
+   * to more than that (or every shard is read to its end) no other url can take its place. Otherwise the depth doubles.
    */
   async coVisitsAfter(url: string, limit: number, userid = ""): Promise<CoVisit[]> {
-    const counts = `${this.coVisitKeyPrefix()}${url}`;
-    const recent = userid ? this.recentKey(userid) : counts;
-    const gate = this.reads === "once-served" ? this.servingKey : this.marker;
-    const flat =
-      this.reads === "once-served"
-        ? await readOnly(this.redis, RECOMMEND, [counts, gate, recent, this.visibilityKey], [limit, url, this.seenHorizonMs])
-        : await this.redis.topCoVisits(counts, gate, recent, this.visibilityKey, limit, url, this.seenHorizonMs);
-    this.countsLost = flat === null;
-    if (flat === null) throw this.reads === "once-served" ? new NotServedYetError() : new CountsLostError();
-    const out: CoVisit[] = [];
-    for (let i = 0; i < flat.length; i += 2) out.push({ recommendation: flat[i]!, frequency: Number(flat[i + 1]) });
-    return out;
+    if (this.shards === 1) {
+      const flat = await this.topInShard(0, url, limit, userid ? this.recentKey(userid) : undefined, []);
+      this.countsLost = false;
+      const out: CoVisit[] = [];
+      for (let i = 0; i < flat.length; i += 2) out.push({ recommendation: flat[i]!, frequency: Number(flat[i + 1]) });
+      return out;
+    }
+    const leftOut = userid ? await this.recentPages(userid) : [];
+    for (let depth = limit; ; depth *= 2) {
+      const tops = await Promise.all(this.allShards.map((s) => this.topInShard(s, url, depth, undefined, leftOut)));
+      const candidates = new Set<string>();
+      let threshold = 0;
+      let allRead = true;
+      for (const flat of tops) {
+        for (let i = 0; i < flat.length; i += 2) candidates.add(flat[i]!);
+        if (flat.length === 2 * depth) {
+          threshold += Number(flat[flat.length - 1]);
+          allRead = false;
+        }
+      }
+      const members = [...candidates];
+      const sums = new Array<number>(members.length).fill(0);
+      if (members.length > 0) {
+        const scores = await Promise.all(this.allShards.map((s) => this.redis.zmscore(this.countsKey(s, url), ...members)));
+        for (const shard of scores) shard.forEach((score, k) => (sums[k]! += score === null ? 0 : Number(score)));
+      }
+      const ranked = members.map((m, k) => ({ recommendation: m, frequency: sums[k]! }));
+      ranked.sort((a, b) => b.frequency - a.frequency || bytewise(a.recommendation, b.recommendation));
+      const top = ranked.slice(0, limit);
+      if (allRead || (top.length === limit && top[limit - 1]!.frequency > threshold)) {
+        this.countsLost = false;
+        return top;
+      }
+    }
   }
 }
 
@@ -309,7 +523,7 @@ const RECOMMEND = (() => {
  * A script that only reads, run as such (EVALSHA_RO, or EVAL_RO the first time a server meets it): a user with read-only access
  * to the keys may run it, and a replica may answer it.
  */
-async function readOnly(redis: Redis, script: { lua: string; sha: string }, keys: string[], args: Array<string | number>): Promise<string[] | null> {
+async function readOnly(redis: RedisClient, script: { lua: string; sha: string }, keys: string[], args: Array<string | number>): Promise<string[] | null> {
   try {
     return (await redis.call("EVALSHA_RO", script.sha, keys.length, ...keys, ...args)) as string[] | null;
   } catch (err) {
@@ -337,4 +551,30 @@ export async function answerRecommendation(
     throw err instanceof CountsLostError || err instanceof NotServedYetError ? new ConnectError(err.message, Code.Unavailable) : err;
   });
   return { items: items.map((c) => ({ recommendation: c.recommendation, frequency: BigInt(c.frequency) })) };
+}
+
+/**
+ * Deletes every key that `pattern` (SCAN's MATCH) matches: on each primary of a Redis Cluster, one key a command (the keys of one
+ * UNLINK must share a slot there). Returns how many were deleted.
+ */
+export async function deleteMatching(redis: RedisClient, pattern: string): Promise<number> {
+  const nodes: Redis[] = redis instanceof Cluster ? redis.nodes("master") : [redis];
+  let deleted = 0;
+  for (const node of nodes) {
+    let cursor = "0";
+    do {
+      const [next, keys] = await node.scan(cursor, "MATCH", pattern, "COUNT", 1000);
+      cursor = next;
+      if (keys.length === 0) continue;
+      if (redis instanceof Cluster) {
+        const pipeline = node.pipeline();
+        for (const key of keys) pipeline.unlink(key);
+        for (const [err, n] of (await pipeline.exec()) ?? []) {
+          if (err) throw err;
+          deleted += Number(n);
+        }
+      } else deleted += await node.unlink(...keys);
+    } while (cursor !== "0");
+  }
+  return deleted;
 }

@@ -1,9 +1,9 @@
-import { Redis } from "ioredis";
 import { connectBus, CrashAfterEffects, headGoneBeforeConsumer, natsAuthFrom, streamLimitsFrom } from "@recsys/bus";
 import { readConfig } from "@recsys/config";
 import { createLogger } from "@recsys/logging";
 import { visitFilter } from "@recsys/validation";
 import { covisitConfig, storeFrom } from "./config.js";
+import { connectRedis } from "./redis-store.js";
 import { DependencyHealth, timeCalls } from "@recsys/metrics";
 import { onShutdown, serviceTokenFor, startRpcServer } from "@recsys/server";
 import { adoptSingleDurable, clickDurables, clicksConsumer, consumerNeverDelivered, runClickConsumer, type ConsumerStats } from "./consumer.js";
@@ -19,11 +19,15 @@ if (config.ALLOWED_LATENESS_MS >= config.DEDUP_RETENTION_MS) {
   );
 }
 const logger = createLogger("covisit");
-const redis = new Redis(config.REDIS_URL, {
-  enableAutoPipelining: true,
-  maxRetriesPerRequest: null,
-  retryStrategy: (attempt) => Math.min(5_000, attempt * 200),
-});
+const redis = connectRedis(
+  config.REDIS_URL,
+  {
+    enableAutoPipelining: true,
+    maxRetriesPerRequest: null,
+    retryStrategy: (attempt) => Math.min(5_000, attempt * 200),
+  },
+  config.REDIS_CLUSTER || undefined,
+);
 redis.on("error", (err) => logger.warn({ err: String(err) }, "redis"));
 // An evicting Redis would drop counts (or the marker) silently when full; noeviction refuses the
 // write instead, and covisit waits (NOT_SERVING) until memory is freed. Read from INFO, which

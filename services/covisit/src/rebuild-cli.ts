@@ -1,12 +1,12 @@
 // Rebuilds the co-visit counts after Redis lost its data: from the CLICKS stream, and, for the messages its retention no longer
 // holds, from the archive (services/archive, ARCHIVE_DIR). Stop covisit first; start it after: it applies the stream from where the
 // archive left off. `pnpm covisit:rebuild` does all three.
-import { Redis } from "ioredis";
 import { ConsumerRunningError, connectBus, natsAuthFrom } from "@recsys/bus";
 import { readConfig, z } from "@recsys/config";
 import { createLogger } from "@recsys/logging";
 import { visitFilter } from "@recsys/validation";
 import { covisitConfig, storeFrom } from "./config.js";
+import { connectRedis } from "./redis-store.js";
 import { ArchiveGapError, clicksHeadInArchive, localArchiveDir } from "@recsys/lake/lake";
 import { applyArchivedClicks, prepareRebuild } from "./rebuild.js";
 
@@ -17,7 +17,7 @@ const config = readConfig(
   }),
 );
 const logger = createLogger("covisit-rebuild");
-const redis = new Redis(config.REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 3 });
+const redis = connectRedis(config.REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 3 }, config.REDIS_CLUSTER || undefined);
 await redis.connect();
 const bus = await connectBus({ url: config.NATS_URL, name: "covisit-rebuild", namespace: config.RECSYS_NAMESPACE, logger, auth: natsAuthFrom(config) });
 try {

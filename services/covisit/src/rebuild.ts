@@ -1,8 +1,7 @@
-import type { Redis } from "ioredis";
 import { AckPolicy, consumerNames, DeliverPolicy, idleConsumers, isNotFound, type Bus } from "@recsys/bus";
 import { archivedClickMessages } from "@recsys/lake/lake";
 import { applyClickMessages, clickDurables } from "./consumer.js";
-import { keyPrefix, type CovisitStore } from "./redis-store.js";
+import { deleteMatching, keyPrefix, type CovisitStore, type RedisClient } from "./redis-store.js";
 import { visibilityConsumer } from "./visibility-consumer.js";
 
 /**
@@ -11,7 +10,12 @@ import { visibilityConsumer } from "./visibility-consumer.js";
  * Refuses (ConsumerRunningError) while a pull still waits after `waitMs`: a running covisit always has one (unacked messages prove
  * nothing after a crash).
  */
-export async function prepareRebuild(opts: { bus: Bus; redis: Redis; namespace: string; waitMs?: number }): Promise<{ keysDeleted: number; messages: number }> {
+export async function prepareRebuild(opts: {
+  bus: Bus;
+  redis: RedisClient;
+  namespace: string;
+  waitMs?: number;
+}): Promise<{ keysDeleted: number; messages: number }> {
   const { bus, redis } = opts;
   const stream = bus.topology.clicksStream;
   // Every durable covisit consumes with: one per partition, or the single one of earlier versions.
@@ -22,13 +26,7 @@ export async function prepareRebuild(opts: { bus: Bus; redis: Redis; namespace: 
   await bus.jsm.consumers.delete(bus.topology.visibilityStream, visibilityConsumer.durable).catch((err: unknown) => {
     if (!isNotFound(err)) throw err;
   });
-  let keysDeleted = 0;
-  let cursor = "0";
-  do {
-    const [next, keys] = await redis.scan(cursor, "MATCH", `${keyPrefix(opts.namespace)}*`, "COUNT", 1000);
-    cursor = next;
-    if (keys.length > 0) keysDeleted += await redis.unlink(...keys);
-  } while (cursor !== "0");
+  const keysDeleted = await deleteMatching(redis, `${keyPrefix(opts.namespace)}*`);
   for (const c of consumers) await bus.jsm.consumers.delete(stream, c.name);
   const info = await bus.jsm.streams.info(stream).catch(() => undefined);
   return { keysDeleted, messages: info?.state.messages ?? 0 };

@@ -3,7 +3,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import type { GatewayService } from "@recsys/contracts/gateway/v1/gateway";
 import type { Logger } from "@recsys/logging";
 import { PEER_HEADER } from "@recsys/server";
-import type { Redis } from "ioredis";
+import type { Cluster, Redis } from "ioredis";
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from "rate-limiter-flexible";
 import { API_KEY_HEADER, Authenticator, SCOPE_RANK, type Caller, type Principal, type Scope } from "./auth.js";
 
@@ -68,7 +68,7 @@ export function memoryLimiters(limits: RateLimits): Limiters {
  * Limiters shared by every gateway replica through Redis. While Redis is away each replica counts
  * on its own (the in-process insurance) rather than refusing or letting everything through.
  */
-export function sharedLimiters(redis: Redis, namespace: string, limits: RateLimits): Limiters {
+export function sharedLimiters(redis: Redis | Cluster, namespace: string, limits: RateLimits): Limiters {
   const insurance = memoryLimiters(limits);
   const of = (which: keyof RateLimits) =>
     new RateLimiterRedis({
