@@ -97,6 +97,27 @@ export async function privateNats(opts: { config?: string; env?: NodeJS.ProcessE
   return server;
 }
 
+/** A server process of a cluster, started by `run` on `port`: killed as a crash would (SIGKILL), or stopped cleanly. */
+function clusterMember(port: number, run: () => ChildProcess) {
+  let child: ChildProcess | undefined;
+  const stop = async (signal: NodeJS.Signals) => {
+    const c = child;
+    child = undefined;
+    if (!c || c.exitCode !== null || c.signalCode !== null) return;
+    const exited = new Promise((r) => c.once("exit", r));
+    c.kill(signal);
+    await exited;
+  };
+  return {
+    kill: () => stop("SIGKILL"),
+    stopCleanly: () => stop("SIGTERM"),
+    async start() {
+      child = run();
+      await waitForPort(port);
+    },
+  };
+}
+
 /** One server of a private NATS cluster: its name in the cluster, its client URL, and a way to kill it as a crash would. */
 export interface ClusterNode {
   name: string;
@@ -116,27 +137,12 @@ export async function privateNatsCluster(size = 3): Promise<{ url: string; nodes
   const routes = routePorts.map((p) => `nats://127.0.0.1:${p}`).join(",");
   const dirs = ports.map(() => mkdtempSync(join(tmpdir(), "recsys-nats-cluster-")));
   const nodes = ports.map((port, i) => {
-    let child: ChildProcess | undefined;
     const name = `n${i + 1}`;
     const args = ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", dirs[i]!, "-n", name, "--cluster_name", "recsys"];
-    const stop = async (signal: NodeJS.Signals) => {
-      const c = child;
-      child = undefined;
-      if (!c || c.exitCode !== null || c.signalCode !== null) return;
-      const exited = new Promise((r) => c.once("exit", r));
-      c.kill(signal);
-      await exited;
-    };
-    return {
-      name,
-      url: `nats://127.0.0.1:${port}`,
-      kill: () => stop("SIGKILL"),
-      stopCleanly: () => stop("SIGTERM"),
-      async start() {
-        child = spawn("nats-server", [...args, "--cluster", `nats://127.0.0.1:${routePorts[i]}`, "--routes", routes], { stdio: "ignore" });
-        await waitForPort(port);
-      },
-    };
+    const member = clusterMember(port, () =>
+      spawn("nats-server", [...args, "--cluster", `nats://127.0.0.1:${routePorts[i]}`, "--routes", routes], { stdio: "ignore" }),
+    );
+    return { name, url: `nats://127.0.0.1:${port}`, ...member };
   });
   const destroy = async () => {
     await Promise.all(nodes.map((n) => n.stopCleanly()));
@@ -169,6 +175,56 @@ export async function privateNatsCluster(size = 3): Promise<{ url: string; nodes
   return {
     url: nodes.map((n) => n.url).join(","),
     nodes: nodes.map(({ name, url: u, kill, start }) => ({ name, url: u, kill, start })),
+    destroy,
+  };
+}
+
+/** One node of a private Redis Cluster. */
+export interface RedisClusterNode {
+  port: number;
+  url: string;
+  /** SIGKILL: no goodbye; its replica takes its slots once the others agree it failed (cluster-node-timeout). */
+  kill(): Promise<void>;
+  /** Starts it again from its nodes.conf: it rejoins, as a replica of whoever took its slots. */
+  start(): Promise<void>;
+}
+
+/**
+ * A Redis Cluster of `primaries` primaries with a replica each (redis-server --cluster-enabled yes, joined by redis-cli --cluster
+ * create), keeping nothing on disk but its nodes.conf. cluster-node-timeout 5 s, as the deploy files set it. `url` lists every node,
+ * comma-separated, as REDIS_URL takes a cluster's. Resolves once every node says cluster_state:ok.
+ */
+export async function privateRedisCluster(primaries = 3): Promise<{ url: string; nodes: RedisClusterNode[]; destroy(): Promise<void> }> {
+  const ports = await Promise.all(Array.from({ length: 2 * primaries }, () => freePort()));
+  const dir = mkdtempSync(join(tmpdir(), "recsys-redis-cluster-"));
+  const nodes = ports.map((port) => {
+    const args = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir];
+    const clusterArgs = ["--cluster-enabled", "yes", "--cluster-config-file", `nodes-${port}.conf`, "--cluster-node-timeout", "5000"];
+    const member = clusterMember(port, () => spawn("redis-server", [...args, ...clusterArgs, "--maxmemory-policy", "noeviction"], { stdio: "ignore" }));
+    return { port, url: `redis://127.0.0.1:${port}`, ...member };
+  });
+  const destroy = async () => {
+    await Promise.all(nodes.map((n) => n.stopCleanly()));
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await Promise.all(nodes.map((n) => n.start()));
+    execFileSync("redis-cli", ["--cluster", "create", ...ports.map((p) => `127.0.0.1:${p}`), "--cluster-replicas", "1", "--cluster-yes"], {
+      stdio: "ignore",
+      timeout: 60_000,
+    });
+    const deadline = Date.now() + 60_000;
+    while (!ports.every((p) => execFileSync("redis-cli", ["-p", String(p), "cluster", "info"], { encoding: "utf8" }).includes("cluster_state:ok"))) {
+      if (Date.now() > deadline) throw new Error("the Redis Cluster did not reach cluster_state:ok in 60 s");
+      await sleep(200);
+    }
+  } catch (err) {
+    await destroy();
+    throw err;
+  }
+  return {
+    url: nodes.map((n) => n.url).join(","),
+    nodes: nodes.map(({ port, url, kill, start }) => ({ port, url, kill, start })),
     destroy,
   };
 }
