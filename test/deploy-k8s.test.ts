@@ -130,6 +130,22 @@ describe("deploy/k8s", () => {
     expect(replicas).toEqual({ ingest: "3", covisit: "3", embedder: "3", profile: "3", analytics: "3", archive: "3" });
   });
 
+  it("reads the counts on a Redis Cluster as covisit keeps them: same shards in covisit and the gateway, covisit's writes on a replica", () => {
+    const redisEnv: Record<string, Record<string, string | undefined>> = {};
+    for (const name of SERVICES) {
+      const d = k8sDocs(join(k8sDir, `${name}.yaml`)).find((x) => x.kind === "Deployment");
+      for (const c of d.spec.template.spec.containers) {
+        const env = Object.fromEntries((c.env ?? []).map((e: Yaml) => [e.name, e.value]));
+        if ("REDIS_URL" in env)
+          redisEnv[name] = { REDIS_CLUSTER: env.REDIS_CLUSTER, COVISIT_SHARDS: env.COVISIT_SHARDS, REDIS_WAIT_REPLICAS: env.REDIS_WAIT_REPLICAS };
+      }
+    }
+    expect(redisEnv).toEqual({
+      covisit: { REDIS_CLUSTER: "true", COVISIT_SHARDS: "16", REDIS_WAIT_REPLICAS: "1" },
+      gateway: { REDIS_CLUSTER: "true", COVISIT_SHARDS: "16", REDIS_WAIT_REPLICAS: undefined },
+    });
+  });
+
   it("refers to every Secret as required: a pod without its credentials does not start", () => {
     const refs: Array<{ where: string; optional: unknown }> = [];
     for (const name of SERVICES) {
@@ -174,8 +190,8 @@ describe("deploy/k8s", () => {
       ["gateway", "postgres"],
     ]
       .map(([from, to]) => `${from} -> ${to}:${portOf(to!)}`)
-      // The NATS cluster's routes between its servers.
-      .concat("nats -> nats:6222");
+      // The NATS cluster's routes between its servers; the Redis Cluster's replication and bus between its nodes.
+      .concat("nats -> nats:6222", "redis -> redis:6379", "redis -> redis:16379");
 
     it("deny everything to and from every pod of the namespace unless a policy allows it", () => {
       const denying = policies().filter(
