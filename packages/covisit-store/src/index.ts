@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { Cluster, Redis, type RedisOptions } from "ioredis";
+import calculateSlot from "cluster-key-slot";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { checkLimit, checkUrl, checkUserid, COVISIT_WINDOW_MS, DEFAULT_USER_CLICK_BUDGET, orInvalidArgument } from "@recsys/validation";
 import type { ClickToApply } from "@recsys/bus";
@@ -92,6 +93,30 @@ export function shardOf(userid: string, shards: number): number {
   return h % shards;
 }
 
+const SLOTS = 16384;
+
+/**
+ * How deep a merge reads each shard first: most urls' counts are shorter in every shard, so one round reads them whole and nothing
+ * more is asked; a longer list is read further, four times deeper each round.
+ */
+const MERGE_FIRST_DEPTH = 32;
+
+/**
+ * The hash tag of shard `s` of `shards`: "s/shards", with a suffix chosen so that its slot falls in the s-th of `shards` equal ranges
+ * of the 16,384 slots. A cluster created with its primaries on equal ranges (redis-cli --cluster create) then holds the same number
+ * of shards on each primary when `shards` is a multiple of their number.
+ */
+export function shardTag(s: number, shards: number): string {
+  if (shards === 1) return "0/1";
+  const lo = Math.floor((s * SLOTS) / shards);
+  const hi = Math.floor(((s + 1) * SLOTS) / shards);
+  for (let k = 0; ; k++) {
+    const tag = k === 0 ? `${s}/${shards}` : `${s}/${shards}.${k}`;
+    const slot = calculateSlot(tag);
+    if (slot >= lo && slot < hi) return tag;
+  }
+}
+
 /** How the counts are kept on Redis: see COVISIT_SHARDS and REDIS_WAIT_REPLICAS in services/covisit/README.md. */
 export interface StoreLayout {
   /** Shards of the counts and users (1 on one Redis; every reader of the counts must agree). */
@@ -146,17 +171,10 @@ type Scripts = {
   applyClicks(numberOfKeys: number, ...keysAndArgs: string[]): Promise<Array<string | number>>;
   /** history-urls.lua: the users' histories; from each, the earliest time read. */
   historyUrls(numberOfKeys: number, ...keysAndArgs: string[]): Promise<string[]>;
-  /** recommend.lua: the url's counts, the gate, the user's recent urls (or the counts again: none), the pages' visibility; limit, url, seen horizon, urls left out. */
-  topCoVisits(
-    key: string,
-    gate: string,
-    recent: string,
-    visibility: string,
-    limit: number,
-    url: string,
-    horizonMs: number,
-    ...leftOut: string[]
-  ): Promise<string[] | null>;
+  /** recommend.lua: the url's counts, the gate, the user's recent urls (or the counts again: none), the pages' visibility; limit, url, seen horizon. */
+  topCoVisits(key: string, gate: string, recent: string, visibility: string, limit: number, url: string, horizonMs: number): Promise<string[] | null>;
+  /** shard-top.lua: a url's counts in one shard, the shard's gate, its visibility; the first and last rank read. */
+  shardTop(counts: string, gate: string, visibility: string, start: number, stop: number): Promise<string[] | null>;
   /** erase.lua: the marker, the user's history, applied ids, recent urls and tombstone; the sequence, the tombstone's life. */
   eraseUser(marker: string, history: string, ids: string, recent: string, tombstone: string, seq: number, keepMs: number): Promise<string>;
   /** visibility.lua: the pages' visibility; url, "1" hidden or "0" shown, the sequence. */
@@ -188,6 +206,8 @@ export class CovisitStore {
   private readonly shards: number;
   private readonly waitReplicas: number;
   private readonly waitTimeoutMs: number;
+  /** Each shard's key prefix, "<prefix>{<shardTag>}:". */
+  private readonly prefixes: string[];
   /** True after a script found a marker gone; false again once every shard's was found. */
   countsLost = false;
 
@@ -211,9 +231,11 @@ export class CovisitStore {
     this.waitReplicas = layout.waitReplicas ?? 0;
     this.waitTimeoutMs = layout.waitTimeoutMs ?? 2_000;
     if (!Number.isInteger(this.shards) || this.shards < 1) throw new Error(`shards must be a positive integer, not ${this.shards}`);
+    this.prefixes = Array.from({ length: this.shards }, (_, s) => `${this.prefix}{${shardTag(s, this.shards)}}:`);
     redis.defineCommand("applyClicks", { lua: applyClicksScript() });
     redis.defineCommand("historyUrls", { lua: readScript("history-urls.lua") });
     redis.defineCommand("topCoVisits", { numberOfKeys: 4, lua: RECOMMEND.lua });
+    redis.defineCommand("shardTop", { numberOfKeys: 3, lua: SHARD_TOP.lua });
     redis.defineCommand("eraseUser", { numberOfKeys: 5, lua: readScript("erase.lua") });
     redis.defineCommand("applyVisibility", { numberOfKeys: 1, lua: readScript("visibility.lua") });
     this.redis = redis as ScriptedRedis;
@@ -232,7 +254,7 @@ export class CovisitStore {
 
   /** The prefix of shard `s`'s keys: one hash slot. */
   private shardPrefix(s: number): string {
-    return `${this.prefix}{${s}/${this.shards}}:`;
+    return this.prefixes[s]!;
   }
 
   private get allShards(): number[] {
@@ -344,7 +366,9 @@ export class CovisitStore {
       const flat = await this.write(keys, args);
       if (flat[0] === "lost") return clicks.map(() => ({ status: "lost" }));
       if (flat[0] === "undeclared") {
-        if (attempt >= 5) throw new Error(`covisit.lua still lacked co-visit keys after ${attempt} attempts`);
+        // Each refusal means another script of the same users' shard added to their history meanwhile (covisit has one batch of a
+        // partition in flight, so only a redelivery racing its first delivery does): bounded, and a failure is redelivered.
+        if (attempt >= 20) throw new Error(`covisit.lua still lacked co-visit keys after ${attempt} attempts`);
         for (const url of flat.slice(1)) urls.add(String(url));
         continue;
       }
@@ -434,67 +458,91 @@ export class CovisitStore {
     return this.redis.zrangebyscore(key, Number(newest[1]) - this.seenHorizonMs, "+inf");
   }
 
-  /** recommend.lua on shard `s`: its first `want` co-visits of `url` in order, past the user's recent pages, hidden ones and `leftOut`. */
-  private async topInShard(s: number, url: string, want: number, recent: string | undefined, leftOut: string[]): Promise<string[]> {
-    const counts = this.countsKey(s, url);
-    const gate = this.reads === "once-served" ? this.servingKey(s) : this.marker(s);
-    const keys = [counts, gate, recent ?? counts, this.visibilityKey(s)];
-    const args = [want, url, this.seenHorizonMs, ...leftOut];
-    const flat =
-      this.reads === "once-served"
-        ? await readOnly(this.redis, RECOMMEND, keys, args)
-        : await this.redis.topCoVisits(...(keys as [string, string, string, string]), want, url, this.seenHorizonMs, ...leftOut);
-    if (flat === null) {
-      this.countsLost = true;
-      throw this.reads === "once-served" ? new NotServedYetError() : new CountsLostError();
-    }
-    return flat;
-  }
-
   /**
    * Pages visited within the window after `url`, frequency desc, then url asc: never `url` itself nor a hidden page, and with
    * `userid`, none of the pages that user clicked within the seen horizon before their newest click; the next ones fill up to `limit`.
    *
-   * With one shard, one script. With several, a url's frequency is the sum over shards, and the top `limit` of the sums is found
-   * exactly by the threshold algorithm: each shard's first `depth` (in its own order, past the same pages), then every candidate's
-   * count in every shard; a url not read yet sums to at most the shards' scores at that depth, so once the limit-th candidate sums
-   * to more than that (or every shard is read to its end) no other url can take its place. Otherwise the depth doubles.
+   * With one shard, one script (recommend.lua). With several, a url's frequency is the sum over shards, and the top `limit` of the
+   * sums is found exactly by the threshold algorithm: each shard's first `depth` by score (shard-top.lua), then the candidates' counts
+   * in the shards not read to their end (a shard read to its end has them all); a url not read in any shard sums to at most the
+   * shards' scores at that depth, so once the limit-th candidate, past the pages left out and the hidden ones, sums to more than that
+   * (or every shard is read to its end) no other url can take its place. Otherwise the depth doubles.
    */
   async coVisitsAfter(url: string, limit: number, userid = ""): Promise<CoVisit[]> {
     if (this.shards === 1) {
-      const flat = await this.topInShard(0, url, limit, userid ? this.recentKey(userid) : undefined, []);
-      this.countsLost = false;
+      const counts = this.countsKey(0, url);
+      const gate = this.reads === "once-served" ? this.servingKey(0) : this.marker(0);
+      const recent = userid ? this.recentKey(userid) : counts;
+      const flat =
+        this.reads === "once-served"
+          ? await readOnly(this.redis, RECOMMEND, [counts, gate, recent, this.visibilityKey(0)], [limit, url, this.seenHorizonMs])
+          : await this.redis.topCoVisits(counts, gate, recent, this.visibilityKey(0), limit, url, this.seenHorizonMs);
+      this.countsLost = flat === null;
+      if (flat === null) throw this.reads === "once-served" ? new NotServedYetError() : new CountsLostError();
       const out: CoVisit[] = [];
       for (let i = 0; i < flat.length; i += 2) out.push({ recommendation: flat[i]!, frequency: Number(flat[i + 1]) });
       return out;
     }
-    const leftOut = userid ? await this.recentPages(userid) : [];
-    for (let depth = limit; ; depth *= 2) {
-      const tops = await Promise.all(this.allShards.map((s) => this.topInShard(s, url, depth, undefined, leftOut)));
-      const candidates = new Set<string>();
-      let threshold = 0;
-      let allRead = true;
-      for (const flat of tops) {
-        for (let i = 0; i < flat.length; i += 2) candidates.add(flat[i]!);
-        if (flat.length === 2 * depth) {
-          threshold += Number(flat[flat.length - 1]);
-          allRead = false;
-        }
-      }
-      const members = [...candidates];
-      const sums = new Array<number>(members.length).fill(0);
-      if (members.length > 0) {
-        const scores = await Promise.all(this.allShards.map((s) => this.redis.zmscore(this.countsKey(s, url), ...members)));
-        for (const shard of scores) shard.forEach((score, k) => (sums[k]! += score === null ? 0 : Number(score)));
-      }
-      const ranked = members.map((m, k) => ({ recommendation: m, frequency: sums[k]! }));
-      ranked.sort((a, b) => b.frequency - a.frequency || bytewise(a.recommendation, b.recommendation));
+    const leftOut = new Set([url, ...(userid ? await this.recentPages(userid) : [])]);
+    // Per shard, every count known so far (read in order, or asked for: absent is 0), how far it was read, and whether to its end.
+    const known: Array<Map<string, number>> = this.allShards.map(() => new Map());
+    const readTo: number[] = this.allShards.map(() => 0);
+    const exhausted: boolean[] = this.allShards.map(() => false);
+    const frontier: number[] = this.allShards.map(() => 0);
+    const hidden = new Map<string, boolean>();
+    // Whether any page is hidden (each shard keeps a copy of the pages' visibility): if not, no candidate is looked up.
+    let anyHidden = false;
+    for (let depth = Math.max(limit, MERGE_FIRST_DEPTH); ; depth *= 4) {
+      const pages = await Promise.all(this.allShards.map((s) => (exhausted[s] ? undefined : this.shardTop(s, url, readTo[s]!, depth))));
+      pages.forEach((page, s) => {
+        if (!page) return;
+        const { flat } = page;
+        if (page.anyHidden) anyHidden = true;
+        for (let i = 0; i < flat.length; i += 2) known[s]!.set(flat[i]!, Number(flat[i + 1]));
+        exhausted[s] = flat.length < 2 * (depth - readTo[s]!);
+        if (flat.length > 0) frontier[s] = Number(flat[flat.length - 1]);
+        readTo[s] = depth;
+      });
+      const candidates = [...new Set(known.flatMap((m) => [...m.keys()]))].filter((m) => !leftOut.has(m));
+      // A candidate's count in a shard read to its end is known (absent: 0); in the others it is asked for, once; so is its visibility.
+      const asks = this.allShards
+        .filter((s) => !exhausted[s])
+        .map((s) => ({ s, missing: candidates.filter((m) => !known[s]!.has(m)) }))
+        .filter((a) => a.missing.length > 0);
+      const unknownVisibility = anyHidden ? candidates.filter((m) => !hidden.has(m)) : [];
+      const [visibility, ...answers] = await Promise.all([
+        unknownVisibility.length ? this.redis.zmscore(this.visibilityKey(0), ...unknownVisibility) : [],
+        ...asks.map((a) => this.redis.zmscore(this.countsKey(a.s, url), ...a.missing)),
+      ]);
+      unknownVisibility.forEach((m, k) => hidden.set(m, visibility[k] !== null && Number(visibility[k]) > 0));
+      asks.forEach((a, i) => a.missing.forEach((m, k) => known[a.s]!.set(m, answers[i]![k] === null ? 0 : Number(answers[i]![k]))));
+      const ranked = candidates
+        .filter((m) => !hidden.get(m))
+        .map((m) => ({ recommendation: m, frequency: known.reduce((sum, shard) => sum + (shard.get(m) ?? 0), 0) }));
+      ranked.sort((x, y) => y.frequency - x.frequency || bytewise(x.recommendation, y.recommendation));
       const top = ranked.slice(0, limit);
-      if (allRead || (top.length === limit && top[limit - 1]!.frequency > threshold)) {
+      const threshold = frontier.reduce((sum, f, s) => sum + (exhausted[s] ? 0 : f), 0);
+      // A url not read in any shard sums to at most the threshold: once the limit-th sums to more, none can take its place.
+      if (exhausted.every(Boolean) || (top.length === limit && top[limit - 1]!.frequency > threshold)) {
         this.countsLost = false;
         return top;
       }
     }
+  }
+
+  /** shard-top.lua on shard `s`: its co-visits of `url` ranked `from` to `to` (exclusive) by score; refused when its gate is gone. */
+  private async shardTop(s: number, url: string, from: number, to: number): Promise<{ anyHidden: boolean; flat: string[] }> {
+    const counts = this.countsKey(s, url);
+    const gate = this.reads === "once-served" ? this.servingKey(s) : this.marker(s);
+    const keys = [counts, gate, this.visibilityKey(s)] as const;
+    const answer =
+      this.reads === "once-served" ? await readOnly(this.redis, SHARD_TOP, [...keys], [from, to - 1]) : await this.redis.shardTop(...keys, from, to - 1);
+    if (answer === null) {
+      this.countsLost = true;
+      throw this.reads === "once-served" ? new NotServedYetError() : new CountsLostError();
+    }
+    const [anyHidden, ...flat] = answer;
+    return { anyHidden: Number(anyHidden) > 0, flat };
   }
 }
 
@@ -513,11 +561,13 @@ export function storageVersionStated(text: string): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
-/** recommend.lua and its SHA-1, for readers (EVALSHA_RO). */
-const RECOMMEND = (() => {
-  const lua = readScript("recommend.lua");
+/** A script and its SHA-1, for readers (EVALSHA_RO). */
+function readOnlyScript(name: string): { lua: string; sha: string } {
+  const lua = readScript(name);
   return { lua, sha: createHash("sha1").update(lua).digest("hex") };
-})();
+}
+const RECOMMEND = readOnlyScript("recommend.lua");
+const SHARD_TOP = readOnlyScript("shard-top.lua");
 
 /**
  * A script that only reads, run as such (EVALSHA_RO, or EVAL_RO the first time a server meets it): a user with read-only access

@@ -1,10 +1,9 @@
 -- Top co-visits of one url: frequency desc, then recommendation asc (bytewise), leaving out the url itself, the hidden pages and,
--- for a user, the pages they clicked within the seen horizon before their newest click, and the urls the caller leaves out. Version 5.
--- Reads the keys of one shard (see covisit.lua): with several, the caller merges the shards' lists (services/covisit/README.md).
+-- for a user, the pages they clicked within the seen horizon before their newest click. Version 4.
+-- Reads the keys of one shard (see covisit.lua), for a store of one shard (with several, shard-top.lua and a merge).
 -- KEYS[1] the url's co-visit counts (member = url, score = frequency), KEYS[2] the marker (see covisit.lua), KEYS[3] the user's
 -- recent urls (url -> ms; see covisit.lua), or KEYS[1] again for no user, KEYS[4] the visibility of pages (see visibility.lua:
--- url -> sequence, positive when hidden); ARGV[1] limit (>= 1), ARGV[2] the url, ARGV[3] the seen horizon (ms), ARGV[4] ..
--- further urls to leave out (the user's recent urls when they are kept in another shard)
+-- url -> sequence, positive when hidden); ARGV[1] limit (>= 1), ARGV[2] the url, ARGV[3] the seen horizon (ms)
 -- Returns url1, frequency1, url2, frequency2, ...; nil when the marker is gone.
 local key, visibility, limit, url, horizon = KEYS[1], KEYS[4], tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
 if redis.call('EXISTS', KEYS[2]) == 0 then return nil end
@@ -12,12 +11,6 @@ if redis.call('EXISTS', KEYS[2]) == 0 then return nil end
 -- The pages left out; those among the counts are read past, so the list is `limit` long when the counts allow.
 local excluded = {[url] = true}
 local candidates = {url}
-for k = 4, #ARGV do
-  if not excluded[ARGV[k]] then
-    excluded[ARGV[k]] = true
-    candidates[#candidates + 1] = ARGV[k]
-  end
-end
 if KEYS[3] ~= key then
   local newest = redis.call('ZREVRANGE', KEYS[3], 0, 0, 'WITHSCORES')
   if #newest > 0 then

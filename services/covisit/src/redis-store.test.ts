@@ -9,6 +9,7 @@ import {
   DEFAULT_TOMBSTONE_MS,
   NotServedYetError,
   shardOf,
+  shardTag,
   WINDOW_MS,
   type ClickToApply,
 } from "./redis-store.js";
@@ -34,7 +35,7 @@ describe.each([1, 3])("%i shard(s)", (shards) => {
   const newStore = (...args: ConstructorParameters<typeof CovisitStore>) =>
     new CovisitStore(args[0], args[1], args[2], args[3], args[4], args[5], args[6], args[7], { shards });
   /** A user's key of kind `kind`, in the user's shard. */
-  const key = (kind: string, u: string) => `${namespace}:recsys:{${shardOf(u, shards)}/${shards}}:${kind}:${u}`;
+  const key = (kind: string, u: string) => `${namespace}:recsys:{${shardTag(shardOf(u, shards), shards)}}:${kind}:${u}`;
 
   beforeEach(async () => {
     await clearNamespace();
@@ -238,11 +239,24 @@ describe.each([1, 3])("%i shard(s)", (shards) => {
       }
     });
 
+    it("answers the top k of a long list exactly, past what one read of each shard holds", async () => {
+      const from = "https://e.org/long";
+      const clicks: ClickToApply[] = [];
+      // 240 pages after `from`, 1 to 6 visitors each, every visitor a user of their own: each shard holds a long, flat share.
+      for (let i = 0; i < 240; i++)
+        for (let j = 0; j < 1 + ((i * 7) % 6); j++) clicks.push(click(`l${i}-${j}`, from, T0), click(`l${i}-${j}`, `https://e.org/l${i}`, T0 + 1_000));
+      for (let i = 0; i < clicks.length; i += 128) await store.applyClicks(clicks.slice(i, i + 128));
+      const ranked = [...bruteForce(clicks).get(from)!]
+        .map(([recommendation, frequency]) => ({ recommendation, frequency }))
+        .sort((x, y) => y.frequency - x.frequency || (x.recommendation < y.recommendation ? -1 : 1));
+      for (const k of [1, 10, 39, 40, 41, 100, 240]) expect(await store.coVisitsAfter(from, k)).toEqual(ranked.slice(0, k));
+    });
+
     it("refuses a batch whose co-visit keys are not all declared, naming the urls, and changes nothing", async () => {
       const [a, b] = ["https://e.org/da", "https://e.org/db"];
       await store.applyClick(click("decl", a, T0));
       const s = shardOf("decl", shards);
-      const p = `${namespace}:recsys:{${s}/${shards}}:`;
+      const p = `${namespace}:recsys:{${shardTag(s, shards)}}:`;
       const before = await redis.zrange(key("h", "decl"), 0, -1);
       // covisit.lua as the store runs it, given b's counts but not a's: the click of b pairs a -> b, which lives in a's counts.
       const keys = [`${p}counts-from-first-click:v4`, key("h", "decl"), key("ids", "decl"), key("r", "decl"), key("erased", "decl"), `${p}cv:${b}`];
