@@ -141,8 +141,8 @@ describe("deploy/k8s", () => {
       }
     }
     expect(redisEnv).toEqual({
-      covisit: { REDIS_CLUSTER: "true", COVISIT_SHARDS: "16", REDIS_WAIT_REPLICAS: "1" },
-      gateway: { REDIS_CLUSTER: "true", COVISIT_SHARDS: "16", REDIS_WAIT_REPLICAS: undefined },
+      covisit: { REDIS_CLUSTER: "true", COVISIT_SHARDS: "6", REDIS_WAIT_REPLICAS: "1" },
+      gateway: { REDIS_CLUSTER: "true", COVISIT_SHARDS: "6", REDIS_WAIT_REPLICAS: undefined },
     });
   });
 
