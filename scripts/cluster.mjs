@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // pnpm cluster:up|down|status: the stack on the distributed forms of its servers, on this machine, on free ports of its own (the
 // machine's NATS, Redis and PostgreSQL are left alone): a JetStream cluster of three nats-server processes (every stream on three,
-// STREAM_REPLICAS=3), Redis with a replica, PostgreSQL with a streaming replica (profile's queries and the gateways' SimilarContent
+// STREAM_REPLICAS=3), a Redis Cluster of three primaries with a replica each (covisit's counts in 6 shards), PostgreSQL with a streaming replica (profile's queries and the gateways' SimilarContent
 // read it), two replicas of ingest, covisit, embedder, profile and analytics, the archive, and one gateway per replica set. `up` ends
 // by printing one line per entry point ("gateway http://127.0.0.1:PORT", …) on stdout; `down` stops everything and deletes its data.
 // State, data and logs in RECSYS_CLUSTER_DIR (default <repo>/.cluster).
@@ -119,21 +119,37 @@ async function natsCluster(state) {
   return servers.join(",");
 }
 
-async function redisWithReplica(state) {
-  const primary = await freePort();
-  const replica = await freePort();
-  for (const [name, port, extra] of [
-    ["redis", primary, []],
-    ["redis-replica", replica, ["--replicaof", "127.0.0.1", String(primary)]],
-  ]) {
+/** A Redis Cluster: three primaries with a replica each, joined by redis-cli --cluster create. Returns the nodes, comma-separated. */
+async function redisCluster(state) {
+  const ports = [];
+  for (let i = 1; i <= 6; i++) {
+    const port = await freePort();
+    const name = `redis-${i}`;
     const data = join(dataDir, name);
     mkdirSync(data, { recursive: true });
-    const pid = start(name, "redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--dir", data, "--appendonly", "yes", "--save", "", ...extra]);
+    const pid = start(name, "redis-server", [
+      ...["--port", String(port), "--bind", "127.0.0.1", "--dir", data, "--appendonly", "yes", "--save", ""],
+      ...["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "5000"],
+      ...["--maxmemory-policy", "noeviction"],
+    ]);
     state.processes.push({ name, pid, port });
     writeState(state);
-    await waitFor(`${name} not listening`, () => listening(port));
+    ports.push(port);
   }
-  return { primary: `redis://127.0.0.1:${primary}`, replica: `redis://127.0.0.1:${replica}` };
+  for (const port of ports) await waitFor(`redis :${port} not listening`, () => listening(port));
+  execFileSync("redis-cli", ["--cluster", "create", ...ports.map((p) => `127.0.0.1:${p}`), "--cluster-replicas", "1", "--cluster-yes"], {
+    stdio: "ignore",
+    timeout: 60_000,
+  });
+  const clusterOk = (port) => {
+    try {
+      return execFileSync("redis-cli", ["-p", String(port), "cluster", "info"], { encoding: "utf8", timeout: 5_000 }).includes("cluster_state:ok");
+    } catch {
+      return false;
+    }
+  };
+  await waitFor("the Redis Cluster not ok", async () => ports.every(clusterOk));
+  return ports.map((p) => `redis://127.0.0.1:${p}`).join(",");
 }
 
 async function postgresWithReplica(state) {
@@ -198,16 +214,19 @@ async function up() {
   for (const service of [...REPLICATED, "archive", "gateway"]) {
     if (!existsSync(join(root, "services", service, "dist/main.js"))) throw new Error(`services/${service}/dist/main.js is missing: run pnpm build first`);
   }
-  say("starting NATS (3 servers), Redis and PostgreSQL, each with its replicas");
+  say("starting NATS (3 servers), a Redis Cluster (3 primaries, 3 replicas) and PostgreSQL with a replica");
   const natsUrl = await natsCluster(state);
-  const redis = await redisWithReplica(state);
+  const redisUrl = await redisCluster(state);
   const postgres = await postgresWithReplica(state);
   const common = {
     ...process.env,
     HOST: "127.0.0.1",
     NATS_URL: natsUrl,
     STREAM_REPLICAS: "3",
-    REDIS_URL: redis.primary,
+    REDIS_URL: redisUrl,
+    // covisit's counts in 6 shards, two on each primary, each write on a replica before its clicks are acked.
+    COVISIT_SHARDS: "6",
+    REDIS_WAIT_REPLICAS: "1",
     DATABASE_URL: postgres.primary,
     RECSYS_NAMESPACE: "",
     ARCHIVE_DIR: join(dataDir, "archive"),
@@ -272,8 +291,7 @@ async function up() {
     ...services.filter((s) => s.service === "gateway").map((s) => `gateway ${url(s.port)}`),
     ...services.filter((s) => s.service !== "gateway").map((s) => `${s.service} ${url(s.port)}`),
     `nats ${natsUrl}`,
-    `redis ${redis.primary}`,
-    `redis-replica ${redis.replica}`,
+    `redis ${redisUrl}`,
     `postgres ${postgres.primary}`,
     `postgres-replica ${postgres.replica}`,
   ];

@@ -1,4 +1,5 @@
-// pnpm cluster:up|status|down as a user runs them: the stack on a 3-server JetStream cluster, Redis and PostgreSQL with replicas,
+// pnpm cluster:up|status|down as a user runs them: the stack on a 3-server JetStream cluster, a Redis Cluster (3 primaries, 3
+// replicas) and PostgreSQL with a replica,
 // two replicas of each service and a gateway per replica set, on free ports of its own; what one gateway takes, the other answers.
 import { execFile } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -18,7 +19,9 @@ let endpoints: Array<[string, string]>;
 let pids: number[];
 
 beforeAll(async () => {
-  const { stdout } = await cluster("up");
+  const { stdout } = await cluster("up").catch((err: { stderr?: string }) => {
+    throw new Error(`cluster:up failed: ${String(err.stderr ?? err).slice(-3000)}`);
+  });
   endpoints = stdout
     .trim()
     .split("\n")
