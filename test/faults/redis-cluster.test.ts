@@ -1,4 +1,5 @@
 import { execFileSync } from "node:child_process";
+import { shardTag } from "@recsys/covisit-store";
 import { Cluster } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { clientsOf } from "../harness/clients.js";
@@ -8,7 +9,7 @@ import { referenceClicks, referencePages, startStack, type TestStack } from "../
 import { loadgen, timeline } from "./loadgen.js";
 
 // The stack on a Redis Cluster of three primaries with a replica each (six redis-server processes joined by redis-cli --cluster
-// create), covisit's counts in 16 shards (COVISIT_SHARDS) and every write waiting for its replica (REDIS_WAIT_REPLICAS=1), as
+// create), covisit's counts in 6 shards (COVISIT_SHARDS) and every write waiting for its replica (REDIS_WAIT_REPLICAS=1), as
 // `pnpm cluster:up` and the deploy files run it. During a replay of the reference clicks a primary is killed (SIGKILL): its replica
 // takes its slots, covisit's writes meanwhile fail and come again, and at the end every Recommendation equals the reference SQL.
 let cluster: Awaited<ReturnType<typeof privateRedisCluster>>;
@@ -22,7 +23,7 @@ beforeAll(async () => {
   cluster = await privateRedisCluster(3);
   stack = await startStack(
     "rediscluster",
-    { REDIS_URL: cluster.url, COVISIT_SHARDS: "16", REDIS_WAIT_REPLICAS: "1" },
+    { REDIS_URL: cluster.url, COVISIT_SHARDS: "6", REDIS_WAIT_REPLICAS: "1" },
     { services: ["ingest", "covisit", "embedder", "profile", "gateway"] },
   );
   admin = new Cluster(cluster.nodes.map((n) => ({ host: "127.0.0.1", port: n.port })));
@@ -34,19 +35,6 @@ afterAll(async () => {
   await cluster?.destroy();
 });
 
-/** The ports of the nodes that are primaries now (ROLE), the killed one left out. */
-function primaries(): Set<number> {
-  const out = new Set<number>();
-  for (const node of cluster.nodes) {
-    try {
-      if (execFileSync("redis-cli", ["-p", String(node.port), "role"], { encoding: "utf8", timeout: 2_000 }).startsWith("master")) out.add(node.port);
-    } catch {
-      // Down: not a primary.
-    }
-  }
-  return out;
-}
-
 describe("covisit on a Redis Cluster (3 primaries, 3 replicas)", () => {
   it("spreads the counts over every primary, loses one mid-replay (SIGKILL), and ends exact with nothing dead-lettered", async () => {
     const pages = await loadgen(stack, ["content", referencePages, "--rate", "0", "--wait"]);
@@ -57,10 +45,10 @@ describe("covisit on a Redis Cluster (3 primaries, 3 replicas)", () => {
       [
         2_500,
         async () => {
-          const before = primaries();
+          const before = cluster.primaries();
           // The primary holding shard 0's slot: it has counts by now.
           const owner = (await admin.cluster("SLOTS")) as Array<[number, number, [string, number]]>;
-          const slot = Number(await admin.cluster("KEYSLOT", `${stack.namespace}:recsys:{0/16}:x`));
+          const slot = Number(await admin.cluster("KEYSLOT", `${stack.namespace}:recsys:{${shardTag(0, 6)}}:x`));
           const port = owner.find(([lo, hi]) => slot >= lo && slot <= hi)![2][1];
           killed = cluster.nodes.find((n) => n.port === port)!;
           expect(before.has(port)).toBe(true);
@@ -71,7 +59,7 @@ describe("covisit on a Redis Cluster (3 primaries, 3 replicas)", () => {
           await expect
             .poll(
               () => {
-                const now = primaries();
+                const now = cluster.primaries();
                 return now.size === 3 && !now.has(port);
               },
               { timeout: 60_000, interval: 200 },
@@ -92,12 +80,12 @@ describe("covisit on a Redis Cluster (3 primaries, 3 replicas)", () => {
     await waitApplied(stack, ref.pages.length);
     expect((await clientsOf(stack).covisit.progress({})).deadLetteredClicks).toBe(0n);
 
-    // Every primary holds some of the 16 shards' counts.
-    const counts = await Promise.all(
-      admin.nodes("master").map(async (n) => {
-        const [, keys] = await n.scan("0", "MATCH", `${stack.namespace}:recsys:*cv:*`, "COUNT", 100_000);
-        return keys.length;
-      }),
+    // Every primary holds two of the 6 shards' counts.
+    const counts = [...cluster.primaries()].map(
+      (port) =>
+        execFileSync("redis-cli", ["-p", String(port), "--scan", "--pattern", `${stack.namespace}:recsys:*cv:*`], { encoding: "utf8" })
+          .split("\n")
+          .filter(Boolean).length,
     );
     events.push(`co-visit keys per primary: ${counts.join(", ")}`);
     expect(counts.length).toBe(3);

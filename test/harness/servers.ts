@@ -194,7 +194,9 @@ export interface RedisClusterNode {
  * create), keeping nothing on disk but its nodes.conf. cluster-node-timeout 5 s, as the deploy files set it. `url` lists every node,
  * comma-separated, as REDIS_URL takes a cluster's. Resolves once every node says cluster_state:ok.
  */
-export async function privateRedisCluster(primaries = 3): Promise<{ url: string; nodes: RedisClusterNode[]; destroy(): Promise<void> }> {
+export async function privateRedisCluster(
+  primaries = 3,
+): Promise<{ url: string; nodes: RedisClusterNode[]; primaries(): Set<number>; destroy(): Promise<void> }> {
   const ports = await Promise.all(Array.from({ length: 2 * primaries }, () => freePort()));
   const dir = mkdtempSync(join(tmpdir(), "recsys-redis-cluster-"));
   const nodes = ports.map((port) => {
@@ -214,7 +216,14 @@ export async function privateRedisCluster(primaries = 3): Promise<{ url: string;
       timeout: 60_000,
     });
     const deadline = Date.now() + 60_000;
-    while (!ports.every((p) => execFileSync("redis-cli", ["-p", String(p), "cluster", "info"], { encoding: "utf8" }).includes("cluster_state:ok"))) {
+    const clusterOk = (port: number) => {
+      try {
+        return execFileSync("redis-cli", ["-p", String(port), "cluster", "info"], { encoding: "utf8", timeout: 5_000 }).includes("cluster_state:ok");
+      } catch {
+        return false;
+      }
+    };
+    while (!ports.every(clusterOk)) {
       if (Date.now() > deadline) throw new Error("the Redis Cluster did not reach cluster_state:ok in 60 s");
       await sleep(200);
     }
@@ -225,6 +234,23 @@ export async function privateRedisCluster(primaries = 3): Promise<{ url: string;
   return {
     url: nodes.map((n) => n.url).join(","),
     nodes: nodes.map(({ port, url, kill, start }) => ({ port, url, kill, start })),
+    /** The ports of the nodes that are primaries now (ROLE); a node that does not answer is none. */
+    primaries() {
+      const out = new Set<number>();
+      for (const { port } of nodes) {
+        try {
+          if (
+            execFileSync("redis-cli", ["-p", String(port), "role"], { encoding: "utf8", timeout: 2_000, stdio: ["ignore", "pipe", "ignore"] }).startsWith(
+              "master",
+            )
+          )
+            out.add(port);
+        } catch {
+          // Down.
+        }
+      }
+      return out;
+    },
     destroy,
   };
 }
