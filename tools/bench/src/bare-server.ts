@@ -4,16 +4,16 @@
 // coalescing, no second hop. Part of the bench's tooling, never a service. It answers the Connect JSON routes' paths and bodies,
 // so one load generator drives it and the gateway alike, and prints `listening <port>` when ready.
 import { createServer, type IncomingMessage } from "node:http";
-import { CovisitStore } from "@recsys/covisit-store";
-import { Redis } from "ioredis";
+import { connectRedis, CovisitStore } from "@recsys/covisit-store";
 import pg from "pg";
 import { similarContentMany } from "@recsys/profile/reads";
 import { schemaFor } from "@recsys/profile/pool";
 
 const env = process.env;
 const namespace = env.RECSYS_NAMESPACE ?? "";
-const redis = new Redis(env.REDIS_URL ?? "redis://127.0.0.1:6379");
-const store = new CovisitStore(redis, namespace, 0);
+const redis = connectRedis(env.REDIS_URL ?? "redis://127.0.0.1:6379", {}, env.REDIS_CLUSTER === "true" || undefined);
+const shards = Number(env.COVISIT_SHARDS ?? 1);
+const store = new CovisitStore(redis, namespace, 0, undefined, undefined, undefined, undefined, "counts", { shards });
 // As profile's pool: its schema, then public for the vector type; as many connections as profile keeps by default.
 const pool = new pg.Pool({
   connectionString: env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/test",

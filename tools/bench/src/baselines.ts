@@ -1,7 +1,7 @@
-import { CovisitStore, DEFAULT_MAX_BATCH, keyPrefix, type ClickToApply } from "@recsys/covisit-store";
+import { connectRedis, CovisitStore, DEFAULT_MAX_BATCH, deleteMatching, keyPrefix, type ClickToApply, type RedisClient } from "@recsys/covisit-store";
 import { CREATE_CLICKS_TABLE, INSERT_CLICKS, REFERENCE_COVISIT_SQL } from "@recsys/loadgen/reference-sql";
 import { laneIndex } from "@recsys/loadgen/sender";
-import { Redis } from "ioredis";
+import { Cluster, type Redis } from "ioredis";
 import pg from "pg";
 import type { Click } from "./reference-data.js";
 
@@ -28,58 +28,129 @@ export async function sqlBaseline(clicks: Click[]) {
   }
 }
 
-/** Redis' own CPU time so far (user + system), in seconds. */
-export async function redisCpuSeconds(redis: Redis): Promise<number> {
-  const info = await redis.info("cpu");
-  const field = (name: string) => Number(new RegExp(`^${name}:([0-9.]+)`, "m").exec(info)?.[1] ?? NaN);
-  return field("used_cpu_user") + field("used_cpu_sys");
+/** The servers behind a client: the one Redis, or every node of a cluster (replicas too: they work for every write). */
+function servers(redis: RedisClient): Redis[] {
+  return redis instanceof Cluster ? redis.nodes("all") : [redis];
+}
+
+/** Redis' own CPU time so far (user + system), in seconds: of every node on a cluster. */
+export async function redisCpuSeconds(redis: RedisClient): Promise<number> {
+  let seconds = 0;
+  for (const node of servers(redis)) {
+    const info = await node.info("cpu");
+    const field = (name: string) => Number(new RegExp(`^${name}:([0-9.]+)`, "m").exec(info)?.[1] ?? NaN);
+    seconds += field("used_cpu_user") + field("used_cpu_sys");
+  }
+  return seconds;
+}
+
+/** The Redis of REDIS_URL, as the services connect to it (a comma-separated list: a cluster). */
+export function benchRedis(options: { enableAutoPipelining?: boolean } = {}): RedisClient {
+  return connectRedis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379", options, process.env.REDIS_CLUSTER === "true" || undefined);
+}
+
+/** covisit's shards as the stack runs them (COVISIT_SHARDS). */
+const stackShards = () => Number(process.env.COVISIT_SHARDS ?? 1);
+
+/**
+ * The reference clicks in a namespace of their own, through covisit's store, each user's in order on one of `lanes` clients, one
+ * batch of a lane at a time (as covisit applies a partition's).
+ */
+async function applyAll(clicks: Click[], namespace: string, shards: number, lanes: number) {
+  const conns = Array.from({ length: lanes }, () => benchRedis({ enableAutoPipelining: true }));
+  const stores = conns.map((c) => new CovisitStore(c, namespace, 300_000, undefined, undefined, undefined, undefined, "counts", { shards }));
+  await stores[0]!.markFirstClick();
+  const byStore = stores.map(() => [] as ClickToApply[]);
+  clicks.forEach((c, k) =>
+    byStore[laneIndex(c.userid, stores.length)]!.push({
+      eventId: `bound-${k}`,
+      userid: c.userid,
+      url: c.url,
+      eventTimeMs: Date.parse(c.event_time),
+      event: "view",
+    }),
+  );
+  return {
+    stores,
+    run: () =>
+      Promise.all(
+        byStore.map(async (list, i) => {
+          for (let k = 0; k < list.length; k += DEFAULT_MAX_BATCH) await stores[i]!.applyClicks(list.slice(k, k + DEFAULT_MAX_BATCH));
+        }),
+      ),
+    close: () => conns.forEach((c) => c.disconnect()),
+  };
+}
+
+/**
+ * What the merge of shards costs a Recommendation: covisit's store answering every reference url twice (limit 10, 16 at a time)
+ * from the reference counts kept in 1, 3, 6 and 16 shards, on the same Redis one after the other: Redis' CPU a query and the
+ * store's latency (one client process doing the merges), with no service in the way.
+ */
+export async function mergeCost(clicks: Click[]) {
+  const urls = [...new Set(clicks.map((c) => c.url))];
+  const admin = benchRedis();
+  const out: Record<string, { redisCpuMicros: number; p50Ms: number; p99Ms: number; queries: number }> = {};
+  try {
+    for (const shards of [1, 3, 6, 16]) {
+      const namespace = `benchmerge${shards}x${Date.now().toString(36)}`;
+      const applied = await applyAll(clicks, namespace, shards, 16);
+      try {
+        await applied.run();
+        const store = applied.stores[0]!;
+        // Warm-up: the scripts loaded, the connections open.
+        for (const u of urls.slice(0, 200)) await store.coVisitsAfter(u, 10);
+        const latencies: number[] = [];
+        const cpu0 = await redisCpuSeconds(admin);
+        let next = 0;
+        await Promise.all(
+          Array.from({ length: 16 }, async () => {
+            while (next < 2 * urls.length) {
+              const u = urls[next++ % urls.length]!;
+              const t0 = performance.now();
+              await store.coVisitsAfter(u, 10);
+              latencies.push(performance.now() - t0);
+            }
+          }),
+        );
+        const cpu = (await redisCpuSeconds(admin)) - cpu0;
+        latencies.sort((a, b) => a - b);
+        const at = (q: number) => Math.round(latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))]! * 100) / 100;
+        out[String(shards)] = { redisCpuMicros: (cpu * 1e6) / latencies.length, p50Ms: at(0.5), p99Ms: at(0.99), queries: latencies.length };
+      } finally {
+        await deleteMatching(admin, `${keyPrefix(namespace)}*`);
+        applied.close();
+      }
+    }
+    return out;
+  } finally {
+    admin.disconnect();
+  }
 }
 
 /**
  * Redis' own speed at covisit's work: covisit's own store over every reference click, with no NATS, gRPC or other service in the way.
- * Each user's clicks go in order on one of 4 pipelined connections; the bound is the clicks one Redis core applies per second of its CPU.
+ * Each user's clicks go in order on one of 16 connections; the bound is the clicks one Redis core applies per second of its CPU.
  */
 export async function redisBound(clicks: Click[]) {
   const namespace = `benchbound${Date.now().toString(36)}`;
-  const redisUrl = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
-  const admin = new Redis(redisUrl);
-  const conns = Array.from({ length: 4 }, () => new Redis(redisUrl, { enableAutoPipelining: true }));
+  const admin = benchRedis();
+  const applied = await applyAll(clicks, namespace, stackShards(), 16);
   try {
-    const stores = conns.map((c) => new CovisitStore(c, namespace, 300_000));
-    await stores[0]!.markFirstClick();
-    const byStore = stores.map(() => [] as ClickToApply[]);
-    clicks.forEach((c, k) =>
-      byStore[laneIndex(c.userid, stores.length)]!.push({
-        eventId: `bound-${k}`,
-        userid: c.userid,
-        url: c.url,
-        eventTimeMs: Date.parse(c.event_time),
-        event: "view",
-      }),
-    );
-    await admin.config("RESETSTAT");
+    for (const node of servers(admin)) await node.config("RESETSTAT");
     const cpu0 = await redisCpuSeconds(admin);
     const t0 = performance.now();
-    await Promise.all(
-      byStore.map((list, i) => {
-        const batches = [];
-        for (let k = 0; k < list.length; k += DEFAULT_MAX_BATCH) batches.push(stores[i]!.applyClicks(list.slice(k, k + DEFAULT_MAX_BATCH)));
-        return Promise.all(batches);
-      }),
-    );
+    await applied.run();
     const seconds = (performance.now() - t0) / 1000;
     const cpuSeconds = (await redisCpuSeconds(admin)) - cpu0;
     let commands = 0;
-    for (const l of (await admin.info("commandstats")).split("\n")) {
-      const m = /^cmdstat_(\w+):calls=(\d+)/.exec(l);
-      if (m && !["evalsha", "eval", "info", "config", "script"].includes(m[1]!)) commands += Number(m[2]);
+    for (const node of servers(admin)) {
+      for (const l of (await node.info("commandstats")).split("\n")) {
+        const m = /^cmdstat_(\w+):calls=(\d+)/.exec(l);
+        if (m && !["evalsha", "eval", "info", "config", "script", "cluster", "ping"].includes(m[1]!)) commands += Number(m[2]);
+      }
     }
-    let cursor = "0";
-    do {
-      const [next, keys] = await admin.scan(cursor, "MATCH", `${keyPrefix(namespace)}*`, "COUNT", 1000);
-      cursor = next;
-      if (keys.length) await admin.unlink(...keys);
-    } while (cursor !== "0");
+    await deleteMatching(admin, `${keyPrefix(namespace)}*`);
     return {
       clicksPerSecond: clicks.length / cpuSeconds,
       wallClicksPerSecond: clicks.length / seconds,
@@ -89,6 +160,6 @@ export async function redisBound(clicks: Click[]) {
     };
   } finally {
     admin.disconnect();
-    for (const c of conns) c.disconnect();
+    applied.close();
   }
 }

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Command } from "commander";
-import { redisBound, sqlBaseline } from "./baselines.js";
+import { mergeCost, redisBound, sqlBaseline } from "./baselines.js";
 import type { LatencySummary } from "./open-loop.js";
 import { isolatedAnalytics, stackAnalyticsProgress, waitForAnalytics } from "./analytics.js";
 import { archiveCost, archiveReading, waitArchived } from "./archive.js";
@@ -30,6 +30,8 @@ async function main(opts: { json?: string; quick: boolean }) {
   const sqlMs = await sqlBaseline(clicks);
   log("Redis bound");
   const bound = await redisBound(clicks);
+  log("Recommendation's merge of shards, in the store");
+  const merge = await mergeCost(clicks);
   const run = `bench${Date.now().toString(36)}`;
   log("analytics catching up with CLICKS");
   await waitForAnalytics(await clicksApplied());
@@ -243,6 +245,14 @@ async function main(opts: { json?: string; quick: boolean }) {
     embed_transformer_titles_batching_speedup: transformerTitles.speedup,
     sql_baseline_recompute_ms: Math.round(sqlMs),
     sql_baseline_clicks_per_s: Math.round(baselineClicksPerSecond),
+    // covisit's store answering Recommendation from the reference counts in 1 shard (one Redis) and in 6 (as on the Redis Cluster of
+    // pnpm cluster:up), same Redis; recommendation_store_by_shards has 3 and 16 too.
+    recommendation_store_redis_cpu_us_1_shard: round(merge["1"]!.redisCpuMicros),
+    recommendation_store_redis_cpu_us_6_shards: round(merge["6"]!.redisCpuMicros),
+    recommendation_store_p99_ms_1_shard: merge["1"]!.p99Ms,
+    recommendation_store_p99_ms_6_shards: merge["6"]!.p99Ms,
+    recommendation_merge_6_shards_redis_cpu_ratio: round(merge["6"]!.redisCpuMicros / merge["1"]!.redisCpuMicros),
+    recommendation_store_by_shards: merge,
     redis_bound_clicks_per_s: Math.round(bound.clicksPerSecond),
     redis_cpu_us_per_click: round(bound.cpuMicrosPerClick),
     redis_bound_wall_clicks_per_s: Math.round(bound.wallClicksPerSecond),
@@ -322,6 +332,8 @@ async function beside(opts: { json?: string; quick: boolean }) {
         ARCHIVE_URL: first("archive"),
         NATS_URL: first("nats"),
         REDIS_URL: first("redis"),
+        // As the cluster's services keep the counts (scripts/cluster.mjs): the bare server and the Redis bound read them so.
+        COVISIT_SHARDS: "6",
         DATABASE_URL: first("postgres"),
         // No pid files: the phases that pause one of the stack's services are skipped.
         RECSYS_STACK_DIR: join(work, "no-stack"),

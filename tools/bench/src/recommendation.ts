@@ -1,6 +1,6 @@
 // What a Recommendation costs: the gateway's process, covisit's, and Redis (which runs recommend.lua), in CPU per request.
-import { Redis } from "ioredis";
-import { redisCpuSeconds } from "./baselines.js";
+import type { RedisClient } from "@recsys/covisit-store";
+import { benchRedis, redisCpuSeconds } from "./baselines.js";
 import type { LatencySummary } from "./open-loop.js";
 import { samples, total } from "./service-metrics.js";
 import { url } from "./stack.js";
@@ -11,14 +11,14 @@ interface CpuReading {
   redisSeconds: number;
 }
 
-async function reading(redis: Redis): Promise<CpuReading> {
+async function reading(redis: RedisClient): Promise<CpuReading> {
   const [gateway, covisit, redisSeconds] = await Promise.all([samples(url.gateway), samples(url.covisit), redisCpuSeconds(redis)]);
   return { gatewaySeconds: total(gateway, "process_cpu_seconds_total"), covisitSeconds: total(covisit, "process_cpu_seconds_total"), redisSeconds };
 }
 
 /** Runs `phase` and answers its latencies with the gateway's, covisit's and Redis' CPU per request meanwhile, in microseconds. */
 export async function withCovisitCpu(phase: () => Promise<LatencySummary>) {
-  const redis = new Redis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
+  const redis = benchRedis();
   try {
     const before = await reading(redis);
     const latencies = await phase();
