@@ -44,9 +44,14 @@ export async function redisCpuSeconds(redis: RedisClient): Promise<number> {
   return seconds;
 }
 
-/** The Redis of REDIS_URL, as the services connect to it (a comma-separated list: a cluster). */
-export function benchRedis(options: { enableAutoPipelining?: boolean } = {}): RedisClient {
-  return connectRedis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379", options, process.env.REDIS_CLUSTER === "true" || undefined);
+/**
+ * The Redis of REDIS_URL, as the services connect to it (a comma-separated list: a cluster), once ready: a cluster client knows its
+ * nodes only then, and a CPU reading taken before would miss them.
+ */
+export async function benchRedis(options: { enableAutoPipelining?: boolean } = {}): Promise<RedisClient> {
+  const redis = connectRedis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379", options, process.env.REDIS_CLUSTER === "true" || undefined);
+  if (redis.status !== "ready") await new Promise((resolve, reject) => redis.once("ready", resolve).once("error", reject));
+  return redis;
 }
 
 /** covisit's shards as the stack runs them (COVISIT_SHARDS). */
@@ -57,7 +62,7 @@ const stackShards = () => Number(process.env.COVISIT_SHARDS ?? 1);
  * batch of a lane at a time (as covisit applies a partition's).
  */
 async function applyAll(clicks: Click[], namespace: string, shards: number, lanes: number) {
-  const conns = Array.from({ length: lanes }, () => benchRedis({ enableAutoPipelining: true }));
+  const conns = await Promise.all(Array.from({ length: lanes }, () => benchRedis({ enableAutoPipelining: true })));
   const stores = conns.map((c) => new CovisitStore(c, namespace, 300_000, undefined, undefined, undefined, undefined, "counts", { shards }));
   await stores[0]!.markFirstClick();
   const byStore = stores.map(() => [] as ClickToApply[]);
@@ -89,7 +94,7 @@ async function applyAll(clicks: Click[], namespace: string, shards: number, lane
  */
 export async function mergeCost(clicks: Click[]) {
   const urls = [...new Set(clicks.map((c) => c.url))];
-  const admin = benchRedis();
+  const admin = await benchRedis();
   const out: Record<string, { redisCpuMicros: number; p50Ms: number; p99Ms: number; queries: number }> = {};
   try {
     for (const shards of [1, 3, 6, 16]) {
@@ -134,7 +139,7 @@ export async function mergeCost(clicks: Click[]) {
  */
 export async function redisBound(clicks: Click[]) {
   const namespace = `benchbound${Date.now().toString(36)}`;
-  const admin = benchRedis();
+  const admin = await benchRedis();
   const applied = await applyAll(clicks, namespace, stackShards(), 16);
   try {
     for (const node of servers(admin)) await node.config("RESETSTAT");

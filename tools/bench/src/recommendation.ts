@@ -18,7 +18,7 @@ async function reading(redis: RedisClient): Promise<CpuReading> {
 
 /** Runs `phase` and answers its latencies with the gateway's, covisit's and Redis' CPU per request meanwhile, in microseconds. */
 export async function withCovisitCpu(phase: () => Promise<LatencySummary>) {
-  const redis = benchRedis();
+  const redis = await benchRedis();
   try {
     const before = await reading(redis);
     const latencies = await phase();
