@@ -38,8 +38,11 @@ beforeAll(async () => {
 afterAll(async () => {
   console.info(`events:\n  ${events.join("\n  ")}`);
   await nc?.close();
-  await stack?.stop();
-  await Promise.all([nats?.destroy(), redis?.destroy()]);
+  try {
+    await stack?.stop();
+  } finally {
+    await Promise.all([nats?.destroy(), redis?.destroy()]);
+  }
 });
 
 const poll = { timeout: 60_000, interval: 200 };

@@ -34,8 +34,11 @@ beforeAll(async () => {
 afterAll(async () => {
   console.info(`events:\n  ${events.join("\n  ")}`);
   await nc?.close();
-  await stack?.stop();
-  await Promise.all([cluster?.destroy(), redis?.destroy()]);
+  try {
+    await stack?.stop();
+  } finally {
+    await Promise.all([cluster?.destroy(), redis?.destroy()]);
+  }
 });
 
 const streamInfo = async (name: string): Promise<StreamInfo> => (await jetstreamManager(nc)).streams.info(name);

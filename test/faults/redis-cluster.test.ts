@@ -31,8 +31,11 @@ beforeAll(async () => {
 afterAll(async () => {
   console.info(`events:\n  ${events.join("\n  ")}`);
   admin?.disconnect();
-  await stack?.stop();
-  await cluster?.destroy();
+  try {
+    await stack?.stop();
+  } finally {
+    await cluster?.destroy();
+  }
 });
 
 describe("covisit on a Redis Cluster (3 primaries, 3 replicas)", () => {
