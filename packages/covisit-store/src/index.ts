@@ -77,11 +77,6 @@ export function connectRedis(url: string, options: RedisOptions = {}, cluster = 
   );
 }
 
-/** Whether the client is ready for commands (a cluster once it knows the slots). */
-export function redisReady(redis: RedisClient): boolean {
-  return redis.status === "ready";
-}
-
 /**
  * The shard of a user's state and of the counts their clicks add (FNV-1a of the userid's UTF-8 bytes): each click's update
  * touches one shard's keys, all in one hash slot. Recommendation merges a url's counts of every shard.
