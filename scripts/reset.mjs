@@ -23,7 +23,7 @@ export async function resetNamespace(namespace, env = process.env) {
   } finally {
     await nc.close();
   }
-  const redis = connectRedis(env.REDIS_URL ?? "redis://127.0.0.1:6379", { lazyConnect: true }, env.REDIS_CLUSTER === "true" || undefined);
+  const redis = connectRedis(env.REDIS_URL ?? "redis://127.0.0.1:6379", { lazyConnect: true }, env.REDIS_CLUSTER === "true");
   await redis.connect();
   try {
     await deleteMatching(redis, `${namespace ? `${namespace}:` : ""}recsys:*`);

@@ -44,15 +44,16 @@ export const STORAGE_VERSION = 4;
 export type RedisClient = Redis | Cluster;
 
 /**
- * A client for `url`: one Redis (`redis://[user:password@]host:port`), or a Redis Cluster when `cluster` is set or `url` lists
- * several of its nodes, comma-separated (the seeds: the client learns the rest, and follows slots as they move at a failover).
+ * A client for `url`: one Redis (`redis://[user:password@]host:port`), or a Redis Cluster when `cluster` is set (REDIS_CLUSTER) or
+ * `url` lists several of its nodes, comma-separated (the seeds: the client learns the rest, and follows slots as they move at a
+ * failover).
  */
-export function connectRedis(url: string, options: RedisOptions = {}, cluster = url.includes(",")): RedisClient {
+export function connectRedis(url: string, options: RedisOptions = {}, cluster = false): RedisClient {
   const seeds = url
     .split(",")
     .map((s) => s.trim())
     .filter(Boolean);
-  if (!cluster) return new Redis(seeds[0] ?? url, options);
+  if (!cluster && seeds.length <= 1) return new Redis(seeds[0] ?? url, options);
   const first = new URL(seeds[0]!);
   const auth = {
     ...(first.username ? { username: decodeURIComponent(first.username) } : {}),
@@ -75,6 +76,11 @@ export function connectRedis(url: string, options: RedisOptions = {}, cluster = 
       slotsRefreshTimeout: 2_000,
     },
   );
+}
+
+/** The servers behind a client: the one Redis, or a cluster's nodes of that role. */
+export function redisNodes(redis: RedisClient, role: "master" | "all"): Redis[] {
+  return redis instanceof Cluster ? redis.nodes(role) : [redis];
 }
 
 /**
@@ -191,7 +197,7 @@ function bytewise(a: string, b: string): number {
  * Co-visit counts and per-user click history in Redis; every write is one atomic Lua script on the keys of one shard.
  * Every script refuses without its shard's marker key, so nothing is counted on top of counts Redis lost, nor answered from them.
  *
- * The keys of shard s of S are `<prefix>{s/S}:…`: the braces make them one hash slot of a Redis Cluster. A user's state and the
+ * The keys of shard s of S are `<prefix>{<shardTag(s, S)>}:…`: the braces make them one hash slot of a Redis Cluster. A user's state and the
  * counts their clicks add live in the user's shard (shardOf), so that a click's update is one script in one slot, atomic and
  * idempotent; a url's counts are the sum of its counts in every shard, merged exactly at read time (coVisitsAfter).
  */
@@ -203,6 +209,8 @@ export class CovisitStore {
   private readonly waitTimeoutMs: number;
   /** Each shard's key prefix, "<prefix>{<shardTag>}:". */
   private readonly prefixes: string[];
+  /** 0 .. shards - 1. */
+  private readonly allShards: number[];
   /** True after a script found a marker gone; false again once every shard's was found. */
   countsLost = false;
 
@@ -226,7 +234,8 @@ export class CovisitStore {
     this.waitReplicas = layout.waitReplicas ?? 0;
     this.waitTimeoutMs = layout.waitTimeoutMs ?? 2_000;
     if (!Number.isInteger(this.shards) || this.shards < 1) throw new Error(`shards must be a positive integer, not ${this.shards}`);
-    this.prefixes = Array.from({ length: this.shards }, (_, s) => `${this.prefix}{${shardTag(s, this.shards)}}:`);
+    this.allShards = Array.from({ length: this.shards }, (_, s) => s);
+    this.prefixes = this.allShards.map((s) => `${this.prefix}{${shardTag(s, this.shards)}}:`);
     redis.defineCommand("applyClicks", { lua: applyClicksScript() });
     redis.defineCommand("historyUrls", { lua: readScript("history-urls.lua") });
     redis.defineCommand("topCoVisits", { numberOfKeys: 4, lua: RECOMMEND.lua });
@@ -252,10 +261,6 @@ export class CovisitStore {
     return this.prefixes[s]!;
   }
 
-  private get allShards(): number[] {
-    return Array.from({ length: this.shards }, (_, s) => s);
-  }
-
   private countsKey(s: number, url: string): string {
     return `${this.shardPrefix(s)}cv:${url}`;
   }
@@ -274,6 +279,17 @@ export class CovisitStore {
    */
   private servingKey(s: number): string {
     return `${this.shardPrefix(s)}served:v${STORAGE_VERSION}`;
+  }
+
+  /** What a read of shard `s` requires: its marker for covisit, its served key for a reader. */
+  private gate(s: number): string {
+    return this.reads === "once-served" ? this.servingKey(s) : this.marker(s);
+  }
+
+  /** A read that found its gate gone: the counts are lost (covisit), or not served yet (a reader). */
+  private gateGone(): Error {
+    this.countsLost = true;
+    return this.reads === "once-served" ? new NotServedYetError() : new CountsLostError();
   }
 
   /** Declares that covisit serves from these counts: readers in other processes may answer from them too. */
@@ -461,19 +477,19 @@ export class CovisitStore {
    * sums is found exactly by the threshold algorithm: each shard's first `depth` by score (shard-top.lua), then the candidates' counts
    * in the shards not read to their end (a shard read to its end has them all); a url not read in any shard sums to at most the
    * shards' scores at that depth, so once the limit-th candidate, past the pages left out and the hidden ones, sums to more than that
-   * (or every shard is read to its end) no other url can take its place. Otherwise the depth doubles.
+   * (or every shard is read to its end) no other url can take its place. Otherwise each shard is read four times deeper.
    */
   async coVisitsAfter(url: string, limit: number, userid = ""): Promise<CoVisit[]> {
     if (this.shards === 1) {
       const counts = this.countsKey(0, url);
-      const gate = this.reads === "once-served" ? this.servingKey(0) : this.marker(0);
+      const gate = this.gate(0);
       const recent = userid ? this.recentKey(userid) : counts;
       const flat =
         this.reads === "once-served"
           ? await readOnly(this.redis, RECOMMEND, [counts, gate, recent, this.visibilityKey(0)], [limit, url, this.seenHorizonMs])
           : await this.redis.topCoVisits(counts, gate, recent, this.visibilityKey(0), limit, url, this.seenHorizonMs);
-      this.countsLost = flat === null;
-      if (flat === null) throw this.reads === "once-served" ? new NotServedYetError() : new CountsLostError();
+      if (flat === null) throw this.gateGone();
+      this.countsLost = false;
       const out: CoVisit[] = [];
       for (let i = 0; i < flat.length; i += 2) out.push({ recommendation: flat[i]!, frequency: Number(flat[i + 1]) });
       return out;
@@ -527,15 +543,10 @@ export class CovisitStore {
 
   /** shard-top.lua on shard `s`: its co-visits of `url` ranked `from` to `to` (exclusive) by score; refused when its gate is gone. */
   private async shardTop(s: number, url: string, from: number, to: number): Promise<{ anyHidden: boolean; flat: string[] }> {
-    const counts = this.countsKey(s, url);
-    const gate = this.reads === "once-served" ? this.servingKey(s) : this.marker(s);
-    const keys = [counts, gate, this.visibilityKey(s)] as const;
+    const keys = [this.countsKey(s, url), this.gate(s), this.visibilityKey(s)] as const;
     const answer =
       this.reads === "once-served" ? await readOnly(this.redis, SHARD_TOP, [...keys], [from, to - 1]) : await this.redis.shardTop(...keys, from, to - 1);
-    if (answer === null) {
-      this.countsLost = true;
-      throw this.reads === "once-served" ? new NotServedYetError() : new CountsLostError();
-    }
+    if (answer === null) throw this.gateGone();
     const [anyHidden, ...flat] = answer;
     return { anyHidden: Number(anyHidden) > 0, flat };
   }
@@ -603,9 +614,8 @@ export async function answerRecommendation(
  * UNLINK must share a slot there). Returns how many were deleted.
  */
 export async function deleteMatching(redis: RedisClient, pattern: string): Promise<number> {
-  const nodes: Redis[] = redis instanceof Cluster ? redis.nodes("master") : [redis];
   let deleted = 0;
-  for (const node of nodes) {
+  for (const node of redisNodes(redis, "master")) {
     let cursor = "0";
     do {
       const [next, keys] = await node.scan(cursor, "MATCH", pattern, "COUNT", 1000);

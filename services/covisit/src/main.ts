@@ -26,7 +26,7 @@ const redis = connectRedis(
     maxRetriesPerRequest: null,
     retryStrategy: (attempt) => Math.min(5_000, attempt * 200),
   },
-  config.REDIS_CLUSTER || undefined,
+  config.REDIS_CLUSTER,
 );
 redis.on("error", (err) => logger.warn({ err: String(err) }, "redis"));
 // An evicting Redis would drop counts (or the marker) silently when full; noeviction refuses the

@@ -17,7 +17,7 @@ const config = readConfig(
   }),
 );
 const logger = createLogger("covisit-rebuild");
-const redis = connectRedis(config.REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 3 }, config.REDIS_CLUSTER || undefined);
+const redis = connectRedis(config.REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 3 }, config.REDIS_CLUSTER);
 await redis.connect();
 const bus = await connectBus({ url: config.NATS_URL, name: "covisit-rebuild", namespace: config.RECSYS_NAMESPACE, logger, auth: natsAuthFrom(config) });
 try {

@@ -85,11 +85,11 @@ const transport = (baseUrl: string) =>
 // collections and were promoted, so each scavenge copied ~650 KB and paused the loop ~3 ms (1 ms without); at 1,000
 // Recommendation/s the gateway's p99 went 4.4-4.8 → 2.6-3.3 ms and its CPU 430-475 → 351-373 µs a request.
 const redisOptions = { enableOfflineQueue: false, maxRetriesPerRequest: 1 };
-const redis = connectRedis(config.REDIS_URL, redisOptions, config.REDIS_CLUSTER || undefined);
+const redis = connectRedis(config.REDIS_URL, redisOptions, config.REDIS_CLUSTER);
 redis.on("error", (err) => logger.warn({ err: String(err) }, "redis (rate limits counted per replica meanwhile)"));
 const covisitRedis =
   config.COVISIT_REDIS_URL && config.COVISIT_REDIS_URL !== config.REDIS_URL
-    ? connectRedis(config.COVISIT_REDIS_URL, redisOptions, config.REDIS_CLUSTER || undefined)
+    ? connectRedis(config.COVISIT_REDIS_URL, redisOptions, config.REDIS_CLUSTER)
     : redis;
 if (covisitRedis !== redis) covisitRedis.on("error", (err) => logger.warn({ err: String(err) }, "covisit's redis (Recommendation Unavailable meanwhile)"));
 // One connection per SimilarContent batch in flight; a statement may take the gateway's deadline, and the client gives up on a

@@ -11,7 +11,7 @@ import { schemaFor } from "@recsys/profile/pool";
 
 const env = process.env;
 const namespace = env.RECSYS_NAMESPACE ?? "";
-const redis = connectRedis(env.REDIS_URL ?? "redis://127.0.0.1:6379", {}, env.REDIS_CLUSTER === "true" || undefined);
+const redis = connectRedis(env.REDIS_URL ?? "redis://127.0.0.1:6379", {}, env.REDIS_CLUSTER === "true");
 const shards = Number(env.COVISIT_SHARDS ?? 1);
 const store = new CovisitStore(redis, namespace, 0, undefined, undefined, undefined, undefined, "counts", { shards });
 // As profile's pool: its schema, then public for the vector type; as many connections as profile keeps by default.

@@ -1,7 +1,15 @@
-import { connectRedis, CovisitStore, DEFAULT_MAX_BATCH, deleteMatching, keyPrefix, type ClickToApply, type RedisClient } from "@recsys/covisit-store";
+import {
+  connectRedis,
+  CovisitStore,
+  DEFAULT_MAX_BATCH,
+  deleteMatching,
+  keyPrefix,
+  redisNodes,
+  type ClickToApply,
+  type RedisClient,
+} from "@recsys/covisit-store";
 import { CREATE_CLICKS_TABLE, INSERT_CLICKS, REFERENCE_COVISIT_SQL } from "@recsys/loadgen/reference-sql";
 import { laneIndex } from "@recsys/loadgen/sender";
-import { Cluster, type Redis } from "ioredis";
 import pg from "pg";
 import type { Click } from "./reference-data.js";
 
@@ -29,9 +37,7 @@ export async function sqlBaseline(clicks: Click[]) {
 }
 
 /** The servers behind a client: the one Redis, or every node of a cluster (replicas too: they work for every write). */
-function servers(redis: RedisClient): Redis[] {
-  return redis instanceof Cluster ? redis.nodes("all") : [redis];
-}
+const servers = (redis: RedisClient) => redisNodes(redis, "all");
 
 /** Redis' own CPU time so far (user + system), in seconds: of every node on a cluster. */
 export async function redisCpuSeconds(redis: RedisClient): Promise<number> {
@@ -49,7 +55,7 @@ export async function redisCpuSeconds(redis: RedisClient): Promise<number> {
  * nodes only then, and a CPU reading taken before would miss them.
  */
 export async function benchRedis(options: { enableAutoPipelining?: boolean } = {}): Promise<RedisClient> {
-  const redis = connectRedis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379", options, process.env.REDIS_CLUSTER === "true" || undefined);
+  const redis = connectRedis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379", options, process.env.REDIS_CLUSTER === "true");
   if (redis.status !== "ready") await new Promise((resolve, reject) => redis.once("ready", resolve).once("error", reject));
   return redis;
 }
