@@ -1,16 +1,11 @@
 import type http from "node:http";
-import type { DescMethodUnary } from "@bufbuild/protobuf";
-import { Code, ConnectError, createContextValues, createMethodImplSpec, type HandlerContext, type Interceptor, type MethodImplSpec } from "@connectrpc/connect";
-import { createMethodSerializationLookup, invokeUnaryImplementation, mergeNonProtocolHeaders, validateReadWriteMaxBytes } from "@connectrpc/connect/protocol";
+import { Code, ConnectError, createContextValues, type HandlerContext, type Interceptor } from "@connectrpc/connect";
+import { invokeUnaryImplementation, mergeNonProtocolHeaders, validateReadWriteMaxBytes } from "@connectrpc/connect/protocol";
 import { codeToHttpStatus, contentTypeUnaryJson, errorToJsonBytes, trailerMux } from "@connectrpc/connect/protocol-connect";
+import { unaryRouteTable, type UnaryRoute } from "./unary-routes.js";
 
 /** A unary method and its implementation, as given to the router. */
-export interface PlainJsonRoute {
-  // biome-ignore lint/suspicious/noExplicitAny: any method of any service; the router is as loose.
-  method: DescMethodUnary<any, any>;
-  // biome-ignore lint/suspicious/noExplicitAny: the implementation of that method.
-  impl: (req: any, context: HandlerContext) => Promise<any>;
-}
+export type PlainJsonRoute = UnaryRoute;
 
 const JSON_BODY = /^application\/json(?:;\s*charset=utf-?8)?$/i;
 /** Nothing aborts a plain call: it has no deadline, and its answer is small and soon written. */
@@ -28,16 +23,7 @@ const NEVER_ABORTED = new AbortController().signal;
  */
 export function plainJsonCalls(routes: PlainJsonRoute[], interceptors: Interceptor[], maxBytes: number) {
   const limits = validateReadWriteMaxBytes(maxBytes, undefined, undefined);
-  const byPath = new Map(
-    routes.map((r) => [
-      `/${r.method.parent.typeName}/${r.method.name}`,
-      {
-        method: r.method,
-        spec: createMethodImplSpec(r.method, r.impl) as MethodImplSpec & { kind: "unary" },
-        serialization: createMethodSerializationLookup(r.method, undefined, undefined, limits),
-      },
-    ]),
-  );
+  const byPath = unaryRouteTable(routes, limits);
   return (req: http.IncomingMessage, res: http.ServerResponse): boolean => {
     const route = byPath.get(req.url ?? "");
     if (!route || req.method !== "POST" || req.httpVersionMajor !== 1) return false;

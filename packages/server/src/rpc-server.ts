@@ -10,8 +10,10 @@ import { healthRoutes, type Healthy } from "./grpc-health.js";
 import { reflectionRoutes } from "./grpc-reflection.js";
 import { serveHealthz, serveMetrics, serveMetricsJson, type HttpRequest, type HttpResponse } from "./http-endpoints.js";
 import { logRpcs, requireServiceToken, timeRpcs } from "./interceptors.js";
+import { plainGrpcCalls } from "./plain-grpc.js";
 import { plainJsonCalls, type PlainJsonRoute } from "./plain-json.js";
 import { protocolSniffer } from "./protocol-sniffing.js";
+import { recordingUnaryRoutes, type UnaryRoute } from "./unary-routes.js";
 
 export const MAX_REQUEST_BYTES = 1024 * 1024;
 /** The request header holding the caller's address, as the server saw the connection. */
@@ -98,10 +100,13 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
   const maxBytes = opts.maxRequestBytes ?? MAX_REQUEST_BYTES;
   const healthy = cachedFor(HEALTH_CACHE_MS, opts.healthy);
   const interceptors = [serverTracing, timeRpcs, logRpcs(opts.logger), ...(opts.serviceToken ? [requireServiceToken(opts.serviceToken)] : [])];
+  // Every unary method, for the plain gRPC path: the services' and the health check's.
+  const unary: UnaryRoute[] = [];
   const connect = connectNodeAdapter({
     routes: (router) => {
-      opts.routes(router);
-      healthRoutes(router, healthy);
+      const recording = recordingUnaryRoutes(router, unary);
+      opts.routes(recording);
+      healthRoutes(recording, healthy);
       // Last: it lists what is registered before it.
       reflectionRoutes(router);
     },
@@ -109,6 +114,7 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
     interceptors,
   });
   const plain = plainJsonCalls(opts.plainJson ?? [], interceptors, maxBytes);
+  const plainGrpc = plainGrpcCalls(unary, interceptors, maxBytes);
   const handle = (req: HttpRequest, res: HttpResponse) => {
     // Handlers see headers, not sockets: the peer address travels as a header no client can set.
     req.headers[PEER_HEADER] = req.socket?.remoteAddress ?? "";
@@ -125,6 +131,7 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
       });
     }
     if (req instanceof http.IncomingMessage && plain(req, res as http.ServerResponse)) return;
+    if (req instanceof http2.Http2ServerRequest && plainGrpc(req, res as http2.Http2ServerResponse)) return;
     (connect as (a: typeof req, b: typeof res) => void)(req, res);
   };
 
