@@ -2,7 +2,7 @@ import type http2 from "node:http2";
 import { Code, ConnectError, createContextValues, type HandlerContext, type Interceptor } from "@connectrpc/connect";
 import { encodeEnvelope, invokeUnaryImplementation, validateReadWriteMaxBytes } from "@connectrpc/connect/protocol";
 import { contentTypeProto, parseContentType, parseTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
-import { unaryRouteTable, type UnaryRoute } from "./unary-routes.js";
+import { requestHeaders, unaryRouteTable, type UnaryRoute } from "./unary-routes.js";
 
 /** A gRPC message's envelope: a flags byte and the message's length (big-endian uint32). */
 const ENVELOPE_BYTES = 5;
@@ -21,7 +21,8 @@ const headerRecord = (h: Headers) => {
  * body, not compressed, with or without a deadline (`grpc-timeout`). The body is read into one buffer, parsed and serialized by
  * connect-es's own serialization, the interceptors and the implementation invoked by connect-es's own `invokeUnaryImplementation`,
  * errors written as connect-es writes them (`setTrailerStatus`), the answer as headers, one message and trailers. The handler's
- * signal aborts at the deadline (the call then ends DeadlineExceeded) and when the client goes away (Canceled), as connect-es's does.
+ * signal aborts at the deadline and when the client goes away (Canceled), as connect-es's does; at the deadline the call ends
+ * DeadlineExceeded at once, where connect-es waits for the implementation's answer.
  * What is left out is per request: the universal request and response objects, the async iterables over the body and the answer,
  * the linked abort controllers (and the DOMException each call's end made). On this 2-core machine a health check cost the server
  * 550-800 µs of CPU through connect-es, 150 µs on node:http2 alone. Any other call returns false: connect-es serves it as before.
@@ -40,12 +41,6 @@ export function plainGrpcCalls(routes: UnaryRoute[], interceptors: Interceptor[]
     if (timeout.error) return false;
 
     const started = Date.now();
-    const requestHeader = new Headers();
-    for (const [name, value] of Object.entries(h)) {
-      if (name.startsWith(":")) continue;
-      if (typeof value === "string") requestHeader.append(name, value);
-      else if (value) for (const v of value) requestHeader.append(name, v);
-    }
     const aborted = new AbortController();
     const context: HandlerContext = {
       service: route.method.parent,
@@ -55,7 +50,7 @@ export function plainGrpcCalls(routes: UnaryRoute[], interceptors: Interceptor[]
       url: `http://${req.authority || "localhost"}${req.url}`,
       signal: aborted.signal,
       timeoutMs: () => (timeout.timeoutMs === undefined ? undefined : Math.max(0, started + timeout.timeoutMs - Date.now())),
-      requestHeader,
+      requestHeader: requestHeaders(h),
       responseHeader: new Headers({ "content-type": contentTypeProto }),
       responseTrailer: new Headers(),
       values: createContextValues(),

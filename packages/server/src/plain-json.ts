@@ -2,7 +2,7 @@ import type http from "node:http";
 import { Code, ConnectError, createContextValues, type HandlerContext, type Interceptor } from "@connectrpc/connect";
 import { invokeUnaryImplementation, mergeNonProtocolHeaders, validateReadWriteMaxBytes } from "@connectrpc/connect/protocol";
 import { codeToHttpStatus, contentTypeUnaryJson, errorToJsonBytes, trailerMux } from "@connectrpc/connect/protocol-connect";
-import { unaryRouteTable, type UnaryRoute } from "./unary-routes.js";
+import { requestHeaders, unaryRouteTable, type UnaryRoute } from "./unary-routes.js";
 
 /** A unary method and its implementation, as given to the router. */
 export type PlainJsonRoute = UnaryRoute;
@@ -40,11 +40,7 @@ export function plainJsonCalls(routes: PlainJsonRoute[], interceptors: Intercept
     });
     req.once("error", () => res.destroy());
     req.once("end", () => {
-      const requestHeader = new Headers();
-      for (const [name, value] of Object.entries(h)) {
-        if (typeof value === "string") requestHeader.append(name, value);
-        else if (value) for (const v of value) requestHeader.append(name, v);
-      }
+      const requestHeader = requestHeaders(h);
       const context: HandlerContext = {
         service: route.method.parent,
         method: route.method,

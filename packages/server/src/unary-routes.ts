@@ -31,6 +31,17 @@ export function unaryRouteTable(routes: UnaryRoute[], limits: { readMaxBytes: nu
   );
 }
 
+/** A Node request's headers as the handler context's Headers, HTTP/2's pseudo-headers (:path, …) left out as connect-node leaves them. */
+export function requestHeaders(h: NodeJS.Dict<string | string[]>): Headers {
+  const out = new Headers();
+  for (const [name, value] of Object.entries(h)) {
+    if (name.startsWith(":")) continue;
+    if (typeof value === "string") out.append(name, value);
+    else if (value) for (const v of value) out.append(name, v);
+  }
+  return out;
+}
+
 /**
  * The router as the services' route functions see it, noting every unary method registered without options of its own: what the
  * plain paths may serve. Everything is registered with connect-es as before.
