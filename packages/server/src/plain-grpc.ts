@@ -2,19 +2,11 @@ import type http2 from "node:http2";
 import { Code, ConnectError, createContextValues, type HandlerContext, type Interceptor } from "@connectrpc/connect";
 import { encodeEnvelope, invokeUnaryImplementation, validateReadWriteMaxBytes } from "@connectrpc/connect/protocol";
 import { contentTypeProto, parseContentType, parseTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
-import { requestHeaders, unaryRouteTable, type UnaryRoute } from "./unary-routes.js";
+import { headerRecord, requestHeaders, unaryRouteTable, type UnaryRoute } from "./unary-routes.js";
 
 /** A gRPC message's envelope: a flags byte and the message's length (big-endian uint32). */
 const ENVELOPE_BYTES = 5;
 const COMPRESSED_FLAG = 0b1;
-
-const headerRecord = (h: Headers) => {
-  const out: Record<string, string> = {};
-  h.forEach((value, name) => {
-    out[name] = value;
-  });
-  return out;
-};
 
 /**
  * The plainest gRPC call of a unary method, answered without connect-es's per-request machinery: over HTTP/2, a binary (protobuf)

@@ -2,7 +2,7 @@ import type http from "node:http";
 import { Code, ConnectError, createContextValues, type HandlerContext, type Interceptor } from "@connectrpc/connect";
 import { invokeUnaryImplementation, mergeNonProtocolHeaders, validateReadWriteMaxBytes } from "@connectrpc/connect/protocol";
 import { codeToHttpStatus, contentTypeUnaryJson, errorToJsonBytes, trailerMux } from "@connectrpc/connect/protocol-connect";
-import { requestHeaders, unaryRouteTable, type UnaryRoute } from "./unary-routes.js";
+import { headerRecord, requestHeaders, unaryRouteTable, type UnaryRoute } from "./unary-routes.js";
 
 /** A unary method and its implementation, as given to the router. */
 export type PlainJsonRoute = UnaryRoute;
@@ -58,10 +58,7 @@ export function plainJsonCalls(routes: PlainJsonRoute[], interceptors: Intercept
       let answer: Uint8Array;
       const respond = () => {
         // Trailers travel as trailer- headers in a unary Connect answer, muxed as connect-es muxes them.
-        const headers: Record<string, string> = {};
-        trailerMux(context.responseHeader, context.responseTrailer).forEach((value, name) => {
-          headers[name] = value;
-        });
+        const headers = headerRecord(trailerMux(context.responseHeader, context.responseTrailer));
         headers["content-length"] = String(answer.byteLength);
         res.writeHead(status, headers);
         res.end(answer);

@@ -42,6 +42,15 @@ export function requestHeaders(h: NodeJS.Dict<string | string[]>): Headers {
   return out;
 }
 
+/** Headers as the plain object Node's `writeHead` and `addTrailers` take. */
+export function headerRecord(h: Headers): Record<string, string> {
+  const out: Record<string, string> = {};
+  h.forEach((value, name) => {
+    out[name] = value;
+  });
+  return out;
+}
+
 /**
  * The router as the services' route functions see it, noting every unary method registered without options of its own: what the
  * plain paths may serve. Everything is registered with connect-es as before.
