@@ -14,6 +14,38 @@ export interface BatcherOptions {
   maxQueue: number;
 }
 
+/** What one model run took: its sequences, their tokens, and how long each waited in the queue. */
+export interface BatchRun {
+  size: number;
+  /** Tokens the model ran, padding included, and of those the real ones. */
+  paddedTokens: number;
+  realTokens: number;
+  waitsMs: number[];
+}
+
+/** Counts a run in the process's metrics (the batcher's default). */
+export function observeBatchRun(run: BatchRun): void {
+  embedBatchSize.observe(run.size);
+  for (const w of run.waitsMs) embedQueueWait.observe(w / 1000);
+}
+
+/** Adds a run to the totals of `stats`. */
+export function addBatchRun(stats: BatcherStats, run: BatchRun): void {
+  stats.batches++;
+  stats.sequences += run.size;
+  stats.paddedTokens += run.paddedTokens;
+  stats.realTokens += run.realTokens;
+  for (const w of run.waitsMs) stats.queueWaitMs += w;
+}
+
+/** What the service embeds with: a batching queue, here or on the model thread. */
+export interface TextEmbedder {
+  /** Embeddings of `texts`, in order; a full queue refuses the whole call with QueueFullError. */
+  embed(texts: string[]): Promise<Float32Array[]>;
+  /** Texts waiting for their vectors. */
+  readonly queued: number;
+}
+
 export class QueueFullError extends Error {
   constructor(
     readonly waiting: number,
@@ -91,7 +123,7 @@ export function takeBatch<T extends { ids: readonly number[] }>(list: T[], size:
  * One queue for every caller of one model session; a length class runs when full or when its oldest sequence waited `maxDelayMs`.
  * One batch runs at a time: the session already uses every core it is given.
  */
-export class DynamicBatcher {
+export class DynamicBatcher implements TextEmbedder {
   private readonly classes = new Map<number, Pending[]>();
   private waiting = 0;
   private running = false;
@@ -102,6 +134,8 @@ export class DynamicBatcher {
     private readonly model: BatchModel,
     readonly options: BatcherOptions,
     private readonly now: () => number = () => performance.now(),
+    /** Told of each run as it starts; where a model thread batches, it sends them to the thread holding the metrics. */
+    private readonly observe: (run: BatchRun) => void = observeBatchRun,
   ) {}
 
   get queued(): number {
@@ -179,16 +213,14 @@ export class DynamicBatcher {
 
   private async runBatch(batch: Pending[]): Promise<void> {
     const started = this.now();
-    const longest = Math.max(...batch.map((p) => p.ids.length));
-    this.stats.batches++;
-    this.stats.sequences += batch.length;
-    this.stats.paddedTokens += longest * batch.length;
-    embedBatchSize.observe(batch.length);
-    for (const p of batch) {
-      this.stats.realTokens += p.ids.length;
-      this.stats.queueWaitMs += started - p.enqueuedAt;
-      embedQueueWait.observe((started - p.enqueuedAt) / 1000);
-    }
+    const run: BatchRun = {
+      size: batch.length,
+      paddedTokens: Math.max(...batch.map((p) => p.ids.length)) * batch.length,
+      realTokens: batch.reduce((n, p) => n + p.ids.length, 0),
+      waitsMs: batch.map((p) => started - p.enqueuedAt),
+    };
+    addBatchRun(this.stats, run);
+    this.observe(run);
     try {
       const vectors = await this.model.run(batch.map((p) => p.ids));
       batch.forEach((p, i) => p.resolve(vectors[i]!));

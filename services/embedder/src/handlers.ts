@@ -3,11 +3,12 @@ import { consumerNames, consumerProgress, type Bus } from "@recsys/bus";
 import { EmbedderService } from "@recsys/contracts/embedder/v1/embedder";
 import type { Logger } from "@recsys/logging";
 import { checkText, FieldError } from "@recsys/validation";
-import { QueueFullError, type DynamicBatcher } from "./batcher.js";
+import { QueueFullError, type TextEmbedder } from "./batcher.js";
 
 export const MAX_TEXTS_PER_CALL = 256;
 
-export function embedderRoutes(batcher: DynamicBatcher, model: { name: string; dimension: number }, bus: Bus, logger: Logger) {
+/** The embedder's RPCs over `model`: its queue, and the name and dimension its answers give. */
+export function embedderRoutes(model: TextEmbedder & { name: string; dimension: number }, bus: Bus, logger: Logger) {
   return (router: ConnectRouter) =>
     router.service(EmbedderService, {
       async embed(req) {
@@ -25,7 +26,7 @@ export function embedderRoutes(batcher: DynamicBatcher, model: { name: string; d
         });
         let vectors: Float32Array[];
         try {
-          vectors = await batcher.embed(req.texts);
+          vectors = await model.embed(req.texts);
         } catch (err) {
           if (err instanceof QueueFullError) {
             logger.warn({ queued: err.waiting, asked: err.asked }, "embed refused: queue full");
@@ -45,7 +46,7 @@ export function embedderRoutes(batcher: DynamicBatcher, model: { name: string; d
         return {
           contentAckFloor: content.ackFloor,
           embeddingsLastSequence: BigInt(embeddings.state.last_seq),
-          queued: BigInt(batcher.queued),
+          queued: BigInt(model.queued),
           model: model.name,
           dimension: model.dimension,
           interestsAckFloor: interests.ackFloor,

@@ -3,12 +3,11 @@ import { connectBus, CrashAfterEffects, natsAuthFrom, StreamFill, streamLimitsFr
 import { commonEnv, consumerEnv, port, positiveInt, readConfig, z } from "@recsys/config";
 import { createLogger } from "@recsys/logging";
 import { onShutdown, serviceTokenFor, startRpcServer } from "@recsys/server";
-import { DynamicBatcher } from "./batcher.js";
 import { runContentConsumer, type ContentStats } from "./consumer.js";
 import { embedderRoutes, MAX_TEXTS_PER_CALL } from "./handlers.js";
 import { runInterestConsumer } from "./interests.js";
 import { chooseModelDir } from "./model-dir.js";
-import { loadTextModel } from "./model/text-model.js";
+import { ModelThread } from "./model-thread.js";
 
 const config = readConfig(
   z.object({
@@ -26,13 +25,19 @@ const config = readConfig(
 );
 const logger = createLogger("embedder");
 const dir = chooseModelDir(config.EMBEDDER_MODEL_DIR, config.EMBEDDER_MINILM_DIR);
-const model = await loadTextModel(dir, { intraOpThreads: config.EMBED_THREADS });
+// The model, its tokenizer and the batching queue run on a thread of their own; this one serves RPCs and consumes the bus.
+const model = await ModelThread.start(
+  {
+    dir,
+    intraOpThreads: config.EMBED_THREADS,
+    batcher: { maxBatch: config.EMBED_MAX_BATCH, maxDelayMs: config.EMBED_MAX_DELAY_MS, maxQueue: Math.max(config.EMBED_MAX_QUEUE, MAX_TEXTS_PER_CALL) },
+  },
+  (err) => {
+    logger.fatal({ err: String(err) }, "the model thread ended: nothing can be embedded");
+    process.exit(1);
+  },
+);
 logger.info({ dir, model: model.name, dimension: model.dimension, maxTokens: model.maxTokens }, "model loaded");
-const batcher = new DynamicBatcher(model, {
-  maxBatch: config.EMBED_MAX_BATCH,
-  maxDelayMs: config.EMBED_MAX_DELAY_MS,
-  maxQueue: Math.max(config.EMBED_MAX_QUEUE, MAX_TEXTS_PER_CALL),
-});
 const bus = await connectBus({
   url: config.NATS_URL,
   name: "embedder",
@@ -49,7 +54,7 @@ const server = await startRpcServer({
   host: config.HOST,
   serviceToken: serviceTokenFor(config, "embedder", logger),
   port: config.EMBEDDER_PORT,
-  routes: embedderRoutes(batcher, model, bus, logger),
+  routes: embedderRoutes(model, bus, logger),
   healthy: () => bus.connected(),
   logger,
   // 256 texts of 32 KiB each, and the envelope.
@@ -64,7 +69,7 @@ const fill = new StreamFill(
 fill.start();
 const stopConsuming = new AbortController();
 const crashAfterEffects = new CrashAfterEffects(config.RECSYS_CRASH_AFTER_EFFECTS);
-const embedOne = async (text: string) => (await batcher.embed([text]))[0]!;
+const embedOne = async (text: string) => (await model.embed([text]))[0]!;
 const consuming = Promise.all([
   runContentConsumer({
     bus,
@@ -100,5 +105,6 @@ onShutdown(logger, async () => {
   await consuming;
   await server.close();
   await bus.close();
-  logger.info({ ...stats, ...batcher.stats }, "embedder stopped");
+  await model.close();
+  logger.info({ ...stats, ...model.stats }, "embedder stopped");
 });
