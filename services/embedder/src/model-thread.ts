@@ -18,11 +18,9 @@ export interface EmbedAsk {
 export type ModelThreadMessage =
   | { kind: "ready"; name: string; dimension: number; maxTokens: number }
   | { kind: "load-failed"; message: string }
-  /** A run starts: its texts leave the queue. */
-  | { kind: "batch"; run: BatchRun }
-  /** The vectors of one ask, in order, one after the other in one array. */
-  | { kind: "done"; id: number; vectors: Float32Array }
-  | { kind: "failed"; id: number; message: string };
+  /** The vectors of one ask, in order, one after the other in one array; and the runs that started since the last answer. */
+  | { kind: "done"; id: number; vectors: Float32Array; runs: BatchRun[] }
+  | { kind: "failed"; id: number; message: string; runs: BatchRun[] };
 
 interface Ask {
   texts: number;
@@ -109,12 +107,11 @@ export class ModelThread {
   }
 
   private receive(m: ModelThreadMessage): void {
-    if (m.kind === "batch") {
-      addBatchRun(this.stats, m.run);
-      observeBatchRun(m.run);
-      return;
-    }
     if (m.kind !== "done" && m.kind !== "failed") return;
+    for (const run of m.runs) {
+      addBatchRun(this.stats, run);
+      observeBatchRun(run);
+    }
     const ask = this.asks.get(m.id);
     if (!ask) return;
     this.asks.delete(m.id);
