@@ -21,7 +21,8 @@ export interface InProcessBatching {
   speedup: number;
 }
 
-function node(args: string[]): Promise<string> {
+/** Runs `node ARGS` in a process of its own; resolves with its stdout once it exited 0. */
+export function node(args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "inherit"] });
     let out = "";

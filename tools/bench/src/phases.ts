@@ -1,14 +1,15 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
-import { EmbedderService } from "@recsys/contracts/embedder/v1/embedder";
+import { fileURLToPath } from "node:url";
 import { replay } from "@recsys/loadgen/replay";
+import { node } from "./in-process-embedding.js";
 import { percentiles } from "./open-loop.js";
 import type { Click } from "./reference-data.js";
 import { gatewayCall, url } from "./stack.js";
+
+const here = dirname(fileURLToPath(import.meta.url));
 
 // The measured phases, each against the running stack: throughput to visible, freshness, request
 // latency under an open loop, and embedding throughput.
@@ -98,31 +99,8 @@ export async function freshness(seconds: number, file: string) {
   return { probes: samples.length, clicks: sent.accepted + 2 * samples.length, ...percentiles(samples), acked: percentiles(acks) };
 }
 
-/**
- * Embed RPC throughput over the reference pages: calls of 16 texts, 8 in flight, so the server has texts waiting to batch
- * and a call's cost is shared by its texts in both runs: what differs between the two runs is the batching alone.
- */
-export async function embedThroughput(base: string, texts: string[]) {
-  // Uncompressed, as the gateway asks its backends: gzip of 16 × 384 floats costs CPU for nothing on loopback.
-  const embedder = createClient(EmbedderService, createGrpcTransport({ baseUrl: base, acceptCompression: [] }));
-  const { model } = await embedder.embed({ texts: texts.slice(0, 8) });
-  const perCall = 16;
-  const run = async (sample: string[]) => {
-    let next = 0;
-    await Promise.all(
-      Array.from({ length: 8 }, async () => {
-        while (next < sample.length) {
-          const from = next;
-          next += perCall;
-          await embedder.embed({ texts: sample.slice(from, from + perCall) });
-        }
-      }),
-    );
-  };
-  // Warm-up: one pass over the same texts, as the in-process anchor's batched figure comes after its own pass at batch 1. After
-  // only 512 texts the paths of the client and the server were still compiling: that pass ran 20-35% slower than the next.
-  await run(texts);
-  const t0 = performance.now();
-  await run(texts);
-  return { docsPerSecond: texts.length / ((performance.now() - t0) / 1000), model };
+/** Embed RPC throughput over the first `pages` reference pages, from a client in a process of its own (embed-load-cli.ts). */
+export async function embedThroughput(base: string, pages: number): Promise<{ docsPerSecond: number; model: string }> {
+  const out = await node([join(here, "embed-load-cli.js"), base, String(pages)]);
+  return JSON.parse(out.trim().split("\n").pop()!) as { docsPerSecond: number; model: string };
 }
