@@ -29,6 +29,7 @@ interface Ask {
 }
 
 const workerFile = new URL("./model-worker.js", import.meta.url);
+const YOUNG_GENERATION_MB = 48;
 
 /**
  * The embedder's tokenizer, batching queue and ONNX session on a thread of their own. An ONNX Runtime run blocks the thread that
@@ -59,7 +60,9 @@ export class ModelThread {
    * on it has failed by then, and nothing more can be embedded.
    */
   static async start(opts: ModelThreadOptions, onExit: (err: Error) => void): Promise<ModelThread> {
-    const worker = new Worker(workerFile, { workerData: opts });
+    // Tokenizing allocates short-lived strings and arrays for every token: a young generation of 48 MB collects them less often.
+    // All pages through Embed, alternating with a thread of the default limits, five rounds: 3,155-3,662 against 3,211-3,437 docs/s.
+    const worker = new Worker(workerFile, { workerData: opts, resourceLimits: { maxYoungGenerationSizeMb: YOUNG_GENERATION_MB } });
     const ready = await new Promise<{ name: string; dimension: number; maxTokens: number }>((resolve, reject) => {
       const onMessage = (m: ModelThreadMessage) => {
         if (m.kind === "ready") resolve(m);

@@ -296,7 +296,7 @@ export function guardedApi<C>(api: GatewayApi, access: Access, callerOf: (contex
           await limit();
           return answer();
         }
-        // One round trip for both: the rate limit's script and the read go to Redis in the same write.
+        // One round trip for both: the rate limit's script and the read go to Redis back to back, without waiting for each other.
         const [limited, answered] = await Promise.allSettled([limit(), answer()]);
         if (limited.status === "rejected") throw limited.reason;
         if (answered.status === "rejected") throw answered.reason;
