@@ -69,10 +69,14 @@ export class ModelThread {
         else if (m.kind === "load-failed") reject(new Error(m.message));
         else return;
         worker.off("exit", onEarlyExit);
+        worker.off("error", onError);
       };
       const onEarlyExit = (code: number) => reject(new Error(`the model thread exited with code ${code} while loading ${opts.dir}`));
+      // A throw before the thread's own handling (its imports, say) comes as an 'error', then an 'exit'.
+      const onError = (err: Error) => reject(err);
       worker.once("message", onMessage);
       worker.once("exit", onEarlyExit);
+      worker.once("error", onError);
     }).catch(async (err: unknown) => {
       await worker.terminate();
       throw err;
