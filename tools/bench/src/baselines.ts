@@ -11,6 +11,7 @@ import {
 import { CREATE_CLICKS_TABLE, INSERT_CLICKS, REFERENCE_COVISIT_SQL } from "@recsys/loadgen/reference-sql";
 import { laneIndex } from "@recsys/loadgen/sender";
 import pg from "pg";
+import { median } from "./open-loop.js";
 import type { Click } from "./reference-data.js";
 
 // What the stack's throughput is compared with: the reference SQL recomputing everything, and
@@ -30,7 +31,7 @@ export async function sqlBaseline(clicks: Click[]) {
       await client.query(REFERENCE_COVISIT_SQL);
       runs.push(performance.now() - t0);
     }
-    return runs.sort((a, b) => a - b)[1]!;
+    return median(runs, (ms) => ms);
   } finally {
     await client.end();
   }

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Command } from "commander";
 import { mergeCost, redisBound, sqlBaseline } from "./baselines.js";
-import type { LatencySummary } from "./open-loop.js";
+import { type LatencySummary, median } from "./open-loop.js";
 import { isolatedAnalytics, stackAnalyticsProgress, waitForAnalytics } from "./analytics.js";
 import { archiveCost, archiveReading, waitArchived } from "./archive.js";
 import { defaultModelDir, ensureTransformerModel, type InProcessBatching, inProcessBatching, transformerModelDir } from "./in-process-embedding.js";
@@ -171,8 +171,8 @@ async function main(opts: { json?: string; quick: boolean }) {
     rpcRuns.push(await embedThroughput(url.embedder, embedPages));
     inProcessRuns.push(await inProcessBatching(defaultModelDir, embedPages));
   }
-  const batched = rpcRuns.slice().sort((a, b) => a.docsPerSecond - b.docsPerSecond)[1]!;
-  const inProcess = inProcessRuns.slice().sort((a, b) => a.batched.docsPerSecond - b.batched.docsPerSecond)[1]!;
+  const batched = median(rpcRuns, (r) => r.docsPerSecond);
+  const inProcess = median(inProcessRuns, (r) => r.batched.docsPerSecond);
   log("embedding through Embed at max batch 1");
   const unbatchedEmbedder = await startUnbatchedEmbedder();
   let unbatched: Awaited<ReturnType<typeof embedThroughput>>;

@@ -53,6 +53,11 @@ export async function runOpenLoop(opts: {
   };
 }
 
+/** The middle of `items` by `by` (of an even count, the lower of the two middle ones): the median of a few runs. */
+export function median<T>(items: readonly T[], by: (item: T) => number): T {
+  return items.slice().sort((a, b) => by(a) - by(b))[Math.floor((items.length - 1) / 2)]!;
+}
+
 /** p50/p99 of values in milliseconds, from an HDR histogram (microsecond resolution). */
 export function percentiles(valuesMs: number[]): { p50Ms: number; p99Ms: number; maxMs: number } {
   const h = buildHistogram({ lowestDiscernibleValue: 1, highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: 3 });
