@@ -192,7 +192,7 @@ export interface RedisClusterNode {
 /**
  * A Redis Cluster of `primaries` primaries with a replica each (redis-server --cluster-enabled yes, joined by redis-cli --cluster
  * create), keeping nothing on disk but its nodes.conf. cluster-node-timeout 5 s, as the deploy files set it. `url` lists every node,
- * comma-separated, as REDIS_URL takes a cluster's. Resolves once every node says cluster_state:ok.
+ * comma-separated, as REDIS_URL takes a cluster's. Resolves once every node says cluster_state:ok and every primary's replica is online.
  */
 export async function privateRedisCluster(
   primaries = 3,
@@ -223,8 +223,17 @@ export async function privateRedisCluster(
         return false;
       }
     };
-    while (!ports.every(clusterOk)) {
-      if (Date.now() > deadline) throw new Error("the Redis Cluster did not reach cluster_state:ok in 60 s");
+    // A primary's writes wait for its replica (REDIS_WAIT_REPLICAS=1) once the replica has synced: every primary then has it online.
+    const replicated = (port: number) => {
+      try {
+        const info = execFileSync("redis-cli", ["-p", String(port), "info", "replication"], { encoding: "utf8", timeout: 5_000 });
+        return !info.includes("role:master") || /slave0:.*state=online/.test(info);
+      } catch {
+        return false;
+      }
+    };
+    while (!ports.every((p) => clusterOk(p) && replicated(p))) {
+      if (Date.now() > deadline) throw new Error("the Redis Cluster did not reach cluster_state:ok with every replica online in 60 s");
       await sleep(200);
     }
   } catch (err) {

@@ -78,9 +78,9 @@ export function connectRedis(url: string, options: RedisOptions = {}, cluster = 
   );
 }
 
-/** The servers behind a client: the one Redis, or a cluster's nodes of that role. */
-export function redisNodes(redis: RedisClient, role: "master" | "all"): Redis[] {
-  return redis instanceof Cluster ? redis.nodes(role) : [redis];
+/** The servers behind a client: the one Redis, or every node of a cluster it knows, replicas too. */
+export function redisNodes(redis: RedisClient): Redis[] {
+  return redis instanceof Cluster ? redis.nodes("all") : [redis];
 }
 
 /**
@@ -610,25 +610,21 @@ export async function answerRecommendation(
 }
 
 /**
- * Deletes every key that `pattern` (SCAN's MATCH) matches: on each primary of a Redis Cluster, one key a command (the keys of one
- * UNLINK must share a slot there). Returns how many were deleted.
+ * Deletes every key that `pattern` (SCAN's MATCH) matches, and returns how many were deleted. On a Redis Cluster it scans every node
+ * the client knows, replicas too: right after a failover the client's map may still call the old primary one and the new one a
+ * replica, and either lists the keys. Each key's UNLINK goes through the cluster client, which sends it to the primary of the key's
+ * slot and follows a MOVED; a key listed by two nodes is deleted once.
  */
 export async function deleteMatching(redis: RedisClient, pattern: string): Promise<number> {
   let deleted = 0;
-  for (const node of redisNodes(redis, "master")) {
+  for (const node of redisNodes(redis)) {
     let cursor = "0";
     do {
       const [next, keys] = await node.scan(cursor, "MATCH", pattern, "COUNT", 1000);
       cursor = next;
       if (keys.length === 0) continue;
-      if (redis instanceof Cluster) {
-        const pipeline = node.pipeline();
-        for (const key of keys) pipeline.unlink(key);
-        for (const [err, n] of (await pipeline.exec()) ?? []) {
-          if (err) throw err;
-          deleted += Number(n);
-        }
-      } else deleted += await node.unlink(...keys);
+      if (redis instanceof Cluster) for (const n of await Promise.all(keys.map((key) => redis.unlink(key)))) deleted += n;
+      else deleted += await node.unlink(...keys);
     } while (cursor !== "0");
   }
   return deleted;

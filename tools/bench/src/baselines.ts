@@ -37,13 +37,10 @@ export async function sqlBaseline(clicks: Click[]) {
   }
 }
 
-/** The servers behind a client: the one Redis, or every node of a cluster (replicas too: they work for every write). */
-const servers = (redis: RedisClient) => redisNodes(redis, "all");
-
-/** Redis' own CPU time so far (user + system), in seconds: of every node on a cluster. */
+/** Redis' own CPU time so far (user + system), in seconds: of every node on a cluster, replicas too (they work for every write). */
 export async function redisCpuSeconds(redis: RedisClient): Promise<number> {
   let seconds = 0;
-  for (const node of servers(redis)) {
+  for (const node of redisNodes(redis)) {
     const info = await node.info("cpu");
     const field = (name: string) => Number(new RegExp(`^${name}:([0-9.]+)`, "m").exec(info)?.[1] ?? NaN);
     seconds += field("used_cpu_user") + field("used_cpu_sys");
@@ -149,14 +146,14 @@ export async function redisBound(clicks: Click[]) {
   const admin = await benchRedis();
   const applied = await applyAll(clicks, namespace, stackShards(), 16);
   try {
-    for (const node of servers(admin)) await node.config("RESETSTAT");
+    for (const node of redisNodes(admin)) await node.config("RESETSTAT");
     const cpu0 = await redisCpuSeconds(admin);
     const t0 = performance.now();
     await applied.run();
     const seconds = (performance.now() - t0) / 1000;
     const cpuSeconds = (await redisCpuSeconds(admin)) - cpu0;
     let commands = 0;
-    for (const node of servers(admin)) {
+    for (const node of redisNodes(admin)) {
       for (const l of (await node.info("commandstats")).split("\n")) {
         const m = /^cmdstat_(\w+):calls=(\d+)/.exec(l);
         if (m && !["evalsha", "eval", "info", "config", "script", "cluster", "ping"].includes(m[1]!)) commands += Number(m[2]);
