@@ -38,6 +38,25 @@ afterAll(async () => {
   }
 });
 
+/** Each node's own view: its role and replication link, and the cluster's nodes as it sees them. */
+function clusterViews(): string[] {
+  return cluster.nodes.map(({ port }) => {
+    const run = (...args: string[]) => {
+      try {
+        return execFileSync("redis-cli", ["-p", String(port), ...args], { encoding: "utf8", timeout: 2_000, stdio: ["ignore", "pipe", "pipe"] }).trim();
+      } catch (err) {
+        return `(${String(err).split("\n")[0]})`;
+      }
+    };
+    const replication = run("info", "replication")
+      .split("\n")
+      .filter((l) => /^(role|master_port|master_link_status|master_sync_in_progress|connected_slaves|slave\d+):/.test(l))
+      .map((l) => l.trim())
+      .join(" ");
+    return `:${port} ${replication}\n    ${run("cluster", "nodes").replaceAll("\n", "\n    ")}`;
+  });
+}
+
 describe("covisit on a Redis Cluster (3 primaries, 3 replicas)", () => {
   it("spreads the counts over every primary, loses one mid-replay (SIGKILL), and ends exact with nothing dead-lettered", async () => {
     const pages = await loadgen(stack, ["content", referencePages, "--rate", "0", "--wait"]);
@@ -73,7 +92,27 @@ describe("covisit on a Redis Cluster (3 primaries, 3 replicas)", () => {
           // The killed node comes back as its replica, as an orchestrator replaces a lost pod.
           await killed.start();
           events.push(`:${port} restarted ${Date.now() - killedAt} ms after the kill`);
-          await expect.poll(async () => (await fetch(`${stack.url.covisit}/healthz`)).ok, { timeout: 60_000, interval: 200 }).toBe(true);
+          let health = "";
+          try {
+            await expect
+              .poll(
+                async () => {
+                  const res = await fetch(`${stack.url.covisit}/healthz`).catch((err: unknown) => {
+                    const exit = stack.process("covisit")?.exitCode;
+                    health = `unreachable (${String(err)}${exit === null || exit === undefined ? "" : `, exited with ${exit}`})`;
+                    throw err;
+                  });
+                  health = `${res.status} ${await res.text()}`;
+                  return res.ok;
+                },
+                { timeout: 60_000, interval: 200 },
+              )
+              .toBe(true);
+          } catch (err) {
+            // What covisit said last, and each node's view of the cluster: what was still down.
+            events.push(`covisit not healthy ${Date.now() - killedAt} ms after the kill: ${health}`, ...clusterViews());
+            throw err;
+          }
           events.push(`covisit healthy ${Date.now() - killedAt} ms after the kill`);
         },
       ],
