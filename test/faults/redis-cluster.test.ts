@@ -110,7 +110,11 @@ describe("covisit on a Redis Cluster (3 primaries, 3 replicas)", () => {
               .toBe(true);
           } catch (err) {
             // What covisit said last, and each node's view of the cluster: what was still down.
-            events.push(`covisit not healthy ${Date.now() - killedAt} ms after the kill: ${health}`, ...clusterViews());
+            events.push(
+              `covisit not healthy ${Date.now() - killedAt} ms after the kill: ${health}`,
+              ...clusterViews(),
+              `:${port}'s log:\n    ${killed.log().replaceAll("\n", "\n    ")}`,
+            );
             throw err;
           }
           events.push(`covisit healthy ${Date.now() - killedAt} ms after the kill`);

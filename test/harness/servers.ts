@@ -1,11 +1,12 @@
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { chmodSync, mkdtempSync, rmSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
+import getPort from "get-port";
 import { freePort } from "./stack.js";
 
 /**
@@ -111,6 +112,7 @@ function clusterMember(port: number, run: () => ChildProcess) {
   return {
     kill: () => stop("SIGKILL"),
     stopCleanly: () => stop("SIGTERM"),
+    running: () => child !== undefined && child.exitCode === null && child.signalCode === null,
     async start() {
       child = run();
       await waitForPort(port);
@@ -187,6 +189,8 @@ export interface RedisClusterNode {
   kill(): Promise<void>;
   /** Starts it again from its nodes.conf: it rejoins, as a replica of whoever took its slots. */
   start(): Promise<void>;
+  /** The last lines of its log. */
+  log(): string;
 }
 
 /**
@@ -197,13 +201,52 @@ export interface RedisClusterNode {
 export async function privateRedisCluster(
   primaries = 3,
 ): Promise<{ url: string; nodes: RedisClusterNode[]; primaries(): Set<number>; destroy(): Promise<void> }> {
-  const ports = await Promise.all(Array.from({ length: 2 * primaries }, () => freePort()));
+  const ports: number[] = [];
+  while (ports.length < 2 * primaries) {
+    // A node also listens on its cluster bus, its port + 10,000: that one must be free too.
+    const port = await freePort();
+    if (port + 10_000 <= 65_535 && (await getPort({ host: "127.0.0.1", port: port + 10_000 })) === port + 10_000 && !ports.includes(port)) ports.push(port);
+  }
   const dir = mkdtempSync(join(tmpdir(), "recsys-redis-cluster-"));
   const nodes = ports.map((port) => {
-    const args = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir];
+    const logFile = join(dir, `redis-${port}.log`);
+    const args = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir, "--logfile", logFile];
     const clusterArgs = ["--cluster-enabled", "yes", "--cluster-config-file", `nodes-${port}.conf`, "--cluster-node-timeout", "5000"];
     const member = clusterMember(port, () => spawn("redis-server", [...args, ...clusterArgs, "--maxmemory-policy", "noeviction"], { stdio: "ignore" }));
-    return { port, url: `redis://127.0.0.1:${port}`, ...member };
+    const log = () => {
+      try {
+        return readFileSync(logFile, "utf8").trimEnd().split("\n").slice(-20).join("\n");
+      } catch {
+        return "(no log)";
+      }
+    };
+    const answers = () => {
+      try {
+        return execFileSync("redis-cli", ["-p", String(port), "ping"], { encoding: "utf8", timeout: 2_000, stdio: ["ignore", "pipe", "ignore"] }).startsWith(
+          "PONG",
+        );
+      } catch {
+        return false;
+      }
+    };
+    return {
+      port,
+      url: `redis://127.0.0.1:${port}`,
+      stopCleanly: member.stopCleanly,
+      kill: member.kill,
+      log,
+      // It listens on its port before it binds its cluster bus (the port + 10,000), and exits if it cannot: it has started once it
+      // answers PING.
+      async start() {
+        await member.start();
+        const deadline = Date.now() + 20_000;
+        while (!answers()) {
+          if (!member.running()) throw new Error(`redis-server :${port} exited while starting:\n${log()}`);
+          if (Date.now() > deadline) throw new Error(`redis-server :${port} does not answer PING 20 s after it started:\n${log()}`);
+          await sleep(50);
+        }
+      },
+    };
   });
   const destroy = async () => {
     await Promise.all(nodes.map((n) => n.stopCleanly()));
@@ -242,7 +285,7 @@ export async function privateRedisCluster(
   }
   return {
     url: nodes.map((n) => n.url).join(","),
-    nodes: nodes.map(({ port, url, kill, start }) => ({ port, url, kill, start })),
+    nodes: nodes.map(({ port, url, kill, start, log }) => ({ port, url, kill, start, log })),
     /** The ports of the nodes that are primaries now (ROLE); a node that does not answer is none. */
     primaries() {
       const out = new Set<number>();
