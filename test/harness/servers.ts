@@ -21,9 +21,10 @@ export interface PrivateServer {
   destroy(): Promise<void>;
 }
 
-async function waitForPort(port: number, timeoutMs = 20_000): Promise<void> {
+async function waitForPort(port: number, timeoutMs = 20_000, running: () => boolean = () => true): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
+    if (!running()) throw new Error(`the server of port ${port} exited while starting`);
     const open = await new Promise<boolean>((resolve) => {
       const c = net.connect(port, "127.0.0.1");
       c.once("connect", () => {
@@ -53,8 +54,9 @@ function childServer(url: string, port: number, run: () => ChildProcess, cleanup
     url,
     stop,
     async start() {
-      child = run();
-      await waitForPort(port);
+      const c = run();
+      child = c;
+      await waitForPort(port, 20_000, () => c.exitCode === null && c.signalCode === null);
     },
     async destroy() {
       await stop();
@@ -114,8 +116,9 @@ function clusterMember(port: number, run: () => ChildProcess) {
     stopCleanly: () => stop("SIGTERM"),
     running: () => child !== undefined && child.exitCode === null && child.signalCode === null,
     async start() {
-      child = run();
-      await waitForPort(port);
+      const c = run();
+      child = c;
+      await waitForPort(port, 20_000, () => c.exitCode === null && c.signalCode === null);
     },
   };
 }
@@ -235,10 +238,11 @@ export async function privateRedisCluster(
       stopCleanly: member.stopCleanly,
       kill: member.kill,
       log,
-      // It listens on its port before it binds its cluster bus (the port + 10,000), and exits if it cannot: it has started once it
-      // answers PING.
+      // It exits if it cannot bind its port or its cluster bus (the port + 10,000): it has started once it answers PING.
       async start() {
-        await member.start();
+        await member.start().catch((err: unknown) => {
+          throw new Error(`${err instanceof Error ? err.message : String(err)}:\n${log()}`);
+        });
         const deadline = Date.now() + 20_000;
         while (!answers()) {
           if (!member.running()) throw new Error(`redis-server :${port} exited while starting:\n${log()}`);
