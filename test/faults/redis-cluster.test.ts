@@ -97,7 +97,7 @@ describe("covisit on a Redis Cluster (3 primaries, 3 replicas)", () => {
             await expect
               .poll(
                 async () => {
-                  const res = await fetch(`${stack.url.covisit}/healthz`).catch((err: unknown) => {
+                  const res = await fetch(`${stack.url.covisit}/healthz`, { signal: AbortSignal.timeout(5_000) }).catch((err: unknown) => {
                     const exit = stack.process("covisit")?.exitCode;
                     health = `unreachable (${String(err)}${exit === null || exit === undefined ? "" : `, exited with ${exit}`})`;
                     throw err;
