@@ -21,10 +21,14 @@ export interface PrivateServer {
   destroy(): Promise<void>;
 }
 
-async function waitForPort(port: number, timeoutMs = 20_000, running: () => boolean = () => true): Promise<void> {
+/** Whether a server's process is still there. */
+const running = (c: ChildProcess | undefined): c is ChildProcess => c !== undefined && c.exitCode === null && c.signalCode === null;
+
+/** Waits until something listens on `port`; fails at once if `child`, the process that should, has exited. */
+async function waitForPort(port: number, child?: ChildProcess, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    if (!running()) throw new Error(`the server of port ${port} exited while starting`);
+    if (child && !running(child)) throw new Error(`the server of port ${port} exited while starting`);
     const open = await new Promise<boolean>((resolve) => {
       const c = net.connect(port, "127.0.0.1");
       c.once("connect", () => {
@@ -45,7 +49,7 @@ function childServer(url: string, port: number, run: () => ChildProcess, cleanup
   const stop = async () => {
     const c = child;
     child = undefined;
-    if (!c || c.exitCode !== null || c.signalCode !== null) return;
+    if (!running(c)) return;
     const exited = new Promise((r) => c.once("exit", r));
     c.kill("SIGTERM");
     await exited;
@@ -54,9 +58,8 @@ function childServer(url: string, port: number, run: () => ChildProcess, cleanup
     url,
     stop,
     async start() {
-      const c = run();
-      child = c;
-      await waitForPort(port, 20_000, () => c.exitCode === null && c.signalCode === null);
+      child = run();
+      await waitForPort(port, child);
     },
     async destroy() {
       await stop();
@@ -106,7 +109,7 @@ function clusterMember(port: number, run: () => ChildProcess) {
   const stop = async (signal: NodeJS.Signals) => {
     const c = child;
     child = undefined;
-    if (!c || c.exitCode !== null || c.signalCode !== null) return;
+    if (!running(c)) return;
     const exited = new Promise((r) => c.once("exit", r));
     c.kill(signal);
     await exited;
@@ -114,11 +117,10 @@ function clusterMember(port: number, run: () => ChildProcess) {
   return {
     kill: () => stop("SIGKILL"),
     stopCleanly: () => stop("SIGTERM"),
-    running: () => child !== undefined && child.exitCode === null && child.signalCode === null,
+    running: () => running(child),
     async start() {
-      const c = run();
-      child = c;
-      await waitForPort(port, 20_000, () => c.exitCode === null && c.signalCode === null);
+      child = run();
+      await waitForPort(port, child);
     },
   };
 }
