@@ -1,7 +1,6 @@
-import { execFileSync } from "node:child_process";
 import { connectRedis, CovisitStore, deleteMatching, shardOf, shardTag, type RedisClient } from "@recsys/covisit-store";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { privateRedisCluster } from "./harness/servers.js";
+import { privateRedisCluster, redisCli } from "./harness/servers.js";
 
 // covisit's store on a Redis Cluster with every write waiting for a replica (REDIS_WAIT_REPLICAS=1), when a shard's slot moves to
 // another node under a client that already knows the cluster: a manual failover turns the shard's primary into its replica's
@@ -14,11 +13,9 @@ let store: CovisitStore;
 const namespace = `rcstore${process.pid}`;
 const SHARDS = 6;
 
-const cli = (port: number, ...args: string[]) => execFileSync("redis-cli", ["-p", String(port), ...args], { encoding: "utf8", timeout: 5_000 }).trim();
-
 /** The port of the primary that serves `slot` now, and of its replica, as the nodes themselves say (CLUSTER SHARDS would too). */
 function ownerOf(slot: number, anyPort: number): { primary: number; replica: number } {
-  const lines = cli(anyPort, "cluster", "nodes").split("\n");
+  const lines = redisCli(anyPort, "cluster", "nodes").split("\n");
   const node = (l: string) => {
     const [id, addr, flags, master, , , , , ...ranges] = l.split(" ");
     return { id: id!, port: Number(addr!.split(":")[1]!.split("@")[0]), flags: flags!, master: master!, ranges };
@@ -57,11 +54,11 @@ describe("the co-visit store on a Redis Cluster whose slots moved", () => {
     const T0 = Date.parse("2024-01-02T00:00:00Z");
     expect(await store.applyClick({ eventId: "e1", userid: user, url: a, eventTimeMs: T0, event: "view" })).toEqual({ status: "applied", pairs: 0 });
 
-    const slot = Number(cli(cluster.nodes[0]!.port, "cluster", "keyslot", `{${shardTag(0, SHARDS)}}`));
+    const slot = Number(redisCli(cluster.nodes[0]!.port, "cluster", "keyslot", `{${shardTag(0, SHARDS)}}`));
     const before = ownerOf(slot, cluster.nodes[0]!.port);
-    cli(before.replica, "cluster", "failover");
+    redisCli(before.replica, "cluster", "failover");
     await expect
-      .poll(() => cli(before.primary, "role").startsWith("slave") && cli(before.replica, "role").startsWith("master"), { timeout: 30_000 })
+      .poll(() => redisCli(before.primary, "role").startsWith("slave") && redisCli(before.replica, "role").startsWith("master"), { timeout: 30_000 })
       .toBe(true);
     // Every node agrees on the new owner before the client writes again.
     await expect.poll(() => cluster.nodes.every((n) => ownerOf(slot, n.port).primary === before.replica), { timeout: 30_000 }).toBe(true);
@@ -76,13 +73,13 @@ describe("the co-visit store on a Redis Cluster whose slots moved", () => {
     ]);
     // The new primary's replica (the old primary) holds the counts too.
     const key = `${namespace}:recsys:{${shardTag(0, SHARDS)}}:cv:${a}`;
-    expect(cli(before.primary, "--scan", "--pattern", key)).toBe(key);
+    expect(redisCli(before.primary, "--scan", "--pattern", key)).toBe(key);
   }, 120_000);
 
   it("deletes every key of a pattern through a client whose map of the slots is out of date (a reset or rebuild after a failover)", async () => {
     // After the case above: shard 0's primary became a replica, and `stale` has not heard of it.
     for (let s = 0; s < SHARDS; s++) await redis.set(`${namespace}:del:{${shardTag(s, SHARDS)}}:k`, "v");
-    const keys = () => new Set(cluster.nodes.flatMap((n) => cli(n.port, "--scan", "--pattern", `${namespace}:del:*`).split("\n").filter(Boolean)));
+    const keys = () => new Set(cluster.nodes.flatMap((n) => redisCli(n.port, "--scan", "--pattern", `${namespace}:del:*`).split("\n").filter(Boolean)));
     await expect.poll(() => keys().size).toBe(SHARDS);
     expect(await deleteMatching(stale, `${namespace}:del:*`)).toBe(SHARDS);
     await expect.poll(() => keys().size).toBe(0);

@@ -1,4 +1,3 @@
-import { execFileSync } from "node:child_process";
 import { natsServers, Topology } from "@recsys/bus";
 import { shardTag } from "@recsys/covisit-store";
 import { jetstreamManager } from "@nats-io/jetstream";
@@ -6,7 +5,7 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { clientsOf } from "../harness/clients.js";
 import { expectRecommendationsExact, expectSimilarContentExact, referenceWorkload, waitApplied, type ReferenceWorkload } from "../harness/oracle.js";
-import { privateNatsCluster, privateRedisCluster } from "../harness/servers.js";
+import { privateNatsCluster, privateRedisCluster, redisCli } from "../harness/servers.js";
 import { referenceClicks, referencePages, startStack, type Replica, type TestStack } from "../harness/stack.js";
 import { crashAndRestart, loadgen, timeline } from "./loadgen.js";
 
@@ -88,13 +87,9 @@ describe("the stack on a NATS cluster and a Redis Cluster, with two replicas of 
       [
         4_000,
         async () => {
-          const slot = execFileSync("redis-cli", ["-p", String(redis.nodes[0]!.port), "cluster", "keyslot", `{${shardTag(0, 6)}}`], {
-            encoding: "utf8",
-          }).trim();
+          const slot = redisCli(redis.nodes[0]!.port, "cluster", "keyslot", `{${shardTag(0, 6)}}`);
           // The primary serving shard 0's slot: the one that counts keys in it (its marker at least).
-          const port = [...redis.primaries()].find(
-            (p) => execFileSync("redis-cli", ["-p", String(p), "cluster", "countkeysinslot", slot], { encoding: "utf8" }).trim() !== "0",
-          );
+          const port = [...redis.primaries()].find((p) => redisCli(p, "cluster", "countkeysinslot", slot) !== "0");
           expect(port, `a primary holds shard 0's keys (slot ${slot})`).toBeDefined();
           const node = redis.nodes.find((n) => n.port === port)!;
           await node.kill();

@@ -1,10 +1,9 @@
-import { execFileSync } from "node:child_process";
 import { shardTag } from "@recsys/covisit-store";
 import { Cluster } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { clientsOf } from "../harness/clients.js";
 import { expectRecommendationsExact, expectSimilarContentExact, referenceWorkload, waitApplied, type ReferenceWorkload } from "../harness/oracle.js";
-import { privateRedisCluster, type RedisClusterNode } from "../harness/servers.js";
+import { privateRedisCluster, redisCli, type RedisClusterNode } from "../harness/servers.js";
 import { referenceClicks, referencePages, startStack, type TestStack } from "../harness/stack.js";
 import { loadgen, timeline } from "./loadgen.js";
 
@@ -43,7 +42,7 @@ function clusterViews(): string[] {
   return cluster.nodes.map(({ port }) => {
     const run = (...args: string[]) => {
       try {
-        return execFileSync("redis-cli", ["-p", String(port), ...args], { encoding: "utf8", timeout: 2_000, stdio: ["ignore", "pipe", "pipe"] }).trim();
+        return redisCli(port, ...args);
       } catch (err) {
         return `(${String(err).split("\n")[0]})`;
       }
@@ -69,11 +68,11 @@ describe("covisit on a Redis Cluster (3 primaries, 3 replicas)", () => {
         async () => {
           const before = cluster.primaries();
           // The primary holding shard 0's slot: it has counts by now.
-          const owner = (await admin.cluster("SLOTS")) as Array<[number, number, [string, number]]>;
+          const owner = await admin.cluster("SLOTS");
           const slot = Number(await admin.cluster("KEYSLOT", `${stack.namespace}:recsys:{${shardTag(0, 6)}}:x`));
-          const port = owner.find(([lo, hi]) => slot >= lo && slot <= hi)![2][1];
+          const port = owner.find(([lo, hi]) => slot >= lo && slot <= hi)?.[2]?.[1] ?? 0;
           killed = cluster.nodes.find((n) => n.port === port)!;
-          expect(before.has(port)).toBe(true);
+          expect(before.has(port), `CLUSTER SLOTS names a primary for slot ${slot}`).toBe(true);
           await killed.kill();
           const killedAt = Date.now();
           events.push(`primary :${port} (shard 0's slot ${slot}) killed (SIGKILL)`);
@@ -128,10 +127,7 @@ describe("covisit on a Redis Cluster (3 primaries, 3 replicas)", () => {
 
     // Every primary holds two of the 6 shards' counts.
     const counts = [...cluster.primaries()].map(
-      (port) =>
-        execFileSync("redis-cli", ["-p", String(port), "--scan", "--pattern", `${stack.namespace}:recsys:*cv:*`], { encoding: "utf8" })
-          .split("\n")
-          .filter(Boolean).length,
+      (port) => redisCli(port, "--scan", "--pattern", `${stack.namespace}:recsys:*cv:*`).split("\n").filter(Boolean).length,
     );
     events.push(`co-visit keys per primary: ${counts.join(", ")}`);
     expect(counts.length).toBe(3);

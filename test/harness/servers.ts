@@ -198,6 +198,20 @@ export interface RedisClusterNode {
   log(): string;
 }
 
+/** What `redis-cli -p PORT ARGS…` printed, trimmed; throws (with redis-cli's error) if it fails or takes over 5 s. */
+export function redisCli(port: number, ...args: string[]): string {
+  return execFileSync("redis-cli", ["-p", String(port), ...args], { encoding: "utf8", timeout: 5_000, stdio: ["ignore", "pipe", "pipe"] }).trim();
+}
+
+/** The same, or undefined when the node does not answer (down, starting, or too slow). */
+function redisCliIfUp(port: number, ...args: string[]): string | undefined {
+  try {
+    return redisCli(port, ...args);
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * A Redis Cluster of `primaries` primaries with a replica each (redis-server --cluster-enabled yes, joined by redis-cli --cluster
  * create), keeping nothing on disk but its nodes.conf. cluster-node-timeout 5 s, as the deploy files set it. `url` lists every node,
@@ -225,15 +239,7 @@ export async function privateRedisCluster(
         return "(no log)";
       }
     };
-    const answers = () => {
-      try {
-        return execFileSync("redis-cli", ["-p", String(port), "ping"], { encoding: "utf8", timeout: 2_000, stdio: ["ignore", "pipe", "ignore"] }).startsWith(
-          "PONG",
-        );
-      } catch {
-        return false;
-      }
-    };
+    const answers = () => redisCliIfUp(port, "ping") === "PONG";
     return {
       port,
       url: `redis://127.0.0.1:${port}`,
@@ -265,21 +271,11 @@ export async function privateRedisCluster(
       timeout: 60_000,
     });
     const deadline = Date.now() + 60_000;
-    const clusterOk = (port: number) => {
-      try {
-        return execFileSync("redis-cli", ["-p", String(port), "cluster", "info"], { encoding: "utf8", timeout: 5_000 }).includes("cluster_state:ok");
-      } catch {
-        return false;
-      }
-    };
+    const clusterOk = (port: number) => redisCliIfUp(port, "cluster", "info")?.includes("cluster_state:ok") ?? false;
     // A primary's writes wait for its replica (REDIS_WAIT_REPLICAS=1) once the replica has synced: every primary then has it online.
     const replicated = (port: number) => {
-      try {
-        const info = execFileSync("redis-cli", ["-p", String(port), "info", "replication"], { encoding: "utf8", timeout: 5_000 });
-        return !info.includes("role:master") || /slave0:.*state=online/.test(info);
-      } catch {
-        return false;
-      }
+      const info = redisCliIfUp(port, "info", "replication");
+      return info !== undefined && (!info.includes("role:master") || /slave0:.*state=online/.test(info));
     };
     while (!ports.every((p) => clusterOk(p) && replicated(p))) {
       if (Date.now() > deadline) throw new Error("the Redis Cluster did not reach cluster_state:ok with every replica online in 60 s");
@@ -294,20 +290,7 @@ export async function privateRedisCluster(
     nodes: nodes.map(({ port, url, kill, start, log }) => ({ port, url, kill, start, log })),
     /** The ports of the nodes that are primaries now (ROLE); a node that does not answer is none. */
     primaries() {
-      const out = new Set<number>();
-      for (const { port } of nodes) {
-        try {
-          if (
-            execFileSync("redis-cli", ["-p", String(port), "role"], { encoding: "utf8", timeout: 2_000, stdio: ["ignore", "pipe", "ignore"] }).startsWith(
-              "master",
-            )
-          )
-            out.add(port);
-        } catch {
-          // Down.
-        }
-      }
-      return out;
+      return new Set(ports.filter((port) => redisCliIfUp(port, "role")?.startsWith("master")));
     },
     destroy,
   };
