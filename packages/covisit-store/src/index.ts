@@ -617,9 +617,15 @@ export async function answerRecommendation(
  */
 export async function deleteMatching(redis: RedisClient, pattern: string): Promise<number> {
   let deleted = 0;
-  for (const node of redisNodes(redis)) {
+  // Node by node by address: a cluster client that reads the slots anew meanwhile (after a MOVED) replaces its connection to a
+  // node whose role changed and closes the old one. A SCAN cursor is the server's, so the scan goes on over the new connection.
+  const addressOf = (node: Redis) => `${node.options.host}:${node.options.port}`;
+  for (const address of redisNodes(redis).map(addressOf)) {
     let cursor = "0";
     do {
+      const node = redisNodes(redis).find((n) => addressOf(n) === address);
+      // Gone from the client's map: the cluster no longer counts it, and the node that took its slots is scanned too.
+      if (!node) break;
       const [next, keys] = await node.scan(cursor, "MATCH", pattern, "COUNT", 1000);
       cursor = next;
       if (keys.length === 0) continue;
