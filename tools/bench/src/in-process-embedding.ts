@@ -19,6 +19,16 @@ export interface InProcessBatching {
   batch1: { docsPerSecond: number; paddingShare: number };
   batched: { maxBatch: number; docsPerSecond: number; batches: number; paddingShare: number };
   speedup: number;
+  /** The most batching can give this model here (the embedder's batching-ceiling.ts). */
+  /** The most `speedup` can be here: the best of the ceiling's passes over batch 1 through the queue. */
+  speedupBound: number;
+  ceiling: {
+    texts: number;
+    tokensP50: number;
+    passes: Array<{ batch: number; docsPerSecond: number }>;
+    best: { batch: number; docsPerSecond: number };
+    ceiling: number;
+  };
 }
 
 /** Runs `node ARGS` in a process of its own; resolves with its stdout once it exited 0. */

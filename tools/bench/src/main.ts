@@ -280,10 +280,20 @@ async function main(opts: { json?: string; quick: boolean }) {
     embed_transformer_padding_share: round(transformer.batched.paddingShare),
     // Batched over batch 1 on the transformer, in the same process one after the other (goal: at least 3).
     embed_transformer_batching_speedup: transformer.speedup,
+    // The most any batching can give the transformer here: 128 of those pages sorted by length (nothing to pad) straight through
+    // the model at batch 1 and at 4, 16, 32 and 64 (embedder's batching-ceiling.ts). The bound is the best pass over batch 1 through
+    // the queue: what embed_transformer_batching_speedup cannot pass on this machine beyond the noise, whatever the batching policy.
+    embed_transformer_batching_speedup_bound: transformer.speedupBound,
+    embed_transformer_batching_ceiling: transformer.ceiling.ceiling,
+    embed_transformer_ceiling_best_batch: transformer.ceiling.best.batch,
+    embed_transformer_tokens_p50: transformer.ceiling.tokensP50,
     // The same on the pages' titles alone (about 6 tokens, as short as stated interests): where a run's fixed cost dominates.
     embed_transformer_titles_docs_per_s_max_batch_1: transformerTitles.batch1.docsPerSecond,
     embed_transformer_titles_docs_per_s: transformerTitles.batched.docsPerSecond,
     embed_transformer_titles_batching_speedup: transformerTitles.speedup,
+    embed_transformer_titles_batching_speedup_bound: transformerTitles.speedupBound,
+    embed_transformer_titles_batching_ceiling: transformerTitles.ceiling.ceiling,
+    embed_transformer_titles_tokens_p50: transformerTitles.ceiling.tokensP50,
     sql_baseline_recompute_ms: Math.round(sqlMs),
     sql_baseline_clicks_per_s: Math.round(baselineClicksPerSecond),
     // covisit's store answering Recommendation from the reference counts in 1 shard (one Redis) and in 6 (as on the Redis Cluster of
