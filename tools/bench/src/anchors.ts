@@ -14,7 +14,12 @@ import { url } from "./stack.js";
 const here = dirname(fileURLToPath(import.meta.url));
 
 /** A latency phase from load-cli.ts in a process of its own: request i sends bodies[i mod length] to `method` of `base`. */
-export async function loadPhase(base: string, method: string, rate: number, seconds: number, bodies: unknown[]): Promise<LatencySummary> {
+/** A phase's latencies, and how many requests went before them unmeasured (load-cli.ts' warm-up). */
+export interface PhaseSummary extends LatencySummary {
+  warmUpRequests: number;
+}
+
+export async function loadPhase(base: string, method: string, rate: number, seconds: number, bodies: unknown[]): Promise<PhaseSummary> {
   const dir = mkdtempSync(join(tmpdir(), "recsys-load-"));
   const file = join(dir, "phase.json");
   writeFileSync(file, JSON.stringify({ base, path: `/recsys.gateway.v1.GatewayService/${method}`, rate, seconds, bodies }));
@@ -24,7 +29,7 @@ export async function loadPhase(base: string, method: string, rate: number, seco
     child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
     const [code] = await once(child, "exit");
     if (code !== 0) throw new Error(`the load generator of ${method} at ${rate}/s exited with ${code}`);
-    return JSON.parse(out) as LatencySummary;
+    return JSON.parse(out) as PhaseSummary;
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

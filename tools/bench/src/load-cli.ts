@@ -3,7 +3,7 @@
 // collector) with what they measure: the bench's open loop (open-loop.ts) at a rate against one JSON route of a server, first as
 // long again unmeasured (at most 3 s: a process's first requests find its code not yet compiled and its connections not yet open,
 // which a server in service is past), then measured. Reads its phase from the JSON file named by its one argument; prints the
-// LatencySummary as JSON on stdout.
+// LatencySummary as JSON on stdout, with the warm-up's request count (PhaseSummary).
 import { readFileSync } from "node:fs";
 import { Pool } from "undici";
 import { runOpenLoop } from "./open-loop.js";
@@ -27,7 +27,7 @@ const request = async (i: number) => {
   const text = await res.body.text();
   if (res.statusCode !== 200) throw new Error(`${phase.path}: ${res.statusCode} ${text}`);
 };
-await runOpenLoop({ rate: phase.rate, durationMs: Math.min(phase.seconds, 3) * 1000, request });
+const warmUp = await runOpenLoop({ rate: phase.rate, durationMs: Math.min(phase.seconds, 3) * 1000, request });
 const summary = await runOpenLoop({ rate: phase.rate, durationMs: phase.seconds * 1000, request });
 await pool.close();
-process.stdout.write(`${JSON.stringify(summary)}\n`);
+process.stdout.write(`${JSON.stringify({ ...summary, warmUpRequests: warmUp.requests })}\n`);

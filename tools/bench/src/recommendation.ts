@@ -1,7 +1,7 @@
 // What a Recommendation costs: the gateway's process, covisit's, and Redis (which runs recommend.lua), in CPU per request.
 import type { RedisClient } from "@recsys/covisit-store";
 import { benchRedis, redisCpuSeconds } from "./baselines.js";
-import type { LatencySummary } from "./open-loop.js";
+import type { PhaseSummary } from "./anchors.js";
 import { samples, total } from "./service-metrics.js";
 import { url } from "./stack.js";
 
@@ -17,13 +17,14 @@ async function reading(redis: RedisClient): Promise<CpuReading> {
 }
 
 /** Runs `phase` and answers its latencies with the gateway's, covisit's and Redis' CPU per request meanwhile, in microseconds. */
-export async function withCovisitCpu(phase: () => Promise<LatencySummary>) {
+export async function withCovisitCpu(phase: () => Promise<PhaseSummary>) {
   const redis = await benchRedis();
   try {
     const before = await reading(redis);
     const latencies = await phase();
     const after = await reading(redis);
-    const perRequest = (seconds: number) => (seconds * 1e6) / Math.max(1, latencies.requests);
+    // The readings span the load generator's warm-up as well as the measured requests.
+    const perRequest = (seconds: number) => (seconds * 1e6) / Math.max(1, latencies.requests + latencies.warmUpRequests);
     return {
       latencies,
       gatewayCpuMicros: perRequest(after.gatewaySeconds - before.gatewaySeconds),
