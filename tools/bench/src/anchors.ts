@@ -13,12 +13,12 @@ import { url } from "./stack.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 
-/** A latency phase from load-cli.ts in a process of its own: request i sends bodies[i mod length] to `method` of `base`. */
 /** A phase's latencies, and how many requests went before them unmeasured (load-cli.ts' warm-up). */
 export interface PhaseSummary extends LatencySummary {
   warmUpRequests: number;
 }
 
+/** A latency phase from load-cli.ts in a process of its own: request i sends bodies[i mod length] to `method` of `base`. */
 export async function loadPhase(base: string, method: string, rate: number, seconds: number, bodies: unknown[]): Promise<PhaseSummary> {
   const dir = mkdtempSync(join(tmpdir(), "recsys-load-"));
   const file = join(dir, "phase.json");

@@ -19,9 +19,9 @@ export interface InProcessBatching {
   batch1: { docsPerSecond: number; paddingShare: number };
   batched: { maxBatch: number; docsPerSecond: number; batches: number; paddingShare: number };
   speedup: number;
-  /** The most batching can give this model here (the embedder's batching-ceiling.ts). */
   /** The most `speedup` can be here: the best of the ceiling's passes over batch 1 through the queue. */
   speedupBound: number;
+  /** The most batching can give this model here (the embedder's batching-ceiling.ts). */
   ceiling: {
     texts: number;
     tokensP50: number;
