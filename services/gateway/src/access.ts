@@ -4,8 +4,9 @@ import type { GatewayService } from "@recsys/contracts/gateway/v1/gateway";
 import type { Logger } from "@recsys/logging";
 import { PEER_HEADER } from "@recsys/server";
 import type { Cluster, Redis } from "ioredis";
-import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from "rate-limiter-flexible";
+import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from "rate-limiter-flexible";
 import { API_KEY_HEADER, Authenticator, SCOPE_RANK, type Caller, type Principal, type Scope } from "./auth.js";
+import { LeasedLimiter, type Limiter } from "./leased-limiter.js";
 
 export { API_KEY_HEADER, parseApiKeys, type Caller, type Scope } from "./auth.js";
 
@@ -56,29 +57,31 @@ export interface RateLimits {
   userWrites: number;
 }
 
-type Limiters = Record<keyof RateLimits, RateLimiterAbstract>;
+type Limiters = Record<keyof RateLimits, Limiter>;
 
 /** In-process limiters: for one gateway, tests, and as the insurance of the shared ones when Redis is away. */
-export function memoryLimiters(limits: RateLimits): Limiters {
+export function memoryLimiters(limits: RateLimits): Record<keyof RateLimits, RateLimiterMemory> {
   const of = (points: number) => new RateLimiterMemory({ points, duration: 60 });
   return { reads: of(limits.reads), writes: of(limits.writes), userReads: of(limits.userReads), userWrites: of(limits.userWrites) };
 }
 
 /**
- * Limiters shared by every gateway replica through Redis. While Redis is away each replica counts
- * on its own (the in-process insurance) rather than refusing or letting everything through.
+ * Limiters shared by every gateway replica through Redis, taken a few points at a time by a busy client (leased-limiter.ts). While
+ * Redis is away each replica counts on its own (the in-process insurance) rather than refusing or letting everything through.
  */
 export function sharedLimiters(redis: Redis | Cluster, namespace: string, limits: RateLimits): Limiters {
   const insurance = memoryLimiters(limits);
   const of = (which: keyof RateLimits) =>
-    new RateLimiterRedis({
-      storeClient: redis,
-      keyPrefix: `${namespace ? `${namespace}:` : ""}gateway:rate:${which}`,
-      points: limits[which],
-      duration: 60,
-      rejectIfRedisNotReady: true,
-      insuranceLimiter: insurance[which],
-    });
+    new LeasedLimiter(
+      new RateLimiterRedis({
+        storeClient: redis,
+        keyPrefix: `${namespace ? `${namespace}:` : ""}gateway:rate:${which}`,
+        points: limits[which],
+        duration: 60,
+        rejectIfRedisNotReady: true,
+        insuranceLimiter: insurance[which],
+      }),
+    );
   return { reads: of("reads"), writes: of("writes"), userReads: of("userReads"), userWrites: of("userWrites") };
 }
 
