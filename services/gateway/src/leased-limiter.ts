@@ -64,15 +64,14 @@ export class LeasedLimiter implements Limiter {
         await this.take(key, lease, 1);
         return;
       }
-      lease.pending = this.take(key, lease, size).then(
-        () => {
-          lease.pending = undefined;
-        },
-        (err: unknown) => {
-          lease.pending = undefined;
+      // Refused, the lease leaves `remaining` at 0: the next turn of the loop counts this call alone.
+      lease.pending = this.take(key, lease, size)
+        .catch((err: unknown) => {
           if (!(err instanceof RateLimiterRes)) throw err;
-        },
-      );
+        })
+        .finally(() => {
+          lease.pending = undefined;
+        });
       await lease.pending;
     }
   }
