@@ -93,4 +93,23 @@ describe("LeasedLimiter", () => {
     for (let i = 0; i < MAX_LEASED_CLIENTS + 500; i++) await limiter.consume(`user:${i}`);
     expect(limiter.clients).toBe(MAX_LEASED_CLIENTS);
   });
+
+  it("past the bound drops the client idle longest, not a busy one that came first", async () => {
+    const { shared, counted, spent } = sharedWindow(1_000_000);
+    const limiter = new LeasedLimiter(shared);
+    // A busy client, first in: it calls until it holds leased points it has not spent yet.
+    let admitted = 0;
+    for (const batch of [16, 16, 16, 16]) admitted += (await call([limiter], "key:busy", batch)).admitted;
+    while ((await spent("key:busy")) - admitted < 2) admitted += (await call([limiter], "key:busy", 1)).admitted;
+    for (let i = 0; i < MAX_LEASED_CLIENTS / 2; i++) await limiter.consume(`user:a${i}`);
+    // A call of the busy client in a later span of its demand, then as many new clients again: more than the bound in all.
+    await sleep(110);
+    await limiter.consume("key:busy");
+    for (let i = 0; i < MAX_LEASED_CLIENTS / 2 + 1; i++) await limiter.consume(`user:b${i}`);
+    expect(limiter.clients).toBe(MAX_LEASED_CLIENTS);
+    // Its lease is still here: its next call spends a leased point, without a round trip to the shared limiter.
+    const before = counted.calls;
+    await limiter.consume("key:busy");
+    expect(counted.calls).toBe(before);
+  });
 });

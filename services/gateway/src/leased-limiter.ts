@@ -11,7 +11,7 @@ export const MAX_LEASE = 64;
 const SHARE_OF_REMAINING = 8;
 /** A lease takes at most what the client called for on this replica in the last span this long. */
 const DEMAND_SPAN_MS = 100;
-/** The clients whose leases a replica keeps; past it the oldest is dropped, with the points it held. */
+/** The clients whose leases a replica keeps; past it the one that called here least recently is dropped, with the points it held. */
 export const MAX_LEASED_CLIENTS = 10_000;
 
 interface Lease {
@@ -111,6 +111,9 @@ export class LeasedLimiter implements Limiter {
       lease.lastCalls = now - lease.spanStart < 2 * DEMAND_SPAN_MS ? lease.calls : 0;
       lease.calls = 0;
       lease.spanStart = now;
+      // The map in order of use, refreshed once a span rather than every call: the first lease is the one idle longest.
+      this.leases.delete(key);
+      this.leases.set(key, lease);
     }
     lease.calls++;
     return lease;
