@@ -12,7 +12,7 @@ import { oracleRows, rowKey, waitAllEmitted, type TypedClick } from "./harness/a
 import { clientsOf } from "./harness/clients.js";
 import { clicksLastSequence } from "./harness/oracle.js";
 import { dropClicksHead, rebuildWithArchive } from "./harness/rebuild.js";
-import { startStack, type TestStack } from "./harness/stack.js";
+import { natsOf, startStack, type TestStack } from "./harness/stack.js";
 
 // A user's erasure (UserDeleted on CLICKS, in the user's partition) through analytics and the archive, and hidden urls
 // (VISIBILITY) in Trending: analytics forgets the user's rows and counts their next clicks as a new user's; the archive keeps the
@@ -59,7 +59,7 @@ describe("erasures and hidden urls in analytics and the archive", () => {
   beforeAll(async () => {
     oracle = await oracleRows(kept);
     stack = await startStack("anerasure", { ARCHIVE_DIR: dir, ARCHIVE_MAX_AGE_MS: "1000", IDLE_EMIT_MS: "2000" }, { services: ["analytics", "archive"] });
-    const nc = await connect({ servers: stack.env.NATS_URL ?? "nats://127.0.0.1:4222" });
+    const nc = await connect({ servers: natsOf(stack) });
     try {
       const js = jetstream(nc);
       const t = new Topology(stack.namespace);
@@ -82,7 +82,7 @@ describe("erasures and hidden urls in analytics and the archive", () => {
     const p = await waitAllEmitted(stack);
     expect({ applied: p.appliedClicks, late: p.lateClicks }).toEqual({ applied: BigInt(clicks.length), late: 0n });
     for (const user of USERS) expect((await metrics(user)).sort(), user).toEqual(oracle.filter((r) => r.split("|")[1] === user).sort());
-    const nc = await connect({ servers: stack.env.NATS_URL ?? "nats://127.0.0.1:4222" });
+    const nc = await connect({ servers: natsOf(stack) });
     try {
       expect((await (await jetstreamManager(nc)).streams.info(new Topology(stack.namespace).deadLetterStream)).state.messages).toBe(0);
     } finally {
@@ -94,7 +94,7 @@ describe("erasures and hidden urls in analytics and the archive", () => {
     const all = await trending(10);
     expect(all).toHaveLength(URLS.length);
     const publishVisibility = async (url: string, hidden: boolean) => {
-      const nc = await connect({ servers: stack.env.NATS_URL ?? "nats://127.0.0.1:4222" });
+      const nc = await connect({ servers: natsOf(stack) });
       try {
         const t = new Topology(stack.namespace);
         await jetstream(nc).publish(

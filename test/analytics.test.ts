@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { compareRows, oracleRows, publishClicks, rowKey, streamRows, typedReferenceClicks, waitAllEmitted, type TypedClick } from "./harness/analytics.js";
 import { clientsOf } from "./harness/clients.js";
 import { readClicks } from "./harness/reference.js";
-import { referenceClicks, startStack, type TestStack } from "./harness/stack.js";
+import { natsOf, referenceClicks, startStack, type TestStack } from "./harness/stack.js";
 
 // analytics alone (it needs only NATS and PostgreSQL), with clicks published straight to CLICKS as
 // ingest would. Idle emission after 2 s instead of 10 so that the replays end sooner; a short ack
@@ -31,7 +31,7 @@ const analytics = (stack: TestStack) => clientsOf(stack).analytics;
 
 /** CLICK_METRICS forgets the message ids it has seen: its duplicate window shortened to 1 s for 2 s, then set back. */
 async function forgetMessageIds(stack: TestStack) {
-  const nc = await connect({ servers: stack.env.NATS_URL ?? "nats://127.0.0.1:4222" });
+  const nc = await connect({ servers: natsOf(stack) });
   try {
     const jsm = await jetstreamManager(nc);
     const name = `${stack.namespace.toUpperCase()}_CLICK_METRICS`;
@@ -140,7 +140,7 @@ describe("the reference replay, in order, with duplicates", () => {
     await publishClicks(stack, [late], "late");
     const p = await waitAllEmitted(stack);
     expect({ late: p.lateClicks, rows: p.rows, applied: p.appliedClicks }).toEqual({ late: 1n, rows: before.rows, applied: before.appliedClicks });
-    const nc = await connect({ servers: stack.env.NATS_URL ?? "nats://127.0.0.1:4222" });
+    const nc = await connect({ servers: natsOf(stack) });
     try {
       const jsm = await jetstreamManager(nc);
       const subject = `${stack.namespace}.dlq.analytics-clicks`;

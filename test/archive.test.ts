@@ -14,7 +14,7 @@ import { publishClicks } from "./harness/analytics.js";
 import { clientsOf } from "./harness/clients.js";
 import { readJsonLinesGz } from "./harness/files.js";
 import { readClicks } from "./harness/reference.js";
-import { referenceClicks, referencePages, startStack, type TestStack } from "./harness/stack.js";
+import { natsOf, referenceClicks, referencePages, startStack, type TestStack } from "./harness/stack.js";
 
 // services/archive alone (it needs only NATS), with events published straight to their streams as
 // ingest would, and the Parquet files read back with DuckDB.
@@ -42,7 +42,7 @@ const pages = readJsonLinesGz<Page>(referencePages);
 
 /** Publishes pages, likes and interests straight to CONTENT and ENGAGEMENT; returns how many engagement events. */
 async function publishPagesAndEngagement(stack: TestStack): Promise<number> {
-  const nc = await connect({ servers: stack.env.NATS_URL ?? "nats://127.0.0.1:4222" });
+  const nc = await connect({ servers: natsOf(stack) });
   try {
     const js = jetstream(nc);
     const t = new Topology(stack.namespace);
@@ -230,7 +230,7 @@ describe("the archive with its default limits", () => {
 
   it("refuses a CLICKS stream created anew since it began: its sequences are another stream's", async () => {
     await stack.kill("archive");
-    const nc = await connect({ servers: stack.env.NATS_URL ?? "nats://127.0.0.1:4222" });
+    const nc = await connect({ servers: natsOf(stack) });
     try {
       await (await jetstreamManager(nc)).streams.delete(new Topology(stack.namespace).clicksStream);
     } finally {

@@ -12,7 +12,7 @@ import { expectCovisitEquals } from "./harness/oracle.js";
 import { readClicks, referenceCoVisits } from "./harness/reference.js";
 import { replayOptions } from "./harness/replay.js";
 import { rebuildWithArchive } from "./harness/rebuild.js";
-import { referenceClicks, startStack, type ServiceName, type TestStack } from "./harness/stack.js";
+import { natsOf, referenceClicks, type ServiceName, startStack, type TestStack } from "./harness/stack.js";
 
 // CLICKS keeps its messages for CLICKS_MAX_AGE_MS (7 days by default; 20 s here), and the archive keeps them for good. A covisit
 // or analytics that never consumed the stream must not start counting from what is left: each refuses, naming its rebuild, and
@@ -45,7 +45,7 @@ describe("CLICKS retention", () => {
     const summary = await replay({ ...replayOptions(stack, referenceClicks), wait: false });
     expect(summary).toMatchObject({ sent: 19_855, accepted: 19_855 });
 
-    const nc = await connect({ servers: stack.env.NATS_URL ?? "nats://127.0.0.1:4222" });
+    const nc = await connect({ servers: natsOf(stack) });
     const jsm = await jetstreamManager(nc);
     const clicksStream = new Topology(stack.namespace).clicksStream;
     const info = await jsm.streams.info(clicksStream);

@@ -9,7 +9,7 @@ import { clientsOf } from "./harness/clients.js";
 import { replayOptions } from "./harness/replay.js";
 import { clicksLastSequence, expectRecommendationsExact, loseRedisData, referenceWorkload, type ReferenceWorkload } from "./harness/oracle.js";
 import type { RawClick } from "./harness/reference.js";
-import { referenceClicks, repoRoot, startStack, type TestStack } from "./harness/stack.js";
+import { machine, referenceClicks, repoRoot, startStack, type TestStack } from "./harness/stack.js";
 
 let ref: ReferenceWorkload;
 const expectEqualsReference = (stack: TestStack) => expectRecommendationsExact(stack, ref);
@@ -102,7 +102,7 @@ describe("the reference replay through the real stack", () => {
 });
 
 async function redisKeys(namespace: string): Promise<number> {
-  const redis = new Redis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
+  const redis = new Redis(machine.redis);
   try {
     return (await redis.keys(`${namespace}:recsys:*`)).length;
   } finally {

@@ -9,7 +9,7 @@ import { afterAll, describe, expect, it } from "vitest";
 // @ts-expect-error plain ESM script shared with `pnpm stack:reset`
 import { resetNamespace } from "../scripts/reset.mjs";
 import { compose, composeEnv, CONFIG, dependsOn, imageOf, requiredComposeVars, SERVICES, toRepo, urlHost, type Image } from "./harness/deploy-config.js";
-import { freePort, repoRoot } from "./harness/stack.js";
+import { freePort, machine, repoRoot } from "./harness/stack.js";
 
 function exitOf(child: ChildProcess): Promise<number | null> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
@@ -51,9 +51,9 @@ describe("each image's command, run here with the compose settings", () => {
     const services = compose().services;
     const ports = Object.fromEntries(await Promise.all(SERVICES.map(async (s) => [s, await freePort()] as const))) as Record<string, number>;
     const localInfra: Record<string, string> = {
-      nats: process.env.NATS_URL ?? "nats://127.0.0.1:4222",
-      redis: process.env.REDIS_URL ?? "redis://127.0.0.1:6379",
-      postgres: process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/test",
+      nats: machine.nats,
+      redis: machine.redis,
+      postgres: machine.postgres,
     };
     const logDir = join(repoRoot, "test/artifacts/logs");
     mkdirSync(logDir, { recursive: true });

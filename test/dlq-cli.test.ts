@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { clientsOf, recommendationsFor } from "./harness/clients.js";
 import { clicksLastSequence } from "./harness/oracle.js";
 import { referenceCoVisits, type RawClick } from "./harness/reference.js";
-import { repoRoot, startStack, type TestStack } from "./harness/stack.js";
+import { natsOf, repoRoot, startStack, type TestStack } from "./harness/stack.js";
 
 const run = promisify(execFile);
 let stack: TestStack;
@@ -57,7 +57,7 @@ const lettersStored = async () => (await (await jetstreamManager(nc)).streams.in
 beforeAll(async () => {
   stack = await startStack("dlq");
   c = clientsOf(stack);
-  nc = await connect({ servers: stack.env.NATS_URL ?? "nats://127.0.0.1:4222" });
+  nc = await connect({ servers: natsOf(stack) });
   for (const k of clicks) await c.gateway.clickstream({ event: { userid: k.userid, url: k.url, eventTime: k.event_time } });
   // And bytes that are no click: both CLICKS consumers (covisit, profile) dead-letter them as undecodable.
   await jetstream(nc).publish(`${stack.namespace}.clicks.0`, Uint8Array.of(0xff, 0xff, 0xff, 0x07), { msgID: "not-a-click" });

@@ -8,7 +8,7 @@ import { ClickSchema } from "@recsys/contracts/events/v1/events";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { clientsOf } from "./harness/clients.js";
 import { clicksLastSequence, writesStored } from "./harness/oracle.js";
-import { startStack, type TestStack } from "./harness/stack.js";
+import { machine, startStack, type TestStack } from "./harness/stack.js";
 
 let stack: TestStack;
 let c: ReturnType<typeof clientsOf>;
@@ -55,7 +55,7 @@ const protoString = (field: number, bytes: Uint8Array) => Buffer.concat([Buffer.
 
 /** Clicks stored in CLICKS: every message read, a ClickBatch counting its clicks. */
 async function clicksStored(): Promise<number> {
-  const nc = await connect({ servers: process.env.NATS_URL ?? "nats://127.0.0.1:4222" });
+  const nc = await connect({ servers: machine.nats });
   try {
     const jsm = await jetstreamManager(nc);
     const stream = `${stack.namespace.toUpperCase()}_CLICKS`;
@@ -308,7 +308,7 @@ describe("idempotency and lateness", () => {
     const accepted = res.results[0]!.outcome;
     if (accepted.case !== "accepted") throw new Error("not accepted");
     // Published straight onto the stream under another Nats-Msg-Id: only the consumer's idempotency can stop it.
-    const nc = await connect({ servers: process.env.NATS_URL ?? "nats://127.0.0.1:4222" });
+    const nc = await connect({ servers: machine.nats });
     try {
       const again = create(ClickSchema, { eventId: accepted.value.eventId, userid: "redeliver", url: "https://e.org/r1", eventTimeMs: BigInt(Date.parse(T)) });
       const h = headers();
@@ -327,7 +327,7 @@ describe("idempotency and lateness", () => {
     await waitApplied();
     expect((await c.gateway.recommendation({ url: "https://e.org/l0" })).items).toEqual([]);
     expect((await c.covisit.progress({})).deadLetteredClicks).toBe(1n);
-    const nc = await connect({ servers: process.env.NATS_URL ?? "nats://127.0.0.1:4222" });
+    const nc = await connect({ servers: machine.nats });
     try {
       const jsm = await jetstreamManager(nc);
       const m = await jsm.streams.getMessage(`${stack.namespace.toUpperCase()}_DEAD_LETTERS`, { last_by_subj: `${stack.namespace}.dlq.clicks` });
@@ -341,7 +341,7 @@ describe("idempotency and lateness", () => {
   });
 
   it("dead-letters bytes that do not decode, on every consumed stream, and each consumer goes on", async () => {
-    const nc = await connect({ servers: process.env.NATS_URL ?? "nats://127.0.0.1:4222" });
+    const nc = await connect({ servers: machine.nats });
     const poison = Uint8Array.of(0xff, 0xff, 0xff, 0x07);
     const ns = stack.namespace;
     try {

@@ -14,7 +14,7 @@ import { clientsOf } from "./harness/clients.js";
 import { clicksLastSequence, expectCovisitEquals, loseRedisData, referenceWorkload, type ReferenceWorkload } from "./harness/oracle.js";
 import { embedAll, expectSameRanking, rankByMean } from "./harness/ranking.js";
 import { contentOptions, replayOptions } from "./harness/replay.js";
-import { referenceClicks, referencePages, repoRoot, startStack, type TestStack } from "./harness/stack.js";
+import { natsOf, referenceClicks, referencePages, repoRoot, startStack, type TestStack } from "./harness/stack.js";
 
 // DeleteUser and HidePage on the whole stack: both are events on the bus (an erasure on CLICKS in the user's partition, a page's
 // visibility on VISIBILITY), answered once every consumer applied them, so that the next query already sees them; and a rebuild
@@ -189,7 +189,7 @@ describe("DeleteUser", () => {
       // The erasure leaves CLICKS: only the archive holds it.
       const last = await clicksLastSequence(stack);
       await expect.poll(async () => (await c.archive.progress({})).tables.find((t) => t.table === "clicks")!.archivedThrough, { timeout: 90_000 }).toBe(last);
-      const nc = await connect({ servers: stack.env.NATS_URL ?? "nats://127.0.0.1:4222" });
+      const nc = await connect({ servers: natsOf(stack) });
       await (await jetstreamManager(nc)).streams.purge(new Topology(stack.namespace).clicksStream, { seq: Number(erasureSeq) + 1 });
       await nc.close();
 

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { clientsOf } from "./harness/clients.js";
 import { clicksLastSequence } from "./harness/oracle.js";
 import { embedAll, expectSameRanking, rankByMean } from "./harness/ranking.js";
-import { startStack, type TestStack } from "./harness/stack.js";
+import { natsOf, startStack, type TestStack } from "./harness/stack.js";
 
 // Clients number their events themselves (mobile SDKs count 1, 2, 3…): an event id is only
 // unique per user. Two users sending the same id, or one user's click whose id looks like another
@@ -102,7 +102,7 @@ describe("event ids belong to their user", () => {
     // The broker forgets message ids after its duplicate window (10 minutes). Rather than wait,
     // the window of this stack's CLICKS stream is cut to one second and waited out: from then on
     // only the consumers' own records of applied ids decide what is a duplicate.
-    const nc = await connect({ servers: stack.env.NATS_URL ?? "nats://127.0.0.1:4222" });
+    const nc = await connect({ servers: natsOf(stack) });
     try {
       const jsm = await jetstreamManager(nc);
       const name = `${stack.namespace.toUpperCase()}_CLICKS`;
@@ -147,7 +147,7 @@ describe("event ids belong to their user", () => {
     await expect
       .poll(async () => (await c.profile.progress({})).likesAckFloor, { timeout: 30_000, interval: 100 })
       .toBeGreaterThanOrEqual(like.value.streamSequence);
-    const nc = await connect({ servers: stack.env.NATS_URL ?? "nats://127.0.0.1:4222" });
+    const nc = await connect({ servers: natsOf(stack) });
     try {
       const jsm = await jetstreamManager(nc);
       const name = `${stack.namespace.toUpperCase()}_INTEREST_EMBEDDINGS`;

@@ -4,7 +4,7 @@ import { clicksOf } from "@recsys/bus";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { clientsOf, outcome } from "./harness/clients.js";
 import { clicksLastSequence, writesStored } from "./harness/oracle.js";
-import { startStack, type TestStack } from "./harness/stack.js";
+import { natsOf, startStack, type TestStack } from "./harness/stack.js";
 
 // Clicks of the analytics pipelines carry an event type ("add_to_cart") and properties
 // ({site_id, viewed_percent}); they travel with the click, and which types count as visits for
@@ -23,7 +23,7 @@ const at = (seconds: number) => new Date(Date.now() - 60_000 + seconds * 1_000).
 
 /** The last click stored in CLICKS, as consumers read it. */
 async function lastStoredClick() {
-  const nc = await connect({ servers: stack.env.NATS_URL ?? "nats://127.0.0.1:4222" });
+  const nc = await connect({ servers: natsOf(stack) });
   try {
     const jsm = await jetstreamManager(nc);
     const stream = `${stack.namespace.toUpperCase()}_CLICKS`;

@@ -11,7 +11,7 @@ import { clientsOf } from "./harness/clients.js";
 import { clicksLastSequence, expectRecommendationsExact, referenceWorkload, type ReferenceWorkload } from "./harness/oracle.js";
 import { referenceCoVisits, type RawClick } from "./harness/reference.js";
 import { privateRedis, type PrivateServer } from "./harness/servers.js";
-import { referenceClicks, startStack, type TestStack } from "./harness/stack.js";
+import { machine, natsOf, referenceClicks, startStack, type TestStack } from "./harness/stack.js";
 import { loadgen } from "./faults/loadgen.js";
 
 // One userid (a shared "anonymous" id, a bot) sends 5,000 clicks with random 2 KiB urls within
@@ -48,7 +48,7 @@ beforeAll(async () => {
   stack = await startStack(
     "heavy",
     { REDIS_URL: redisServer.url },
-    { serviceEnv: { gateway: { REDIS_URL: process.env.REDIS_URL ?? "redis://127.0.0.1:6379", COVISIT_REDIS_URL: redisServer.url } } },
+    { serviceEnv: { gateway: { REDIS_URL: machine.redis, COVISIT_REDIS_URL: redisServer.url } } },
   );
   redis = new Redis(redisServer.url);
 }, 120_000);
@@ -134,7 +134,7 @@ describe("one heavy user", () => {
     );
     const c = clientsOf(stack);
     const before = (await c.covisit.progress({})).deadLetteredClicks;
-    const nc = await connect({ servers: stack.env.NATS_URL ?? "nats://127.0.0.1:4222" });
+    const nc = await connect({ servers: natsOf(stack) });
     try {
       const batch = encodeClickBatch(clicks);
       await jetstream(nc).publish(new Topology(stack.namespace).clicksSubject(0), batch.data, { headers: batch.headers, msgID: "bypass-batch" });

@@ -9,7 +9,7 @@ import { clientsOf } from "./harness/clients.js";
 import { clicksLastSequence, expectRecommendationsExact, referenceWorkload } from "./harness/oracle.js";
 import { referenceCoVisits, type RawClick } from "./harness/reference.js";
 import { privateRedis, type PrivateServer } from "./harness/servers.js";
-import { referenceClicks, startStack, type TestStack } from "./harness/stack.js";
+import { natsOf, referenceClicks, startStack, type TestStack } from "./harness/stack.js";
 import { loadgen } from "./faults/loadgen.js";
 
 // Every store has a size; a full one refuses instead of losing what it holds.
@@ -72,7 +72,7 @@ describe("a full CLICKS", () => {
     // Nothing accepted was dropped: the stream still starts at its first message and holds every
     // accepted click (and perhaps part of the refused call: what went out before the refusal).
     const stored: RawClick[] = [];
-    const nc = await connect({ servers: stack.env.NATS_URL ?? "nats://127.0.0.1:4222" });
+    const nc = await connect({ servers: natsOf(stack) });
     try {
       const jsm = await jetstreamManager(nc);
       const stream = `${stack.namespace.toUpperCase()}_CLICKS`;

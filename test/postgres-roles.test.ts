@@ -6,9 +6,9 @@ import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { clientsOf } from "./harness/clients.js";
-import { startStack, type TestStack } from "./harness/stack.js";
+import { machine, startStack, type TestStack } from "./harness/stack.js";
 
-const adminUrl = process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/test";
+const adminUrl = machine.postgres;
 const suffix = `${process.pid}_${randomBytes(3).toString("hex")}`;
 const roles = { migration: `recsys_migration_${suffix}`, runtime: `recsys_runtime_${suffix}`, reader: `recsys_reader_${suffix}` };
 const passwords = { migration: randomBytes(12).toString("hex"), runtime: randomBytes(12).toString("hex"), reader: randomBytes(12).toString("hex") };

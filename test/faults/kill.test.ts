@@ -4,7 +4,7 @@ import { join } from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectRecommendationsExact, expectSimilarContentExact, referenceWorkload, waitApplied, type ReferenceWorkload } from "../harness/oracle.js";
-import { referenceClicks as referenceClicksFile, referencePages, startStack, type TestStack } from "../harness/stack.js";
+import { machine, referenceClicks as referenceClicksFile, referencePages, startStack, type TestStack } from "../harness/stack.js";
 import { clickThroughGateway, crashAndRestart, loadgen, timeline } from "./loadgen.js";
 
 // kill -9 of every service in the middle of a content load and of a replay, with production
@@ -120,7 +120,7 @@ async function metric(base: string, series: string): Promise<number> {
 }
 
 async function userPageClicks(namespace: string): Promise<Map<string, number>> {
-  const client = new pg.Client({ connectionString: process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/test" });
+  const client = new pg.Client({ connectionString: machine.postgres });
   await client.connect();
   try {
     const { rows } = await client.query<{ userid: string; url: string; clicks: string }>(

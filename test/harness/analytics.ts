@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
-import { type Click, encodeClickBatch, natsServers, Topology } from "@recsys/bus";
+import { type Click, encodeClickBatch, Topology } from "@recsys/bus";
 import { ClickSchema } from "@recsys/contracts/events/v1/events";
 import { ClickMetricsBatchSchema } from "@recsys/contracts/events/v1/click_metrics";
 import { fromBinary } from "@bufbuild/protobuf";
@@ -11,6 +11,7 @@ import type { TestStack } from "./stack.js";
 import { clientsOf } from "./clients.js";
 import { clicksLastSequence } from "./oracle.js";
 import { expect } from "vitest";
+import { machine, natsOf } from "./stack.js";
 
 /** A reference click with the event type, properties and id the fixture gives it. */
 export interface TypedClick {
@@ -46,7 +47,7 @@ export function typedReferenceClicks(clicks: RawClick[]): Array<TypedClick & { r
 
 /** Publishes clicks straight to CLICKS, `perMessage` to a ClickBatch, on the partitions in turn; `label` keeps message ids apart. */
 export async function publishClicks(stack: TestStack, clicks: Click[], label: string, perMessage = 100): Promise<number> {
-  const nc = await connect({ servers: natsServers(stack.env.NATS_URL ?? "nats://127.0.0.1:4222") });
+  const nc = await connect({ servers: natsOf(stack) });
   try {
     const js = jetstream(nc);
     const topology = new Topology(stack.namespace);
@@ -72,7 +73,7 @@ export const rowKey = (startMs: number, userid: string, event: string, url: stri
  * with each click in every window whose start is a multiple of the slide (since the epoch) within the size before it.
  */
 export async function oracleRows(clicks: TypedClick[], slideSeconds = 10, sizeSeconds = 300): Promise<string[]> {
-  const client = new pg.Client({ connectionString: process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/test" });
+  const client = new pg.Client({ connectionString: machine.postgres });
   await client.connect();
   try {
     await client.query("CREATE TEMP TABLE clickstream (user_id text, event text, url text, ts timestamptz)");
@@ -97,7 +98,7 @@ export async function oracleRows(clicks: TypedClick[], slideSeconds = 10, sizeSe
 
 /** Every row on the stack's CLICK_METRICS stream, as a consumer of the stream reads them (window end checked against the size). */
 export async function streamRows(stack: TestStack, sizeMs = 300_000): Promise<{ rows: string[]; messages: number; badEnds: number }> {
-  const nc = await connect({ servers: natsServers(stack.env.NATS_URL ?? "nats://127.0.0.1:4222") });
+  const nc = await connect({ servers: natsOf(stack) });
   try {
     const stream = new Topology(stack.namespace).clickMetricsStream;
     const total = (await (await jetstreamManager(nc)).streams.info(stream)).state.messages;

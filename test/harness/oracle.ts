@@ -1,5 +1,4 @@
 import { jetstreamManager } from "@nats-io/jetstream";
-import { natsServers } from "@recsys/bus";
 import { connect } from "@nats-io/transport-node";
 import { Redis } from "ioredis";
 import { expect } from "vitest";
@@ -7,7 +6,7 @@ import { clientsOf, recommendationsFor } from "./clients.js";
 import { readJsonLinesGz } from "./files.js";
 import { embedAll, rankByMean } from "./ranking.js";
 import { readClicks, referenceCoVisits, type RawClick } from "./reference.js";
-import { referenceClicks, referencePages, type TestStack } from "./stack.js";
+import { machine, natsOf, referenceClicks, referencePages, type TestStack } from "./stack.js";
 
 export const RECOMMENDATION_DEPTH = 1000;
 
@@ -96,7 +95,7 @@ export async function expectSimilarContentExact(stack: TestStack, ref: Reference
 
 /** The stream sequence of the newest CLICKS message of the stack (a message carries one or more clicks). */
 export async function clicksLastSequence(stack: TestStack): Promise<bigint> {
-  const nc = await connect({ servers: natsServers(stack.env.NATS_URL ?? "nats://127.0.0.1:4222") });
+  const nc = await connect({ servers: natsOf(stack) });
   try {
     const jsm = await jetstreamManager(nc);
     return BigInt((await jsm.streams.info(`${stack.namespace.toUpperCase()}_CLICKS`)).state.last_seq);
@@ -107,7 +106,7 @@ export async function clicksLastSequence(stack: TestStack): Promise<bigint> {
 
 /** Messages in each stream a mutation writes to: CLICKS, CONTENT, ENGAGEMENT. */
 export async function writesStored(stack: TestStack): Promise<Record<string, number>> {
-  const nc = await connect({ servers: natsServers(stack.env.NATS_URL ?? "nats://127.0.0.1:4222") });
+  const nc = await connect({ servers: natsOf(stack) });
   try {
     const jsm = await jetstreamManager(nc);
     const out: Record<string, number> = {};
@@ -138,7 +137,7 @@ export async function waitApplied(stack: TestStack, pages: number, timeoutMs = 1
 
 /** Redis loses the namespace's data, as a restart of a Redis that keeps nothing on disk would. */
 export async function loseRedisData(stack: TestStack): Promise<void> {
-  const redis = new Redis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
+  const redis = new Redis(machine.redis);
   try {
     for (const key of await redis.keys(`${stack.namespace}:recsys:*`)) await redis.unlink(key);
   } finally {

@@ -4,13 +4,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
-import { natsServers, Topology } from "@recsys/bus";
+import { Topology } from "@recsys/bus";
 import { expect } from "vitest";
-import { repoRoot, type TestStack } from "./stack.js";
+import { natsOf, repoRoot, type TestStack } from "./stack.js";
 
 /** CLICKS' retention drops its first half: every message before the returned sequence, the first one kept. */
 export async function dropClicksHead(stack: TestStack): Promise<number> {
-  const nc = await connect({ servers: natsServers(stack.env.NATS_URL ?? "nats://127.0.0.1:4222") });
+  const nc = await connect({ servers: natsOf(stack) });
   try {
     const jsm = await jetstreamManager(nc);
     const stream = new Topology(stack.namespace).clicksStream;

@@ -1,6 +1,7 @@
 import pg from "pg";
 import { CREATE_CLICKS_TABLE, INSERT_CLICKS, REFERENCE_COVISIT_SQL } from "@recsys/loadgen/reference-sql";
 import { readJsonLinesGz } from "./files.js";
+import { machine } from "./stack.js";
 
 export interface RawClick {
   userid: string;
@@ -25,7 +26,7 @@ export interface ReferenceRow {
  * lists the page itself, so those rows are left out here.
  */
 export async function referenceCoVisits(clicks: RawClick[]): Promise<Map<string, Array<{ recommendation: string; frequency: number }>>> {
-  const client = new pg.Client({ connectionString: process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test" });
+  const client = new pg.Client({ connectionString: machine.postgres });
   await client.connect();
   try {
     await client.query(CREATE_CLICKS_TABLE);

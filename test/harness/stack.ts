@@ -6,12 +6,23 @@ import { fileURLToPath } from "node:url";
 // @ts-expect-error plain ESM script shared with `pnpm stack:reset`
 import { resetNamespace } from "../../scripts/reset.mjs";
 import getPort from "get-port";
+import { natsServers } from "@recsys/bus";
 
 export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), "../..");
 export const sharedData = join(repoRoot, "../shared/data");
 export const referenceClicks = join(sharedData, "clickstream.json.gz");
 
 export const referencePages = join(sharedData, "content.json.gz");
+
+/** The machine's own servers (scripts/infra.sh), unless the environment names others; the services' defaults are the same. */
+export const machine = {
+  nats: process.env.NATS_URL ?? "nats://127.0.0.1:4222",
+  redis: process.env.REDIS_URL ?? "redis://127.0.0.1:6379",
+  postgres: process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/test",
+};
+
+/** The NATS servers a stack's services use: its own NATS_URL (a private server or cluster), or the machine's. */
+export const natsOf = (stack: { env: NodeJS.ProcessEnv }): string[] => natsServers(stack.env.NATS_URL ?? machine.nats);
 
 export type ServiceName = "ingest" | "covisit" | "embedder" | "profile" | "analytics" | "archive" | "gateway";
 const ORDER: ServiceName[] = ["ingest", "covisit", "embedder", "profile", "analytics", "archive", "gateway"];
