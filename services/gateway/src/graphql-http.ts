@@ -1,6 +1,5 @@
 import type { Logger } from "@recsys/logging";
 import type { HttpRequest, HttpResponse } from "@recsys/server";
-import { renderGraphiQL } from "@graphql-yoga/render-graphiql";
 import type { GraphqlServer } from "./graphql.js";
 
 /** Largest GraphQL request body; the reference documents are a few hundred bytes. */
@@ -12,12 +11,26 @@ export const MAX_GRAPHQL_BODY_BYTES = 64 * 1024;
  * requests it takes.
  */
 export function serveGraphql(yoga: GraphqlServer, logger: Logger, options: { graphiql: boolean }) {
-  const graphiql = options.graphiql ? renderGraphiQL({ endpoint: "/graphql", title: "recsys gateway" }) : undefined;
+  // GraphiQL's page carries its scripts, 9 MB of JavaScript: imported and rendered at its first request, so a gateway whose GraphiQL
+  // nobody opens (off loopback it is off by default) never holds them. Held from startup, they were half the gateway's heap.
+  let graphiql: Promise<string> | undefined;
+  const graphiqlPage = () =>
+    (graphiql ??= import("@graphql-yoga/render-graphiql").then((m) => m.renderGraphiQL({ endpoint: "/graphql", title: "recsys gateway" })));
   return (req: HttpRequest, res: HttpResponse): boolean => {
     const path = (req.url ?? "").split("?")[0];
-    if (path === "/graphiql" && req.method === "GET" && graphiql !== undefined) {
-      res.writeHead(200, { "content-type": "text/html; charset=utf-8" });
-      res.end(graphiql);
+    if (path === "/graphiql" && req.method === "GET" && options.graphiql) {
+      graphiqlPage().then(
+        (page) => {
+          res.writeHead(200, { "content-type": "text/html; charset=utf-8" });
+          res.end(page);
+        },
+        (err: unknown) => {
+          // Not cached: the next request tries again.
+          graphiql = undefined;
+          logger.warn({ err }, "GraphiQL's page failed to load");
+          sendErrors(res, 500, "INTERNAL_SERVER_ERROR", "GraphiQL's page failed to load.");
+        },
+      );
       return true;
     }
     if (path !== "/graphql") return false;
