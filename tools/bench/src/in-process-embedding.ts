@@ -31,14 +31,19 @@ export interface InProcessBatching {
   };
 }
 
-/** Runs `node ARGS` in a process of its own; resolves with its stdout once it exited 0. */
-export function node(args: string[]): Promise<string> {
+/**
+ * Runs `node ARGS` in a process of its own; resolves with its stdout once it exited 0. `quiet` keeps its stderr back (a progress
+ * printer's, say) and tells the end of it only if the process fails.
+ */
+export function node(args: string[], opts: { quiet?: boolean } = {}): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "inherit"] });
+    const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", opts.quiet ? "pipe" : "inherit"] });
     let out = "";
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => (out += chunk));
+    let err = "";
+    child.stdout!.setEncoding("utf8").on("data", (chunk: string) => (out += chunk));
+    child.stderr?.setEncoding("utf8").on("data", (chunk: string) => (err = (err + chunk).slice(-4000)));
     child.on("error", reject);
-    child.on("close", (code) => (code === 0 ? resolve(out) : reject(new Error(`node ${args.join(" ")} exited ${code}`))));
+    child.on("close", (code) => (code === 0 ? resolve(out) : reject(new Error(`node ${args.join(" ")} exited ${code}${err ? `: ${err}` : ""}`))));
   });
 }
 

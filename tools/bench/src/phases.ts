@@ -1,13 +1,11 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { replay } from "@recsys/loadgen/replay";
 import { node } from "./in-process-embedding.js";
-import { percentiles } from "./open-loop.js";
 import type { Click } from "./reference-data.js";
-import { gatewayCall, url } from "./stack.js";
+import { url } from "./stack.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -57,46 +55,20 @@ export async function ingestToVisible(file: string) {
 }
 
 /**
- * At 100 clicks/s of reference traffic, probes: a new user clicks page A, then page B; from sending B
- * until the gateway's Recommendation(A) lists B.
+ * At 100 clicks/s of reference traffic, probes: a new user clicks page A, then page B; from sending B until the gateway's
+ * Recommendation(A) lists B. The probes and the traffic each run in a process of their own (freshness-cli.ts).
  */
 export async function freshness(seconds: number, file: string) {
-  const background = replay({
-    file,
-    rate: 100,
-    target: url.ingest,
-    covisit: url.covisit,
-    wait: false,
-    shiftTime: true,
-    batchSize: 500,
-    concurrency: 2,
-    waitTimeoutMs: 60_000,
-  });
-  const run = Date.now().toString(36);
-  const samples: number[] = [];
-  // How long of each sample the click's own Clickstream call took (gateway, ingest, JetStream's ack): the rest is the consumers'.
-  const acks: number[] = [];
-  const end = performance.now() + seconds * 1000;
-  await sleep(500);
-  for (let n = 0; performance.now() < end; n++) {
-    const a = `https://bench.example/${run}/${n}/a`;
-    const b = `https://bench.example/${run}/${n}/b`;
-    const userid = `bench-probe-${run}-${n}`;
-    await gatewayCall("Clickstream", { event: { userid, url: a } });
-    const t0 = performance.now();
-    await gatewayCall("Clickstream", { event: { userid, url: b } });
-    acks.push(performance.now() - t0);
-    for (;;) {
-      const rec = (await gatewayCall("Recommendation", { url: a })) as { items?: Array<{ recommendation: string }> };
-      if (rec.items?.some((i) => i.recommendation === b)) break;
-      if (performance.now() - t0 > 10_000) throw new Error(`probe ${n}: ${b} not visible after 10 s`);
-    }
-    samples.push(performance.now() - t0);
-    await sleep(100);
-  }
-  const sent = await background;
-  // The background's clicks and the probes' two each.
-  return { probes: samples.length, clicks: sent.accepted + 2 * samples.length, ...percentiles(samples), acked: percentiles(acks) };
+  const out = await node([join(here, "freshness-cli.js"), String(seconds), file]);
+  return JSON.parse(out.trim().split("\n").pop()!) as {
+    probes: number;
+    /** The background's clicks and the probes' two each. */
+    clicks: number;
+    p50Ms: number;
+    p99Ms: number;
+    maxMs: number;
+    acked: { p50Ms: number; p99Ms: number; maxMs: number };
+  };
 }
 
 /** Embed RPC throughput over the first `pages` reference pages, from a client in a process of its own (embed-load-cli.ts). */
