@@ -16,6 +16,7 @@ import getPort from "get-port";
 // @ts-expect-error plain ESM script shared with `pnpm stack:reset`
 import { resetNamespace } from "../../../scripts/reset.mjs";
 import { root, type Click } from "./reference-data.js";
+import { machine } from "./machine.js";
 import { buckets, quantileBetween, samples, total } from "./service-metrics.js";
 import { url } from "./stack.js";
 
@@ -83,7 +84,7 @@ export async function isolatedAnalytics(clicks: Click[], seconds: number) {
     env: { ...process.env, ANALYTICS_PORT: String(port), RECSYS_NAMESPACE: namespace, LOG_LEVEL: "warn" },
     stdio: "ignore",
   });
-  const nc = await connect({ servers: natsServers(process.env.NATS_URL ?? "nats://127.0.0.1:4222") });
+  const nc = await connect({ servers: natsServers(machine.nats) });
   const topology = new Topology(namespace);
   try {
     await waitFor(

@@ -8,15 +8,16 @@ import { connectRedis, CovisitStore } from "@recsys/covisit-store";
 import pg from "pg";
 import { similarContentMany } from "@recsys/profile/reads";
 import { schemaFor } from "@recsys/profile/pool";
+import { machine } from "./machine.js";
 
 const env = process.env;
 const namespace = env.RECSYS_NAMESPACE ?? "";
-const redis = connectRedis(env.REDIS_URL ?? "redis://127.0.0.1:6379", {}, env.REDIS_CLUSTER === "true");
+const redis = connectRedis(machine.redis, {}, machine.redisCluster);
 const shards = Number(env.COVISIT_SHARDS ?? 1);
 const store = new CovisitStore(redis, namespace, 0, undefined, undefined, undefined, undefined, "counts", { shards });
 // As profile's pool: its schema, then public for the vector type; as many connections as profile keeps by default.
 const pool = new pg.Pool({
-  connectionString: env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/test",
+  connectionString: machine.postgres,
   max: Number(env.PG_POOL_MAX ?? 10),
   options: `-c search_path=${schemaFor(namespace)},public`,
 });

@@ -12,6 +12,7 @@ import { CREATE_CLICKS_TABLE, INSERT_CLICKS, REFERENCE_COVISIT_SQL } from "@recs
 import { laneIndex } from "@recsys/loadgen/sender";
 import pg from "pg";
 import { median } from "./open-loop.js";
+import { machine } from "./machine.js";
 import type { Click } from "./reference-data.js";
 
 // What the stack's throughput is compared with: the reference SQL recomputing everything, and
@@ -19,7 +20,7 @@ import type { Click } from "./reference-data.js";
 
 /** The reference SQL, a full recompute over the same clicks in PostgreSQL: the median of 3 runs. */
 export async function sqlBaseline(clicks: Click[]) {
-  const client = new pg.Client({ connectionString: process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/test" });
+  const client = new pg.Client({ connectionString: machine.postgres });
   await client.connect();
   try {
     await client.query(CREATE_CLICKS_TABLE);
@@ -53,7 +54,7 @@ export async function redisCpuSeconds(redis: RedisClient): Promise<number> {
  * nodes only then, and a CPU reading taken before would miss them.
  */
 export async function benchRedis(options: { enableAutoPipelining?: boolean } = {}): Promise<RedisClient> {
-  const redis = connectRedis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379", options, process.env.REDIS_CLUSTER === "true");
+  const redis = connectRedis(machine.redis, options, machine.redisCluster);
   if (redis.status !== "ready") await new Promise((resolve, reject) => redis.once("ready", resolve).once("error", reject));
   return redis;
 }
