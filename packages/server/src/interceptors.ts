@@ -33,6 +33,23 @@ export const logRpcs =
     }
   };
 
+/**
+ * A failure the implementation did not mean for its caller (anything but a ConnectError: a store's connection refused, a bug) is
+ * answered Internal, "internal error", and logged here in full: its message can name the service's hosts, credentials or data.
+ */
+export const hideInternalErrors =
+  (logger: Logger): Interceptor =>
+  (next) =>
+  async (req) => {
+    try {
+      return await next(req);
+    } catch (err) {
+      if (err instanceof ConnectError) throw err;
+      logger.error({ err, method: `${req.service.typeName}/${req.method.name}` }, "rpc failed");
+      throw new ConnectError("internal error", Code.Internal, undefined, undefined, err);
+    }
+  };
+
 const digest = (text: string) => createHash("sha256").update(text).digest();
 
 /** Refuses every RPC but health checks unless it carries `authorization: Bearer <token>`. */

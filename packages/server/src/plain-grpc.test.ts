@@ -14,7 +14,11 @@ const seen: Array<{ url: string; signal: AbortSignal }> = [];
 async function recommendation(req: RecommendationRequest, ctx: HandlerContext) {
   seen.push({ url: req.url, signal: ctx.signal });
   if (req.url === "refused") throw new ConnectError("url: refused on purpose, 100%", Code.InvalidArgument, { "x-why": "a test" });
-  if (req.url === "crash") throw new Error("a bug");
+  if (req.url === "crash") throw new Error("ECONNREFUSED redis://:secret@10.0.0.5:6379");
+  // An error message cut from user input mid-emoji: grpc-message cannot percent-encode its lone surrogate.
+  if (req.url === "surrogate") throw new ConnectError("url: \ud83d is not a url", Code.InvalidArgument);
+  if (req.url === "pause") await sleep(100);
+  if (req.url === "peer") return { items: [{ recommendation: ctx.requestHeader.get("x-recsys-peer") ?? "", frequency: 1n }] };
   if (req.url === "slow") await sleep(1_000, undefined, { signal: ctx.signal }).catch(() => undefined);
   if (req.url === "for-me") return { items: [{ recommendation: ctx.requestHeader.get("x-user") ?? "", frequency: 1n }] };
   return { items: [{ recommendation: `${req.url}/next`, frequency: BigInt(req.limit) }] };
@@ -130,9 +134,10 @@ describe("the plain path for unary gRPC calls", () => {
       grpcMessage: "url%3A%20refused%20on%20purpose%2C%20100%25",
       why: "a test",
     });
+    // A failure the implementation did not mean for the caller keeps its message (hosts, credentials) in the service's log.
     const crash = await bothWays(request({ url: "crash" }));
     expect(crash.plain).toEqual(crash.viaConnect);
-    expect(crash.plain).toMatchObject({ grpcStatus: String(Code.Unknown), grpcMessage: "a%20bug" });
+    expect(crash.plain).toMatchObject({ grpcStatus: String(Code.Internal), grpcMessage: "internal%20error" });
     const malformed = await bothWays(envelope(Buffer.from([0x0a, 0xff])), {}, false);
     expect(malformed.plain.grpcStatus).toBe(malformed.viaConnect.grpcStatus);
     expect(malformed.plain.grpcStatus).not.toBe("0");
@@ -143,9 +148,32 @@ describe("the plain path for unary gRPC calls", () => {
     const tooLarge = await call(request({ url: `https://e.org/${"x".repeat(MAX_BYTES)}` }));
     expect(tooLarge.grpcStatus).toBe(String(Code.ResourceExhausted));
     expect(decodeURIComponent(tooLarge.grpcMessage ?? "")).toMatch(/^message size \d+ is larger than configured readMaxBytes 65536$/);
-    const cut = request({ url: "https://e.org/cut" });
-    expect((await call(cut.subarray(0, cut.length - 2))).grpcStatus).toBe(String(Code.InvalidArgument));
     expect(seen.length).toBe(before);
+  });
+
+  it("refuses a unary call with no message or two (Unimplemented), or one cut short (InvalidArgument), as connect-es does", async () => {
+    const one = request({ url: "https://e.org/cut" });
+    for (const [body, code] of [
+      [Buffer.alloc(0), Code.Unimplemented],
+      [Buffer.concat([one, one]), Code.Unimplemented],
+      [one.subarray(0, one.length - 2), Code.InvalidArgument],
+      [one.subarray(0, 3), Code.InvalidArgument],
+    ] as const) {
+      const { plain, viaConnect } = await bothWays(body, {}, false);
+      expect(plain, `${body.length} bytes`).toEqual(viaConnect);
+      expect(plain.grpcStatus, `${body.length} bytes`).toBe(String(code));
+    }
+  });
+
+  it("answers Internal, and stays up, when the implementation's error cannot be written", async () => {
+    expect(await call(request({ url: "surrogate" }))).toMatchObject({ status: 200, grpcStatus: String(Code.Internal), grpcMessage: "internal%20error" });
+    expect((await call(request({ url: "https://e.org/after" }))).grpcStatus).toBe("0");
+  });
+
+  it("gives the implementation the client's address, on both paths", async () => {
+    const { plain, viaConnect } = await bothWays(request({ url: "peer" }));
+    expect(plain).toEqual(viaConnect);
+    expect(plain.body).toBe('{"items":[{"recommendation":"127.0.0.1","frequency":"1"}]}');
   });
 
   it("aborts the implementation's signal at the deadline (DeadlineExceeded) and when the client goes away", async () => {
@@ -154,6 +182,8 @@ describe("the plain path for unary gRPC calls", () => {
     expect(late.grpcStatus).toBe(String(Code.DeadlineExceeded));
     expect(performance.now() - started).toBeLessThan(900);
     expect(seen.at(-1)!.signal.aborted).toBe(true);
+    // A deadline further off than any timer (about 24.8 days) is no reason to end the call at once.
+    for (const far of ["2592000S", "99999999H"]) expect((await call(request({ url: "pause" }), { "grpc-timeout": far })).grpcStatus, far).toBe("0");
     const before = seen.length;
     await call(request({ url: "slow" }), {}, 200);
     await vi.waitFor(() => expect(seen.slice(before).map((s) => s.signal.reason?.code)).toEqual([Code.Canceled]));

@@ -1,4 +1,4 @@
-import type http2 from "node:http2";
+import http2 from "node:http2";
 import { Code, ConnectError, createContextValues, type HandlerContext, type Interceptor } from "@connectrpc/connect";
 import { encodeEnvelope, invokeUnaryImplementation, validateReadWriteMaxBytes } from "@connectrpc/connect/protocol";
 import { contentTypeProto, parseContentType, parseTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
@@ -7,6 +7,8 @@ import { headerRecord, requestHeaders, unaryRouteTable, type UnaryRoute } from "
 /** A gRPC message's envelope: a flags byte and the message's length (big-endian uint32). */
 const ENVELOPE_BYTES = 5;
 const COMPRESSED_FLAG = 0b1;
+/** The longest a timer can wait: Node fires a longer one after 1 ms. A deadline further off than this (about 24.8 days) sets none. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * The plainest gRPC call of a unary method, answered without connect-es's per-request machinery: over HTTP/2, a binary (protobuf)
@@ -48,7 +50,7 @@ export function plainGrpcCalls(routes: UnaryRoute[], interceptors: Interceptor[]
       values: createContextValues(),
     };
     const deadline =
-      timeout.timeoutMs === undefined
+      timeout.timeoutMs === undefined || timeout.timeoutMs > MAX_TIMER_MS
         ? undefined
         : setTimeout(() => aborted.abort(new ConnectError("the operation timed out", Code.DeadlineExceeded)), timeout.timeoutMs);
     let answered = false;
@@ -59,10 +61,16 @@ export function plainGrpcCalls(routes: UnaryRoute[], interceptors: Interceptor[]
       req.removeAllListeners("data");
       req.resume();
       if (res.stream.destroyed) return;
-      res.writeHead(200, headerRecord(context.responseHeader));
-      if (message) res.write(encodeEnvelope(0, message));
-      res.addTrailers(headerRecord(setTrailerStatus(context.responseTrailer, error)));
-      res.end();
+      try {
+        res.writeHead(200, headerRecord(context.responseHeader));
+        if (message) res.write(encodeEnvelope(0, message));
+        res.addTrailers(headerRecord(setTrailerStatus(context.responseTrailer, error)));
+        res.end();
+      } catch {
+        // An answer that cannot be written as it is: a header the implementation set with a control character, an error message
+        // with a lone surrogate (grpc-message cannot percent-encode it). Thrown here, it ended the process.
+        answerInternal(res);
+      }
     };
     const fail = (e: unknown) => answer(undefined, e instanceof ConnectError ? e : new ConnectError("internal error", Code.Internal, undefined, undefined, e));
     req.once("close", () => {
@@ -78,18 +86,22 @@ export function plainGrpcCalls(routes: UnaryRoute[], interceptors: Interceptor[]
       received += chunk.length;
       if (expected < 0 && received >= ENVELOPE_BYTES) {
         const head = chunks.length === 1 ? chunk : Buffer.concat(chunks);
-        if (head[0]! & COMPRESSED_FLAG) return fail(new ConnectError("protocol error: compressed message without grpc-encoding", Code.Internal));
+        if (head[0]! & COMPRESSED_FLAG) {
+          return fail(new ConnectError("protocol error: received compressed envelope, but do not know how to decompress", Code.Internal));
+        }
         const length = head.readUInt32BE(1);
         if (length > limits.readMaxBytes) {
           return fail(new ConnectError(`message size ${length} is larger than configured readMaxBytes ${limits.readMaxBytes}`, Code.ResourceExhausted));
         }
         expected = ENVELOPE_BYTES + length;
       }
-      if (expected >= 0 && received > expected) fail(new ConnectError("protocol error: received extra input message for unary method", Code.InvalidArgument));
+      if (expected >= 0 && received > expected) fail(new ConnectError("protocol error: received extra input message for unary method", Code.Unimplemented));
     });
     req.once("end", () => {
       if (answered) return;
-      if (received !== expected) return fail(new ConnectError("protocol error: missing input message for unary method", Code.InvalidArgument));
+      // The codes connect-es answers: no message at all is a unary call's cardinality broken, a message cut short a bad envelope.
+      if (received === 0) return fail(new ConnectError("protocol error: missing input message for unary method", Code.Unimplemented));
+      if (received !== expected) return fail(new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument));
       (async () => {
         const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, received);
         const input = route.serialization.getI(true).parse(body.subarray(ENVELOPE_BYTES));
@@ -99,4 +111,15 @@ export function plainGrpcCalls(routes: UnaryRoute[], interceptors: Interceptor[]
     });
     return true;
   };
+}
+
+/** Internal, and nothing the implementation set: what is left to answer when its own answer could not be written. */
+function answerInternal(res: http2.Http2ServerResponse): void {
+  try {
+    if (!res.headersSent) res.writeHead(200, { "content-type": contentTypeProto });
+    res.addTrailers(headerRecord(setTrailerStatus(new Headers(), new ConnectError("internal error", Code.Internal))));
+    res.end();
+  } catch {
+    res.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+  }
 }

@@ -10,7 +10,8 @@ const signals: AbortSignal[] = [];
 async function recommendation(req: RecommendationRequest, ctx: HandlerContext) {
   signals.push(ctx.signal);
   if (req.url === "refused") throw new ConnectError("url: refused on purpose", Code.InvalidArgument);
-  if (req.url === "crash") throw new Error("a bug");
+  if (req.url === "crash") throw new Error("ECONNREFUSED redis://:secret@10.0.0.5:6379");
+  if (req.url === "bad-header") ctx.responseHeader.set("x-echo", "a\x01b");
   if (req.url === "for-me") return { items: [{ recommendation: ctx.requestHeader.get("x-user") ?? "", frequency: 1n }] };
   return { items: [{ recommendation: `${req.url}/next`, frequency: BigInt(req.limit) }] };
 }
@@ -79,7 +80,13 @@ describe("the plain path for hot unary calls (Connect JSON over HTTP/1.1)", () =
       expect(plain.type, body).toBe("application/json");
     }
     expect((await call(JSON.stringify({ url: "refused" }))).body).toBe('{"code":"invalid_argument","message":"url: refused on purpose"}');
-    expect((await call(JSON.stringify({ url: "crash" }))).body).toBe('{"code":"unknown","message":"a bug"}');
+    // A failure the implementation did not mean for the caller keeps its message (hosts, credentials) in the service's log.
+    expect((await call(JSON.stringify({ url: "crash" }))).body).toBe('{"code":"internal","message":"internal error"}');
+  });
+
+  it("answers Internal, and stays up, when the implementation's answer cannot be written", async () => {
+    expect(await call(JSON.stringify({ url: "bad-header" }))).toMatchObject({ status: 500, body: '{"code":"internal","message":"internal error"}' });
+    expect((await call(JSON.stringify({ url: "https://e.org/after" }))).status).toBe(200);
   });
 
   it("leaves every other call to connect-es: too large, another protocol version, a charset it does not know", async () => {
@@ -92,6 +99,7 @@ describe("the plain path for hot unary calls (Connect JSON over HTTP/1.1)", () =
     for (const [headers, status] of [
       [{ "connect-protocol-version": "2" }, 200],
       [{ "content-type": "application/json; charset=latin1" }, 415],
+      [{ "content-type": "application/json;  charset=utf-8" }, 415],
     ] as const) {
       const before = signals.length;
       expect((await call(JSON.stringify({ url: "https://e.org/c" }), headers)).status, JSON.stringify(headers)).toBe(status);

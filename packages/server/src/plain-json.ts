@@ -7,7 +7,8 @@ import { headerRecord, requestHeaders, unaryRouteTable, type UnaryRoute } from "
 /** A unary method and its implementation, as given to the router. */
 export type PlainJsonRoute = UnaryRoute;
 
-const JSON_BODY = /^application\/json(?:;\s*charset=utf-?8)?$/i;
+// As connect-es reads a unary JSON call's content type (`contentTypeUnaryRegExp`).
+const JSON_BODY = /^application\/json(?:; ?charset=utf-?8)?$/i;
 /** Nothing aborts a plain call: it has no deadline, and its answer is small and soon written. */
 const NEVER_ABORTED = new AbortController().signal;
 
@@ -58,10 +59,18 @@ export function plainJsonCalls(routes: PlainJsonRoute[], interceptors: Intercept
       let answer: Uint8Array;
       const respond = () => {
         // Trailers travel as trailer- headers in a unary Connect answer, muxed as connect-es muxes them.
-        const headers = headerRecord(trailerMux(context.responseHeader, context.responseTrailer));
-        headers["content-length"] = String(answer.byteLength);
-        res.writeHead(status, headers);
-        res.end(answer);
+        try {
+          const headers = headerRecord(trailerMux(context.responseHeader, context.responseTrailer));
+          headers["content-length"] = String(answer.byteLength);
+          res.writeHead(status, headers);
+          res.end(answer);
+        } catch {
+          // A header the implementation set with a control character cannot be written; thrown here, it ended the process.
+          if (res.headersSent) return void res.destroy();
+          const body = errorToJsonBytes(new ConnectError("internal error", Code.Internal), {});
+          res.writeHead(codeToHttpStatus(Code.Internal), { "content-type": contentTypeUnaryJson, "content-length": String(body.byteLength) });
+          res.end(body);
+        }
       };
       (async () => {
         const input = route.serialization.getI(false).parse(body.subarray(0, read));

@@ -1,3 +1,4 @@
+import http2 from "node:http2";
 import net from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { createClient } from "@connectrpc/connect";
@@ -76,4 +77,46 @@ describe("the protocol sniffer", () => {
     expect(res.status).toBe(200);
     expect(await res.json()).toEqual({ items: [{ recommendation: "https://e.org/b", frequency: "15" }] });
   });
+
+  it("refuses a request whose Host or :authority is no host (400), and serves on", async () => {
+    const health = `{"service":""}`;
+    const check = (head: string) =>
+      `POST /grpc.health.v1.Health/Check ${head}\r\nContent-Type: application/json\r\nContent-Length: ${health.length}\r\n\r\n${health}`;
+    expect(await firstLine(server.port, check("HTTP/1.1\r\nHost: a b"))).toBe("HTTP/1.1 400 Bad Request");
+    expect(await firstLine(server.port, check("HTTP/1.0"))).toBe("HTTP/1.1 400 Bad Request");
+    const session = http2.connect(`http://127.0.0.1:${server.port}`);
+    try {
+      // grpc-encoding sends the call to connect-es, past the plain path.
+      const stream = session.request({
+        ":method": "POST",
+        ":path": "/recsys.covisit.v1.CovisitService/Recommendation",
+        ":authority": "x:99999",
+        "content-type": "application/grpc",
+        "grpc-encoding": "gzip",
+      });
+      const status = new Promise((resolve) => stream.on("response", (h) => resolve(h[":status"])));
+      stream.resume();
+      stream.end(Buffer.alloc(5));
+      expect(await status).toBe(400);
+    } finally {
+      session.close();
+    }
+    expect(await firstLine(server.port, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")).toBe("HTTP/1.1 200 OK");
+  });
 });
+
+/** Sends `text` on a connection of its own and gives the first line of the answer, "" if there was none. */
+function firstLine(port: number, text: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ port, host: "127.0.0.1" });
+    let answer = "";
+    socket.setEncoding("utf8");
+    socket.on("data", (chunk: string) => {
+      answer += chunk;
+      if (answer.includes("\r\n")) socket.destroy();
+    });
+    socket.on("close", () => resolve(answer.split("\r\n")[0] ?? ""));
+    socket.on("error", reject);
+    socket.end(text);
+  });
+}

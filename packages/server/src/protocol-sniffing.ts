@@ -4,10 +4,26 @@ import net from "node:net";
 import { Duplex } from "node:stream";
 
 /**
+ * The client's address of each HTTP/2 session that came through a sniffer. http2 reads such a connection through a JS stream of its
+ * own, whose `remoteAddress` is undefined: a request's socket has no address to give.
+ */
+const sessionPeers = new WeakMap<http2.Http2Session, string>();
+
+/** The address of the client at the other end of an HTTP/2 session, if it came through a sniffer. */
+export function sessionPeer(session: http2.Http2Session | undefined): string | undefined {
+  return session && sessionPeers.get(session);
+}
+
+/**
  * A server for one port that hands a connection opening with the HTTP/2 preface (gRPC's h2c) to `h2`, and any other to `h1`.
  * Open sockets are kept in `sockets` so that a shutdown can cut them.
  */
 export function protocolSniffer(h1: http.Server, h2: http2.Http2Server, sockets: Set<net.Socket>, firstBytesTimeoutMs: number): net.Server {
+  // http2 starts the session of a connection it is handed, and tells of it, before `emit("connection")` returns.
+  let arriving: net.Socket | undefined;
+  h2.on("session", (session) => {
+    if (arriving?.remoteAddress) sessionPeers.set(session, arriving.remoteAddress);
+  });
   return net.createServer((socket) => {
     // A connection that says nothing is closed: idle sockets cannot pile up before a server sees them.
     socket.setTimeout(firstBytesTimeoutMs, () => socket.destroy());
@@ -24,7 +40,12 @@ export function protocolSniffer(h1: http.Server, h2: http2.Http2Server, sockets:
       socket.setTimeout(0);
       if (head.subarray(0, 3).toString("latin1") === "PRI") {
         // http2 reads the native handle directly and would miss bytes put back with unshift.
-        h2.emit("connection", new ReplayedSocket(socket, head));
+        arriving = socket;
+        try {
+          h2.emit("connection", new ReplayedSocket(socket, head));
+        } finally {
+          arriving = undefined;
+        }
       } else {
         socket.pause();
         socket.unshift(head);

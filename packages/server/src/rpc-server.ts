@@ -9,13 +9,23 @@ import { serverTracing } from "@recsys/tracing";
 import { healthRoutes, type Healthy } from "./grpc-health.js";
 import { reflectionRoutes } from "./grpc-reflection.js";
 import { serveHealthz, serveMetrics, serveMetricsJson, type HttpRequest, type HttpResponse } from "./http-endpoints.js";
-import { logRpcs, requireServiceToken, timeRpcs } from "./interceptors.js";
+import { hideInternalErrors, logRpcs, requireServiceToken, timeRpcs } from "./interceptors.js";
 import { plainGrpcCalls } from "./plain-grpc.js";
 import { plainJsonCalls, type PlainJsonRoute } from "./plain-json.js";
-import { protocolSniffer } from "./protocol-sniffing.js";
+import { protocolSniffer, sessionPeer } from "./protocol-sniffing.js";
 import { recordingUnaryRoutes, type UnaryRoute } from "./unary-routes.js";
 
 export const MAX_REQUEST_BYTES = 1024 * 1024;
+
+function refuseMalformed(res: HttpResponse): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const body = "malformed request\n";
+  res.writeHead(400, { "content-type": "text/plain", "content-length": String(Buffer.byteLength(body)) });
+  res.end(body);
+}
 /** The request header holding the caller's address, as the server saw the connection. */
 export const PEER_HEADER = "x-recsys-peer";
 
@@ -99,7 +109,13 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
   setServiceName(opts.name);
   const maxBytes = opts.maxRequestBytes ?? MAX_REQUEST_BYTES;
   const healthy = cachedFor(HEALTH_CACHE_MS, opts.healthy);
-  const interceptors = [serverTracing, timeRpcs, logRpcs(opts.logger), ...(opts.serviceToken ? [requireServiceToken(opts.serviceToken)] : [])];
+  const interceptors = [
+    serverTracing,
+    timeRpcs,
+    logRpcs(opts.logger),
+    ...(opts.serviceToken ? [requireServiceToken(opts.serviceToken)] : []),
+    hideInternalErrors(opts.logger),
+  ];
   // Every unary method, for the plain gRPC path: the services' and the health check's.
   const unary: UnaryRoute[] = [];
   const connect = connectNodeAdapter({
@@ -117,7 +133,7 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
   const plainGrpc = plainGrpcCalls(unary, interceptors, maxBytes);
   const handle = (req: HttpRequest, res: HttpResponse) => {
     // Handlers see headers, not sockets: the peer address travels as a header no client can set.
-    req.headers[PEER_HEADER] = req.socket?.remoteAddress ?? "";
+    req.headers[PEER_HEADER] = (req instanceof http2.Http2ServerRequest ? sessionPeer(req.stream.session) : req.socket?.remoteAddress) ?? "";
     if (opts.http?.(req, res)) return;
     if (req.url === "/metrics" && req.method === "GET") return serveMetrics(res);
     if (req.url === "/metrics.json" && req.method === "GET") return serveMetricsJson(res);
@@ -132,7 +148,14 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
     }
     if (req instanceof http.IncomingMessage && plain(req, res as http.ServerResponse)) return;
     if (req instanceof http2.Http2ServerRequest && plainGrpc(req, res as http2.Http2ServerResponse)) return;
-    (connect as (a: typeof req, b: typeof res) => void)(req, res);
+    try {
+      (connect as (a: typeof req, b: typeof res) => void)(req, res);
+    } catch (err) {
+      // connect-node makes the request's URL from its Host (or :authority) first thing, and throws on one that is no host
+      // ("a b", a port past 65535, none at all over HTTP/1.0): uncaught, that ended the process.
+      opts.logger.debug({ err: String(err), url: req.url }, "request refused: malformed");
+      refuseMalformed(res);
+    }
   };
 
   const limits = { ...SERVER_LIMITS, ...opts.limits };
