@@ -129,6 +129,10 @@ describe("bad input is refused, names the field, and writes nothing", () => {
       ["content with empty text", () => c.gateway.content({ event: { ...page, text: " " } }), "InvalidArgument", "event.text"],
       ["content text of 33 KiB", () => c.gateway.content({ event: { ...page, text: big } }), "InvalidArgument", "event.text"],
       ["content title over 1024 chars", () => c.gateway.content({ event: { ...page, title: "t".repeat(1025) } }), "InvalidArgument", "event.title"],
+      // PostgreSQL cannot store NUL: such a page was accepted, then refused by profile and dead-lettered.
+      ["content text with a NUL", () => c.gateway.content({ event: { ...page, text: "a text with a \u0000 inside" } }), "InvalidArgument", "event.text"],
+      ["content title with a control character", () => c.gateway.content({ event: { ...page, title: "a\u0085b" } }), "InvalidArgument", "event.title"],
+      ["interest text with a NUL", () => c.gateway.addInterest({ interest: { userid: "u", text: "kafka\u0000" } }), "InvalidArgument", "interest.text"],
       ["content id with a space", () => c.gateway.content({ event: { ...page, id: "4 2" } }), "InvalidArgument", "event.id"],
       ["content source time not RFC 3339", () => c.gateway.content({ event: { ...page, sourceTime: "yesterday" } }), "InvalidArgument", "event.source_time"],
       ["like without liked", () => c.gateway.likes({}), "InvalidArgument", "liked"],

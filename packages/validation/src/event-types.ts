@@ -1,4 +1,5 @@
 import { FieldError } from "./field-error.js";
+import { CONTROL, checkWellFormed } from "./characters.js";
 
 /** The event type of a click that names none: every click was one before clicks had types. */
 export const DEFAULT_EVENT_TYPE = "view";
@@ -27,16 +28,17 @@ export function checkProperties(properties: Record<string, PropertyInput>, field
   if (names.length > PROPERTY_LIMITS.count) throw new FieldError(field, `at most ${PROPERTY_LIMITS.count} properties, not ${names.length}`);
   const out: Record<string, PropertyValue> = {};
   for (const name of names.sort()) {
-    if (!PROPERTY_NAME.test(name))
+    // A plain object's `__proto__` is its prototype, not a key: such a property was accepted and then vanished.
+    if (!PROPERTY_NAME.test(name) || name === "__proto__")
       throw new FieldError(
         `${field}.${name.slice(0, PROPERTY_LIMITS.nameChars)}`,
         `a name must be 1 to ${PROPERTY_LIMITS.nameChars} letters, digits, '_', '-', '.' or ':'`,
       );
     const v = properties[name]!;
     if (v.case === "text") {
+      checkWellFormed(v.value, `${field}.${name}`);
       if ([...v.value].length > PROPERTY_LIMITS.textChars) throw new FieldError(`${field}.${name}`, `must be at most ${PROPERTY_LIMITS.textChars} characters`);
-      // biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is what it is for
-      if (/[\u0000-\u001f\u007f]/.test(v.value)) throw new FieldError(`${field}.${name}`, "must not contain control characters");
+      if (CONTROL.test(v.value)) throw new FieldError(`${field}.${name}`, "must not contain control characters");
       out[name] = v.value;
     } else if (v.case === "number") {
       if (!Number.isFinite(v.value)) throw new FieldError(`${field}.${name}`, "must be a finite number");

@@ -14,6 +14,7 @@ import {
   checkTitle,
   checkUrl,
   checkUserid,
+  checkProperties,
   FieldError,
   parseRfc3339,
 } from "./index.js";
@@ -133,6 +134,43 @@ describe("text that was not valid UTF-8", () => {
       expect(() => check(decoded), field).toThrow(new RegExp(`^${field}: must be valid UTF-8`));
       expect(() => check("a\uD800b"), field).toThrow(new RegExp(`^${field}: must be valid UTF-8`));
       expect(check("Zürich_日本_😀"), field).toBeTruthy();
+    }
+  });
+});
+
+describe("control characters", () => {
+  it("are refused in ids, urls and titles, C1 (U+0080-U+009F) as well as C0, naming the field", () => {
+    for (const bad of ["a\u0000b", "a\u001fb", "a\u007fb", "a\u0085b", "a\u009fb"]) {
+      expect(
+        rejection(() => checkUserid(bad)),
+        JSON.stringify(bad),
+      ).toEqual({ field: "userid", reason: "must not contain control characters" });
+      expect(rejection(() => checkTitle(bad)).field, JSON.stringify(bad)).toBe("title");
+      expect(rejection(() => checkUrl(`https://e.org/${bad}`)).field, JSON.stringify(bad)).toBe("url");
+    }
+    expect(checkUserid("a\u00a0b")).toBe("a\u00a0b");
+  });
+  it("leave a page's text its lines and tabs, but not NUL, which PostgreSQL cannot store", () => {
+    expect(checkText("line one\n\tline two\r\n")).toBe("line one\n\tline two\r\n");
+    expect(rejection(() => checkText("a text with a NUL \u0000 inside"))).toEqual({ field: "text", reason: "must not contain NUL (U+0000)" });
+    expect(rejection(() => checkText("\u0000", "texts[3]", true)).field).toBe("texts[3]");
+  });
+});
+
+describe("click properties", () => {
+  const text = (value: string) => ({ case: "text" as const, value });
+  it("keep every property they accept, and refuse a name a JavaScript object would swallow", () => {
+    expect(checkProperties({ plan: text("pro"), constructor: text("c"), toString: { case: "number", value: 2 } })).toEqual({
+      constructor: "c",
+      plan: "pro",
+      toString: 2,
+    });
+    expect(rejection(() => checkProperties({ ["__proto__"]: text("dropped?") }))).toMatchObject({ field: "properties.__proto__" });
+  });
+  it("refuse a text that was not valid UTF-8, or holds a control character, C1 included", () => {
+    const decoded = new TextDecoder().decode(Uint8Array.of(0x61, 0xff, 0x62));
+    for (const bad of [decoded, "a\uD800b", "a\u0085b", "a\u0001b"]) {
+      expect(rejection(() => checkProperties({ note: text(bad) })).field, JSON.stringify(bad)).toBe("properties.note");
     }
   });
 });

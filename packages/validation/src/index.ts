@@ -1,4 +1,5 @@
 import { COVISIT_WINDOW_MS } from "./covisit-window.js";
+import { CONTROL, checkWellFormed } from "./characters.js";
 import { FieldError } from "./field-error.js";
 
 export {
@@ -38,20 +39,6 @@ export const LIMITS = {
   maxOffset: 1_000_000,
   queryChars: 1024,
 } as const;
-
-// biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is what it is for
-const CONTROL = /[\u0000-\u001f\u007f]/;
-
-/**
- * Invalid UTF-8 in a JSON body reaches us decoded, each bad byte turned into U+FFFD; a lone
- * surrogate is UTF-16 no UTF-8 can carry. Either means the client's text was not what it meant.
- */
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-
-function checkWellFormed(value: string, field: string): void {
-  if (value.includes("\uFFFD") || LONE_SURROGATE.test(value))
-    throw new FieldError(field, "must be valid UTF-8 (it holds U+FFFD, the mark of bytes that were not, or a lone surrogate)");
-}
 
 function chars(s: string): number {
   let n = 0;
@@ -146,12 +133,17 @@ export function checkPageId(value: string, field = "id", allowEmpty = true): str
 export function checkTitle(value: string, field = "title"): string {
   checkWellFormed(value, field);
   if (chars(value) > LIMITS.titleChars) throw new FieldError(field, `must be at most ${LIMITS.titleChars} characters`);
+  if (CONTROL.test(value)) throw new FieldError(field, "must not contain control characters");
   return value;
 }
 
-/** Text to embed: at most 32 KiB of UTF-8; empty only when `allowEmpty`. */
+/**
+ * Text to embed: at most 32 KiB of UTF-8; empty only when `allowEmpty`. Line breaks and tabs are text; NUL is not (PostgreSQL,
+ * where a page's text is stored, cannot hold it: a page with one was accepted here and then refused there).
+ */
 export function checkText(value: string, field = "text", allowEmpty = false): string {
   checkWellFormed(value, field);
+  if (value.includes("\u0000")) throw new FieldError(field, "must not contain NUL (U+0000)");
   if (!allowEmpty && value.trim() === "") throw new FieldError(field, "must not be empty");
   const bytes = Buffer.byteLength(value, "utf8");
   if (bytes > LIMITS.textBytes) throw new FieldError(field, `must be at most ${LIMITS.textBytes} bytes of UTF-8, got ${bytes}`);

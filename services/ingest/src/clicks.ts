@@ -32,7 +32,8 @@ export interface ValidClick {
 
 /**
  * Validates one click and fills in what the client left out; throws FieldError naming the field.
- * Without an event_id it gets a hash of its content, so that a retry of the same click is recognised as the same event.
+ * Without an event_id it gets a hash of its content, so that a retry of the same click is recognised as the same event; without
+ * an event_time as well, its content holds the time of receipt, and a retry is a new click.
  */
 export function toValidClick(input: ClickFields, nowMs: number, maxClockSkewMs: number): ValidClick {
   const userid = checkUserid(input.userid);
