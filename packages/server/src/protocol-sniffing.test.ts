@@ -103,7 +103,69 @@ describe("the protocol sniffer", () => {
     }
     expect(await firstLine(server.port, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")).toBe("HTTP/1.1 200 OK");
   });
+
+  it("closes a request trickled in: headers after 10 s, a body after 30 s, over HTTP/1.1 and HTTP/2 (408)", async () => {
+    const [headers, body, h2] = await Promise.all([
+      trickled(server.port, "GET /healthz HTTP/1.1\r\nHost: x\r\n", "X-Slow: 1\r\n".repeat(20)),
+      trickled(
+        server.port,
+        "POST /recsys.covisit.v1.CovisitService/Recommendation HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n",
+        " ".repeat(100),
+      ),
+      trickledH2(server.port),
+    ]);
+    expect(headers.answer).toBe("HTTP/1.1 408 Request Timeout");
+    expect(headers.afterMs).toBeGreaterThan(9_500);
+    expect(headers.afterMs).toBeLessThan(13_000);
+    expect(body.answer).toBe("HTTP/1.1 408 Request Timeout");
+    expect(h2.status).toBe(408);
+    for (const t of [body.afterMs, h2.afterMs]) {
+      expect(t).toBeGreaterThan(29_500);
+      expect(t).toBeLessThan(33_000);
+    }
+  }, 45_000);
 });
+
+/** When a connection that trickles `text` after `head` (one byte every 2 s) was closed, and the first line of the answer. */
+function trickled(port: number, head: string, text: string): Promise<{ afterMs: number; answer: string }> {
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const socket = net.connect({ port, host: "127.0.0.1" }, () => socket.write(head));
+    let answer = "";
+    let sent = 0;
+    const timer = setInterval(() => {
+      if (sent < text.length && !socket.destroyed) socket.write(text[sent++]!);
+    }, 2_000);
+    socket.setEncoding("utf8");
+    socket.on("data", (chunk: string) => (answer += chunk));
+    socket.on("close", () => {
+      clearInterval(timer);
+      resolve({ afterMs: performance.now() - started, answer: answer.split("\r\n")[0] ?? "" });
+    });
+    socket.on("error", reject);
+  });
+}
+
+/** An HTTP/2 unary gRPC call whose message comes one byte every 2 s: when its answer came, and its status. */
+function trickledH2(port: number): Promise<{ afterMs: number; status: number }> {
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    session.on("error", reject);
+    const stream = session.request({ ":method": "POST", ":path": "/recsys.covisit.v1.CovisitService/Recommendation", "content-type": "application/grpc" });
+    // An envelope that announces 100 bytes of message, which then come one at a time.
+    stream.write(Buffer.of(0, 0, 0, 0, 100));
+    const timer = setInterval(() => {
+      if (!stream.destroyed) stream.write(Buffer.of(0));
+    }, 2_000);
+    stream.on("error", () => undefined);
+    stream.on("response", (h) => {
+      clearInterval(timer);
+      resolve({ afterMs: performance.now() - started, status: Number(h[":status"]) });
+      session.destroy();
+    });
+  });
+}
 
 /** Sends `text` on a connection of its own and gives the first line of the answer, "" if there was none. */
 function firstLine(port: number, text: string): Promise<string> {

@@ -17,6 +17,22 @@ import { recordingUnaryRoutes, type UnaryRoute } from "./unary-routes.js";
 
 export const MAX_REQUEST_BYTES = 1024 * 1024;
 
+/** How often Node looks for HTTP/1 requests past their headers or request timeout (its default, 30 s, would let them run 30 s over). */
+const CONNECTIONS_CHECKING_MS = 1_000;
+
+/**
+ * An HTTP/2 request not whole within the request timeout: 408, then a reset with NO_ERROR, which asks the client to stop sending
+ * the rest (RFC 9113, 8.1); a reset alone when the answer has begun.
+ */
+function refuseSlow(res: http2.Http2ServerResponse): void {
+  if (res.headersSent) {
+    res.stream.close(http2.constants.NGHTTP2_CANCEL);
+    return;
+  }
+  res.writeHead(408, { "content-type": "text/plain" });
+  res.end("request timeout\n", () => res.stream.close(http2.constants.NGHTTP2_NO_ERROR));
+}
+
 function refuseMalformed(res: HttpResponse): void {
   if (res.headersSent) {
     res.destroy();
@@ -131,6 +147,7 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
   });
   const plain = plainJsonCalls(opts.plainJson ?? [], interceptors, maxBytes);
   const plainGrpc = plainGrpcCalls(unary, interceptors, maxBytes);
+  const unaryPaths = new Set(unary.map((r) => `/${r.method.parent.typeName}/${r.method.name}`));
   const handle = (req: HttpRequest, res: HttpResponse) => {
     // Handlers see headers, not sockets: the peer address travels as a header no client can set.
     req.headers[PEER_HEADER] = (req instanceof http2.Http2ServerRequest ? sessionPeer(req.stream.session) : req.socket?.remoteAddress) ?? "";
@@ -146,6 +163,15 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
         if (!req.complete && !socket.destroyed) socket.end();
       });
     }
+    // HTTP/2 has no request timeout of its own: a unary call's body trickled a byte at a time held its stream (and, 256 of them, its
+    // connection) for as long as the trickle lasted. Streaming calls last as long as their streams, by design.
+    if (req instanceof http2.Http2ServerRequest && !req.complete && unaryPaths.has(req.url)) {
+      const timer = setTimeout(() => {
+        if (!req.complete) refuseSlow(res as http2.Http2ServerResponse);
+      }, limits.requestTimeoutMs);
+      timer.unref();
+      req.stream.once("close", () => clearTimeout(timer));
+    }
     if (req instanceof http.IncomingMessage && plain(req, res as http.ServerResponse)) return;
     if (req instanceof http2.Http2ServerRequest && plainGrpc(req, res as http2.Http2ServerResponse)) return;
     try {
@@ -159,7 +185,14 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
   };
 
   const limits = { ...SERVER_LIMITS, ...opts.limits };
-  const h1 = http.createServer({ headersTimeout: limits.headersTimeoutMs, requestTimeout: limits.requestTimeoutMs }, handle);
+  const h1 = http.createServer(
+    { headersTimeout: limits.headersTimeoutMs, requestTimeout: limits.requestTimeoutMs, connectionsCheckingInterval: CONNECTIONS_CHECKING_MS },
+    handle,
+  );
+  // Node checks headersTimeout and requestTimeout only on a server that has told of listening; this one never listens itself
+  // (the sniffer hands it its connections), so headers or a body trickled a byte at a time held a connection for ever, and 4,096
+  // such connections shut every other client out.
+  h1.emit("listening");
   h1.keepAliveTimeout = limits.idleTimeoutMs;
   h1.timeout = limits.idleTimeoutMs;
   const h2 = http2.createServer({ settings: { maxConcurrentStreams: limits.maxConcurrentStreams } }, handle);
@@ -187,7 +220,8 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
       await new Promise<void>((resolve) => {
         front.close(() => resolve());
         for (const s of sessions) s.close();
-        h1.closeIdleConnections();
+        // Closes its idle connections and stops its timeout checks; it never listened, so the callback only hears that.
+        h1.close(() => undefined);
         // Connections still busy after a grace period are cut; clients retry unacked work.
         setTimeout(() => {
           for (const s of sockets) s.destroy();
