@@ -109,6 +109,19 @@ describe("service keys", () => {
     expect({ status: withDeadline.status, body: await withDeadline.json() }).toEqual({ status: 429, body: refused });
   });
 
+  it("refuse a user over its query limit before any backend's work when Recommendation may fall back", async () => {
+    const token = await tokenFor("fallback-limit-user");
+    const body = { url: "https://e.org/none", limit: 10, fallback: true, userid: "fallback-limit-user" };
+    for (let i = 0; i < LIMITS.userReads; i++) expect((await connectCall("Recommendation", body, { token })).status).toBe(200);
+    expect(asked.some((call) => call.rpc === "profile.relatedContent")).toBe(true);
+    asked = [];
+    expect((await connectCall("Recommendation", body, { token })).status).toBe(429);
+    expect(
+      (await graphqlCall(`{ Recommendation(url: "https://e.org/none", fallback: true, userid: "fallback-limit-user") { recommendation } }`, { token })).errors,
+    ).toMatchObject([{ extensions: { code: "RESOURCE_EXHAUSTED" } }]);
+    expect(asked).toEqual([]);
+  });
+
   it("let only an admin key erase a user or hide a page, at both doors", async () => {
     for (const key of [READ_KEY, WRITE_KEY]) {
       const scope = key === READ_KEY ? "read" : "write";

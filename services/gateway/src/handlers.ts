@@ -276,10 +276,11 @@ export function createGatewayApi(backends: Backends, logger: Logger, deadlineMs:
 
 /**
  * Reads made while the caller's rate limit is checked rather than after, once the caller is authenticated and authorized: a
- * refused call's answer is dropped, and it is refused as it would have been. Recommendation only: its read is one Redis script,
- * so a caller over its limit costs one more script a refused call, never a backend's work.
+ * refused call's answer is dropped, and it is refused as it would have been. Recommendation only, and only without `fallback`:
+ * its read is one Redis script, so a caller over its limit costs one more script a refused call, never a backend's work. With
+ * `fallback` the answer may ask profile, covisit and analytics, so it waits for the limit, as every other call does.
  */
-const READ_WITH_LIMIT: ReadonlySet<Rpc> = new Set(["recommendation"]);
+const readsWithLimit = (method: Rpc, req: unknown) => method === "recommendation" && !(req as { fallback?: boolean }).fallback;
 
 /**
  * The API as its callers may use it, at either door: `access` checks every call first, for the caller `callerOf` names from the
@@ -292,7 +293,7 @@ export function guardedApi<C>(api: GatewayApi, access: Access, callerOf: (contex
       async (req: never, context: C) => {
         const answer = () => (api[method] as (r: never) => Promise<unknown>)(req);
         const limit = await access.authorize(method, callerOf(context), req);
-        if (!READ_WITH_LIMIT.has(method)) {
+        if (!readsWithLimit(method, req)) {
           await limit();
           return answer();
         }
