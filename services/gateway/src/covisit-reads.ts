@@ -2,6 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { BatchRecommendationResponseSchema, type CovisitService } from "@recsys/contracts/covisit/v1/covisit";
 import { answerRecommendation, type CovisitStore } from "@recsys/covisit-store";
+import type { Logger } from "@recsys/logging";
 import { answerEach } from "@recsys/server";
 
 /**
@@ -11,10 +12,13 @@ import { answerEach } from "@recsys/server";
  * being rebuilt, or read before every hidden page is applied, are never answered. A failing Redis is Unavailable too. The other
  * RPCs still go to covisit.
  */
-export function readingCovisitRedis(client: Client<typeof CovisitService>, reader: CovisitStore): Client<typeof CovisitService> {
+export function readingCovisitRedis(client: Client<typeof CovisitService>, reader: CovisitStore, logger: Logger): Client<typeof CovisitService> {
   const single = (req: { url?: string; limit?: number; userid?: string }) =>
     answerRecommendation(reader, { url: req.url ?? "", limit: req.limit ?? 0, userid: req.userid ?? "" }).catch((err: unknown) => {
-      throw err instanceof ConnectError ? err : new ConnectError(`covisit's Redis: ${String(err)}`, Code.Unavailable);
+      if (err instanceof ConnectError) throw err;
+      // Its text, which can name hosts and users, goes to the log, not to the caller.
+      logger.warn({ err }, "covisit's Redis failed a read");
+      throw new ConnectError("covisit's Redis is unavailable", Code.Unavailable, undefined, undefined, err);
     });
   return {
     ...client,

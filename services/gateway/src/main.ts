@@ -107,9 +107,10 @@ const backends = {
   covisit: readingCovisitRedis(
     createClient(CovisitService, transport(config.COVISIT_URL)),
     CovisitStore.reader(covisitRedis, config.RECSYS_NAMESPACE, config.SEEN_HORIZON_MS, config.COVISIT_SHARDS),
+    logger,
   ),
   ingest: createClient(IngestService, transport(config.INGEST_URL)),
-  profile: readingProfilePostgres(createClient(ProfileService, transport(config.PROFILE_URL)), profilePool),
+  profile: readingProfilePostgres(createClient(ProfileService, transport(config.PROFILE_URL)), profilePool, logger),
 };
 const api = createGatewayApi(backends, logger, config.GATEWAY_DEADLINE_MS, {
   maxBatch: config.GATEWAY_BATCH_MAX,
