@@ -1,8 +1,12 @@
 import { getComplexity, type ComplexityEstimator } from "graphql-query-complexity";
 import { createGraphQLError, type Plugin } from "graphql-yoga";
+import { LIMITS } from "@recsys/validation";
 
-/** A list field without a `limit` argument (EventsLiked) counts as this many items. */
-const UNLIMITED_LIST_ITEMS = 100;
+/**
+ * A list field without a `limit` argument (EventsLiked) counts as the most it can give: the gateway asks for a page's most
+ * (1,000). Counted as 100, fifteen aliases of it passed a limit of 5,000 items and asked profile for 15,000.
+ */
+const UNLIMITED_LIST_ITEMS = LIMITS.recommendationLimit.max;
 
 /**
  * The items a document may make the backends produce: each list field counts its `limit` (or the

@@ -403,8 +403,11 @@ describe("GraphQL limits", () => {
     expect(asked).toEqual([]);
     expect(Object.keys(await data(pages(5)))).toHaveLength(5);
     asked = [];
-    // A list without a limit argument counts as 100 items; a default limit counts as given.
-    expect((await gql(`{ ${Array.from({ length: 15 }, (_, i) => `a${i}: EventsLiked(userid: "u") { id }`).join(" ")} }`)).errors).toBeUndefined();
+    // A list without a limit argument counts as the 1,000 items the gateway asks for; a default limit counts as given.
+    const liked = (n: number) => `{ ${Array.from({ length: n }, (_, i) => `a${i}: EventsLiked(userid: "u") { id }`).join(" ")} }`;
+    expect((await gql(liked(15))).errors?.[0]?.message).toMatch(/^Items limit of 5000 exceeded, found 15000/);
+    expect(asked).toEqual([]);
+    expect(Object.keys(await data(liked(5)))).toHaveLength(5);
     asked = [];
     expect(
       (
