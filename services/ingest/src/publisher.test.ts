@@ -1,11 +1,11 @@
-import { fromBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { clicksOf, connectBus, ensureDurableConsumer, readClicks, subjectMatches, urlKey, waitApplied, type Bus } from "@recsys/bus";
-import { PageVisibilitySchema } from "@recsys/contracts/events/v1/events";
+import { ClickSchema, PageVisibilitySchema } from "@recsys/contracts/events/v1/events";
 import { createLogger } from "@recsys/logging";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { INTERESTS, LIKES } from "./event-kinds.js";
 import { partitionOf } from "./hashing.js";
-import { CLICKS_PER_MESSAGE, EventPublisher } from "./publisher.js";
+import { CLICKS_PER_MESSAGE, clickBytesBound, EventPublisher } from "./publisher.js";
 
 // Against the real NATS of this machine, in a namespace of its own.
 const namespace = `unit${process.pid}ingest`;
@@ -71,6 +71,52 @@ it("splits a partition's clicks over messages of at most CLICKS_PER_MESSAGE, in 
   const messages = await messagesFrom(before + 1);
   expect(messages.map((m) => m.clicks.length)).toEqual([CLICKS_PER_MESSAGE, CLICKS_PER_MESSAGE, 3]);
   expect(messages.flatMap((m) => m.clicks.map((c) => c.eventId))).toEqual(clicks.map((c) => c.eventId));
+});
+
+it("splits a partition's clicks over messages that fit the server's max_payload, in order, every click stored", async () => {
+  // 256 clicks of 16 properties of 256 characters each (7.5 KB a click): more than 1 MiB in one message.
+  const properties = Object.fromEntries(Array.from({ length: 16 }, (_, k) => [`p${k}`, "é".repeat(200) + "x".repeat(56)]));
+  const clicks = clicksOfUsers(["heavy"], CLICKS_PER_MESSAGE, "h").map((c) => ({ ...c, properties }));
+  const before = (await bus.jsm.streams.info(bus.topology.clicksStream)).state.last_seq;
+  const results = await publisher.publishClicks(clicks, 1);
+  const messages = await messagesFrom(before + 1);
+  expect(messages.length).toBeGreaterThan(1);
+  expect(messages.flatMap((m) => m.clicks.map((c) => c.eventId))).toEqual(clicks.map((c) => c.eventId));
+  expect(new Set(results.map((r) => r.streamSequence)).size).toBe(messages.length);
+  for (const m of messages) {
+    const stored = (await bus.jsm.streams.getMessage(bus.topology.clicksStream, { seq: m.seq }))!;
+    expect(stored.data.length).toBeLessThanOrEqual(bus.nc.info!.max_payload);
+  }
+});
+
+it("bounds a click's bytes in a batch from above, whatever its fields hold", () => {
+  const click = clicksOfUsers(["ü".repeat(256)], 1, "😀".repeat(30))[0]!;
+  for (const properties of [
+    {},
+    { n: 1.5, t: "ü".repeat(256) },
+    Object.fromEntries(Array.from({ length: 16 }, (_, k) => [`p${k}`.repeat(8), "€".repeat(256)])),
+  ]) {
+    const c = { ...click, url: `https://e.org/${"ä".repeat(2000)}`, event: "add_to_cart", properties };
+    const encoded = toBinary(
+      ClickSchema,
+      create(ClickSchema, {
+        eventId: c.eventId,
+        userid: c.userid,
+        url: c.url,
+        eventTimeMs: BigInt(c.eventTimeMs),
+        ingestTimeMs: BigInt(Date.now()),
+        event: c.event,
+        properties: Object.fromEntries(
+          Object.entries(c.properties).map(([k, v]) => [
+            k,
+            { kind: typeof v === "number" ? { case: "number" as const, value: v } : { case: "text" as const, value: v } },
+          ]),
+        ),
+      }),
+    ).length;
+    // In a batch a click also takes its field's tag and length.
+    expect(clickBytesBound(c)).toBeGreaterThanOrEqual(encoded + 4);
+  }
 });
 
 it("the same clicks sent again are the same messages to the broker: reported duplicate, nothing stored twice", async () => {

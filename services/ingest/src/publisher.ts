@@ -41,6 +41,21 @@ const publishedClicks = new Counter({
 
 /** The most clicks one CLICKS message carries. */
 export const CLICKS_PER_MESSAGE = 256;
+/** What a message's headers and subject may take of the server's max_payload, which bounds them and the payload together. */
+const HEADERS_ROOM = 4 * 1024;
+/** NATS' own max_payload when the server has not said (1 MiB). */
+const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
+
+const utf8 = (s: string) => Buffer.byteLength(s, "utf8");
+/**
+ * At least the bytes a click takes in a ClickBatch, without encoding it: each string its UTF-8 and a tag and length of at most
+ * 6 bytes, each number 11, each property its name and text and 20, and the click's own tag and length 6.
+ */
+export function clickBytesBound(c: ValidClick): number {
+  let n = 6 + 4 * 6 + utf8(c.eventId) + utf8(c.userid) + utf8(c.url) + utf8(c.event) + 2 * 11;
+  for (const [name, v] of Object.entries(c.properties)) n += 20 + utf8(name) + (typeof v === "string" ? utf8(v) : 8);
+  return n;
+}
 
 /** Publishes events; resolves only once JetStream has stored (or already had) each one. */
 export class EventPublisher {
@@ -63,9 +78,24 @@ export class EventPublisher {
       if (list) list.push(i);
       else byPartition.set(p, [i]);
     });
+    // A message holds at most CLICKS_PER_MESSAGE clicks, and fits the server's max_payload: 256 clicks with large properties
+    // within a call's 1 MiB did not, and JetStream refused the whole call's publish, each retry the same.
+    const maxBytes = (this.bus.nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD) - HEADERS_ROOM;
     const messages: Array<{ partition: number; members: number[] }> = [];
     for (const [partition, members] of byPartition) {
-      for (let k = 0; k < members.length; k += CLICKS_PER_MESSAGE) messages.push({ partition, members: members.slice(k, k + CLICKS_PER_MESSAGE) });
+      let current: number[] = [];
+      let bytes = 0;
+      for (const i of members) {
+        const size = clickBytesBound(clicks[i]!);
+        if (current.length === CLICKS_PER_MESSAGE || (current.length > 0 && bytes + size > maxBytes)) {
+          messages.push({ partition, members: current });
+          current = [];
+          bytes = 0;
+        }
+        current.push(i);
+        bytes += size;
+      }
+      messages.push({ partition, members: current });
     }
     const published = await this.publishAll(
       this.bus.topology.clicksStream,
