@@ -29,6 +29,17 @@ describe("ClickBudget", () => {
     expect(budget.admit([click("u", "d", T0)]).refused[0]?.code).toBe(Code.ResourceExhausted);
   });
 
+  it("gives back only what a failed publish took: the user's earlier clicks it had forgotten count again", () => {
+    const budget = new ClickBudget(2, WINDOW);
+    budget.admit([click("u", "a", T0), click("u", "b", T0 + 60_000)]);
+    expect(budget.admit([click("u", "c", T0 + 90_000)]).refused[0]?.code).toBe(Code.ResourceExhausted);
+    // A click more than two windows later forgets a and b; its publish fails.
+    const failed = budget.admit([click("u", "late", T0 + 2 * WINDOW + 120_000)]);
+    expect(failed.refused).toEqual([undefined]);
+    failed.release();
+    expect(budget.admit([click("u", "d", T0 + 90_000)]).refused[0]?.code).toBe(Code.ResourceExhausted);
+  });
+
   it("keeps at most maxUsers users", () => {
     const budget = new ClickBudget(1, WINDOW, 2);
     budget.admit([click("u1", "a", T0), click("u2", "a", T0), click("u3", "a", T0)]);

@@ -22,6 +22,8 @@ export class ClickBudget {
    */
   admit(clicks: ValidClick[]): { refused: Array<FieldError | undefined>; release(): void } {
     const taken: ValidClick[] = [];
+    /** The clicks forgotten to make room, put back if the publish fails: its clicks were never stored. */
+    const forgotten: Array<{ userid: string; eventId: string; t: number }> = [];
     const refused = clicks.map((c) => {
       const recent = this.recentOf(c.userid);
       if (recent.has(c.eventId)) return undefined;
@@ -36,13 +38,16 @@ export class ClickBudget {
       }
       recent.set(c.eventId, c.eventTimeMs);
       taken.push(c);
-      this.forgetOld(recent);
+      for (const [eventId, t] of this.forgetOld(recent)) forgotten.push({ userid: c.userid, eventId, t });
       return undefined;
     });
     return {
       refused,
       release: () => {
         for (const c of taken) this.users.get(c.userid)?.delete(c.eventId);
+        // A click of the failed call, later than the user's others, had them forgotten: without them the user's earlier
+        // window was free again, for another budget's worth.
+        for (const f of forgotten) this.users.get(f.userid)?.set(f.eventId, f.t);
       },
     };
   }
@@ -56,10 +61,20 @@ export class ClickBudget {
     return recent;
   }
 
-  /** Clicks more than two windows before the user's latest can no longer share a window with one that is not late. */
-  private forgetOld(recent: Map<string, number>): void {
+  /**
+   * Clicks more than two windows before the user's latest can no longer share a window with one that is not late: forgets them,
+   * and says which they were.
+   */
+  private forgetOld(recent: Map<string, number>): Array<[string, number]> {
     let latest = -Infinity;
     for (const t of recent.values()) latest = Math.max(latest, t);
-    for (const [id, t] of recent) if (t < latest - 2 * this.windowMs) recent.delete(id);
+    const old: Array<[string, number]> = [];
+    for (const [id, t] of recent) {
+      if (t < latest - 2 * this.windowMs) {
+        old.push([id, t]);
+        recent.delete(id);
+      }
+    }
+    return old;
   }
 }
