@@ -41,10 +41,15 @@ describe("user tokens from a key set", () => {
 });
 
 describe("settings", () => {
-  it("refuses a short secret, both a secret and a key set, and a key set it cannot read", () => {
+  it("refuses a short secret, both a secret and a key set, a key set it cannot read, and one over plain http off loopback", () => {
     expect(() => new Authenticator(new Map(), { secret: "too-short" })).toThrow(/GATEWAY_JWT_SECRET: must be at least 32 bytes/);
     expect(() => new Authenticator(new Map(), { secret: "s".repeat(32), jwks: "/x.json" })).toThrow(/not both/);
     expect(() => new Authenticator(new Map(), { jwks: "/nonexistent/jwks.json" })).toThrow(/GATEWAY_JWKS: cannot read/);
+    // A key set fetched over plain http could be anyone's: only on loopback.
+    expect(() => new Authenticator(new Map(), { jwks: "http://id.example.com/jwks.json" })).toThrow(/GATEWAY_JWKS: a key set URL must be https:\/\//);
+    for (const jwks of ["https://id.example.com/jwks.json", "http://127.0.0.1:8081/jwks.json", "http://[::1]:8081/jwks.json"]) {
+      expect(() => new Authenticator(new Map(), { jwks }), jwks).not.toThrow();
+    }
   });
 
   it("is open with neither keys nor a token key, and not with either", () => {

@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { isLoopback } from "@recsys/server";
 import { checkUserid } from "@recsys/validation";
 import { createLocalJWKSet, createRemoteJWKSet, errors, jwtVerify, type JWTVerifyGetKey } from "jose";
 
@@ -59,7 +60,14 @@ function tokenKey(settings: TokenSettings): { key: Uint8Array | JWTVerifyGetKey;
   }
   if (settings.jwks) {
     const algorithms = ["RS256", "PS256", "ES256", "EdDSA"];
-    if (/^https?:\/\//.test(settings.jwks)) return { key: createRemoteJWKSet(new URL(settings.jwks)), algorithms };
+    if (/^https?:\/\//.test(settings.jwks)) {
+      const url = new URL(settings.jwks);
+      // Over plain http anyone between the gateway and the key set's server could hand it keys of their own, and sign any user.
+      if (url.protocol !== "https:" && !isLoopback(url.hostname.replace(/^\[|\]$/g, ""))) {
+        throw new Error(`GATEWAY_JWKS: a key set URL must be https:// (plain http only on loopback), got ${url.origin}`);
+      }
+      return { key: createRemoteJWKSet(url), algorithms };
+    }
     let set: unknown;
     try {
       set = JSON.parse(readFileSync(settings.jwks, "utf8"));
