@@ -40,6 +40,20 @@ describe("ClickBudget", () => {
     expect(budget.admit([click("u", "d", T0 + 90_000)]).refused[0]?.code).toBe(Code.ResourceExhausted);
   });
 
+  it("keeps at most maxClicks clicks in all, forgetting the users seen longest ago", () => {
+    const budget = new ClickBudget(3, WINDOW, 100, 5);
+    budget.admit([click("u1", "a", T0), click("u1", "b", T0), click("u1", "c", T0)]);
+    budget.admit([click("u2", "a", T0), click("u2", "b", T0)]);
+    expect(budget.size).toBe(5);
+    // A sixth click forgets u1 (seen longest ago) and its three.
+    budget.admit([click("u3", "a", T0)]);
+    expect(budget.size).toBe(3);
+    expect(budget.admit([click("u1", "d", T0)]).refused).toEqual([undefined]);
+    expect(budget.admit([click("u2", "c", T0)]).refused).toEqual([undefined]);
+    expect(budget.admit([click("u2", "d", T0)]).refused[0]?.code).toBe(Code.ResourceExhausted);
+    expect(budget.size).toBeLessThanOrEqual(5);
+  });
+
   it("keeps at most maxUsers users", () => {
     const budget = new ClickBudget(1, WINDOW, 2);
     budget.admit([click("u1", "a", T0), click("u2", "a", T0), click("u3", "a", T0)]);
