@@ -16,7 +16,11 @@ export const timeRpcs: Interceptor = (next) => async (req) => {
   }
 };
 
-/** One debug line per RPC, inside its span: method, code and milliseconds, with the trace id. */
+/**
+ * One debug line per RPC, inside its span: method, code and milliseconds, with the trace id. A failure the implementation did not
+ * mean for its caller (anything but a ConnectError: a store's connection refused, a bug) is answered Internal, "internal error",
+ * and logged here in full: its message can name the service's hosts, credentials or data, and went to the caller as Unknown.
+ */
 export const logRpcs =
   (logger: Logger): Interceptor =>
   (next) =>
@@ -26,27 +30,15 @@ export const logRpcs =
     try {
       return await next(req);
     } catch (err) {
-      code = Code[ConnectError.from(err).code];
+      if (!(err instanceof ConnectError)) {
+        code = Code[Code.Internal];
+        logger.error({ err, method: `${req.service.typeName}/${req.method.name}` }, "rpc failed");
+        throw new ConnectError("internal error", Code.Internal, undefined, undefined, err);
+      }
+      code = Code[err.code];
       throw err;
     } finally {
       logger.debug({ method: `${req.service.typeName}/${req.method.name}`, code, ms: Math.round((performance.now() - t0) * 10) / 10 }, "rpc");
-    }
-  };
-
-/**
- * A failure the implementation did not mean for its caller (anything but a ConnectError: a store's connection refused, a bug) is
- * answered Internal, "internal error", and logged here in full: its message can name the service's hosts, credentials or data.
- */
-export const hideInternalErrors =
-  (logger: Logger): Interceptor =>
-  (next) =>
-  async (req) => {
-    try {
-      return await next(req);
-    } catch (err) {
-      if (err instanceof ConnectError) throw err;
-      logger.error({ err, method: `${req.service.typeName}/${req.method.name}` }, "rpc failed");
-      throw new ConnectError("internal error", Code.Internal, undefined, undefined, err);
     }
   };
 

@@ -9,7 +9,7 @@ import { serverTracing } from "@recsys/tracing";
 import { healthRoutes, type Healthy } from "./grpc-health.js";
 import { reflectionRoutes } from "./grpc-reflection.js";
 import { serveHealthz, serveMetrics, serveMetricsJson, type HttpRequest, type HttpResponse } from "./http-endpoints.js";
-import { hideInternalErrors, logRpcs, requireServiceToken, timeRpcs } from "./interceptors.js";
+import { logRpcs, requireServiceToken, timeRpcs } from "./interceptors.js";
 import { plainGrpcCalls } from "./plain-grpc.js";
 import { plainJsonCalls, type PlainJsonRoute } from "./plain-json.js";
 import { protocolSniffer, sessionPeer } from "./protocol-sniffing.js";
@@ -125,13 +125,7 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
   setServiceName(opts.name);
   const maxBytes = opts.maxRequestBytes ?? MAX_REQUEST_BYTES;
   const healthy = cachedFor(HEALTH_CACHE_MS, opts.healthy);
-  const interceptors = [
-    serverTracing,
-    timeRpcs,
-    logRpcs(opts.logger),
-    ...(opts.serviceToken ? [requireServiceToken(opts.serviceToken)] : []),
-    hideInternalErrors(opts.logger),
-  ];
+  const interceptors = [serverTracing, timeRpcs, logRpcs(opts.logger), ...(opts.serviceToken ? [requireServiceToken(opts.serviceToken)] : [])];
   // Every unary method, for the plain gRPC path: the services' and the health check's.
   const unary: UnaryRoute[] = [];
   const connect = connectNodeAdapter({
