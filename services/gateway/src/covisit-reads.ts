@@ -4,6 +4,7 @@ import { BatchRecommendationResponseSchema, type CovisitService } from "@recsys/
 import { answerRecommendation, type CovisitStore } from "@recsys/covisit-store";
 import type { Logger } from "@recsys/logging";
 import { answerEach } from "@recsys/server";
+import { failureLog } from "./failure-log.js";
 
 /**
  * covisit's client with its `BatchRecommendation` answered here, from covisit's Redis, by covisit's own code (`answerRecommendation`
@@ -13,11 +14,12 @@ import { answerEach } from "@recsys/server";
  * RPCs still go to covisit.
  */
 export function readingCovisitRedis(client: Client<typeof CovisitService>, reader: CovisitStore, logger: Logger): Client<typeof CovisitService> {
+  const failed = failureLog(logger, "covisit's Redis failed a read");
   const single = (req: { url?: string; limit?: number; userid?: string }) =>
     answerRecommendation(reader, { url: req.url ?? "", limit: req.limit ?? 0, userid: req.userid ?? "" }).catch((err: unknown) => {
       if (err instanceof ConnectError) throw err;
       // Its text, which can name hosts and users, goes to the log, not to the caller.
-      logger.warn({ err }, "covisit's Redis failed a read");
+      failed(err);
       throw new ConnectError("covisit's Redis is unavailable", Code.Unavailable, undefined, undefined, err);
     });
   return {

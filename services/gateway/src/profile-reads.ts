@@ -4,6 +4,7 @@ import { BatchSimilarContentResponseSchema, type ProfileService } from "@recsys/
 import { similarContentMany } from "@recsys/profile/reads";
 import { answerSimilarContentBatch } from "@recsys/profile/similar-content";
 import type { Logger } from "@recsys/logging";
+import { failureLog } from "./failure-log.js";
 import type pg from "pg";
 
 /**
@@ -13,6 +14,7 @@ import type pg from "pg";
  * other RPCs still go to profile, the only writer of its tables.
  */
 export function readingProfilePostgres(client: Client<typeof ProfileService>, pool: pg.Pool, logger: Logger): Client<typeof ProfileService> {
+  const failed = failureLog(logger, "profile's PostgreSQL failed a read");
   return {
     ...client,
     async batchSimilarContent(req) {
@@ -20,7 +22,7 @@ export function readingProfilePostgres(client: Client<typeof ProfileService>, po
       const results = await answerSimilarContentBatch(requests, (asks) => similarContentMany(pool, asks)).catch((err: unknown) => {
         if (err instanceof ConnectError) throw err;
         // Its text, which can name hosts, roles and users, goes to the log, not to the caller.
-        logger.warn({ err }, "profile's PostgreSQL failed a read");
+        failed(err);
         throw new ConnectError("profile's PostgreSQL is unavailable", Code.Unavailable, undefined, undefined, err);
       });
       return create(BatchSimilarContentResponseSchema, { results });
