@@ -21,27 +21,20 @@ export const MAX_REQUEST_BYTES = 1024 * 1024;
 const CONNECTIONS_CHECKING_MS = 1_000;
 
 /**
- * An HTTP/2 request not whole within the request timeout: 408, then a reset with NO_ERROR, which asks the client to stop sending
- * the rest (RFC 9113, 8.1); a reset alone when the answer has begun.
+ * A request refused before any handler: a plain-text answer, then, over HTTP/2, a reset with NO_ERROR, which asks the client to
+ * stop sending the rest of its request (RFC 9113, 8.1); the stream or connection cut when an answer has begun.
  */
-function refuseSlow(res: http2.Http2ServerResponse): void {
-  if (res.headersSent) {
-    res.stream.close(http2.constants.NGHTTP2_CANCEL);
-    return;
-  }
-  res.writeHead(408, { "content-type": "text/plain" });
-  res.end("request timeout\n", () => res.stream.close(http2.constants.NGHTTP2_NO_ERROR));
-}
-
-function refuseMalformed(res: HttpResponse): void {
+function refuse(res: HttpResponse, status: number, text: string): void {
   if (res.headersSent) {
     res.destroy();
     return;
   }
-  const body = "malformed request\n";
-  res.writeHead(400, { "content-type": "text/plain", "content-length": String(Buffer.byteLength(body)) });
-  res.end(body);
+  res.writeHead(status, { "content-type": "text/plain", "content-length": String(Buffer.byteLength(text)) });
+  res.end(text, () => {
+    if (res instanceof http2.Http2ServerResponse) res.stream.close(http2.constants.NGHTTP2_NO_ERROR);
+  });
 }
+
 /** The request header holding the caller's address, as the server saw the connection. */
 export const PEER_HEADER = "x-recsys-peer";
 
@@ -161,7 +154,7 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
     // connection) for as long as the trickle lasted. Streaming calls last as long as their streams, by design.
     if (req instanceof http2.Http2ServerRequest && !req.complete && unaryPaths.has(req.url)) {
       const timer = setTimeout(() => {
-        if (!req.complete) refuseSlow(res as http2.Http2ServerResponse);
+        if (!req.complete) refuse(res, 408, "request timeout\n");
       }, limits.requestTimeoutMs);
       timer.unref();
       req.stream.once("close", () => clearTimeout(timer));
@@ -174,7 +167,7 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
       // connect-node makes the request's URL from its Host (or :authority) first thing, and throws on one that is no host
       // ("a b", a port past 65535, none at all over HTTP/1.0): uncaught, that ended the process.
       opts.logger.debug({ err: String(err), url: req.url }, "request refused: malformed");
-      refuseMalformed(res);
+      refuse(res, 400, "malformed request\n");
     }
   };
 
