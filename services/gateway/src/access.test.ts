@@ -2,10 +2,11 @@
 // limits on queries and mutations per client and per user, at both doors.
 import type { RpcServer } from "@recsys/server";
 import { SignJWT } from "jose";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { Access, memoryLimiters, parseApiKeys, type RateLimits } from "./access.js";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
+import { Access, memoryLimiters, parseApiKeys, refusals as refusalsTotal, type RateLimits } from "./access.js";
 import { Authenticator } from "./auth.js";
 import { DOC, gatewayOverFakeBackends, logger, type Answer, type BackendCall } from "./testing.js";
+import type { Logger } from "@recsys/logging";
 
 /** Every call the fake backends got. */
 let asked: BackendCall[] = [];
@@ -235,5 +236,45 @@ describe("user tokens", () => {
     expect((await connectCall("SimilarContent", { userid: "bob" }, { token })).body).toMatchObject({ code: "resource_exhausted" });
     // Another user has limits of its own.
     expect((await connectCall("Clickstream", clickBy("carol"), { token: await tokenFor("carol") })).status).toBe(200);
+  });
+});
+
+describe("refusals", () => {
+  afterEach(() => vi.useRealTimers());
+
+  it("are each counted in the metrics, and logged at most once a second for each kind with how many there were since", async () => {
+    vi.useFakeTimers({ toFake: ["Date"] });
+    const lines: Array<{ message: string; refusals: number; address: string }> = [];
+    const warn = (fields: { refusals: number; address: string }, message: string) =>
+      lines.push({ message, refusals: fields.refusals, address: fields.address });
+    const capture = { warn, info: () => {}, error: () => {}, debug: () => {}, child: () => capture } as unknown as Logger;
+    const authenticator = new Authenticator(parseApiKeys(`${READ_KEY}:read, ${WRITE_KEY}:write`), { secret: SECRET });
+    const access = new Access(authenticator, LIMITS, memoryLimiters(LIMITS), capture);
+    const refusals = async (n: number, caller: { apiKey?: string; address: string }, method: "recommendation" | "clickstream" | "deleteUser") => {
+      for (let i = 0; i < n; i++) {
+        await expect(
+          access.check(method, caller, method === "recommendation" ? { url: "https://e.org/a" } : ({ event: { userid: "u" } } as never)),
+        ).rejects.toThrow();
+      }
+    };
+    const counted = async () => Object.fromEntries((await refusalsTotal.get()).values.map((v) => [v.labels.kind, v.value]));
+    const before = await counted();
+    // A write key's three mutations a minute, then refusals.
+    for (let i = 0; i < 3; i++) await access.check("clickstream", { apiKey: WRITE_KEY, address: "10.0.0.2" }, { event: { userid: "u" } } as never);
+    await refusals(1_000, { address: "10.0.0.1" }, "recommendation");
+    await refusals(1_000, { apiKey: READ_KEY, address: "10.0.0.2" }, "deleteUser");
+    await refusals(1_000, { apiKey: WRITE_KEY, address: "10.0.0.3" }, "clickstream");
+    expect(lines).toEqual([
+      { message: "refused: not authenticated", refusals: 1, address: "10.0.0.1" },
+      { message: "refused: API key scope too low", refusals: 1, address: "10.0.0.2" },
+      { message: "refused: rate limit", refusals: 1, address: "10.0.0.3" },
+    ]);
+    // Every one is counted in the metrics.
+    const after = await counted();
+    for (const kind of ["unauthenticated", "scope", "rate_limit"]) expect((after[kind] ?? 0) - (before[kind] ?? 0)).toBe(1_000);
+    // A second on, the next refusal of a kind tells how many were not written.
+    vi.setSystemTime(Date.now() + 1_000);
+    await refusals(1, { address: "10.0.0.4" }, "recommendation");
+    expect(lines.slice(3)).toEqual([{ message: "refused: not authenticated", refusals: 1_000, address: "10.0.0.4" }]);
   });
 });

@@ -2,10 +2,12 @@ import type { MessageShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { GatewayService } from "@recsys/contracts/gateway/v1/gateway";
 import type { Logger } from "@recsys/logging";
+import { Counter, registry } from "@recsys/metrics";
 import { PEER_HEADER } from "@recsys/server";
 import type { Cluster, Redis } from "ioredis";
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from "rate-limiter-flexible";
 import { API_KEY_HEADER, Authenticator, SCOPE_RANK, type Caller, type Principal, type Scope } from "./auth.js";
+import { throttledWarn } from "./failure-log.js";
 import { LeasedLimiter, type Limiter } from "./leased-limiter.js";
 
 export { API_KEY_HEADER, parseApiKeys, type Caller, type Scope } from "./auth.js";
@@ -59,6 +61,22 @@ export interface RateLimits {
 
 type Limiters = Record<keyof RateLimits, Limiter>;
 
+type RefusalKind = "unauthenticated" | "scope" | "other_user" | "rate_limit";
+
+/** Calls refused at either door, by kind: the log writes at most a line a second of each. */
+export const refusals = new Counter({
+  name: "recsys_gateway_refusals_total",
+  help: "Calls the gateway refused, at either door, by kind: unauthenticated, scope (too low), other_user (a user token for another), rate_limit",
+  labelNames: ["kind"] as const,
+  registers: [registry],
+});
+
+/** What a refusal's warning tells: the call refused (of those since the last line, the one written). */
+interface RefusalFields {
+  method: string;
+  address: string;
+}
+
 /** In-process limiters: for one gateway, tests, and as the insurance of the shared ones when Redis is away. */
 export function memoryLimiters(limits: RateLimits): Record<keyof RateLimits, RateLimiterMemory> {
   const of = (points: number) => new RateLimiterMemory({ points, duration: 60 });
@@ -93,12 +111,37 @@ export const UNLIMITED: RateLimits = { reads: 1e9, writes: 1e9, userReads: 1e9, 
  * on reads and writes per client. Both front doors ask it before calling the API.
  */
 export class Access {
+  /**
+   * A warning per kind of refusal, at most once a second with the count since: every refusal is counted in the RPC metrics by its
+   * code, and a client refused thousands of times a second would otherwise write as many lines.
+   */
+  private readonly refused: {
+    scope: (f: RefusalFields) => void;
+    otherUser: (f: RefusalFields) => void;
+    unauthenticated: (f: RefusalFields & { reason: string }) => void;
+    rateLimit: (f: RefusalFields & { limit: keyof RateLimits }) => void;
+  };
+
   constructor(
     readonly authenticator: Authenticator,
     private readonly limits: RateLimits,
     private readonly limiters: Limiters,
-    private readonly logger: Logger,
-  ) {}
+    logger: Logger,
+  ) {
+    const refusal = <F extends RefusalFields>(kind: RefusalKind, message: string) => {
+      const warn = throttledWarn<F>(logger, message, "refusals");
+      return (fields: F) => {
+        refusals.inc({ kind });
+        warn(fields);
+      };
+    };
+    this.refused = {
+      scope: refusal("scope", "refused: API key scope too low"),
+      otherUser: refusal("other_user", "refused: user token acting for another user"),
+      unauthenticated: refusal("unauthenticated", "refused: not authenticated"),
+      rateLimit: refusal("rate_limit", "refused: rate limit"),
+    };
+  }
 
   /** A gateway without credentials and with in-process limits. */
   static open(logger: Logger, limits: RateLimits = UNLIMITED): Access {
@@ -119,14 +162,14 @@ export class Access {
     const principal = await this.authenticated(method, caller);
     const policy = POLICIES[method];
     if (principal.kind === "service" && SCOPE_RANK[principal.scope] < SCOPE_RANK[policy.scope]) {
-      this.logger.warn({ method, address: caller.address }, "refused: API key scope too low");
+      this.refused.scope({ method, address: caller.address });
       throw new ConnectError(`${API_KEY_HEADER}: this key's scope is ${principal.scope}; ${method} needs ${policy.scope}`, Code.PermissionDenied);
     }
     if (principal.kind === "user") {
       if (policy.user === "never") throw new ConnectError(`authorization: ${method} needs a service key, not a user token`, Code.PermissionDenied);
       const actingFor = policy.user === "any" ? undefined : policy.user.userid(req);
       if (policy.user !== "any" && actingFor !== principal.userid && !(policy.user.optional && !actingFor)) {
-        this.logger.warn({ method, address: caller.address }, "refused: user token acting for another user");
+        this.refused.otherUser({ method, address: caller.address });
         throw new ConnectError(`${policy.user.field}: a user token acts only for its own user (${principal.userid})`, Code.PermissionDenied);
       }
     }
@@ -144,7 +187,7 @@ export class Access {
     try {
       return await this.authenticator.authenticate(caller);
     } catch (err) {
-      this.logger.warn({ method, address: caller.address, reason: (err as Error).message }, "refused: not authenticated");
+      this.refused.unauthenticated({ method, address: caller.address, reason: (err as Error).message });
       throw err;
     }
   }
@@ -158,7 +201,7 @@ export class Access {
       await this.limiters[which].consume(client);
     } catch (err) {
       if (!(err instanceof RateLimiterRes)) throw err;
-      this.logger.warn({ method, address: caller.address, limit: which }, "refused: rate limit");
+      this.refused.rateLimit({ method, address: caller.address, limit: which });
       throw new ConnectError(
         `rate limit: at most ${this.limits[which]} ${kind === "read" ? "queries" : "mutations"} a minute per ${user ? "user" : "client"}; retry in ${Math.ceil(err.msBeforeNext / 1000)} s`,
         Code.ResourceExhausted,
