@@ -176,11 +176,15 @@ export class Access {
     return () => this.limit(principal, policy.scope === "read" ? "read" : "write", method, caller);
   }
 
-  /** The dashboard's data: a read key (or an open gateway); user tokens do not see it. */
-  async checkDashboard(caller: Caller): Promise<void> {
+  /**
+   * The dashboard's data: a read key (or an open gateway); user tokens do not see it. Resolves with the client: its key, or its
+   * address on an open gateway.
+   */
+  async checkDashboard(caller: Caller): Promise<string> {
     const principal = await this.authenticated("dashboard", caller);
     if (principal.kind === "user") throw new ConnectError("authorization: the dashboard needs a service key, not a user token", Code.PermissionDenied);
     await this.limit(principal, "read", "dashboard", caller);
+    return clientOf(principal);
   }
 
   private async authenticated(method: string, caller: Caller): Promise<Principal> {
@@ -195,10 +199,8 @@ export class Access {
   private async limit(principal: Principal, kind: "read" | "write", method: string, caller: Caller): Promise<void> {
     const user = principal.kind === "user";
     const which: keyof RateLimits = user ? (kind === "read" ? "userReads" : "userWrites") : kind === "read" ? "reads" : "writes";
-    const client =
-      principal.kind === "user" ? `user:${principal.userid}` : principal.kind === "service" ? `key:${principal.keyId}` : `addr:${principal.address}`;
     try {
-      await this.limiters[which].consume(client);
+      await this.limiters[which].consume(clientOf(principal));
     } catch (err) {
       if (!(err instanceof RateLimiterRes)) throw err;
       this.refused.rateLimit({ method, address: caller.address, limit: which });
@@ -208,6 +210,11 @@ export class Access {
       );
     }
   }
+}
+
+/** Who a limit counts: a user, a service key, or an address for a caller without credentials. */
+function clientOf(principal: Principal): string {
+  return principal.kind === "user" ? `user:${principal.userid}` : principal.kind === "service" ? `key:${principal.keyId}` : `addr:${principal.address}`;
 }
 
 export function callerOf(header: { get(name: string): string | null }): Caller {

@@ -1,12 +1,13 @@
 import http from "node:http";
 import type net from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
 import { createLogger } from "@recsys/logging";
 import { COVISIT_WINDOW_IN_WORDS } from "@recsys/validation";
 import { Counter, Gauge, Histogram, metricSamples, Registry } from "@recsys/metrics";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { Access, memoryLimiters, parseApiKeys, UNLIMITED } from "./access.js";
 import { Authenticator } from "./auth.js";
-import { createDashboard, type Dashboard, type DashboardOptions } from "./dashboard.js";
+import { createDashboard, MAX_DASHBOARD_STREAMS, type Dashboard, type DashboardOptions } from "./dashboard.js";
 import {
   BACKENDS,
   batchSizes,
@@ -177,10 +178,10 @@ describe("dashboard over HTTP", () => {
     await Promise.all(servers.map((s) => new Promise((r) => (s.close(r), s.closeAllConnections()))));
   });
 
-  async function serve(apiKeys = "", analytics?: DashboardOptions["analytics"]) {
+  async function serve(apiKeys = "", analytics?: DashboardOptions["analytics"], access?: Access) {
     const d = createDashboard({
       backends: backendUrls,
-      access: new Access(new Authenticator(parseApiKeys(apiKeys)), UNLIMITED, memoryLimiters(UNLIMITED), logger),
+      access: access ?? new Access(new Authenticator(parseApiKeys(apiKeys)), UNLIMITED, memoryLimiters(UNLIMITED), logger),
       logger,
       intervalMs: 100,
       analytics,
@@ -280,6 +281,46 @@ describe("dashboard over HTTP", () => {
     } finally {
       clearInterval(timer);
     }
+  });
+
+  it("lets one key hold at most 10 streams at once, and another key its own", async () => {
+    const url = await serve("readkey-0123456789abcdef:read, otherkey-0123456789abcdef:read");
+    const open = (key: string) => fetch(`${url}/dashboard/events`, { headers: { "x-api-key": key } });
+    const held = await Promise.all(Array.from({ length: 10 }, () => open("readkey-0123456789abcdef")));
+    expect(held.map((r) => r.status)).toEqual(Array(10).fill(200));
+    const refused = await open("readkey-0123456789abcdef");
+    expect(refused.status).toBe(429);
+    expect(await refused.json()).toEqual({ code: "resource_exhausted", message: "at most 10 dashboards at once per client" });
+    const other = await open("otherkey-0123456789abcdef");
+    expect(other.status).toBe(200);
+    // A stream closed gives its place back.
+    await held.pop()!.body!.cancel();
+    await expect
+      .poll(async () => {
+        const again = await open("readkey-0123456789abcdef");
+        if (again.status === 200) held.push(again);
+        else await again.body?.cancel();
+        return again.status;
+      })
+      .toBe(200);
+    await Promise.all([...held, other].map((r) => r.body!.cancel()));
+  });
+
+  it("gives back the place of a stream closed while its credentials were checked", async () => {
+    // Credentials checked in 300 ms, as a limit's round trip to a slow Redis; as many streams closed meanwhile as may be open.
+    const slow = { checkDashboard: async () => (await sleep(300), "key:k1") } as unknown as Access;
+    const url = await serve("", undefined, slow);
+    await Promise.all(
+      Array.from({ length: MAX_DASHBOARD_STREAMS }, async () => {
+        const gone = new AbortController();
+        setTimeout(() => gone.abort(), 50);
+        await expect(fetch(`${url}/dashboard/events`, { signal: gone.signal })).rejects.toThrow();
+      }),
+    );
+    await sleep(400);
+    const res = await fetch(`${url}/dashboard/events`);
+    expect(res.status).toBe(200);
+    await res.body!.cancel();
   });
 
   it("needs a valid key for the stream when the gateway has keys, but not for the page", async () => {

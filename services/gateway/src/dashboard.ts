@@ -1,3 +1,4 @@
+import http2 from "node:http2";
 import type { Writable } from "node:stream";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { codeToHttpStatus, codeToString } from "@connectrpc/connect/protocol-connect";
@@ -16,6 +17,8 @@ const SAMPLES = z
 
 /** Open event streams at once; each costs a connection, the scrapes are shared. */
 export const MAX_DASHBOARD_STREAMS = 100;
+/** Open event streams at once per client (a key, or an address on an open gateway), so that one cannot hold them all. */
+export const MAX_DASHBOARD_STREAMS_PER_CLIENT = 10;
 
 export interface DashboardOptions {
   /** Base URL of each backend's port (its /healthz and /metrics.json). */
@@ -42,19 +45,29 @@ export interface Dashboard {
 export function createDashboard(opts: DashboardOptions): Dashboard {
   const feed = new SnapshotFeed(opts);
   const streams = new Set<HttpResponse>();
+  /** Open streams by client; a client is left out when it has none. */
+  const byClient = new Map<string, number>();
 
   async function openStream(req: HttpRequest, res: HttpResponse) {
+    let client: string;
     try {
-      await opts.access.checkDashboard(callerOf({ get: (name) => headerOf(req, name) }));
+      client = await opts.access.checkDashboard(callerOf({ get: (name) => headerOf(req, name) }));
     } catch (err) {
       return sendRefusal(res, err);
     }
-    if (streams.size >= MAX_DASHBOARD_STREAMS) {
-      opts.logger.warn({ open: streams.size }, "refused: too many dashboard streams");
-      res.writeHead(codeToHttpStatus(Code.Unavailable), { "content-type": "application/json", "retry-after": "10" });
-      res.end(JSON.stringify({ code: codeToString(Code.Unavailable), message: `at most ${MAX_DASHBOARD_STREAMS} dashboards at once` }));
-      return;
+    const refuse = (code: Code, message: string) => {
+      opts.logger.warn({ open: streams.size }, `refused: ${message}`);
+      res.writeHead(codeToHttpStatus(code), { "content-type": "application/json", "retry-after": "10" });
+      res.end(JSON.stringify({ code: codeToString(code), message }));
+    };
+    if (streams.size >= MAX_DASHBOARD_STREAMS) return refuse(Code.Unavailable, `at most ${MAX_DASHBOARD_STREAMS} dashboards at once`);
+    const own = byClient.get(client) ?? 0;
+    if (own >= MAX_DASHBOARD_STREAMS_PER_CLIENT) {
+      return refuse(Code.ResourceExhausted, `at most ${MAX_DASHBOARD_STREAMS_PER_CLIENT} dashboards at once per client`);
     }
+    // Closed while its credentials were checked (a Redis round trip): its 'close' has been and gone, so it would hold its places.
+    if (res instanceof http2.Http2ServerResponse ? res.stream.destroyed : res.destroyed) return;
+    byClient.set(client, own + 1);
     res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-store", "x-accel-buffering": "no" });
     // Both kinds of response (HTTP/1.1 and HTTP/2) are writable streams.
     const body = res as Writable;
@@ -71,6 +84,9 @@ export function createDashboard(opts: DashboardOptions): Dashboard {
     });
     body.once("close", () => {
       streams.delete(res);
+      const left = (byClient.get(client) ?? 1) - 1;
+      if (left > 0) byClient.set(client, left);
+      else byClient.delete(client);
       unsubscribe();
     });
   }
