@@ -40,6 +40,33 @@ describe("ClickBudget", () => {
     expect(budget.admit([click("u", "d", T0 + 90_000)]).refused[0]?.code).toBe(Code.ResourceExhausted);
   });
 
+  it("still counts a click whose first publish failed while a retry of it was under way, and the retry stored it", () => {
+    const budget = new ClickBudget(2, WINDOW);
+    const first = budget.admit([click("u", "a", T0)]);
+    // The client gave up on the first call and sent the click again before the first publish failed.
+    const retry = budget.admit([click("u", "a", T0)]);
+    expect(retry.refused).toEqual([undefined]);
+    first.release();
+    retry.keep();
+    // a is stored and counts: one more click fills the budget.
+    expect(budget.admit([click("u", "b", T0)]).refused).toEqual([undefined]);
+    expect(budget.admit([click("u", "c", T0)]).refused[0]?.code).toBe(Code.ResourceExhausted);
+  });
+
+  it("gives back a click that every call holding it failed to publish, and keeps one that any stored", () => {
+    const budget = new ClickBudget(1, WINDOW);
+    const [first, retry] = [budget.admit([click("u", "a", T0)]), budget.admit([click("u", "a", T0)])];
+    first.release();
+    retry.release();
+    expect(budget.admit([click("u", "b", T0)]).refused).toEqual([undefined]);
+    // Stored first, then a failed retry: it still counts.
+    const budget2 = new ClickBudget(1, WINDOW);
+    const [stored, failed] = [budget2.admit([click("u", "a", T0)]), budget2.admit([click("u", "a", T0)])];
+    stored.keep();
+    failed.release();
+    expect(budget2.admit([click("u", "b", T0)]).refused[0]?.code).toBe(Code.ResourceExhausted);
+  });
+
   it("keeps at most maxClicks clicks in all, forgetting the users seen longest ago", () => {
     const budget = new ClickBudget(3, WINDOW, 100, 5);
     budget.admit([click("u1", "a", T0), click("u1", "b", T0), click("u1", "c", T0)]);

@@ -14,6 +14,11 @@ export class ClickBudget {
   private readonly users = new Map<string, Map<string, number>>();
   /** Clicks kept, over every user. */
   private kept = 0;
+  /**
+   * Clicks whose publish is under way, by user and event id: how many calls hold each, the one that took it and any that sent it
+   * again meanwhile. A call that fails gives its click back only when none of the others holds it or has stored it.
+   */
+  private readonly pending = new Map<string, number>();
 
   constructor(
     readonly budget: number,
@@ -23,16 +28,26 @@ export class ClickBudget {
   ) {}
 
   /**
-   * Takes room for the clicks, in order; each refused one gets a FieldError (ResourceExhausted,
-   * naming userid). `release` gives back what was taken, for when the publish failed.
+   * Takes room for the clicks, in order; each refused one gets a FieldError (ResourceExhausted, naming userid). Then exactly one
+   * of: `keep` once the clicks are stored; `release` when the publish failed, which gives back what was taken.
    */
-  admit(clicks: ValidClick[]): { refused: Array<FieldError | undefined>; release(): void } {
-    const taken: ValidClick[] = [];
+  admit(clicks: ValidClick[]): { refused: Array<FieldError | undefined>; release(): void; keep(): void } {
+    /** The clicks this call holds: taken here, or sent again while another call's publish of them was under way. */
+    const held = new Map<string, { userid: string; eventId: string }>();
+    const hold = (c: ValidClick, key: string) => {
+      this.pending.set(key, (this.pending.get(key) ?? 0) + 1);
+      held.set(key, { userid: c.userid, eventId: c.eventId });
+    };
     /** The clicks forgotten to make room, put back if the publish fails: its clicks were never stored. */
     const forgotten: Array<{ userid: string; eventId: string; t: number }> = [];
     const refused = clicks.map((c) => {
       const recent = this.recentOf(c.userid);
-      if (recent.has(c.eventId)) return undefined;
+      const key = `${c.userid}\n${c.eventId}`;
+      if (recent.has(c.eventId)) {
+        // The first call's publish may yet fail: then this one's stores it, and it must still count.
+        if (this.pending.has(key) && !held.has(key)) hold(c, key);
+        return undefined;
+      }
       let near = 0;
       for (const t of recent.values()) if (Math.abs(t - c.eventTimeMs) <= this.windowMs) near++;
       if (near >= this.budget) {
@@ -44,15 +59,29 @@ export class ClickBudget {
       }
       recent.set(c.eventId, c.eventTimeMs);
       this.kept++;
-      taken.push(c);
+      hold(c, key);
       for (const [eventId, t] of this.forgetOld(recent)) forgotten.push({ userid: c.userid, eventId, t });
       this.evictOver();
       return undefined;
     });
     return {
       refused,
+      keep: () => {
+        // Stored: no other call's failure gives these back now.
+        for (const key of held.keys()) this.pending.delete(key);
+      },
       release: () => {
-        for (const c of taken) if (this.users.get(c.userid)?.delete(c.eventId)) this.kept--;
+        for (const [key, h] of held) {
+          const holders = this.pending.get(key);
+          // Stored by another call meanwhile, or still held by one.
+          if (holders === undefined) continue;
+          if (holders > 1) {
+            this.pending.set(key, holders - 1);
+            continue;
+          }
+          this.pending.delete(key);
+          if (this.users.get(h.userid)?.delete(h.eventId)) this.kept--;
+        }
         // A click of the failed call, later than the user's others, had them forgotten: without them the user's earlier
         // window was free again, for another budget's worth.
         for (const f of forgotten) {

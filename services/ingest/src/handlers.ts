@@ -22,8 +22,11 @@ async function validateThenPublish<I, V>(opts: {
   items: I[];
   max: number;
   validate: (item: I, nowMs: number) => V;
-  /** Limits on valid items taken together (a user's click budget): refused ones get their error; `release` undoes the rest. */
-  admit?: (valid: V[]) => { refused: Array<FieldError | undefined>; release(): void };
+  /**
+   * Limits on valid items taken together (a user's click budget): refused ones get their error; then `keep` once the rest are
+   * published, or `release` to undo them.
+   */
+  admit?: (valid: V[]) => { refused: Array<FieldError | undefined>; release(): void; keep(): void };
   publish: (valid: V[], nowMs: number) => Promise<Published[]>;
   logger: Logger;
 }): Promise<Outcome<V>[]> {
@@ -68,6 +71,7 @@ async function validateThenPublish<I, V>(opts: {
     logger.warn({ err: String(err), [field]: valid.length }, "publish failed");
     throw new ConnectError(`publishing to the bus failed: ${String(err)}`, Code.Unavailable);
   }
+  admitted?.keep();
   published.forEach((p, j) => (outcomes[validAt[j]!] = { ok: true, value: valid[j]!, published: p }));
   return outcomes;
 }
