@@ -46,6 +46,25 @@ describe("DynamicBatcher", () => {
     );
   });
 
+  it("takes fewer long texts a batch, to at most its tokens at the class's longest, and short ones up to the max batch", async () => {
+    const b = new DynamicBatcher(model, { maxBatch: 32, maxBatchTokens: 2_048, maxDelayMs: 10, maxQueue: 1_000 }, () => Date.now());
+    // 100 tokens: the class up to 128, 16 a batch; 3 tokens: the class up to 16, 128 would fit, 32 a batch.
+    const pages = b.embed(Array.from({ length: 40 }, () => words(100)));
+    const titles = b.embed(Array.from({ length: 40 }, () => words(3)));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(model.batches.map((batch) => [batch.length, batch[0]!.length])).toEqual([
+      [16, 100],
+      [16, 100],
+      [32, 3],
+    ]);
+    await vi.advanceTimersByTimeAsync(10);
+    expect(model.batches.slice(3).map((batch) => [batch.length, batch[0]!.length])).toEqual([
+      [8, 100],
+      [8, 3],
+    ]);
+    await expect(Promise.all([pages, titles])).resolves.toHaveLength(2);
+  });
+
   it("runs a partial batch when its oldest text has waited the max delay, not before", async () => {
     const b = new DynamicBatcher(model, { maxBatch: 8, maxDelayMs: 10, maxQueue: 100 }, () => Date.now());
     const first = b.embed(["one"]);

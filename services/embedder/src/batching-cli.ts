@@ -1,11 +1,12 @@
 // Docs/s of the reference pages through the batching queue, max batch 1 against the given settings; then the most batching can give
 // the model here (batching-ceiling.ts), over --ceiling-texts of them spread over the whole.
-//   node dist/batching-cli.js [--model DIR] [--content FILE] [--texts pages|titles] [--pages N] [--max-batch N] [--max-delay-ms N] [--threads N]
-//     [--ceiling-texts N]
+//   node dist/batching-cli.js [--model DIR] [--content FILE] [--texts pages|titles] [--pages N] [--max-batch N] [--max-batch-tokens N]
+//     [--max-delay-ms N] [--threads N] [--ceiling-texts N]
+// The batched pass takes the service's defaults (EMBED_MAX_BATCH, EMBED_MAX_BATCH_TOKENS, EMBED_MAX_DELAY_MS) unless told otherwise.
 // --texts titles: each page's title alone (about 6 tokens), as short as a stated interest, instead of title and text (about 108).
 // --pages: the first N reference pages only (a MiniLM-sized transformer runs 70-100 pages a second on 2 cores, a lookup model thousands).
 import { parseArgs } from "node:util";
-import { DynamicBatcher } from "./batcher.js";
+import { DEFAULT_MAX_BATCH_TOKENS, DynamicBatcher } from "./batcher.js";
 import { batchingCeiling } from "./batching-ceiling.js";
 import { pageText } from "./content.js";
 import { DEFAULT_MODEL_DIR } from "./model-dir.js";
@@ -18,6 +19,7 @@ const { values } = parseArgs({
     model: { type: "string", default: DEFAULT_MODEL_DIR },
     content: { type: "string", default: CONTENT_FILE },
     "max-batch": { type: "string", default: "32" },
+    "max-batch-tokens": { type: "string", default: String(DEFAULT_MAX_BATCH_TOKENS) },
     "max-delay-ms": { type: "string", default: "5" },
     threads: { type: "string", default: "2" },
     pages: { type: "string" },
@@ -33,7 +35,12 @@ const maxBatch = Number(values["max-batch"]);
 const texts = pages.slice(0, values.pages === undefined ? pages.length : Number(values.pages)).map(textOf);
 
 async function docsPerSecond(size: number, sample: string[]) {
-  const batcher = new DynamicBatcher(model, { maxBatch: size, maxDelayMs: Number(values["max-delay-ms"]), maxQueue: sample.length });
+  const batcher = new DynamicBatcher(model, {
+    maxBatch: size,
+    maxBatchTokens: Number(values["max-batch-tokens"]),
+    maxDelayMs: Number(values["max-delay-ms"]),
+    maxQueue: sample.length,
+  });
   const t0 = performance.now();
   // Every page asked at once, one text a call, as the content consumer asks.
   await Promise.all(sample.map((t) => batcher.embed([t])));

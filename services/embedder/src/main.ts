@@ -3,6 +3,7 @@ import { connectBus, CrashAfterEffects, natsAuthFrom, StreamFill, streamLimitsFr
 import { commonEnv, consumerEnv, port, positiveInt, readConfig, z } from "@recsys/config";
 import { createLogger } from "@recsys/logging";
 import { onShutdown, serviceTokenFor, startRpcServer } from "@recsys/server";
+import { DEFAULT_MAX_BATCH_TOKENS } from "./batcher.js";
 import { runContentConsumer, type ContentStats } from "./consumer.js";
 import { embedderRoutes, MAX_TEXTS_PER_CALL } from "./handlers.js";
 import { runInterestConsumer } from "./interests.js";
@@ -17,6 +18,7 @@ const config = readConfig(
     EMBEDDER_MODEL_DIR: z.string().optional(),
     EMBEDDER_MINILM_DIR: z.string().default(fileURLToPath(new URL("../../../../shared/models/all-MiniLM-L6-v2", import.meta.url))),
     EMBED_MAX_BATCH: positiveInt(32),
+    EMBED_MAX_BATCH_TOKENS: positiveInt(DEFAULT_MAX_BATCH_TOKENS),
     EMBED_MAX_DELAY_MS: z.coerce.number().int().min(0).default(5),
     EMBED_MAX_QUEUE: positiveInt(4_096),
     EMBED_THREADS: positiveInt(2),
@@ -30,7 +32,12 @@ const model = await ModelThread.start(
   {
     dir,
     intraOpThreads: config.EMBED_THREADS,
-    batcher: { maxBatch: config.EMBED_MAX_BATCH, maxDelayMs: config.EMBED_MAX_DELAY_MS, maxQueue: Math.max(config.EMBED_MAX_QUEUE, MAX_TEXTS_PER_CALL) },
+    batcher: {
+      maxBatch: config.EMBED_MAX_BATCH,
+      maxBatchTokens: config.EMBED_MAX_BATCH_TOKENS,
+      maxDelayMs: config.EMBED_MAX_DELAY_MS,
+      maxQueue: Math.max(config.EMBED_MAX_QUEUE, MAX_TEXTS_PER_CALL),
+    },
   },
   (err) => {
     logger.fatal({ err: String(err) }, "the model thread ended: nothing can be embedded");
@@ -97,7 +104,10 @@ consuming.catch((err: unknown) => {
   logger.fatal({ err: String(err) }, "consumer failed");
   process.exit(1);
 });
-logger.info({ port: server.port, maxBatch: config.EMBED_MAX_BATCH, maxDelayMs: config.EMBED_MAX_DELAY_MS }, "embedder ready");
+logger.info(
+  { port: server.port, maxBatch: config.EMBED_MAX_BATCH, maxBatchTokens: config.EMBED_MAX_BATCH_TOKENS, maxDelayMs: config.EMBED_MAX_DELAY_MS },
+  "embedder ready",
+);
 
 onShutdown(logger, async () => {
   fill.stop();
