@@ -250,7 +250,11 @@ describe("refusals", () => {
     const capture = { warn, info: () => {}, error: () => {}, debug: () => {}, child: () => capture } as unknown as Logger;
     const authenticator = new Authenticator(parseApiKeys(`${READ_KEY}:read, ${WRITE_KEY}:write`), { secret: SECRET });
     const access = new Access(authenticator, LIMITS, memoryLimiters(LIMITS), capture);
-    const refusals = async (n: number, caller: { apiKey?: string; address: string }, method: "recommendation" | "clickstream" | "deleteUser") => {
+    const refusals = async (
+      n: number,
+      caller: { apiKey?: string; authorization?: string; address: string },
+      method: "recommendation" | "clickstream" | "deleteUser",
+    ) => {
       for (let i = 0; i < n; i++) {
         await expect(
           access.check(method, caller, method === "recommendation" ? { url: "https://e.org/a" } : ({ event: { userid: "u" } } as never)),
@@ -264,17 +268,24 @@ describe("refusals", () => {
     await refusals(1_000, { address: "10.0.0.1" }, "recommendation");
     await refusals(1_000, { apiKey: READ_KEY, address: "10.0.0.2" }, "deleteUser");
     await refusals(1_000, { apiKey: WRITE_KEY, address: "10.0.0.3" }, "clickstream");
+    const alice = `Bearer ${await tokenFor("alice")}`;
+    await refusals(1_000, { authorization: alice, address: "10.0.0.4" }, "deleteUser");
+    await refusals(1_000, { authorization: alice, address: "10.0.0.5" }, "clickstream");
     expect(lines).toEqual([
       { message: "refused: not authenticated", refusals: 1, address: "10.0.0.1" },
       { message: "refused: API key scope too low", refusals: 1, address: "10.0.0.2" },
       { message: "refused: rate limit", refusals: 1, address: "10.0.0.3" },
+      { message: "refused: a user token where a service key is needed", refusals: 1, address: "10.0.0.4" },
+      { message: "refused: user token acting for another user", refusals: 1, address: "10.0.0.5" },
     ]);
     // Every one is counted in the metrics.
     const after = await counted();
-    for (const kind of ["unauthenticated", "scope", "rate_limit"]) expect((after[kind] ?? 0) - (before[kind] ?? 0)).toBe(1_000);
+    for (const kind of ["unauthenticated", "scope", "rate_limit", "user_token", "other_user"]) {
+      expect((after[kind] ?? 0) - (before[kind] ?? 0)).toBe(1_000);
+    }
     // A second on, the next refusal of a kind tells how many were not written.
     vi.setSystemTime(Date.now() + 1_000);
-    await refusals(1, { address: "10.0.0.4" }, "recommendation");
-    expect(lines.slice(3)).toEqual([{ message: "refused: not authenticated", refusals: 1_000, address: "10.0.0.4" }]);
+    await refusals(1, { address: "10.0.0.6" }, "recommendation");
+    expect(lines.slice(5)).toEqual([{ message: "refused: not authenticated", refusals: 1_000, address: "10.0.0.6" }]);
   });
 });

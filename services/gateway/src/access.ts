@@ -61,12 +61,12 @@ export interface RateLimits {
 
 type Limiters = Record<keyof RateLimits, Limiter>;
 
-type RefusalKind = "unauthenticated" | "scope" | "other_user" | "rate_limit";
+type RefusalKind = "unauthenticated" | "scope" | "user_token" | "other_user" | "rate_limit";
 
 /** Calls refused at either door, by kind: the log writes at most a line a second of each. */
 export const refusals = new Counter({
   name: "recsys_gateway_refusals_total",
-  help: "Calls the gateway refused, at either door, by kind: unauthenticated, scope (too low), other_user (a user token for another), rate_limit",
+  help: "Calls the gateway refused, at either door and the dashboard's, by kind: unauthenticated, scope (a key's too low), user_token (where a key is needed), other_user (a user token for another), rate_limit",
   labelNames: ["kind"] as const,
   registers: [registry],
 });
@@ -112,11 +112,12 @@ export const UNLIMITED: RateLimits = { reads: 1e9, writes: 1e9, userReads: 1e9, 
  */
 export class Access {
   /**
-   * A warning per kind of refusal, at most once a second with the count since: every refusal is counted in the RPC metrics by its
-   * code, and a client refused thousands of times a second would otherwise write as many lines.
+   * A warning per kind of refusal, at most once a second with the count since (every one is counted in `refusals`): a client
+   * refused thousands of times a second would otherwise write as many lines.
    */
   private readonly refused: {
     scope: (f: RefusalFields) => void;
+    userToken: (f: RefusalFields) => void;
     otherUser: (f: RefusalFields) => void;
     unauthenticated: (f: RefusalFields & { reason: string }) => void;
     rateLimit: (f: RefusalFields & { limit: keyof RateLimits }) => void;
@@ -137,6 +138,7 @@ export class Access {
     };
     this.refused = {
       scope: refusal("scope", "refused: API key scope too low"),
+      userToken: refusal("user_token", "refused: a user token where a service key is needed"),
       otherUser: refusal("other_user", "refused: user token acting for another user"),
       unauthenticated: refusal("unauthenticated", "refused: not authenticated"),
       rateLimit: refusal("rate_limit", "refused: rate limit"),
@@ -166,7 +168,10 @@ export class Access {
       throw new ConnectError(`${API_KEY_HEADER}: this key's scope is ${principal.scope}; ${method} needs ${policy.scope}`, Code.PermissionDenied);
     }
     if (principal.kind === "user") {
-      if (policy.user === "never") throw new ConnectError(`authorization: ${method} needs a service key, not a user token`, Code.PermissionDenied);
+      if (policy.user === "never") {
+        this.refused.userToken({ method, address: caller.address });
+        throw new ConnectError(`authorization: ${method} needs a service key, not a user token`, Code.PermissionDenied);
+      }
       const actingFor = policy.user === "any" ? undefined : policy.user.userid(req);
       if (policy.user !== "any" && actingFor !== principal.userid && !(policy.user.optional && !actingFor)) {
         this.refused.otherUser({ method, address: caller.address });
@@ -182,7 +187,10 @@ export class Access {
    */
   async checkDashboard(caller: Caller): Promise<string> {
     const principal = await this.authenticated("dashboard", caller);
-    if (principal.kind === "user") throw new ConnectError("authorization: the dashboard needs a service key, not a user token", Code.PermissionDenied);
+    if (principal.kind === "user") {
+      this.refused.userToken({ method: "dashboard", address: caller.address });
+      throw new ConnectError("authorization: the dashboard needs a service key, not a user token", Code.PermissionDenied);
+    }
     await this.limit(principal, "read", "dashboard", caller);
     return clientOf(principal);
   }
