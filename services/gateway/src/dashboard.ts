@@ -57,8 +57,7 @@ export function createDashboard(opts: DashboardOptions): Dashboard {
     }
     const refuse = (code: Code, message: string) => {
       opts.logger.warn({ open: streams.size }, `refused: ${message}`);
-      res.writeHead(codeToHttpStatus(code), { "content-type": "application/json", "retry-after": "10" });
-      res.end(JSON.stringify({ code: codeToString(code), message }));
+      sendRefusal(res, new ConnectError(message, code), { "retry-after": "10" });
     };
     if (streams.size >= MAX_DASHBOARD_STREAMS) return refuse(Code.Unavailable, `at most ${MAX_DASHBOARD_STREAMS} dashboards at once`);
     const own = byClient.get(client) ?? 0;
@@ -123,9 +122,9 @@ export function createDashboard(opts: DashboardOptions): Dashboard {
 }
 
 /** A refusal as Connect's JSON error body, with its HTTP status. */
-function sendRefusal(res: HttpResponse, err: unknown) {
+function sendRefusal(res: HttpResponse, err: unknown, headers: Record<string, string> = {}) {
   const e = ConnectError.from(err);
-  res.writeHead(codeToHttpStatus(e.code), { "content-type": "application/json" });
+  res.writeHead(codeToHttpStatus(e.code), { "content-type": "application/json", ...headers });
   res.end(JSON.stringify({ code: codeToString(e.code), message: e.rawMessage }));
 }
 
