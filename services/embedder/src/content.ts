@@ -1,6 +1,7 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { isWrongLastSequence, PublishFailedError, StreamFill, urlKey, type Bus } from "@recsys/bus";
 import { ContentEmbeddingSchema, ContentPageSchema, type ContentEmbedding, type ContentPage } from "@recsys/contracts/events/v1/events";
+import { numbers } from "./numbers.js";
 
 /** The newest embedding of each url, as the EMBEDDINGS stream keeps it (one message per url). */
 export interface EmbeddingsLog {
@@ -47,7 +48,7 @@ export async function embedPageMessage(
       id: page.id,
       title: page.title,
       text: page.text,
-      embedding: Array.from(vector),
+      embedding: numbers(vector),
       version: page.sourceTimeMs,
       model: deps.model,
     });

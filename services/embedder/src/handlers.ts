@@ -4,6 +4,7 @@ import { EmbedderService } from "@recsys/contracts/embedder/v1/embedder";
 import type { Logger } from "@recsys/logging";
 import { checkText, FieldError } from "@recsys/validation";
 import { QueueFullError, type TextEmbedder } from "./batcher.js";
+import { numbers } from "./numbers.js";
 
 export const MAX_TEXTS_PER_CALL = 256;
 
@@ -34,7 +35,7 @@ export function embedderRoutes(model: TextEmbedder & { name: string; dimension: 
           }
           throw err;
         }
-        return { embeddings: vectors.map((v) => ({ values: Array.from(v) })), model: model.name, dimension: model.dimension };
+        return { embeddings: vectors.map((v) => ({ values: numbers(v) })), model: model.name, dimension: model.dimension };
       },
       async progress() {
         const [content, interests, embeddings, interestEmbeddings] = await Promise.all([

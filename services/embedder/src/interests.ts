@@ -13,6 +13,7 @@ import { InterestEmbeddingSchema, StatedInterestSchema, type InterestEmbedding, 
 import type { Logger } from "@recsys/logging";
 import { QueueFullError } from "./batcher.js";
 import { busFailure } from "./consumer.js";
+import { numbers } from "./numbers.js";
 
 /**
  * The effect of one stated interest: embed its text and publish the vector, keyed by the interest's user and event_id.
@@ -41,7 +42,7 @@ export async function embedInterestMessage(
       create(InterestEmbeddingSchema, {
         eventId: s.eventId,
         userid: s.userid,
-        embedding: Array.from(vector),
+        embedding: numbers(vector),
         sourceTimeMs: s.sourceTimeMs,
         model: deps.model,
         // profile forgets an interest accepted before its user's erasure by this time.
