@@ -209,6 +209,39 @@ describe("bad input is refused, names the field, and writes nothing", () => {
         "Internal",
         "",
       ],
+      // A plain object's `__proto__` is its prototype: a property of that name must be refused, not accepted and lost.
+      [
+        "a property named __proto__ in a JSON click",
+        () =>
+          rawConnect(
+            stack.url.gateway,
+            "/recsys.gateway.v1.GatewayService/Clickstream",
+            "application/json",
+            Buffer.from(JSON.stringify({ event: { ...good, eventId: "proto-json" } }).replace(/}}$/, ',"properties":{"__proto__":{"text":"x"}}}}')),
+          ),
+        "InvalidArgument",
+        "event.properties.__proto__",
+      ],
+      [
+        "a property named __proto__ in a binary protobuf click",
+        () =>
+          rawConnect(
+            stack.url.gateway,
+            "/recsys.gateway.v1.GatewayService/Clickstream",
+            "application/proto",
+            // ClickstreamRequest.event (1) { userid (1), url (2), properties (6) { key (1), value (2) { text (1) } } }
+            protoString(
+              1,
+              Buffer.concat([
+                protoString(1, Buffer.from("u-proto")),
+                protoString(2, Buffer.from("https://e.org/a")),
+                protoString(6, Buffer.concat([protoString(1, Buffer.from("__proto__")), protoString(2, protoString(1, Buffer.from("x")))])),
+              ]),
+            ),
+          ),
+        "InvalidArgument",
+        "event.properties.__proto__",
+      ],
       ["a 3 MB page text over Connect", () => c.gateway.content({ event: { ...page, text: "x".repeat(3_000_000) } }), "ResourceExhausted", ""],
       [
         "a 3 MB page text over GraphQL",
