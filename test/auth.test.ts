@@ -164,6 +164,46 @@ describe("rate limits", () => {
   });
 });
 
+describe("failed authentications", () => {
+  it("past 600 a minute from one address, that gateway refuses the address's other calls unchecked, but for a service key", async () => {
+    // A gateway of its own: the count is each process's, and this one's address (loopback) is every test's.
+    const replica = await stack.addReplica("gateway");
+    try {
+      const forged = `Bearer ${await tokenFor("mallory", { secret: randomBytes(32).toString("hex") })}`;
+      const call = (authorization: string) =>
+        fetch(`${replica.url}/recsys.gateway.v1.GatewayService/SimilarContent`, {
+          method: "POST",
+          headers: { "content-type": "application/json", authorization },
+          body: JSON.stringify({ userid: "mallory" }),
+        }).then(async (res) => ({ status: res.status, code: ((await res.json()) as { code?: string }).code }));
+      const answers: Array<{ status: number; code?: string }> = [];
+      let sent = 0;
+      await Promise.all(
+        Array.from({ length: 8 }, async () => {
+          while (sent < 600) {
+            sent++;
+            answers.push(await call(forged));
+          }
+        }),
+      );
+      expect(answers.filter((a) => a.code === "unauthenticated")).toHaveLength(600);
+      // A good token never seen before is refused without being checked; a service key is not.
+      const frank = gatewayWith({ authorization: `Bearer ${await tokenFor("frank")}` }, replica.url);
+      expect(await outcome(frank.similarContent({ userid: "frank" }))).toMatch(
+        /^ResourceExhausted: authentication: 600 calls from this address failed it within a minute; retry in \d+ s$/,
+      );
+      expect(await outcome(gatewayWith({ "x-api-key": READ_KEY }, replica.url).similarContent({ userid: "frank" }))).toBe("ok");
+      // The stack's own gateway counts its own.
+      expect(await outcome(gatewayWith({ authorization: `Bearer ${await tokenFor("frank")}` }).similarContent({ userid: "frank" }))).toBe("ok");
+      const metrics = await (await fetch(`${replica.url}/metrics`, { headers: { "x-api-key": READ_KEY } })).text();
+      expect(metrics).toMatch(/^recsys_gateway_refusals_total\{kind="unauthenticated"[^}]*\} 600$/m);
+      expect(metrics).toMatch(/^recsys_gateway_refusals_total\{kind="auth_failures"[^}]*\} 1$/m);
+    } finally {
+      await replica.kill();
+    }
+  });
+});
+
 describe("browsers and costs", () => {
   it("a cross-origin form POST of a mutation is refused and writes nothing", async () => {
     const before = await writesStored(stack);

@@ -289,3 +289,54 @@ describe("refusals", () => {
     expect(lines.slice(5)).toEqual([{ message: "refused: not authenticated", refusals: 200, address: "10.0.0.6" }]);
   });
 });
+
+describe("failed authentications", () => {
+  afterEach(() => vi.useRealTimers());
+  const authenticator = () => new Authenticator(parseApiKeys(`${READ_KEY}:read`), { secret: SECRET });
+  const similar = (access: Access, caller: { apiKey?: string; authorization?: string; address: string }) =>
+    access.check("similarContent", caller, { userid: "alice" } as never).then(
+      () => "ok",
+      (err: Error & { code?: number }) => err.message.replace(/^\[\w+\] /, ""),
+    );
+
+  it("past the limit from one address, refuse its calls for the rest of the minute before checking them, but for a key or a token verified before", async () => {
+    vi.useFakeTimers({ toFake: ["Date"] });
+    const access = new Access(authenticator(), LIMITS, memoryLimiters(LIMITS), logger, 3);
+    const A = "10.1.0.1";
+    const alice = `Bearer ${await tokenFor("alice")}`;
+    const forged = `Bearer ${await tokenFor("alice", { secret: "another-secret-of-at-least-32-bytes!" })}`;
+    const before = (await refusalsTotal.get()).values.find((v) => v.labels.kind === "auth_failures")?.value ?? 0;
+    expect(await similar(access, { authorization: alice, address: A })).toBe("ok");
+    for (let i = 0; i < 3; i++)
+      expect(await similar(access, { authorization: forged, address: A })).toBe("authorization: the token's signature does not verify");
+    // A good token never seen is refused too: it was not checked.
+    const unseen = `Bearer ${await tokenFor("alice", { expiresIn: "10m" })}`;
+    const refused = /^authentication: 3 calls from this address failed it within a minute; retry in (60|59) s$/;
+    expect(await similar(access, { authorization: unseen, address: A })).toMatch(refused);
+    expect(await similar(access, { authorization: forged, address: A })).toMatch(refused);
+    expect(await similar(access, { apiKey: "not-a-key-0123456789", address: A })).toMatch(refused);
+    // What holds without a signature to check still passes, and other addresses are as before.
+    expect(await similar(access, { apiKey: READ_KEY, address: A })).toBe("ok");
+    expect(await similar(access, { authorization: alice, address: A })).toBe("ok");
+    expect(await similar(access, { authorization: unseen, address: "10.1.0.2" })).toBe("ok");
+    expect(await similar(access, { authorization: forged, address: "10.1.0.3" })).toBe("authorization: the token's signature does not verify");
+    const after = (await refusalsTotal.get()).values.find((v) => v.labels.kind === "auth_failures")?.value ?? 0;
+    expect(after - before).toBe(3);
+    // A minute on, the address's calls are checked again.
+    vi.setSystemTime(Date.now() + 60_000);
+    const another = `Bearer ${await tokenFor("alice", { expiresIn: "20m" })}`;
+    expect(await similar(access, { authorization: another, address: A })).toBe("ok");
+    expect(await similar(access, { authorization: forged, address: A })).toBe("authorization: the token's signature does not verify");
+  });
+
+  it("take a verified token without checking it again only until it expires", async () => {
+    vi.useFakeTimers({ toFake: ["Date"] });
+    const access = new Access(authenticator(), LIMITS, memoryLimiters(LIMITS), logger);
+    const soon = `Bearer ${await tokenFor("alice", { expiresIn: "30s" })}`;
+    expect(await similar(access, { authorization: soon, address: "10.2.0.1" })).toBe("ok");
+    vi.setSystemTime(Date.now() + 20_000);
+    expect(await similar(access, { authorization: soon, address: "10.2.0.1" })).toBe("ok");
+    vi.setSystemTime(Date.now() + 11_000);
+    expect(await similar(access, { authorization: soon, address: "10.2.0.1" })).toBe("authorization: the token has expired");
+  });
+});

@@ -61,12 +61,12 @@ export interface RateLimits {
 
 type Limiters = Record<keyof RateLimits, Limiter>;
 
-type RefusalKind = "unauthenticated" | "scope" | "user_token" | "other_user" | "rate_limit";
+type RefusalKind = "unauthenticated" | "auth_failures" | "scope" | "user_token" | "other_user" | "rate_limit";
 
 /** Calls refused at either door, by kind: the log writes at most a line a second of each. */
 export const refusals = new Counter({
   name: "recsys_gateway_refusals_total",
-  help: "Calls the gateway refused, at either door and the dashboard's, by kind: unauthenticated, scope (a key's too low), user_token (where a key is needed), other_user (a user token for another), rate_limit",
+  help: "Calls the gateway refused, at either door and the dashboard's, by kind: unauthenticated, auth_failures (from an address past its failed attempts a minute), scope (a key's too low), user_token (where a key is needed), other_user (a user token for another), rate_limit",
   labelNames: ["kind"] as const,
   registers: [registry],
 });
@@ -103,6 +103,9 @@ export function sharedLimiters(redis: Redis | Cluster, namespace: string, limits
   return { reads: of("reads"), writes: of("writes"), userReads: of("userReads"), userWrites: of("userWrites") };
 }
 
+/** Calls a minute from one address that may fail authentication before the rest of that minute's are refused unchecked. */
+export const DEFAULT_AUTH_FAILURES_PER_MINUTE = 600;
+
 /** Limits high enough never to be met: for tests of anything else. */
 export const UNLIMITED: RateLimits = { reads: 1e9, writes: 1e9, userReads: 1e9, userWrites: 1e9 };
 
@@ -120,15 +123,24 @@ export class Access {
     userToken: (f: RefusalFields) => void;
     otherUser: (f: RefusalFields) => void;
     unauthenticated: (f: RefusalFields & { reason: string }) => void;
+    authFailures: (f: RefusalFields) => void;
     rateLimit: (f: RefusalFields & { limit: keyof RateLimits }) => void;
   };
+  /**
+   * Failed authentications by address, in this process. Past `authFailuresPerMinute`, the address's calls are refused for the
+   * rest of the minute before any token is checked, but for a key of this gateway's or a token it verified in the last minute:
+   * refusals are not rate-limited otherwise, and a forged token costs a signature check (80 µs) each time.
+   */
+  private readonly failures: RateLimiterMemory;
 
   constructor(
     readonly authenticator: Authenticator,
     private readonly limits: RateLimits,
     private readonly limiters: Limiters,
     logger: Logger,
+    private readonly authFailuresPerMinute = DEFAULT_AUTH_FAILURES_PER_MINUTE,
   ) {
+    this.failures = new RateLimiterMemory({ points: authFailuresPerMinute, duration: 60 });
     const refusal = <F extends RefusalFields>(kind: RefusalKind, message: string) => {
       const warn = throttledWarn<F>(logger, message, "refusals");
       return (fields: F) => {
@@ -141,6 +153,7 @@ export class Access {
       userToken: refusal("user_token", "refused: a user token where a service key is needed"),
       otherUser: refusal("other_user", "refused: user token acting for another user"),
       unauthenticated: refusal("unauthenticated", "refused: not authenticated"),
+      authFailures: refusal("auth_failures", "refused: too many failed authentications from this address"),
       rateLimit: refusal("rate_limit", "refused: rate limit"),
     };
   }
@@ -196,10 +209,21 @@ export class Access {
   }
 
   private async authenticated(method: string, caller: Caller): Promise<Principal> {
+    const failed = await this.failures.get(caller.address);
+    if (failed && failed.consumedPoints >= this.authFailuresPerMinute && failed.msBeforeNext > 0 && !this.authenticator.vouches(caller)) {
+      this.refused.authFailures({ method, address: caller.address });
+      throw new ConnectError(
+        `authentication: ${this.authFailuresPerMinute} calls from this address failed it within a minute; retry in ${Math.ceil(failed.msBeforeNext / 1000)} s`,
+        Code.ResourceExhausted,
+      );
+    }
     try {
       return await this.authenticator.authenticate(caller);
     } catch (err) {
       this.refused.unauthenticated({ method, address: caller.address, reason: (err as Error).message });
+      await this.failures.consume(caller.address).catch((res: unknown) => {
+        if (!(res instanceof RateLimiterRes)) throw res;
+      });
       throw err;
     }
   }

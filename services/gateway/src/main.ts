@@ -11,7 +11,7 @@ import { connectRedis, CovisitStore, DEFAULT_SEEN_HORIZON_MS } from "@recsys/cov
 import { createLogger } from "@recsys/logging";
 import { createPool, schemaFor } from "@recsys/profile/pool";
 import { isLoopback, onShutdown, sendServiceToken, startRpcServer } from "@recsys/server";
-import { Access, parseApiKeys, sharedLimiters, type RateLimits } from "./access.js";
+import { Access, DEFAULT_AUTH_FAILURES_PER_MINUTE, parseApiKeys, sharedLimiters, type RateLimits } from "./access.js";
 import { Authenticator } from "./auth.js";
 import { corsFor, parseOrigins } from "./cors.js";
 import { readingCovisitRedis } from "./covisit-reads.js";
@@ -60,6 +60,8 @@ const config = readConfig(
     GATEWAY_MUTATIONS_PER_MINUTE: positiveInt(60_000),
     GATEWAY_USER_QUERIES_PER_MINUTE: positiveInt(600),
     GATEWAY_USER_MUTATIONS_PER_MINUTE: positiveInt(600),
+    // Per address, in each gateway process: past it, that minute's other calls from there are refused before any check.
+    GATEWAY_AUTH_FAILURES_PER_MINUTE: positiveInt(DEFAULT_AUTH_FAILURES_PER_MINUTE),
     // Origins whose pages may call the gateway from a browser; none by default.
     GATEWAY_CORS_ORIGINS: z.string().default(""),
     // GraphiQL at /graphiql: by default only on a loopback HOST.
@@ -140,7 +142,7 @@ const limits: RateLimits = {
   userReads: config.GATEWAY_USER_QUERIES_PER_MINUTE,
   userWrites: config.GATEWAY_USER_MUTATIONS_PER_MINUTE,
 };
-const access = new Access(authenticator, limits, sharedLimiters(redis, config.RECSYS_NAMESPACE, limits), logger);
+const access = new Access(authenticator, limits, sharedLimiters(redis, config.RECSYS_NAMESPACE, limits), logger, config.GATEWAY_AUTH_FAILURES_PER_MINUTE);
 // The Connect JSON routes' OpenAPI document, public as the GraphQL schema is.
 const openApi = openApiRoute();
 const dashboard = createDashboard({
