@@ -128,8 +128,8 @@ export class Access {
   };
   /**
    * Failed authentications by address, in this process. Past `authFailuresPerMinute`, the address's calls are refused for the
-   * rest of the minute before any token is checked, but for a key of this gateway's or a token it verified in the last minute:
-   * refusals are not rate-limited otherwise, and a forged token costs a signature check (80 µs) each time.
+   * rest of the minute before any token is checked, but for a key of this gateway's or a token it verified in the last minute.
+   * The rate limits count only callers who authenticated, and a forged token costs a signature check (80 µs) each time.
    */
   private readonly failures: RateLimiterMemory;
 
