@@ -16,8 +16,19 @@ async function reading(redis: RedisClient): Promise<CpuReading> {
   return { gatewaySeconds: total(gateway, "process_cpu_seconds_total"), covisitSeconds: total(covisit, "process_cpu_seconds_total"), redisSeconds };
 }
 
-/** Runs `phase` and answers its latencies with the gateway's, covisit's and Redis' CPU per request meanwhile, in microseconds. */
-export async function withCovisitCpu(phase: () => Promise<PhaseSummary>) {
+/** A phase's latencies, and the CPU per request of the gateway's process, covisit's and Redis meanwhile, in microseconds. */
+export interface CovisitCost {
+  latencies: PhaseSummary;
+  gatewayCpuMicros: number;
+  covisitCpuMicros: number;
+  redisCpuMicros: number;
+}
+
+/** The three processes' CPU per request together. */
+export const cpuMicros = (c: CovisitCost) => c.gatewayCpuMicros + c.covisitCpuMicros + c.redisCpuMicros;
+
+/** Runs `phase` and answers its latencies with the gateway's, covisit's and Redis' CPU per request meanwhile. */
+export async function withCovisitCpu(phase: () => Promise<PhaseSummary>): Promise<CovisitCost> {
   const redis = await benchRedis();
   try {
     const before = await reading(redis);
