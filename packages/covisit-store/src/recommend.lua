@@ -1,5 +1,5 @@
 -- Top co-visits of one url: frequency desc, then recommendation asc (bytewise), leaving out the url itself, the hidden pages and,
--- for a user, the pages they clicked within the seen horizon before their newest click. Version 4.
+-- for a user, the pages they clicked within the seen horizon before their newest click. Version 5.
 -- Reads the keys of one shard (see covisit.lua), for a store of one shard (with several, shard-top.lua and a merge).
 -- KEYS[1] the url's co-visit counts (member = url, score = frequency), KEYS[2] the marker (see covisit.lua), KEYS[3] the user's
 -- recent urls (url -> ms; see covisit.lua), or KEYS[1] again for no user, KEYS[4] the visibility of pages (see visibility.lua:
@@ -8,23 +8,23 @@
 local key, visibility, limit, url, horizon = KEYS[1], KEYS[4], tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
 if redis.call('EXISTS', KEYS[2]) == 0 then return nil end
 
--- The pages left out; those among the counts are read past, so the list is `limit` long when the counts allow.
-local excluded = {[url] = true}
-local candidates = {url}
+-- The url itself is left out; so are the user's pages of the seen horizon and the hidden pages, both looked up among the pages read
+-- (a user has dozens of recent pages, most of them far down the url's counts or not among them at all).
+local recent, since = nil, nil
 if KEYS[3] ~= key then
   local newest = redis.call('ZREVRANGE', KEYS[3], 0, 0, 'WITHSCORES')
-  if #newest > 0 then
-    for _, u in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], string.format('%.0f', tonumber(newest[2]) - horizon), '+inf')) do
-      if not excluded[u] then
-        excluded[u] = true
-        candidates[#candidates + 1] = u
-      end
+  if #newest > 0 then recent, since = KEYS[3], tonumber(string.format('%.0f', tonumber(newest[2]) - horizon)) end
+end
+
+-- The scores of `members` in `zset`, in order (false for none): ZMSCORE by parts, as Lua unpacks at most 7,999 values at once.
+local function scores(zset, members)
+  local out = {}
+  for first = 1, #members, 1000 do
+    for _, score in ipairs(redis.call('ZMSCORE', zset, unpack(members, first, math.min(first + 999, #members)))) do
+      out[#out + 1] = score
     end
   end
-end
-local skipped = 0
-for _, score in ipairs(redis.call('ZMSCORE', key, unpack(candidates))) do
-  if score then skipped = skipped + 1 end
+  return out
 end
 
 -- The first `want` in order, flat (member, score, ...). Read by descending score, a sorted set's ties come in reverse: the ties
@@ -53,32 +53,37 @@ local function firstInOrder(want)
   return ordered
 end
 
--- Hidden pages are found among those read (no hidden page at all: one lookup, and the list is read once as before); each
--- found one is read past like the user's pages, reading further until the list is `limit` long or the counts end.
+-- Each page left out is read past, reading further until the list is `limit` long or the counts end. A user's pages are often
+-- among the first (their own clicks counted there), so a read for a user starts twice as deep; doubling bounds the rounds.
 local anyHidden = #redis.call('ZRANGEBYSCORE', visibility, '(0', '+inf', 'LIMIT', 0, 1) > 0
-local want = limit + skipped
+local want = recent and 2 * limit + 1 or limit + 1
 while true do
   local ordered = firstInOrder(want)
-  local hidden, hiddenRead = {}, 0
-  if anyHidden and #ordered > 0 then
+  local left = {[url] = true}
+  if (recent or anyHidden) and #ordered > 0 then
     local members = {}
     for k = 1, #ordered, 2 do members[#members + 1] = ordered[k] end
-    for k, state in ipairs(redis.call('ZMSCORE', visibility, unpack(members))) do
-      if state and tonumber(state) > 0 then
-        hidden[members[k]] = true
-        if not excluded[members[k]] then hiddenRead = hiddenRead + 1 end
+    if recent then
+      for k, at in ipairs(scores(recent, members)) do
+        if at and tonumber(at) >= since then left[members[k]] = true end
+      end
+    end
+    if anyHidden then
+      for k, state in ipairs(scores(visibility, members)) do
+        if state and tonumber(state) > 0 then left[members[k]] = true end
       end
     end
   end
-  local out = {}
+  local out, leftRead = {}, 0
   for k = 1, #ordered, 2 do
     local member = ordered[k]
-    if #out < 2 * limit and not excluded[member] and not hidden[member] then
+    if left[member] then
+      leftRead = leftRead + 1
+    elseif #out < 2 * limit then
       out[#out + 1] = member
       out[#out + 1] = ordered[k + 1]
     end
   end
   if #out == 2 * limit or #ordered < 2 * want then return out end
-  -- Every hidden page read so far is read past; doubling bounds the rounds when more hide further down.
-  want = math.max(limit + skipped + hiddenRead, 2 * want)
+  want = math.max(limit + leftRead, 2 * want)
 end

@@ -297,6 +297,8 @@ describe.each([1, 3])("%i shard(s)", (shards) => {
       await store.applyClick(click("reader", d!, T0 - 25 * 3600_000));
       await store.applyClicks([click("reader", b!, T0), click("reader", c!, T0 + 60_000)]);
       expect(urls(await store.coVisitsAfter(a!, 3, "reader"))).toEqual([d, e, f]);
+      // The first pages read all left out (a itself, then the reader's b and c): read further.
+      expect(urls(await store.coVisitsAfter(a!, 1, "reader"))).toEqual([d]);
       expect(await store.coVisitsAfter(a!, 2, "reader")).toEqual([
         { recommendation: d, frequency: 3 },
         { recommendation: e, frequency: 2 },
@@ -313,6 +315,25 @@ describe.each([1, 3])("%i shard(s)", (shards) => {
       await short.applyClick(click("reader2", c!, T0 + 3 * 60_000));
       expect(urls(await short.coVisitsAfter(a!, 2, "reader2"))).toEqual([b, d]);
     });
+
+    it("answers a user with more recent pages than one Lua call can take (8,100: what the click budget allows in 24 h)", async () => {
+      const [a, b, c] = ["a", "b", "c"].map((p) => `https://e.org/${p}`);
+      // Counts after a: b 3 (others 0 to 2), c 2.
+      let n = 0;
+      for (const [to, times] of [
+        [b, 3],
+        [c, 2],
+      ] as const) {
+        for (let i = 0; i < times; i++, n++) await store.applyClicks([click(`other${n}`, a!, T0), click(`other${n}`, to, T0 + 1_000)]);
+      }
+      // A click every 10.5 s (58 within any 10 minutes; the budget is 60) for 23.6 hours, each on a page of its own, then b.
+      const heavy = Array.from({ length: 8_100 }, (_, i) => click("heavy", `https://e.org/heavy/${i}`, T0 + 1_000 + i * 10_500));
+      heavy.push(click("heavy", b!, T0 + 1_000 + 8_100 * 10_500));
+      for (let i = 0; i < heavy.length; i += 500) await store.applyClicks(heavy.slice(i, i + 500));
+      expect(await store.coVisitsAfter(a!, 2, "heavy")).toEqual([{ recommendation: c, frequency: 2 }]);
+      expect(await store.coVisitsAfter(a!, 2, "other0")).toEqual([{ recommendation: c, frequency: 2 }]);
+      expect((await store.recentPages("heavy")).length).toBe(8_101);
+    }, 60_000);
 
     it("keeps urls and user ids with separators apart", async () => {
       await store.applyClick(click("a:b", "https://e.org/x?q=1:2", T0));
