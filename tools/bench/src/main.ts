@@ -109,27 +109,14 @@ async function main(opts: { json?: string; quick: boolean }) {
     // the gateway's CPU a request moved by 15% between two phases alike at this rate, more than the exclusions' share of it, so
     // each round's ratio and their median.
     const byClick = order(clicks);
+    const recommendationCost = (bodies: unknown[]) => withCovisitCpu(() => loadPhase(gateway, "Recommendation", 1000, rateSeconds, bodies));
+    const clickedBodies = byClick.map((c) => ({ url: c.url }));
+    const userBodies = byClick.map((c) => ({ url: c.url, userid: c.userid }));
     const userRounds: Array<{ clicked: CovisitCost; user: CovisitCost; ratio: number }> = [];
     for (let round = 0; round < USERID_ROUNDS; round++) {
       log(`Recommendation of the urls of clicks, without then with the userid of the click, at 1,000 requests/s (${round + 1} of ${USERID_ROUNDS})`);
-      const clicked = await withCovisitCpu(() =>
-        loadPhase(
-          gateway,
-          "Recommendation",
-          1000,
-          rateSeconds,
-          byClick.map((c) => ({ url: c.url })),
-        ),
-      );
-      const user = await withCovisitCpu(() =>
-        loadPhase(
-          gateway,
-          "Recommendation",
-          1000,
-          rateSeconds,
-          byClick.map((c) => ({ url: c.url, userid: c.userid })),
-        ),
-      );
+      const clicked = await recommendationCost(clickedBodies);
+      const user = await recommendationCost(userBodies);
       userRounds.push({ clicked, user, ratio: cpuMicros(user) / cpuMicros(clicked) });
     }
     const exclusions = { ...median(userRounds, (r) => r.ratio), ratios: userRounds.map((r) => r.ratio) };
