@@ -83,3 +83,30 @@ export async function highestRateWithin(rates: number[], p99Ms: number, phase: (
   }
   return { best, p99MsByRate: tried };
 }
+
+/**
+ * A query phase through the gateway and on the bare server by turns, `rounds` times: the gateway first in even rounds, the
+ * bare server first in odd ones, so that a machine growing busier or quieter weighs on both sides alike. Answers each side's runs
+ * and each round's ratio of the two p99s, gateway over bare. A slow spell on this machine lasts seconds and lands on one side of
+ * one round: one run a side, or the mean of two, put one spell's weight on the whole ratio (1.51 to 4.65 in three runs on one VM).
+ */
+export async function pairedRounds(rounds: number, gatewayPhase: (round: number) => Promise<LatencySummary>, barePhase: () => Promise<LatencySummary>) {
+  const gateway: LatencySummary[] = [];
+  const bare: LatencySummary[] = [];
+  const ratios: number[] = [];
+  for (let round = 0; round < rounds; round++) {
+    let g: LatencySummary;
+    let b: LatencySummary;
+    if (round % 2 === 0) {
+      g = await gatewayPhase(round);
+      b = await barePhase();
+    } else {
+      b = await barePhase();
+      g = await gatewayPhase(round);
+    }
+    gateway.push(g);
+    bare.push(b);
+    ratios.push(g.p99Ms / b.p99Ms);
+  }
+  return { gateway, bare, ratios };
+}
