@@ -27,3 +27,12 @@ export async function pruneAppliedEvents(pool: pg.Pool, retentionMs: number): Pr
   const r = await pool.query<{ n: string }>("SELECT prune_applied_events($1) AS n", [retentionMs]);
   return Number(r.rows[0]!.n);
 }
+
+/**
+ * Forgets at most `limit` (user, kind) pairs silent for the retention, the longest silent first: their watermarks and applied ids
+ * (migration 009). Returns how many pairs and ids went.
+ */
+export async function forgetSilentUsers(pool: pg.Pool, retentionMs: number, limit: number): Promise<{ users: number; ids: number }> {
+  const r = await pool.query<{ users: string; ids: string }>("SELECT users, ids FROM forget_silent_users($1, $2)", [retentionMs, limit]);
+  return { users: Number(r.rows[0]!.users), ids: Number(r.rows[0]!.ids) };
+}

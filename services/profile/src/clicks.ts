@@ -50,18 +50,40 @@ export async function foldParkedClicks(db: pg.PoolClient, url: string): Promise<
   return deleted.rowCount ?? 0;
 }
 
-/** Deletes clicks parked longer than `maxAgeMs`, with their ids, skipping urls whose lock (lockUrl's) is held; returns how many. */
+/**
+ * How many urls one statement of expireParkedClicks locks: each lock takes an entry of PostgreSQL's shared lock table (about
+ * 13,000 entries with its default settings, shared by every session), held until the statement's transaction ends.
+ */
+export const EXPIRE_URLS_PER_STATEMENT = 500;
+
+/**
+ * Deletes clicks parked longer than `maxAgeMs`, with their ids, skipping urls whose lock (lockUrl's) is held; returns how many.
+ * Url by url in order, EXPIRE_URLS_PER_STATEMENT urls a statement (a transaction of its own), each url once.
+ */
 export async function expireParkedClicks(pool: pg.Pool, maxAgeMs: number): Promise<number> {
-  const r = await pool.query<{ n: string }>(
-    `WITH gone AS (
-       DELETE FROM parked_clicks WHERE parked_at < now() - make_interval(secs => $1::float8 / 1000)
-         AND pg_try_advisory_xact_lock(hashtextextended(url, 0))
-       RETURNING userid, event_id
-     ), ids AS (
-       DELETE FROM applied_events a USING gone g WHERE a.userid = g.userid AND a.kind = 'click' AND a.event_id = g.event_id
-     )
-     SELECT count(*) AS n FROM gone`,
-    [maxAgeMs],
-  );
-  return Number(r.rows[0]!.n);
+  let expired = 0;
+  let after: string | null = null;
+  for (;;) {
+    const r: pg.QueryResult<{ n: string; urls: string; last: string | null }> = await pool.query(
+      `WITH due AS (
+         SELECT DISTINCT url FROM parked_clicks
+         WHERE parked_at < now() - make_interval(secs => $1::float8 / 1000) AND ($2::text IS NULL OR url > $2)
+         ORDER BY url LIMIT $3
+       ), locked AS (
+         SELECT url FROM due WHERE pg_try_advisory_xact_lock(hashtextextended(url, 0))
+       ), gone AS (
+         DELETE FROM parked_clicks p USING locked l
+         WHERE p.url = l.url AND p.parked_at < now() - make_interval(secs => $1::float8 / 1000)
+         RETURNING p.userid, p.event_id
+       ), ids AS (
+         DELETE FROM applied_events a USING gone g WHERE a.userid = g.userid AND a.kind = 'click' AND a.event_id = g.event_id
+       )
+       SELECT (SELECT count(*) FROM gone) AS n, (SELECT count(*) FROM due) AS urls, (SELECT max(url) FROM due) AS last`,
+      [maxAgeMs, after, EXPIRE_URLS_PER_STATEMENT],
+    );
+    const row = r.rows[0]!;
+    expired += Number(row.n);
+    if (Number(row.urls) < EXPIRE_URLS_PER_STATEMENT) return expired;
+    after = row.last;
+  }
 }

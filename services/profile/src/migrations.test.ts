@@ -167,7 +167,7 @@ describe("migrations", () => {
       const five = "SELECT apply_clicks($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint) AS o";
       expect((await oldPool.query(five, [["c1"], ["u"], [a], [10], 1000])).rows[0].o).toEqual(["applied"]);
 
-      expect(await migrate(oldPool, old, DIM)).toEqual(["008_erasure_and_hidden_pages.sql"]);
+      expect(await migrate(oldPool, old, DIM)).toEqual(["008_erasure_and_hidden_pages.sql", "009_silent_users_forgotten.sql"]);
       const store = new ProfileStore(oldPool);
       expect((await store.similarContent("u", 2, true)).map((p) => p.url)).toContain(a);
       expect((await store.similarContent("u", 2)).map((p) => p.url)).toEqual([b]);
@@ -180,6 +180,30 @@ describe("migrations", () => {
       expect(await store.interest("u")).toBeUndefined();
       expect(await store.applyVisibility({ url: a, hidden: true, seq: 1 })).toBe("applied");
       expect((await store.similarContent("u", 2)).map((p) => p.url)).toEqual([b]);
+    });
+  });
+
+  it("forget silent users (009) from the migration on: every user already there counts as heard from then", async () => {
+    await withSchemaBefore("009", async (oldPool, old) => {
+      const a = "https://e.org/a";
+      await storeOldPage(oldPool, page(a, unitVector()));
+      const click = (eventId: string, userid: string, t: number) => ({ eventId, userid, url: a, eventTimeMs: t, event: "view", seq: t });
+      const before = new ProfileStore(oldPool);
+      expect(status(await before.applyClicks([click("c1", "quiet", 1), click("c2", "busy", 2)]))).toEqual(["applied", "applied"]);
+
+      expect(await migrate(oldPool, old, DIM)).toEqual(["009_silent_users_forgotten.sql"]);
+      const store = new ProfileStore(oldPool);
+      expect(await store.forgetSilentUsers(10_000)).toEqual({ users: 0, ids: 0 });
+      // Eight days on, one user was heard from again (by the build before, whose apply_clicks is the same function): only the
+      // other is forgotten.
+      await oldPool.query("UPDATE event_watermarks SET applied_at = applied_at - interval '8 days'");
+      expect(status(await store.applyClicks([click("c3", "busy", 3)]))).toEqual(["applied"]);
+      expect(await store.forgetSilentUsers(10_000)).toEqual({ users: 1, ids: 1 });
+      const left = await oldPool.query("SELECT userid, event_id FROM applied_events ORDER BY event_id");
+      expect(left.rows).toEqual([
+        { userid: "busy", event_id: "c2" },
+        { userid: "busy", event_id: "c3" },
+      ]);
     });
   });
 

@@ -296,6 +296,9 @@ describe("similarContent", () => {
 
 describe("applied event ids expire by a horizon per user", () => {
   const DAY = 24 * 3600_000;
+  /** A user's applied ids, of every kind. */
+  const ids = async (userid: string) =>
+    (await pool.query<{ event_id: string }>("SELECT event_id FROM applied_events WHERE userid = $1 ORDER BY event_id", [userid])).rows.map((r) => r.event_id);
   const at = (userid: string, url: string, eventTimeMs: number, eventId = `e${nextId++}`): ClickToApply => ({
     eventId,
     userid,
@@ -354,6 +357,61 @@ describe("applied event ids expire by a horizon per user", () => {
     const vectors = await storeRandomPages(["https://e.org/never"]);
     expect(status(await store.applyClicks([parked]))).toEqual(["applied"]);
     await expectInterest("u", ["https://e.org/never"], vectors);
+  });
+
+  it("forgets a user silent for the retention, with their ids and watermark, and keeps everyone heard from since", async () => {
+    const vectors = await storeRandomPages(["https://e.org/a", "https://e.org/b"]);
+    const interest = (userid: string, eventId: string) => ({ eventId, userid, text: "x", embedding: unitVector(), sourceTimeMs: 0n });
+    const gone = at("gone", "https://e.org/a", 0);
+    expect(
+      status(await store.applyClicks([gone, at("gone", "https://e.org/b", 1), at("back", "https://e.org/a", 0), at("recent", "https://e.org/a", 0)])),
+    ).toEqual(["applied", "applied", "applied", "applied"]);
+    expect(await store.applyInterest(interest("gone", "i1"))).toEqual({ status: "applied" });
+    // A user whose click waits for its page: its id guards the parked row.
+    expect(status(await store.applyClicks([at("waiting", "https://e.org/never", 0)]))).toEqual(["parked"]);
+    const silentFor = (users: string[], interval: string) =>
+      pool.query(`UPDATE event_watermarks SET applied_at = now() - interval '${interval}' WHERE userid = ANY($1)`, [users]);
+    await silentFor(["gone", "back", "waiting"], "7 days 1 minute");
+    await silentFor(["recent"], "6 days 23 hours");
+    // "back" sends a click again (a duplicate counts too: the user was heard from).
+    expect(status(await store.applyClicks([at("back", "https://e.org/a", 0, (await ids("back"))[0])]))).toEqual(["duplicate"]);
+    // Two kinds of "gone" (click, interest) are two pairs; nothing else is silent that long.
+    expect(await store.forgetSilentUsers(10_000)).toEqual({ users: 2, ids: 3 });
+    expect(await store.forgetSilentUsers(10_000)).toEqual({ users: 0, ids: 0 });
+    const left = await pool.query<{ userid: string }>("SELECT DISTINCT userid FROM event_watermarks ORDER BY userid");
+    expect(left.rows.map((r) => r.userid)).toEqual(["back", "recent", "waiting"]);
+    expect(await ids("gone")).toEqual([]);
+    expect((await ids("recent")).length).toBe(1);
+    // The forgotten user starts over: a new click is applied, and so is the old one sent again (as covisit counts a click sent
+    // again after its user's keys expired); its interest holds the four clicks and the stated interest.
+    expect(status(await store.applyClicks([at("gone", "https://e.org/b", 2), gone]))).toEqual(["applied", "applied"]);
+    expect((await pool.query("SELECT terms::int FROM interests WHERE userid = 'gone'")).rows).toEqual([{ terms: 5 }]);
+    await expectInterest("recent", ["https://e.org/a"], vectors);
+    expect((await ids("gone")).length).toBe(2);
+  });
+
+  it("forgets silent users the longest silent first, at most the limit a call", async () => {
+    await storeRandomPages(["https://e.org/a"]);
+    expect(status(await store.applyClicks(["s1", "s2", "s3"].map((u) => at(u, "https://e.org/a", 0))))).toEqual(["applied", "applied", "applied"]);
+    await pool.query("UPDATE event_watermarks SET applied_at = now() - interval '8 days' - (interval '1 hour' * substr(userid, 2)::int)");
+    expect(await store.forgetSilentUsers(2)).toEqual({ users: 2, ids: 2 });
+    const left = await pool.query<{ userid: string }>("SELECT userid FROM event_watermarks");
+    expect(left.rows.map((r) => r.userid)).toEqual(["s1"]);
+    expect(await store.forgetSilentUsers(2)).toEqual({ users: 1, ids: 1 });
+  });
+
+  it("expires more parked urls than PostgreSQL's lock table holds in one transaction (20,000; about 13,000 by default)", async () => {
+    await pool.query(
+      `INSERT INTO parked_clicks (event_id, userid, url, event_time_ms, parked_at)
+       SELECT 'e' || i, 'u' || (i % 100), 'https://e.org/parked/' || i, 0, now() - interval '2 minutes' FROM generate_series(1, 20000) i`,
+    );
+    await pool.query("INSERT INTO applied_events (userid, kind, event_id, event_time_ms) SELECT userid, 'click', event_id, 0 FROM parked_clicks");
+    // One parked a minute ago stays.
+    expect(status(await store.applyClicks([at("u", "https://e.org/parked/new", 0)]))).toEqual(["parked"]);
+    await pool.query("UPDATE parked_clicks SET parked_at = now() - interval '1 minute' WHERE url = 'https://e.org/parked/new'");
+    expect(await store.expireParkedClicks(90_000)).toBe(20_000);
+    const left = await pool.query<{ url: string; ids: number }>("SELECT url, (SELECT count(*)::int FROM applied_events) AS ids FROM parked_clicks");
+    expect(left.rows).toEqual([{ url: "https://e.org/parked/new", ids: 1 }]);
   });
 
   it("keeps legacy ids (recorded before ids were per user): they name no user whose horizon could let them go", async () => {

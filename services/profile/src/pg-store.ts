@@ -1,5 +1,5 @@
 import type pg from "pg";
-import { pruneAppliedEvents } from "./applied-events.js";
+import { forgetSilentUsers, pruneAppliedEvents } from "./applied-events.js";
 import { applyClicks, expireParkedClicks } from "./clicks.js";
 import { applyEmbedding } from "./embeddings.js";
 import { eraseUser } from "./erasures.js";
@@ -102,6 +102,15 @@ export class ProfileStore {
   /** Deletes the applied ids past their users' horizons (migration 007); returns how many. */
   pruneAppliedEvents(): Promise<number> {
     return pruneAppliedEvents(this.pool, this.dedupRetentionMs);
+  }
+
+  /**
+   * Forgets at most `limit` (user, kind) pairs not heard from for the retention (wall clock), the longest silent first: their
+   * watermarks and applied ids, so that users who never come back leave nothing behind (migration 009). A user with a parked
+   * click is kept until it is applied or expires. Returns how many pairs and ids went.
+   */
+  forgetSilentUsers(limit: number): Promise<{ users: number; ids: number }> {
+    return forgetSilentUsers(this.pool, this.dedupRetentionMs, limit);
   }
 
   /**
