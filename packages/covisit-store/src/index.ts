@@ -101,6 +101,8 @@ const SLOTS = 16384;
  * more is asked; a longer list is read further, four times deeper each round.
  */
 const MERGE_FIRST_DEPTH = 32;
+/** Members asked for in one ZMSCORE, as recommend.lua asks them. */
+const SCORES_PER_CALL = 1_000;
 
 /**
  * The hash tag of shard `s` of `shards`: "s/shards", with a suffix chosen so that its slot falls in the s-th of `shards` equal ranges
@@ -522,8 +524,8 @@ export class CovisitStore {
         .filter((a) => a.missing.length > 0);
       const unknownVisibility = anyHidden ? candidates.filter((m) => !hidden.has(m)) : [];
       const [visibility, ...answers] = await Promise.all([
-        unknownVisibility.length ? this.redis.zmscore(this.visibilityKey(0), ...unknownVisibility) : [],
-        ...asks.map((a) => this.redis.zmscore(this.countsKey(a.s, url), ...a.missing)),
+        this.scores(this.visibilityKey(0), unknownVisibility),
+        ...asks.map((a) => this.scores(this.countsKey(a.s, url), a.missing)),
       ]);
       unknownVisibility.forEach((m, k) => hidden.set(m, visibility[k] !== null && Number(visibility[k]) > 0));
       asks.forEach((a, i) => a.missing.forEach((m, k) => known[a.s]!.set(m, answers[i]![k] === null ? 0 : Number(answers[i]![k]))));
@@ -539,6 +541,16 @@ export class CovisitStore {
         return top;
       }
     }
+  }
+
+  /**
+   * ZMSCORE of `members` on `key`, SCORES_PER_CALL at a time: below the top of a url's counts the candidates can number hundreds
+   * of thousands, past the arguments one JavaScript call can take (about 120,000).
+   */
+  private async scores(key: string, members: string[]): Promise<Array<string | null>> {
+    const parts: Array<Promise<Array<string | null>>> = [];
+    for (let i = 0; i < members.length; i += SCORES_PER_CALL) parts.push(this.redis.zmscore(key, members.slice(i, i + SCORES_PER_CALL)));
+    return (await Promise.all(parts)).flat();
   }
 
   /** shard-top.lua on shard `s`: its co-visits of `url` ranked `from` to `to` (exclusive) by score; refused when its gate is gone. */

@@ -335,6 +335,25 @@ describe.each([1, 3])("%i shard(s)", (shards) => {
       expect((await store.recentPages("heavy")).length).toBe(8_101);
     }, 60_000);
 
+    it("answers a url with a long tail of equal counts, more than one call's arguments can hold (140,000 a shard)", async () => {
+      // Counts as many users would leave them: in every shard 140,000 pages co-visited once after `hub`, and in the last shard a
+      // page co-visited 5 times. Below the top, every count ties: a merge over shards reads each shard to its end.
+      const hub = "https://e.org/hub";
+      const top = "https://e.org/top";
+      const countsKey = (s: number) => `${namespace}:recsys:{${shardTag(s, shards)}}:cv:${hub}`;
+      for (let s = 0; s < shards; s++) {
+        for (let i = 0; i < 140_000; i += 10_000) {
+          const members = Array.from({ length: 10_000 }, (_, k) => [1, `https://e.org/tail/${s}/${i + k}`]).flat();
+          await redis.zadd(countsKey(s), ...members);
+        }
+      }
+      await redis.zadd(countsKey(shards - 1), 5, top);
+      expect(await store.coVisitsAfter(hub, 2)).toEqual([
+        { recommendation: top, frequency: 5 },
+        { recommendation: "https://e.org/tail/0/0", frequency: 1 },
+      ]);
+    }, 60_000);
+
     it("keeps urls and user ids with separators apart", async () => {
       await store.applyClick(click("a:b", "https://e.org/x?q=1:2", T0));
       await store.applyClick(click("a:b", "https://e.org/y", T0 + 1));
