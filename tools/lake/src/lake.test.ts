@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { DuckDBInstance } from "@duckdb/node-api";
 import { readClicks } from "@recsys/bus";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { archivedClickMessages, query } from "./lake.js";
+import { archivedClickMessages, query, table } from "./lake.js";
 
 // Parquet files laid out and typed as services/archive writes them (DuckDB, hour partitions), read back by the lake.
 
@@ -87,5 +87,27 @@ describe("SQL over the archive", () => {
       { stream_seq: "3", userid: "u1", dt: "2024-01-02", hour: "01" },
       { stream_seq: "5", userid: "u2", dt: "2024-01-02", hour: "01" },
     ]);
+  });
+});
+
+describe("the printed table", () => {
+  it("lines up its columns, as psql does", () => {
+    expect(
+      table(
+        ["n", "url"],
+        [
+          { n: "1", url: "https://e.org/a" },
+          { n: "10", url: null },
+        ],
+      ).split("\n"),
+    ).toEqual(["n  | url", "---+----------------", "1  | https://e.org/a", "10 |", "(2 rows)"]);
+  });
+
+  it("prints as many rows as a query answers, past what one call's arguments can hold", async () => {
+    const { columns, rows } = await query(dir, "SELECT range AS n FROM range(200000)");
+    const lines = table(columns, rows).split("\n");
+    expect(lines.length).toBe(200_003);
+    expect(lines.slice(0, 3)).toEqual(["n", "------", "0"]);
+    expect(lines.at(-1)).toBe("(200000 rows)");
   });
 });

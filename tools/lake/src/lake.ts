@@ -212,3 +212,17 @@ function clickOf(c: ArchivedClick) {
     ),
   });
 }
+
+/** Fixed-width columns, as psql prints them; any number of rows (an hour's file holds up to 500,000). */
+export function table(columns: string[], rows: Record<string, unknown>[]): string {
+  const cell = (v: unknown) => (v === null || v === undefined ? "" : typeof v === "object" ? JSON.stringify(v) : String(v));
+  const widths = columns.map((c) => rows.reduce((w, r) => Math.max(w, cell(r[c]).length), c.length));
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join(" | ")
+      .trimEnd();
+  return [line(columns), widths.map((w) => "-".repeat(w)).join("-+-"), ...rows.map((r) => line(columns.map((c) => cell(r[c])))), `(${rows.length} rows)`].join(
+    "\n",
+  );
+}

@@ -1,21 +1,7 @@
 #!/usr/bin/env node
 import { resolve } from "node:path";
 import { Command } from "commander";
-import { localArchiveDir, query, TABLES } from "./lake.js";
-
-/** Fixed-width columns, as psql prints them. */
-function table(columns: string[], rows: Record<string, unknown>[]): string {
-  const cell = (v: unknown) => (v === null || v === undefined ? "" : typeof v === "object" ? JSON.stringify(v) : String(v));
-  const widths = columns.map((c) => Math.max(c.length, ...rows.map((r) => cell(r[c]).length)));
-  const line = (cells: string[]) =>
-    cells
-      .map((c, i) => c.padEnd(widths[i]!))
-      .join(" | ")
-      .trimEnd();
-  return [line(columns), widths.map((w) => "-".repeat(w)).join("-+-"), ...rows.map((r) => line(columns.map((c) => cell(r[c])))), `(${rows.length} rows)`].join(
-    "\n",
-  );
-}
+import { localArchiveDir, query, table, TABLES } from "./lake.js";
 
 new Command("lake")
   .description(`SQL (DuckDB) over the archive's Parquet files: views ${TABLES.join(", ")}, with the partitions dt and hour as columns.`)
