@@ -74,12 +74,24 @@ describe("url", () => {
   it.each(["", "/wiki/Relative", "ftp://example.org/x", "https://", "https://exa mple.org/", `https://example.org/${"a".repeat(2048)}`])("rejects %j", (bad) =>
     expect(rejection(() => checkUrl(bad)).field).toBe("url"),
   );
+  it("bounds a url by 2,048 bytes of UTF-8 too, so that PostgreSQL can index it with a userid", () => {
+    const ascii = `https://example.org/${"a".repeat(2048 - 20)}`;
+    expect(checkUrl(ascii)).toBe(ascii);
+    // 920 characters, 2,720 bytes: within the characters, and past what PostgreSQL indexes.
+    const cjk = `https://example.org/${"漢".repeat(900)}`;
+    expect(rejection(() => checkUrl(cjk))).toEqual({ field: "url", reason: "must be at most 2048 bytes of UTF-8, got 2720" });
+    const fits = `https://example.org/${"漢".repeat(676)}`;
+    expect(checkUrl(fits)).toBe(fits);
+  });
 });
 
 describe("userid and limit", () => {
-  it("bounds userid by characters, not bytes", () => {
+  it("bounds userid by 256 characters and 512 bytes of UTF-8", () => {
     expect(checkUserid("é".repeat(256))).toHaveLength(256);
     expect(rejection(() => checkUserid("é".repeat(257))).field).toBe("userid");
+    // 200 characters of four bytes each: within the characters, past the bytes.
+    expect(rejection(() => checkUserid("😀".repeat(200)))).toEqual({ field: "userid", reason: "must be at most 512 bytes of UTF-8, got 800" });
+    expect(checkUserid("😀".repeat(128))).toHaveLength(256);
     expect(rejection(() => checkUserid("")).reason).toMatch(/empty/);
   });
   it("defaults the limit to 10 and bounds it to 1..1000", () => {

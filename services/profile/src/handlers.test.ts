@@ -55,6 +55,12 @@ describe("messages", () => {
       create(ContentEmbeddingSchema, { url: "https://e.org/nul", title: "a\u0000b", embedding: unit(3), version: 1n }),
     );
     expect(await applyEmbeddingMessage(nul, store, DIM)).toMatchObject({ kind: "dead-letter", reason: expect.stringMatching(/^refused by PostgreSQL/) });
+    // A url past what PostgreSQL indexes (2,720 bytes; validation now refuses it, a message from before may still bring one).
+    const wide = `https://e.org/${Array.from({ length: 902 }, (_, i) => String.fromCodePoint(0x4e00 + ((i * 7919) % 20000))).join("")}`;
+    expect(await applyEmbeddingMessage(embeddingMessage(wide, unit(4)), store, DIM)).toMatchObject({
+      kind: "dead-letter",
+      reason: expect.stringMatching(/^refused by PostgreSQL: .*index row size/),
+    });
     expect(await store.counts()).toEqual({ pages: 2n, parkedClicks: 0n });
   });
 

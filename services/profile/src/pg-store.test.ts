@@ -1,3 +1,4 @@
+import { checkEventId, checkPageId, checkUrl, checkUserid } from "@recsys/validation";
 import { describe, expect, it } from "vitest";
 import type { ClickToApply, PageEmbedding } from "./types.js";
 import { DIM, expectInterest as expectTerms, page, randomVectors, testDatabase } from "./testing.js";
@@ -291,6 +292,26 @@ describe("similarContent", () => {
         .slice(0, 7)
         .map((url) => ({ url, title: `title of ${url}`, similarity: 0 })),
     );
+  });
+});
+
+describe("values at the bounds of validation", () => {
+  it("stores a page, a click and a like whose url, userid and ids are as long in UTF-8 as validation lets them be", async () => {
+    // Varied characters, so that PostgreSQL cannot compress them below what its indexes hold (2,704 bytes an entry).
+    const cjk = (n: number) => Array.from({ length: n }, (_, i) => String.fromCodePoint(0x4e00 + ((i * 7919) % 20000))).join("");
+    const emoji = (n: number, from: number) => Array.from({ length: n }, (_, i) => String.fromCodePoint(from + ((i * 31) % 80))).join("");
+    const url = checkUrl(`https://e.org/${cjk(678)}`);
+    const parkedUrl = checkUrl(`https://e.org/${cjk(677)}xyz`);
+    const userid = checkUserid(emoji(128, 0x1f600));
+    const pageId = checkPageId(emoji(128, 0x1f400));
+    expect([Buffer.byteLength(url), Buffer.byteLength(parkedUrl), Buffer.byteLength(userid), Buffer.byteLength(pageId)]).toEqual([2048, 2048, 512, 512]);
+    const v = unitVector();
+    expect(await store.applyEmbedding({ ...page(url, v), id: pageId })).toEqual({ status: "inserted", foldedClicks: 0 });
+    const eventId = checkEventId(emoji(128, 0x1f300));
+    expect(status(await store.applyClicks([{ ...click(userid, url), eventId }, click(userid, parkedUrl)]))).toEqual(["applied", "parked"]);
+    expect(await store.applyLike({ eventId, userid, pageId, liked: true, sourceTimeMs: 1n })).toEqual({ status: "applied" });
+    // The click and the like, both of that page.
+    await expectInterest(userid, [url, url], new Map([[url, v]]));
   });
 });
 

@@ -3,9 +3,14 @@ import { sqlState } from "@recsys/postgres";
 
 export { sqlState };
 
-/** A value PostgreSQL can never store (SQLSTATE class 22, e.g. a NUL in text): retrying will not help. */
+/**
+ * A value PostgreSQL can never store: retrying will not help. SQLSTATE class 22 (e.g. a NUL in text), and 54000, a value past one
+ * of its limits (e.g. an index entry over 2,704 bytes; validation bounds urls and userids below that, so only a message from
+ * before those bounds can bring one).
+ */
 export function isDataError(err: unknown): boolean {
-  return sqlState(err)?.startsWith("22") ?? false;
+  const state = sqlState(err);
+  return state !== undefined && (state.startsWith("22") || state === "54000");
 }
 
 // Deadlock and serialization failure: the transaction did nothing and may simply run again.
