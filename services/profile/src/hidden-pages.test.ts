@@ -79,6 +79,55 @@ describe("hidden pages", () => {
     expect((await client.recommendedEvents({ userid: "u", limit: 1 })).items.map((e) => e.url)).toEqual([hidden[0]]);
   });
 
+  // The hidden pages are looked up for each row a scan keeps (an anti-join), the seen ones compared with the row: with few of each
+  // and with many, the same pages are left out as the definition leaves out.
+  it.each([
+    [3, 1, 4],
+    [80, 10, 70],
+  ])("and seen pages are left out exactly, %i clicked, %i liked and %i hidden of 200", async (clickedCount, likedCount, hiddenCount) => {
+    const all = Array.from({ length: 200 }, (_, i) => `https://e.org/p${String(i).padStart(3, "0")}`);
+    const vectors = new Map(all.map((url) => [url, unitVector()] as const));
+    for (const [url, v] of vectors) await store.applyEmbedding(page(url, v));
+    // Pages in an order that spreads them over the ranking (7 and 200 have no common divisor): the first clicked, the next liked,
+    // the next hidden.
+    const order = all.map((_, k) => all[(k * 7) % all.length]!);
+    const clicked = order.slice(0, clickedCount);
+    const liked = order.slice(clickedCount, clickedCount + likedCount);
+    const hidden = order.slice(clickedCount + likedCount, clickedCount + likedCount + hiddenCount);
+    const outcomes = await store.applyClicks(clicked.map((url, k) => ({ eventId: `c${k}`, userid: "u", url, eventTimeMs: k, event: "view", seq: k + 1 })));
+    expect(outcomes.every((o) => o.status === "applied")).toBe(true);
+    for (const [k, pageId] of liked.entries()) await store.applyLike({ eventId: `l${k}`, userid: "u", pageId, liked: true, sourceTimeMs: BigInt(k) });
+    let seq = 1;
+    for (const url of hidden) expect(await applyVisibilityMessage(visibility(url, true), seq++, store)).toEqual(ack);
+    const seen = [...clicked, ...liked];
+    // The interest: the mean of the clicked and liked pages' vectors (the ranking only needs its direction).
+    const interest = seen.map((u) => vectors.get(u)!).reduce((a, b) => a.map((x, k) => x + b[k]!));
+    const unseen = ranking(vectors, interest).filter((u) => !seen.includes(u) && !hidden.includes(u));
+    const visible = ranking(vectors, interest).filter((u) => !hidden.includes(u));
+
+    const limit = 30;
+    expect((await client.similarContent({ userid: "u", limit })).items.map((i) => i.url)).toEqual(unseen.slice(0, limit));
+    expect((await client.similarContent({ userid: "u", limit, includeSeen: true })).items.map((i) => i.url)).toEqual(visible.slice(0, limit));
+    const batch = await client.batchSimilarContent({
+      requests: [
+        { userid: "u", limit },
+        { userid: "new", limit: 5 },
+      ],
+    });
+    expect(batch.results.map((r) => (r.outcome.case === "response" ? r.outcome.value.items.map((i) => i.url) : []))).toEqual([
+      unseen.slice(0, limit),
+      all.filter((u) => !hidden.includes(u)).slice(0, 5),
+    ]);
+    expect((await client.recommendedEvents({ userid: "u", limit })).items.map((e) => e.url)).toEqual(unseen.slice(0, limit));
+    expect((await client.recommendedEvents({ userid: "u", limit, includeSeen: true })).items.map((e) => e.url)).toEqual(visible.slice(0, limit));
+    const of = unseen[0]!;
+    const related = ranking(vectors, vectors.get(of)!).filter((u) => u !== of && !hidden.includes(u));
+    expect((await client.relatedContent({ url: of, limit })).items.map((i) => i.url)).toEqual(related.slice(0, limit));
+    expect((await client.relatedContent({ url: of, limit, userid: "u" })).items.map((i) => i.url)).toEqual(
+      related.filter((u) => !seen.includes(u)).slice(0, limit),
+    );
+  });
+
   it("keep a url's newest state by stream sequence: an older one after it, or a redelivery, changes nothing", async () => {
     await storePages();
     const [a] = urls;

@@ -70,12 +70,13 @@ export interface SimilarContentAsk {
 
 /**
  * `ranked`: the rows of `scan` (pages with their inner product `ip`) in (ip, url) order, without the urls of `seen.urls` (the user's
- * seen pages and the hidden ones), at least `limit` of them when there are: the scan keeps its top-N sort, `limit` plus as many rows
- * as there are urls to leave out, and only those rows are compared with them, not every page of the scan.
+ * seen pages) and the hidden pages, at least `limit` of them when there are: the scan keeps its top-N sort, `limit` plus as many
+ * rows as there are pages to leave out, and only those rows are checked, not every page of the scan.
  */
 const SCAN_PAST_SEEN = (scan: string, limit: string) => `ranked AS (
-            SELECT r.* FROM (${scan} ORDER BY ip ASC, c.url ASC LIMIT ${limit} + coalesce((SELECT cardinality(urls) FROM seen), 0)) r, seen
-            WHERE seen.urls IS NULL OR r.url <> ALL(seen.urls))`;
+            SELECT r.* FROM (${scan} ORDER BY ip ASC, c.url ASC
+              LIMIT ${limit} + coalesce((SELECT cardinality(urls) FROM seen), 0) + (SELECT n FROM hidden)) r, seen
+            WHERE (seen.urls IS NULL OR r.url <> ALL(seen.urls)) AND ${NOT_HIDDEN("r")})`;
 
 /** The urls of the pages a user has seen (the `$userid` parameter): clicked, liked or unliked; NULL for none. */
 const seenUrls = (userid: string) => `(SELECT array_agg(x.url) FROM (
@@ -83,18 +84,24 @@ const seenUrls = (userid: string) => `(SELECT array_agg(x.url) FROM (
     UNION SELECT s.url FROM likes l JOIN content s ON s.id = l.page_id WHERE l.userid = ${userid} AND l.page_id <> ''
   ) x)`;
 
-/** The urls of the pages hidden from recommendations (few: read from a partial index); NULL for none. */
-const HIDDEN_URLS = `(SELECT array_agg(v.url) FROM page_visibility v WHERE v.hidden)`;
+/**
+ * `hidden`: how many pages are hidden from recommendations (a one-row CTE, read from a partial index), for a scan to read past.
+ * Each row the scan keeps is then looked up among them (NOT_HIDDEN), as an anti-join: the hidden urls used to be read into an array
+ * and compared with each row, which grew with the square of the list (20,000 hidden pages: 0.9 s a statement of one user, 62 s one
+ * of 64; VISIBILITY holds up to about 300,000).
+ */
+const HIDDEN_COUNT = `hidden AS MATERIALIZED (SELECT count(*) AS n FROM page_visibility v WHERE v.hidden)`;
+const NOT_HIDDEN = (row: string) => `NOT EXISTS (SELECT FROM page_visibility v WHERE v.url = ${row}.url AND v.hidden)`;
 
-/** The urls a recommendation leaves out: the hidden pages, and unless `includeSeen` (an SQL boolean) the user's seen pages; NULL for none. */
-const leftOut = (userid: string, includeSeen: string) => `array_cat(CASE WHEN ${includeSeen} THEN NULL ELSE ${seenUrls(userid)} END, ${HIDDEN_URLS})`;
+/** The urls a recommendation leaves out besides the hidden pages: unless `includeSeen` (an SQL boolean) the user's seen pages; NULL for none. */
+const leftOut = (userid: string, includeSeen: string) => `CASE WHEN ${includeSeen} THEN NULL ELSE ${seenUrls(userid)} END`;
 
 export async function recommendedEvents(db: Db, userid: string, limit: number, includeSeen: boolean): Promise<EventRow[]> {
   // An exact scan by inner product, as in similarContentMany: the inner join with the interest
   // leaves nothing without one.
   const r = await db.query<EventRow>(
     `WITH q AS MATERIALIZED (SELECT sum, vector_norm(sum) AS norm FROM interests WHERE userid = $1 AND vector_norm(sum) > 0),
-          seen AS MATERIALIZED (SELECT ${leftOut("$1", "$3")} AS urls),
+          seen AS MATERIALIZED (SELECT ${leftOut("$1", "$3")} AS urls), ${HIDDEN_COUNT},
           ${SCAN_PAST_SEEN("SELECT c.url, c.embedding <#> q.sum AS ip FROM content c, q", "$2")}
      SELECT ${EVENT_COLUMNS}, (-r.ip / q.norm)::float8 AS score FROM ranked r JOIN content c ON c.url = r.url, q
      ORDER BY r.ip ASC, c.url ASC LIMIT $2`,
@@ -111,7 +118,7 @@ export async function relatedContent(db: Db, url: string, limit: number, userid:
   // An exact scan by inner product, as in similarContentMany, with the page's embedding for the interest.
   const r = await db.query<SimilarPage>(
     `WITH p AS MATERIALIZED (SELECT embedding, vector_norm(embedding) AS norm FROM content WHERE url = $1),
-          seen AS MATERIALIZED (SELECT array_append(${leftOut("$3", "$3 = ''")}, $1::text) AS urls),
+          seen AS MATERIALIZED (SELECT array_append(${leftOut("$3", "$3 = ''")}, $1::text) AS urls), ${HIDDEN_COUNT},
           ${SCAN_PAST_SEEN("SELECT c.url, c.title, c.embedding <#> p.embedding AS ip FROM content c, p", "$2")}
      SELECT r.url, r.title, COALESCE(-r.ip / NULLIF(p.norm, 0), 0)::float8 AS similarity FROM ranked r, p ORDER BY r.ip ASC, r.url ASC LIMIT $2`,
     [url, limit, userid],
@@ -142,7 +149,7 @@ export async function similarContentMany(db: Db, requests: ReadonlyArray<Similar
     // division by the norm is done for the rows kept, not for every page. The pages a user has
     // seen are read once per request and left out of the scan, unless asked for; the hidden pages
     // are read once per statement and always left out.
-    text: `WITH hidden AS MATERIALIZED (SELECT ${HIDDEN_URLS} AS urls)
+    text: `WITH ${HIDDEN_COUNT}
      SELECT u.n, s.url, s.title, COALESCE(-s.ip / q.norm, 0)::float8 AS similarity
      FROM unnest($1::text[], $2::int[], $3::bool[]) WITH ORDINALITY AS u(userid, lim, include_seen, n)
      LEFT JOIN LATERAL (SELECT sum, vector_norm(sum) AS norm FROM interests WHERE userid = u.userid AND vector_norm(sum) > 0) q ON true
@@ -150,9 +157,9 @@ export async function similarContentMany(db: Db, requests: ReadonlyArray<Similar
      CROSS JOIN hidden h
      CROSS JOIN LATERAL (
        SELECT c.url, c.title, c.embedding <#> q.sum AS ip FROM content c
-       ORDER BY ip ASC NULLS LAST, c.url ASC LIMIT u.lim + coalesce(cardinality(seen.urls), 0) + coalesce(cardinality(h.urls), 0)
+       ORDER BY ip ASC NULLS LAST, c.url ASC LIMIT u.lim + coalesce(cardinality(seen.urls), 0) + h.n
      ) s
-     WHERE (seen.urls IS NULL OR s.url <> ALL(seen.urls)) AND (h.urls IS NULL OR s.url <> ALL(h.urls))
+     WHERE (seen.urls IS NULL OR s.url <> ALL(seen.urls)) AND ${NOT_HIDDEN("s")}
      ORDER BY u.n, s.ip ASC NULLS LAST, s.url ASC`,
     values: [requests.map((r) => r.userid), requests.map((r) => r.limit), requests.map((r) => r.includeSeen)],
   });
