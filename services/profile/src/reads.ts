@@ -148,7 +148,7 @@ export async function similarContentMany(db: Db, requests: ReadonlyArray<Similar
     // The scan orders by the inner product alone (no interest: NULL, last, so url order); the
     // division by the norm is done for the rows kept, not for every page. The pages a user has
     // seen are read once per request and left out of the scan, unless asked for; the hidden pages
-    // are read once per statement and always left out.
+    // are counted once per statement, and each row the scan keeps is looked up among them.
     text: `WITH ${HIDDEN_COUNT}
      SELECT u.n, s.url, s.title, COALESCE(-s.ip / q.norm, 0)::float8 AS similarity
      FROM unnest($1::text[], $2::int[], $3::bool[]) WITH ORDINALITY AS u(userid, lim, include_seen, n)
