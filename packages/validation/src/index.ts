@@ -158,8 +158,7 @@ export function checkText(value: string, field = "text", allowEmpty = false): st
   checkWellFormed(value, field);
   if (value.includes("\u0000")) throw new FieldError(field, "must not contain NUL (U+0000)");
   if (!allowEmpty && value.trim() === "") throw new FieldError(field, "must not be empty");
-  const bytes = Buffer.byteLength(value, "utf8");
-  if (bytes > LIMITS.textBytes) throw new FieldError(field, `must be at most ${LIMITS.textBytes} bytes of UTF-8, got ${bytes}`);
+  checkBytes(value, LIMITS.textBytes, field);
   return value;
 }
 
