@@ -95,24 +95,22 @@ async function main(opts: { json?: string; quick: boolean }) {
   const gateway = url.gateway;
   let anchors: Awaited<ReturnType<typeof queryPhases>>;
   async function queryPhases() {
-    const gatewayRec = () => loadPhase(gateway, "Recommendation", 1000, rateSeconds, recBodies);
+    const gatewayRec = (bodies: unknown[] = recBodies) => loadPhase(gateway, "Recommendation", 1000, rateSeconds, bodies);
     log(`Recommendation at 1,000 requests/s, the gateway and the bare server by turns (${RATIO_ROUNDS} rounds)`);
     // The gateway's CPU a request, from its first round.
     let firstRecCost: CovisitCost | undefined;
     const recRounds = await pairedRounds(
       RATIO_ROUNDS,
-      async (round) => (round > 0 ? gatewayRec() : (firstRecCost = await withCovisitCpu(gatewayRec)).latencies),
+      async (round) => (round > 0 ? gatewayRec() : (firstRecCost = await withCovisitCpu(() => gatewayRec())).latencies),
       () => loadPhase(bare.url, "Recommendation", 1000, rateSeconds, recBodies),
     );
     const recCost = firstRecCost!;
-    const recRuns = recRounds.gateway;
-    const recBareRuns = recRounds.bare;
     // What leaving out a user's pages costs: the urls of reference clicks (popular pages more often), asked without the userid,
     // then with the userid of the click (their pages of the last 24 h are left out), in the same order. By turns, three times:
     // the gateway's CPU a request moved by 15% between two phases alike at this rate, more than the exclusions' share of it, so
     // each round's ratio and their median.
     const byClick = order(clicks);
-    const recommendationCost = (bodies: unknown[]) => withCovisitCpu(() => loadPhase(gateway, "Recommendation", 1000, rateSeconds, bodies));
+    const recommendationCost = (bodies: unknown[]) => withCovisitCpu(() => gatewayRec(bodies));
     const clickedBodies = byClick.map((c) => ({ url: c.url }));
     const userBodies = byClick.map((c) => ({ url: c.url, userid: c.userid }));
     const userRounds: Array<{ clicked: CovisitCost; user: CovisitCost; ratio: number }> = [];
@@ -134,8 +132,6 @@ async function main(opts: { json?: string; quick: boolean }) {
       () => loadPhase(gateway, "SimilarContent", 500, rateSeconds, simBodies),
       () => loadPhase(bare.url, "SimilarContent", 500, rateSeconds, simBodies),
     );
-    const simRuns = simRounds.gateway;
-    const simBareRuns = simRounds.bare;
     log("the same two at their rates while 1,000 clicks/s are ingested");
     const clicksPerPhase = 1000 * (Math.min(rateSeconds, 3) + rateSeconds + 2);
     const ingesting = async (label: string, method: string, base: string, rate: number, bodies: unknown[]) =>
@@ -144,49 +140,19 @@ async function main(opts: { json?: string; quick: boolean }) {
     const recBareBusy = await ingesting("s", "Recommendation", bare.url, 1000, recBodies);
     const simBusy = await ingesting("t", "SimilarContent", gateway, 500, simBodies);
     const simBareBusy = await ingesting("u", "SimilarContent", bare.url, 500, simBodies);
-    return {
-      recCost,
-      recRuns,
-      recBareRuns,
-      recRatios: recRounds.ratios,
-      exclusions,
-      sweep,
-      recBare3000,
-      simRuns,
-      simBareRuns,
-      simRatios: simRounds.ratios,
-      recBusy,
-      recBareBusy,
-      simBusy,
-      simBareBusy,
-    };
+    return { recCost, recRounds, exclusions, sweep, recBare3000, simRounds, recBusy, recBareBusy, simBusy, simBareBusy };
   }
   try {
     anchors = await queryPhases();
   } finally {
     bare.stop();
   }
-  const {
-    recCost,
-    recRuns,
-    recBareRuns,
-    recRatios,
-    exclusions,
-    sweep,
-    recBare3000,
-    simRuns,
-    simBareRuns,
-    simRatios,
-    recBusy,
-    recBareBusy,
-    simBusy,
-    simBareBusy,
-  } = anchors;
+  const { recCost, recRounds, exclusions, sweep, recBare3000, simRounds, recBusy, recBareBusy, simBusy, simBareBusy } = anchors;
   const { clicked: recClicked, user: recUser, ratios: userRatios } = exclusions;
-  const rec = bothRuns(recRuns);
-  const recBare = bothRuns(recBareRuns);
-  const sim = bothRuns(simRuns);
-  const simBare = bothRuns(simBareRuns);
+  const rec = bothRuns(recRounds.gateway);
+  const recBare = bothRuns(recRounds.bare);
+  const sim = bothRuns(simRounds.gateway);
+  const simBare = bothRuns(simRounds.bare);
   log("embedding, batched and not, once the stack has folded in the clicks ingested during the query phases");
   await quiet();
   const embedPages = opts.quick ? 400 : pages.length;
@@ -256,8 +222,8 @@ async function main(opts: { json?: string; quick: boolean }) {
     recommendation_p99_ms_at_1000_rps_runs: rec.p99MsRuns,
     recommendation_bare_p99_ms_at_1000_rps_runs: recBare.p99MsRuns,
     // The gateway's p99 over the bare server's, the median of the rounds' (goal: at most 2).
-    recommendation_p99_over_bare: round(median(recRatios, (x) => x)),
-    recommendation_p99_over_bare_runs: recRatios.map(round),
+    recommendation_p99_over_bare: round(median(recRounds.ratios, (x) => x)),
+    recommendation_p99_over_bare_runs: recRounds.ratios.map(round),
     // The mean of the gateway's p99s over the mean of the bare server's.
     recommendation_p99_over_bare_of_means: round(rec.p99Ms / recBare.p99Ms),
     // The highest rate tried (1,000 a step) at which the gateway's p99 stayed within 20 ms (goal: at least 3,000).
@@ -292,8 +258,8 @@ async function main(opts: { json?: string; quick: boolean }) {
     similar_content_p99_ms_at_500_rps_runs: sim.p99MsRuns,
     similar_content_bare_p99_ms_at_500_rps_runs: simBare.p99MsRuns,
     // The gateway's p99 over the bare server's, the median of the rounds' (goal: at most 2).
-    similar_content_p99_over_bare: round(median(simRatios, (x) => x)),
-    similar_content_p99_over_bare_runs: simRatios.map(round),
+    similar_content_p99_over_bare: round(median(simRounds.ratios, (x) => x)),
+    similar_content_p99_over_bare_runs: simRounds.ratios.map(round),
     // The mean of the gateway's p99s over the mean of the bare server's.
     similar_content_p99_over_bare_of_means: round(sim.p99Ms / simBare.p99Ms),
     similar_content_p99_ms_at_500_rps_ingesting_1000_per_s: simBusy.p99Ms,
