@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import pRetry from "p-retry";
-import { connect, headers, type NatsConnection } from "@nats-io/transport-node";
+import { connect, headers, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type JetStreamPublishOptions, type PubAck } from "@nats-io/jetstream";
 import type { Logger } from "@recsys/logging";
 import { publishedMessages } from "@recsys/metrics";
@@ -22,6 +22,24 @@ export interface Bus {
 }
 
 export const DEFAULT_ACK_WAIT_MS = 30_000;
+
+const utf8Bytes = (s: string) => Buffer.byteLength(s, "utf8");
+
+/**
+ * The bytes `Bus.publish` of this message takes in a stream, as JetStream's file store counts them (its stream info's `bytes`):
+ * a 22-byte record header, the subject, the headers as sent (their length in 4 bytes, the message id and the trace context
+ * `publish` adds included), the payload and an 8-byte checksum. Call it where the publish will run: the trace context is the
+ * caller's.
+ */
+export function storedBytes(subject: string, payload: Uint8Array, opts: { msgID?: string; headers?: MsgHdrs } = {}): number {
+  const h = headers();
+  for (const key of opts.headers?.keys() ?? []) for (const v of opts.headers!.values(key)) h.append(key, v);
+  if (opts.msgID) h.set("Nats-Msg-Id", opts.msgID);
+  injectInto(h);
+  let headerBytes = utf8Bytes("NATS/1.0\r\n\r\n");
+  for (const key of h.keys()) for (const v of h.values(key)) headerBytes += utf8Bytes(`${key}: ${v}\r\n`);
+  return 22 + utf8Bytes(subject) + 4 + headerBytes + payload.length + 8;
+}
 
 /** Connects for good: reconnects forever with backoff; callers watch `connected()` for health. */
 /** Rejects with an error p-retry retries: it gives up at once on a TypeError (an invalid URL) or on a non-Error. */

@@ -1,7 +1,7 @@
 export { headers, nanos, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
 export { AckPolicy, DeliverPolicy, JetStreamApiError, type Consumer, type JetStreamClient, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
 export { DUPLICATE_WINDOW_MS, ensureStreams, serverMaxBytes, streamLimitsFrom, StreamsMissingError, Topology, urlKey, type StreamLimits } from "./topology.js";
-export { connectBus, DEFAULT_ACK_WAIT_MS, inboxPrefixOf, natsAuthFrom, natsServers, type Bus, type NatsAuth } from "./connection.js";
+export { connectBus, DEFAULT_ACK_WAIT_MS, inboxPrefixOf, natsAuthFrom, natsServers, storedBytes, type Bus, type NatsAuth } from "./connection.js";
 export { isNotFound, isPermissionDenied, isStreamFull, isStreamNotFound, isWrongLastSequence } from "./jetstream-errors.js";
 export { allConsumerNames, consumerNames, type ConsumedBy, type ConsumerNames, type ConsumerService } from "./consumer-names.js";
 export {
