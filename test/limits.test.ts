@@ -107,6 +107,60 @@ describe("a full CLICKS", () => {
   }, 180_000);
 });
 
+describe("one user's likes and stated interests", () => {
+  // ENGAGEMENT (256 MiB) is shared and refuses every event once full: one user's token filled it with 32 KiB interests in about
+  // 14 minutes at the gateway's default rate limit. ingest holds each user to USER_ENGAGEMENT_BUDGET_BYTES (1 MiB) an hour.
+  it("are refused past the user's hourly budget with ResourceExhausted naming the userid; other users go on; ENGAGEMENT grows by the budget", async () => {
+    stack = await startStack("engagement", {});
+    const { gateway, ingest } = clientsOf(stack);
+    const nc = await connect({ servers: natsOf(stack) });
+    try {
+      const jsm = await jetstreamManager(nc);
+      const engagementBytes = async () => (await jsm.streams.info(`${stack!.namespace.toUpperCase()}_ENGAGEMENT`)).state.bytes;
+      const before = await engagementBytes();
+      const started = Date.now();
+      // The longest text an interest may have, through the gateway, as a client would send it.
+      const text = (i: number) => `${i} `.padEnd(32 * 1024, "interest ");
+      let accepted = 0;
+      let refusal: ConnectError | undefined;
+      for (let i = 0; i < 64 && !refusal; i++) {
+        try {
+          await gateway.addInterest({ interest: { userid: "heavy", text: text(i) } });
+          accepted++;
+        } catch (err) {
+          refusal = ConnectError.from(err);
+        }
+      }
+      expect(refusal?.code).toBe(Code.ResourceExhausted);
+      expect(refusal?.rawMessage).toMatch(/^interest\.userid: over its engagement budget: at most 1048576 bytes .* an hour .*retry in \d+ s$/);
+      // 1 MiB is 31 interests of 32 KiB and what the stream keeps with each.
+      expect(accepted).toBe(31);
+
+      // The same user's likes share the budget (ingest's own API: each refused item with code 8, naming userid): what the
+      // interests left of it, about 100 likes.
+      const likes = await ingest.publishLikes({
+        likes: Array.from({ length: 400 }, (_, i) => ({ userid: "heavy", pageId: String(i), liked: true, eventId: `h${i}` })),
+      });
+      const refused = likes.results.filter((r) => r.outcome.case === "rejected");
+      expect(refused.length).toBeGreaterThan(200);
+      expect(refused.every((r) => r.outcome.case === "rejected" && r.outcome.value.field === "userid" && r.outcome.value.code === Code.ResourceExhausted)).toBe(
+        true,
+      );
+      // ENGAGEMENT holds at most the budget of the user's, and what came back of it since (1 MiB an hour).
+      const heavyBytes = (await engagementBytes()) - before;
+      expect(heavyBytes).toBeLessThanOrEqual(1024 * 1024 * (1 + (Date.now() - started) / 3_600_000));
+
+      // Other users' interests and likes are accepted meanwhile.
+      await gateway.addInterest({ interest: { userid: "light", text: text(0) } });
+      const others = await ingest.publishLikes({ likes: [{ userid: "light", pageId: "42", liked: true, eventId: "l1" }] });
+      expect(others.results[0]?.outcome.case).toBe("accepted");
+      expect((await engagementBytes()) - before - heavyBytes).toBeGreaterThan(32 * 1024);
+    } finally {
+      await nc.close();
+    }
+  }, 120_000);
+});
+
 describe("Redis at its memory limit", () => {
   it("covisit reports NOT_SERVING and dead-letters nothing; once memory is freed every count equals the reference SQL", async () => {
     const ref = await referenceWorkload();

@@ -53,7 +53,7 @@ type IngestOutcome<A> =
 /**
  * The one result of a single-event ingest call: the accepted value, or the refusal naming the
  * field as the client sent it (`fieldName` maps ingest's field name to the gateway's): InvalidArgument
- * for a bad value, ResourceExhausted for a user over its click budget.
+ * for a bad value, ResourceExhausted for a user over its click or engagement budget.
  */
 function acceptedOrRefused<A>(outcome: IngestOutcome<A> | undefined, what: string, logger: Logger, fieldName: (ingestField: string) => string): A {
   if (outcome?.case === "rejected") {

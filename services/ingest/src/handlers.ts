@@ -4,6 +4,7 @@ import type { Logger } from "@recsys/logging";
 import { checkUrl, checkUserid, FieldError, orInvalidArgument } from "@recsys/validation";
 import { ClickResultSchema, IngestService, type ClickInput, type ClickResult } from "@recsys/contracts/ingest/v1/ingest";
 import type { ClickBudget } from "./budget.js";
+import type { EngagementBudget } from "./engagement-budget.js";
 import { toValidClick, type ValidClick } from "./clicks.js";
 import { INTERESTS, LIKES, PAGES, type EventKind, type TimedEvent } from "./event-kinds.js";
 import { consumerNames, StreamFullError, urlKey, waitApplied, type Bus } from "@recsys/bus";
@@ -23,10 +24,10 @@ async function validateThenPublish<I, V>(opts: {
   max: number;
   validate: (item: I, nowMs: number) => V;
   /**
-   * Limits on valid items taken together (a user's click budget): refused ones get their error; then `keep` once the rest are
-   * published, or `release` to undo them.
+   * Limits on valid items taken together (a user's click or engagement budget): refused ones get their error; then `keep` once
+   * the rest are published (with what the publish said of each), or `release` to undo them.
    */
-  admit?: (valid: V[]) => { refused: Array<FieldError | undefined>; release(): void; keep(): void };
+  admit?: (valid: V[], nowMs: number) => { refused: Array<FieldError | undefined>; release(): void; keep(published: Published[]): void };
   publish: (valid: V[], nowMs: number) => Promise<Published[]>;
   logger: Logger;
 }): Promise<Outcome<V>[]> {
@@ -46,7 +47,7 @@ async function validateThenPublish<I, V>(opts: {
       outcomes[i] = { ok: false, error: err };
     }
   });
-  const admitted = opts.admit?.(valid);
+  const admitted = opts.admit?.(valid, now);
   if (admitted) {
     admitted.refused.forEach((error, j) => {
       if (error) outcomes[validAt[j]!] = { ok: false, error };
@@ -71,7 +72,7 @@ async function validateThenPublish<I, V>(opts: {
     logger.warn({ err: String(err), [field]: valid.length }, "publish failed");
     throw new ConnectError(`publishing to the bus failed: ${String(err)}`, Code.Unavailable);
   }
-  admitted?.keep();
+  admitted?.keep(published);
   published.forEach((p, j) => (outcomes[validAt[j]!] = { ok: true, value: valid[j]!, published: p }));
   return outcomes;
 }
@@ -133,11 +134,11 @@ const VISIBILITY_CONSUMERS = [consumerNames("covisit", "visibility"), consumerNa
 export function ingestRoutes(
   publisher: EventPublisher,
   logger: Logger,
-  limits: { maxClockSkewMs: number; budget: ClickBudget },
+  limits: { maxClockSkewMs: number; budget: ClickBudget; engagementBudget: EngagementBudget },
   /** Where admin events are awaited, and for how long at most. */
   applied?: { bus: Bus; waitMs: number },
 ) {
-  const { maxClockSkewMs, budget } = limits;
+  const { maxClockSkewMs, budget, engagementBudget } = limits;
   const waitFor = (stream: (bus: Bus) => string, subject: (bus: Bus) => string, durables: string[]) => (seq: number) =>
     applied ? waitApplied(applied.bus, stream(applied.bus), seq, subject(applied.bus), durables, applied.waitMs) : Promise.resolve([]);
   async function ingestClicks(clicks: ClickInput[]) {
@@ -180,13 +181,14 @@ export function ingestRoutes(
     );
   }
 
-  /** Pages, likes, interests: checked and published as their kind says. */
-  async function ingestEvents<I, V extends TimedEvent, S extends DescMessage>(kind: EventKind<I, V, S>, items: I[]) {
+  /** Pages, likes, interests: checked and published as their kind says; likes and interests within their user's budget. */
+  async function ingestEvents<I, V extends TimedEvent, S extends DescMessage>(kind: EventKind<I, V, S>, items: I[], byUser?: (event: V) => string) {
     const outcomes = await validateThenPublish<I, V>({
       field: kind.field,
       items,
       max: kind.maxPerCall,
       validate: (item, now) => kind.validate(item, now, maxClockSkewMs),
+      admit: byUser && ((valid, now) => engagementBudget.admit(valid.map((e) => ({ userid: byUser(e), bytes: publisher.sizeOf(kind, e, now) })))),
       publish: (valid, now) => publisher.publishEvents(kind, valid, now),
       logger,
     });
@@ -213,8 +215,8 @@ export function ingestRoutes(
       return total;
     },
     publishContent: (req) => ingestEvents(PAGES, req.pages),
-    publishLikes: (req) => ingestEvents(LIKES, req.likes),
-    publishInterests: (req) => ingestEvents(INTERESTS, req.interests),
+    publishLikes: (req) => ingestEvents(LIKES, req.likes, (l) => l.userid),
+    publishInterests: (req) => ingestEvents(INTERESTS, req.interests, (i) => i.userid),
     async deleteUser(req) {
       const userid = orInvalidArgument(() => checkUserid(req.userid));
       const partition = publisher.partitionOf(userid);

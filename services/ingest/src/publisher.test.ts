@@ -1,9 +1,11 @@
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary, type DescMessage } from "@bufbuild/protobuf";
 import { clicksOf, connectBus, ensureDurableConsumer, readClicks, subjectMatches, urlKey, waitApplied, type Bus } from "@recsys/bus";
 import { ClickSchema, PageVisibilitySchema } from "@recsys/contracts/events/v1/events";
 import { createLogger } from "@recsys/logging";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { INTERESTS, LIKES } from "./event-kinds.js";
+import { LIMITS } from "@recsys/validation";
+import { MAX_ENGAGEMENT_EVENT_BYTES } from "./engagement-budget.js";
+import { INTERESTS, LIKES, type EventKind, type TimedEvent } from "./event-kinds.js";
 import { partitionOf } from "./hashing.js";
 import { CLICKS_PER_MESSAGE, clickBytesBound, EventPublisher } from "./publisher.js";
 
@@ -154,6 +156,31 @@ it("two users' events with the same id are different messages, lone or in a batc
   expect((await publisher.publishEvents(LIKES, [like("p"), like("q")], 1)).map((l) => l.duplicate)).toEqual([false, false]);
   const interest = (userid: string) => ({ eventId: "1", userid, text: "bicycles", sourceTimeMs: 1 });
   expect((await publisher.publishEvents(INTERESTS, [interest("p"), interest("q")], 1)).map((i) => i.duplicate)).toEqual([false, false]);
+});
+
+it("counts a like's and an interest's bytes as ENGAGEMENT stores them, the longest interest within MAX_ENGAGEMENT_EVENT_BYTES", async () => {
+  const stream = bus.topology.engagementStream;
+  const bytesOf = async () => (await bus.jsm.streams.info(stream)).state.bytes;
+  // The longest of each field, in characters of 4 bytes (🎲) where the field allows them.
+  const longest = {
+    eventId: "🎲".repeat(LIMITS.eventIdChars),
+    userid: "🎲".repeat(LIMITS.useridBytes / 4),
+    text: "🎲".repeat(LIMITS.textBytes / 4),
+    sourceTimeMs: Date.now(),
+  };
+  /** What the stream stored for the event, and what `sizeOf` said it would. */
+  async function storedAndCounted<I, V extends TimedEvent, S extends DescMessage>(kind: EventKind<I, V, S>, event: V) {
+    const before = await bytesOf();
+    await publisher.publishEvents(kind, [event], Date.now());
+    return [(await bytesOf()) - before, publisher.sizeOf(kind, event, Date.now())];
+  }
+  const counts = [
+    await storedAndCounted(LIKES, { eventId: "size-1", userid: "size-u", pageId: "42", liked: true, sourceTimeMs: 1 }),
+    await storedAndCounted(INTERESTS, { eventId: "size-2", userid: "size-u", text: "bicycles and the sea", sourceTimeMs: 1 }),
+    await storedAndCounted(INTERESTS, longest),
+  ];
+  for (const [stored, counted] of counts) expect(counted).toBe(stored);
+  expect(publisher.sizeOf(INTERESTS, longest, Date.now())).toBeLessThanOrEqual(MAX_ENGAGEMENT_EVENT_BYTES);
 });
 
 it("publishes an erasure on the user's CLICKS subject after the user's clicks, read by consumers as the erasure, not as clicks", async () => {

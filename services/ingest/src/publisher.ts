@@ -5,6 +5,7 @@ import {
   encodeVisibility,
   isStreamFull,
   StreamFill,
+  storedBytes,
   StreamFullError,
   typedHeaders,
   urlKey,
@@ -165,16 +166,25 @@ export class EventPublisher {
 
   /** One message per event, as `kind` says: its stream, subject, message id and payload. */
   publishEvents<I, V extends TimedEvent, S extends DescMessage>(kind: EventKind<I, V, S>, events: V[], ingestTimeMs: number): Promise<Published[]> {
-    const topology = this.bus.topology;
     return this.publishAll(
-      kind.stream(topology),
-      events.map((e) => ({
-        subject: kind.subject(topology, e, this.partitions),
-        msgID: kind.messageId(e),
-        headers: typedHeaders(kind.schema.typeName),
-        payload: toBinary(kind.schema, kind.message(e, ingestTimeMs)),
-      })),
+      kind.stream(this.bus.topology),
+      events.map((e) => this.outgoing(kind, e, ingestTimeMs)),
     );
+  }
+
+  /** The bytes an event takes in its stream, as JetStream counts them (see `storedBytes`). */
+  sizeOf<I, V extends TimedEvent, S extends DescMessage>(kind: EventKind<I, V, S>, event: V, ingestTimeMs: number): number {
+    const o = this.outgoing(kind, event, ingestTimeMs);
+    return storedBytes(o.subject, o.payload, o);
+  }
+
+  private outgoing<I, V extends TimedEvent, S extends DescMessage>(kind: EventKind<I, V, S>, e: V, ingestTimeMs: number): Outgoing {
+    return {
+      subject: kind.subject(this.bus.topology, e, this.partitions),
+      msgID: kind.messageId(e),
+      headers: typedHeaders(kind.schema.typeName),
+      payload: toBinary(kind.schema, kind.message(e, ingestTimeMs)),
+    };
   }
 
   /**
