@@ -1,3 +1,3 @@
 export { createPool } from "./pool.js";
 export { migrate, MigrationRefused, migrateWhenReachable, type MigrationPlan } from "./migrations.js";
-export { quoteIdent, sqlState } from "./sql.js";
+export { isDataError, quoteIdent, sqlState } from "./sql.js";

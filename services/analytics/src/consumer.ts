@@ -9,8 +9,10 @@ import {
   type Disposition,
   type ItemDeadLetter,
   type MsgHdrs,
+  type ClickToApply,
   type ReadClicks,
 } from "@recsys/bus";
+import { isDataError } from "@recsys/postgres";
 import { Counter, registry, type DependencyHealth } from "@recsys/metrics";
 import type { AnalyticsStore, ClickOutcome } from "./store.js";
 import { clicksConsumer, inStreamOrder } from "./durable.js";
@@ -19,7 +21,7 @@ import type { WatermarkLog } from "./watermark-log.js";
 
 const clickOutcomes = new Counter({
   name: "recsys_analytics_clicks_total",
-  help: "Clicks analytics took from CLICKS, by outcome: applied (counted in its pane), duplicate, late (every window holding it was emitted: dead-lettered), undecodable",
+  help: "Clicks analytics took from CLICKS, by outcome: applied (counted in its pane), duplicate, late (every window holding it was emitted: dead-lettered), undecodable, refused (a value PostgreSQL can never store: dead-lettered)",
   labelNames: ["outcome"] as const,
   registers: [registry],
 });
@@ -30,7 +32,7 @@ const erasures = new Counter({
   registers: [registry],
 });
 
-type Verdict = ClickOutcome | { undecodable: string };
+type Verdict = ClickOutcome | { undecodable: string } | { refused: string };
 type MessageVerdicts = { clicks: Parameters<typeof clickDeadLetter>[0]; verdicts: Verdict[] } | { erased: string } | { error: string };
 
 /**
@@ -53,6 +55,33 @@ async function erase(store: AnalyticsStore, userid: string, opts: ErasureOptions
     await sleep(25);
   }
   erasures.inc();
+}
+
+/**
+ * A run's clicks in one transaction. When PostgreSQL refuses a value it can never store (a url from before validation bounded its
+ * bytes, say), retrying would hold the partition behind it for good: the run's clicks are then applied one at a time, in order,
+ * and only those refused are, each its own verdict. A crash between them redelivers the message, whose applied clicks are then
+ * duplicates.
+ */
+async function applyRun(store: AnalyticsStore, clicks: ClickToApply[]): Promise<{ outcomes: Array<ClickOutcome | { refused: string }>; watermarkMs?: number }> {
+  try {
+    return await store.applyClicks(clicks);
+  } catch (err) {
+    if (!isDataError(err) || clicks.length === 0) throw err;
+  }
+  const outcomes: Array<ClickOutcome | { refused: string }> = [];
+  let watermarkMs: number | undefined;
+  for (const click of clicks) {
+    try {
+      const one = await store.applyClicks([click]);
+      outcomes.push(one.outcomes[0]!);
+      watermarkMs = one.watermarkMs ?? watermarkMs;
+    } catch (err) {
+      if (!isDataError(err)) throw err;
+      outcomes.push({ refused: `refused by PostgreSQL: ${String(err)}` });
+    }
+  }
+  return { outcomes, watermarkMs };
 }
 
 /**
@@ -79,7 +108,7 @@ export async function applyClickMessages(
     let end = i;
     while (end < decoded.length && !isErasure(decoded[end]!)) end++;
     const run = decoded.slice(i, end);
-    const { outcomes, watermarkMs } = await store.applyClicks(applicableClicks(run));
+    const { outcomes, watermarkMs } = await applyRun(store, applicableClicks(run));
     if (watermarkMs !== undefined) watermarks?.record(watermarkMs, Date.now());
     let next = 0;
     for (const r of run)
@@ -98,7 +127,8 @@ export async function applyAndEmit(messages: Array<{ data: Uint8Array; headers?:
   return verdicts;
 }
 
-function dispositionOf(message: MessageVerdicts): Disposition {
+/** What becomes of a CLICKS message once applied: acked, with its late, undecodable and refused clicks dead-lettered. */
+export function dispositionOf(message: MessageVerdicts): Disposition {
   if ("erased" in message) return { kind: "ack" };
   if ("error" in message) {
     clickOutcomes.inc({ outcome: "undecodable" });
@@ -115,6 +145,9 @@ function dispositionOf(message: MessageVerdicts): Disposition {
             reason: `late: every window holding its event time ${new Date(Number(message.clicks[index]!.eventTimeMs)).toISOString()} was emitted`,
           }),
         );
+    } else if ("refused" in v) {
+      clickOutcomes.inc({ outcome: "refused" });
+      deadLetters.push(clickDeadLetter(message.clicks, index, { cause: "refused", reason: v.refused }));
     } else {
       clickOutcomes.inc({ outcome: "undecodable" });
       deadLetters.push(clickDeadLetter(message.clicks, index, { cause: "undecodable", reason: `undecodable: ${v.undecodable}` }));

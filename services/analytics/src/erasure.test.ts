@@ -4,7 +4,7 @@ import { ClickSchema, PageVisibilitySchema } from "@recsys/contracts/events/v1/e
 import { createLogger } from "@recsys/logging";
 import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { applyClickMessages } from "./consumer.js";
+import { applyClickMessages, dispositionOf } from "./consumer.js";
 import { createPool, migrateWhenReachable } from "./pg.js";
 import { AnalyticsReads } from "./reads.js";
 import { AnalyticsStore } from "./store.js";
@@ -121,6 +121,35 @@ describe("an erasure (UserDeleted on CLICKS)", () => {
     await publishAll();
     expect(await applyClickMessages([erasure("c")], store, undefined, { waitPublishedMs: 200 })).toEqual([{ erased: "c" }]);
     expect(await rowsOf({ userid: "c" })).toEqual([]);
+  });
+});
+
+describe("a click PostgreSQL can never store", () => {
+  beforeAll(async () => {
+    await freshSchema("refused");
+  });
+  afterAll(async () => {
+    await pool.query(`DROP SCHEMA IF EXISTS test_refused_${process.pid} CASCADE`);
+    await pool.end();
+  });
+
+  it("is dead-lettered as refused, alone: the clicks around it count, once, and the message is acked instead of retried for good", async () => {
+    // 1,000 CJK characters, 3,000 bytes, varied so that PostgreSQL cannot compress them: past its 2,704-byte index entry, as
+    // validation bounds urls now; a message published before the bound could still carry one.
+    const wide = `https://e.org/${Array.from({ length: 1_000 }, (_, i) => String.fromCodePoint(0x4e00 + ((i * 7919) % 20_000))).join("")}`;
+    const message = clicks(["a", "u1", 1], ["b", wide, 2], ["c", "u1", 3]);
+    const [first] = await applyClickMessages([message], store);
+    expect(first).toMatchObject({ verdicts: ["applied", { refused: expect.stringMatching(/refused by PostgreSQL: .*index row size/) }, "applied"] });
+    const disposition = dispositionOf(first!);
+    expect(disposition).toMatchObject({ kind: "ack", deadLetters: [{ index: 1, cause: "refused" }] });
+    expect(disposition.kind === "ack" && disposition.deadLetters?.length).toBe(1);
+    // Redelivered (a crash before the ack): nothing counts twice.
+    expect((await applyClickMessages([message], store))[0]).toMatchObject({ verdicts: ["duplicate", { refused: expect.any(String) }, "duplicate"] });
+    await store.emit(0, 0);
+    expect(await rowsOf({ url: "u1" })).toEqual(["-20|a|u1|1", "-20|c|u1|1", "-10|a|u1|1", "-10|c|u1|1", "0|a|u1|1", "0|c|u1|1"]);
+    // The same url hidden (VISIBILITY): dead-lettered too, not retried.
+    const hide = { seq: 1, data: toBinary(PageVisibilitySchema, create(PageVisibilitySchema, { eventId: "v-wide", url: wide, hidden: true })) };
+    expect(await applyVisibilityMessage(hide, store)).toMatchObject({ kind: "dead-letter", cause: "refused" });
   });
 });
 
