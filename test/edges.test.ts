@@ -160,6 +160,21 @@ describe("bad input is refused, names the field, and writes nothing", () => {
       ["search with an empty query", () => c.gateway.personalizedEventSearch({ query: "", userid: "u" }), "InvalidArgument", "query"],
       ["search query over 1024 chars", () => c.gateway.personalizedEventSearch({ query: "q".repeat(1025), userid: "u" }), "InvalidArgument", "query"],
       ["similar content of an empty userid", () => c.gateway.similarContent({ userid: "" }), "InvalidArgument", "userid"],
+      // websearch_to_tsquery nests each '-' on a stack of 32: PostgreSQL failed such a query, and the client got Internal.
+      [
+        "search query of 33 '-' in a row",
+        () => c.gateway.personalizedEventSearch({ query: `foo ${"-".repeat(33)} bar`, userid: "u" }),
+        "InvalidArgument",
+        "query",
+      ],
+      // A cursor is base64url JSON anyone can write: a NUL in its key reached PostgreSQL, which refused the parameter (Internal).
+      [
+        "events cursor holding a NUL",
+        () => c.gateway.events({ limit: 1, cursor: Buffer.from(JSON.stringify(["Events", "\u0000", "https://e.org/a"])).toString("base64url") }),
+        "InvalidArgument",
+        "cursor",
+      ],
+
       ["embed 257 texts", () => c.embedder.embed({ texts: Array(257).fill("a") }), "InvalidArgument", "texts"],
       ["GraphQL Events(limit: 0)", () => viaGraphql("{ Events(limit: 0) { id } }"), "InvalidArgument", "limit"],
       [
@@ -248,6 +263,15 @@ describe("bad input is refused, names the field, and writes nothing", () => {
               ]),
             ),
           ),
+        "InvalidArgument",
+        "event.properties.__proto__",
+      ],
+      [
+        "a property named __proto__ in a GraphQL click",
+        () =>
+          viaGraphql("mutation ($e: ClickEvent!) { Clickstream(event: $e) { userid } }", {
+            e: { userid: "u-proto", url: "https://e.org/a", event_id: "proto-graphql", properties: { ["__proto__"]: "x" } },
+          }),
         "InvalidArgument",
         "event.properties.__proto__",
       ],

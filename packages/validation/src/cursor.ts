@@ -1,3 +1,4 @@
+import { CONTROL } from "./characters.js";
 import { FieldError } from "./field-error.js";
 
 /** The longest cursor taken: the sort keys in use (a page id, a url, a userid, an event type) fit well within it. */
@@ -26,7 +27,9 @@ export function decodeCursor<const S extends readonly KeyPart[]>(list: string, c
   }
   if (!Array.isArray(parsed) || parsed[0] !== list || parsed.length !== shape.length + 1) throw refused();
   const key = parsed.slice(1);
-  if (!key.every((v, i) => typeof v === shape[i] && (typeof v !== "number" || Number.isSafeInteger(v)))) throw refused();
+  // No sort key holds a control character (validation refuses them), and PostgreSQL refuses a NUL in a parameter.
+  const valid = (v: unknown, i: number) => typeof v === shape[i] && (typeof v === "number" ? Number.isSafeInteger(v) : !CONTROL.test(v as string));
+  if (!key.every(valid)) throw refused();
   return key as KeyOf<S>;
 }
 

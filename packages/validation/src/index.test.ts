@@ -202,6 +202,8 @@ describe("cursors", () => {
       "",
       Buffer.from("{}").toString("base64url"),
       "A".repeat(8193),
+      encodeCursor("Events", ["\u0000", "https://e.org/a"]), // a NUL, which PostgreSQL refuses in a parameter
+      encodeCursor("Events", ["42", "https://e.org/\u0085"]),
     ];
     for (const c of bad) {
       const { field, reason } = rejection(() => decodeCursor("Events", c, ["string", "string"] as const));

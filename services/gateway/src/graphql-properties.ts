@@ -8,7 +8,8 @@ const refuse = (message: string) => createGraphQLError(`properties${message}`, {
 
 function fromObject(value: unknown): Record<string, PropertyValueInit> {
   if (typeof value !== "object" || value === null || Array.isArray(value)) throw refuse(": must be an object of names to texts or numbers");
-  const out: Record<string, PropertyValueInit> = {};
+  // Without a prototype: on a plain object a property named __proto__ set the prototype and was lost, never refused by ingest.
+  const out: Record<string, PropertyValueInit> = Object.create(null);
   for (const [name, v] of Object.entries(value)) {
     if (typeof v === "string") out[name] = { kind: { case: "text", value: v } };
     else if (typeof v === "number") out[name] = { kind: { case: "number", value: v } };

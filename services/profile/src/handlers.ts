@@ -15,6 +15,7 @@ import {
   orInvalidArgument,
 } from "@recsys/validation";
 import type { ProfileStore } from "./pg-store.js";
+import { sqlState } from "./sql-state.js";
 import type { EventKey, EventPage } from "./reads.js";
 import { answerSimilarContentBatch, checkSimilarContent, limitOrDefault } from "./similar-content.js";
 import type { EventRow } from "./types.js";
@@ -88,7 +89,14 @@ export function profileRoutes(store: ProfileStore, bus: Bus) {
         const query = orInvalidArgument(() => checkQuery(req.query));
         const userid = orInvalidArgument(() => checkUserid(req.userid));
         const limit = orInvalidArgument(() => limitOrDefault(req.limit));
-        return events(await store.personalizedEventSearch(query, userid, limit, ctx.signal));
+        try {
+          return events(await store.personalizedEventSearch(query, userid, limit, ctx.signal));
+        } catch (err) {
+          // websearch_to_tsquery nests each '-' (NOT) on a stack of 32: a query with more in a row fails inside PostgreSQL.
+          if (sqlState(err) === "XX000" && /tsquery stack too small/.test(String(err)))
+            throw new ConnectError("query: has more operators in a row than PostgreSQL's search nests (at most 32 '-')", Code.InvalidArgument);
+          throw err;
+        }
       },
       async exists(req, ctx) {
         const { userid, url } = orInvalidArgument(() => {
