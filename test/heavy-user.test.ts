@@ -159,6 +159,31 @@ describe("one heavy user", () => {
       expect(got, url).toEqual(want.get(url) ?? []);
     }
   }, 120_000);
+
+  it("sending back-dated clicks, each of another window of event time, gets no more than ten budgets' worth at once", async () => {
+    // covisit's rule counts clicks within 10 minutes of event time, which the client chooses: a user whose clicks are each a
+    // window apart in event time, from 8 days back, had all of them accepted, 10,000 a call, and each one's pairs kept in Redis for
+    // good. (1,000 windows: 7 days.)
+    const { ingest } = clientsOf(stack);
+    const t0 = Date.now() - 8 * 24 * 3_600_000;
+    const started = Date.now();
+    const res = await ingest.publishClicks({
+      clicks: Array.from({ length: 1_000 }, (_, k) => ({
+        userid: "back-dated",
+        url: `https://back-dated.example/${k}`,
+        eventTime: new Date(t0 + k * 601_000).toISOString(),
+      })),
+    });
+    const accepted = res.results.filter((r) => r.outcome.case === "accepted").length;
+    const refused = res.results.filter((r) => r.outcome.case === "rejected");
+    // Ten budgets at once, and one more for each second since (their rate: 600 clicks in 10 minutes).
+    expect(accepted).toBeGreaterThanOrEqual(10 * BUDGET);
+    expect(accepted).toBeLessThanOrEqual(10 * BUDGET + Math.ceil((Date.now() - started) / 1_000));
+    expect(refused.every((r) => r.outcome.case === "rejected" && r.outcome.value.field === "userid" && r.outcome.value.code === Code.ResourceExhausted)).toBe(
+      true,
+    );
+    expect(refused[0]?.outcome.value).toMatchObject({ reason: expect.stringMatching(/600 clicks arrived within 10 minutes, whatever their event times/) });
+  });
 });
 
 /** The upper bound (ms) of the bucket of Redis' EVALSHA latency histogram that holds the 99th percentile. */

@@ -1,6 +1,6 @@
 import { Code } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
-import { ClickBudget } from "./budget.js";
+import { ARRIVALS_PER_BUDGET, ClickBudget } from "./budget.js";
 
 const T0 = Date.parse("2024-01-02T00:00:00Z");
 const WINDOW = 10 * 60_000;
@@ -8,7 +8,9 @@ const click = (userid: string, eventId: string, t: number) => ({ userid, eventId
 
 describe("ClickBudget", () => {
   it("refuses a user's click with the budget's worth of clicks within the window either side, naming userid with ResourceExhausted", () => {
-    const budget = new ClickBudget(3, WINDOW);
+    // The clicks arrive as they happen.
+    const clock = { now: T0 + 180_000 };
+    const budget = new ClickBudget(3, WINDOW, undefined, undefined, () => clock.now);
     const first = budget.admit([click("u", "a", T0), click("u", "b", T0 + 60_000), click("u", "c", T0 + 120_000), click("u", "d", T0 + 180_000)]);
     expect(first.refused.map((e) => e?.code)).toEqual([undefined, undefined, undefined, Code.ResourceExhausted]);
     expect(first.refused[3]).toMatchObject({ field: "userid" });
@@ -16,7 +18,28 @@ describe("ClickBudget", () => {
     expect(budget.admit([click("u", "e", T0 - 60_000)]).refused[0]?.code).toBe(Code.ResourceExhausted);
     // Other users have budgets of their own; 10 minutes and 1 ms after the third, the window is free again.
     expect(budget.admit([click("v", "a", T0)]).refused).toEqual([undefined]);
+    clock.now = T0 + 120_000 + WINDOW + 1;
     expect(budget.admit([click("u", "f", T0 + 120_000 + WINDOW + 1)]).refused).toEqual([undefined]);
+  });
+
+  it("refuses the click past ARRIVALS_PER_BUDGET budgets of arrivals, whatever the event times, and gives them back at that rate", () => {
+    const clock = { now: T0 };
+    const budget = new ClickBudget(3, WINDOW, undefined, undefined, () => clock.now);
+    const arrivals = 3 * ARRIVALS_PER_BUDGET;
+    // Back-dated clicks, each in a window of event time of its own: covisit's rule alone would take them all.
+    const backDated = (k: number) => click("u", `b${k}`, T0 - 7 * 24 * 3_600_000 + k * (WINDOW + 1));
+    const first = budget.admit(Array.from({ length: arrivals + 1 }, (_, k) => backDated(k)));
+    expect(first.refused.slice(0, arrivals)).toEqual(new Array(arrivals).fill(undefined));
+    expect(first.refused[arrivals]).toMatchObject({ field: "userid", code: Code.ResourceExhausted });
+    expect(first.refused[arrivals]!.reason).toMatch(/30 clicks arrived within 10 minutes, whatever their event times; retry in 20 s/);
+    // A thirtieth of the window later, one more.
+    clock.now += WINDOW / arrivals;
+    expect(budget.admit([backDated(arrivals), backDated(arrivals + 1)]).refused.map((e) => e?.code)).toEqual([undefined, Code.ResourceExhausted]);
+    // A publish that failed gives its arrival back.
+    clock.now += WINDOW / arrivals;
+    budget.admit([backDated(arrivals + 2)]).release();
+    expect(budget.admit([backDated(arrivals + 3)]).refused).toEqual([undefined]);
+    expect(budget.admit([backDated(arrivals + 4)]).refused[0]?.code).toBe(Code.ResourceExhausted);
   });
 
   it("counts a click sent again once, and gives back what a failed publish took", () => {
@@ -30,10 +53,12 @@ describe("ClickBudget", () => {
   });
 
   it("gives back only what a failed publish took: the user's earlier clicks it had forgotten count again", () => {
-    const budget = new ClickBudget(2, WINDOW);
+    const clock = { now: T0 + 90_000 };
+    const budget = new ClickBudget(2, WINDOW, undefined, undefined, () => clock.now);
     budget.admit([click("u", "a", T0), click("u", "b", T0 + 60_000)]);
     expect(budget.admit([click("u", "c", T0 + 90_000)]).refused[0]?.code).toBe(Code.ResourceExhausted);
     // A click more than two windows later forgets a and b; its publish fails.
+    clock.now = T0 + 2 * WINDOW + 120_000;
     const failed = budget.admit([click("u", "late", T0 + 2 * WINDOW + 120_000)]);
     expect(failed.refused).toEqual([undefined]);
     failed.release();

@@ -3,12 +3,21 @@ import { FieldError } from "@recsys/validation";
 import type { ValidClick } from "./clicks.js";
 
 /**
- * Each user's click budget, checked before anything is published: covisit's rule, applied early so the client hears of it.
+ * Each user's click budget, checked before anything is published: covisit's rule, applied early so the client hears of it. And
+ * a budget of arrivals, whatever the clicks' event times: covisit's rule counts clicks within a window of event time, which the
+ * client chooses, so one user sending back-dated clicks, each block of 60 in a window of its own, had every one accepted (at the
+ * gateway's 600 a minute, or 10,000 a call from a service), and its pairs filled Redis for every user (about 75 MiB a minute
+ * with 2 KiB urls at the gateway's rate). ARRIVALS_PER_BUDGET times the budget arrive within a window: a replay compresses event
+ * time (the reference data's busiest user has 82 clicks in its hour, replayed within seconds), a flood of back-dated clicks is
+ * held to a tenth of the gateway's rate.
  * Kept per process for the `maxUsers` users seen last, and at most `maxClicks` clicks of theirs in all (users seen longest ago go
  * first): with several ingest replicas each admits up to the budget, and covisit's check holds. Users alone did not bound it: a
  * user keeps up to two windows of clicks (120 at the default budget), 25-40 KB, so 100,000 busy users took gigabytes. A click
  * kept takes about 230 bytes of heap (1,000,000 of 32-character ids: 230 MB), so 500,000 take about 115 MB.
  */
+/** How many times the click budget may arrive within a window of the budget, whatever the clicks' event times. */
+export const ARRIVALS_PER_BUDGET = 10;
+
 export class ClickBudget {
   /** userid -> event id -> event time; a Map keeps insertion order, so the first user is the one seen longest ago. */
   private readonly users = new Map<string, Map<string, number>>();
@@ -20,11 +29,19 @@ export class ClickBudget {
    */
   private readonly pending = new Map<string, number>();
 
+  /**
+   * userid -> when the user's arrivals are paid off (ms of this process' clock): a leaky bucket of ARRIVALS_PER_BUDGET times
+   * `budget` clicks a window, so that many at once and then one every `windowMs` over that many. Kept for the users of `users`,
+   * and forgotten with them.
+   */
+  private readonly arrivals = new Map<string, number>();
+
   constructor(
     readonly budget: number,
     readonly windowMs: number,
     readonly maxUsers = 100_000,
     readonly maxClicks = 500_000,
+    private readonly now: () => number = Date.now,
   ) {}
 
   /**
@@ -40,6 +57,11 @@ export class ClickBudget {
     };
     /** The clicks forgotten to make room, put back if the publish fails: its clicks were never stored. */
     const forgotten: Array<{ userid: string; eventId: string; t: number }> = [];
+    /** The users whose arrivals this call took one of, a click each: given back if the publish fails. */
+    const arrived: string[] = [];
+    const now = this.now();
+    const arrivalBudget = ARRIVALS_PER_BUDGET * this.budget;
+    const perClickMs = this.windowMs / arrivalBudget;
     const refused = clicks.map((c) => {
       const recent = this.recentOf(c.userid);
       const key = `${c.userid}\n${c.eventId}`;
@@ -57,6 +79,16 @@ export class ClickBudget {
           Code.ResourceExhausted,
         );
       }
+      const from = Math.max(this.arrivals.get(c.userid) ?? now, now);
+      if (from + perClickMs - now > this.windowMs) {
+        return new FieldError(
+          "userid",
+          `over its click budget: ${arrivalBudget} clicks arrived within ${this.windowMs / 60_000} minutes, whatever their event times; retry in ${Math.ceil((from + perClickMs - now - this.windowMs) / 1000)} s`,
+          Code.ResourceExhausted,
+        );
+      }
+      this.arrivals.set(c.userid, from + perClickMs);
+      arrived.push(c.userid);
       recent.set(c.eventId, c.eventTimeMs);
       this.kept++;
       hold(c, key);
@@ -71,6 +103,10 @@ export class ClickBudget {
         for (const key of held.keys()) this.pending.delete(key);
       },
       release: () => {
+        for (const userid of arrived) {
+          const at = this.arrivals.get(userid);
+          if (at !== undefined) this.arrivals.set(userid, at - perClickMs);
+        }
         for (const [key, h] of held) {
           const holders = this.pending.get(key);
           // Stored by another call meanwhile, or still held by one.
@@ -113,6 +149,7 @@ export class ClickBudget {
   private forgetUser(userid: string): void {
     this.kept -= this.users.get(userid)?.size ?? 0;
     this.users.delete(userid);
+    this.arrivals.delete(userid);
   }
 
   /** Clicks kept, over every user (at most `maxClicks`, but for the user seen last). */
