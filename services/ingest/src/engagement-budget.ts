@@ -6,13 +6,15 @@ import type { Published } from "./publisher.js";
 export const ENGAGEMENT_BUDGET_WINDOW_MS = 3_600_000;
 
 /**
- * The most bytes one like or interest takes in ENGAGEMENT: the longest text, userid and event id (4 bytes a character at most),
- * with room for the subject, message id, times and headers. A budget smaller than this would refuse such an interest for good.
+ * The most one like or interest costs of a budget: the longest interest in ENGAGEMENT (text, userid and event id at 4 bytes a
+ * character at most) and its embedding of `dimension` floats in INTEREST_EMBEDDINGS (the userid and event id again), with room
+ * for each message's subject, id, times, model and headers. A budget smaller than this would refuse such an interest for good.
  */
-export const MAX_ENGAGEMENT_EVENT_BYTES = LIMITS.textBytes + LIMITS.useridBytes + 4 * LIMITS.eventIdChars + 1024;
+export const maxEngagementCost = (dimension: number) => LIMITS.textBytes + 4 * dimension + 2 * (LIMITS.useridBytes + 4 * LIMITS.eventIdChars + 1024);
 
 /**
- * The bytes of likes and stated interests of one user that ingest publishes to ENGAGEMENT within an hour, by default. ENGAGEMENT
+ * The bytes of likes and stated interests of one user that ingest publishes to ENGAGEMENT within an hour, with what their
+ * embeddings take in INTEREST_EMBEDDINGS (about 1.8 KB each at 384 dimensions), by default. ENGAGEMENT
  * refuses every event once full (256 MiB by default), and it is shared: without a budget one user's token, at the gateway's 600
  * mutations a minute, filled it with 32 KiB interests in about 14 minutes, and from then on every user's likes and interests
  * were refused. At 1 MiB an hour one user needs more than 10 days; a like takes about 300 bytes, so a user may still like some

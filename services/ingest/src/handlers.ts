@@ -134,7 +134,13 @@ const VISIBILITY_CONSUMERS = [consumerNames("covisit", "visibility"), consumerNa
 export function ingestRoutes(
   publisher: EventPublisher,
   logger: Logger,
-  limits: { maxClockSkewMs: number; budget: ClickBudget; engagementBudget: EngagementBudget },
+  limits: {
+    maxClockSkewMs: number;
+    budget: ClickBudget;
+    /** Likes and stated interests per user, with the embeddings of the interests (of `embeddingDimension` floats). */
+    engagementBudget: EngagementBudget;
+    embeddingDimension: number;
+  },
   /** Where admin events are awaited, and for how long at most. */
   applied?: { bus: Bus; waitMs: number },
 ) {
@@ -181,14 +187,24 @@ export function ingestRoutes(
     );
   }
 
-  /** Pages, likes, interests: checked and published as their kind says; likes and interests within their user's budget. */
-  async function ingestEvents<I, V extends TimedEvent, S extends DescMessage>(kind: EventKind<I, V, S>, items: I[], byUser?: (event: V) => string) {
+  /**
+   * Pages, likes, interests: checked and published as their kind says; likes and interests within their user's budget, each
+   * costing what it takes in its stream and `alsoStored` (what it makes another service store: an interest's embedding).
+   */
+  async function ingestEvents<I, V extends TimedEvent, S extends DescMessage>(
+    kind: EventKind<I, V, S>,
+    items: I[],
+    budgeted?: { userid: (event: V) => string; alsoStored: (event: V, nowMs: number) => number },
+  ) {
     const outcomes = await validateThenPublish<I, V>({
       field: kind.field,
       items,
       max: kind.maxPerCall,
       validate: (item, now) => kind.validate(item, now, maxClockSkewMs),
-      admit: byUser && ((valid, now) => engagementBudget.admit(valid.map((e) => ({ userid: byUser(e), bytes: publisher.sizeOf(kind, e, now) })))),
+      admit:
+        budgeted &&
+        ((valid, now) =>
+          engagementBudget.admit(valid.map((e) => ({ userid: budgeted.userid(e), bytes: publisher.sizeOf(kind, e, now) + budgeted.alsoStored(e, now) })))),
       publish: (valid, now) => publisher.publishEvents(kind, valid, now),
       logger,
     });
@@ -215,8 +231,12 @@ export function ingestRoutes(
       return total;
     },
     publishContent: (req) => ingestEvents(PAGES, req.pages),
-    publishLikes: (req) => ingestEvents(LIKES, req.likes, (l) => l.userid),
-    publishInterests: (req) => ingestEvents(INTERESTS, req.interests, (i) => i.userid),
+    publishLikes: (req) => ingestEvents(LIKES, req.likes, { userid: (l) => l.userid, alsoStored: () => 0 }),
+    publishInterests: (req) =>
+      ingestEvents(INTERESTS, req.interests, {
+        userid: (i) => i.userid,
+        alsoStored: (i, now) => publisher.interestEmbeddingSizeOf(i, limits.embeddingDimension, now),
+      }),
     async deleteUser(req) {
       const userid = orInvalidArgument(() => checkUserid(req.userid));
       const partition = publisher.partitionOf(userid);

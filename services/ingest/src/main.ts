@@ -5,7 +5,7 @@ import { onShutdown, serviceTokenFor, startRpcServer } from "@recsys/server";
 import { ingestRoutes } from "./handlers.js";
 import { EventPublisher } from "./publisher.js";
 import { ClickBudget } from "./budget.js";
-import { DEFAULT_USER_ENGAGEMENT_BUDGET_BYTES, EngagementBudget, MAX_ENGAGEMENT_EVENT_BYTES } from "./engagement-budget.js";
+import { DEFAULT_USER_ENGAGEMENT_BUDGET_BYTES, EngagementBudget, maxEngagementCost } from "./engagement-budget.js";
 import { CLICK_BUDGET_WINDOW_MS, DEFAULT_MAX_CLOCK_SKEW_MS, DEFAULT_USER_CLICK_BUDGET } from "@recsys/validation";
 
 const config = readConfig(
@@ -14,8 +14,10 @@ const config = readConfig(
     INGEST_PORT: port(50051),
     // The most clicks of one user within the co-visit window of each other; the same setting for covisit.
     USER_CLICK_BUDGET: positiveInt(DEFAULT_USER_CLICK_BUDGET),
-    // The most bytes of likes and stated interests of one user an hour (as ENGAGEMENT stores them); at least one of the longest.
-    USER_ENGAGEMENT_BUDGET_BYTES: z.coerce.number().int().min(MAX_ENGAGEMENT_EVENT_BYTES).default(DEFAULT_USER_ENGAGEMENT_BUDGET_BYTES),
+    // The most bytes of likes and stated interests of one user an hour (as ENGAGEMENT and INTEREST_EMBEDDINGS store them).
+    USER_ENGAGEMENT_BUDGET_BYTES: positiveInt(DEFAULT_USER_ENGAGEMENT_BUDGET_BYTES),
+    // The embeddings' dimension, as profile's: a stated interest's budget counts its embedding, which the embedder publishes.
+    EMBEDDING_DIMENSION: positiveInt(384),
     // How far ahead of this clock an event's time may be; later ones are refused.
     MAX_CLOCK_SKEW_MS: z.coerce.number().int().min(0).default(DEFAULT_MAX_CLOCK_SKEW_MS),
     // How long DeleteUser and SetPageVisibility wait for the consumers to apply them before answering with those still pending.
@@ -23,6 +25,11 @@ const config = readConfig(
   }),
 );
 const logger = createLogger("ingest");
+if (config.USER_ENGAGEMENT_BUDGET_BYTES < maxEngagementCost(config.EMBEDDING_DIMENSION)) {
+  throw new Error(
+    `USER_ENGAGEMENT_BUDGET_BYTES must be at least ${maxEngagementCost(config.EMBEDDING_DIMENSION)}, what the longest interest and its embedding take`,
+  );
+}
 const bus = await connectBus({
   url: config.NATS_URL,
   name: "ingest",
@@ -56,6 +63,7 @@ const server = await startRpcServer({
       maxClockSkewMs: config.MAX_CLOCK_SKEW_MS,
       budget: new ClickBudget(config.USER_CLICK_BUDGET, CLICK_BUDGET_WINDOW_MS),
       engagementBudget: new EngagementBudget(config.USER_ENGAGEMENT_BUDGET_BYTES),
+      embeddingDimension: config.EMBEDDING_DIMENSION,
     },
     { bus, waitMs: config.APPLY_WAIT_MS },
   ),

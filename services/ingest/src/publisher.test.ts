@@ -4,7 +4,7 @@ import { ClickSchema, PageVisibilitySchema } from "@recsys/contracts/events/v1/e
 import { createLogger } from "@recsys/logging";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { LIMITS } from "@recsys/validation";
-import { MAX_ENGAGEMENT_EVENT_BYTES } from "./engagement-budget.js";
+import { maxEngagementCost } from "./engagement-budget.js";
 import { INTERESTS, LIKES, type EventKind, type TimedEvent } from "./event-kinds.js";
 import { partitionOf } from "./hashing.js";
 import { CLICKS_PER_MESSAGE, clickBytesBound, EventPublisher } from "./publisher.js";
@@ -158,7 +158,7 @@ it("two users' events with the same id are different messages, lone or in a batc
   expect((await publisher.publishEvents(INTERESTS, [interest("p"), interest("q")], 1)).map((i) => i.duplicate)).toEqual([false, false]);
 });
 
-it("counts a like's and an interest's bytes as ENGAGEMENT stores them, the longest interest within MAX_ENGAGEMENT_EVENT_BYTES", async () => {
+it("counts a like's and an interest's bytes as ENGAGEMENT stores them, the longest interest with its embedding within maxEngagementCost", async () => {
   const stream = bus.topology.engagementStream;
   const bytesOf = async () => (await bus.jsm.streams.info(stream)).state.bytes;
   // The longest of each field, in characters of 4 bytes (🎲) where the field allows them.
@@ -180,7 +180,9 @@ it("counts a like's and an interest's bytes as ENGAGEMENT stores them, the longe
     await storedAndCounted(INTERESTS, longest),
   ];
   for (const [stored, counted] of counts) expect(counted).toBe(stored);
-  expect(publisher.sizeOf(INTERESTS, longest, Date.now())).toBeLessThanOrEqual(MAX_ENGAGEMENT_EVENT_BYTES);
+  expect(publisher.sizeOf(INTERESTS, longest, Date.now()) + publisher.interestEmbeddingSizeOf(longest, 384, Date.now())).toBeLessThanOrEqual(
+    maxEngagementCost(384),
+  );
 });
 
 it("publishes an erasure on the user's CLICKS subject after the user's clicks, read by consumers as the erasure, not as clicks", async () => {

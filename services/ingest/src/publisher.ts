@@ -13,11 +13,12 @@ import {
   type Bus,
   type MsgHdrs,
 } from "@recsys/bus";
-import { ClickSchema } from "@recsys/contracts/events/v1/events";
+import { ClickSchema, InterestEmbeddingSchema } from "@recsys/contracts/events/v1/events";
 import { Counter, registry } from "@recsys/metrics";
 
 import { DEFAULT_EVENT_TYPE } from "@recsys/validation";
 import type { ValidClick } from "./clicks.js";
+import type { ValidInterest } from "./engagement.js";
 import type { EventKind, TimedEvent } from "./event-kinds.js";
 import { eventIdOf, partitionOf } from "./hashing.js";
 
@@ -176,6 +177,29 @@ export class EventPublisher {
   sizeOf<I, V extends TimedEvent, S extends DescMessage>(kind: EventKind<I, V, S>, event: V, ingestTimeMs: number): number {
     const o = this.outgoing(kind, event, ingestTimeMs);
     return storedBytes(o.subject, o.payload, o);
+  }
+
+  /**
+   * The bytes the embedder will publish to INTEREST_EMBEDDINGS for a stated interest, as JetStream counts them: its vector of
+   * `dimension` floats, keyed as the embedder keys it, with room for a model name of 64 bytes (services/embedder/src/interests.ts).
+   */
+  interestEmbeddingSizeOf(i: ValidInterest, dimension: number, ingestTimeMs: number): number {
+    const payload = toBinary(
+      InterestEmbeddingSchema,
+      create(InterestEmbeddingSchema, {
+        eventId: i.eventId,
+        userid: i.userid,
+        embedding: new Array<number>(dimension).fill(1),
+        sourceTimeMs: BigInt(i.sourceTimeMs),
+        model: "m".repeat(64),
+        ingestTimeMs: BigInt(ingestTimeMs),
+      }),
+    );
+    const subject = this.bus.topology.interestEmbeddingsSubject(partitionOf(i.userid, this.partitions));
+    return storedBytes(subject, payload, {
+      msgID: userEventMessageId("interest", i.userid, i.eventId),
+      headers: typedHeaders(InterestEmbeddingSchema.typeName),
+    });
   }
 
   private outgoing<I, V extends TimedEvent, S extends DescMessage>(kind: EventKind<I, V, S>, e: V, ingestTimeMs: number): Outgoing {
