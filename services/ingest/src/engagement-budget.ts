@@ -14,19 +14,20 @@ export const maxEngagementCost = (dimension: number) => LIMITS.textBytes + 4 * d
 
 /**
  * The bytes of likes and stated interests of one user that ingest publishes to ENGAGEMENT within an hour, with what their
- * embeddings take in INTEREST_EMBEDDINGS (about 1.8 KB each at 384 dimensions), by default. ENGAGEMENT
- * refuses every event once full (256 MiB by default), and it is shared: without a budget one user's token, at the gateway's 600
- * mutations a minute, filled it with 32 KiB interests in about 14 minutes, and from then on every user's likes and interests
- * were refused. At 1 MiB an hour one user needs more than 10 days; a like takes about 300 bytes, so a user may still like some
- * 3,000 pages in one go, or state 30 interests of the longest text.
+ * embeddings take in INTEREST_EMBEDDINGS (about 1.8 KB each at 384 dimensions), by default. Both streams refuse every event once
+ * full (256 MiB each by default), and they are shared: without a budget one user's token, at the gateway's 600 mutations a
+ * minute, filled ENGAGEMENT with 32 KiB interests in about 14 minutes, and from then on every user's likes and interests were
+ * refused. At 1 MiB an hour one user needs more than 10 days; a like takes about 300 bytes, so a user may still like some 3,000
+ * pages in one go, state 500 short interests, or 30 of the longest text.
  */
 export const DEFAULT_USER_ENGAGEMENT_BUDGET_BYTES = 1024 * 1024;
 
 /**
  * Each user's engagement budget, checked before anything is published: a generic cell rate (a leaky bucket) over the bytes each
- * event takes in ENGAGEMENT. A user may spend the whole budget at once; it then comes back at the budget's rate, so over any
- * hour a user publishes at most twice the budget, over a day at most 25 times. One number per user (when its spending is paid off),
- * for at most `maxUsers` users seen last (about 150 bytes each); a user forgotten before that starts with a full budget again. With several ingest replicas each admits up to the budget.
+ * event costs in the streams. A user may spend the whole budget at once; it then comes back at the budget's rate, so over any
+ * hour a user publishes at most twice the budget, over a day at most 25 times. One number per user (when its spending is paid
+ * off), for at most `maxUsers` users seen last (about 150 bytes each); a user forgotten before that starts with a full budget
+ * again. With several ingest replicas each admits up to the budget.
  */
 export class EngagementBudget {
   /** userid -> the time at which the user's spending is paid off (ms); a Map keeps insertion order: the first was seen longest ago. */
@@ -44,7 +45,7 @@ export class EngagementBudget {
   }
 
   /**
-   * Takes room for the events, in order, each `bytes` as ENGAGEMENT will store it; each refused one gets a FieldError
+   * Takes room for the events, in order, each `bytes` as the streams will store it; each refused one gets a FieldError
    * (ResourceExhausted, naming userid). Then exactly one of: `keep` once the events are stored, which gives back what the
    * duplicates took (JetStream stored nothing for them); `release` when the publish failed, which gives back all of it.
    */
