@@ -23,7 +23,7 @@ export {
   type DurableConsumerOptions,
 } from "./consumer.js";
 export { deadLetter, deadLettered, type DeadLetterCause, type DeadLetterWhy, type ItemDeadLetter } from "./dead-letters.js";
-export { PublishFailedError, StreamFill, StreamFullError } from "./stream-fill.js";
+export { PublishFailedError, StreamFill, StreamFullError, StreamReadFailedError } from "./stream-fill.js";
 export {
   applicableClicks,
   clickDeadLetter,

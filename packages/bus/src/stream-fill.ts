@@ -13,6 +13,16 @@ export class PublishFailedError extends Error {
   }
 }
 
+/** A read of a stream that did not go through (a timeout, the stream's leader away): a consumer retries its message. */
+export class StreamReadFailedError extends Error {
+  constructor(
+    readonly stream: string,
+    cause: unknown,
+  ) {
+    super(`reading ${stream} failed: ${String(cause)}`);
+  }
+}
+
 /** A publish refused because the stream is at its size limit. */
 export class StreamFullError extends Error {
   constructor(readonly stream: string) {

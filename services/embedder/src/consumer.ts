@@ -1,6 +1,7 @@
 import {
   consumerNames,
   PublishFailedError,
+  StreamReadFailedError,
   runDurableConsumer,
   StreamFullError,
   type Bus,
@@ -64,10 +65,11 @@ export function runContentConsumer(opts: {
 }
 
 /**
- * A publish that failed or a full stream is waited out (retried with backoff for as long as it
- * lasts), never dead-lettered; anything else is thrown (a poison message after its deliveries).
+ * A publish or a read of a stream that failed, or a full stream, is waited out (retried with backoff for as long as it lasts),
+ * never dead-lettered; anything else is thrown (a poison message after its deliveries).
  */
 export function busFailure(err: unknown): Disposition {
-  if (err instanceof StreamFullError || err instanceof PublishFailedError) return { kind: "retry", reason: err.message };
+  if (err instanceof StreamFullError || err instanceof PublishFailedError || err instanceof StreamReadFailedError)
+    return { kind: "retry", reason: err.message };
   throw err;
 }

@@ -1,7 +1,9 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import { ContentPageSchema, type ContentEmbedding } from "@recsys/contracts/events/v1/events";
 import { describe, expect, it } from "vitest";
-import { embedPageMessage, pageText, type EmbeddingsLog } from "./content.js";
+import { StreamReadFailedError, Topology, type Bus } from "@recsys/bus";
+import { embedPageMessage, jetStreamEmbeddingsLog, pageText, type EmbeddingsLog } from "./content.js";
+import { busFailure } from "./consumer.js";
 
 /** The log as the EMBEDDINGS stream behaves: one message kept per url, appends guarded by the url's last sequence. */
 class MemoryLog implements EmbeddingsLog {
@@ -77,5 +79,25 @@ describe("embedPageMessage", () => {
   it("calls bytes that are not a page undecodable", async () => {
     const { deps: d } = deps(new MemoryLog());
     expect((await embedPageMessage(Uint8Array.of(0xff, 0xff, 0xff), d)).status).toBe("undecodable");
+  });
+});
+
+describe("a read of EMBEDDINGS that fails", () => {
+  it("is a bus failure: the page is retried, never dead-lettered as a poison message", async () => {
+    // The stream's leader away (a rolling restart of a cluster): JetStream's direct get times out.
+    const bus = {
+      topology: new Topology("unit"),
+      jsm: {
+        streams: {
+          getMessage: async () => {
+            throw new Error("TIMEOUT");
+          },
+        },
+      },
+    } as unknown as Bus;
+    const { deps: d } = deps(jetStreamEmbeddingsLog(bus));
+    const err = await embedPageMessage(page("https://e.org/a", 5), d).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(StreamReadFailedError);
+    expect(busFailure(err)).toMatchObject({ kind: "retry", reason: expect.stringMatching(/^reading UNIT_EMBEDDINGS failed: Error: TIMEOUT/) });
   });
 });

@@ -1,5 +1,5 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { isWrongLastSequence, PublishFailedError, StreamFill, urlKey, type Bus } from "@recsys/bus";
+import { isWrongLastSequence, PublishFailedError, StreamFill, StreamReadFailedError, urlKey, type Bus } from "@recsys/bus";
 import { ContentEmbeddingSchema, ContentPageSchema, type ContentEmbedding, type ContentPage } from "@recsys/contracts/events/v1/events";
 import { numbers } from "./numbers.js";
 
@@ -61,7 +61,13 @@ export function jetStreamEmbeddingsLog(bus: Bus, fill?: StreamFill): EmbeddingsL
   const stream = bus.topology.embeddingsStream;
   return {
     async newest(url) {
-      const m = await bus.jsm.streams.getMessage(stream, { last_by_subj: bus.topology.embeddingsSubject(urlKey(url)) });
+      let m: Awaited<ReturnType<typeof bus.jsm.streams.getMessage>>;
+      try {
+        m = await bus.jsm.streams.getMessage(stream, { last_by_subj: bus.topology.embeddingsSubject(urlKey(url)) });
+      } catch (err) {
+        // A bus error, never the page's fault: the page waits (retried), as for a failed publish.
+        throw new StreamReadFailedError(stream, err);
+      }
       if (!m) return undefined;
       return { version: fromBinary(ContentEmbeddingSchema, m.data).version, seq: m.seq };
     },
