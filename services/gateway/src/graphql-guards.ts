@@ -14,8 +14,10 @@ const UNLIMITED_LIST_ITEMS = LIMITS.recommendationLimit.max;
  */
 const items: ComplexityEstimator = ({ type, field, args, childComplexity }) => {
   if (type.name.startsWith("__") || field.name.startsWith("__")) return 0;
-  // Arguments come with the schema's defaults applied: SimilarContent without a limit counts 10.
-  const limit = typeof args.limit === "number" ? args.limit : UNLIMITED_LIST_ITEMS;
+  // Arguments come with the schema's defaults applied: SimilarContent without a limit counts 10. A limit below 1 counts as the
+  // most a list gives: counted as it came, a negative one took its size off the document's other fields, which then all ran
+  // (15,000 items past a limit of 5,000), while only that field was refused.
+  const limit = typeof args.limit === "number" && args.limit >= 1 ? args.limit : UNLIMITED_LIST_ITEMS;
   // By its name ("[Events!]!", "EventsPage!"), not instanceof: the schema may come from another copy of graphql-js.
   const typeName = String(field.type);
   // A page (EventsPage, …) counts its limit; the list inside it counts each of those items once.

@@ -418,6 +418,11 @@ describe("GraphQL limits", () => {
       ).errors?.[0]?.message,
     ).toMatch(/found 6000/);
     expect(asked).toEqual([]);
+    // A field with a limit below 1 counts as the most a list gives, not as a negative number that takes the others' items
+    // off the total: before, these 15,000 items were asked for and answered, with only that field refused.
+    const withNegative = `{ ${Array.from({ length: 14 }, (_, i) => `a${i}: Events(limit: 1000) { abstract }`).join(" ")} Recommendation(url: "https://e.org/", limit: -2147483648) { recommendation } }`;
+    expect((await gql(withNegative)).errors?.[0]?.message).toMatch(/^Items limit of 5000 exceeded, found 15000/);
+    expect(asked).toEqual([]);
   });
 
   it("a document of more than 1000 tokens is refused", async () => {
