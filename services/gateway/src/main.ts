@@ -1,5 +1,6 @@
 import http from "node:http";
 import { createClient } from "@connectrpc/connect";
+import { hideBackendFailures } from "./backend-errors.js";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { clientTracing } from "@recsys/tracing";
 import { commonEnv, port, positiveInt, readConfig, z } from "@recsys/config";
@@ -74,14 +75,14 @@ const logger = createLogger("gateway");
 // compressing answers only spent CPU (Recommendation at 1,000 requests/s: p99 25 ms this way, 36 ms
 // over gRPC; see the README's Performance section).
 const backendAgent = new http.Agent({ keepAlive: true, maxSockets: 64 });
-const transport = (baseUrl: string) =>
+const transport = (backend: string, baseUrl: string) =>
   createConnectTransport({
     baseUrl,
     httpVersion: "1.1",
     useBinaryFormat: true,
     nodeOptions: { agent: backendAgent },
     acceptCompression: [],
-    interceptors: [clientTracing, ...sendServiceToken(config.SERVICE_TOKEN || undefined)],
+    interceptors: [hideBackendFailures(backend, logger), clientTracing, ...sendServiceToken(config.SERVICE_TOKEN || undefined)],
   });
 // Each command goes out as it is sent, without ioredis' auto-pipelining: its per-tick pipelines outlived two young-generation
 // collections and were promoted, so each scavenge copied ~650 KB and paused the loop ~3 ms (1 ms without); at 1,000
@@ -105,14 +106,14 @@ const profilePool = createPool({
   logger,
 });
 const backends = {
-  analytics: createClient(AnalyticsService, transport(config.ANALYTICS_URL)),
+  analytics: createClient(AnalyticsService, transport("analytics", config.ANALYTICS_URL)),
   covisit: readingCovisitRedis(
-    createClient(CovisitService, transport(config.COVISIT_URL)),
+    createClient(CovisitService, transport("covisit", config.COVISIT_URL)),
     CovisitStore.reader(covisitRedis, config.RECSYS_NAMESPACE, config.SEEN_HORIZON_MS, config.COVISIT_SHARDS),
     logger,
   ),
-  ingest: createClient(IngestService, transport(config.INGEST_URL)),
-  profile: readingProfilePostgres(createClient(ProfileService, transport(config.PROFILE_URL)), profilePool, logger),
+  ingest: createClient(IngestService, transport("ingest", config.INGEST_URL)),
+  profile: readingProfilePostgres(createClient(ProfileService, transport("profile", config.PROFILE_URL)), profilePool, logger),
 };
 const api = createGatewayApi(backends, logger, config.GATEWAY_DEADLINE_MS, {
   maxBatch: config.GATEWAY_BATCH_MAX,
