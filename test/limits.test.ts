@@ -107,6 +107,49 @@ describe("a full CLICKS", () => {
   }, 180_000);
 });
 
+describe("a full EMBEDDINGS", () => {
+  // The embedder writes a page's embedding (about 1.9 KB at 384 dimensions, a short page about 420 bytes on CONTENT) to
+  // EMBEDDINGS, which refuses when full: ingest kept accepting pages, which then waited in the embedder for good.
+  it("makes ingest refuse pages with ResourceExhausted naming it, before they are accepted and never embedded", async () => {
+    const limit = 64 * 1024;
+    stack = await startStack("embeddingsfull", { EMBEDDINGS_MAX_BYTES: String(limit) });
+    const { ingest } = clientsOf(stack);
+    const nc = await connect({ servers: natsOf(stack) });
+    try {
+      const jsm = await jetstreamManager(nc);
+      const embeddings = async () => (await jsm.streams.info(`${stack!.namespace.toUpperCase()}_EMBEDDINGS`).catch(() => undefined))?.state;
+      let accepted = 0;
+      let refusal: ConnectError | undefined;
+      // About 34 embeddings fit in 64 KiB.
+      for (let i = 0; i < 80 && !refusal; i++) {
+        try {
+          await ingest.publishContent({ pages: [{ url: `https://e.org/full/${i}`, title: `page ${i}`, text: "a short page" }] });
+          accepted++;
+        } catch (err) {
+          refusal = ConnectError.from(err);
+          break;
+        }
+        // Embedded, or the embedder found the stream full; then ingest's next reading of its size (every 500 ms).
+        await expect
+          .poll(async () => {
+            const e = await embeddings();
+            return (e?.messages ?? 0) >= accepted || (e?.bytes ?? 0) >= limit;
+          })
+          .toBe(true);
+        if (((await embeddings())?.bytes ?? 0) >= limit) await sleep(1_000);
+      }
+      expect(refusal?.code).toBe(Code.ResourceExhausted);
+      expect(refusal?.rawMessage).toMatch(/^pages: .*EMBEDDINGS is full/);
+      // At most the one page that found the stream full waits in the embedder.
+      expect(accepted - ((await embeddings())?.messages ?? 0)).toBeLessThanOrEqual(1);
+      const health = await healthz(stack.url.ingest);
+      expect(health.body.problems?.join("\n")).toMatch(/EMBEDDINGS is full/);
+    } finally {
+      await nc.close();
+    }
+  }, 120_000);
+});
+
 describe("one user's likes and stated interests", () => {
   // ENGAGEMENT (256 MiB) is shared and refuses every event once full: one user's token filled it with 32 KiB interests in about
   // 14 minutes at the gateway's default rate limit; INTEREST_EMBEDDINGS (256 MiB, about 1.8 KB an interest whatever its text)

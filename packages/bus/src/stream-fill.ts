@@ -118,6 +118,17 @@ export class StreamFill {
     };
   }
 
+  /**
+   * Throws StreamFullError while `stream` is at its size limit, taking no room: for a stream another service writes what these
+   * events make (the embedder's EMBEDDINGS for pages), so that they are refused where the client hears of it instead of being
+   * accepted and then waiting in that service until there is room.
+   */
+  refuseIfFull(stream: string): void {
+    if (!this.streams.get(stream)?.full) return;
+    refusedFull.inc({ stream });
+    throw new StreamFullError(stream);
+  }
+
   /** The bytes a publish of these messages takes in a stream, about: payload, subject, id and headers. */
   static sizeOf(messages: Array<{ subject: string; payload: Uint8Array; msgID: string }>): number {
     return messages.reduce((n, o) => n + o.payload.length + o.subject.length + o.msgID.length + 128, 0);

@@ -28,6 +28,8 @@ export interface EventKind<Input, Valid extends TimedEvent, Schema extends DescM
   /** One item as the wire has it, checked; throws FieldError naming the field. */
   validate(input: Input, nowMs: number, maxClockSkewMs: number): Valid;
   stream(topology: Topology): string;
+  /** The stream another service writes what each event makes (the embedder's embeddings): while it is full, the events are refused. */
+  downstream?(topology: Topology): string;
   /** Events that must be consumed in order share a subject. */
   subject(topology: Topology, event: Valid, partitions: number): string;
   /** The broker's dedup id: the same event sent again is the same message. */
@@ -42,6 +44,7 @@ export const PAGES: EventKind<ContentInput, ValidPage, typeof ContentPageSchema>
   maxPerCall: MAX_PAGES_PER_CALL,
   validate: (p, nowMs, maxClockSkewMs) => toValidPage({ url: p.url, id: p.id, title: p.title, text: p.text, source_time: p.sourceTime }, nowMs, maxClockSkewMs),
   stream: (topology) => topology.contentStream,
+  downstream: (topology) => topology.embeddingsStream,
   subject: (topology, p, partitions) => topology.contentSubject(pagePartitionOf(p.url, partitions)),
   messageId: (p) => p.eventId,
   schema: ContentPageSchema,
@@ -83,6 +86,7 @@ export const INTERESTS: EventKind<InterestInput, ValidInterest, typeof StatedInt
   validate: (i, nowMs, maxClockSkewMs) =>
     toValidInterest({ userid: i.userid, text: i.text, source_time: i.sourceTime, event_id: i.eventId }, nowMs, maxClockSkewMs),
   stream: (topology) => topology.engagementStream,
+  downstream: (topology) => topology.interestEmbeddingsStream,
   subject: (topology, i, partitions) => topology.statedInterestsSubject(partitionOf(i.userid, partitions)),
   messageId: (i) => userEventMessageId("interest", i.userid, i.eventId),
   schema: StatedInterestSchema,

@@ -45,6 +45,9 @@ const fill = new StreamFill(
     [bus.topology.clicksStream]: config.CLICKS_MAX_BYTES,
     [bus.topology.contentStream]: config.CONTENT_MAX_BYTES,
     [bus.topology.engagementStream]: config.ENGAGEMENT_MAX_BYTES,
+    // Written by the embedder, read here: while one is full, the pages or interests that would add to it are refused.
+    [bus.topology.embeddingsStream]: config.EMBEDDINGS_MAX_BYTES,
+    [bus.topology.interestEmbeddingsStream]: config.INTEREST_EMBEDDINGS_MAX_BYTES,
     [bus.topology.visibilityStream]: config.VISIBILITY_MAX_BYTES,
   },
   logger,

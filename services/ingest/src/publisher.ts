@@ -166,7 +166,8 @@ export class EventPublisher {
   }
 
   /** One message per event, as `kind` says: its stream, subject, message id and payload. */
-  publishEvents<I, V extends TimedEvent, S extends DescMessage>(kind: EventKind<I, V, S>, events: V[], ingestTimeMs: number): Promise<Published[]> {
+  async publishEvents<I, V extends TimedEvent, S extends DescMessage>(kind: EventKind<I, V, S>, events: V[], ingestTimeMs: number): Promise<Published[]> {
+    if (kind.downstream) this.fill?.refuseIfFull(kind.downstream(this.bus.topology));
     return this.publishAll(
       kind.stream(this.bus.topology),
       events.map((e) => this.outgoing(kind, e, ingestTimeMs)),
