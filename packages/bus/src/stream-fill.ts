@@ -106,10 +106,7 @@ export class StreamFill {
     const s = this.streams.get(stream);
     if (!s) return () => {};
     if (s.stored + s.sentSinceRead >= s.limit) this.mark(stream, true);
-    if (s.full) {
-      refusedFull.inc({ stream });
-      throw new StreamFullError(stream);
-    }
+    this.refuseIfFull(stream);
     s.sentSinceRead += bytes;
     const readsBefore = this.reads;
     return () => {
