@@ -1,12 +1,16 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
+import { Topology } from "@recsys/bus";
+import { applyArchivedHead, ArchiveGapError } from "@recsys/lake/lake";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { compareRows, oracleRows, publishClicks, rowKey, streamRows, typedReferenceClicks, waitAllEmitted } from "./harness/analytics.js";
 import { clientsOf } from "./harness/clients.js";
 import { readClicks } from "./harness/reference.js";
 import { dropClicksHead, rebuildWithArchive } from "./harness/rebuild.js";
-import { referenceClicks, startStack, type TestStack } from "./harness/stack.js";
+import { natsOf, referenceClicks, startStack, type TestStack } from "./harness/stack.js";
 
 // analytics and the archive, with the reference clicks published straight to CLICKS: after the stream's retention dropped its
 // first half and analytics lost its PostgreSQL state, `analytics:rebuild` takes that half from the archive.
@@ -71,5 +75,59 @@ describe("analytics rebuilt from the archive and the stream", () => {
     expect(want.length).toBeGreaterThan(0);
     expect(want.length).toBeLessThan(1000);
     expect(res.rows.map((r) => rowKey(Date.parse(r.windowStart), r.userid, r.event, r.url, Number(r.eventCount))).sort()).toEqual(want.sort());
+  });
+
+  // Both rebuilds (covisit's and analytics') take the archive step from applyArchivedHead. A rebuild reads the archive for as long as
+  // it takes, while the stream's retention goes on dropping messages: those must come from the archive too, not from nowhere.
+  it("applies from the archive what ages out of CLICKS while a rebuild runs, and starts the durables where the stream then begins", async () => {
+    const nc = await connect({ servers: natsOf(stack) });
+    try {
+      const jsm = await jetstreamManager(nc);
+      const topology = new Topology(stack.namespace);
+      const stream = topology.clicksStream;
+      const first = (await jsm.streams.info(stream)).state.first_seq;
+      expect(first).toBeGreaterThan(1);
+
+      // 20 messages age out while the first pass reads the archive, 20 more just after the durables are made.
+      const applied: number[] = [];
+      const startedAt: number[] = [];
+      let undone = 0;
+      const beforeSeq = await applyArchivedHead({
+        bus: { jsm, topology },
+        dir,
+        apply: async (messages) => {
+          if (applied.length === 0) await jsm.streams.purge(stream, { seq: first + 20 });
+          applied.push(...messages.map((m) => m.seq));
+        },
+        startAt: async (seq) => {
+          startedAt.push(seq);
+          await jsm.streams.purge(stream, { seq: first + 40 });
+          return async () => void undone++;
+        },
+      });
+      expect({ beforeSeq, startedAt, undone }).toEqual({ beforeSeq: first + 40, startedAt: [first + 20], undone: 0 });
+      // Every message before the stream's new first one, once, in stream order.
+      expect(applied).toEqual(Array.from({ length: first + 39 }, (_, i) => i + 1));
+
+      // A message that ages out after the durables were made, before the archive held it: the durables go again, and the rebuild
+      // says what is missing.
+      await stack.kill("archive");
+      await publishClicks(stack, [clicks[0]!.raw], "anrebuild-late");
+      const { last_seq: late } = (await jsm.streams.info(stream)).state;
+      const refused = applyArchivedHead({
+        bus: { jsm, topology },
+        dir,
+        apply: async () => {},
+        startAt: async () => {
+          await jsm.streams.purge(stream, { seq: late + 1 });
+          return async () => void undone++;
+        },
+      });
+      await expect(refused).rejects.toThrow(ArchiveGapError);
+      await expect(refused).rejects.toThrow(`begins at sequence ${late + 1} and the archive in ${dir} holds it only through sequence ${late - 1}`);
+      expect(undone).toBe(1);
+    } finally {
+      await nc.close();
+    }
   });
 });

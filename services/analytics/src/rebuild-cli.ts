@@ -3,7 +3,7 @@
 // it goes on from the stream and publishes the windows CLICK_METRICS does not have yet. `pnpm analytics:rebuild` does all three.
 import { AckPolicy, ConsumerRunningError, connectBus, DeliverPolicy, idleConsumers, natsAuthFrom } from "@recsys/bus";
 import { readConfig, z } from "@recsys/config";
-import { archivedClickMessages, ArchiveGapError, clicksHeadInArchive, localArchiveDir } from "@recsys/lake/lake";
+import { applyArchivedHead, ArchiveGapError, clicksHeadInArchive, localArchiveDir } from "@recsys/lake/lake";
 import { createLogger } from "@recsys/logging";
 import { quoteIdent } from "@recsys/postgres";
 import { analyticsConfig } from "./config.js";
@@ -43,19 +43,28 @@ try {
     let clicks = 0;
     // One message at a time, each followed by the windows it closed, as the consumer takes them; erasures in their places (nothing is
     // published meanwhile, so they wait for no publication).
-    for await (const messages of archivedClickMessages(config.ARCHIVE_DIR, 1, firstSeq)) {
-      for (const m of messages) {
-        for (const v of await applyAndEmit([m], emission)) if ("verdicts" in v) clicks += v.verdicts.filter((x) => x === "applied").length;
-      }
-    }
-    await bus.jsm.consumers.add(stream, {
-      durable_name: clicksDurable,
-      filter_subject: bus.topology.clicksSubjects,
-      ack_policy: AckPolicy.Explicit,
-      deliver_policy: DeliverPolicy.StartSequence,
-      opt_start_seq: firstSeq,
+    const beforeSeq = await applyArchivedHead({
+      bus,
+      dir: config.ARCHIVE_DIR,
+      apply: async (messages) => {
+        for (const m of messages) {
+          for (const v of await applyAndEmit([m], emission)) if ("verdicts" in v) clicks += v.verdicts.filter((x) => x === "applied").length;
+        }
+      },
+      startAt: async (seq) => {
+        await bus.jsm.consumers.add(stream, {
+          durable_name: clicksDurable,
+          filter_subject: bus.topology.clicksSubjects,
+          ack_policy: AckPolicy.Explicit,
+          deliver_policy: DeliverPolicy.StartSequence,
+          opt_start_seq: seq,
+        });
+        return async () => {
+          await bus.jsm.consumers.delete(stream, clicksDurable).catch(() => undefined);
+        };
+      },
     });
-    fromArchive = `; applied ${clicks} clicks of messages 1-${firstSeq - 1} from the archive in ${config.ARCHIVE_DIR}`;
+    fromArchive = `; applied ${clicks} clicks of messages 1-${beforeSeq - 1} from the archive in ${config.ARCHIVE_DIR}`;
   }
   console.log(
     `analytics rebuild: schema ${schema} made anew and the consumer deleted${fromArchive}; analytics will apply the ${held} messages of ${stream} when it starts`,

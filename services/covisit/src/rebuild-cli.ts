@@ -25,17 +25,15 @@ try {
   const done = await prepareRebuild({ bus, redis, namespace: config.RECSYS_NAMESPACE });
   let fromArchive = "";
   if (firstSeq > 1) {
-    const store = storeFrom(redis, config);
-    const applied = await applyArchivedClicks({
+    const { applied, beforeSeq } = await applyArchivedClicks({
       bus,
-      store,
+      store: storeFrom(redis, config),
       archiveDir: config.ARCHIVE_DIR,
-      beforeSeq: firstSeq,
       partitions: config.PARTITIONS,
       maxBatch: config.COVISIT_MAX_BATCH,
       isVisit: visitFilter(config.VISIT_EVENTS),
     });
-    fromArchive = `; applied ${applied} clicks of messages 1-${firstSeq - 1} from the archive in ${config.ARCHIVE_DIR}`;
+    fromArchive = `; applied ${applied} clicks of messages 1-${beforeSeq - 1} from the archive in ${config.ARCHIVE_DIR}`;
   }
   console.log(
     `covisit rebuild: deleted ${done.keysDeleted} Redis keys and the consumers${fromArchive}; covisit will apply the clicks of the ${done.messages} messages of ${bus.topology.clicksStream} again when it starts, after every page's visibility from ${bus.topology.visibilityStream}`,

@@ -1,5 +1,5 @@
 import { AckPolicy, consumerNames, DeliverPolicy, idleConsumers, isNotFound, type Bus } from "@recsys/bus";
-import { archivedClickMessages } from "@recsys/lake/lake";
+import { applyArchivedHead } from "@recsys/lake/lake";
 import { applyClickMessages, clickDurables } from "./consumer.js";
 import { deleteMatching, keyPrefix, type CovisitStore, type RedisClient } from "./redis-store.js";
 import { visibilityConsumer } from "./visibility-consumer.js";
@@ -33,34 +33,45 @@ export async function prepareRebuild(opts: {
 }
 
 /**
- * After prepareRebuild: applies the archived clicks and erasures (UserDeleted) of the messages before `beforeSeq`, message by message
- * in stream order with their sequences, as the consumer does (applyClickMessages), then creates covisit's durables to start at
- * `beforeSeq`, so that covisit goes on from the stream. Returns the clicks applied.
+ * After prepareRebuild: applies the archived clicks and erasures (UserDeleted) of the messages the stream no longer holds, message by
+ * message in stream order with their sequences, as the consumer does (applyClickMessages), then creates covisit's durables to start
+ * at the stream's first message, so that covisit goes on from the stream (applyArchivedHead: what ages out meanwhile comes from the
+ * archive too). Returns the clicks applied and the sequence the durables start at (1, with none made, when the stream holds all).
  */
 export async function applyArchivedClicks(opts: {
   bus: Bus;
   store: CovisitStore;
   archiveDir: string;
-  beforeSeq: number;
   partitions: number;
   maxBatch: number;
   isVisit: (event: string) => boolean;
-}): Promise<number> {
+}): Promise<{ applied: number; beforeSeq: number }> {
   const { bus, store } = opts;
+  const stream = bus.topology.clicksStream;
   await store.markFirstClick();
   let applied = 0;
-  for await (const messages of archivedClickMessages(opts.archiveDir, 1, opts.beforeSeq)) {
-    const verdicts = await applyClickMessages(messages, store, opts.maxBatch, opts.isVisit);
-    for (const v of verdicts) if (!("error" in v)) applied += v.verdicts.filter((x) => x.status === "applied").length;
-  }
-  for (const { durable, filterSubject } of clickDurables(bus, opts.partitions)) {
-    await bus.jsm.consumers.add(bus.topology.clicksStream, {
-      durable_name: durable,
-      filter_subject: filterSubject,
-      ack_policy: AckPolicy.Explicit,
-      deliver_policy: DeliverPolicy.StartSequence,
-      opt_start_seq: opts.beforeSeq,
-    });
-  }
-  return applied;
+  const beforeSeq = await applyArchivedHead({
+    bus,
+    dir: opts.archiveDir,
+    apply: async (messages) => {
+      const verdicts = await applyClickMessages(messages, store, opts.maxBatch, opts.isVisit);
+      for (const v of verdicts) if (!("error" in v)) applied += v.verdicts.filter((x) => x.status === "applied").length;
+    },
+    startAt: async (seq) => {
+      const durables = clickDurables(bus, opts.partitions);
+      for (const { durable, filterSubject } of durables) {
+        await bus.jsm.consumers.add(stream, {
+          durable_name: durable,
+          filter_subject: filterSubject,
+          ack_policy: AckPolicy.Explicit,
+          deliver_policy: DeliverPolicy.StartSequence,
+          opt_start_seq: seq,
+        });
+      }
+      return async () => {
+        for (const { durable } of durables) await bus.jsm.consumers.delete(stream, durable).catch(() => undefined);
+      };
+    },
+  });
+  return { applied, beforeSeq };
 }

@@ -125,21 +125,63 @@ export class ArchiveGapError extends Error {}
 /**
  * Where CLICKS begins now (its first message; after the last one when it is empty) and how many messages it holds; when its
  * retention dropped its first messages, throws ArchiveGapError unless the archive holds the same stream (created at the same
- * time) through the message before the first one kept.
+ * time) through the message before the first one kept. `consequence` ends the error's message: what was done before it.
  */
-export async function clicksHeadInArchive(bus: Bus, dir: string): Promise<{ firstSeq: number; messages: number }> {
+export async function clicksHeadInArchive(
+  bus: Pick<Bus, "jsm" | "topology">,
+  dir: string,
+  consequence = "nothing was changed",
+): Promise<{ firstSeq: number; messages: number }> {
   const name = bus.topology.clicksStream;
   const info = await bus.jsm.streams.info(name);
   const firstSeq = firstHeldSequence(info.state);
   const found = { firstSeq, messages: info.state.messages };
   if (firstSeq <= 1) return found;
   const held = await archivedThrough(dir, "clicks");
-  const gap = (why: string) =>
-    new ArchiveGapError(`${name} begins at sequence ${firstSeq} and ${why}: the messages before it are in neither; nothing was changed`);
+  const gap = (why: string) => new ArchiveGapError(`${name} begins at sequence ${firstSeq} and ${why}: the messages before it are in neither; ${consequence}`);
   if (!held) throw gap(`the archive in ${dir} holds none of it`);
   if (held.streamCreated !== info.created) throw gap(`the archive in ${dir} holds another stream (created ${held.streamCreated}, this one ${info.created})`);
   if (held.through < firstSeq - 1) throw gap(`the archive in ${dir} holds it only through sequence ${held.through}`);
   return found;
+}
+
+/**
+ * A rebuild's archive step, after its first check (clicksHeadInArchive) and after it deleted its state and durables: applies the
+ * archived CLICKS messages before the stream's first one, in stream order (archivedClickMessages), then `startAt(seq)` makes the
+ * durables begin at the stream's first message and returns how to delete them again.
+ *
+ * The stream's retention goes on dropping messages meanwhile. So the first held sequence is read again after each pass and once
+ * after `startAt`, and what aged out in between is applied from the archive too: the new durables skip what the stream no longer
+ * holds, and nothing consumes them until the service starts. Throws ArchiveGapError (the durables deleted again) when the archive
+ * does not hold what aged out. Returns the sequence before which the archive was applied; 1, with no durables made, when the stream
+ * still holds its first message (the service makes them as at a first start).
+ */
+export async function applyArchivedHead(opts: {
+  bus: Pick<Bus, "jsm" | "topology">;
+  dir: string;
+  apply: (messages: ArchivedClickMessage[]) => Promise<void>;
+  startAt: (seq: number) => Promise<() => Promise<void>>;
+}): Promise<number> {
+  const consequence = "the rebuild stopped before its consumers were made; run it again once the archive holds them";
+  let applied = 1;
+  let undo: (() => Promise<void>) | undefined;
+  for (;;) {
+    let head: number;
+    try {
+      head = (await clicksHeadInArchive(opts.bus, opts.dir, consequence)).firstSeq;
+    } catch (err) {
+      await undo?.();
+      throw err;
+    }
+    if (head > applied) {
+      for await (const messages of archivedClickMessages(opts.dir, applied, head)) await opts.apply(messages);
+      applied = head;
+    } else if (applied === 1 || undo) {
+      return applied;
+    } else {
+      undo = await opts.startAt(applied);
+    }
+  }
 }
 
 /** An archived erasure (UserDeleted), with the CLICKS message it was. */
