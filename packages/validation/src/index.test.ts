@@ -37,6 +37,13 @@ describe("event_time", () => {
     expect(parseRfc3339("2024-01-02T05:30:00.250+05:30")).toBe(1704153600250);
     expect(parseRfc3339("2016-12-31T23:59:60Z")).toBe(Date.parse("2016-12-31T23:59:59.999Z"));
   });
+  it("knows the leap years, the year 0 among them", () => {
+    expect(parseRfc3339("0000-02-29T00:00:00Z")).toBe(Date.parse("0000-03-01T00:00:00Z") - 86_400_000);
+    expect(parseRfc3339("2000-02-29T12:00:00Z")).toBe(Date.parse("2000-03-01T00:00:00Z") - 43_200_000);
+    for (const bad of ["1900-02-29T00:00:00Z", "0100-02-29T00:00:00Z", "2023-02-29T00:00:00Z", "2024-04-31T00:00:00Z"]) {
+      expect(rejection(() => parseRfc3339(bad)).field).toBe("event_time");
+    }
+  });
   it.each(["2024-01-02", "2024-01-02 00:00:00", "2024-02-30T00:00:00Z", "2024-01-01T24:00:00Z", "yesterday", "1704153600", "2024-01-02T00:00:00+25:00"])(
     "rejects %j naming the field",
     (bad) => {

@@ -99,7 +99,9 @@ export function parseRfc3339(value: string, field = "event_time"): number {
   const m = RFC3339.exec(value);
   if (!m) throw new FieldError(field, "must be an RFC 3339 date-time, e.g. 2024-01-02T00:00:00Z");
   const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
-  const daysInMonth = new Date(Date.UTC(year, month, 0)).getUTCDate();
+  // Not Date.UTC: it reads the years 0-99 as 1900-1999, and 1900 is no leap year where the year 0 is.
+  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+  const daysInMonth = month === 2 ? (leap ? 29 : 28) : [4, 6, 9, 11].includes(month) ? 30 : 31;
   const offset = m[8]!;
   const offsetOk = offset.length === 1 || (Number(offset.slice(1, 3)) <= 23 && Number(offset.slice(4, 6)) <= 59);
   if (month < 1 || month > 12 || day < 1 || day > daysInMonth || hour > 23 || minute > 59 || second > 60 || !offsetOk) {
