@@ -275,6 +275,7 @@ describe("the reference replay, in order, with duplicates", () => {
       ["EventMix over a year", () => c.eventMix({ from: "2024-01-01T00:00:00Z", to: "2025-01-01T00:00:00Z" }), /to: must be at most 31 days after from/],
       ["EventMix without from", () => c.eventMix({ to: "2024-01-02T00:05:00Z" }), /from: must not be empty/],
       ["Trending of another period", () => c.trending({ window: "2h" }), /window: must be one of 5m, 1h, 24h/],
+      ["Trending of an object's own property", () => c.trending({ window: "constructor" }), /window: must be one of 5m, 1h, 24h/],
       ["Trending with a negative limit", () => c.trending({ window: "1h", limit: -1 }), /limit: must be between 1 and 1000/],
     ];
     for (const [what, call, message] of cases) {

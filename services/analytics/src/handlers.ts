@@ -10,7 +10,11 @@ import type { WindowKey } from "./window-rows.js";
 const iso = (ms: number | undefined) => (ms === undefined ? "" : new Date(ms).toISOString());
 
 /** Trending's periods. */
-export const TRENDING_PERIODS: Record<string, number> = { "5m": 300_000, "1h": 3_600_000, "24h": 86_400_000 };
+export const TRENDING_PERIODS: ReadonlyMap<string, number> = new Map([
+  ["5m", 300_000],
+  ["1h", 3_600_000],
+  ["24h", 86_400_000],
+]);
 
 const MAX_EVENT_CHARS = 64;
 /** EventMix sums the panes of its period: a month holds 267,840 of them with the default slide. */
@@ -81,8 +85,8 @@ export function analyticsRoutes(store: AnalyticsStore, reads: AnalyticsReads, bu
       },
       async trending(req) {
         const { periodMs, event, limit } = orInvalidArgument(() => {
-          const periodMs = TRENDING_PERIODS[req.window];
-          if (periodMs === undefined) throw new FieldError("window", `must be one of ${Object.keys(TRENDING_PERIODS).join(", ")}`);
+          const periodMs = TRENDING_PERIODS.get(req.window);
+          if (periodMs === undefined) throw new FieldError("window", `must be one of ${[...TRENDING_PERIODS.keys()].join(", ")}`);
           if (periodMs % slideMs !== 0) throw new FieldError("window", `must be a whole number of slides (${seconds(slideMs)})`);
           return { periodMs, event: optional(req.event, (v) => checkEvent(v)), limit: checkLimit(req.limit, 10) };
         });
