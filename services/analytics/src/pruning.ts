@@ -4,7 +4,7 @@ import type { AnalyticsStore } from "./store.js";
 
 const pruned = new Counter({
   name: "recsys_analytics_pruned_total",
-  help: "Rows analytics deleted at their retention: applied_clicks past DEDUP_RETENTION_MS, panes past CLICK_METRICS_RETENTION_MS, behind the watermark",
+  help: "Rows analytics deleted at their retention: applied_clicks past DEDUP_RETENTION_MS, panes and their totals by event (pane_events) past CLICK_METRICS_RETENTION_MS, behind the watermark",
   labelNames: ["table"] as const,
   registers: [registry],
 });
@@ -15,11 +15,12 @@ export function startPruning(opts: { store: AnalyticsStore; logger: Logger; inte
   const pass = async () => {
     try {
       for (;;) {
-        const { ids, panes } = await opts.store.prune(opts.dedupRetentionMs, opts.metricsRetentionMs);
+        const { ids, panes, paneEvents } = await opts.store.prune(opts.dedupRetentionMs, opts.metricsRetentionMs);
         pruned.inc({ table: "applied_clicks" }, ids);
         pruned.inc({ table: "panes" }, panes);
-        if (ids + panes > 0) opts.logger.info({ appliedClicks: ids, panes }, "pruned");
-        if (stopped || ids + panes === 0) return;
+        pruned.inc({ table: "pane_events" }, paneEvents);
+        if (ids + panes + paneEvents > 0) opts.logger.info({ appliedClicks: ids, panes, paneEvents }, "pruned");
+        if (stopped || ids + panes + paneEvents === 0) return;
       }
     } catch (err) {
       opts.logger.warn({ err: String(err) }, "pruning failed, trying again at the next pass");

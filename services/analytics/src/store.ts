@@ -173,10 +173,11 @@ export class AnalyticsStore {
 
   /**
    * Forgets applied ids older than `dedupRetentionMs` behind the watermark (a click that old is late anyway), and the panes of windows
-   * starting more than `metricsRetentionMs` behind it once those are published (queries then answer from `kept_from_ms`), at most
+   * starting more than `metricsRetentionMs` behind it once those are published (queries then answer from `kept_from_ms`) with their
+   * totals by event, at most
    * `batch` rows of each a call; returns how many went.
    */
-  async prune(dedupRetentionMs: number, metricsRetentionMs: number, batch = 10_000): Promise<{ ids: number; panes: number }> {
+  async prune(dedupRetentionMs: number, metricsRetentionMs: number, batch = 10_000): Promise<{ ids: number; panes: number; paneEvents: number }> {
     const ids = await this.pool.query(
       `DELETE FROM applied_clicks WHERE ctid = ANY (ARRAY(
          SELECT ctid FROM applied_clicks WHERE event_time_ms < (SELECT watermark_ms FROM progress) - $1 LIMIT $2))`,
@@ -191,7 +192,13 @@ export class AnalyticsStore {
        DELETE FROM panes WHERE ctid = ANY (ARRAY(SELECT ctid FROM panes, cut WHERE pane_start_ms < cut.kept_from_ms LIMIT $2))`,
       [metricsRetentionMs, batch, this.windows.slideMs],
     );
-    return { ids: ids.rowCount ?? 0, panes: panes.rowCount ?? 0 };
+    // The panes' totals by event go with them (a few rows a pane).
+    const totals = await this.pool.query(
+      `DELETE FROM pane_events WHERE ctid = ANY (ARRAY(
+         SELECT ctid FROM pane_events WHERE pane_start_ms < (SELECT kept_from_ms FROM progress) LIMIT $1))`,
+      [batch],
+    );
+    return { ids: ids.rowCount ?? 0, panes: panes.rowCount ?? 0, paneEvents: totals.rowCount ?? 0 };
   }
 
   async ping(): Promise<boolean> {
