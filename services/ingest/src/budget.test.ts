@@ -106,6 +106,20 @@ describe("ClickBudget", () => {
     expect(budget.size).toBeLessThanOrEqual(5);
   });
 
+  it("keeps a user's arrivals owed when the user's clicks are forgotten to make room for others'", () => {
+    const clock = { now: T0 };
+    // Room for 5 clicks in all; u's 30 arrivals (three budgets of ten) spent on back-dated clicks (it keeps the last 3).
+    const budget = new ClickBudget(3, WINDOW, 100, 5, () => clock.now);
+    const arrivals = 3 * ARRIVALS_PER_BUDGET;
+    const backDated = (k: number) => click("u", `b${k}`, T0 - 7 * 24 * 3_600_000 + k * (WINDOW + 1));
+    budget.admit(Array.from({ length: arrivals }, (_, k) => backDated(k)));
+    // Other users' clicks push u's out of the 5 kept.
+    for (let k = 0; k < 20; k++) budget.admit([click(`v${k}`, "a", T0)]);
+    expect(budget.size).toBeLessThanOrEqual(5);
+    // u's next back-dated click is still over its arrivals: forgetting its clicks did not give back what it spent.
+    expect(budget.admit([backDated(arrivals)]).refused[0]?.reason).toMatch(/clicks arrived within 10 minutes, whatever their event times/);
+  });
+
   it("keeps at most maxUsers users", () => {
     const budget = new ClickBudget(1, WINDOW, 2);
     budget.admit([click("u1", "a", T0), click("u2", "a", T0), click("u3", "a", T0)]);

@@ -1,6 +1,7 @@
 import { Code } from "@connectrpc/connect";
 import { FieldError } from "@recsys/validation";
 import type { ValidClick } from "./clicks.js";
+import { LeakyBuckets } from "./leaky-buckets.js";
 
 /**
  * Each user's click budget, checked before anything is published: covisit's rule, applied early so the client hears of it. And
@@ -30,11 +31,11 @@ export class ClickBudget {
   private readonly pending = new Map<string, number>();
 
   /**
-   * userid -> when the user's arrivals are paid off (ms of this process' clock): a leaky bucket of ARRIVALS_PER_BUDGET times
-   * `budget` clicks a window, so that many at once and then one every `windowMs` over that many. Kept for the users of `users`,
-   * and forgotten with them.
+   * Each user's arrivals: a leaky bucket of ARRIVALS_PER_BUDGET times `budget` clicks a window, so that many at once and then one
+   * every `windowMs` over that many. Kept apart from the clicks above, for at most `maxUsers` users: a user forgotten there to
+   * make room for clicks still owes its arrivals.
    */
-  private readonly arrivals = new Map<string, number>();
+  private readonly arrivals: LeakyBuckets;
 
   constructor(
     readonly budget: number,
@@ -42,7 +43,9 @@ export class ClickBudget {
     readonly maxUsers = 100_000,
     readonly maxClicks = 500_000,
     private readonly now: () => number = Date.now,
-  ) {}
+  ) {
+    this.arrivals = new LeakyBuckets(ARRIVALS_PER_BUDGET * budget, windowMs, maxUsers);
+  }
 
   /**
    * Takes room for the clicks, in order; each refused one gets a FieldError (ResourceExhausted, naming userid). Then exactly one
@@ -60,8 +63,6 @@ export class ClickBudget {
     /** The users whose arrivals this call took one of, a click each: given back if the publish fails. */
     const arrived: string[] = [];
     const now = this.now();
-    const arrivalBudget = ARRIVALS_PER_BUDGET * this.budget;
-    const perClickMs = this.windowMs / arrivalBudget;
     const refused = clicks.map((c) => {
       const recent = this.recentOf(c.userid);
       const key = `${c.userid}\n${c.eventId}`;
@@ -79,15 +80,14 @@ export class ClickBudget {
           Code.ResourceExhausted,
         );
       }
-      const from = Math.max(this.arrivals.get(c.userid) ?? now, now);
-      if (from + perClickMs - now > this.windowMs) {
+      const waitMs = this.arrivals.take(c.userid, 1, now);
+      if (waitMs !== undefined) {
         return new FieldError(
           "userid",
-          `over its click budget: ${arrivalBudget} clicks arrived within ${this.windowMs / 60_000} minutes, whatever their event times; retry in ${Math.ceil((from + perClickMs - now - this.windowMs) / 1000)} s`,
+          `over its click budget: ${this.arrivals.capacity} clicks arrived within ${this.windowMs / 60_000} minutes, whatever their event times; retry in ${Math.ceil(waitMs / 1000)} s`,
           Code.ResourceExhausted,
         );
       }
-      this.arrivals.set(c.userid, from + perClickMs);
       arrived.push(c.userid);
       recent.set(c.eventId, c.eventTimeMs);
       this.kept++;
@@ -103,10 +103,7 @@ export class ClickBudget {
         for (const key of held.keys()) this.pending.delete(key);
       },
       release: () => {
-        for (const userid of arrived) {
-          const at = this.arrivals.get(userid);
-          if (at !== undefined) this.arrivals.set(userid, at - perClickMs);
-        }
+        for (const userid of arrived) this.arrivals.giveBack(userid, 1);
         for (const [key, h] of held) {
           const holders = this.pending.get(key);
           // Stored by another call meanwhile, or still held by one.
@@ -149,7 +146,6 @@ export class ClickBudget {
   private forgetUser(userid: string): void {
     this.kept -= this.users.get(userid)?.size ?? 0;
     this.users.delete(userid);
-    this.arrivals.delete(userid);
   }
 
   /** Clicks kept, over every user (at most `maxClicks`, but for the user seen last). */

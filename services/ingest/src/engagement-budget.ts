@@ -1,5 +1,6 @@
 import { Code } from "@connectrpc/connect";
 import { FieldError, LIMITS } from "@recsys/validation";
+import { LeakyBuckets } from "./leaky-buckets.js";
 import type { Published } from "./publisher.js";
 
 /** The window of a user's engagement budget. */
@@ -25,15 +26,12 @@ export const DEFAULT_USER_ENGAGEMENT_BUDGET_BYTES = 1024 * 1024;
 /**
  * Each user's engagement budget, checked before anything is published: a generic cell rate (a leaky bucket) over the bytes each
  * event costs in the streams. A user may spend the whole budget at once; it then comes back at the budget's rate, so over any
- * hour a user publishes at most twice the budget, over a day at most 25 times. One number per user (when its spending is paid
- * off), for at most `maxUsers` users seen last (about 150 bytes each); a user forgotten before that starts with a full budget
- * again. With several ingest replicas each admits up to the budget.
+ * hour a user publishes at most twice the budget, over a day at most 25 times. One bucket per user (LeakyBuckets), for at most
+ * `maxUsers` users seen last (about 150 bytes each); a user forgotten before that starts with a full budget again. With several
+ * ingest replicas each admits up to the budget.
  */
 export class EngagementBudget {
-  /** userid -> the time at which the user's spending is paid off (ms); a Map keeps insertion order: the first was seen longest ago. */
-  private readonly paidOffAt = new Map<string, number>();
-  /** How long a byte of spending takes to be paid off. */
-  private readonly msPerByte: number;
+  private readonly buckets: LeakyBuckets;
 
   constructor(
     readonly budgetBytes: number,
@@ -41,7 +39,7 @@ export class EngagementBudget {
     readonly maxUsers = 100_000,
     private readonly now: () => number = Date.now,
   ) {
-    this.msPerByte = windowMs / budgetBytes;
+    this.buckets = new LeakyBuckets(budgetBytes, windowMs, maxUsers);
   }
 
   /**
@@ -55,30 +53,21 @@ export class EngagementBudget {
     keep(published: Published[]): void;
   } {
     const now = this.now();
-    /** What each admitted event took, in the order of `keep`'s `published`. */
-    const taken: Array<{ userid: string; ms: number }> = [];
+    /** The events admitted, in the order of `keep`'s `published`. */
+    const taken: Array<{ userid: string; bytes: number }> = [];
     const refused = events.map((e) => {
-      const from = Math.max(this.paidOffAt.get(e.userid) ?? now, now);
-      const until = from + e.bytes * this.msPerByte;
-      if (until - now > this.windowMs) {
-        // Refused, still seen: a user kept busy by refusals is not the first to be forgotten.
-        const owed = this.paidOffAt.get(e.userid);
-        if (owed !== undefined) this.set(e.userid, owed, now);
-        const retryS = Math.ceil((until - now - this.windowMs) / 1000);
+      const waitMs = this.buckets.take(e.userid, e.bytes, now);
+      if (waitMs !== undefined) {
         return new FieldError(
           "userid",
-          `over its engagement budget: at most ${this.budgetBytes} bytes of likes and stated interests an hour (this one takes ${e.bytes}); retry in ${retryS} s`,
+          `over its engagement budget: at most ${this.budgetBytes} bytes of likes and stated interests an hour (this one takes ${e.bytes}); retry in ${Math.ceil(waitMs / 1000)} s`,
           Code.ResourceExhausted,
         );
       }
-      this.set(e.userid, until, now);
-      taken.push({ userid: e.userid, ms: until - from });
+      taken.push(e);
       return undefined;
     });
-    const giveBack = (t: { userid: string; ms: number }) => {
-      const at = this.paidOffAt.get(t.userid);
-      if (at !== undefined) this.paidOffAt.set(t.userid, at - t.ms);
-    };
+    const giveBack = (t: { userid: string; bytes: number }) => this.buckets.giveBack(t.userid, t.bytes);
     return {
       refused,
       release: () => taken.forEach(giveBack),
@@ -88,15 +77,6 @@ export class EngagementBudget {
 
   /** Users kept: at most `maxUsers`, and those seen longest ago go as soon as their spending is paid off. */
   get size(): number {
-    return this.paidOffAt.size;
-  }
-
-  private set(userid: string, until: number, now: number): void {
-    this.paidOffAt.delete(userid);
-    this.paidOffAt.set(userid, until);
-    for (const [first, at] of this.paidOffAt) {
-      if (at > now && this.paidOffAt.size <= this.maxUsers) break;
-      this.paidOffAt.delete(first);
-    }
+    return this.buckets.size;
   }
 }
