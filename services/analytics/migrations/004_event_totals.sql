@@ -1,73 +1,41 @@
 -- EventMix summed every pane row of its period: about a row per click, and a period may span every pane kept (7 days). At 40
--- million clicks a week that reaches the statement timeout, and any caller may ask it. Each pane's clicks by event are now kept
--- beside the panes, written by the same statement, so EventMix reads a few rows per pane whatever the traffic. An erasure moves
--- pane rows to the erased users' ('') without changing any event's sum, so it leaves these alone; pruning drops them with the
--- panes.
+-- million clicks a week that reaches the statement timeout, and any caller may ask it. Each closed pane's clicks by event are
+-- now kept beside the panes, so EventMix reads a few rows per closed pane whatever the traffic, and the open panes' rows (those a
+-- click may still come into: the lateness and a window behind the watermark) as before.
+--
+-- A pane is closed once its windows are emitted (before emitted_before_ms): a click into it is late, an erasure moves its rows to
+-- the erased users' '' rows without changing any event's sum, and pruning deletes it. So its totals, taken once, stay true;
+-- totals_before_ms says how far they are taken. They are taken after each emission (close_pane_totals), by whichever replica
+-- emits next: a replica of the previous build emitting during a rollout leaves them behind, and EventMix reads those panes' rows
+-- until they are taken.
 CREATE TABLE pane_events (
   pane_start_ms bigint NOT NULL,
   event text NOT NULL,
   clicks bigint NOT NULL,
   PRIMARY KEY (pane_start_ms, event)
 );
-INSERT INTO pane_events (pane_start_ms, event, clicks)
-SELECT pane_start_ms, event, sum(clicks) FROM panes GROUP BY pane_start_ms, event;
 
--- apply_clicks of 002, counting the fresh clicks into pane_events too (same arguments: a replica of the previous build keeps
--- calling it during a rollout).
-CREATE OR REPLACE FUNCTION apply_clicks(p_userids text[], p_event_ids text[], p_times_ms bigint[], p_events text[], p_urls text[], p_size_ms bigint, p_slide_ms bigint,
-  OUT outcomes text[], OUT watermark bigint)
-LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
+-- Every pane before it has its totals in pane_events (those pruned since excepted); null: none yet.
+ALTER TABLE progress ADD COLUMN totals_before_ms bigint;
+
+-- Takes the totals of the panes closed since totals_before_ms. Locks progress as click batches and emission do. Returns the rows.
+CREATE FUNCTION close_pane_totals() RETURNS bigint
+LANGUAGE plpgsql AS $$
 DECLARE
-  emitted_before bigint;
+  st progress%ROWTYPE;
+  taken bigint;
 BEGIN
-  IF cardinality(p_event_ids) <> cardinality(p_userids) OR cardinality(p_times_ms) <> cardinality(p_userids)
-     OR cardinality(p_events) <> cardinality(p_userids) OR cardinality(p_urls) <> cardinality(p_userids) THEN
-    RAISE EXCEPTION 'apply_clicks: arrays of different lengths';
+  SELECT * INTO st FROM progress FOR UPDATE;
+  IF st.emitted_before_ms IS NULL OR st.emitted_before_ms <= coalesce(st.totals_before_ms, st.emitted_before_ms - 1) THEN
+    RETURN 0;
   END IF;
-  SELECT emitted_before_ms INTO emitted_before FROM progress FOR UPDATE;
-  WITH click AS (
-    SELECT c.*, c.t - mod(mod(c.t, p_slide_ms) + p_slide_ms, p_slide_ms) AS pane
-    FROM unnest(p_userids, p_event_ids, p_times_ms, p_events, p_urls) WITH ORDINALITY AS c(userid, event_id, t, event, url, n)
-  ),
-  timely AS (
-    SELECT * FROM click WHERE emitted_before IS NULL OR pane >= emitted_before
-  ),
-  recorded AS (
-    INSERT INTO applied_clicks (userid, event_id, event_time_ms)
-    SELECT DISTINCT ON (userid, event_id) userid, event_id, t FROM timely ORDER BY userid, event_id, n
-    ON CONFLICT DO NOTHING
-    RETURNING userid, event_id
-  ),
-  fresh AS (
-    SELECT DISTINCT ON (c.userid, c.event_id) c.* FROM timely c JOIN recorded r USING (userid, event_id) ORDER BY c.userid, c.event_id, c.n
-  ),
-  counted AS (
-    INSERT INTO panes (pane_start_ms, userid, event, url, first_window_ms, clicks)
-    SELECT pane, userid, event, url, greatest(pane - p_size_ms + p_slide_ms, emitted_before), count(*)
-    FROM fresh GROUP BY pane, userid, event, url ORDER BY pane, userid, event, url
-    ON CONFLICT (pane_start_ms, userid, event, url, first_window_ms) DO UPDATE SET clicks = panes.clicks + excluded.clicks
-  ),
-  totals AS (
-    INSERT INTO pane_events (pane_start_ms, event, clicks)
-    SELECT pane, event, count(*) FROM fresh GROUP BY pane, event ORDER BY pane, event
-    ON CONFLICT (pane_start_ms, event) DO UPDATE SET clicks = pane_events.clicks + excluded.clicks
-  ),
-  outcome AS (
-    SELECT c.n,
-      CASE WHEN f.n IS NOT NULL THEN 'applied'
-           WHEN emitted_before IS NOT NULL AND c.pane < emitted_before
-                AND NOT EXISTS (SELECT FROM applied_clicks a WHERE a.userid = c.userid AND a.event_id = c.event_id) THEN 'late'
-           ELSE 'duplicate' END AS status
-    FROM click c LEFT JOIN fresh f ON f.n = c.n
-  ),
-  moved AS (
-    UPDATE progress SET
-      watermark_ms = CASE WHEN (SELECT max(t) FROM fresh) IS NULL THEN watermark_ms ELSE greatest(watermark_ms, (SELECT max(t) FROM fresh)) END,
-      last_applied_at = CASE WHEN EXISTS (SELECT FROM fresh) THEN now() ELSE last_applied_at END,
-      applied_clicks = applied_clicks + (SELECT count(*) FROM outcome WHERE status = 'applied'),
-      duplicate_clicks = duplicate_clicks + (SELECT count(*) FROM outcome WHERE status = 'duplicate'),
-      late_clicks = late_clicks + (SELECT count(*) FROM outcome WHERE status = 'late')
-  )
-  SELECT array_agg(status ORDER BY n) INTO outcomes FROM outcome;
-  SELECT watermark_ms INTO watermark FROM progress;
+  INSERT INTO pane_events (pane_start_ms, event, clicks)
+  SELECT pane_start_ms, event, sum(clicks) FROM panes
+  WHERE pane_start_ms < st.emitted_before_ms AND (st.totals_before_ms IS NULL OR pane_start_ms >= st.totals_before_ms)
+  GROUP BY pane_start_ms, event ORDER BY pane_start_ms, event;
+  GET DIAGNOSTICS taken = ROW_COUNT;
+  UPDATE progress SET totals_before_ms = st.emitted_before_ms;
+  RETURN taken;
 END $$;
+
+SELECT close_pane_totals();

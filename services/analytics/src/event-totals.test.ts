@@ -15,8 +15,9 @@ import { AnalyticsReads } from "./reads.js";
 import { AnalyticsStore } from "./store.js";
 import { hopWindows } from "./windows.js";
 
-// EventMix reads each pane's clicks by event (pane_events, migration 004) instead of every pane row. Those totals must be what the
-// pane rows sum to, whatever came before them (a schema migrated with panes in it), and go with the panes when they are pruned.
+// EventMix reads each closed pane's clicks by event (pane_events, migration 004) instead of every pane row. With the open panes'
+// rows, those totals must give what the pane rows sum to, whatever came before them (a schema migrated with panes in it, a
+// previous build's apply_clicks running during the migration), and go with the panes when they are pruned.
 
 const databaseUrl = process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/test";
 const logger = createLogger("analytics-test");
@@ -66,7 +67,7 @@ describe("EventMix's totals by event", () => {
     rmSync(older, { recursive: true, force: true });
   });
 
-  it("are the panes' sums after a migration from panes kept before them, duplicates and an erasure, and are pruned with the panes", async () => {
+  it("give the panes' sums after a migration from panes kept before and written during it, emissions, duplicates and an erasure, and are pruned with the panes", async () => {
     // The schema as the previous build left it (migrations 001-003), with clicks counted by its apply_clicks.
     for (const f of readdirSync(migrations).filter((f) => /^00[1-3]_.*\.sql$/.test(f))) copyFileSync(new URL(f, migrations), join(older, f));
     await migrate(admin, { dir: pathToFileURL(`${older}/`), schema, lock: `recsys-analytics-migrations-${schema}` });
@@ -87,24 +88,66 @@ describe("EventMix's totals by event", () => {
     };
     await send(300, 0, ["view", "purchase", "add_to_cart"]);
 
-    // Migrated: the totals are taken from the panes there are.
-    expect(await migrateWhenReachable(admin, pool, schema, logger)).toEqual(["004_event_totals.sql"]);
+    // A replica of the previous build is counting clicks when the migration starts: its transaction commits while the
+    // migration runs. The migration waits for it, and its clicks are in the totals.
+    const previous = await pool.connect();
+    try {
+      await previous.query("BEGIN");
+      const running = Array.from({ length: 50 }, (_, i) => ({ id: `r${i}`, userid: `u${i % 7}`, event: "view", seconds: 30 + i }));
+      sent.push(...running);
+      await previous.query("SELECT apply_clicks($1, $2, $3, $4, $5, $6, $7)", [
+        running.map((c) => c.userid),
+        running.map((c) => c.id),
+        running.map((c) => T0 + c.seconds * 1000),
+        running.map((c) => c.event),
+        running.map(() => "https://e.org/a"),
+        windows.sizeMs,
+        windows.slideMs,
+      ]);
+      const migrated = migrateWhenReachable(admin, pool, schema, logger);
+      await new Promise((r) => setTimeout(r, 300));
+      await previous.query("COMMIT");
+      // Migrated: the totals are taken from the panes there are.
+      expect(await migrated).toEqual(["004_event_totals.sql"]);
+    } finally {
+      previous.release();
+    }
     const whole = [T0 - 60_000, T0 + 600_000] as const;
-    expect((await reads.eventMix(...whole)).events).toEqual(countByEvent(sent, ...whole));
+    const mixOf = async (range: readonly [number, number]) => (await reads.eventMix(...range)).events;
+    const totals = async () =>
+      (
+        await pool.query<{ rows: number; panes: number; before: string | null; emitted: string | null }>(
+          `SELECT (SELECT count(*) FROM pane_events)::int AS rows, (SELECT count(*) FROM panes)::int AS panes, totals_before_ms AS before,
+                  emitted_before_ms AS emitted FROM progress`,
+        )
+      ).rows[0]!;
+    expect(await mixOf(whole)).toEqual(countByEvent(sent, ...whole));
 
-    // New clicks, each batch redelivered once, and a user erased: an erasure keeps the user's clicks in the aggregates.
-    const later = await send(400, 60, ["view", "share"]);
+    // Every window emitted (idle, the watermark at 79 s): the panes before 80 s are closed and keep their totals, a row per event.
+    await store.emit(0, 0);
+    const closed = await totals();
+    expect(closed).toMatchObject({ before: String(T0 + 80_000), emitted: String(T0 + 80_000) });
+    expect(closed.rows).toBeGreaterThan(0);
+    expect(closed.rows).toBeLessThan(closed.panes);
+    expect(await mixOf(whole)).toEqual(countByEvent(sent, ...whole));
+
+    // Later clicks (from 100 s), each batch redelivered once, and a user erased with closed panes and open ones: an erasure keeps
+    // the user's clicks in the aggregates. The periods mix closed panes' totals and open panes' rows.
+    const later = await send(400, 100, ["view", "share"]);
     await applyClickMessages([message(later)], store);
     await applyClickMessages([encodeUserDeleted({ eventId: "e1", userid: "u3", ingestTimeMs: T0 })], store);
-    expect((await reads.eventMix(...whole)).events).toEqual(countByEvent(sent, ...whole));
-    const part = [T0 + 20_000, T0 + 80_000] as const;
-    expect((await reads.eventMix(...part)).events).toEqual(countByEvent(sent, ...part));
-    expect((await pool.query("SELECT count(*)::int AS n FROM pane_events")).rows[0].n).toBeLessThan(
-      (await pool.query("SELECT count(*)::int AS n FROM panes")).rows[0].n,
-    );
+    expect(await mixOf(whole)).toEqual(countByEvent(sent, ...whole));
+    for (const part of [
+      [T0 + 20_000, T0 + 120_000],
+      [T0 + 110_000, T0 + 140_000],
+    ] as const)
+      expect(await mixOf(part)).toEqual(countByEvent(sent, ...part));
 
-    // Everything emitted and published, then pruned to 30 s behind the watermark (109 s), from the pane of 70 s: the totals of the panes pruned go too.
+    // Everything emitted and published, then pruned to 30 s behind the watermark (149 s), from the pane of 110 s: the totals of the
+    // panes pruned go too.
     await store.emit(0, 0);
+    expect(await totals()).toMatchObject({ before: String(T0 + 150_000) });
+    expect(await mixOf(whole)).toEqual(countByEvent(sent, ...whole));
     for (;;) {
       const { windows: w, beforeMs } = await store.unpublished(20_000);
       if (beforeMs === undefined) break;
@@ -120,7 +163,7 @@ describe("EventMix's totals by event", () => {
       pruned = { ids: pruned.ids + p.ids, panes: pruned.panes + p.panes, paneEvents: pruned.paneEvents + p.paneEvents };
     }
     const keptFrom = Number((await pool.query("SELECT kept_from_ms FROM progress")).rows[0].kept_from_ms);
-    expect(keptFrom).toBe(T0 + 70_000);
+    expect(keptFrom).toBe(T0 + 110_000);
     expect(pruned.paneEvents).toBeGreaterThan(0);
     const left = await pool.query(
       "SELECT (SELECT count(*) FROM pane_events WHERE pane_start_ms < $1)::int AS totals, (SELECT count(*) FROM panes WHERE pane_start_ms < $1)::int AS panes",
@@ -128,6 +171,6 @@ describe("EventMix's totals by event", () => {
     );
     expect(left.rows[0]).toEqual({ totals: 0, panes: 0 });
     const kept = [keptFrom, T0 + 600_000] as const;
-    expect((await reads.eventMix(...kept)).events).toEqual(countByEvent(sent, ...kept));
+    expect(await mixOf(kept)).toEqual(countByEvent(sent, ...kept));
   });
 });

@@ -47,14 +47,20 @@ export class AnalyticsReads {
   }
 
   /**
-   * Clicks by event type with event time in [fromMs, toMs) (both multiples of the slide): the sums of the panes' totals by event
-   * (pane_events: a few rows a pane, not one a click). `complete` is false
-   * while a click may still come into one of them (a pane of an unemitted window) or some were pruned.
+   * Clicks by event type with event time in [fromMs, toMs) (both multiples of the slide): the closed panes' totals by event
+   * (pane_events: a few rows a pane, not one a click) and the sums of the panes not closed yet. `complete` is false while a click
+   * may still come into one of them (a pane of an unemitted window) or some were pruned.
    */
   async eventMix(fromMs: number, toMs: number): Promise<{ events: Array<{ event: string; clicks: number }>; complete: boolean }> {
     const { rows } = await this.pool.query<{ event: string; clicks: string; emitted_before_ms: string | null; kept_from_ms: string | null }>(
       `SELECT e.event, e.clicks, s.emitted_before_ms, s.kept_from_ms FROM progress s
-       LEFT JOIN (SELECT event, sum(clicks) AS clicks FROM pane_events WHERE pane_start_ms >= $1 AND pane_start_ms < $2 GROUP BY event) e ON true
+       LEFT JOIN LATERAL (
+         SELECT event, sum(clicks) AS clicks FROM (
+           SELECT event, clicks FROM pane_events WHERE pane_start_ms >= $1 AND pane_start_ms < least($2, s.totals_before_ms)
+           UNION ALL
+           SELECT event, clicks FROM panes WHERE pane_start_ms >= greatest($1, s.totals_before_ms) AND pane_start_ms < $2
+         ) c GROUP BY event
+       ) e ON true
        ORDER BY e.clicks DESC, e.event`,
       [fromMs, toMs],
     );

@@ -93,6 +93,8 @@ export class AnalyticsStore {
     const fromMs = num(rows[0]!.emitted_from);
     const beforeMs = num(rows[0]!.emitted_before);
     if (fromMs === undefined || beforeMs === undefined || beforeMs <= fromMs) return undefined;
+    // The panes closed now keep their totals by event for EventMix (migration 004).
+    await this.pool.query("SELECT close_pane_totals()");
     return { fromMs, beforeMs };
   }
 
@@ -178,6 +180,8 @@ export class AnalyticsStore {
    * `batch` rows of each a call; returns how many went.
    */
   async prune(dedupRetentionMs: number, metricsRetentionMs: number, batch = 10_000): Promise<{ ids: number; panes: number; paneEvents: number }> {
+    // Totals an emission left behind (a crash after it, a replica of a previous build) are taken here at the latest.
+    await this.pool.query("SELECT close_pane_totals()");
     const ids = await this.pool.query(
       `DELETE FROM applied_clicks WHERE ctid = ANY (ARRAY(
          SELECT ctid FROM applied_clicks WHERE event_time_ms < (SELECT watermark_ms FROM progress) - $1 LIMIT $2))`,
