@@ -19,6 +19,13 @@ beforeAll(async () => {
     host: "127.0.0.1",
     port: 0,
     routes: (router) => router.service(CovisitService, { recommendation: echo }),
+    // A handler of its own, as the gateway's GraphQL: it answers once it has read the whole body.
+    http: (req, res) => {
+      if (req.url !== "/own") return false;
+      req.resume();
+      req.once("end", () => res.end("read\n"));
+      return true;
+    },
     healthy: async () => true,
     logger: createLogger("sniffing-test"),
     maxRequestBytes: 4 * 1024 * 1024,
@@ -104,22 +111,25 @@ describe("the protocol sniffer", () => {
     expect(await firstLine(server.port, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")).toBe("HTTP/1.1 200 OK");
   });
 
-  it("closes a request trickled in: headers after 10 s, a body after 30 s, over HTTP/1.1 and HTTP/2 (408)", async () => {
-    const [headers, body, h2] = await Promise.all([
+  it("closes a request trickled in: headers after 10 s, a body after 30 s, over HTTP/1.1 and HTTP/2, to an RPC or its own handler (408)", async () => {
+    const [headers, body, h2, own] = await Promise.all([
       trickled(server.port, "GET /healthz HTTP/1.1\r\nHost: x\r\n", "X-Slow: 1\r\n".repeat(20)),
       trickled(
         server.port,
         "POST /recsys.covisit.v1.CovisitService/Recommendation HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n",
         " ".repeat(100),
       ),
-      trickledH2(server.port),
+      // An envelope that announces 100 bytes of message, which then come one at a time.
+      trickledH2(server.port, "/recsys.covisit.v1.CovisitService/Recommendation", "application/grpc", Buffer.of(0, 0, 0, 0, 100)),
+      trickledH2(server.port, "/own", "application/json", Buffer.from("{")),
     ]);
     expect(headers.answer).toBe("HTTP/1.1 408 Request Timeout");
     expect(headers.afterMs).toBeGreaterThan(9_500);
     expect(headers.afterMs).toBeLessThan(13_000);
     expect(body.answer).toBe("HTTP/1.1 408 Request Timeout");
     expect(h2.status).toBe(408);
-    for (const t of [body.afterMs, h2.afterMs]) {
+    expect(own.status).toBe(408);
+    for (const t of [body.afterMs, h2.afterMs, own.afterMs]) {
       expect(t).toBeGreaterThan(29_500);
       expect(t).toBeLessThan(33_000);
     }
@@ -146,15 +156,14 @@ function trickled(port: number, head: string, text: string): Promise<{ afterMs: 
   });
 }
 
-/** An HTTP/2 unary gRPC call whose message comes one byte every 2 s: when its answer came, and its status. */
-function trickledH2(port: number): Promise<{ afterMs: number; status: number }> {
+/** An HTTP/2 POST whose body is `first`, then one byte every 2 s: when its answer came, and its status. */
+function trickledH2(port: number, path: string, contentType: string, first: Buffer): Promise<{ afterMs: number; status: number }> {
   return new Promise((resolve, reject) => {
     const started = performance.now();
     const session = http2.connect(`http://127.0.0.1:${port}`);
     session.on("error", reject);
-    const stream = session.request({ ":method": "POST", ":path": "/recsys.covisit.v1.CovisitService/Recommendation", "content-type": "application/grpc" });
-    // An envelope that announces 100 bytes of message, which then come one at a time.
-    stream.write(Buffer.of(0, 0, 0, 0, 100));
+    const stream = session.request({ ":method": "POST", ":path": path, "content-type": contentType });
+    stream.write(first);
     const timer = setInterval(() => {
       if (!stream.destroyed) stream.write(Buffer.of(0));
     }, 2_000);

@@ -121,6 +121,8 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
   const interceptors = [serverTracing, timeRpcs, logRpcs(opts.logger), ...(opts.serviceToken ? [requireServiceToken(opts.serviceToken)] : [])];
   // Every unary method, for the plain gRPC path: the services' and the health check's.
   const unary: UnaryRoute[] = [];
+  // The streaming methods' paths: their requests last as long as their streams, by design.
+  const streamingPaths = new Set<string>();
   const connect = connectNodeAdapter({
     routes: (router) => {
       const recording = recordingUnaryRoutes(router, unary);
@@ -128,16 +130,26 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
       healthRoutes(recording, healthy);
       // Last: it lists what is registered before it.
       reflectionRoutes(router);
+      for (const h of router.handlers) if (h.method.methodKind !== "unary") streamingPaths.add(h.requestPath);
     },
     readMaxBytes: maxBytes,
     interceptors,
   });
   const plain = plainJsonCalls(opts.plainJson ?? [], interceptors, maxBytes);
   const plainGrpc = plainGrpcCalls(unary, interceptors, maxBytes);
-  const unaryPaths = new Set(unary.map((r) => `/${r.method.parent.typeName}/${r.method.name}`));
   const handle = (req: HttpRequest, res: HttpResponse) => {
     // Handlers see headers, not sockets: the peer address travels as a header no client can set.
     req.headers[PEER_HEADER] = (req instanceof http2.Http2ServerRequest ? sessionPeer(req.stream.session) : req.socket?.remoteAddress) ?? "";
+    // HTTP/2 has no request timeout of its own: a body trickled a byte at a time held its stream (and, 256 of them, its
+    // connection) for as long as the trickle lasted, a unary call's as much as a request to `opts.http` (the gateway's GraphQL).
+    // Streaming calls last as long as their streams, by design.
+    if (req instanceof http2.Http2ServerRequest && !req.stream.endAfterHeaders && !req.complete && !streamingPaths.has(req.url)) {
+      const timer = setTimeout(() => {
+        if (!req.complete) refuse(res, 408, "request timeout\n");
+      }, limits.requestTimeoutMs);
+      timer.unref();
+      req.stream.once("close", () => clearTimeout(timer));
+    }
     if (opts.http?.(req, res)) return;
     if (req.url === "/metrics" && req.method === "GET") return serveMetrics(res);
     if (req.url === "/metrics.json" && req.method === "GET") return serveMetricsJson(res);
@@ -149,15 +161,6 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
       res.once("finish", () => {
         if (!req.complete && !socket.destroyed) socket.end();
       });
-    }
-    // HTTP/2 has no request timeout of its own: a unary call's body trickled a byte at a time held its stream (and, 256 of them, its
-    // connection) for as long as the trickle lasted. Streaming calls last as long as their streams, by design.
-    if (req instanceof http2.Http2ServerRequest && !req.complete && unaryPaths.has(req.url)) {
-      const timer = setTimeout(() => {
-        if (!req.complete) refuse(res, 408, "request timeout\n");
-      }, limits.requestTimeoutMs);
-      timer.unref();
-      req.stream.once("close", () => clearTimeout(timer));
     }
     if (req instanceof http.IncomingMessage && plain(req, res as http.ServerResponse)) return;
     if (req instanceof http2.Http2ServerRequest && plainGrpc(req, res as http2.Http2ServerResponse)) return;
