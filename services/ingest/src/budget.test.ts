@@ -106,6 +106,21 @@ describe("ClickBudget", () => {
     expect(budget.size).toBeLessThanOrEqual(5);
   });
 
+  it("counts a click sent again, or another click under the same event id, once against the window but as an arrival each time", () => {
+    const clock = { now: T0 };
+    const budget = new ClickBudget(3, WINDOW, undefined, undefined, () => clock.now);
+    const arrivals = 3 * ARRIVALS_PER_BUDGET;
+    budget.admit([click("u", "a", T0)]).keep();
+    // The same click 29 times more, and other urls under its id: accepted (the consumers drop them as duplicates) until the
+    // arrivals are spent, though each is stored again.
+    const again = budget.admit(Array.from({ length: arrivals }, (_, k) => ({ ...click("u", "a", T0), url: `https://e.org/${k}` })));
+    expect(again.refused.slice(0, arrivals - 1)).toEqual(new Array(arrivals - 1).fill(undefined));
+    expect(again.refused[arrivals - 1]?.reason).toMatch(/clicks arrived within 10 minutes, whatever their event times/);
+    // The window still holds one click of u: two more are accepted once arrivals come back.
+    clock.now += (2 * WINDOW) / arrivals;
+    expect(budget.admit([click("u", "b", T0), click("u", "c", T0)]).refused).toEqual([undefined, undefined]);
+  });
+
   it("keeps a user's arrivals owed when the user's clicks are forgotten to make room for others'", () => {
     const clock = { now: T0 };
     // Room for 5 clicks in all; u's 30 arrivals (three budgets of ten) spent on back-dated clicks (it keeps the last 3).

@@ -63,10 +63,28 @@ export class ClickBudget {
     /** The users whose arrivals this call took one of, a click each: given back if the publish fails. */
     const arrived: string[] = [];
     const now = this.now();
+    /** Takes one of the user's arrivals for the click: a refusal when none is left. */
+    const arrive = (c: ValidClick) => {
+      const waitMs = this.arrivals.take(c.userid, 1, now);
+      if (waitMs !== undefined) {
+        return new FieldError(
+          "userid",
+          `over its click budget: ${this.arrivals.capacity} clicks arrived within ${this.windowMs / 60_000} minutes, whatever their event times; retry in ${Math.ceil(waitMs / 1000)} s`,
+          Code.ResourceExhausted,
+        );
+      }
+      arrived.push(c.userid);
+      return undefined;
+    };
     const refused = clicks.map((c) => {
       const recent = this.recentOf(c.userid);
       const key = `${c.userid}\n${c.eventId}`;
       if (recent.has(c.eventId)) {
+        // Not counted twice within the window, but an arrival all the same: it is stored again (a call made of other clicks
+        // is another message, whatever the broker's duplicate window), so clicks sent again, or other clicks under the same
+        // event id, filled CLICKS for every user when they cost nothing.
+        const over = arrive(c);
+        if (over) return over;
         // The first call's publish may yet fail: then this one's stores it, and it must still count.
         if (this.pending.has(key) && !held.has(key)) hold(c, key);
         return undefined;
@@ -80,15 +98,8 @@ export class ClickBudget {
           Code.ResourceExhausted,
         );
       }
-      const waitMs = this.arrivals.take(c.userid, 1, now);
-      if (waitMs !== undefined) {
-        return new FieldError(
-          "userid",
-          `over its click budget: ${this.arrivals.capacity} clicks arrived within ${this.windowMs / 60_000} minutes, whatever their event times; retry in ${Math.ceil(waitMs / 1000)} s`,
-          Code.ResourceExhausted,
-        );
-      }
-      arrived.push(c.userid);
+      const over = arrive(c);
+      if (over) return over;
       recent.set(c.eventId, c.eventTimeMs);
       this.kept++;
       hold(c, key);
