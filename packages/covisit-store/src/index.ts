@@ -471,6 +471,21 @@ export class CovisitStore {
     return this.redis.zrangebyscore(key, Number(newest[1]) - this.seenHorizonMs, "+inf");
   }
 
+  /** Which of `urls` coVisitsAfter leaves out for `userid` (those of recentPages), asked of Redis for these urls only. */
+  async recentAmong(userid: string, urls: readonly string[]): Promise<Set<string>> {
+    const out = new Set<string>();
+    if (urls.length === 0) return out;
+    const key = this.recentKey(userid);
+    const newest = await this.redis.zrevrange(key, 0, 0, "WITHSCORES");
+    if (newest.length === 0) return out;
+    const from = Number(newest[1]) - this.seenHorizonMs;
+    const scores = await this.scores(key, [...urls]);
+    scores.forEach((score, i) => {
+      if (score !== null && Number(score) >= from) out.add(urls[i]!);
+    });
+    return out;
+  }
+
   /**
    * Pages visited within the window after `url`, frequency desc, then url asc: never `url` itself nor a hidden page, and with
    * `userid`, none of the pages that user clicked within the seen horizon before their newest click; the next ones fill up to `limit`.
@@ -496,7 +511,10 @@ export class CovisitStore {
       for (let i = 0; i < flat.length; i += 2) out.push({ recommendation: flat[i]!, frequency: Number(flat[i + 1]) });
       return out;
     }
-    const leftOut = new Set([url, ...(userid ? await this.recentPages(userid) : [])]);
+    // The page itself, and with a userid the candidates that user clicked recently, asked for as they come (recentAmong): the
+    // user's recent pages may number thousands.
+    const leftOut = new Set([url]);
+    const askedRecent = new Set<string>();
     // Per shard, every count known so far (read in order, or asked for: absent is 0), how far it was read, and whether to its end.
     const known: Array<Map<string, number>> = this.allShards.map(() => new Map());
     const readTo: number[] = this.allShards.map(() => 0);
@@ -516,7 +534,13 @@ export class CovisitStore {
         if (flat.length > 0) frontier[s] = Number(flat[flat.length - 1]);
         readTo[s] = depth;
       });
-      const candidates = [...new Set(known.flatMap((m) => [...m.keys()]))].filter((m) => !leftOut.has(m));
+      const read = [...new Set(known.flatMap((m) => [...m.keys()]))];
+      if (userid) {
+        const unasked = read.filter((m) => !askedRecent.has(m));
+        for (const m of unasked) askedRecent.add(m);
+        for (const m of await this.recentAmong(userid, unasked)) leftOut.add(m);
+      }
+      const candidates = read.filter((m) => !leftOut.has(m));
       // A candidate's count in a shard read to its end is known (absent: 0); in the others it is asked for, once; so is its visibility.
       const asks = this.allShards
         .filter((s) => !exhausted[s])

@@ -55,3 +55,21 @@ it("answers a batch as each call alone would, a refused one with its own code an
   const refused = res.results[1]!.outcome;
   expect(refused.case === "refused" && refused.value.code).toBe(Code.InvalidArgument);
 });
+
+it("answers RecentPages for the urls asked about only, when given, and refuses a bad one naming it", async () => {
+  const all = await client.recentPages({ userid: "u" });
+  expect([...all.urls].sort()).toEqual(["https://e.org/a", "https://e.org/b", "https://e.org/c"]);
+  const some = await client.recentPages({ userid: "u", urls: ["https://e.org/z", "https://e.org/b", "https://e.org/a"] });
+  expect(some.urls).toEqual(["https://e.org/b", "https://e.org/a"]);
+  expect((await client.recentPages({ userid: "nobody", urls: ["https://e.org/a"] })).urls).toEqual([]);
+  const refusal = (urls: string[]) =>
+    client.recentPages({ userid: "u", urls }).then(
+      () => undefined,
+      (e: unknown) => e as ConnectError,
+    );
+  expect(await refusal(["https://e.org/a", "not a url"])).toMatchObject({ code: Code.InvalidArgument, rawMessage: expect.stringMatching(/^urls\[1\]: /) });
+  expect(await refusal(Array.from({ length: 1_001 }, (_, i) => `https://e.org/${i}`))).toMatchObject({
+    code: Code.InvalidArgument,
+    rawMessage: "urls: at most 1000, not 1001",
+  });
+});

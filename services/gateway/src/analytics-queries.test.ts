@@ -47,8 +47,13 @@ describe("Recommendation's fallback", () => {
       ["https://e.org/t2", 4, "trending"],
     ]);
     // The reader clicked t1 lately: covisit says so, and the trending step leaves it out as the co-visits do.
+    const before = asked.length;
     const reader = await gateway.recommendation({ url: "https://e.org/a", limit: 4, fallback: true, userid: "reader" });
     expect(reader.items.map((i) => i.recommendation)).toEqual(["https://en.wikipedia.org/wiki/Kindness", "https://e.org/r1", "https://e.org/t2"]);
+    // Asked about the trending urls only, not for every page the user clicked lately (up to 8,640 a day).
+    const recentAsked = asked.slice(before).filter((a) => a.rpc === "covisit.recentPages");
+    expect(recentAsked).toHaveLength(1);
+    expect(recentAsked[0]!.req).toMatchObject({ userid: "reader", urls: expect.arrayContaining(["https://e.org/t1", "https://e.org/t2"]) });
     // The user goes to covisit and profile, which leave out the pages the user has seen.
     expect(asked.slice(0, 2)).toEqual([
       { rpc: "covisit.batchRecommendation", req: { requests: [{ url: "https://e.org/a", limit: 4, userid: "writer" }] } },

@@ -133,13 +133,20 @@ export function createGatewayApi(backends: Backends, logger: Logger, deadlineMs:
    */
   async function trendingFill(url: string, userid: string, listed: ReadonlyArray<{ recommendation: string }>, limit: number) {
     const seen = new Set([url, ...listed.map((i) => i.recommendation)]);
+    const wanted = limit - listed.length;
     try {
-      if (userid) for (const u of (await backends.covisit.recentPages({ userid }, call)).urls) seen.add(u);
-      const res = await backends.analytics.trending({ window: DEFAULT_TRENDING_WINDOW, limit: Math.min(1000, limit + seen.size) }, call);
-      return res.urls
-        .filter((u) => !seen.has(u.url))
-        .slice(0, limit - listed.length)
-        .map((u) => ({ recommendation: u.url, frequency: u.clicks, source: "trending" }));
+      // Only the trending urls are checked against the user's recent pages, which may number thousands; more are asked for
+      // while those left out leave the list short.
+      for (let asked = Math.min(1000, wanted + seen.size); ; asked = Math.min(1000, asked * 4)) {
+        const res = await backends.analytics.trending({ window: DEFAULT_TRENDING_WINDOW, limit: asked }, call);
+        let fill = res.urls.filter((u) => !seen.has(u.url));
+        if (userid && fill.length > 0) {
+          const recent = new Set((await backends.covisit.recentPages({ userid, urls: fill.map((u) => u.url) }, call)).urls);
+          fill = fill.filter((u) => !recent.has(u.url));
+        }
+        if (fill.length >= wanted || res.urls.length < asked || asked === 1000)
+          return fill.slice(0, wanted).map((u) => ({ recommendation: u.url, frequency: u.clicks, source: "trending" }));
+      }
     } catch (err) {
       logger.warn({ err: String(err) }, "Recommendation's trending fallback unavailable: co-visits only");
       return [];

@@ -121,7 +121,10 @@ function fakeBackends(log: BackendLog) {
     })(router);
     recorded(log, CovisitService, "covisit", {
       // The reader clicked t1 lately.
-      recentPages: (req) => ({ urls: req.userid === "reader" ? ["https://e.org/t1"] : [] }),
+      recentPages: (req) => {
+        const recent = req.userid === "reader" ? ["https://e.org/t1"] : [];
+        return { urls: req.urls.length > 0 ? req.urls.filter((u) => recent.includes(u)) : recent };
+      },
       batchRecommendation: async (req) => ({
         results: await answerEach(req.requests, async () => ({ items: [{ recommendation: "https://en.wikipedia.org/wiki/Kindness", frequency: 3n }] })),
       }),
