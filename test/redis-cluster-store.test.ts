@@ -85,3 +85,45 @@ describe("the co-visit store on a Redis Cluster whose slots moved", () => {
     await expect.poll(() => keys().size).toBe(0);
   }, 60_000);
 });
+
+describe("the co-visit store on a Redis Cluster whose replica lags", () => {
+  /** What `f` gives or throws while the replica of `s`'s shard is stopped (SIGSTOP: it takes nothing, acks nothing), well within the node timeout. */
+  async function whileReplicaStopped<T>(s: number, f: () => Promise<T>): Promise<{ value?: T; error?: string }> {
+    const slot = Number(redisCli(cluster.nodes[0]!.port, "cluster", "keyslot", `{${shardTag(s, SHARDS)}}`));
+    const { replica } = ownerOf(slot, cluster.nodes[0]!.port);
+    const pid = Number(/process_id:(\d+)/.exec(redisCli(replica, "info", "server"))![1]);
+    process.kill(pid, "SIGSTOP");
+    try {
+      return await f().then(
+        (value) => ({ value }),
+        (err: unknown) => ({ error: String(err) }),
+      );
+    } finally {
+      process.kill(pid, "SIGCONT");
+    }
+  }
+
+  it("acknowledges a click, its redelivery through another connection, an erasure and a page's visibility only once the shard's replica holds them", async () => {
+    const user = Array.from({ length: 100 }, (_, i) => `lag${i}`).find((u) => shardOf(u, SHARDS) === 1)!;
+    const click = { eventId: "l1", userid: user, url: "https://e.org/lag", eventTimeMs: Date.parse("2024-01-02T00:00:00Z"), event: "view" };
+    const unreplicated = /reached 0 of 1 Redis replicas/;
+    // Applied on the primary, not held by its replica: refused, so the message is redelivered.
+    expect((await whileReplicaStopped(1, () => store.applyClick(click))).error).toMatch(unreplicated);
+    // The redelivery reaches another covisit (a connection that wrote nothing): it finds the click applied, and must still wait
+    // for the replica to hold it before it is acknowledged.
+    const other = connectRedis(cluster.url);
+    try {
+      const second = new CovisitStore(other, namespace, 5 * 60_000, undefined, undefined, undefined, undefined, "counts", { shards: SHARDS, waitReplicas: 1 });
+      expect((await whileReplicaStopped(1, () => second.applyClick(click))).error).toMatch(unreplicated);
+      expect(await second.applyClick(click)).toEqual({ status: "duplicate" });
+    } finally {
+      other.disconnect();
+    }
+    // An erasure and a page hidden: refused while the replica holds neither; acknowledged once it does.
+    expect((await whileReplicaStopped(1, () => store.forgetUser(user, 1_000))).error).toMatch(unreplicated);
+    expect(await store.forgetUser(user, 1_000)).toBe("duplicate");
+    expect((await whileReplicaStopped(1, () => store.applyVisibility("https://e.org/lag", true, 7))).error).toMatch(unreplicated);
+    // Its redelivery finds it applied on every primary ("stale"), and held now.
+    expect(await store.applyVisibility("https://e.org/lag", true, 7)).toBe("stale");
+  }, 120_000);
+});

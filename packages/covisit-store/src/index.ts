@@ -376,7 +376,7 @@ export class CovisitStore {
     }
     for (let attempt = 1; ; attempt++) {
       const keys = [...userKeys, ...[...urls].map((u) => this.countsKey(s, u))];
-      const flat = await this.write(keys, args);
+      const flat = await this.write(s, keys, args);
       if (flat[0] === "lost") return clicks.map(() => ({ status: "lost" }));
       if (flat[0] === "undeclared") {
         // Each refusal means another script of the same users' shard added to their history meanwhile (covisit has one batch of a
@@ -399,21 +399,41 @@ export class CovisitStore {
     }
   }
 
-  /**
-   * Runs covisit.lua; with waitReplicas, on the same connection WAIT for that many replicas to hold the write, and fails otherwise:
-   * the caller does not acknowledge its messages, and their redelivery finds the clicks applied (a duplicate) or applies them.
-   */
-  private async write(keys: string[], args: string[]): Promise<Array<string | number>> {
+  /** Runs covisit.lua on shard `s`'s keys, held by REDIS_WAIT_REPLICAS replicas (replicated) unless it found the counts lost. */
+  private async write(s: number, keys: string[], args: string[]): Promise<Array<string | number>> {
     if (this.waitReplicas === 0) return this.redis.applyClicks(keys.length, ...keys, ...args);
-    const pipeline = this.redis.pipeline() as unknown as Scripts & { wait(n: number, ms: number): unknown; exec(): Promise<Array<[Error | null, unknown]>> };
-    pipeline.applyClicks(keys.length, ...keys, ...args);
+    return this.replicated<Array<string | number>>(
+      s,
+      "a co-visit write",
+      (p) => p.applyClicks(keys.length, ...keys, ...args),
+      (flat) => flat[0] !== "lost" && flat[0] !== "undeclared",
+    );
+  }
+
+  /**
+   * Runs a script of shard `s` then, on the same connection, a write of its own to the shard and WAIT for waitReplicas replicas;
+   * fails unless they hold it (when `mustHold` says the script's answer needs them), so that the caller does not acknowledge its
+   * message and the redelivery applies it or finds it applied. The write of its own is what makes WAIT cover a redelivery whose
+   * script wrote nothing (every click a duplicate, a state already applied): WAIT counts a connection's own writes, and the one
+   * that first applied them may have been another's, whose WAIT failed; replicas take a primary's writes in order, so one holding
+   * this write holds those before it.
+   */
+  private async replicated<T>(s: number, what: string, script: (p: Scripts) => unknown, mustHold: (answer: T) => boolean = () => true): Promise<T> {
+    const pipeline = this.redis.pipeline() as unknown as Scripts & {
+      set(key: string, value: string): unknown;
+      wait(n: number, ms: number): unknown;
+      exec(): Promise<Array<[Error | null, unknown]>>;
+    };
+    script(pipeline);
+    pipeline.set(`${this.shardPrefix(s)}replicated`, String(Date.now()));
     pipeline.wait(this.waitReplicas, this.waitTimeoutMs);
-    const [[scriptErr, flat], [waitErr, copies]] = (await pipeline.exec()) as [[Error | null, Array<string | number>], [Error | null, number]];
+    const [[scriptErr, answer], [setErr], [waitErr, copies]] = (await pipeline.exec()) as [[Error | null, T], [Error | null], [Error | null, number]];
     if (scriptErr) throw scriptErr;
+    if (setErr) throw setErr;
     if (waitErr) throw waitErr;
-    if (flat[0] !== "lost" && flat[0] !== "undeclared" && Number(copies) < this.waitReplicas)
-      throw new Error(`a co-visit write reached ${copies} of ${this.waitReplicas} Redis replicas in ${this.waitTimeoutMs} ms (REDIS_WAIT_REPLICAS)`);
-    return flat;
+    if (mustHold(answer) && Number(copies) < this.waitReplicas)
+      throw new Error(`${what} reached ${copies} of ${this.waitReplicas} Redis replicas in ${this.waitTimeoutMs} ms (REDIS_WAIT_REPLICAS)`);
+    return answer;
   }
 
   /** A user's keys, as covisit.lua takes them: history, applied ids, recent urls, erasure tombstone. */
@@ -441,7 +461,10 @@ export class CovisitStore {
   async forgetUser(userid: string, seq: number): Promise<EraseOutcome> {
     const s = shardOf(userid, this.shards);
     const [history, ids, recent, tombstone] = this.userKeys(s, userid);
-    const outcome = await this.redis.eraseUser(this.marker(s), history, ids, recent, tombstone, seq, this.tombstoneMs);
+    const erase = (r: Scripts) => r.eraseUser(this.marker(s), history, ids, recent, tombstone, seq, this.tombstoneMs);
+    // An erasure is acknowledged (and DeleteUser answered) only once the shard's replicas hold it: lost at a failover, the user's
+    // history would stay and their next clicks pair with it.
+    const outcome = this.waitReplicas === 0 ? await erase(this.redis) : await this.replicated<string>(s, "an erasure", erase, (o) => o !== "lost");
     this.countsLost = outcome === "lost";
     if (outcome === "erased" || outcome === "duplicate" || outcome === "lost") return outcome;
     throw new Error(`erase.lua returned an unknown outcome ${String(outcome)}`);
@@ -452,7 +475,11 @@ export class CovisitStore {
    * "applied" when any shard applied it: a redelivery after a failure half-way applies the rest.
    */
   async applyVisibility(url: string, hidden: boolean, seq: number): Promise<VisibilityOutcome> {
-    const outcomes = await Promise.all(this.allShards.map((s) => this.redis.applyVisibility(this.visibilityKey(s), url, hidden ? "1" : "0", seq)));
+    const apply = (s: number) => (r: Scripts) => r.applyVisibility(this.visibilityKey(s), url, hidden ? "1" : "0", seq);
+    // Acknowledged only once every shard's replicas hold it: lost at a failover, a hidden page would be recommended again.
+    const outcomes = await Promise.all(
+      this.allShards.map((s) => (this.waitReplicas === 0 ? apply(s)(this.redis) : this.replicated<string>(s, "a page's visibility", apply(s)))),
+    );
     for (const outcome of outcomes)
       if (outcome !== "applied" && outcome !== "stale") throw new Error(`visibility.lua returned an unknown outcome ${String(outcome)}`);
     return outcomes.includes("applied") ? "applied" : "stale";

@@ -152,8 +152,8 @@ export async function clicksHeadInArchive(
  *
  * The stream's retention goes on dropping messages meanwhile. So the first held sequence is read again after each pass and once
  * after `startAt`, and what aged out in between is applied from the archive too: the new durables skip what the stream no longer
- * holds, and nothing consumes them until the service starts. Throws ArchiveGapError (the durables deleted again) when the archive
- * does not hold what aged out. Returns the sequence before which the archive was applied; 1, with no durables made, when the stream
+ * holds, and nothing consumes them until the service starts. Throws ArchiveGapError when the archive does not hold what aged out;
+ * on that or any failure after `startAt`, the durables are deleted again. Returns the sequence before which the archive was applied; 1, with no durables made, when the stream
  * still holds its first message (the service makes them as at a first start).
  */
 export async function applyArchivedHead(opts: {
@@ -166,20 +166,20 @@ export async function applyArchivedHead(opts: {
   let applied = 1;
   let undo: (() => Promise<void>) | undefined;
   for (;;) {
-    let head: number;
     try {
-      head = (await clicksHeadInArchive(opts.bus, opts.dir, consequence)).firstSeq;
+      const head = (await clicksHeadInArchive(opts.bus, opts.dir, consequence)).firstSeq;
+      if (head > applied) {
+        for await (const messages of archivedClickMessages(opts.dir, applied, head)) await opts.apply(messages);
+        applied = head;
+      } else if (applied === 1 || undo) {
+        return applied;
+      } else {
+        undo = await opts.startAt(applied);
+      }
     } catch (err) {
+      // Durables made before a failure would let the service start on counts short of what aged out meanwhile.
       await undo?.();
       throw err;
-    }
-    if (head > applied) {
-      for await (const messages of archivedClickMessages(opts.dir, applied, head)) await opts.apply(messages);
-      applied = head;
-    } else if (applied === 1 || undo) {
-      return applied;
-    } else {
-      undo = await opts.startAt(applied);
     }
   }
 }
