@@ -78,15 +78,17 @@ describe("analytics rebuilt from the archive and the stream", () => {
   });
 
   // Both rebuilds (covisit's and analytics') take the archive step from applyArchivedHead. A rebuild reads the archive for as long as
-  // it takes, while the stream's retention goes on dropping messages: those must come from the archive too, not from nowhere.
-  it("applies from the archive what ages out of CLICKS while a rebuild runs, and starts the durables where the stream then begins", async () => {
+  // it takes, while the stream's retention goes on dropping its oldest messages: those must come from the archive too, not from
+  // nowhere; and the durables must not start at the stream's oldest messages, which go on expiring until the service pulls them.
+  it("applies from the archive what ages out of CLICKS while a rebuild runs, and starts the durables after all the archive holds", async () => {
     const nc = await connect({ servers: natsOf(stack) });
     try {
       const jsm = await jetstreamManager(nc);
       const topology = new Topology(stack.namespace);
       const stream = topology.clicksStream;
-      const first = (await jsm.streams.info(stream)).state.first_seq;
+      const { first_seq: first, last_seq: last } = (await jsm.streams.info(stream)).state;
       expect(first).toBeGreaterThan(1);
+      expect(first + 40).toBeLessThan(last);
 
       // 20 messages age out while the first pass reads the archive, 20 more just after the durables are made.
       const applied: number[] = [];
@@ -105,9 +107,11 @@ describe("analytics rebuilt from the archive and the stream", () => {
           return async () => void undone++;
         },
       });
-      expect({ beforeSeq, startedAt, undone }).toEqual({ beforeSeq: first + 40, startedAt: [first + 20], undone: 0 });
-      // Every message before the stream's new first one, once, in stream order.
-      expect(applied).toEqual(Array.from({ length: first + 39 }, (_, i) => i + 1));
+      // The archive holds every message (through `last`): the durables start after it, at nothing that can expire before the
+      // service starts.
+      expect({ beforeSeq, startedAt, undone }).toEqual({ beforeSeq: last + 1, startedAt: [last + 1], undone: 0 });
+      // Every message before, once, in stream order.
+      expect(applied).toEqual(Array.from({ length: last }, (_, i) => i + 1));
 
       // A message that ages out after the durables were made, before the archive held it: the durables go again, and the rebuild
       // says what is missing.

@@ -342,7 +342,10 @@ export async function consumerProgress(bus: Bus, stream: string, durable: string
   let ackPending = 0n;
   for (const info of infos) {
     const idle = names.length > 1 && info.num_pending === 0 && info.num_ack_pending === 0;
-    const floor = idle ? last : BigInt(info.ack_floor.stream_seq);
+    // With nothing awaiting its ack, a consumer has handled all it was delivered; one created to start at a sequence (after a
+    // rebuild) reports its ack floor as 0 until it acks a message, though it was never to take those before it.
+    const handled = info.num_ack_pending === 0 ? Math.max(info.ack_floor.stream_seq, info.delivered.stream_seq) : info.ack_floor.stream_seq;
+    const floor = idle ? last : BigInt(handled);
     ackFloor = ackFloor === undefined || floor < ackFloor ? floor : ackFloor;
     pending += BigInt(info.num_pending);
     ackPending += BigInt(info.num_ack_pending);

@@ -37,6 +37,7 @@ try {
   for (const c of consumers) await bus.jsm.consumers.delete(stream, c.name);
   for (const c of visibility) await bus.jsm.consumers.delete(bus.topology.visibilityStream, c.name);
   let fromArchive = "";
+  let goesOn = `will apply the ${held} messages of ${stream} when it starts`;
   if (firstSeq > 1) {
     const store = new AnalyticsStore(pool, hopWindows(config.WINDOW_SIZE_MS, config.WINDOW_SLIDE_MS));
     const emission = { store, watermarks: new WatermarkLog(), logger, latenessMs: config.ALLOWED_LATENESS_MS, emitted: {} };
@@ -65,10 +66,9 @@ try {
       },
     });
     fromArchive = `; applied ${clicks} clicks of messages 1-${beforeSeq - 1} from the archive in ${config.ARCHIVE_DIR}`;
+    goesOn = `will go on from message ${beforeSeq} of ${stream} when it starts`;
   }
-  console.log(
-    `analytics rebuild: schema ${schema} made anew and the consumer deleted${fromArchive}; analytics will apply the ${held} messages of ${stream} when it starts`,
-  );
+  console.log(`analytics rebuild: schema ${schema} made anew and the consumer deleted${fromArchive}; analytics ${goesOn}`);
 } catch (err) {
   if (!(err instanceof ConsumerRunningError || err instanceof ArchiveGapError)) throw err;
   console.error(`analytics rebuild: ${err.message}`);

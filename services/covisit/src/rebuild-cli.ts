@@ -24,6 +24,7 @@ try {
   const { firstSeq } = await clicksHeadInArchive(bus, config.ARCHIVE_DIR);
   const done = await prepareRebuild({ bus, redis, namespace: config.RECSYS_NAMESPACE });
   let fromArchive = "";
+  let goesOn = `will apply the clicks of the ${done.messages} messages of ${bus.topology.clicksStream} again when it starts`;
   if (firstSeq > 1) {
     const { applied, beforeSeq } = await applyArchivedClicks({
       bus,
@@ -34,9 +35,10 @@ try {
       isVisit: visitFilter(config.VISIT_EVENTS),
     });
     fromArchive = `; applied ${applied} clicks of messages 1-${beforeSeq - 1} from the archive in ${config.ARCHIVE_DIR}`;
+    goesOn = `will go on from message ${beforeSeq} of ${bus.topology.clicksStream} when it starts`;
   }
   console.log(
-    `covisit rebuild: deleted ${done.keysDeleted} Redis keys and the consumers${fromArchive}; covisit will apply the clicks of the ${done.messages} messages of ${bus.topology.clicksStream} again when it starts, after every page's visibility from ${bus.topology.visibilityStream}`,
+    `covisit rebuild: deleted ${done.keysDeleted} Redis keys and the consumers${fromArchive}; covisit ${goesOn}, after every page's visibility from ${bus.topology.visibilityStream}`,
   );
 } catch (err) {
   if (!(err instanceof ConsumerRunningError || err instanceof ArchiveGapError)) throw err;

@@ -146,15 +146,17 @@ export async function clicksHeadInArchive(
 }
 
 /**
- * A rebuild's archive step, after its first check (clicksHeadInArchive) and after it deleted its state and durables: applies the
- * archived CLICKS messages before the stream's first one, in stream order (archivedClickMessages), then `startAt(seq)` makes the
- * durables begin at the stream's first message and returns how to delete them again.
- *
- * The stream's retention goes on dropping messages meanwhile. So the first held sequence is read again after each pass and once
- * after `startAt`, and what aged out in between is applied from the archive too: the new durables skip what the stream no longer
- * holds, and nothing consumes them until the service starts. Throws ArchiveGapError when the archive does not hold what aged out;
- * on that or any failure after `startAt`, the durables are deleted again. Returns the sequence before which the archive was applied; 1, with no durables made, when the stream
+ * A rebuild's archive step, after its first check (clicksHeadInArchive) and after it deleted its state and durables, when the
+ * stream no longer holds its first message: applies the archived CLICKS messages in stream order (archivedClickMessages), those
+ * before the stream's first one and then every other one the archive holds, and `startAt(seq)` makes the durables begin after
+ * them and returns how to delete them again. Returns that sequence; 1, with nothing applied and no durables made, when the stream
  * still holds its first message (the service makes them as at a first start).
+ *
+ * The stream's retention goes on dropping messages meanwhile, its oldest first. So the first held sequence is read again after
+ * each pass and once after `startAt`, and what aged out is applied from the archive too; and the durables start where the archive
+ * ends (messages as old as its last flush), not at the stream's oldest, which would go on expiring until the service pulled them.
+ * Throws ArchiveGapError when the archive does not hold what aged out; on that or any failure after `startAt`, the durables are
+ * deleted again.
  */
 export async function applyArchivedHead(opts: {
   bus: Pick<Bus, "jsm" | "topology">;
@@ -164,15 +166,24 @@ export async function applyArchivedHead(opts: {
 }): Promise<number> {
   const consequence = "the rebuild stopped before its consumers were made; run it again once the archive holds them";
   let applied = 1;
+  let tookAll = false;
   let undo: (() => Promise<void>) | undefined;
+  const applyTo = async (before: number) => {
+    for await (const messages of archivedClickMessages(opts.dir, applied, before)) await opts.apply(messages);
+    applied = before;
+  };
   for (;;) {
     try {
       const head = (await clicksHeadInArchive(opts.bus, opts.dir, consequence)).firstSeq;
       if (head > applied) {
-        for await (const messages of archivedClickMessages(opts.dir, applied, head)) await opts.apply(messages);
-        applied = head;
+        await applyTo(head);
       } else if (applied === 1 || undo) {
         return applied;
+      } else if (!tookAll) {
+        // The archive holds this stream (clicksHeadInArchive checked it): the rest it holds, once.
+        tookAll = true;
+        const held = await archivedThrough(opts.dir, "clicks");
+        if (held && held.through + 1 > applied) await applyTo(held.through + 1);
       } else {
         undo = await opts.startAt(applied);
       }
