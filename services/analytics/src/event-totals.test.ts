@@ -173,4 +173,17 @@ describe("EventMix's totals by event", () => {
     const kept = [keptFrom, T0 + 600_000] as const;
     expect(await mixOf(kept)).toEqual(countByEvent(sent, ...kept));
   });
+
+  it("answers at most 1,000 event types, the most clicked, however many clients made up", async () => {
+    const store = new AnalyticsStore(pool, windows);
+    const reads = new AnalyticsReads(pool, windows);
+    const sent: Sent[] = Array.from({ length: 1_100 }, (_, i) => ({ id: `t${i}`, userid: `m${i % 5}`, event: `made-up-${i}`, seconds: 200 + (i % 50) }));
+    for (let k = 0; k < 3; k++) sent.push({ id: `v${k}`, userid: "m0", event: "view", seconds: 200 });
+    await applyClickMessages([message(sent)], store);
+    const range = [T0 + 200_000, T0 + 300_000] as const;
+    const mix = (await reads.eventMix(...range)).events;
+    expect(mix).toHaveLength(1_000);
+    expect(mix).toEqual(countByEvent(sent, ...range).slice(0, 1_000));
+    expect(mix[0]).toEqual({ event: "view", clicks: 3 });
+  });
 });

@@ -8,6 +8,9 @@ interface Bounds {
   keptFromMs?: number;
 }
 
+/** The most event types EventMix answers, as many as a list answers elsewhere. */
+export const MAX_EVENT_TYPES = 1_000;
+
 const num = (v: string | null | undefined): number | undefined => (v === null || v === undefined ? undefined : Number(v));
 
 /** The queries of the emitted windows and of the panes, on the pool of queries. */
@@ -49,7 +52,8 @@ export class AnalyticsReads {
   /**
    * Clicks by event type with event time in [fromMs, toMs) (both multiples of the slide): the closed panes' totals by event
    * (pane_events: a few rows a pane, not one a click) and the sums of the panes not closed yet. `complete` is false while a click
-   * may still come into one of them (a pane of an unemitted window) or some were pruned.
+   * may still come into one of them (a pane of an unemitted window) or some were pruned. At most MAX_EVENT_TYPES types, the most
+   * clicked: clients name the types, and one could make up a type a click.
    */
   async eventMix(fromMs: number, toMs: number): Promise<{ events: Array<{ event: string; clicks: number }>; complete: boolean }> {
     const { rows } = await this.pool.query<{ event: string; clicks: string; emitted_before_ms: string | null; kept_from_ms: string | null }>(
@@ -61,8 +65,8 @@ export class AnalyticsReads {
            SELECT event, clicks FROM panes WHERE pane_start_ms >= greatest($1, s.totals_before_ms) AND pane_start_ms < $2
          ) c GROUP BY event
        ) e ON true
-       ORDER BY e.clicks DESC, e.event`,
-      [fromMs, toMs],
+       ORDER BY e.clicks DESC, e.event LIMIT $3`,
+      [fromMs, toMs, MAX_EVENT_TYPES],
     );
     const emittedBefore = num(rows[0]?.emitted_before_ms);
     const keptFrom = num(rows[0]?.kept_from_ms);
