@@ -1,9 +1,9 @@
 // Rebuilds analytics' panes and windows after PostgreSQL lost them (or to count again): from the CLICKS stream, and, for the
 // messages its retention no longer holds, from the archive (services/archive, ARCHIVE_DIR). Stop analytics first; start it after:
 // it goes on from the stream and publishes the windows CLICK_METRICS does not have yet. `pnpm analytics:rebuild` does all three.
-import { AckPolicy, ConsumerRunningError, connectBus, DeliverPolicy, idleConsumers, natsAuthFrom } from "@recsys/bus";
+import { ConsumerRunningError, connectBus, idleConsumers, natsAuthFrom } from "@recsys/bus";
 import { readConfig, z } from "@recsys/config";
-import { applyArchivedHead, ArchiveGapError, clicksHeadInArchive, localArchiveDir } from "@recsys/lake/lake";
+import { applyArchivedHead, ArchiveGapError, durablesStartingAt, clicksHeadInArchive, localArchiveDir } from "@recsys/lake/lake";
 import { createLogger } from "@recsys/logging";
 import { quoteIdent } from "@recsys/postgres";
 import { analyticsConfig } from "./config.js";
@@ -52,18 +52,7 @@ try {
           for (const v of await applyAndEmit([m], emission)) if ("verdicts" in v) clicks += v.verdicts.filter((x) => x === "applied").length;
         }
       },
-      startAt: async (seq) => {
-        await bus.jsm.consumers.add(stream, {
-          durable_name: clicksDurable,
-          filter_subject: bus.topology.clicksSubjects,
-          ack_policy: AckPolicy.Explicit,
-          deliver_policy: DeliverPolicy.StartSequence,
-          opt_start_seq: seq,
-        });
-        return async () => {
-          await bus.jsm.consumers.delete(stream, clicksDurable).catch(() => undefined);
-        };
-      },
+      startAt: durablesStartingAt(bus, [{ durable: clicksDurable, filterSubject: bus.topology.clicksSubjects }]),
     });
     fromArchive = `; applied ${clicks} clicks of messages 1-${beforeSeq - 1} from the archive in ${config.ARCHIVE_DIR}`;
     goesOn = `will go on from message ${beforeSeq} of ${stream} when it starts`;

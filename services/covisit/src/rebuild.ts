@@ -1,5 +1,5 @@
-import { AckPolicy, consumerNames, DeliverPolicy, idleConsumers, isNotFound, type Bus } from "@recsys/bus";
-import { applyArchivedHead } from "@recsys/lake/lake";
+import { consumerNames, idleConsumers, isNotFound, type Bus } from "@recsys/bus";
+import { applyArchivedHead, durablesStartingAt } from "@recsys/lake/lake";
 import { applyClickMessages, clickDurables } from "./consumer.js";
 import { deleteMatching, keyPrefix, type CovisitStore, type RedisClient } from "./redis-store.js";
 import { visibilityConsumer } from "./visibility-consumer.js";
@@ -33,10 +33,11 @@ export async function prepareRebuild(opts: {
 }
 
 /**
- * After prepareRebuild: applies the archived clicks and erasures (UserDeleted) of the messages the stream no longer holds, message by
- * message in stream order with their sequences, as the consumer does (applyClickMessages), then creates covisit's durables to start
- * at the stream's first message, so that covisit goes on from the stream (applyArchivedHead: what ages out meanwhile comes from the
- * archive too). Returns the clicks applied and the sequence the durables start at (1, with none made, when the stream holds all).
+ * After prepareRebuild: applies the archived clicks and erasures (UserDeleted) of the messages the stream no longer holds and of
+ * every later one the archive holds, message by message in stream order with their sequences, as the consumer does
+ * (applyClickMessages), then creates covisit's durables to start after them, so that covisit goes on from the stream
+ * (applyArchivedHead). Returns the clicks applied and the sequence the durables start at (1, with none made, when the stream holds
+ * its first message).
  */
 export async function applyArchivedClicks(opts: {
   bus: Bus;
@@ -47,7 +48,6 @@ export async function applyArchivedClicks(opts: {
   isVisit: (event: string) => boolean;
 }): Promise<{ applied: number; beforeSeq: number }> {
   const { bus, store } = opts;
-  const stream = bus.topology.clicksStream;
   await store.markFirstClick();
   let applied = 0;
   const beforeSeq = await applyArchivedHead({
@@ -57,21 +57,7 @@ export async function applyArchivedClicks(opts: {
       const verdicts = await applyClickMessages(messages, store, opts.maxBatch, opts.isVisit);
       for (const v of verdicts) if (!("error" in v)) applied += v.verdicts.filter((x) => x.status === "applied").length;
     },
-    startAt: async (seq) => {
-      const durables = clickDurables(bus, opts.partitions);
-      for (const { durable, filterSubject } of durables) {
-        await bus.jsm.consumers.add(stream, {
-          durable_name: durable,
-          filter_subject: filterSubject,
-          ack_policy: AckPolicy.Explicit,
-          deliver_policy: DeliverPolicy.StartSequence,
-          opt_start_seq: seq,
-        });
-      }
-      return async () => {
-        for (const { durable } of durables) await bus.jsm.consumers.delete(stream, durable).catch(() => undefined);
-      };
-    },
+    startAt: durablesStartingAt(bus, clickDurables(bus, opts.partitions)),
   });
   return { applied, beforeSeq };
 }

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { create } from "@bufbuild/protobuf";
 import { DuckDBInstance, type DuckDBConnection } from "@duckdb/node-api";
-import { encodeClickBatch, encodeUserDeleted, firstHeldSequence, type Bus, type MsgHdrs, type UserDeletion } from "@recsys/bus";
+import { AckPolicy, DeliverPolicy, encodeClickBatch, encodeUserDeleted, firstHeldSequence, type Bus, type MsgHdrs, type UserDeletion } from "@recsys/bus";
 import { ClickSchema } from "@recsys/contracts/events/v1/events";
 
 /** The local stack's archive (where `pnpm stack:up` runs services/archive): `$RECSYS_STACK_DIR/archive`, or `.stack/archive`. */
@@ -193,6 +193,25 @@ export async function applyArchivedHead(opts: {
       throw err;
     }
   }
+}
+
+/** applyArchivedHead's `startAt` for a service's CLICKS durables: each made to start at the sequence, deleted again by what it returns. */
+export function durablesStartingAt(bus: Pick<Bus, "jsm" | "topology">, durables: ReadonlyArray<{ durable: string; filterSubject: string }>) {
+  const stream = bus.topology.clicksStream;
+  return async (seq: number) => {
+    for (const { durable, filterSubject } of durables) {
+      await bus.jsm.consumers.add(stream, {
+        durable_name: durable,
+        filter_subject: filterSubject,
+        ack_policy: AckPolicy.Explicit,
+        deliver_policy: DeliverPolicy.StartSequence,
+        opt_start_seq: seq,
+      });
+    }
+    return async () => {
+      for (const { durable } of durables) await bus.jsm.consumers.delete(stream, durable).catch(() => undefined);
+    };
+  };
 }
 
 /** An archived erasure (UserDeleted), with the CLICKS message it was. */
