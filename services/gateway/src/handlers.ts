@@ -135,9 +135,9 @@ export function createGatewayApi(backends: Backends, logger: Logger, deadlineMs:
     const seen = new Set([url, ...listed.map((i) => i.recommendation)]);
     const wanted = limit - listed.length;
     try {
-      // Only the trending urls are checked against the user's recent pages, which may number thousands; more are asked for
-      // while those left out leave the list short.
-      for (let asked = Math.min(1000, wanted + seen.size); ; asked = Math.min(1000, asked * 4)) {
+      // Only the trending urls are checked against the user's recent pages, which may number thousands. When those left out
+      // leave the list short, the longest list is asked for once more: at most two Trending queries a call.
+      for (let asked = Math.min(1000, wanted + seen.size); ; asked = 1000) {
         const res = await backends.analytics.trending({ window: DEFAULT_TRENDING_WINDOW, limit: asked }, call);
         let fill = res.urls.filter((u) => !seen.has(u.url));
         if (userid && fill.length > 0) {
