@@ -329,6 +329,27 @@ describe("failed authentications", () => {
     expect(await similar(access, { authorization: forged, address: A })).toBe("authorization: the token's signature does not verify");
   });
 
+  it("let a user whose token verified before through an address kept refused, minute after minute, checking the token again", async () => {
+    vi.useFakeTimers({ toFake: ["Date"] });
+    const access = new Access(authenticator(), LIMITS, memoryLimiters(LIMITS), logger, 3);
+    const A = "10.3.0.1";
+    const alice = `Bearer ${await tokenFor("alice", { expiresIn: "10m" })}`;
+    const forged = `Bearer ${await tokenFor("alice", { secret: "another-secret-of-at-least-32-bytes!" })}`;
+    const refused = /^authentication: 3 calls from this address failed it within a minute/;
+    expect(await similar(access, { authorization: alice, address: A })).toBe("ok");
+    // Someone behind the same address fails on purpose every minute; alice goes on, her token checked again each minute.
+    for (let minute = 0; minute < 3; minute++) {
+      for (let i = 0; i < 3; i++) await similar(access, { authorization: forged, address: A });
+      expect(await similar(access, { authorization: forged, address: A })).toMatch(refused);
+      vi.setSystemTime(Date.now() + 30_000);
+      expect(await similar(access, { authorization: alice, address: A })).toBe("ok");
+      vi.setSystemTime(Date.now() + 31_000);
+    }
+    // A token never verified is still refused unchecked there.
+    for (let i = 0; i < 3; i++) await similar(access, { authorization: forged, address: A });
+    expect(await similar(access, { authorization: `Bearer ${await tokenFor("alice", { expiresIn: "20m" })}`, address: A })).toMatch(refused);
+  });
+
   it("take a verified token without checking it again only until it expires", async () => {
     vi.useFakeTimers({ toFake: ["Date"] });
     const access = new Access(authenticator(), LIMITS, memoryLimiters(LIMITS), logger);

@@ -111,6 +111,12 @@ export class Authenticator {
    * gateway spends on a `Recommendation`; its hash under 10 µs.
    */
   private readonly verified = new Map<string, { userid: string; untilMs: number }>();
+  /**
+   * Tokens that verified, until their `exp`: those vouch for their caller at an address refused for its failed attempts, and are
+   * then verified again as any other once their minute in `verified` is over. Within `verified`'s minute only, a user sharing the
+   * address (a NAT, a proxy) with someone failing on purpose was refused a minute after their last check.
+   */
+  private readonly vouched = new Map<string, number>();
 
   constructor(
     keys: Map<string, Scope>,
@@ -145,13 +151,20 @@ export class Authenticator {
   }
 
   /**
-   * Whether `caller` carries credentials that hold without a signature to check: a key of this gateway's, or a token verified in
-   * the last minute and not expired. Access lets such callers through from an address refused for its failed attempts.
+   * Whether `caller` carries credentials that held before: a key of this gateway's, or a token that verified and has not expired
+   * (checked again if its minute in the cache is over). Access lets such callers through from an address refused for its failed
+   * attempts.
    */
   vouches(caller: Caller): boolean {
     if (caller.apiKey !== undefined) return this.services.has(caller.apiKey);
     const bearer = bearerOf(caller);
-    return bearer !== undefined && this.verifiedBefore(bearer) !== undefined;
+    if (bearer === undefined) return false;
+    const digest = tokenDigest(bearer);
+    const untilMs = this.vouched.get(digest);
+    if (untilMs === undefined) return false;
+    if (untilMs > Date.now()) return true;
+    this.vouched.delete(digest);
+    return false;
   }
 
   private verifiedBefore(token: string): string | undefined {
@@ -182,8 +195,12 @@ export class Authenticator {
       throw unauthenticated(`authorization: the token's ${String((err as Error).message)}`);
     }
     // The oldest goes first when full (a Map keeps its insertion order).
+    const digest = tokenDigest(token);
     if (this.verified.size >= VERIFIED_TOKEN_CACHE.max) this.verified.delete(this.verified.keys().next().value!);
-    this.verified.set(tokenDigest(token), { userid, untilMs: Math.min((exp ?? 0) * 1000, Date.now() + VERIFIED_TOKEN_CACHE.ttlMs) });
+    this.verified.set(digest, { userid, untilMs: Math.min((exp ?? 0) * 1000, Date.now() + VERIFIED_TOKEN_CACHE.ttlMs) });
+    this.vouched.delete(digest);
+    if (this.vouched.size >= VERIFIED_TOKEN_CACHE.max) this.vouched.delete(this.vouched.keys().next().value!);
+    this.vouched.set(digest, (exp ?? 0) * 1000);
     return userid;
   }
 }
