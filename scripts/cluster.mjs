@@ -35,12 +35,19 @@ const PORT_VAR = {
 const say = (msg) => process.stderr.write(`cluster: ${msg}\n`);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/** Ports handed out by this run: a port closed after the check may be handed out again by the next one (they run at once). */
+const handedOut = new Set();
+
 async function freePort() {
-  const server = net.createServer();
-  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  return port;
+  for (;;) {
+    const server = net.createServer();
+    await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const { port } = server.address();
+    await new Promise((resolve) => server.close(resolve));
+    if (handedOut.has(port)) continue;
+    handedOut.add(port);
+    return port;
+  }
 }
 
 async function listening(port) {
