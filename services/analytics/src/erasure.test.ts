@@ -8,6 +8,7 @@ import { applyClickMessages, dispositionOf } from "./consumer.js";
 import { createPool, migrateWhenReachable } from "./pg.js";
 import { AnalyticsReads } from "./reads.js";
 import { AnalyticsStore } from "./store.js";
+import { markAllPublished } from "./testing.js";
 import { applyVisibilityMessage } from "./visibility.js";
 import { hopWindows } from "./windows.js";
 
@@ -44,16 +45,7 @@ const clicks = (...cs: Array<[userid: string, url: string, secondsAfterT0: numbe
 const erasure = (userid: string) => encodeUserDeleted({ eventId: `e-${++seq}`, userid, ingestTimeMs: T0 });
 
 /** Everything emitted published, as the emitter does it. */
-async function publishAll() {
-  for (;;) {
-    const { windows: w, beforeMs } = await store.unpublished(20_000);
-    if (beforeMs === undefined) return;
-    await store.markPublished(
-      beforeMs,
-      w.reduce((n, x) => n + x.rows.length, 0),
-    );
-  }
-}
+const publishAll = () => markAllPublished(store);
 
 const rowsOf = async (filter: { userid?: string; url?: string }) =>
   (await reads.clickMetrics({ ...filter, limit: 1000 })).rows.map((r) => `${(r.windowStartMs - T0) / 1000}|${r.userid}|${r.url}|${r.eventCount}`);

@@ -13,6 +13,7 @@ import { applyClickMessages } from "./consumer.js";
 import { createPool, migrateWhenReachable } from "./pg.js";
 import { AnalyticsReads } from "./reads.js";
 import { AnalyticsStore } from "./store.js";
+import { markAllPublished } from "./testing.js";
 import { hopWindows } from "./windows.js";
 
 // EventMix reads each closed pane's clicks by event (pane_events, migration 004) instead of every pane row. With the open panes'
@@ -148,14 +149,7 @@ describe("EventMix's totals by event", () => {
     await store.emit(0, 0);
     expect(await totals()).toMatchObject({ before: String(T0 + 150_000) });
     expect(await mixOf(whole)).toEqual(countByEvent(sent, ...whole));
-    for (;;) {
-      const { windows: w, beforeMs } = await store.unpublished(20_000);
-      if (beforeMs === undefined) break;
-      await store.markPublished(
-        beforeMs,
-        w.reduce((k, x) => k + x.rows.length, 0),
-      );
-    }
+    await markAllPublished(store);
     let pruned = { ids: 0, panes: 0, paneEvents: 0 };
     for (;;) {
       const p = await store.prune(3_600_000, 30_000);
