@@ -1,31 +1,21 @@
-import { copyFileSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { pathToFileURL } from "node:url";
 import { create } from "@bufbuild/protobuf";
 import { encodeClickBatch, encodeUserDeleted } from "@recsys/bus";
 import { ClickSchema } from "@recsys/contracts/events/v1/events";
-import { createLogger } from "@recsys/logging";
-import { migrate } from "@recsys/postgres";
-import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { applyClickMessages } from "./consumer.js";
-import { createPool, migrateWhenReachable } from "./pg.js";
+import { migrateWhenReachable } from "./pg.js";
 import { AnalyticsReads } from "./reads.js";
 import { AnalyticsStore } from "./store.js";
-import { markAllPublished } from "./testing.js";
+import { markAllPublished, schemaForTest } from "./testing.js";
 import { hopWindows } from "./windows.js";
 
 // EventMix reads each closed pane's clicks by event (pane_events, migration 004) instead of every pane row. With the open panes'
 // rows, those totals must give what the pane rows sum to, whatever came before them (a schema migrated with panes in it, a
 // previous build's apply_clicks running during the migration), and go with the panes when they are pruned.
 
-const databaseUrl = process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/test";
-const logger = createLogger("analytics-test");
 const windows = hopWindows(30_000, 10_000);
 const T0 = Date.parse("2024-01-02T00:00:00Z");
 const schema = `test_event_totals_${process.pid}`;
-const migrations = new URL("../migrations/", import.meta.url);
 
 type Sent = { id: string; userid: string; event: string; seconds: number };
 const message = (cs: Sent[]) =>
@@ -54,24 +44,13 @@ function countByEvent(sent: Sent[], fromMs: number, toMs: number) {
 }
 
 describe("EventMix's totals by event", () => {
-  let admin: pg.Pool;
-  let pool: pg.Pool;
-  const older = mkdtempSync(join(tmpdir(), "recsys-analytics-migrations-"));
-  beforeAll(async () => {
-    admin = createPool({ databaseUrl, schema, max: 1, statementTimeoutMs: 0, logger });
-    await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-    pool = createPool({ databaseUrl, schema, max: 2, statementTimeoutMs: 30_000, logger });
-  });
-  afterAll(async () => {
-    await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-    await Promise.all([admin.end(), pool.end()]);
-    rmSync(older, { recursive: true, force: true });
-  });
+  const { admin, pool, logger, reset, close, migrateAsPrevious } = schemaForTest(schema);
+  beforeAll(reset);
+  afterAll(close);
 
   it("give the panes' sums after a migration from panes kept before and written during it, emissions, duplicates and an erasure, and are pruned with the panes", async () => {
     // The schema as the previous build left it (migrations 001-003), with clicks counted by its apply_clicks.
-    for (const f of readdirSync(migrations).filter((f) => /^00[1-3]_.*\.sql$/.test(f))) copyFileSync(new URL(f, migrations), join(older, f));
-    await migrate(admin, { dir: pathToFileURL(`${older}/`), schema, lock: `recsys-analytics-migrations-${schema}` });
+    await migrateAsPrevious(3);
     const store = new AnalyticsStore(pool, windows);
     const reads = new AnalyticsReads(pool, windows);
     const sent: Sent[] = [];
