@@ -3,7 +3,6 @@ import { nthPaneFrom, windowRows, type RowFilters, type WindowKey, type WindowRo
 import type { HopWindows } from "./windows.js";
 
 interface Bounds {
-  watermarkMs?: number;
   emittedBeforeMs?: number;
   keptFromMs?: number;
 }
@@ -78,28 +77,48 @@ export class AnalyticsReads {
 
   /**
    * Urls by clicks in the `periodMs` ending with the watermark's pane (live: panes of unemitted windows count too), hidden urls
-   * left out (the next ones take their places); undefined before any click.
+   * left out (the next ones take their places); undefined before any click. A period with totals kept (trending_totals, migration
+   * 005: the closed panes kept of [before - period, before)) reads them, less the panes before its start and plus the panes from
+   * `before` on, when that reads fewer panes; otherwise its panes. One statement: the totals, their bounds and the panes agree.
    */
   async trending(periodMs: number, event: string | undefined, limit: number) {
-    const b = await this.bounds();
-    if (b.watermarkMs === undefined) return undefined;
-    const toMs = Math.floor(b.watermarkMs / this.windows.slideMs) * this.windows.slideMs + this.windows.slideMs;
-    const fromMs = Math.max(toMs - periodMs, b.keptFromMs ?? Number.NEGATIVE_INFINITY);
-    const { rows } = await this.pool.query<{ url: string; clicks: string }>(
-      `SELECT t.url, t.clicks FROM (
-         SELECT url, sum(clicks) AS clicks FROM panes WHERE pane_start_ms >= $1 AND pane_start_ms < $2 AND ($3::text IS NULL OR event = $3)
-         GROUP BY url) t
-       WHERE NOT EXISTS (SELECT FROM url_visibility v WHERE v.url = t.url AND v.hidden)
-       ORDER BY t.clicks DESC, t.url LIMIT $4`,
-      [fromMs, toMs, event ?? null, limit],
+    const { rows } = await this.pool.query<{ from_ms: string; to_ms: string; url: string | null; clicks: string | null }>(
+      `WITH s AS (
+         SELECT g.watermark_ms - mod(mod(g.watermark_ms, $2) + $2, $2) + $2 AS to_ms, g.kept_from_ms AS k, p.before_ms AS t
+         FROM progress g LEFT JOIN trending_periods p ON p.period_ms = $1
+         WHERE g.watermark_ms IS NOT NULL
+       ), r AS (
+         SELECT to_ms, greatest(to_ms - $1, k) AS from_ms, greatest(t - $1, k) AS totals_from_ms, t, coalesce(t > to_ms - $1 AND t <= to_ms, false) AS kept
+         FROM s
+       ), c AS (
+         SELECT tt.url, tt.clicks FROM trending_totals tt, r WHERE r.kept AND tt.period_ms = $1 AND ($3::text IS NULL OR tt.event = $3)
+         UNION ALL
+         SELECT p.url, -p.clicks FROM panes p, r
+         WHERE r.kept AND p.pane_start_ms >= r.totals_from_ms AND p.pane_start_ms < r.from_ms AND ($3::text IS NULL OR p.event = $3)
+         UNION ALL
+         SELECT p.url, p.clicks FROM panes p, r
+         WHERE p.pane_start_ms >= CASE WHEN r.kept THEN r.t ELSE r.from_ms END AND p.pane_start_ms < r.to_ms AND ($3::text IS NULL OR p.event = $3)
+       )
+       SELECT r.from_ms, r.to_ms, x.url, x.clicks FROM r LEFT JOIN LATERAL (
+         SELECT c.url, sum(c.clicks) AS clicks FROM c GROUP BY c.url
+         HAVING sum(c.clicks) > 0 AND NOT EXISTS (SELECT FROM url_visibility v WHERE v.url = c.url AND v.hidden)
+         ORDER BY clicks DESC, c.url LIMIT $4
+       ) x ON true
+       ORDER BY x.clicks DESC, x.url`,
+      [periodMs, this.windows.slideMs, event ?? null, limit],
     );
-    return { fromMs, toMs, urls: rows.map((r) => ({ url: r.url, clicks: Number(r.clicks) })) };
+    if (rows.length === 0) return undefined;
+    return {
+      fromMs: Number(rows[0]!.from_ms),
+      toMs: Number(rows[0]!.to_ms),
+      urls: rows.filter((r) => r.url !== null).map((r) => ({ url: r.url!, clicks: Number(r.clicks) })),
+    };
   }
 
   private async bounds(): Promise<Bounds> {
-    const { rows } = await this.pool.query<{ watermark_ms: string | null; emitted_before_ms: string | null; kept_from_ms: string | null }>(
-      "SELECT watermark_ms, emitted_before_ms, kept_from_ms FROM progress",
+    const { rows } = await this.pool.query<{ emitted_before_ms: string | null; kept_from_ms: string | null }>(
+      "SELECT emitted_before_ms, kept_from_ms FROM progress",
     );
-    return { watermarkMs: num(rows[0]?.watermark_ms), emittedBeforeMs: num(rows[0]?.emitted_before_ms), keptFromMs: num(rows[0]?.kept_from_ms) };
+    return { emittedBeforeMs: num(rows[0]?.emitted_before_ms), keptFromMs: num(rows[0]?.kept_from_ms) };
   }
 }

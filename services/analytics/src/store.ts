@@ -93,8 +93,8 @@ export class AnalyticsStore {
     const fromMs = num(rows[0]!.emitted_from);
     const beforeMs = num(rows[0]!.emitted_before);
     if (fromMs === undefined || beforeMs === undefined || beforeMs <= fromMs) return undefined;
-    // The panes closed now keep their totals by event for EventMix (migration 004).
-    await this.pool.query("SELECT close_pane_totals()");
+    // The panes closed now keep their totals by event for EventMix (migration 004), and come into Trending's totals (005).
+    await this.closePanes();
     return { fromMs, beforeMs };
   }
 
@@ -181,7 +181,7 @@ export class AnalyticsStore {
    */
   async prune(dedupRetentionMs: number, metricsRetentionMs: number, batch = 10_000): Promise<{ ids: number; panes: number; paneEvents: number }> {
     // Totals an emission left behind (a crash after it, a replica of a previous build) are taken here at the latest.
-    await this.pool.query("SELECT close_pane_totals()");
+    await this.closePanes();
     const ids = await this.pool.query(
       `DELETE FROM applied_clicks WHERE ctid = ANY (ARRAY(
          SELECT ctid FROM applied_clicks WHERE event_time_ms < (SELECT watermark_ms FROM progress) - $1 LIMIT $2))`,
@@ -203,6 +203,12 @@ export class AnalyticsStore {
       [batch],
     );
     return { ids: ids.rowCount ?? 0, panes: panes.rowCount ?? 0, paneEvents: totals.rowCount ?? 0 };
+  }
+
+  /** Takes the closed panes' totals by event, then moves Trending's totals, each in a transaction of its own: only the first holds progress. */
+  private async closePanes(): Promise<void> {
+    await this.pool.query("SELECT close_pane_totals()");
+    await this.pool.query("SELECT move_trending_totals()");
   }
 
   async ping(): Promise<boolean> {
