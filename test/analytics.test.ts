@@ -4,6 +4,7 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
+import { Topology } from "@recsys/bus";
 import { ClickSchema } from "@recsys/contracts/events/v1/events";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { compareRows, oracleRows, publishClicks, rowKey, streamRows, typedReferenceClicks, waitAllEmitted, type TypedClick } from "./harness/analytics.js";
@@ -143,9 +144,10 @@ describe("the reference replay, in order, with duplicates", () => {
     const nc = await connect({ servers: natsOf(stack) });
     try {
       const jsm = await jetstreamManager(nc);
-      const subject = `${stack.namespace}.dlq.analytics-clicks`;
-      const letters = await jsm.streams.info(`${stack.namespace.toUpperCase()}_DEAD_LETTERS`, { subjects_filter: subject });
-      expect(letters.state.subjects?.[subject]).toBe(1);
+      // analytics' only letter, filed under its user.
+      const letters = await jsm.streams.info(`${stack.namespace.toUpperCase()}_DEAD_LETTERS`, { subjects_filter: `${stack.namespace}.dlq.analytics-clicks.>` });
+      const subject = new Topology(stack.namespace).deadLetterSubject("analytics-clicks", { userid: first.userid });
+      expect(letters.state.subjects).toEqual({ [subject]: 1 });
       const letter = await jsm.streams.getMessage(`${stack.namespace.toUpperCase()}_DEAD_LETTERS`, { last_by_subj: subject });
       expect(letter.header.get("recsys-cause")).toBe("late");
       expect(letter.header.get("recsys-reason")).toMatch(/every window holding its event time 2024-01-02T00:00:00.000Z was emitted/);

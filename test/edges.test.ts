@@ -3,7 +3,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { connect, headers } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { clicksOf } from "@recsys/bus";
+import { clicksOf, Topology } from "@recsys/bus";
 import { ClickSchema } from "@recsys/contracts/events/v1/events";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { clientsOf } from "./harness/clients.js";
@@ -404,7 +404,9 @@ describe("idempotency and lateness", () => {
     const nc = await connect({ servers: machine.nats });
     try {
       const jsm = await jetstreamManager(nc);
-      const m = await jsm.streams.getMessage(`${stack.namespace.toUpperCase()}_DEAD_LETTERS`, { last_by_subj: `${stack.namespace}.dlq.clicks` });
+      // Filed under its user.
+      const subject = new Topology(stack.namespace).deadLetterSubject("clicks", { userid: "late" });
+      const m = await jsm.streams.getMessage(`${stack.namespace.toUpperCase()}_DEAD_LETTERS`, { last_by_subj: subject });
       expect(m?.header.get("recsys-reason")).toMatch(/^late: watermark 2024-01-02T00:30:00.000Z/);
     } finally {
       await nc.close();
@@ -429,14 +431,17 @@ describe("idempotency and lateness", () => {
       // The clicks subject already holds the late click of the test above: wait for each source's
       // last reason, not for its subject to exist.
       const sources = ["clicks", "profile-clicks", "content", "likes", "interests"];
+      // Each source's last letter, among the subjects it files under (dlq.<source>.<user or message>).
       const reasons = async () => {
         const info = await jsm.streams.info(dlq, { subjects_filter: `${ns}.dlq.>` });
-        const subjects = info.state.subjects ?? {};
+        const subjects = Object.keys(info.state.subjects ?? {});
         const out: Record<string, string | undefined> = {};
         for (const source of sources) {
-          if (!(`${ns}.dlq.${source}` in subjects)) continue;
-          const m = await jsm.streams.getMessage(dlq, { last_by_subj: `${ns}.dlq.${source}` });
-          out[source] = m?.header.get("recsys-reason")?.split(":")[0];
+          const last = await Promise.all(
+            subjects.filter((s) => s.startsWith(`${ns}.dlq.${source}.`)).map((s) => jsm.streams.getMessage(dlq, { last_by_subj: s })),
+          );
+          const m = last.sort((a, b) => (b?.seq ?? 0) - (a?.seq ?? 0))[0];
+          if (m) out[source] = m.header.get("recsys-reason")?.split(":")[0];
         }
         return out;
       };

@@ -142,6 +142,13 @@ describe("NATS users per service (deploy/nats/nats.conf)", () => {
       )
       .toEqual({ clicks: [2, true], content: [2, true], engagement: [0, true], erasures: [0, true] });
 
+    // A click later than the lateness: covisit and analytics each file it under its user (dlq.<source>.u…), as their NATS users
+    // may, and covisit counts its letters with its own.
+    const late = await c.ingest.publishClicks({ clicks: [{ userid: "u1", url: pages[0]!, eventTime: new Date(now - 30 * 60_000).toISOString() }] });
+    expect(late.results[0]?.outcome.case).toBe("accepted");
+    await expect.poll(async () => (await c.covisit.progress({})).deadLetteredClicks, { timeout: 30_000, interval: 200 }).toBe(1n);
+    await expect.poll(async () => (await c.analytics.progress({})).lateClicks, { timeout: 30_000, interval: 200 }).toBe(1n);
+
     // ingest publishes a hiding and an erasure and reads the consumers' progress; covisit, profile and analytics apply both.
     expect((await c.ingest.setPageVisibility({ url: pages[1]!, hidden: true })).pending).toEqual([]);
     expect((await c.covisit.recommendation({ url: pages[0]! })).items).toEqual([]);
@@ -161,6 +168,10 @@ describe("NATS users per service (deploy/nats/nats.conf)", () => {
         return out;
       };
       await expect.poll(unacked, { timeout: 10_000, interval: 200 }).toEqual([]);
+      const letters = Object.keys((await jsm.streams.info("DEAD_LETTERS", { subjects_filter: "dlq.>" })).state.subjects ?? {}).map((s) =>
+        s.replace(/\.u[0-9a-f]+$/, ".u…"),
+      );
+      expect(letters.sort()).toEqual(["dlq.analytics-clicks.u…", "dlq.clicks.u…"]);
     } finally {
       await admin.close();
     }

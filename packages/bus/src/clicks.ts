@@ -44,7 +44,8 @@ export function encodeClickBatch(clicks: Click[]): { data: Uint8Array; headers: 
 
 /** Click `index` of a CLICKS message, kept alone in DEAD_LETTERS with why. */
 export function clickDeadLetter(clicks: Click[], index: number, why: DeadLetterWhy): ItemDeadLetter {
-  return { index, data: toBinary(ClickSchema, clicks[index]!), contentType: CLICK_CONTENT_TYPE, cause: why.cause, reason: why.reason };
+  const click = clicks[index]!;
+  return { index, data: toBinary(ClickSchema, click), contentType: CLICK_CONTENT_TYPE, cause: why.cause, reason: why.reason, userid: click.userid };
 }
 
 /**

@@ -20,6 +20,8 @@ export interface ItemDeadLetter extends DeadLetterWhy {
   index: number;
   data: Uint8Array;
   contentType: string;
+  /** Whose item it is (a click's userid): the letter is filed under that user, whose letters alone make room for it. */
+  userid?: string;
 }
 
 function deadLetterHeaders(stream: string, m: JsMsg, why: DeadLetterWhy, contentType: string | undefined) {
@@ -36,19 +38,25 @@ function deadLetterHeaders(stream: string, m: JsMsg, why: DeadLetterWhy, content
 /** Keeps a message we could not apply in DEAD_LETTERS, with why, instead of dropping it. */
 export async function deadLetter(bus: Bus, m: JsMsg, stream: string, source: string, why: DeadLetterWhy): Promise<void> {
   const h = deadLetterHeaders(stream, m, why, m.headers?.get("content-type") || undefined);
-  await bus.publish(bus.topology.deadLetterSubject(source), m.data, { headers: h, msgID: `${source}-${m.seq}` });
+  await bus.publish(bus.topology.deadLetterSubject(source, { sequence: m.seq }), m.data, { headers: h, msgID: `${source}-${m.seq}` });
 }
 
 /** Keeps one item of a message in DEAD_LETTERS, with why and where it came from. */
 export async function deadLetterItem(bus: Bus, m: JsMsg, stream: string, source: string, item: ItemDeadLetter): Promise<void> {
   const h = deadLetterHeaders(stream, m, item, item.contentType);
   h.set("recsys-source-item", String(item.index));
-  await bus.publish(bus.topology.deadLetterSubject(source), item.data, { headers: h, msgID: `${source}-${m.seq}-${item.index}` });
+  const subject = bus.topology.deadLetterSubject(source, item.userid === undefined ? { sequence: m.seq } : { userid: item.userid });
+  await bus.publish(subject, item.data, { headers: h, msgID: `${source}-${m.seq}-${item.index}` });
 }
 
-/** How many messages were dead-lettered from one source. */
+/** How many letters DEAD_LETTERS holds from one source: those filed by user or message, and any filed under the source alone before. */
 export async function deadLettered(bus: Bus, source: string): Promise<bigint> {
-  const subject = bus.topology.deadLetterSubject(source);
-  const info = await bus.jsm.streams.info(bus.topology.deadLetterStream, { subjects_filter: subject });
-  return BigInt(info.state.subjects?.[subject] ?? 0);
+  const stream = bus.topology.deadLetterStream;
+  const prefix = bus.topology.deadLetterSubject(source);
+  let n = 0n;
+  for (const filter of [prefix, `${prefix}.>`]) {
+    const info = await bus.jsm.streams.info(stream, { subjects_filter: filter });
+    for (const count of Object.values(info.state.subjects ?? {})) n += BigInt(count);
+  }
+  return n;
 }

@@ -24,6 +24,8 @@ export interface StreamLimits {
   interestEmbeddingsMaxBytes: number;
   deadLettersMaxBytes: number;
   deadLettersMaxAgeMs: number;
+  /** Letters kept per subject of DEAD_LETTERS: per user and consumer, or per message of no user (see deadLetterSubject). */
+  deadLettersPerUser: number;
   clickMetricsMaxBytes: number;
   visibilityMaxBytes: number;
   /** Copies of each stream on as many JetStream servers (1: a single server). */
@@ -40,6 +42,7 @@ export function streamLimitsFrom(config: {
   INTEREST_EMBEDDINGS_MAX_BYTES: number;
   DEAD_LETTERS_MAX_BYTES: number;
   DEAD_LETTERS_MAX_AGE_MS: number;
+  DEAD_LETTERS_PER_USER: number;
   CLICK_METRICS_MAX_BYTES: number;
   VISIBILITY_MAX_BYTES: number;
   STREAM_REPLICAS: number;
@@ -53,6 +56,7 @@ export function streamLimitsFrom(config: {
     interestEmbeddingsMaxBytes: config.INTEREST_EMBEDDINGS_MAX_BYTES,
     deadLettersMaxBytes: config.DEAD_LETTERS_MAX_BYTES,
     deadLettersMaxAgeMs: config.DEAD_LETTERS_MAX_AGE_MS,
+    deadLettersPerUser: config.DEAD_LETTERS_PER_USER,
     clickMetricsMaxBytes: config.CLICK_METRICS_MAX_BYTES,
     visibilityMaxBytes: config.VISIBILITY_MAX_BYTES,
     replicas: config.STREAM_REPLICAS,
@@ -146,9 +150,16 @@ export class Topology {
   get deadLetterStream(): string {
     return this.streamName("DEAD_LETTERS");
   }
-  /** Dead letters are filed by the stream they came from: dlq.clicks, dlq.content, … */
-  deadLetterSubject(source: string): string {
-    return this.subject(`dlq.${source}`);
+  /**
+   * Dead letters are filed by who filed them (dlq.clicks, dlq.content, …), then by whom they are about: `dlq.<source>.u<hash of
+   * the userid>` for a user's, `dlq.<source>.m<sequence>` for the items of a message of no user. DEAD_LETTERS keeps at most
+   * `deadLettersPerUser` letters per subject, so one user's letters only ever push out their own. Without `key`: the source's
+   * prefix (letters filed before, under dlq.<source> alone, are read too).
+   */
+  deadLetterSubject(source: string, key?: { userid: string } | { sequence: number }): string {
+    if (key === undefined) return this.subject(`dlq.${source}`);
+    const k = "userid" in key ? `u${createHash("sha256").update(key.userid).digest("hex").slice(0, 24)}` : `m${key.sequence}`;
+    return this.subject(`dlq.${source}.${k}`);
   }
   get deadLetterSubjects(): string {
     return this.subject("dlq.>");
@@ -208,7 +219,9 @@ export class Topology {
       // Dead letters are a record, not a queue: the oldest make room for new ones.
       this.stream(this.deadLetterStream, this.deadLetterSubjects, {
         discard: DiscardPolicy.Old,
-        ...(limits ? { max_bytes: limits.deadLettersMaxBytes, max_age: nanos(limits.deadLettersMaxAgeMs) } : {}),
+        ...(limits
+          ? { max_bytes: limits.deadLettersMaxBytes, max_age: nanos(limits.deadLettersMaxAgeMs), max_msgs_per_subject: limits.deadLettersPerUser }
+          : {}),
       }),
       // Derived from CLICKS (analytics can emit it again): the oldest rows make room, so a full stream never stops emission.
       this.stream(this.clickMetricsStream, this.clickMetricsSubjects, {
@@ -259,6 +272,21 @@ export async function ensureStreams(jsm: JetStreamManager, topology: Topology, l
           { stream: cfg.name, maxAgeMs: Number(cfg.max_age) / 1e6 },
           "the stream now keeps messages for a limited time: older ones are deleted (the archive keeps clicks)",
         );
+      }
+      const perSubject = cfg.max_msgs_per_subject;
+      const before = info.config.max_msgs_per_subject;
+      if (perSubject !== undefined && perSubject > 0 && (before <= 0 || perSubject < before)) {
+        // A subject holding more than the new limit would lose its oldest messages at once (DEAD_LETTERS' letters filed before
+        // they were filed by user, all under dlq.<source>): kept as it is until they are read and purged.
+        const subjects = (await jsm.streams.info(cfg.name, { subjects_filter: ">" })).state.subjects ?? {};
+        const over = Object.entries(subjects).filter(([, n]) => n > perSubject);
+        if (over.length > 0) {
+          update.max_msgs_per_subject = before;
+          logger?.error(
+            { stream: cfg.name, subjects: Object.fromEntries(over.slice(0, 10)), configured: perSubject },
+            "subjects of the stream hold more messages than its new limit per subject: keeping its limit, as a lower one would delete their oldest",
+          );
+        }
       }
       await jsm.streams.update(cfg.name, update);
     } catch (err) {

@@ -92,6 +92,11 @@ export const commonEnv = {
     .int()
     .positive()
     .default(30 * 24 * 3600_000),
+  /**
+   * The letters DEAD_LETTERS keeps per user and consumer (a click's, by its userid) and per message of no user: past it, that
+   * user's oldest go, not anyone else's. One user's back-dated clicks would otherwise push every other letter out.
+   */
+  DEAD_LETTERS_PER_USER: z.coerce.number().int().positive().default(1_000),
 };
 
 /** Settings of the services that consume from the bus. */

@@ -47,6 +47,11 @@ describe("a dead letter read", () => {
     expect(letterLine(l)).toMatch(/^ {5}7 {2}2026-01-02T10:00:00.000Z {2}late +clicks +NS_CLICKS #42 item 2 +late: watermark 2024-01-02T00:30:00.000Z$/);
   });
 
+  it("is filed by the source its subject names, under a user or a message", () => {
+    for (const key of ["u0123456789abcdef01234567", "m42"])
+      expect(letterOf({ ...lateClick, subject: `${PREFIX}profile-clicks.${key}` }, PREFIX).source).toBe("profile-clicks");
+  });
+
   it("takes the cause from the reason on letters written before the cause had a header, and has no subject to replay to", () => {
     const old = letterOf(
       stored(3, { "recsys-reason": "failed 10 deliveries, last: Error: boom", "recsys-source-stream": "NS_CLICKS", "recsys-source-sequence": "9" }),

@@ -16,7 +16,7 @@ export interface DeadLetter {
   sequence: number;
   /** When it was dead-lettered (ISO). */
   time: string;
-  /** Who filed it, the last part of its subject `dlq.<source>`: clicks (covisit), profile-clicks, content, ... */
+  /** Who filed it, the part of its subject after `dlq.`: clicks (covisit), profile-clicks, content, ... */
   source: string;
   cause: string;
   reason: string;
@@ -51,7 +51,8 @@ export function letterOf(m: StoredLetter, deadLetterPrefix: string): DeadLetter 
   return {
     sequence: m.seq,
     time: m.time.toISOString(),
-    source: m.subject.startsWith(deadLetterPrefix) ? m.subject.slice(deadLetterPrefix.length) : m.subject,
+    // dlq.<source>.<user or message>, or dlq.<source> for letters filed before they were filed by user.
+    source: m.subject.startsWith(deadLetterPrefix) ? m.subject.slice(deadLetterPrefix.length).split(".")[0]! : m.subject,
     cause: text("recsys-cause") ?? deadLetterCause(reason),
     reason,
     sourceStream: text("recsys-source-stream"),
