@@ -28,6 +28,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
   gone_events text[];
   gone_urls text[];
+  below_zero boolean;
 BEGIN
   -- An upsert probes the key's index whatever the size of the totals; the keys it leaves at 0 are deleted after.
   WITH shifted AS (
@@ -43,7 +44,13 @@ BEGIN
     ON CONFLICT (period_ms, event, url) DO UPDATE SET clicks = t.clicks + excluded.clicks
     RETURNING t.event, t.url, t.clicks
   )
-  SELECT array_agg(event), array_agg(url) INTO gone_events, gone_urls FROM shifted WHERE clicks = 0;
+  SELECT array_agg(event) FILTER (WHERE clicks = 0), array_agg(url) FILTER (WHERE clicks = 0), coalesce(bool_or(clicks < 0), false)
+  INTO gone_events, gone_urls, below_zero FROM shifted;
+  -- A move taking more than the totals hold fails (and is undone) instead of drifting; the period's totals are taken again from
+  -- its panes once they lag by the period.
+  IF below_zero THEN
+    RAISE EXCEPTION 'trending totals of period % would go below 0', p_period;
+  END IF;
   IF gone_events IS NOT NULL THEN
     DELETE FROM trending_totals WHERE period_ms = p_period AND (event, url) IN (SELECT * FROM unnest(gone_events, gone_urls));
   END IF;
@@ -66,7 +73,9 @@ BEGIN
   END IF;
   FOR p IN SELECT * FROM trending_periods ORDER BY period_ms LOOP
     CONTINUE WHEN p.before_ms IS NOT NULL AND p.before_ms >= e;
-    IF p.before_ms IS NULL THEN
+    IF p.before_ms IS NULL OR e - p.period_ms >= p.before_ms THEN
+      -- None yet, or every pane they hold has left the period: taken from the period's panes, never more than a period of them.
+      DELETE FROM trending_totals WHERE period_ms = p.period_ms;
       PERFORM shift_trending_totals(p.period_ms, greatest(e - p.period_ms, k), e, 0, 0);
     ELSE
       -- In: the panes closed since. Out: those now before the period.
@@ -87,7 +96,9 @@ BEGIN
   IF OLD.kept_from_ms IS NULL OR NEW.kept_from_ms IS NULL OR NEW.kept_from_ms <= OLD.kept_from_ms THEN
     RETURN NEW;
   END IF;
-  FOR p IN SELECT * FROM trending_periods WHERE before_ms IS NOT NULL ORDER BY period_ms FOR UPDATE LOOP
+  -- Every period held, those with no totals too: a first move taking them waits here, or this waits for it and sees them.
+  FOR p IN SELECT * FROM trending_periods ORDER BY period_ms FOR UPDATE LOOP
+    CONTINUE WHEN p.before_ms IS NULL;
     IF NEW.kept_from_ms >= p.before_ms THEN
       DELETE FROM trending_totals WHERE period_ms = p.period_ms;
       UPDATE trending_periods SET before_ms = NEW.kept_from_ms WHERE period_ms = p.period_ms;
@@ -101,4 +112,5 @@ END $$;
 CREATE TRIGGER trending_totals_kept_from BEFORE UPDATE OF kept_from_ms ON progress
 FOR EACH ROW EXECUTE FUNCTION trending_totals_kept_from();
 
-SELECT move_trending_totals();
+-- The totals are taken by the first move after an emission or pruning, not here: this transaction holds progress, and
+-- every click batch would wait for it.

@@ -77,40 +77,65 @@ export class AnalyticsReads {
 
   /**
    * Urls by clicks in the `periodMs` ending with the watermark's pane (live: panes of unemitted windows count too), hidden urls
-   * left out (the next ones take their places); undefined before any click. A period with totals kept (trending_totals, migration
-   * 005: the closed panes kept of [before - period, before)) reads them, less the panes before its start and plus the panes from
-   * `before` on, when that reads fewer panes; otherwise its panes. One statement: the totals, their bounds and the panes agree.
+   * left out (the next ones take their places); undefined before any click. A period whose totals (trending_totals, migration
+   * 005: the closed panes kept of [before - period, before)) end within it reads them; otherwise its panes.
    */
   async trending(periodMs: number, event: string | undefined, limit: number) {
-    const { rows } = await this.pool.query<{ from_ms: string; to_ms: string; url: string | null; clicks: string | null }>(
-      `WITH s AS (
-         SELECT g.watermark_ms - mod(mod(g.watermark_ms, $2) + $2, $2) + $2 AS to_ms, g.kept_from_ms AS k, p.before_ms AS t
-         FROM progress g LEFT JOIN trending_periods p ON p.period_ms = $1
-         WHERE g.watermark_ms IS NOT NULL
-       ), r AS (
-         SELECT to_ms, greatest(to_ms - $1, k) AS from_ms, greatest(t - $1, k) AS totals_from_ms, t, coalesce(t > to_ms - $1 AND t <= to_ms, false) AS kept
-         FROM s
+    const { rows } = await this.pool.query<{ watermark_ms: string | null; kept_from_ms: string | null; before_ms: string | null }>(
+      "SELECT g.watermark_ms, g.kept_from_ms, p.before_ms FROM progress g LEFT JOIN trending_periods p ON p.period_ms = $1",
+      [periodMs],
+    );
+    const watermarkMs = num(rows[0]?.watermark_ms);
+    if (watermarkMs === undefined) return undefined;
+    const { slideMs } = this.windows;
+    const toMs = Math.floor(watermarkMs / slideMs) * slideMs + slideMs;
+    const totalsBefore = num(rows[0]?.before_ms);
+    if (totalsBefore !== undefined && totalsBefore > toMs - periodMs && totalsBefore <= toMs) {
+      const t = await this.trendingFromTotals(periodMs, totalsBefore, toMs, event, limit);
+      if (t) return t;
+    }
+    const fromMs = Math.max(toMs - periodMs, num(rows[0]?.kept_from_ms) ?? Number.NEGATIVE_INFINITY);
+    const urls = await this.pool.query<{ url: string; clicks: string }>(
+      `SELECT t.url, t.clicks FROM (
+         SELECT url, sum(clicks) AS clicks FROM panes WHERE pane_start_ms >= $1 AND pane_start_ms < $2 AND ($3::text IS NULL OR event = $3)
+         GROUP BY url) t
+       WHERE NOT EXISTS (SELECT FROM url_visibility v WHERE v.url = t.url AND v.hidden)
+       ORDER BY t.clicks DESC, t.url LIMIT $4`,
+      [fromMs, toMs, event ?? null, limit],
+    );
+    return { fromMs, toMs, urls: urls.rows.map((r) => ({ url: r.url, clicks: Number(r.clicks) })) };
+  }
+
+  /**
+   * Trending from the period's totals ending at `totalsBefore`, less the closed panes between their start and the period's, plus
+   * the panes from where they end: about the lateness and a window of panes each, whatever the period. One statement, so the
+   * totals and kept_from agree (a move or a pruning commits between two statements); undefined when the totals moved meanwhile.
+   */
+  private async trendingFromTotals(periodMs: number, totalsBefore: number, toMs: number, event: string | undefined, limit: number) {
+    const { rows } = await this.pool.query<{ from_ms: string; url: string | null; clicks: string | null }>(
+      `WITH r AS (
+         SELECT greatest($2 - $1, g.kept_from_ms) AS from_ms, greatest($5 - $1, g.kept_from_ms) AS totals_from_ms
+         FROM progress g JOIN trending_periods p ON p.period_ms = $1 AND p.before_ms = $5
        ), c AS (
-         SELECT tt.url, tt.clicks FROM trending_totals tt, r WHERE r.kept AND tt.period_ms = $1 AND ($3::text IS NULL OR tt.event = $3)
+         SELECT tt.url, tt.clicks FROM trending_totals tt, r WHERE tt.period_ms = $1 AND ($3::text IS NULL OR tt.event = $3)
          UNION ALL
          SELECT p.url, -p.clicks FROM panes p, r
-         WHERE r.kept AND p.pane_start_ms >= r.totals_from_ms AND p.pane_start_ms < r.from_ms AND ($3::text IS NULL OR p.event = $3)
+         WHERE p.pane_start_ms >= r.totals_from_ms AND p.pane_start_ms < r.from_ms AND ($3::text IS NULL OR p.event = $3)
          UNION ALL
-         SELECT p.url, p.clicks FROM panes p, r
-         WHERE p.pane_start_ms >= CASE WHEN r.kept THEN r.t ELSE r.from_ms END AND p.pane_start_ms < r.to_ms AND ($3::text IS NULL OR p.event = $3)
+         SELECT p.url, p.clicks FROM panes p, r WHERE p.pane_start_ms >= $5 AND p.pane_start_ms < $2 AND ($3::text IS NULL OR p.event = $3)
        )
-       SELECT r.from_ms, r.to_ms, x.url, x.clicks FROM r LEFT JOIN LATERAL (
+       SELECT r.from_ms, x.url, x.clicks FROM r LEFT JOIN LATERAL (
          SELECT c.url, sum(c.clicks) AS clicks FROM c GROUP BY c.url
          HAVING sum(c.clicks) > 0 AND NOT EXISTS (SELECT FROM url_visibility v WHERE v.url = c.url AND v.hidden)
          ORDER BY clicks DESC, c.url LIMIT $4
        ) x ON true
        ORDER BY x.clicks DESC, x.url`,
-      [periodMs, this.windows.slideMs, event ?? null, limit],
+      [periodMs, toMs, event ?? null, limit, totalsBefore],
     );
     if (rows.length === 0) return undefined;
     return {
       fromMs: Number(rows[0]!.from_ms),
-      toMs: Number(rows[0]!.to_ms),
+      toMs,
       urls: rows.filter((r) => r.url !== null).map((r) => ({ url: r.url!, clicks: Number(r.clicks) })),
     };
   }

@@ -99,10 +99,35 @@ describe("Trending's totals by period", () => {
         ]),
       );
     const emittedBefore = async () => Number((await pool.query("SELECT emitted_before_ms FROM progress")).rows[0].emitted_before_ms);
-    // Every period's totals are taken at the migration, as far as the panes are closed, the day's from the first pane.
-    const closed = await emittedBefore();
-    expect(await periods()).toEqual({ 300000: closed, 3600000: closed, 86400000: closed });
+    // The migration takes no totals (it holds progress, and every click batch would wait): Trending sums the panes until this
+    // build's first emission takes them, as far as the panes are closed, the day's from the first pane.
+    expect(await periods()).toEqual({ 300000: null, 3600000: null, 86400000: null });
     await check("migrated");
+
+    // This build's first move takes the totals while a replica of the previous build prunes into the hour (its statement, which
+    // calls no move): the prune waits for the move, and takes the panes it deletes out of the totals just taken.
+    await markAllPublished(store);
+    const mover = await pool.connect();
+    try {
+      await mover.query("BEGIN");
+      await mover.query("SELECT move_trending_totals()");
+      const previousPrune = pool.query(
+        `WITH cut AS (
+           UPDATE progress SET kept_from_ms = greatest(kept_from_ms,
+             least(published_before_ms, (watermark_ms - $1) - mod(mod(watermark_ms - $1, $2) + $2, $2)))
+           WHERE published_before_ms IS NOT NULL
+           RETURNING kept_from_ms)
+         DELETE FROM panes WHERE ctid = ANY (ARRAY(SELECT ctid FROM panes, cut WHERE pane_start_ms < cut.kept_from_ms))`,
+        [30 * MIN, SLIDE],
+      );
+      await new Promise((r) => setTimeout(r, 300));
+      await mover.query("COMMIT");
+      expect((await previousPrune).rowCount).toBeGreaterThan(0);
+    } finally {
+      mover.release();
+    }
+    expect(await keptFrom()).toBeGreaterThan(T0 + 30 * MIN);
+    await check("first move beside a prune");
 
     // 26 hours more, 20 minutes at a time, each batch delivered twice, the windows closed emitted after each: panes come into
     // every period and leave it, some emitted by the previous build. A user is erased, urls hidden and shown again on the way,
@@ -111,6 +136,10 @@ describe("Trending's totals by period", () => {
       await send(40, T0 + m * MIN, 20 * MIN, true);
       if (m % 300 === 30) await previousEmit();
       else await store.emit(0, null);
+      if (m === 90) {
+        const closed = await emittedBefore();
+        expect(await periods()).toEqual({ 300000: closed, 3600000: closed, 86400000: closed });
+      }
       if (m === 200) await applyClickMessages([encodeUserDeleted({ eventId: "e1", userid: "u3", ingestTimeMs: T0 })], store);
       if (m === 400) {
         await store.applyVisibility({ url: "https://e.org/p04", hidden: true, seq: 1 });
