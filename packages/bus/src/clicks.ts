@@ -42,10 +42,17 @@ export function encodeClickBatch(clicks: Click[]): { data: Uint8Array; headers: 
   return { data: toBinary(ClickBatchSchema, create(ClickBatchSchema, { clicks })), headers: typedHeaders(ClickBatchSchema.typeName) };
 }
 
-/** Click `index` of a CLICKS message, kept alone in DEAD_LETTERS with why. */
+/** Click `index` of a CLICKS message, kept alone in DEAD_LETTERS with why, under its user (a click without one: under its message). */
 export function clickDeadLetter(clicks: Click[], index: number, why: DeadLetterWhy): ItemDeadLetter {
   const click = clicks[index]!;
-  return { index, data: toBinary(ClickSchema, click), contentType: CLICK_CONTENT_TYPE, cause: why.cause, reason: why.reason, userid: click.userid };
+  return {
+    index,
+    data: toBinary(ClickSchema, click),
+    contentType: CLICK_CONTENT_TYPE,
+    cause: why.cause,
+    reason: why.reason,
+    userid: click.userid || undefined,
+  };
 }
 
 /**

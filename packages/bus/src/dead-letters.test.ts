@@ -70,7 +70,7 @@ describe("DEAD_LETTERS", () => {
     expect(await deadLettered(bus, "clicks")).toBe(1_002n);
   });
 
-  it("keeps the letters filed before under their source alone when they outnumber the new limit, and applies it once they are purged", async () => {
+  it("keeps the letters filed before under their source alone when they outnumber the new limit, applies it once they are purged, and lowers it", async () => {
     const ns = `${namespace}old`;
     const old = await connectBus({
       url: process.env.NATS_URL ?? "nats://127.0.0.1:4222",
@@ -92,6 +92,13 @@ describe("DEAD_LETTERS", () => {
       await ensureStreams(old.jsm, limited);
       info = await old.jsm.streams.info(stream);
       expect(info.config.max_msgs_per_subject).toBe(1_000);
+      // A lower limit configured later applies to the users' letters: their oldest past it go, as configured.
+      const user = limited.deadLetterSubject("clicks", { userid: "bob" });
+      for (let i = 0; i < 600; i += 100)
+        await Promise.all(Array.from({ length: 100 }, (_, j) => old.js.publish(user, new TextEncoder().encode(`letter ${i + j}`))));
+      await ensureStreams(old.jsm, new Topology(ns, { ...limits, deadLettersPerUser: 500 }));
+      info = await old.jsm.streams.info(stream, { subjects_filter: user });
+      expect({ limit: info.config.max_msgs_per_subject, kept: info.state.subjects?.[user] }).toEqual({ limit: 500, kept: 500 });
     } finally {
       for (const s of old.topology.streamConfigs()) await old.jsm.streams.delete(s.name).catch(() => false);
       await old.close();

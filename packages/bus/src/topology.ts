@@ -275,16 +275,16 @@ export async function ensureStreams(jsm: JetStreamManager, topology: Topology, l
       }
       const perSubject = cfg.max_msgs_per_subject;
       const before = info.config.max_msgs_per_subject;
-      if (perSubject !== undefined && perSubject > 0 && (before <= 0 || perSubject < before)) {
-        // A subject holding more than the new limit would lose its oldest messages at once (DEAD_LETTERS' letters filed before
-        // they were filed by user, all under dlq.<source>): kept as it is until they are read and purged.
-        const subjects = (await jsm.streams.info(cfg.name, { subjects_filter: ">" })).state.subjects ?? {};
-        const over = Object.entries(subjects).filter(([, n]) => n > perSubject);
+      if (cfg.name === topology.deadLetterStream && perSubject !== undefined && perSubject > 0 && (before <= 0 || perSubject < before)) {
+        // Letters filed before they were filed by user, all under dlq.<source>, would lose their oldest at once past the limit:
+        // it is kept as it is until those are read and purged. (A user's letters past a lowered limit go, as configured.)
+        const legacy = (await jsm.streams.info(cfg.name, { subjects_filter: `${topology.deadLetterSubject("")}*` })).state.subjects ?? {};
+        const over = Object.entries(legacy).filter(([, n]) => n > perSubject);
         if (over.length > 0) {
           update.max_msgs_per_subject = before;
           logger?.error(
-            { stream: cfg.name, subjects: Object.fromEntries(over.slice(0, 10)), configured: perSubject },
-            "subjects of the stream hold more messages than its new limit per subject: keeping its limit, as a lower one would delete their oldest",
+            { stream: cfg.name, subjects: Object.fromEntries(over), configured: perSubject },
+            "dead letters filed under their source alone outnumber the limit per subject: keeping the stream's limit until they are purged, as it would delete their oldest",
           );
         }
       }
