@@ -19,7 +19,9 @@ const limits: StreamLimits = {
   contentMaxBytes: 64 * MiB,
   embeddingsMaxBytes: 64 * MiB,
   engagementMaxBytes: 64 * MiB,
+  engagementMaxAgeMs: 7 * 24 * 3600_000,
   interestEmbeddingsMaxBytes: 64 * MiB,
+  interestEmbeddingsMaxAgeMs: 7 * 24 * 3600_000,
   // Small enough that the flood below overflows it: 5 MiB instead of 256, the letters kept per user (1,000) as deployed.
   deadLettersMaxBytes: 5 * MiB,
   deadLettersMaxAgeMs: 30 * 24 * 3600_000,

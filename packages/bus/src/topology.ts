@@ -21,7 +21,10 @@ export interface StreamLimits {
   contentMaxBytes: number;
   embeddingsMaxBytes: number;
   engagementMaxBytes: number;
+  /** ENGAGEMENT's messages older than this are deleted: the archive keeps them, profile their effect. */
+  engagementMaxAgeMs: number;
   interestEmbeddingsMaxBytes: number;
+  interestEmbeddingsMaxAgeMs: number;
   deadLettersMaxBytes: number;
   deadLettersMaxAgeMs: number;
   /** Letters kept per subject of DEAD_LETTERS: per user and consumer, or per message of no user (see deadLetterSubject). */
@@ -39,7 +42,9 @@ export function streamLimitsFrom(config: {
   CONTENT_MAX_BYTES: number;
   EMBEDDINGS_MAX_BYTES: number;
   ENGAGEMENT_MAX_BYTES: number;
+  ENGAGEMENT_MAX_AGE_MS: number;
   INTEREST_EMBEDDINGS_MAX_BYTES: number;
+  INTEREST_EMBEDDINGS_MAX_AGE_MS: number;
   DEAD_LETTERS_MAX_BYTES: number;
   DEAD_LETTERS_MAX_AGE_MS: number;
   DEAD_LETTERS_PER_USER: number;
@@ -53,7 +58,9 @@ export function streamLimitsFrom(config: {
     contentMaxBytes: config.CONTENT_MAX_BYTES,
     embeddingsMaxBytes: config.EMBEDDINGS_MAX_BYTES,
     engagementMaxBytes: config.ENGAGEMENT_MAX_BYTES,
+    engagementMaxAgeMs: config.ENGAGEMENT_MAX_AGE_MS,
     interestEmbeddingsMaxBytes: config.INTEREST_EMBEDDINGS_MAX_BYTES,
+    interestEmbeddingsMaxAgeMs: config.INTEREST_EMBEDDINGS_MAX_AGE_MS,
     deadLettersMaxBytes: config.DEAD_LETTERS_MAX_BYTES,
     deadLettersMaxAgeMs: config.DEAD_LETTERS_MAX_AGE_MS,
     deadLettersPerUser: config.DEAD_LETTERS_PER_USER,
@@ -188,6 +195,11 @@ export class Topology {
     return { discard: DiscardPolicy.New, ...(maxBytes === undefined ? {} : { max_bytes: serverMaxBytes(maxBytes) }) };
   }
 
+  /** Messages older than `maxAgeMs` are deleted (JetStream wants the duplicate window within the age). */
+  private expiring(maxAgeMs: number | undefined): Partial<StreamConfig> {
+    return maxAgeMs === undefined ? {} : { max_age: nanos(maxAgeMs), duplicate_window: nanos(Math.min(DUPLICATE_WINDOW_MS, maxAgeMs)) };
+  }
+
   /** A file-backed stream kept by limits, on its own subjects, deduplicated within DUPLICATE_WINDOW_MS. */
   private stream(name: string, subjects: string, settings: Partial<StreamConfig>): Partial<StreamConfig> & { name: string } {
     return {
@@ -204,16 +216,20 @@ export class Topology {
   streamConfigs(): Array<Partial<StreamConfig> & { name: string }> {
     const limits = this.limits;
     return [
-      // Full, CLICKS refuses clicks; its oldest ones go past their age, kept by the archive (JetStream wants the duplicate window within the age).
-      this.stream(this.clicksStream, this.clicksSubjects, {
-        ...this.refuseWhenFull(limits?.clicksMaxBytes),
-        ...(limits ? { max_age: nanos(limits.clicksMaxAgeMs), duplicate_window: nanos(Math.min(DUPLICATE_WINDOW_MS, limits.clicksMaxAgeMs)) } : {}),
-      }),
+      // Full, CLICKS refuses clicks; its oldest ones go past their age, kept by the archive. So do ENGAGEMENT's and INTEREST_EMBEDDINGS':
+      // their size bounds what comes in over the age, not all there ever was.
+      this.stream(this.clicksStream, this.clicksSubjects, { ...this.refuseWhenFull(limits?.clicksMaxBytes), ...this.expiring(limits?.clicksMaxAgeMs) }),
       this.stream(this.contentStream, this.contentSubjects, this.refuseWhenFull(limits?.contentMaxBytes)),
       // A compacted log: the newest embedding per url survives, older versions go.
       this.stream(this.embeddingsStream, this.embeddingsSubjects, { max_msgs_per_subject: 1, ...this.refuseWhenFull(limits?.embeddingsMaxBytes) }),
-      this.stream(this.engagementStream, this.subject("engagement.>"), this.refuseWhenFull(limits?.engagementMaxBytes)),
-      this.stream(this.interestEmbeddingsStream, this.interestEmbeddingsSubjects, this.refuseWhenFull(limits?.interestEmbeddingsMaxBytes)),
+      this.stream(this.engagementStream, this.subject("engagement.>"), {
+        ...this.refuseWhenFull(limits?.engagementMaxBytes),
+        ...this.expiring(limits?.engagementMaxAgeMs),
+      }),
+      this.stream(this.interestEmbeddingsStream, this.interestEmbeddingsSubjects, {
+        ...this.refuseWhenFull(limits?.interestEmbeddingsMaxBytes),
+        ...this.expiring(limits?.interestEmbeddingsMaxAgeMs),
+      }),
       // A compacted log like EMBEDDINGS: each url's latest visibility survives, so a consumer that starts over reads every hidden page.
       this.stream(this.visibilityStream, this.visibilitySubjects, { max_msgs_per_subject: 1, ...this.refuseWhenFull(limits?.visibilityMaxBytes) }),
       // Dead letters are a record, not a queue: the oldest make room for new ones.
@@ -270,7 +286,7 @@ export async function ensureStreams(jsm: JetStreamManager, topology: Topology, l
       if (cfg.max_age !== undefined && cfg.max_age > 0 && (info.config.max_age === 0 || cfg.max_age < info.config.max_age) && info.state.messages > 0) {
         logger?.warn(
           { stream: cfg.name, maxAgeMs: Number(cfg.max_age) / 1e6 },
-          "the stream now keeps messages for a limited time: older ones are deleted (the archive keeps clicks)",
+          "the stream now keeps messages for a limited time: older ones are deleted (the archive keeps CLICKS' and ENGAGEMENT's)",
         );
       }
       const perSubject = cfg.max_msgs_per_subject;

@@ -87,6 +87,19 @@ export const commonEnv = {
     .int()
     .positive()
     .default(7 * 24 * 3600_000),
+  // ENGAGEMENT's and INTEREST_EMBEDDINGS' retention by age: without one, their size bounded the likes and stated interests
+  // of all time (256 MiB is about a million likes), and once full every user's were refused for good. With it, the size bounds
+  // what comes in over the age. The archive keeps ENGAGEMENT's events; profile keeps their effect.
+  ENGAGEMENT_MAX_AGE_MS: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(7 * 24 * 3600_000),
+  INTEREST_EMBEDDINGS_MAX_AGE_MS: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(7 * 24 * 3600_000),
   DEAD_LETTERS_MAX_AGE_MS: z.coerce
     .number()
     .int()

@@ -76,14 +76,22 @@ const bus = await connectBus({
   limits: streamLimitsFrom(config),
 });
 
-// A profile without its clicks durable on a CLICKS whose retention took its first messages starts the interests from there: those
-// clicks are kept by the archive only, and profile has no rebuild from it. Said, not refused: the newer clicks still make interests.
-const firstHeld = await headGoneBeforeConsumer(bus, bus.topology.clicksStream, [consumerNames("profile", "clicks").durable]);
-if (firstHeld !== undefined) {
-  logger.warn(
-    { stream: bus.topology.clicksStream, firstSeq: firstHeld },
-    `${bus.topology.clicksStream} no longer holds its messages 1-${firstHeld - 1} (CLICKS_MAX_AGE_MS): interests and histories start with the clicks from ${firstHeld} on`,
-  );
+// A profile without its durable on a stream whose retention took its first messages starts from there: those events are kept by
+// the archive only (stated interests' embeddings nowhere: the embedder made them), and profile has no rebuild from it. Said, not
+// refused: the newer events still make interests and likes.
+for (const [stream, durable, age, what] of [
+  [bus.topology.clicksStream, consumerNames("profile", "clicks").durable, "CLICKS_MAX_AGE_MS", "interests and histories start with the clicks"],
+  [bus.topology.engagementStream, consumerNames("profile", "likes").durable, "ENGAGEMENT_MAX_AGE_MS", "likes start with the events"],
+  [
+    bus.topology.interestEmbeddingsStream,
+    consumerNames("profile", "interest-embeddings").durable,
+    "INTEREST_EMBEDDINGS_MAX_AGE_MS",
+    "stated interests start with the embeddings",
+  ],
+] as const) {
+  const firstHeld = await headGoneBeforeConsumer(bus, stream, [durable]);
+  if (firstHeld !== undefined)
+    logger.warn({ stream, firstSeq: firstHeld }, `${stream} no longer holds its messages 1-${firstHeld - 1} (${age}): ${what} from ${firstHeld} on`);
 }
 const postgresWrites = new DependencyHealth("postgres");
 const server = await startRpcServer({

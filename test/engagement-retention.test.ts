@@ -1,0 +1,116 @@
+import { jetstreamManager } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { afterEach, describe, expect, it } from "vitest";
+import { clientsOf } from "./harness/clients.js";
+import { natsOf, startStack, type TestStack } from "./harness/stack.js";
+
+// ENGAGEMENT and INTEREST_EMBEDDINGS refuse when full, as every event stream does. Without an age they filled once for good:
+// 256 MiB is about a million likes, or 140,000 stated interests' embeddings, ever; from then on every user's likes or interests
+// were refused. Like CLICKS, they keep their events for ENGAGEMENT_MAX_AGE_MS and INTEREST_EMBEDDINGS_MAX_AGE_MS (7 days; a few
+// seconds here), so their size bounds a rate, not a lifetime. The archive keeps ENGAGEMENT's events for good.
+
+const MAX_AGE_MS = 8_000;
+const LIMIT = 64 * 1024;
+
+let stack: TestStack | undefined;
+afterEach(async () => {
+  await stack?.stop();
+  stack = undefined;
+});
+
+/** Why a call was refused whole (`code: message`), or undefined when it was taken; an item refused alone is said as such. */
+async function refusal(call: () => Promise<{ results: Array<{ outcome: { case: string | undefined; value?: unknown } }> }>): Promise<string | undefined> {
+  try {
+    const res = await call();
+    const rejected = res.results.find((r) => r.outcome.case === "rejected");
+    return rejected ? `item: ${JSON.stringify(rejected.outcome.value)}` : undefined;
+  } catch (err) {
+    const e = ConnectError.from(err);
+    return `${Code[e.code]}: ${e.rawMessage}`;
+  }
+}
+
+async function streamState(name: string) {
+  const nc = await connect({ servers: natsOf(stack!) });
+  try {
+    return (await (await jetstreamManager(nc)).streams.info(`${stack!.namespace.toUpperCase()}_${name}`)).state;
+  } finally {
+    await nc.close();
+  }
+}
+
+describe("ENGAGEMENT past its age", () => {
+  it("drops likes older than ENGAGEMENT_MAX_AGE_MS, so a full stream takes likes again and profile applies them", async () => {
+    stack = await startStack("engagementage", { ENGAGEMENT_MAX_BYTES: String(LIMIT), ENGAGEMENT_MAX_AGE_MS: String(MAX_AGE_MS) });
+    const c = clientsOf(stack);
+    await c.ingest.publishContent({ pages: [{ url: "https://e.org/liked", id: "9001", title: "Liked", text: "A page people like." }] });
+
+    // Likes and unlikes of 40 users, 50 a call, until ENGAGEMENT is full.
+    let why: string | undefined;
+    let calls = 0;
+    for (; calls < 200 && why === undefined; calls++) {
+      why = await refusal(() =>
+        c.ingest.publishLikes({
+          likes: Array.from({ length: 50 }, (_, i) => ({ userid: `u${i % 40}`, pageId: "9001", liked: (calls + i) % 2 === 0, eventId: `l${calls}-${i}` })),
+        }),
+      );
+    }
+    expect(why).toMatch(/^ResourceExhausted: likes: .*ENGAGEMENT is full/);
+    const full = Date.now();
+    expect(calls).toBeGreaterThan(3);
+
+    // Once the likes it holds are older than the age, a new user's like is taken, and profile applies it.
+    await expect
+      .poll(() => refusal(() => c.ingest.publishLikes({ likes: [{ userid: "after", pageId: "9001", liked: true, eventId: "a1" }] })), {
+        timeout: MAX_AGE_MS + 30_000,
+        interval: 500,
+      })
+      .toBeUndefined();
+    expect(Date.now() - full).toBeGreaterThan(MAX_AGE_MS / 4);
+    await expect
+      .poll(async () => (await c.gateway.eventsLiked({ userid: "after" })).items.map((e) => e.id), { timeout: 30_000, interval: 200 })
+      .toEqual(["9001"]);
+    const state = await streamState("ENGAGEMENT");
+    expect(state.first_seq).toBeGreaterThan(1);
+    expect(state.bytes).toBeLessThan(LIMIT);
+  }, 120_000);
+});
+
+describe("INTEREST_EMBEDDINGS past its age", () => {
+  it("drops embeddings older than INTEREST_EMBEDDINGS_MAX_AGE_MS, so ingest takes stated interests again once it was full", async () => {
+    stack = await startStack(
+      "interestage",
+      { INTEREST_EMBEDDINGS_MAX_BYTES: String(LIMIT), INTEREST_EMBEDDINGS_MAX_AGE_MS: String(MAX_AGE_MS) },
+      { services: ["ingest", "embedder", "profile"] },
+    );
+    const c = clientsOf(stack);
+
+    // About 34 embeddings (1.9 KB each) fit in 64 KiB: interests of 20 users, 5 a call, each call embedded before the next.
+    let why: string | undefined;
+    let accepted = 0;
+    for (let call = 0; call < 40 && why === undefined; call++) {
+      why = await refusal(() =>
+        c.ingest.publishInterests({ interests: Array.from({ length: 5 }, (_, i) => ({ userid: `u${(call * 5 + i) % 20}`, text: `interest ${call}-${i}` })) }),
+      );
+      if (why === undefined) accepted += 5;
+      await expect
+        .poll(async () => (await streamState("INTEREST_EMBEDDINGS")).messages >= accepted || (await streamState("INTEREST_EMBEDDINGS")).bytes >= LIMIT)
+        .toBe(true);
+      await new Promise((r) => setTimeout(r, 600));
+    }
+    expect(why).toMatch(/INTEREST_EMBEDDINGS is full/);
+    const full = Date.now();
+
+    await expect
+      .poll(() => refusal(() => c.ingest.publishInterests({ interests: [{ userid: "after", text: "bicycles", eventId: "a1" }] })), {
+        timeout: MAX_AGE_MS + 30_000,
+        interval: 500,
+      })
+      .toBeUndefined();
+    expect(Date.now() - full).toBeGreaterThan(MAX_AGE_MS / 4);
+    // The embedder made its embedding: the stream holds it, with the older ones gone.
+    await expect.poll(async () => (await streamState("INTEREST_EMBEDDINGS")).first_seq, { timeout: 30_000 }).toBeGreaterThan(1);
+    await expect.poll(async () => (await streamState("INTEREST_EMBEDDINGS")).last_seq, { timeout: 30_000 }).toBeGreaterThan(accepted);
+  }, 120_000);
+});
