@@ -89,6 +89,7 @@ describe("DEAD_LETTERS", () => {
       await ensureStreams(old.jsm, limited);
       let info = await old.jsm.streams.info(stream);
       expect(info.state.messages).toBe(1_200);
+      expect(await deadLettered(old, "clicks")).toBe(1_200n);
       expect(info.config.max_msgs_per_subject).toBeLessThanOrEqual(0);
       await old.jsm.streams.purge(stream, { filter: legacy });
       await ensureStreams(old.jsm, limited);
@@ -101,6 +102,10 @@ describe("DEAD_LETTERS", () => {
       await ensureStreams(old.jsm, new Topology(ns, { ...limits, deadLettersPerUser: 500 }));
       info = await old.jsm.streams.info(stream, { subjects_filter: user });
       expect({ limit: info.config.max_msgs_per_subject, kept: info.state.subjects?.[user] }).toEqual({ limit: 500, kept: 500 });
+      // Counted with letters filed before under the source alone, and without another source's.
+      await old.js.publish(legacy, new TextEncoder().encode("a letter of before"));
+      await old.js.publish(limited.deadLetterSubject("clicks-visibility", { sequence: 1 }), new TextEncoder().encode("another source's"));
+      expect(await deadLettered(old, "clicks")).toBe(501n);
     } finally {
       for (const s of old.topology.streamConfigs()) await old.jsm.streams.delete(s.name).catch(() => false);
       await old.close();
