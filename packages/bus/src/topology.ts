@@ -11,7 +11,8 @@ import { isNotFound, isPermissionDenied, isStreamNameInUse } from "./jetstream-e
 export const DUPLICATE_WINDOW_MS = 10 * 60_000;
 
 /**
- * The size of every stream. A full event stream refuses new messages and never drops old ones: a rebuild needs them.
+ * The size of every stream. A full event stream refuses new messages and never drops old ones to make room (the consumers and the
+ * archive need them); CLICKS, ENGAGEMENT and INTEREST_EMBEDDINGS drop theirs past an age, so their size bounds a rate.
  * DEAD_LETTERS drops its oldest letters instead (past the size or the age): a consumer must never stall because its letters cannot be kept.
  */
 export interface StreamLimits {
@@ -286,7 +287,7 @@ export async function ensureStreams(jsm: JetStreamManager, topology: Topology, l
       if (cfg.max_age !== undefined && cfg.max_age > 0 && (info.config.max_age === 0 || cfg.max_age < info.config.max_age) && info.state.messages > 0) {
         logger?.warn(
           { stream: cfg.name, maxAgeMs: Number(cfg.max_age) / 1e6 },
-          "the stream now keeps messages for a limited time: older ones are deleted (the archive keeps CLICKS' and ENGAGEMENT's)",
+          "the stream now keeps messages for a limited time: older ones are deleted now (the archive keeps those of CLICKS and ENGAGEMENT, not INTEREST_EMBEDDINGS')",
         );
       }
       const perSubject = cfg.max_msgs_per_subject;
