@@ -133,6 +133,16 @@ export async function headGoneBeforeConsumer(bus: Bus, stream: string, durables:
 }
 
 /**
+ * Logs where a durable not made yet will start on a stream whose retention took its first messages (see headGoneBeforeConsumer):
+ * for a service with no rebuild from the archive, which starts rather than refuse. `age` names the setting, `what` what starts there.
+ */
+export async function warnIfHeadGone(bus: Bus, logger: Logger, stream: string, durable: string, age: string, what: string): Promise<void> {
+  const firstHeld = await headGoneBeforeConsumer(bus, stream, [durable]);
+  if (firstHeld !== undefined)
+    logger.warn({ stream, firstSeq: firstHeld }, `${stream} no longer holds its messages 1-${firstHeld - 1} (${age}): ${what} from ${firstHeld} on`);
+}
+
+/**
  * The fault tests' crash point: the process kills itself after the effect of its n-th message's batch, before the ack (the worst moment).
  * One per process: its consumers count their effects together.
  */

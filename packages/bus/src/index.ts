@@ -12,6 +12,7 @@ export {
   ensureDurableConsumer,
   firstHeldSequence,
   headGoneBeforeConsumer,
+  warnIfHeadGone,
   idleConsumers,
   partitionDurable,
   PULL_EXPIRES_MS,

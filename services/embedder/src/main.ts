@@ -1,5 +1,5 @@
 import { fileURLToPath } from "node:url";
-import { connectBus, consumerNames, CrashAfterEffects, headGoneBeforeConsumer, natsAuthFrom, StreamFill, streamLimitsFrom } from "@recsys/bus";
+import { connectBus, consumerNames, CrashAfterEffects, natsAuthFrom, StreamFill, streamLimitsFrom, warnIfHeadGone } from "@recsys/bus";
 import { commonEnv, consumerEnv, port, positiveInt, readConfig, z } from "@recsys/config";
 import { createLogger } from "@recsys/logging";
 import { onShutdown, serviceTokenFor, startRpcServer } from "@recsys/server";
@@ -57,12 +57,14 @@ const bus = await connectBus({
 const stats: ContentStats = { embedded: 0, stale: 0, undecodable: 0 };
 // An embedder without its stated-interests durable on an ENGAGEMENT past its age embeds the interests from there on: the older ones
 // are in the archive only, and no user gets them. Said, not refused, as profile says it of its own durables.
-const firstHeld = await headGoneBeforeConsumer(bus, bus.topology.engagementStream, [consumerNames("embedder", "stated-interests").durable]);
-if (firstHeld !== undefined)
-  logger.warn(
-    { stream: bus.topology.engagementStream, firstSeq: firstHeld },
-    `${bus.topology.engagementStream} no longer holds its messages 1-${firstHeld - 1} (ENGAGEMENT_MAX_AGE_MS): stated interests are embedded from ${firstHeld} on`,
-  );
+await warnIfHeadGone(
+  bus,
+  logger,
+  bus.topology.engagementStream,
+  consumerNames("embedder", "stated-interests").durable,
+  "ENGAGEMENT_MAX_AGE_MS",
+  "stated interests are embedded",
+);
 
 const server = await startRpcServer({
   name: "embedder",

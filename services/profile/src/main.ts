@@ -1,4 +1,4 @@
-import { connectBus, consumerNames, CrashAfterEffects, headGoneBeforeConsumer, natsAuthFrom, streamLimitsFrom } from "@recsys/bus";
+import { connectBus, consumerNames, CrashAfterEffects, natsAuthFrom, streamLimitsFrom, warnIfHeadGone } from "@recsys/bus";
 import { commonEnv, consumerEnv, port, positiveInt, readConfig, z } from "@recsys/config";
 import { createLogger } from "@recsys/logging";
 import { visitFilter } from "@recsys/validation";
@@ -88,11 +88,8 @@ for (const [stream, durable, age, what] of [
     "INTEREST_EMBEDDINGS_MAX_AGE_MS",
     "stated interests start with the embeddings",
   ],
-] as const) {
-  const firstHeld = await headGoneBeforeConsumer(bus, stream, [durable]);
-  if (firstHeld !== undefined)
-    logger.warn({ stream, firstSeq: firstHeld }, `${stream} no longer holds its messages 1-${firstHeld - 1} (${age}): ${what} from ${firstHeld} on`);
-}
+] as const)
+  await warnIfHeadGone(bus, logger, stream, durable, age, what);
 const postgresWrites = new DependencyHealth("postgres");
 const server = await startRpcServer({
   name: "profile",
