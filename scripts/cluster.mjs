@@ -13,6 +13,7 @@ import { fileURLToPath } from "node:url";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import pg from "pg";
+import { serviceArgs } from "./service-command.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const dir = process.env.RECSYS_CLUSTER_DIR ?? join(root, ".cluster");
@@ -274,7 +275,7 @@ async function up() {
   }
   say(`starting ${services.length} service processes`);
   const launch = (s) => {
-    const pid = start(s.name, process.execPath, ["--enable-source-maps", join(root, "services", s.service, "dist/main.js")], s.env);
+    const pid = start(s.name, process.execPath, serviceArgs(root, s.service), s.env);
     state.processes.push({ name: s.name, pid, port: s.port, health: url(s.port) });
     writeState(state);
   };

@@ -6,6 +6,7 @@ import { spawn, execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { serviceArgs } from "./service-command.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const stackDir = process.env.RECSYS_STACK_DIR ?? join(root, ".stack");
@@ -73,7 +74,7 @@ async function up(names) {
     // The local stack listens on loopback, where the gateway may run without credentials; set HOST
     // (and credentials: README, Security) to serve others.
     const env = { HOST: "127.0.0.1", ARCHIVE_DIR: archiveDir, ...process.env };
-    const child = spawn(process.execPath, ["--enable-source-maps", main], { detached: true, stdio: ["ignore", log, log], env });
+    const child = spawn(process.execPath, serviceArgs(root, s.name), { detached: true, stdio: ["ignore", log, log], env });
     writeFileSync(pidFile(s), String(child.pid));
     child.unref();
     console.error(`stack: started ${s.name} (pid ${child.pid}, port ${portOf(s)}, log ${logFile(s)})`);

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { all, CONFIG, envOf, imageOf, last, SERVICES, servicesDir, toRepo } from "./harness/deploy-config.js";
 import { repoRoot } from "./harness/stack.js";
+import { serviceArgs } from "../scripts/service-command.mjs";
 
 /** .dockerignore patterns as regular expressions over paths relative to the build context. */
 const dockerignore = readFileSync(join(repoRoot, ".dockerignore"), "utf8")
@@ -65,6 +66,8 @@ describe("Dockerfiles", () => {
     const main = image.cmd.slice(1).find((a) => !a.startsWith("-"));
     expect(main).toBeDefined();
     expect(existsSync(toRepo(name, image, main!)), `${main} in the image is services/${name}/${main} here`).toBe(true);
+    // The image runs node with the flags the launchers here give the service (the gateway's young generation, for one).
+    expect(image.cmd.slice(1, -1)).toEqual(serviceArgs(repoRoot, name).slice(0, -1));
 
     // What the final stage takes from the build context must be there and not ignored.
     for (const c of all(image.final, "COPY").filter((i) => !i.args.startsWith("--from"))) {

@@ -5,6 +5,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 // @ts-expect-error plain ESM script shared with `pnpm stack:reset`
 import { resetNamespace } from "../../scripts/reset.mjs";
+import { serviceArgs } from "../../scripts/service-command.mjs";
 import getPort from "get-port";
 import { natsServers } from "@recsys/bus";
 
@@ -100,7 +101,7 @@ export async function startStack(
   const everyProcess: ChildProcess[] = [];
 
   function spawnService(service: ServiceName, port: number, logName: string, extra: NodeJS.ProcessEnv = {}) {
-    const child = spawn(process.execPath, ["--enable-source-maps", join(repoRoot, "services", service, "dist/main.js")], {
+    const child = spawn(process.execPath, serviceArgs(repoRoot, service), {
       env: { ...env, ...opts.serviceEnv?.[service], ...extra, [PORT_VAR[service]]: String(port) },
       stdio: ["ignore", "pipe", "pipe"],
     });
