@@ -1,10 +1,10 @@
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { create, fromBinary } from "@bufbuild/protobuf";
 import {
   consumerNames,
+  interestEmbeddingMessage,
   PublishFailedError,
   runDurableConsumer,
   StreamFill,
-  userEventMessageId,
   type Bus,
   type CrashAfterEffects,
   type Disposition,
@@ -84,13 +84,11 @@ export function runInterestConsumer(opts: {
         async publish(e) {
           // The stated interest's own subject suffix (its user partition) keeps per-user order.
           const partition = m.subject.slice(m.subject.lastIndexOf(".") + 1);
-          const subject = bus.topology.interestEmbeddingsSubject(Number(partition));
-          const payload = toBinary(InterestEmbeddingSchema, e);
-          const msgID = userEventMessageId("interest", e.userid, e.eventId);
+          const out = interestEmbeddingMessage(bus.topology, Number(partition), e);
           const stream = bus.topology.interestEmbeddingsStream;
-          const giveBack = opts.fill?.take(stream, StreamFill.sizeOf([{ subject, payload, msgID }]));
+          const giveBack = opts.fill?.take(stream, StreamFill.sizeOf([out]));
           try {
-            await bus.publish(subject, payload, { msgID, timeout: 10_000 });
+            await bus.publish(out.subject, out.payload, { msgID: out.msgID, timeout: 10_000 });
           } catch (err) {
             giveBack?.();
             throw new PublishFailedError(stream, err);

@@ -1,6 +1,6 @@
 import { create, fromBinary, toBinary, type DescMessage } from "@bufbuild/protobuf";
-import { clicksOf, connectBus, ensureDurableConsumer, readClicks, subjectMatches, urlKey, waitApplied, type Bus } from "@recsys/bus";
-import { ClickSchema, PageVisibilitySchema } from "@recsys/contracts/events/v1/events";
+import { clicksOf, connectBus, ensureDurableConsumer, interestEmbeddingMessage, readClicks, subjectMatches, urlKey, waitApplied, type Bus } from "@recsys/bus";
+import { ClickSchema, InterestEmbeddingSchema, PageVisibilitySchema } from "@recsys/contracts/events/v1/events";
 import { createLogger } from "@recsys/logging";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { LIMITS } from "@recsys/validation";
@@ -183,6 +183,35 @@ it("counts a like's and an interest's bytes as ENGAGEMENT stores them, the longe
   expect(publisher.sizeOf(INTERESTS, longest, Date.now()) + publisher.interestEmbeddingSizeOf(longest, 384, Date.now())).toBeLessThanOrEqual(
     maxEngagementCost(384),
   );
+});
+
+it("counts a stated interest's embedding as INTEREST_EMBEDDINGS stores the embedder's message, over by the model name's room alone", async () => {
+  const stream = bus.topology.interestEmbeddingsStream;
+  const bytesOf = async () => (await bus.jsm.streams.info(stream)).state.bytes;
+  const model = "recsys-default-lsa-v1";
+  const interests = [
+    { eventId: "size-3", userid: "size-u", text: "bicycles and the sea", sourceTimeMs: 1 },
+    { eventId: "🎲".repeat(LIMITS.eventIdChars), userid: "🎲".repeat(LIMITS.useridBytes / 4), text: "sea", sourceTimeMs: Date.now() },
+  ];
+  for (const interest of interests) {
+    const ingestTimeMs = Date.now();
+    const counted = publisher.interestEmbeddingSizeOf(interest, 384, ingestTimeMs);
+    // What the embedder publishes for it (services/embedder/src/interests.ts), on the user's partition.
+    const embedding = create(InterestEmbeddingSchema, {
+      eventId: interest.eventId,
+      userid: interest.userid,
+      embedding: Array.from({ length: 384 }, (_, k) => Math.sin(k)),
+      sourceTimeMs: BigInt(interest.sourceTimeMs),
+      model,
+      ingestTimeMs: BigInt(ingestTimeMs),
+    });
+    const out = interestEmbeddingMessage(bus.topology, partitionOf(interest.userid, PARTITIONS), embedding);
+    const before = await bytesOf();
+    await bus.publish(out.subject, out.payload, { msgID: out.msgID });
+    const stored = (await bytesOf()) - before;
+    // The room for a model name of 64 bytes is all the count holds beyond what was stored.
+    expect(counted - stored).toBe(64 - model.length);
+  }
 });
 
 it("publishes an erasure on the user's CLICKS subject after the user's clicks, read by consumers as the erasure, not as clicks", async () => {

@@ -3,6 +3,7 @@ import {
   encodeClickBatch,
   encodeUserDeleted,
   encodeVisibility,
+  interestEmbeddingMessage,
   isStreamFull,
   StreamFill,
   storedBytes,
@@ -181,12 +182,13 @@ export class EventPublisher {
   }
 
   /**
-   * The bytes the embedder will publish to INTEREST_EMBEDDINGS for a stated interest, as JetStream counts them: its vector of
-   * `dimension` floats, keyed as the embedder keys it, with room for a model name of 64 bytes (services/embedder/src/interests.ts).
+   * The bytes the embedder will publish to INTEREST_EMBEDDINGS for a stated interest, as JetStream counts them: the embedder's
+   * message (`interestEmbeddingMessage`) with a vector of `dimension` floats and room for a model name of 64 bytes.
    */
   interestEmbeddingSizeOf(i: ValidInterest, dimension: number, ingestTimeMs: number): number {
-    const payload = toBinary(
-      InterestEmbeddingSchema,
+    const out = interestEmbeddingMessage(
+      this.bus.topology,
+      partitionOf(i.userid, this.partitions),
       create(InterestEmbeddingSchema, {
         eventId: i.eventId,
         userid: i.userid,
@@ -196,11 +198,7 @@ export class EventPublisher {
         ingestTimeMs: BigInt(ingestTimeMs),
       }),
     );
-    const subject = this.bus.topology.interestEmbeddingsSubject(partitionOf(i.userid, this.partitions));
-    return storedBytes(subject, payload, {
-      msgID: userEventMessageId("interest", i.userid, i.eventId),
-      headers: typedHeaders(InterestEmbeddingSchema.typeName),
-    });
+    return storedBytes(out.subject, out.payload, out);
   }
 
   private outgoing<I, V extends TimedEvent, S extends DescMessage>(kind: EventKind<I, V, S>, e: V, ingestTimeMs: number): Outgoing {
