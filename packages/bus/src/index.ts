@@ -43,5 +43,5 @@ export {
   type ReadClicks,
 } from "./clicks.js";
 export { userEventMessageId, type UserEventKind } from "./message-ids.js";
-export { interestEmbeddingMessage } from "./interest-embeddings.js";
+export { interestEmbeddingMessage, publishInterestEmbedding } from "./interest-embeddings.js";
 export { encodeVisibility, readVisibility, type Visibility } from "./visibility.js";

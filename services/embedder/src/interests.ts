@@ -1,14 +1,5 @@
 import { create, fromBinary } from "@bufbuild/protobuf";
-import {
-  consumerNames,
-  interestEmbeddingMessage,
-  PublishFailedError,
-  runDurableConsumer,
-  StreamFill,
-  type Bus,
-  type CrashAfterEffects,
-  type Disposition,
-} from "@recsys/bus";
+import { consumerNames, publishInterestEmbedding, runDurableConsumer, type StreamFill, type Bus, type CrashAfterEffects, type Disposition } from "@recsys/bus";
 import { InterestEmbeddingSchema, StatedInterestSchema, type InterestEmbedding, type StatedInterest } from "@recsys/contracts/events/v1/events";
 import type { Logger } from "@recsys/logging";
 import { QueueFullError } from "./batcher.js";
@@ -81,19 +72,8 @@ export function runInterestConsumer(opts: {
       embedInterestMessage(m.data, {
         embed: opts.embed,
         model: opts.model,
-        async publish(e) {
-          // The stated interest's own subject suffix (its user partition) keeps per-user order.
-          const partition = m.subject.slice(m.subject.lastIndexOf(".") + 1);
-          const out = interestEmbeddingMessage(bus.topology, Number(partition), e);
-          const stream = bus.topology.interestEmbeddingsStream;
-          const giveBack = opts.fill?.take(stream, StreamFill.sizeOf([out]));
-          try {
-            await bus.publish(out.subject, out.payload, { msgID: out.msgID, timeout: 10_000 });
-          } catch (err) {
-            giveBack?.();
-            throw new PublishFailedError(stream, err);
-          }
-        },
+        // The stated interest's own subject suffix (its user partition) keeps per-user order.
+        publish: (e) => publishInterestEmbedding(bus, Number(m.subject.slice(m.subject.lastIndexOf(".") + 1)), e, opts.fill),
       }),
   });
 }

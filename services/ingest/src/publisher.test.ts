@@ -1,5 +1,5 @@
 import { create, fromBinary, toBinary, type DescMessage } from "@bufbuild/protobuf";
-import { clicksOf, connectBus, ensureDurableConsumer, interestEmbeddingMessage, readClicks, subjectMatches, urlKey, waitApplied, type Bus } from "@recsys/bus";
+import { clicksOf, connectBus, ensureDurableConsumer, publishInterestEmbedding, readClicks, subjectMatches, urlKey, waitApplied, type Bus } from "@recsys/bus";
 import { ClickSchema, InterestEmbeddingSchema, PageVisibilitySchema } from "@recsys/contracts/events/v1/events";
 import { createLogger } from "@recsys/logging";
 import { afterAll, beforeAll, expect, it } from "vitest";
@@ -196,7 +196,7 @@ it("counts a stated interest's embedding as INTEREST_EMBEDDINGS stores the embed
   for (const interest of interests) {
     const ingestTimeMs = Date.now();
     const counted = publisher.interestEmbeddingSizeOf(interest, 384, ingestTimeMs);
-    // What the embedder publishes for it (services/embedder/src/interests.ts), on the user's partition.
+    // Published as the embedder publishes it (services/embedder/src/interests.ts), on the partition ingest gave the interest.
     const embedding = create(InterestEmbeddingSchema, {
       eventId: interest.eventId,
       userid: interest.userid,
@@ -205,9 +205,8 @@ it("counts a stated interest's embedding as INTEREST_EMBEDDINGS stores the embed
       model,
       ingestTimeMs: BigInt(ingestTimeMs),
     });
-    const out = interestEmbeddingMessage(bus.topology, partitionOf(interest.userid, PARTITIONS), embedding);
     const before = await bytesOf();
-    await bus.publish(out.subject, out.payload, { msgID: out.msgID });
+    await publishInterestEmbedding(bus, partitionOf(interest.userid, PARTITIONS), embedding);
     const stored = (await bytesOf()) - before;
     // The room for a model name of 64 bytes is all the count holds beyond what was stored.
     expect(counted - stored).toBe(64 - model.length);
