@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { all, CONFIG, envOf, imageOf, last, SERVICES, servicesDir, toRepo } from "./harness/deploy-config.js";
 import { repoRoot } from "./harness/stack.js";
+// @ts-expect-error plain ESM script shared with `pnpm stack:up` and `pnpm cluster:up`
 import { serviceArgs } from "../scripts/service-command.mjs";
 
 /** .dockerignore patterns as regular expressions over paths relative to the build context. */

@@ -5,6 +5,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 // @ts-expect-error plain ESM script shared with `pnpm stack:reset`
 import { resetNamespace } from "../../scripts/reset.mjs";
+// @ts-expect-error plain ESM script shared with `pnpm stack:up` and `pnpm cluster:up`
 import { serviceArgs } from "../../scripts/service-command.mjs";
 import getPort from "get-port";
 import { natsServers } from "@recsys/bus";
