@@ -63,7 +63,8 @@ async function up(names) {
   mkdirSync(pidDir, { recursive: true });
   mkdirSync(logDir, { recursive: true });
   for (const s of chosen(names)) {
-    const main = join(root, "services", s.name, "dist/main.js");
+    const args = serviceArgs(root, s.name);
+    const main = args[args.length - 1];
     if (!existsSync(main)) throw new Error(`${main} is missing: run pnpm build first`);
     const pid = runningPid(s);
     if (pid) {
@@ -74,7 +75,7 @@ async function up(names) {
     // The local stack listens on loopback, where the gateway may run without credentials; set HOST
     // (and credentials: README, Security) to serve others.
     const env = { HOST: "127.0.0.1", ARCHIVE_DIR: archiveDir, ...process.env };
-    const child = spawn(process.execPath, serviceArgs(root, s.name), { detached: true, stdio: ["ignore", log, log], env });
+    const child = spawn(process.execPath, args, { detached: true, stdio: ["ignore", log, log], env });
     writeFileSync(pidFile(s), String(child.pid));
     child.unref();
     console.error(`stack: started ${s.name} (pid ${child.pid}, port ${portOf(s)}, log ${logFile(s)})`);
