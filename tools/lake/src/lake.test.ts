@@ -90,6 +90,62 @@ describe("SQL over the archive", () => {
   });
 });
 
+describe("an event sent again in another message", () => {
+  const again = mkdtempSync(join(tmpdir(), "lake-again-"));
+  async function write(table: string, select: string) {
+    mkdirSync(join(again, table, "dt=2024-01-02/hour=00"), { recursive: true });
+    const db = await (await DuckDBInstance.create(":memory:")).connect();
+    await db.run(`COPY (${select}) TO ${literal(join(again, table, "dt=2024-01-02/hour=00", "part-000000000001-000000000003.parquet"))} (FORMAT parquet)`);
+    db.closeSync();
+  }
+  const engagement = (seq: number, kind: string, id: string, userid: string) =>
+    `SELECT ${seq}::UBIGINT AS stream_seq, '${kind}' AS kind, '${id}' AS event_id, '${userid}' AS userid, ${kind === "interest" ? "NULL" : "'42'"} AS page_id,
+       ${kind === "interest" ? "'words'" : "NULL"} AS text, TIMESTAMPTZ '2024-01-02 00:00:00+00' AS event_time, TIMESTAMPTZ '2024-01-02 00:00:00+00' AS ingest_time`;
+  const page = (seq: number) =>
+    `SELECT ${seq}::UBIGINT AS stream_seq, 'v1' AS event_id, 'https://e.org/p' AS url, '42' AS id, 'P' AS title, 'text' AS text,
+       TIMESTAMPTZ '2024-01-02 00:00:00+00' AS event_time, TIMESTAMPTZ '2024-01-02 00:00:00+00' AS ingest_time`;
+  beforeAll(async () => {
+    // CLICKS 1-3: u1's click a; u2's click of the same id (another user's: another click); u1's a again, with its b (a retried call).
+    await write("clicks", [click(1, "a", "u1", 1), click(2, "a", "u2", 1), click(3, "a", "u1", 1), click(3, "b", "u1", 2)].join(" UNION ALL "));
+    // ENGAGEMENT 1-3: u1's like e1, the same like again, and u1's interest e1 (another kind: another event).
+    await write(
+      "engagement",
+      [engagement(1, "like", "e1", "u1"), engagement(2, "like", "e1", "u1"), engagement(3, "interest", "e1", "u1")].join(" UNION ALL "),
+    );
+    // CONTENT 1-2: the same page version twice.
+    await write("content", [page(1), page(2)].join(" UNION ALL "));
+  });
+  afterAll(() => rmSync(again, { recursive: true, force: true }));
+
+  it("is one row of its table, from the first message that held it, and a row per message of the raw table", async () => {
+    const rows = async (sql: string) => (await query(again, sql)).rows;
+    expect(await rows("SELECT stream_seq, userid, event_id FROM clicks ORDER BY stream_seq, userid, event_id")).toEqual([
+      { stream_seq: "1", userid: "u1", event_id: "a" },
+      { stream_seq: "2", userid: "u2", event_id: "a" },
+      { stream_seq: "3", userid: "u1", event_id: "b" },
+    ]);
+    expect(await rows("SELECT count(*)::INT AS n FROM raw_clicks")).toEqual([{ n: 4 }]);
+    expect(await rows("SELECT stream_seq, kind FROM engagement ORDER BY stream_seq")).toEqual([
+      { stream_seq: "1", kind: "like" },
+      { stream_seq: "3", kind: "interest" },
+    ]);
+    expect(await rows("SELECT count(*)::INT AS n FROM raw_engagement")).toEqual([{ n: 3 }]);
+    expect(await rows("SELECT stream_seq FROM content")).toEqual([{ stream_seq: "1" }]);
+    expect(await rows("SELECT count(*)::INT AS n FROM raw_content")).toEqual([{ n: 2 }]);
+  });
+
+  it("is in each message it came in for a rebuild, as the stream held it", async () => {
+    const messages: string[] = [];
+    for await (const batch of archivedClickMessages(again, 1, 4)) {
+      for (const m of batch) {
+        const read = readClicks(m);
+        messages.push("clicks" in read ? `${m.seq}: ${read.clicks.map((c) => `${c.userid}:${c.eventId}`).join(",")}` : `${m.seq}: ?`);
+      }
+    }
+    expect(messages).toEqual(["1: u1:a", "2: u2:a", "3: u1:a,u1:b"]);
+  });
+});
+
 describe("the printed table", () => {
   it("lines up its columns, as psql does", () => {
     expect(

@@ -14,13 +14,27 @@ export function localArchiveDir(env: NodeJS.ProcessEnv = process.env): string {
 /** The archive's tables: ARCHIVE_DIR/<table>/dt=YYYY-MM-DD/hour=HH/*.parquet (`erasures`: CLICKS' UserDeleted messages, committed with `clicks`). */
 export const TABLES = ["clicks", "engagement", "content", "erasures"] as const;
 
+/**
+ * What makes an event of a table the same event, as its consumers and the broker's dedup tell (a client's event id is unique only
+ * per user and kind; a page version's id is a hash of the version): the lake's view of the table keeps each event once, from the
+ * first message that held it; `raw_<table>` keeps every row as the stream held it, once per message.
+ */
+const SAME_EVENT: Record<Exclude<(typeof TABLES)[number], "erasures">, string> = {
+  clicks: "userid, event_id",
+  engagement: "CASE kind WHEN 'interest' THEN 'interest' ELSE 'like' END, userid, event_id",
+  content: "event_id",
+};
+
 const literal = (s: string) => `'${s.replaceAll("'", "''")}'`;
 
 const hasParquet = (dir: string) => existsSync(dir) && readdirSync(dir, { recursive: true, encoding: "utf8" }).some((f) => f.endsWith(".parquet"));
 
 /**
  * An in-memory DuckDB with a view per archive table that has files (`clicks`, `engagement`, `content`, `erasures`), the hive partitions
- * `dt` (YYYY-MM-DD) and `hour` (HH) as text columns; returns the connection and the tables it has.
+ * `dt` (YYYY-MM-DD) and `hour` (HH) as text columns; returns the connection and the tables it has. `clicks`, `engagement` and
+ * `content` hold each event once: a click sent again in another message (a client's retry after the broker's duplicate window, or
+ * in a call of other clicks) is a second row of its stream, counted once by the consumers, and once here. `raw_clicks`,
+ * `raw_engagement` and `raw_content` hold every row as the stream held it, once per message (the rebuilds read `raw_clicks`).
  */
 export async function openLake(dir: string): Promise<{ db: DuckDBConnection; tables: string[] }> {
   const instance = await DuckDBInstance.create(":memory:");
@@ -28,9 +42,13 @@ export async function openLake(dir: string): Promise<{ db: DuckDBConnection; tab
   const tables: string[] = [];
   for (const t of TABLES) {
     if (!hasParquet(join(dir, t))) continue;
-    await db.run(
-      `CREATE VIEW ${t} AS SELECT * FROM read_parquet(${literal(join(dir, t, "**", "*.parquet"))}, hive_partitioning = true, hive_types = {'dt': VARCHAR, 'hour': VARCHAR})`,
-    );
+    const files = `read_parquet(${literal(join(dir, t, "**", "*.parquet"))}, hive_partitioning = true, hive_types = {'dt': VARCHAR, 'hour': VARCHAR})`;
+    if (t === "erasures") {
+      await db.run(`CREATE VIEW ${t} AS SELECT * FROM ${files}`);
+    } else {
+      await db.run(`CREATE VIEW raw_${t} AS SELECT * FROM ${files}`);
+      await db.run(`CREATE VIEW ${t} AS SELECT * FROM raw_${t} QUALIFY row_number() OVER (PARTITION BY ${SAME_EVENT[t]} ORDER BY stream_seq) = 1`);
+    }
     tables.push(t);
   }
   return { db, tables };
@@ -82,7 +100,7 @@ export interface ArchivedClick {
 async function clicksIn(db: DuckDBConnection, fromSeq: number, beforeSeq: number): Promise<ArchivedClick[]> {
   const reader = await db.runAndReadAll(
     `SELECT stream_seq::BIGINT AS seq, event_id, userid, url, event, epoch_ms(event_time) AS t, epoch_ms(ingest_time) AS it, properties
-     FROM clicks WHERE stream_seq >= ${fromSeq} AND stream_seq < ${beforeSeq} ORDER BY stream_seq, event_time, event_id`,
+     FROM raw_clicks WHERE stream_seq >= ${fromSeq} AND stream_seq < ${beforeSeq} ORDER BY stream_seq, event_time, event_id`,
   );
   const rows = reader.getRowObjectsJS() as Array<{
     seq: bigint;

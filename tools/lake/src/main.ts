@@ -4,7 +4,9 @@ import { Command } from "commander";
 import { localArchiveDir, query, table, TABLES } from "./lake.js";
 
 new Command("lake")
-  .description(`SQL (DuckDB) over the archive's Parquet files: views ${TABLES.join(", ")}, with the partitions dt and hour as columns.`)
+  .description(
+    `SQL (DuckDB) over the archive's Parquet files: views ${TABLES.join(", ")} (clicks, engagement and content hold each event once; raw_clicks, raw_engagement and raw_content once per message), with the partitions dt and hour as columns.`,
+  )
   .argument("<sql>", "the query")
   .option("--dir <dir>", "the archive (ARCHIVE_DIR)", process.env.ARCHIVE_DIR ?? localArchiveDir())
   .option("--json", "print the rows as JSON", false)
