@@ -1,7 +1,6 @@
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { cpus } from "node:os";
-import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { create } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
@@ -15,6 +14,8 @@ import { connect } from "@nats-io/transport-node";
 import getPort from "get-port";
 // @ts-expect-error plain ESM script shared with `pnpm stack:reset`
 import { resetNamespace } from "../../../scripts/reset.mjs";
+// @ts-expect-error plain ESM script shared with `pnpm stack:up` and `pnpm cluster:up`
+import { serviceArgs } from "../../../scripts/service-command.mjs";
 import { root, type Click } from "./reference-data.js";
 import { machine } from "./machine.js";
 import { buckets, quantileBetween, samples, total } from "./service-metrics.js";
@@ -80,7 +81,7 @@ export async function isolatedAnalytics(clicks: Click[], seconds: number) {
   const namespace = `bench${Date.now().toString(36)}an`;
   const port = await getPort({ host: "127.0.0.1" });
   const base = `http://127.0.0.1:${port}`;
-  const child = spawn(process.execPath, [join(root, "services/analytics/dist/main.js")], {
+  const child = spawn(process.execPath, serviceArgs(root, "analytics") as string[], {
     env: { ...process.env, ANALYTICS_PORT: String(port), RECSYS_NAMESPACE: namespace, LOG_LEVEL: "warn" },
     stdio: "ignore",
   });

@@ -14,7 +14,7 @@ import { highestRateWithin, loadPhase, pairedRounds, startBareServer, whileInges
 import { embedThroughput, freshness, ingestToVisible, runFile } from "./phases.js";
 import { clicksFile, lines, pagesFile, root, type Click, type Page } from "./reference-data.js";
 import { type CovisitCost, cpuMicros, withCovisitCpu } from "./recommendation.js";
-import { clicksApplied, closeGateway, ensureStack, gatewayCall, log, quiet, rssMiB, stackPid, startUnbatchedEmbedder, url } from "./stack.js";
+import { clicksApplied, closeGateway, ensureStack, log, quiet, rssMiB, stackPid, startUnbatchedEmbedder, url } from "./stack.js";
 
 /** A side's runs as one figure: their p50s and p99s averaged, the largest max, every request and error. */
 function bothRuns(runs: LatencySummary[]): LatencySummary & { p99MsRuns: number[] } {
@@ -176,7 +176,7 @@ async function main(opts: { json?: string; quick: boolean }) {
   try {
     unbatched = await embedThroughput(unbatchedEmbedder.url, embedPages);
   } finally {
-    unbatchedEmbedder.child.kill("SIGTERM");
+    await unbatchedEmbedder.stop();
   }
   // A transformer costs ~13 ms a page at batch 1 on 2 cores, so a sample of the pages: what batching saves on a model that works per token.
   log("embedding in-process, the transformer-shaped test model, batch 1 and batched");

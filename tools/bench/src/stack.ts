@@ -1,4 +1,5 @@
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
+import { once } from "node:events";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -13,6 +14,10 @@ import { Pool } from "undici";
 import { clicksFile, pagesFile, root } from "./reference-data.js";
 import { samples, total } from "./service-metrics.js";
 import getPort from "get-port";
+// @ts-expect-error plain ESM script shared with `pnpm stack:reset`
+import { resetNamespace } from "../../../scripts/reset.mjs";
+// @ts-expect-error plain ESM script shared with `pnpm stack:up` and `pnpm cluster:up`
+import { serviceArgs } from "../../../scripts/service-command.mjs";
 
 // The running stack the bench measures: its addresses, its health, calls to its gateway, and
 // starting what is missing.
@@ -110,16 +115,30 @@ export async function ensureStack(referenceUser: string) {
   }
 }
 
-/** A second embedder, batching off (EMBED_MAX_BATCH=1), on a free port in a namespace of its own. */
-export async function startUnbatchedEmbedder(): Promise<{ url: string; child: ChildProcess }> {
+/**
+ * A second embedder, batching off (EMBED_MAX_BATCH=1), on a free port in a namespace of its own; `stop` ends it and deletes its
+ * namespace's streams.
+ */
+export async function startUnbatchedEmbedder(): Promise<{ url: string; stop(): Promise<void> }> {
   const port = await getPort({ host: "127.0.0.1" });
-  const child = spawn(process.execPath, [join(root, "services/embedder/dist/main.js")], {
-    env: { ...env, EMBEDDER_PORT: String(port), EMBED_MAX_BATCH: "1", RECSYS_NAMESPACE: "benchunbatched", LOG_LEVEL: "warn" },
+  const namespace = "benchunbatched";
+  const child = spawn(process.execPath, serviceArgs(root, "embedder") as string[], {
+    env: { ...env, EMBEDDER_PORT: String(port), EMBED_MAX_BATCH: "1", RECSYS_NAMESPACE: namespace, LOG_LEVEL: "warn" },
     stdio: "ignore",
   });
   const base = `http://127.0.0.1:${port}`;
   for (let i = 0; i < 300 && !(await healthy(base)); i++) await sleep(200);
-  return { url: base, child };
+  return {
+    url: base,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = once(child, "exit");
+        child.kill("SIGTERM");
+        await exited;
+      }
+      await resetNamespace(namespace, env);
+    },
+  };
 }
 
 /** Resident memory of each service, from its own /metrics. */
