@@ -17,6 +17,7 @@ const limits: StreamLimits = {
   clicksMaxBytes: 64 * MiB,
   clicksMaxAgeMs: 7 * 24 * 3600_000,
   contentMaxBytes: 64 * MiB,
+  contentMaxAgeMs: 7 * 24 * 3600_000,
   embeddingsMaxBytes: 64 * MiB,
   engagementMaxBytes: 64 * MiB,
   engagementMaxAgeMs: 7 * 24 * 3600_000,

@@ -12,7 +12,7 @@ export const DUPLICATE_WINDOW_MS = 10 * 60_000;
 
 /**
  * The size of every stream. A full event stream refuses new messages and never drops old ones to make room (the consumers and the
- * archive need them); CLICKS, ENGAGEMENT and INTEREST_EMBEDDINGS drop theirs past an age, so their size bounds a rate.
+ * archive need them); CLICKS, CONTENT, ENGAGEMENT and INTEREST_EMBEDDINGS drop theirs past an age, so their size bounds a rate.
  * DEAD_LETTERS drops its oldest letters instead (past the size or the age): a consumer must never stall because its letters cannot be kept.
  */
 export interface StreamLimits {
@@ -20,6 +20,8 @@ export interface StreamLimits {
   /** CLICKS' messages older than this are deleted: the archive keeps them. */
   clicksMaxAgeMs: number;
   contentMaxBytes: number;
+  /** CONTENT's page versions older than this are deleted: the archive keeps them, EMBEDDINGS each url's newest embedding. */
+  contentMaxAgeMs: number;
   embeddingsMaxBytes: number;
   engagementMaxBytes: number;
   /** ENGAGEMENT's messages older than this are deleted: the archive keeps them, profile their effect. */
@@ -41,6 +43,7 @@ export function streamLimitsFrom(config: {
   CLICKS_MAX_BYTES: number;
   CLICKS_MAX_AGE_MS: number;
   CONTENT_MAX_BYTES: number;
+  CONTENT_MAX_AGE_MS: number;
   EMBEDDINGS_MAX_BYTES: number;
   ENGAGEMENT_MAX_BYTES: number;
   ENGAGEMENT_MAX_AGE_MS: number;
@@ -57,6 +60,7 @@ export function streamLimitsFrom(config: {
     clicksMaxBytes: config.CLICKS_MAX_BYTES,
     clicksMaxAgeMs: config.CLICKS_MAX_AGE_MS,
     contentMaxBytes: config.CONTENT_MAX_BYTES,
+    contentMaxAgeMs: config.CONTENT_MAX_AGE_MS,
     embeddingsMaxBytes: config.EMBEDDINGS_MAX_BYTES,
     engagementMaxBytes: config.ENGAGEMENT_MAX_BYTES,
     engagementMaxAgeMs: config.ENGAGEMENT_MAX_AGE_MS,
@@ -217,10 +221,10 @@ export class Topology {
   streamConfigs(): Array<Partial<StreamConfig> & { name: string }> {
     const limits = this.limits;
     return [
-      // Full, CLICKS refuses clicks; its oldest ones go past their age, kept by the archive. So do ENGAGEMENT's and INTEREST_EMBEDDINGS':
+      // Full, CLICKS refuses clicks; its oldest ones go past their age, kept by the archive. So do CONTENT's, ENGAGEMENT's and INTEREST_EMBEDDINGS':
       // their size bounds what comes in over the age, not all there ever was.
       this.stream(this.clicksStream, this.clicksSubjects, { ...this.refuseWhenFull(limits?.clicksMaxBytes), ...this.expiring(limits?.clicksMaxAgeMs) }),
-      this.stream(this.contentStream, this.contentSubjects, this.refuseWhenFull(limits?.contentMaxBytes)),
+      this.stream(this.contentStream, this.contentSubjects, { ...this.refuseWhenFull(limits?.contentMaxBytes), ...this.expiring(limits?.contentMaxAgeMs) }),
       // A compacted log: the newest embedding per url survives, older versions go.
       this.stream(this.embeddingsStream, this.embeddingsSubjects, { max_msgs_per_subject: 1, ...this.refuseWhenFull(limits?.embeddingsMaxBytes) }),
       this.stream(this.engagementStream, this.subject("engagement.>"), {
@@ -287,7 +291,7 @@ export async function ensureStreams(jsm: JetStreamManager, topology: Topology, l
       if (cfg.max_age !== undefined && cfg.max_age > 0 && (info.config.max_age === 0 || cfg.max_age < info.config.max_age) && info.state.messages > 0) {
         logger?.warn(
           { stream: cfg.name, maxAgeMs: Number(cfg.max_age) / 1e6 },
-          "the stream now keeps messages for a limited time: older ones are deleted now (the archive keeps those of CLICKS and ENGAGEMENT, not INTEREST_EMBEDDINGS')",
+          "the stream now keeps messages for a limited time: older ones are deleted now (the archive keeps those of CLICKS, CONTENT and ENGAGEMENT, not INTEREST_EMBEDDINGS')",
         );
       }
       const perSubject = cfg.max_msgs_per_subject;

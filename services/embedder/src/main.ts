@@ -55,16 +55,14 @@ const bus = await connectBus({
   limits: streamLimitsFrom(config),
 });
 const stats: ContentStats = { embedded: 0, stale: 0, undecodable: 0 };
-// An embedder without its stated-interests durable on an ENGAGEMENT past its age embeds the interests from there on: the older ones
-// are in the archive only, and no user gets them. Said, not refused, as profile says it of its own durables.
-await warnIfHeadGone(
-  bus,
-  logger,
-  bus.topology.engagementStream,
-  consumerNames("embedder", "stated-interests").durable,
-  "ENGAGEMENT_MAX_AGE_MS",
-  "stated interests are embedded",
-);
+// An embedder without its durables on a CONTENT or an ENGAGEMENT past its age embeds from there on: the older page versions and
+// stated interests are in the archive only (a page's newest embedding stays on EMBEDDINGS). Said, not refused, as profile says it
+// of its own durables.
+for (const [stream, durable, age, what] of [
+  [bus.topology.contentStream, consumerNames("embedder", "content").durable, "CONTENT_MAX_AGE_MS", "page versions are embedded"],
+  [bus.topology.engagementStream, consumerNames("embedder", "stated-interests").durable, "ENGAGEMENT_MAX_AGE_MS", "stated interests are embedded"],
+] as const)
+  await warnIfHeadGone(bus, logger, stream, durable, age, what);
 
 const server = await startRpcServer({
   name: "embedder",
