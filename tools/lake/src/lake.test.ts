@@ -11,10 +11,10 @@ import { archivedClickMessages, query, table } from "./lake.js";
 const dir = mkdtempSync(join(tmpdir(), "lake-erasures-"));
 const literal = (s: string) => `'${s.replaceAll("'", "''")}'`;
 
-async function writeFile(table: string, hour: string, name: string, select: string) {
-  mkdirSync(join(dir, table, hour), { recursive: true });
+async function writeFile(table: string, hour: string, name: string, select: string, into = dir) {
+  mkdirSync(join(into, table, hour), { recursive: true });
   const db = await (await DuckDBInstance.create(":memory:")).connect();
-  await db.run(`COPY (${select}) TO ${literal(join(dir, table, hour, name))} (FORMAT parquet, COMPRESSION zstd)`);
+  await db.run(`COPY (${select}) TO ${literal(join(into, table, hour, name))} (FORMAT parquet, COMPRESSION zstd)`);
   db.closeSync();
 }
 
@@ -92,28 +92,26 @@ describe("SQL over the archive", () => {
 
 describe("an event sent again in another message", () => {
   const again = mkdtempSync(join(tmpdir(), "lake-again-"));
-  async function write(table: string, select: string) {
-    mkdirSync(join(again, table, "dt=2024-01-02/hour=00"), { recursive: true });
-    const db = await (await DuckDBInstance.create(":memory:")).connect();
-    await db.run(`COPY (${select}) TO ${literal(join(again, table, "dt=2024-01-02/hour=00", "part-000000000001-000000000003.parquet"))} (FORMAT parquet)`);
-    db.closeSync();
-  }
+  const write = (table: string, select: string) => writeFile(table, "dt=2024-01-02/hour=00", "part-000000000001-000000000004.parquet", select, again);
   const engagement = (seq: number, kind: string, id: string, userid: string) =>
     `SELECT ${seq}::UBIGINT AS stream_seq, '${kind}' AS kind, '${id}' AS event_id, '${userid}' AS userid, ${kind === "interest" ? "NULL" : "'42'"} AS page_id,
        ${kind === "interest" ? "'words'" : "NULL"} AS text, TIMESTAMPTZ '2024-01-02 00:00:00+00' AS event_time, TIMESTAMPTZ '2024-01-02 00:00:00+00' AS ingest_time`;
-  const page = (seq: number) =>
-    `SELECT ${seq}::UBIGINT AS stream_seq, 'v1' AS event_id, 'https://e.org/p' AS url, '42' AS id, 'P' AS title, 'text' AS text,
+  const page = (seq: number, version: string) =>
+    `SELECT ${seq}::UBIGINT AS stream_seq, '${version}' AS event_id, 'https://e.org/p' AS url, '42' AS id, 'P' AS title, 'text ${version}' AS text,
        TIMESTAMPTZ '2024-01-02 00:00:00+00' AS event_time, TIMESTAMPTZ '2024-01-02 00:00:00+00' AS ingest_time`;
   beforeAll(async () => {
     // CLICKS 1-3: u1's click a; u2's click of the same id (another user's: another click); u1's a again, with its b (a retried call).
     await write("clicks", [click(1, "a", "u1", 1), click(2, "a", "u2", 1), click(3, "a", "u1", 1), click(3, "b", "u1", 2)].join(" UNION ALL "));
-    // ENGAGEMENT 1-3: u1's like e1, the same like again, and u1's interest e1 (another kind: another event).
+    // ENGAGEMENT 1-4: u1's like e1, the same like again, u1's interest e1 (another kind: another event), and an unlike with the
+    // like's id (one kind with likes, as ingest's message ids have it: the same event).
     await write(
       "engagement",
-      [engagement(1, "like", "e1", "u1"), engagement(2, "like", "e1", "u1"), engagement(3, "interest", "e1", "u1")].join(" UNION ALL "),
+      [engagement(1, "like", "e1", "u1"), engagement(2, "like", "e1", "u1"), engagement(3, "interest", "e1", "u1"), engagement(4, "unlike", "e1", "u1")].join(
+        " UNION ALL ",
+      ),
     );
-    // CONTENT 1-2: the same page version twice.
-    await write("content", [page(1), page(2)].join(" UNION ALL "));
+    // CONTENT 1-3: a page's version twice, then another version of the same page.
+    await write("content", [page(1, "v1"), page(2, "v1"), page(3, "v2")].join(" UNION ALL "));
   });
   afterAll(() => rmSync(again, { recursive: true, force: true }));
 
@@ -129,9 +127,12 @@ describe("an event sent again in another message", () => {
       { stream_seq: "1", kind: "like" },
       { stream_seq: "3", kind: "interest" },
     ]);
-    expect(await rows("SELECT count(*)::INT AS n FROM raw_engagement")).toEqual([{ n: 3 }]);
-    expect(await rows("SELECT stream_seq FROM content")).toEqual([{ stream_seq: "1" }]);
-    expect(await rows("SELECT count(*)::INT AS n FROM raw_content")).toEqual([{ n: 2 }]);
+    expect(await rows("SELECT count(*)::INT AS n FROM raw_engagement")).toEqual([{ n: 4 }]);
+    expect(await rows("SELECT stream_seq, event_id FROM content ORDER BY stream_seq")).toEqual([
+      { stream_seq: "1", event_id: "v1" },
+      { stream_seq: "3", event_id: "v2" },
+    ]);
+    expect(await rows("SELECT count(*)::INT AS n FROM raw_content")).toEqual([{ n: 3 }]);
   });
 
   it("is in each message it came in for a rebuild, as the stream held it", async () => {
