@@ -1,9 +1,7 @@
-import { jetstreamManager } from "@nats-io/jetstream";
-import { connect } from "@nats-io/transport-node";
-import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, describe, expect, it } from "vitest";
 import { clientsOf } from "./harness/clients.js";
-import { natsOf, startStack, type TestStack } from "./harness/stack.js";
+import { startStack, type TestStack } from "./harness/stack.js";
+import { refusal, streamState } from "./harness/streams.js";
 
 // CONTENT refuses pages when full, as every event stream does. Without an age it filled once for good: 1 GiB is about 1.2
 // million page versions, ever; from then on every page was refused. Like CLICKS and ENGAGEMENT, it keeps its page versions for
@@ -17,26 +15,6 @@ let stack: TestStack | undefined;
 afterAll(async () => {
   await stack?.stop();
 });
-
-async function contentState() {
-  const nc = await connect({ servers: natsOf(stack!) });
-  try {
-    return (await (await jetstreamManager(nc)).streams.info(`${stack!.namespace.toUpperCase()}_CONTENT`)).state;
-  } finally {
-    await nc.close();
-  }
-}
-
-/** Why the call was refused (`code: message`), or undefined when its pages were taken. */
-async function refusal(call: () => Promise<unknown>): Promise<string | undefined> {
-  try {
-    await call();
-    return undefined;
-  } catch (err) {
-    const e = ConnectError.from(err);
-    return `${Code[e.code]}: ${e.rawMessage}`;
-  }
-}
 
 describe("CONTENT past its age", () => {
   it("drops page versions older than CONTENT_MAX_AGE_MS, so a full stream takes pages again, and the older pages are still served", async () => {
@@ -71,7 +49,7 @@ describe("CONTENT past its age", () => {
     await expect.poll(async () => (await catalogue()).includes("https://e.org/after"), { timeout: 30_000, interval: 200 }).toBe(true);
 
     // The stream dropped its old versions (the first was "before"'s), and every page taken is still in the catalogue.
-    const state = await contentState();
+    const state = await streamState(stack, "CONTENT");
     expect(state.first_seq).toBeGreaterThan(1);
     expect(state.bytes).toBeLessThan(LIMIT);
     const pages = await catalogue();

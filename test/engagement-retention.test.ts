@@ -1,9 +1,7 @@
-import { jetstreamManager } from "@nats-io/jetstream";
-import { connect } from "@nats-io/transport-node";
-import { Code, ConnectError } from "@connectrpc/connect";
 import { afterEach, describe, expect, it } from "vitest";
 import { clientsOf } from "./harness/clients.js";
-import { natsOf, startStack, type TestStack } from "./harness/stack.js";
+import { startStack, type TestStack } from "./harness/stack.js";
+import { refusal, streamState as stateOf } from "./harness/streams.js";
 
 // ENGAGEMENT and INTEREST_EMBEDDINGS refuse when full, as every event stream does. Without an age they filled once for good:
 // 256 MiB is about a million likes, or 140,000 stated interests' embeddings, ever; from then on every user's likes or interests
@@ -21,26 +19,7 @@ afterEach(async () => {
   stack = undefined;
 });
 
-/** Why a call was refused whole (`code: message`), or undefined when it was taken; an item refused alone is said as such. */
-async function refusal(call: () => Promise<{ results: Array<{ outcome: { case: string | undefined; value?: unknown } }> }>): Promise<string | undefined> {
-  try {
-    const res = await call();
-    const rejected = res.results.find((r) => r.outcome.case === "rejected");
-    return rejected ? `item: ${JSON.stringify(rejected.outcome.value)}` : undefined;
-  } catch (err) {
-    const e = ConnectError.from(err);
-    return `${Code[e.code]}: ${e.rawMessage}`;
-  }
-}
-
-async function streamState(name: string) {
-  const nc = await connect({ servers: natsOf(stack!) });
-  try {
-    return (await (await jetstreamManager(nc)).streams.info(`${stack!.namespace.toUpperCase()}_${name}`)).state;
-  } finally {
-    await nc.close();
-  }
-}
+const streamState = (name: string) => stateOf(stack!, name);
 
 describe("ENGAGEMENT past its age", () => {
   it("drops likes older than ENGAGEMENT_MAX_AGE_MS, so a full stream takes likes again and profile applies them", async () => {
