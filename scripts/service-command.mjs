@@ -1,5 +1,5 @@
-// How the stack (scripts/stack.mjs), the cluster (scripts/cluster.mjs) and the tests' harness run a service's process; each
-// image's CMD says the same (test/deploy-images.test.ts).
+// How the stack (scripts/stack.mjs), the cluster (scripts/cluster.mjs), the tests' harness and the bench's own analytics and
+// embedder run a service's process; each image's CMD says the same (test/deploy-images.test.ts).
 import { join } from "node:path";
 
 /**

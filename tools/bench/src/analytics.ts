@@ -1,5 +1,4 @@
 import { spawn } from "node:child_process";
-import { once } from "node:events";
 import { cpus } from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
 import { create } from "@bufbuild/protobuf";
@@ -19,7 +18,7 @@ import { serviceArgs } from "../../../scripts/service-command.mjs";
 import { root, type Click } from "./reference-data.js";
 import { machine } from "./machine.js";
 import { buckets, quantileBetween, samples, total } from "./service-metrics.js";
-import { url } from "./stack.js";
+import { stopChild, url } from "./stack.js";
 
 // What analytics costs: its CPU per click and throughput on clicks it counts, and how long a closed window takes to be
 // emitted, from its own histogram.
@@ -173,11 +172,7 @@ export async function isolatedAnalytics(clicks: Click[], seconds: number) {
       lag: emissionLag(r2, r3),
     };
   } finally {
-    if (child.exitCode === null && child.signalCode === null) {
-      const exited = once(child, "exit");
-      child.kill("SIGTERM");
-      await exited;
-    }
+    await stopChild(child);
     await nc.close();
     await resetNamespace(namespace);
   }

@@ -1,4 +1,4 @@
-import { spawn, spawnSync } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -115,6 +115,14 @@ export async function ensureStack(referenceUser: string) {
   }
 }
 
+/** Ends a service the bench started (SIGTERM) and waits for it to exit. */
+export async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, "exit");
+  child.kill("SIGTERM");
+  await exited;
+}
+
 /**
  * A second embedder, batching off (EMBED_MAX_BATCH=1), on a free port in a namespace of its own; `stop` ends it and deletes its
  * namespace's streams.
@@ -131,11 +139,7 @@ export async function startUnbatchedEmbedder(): Promise<{ url: string; stop(): P
   return {
     url: base,
     async stop() {
-      if (child.exitCode === null && child.signalCode === null) {
-        const exited = once(child, "exit");
-        child.kill("SIGTERM");
-        await exited;
-      }
+      await stopChild(child);
       await resetNamespace(namespace, env);
     },
   };
