@@ -87,18 +87,18 @@ export const commonEnv = {
     .int()
     .positive()
     .default(7 * 24 * 3600_000),
-  // ENGAGEMENT's and INTEREST_EMBEDDINGS' retention by age: without one, their size bounded the likes and stated interests
-  // of all time (256 MiB is about a million likes), and once full every user's were refused for good. With it, the size bounds
-  // what comes in over the age. The archive keeps ENGAGEMENT's events; profile keeps their effect.
-  ENGAGEMENT_MAX_AGE_MS: z.coerce
-    .number()
-    .int()
-    .positive()
-    .default(7 * 24 * 3600_000),
   // CONTENT's retention by age: without one, its size bounded the page versions of all time (1 GiB, about 1.2 million), and once
   // full every page was refused for good. With it, the size bounds the versions that come in over the age. The embedder has
   // embedded them by then (EMBEDDINGS keeps each url's newest embedding, compacted); the archive keeps the versions.
   CONTENT_MAX_AGE_MS: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(7 * 24 * 3600_000),
+  // ENGAGEMENT's and INTEREST_EMBEDDINGS' retention by age: without one, their size bounded the likes and stated interests
+  // of all time (256 MiB is about a million likes), and once full every user's were refused for good. With it, the size bounds
+  // what comes in over the age. The archive keeps ENGAGEMENT's events; profile keeps their effect.
+  ENGAGEMENT_MAX_AGE_MS: z.coerce
     .number()
     .int()
     .positive()
