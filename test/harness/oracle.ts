@@ -7,6 +7,7 @@ import { readJsonLinesGz } from "./files.js";
 import { embedAll, rankByMean } from "./ranking.js";
 import { readClicks, referenceCoVisits, type RawClick } from "./reference.js";
 import { machine, natsOf, referenceClicks, referencePages, type TestStack } from "./stack.js";
+import { streamState } from "./streams.js";
 
 export const RECOMMENDATION_DEPTH = 1000;
 
@@ -95,13 +96,7 @@ export async function expectSimilarContentExact(stack: TestStack, ref: Reference
 
 /** The stream sequence of the newest CLICKS message of the stack (a message carries one or more clicks). */
 export async function clicksLastSequence(stack: TestStack): Promise<bigint> {
-  const nc = await connect({ servers: natsOf(stack) });
-  try {
-    const jsm = await jetstreamManager(nc);
-    return BigInt((await jsm.streams.info(`${stack.namespace.toUpperCase()}_CLICKS`)).state.last_seq);
-  } finally {
-    await nc.close();
-  }
+  return BigInt((await streamState(stack, "CLICKS")).last_seq);
 }
 
 /** Messages in each stream a mutation writes to: CLICKS, CONTENT, ENGAGEMENT. */
