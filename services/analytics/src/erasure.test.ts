@@ -45,7 +45,7 @@ const clicks = (...cs: Array<[userid: string, url: string, secondsAfterT0: numbe
 const erasure = (userid: string) => encodeUserDeleted({ eventId: `e-${++seq}`, userid, ingestTimeMs: T0 });
 
 /** Everything emitted published, as the emitter does it. */
-const publishAll = () => markAllPublished(store);
+const publishAll = () => markAllPublished(store, pool);
 
 const rowsOf = async (filter: { userid?: string; url?: string }) =>
   (await reads.clickMetrics({ ...filter, limit: 1000 })).rows.map((r) => `${(r.windowStartMs - T0) / 1000}|${r.userid}|${r.url}|${r.eventCount}`);

@@ -128,7 +128,7 @@ describe("EventMix's totals by event", () => {
     await store.emit(0, 0);
     expect(await totals()).toMatchObject({ before: String(T0 + 150_000) });
     expect(await mixOf(whole)).toEqual(countByEvent(sent, ...whole));
-    await markAllPublished(store);
+    await markAllPublished(store, pool);
     let pruned = { ids: 0, panes: 0, paneEvents: 0 };
     for (;;) {
       const p = await store.prune(3_600_000, 30_000);

@@ -106,7 +106,7 @@ describe("Trending's totals by period", () => {
 
     // This build's first move takes the totals while a replica of the previous build prunes into the hour (its statement, which
     // calls no move): the prune waits for the move, and takes the panes it deletes out of the totals just taken.
-    await markAllPublished(store);
+    await markAllPublished(store, pool);
     const mover = await pool.connect();
     try {
       await mover.query("BEGIN");
@@ -186,7 +186,7 @@ describe("Trending's totals by period", () => {
 
     // Pruned to 30 minutes behind the watermark, inside the hour's and the day's periods: the panes pruned leave those totals as
     // kept_from moves, and Trending answers from kept_from, before and after the next emission.
-    await markAllPublished(store);
+    await markAllPublished(store, pool);
     for (;;) {
       const p = await store.prune(7 * 86_400_000, 30 * MIN);
       if (p.ids + p.panes + p.paneEvents === 0) break;
