@@ -352,7 +352,7 @@ describe.each([1, 3])("%i shard(s)", (shards) => {
         { recommendation: top, frequency: 5 },
         { recommendation: "https://e.org/tail/0/0", frequency: 1 },
       ]);
-    }, 60_000);
+    }, 180_000);
 
     it("keeps urls and user ids with separators apart", async () => {
       await store.applyClick(click("a:b", "https://e.org/x?q=1:2", T0));
