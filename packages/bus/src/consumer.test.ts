@@ -150,6 +150,70 @@ describe("runDurableConsumer", () => {
     expect(dead!.header.get("recsys-reason")).toMatch(/^failed 2 deliveries, last: Error: cannot apply this one/);
   });
 
+  it("with a linger, a message that finds the consumer caught up waits, and what arrives meanwhile goes in its batch", async () => {
+    const stop = new AbortController();
+    const subject = bus.topology.clicksSubject(2);
+    const batches: string[][] = [];
+    const consuming = runDurableConsumer({
+      bus,
+      stream: bus.topology.clicksStream,
+      durable: "linger-test",
+      filterSubject: subject,
+      concurrency: 2,
+      maxBatch: 64,
+      lingerMs: 1_500,
+      deadLetterSource: "linger-test",
+      logger: createLogger("bus-test"),
+      signal: stop.signal,
+      async handleBatch(messages) {
+        batches.push(messages.map((m) => new TextDecoder().decode(m.data)));
+        return messages.map(() => ({ kind: "ack" as const }));
+      },
+    });
+    // The consumer is waiting for messages before the first one comes.
+    await expect
+      .poll(async () => (await bus.jsm.consumers.info(bus.topology.clicksStream, "linger-test").catch(() => undefined))?.num_waiting ?? 0)
+      .toBeGreaterThan(0);
+    await bus.js.publish(subject, new TextEncoder().encode("first"));
+    await new Promise((r) => setTimeout(r, 100));
+    for (const body of ["second", "third"]) await bus.js.publish(subject, new TextEncoder().encode(body));
+    await expect.poll(() => batches.flat().length, { timeout: 10_000, interval: 20 }).toBe(3);
+    // Without the linger, "first" went alone as soon as it came.
+    expect(batches).toEqual([["first", "second", "third"]]);
+    stop.abort();
+    await consuming;
+  });
+
+  it("with a linger, a backlog goes at once: only a message with nothing behind it waits", async () => {
+    const stop = new AbortController();
+    const subject = bus.topology.clicksSubject(3);
+    for (let i = 0; i < 200; i++) await bus.js.publish(subject, new TextEncoder().encode(`click ${i}`));
+    const sizes: number[] = [];
+    const t0 = performance.now();
+    const consuming = runDurableConsumer({
+      bus,
+      stream: bus.topology.clicksStream,
+      durable: "linger-backlog-test",
+      filterSubject: subject,
+      concurrency: 1,
+      maxBatch: 10,
+      lingerMs: 5_000,
+      deadLetterSource: "linger-backlog-test",
+      logger: createLogger("bus-test"),
+      signal: stop.signal,
+      async handleBatch(messages) {
+        sizes.push(messages.length);
+        return messages.map(() => ({ kind: "ack" as const }));
+      },
+    });
+    await expect.poll(() => sizes.reduce((a, b) => a + b, 0), { timeout: 30_000, interval: 20 }).toBe(200);
+    // At least 20 batches, which one linger each would have spread over 100 s: at most the last message waited.
+    expect(sizes.length).toBeGreaterThanOrEqual(20);
+    expect(performance.now() - t0).toBeLessThan(2 * 5_000);
+    stop.abort();
+    await consuming;
+  });
+
   it("keeps the items a message's effect could not apply in DEAD_LETTERS, one each, and acks the message", async () => {
     const stop = new AbortController();
     const subject = bus.topology.clicksSubject(2);

@@ -41,6 +41,12 @@ interface CommonOptions {
   dependency?: DependencyHealth;
   /** The fault tests' crash point, shared by every consumer of the process; none by default. */
   crashAfterEffects?: CrashAfterEffects;
+  /**
+   * For a consumer off the latency path: a message that finds it caught up (nothing behind it in its durable) waits this long
+   * before its effect runs, so that what arrives meanwhile goes with it, and the effect does not run in the same milliseconds as
+   * the click's own acknowledgement and covisit's count, on the same cores. A backlog goes at once. 0 (the default): at once.
+   */
+  lingerMs?: number;
 }
 
 export type DurableConsumerOptions = CommonOptions &
@@ -277,9 +283,27 @@ export async function runDurableConsumer(opts: DurableConsumerOptions): Promise<
   // Messages wait here until a worker is free; a free worker takes up to maxBatch of them at once.
   const waiting: JsMsg[] = [];
   const running = new Set<Promise<void>>();
-  let scheduled = false;
+  // Workers start on the next turn of the event loop ("soon"), so that messages already received go together, or after the
+  // linger ("later") when the consumer had caught up.
+  let scheduled: "no" | "soon" | "later" = "no";
+  let lingering: NodeJS.Timeout | undefined;
+  const lingerMs = opts.lingerMs ?? 0;
+  const schedule = (m: JsMsg) => {
+    if (lingerMs > 0 && m.info.pending === 0) {
+      if (scheduled === "no") {
+        scheduled = "later";
+        lingering = setTimeout(startWorkers, lingerMs);
+      }
+      return;
+    }
+    if (scheduled === "soon") return;
+    clearTimeout(lingering);
+    scheduled = "soon";
+    setImmediate(startWorkers);
+  };
   const startWorkers = () => {
-    scheduled = false;
+    scheduled = "no";
+    clearTimeout(lingering);
     while (waiting.length > 0 && running.size < opts.concurrency) {
       const p: Promise<void> = run(waiting.splice(0, maxBatch)).finally(() => {
         running.delete(p);
@@ -316,11 +340,7 @@ export async function runDurableConsumer(opts: DurableConsumerOptions): Promise<
       try {
         for await (const m of messages) {
           waiting.push(m);
-          // Start on the next turn of the event loop, so that messages already received go together.
-          if (!scheduled) {
-            scheduled = true;
-            setImmediate(startWorkers);
-          }
+          schedule(m);
           // Enough for every worker's next batch: wait for one to finish before taking more.
           while (waiting.length >= opts.concurrency * maxBatch && running.size > 0) await Promise.race(running);
         }

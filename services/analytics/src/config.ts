@@ -25,6 +25,9 @@ export const analyticsConfig = z.object({
   IDLE_EMIT_MS: positiveInt(10_000),
   // How often emission looks for an idle stream and publication for emitted windows.
   EMIT_INTERVAL_MS: positiveInt(200),
+  // A click that finds a partition's consumer caught up waits this long before it is applied, so that the window's writes run
+  // after the click's acknowledgement and covisit's count rather than beside them on the same cores; a backlog goes at once.
+  ANALYTICS_LINGER_MS: z.coerce.number().int().min(0).max(1_000).default(50),
   DEDUP_RETENTION_MS: positiveInt(7 * DAY_MS),
   CLICK_METRICS_RETENTION_MS: positiveInt(7 * DAY_MS),
   PRUNE_INTERVAL_MS: positiveInt(10 * 60_000),

@@ -169,6 +169,8 @@ export function runClickConsumer(opts: {
   crashAfterEffects?: CrashAfterEffects;
   /** How long an erasure waits for the emitted windows to be published before its message is redelivered. */
   erasureWaitMs: number;
+  /** A message that finds its partition caught up waits this long before it is applied (see runDurableConsumer); 0: at once. */
+  lingerMs?: number;
   signal: AbortSignal;
 }) {
   const { bus } = opts;
@@ -183,6 +185,7 @@ export function runClickConsumer(opts: {
     concurrency: 1,
     maxBatch: 1,
     crashAfterEffects: opts.crashAfterEffects,
+    lingerMs: opts.lingerMs,
     logger,
     signal: opts.signal,
     async handleBatch(messages) {

@@ -85,6 +85,7 @@ const running = Promise.all([
     crashAfterEffects: new CrashAfterEffects(config.RECSYS_CRASH_AFTER_EFFECTS),
     // A publication a few emitter ticks behind is normal; one stuck longer redelivers the erasure later.
     erasureWaitMs: Math.max(10_000, 20 * config.EMIT_INTERVAL_MS),
+    lingerMs: config.ANALYTICS_LINGER_MS,
     signal: stop.signal,
   }),
   runVisibilityConsumer({ bus, store, postgres: postgresWrites, logger, signal: stop.signal }),

@@ -270,12 +270,13 @@ export function runEmbeddingConsumer(opts: ConsumerOptions & { dimension: number
  * CLICKS into interests (or parked), in batches of up to `maxBatch` messages that arrived meanwhile, `clicksPerCall` clicks to a transaction.
  * Acked after they committed; a redelivery is harmless because applied event ids are remembered.
  */
-export function runClickConsumer(opts: ConsumerOptions & { maxBatch: number; clicksPerCall: number; isVisit: (event: string) => boolean }) {
+export function runClickConsumer(opts: ConsumerOptions & { maxBatch: number; clicksPerCall: number; isVisit: (event: string) => boolean; lingerMs?: number }) {
   return runDurableConsumer({
     ...common(opts, "clicks"),
     stream: opts.bus.topology.clicksStream,
     filterSubject: opts.bus.topology.clicksSubjects,
     maxBatch: opts.maxBatch,
+    lingerMs: opts.lingerMs,
     handleBatch: (messages) => applyClickMessages(messages, opts.store, opts.clicksPerCall, opts.isVisit),
   });
 }

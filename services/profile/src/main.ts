@@ -39,6 +39,9 @@ const config = readConfig(
     // four batches at once cost more CPU a click.
     PROFILE_CLICK_BATCH: positiveInt(DEFAULT_CLICKS_PER_CALL),
     PROFILE_CLICK_CONCURRENCY: positiveInt(2),
+    // A click that finds the click consumer caught up waits this long (the clicks arriving meanwhile go with it), so that its
+    // interests are written after the click's acknowledgement and covisit's count rather than beside them on the same cores.
+    PROFILE_CLICK_LINGER_MS: z.coerce.number().int().min(0).max(1_000).default(50),
     EMBEDDING_DIMENSION: positiveInt(384),
     // Applied event ids are kept this long in event time behind their user's latest event of the
     // kind; older events are refused as expired (dead-lettered). As covisit's.
@@ -118,6 +121,7 @@ const consuming = Promise.all([
     concurrency: config.PROFILE_CLICK_CONCURRENCY,
     maxBatch: config.PROFILE_CLICK_BATCH,
     clicksPerCall: config.PROFILE_CLICK_BATCH,
+    lingerMs: config.PROFILE_CLICK_LINGER_MS,
     isVisit: visitFilter(config.VISIT_EVENTS),
   }),
   runLikeConsumer(consumerOptions),
